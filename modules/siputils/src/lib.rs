@@ -1,0 +1,273 @@
+//! `siputils`: SIP utilities: message type checks, URI parameter helpers, E.164 checks, OPTIONS replies, contact encoding.
+
+use bytes::Bytes;
+use ferrosip_api::args::{PvOut};
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
+
+/// The `siputils` module.
+pub struct SiputilsModule;
+
+impl Module for SiputilsModule {
+    fn name(&self) -> &'static str {
+        "siputils"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("SIP utilities: message type checks, URI parameter helpers, E.164 checks, OPTIONS replies, contact encoding.");
+        m.param("options_accept", ParamType::Str, "*/*", "Accept header value used by options_reply().");
+        m.param("options_accept_encoding", ParamType::Str, "", "Accept-Encoding header value used by options_reply() (empty: not added).");
+        m.param("options_accept_language", ParamType::Str, "en", "Accept-Language header value used by options_reply().");
+        m.param("options_support", ParamType::Str, "", "Supported header value used by options_reply() (empty: not added).");
+        m.param("contact_flds_separator", ParamType::Str, "*", "Separator between the fields encoded into a contact by encode_contact().");
+        m.param("rpid_prefix", ParamType::Str, "", "Text put before the Remote-Party-ID value by append_rpid_hf().");
+        m.param("rpid_suffix", ParamType::Str, ";party=calling;id-type=subscriber;screen=yes", "Text put after the Remote-Party-ID value by append_rpid_hf().");
+        m.param("rpid_avp", ParamType::Str, "$avp(s:rpid)", "AVP holding the Remote-Party-ID value.");
+        m.param("e164_max_len", ParamType::Int, 16_i64, "Maximum length (with the leading \"+\") accepted as an E.164 number.");
+        m.function("options_reply")
+            .routes(RouteMask::REQUEST)
+            .doc("Answers an OPTIONS request addressed to the server (no user part) with 200 and the Accept/Supported headers; 1 on success, -1 otherwise.")
+            .declared::<()>();
+        m.function("is_user")
+            .args(&["username"])
+            .routes(RouteMask::REQUEST | RouteMask::LOCAL)
+            .doc("True (1) when the username of the credentials in the request equals the argument; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("has_totag")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the To header has a tag parameter (in-dialog request); -1 otherwise.")
+            .declared::<()>();
+        m.function("uri_param")
+            .args(&["param"])
+            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .doc("True (1) when the R-URI has this parameter; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("uri_param")
+            .args(&["param", "value"])
+            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .doc("True (1) when the R-URI has this parameter with this value; -1 otherwise.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("uri_param_any")
+            .args(&["param"])
+            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .doc("True (1) when the R-URI has this parameter, with or without a value; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("add_uri_param")
+            .args(&["param"])
+            .routes(RouteMask::REQUEST)
+            .doc("Adds a \"name=value\" parameter to the R-URI (or to a tel: URI's header part); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("get_uri_param")
+            .args(&["name", "var"])
+            .routes(RouteMask::REQUEST | RouteMask::LOCAL)
+            .doc("Stores the value of an R-URI parameter in a variable; 1 when found, -1 otherwise.")
+            .declared::<(Bytes, PvOut)>();
+        m.function("uri_param_rm")
+            .args(&["param"])
+            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .doc("Removes a parameter from the R-URI; 1 on success, -1 when absent or on error.")
+            .declared::<(Bytes,)>();
+        m.function("tel2sip")
+            .args(&["uri", "hostpart", "result"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .doc("Converts a tel: URI into a sip: URI with the given host and \";user=phone\"; 1 converted, 2 not a tel URI, -1 on error.")
+            .declared::<(Bytes, Bytes, PvOut)>();
+        m.function("tel2sip2")
+            .args(&["uri", "hostpart", "result"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .doc("Like tel2sip() keeping visual separators out and parameters in the user part; 1 converted, 2 not a tel URI, -1 on error.")
+            .declared::<(Bytes, Bytes, PvOut)>();
+        m.function("is_uri")
+            .args(&["uri"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the value parses as a SIP/SIPS/tel URI; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_e164")
+            .args(&["number"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::LOCAL)
+            .doc("True (1) when the value is an E.164 number (\"+\" and 2..15 digits); -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_uri_user_e164")
+            .args(&["uri"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the user part of the URI is an E.164 number; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("encode_contact")
+            .args(&["encoding_prefix", "hostpart"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .doc("Encodes the Contact URI into a new URI with the given prefix and host; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("decode_contact")
+            .routes(RouteMask::REQUEST)
+            .doc("Decodes an R-URI produced by encode_contact() back into the original; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("decode_contact_header")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .doc("Decodes a Contact header URI produced by encode_contact(); 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("cmp_uri")
+            .args(&["str1", "str2"])
+            .routes(RouteMask::ANY)
+            .doc("Compares two SIP URIs per RFC 3261 rules; 1 when equal, -1 otherwise, -2 on parse error.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("cmp_aor")
+            .args(&["str1", "str2"])
+            .routes(RouteMask::ANY)
+            .doc("Compares the address-of-record parts (user and host) of two URIs; 1 when equal, -1 otherwise, -2 on parse error.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("cmp_hdr_name")
+            .args(&["str1", "str2"])
+            .routes(RouteMask::ANY)
+            .doc("Compares two header names, compact forms included; 1 when equal, -1 otherwise.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("is_rpid_user_e164")
+            .routes(RouteMask::REQUEST)
+            .doc("True (1) when the user part of the Remote-Party-ID URI is an E.164 number; -1 otherwise.")
+            .declared::<()>();
+        m.function("append_rpid_hf")
+            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .doc("Adds a Remote-Party-ID header from rpid_avp with rpid_prefix/rpid_suffix; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("append_rpid_hf")
+            .args(&["prefix", "suffix"])
+            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .doc("Adds a Remote-Party-ID header with the given prefix and suffix; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("set_uri_user")
+            .args(&["uri", "user"])
+            .routes(RouteMask::ANY)
+            .doc("Sets the user part of the URI stored in a variable; 1 on success, -1 on failure.")
+            .declared::<(PvOut, Bytes)>();
+        m.function("set_uri_host")
+            .args(&["uri", "host"])
+            .routes(RouteMask::ANY)
+            .doc("Sets the host part of the URI stored in a variable; 1 on success, -1 on failure.")
+            .declared::<(PvOut, Bytes)>();
+        m.function("is_request")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the message is a request; -1 otherwise.")
+            .declared::<()>();
+        m.function("is_reply")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the message is a reply; -1 otherwise.")
+            .declared::<()>();
+        m.function("is_sip")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the message is a SIP message (not HTTP); -1 otherwise.")
+            .declared::<()>();
+        m.function("is_http")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the message is an HTTP request or reply; -1 otherwise.")
+            .declared::<()>();
+        m.function("is_gruu")
+            .routes(RouteMask::ANY)
+            .doc("True when the R-URI is a GRUU (1 public, 2 temporary); -1 otherwise.")
+            .declared::<()>();
+        m.function("is_gruu")
+            .args(&["uri"])
+            .routes(RouteMask::ANY)
+            .doc("True when the URI is a GRUU (1 public, 2 temporary); -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_supported")
+            .args(&["option"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the Supported header lists this option (e.g. \"outbound\", \"path\", \"gruu\"); -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_first_hop")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the message is at its first hop (one Via for requests, two for replies); -1 otherwise.")
+            .declared::<()>();
+        m.function("is_first_hop")
+            .args(&["mode"])
+            .routes(RouteMask::ANY)
+            .doc("Like is_first_hop(); mode 1 also accepts requests from a local sender; 1 true, -1 otherwise.")
+            .declared::<(i64,)>();
+        m.function("is_tel_number")
+            .args(&["tval"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the value is a telephone number (optional \"+\" then digits); -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_numeric")
+            .args(&["tval"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the value is made only of digits; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_alphanum")
+            .args(&["tval"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the value is made only of letters and digits; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("is_alphanumex")
+            .args(&["tval", "eset"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the value has only letters, digits and characters of eset; -1 otherwise.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("sip_p_charging_vector")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Manages the P-Charging-Vector header (\"g\" generate, \"r\" remove, \"f\" force); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("contact_param_encode")
+            .args(&["pname", "saddr"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .doc("Encodes each Contact URI into a parameter of a new URI pointing to saddr; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("contact_param_encode_alias")
+            .args(&["pname", "saddr"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .doc("Like contact_param_encode() also recording the source address as alias; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("contact_param_decode")
+            .args(&["pname"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .doc("Decodes Contact URIs encoded by contact_param_encode(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("contact_param_decode_ruri")
+            .args(&["pname"])
+            .routes(RouteMask::REQUEST)
+            .doc("Decodes an R-URI encoded by contact_param_encode(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("contact_param_rm")
+            .args(&["pname"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .doc("Removes the encoding parameter from Contact URIs; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("contact_param_check")
+            .args(&["pname"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when a Contact URI carries the encoding parameter; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("hdr_date_check")
+            .args(&["tdiff"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the Date header is within tdiff seconds of now; -1 otherwise.")
+            .declared::<(i64,)>();
+        m.function("sip_parse_headers")
+            .routes(RouteMask::ANY)
+            .doc("Parses all headers of the message; 1 on success, -1 on parse error.")
+            .declared::<()>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&SiputilsModule);
+        let def = reg.module("siputils").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

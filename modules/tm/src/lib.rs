@@ -1,0 +1,502 @@
+//! `tm`: Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.
+
+use bytes::Bytes;
+use ferrosip_api::args::{FailureRoute, BranchRoute, ReplyRoute};
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+use regex::bytes::Regex;
+use std::sync::Arc;
+
+/// The `tm` module.
+pub struct TmModule;
+
+impl Module for TmModule {
+    fn name(&self) -> &'static str {
+        "tm"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.");
+        m.param("fr_timer", ParamType::Int, 30000_i64, "Final-response timeout in ms (timer B/F) when no reply arrives on a branch.");
+        m.param("fr_inv_timer", ParamType::Int, 120000_i64, "Timeout in ms for a final reply to an INVITE once a provisional reply was received (timer C-like).");
+        m.param("max_inv_lifetime", ParamType::Int, 180000_i64, "Maximum lifetime in ms of an INVITE transaction (RFC 3261 timer C).");
+        m.param("max_noninv_lifetime", ParamType::Int, 32000_i64, "Maximum lifetime in ms of a non-INVITE transaction (RFC 3261 timer F).");
+        m.param("wt_timer", ParamType::Int, 5000_i64, "Time in ms a completed transaction is kept to absorb retransmissions and ACKs.");
+        m.param("retr_timer1", ParamType::Int, 500_i64, "Initial retransmission interval in ms (T1).");
+        m.param("retr_timer2", ParamType::Int, 4000_i64, "Maximum retransmission interval in ms (T2).");
+        m.param("noisy_ctimer", ParamType::Int, 1_i64, "When 1, an INVITE branch with no reply is canceled when fr_inv_timer fires even if no provisional arrived.");
+        m.param("restart_fr_on_each_reply", ParamType::Int, 1_i64, "When 1, restarts fr_inv_timer on every provisional reply.");
+        m.param("auto_inv_100", ParamType::Int, 1_i64, "When 1, answers every INVITE with 100 Trying as soon as the transaction is created.");
+        m.param("auto_inv_100_reason", ParamType::Str, "trying -- your call is important to us", "Reason phrase of the automatic 100.");
+        m.param("unix_tx_timeout", ParamType::Int, 500_i64, "Send timeout in ms for t_write_unix().");
+        m.param("aggregate_challenges", ParamType::Int, 1_i64, "When 1, merges 401/407 challenges from several branches into one reply.");
+        m.param("reparse_invite", ParamType::Int, 1_i64, "When 1, builds CANCEL/ACK for INVITEs from the forwarded message so they carry its changes.");
+        m.param("ac_extra_hdrs", ParamType::Str, "", "Header name prefix copied from the INVITE into locally generated CANCEL/ACK.");
+        m.param("blst_503", ParamType::Int, 0_i64, "When 1, blocklists a destination that replied 503.");
+        m.param("blst_503_def_timeout", ParamType::Int, 0_i64, "Blocklist time in s for a 503 without Retry-After (0: do not blocklist).");
+        m.param("blst_503_min_timeout", ParamType::Int, 0_i64, "Minimum blocklist time in s for a 503.");
+        m.param("blst_503_max_timeout", ParamType::Int, 3600_i64, "Maximum blocklist time in s for a 503.");
+        m.param("blst_methods_add", ParamType::Int, 1_i64, "Bit mask of methods whose failures add the destination to the blocklist (1: INVITE).");
+        m.param("blst_methods_lookup", ParamType::Int, 4294967287_i64, "Bit mask of methods for which the blocklist is checked (all but BYE).");
+        m.param("cancel_b_method", ParamType::Int, 1_i64, "How unreplied branches are canceled: 0 fake reply, 1 retransmit and wait for reply, 2 send CANCEL anyway.");
+        m.param("reparse_on_dns_failover", ParamType::Int, 1_i64, "When 1, reparses the request before a DNS failover branch.");
+        m.param("on_sl_reply", ParamType::Str, Value::Null, "Route run for replies that match no transaction (drop to stop them being forwarded statelessly).");
+        m.param("contacts_avp", ParamType::Str, Value::Null, "AVP name used by t_load_contacts()/t_next_contacts() to store contacts.");
+        m.param("contact_flows_avp", ParamType::Str, Value::Null, "AVP name used by t_next_contact_flow() for RFC 5626 flows.");
+        m.param("fr_timer_avp", ParamType::Str, Value::Null, "AVP that, when set, overrides fr_timer per transaction (deprecated).");
+        m.param("fr_inv_timer_avp", ParamType::Str, Value::Null, "AVP that, when set, overrides fr_inv_timer per transaction (deprecated).");
+        m.param("tw_append", ParamType::Str, Value::Null, "Defines named lists of values t_write_req()/t_write_unix() append.");
+        m.param("unmatched_cancel", ParamType::Int, 0_i64, "Handling of a CANCEL with no matching INVITE: 0 forward statelessly, 1 forward statefully, 2 drop.");
+        m.param("ruri_matching", ParamType::Int, 1_i64, "When 1, the R-URI is compared when matching RFC 2543 transactions.");
+        m.param("via1_matching", ParamType::Int, 1_i64, "When 1, the top Via is compared when matching RFC 2543 transactions.");
+        m.param("reply_matching", ParamType::Int, 1_i64, "Reply matching mode: 1 matches on the Via branch added by this proxy.");
+        m.param("callid_matching", ParamType::Int, 0_i64, "When 1, the Call-ID is also compared when matching transactions.");
+        m.param("callid_cseq_matching", ParamType::Int, 0_i64, "When 1, matches transactions on Call-ID and CSeq only.");
+        m.param("pass_provisional_replies", ParamType::Int, 0_i64, "When 1, provisional replies are passed to modules even for local transactions.");
+        m.param("default_code", ParamType::Int, 500_i64, "Code of the reply sent when t_reply_error() has no specific error.");
+        m.param("default_reason", ParamType::Str, "Server Internal Error", "Reason phrase paired with default_code.");
+        m.param("disable_6xx_block", ParamType::Int, 0_i64, "When 1, a 6xx reply does not cancel the other branches.");
+        m.param("local_ack_mode", ParamType::Int, 0_i64, "Where the ACK for a local 2xx goes: 0 per RFC 3261, 1 next hop of INVITE, 2 INVITE source.");
+        m.param("local_ack_branch_mode", ParamType::Int, 0_i64, "How the Via branch of a locally generated ACK is built.");
+        m.param("failure_reply_mode", ParamType::Int, 3_i64, "Which replies are kept after failure_route adds new branches: 0 all, 1 last branch, 2 last set, 3 none of the old ones.");
+        m.param("faked_reply_prio", ParamType::Int, 0_i64, "How faked (internal) replies rank against received ones when choosing the best reply.");
+        m.param("local_cancel_reason", ParamType::Int, 1_i64, "When 1, adds a Reason header to CANCELs generated locally.");
+        m.param("e2e_cancel_reason", ParamType::Int, 1_i64, "When 1, copies the Reason header of a received CANCEL into the forwarded CANCELs.");
+        m.param("e2e_cancel_hop_by_hop", ParamType::Int, 1_i64, "When 1, a received CANCEL is answered and new CANCELs are built per branch.");
+        m.param("headers_mode", ParamType::Int, 0_i64, "When 1, headers removed before t_relay() stay removed from the stored request.");
+        m.param("remap_503_500", ParamType::Int, 1_i64, "When 1, a 503 final reply is sent upstream as 500 (RFC 3261 section 16.7).");
+        m.param("failure_exec_mode", ParamType::Int, 0_i64, "When 1, branches that failed locally in the timer also trigger failure_route.");
+        m.param("dns_reuse_rcv_socket", ParamType::Int, 0_i64, "When 1, DNS failover branches reuse the socket the request was received on.");
+        m.param("xavp_contact", ParamType::Str, Value::Null, "XAVP with per-contact attributes (same as usrloc's xavp_contact).");
+        m.param("event_callback", ParamType::Str, Value::Null, "KEMI function run instead of event_route[tm:local-request].");
+        m.param("evcb_local_ack_sent", ParamType::Str, Value::Null, "KEMI function run instead of event_route[tm:local-ack-sent].");
+        m.param("relay_100", ParamType::Int, 0_i64, "When 1, 100 Trying replies are relayed upstream (stateless use only).");
+        m.param("rich_redirect", ParamType::Int, 0_i64, "Bit mask for 3xx replies: 1 adds branch flags, 2 adds the path to the contacts.");
+        m.param("event_callback_lres_sent", ParamType::Str, Value::Null, "KEMI function run instead of event_route[tm:local-response].");
+        m.param("exec_time_check", ParamType::Int, 5000_i64, "Time in ms after which running failure handling re-checks that the transaction is alive (0 off).");
+        m.param("reply_relay_mode", ParamType::Int, 1_i64, "When 1, a suspended 200 OK is not relayed if another final reply went out meanwhile.");
+        m.param("enable_uac_fr", ParamType::Int, 0_i64, "When 1, failure_route can also run for locally generated (UAC) transactions.");
+        m.param("failover_reply_codes", ParamType::Str, "", "Extra reply codes (\"code=408;class=5\") that trigger DNS failover besides 503 and timeouts.");
+        m.param("reply_408_code", ParamType::Int, 408_i64, "Status code of internally generated timeout replies.");
+        m.param("reply_408_reason", ParamType::Str, "Request Timeout", "Reason phrase of internally generated timeout replies.");
+        m.param("delayed_reply", ParamType::Int, 1_i64, "When 1, the error reply for a failed relay is delayed until the script ends so it can send its own.");
+        m.param("evlreq_mode", ParamType::Int, 0_i64, "Bit 1: event_route[tm:local-request] also runs for hop-by-hop CANCELs.");
+        m.function("t_relay")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error (e.g. -1 generic, -2 bad destination, -3 send failure).")
+            .declared::<()>();
+        m.function("t_relay")
+            .args(&["host", "port"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays the request statefully to host:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to_udp")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over UDP to the R-URI destination; 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_relay_to_udp")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over UDP to ip:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to_tcp")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over TCP to the R-URI destination; 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_relay_to_tcp")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over TCP to ip:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to_tls")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over TLS to the R-URI destination; 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_relay_to_tls")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over TLS to ip:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to_sctp")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over SCTP to the R-URI destination; 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_relay_to_sctp")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully over SCTP to ip:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully to the R-URI destination (generic form); 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_relay_to")
+            .args(&["proxy"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully to a proxy given as \"proto:host:port\", or with relay flags when the argument is a number; 1 on success, negative on error.")
+            .declared::<(Bytes,)>();
+        m.function("t_relay_to")
+            .args(&["proxy", "flags"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully to \"proto:host:port\" with flags (0x01 no auto 100, 0x02 no internal error reply, 0x04 no DNS failover); 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to_proxy")
+            .args(&["proxy"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully to a proxy address \"[proto:]host[:port]\"; 1 on success, negative on error.")
+            .declared::<(Bytes,)>();
+        m.function("t_relay_to_proxy")
+            .args(&["proxy", "flags"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Relays statefully to a proxy address with relay flags; 1 on success, negative on error (Kamailio declares this overload with arity 1 by mistake).")
+            .declared::<(Bytes, i64)>();
+        m.function("t_relay_to_avp")
+            .args(&["proto", "hostport"])
+            .routes(RouteMask::REQUEST)
+            .doc("Relays statefully using a protocol and a destination taken from AVPs; 1 on success, negative on error.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("t_relay_cancel")
+            .routes(RouteMask::REQUEST)
+            .doc("Relays a CANCEL to the branches of its INVITE transaction; 0 (stop) when relayed, 1 when no INVITE transaction was found, negative on error.")
+            .declared::<()>();
+        m.function("t_replicate")
+            .routes(RouteMask::REQUEST)
+            .doc("Statefully sends a copy of the request to $du/R-URI without affecting the reply upstream; 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_replicate")
+            .args(&["params"])
+            .routes(RouteMask::REQUEST)
+            .doc("Statefully sends a copy of the request to the given SIP URI; 1 on success, negative on error.")
+            .declared::<(Bytes,)>();
+        m.function("t_replicate")
+            .args(&["host", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("Statefully sends a copy of the request to host:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_replicate_udp")
+            .args(&["host", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("Replicates the request over UDP to host:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_replicate_tcp")
+            .args(&["host", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("Replicates the request over TCP to host:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_replicate_tls")
+            .args(&["host", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("Replicates the request over TLS to host:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_replicate_sctp")
+            .args(&["host", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("Replicates the request over SCTP to host:port; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_replicate_to")
+            .args(&["proto", "hostport"])
+            .routes(RouteMask::REQUEST)
+            .doc("Replicates the request with the given protocol to \"host:port\"; 1 on success, negative on error.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("t_forward_nonack")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("Forwards a non-ACK request statefully to ip:port (transaction must exist); 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_forward_nonack_uri")
+            .routes(RouteMask::REQUEST)
+            .doc("Forwards a non-ACK request statefully to its R-URI; 1 on success, negative on error.")
+            .declared::<()>();
+        m.function("t_forward_nonack_udp")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("As t_forward_nonack() over UDP; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_forward_nonack_tcp")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("As t_forward_nonack() over TCP; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_forward_nonack_tls")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("As t_forward_nonack() over TLS; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_forward_nonack_sctp")
+            .args(&["ip", "port"])
+            .routes(RouteMask::REQUEST)
+            .doc("As t_forward_nonack() over SCTP; 1 on success, negative on error.")
+            .declared::<(Bytes, i64)>();
+        m.function("t_forward_nonack_to")
+            .args(&["proto", "hostport"])
+            .routes(RouteMask::REQUEST)
+            .doc("As t_forward_nonack() with protocol and \"host:port\"; 1 on success, negative on error.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("t_on_failure")
+            .args(&["failure_route"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH)
+            .doc("Arms failure_route[NAME] for the transaction (runs when all branches fail); always 1.")
+            .declared::<(FailureRoute,)>();
+        m.function("t_on_branch_failure")
+            .args(&["branch_failure_route"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH)
+            .doc("Arms event_route[tm:branch-failure:NAME], run for each failed branch; always 1.")
+            .declared::<(Bytes,)>();
+        m.function("t_on_reply")
+            .args(&["onreply_route"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH)
+            .doc("Arms onreply_route[NAME] for replies of the transaction; always 1.")
+            .declared::<(ReplyRoute,)>();
+        m.function("t_on_branch")
+            .args(&["branch_route"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Arms branch_route[NAME], run for each branch before it is sent; always 1.")
+            .declared::<(BranchRoute,)>();
+        m.function("t_newtran")
+            .routes(RouteMask::REQUEST)
+            .doc("Creates a transaction for the request (absorbs retransmissions from then on); 1 on success, 0 when it is a retransmission (stop), negative on error.")
+            .declared::<()>();
+        m.function("t_reply")
+            .args(&["code", "reason_phrase"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE)
+            .doc("Sends a stateful reply, creating the transaction if needed; 1 on success, -1 on failure.")
+            .declared::<(i64, Bytes)>();
+        m.function("t_reply_error")
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE)
+            .doc("Sends a stateful reply for the last internal error; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_send_reply")
+            .args(&["code", "reason"])
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE)
+            .doc("Sends a stateful reply, creating the transaction first if needed; 1 on success, -1 on failure.")
+            .declared::<(i64, Bytes)>();
+        m.function("t_lookup_request")
+            .routes(RouteMask::REQUEST)
+            .doc("Checks whether the request belongs to an existing transaction; 1 when found, -1 otherwise.")
+            .declared::<()>();
+        m.function("t_lookup_cancel")
+            .routes(RouteMask::REQUEST)
+            .doc("For a CANCEL, checks whether its INVITE transaction exists; 1 when found, -1 otherwise.")
+            .declared::<()>();
+        m.function("t_lookup_cancel")
+            .args(&["set_dst"])
+            .routes(RouteMask::REQUEST)
+            .doc("As t_lookup_cancel(); with 1 also sets $du/socket from the INVITE transaction; 1 when found, -1 otherwise.")
+            .declared::<(i64,)>();
+        m.function("t_retransmit_reply")
+            .routes(RouteMask::REQUEST)
+            .doc("Retransmits the last reply sent for the transaction; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_release")
+            .routes(RouteMask::REQUEST)
+            .doc("Frees the transaction of the request before its normal end; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_check_status")
+            .args(&["re"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .doc("Matches the reply code (or the winning reply code in failure_route) against a regex; 1 on match, -1 otherwise.")
+            .declared::<(Arc<Regex>,)>();
+        m.function("t_check_trans")
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::BRANCH)
+            .doc("Checks for a matching transaction; for retransmissions it retransmits/absorbs and stops the script (0), 1 when found (CANCEL/reply), -1 when not found.")
+            .declared::<()>();
+        m.function("t_write_req")
+            .args(&["queue", "info"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Writes request information to a FIFO queue for an external application; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("t_write_unix")
+            .args(&["sock", "info"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Writes request information to a unix socket for an external application; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("t_set_fr")
+            .args(&["fr_inv_timeout"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Sets fr_inv_timer in ms for the current/next transaction (0 keeps the default); 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_set_fr")
+            .args(&["fr_inv_timeout", "fr_timeout"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Sets fr_inv_timer and fr_timer in ms (0 keeps the default); 1 on success, -1 on failure.")
+            .declared::<(i64, i64)>();
+        m.function("t_reset_fr")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Restores fr_inv_timer and fr_timer to the configured values; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_set_retr")
+            .args(&["retr_t1_interval", "retr_t2_interval"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Sets T1 and T2 retransmission intervals in ms (0 keeps the default); 1 on success, -1 on failure.")
+            .declared::<(i64, i64)>();
+        m.function("t_reset_retr")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Restores T1 and T2 to the configured values; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_set_max_lifetime")
+            .args(&["inv_lifetime", "noninv_lifetime"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Sets the maximum INVITE and non-INVITE transaction lifetimes in ms (0 keeps the default); 1 on success, -1 on failure.")
+            .declared::<(i64, i64)>();
+        m.function("t_reset_max_lifetime")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Restores the maximum lifetimes to the configured values; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_set_auto_inv_100")
+            .args(&["enable"])
+            .routes(RouteMask::REQUEST)
+            .doc("Turns the automatic 100 Trying for this INVITE on (1) or off (0); 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_set_disable_6xx")
+            .args(&["disable"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Turns the special 6xx handling off (1) or on (0) for this transaction; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_set_no_auto_ack")
+            .args(&["enable"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("When 1, no ACK is generated automatically for negative replies of this transaction; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_set_disable_failover")
+            .args(&["disable"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Turns DNS failover off (1) or on (0) for this transaction; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_set_no_e2e_cancel_reason")
+            .args(&["disable"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("When 1, the Reason header of a received CANCEL is not copied to forwarded CANCELs; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_disable_e2e_cancel_reason")
+            .args(&["disable"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Alias of t_set_no_e2e_cancel_reason(); 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_set_disable_internal_reply")
+            .args(&["disable"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("When 1, tm sends no reply by itself when relaying fails; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_branch_timeout")
+            .routes(RouteMask::FAILURE | RouteMask::EVENT)
+            .doc("True (1) when the failed branch ended by timeout; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_branch_replied")
+            .routes(RouteMask::FAILURE | RouteMask::EVENT)
+            .doc("True (1) when the failed branch received at least one reply; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_any_timeout")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("True (1) when any branch of the transaction timed out; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_any_replied")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("True (1) when any branch received a reply; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_is_canceled")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("True (1) when the transaction was canceled; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_is_retr_async_reply")
+            .routes(RouteMask::TM_ONREPLY)
+            .doc("True (1) when the reply is a retransmission of one suspended by t_suspend(); -1 otherwise.")
+            .declared::<()>();
+        m.function("t_is_expired")
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("True (1) when the transaction passed its maximum lifetime; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_grep_status")
+            .args(&["code"])
+            .routes(RouteMask::REQUEST | RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("True (1) when any branch received a reply with the given code; -1 otherwise.")
+            .declared::<(i64,)>();
+        m.function("t_drop_replies")
+            .routes(RouteMask::FAILURE)
+            .doc("Drops the replies received so far so they are not sent upstream; always 1.")
+            .declared::<()>();
+        m.function("t_drop_replies")
+            .args(&["mode"])
+            .routes(RouteMask::FAILURE)
+            .doc("Drops received replies: \"a\" all, \"l\" those of the last branch set, \"n\" none; always 1.")
+            .declared::<(Bytes,)>();
+        m.function("t_save_lumps")
+            .routes(RouteMask::REQUEST)
+            .doc("Saves the current message changes into the transaction so later branches start from them; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_load_contacts")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Loads the R-URI and branches ordered by q value into contacts_avp for serial forking; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_load_contacts")
+            .args(&["mode"])
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("As t_load_contacts(); mode 1 treats equal q values as parallel-forked groups with proportional order; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("t_next_contacts")
+            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .doc("Takes the next group of contacts loaded by t_load_contacts() into R-URI/branches; 1 on success, -1 when none are left or on error.")
+            .declared::<()>();
+        m.function("t_next_contact_flow")
+            .routes(RouteMask::REQUEST)
+            .doc("Takes the next RFC 5626 flow from contact_flows_avp as a new branch; 1 on success, -1 when none are left.")
+            .declared::<()>();
+        m.function("t_is_set")
+            .args(&["target"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the given route (\"branch_route\", \"failure_route\", \"onreply_route\") is already armed; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("t_use_uac_headers")
+            .routes(RouteMask::ANY)
+            .doc("Makes locally generated requests (CANCEL/ACK) use the headers changed by the script; always 1.")
+            .declared::<()>();
+        m.function("t_uac_send")
+            .args(&["method", "ruri", "nexthop", "socket", "headers", "body"])
+            .routes(RouteMask::ANY)
+            .doc("Sends a new request statefully from the proxy itself; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, Bytes, Bytes, Bytes, Bytes)>();
+        m.function("t_get_status_code")
+            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .doc("Returns the status code of the transaction's reply as the return code, or -1 when none.")
+            .declared::<()>();
+        m.function("t_clean")
+            .routes(RouteMask::ANY)
+            .doc("Cleans up the transaction left in the context (e.g. after an asynchronous resume); always 1.")
+            .declared::<()>();
+        m.function("t_exists")
+            .routes(RouteMask::ANY)
+            .doc("True (1) when a transaction exists for the current message; -1 otherwise.")
+            .declared::<()>();
+        m.function("t_msg_apply_changes")
+            .routes(RouteMask::BRANCH)
+            .doc("Applies the changes done in branch_route to the branch request buffer; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("t_cell_append_branches")
+            .args(&["tindex", "tlabel"])
+            .routes(RouteMask::ANY)
+            .doc("Appends the branches of another transaction (by index and label) to the current message; 1 on success, -1 on failure.")
+            .declared::<(i64, i64)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&TmModule);
+        let def = reg.module("tm").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}
