@@ -38,82 +38,82 @@ impl Module for AuthModule {
         m.param("algorithm", ParamType::Str, "", "Digest algorithm offered in challenges (\"MD5\" default, \"SHA-256\", \"SHA-512-256\").");
         m.param("add_authinfo_hdr", ParamType::Int, 0_i64, "When 1, adds an Authentication-Info header after successful authentication.");
         m.function("consume_credentials")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes the credentials used for authentication from the request before forwarding; 1 on success, -1 when none.")
             .declared::<()>();
         m.function("www_challenge")
             .args(&["realm", "flags"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a 401 with a WWW-Authenticate challenge (flags: 1 qop auth, 2 qop auth-int, 4/16 options); 1 when the reply was sent, negative on failure.")
             .declared::<(Bytes, i64)>();
         m.function("www_challenge")
             .args(&["realm", "flags", "algorithms"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As www_challenge() offering the listed digest algorithms; 1 when sent, negative on failure.")
             .declared::<(Bytes, i64, Bytes)>();
         m.function("proxy_challenge")
             .args(&["realm", "flags"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a 407 with a Proxy-Authenticate challenge; 1 when the reply was sent, negative on failure.")
             .declared::<(Bytes, i64)>();
         m.function("proxy_challenge")
             .args(&["realm", "flags", "algorithms"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As proxy_challenge() offering the listed digest algorithms; 1 when sent, negative on failure.")
             .declared::<(Bytes, i64, Bytes)>();
         m.function("auth_challenge")
             .args(&["realm", "flags"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends 401 for REGISTER and 407 for other requests; 1 when sent, negative on failure.")
             .declared::<(Bytes, i64)>();
         m.function("auth_challenge")
             .args(&["realm", "flags", "algorithms"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As auth_challenge() offering the listed digest algorithms; 1 when sent, negative on failure.")
             .declared::<(Bytes, i64, Bytes)>();
         m.function("pv_www_authorize")
             .args(&["realm", "passwd", "flags"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Alias of pv_www_authenticate(); same return codes.")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("pv_www_authenticate")
             .args(&["realm", "passwd", "flags"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks Authorization credentials against a password (or HA1 when flags bit 1); 1 success, -1 generic error, -2 invalid password, -3 invalid user, -4 nonce expired, -5 no credentials, -6 nonce reused, -7 auth user mismatch, -8 algorithm mismatch.")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("pv_www_authenticate")
             .args(&["realm", "passwd", "flags", "method"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As pv_www_authenticate() using the given method in the digest; same return codes.")
             .declared::<(Bytes, Bytes, i64, Bytes)>();
         m.function("pv_proxy_authorize")
             .args(&["realm", "passwd", "flags"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Alias of pv_proxy_authenticate(); same return codes.")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("pv_proxy_authenticate")
             .args(&["realm", "passwd", "flags"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks Proxy-Authorization credentials against a password or HA1; return codes as pv_www_authenticate().")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("auth_get_www_authenticate")
             .args(&["realm", "flags", "pvdest"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Builds a WWW-Authenticate header value into a variable without replying; 1 on success, -1 on failure.")
             .declared::<(Bytes, i64, PvOut)>();
         m.function("has_credentials")
             .args(&["realm"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the request carries credentials for the realm; -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("pv_auth_check")
             .args(&["realm", "passwd", "flags", "checks"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Authenticates with the right header for the method and checks From/To user against the auth user (checks bit 1); codes as pv_www_authenticate().")
             .declared::<(Bytes, Bytes, i64, i64)>();
         m.function("auth_algorithm")
             .args(&["algorithm"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets the digest algorithm for the following challenges of this message; 1 on success, -1 on an unknown algorithm.")
             .declared::<(Bytes,)>();
     }

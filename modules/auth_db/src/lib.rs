@@ -25,32 +25,32 @@ impl Module for AuthDbModule {
         m.param("force_generate_avps", ParamType::Int, 0_i64, "When 1, credentials AVPs are loaded even when authentication fails.");
         m.function("www_authorize")
             .args(&["realm", "table"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Alias of www_authenticate(); same return codes.")
             .declared::<(Bytes, Bytes)>();
         m.function("www_authenticate")
             .args(&["realm", "table"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks Authorization credentials against the table; 1 success, -1 generic error, -2 invalid password, -3 invalid user, -4 nonce expired, -5 no credentials, -6 nonce reused, -7 auth user mismatch, -8 algorithm mismatch.")
             .declared::<(Bytes, Bytes)>();
         m.function("www_authenticate")
             .args(&["realm", "table", "method"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As www_authenticate() using the given method in the digest; same return codes.")
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("proxy_authorize")
             .args(&["realm", "table"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Alias of proxy_authenticate(); same return codes.")
             .declared::<(Bytes, Bytes)>();
         m.function("proxy_authenticate")
             .args(&["realm", "table"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks Proxy-Authorization credentials against the table; codes as www_authenticate().")
             .declared::<(Bytes, Bytes)>();
         m.function("auth_check")
             .args(&["realm", "table", "flags"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Authenticates with the header suited to the method; flags bit 1 checks From/To user against the auth user, bit 2 skips it for in-dialog requests; codes as www_authenticate().")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("is_subscriber")

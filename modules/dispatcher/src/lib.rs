@@ -63,62 +63,62 @@ impl Module for DispatcherModule {
             .declared::<(i64, i64)>();
         m.function("ds_select")
             .args(&["set", "alg", "limit"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As ds_select() keeping at most limit destinations; 1 on success, -1 when none available.")
             .declared::<(i64, i64, i64)>();
         m.function("ds_select_dst")
             .args(&["set", "alg"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Selects a destination of the set with the algorithm and sets $du; 1 on success, -1 when none available.")
             .declared::<(i64, i64)>();
         m.function("ds_select_dst")
             .args(&["set", "alg", "limit"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As ds_select_dst() keeping at most limit destinations for failover; 1 on success, -1 when none available.")
             .declared::<(i64, i64, i64)>();
         m.function("ds_select_domain")
             .args(&["set", "alg"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Selects a destination and writes its host:port into the R-URI; 1 on success, -1 when none available.")
             .declared::<(i64, i64)>();
         m.function("ds_select_domain")
             .args(&["set", "alg", "limit"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As ds_select_domain() keeping at most limit destinations; 1 on success, -1 when none available.")
             .declared::<(i64, i64, i64)>();
         m.function("ds_select_routes")
             .args(&["rules", "mode"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Selects over several \"set=alg\" rules at once; mode \"0\" $du, \"1\" R-URI, \"2\" none; 1 on success, -1 when none available.")
             .declared::<(Bytes, Bytes)>();
         m.function("ds_select_routes")
             .args(&["rules", "mode", "limit"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As ds_select_routes() keeping at most limit destinations; 1 on success, -1 when none available.")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("ds_next_dst")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets $du to the next failover destination; 1 on success, -1 when none left.")
             .declared::<()>();
         m.function("ds_next_domain")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets the R-URI host to the next failover destination; 1 on success, -1 when none left.")
             .declared::<()>();
         m.function("ds_set_dst")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets $du to the current failover destination; 1 on success, -1 when none.")
             .declared::<()>();
         m.function("ds_set_domain")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets the R-URI host to the current failover destination; 1 on success, -1 when none.")
             .declared::<()>();
         m.function("ds_mark_dst")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Marks the last used destination inactive; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("ds_mark_dst")
             .args(&["state"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets the state of the last used destination (\"a\" active, \"i\" inactive, \"d\" disabled, \"t\" trying, \"p\" probing); 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("ds_mark_addr")
@@ -127,7 +127,7 @@ impl Module for DispatcherModule {
             .doc("Sets the state of a destination given by set and URI; 1 on success, -1 on failure.")
             .declared::<(Bytes, i64, Bytes)>();
         m.function("ds_is_from_list")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the source address matches a destination of any set; -1 otherwise.")
             .declared::<()>();
         m.function("ds_is_from_list")

@@ -63,83 +63,83 @@ impl Module for LcrModule {
         m.param("ping_socket", ParamType::Str, "", "Local socket for probing requests.");
         m.function("load_gws")
             .args(&["lcr_id"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Loads the gateways matching the R-URI user and From URI of instance lcr_id into gw_uri_avp; 1 when some were found, 2 when none, -1 on error.")
             .declared::<(i64,)>();
         m.function("load_gws")
             .args(&["lcr_id", "uri_user"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As load_gws() matching the given user instead of the R-URI user; 1 found, 2 none, -1 on error.")
             .declared::<(i64, Bytes)>();
         m.function("load_gws")
             .args(&["lcr_id", "uri_user", "from_uri"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As load_gws() with the user and From URI given; 1 found, 2 none, -1 on error.")
             .declared::<(i64, Bytes, Bytes)>();
         m.function("load_gws")
             .args(&["lcr_id", "uri_user", "from_uri", "request_uri"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As load_gws() with user, From URI and R-URI given; 1 found, 2 none, -1 on error.")
             .declared::<(i64, Bytes, Bytes, Bytes)>();
         m.function("next_gw")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Rewrites the R-URI (or $du) with the next loaded gateway; 1 on success, -1 when none left.")
             .declared::<()>();
         m.function("defunct_gw")
             .args(&["period"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Marks the current gateway defunct for period seconds; 1 on success, -1 on failure.")
             .declared::<(i64,)>();
         m.function("inactivate_gw")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Marks the current gateway inactive until it answers probes; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("from_gw")
             .args(&["lcr_id"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the source address is a gateway of the instance; -1 otherwise.")
             .declared::<(i64,)>();
         m.function("from_gw")
             .args(&["lcr_id", "ip_addr", "proto"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the given address and protocol are a gateway of the instance; -1 otherwise.")
             .declared::<(i64, Bytes, i64)>();
         m.function("from_gw")
             .args(&["lcr_id", "ip_addr", "proto", "src_port"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As from_gw() with the port also compared; 1 on match, -1 otherwise.")
             .declared::<(i64, Bytes, i64, i64)>();
         m.function("from_any_gw")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (the instance id) when the source address is a gateway of any instance; -1 otherwise.")
             .declared::<()>();
         m.function("from_any_gw")
             .args(&["ip_addr", "proto"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (the instance id) when the address is a gateway of any instance; -1 otherwise.")
             .declared::<(Bytes, i64)>();
         m.function("from_any_gw")
             .args(&["ip_addr", "proto", "src_port"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As from_any_gw() with the port also compared; instance id on match, -1 otherwise.")
             .declared::<(Bytes, i64, i64)>();
         m.function("to_gw")
             .args(&["lcr_id"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the R-URI host is a gateway of the instance; -1 otherwise.")
             .declared::<(i64,)>();
         m.function("to_gw")
             .args(&["lcr_id", "ip_addr", "proto"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the given address and protocol are a gateway of the instance; -1 otherwise.")
             .declared::<(i64, Bytes, i64)>();
         m.function("to_any_gw")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (the instance id) when the R-URI host is a gateway of any instance; -1 otherwise.")
             .declared::<()>();
         m.function("to_any_gw")
             .args(&["ip_addr", "proto"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (the instance id) when the address is a gateway of any instance; -1 otherwise.")
             .declared::<(Bytes, i64)>();
     }

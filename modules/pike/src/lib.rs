@@ -18,12 +18,12 @@ impl Module for PikeModule {
         m.param("remove_latency", ParamType::Int, 120_i64, "Seconds an idle IP stays in the tree (and blocked) after its last request.");
         m.param("pike_log_level", ParamType::Int, 1_i64, "Log level of the \"IP blocked\" messages (1 = L_WARN).");
         m.function("pike_check_req")
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Counts the request against its source IP; 1 when allowed, -1 when the IP is blocked, -2 when it was just blocked (-1 and -2 are false).")
             .declared::<()>();
         m.function("pike_check_ip")
             .args(&["ipaddr"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As pike_check_req() for an address given as text; 1 allowed, -1 blocked, -2 just blocked.")
             .declared::<(Bytes,)>();
     }

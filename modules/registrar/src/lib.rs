@@ -48,42 +48,42 @@ impl Module for RegistrarModule {
         m.param("use_expired_contacts", ParamType::Int, 0_i64, "When 1, lookup() may use contacts that expired but are not removed yet.");
         m.function("save")
             .args(&["domain"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Stores the contacts of a REGISTER into the location table and replies; 1 on success, -1 on failure (reply sent), -2 on internal error.")
             .declared::<(Bytes,)>();
         m.function("save")
             .args(&["domain", "flags"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As save() with flags (0x01 no reply, 0x02 memory only, 0x04 single contact, 0x08 no expiry...); 1 on success, negative on failure.")
             .declared::<(Bytes, i64)>();
         m.function("save")
             .args(&["domain", "flags", "uri"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As save() for the given address of record instead of the To URI; 1 on success, negative on failure.")
             .declared::<(Bytes, i64, Bytes)>();
         m.function("lookup")
             .args(&["domain"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Rewrites the R-URI with the registered contacts; 1 found, -1 no contact (404), -2 contacts exist but none supports the method, -3 internal error.")
             .declared::<(Bytes,)>();
         m.function("lookup")
             .args(&["domain", "uri"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As lookup() for the given address of record; 1 found, -1 none, -2 method not supported, -3 error.")
             .declared::<(Bytes, Bytes)>();
         m.function("lookup_to_dset")
             .args(&["domain"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds the registered contacts to the destination set without touching the R-URI; 1 found, negative otherwise.")
             .declared::<(Bytes,)>();
         m.function("lookup_to_dset")
             .args(&["domain", "uri"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As lookup_to_dset() for the given address of record; 1 found, negative otherwise.")
             .declared::<(Bytes, Bytes)>();
         m.function("lookup_branches")
             .args(&["domain"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs lookup() for the R-URI and every branch URI; 1 when something was found, negative otherwise.")
             .declared::<(Bytes,)>();
         m.function("registered")
@@ -108,7 +108,7 @@ impl Module for RegistrarModule {
             .declared::<(Bytes, Bytes, i64, i64)>();
         m.function("add_sock_hdr")
             .args(&["hdr_name"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a header with the receiving socket so a next hop registrar can store it; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("unregister")
@@ -123,12 +123,12 @@ impl Module for RegistrarModule {
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("reg_fetch_contacts")
             .args(&["domain", "uri", "profile"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Loads the contacts of the address of record into $ulc(profile); 1 found, -1 none or error.")
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("reg_free_contacts")
             .args(&["profile"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Frees the contacts loaded into $ulc(profile); always 1.")
             .declared::<(Bytes,)>();
         m.function("lookup_xavp")
@@ -142,7 +142,7 @@ impl Module for RegistrarModule {
             .doc("True (1) when the source address matches a contact of the address of record (mode bit 1 also compares port); -1 otherwise.")
             .declared::<(Bytes, Bytes, i64)>();
         m.function("reg_send_reply")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends the reply prepared by save() with flag 0x01 (no reply); 1 on success, -1 on failure.")
             .declared::<()>();
     }

@@ -26,59 +26,59 @@ impl Module for RrModule {
         m.param("sockname_mode", ParamType::Int, 0_i64, "When 1, adds the socket name as a Record-Route parameter and uses it in loose_route().");
         m.param("loose_route_mode", ParamType::Int, 0_i64, "Bit 1: loose_route() does not consider the R-URI a strict-router Route (skips it).");
         m.function("loose_route")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Routes by the Route header set; 1 if routed by Route headers, 2 if a preloaded local Route was removed, -1 if there was none (initial request), -2 on error.")
             .declared::<()>();
         m.function("loose_route_preloaded")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Like loose_route() but true only for a preloaded route (initial request with a local Route); 1 true, -1 otherwise.")
             .declared::<()>();
         m.function("loose_route_mode")
             .args(&["vmode"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("loose_route() with a mode bit mask (1: skip strict-routing R-URI); same return codes.")
             .declared::<(i64,)>();
         m.function("record_route")
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Record-Route header with the outgoing address; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("record_route")
             .args(&["sparams"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Record-Route header with extra URI parameters; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("record_route_preset")
             .args(&["string"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Record-Route whose URI host part is the given string; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("record_route_preset")
             .args(&["string", "string2"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds two Record-Route headers with the given addresses (double RR); 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("record_route_advertised_address")
             .args(&["address"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds Record-Route with the given address as if it were the advertised address; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("add_rr_param")
             .args(&["param"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a parameter to the Record-Route header this proxy adds; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("check_route_param")
             .args(&["re"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Matches the parameters of the Route header that pointed to this proxy against a regex; 1 on match, -1 otherwise.")
             .declared::<(Arc<Regex>,)>();
         m.function("is_direction")
             .args(&["dir"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks the in-dialog request direction (\"downstream\" or \"upstream\") with the ftag parameter; 1 on match, -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("remove_record_route")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE)
+            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes the Record-Route headers this proxy added to the request; always 1.")
             .declared::<()>();
         m.function("rr_next_hop_route")

@@ -31,21 +31,21 @@ impl Module for SanityModule {
         m.param("autodrop", ParamType::Int, 1_i64, "When 1, a failed check stops the script (return 0) after replying; when 0 it returns -1 instead.");
         m.param("noreply", ParamType::Int, 0_i64, "When 1, no error reply is sent on a failed check (use sanity_reply()).");
         m.function("sanity_check")
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the default_checks; 1 when the message passed, 0 (stop) or -1 (autodrop off) when it failed.")
             .declared::<()>();
         m.function("sanity_check")
             .args(&["msg_checks"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the checks of the bit mask; 1 passed, 0 or -1 failed.")
             .declared::<(i64,)>();
         m.function("sanity_check")
             .args(&["msg_checks", "uri_checks"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the checks and URI checks of the bit masks; 1 passed, 0 or -1 failed.")
             .declared::<(i64, i64)>();
         m.function("sanity_reply")
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends the error reply prepared by a failed sanity_check() when noreply is set; 1 on success, -1 on failure.")
             .declared::<()>();
     }

@@ -24,12 +24,12 @@ impl Module for SiputilsModule {
         m.param("rpid_avp", ParamType::Str, "$avp(s:rpid)", "AVP holding the Remote-Party-ID value.");
         m.param("e164_max_len", ParamType::Int, 16_i64, "Maximum length (with the leading \"+\") accepted as an E.164 number.");
         m.function("options_reply")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Answers an OPTIONS request addressed to the server (no user part) with 200 and the Accept/Supported headers; 1 on success, -1 otherwise.")
             .declared::<()>();
         m.function("is_user")
             .args(&["username"])
-            .routes(RouteMask::REQUEST | RouteMask::LOCAL)
+            .routes(RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the username of the credentials in the request equals the argument; -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("has_totag")
@@ -38,42 +38,42 @@ impl Module for SiputilsModule {
             .declared::<()>();
         m.function("uri_param")
             .args(&["param"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the R-URI has this parameter; -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("uri_param")
             .args(&["param", "value"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the R-URI has this parameter with this value; -1 otherwise.")
             .declared::<(Bytes, Bytes)>();
         m.function("uri_param_any")
             .args(&["param"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the R-URI has this parameter, with or without a value; -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("add_uri_param")
             .args(&["param"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a \"name=value\" parameter to the R-URI (or to a tel: URI's header part); 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("get_uri_param")
             .args(&["name", "var"])
-            .routes(RouteMask::REQUEST | RouteMask::LOCAL)
+            .routes(RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Stores the value of an R-URI parameter in a variable; 1 when found, -1 otherwise.")
             .declared::<(Bytes, PvOut)>();
         m.function("uri_param_rm")
             .args(&["param"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes a parameter from the R-URI; 1 on success, -1 when absent or on error.")
             .declared::<(Bytes,)>();
         m.function("tel2sip")
             .args(&["uri", "hostpart", "result"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Converts a tel: URI into a sip: URI with the given host and \";user=phone\"; 1 converted, 2 not a tel URI, -1 on error.")
             .declared::<(Bytes, Bytes, PvOut)>();
         m.function("tel2sip2")
             .args(&["uri", "hostpart", "result"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Like tel2sip() keeping visual separators out and parameters in the user part; 1 converted, 2 not a tel URI, -1 on error.")
             .declared::<(Bytes, Bytes, PvOut)>();
         m.function("is_uri")
@@ -83,7 +83,7 @@ impl Module for SiputilsModule {
             .declared::<(Bytes,)>();
         m.function("is_e164")
             .args(&["number"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::LOCAL)
+            .routes(RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the value is an E.164 number (\"+\" and 2..15 digits); -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("is_uri_user_e164")
@@ -93,15 +93,15 @@ impl Module for SiputilsModule {
             .declared::<(Bytes,)>();
         m.function("encode_contact")
             .args(&["encoding_prefix", "hostpart"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Encodes the Contact URI into a new URI with the given prefix and host; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("decode_contact")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Decodes an R-URI produced by encode_contact() back into the original; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("decode_contact_header")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Decodes a Contact header URI produced by encode_contact(); 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("cmp_uri")
@@ -120,16 +120,16 @@ impl Module for SiputilsModule {
             .doc("Compares two header names, compact forms included; 1 when equal, -1 otherwise.")
             .declared::<(Bytes, Bytes)>();
         m.function("is_rpid_user_e164")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the user part of the Remote-Party-ID URI is an E.164 number; -1 otherwise.")
             .declared::<()>();
         m.function("append_rpid_hf")
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Remote-Party-ID header from rpid_avp with rpid_prefix/rpid_suffix; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("append_rpid_hf")
             .args(&["prefix", "suffix"])
-            .routes(RouteMask::REQUEST | RouteMask::BRANCH | RouteMask::FAILURE)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Remote-Party-ID header with the given prefix and suffix; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("set_uri_user")
@@ -208,27 +208,27 @@ impl Module for SiputilsModule {
             .declared::<(Bytes,)>();
         m.function("contact_param_encode")
             .args(&["pname", "saddr"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Encodes each Contact URI into a parameter of a new URI pointing to saddr; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("contact_param_encode_alias")
             .args(&["pname", "saddr"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Like contact_param_encode() also recording the source address as alias; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("contact_param_decode")
             .args(&["pname"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Decodes Contact URIs encoded by contact_param_encode(); 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("contact_param_decode_ruri")
             .args(&["pname"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Decodes an R-URI encoded by contact_param_encode(); 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("contact_param_rm")
             .args(&["pname"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes the encoding parameter from Contact URIs; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("contact_param_check")

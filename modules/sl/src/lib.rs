@@ -21,30 +21,30 @@ impl Module for SlModule {
         m.param("event_callback_lres_sent", ParamType::Str, Value::Null, "KEMI function run instead of event_route[sl:local-response].");
         m.function("sl_send_reply")
             .args(&["code", "reason"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a stateless reply with the given code and reason; 1 on success, -1 on failure.")
             .declared::<(i64, Bytes)>();
         m.function("sl_reply")
             .args(&["code", "reason"])
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Alias of sl_send_reply(); 1 on success, -1 on failure.")
             .declared::<(i64, Bytes)>();
         m.function("send_reply")
             .args(&["code", "reason"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replies statefully when a transaction exists, otherwise statelessly; 1 on success, -1 on failure.")
             .declared::<(i64, Bytes)>();
         m.function("send_reply_mode")
             .args(&["code", "reason", "mode"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Like send_reply(), mode bit 1 forces a stateless reply even if a transaction exists; 1 on success, -1 on failure.")
             .declared::<(i64, Bytes, i64)>();
         m.function("send_reply_error")
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replies (stateful if possible) with the code derived from the last internal error; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("sl_reply_error")
-            .routes(RouteMask::REQUEST)
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a stateless reply for the last internal error (e.g. 500 or 483); 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("sl_forward_reply")

@@ -91,7 +91,7 @@ impl Module for TextopsModule {
             .declared::<(Arc<Regex>, Bytes)>();
         m.function("append_to_reply")
             .args(&["txt"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds header text to the reply that will be generated for this request; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("append_hf")
@@ -116,7 +116,7 @@ impl Module for TextopsModule {
             .declared::<(Bytes, Bytes)>();
         m.function("append_urihf")
             .args(&["prefix", "suffix"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a header made of prefix, the R-URI and suffix; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("remove_hf")
@@ -186,12 +186,12 @@ impl Module for TextopsModule {
             .declared::<(Bytes,)>();
         m.function("subst_uri")
             .args(&["subst_expr"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Applies a \"/re/repl/flags\" substitution to the R-URI; 1 when replaced, -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("subst_user")
             .args(&["subst_expr"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Applies a \"/re/repl/flags\" substitution to the R-URI user part; 1 when replaced, -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("subst_body")
@@ -215,7 +215,7 @@ impl Module for TextopsModule {
             .doc("Keeps only the body part of a multipart body with this content type; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("append_time")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Date header with the current GMT time to the reply; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("append_time_to_request")
@@ -224,7 +224,7 @@ impl Module for TextopsModule {
             .declared::<()>();
         m.function("set_body")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replaces the body and sets Content-Type; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("set_body_hex")
@@ -234,12 +234,12 @@ impl Module for TextopsModule {
             .declared::<(Bytes, Bytes)>();
         m.function("set_reply_body")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets the body of the reply that will be generated for this request; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("set_reply_body_hex")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets the reply body from hex-encoded text; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("is_method")
@@ -326,62 +326,62 @@ impl Module for TextopsModule {
             .doc("Removes the named parameter from the idx-th Via header; 1 on success, -1 on failure.")
             .declared::<(Bytes, i64)>();
         m.function("set_body_multipart")
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Converts the body into a multipart body with the default boundary; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("set_body_multipart")
             .args(&["txt"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets a multipart body whose first part is txt; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("set_body_multipart")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets a multipart body with a first part of the given type; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("set_body_multipart")
             .args(&["txt", "content_type", "boundary"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets a multipart body with an explicit boundary; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("append_body_part")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a part to a multipart body; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("append_body_part")
             .args(&["txt", "content_type", "content_disposition"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a part with a Content-Disposition; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("append_body_part_hex")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a hex-decoded part to a multipart body; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("append_body_part_hex")
             .args(&["txt", "content_type", "content_disposition"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a hex-decoded part with a Content-Disposition; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("remove_body_part")
             .args(&["content_type"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes the multipart body parts of this type; 1 on success, -1 when none.")
             .declared::<(Bytes,)>();
         m.function("get_body_part")
             .args(&["content_type", "opv"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Stores the content of the body part of this type (without part headers) in a variable; 1 on success, -1 when absent.")
             .declared::<(Bytes, PvOut)>();
         m.function("get_body_part_raw")
             .args(&["content_type", "opv"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Stores the body part of this type with its part headers in a variable; 1 on success, -1 when absent.")
             .declared::<(Bytes, PvOut)>();
         m.function("regex_substring")
             .args(&["itext", "regexp", "mindex", "mcount", "dpv"])
-            .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY)
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Stores the mindex-th capture of the mcount-th regex match in a variable; 1 on success, -1 when nothing matched.")
             .declared::<(Bytes, Bytes, i64, i64, PvOut)>();
     }

@@ -16,7 +16,7 @@ impl Module for TextopsxModule {
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Extra text operations: apply pending changes, header value editing, header and body-line iterators.");
         m.function("msg_apply_changes")
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Applies all pending changes so later functions see the new message; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("msg_changed_route")
@@ -26,7 +26,7 @@ impl Module for TextopsxModule {
             .declared::<(Bytes,)>();
         m.function("msg_set_buffer")
             .args(&["data"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY)
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replaces the whole message with the given text and reparses it; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("change_reply_status")
@@ -64,47 +64,47 @@ impl Module for TextopsxModule {
             .declared::<(Bytes, Bytes, Bytes)>();
         m.function("append_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Appends a value to a comma-separated header (name may carry an index); 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("insert_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Inserts a value before the values of a comma-separated header; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("remove_hf_value")
             .args(&["hf_par"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes a value (or a parameter) from a comma-separated header; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("assign_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets a value (or a parameter) of a comma-separated header; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("remove_hf_value2")
             .args(&["hf_par"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As remove_hf_value() treating each header line separately; 1 on success, -1 on failure.")
             .declared::<(Bytes,)>();
         m.function("assign_hf_value2")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("As assign_hf_value() treating each header line separately; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("include_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds the value to the header if not already present; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("exclude_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Removes the value from the header if present; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("hf_value_exists")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::REQUEST | RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH)
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the comma-separated header contains the value; -1 otherwise.")
             .declared::<(Bytes, Bytes)>();
         m.function("hf_iterator_start")

@@ -1,0 +1,351 @@
+//! `core`: Core actions of the Kamailio config language that look like function calls (drop, exit, return, route() are statements of the script grammar).
+
+use bytes::Bytes;
+use ferrosip_api::args::{Flag};
+use ferrosip_api::{Module, ModuleBuilder, RouteMask};
+
+/// The `core` module.
+pub struct CoreModule;
+
+impl Module for CoreModule {
+    fn name(&self) -> &'static str {
+        "core"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Core actions of the Kamailio config language that look like function calls (drop, exit, return, route() are statements of the script grammar).");
+        m.always_loaded();
+        m.function("forward")
+            .routes(RouteMask::ANY)
+            .doc("Forwards the message statelessly to $du or the R-URI (replies to the next Via); 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("forward")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly to the host (port 5060 or from SRV); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("forward")
+            .args(&["host", "port"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly to host:port; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("forward_udp")
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over UDP to $du or the R-URI; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("forward_udp")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over UDP to the host; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("forward_udp")
+            .args(&["host", "port"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over UDP to host:port; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("forward_tcp")
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over TCP to $du or the R-URI; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("forward_tcp")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over TCP to the host; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("forward_tcp")
+            .args(&["host", "port"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over TCP to host:port; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("forward_tls")
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over TLS to $du or the R-URI; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("forward_tls")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over TLS to the host; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("forward_tls")
+            .args(&["host", "port"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over TLS to host:port; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("forward_sctp")
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over SCTP to $du or the R-URI; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("forward_sctp")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over SCTP to the host; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("forward_sctp")
+            .args(&["host", "port"])
+            .routes(RouteMask::ANY)
+            .doc("Forwards statelessly over SCTP to host:port; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("log")
+            .args(&["message"])
+            .routes(RouteMask::ANY)
+            .doc("Logs a plain message (no pseudo-variables) at the default level; always 1.")
+            .declared::<(Bytes,)>();
+        m.function("log")
+            .args(&["level", "message"])
+            .routes(RouteMask::ANY)
+            .doc("Logs a plain message at the numeric level; always 1.")
+            .declared::<(i64, Bytes)>();
+        m.function("setflag")
+            .args(&["flag"])
+            .routes(RouteMask::ANY)
+            .doc("Sets a message flag (0..63), visible to tm/acc/registrar for the whole transaction; always 1.")
+            .declared::<(Flag,)>();
+        m.function("resetflag")
+            .args(&["flag"])
+            .routes(RouteMask::ANY)
+            .doc("Resets a message flag; always 1.")
+            .declared::<(Flag,)>();
+        m.function("isflagset")
+            .args(&["flag"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the message flag is set; -1 otherwise.")
+            .declared::<(Flag,)>();
+        m.function("setavpflag")
+            .args(&["avp", "flag"])
+            .routes(RouteMask::ANY)
+            .doc("Sets a flag declared with avpflags on an AVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("resetavpflag")
+            .args(&["avp", "flag"])
+            .routes(RouteMask::ANY)
+            .doc("Resets an AVP flag; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("isavpflagset")
+            .args(&["avp", "flag"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the AVP flag is set; -1 otherwise.")
+            .declared::<(Bytes, i64)>();
+        m.function("rewriteuri")
+            .args(&["uri"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the whole R-URI; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("seturi")
+            .args(&["uri"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteuri(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rewritehost")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the R-URI host; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("sethost")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewritehost(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("seth")
+            .args(&["host"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewritehost(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rewritehostport")
+            .args(&["hostport"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the R-URI host and port (\"host:port\"); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("sethostport")
+            .args(&["hostport"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewritehostport(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("sethp")
+            .args(&["hostport"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewritehostport(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rewritehostporttrans")
+            .args(&["hostport"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the R-URI host, port and transport (\"host:port;transport=x\"); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("sethostporttrans")
+            .args(&["hostport"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewritehostporttrans(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("sethpt")
+            .args(&["hostport"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewritehostporttrans(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rewriteuser")
+            .args(&["user"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the R-URI user part (adds one when absent); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("setuser")
+            .args(&["user"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteuser(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("setu")
+            .args(&["user"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteuser(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rewriteuserpass")
+            .args(&["userpass"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the R-URI password; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("setuserpass")
+            .args(&["userpass"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteuserpass(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("setup")
+            .args(&["userpass"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteuserpass(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rewriteport")
+            .args(&["port"])
+            .routes(RouteMask::ANY)
+            .doc("Replaces the R-URI port; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("setport")
+            .args(&["port"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteport(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("setp")
+            .args(&["port"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rewriteport(); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("revert_uri")
+            .routes(RouteMask::ANY)
+            .doc("Restores the R-URI received with the message; always 1.")
+            .declared::<()>();
+        m.function("prefix")
+            .args(&["prefix"])
+            .routes(RouteMask::ANY)
+            .doc("Adds a prefix to the R-URI user part; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("strip")
+            .args(&["count"])
+            .routes(RouteMask::ANY)
+            .doc("Removes count characters from the start of the R-URI user part; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("strip_tail")
+            .args(&["count"])
+            .routes(RouteMask::ANY)
+            .doc("Removes count characters from the end of the R-URI user part; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("userphone")
+            .routes(RouteMask::ANY)
+            .doc("Adds \";user=phone\" to the R-URI; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("remove_branch")
+            .args(&["index"])
+            .routes(RouteMask::ANY)
+            .doc("Removes the branch with this index from the destination set; 1 on success, -1 on a bad index.")
+            .declared::<(i64,)>();
+        m.function("clear_branches")
+            .routes(RouteMask::ANY)
+            .doc("Removes every branch from the destination set (keeps the R-URI); always 1.")
+            .declared::<()>();
+        m.function("set_advertised_address")
+            .args(&["address"])
+            .routes(RouteMask::ANY)
+            .doc("Sets the address advertised in Via/Record-Route for this message; always 1.")
+            .declared::<(Bytes,)>();
+        m.function("set_advertised_port")
+            .args(&["port"])
+            .routes(RouteMask::ANY)
+            .doc("Sets the port advertised in Via/Record-Route for this message; always 1.")
+            .declared::<(i64,)>();
+        m.function("force_send_socket")
+            .args(&["socket"])
+            .routes(RouteMask::ANY)
+            .doc("Forces the local socket (\"proto:ip:port\") used to send this message; 1 on success, -1 when no such socket.")
+            .declared::<(Bytes,)>();
+        m.function("force_rport")
+            .routes(RouteMask::ANY)
+            .doc("Adds rport to the top Via so the reply goes back to the source port (RFC 3581); always 1.")
+            .declared::<()>();
+        m.function("add_rport")
+            .routes(RouteMask::ANY)
+            .doc("Alias of force_rport(); always 1.")
+            .declared::<()>();
+        m.function("add_local_rport")
+            .routes(RouteMask::ANY)
+            .doc("Adds the rport parameter to the Via this proxy inserts; always 1.")
+            .declared::<()>();
+        m.function("force_tcp_alias")
+            .routes(RouteMask::ANY)
+            .doc("Makes the TCP connection reusable for requests to the Via address (port of the Via); always 1.")
+            .declared::<()>();
+        m.function("force_tcp_alias")
+            .args(&["port"])
+            .routes(RouteMask::ANY)
+            .doc("As force_tcp_alias() with the alias port given; always 1.")
+            .declared::<(i64,)>();
+        m.function("add_tcp_alias")
+            .routes(RouteMask::ANY)
+            .doc("Alias of force_tcp_alias(); always 1.")
+            .declared::<()>();
+        m.function("add_tcp_alias")
+            .args(&["port"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of force_tcp_alias(port) (shadows corex's add_tcp_alias, as in Kamailio's parser); always 1.")
+            .declared::<(i64,)>();
+        m.function("udp_mtu_try_proto")
+            .args(&["proto"])
+            .routes(RouteMask::ANY)
+            .doc("Protocol (TCP, TLS, SCTP) to switch to when a request exceeds the UDP MTU; always 1.")
+            .declared::<(Bytes,)>();
+        m.function("set_forward_no_connect")
+            .routes(RouteMask::ANY)
+            .doc("Forwarding of this message must not open a new TCP/TLS connection; always 1.")
+            .declared::<()>();
+        m.function("set_reply_no_connect")
+            .routes(RouteMask::ANY)
+            .doc("The reply to this message must not open a new TCP/TLS connection; always 1.")
+            .declared::<()>();
+        m.function("set_forward_close")
+            .routes(RouteMask::ANY)
+            .doc("Closes the TCP/TLS connection after forwarding this message; always 1.")
+            .declared::<()>();
+        m.function("set_reply_close")
+            .routes(RouteMask::ANY)
+            .doc("Closes the TCP/TLS connection after sending the reply; always 1.")
+            .declared::<()>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&CoreModule);
+        let def = reg.module("core").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `debugger`: Script debugging: config trace, breakpoints, variable dumps and per-module log levels.
+
+use bytes::Bytes;
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+
+/// The `debugger` module.
+pub struct DebuggerModule;
+
+impl Module for DebuggerModule {
+    fn name(&self) -> &'static str {
+        "debugger"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Script debugging: config trace, breakpoints, variable dumps and per-module log levels.");
+        m.param("cfgtrace", ParamType::Int, 0_i64, "When 1, every executed config action is logged.");
+        m.param("cfgtrace_format", ParamType::Int, 0_i64, "Bit mask of extra fields in trace lines (1 route name, 2 file).");
+        m.param("breakpoint", ParamType::Int, 0_i64, "When 1, execution can stop at breakpoints for interactive RPC debugging.");
+        m.param("log_level", ParamType::Int, -1_i64, "Log level of trace messages (-1 = L_ERR).");
+        m.param("log_facility", ParamType::Str, Value::Null, "Syslog facility of trace messages.");
+        m.param("log_prefix", ParamType::Str, "*** cfgtrace:", "Prefix of trace messages.");
+        m.param("log_level_name", ParamType::Str, Value::Null, "Level name printed in trace lines instead of the numeric level.");
+        m.param("log_assign", ParamType::Int, 0_i64, "When 1, assignments are logged with their values.");
+        m.param("step_usleep", ParamType::Int, 100000_i64, "Microseconds to sleep between checks while stopped at a breakpoint.");
+        m.param("step_loops", ParamType::Int, 200_i64, "Checks while stopped before execution continues.");
+        m.param("mod_hash_size", ParamType::Int, 0_i64, "Power of two of the per-module log level table (0: off).");
+        m.param("mod_level_mode", ParamType::Int, 0_i64, "When 1, per-module log levels are enabled.");
+        m.repeatable_param("mod_level", ParamType::Str, "Per-module log level \"module=level\" (may be given several times).");
+        m.param("mod_facility_mode", ParamType::Int, 0_i64, "When 1, per-module log facilities are enabled.");
+        m.repeatable_param("mod_facility", ParamType::Str, "Per-module log facility \"module=facility\" (may be given several times).");
+        m.param("reset_msgid", ParamType::Int, 0_i64, "When 1, the message id can be reset by RPC (for repeatable traces).");
+        m.param("cfgpkgcheck", ParamType::Int, 0_i64, "When 1, the integrity of shared memory is checked after each action.");
+        m.param("cfgtest", ParamType::Int, 0_i64, "When 1, the unit-test hooks of the config are enabled.");
+        m.function("dbg_breakpoint")
+            .args(&["mode"])
+            .routes(RouteMask::ANY)
+            .doc("Enables (1) or disables (0) the breakpoint at the next action; always 1.")
+            .declared::<(i64,)>();
+        m.function("dbg_pv_dump")
+            .routes(RouteMask::ANY)
+            .doc("Logs every set pseudo-variable (debugging); always 1.")
+            .declared::<()>();
+        m.function("dbg_pv_dump")
+            .args(&["mask"])
+            .routes(RouteMask::ANY)
+            .doc("Logs the pseudo-variables of the types in the mask (1 null, 2 int, 4 str...); always 1.")
+            .declared::<(i64,)>();
+        m.function("dbg_pv_dump")
+            .args(&["mask", "level"])
+            .routes(RouteMask::ANY)
+            .doc("Logs the selected pseudo-variables at the given log level; always 1.")
+            .declared::<(i64, i64)>();
+        m.function("dbg_sip_msg")
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Logs the message as it will be sent with all pending changes applied; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("dbg_sip_msg")
+            .args(&["log_level"])
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As dbg_sip_msg() at a log level; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("dbg_sip_msg")
+            .args(&["log_level", "facility"])
+            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As dbg_sip_msg() at a log level and facility; 1 on success, -1 on failure.")
+            .declared::<(i64, Bytes)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&DebuggerModule);
+        let def = reg.module("debugger").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `domain`: Local domain list from the database (multi-domain support), also usable by "myself" checks.
+
+use bytes::Bytes;
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
+
+/// The `domain` module.
+pub struct DomainModule;
+
+impl Module for DomainModule {
+    fn name(&self) -> &'static str {
+        "domain"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Local domain list from the database (multi-domain support), also usable by \"myself\" checks.");
+        m.param("db_url", ParamType::Str, "mysql://kamailioro:kamailioro@localhost/kamailio", "Database holding the domain tables.");
+        m.param("domain_table", ParamType::Str, "domain", "Table of local domains.");
+        m.param("domain_attrs_table", ParamType::Str, "domain_attrs", "Table of domain attributes.");
+        m.param("did_col", ParamType::Str, "did", "Database column holding the domain id.");
+        m.param("domain_col", ParamType::Str, "domain", "Database column holding the domain name.");
+        m.param("name_col", ParamType::Str, "name", "Database column holding the attribute name.");
+        m.param("type_col", ParamType::Str, "type", "Database column holding the attribute type.");
+        m.param("value_col", ParamType::Str, "value", "Database column holding the attribute value.");
+        m.param("register_myself", ParamType::Int, 0_i64, "When 1, the local domains are also matched by \"myself\" and is_myself().");
+        m.function("is_from_local")
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("True (1) when the From URI host is a local domain; -1 otherwise.")
+            .declared::<()>();
+        m.function("is_uri_host_local")
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("True (1) when the R-URI host is a local domain; -1 otherwise.")
+            .declared::<()>();
+        m.function("is_domain_local")
+            .args(&["domain"])
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("True (1) when the given domain is local; -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("lookup_domain")
+            .args(&["domain"])
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Loads the id and attributes of a local domain into AVPs; 1 found, -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("lookup_domain")
+            .args(&["domain", "prefix"])
+            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As lookup_domain() with AVP names prefixed; 1 found, -1 otherwise.")
+            .declared::<(Bytes, Bytes)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&DomainModule);
+        let def = reg.module("domain").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `nathelper`: NAT traversal helpers: NAT detection, Contact/SDP fixing, contact aliases and keepalive pings.
+
+use bytes::Bytes;
+use ferrosip_api::args::{PvOut};
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+
+/// The `nathelper` module.
+pub struct NathelperModule;
+
+impl Module for NathelperModule {
+    fn name(&self) -> &'static str {
+        "nathelper"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("NAT traversal helpers: NAT detection, Contact/SDP fixing, contact aliases and keepalive pings.");
+        m.param("natping_interval", ParamType::Int, 0_i64, "Seconds between keepalive pings to registered NAT-ed contacts (0: off).");
+        m.param("ping_nated_only", ParamType::Int, 0_i64, "When 1, only contacts flagged as behind NAT are pinged.");
+        m.param("nortpproxy_str", ParamType::Str, "a=nortpproxy:yes\r\n", "SDP line marking that no RTP relay is needed.");
+        m.param("received_avp", ParamType::Str, Value::Null, "AVP receiving the source URI for the registrar (set by fix_nated_register()).");
+        m.param("force_socket", ParamType::Str, Value::Null, "Local socket used for sending pings.");
+        m.param("sipping_from", ParamType::Str, Value::Null, "From URI of SIP OPTIONS pings (unset: UDP keepalive packets instead of SIP).");
+        m.param("sipping_method", ParamType::Str, "OPTIONS", "Method of SIP pings.");
+        m.param("sipping_bflag", ParamType::Int, -1_i64, "Branch flag marking contacts that get SIP pings (-1: none).");
+        m.param("natping_disable_bflag", ParamType::Int, -1_i64, "Branch flag marking contacts that get no pings (-1: none).");
+        m.param("natping_processes", ParamType::Int, 1_i64, "Number of processes sending pings.");
+        m.param("natping_socket", ParamType::Str, Value::Null, "Socket(s) from which pings are sent.");
+        m.param("keepalive_timeout", ParamType::Int, 0_i64, "Seconds without a ping reply after which a contact is removed (0: never).");
+        m.param("udpping_from_path", ParamType::Int, 0_i64, "When 1, UDP pings are sent from the address in the Path header.");
+        m.param("ignore_path", ParamType::Int, 0_i64, "When 1, pings ignore the Path header.");
+        m.param("append_sdp_oldmediaip", ParamType::Int, 1_i64, "When 1, fix_nated_sdp() adds an a=oldmediaip line.");
+        m.param("filter_server_id", ParamType::Int, 0_i64, "When 1, only contacts with this server's server_id are pinged.");
+        m.param("nat_addr_mode", ParamType::Int, 1_i64, "Which addresses count as private: 1 also the RFC 6598 shared range, 0 only RFC 1918.");
+        m.param("alias_name", ParamType::Str, "alias", "Name of the contact URI parameter used by the *_contact_alias functions.");
+        m.function("fix_nated_contact")
+            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Rewrites the Contact host:port with the source address; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("add_contact_alias")
+            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Adds an alias parameter with the source address to the Contact URI when it differs; 1 on success (or nothing to do), -1 on failure.")
+            .declared::<()>();
+        m.function("add_contact_alias")
+            .args(&["ip_addr", "port", "proto"])
+            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Adds an alias parameter with the given address to the Contact URI; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, Bytes)>();
+        m.function("set_contact_alias")
+            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Like add_contact_alias() but changes the Contact in place so later modules see it; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("set_contact_alias")
+            .args(&["trim"])
+            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As set_contact_alias(); with 1 an existing alias parameter is removed first; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("handle_ruri_alias")
+            .routes(RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Moves the alias parameter of the R-URI into $du and removes it; 1 on success or no alias, -1 on failure.")
+            .declared::<()>();
+        m.function("handle_ruri_alias")
+            .args(&["mode"])
+            .routes(RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As handle_ruri_alias(); mode 1 keeps the parameter in the R-URI; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("fix_nated_sdp")
+            .args(&["flags"])
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Rewrites SDP addresses with the source address (1 c= line, 2 a=direction, 4 o= line, 8 all c= lines); 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("fix_nated_sdp")
+            .args(&["flags", "ip_address"])
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As fix_nated_sdp() with the given address; 1 on success, -1 on failure.")
+            .declared::<(i64, Bytes)>();
+        m.function("nat_uac_test")
+            .args(&["flags"])
+            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Tests for NAT with the bit mask of checks (1 private Contact, 2 Via received differs, 4 private top Via, 8 private SDP, 16 source port differs from Via, 32 private source, 64 WebSocket, 128 Contact port differs, 256 private SDP o=); 1 when a test hit, -1 otherwise.")
+            .declared::<(i64,)>();
+        m.function("fix_nated_register")
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Stores the source URI in received_avp for the registrar; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("add_rcv_param")
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Adds a received parameter with the source URI to the Contact header field; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("add_rcv_param")
+            .args(&["flag"])
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As add_rcv_param(); with 1 the parameter goes into the Contact URI; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("is_rfc1918")
+            .args(&["ip_address"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the address is private (RFC 1918 or shared range per nat_addr_mode); -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("set_alias_to_pv")
+            .args(&["target_avp"])
+            .routes(RouteMask::ANY)
+            .doc("Stores the URI built from the alias parameter of the Contact in a variable; 1 on success, -1 on failure.")
+            .declared::<(PvOut,)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&NathelperModule);
+        let def = reg.module("nathelper").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! `pv`: Pseudo-variable helpers (the PVs themselves are part of Ferrosip's core): checks, XAVP and static-branch functions.
+
+use bytes::Bytes;
+use ferrosip_api::args::{PvOut};
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+
+/// The `pv` module.
+pub struct PvModule;
+
+impl Module for PvModule {
+    fn name(&self) -> &'static str {
+        "pv"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Pseudo-variable helpers (the PVs themselves are part of Ferrosip's core): checks, XAVP and static-branch functions.");
+        m.repeatable_param("shvset", ParamType::Str, "Initial value of a shared variable \"name=type:value\" (may be given several times).");
+        m.repeatable_param("varset", ParamType::Str, "Initial value of a $var \"name=type:value\" (may be given several times).");
+        m.param("avp_aliases", ParamType::Str, Value::Null, "AVP aliases \"alias=name;...\" (legacy).");
+        m.function("pv_isset")
+            .args(&["pvar"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the pseudo-variable has a value (is not null); -1 otherwise.")
+            .declared::<(Value,)>();
+        m.function("pv_unset")
+            .args(&["pvar"])
+            .routes(RouteMask::ANY)
+            .doc("Sets the pseudo-variable to null (deletes it); always 1.")
+            .declared::<(PvOut,)>();
+        m.function("is_int")
+            .args(&["pvar"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the pseudo-variable holds an integer; -1 otherwise.")
+            .declared::<(Value,)>();
+        m.function("typeof")
+            .args(&["pvar", "vtype"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the value type is vtype (\"int\", \"str\" or \"null\"); -1 otherwise.")
+            .declared::<(Value, Bytes)>();
+        m.function("not_empty")
+            .args(&["pvar"])
+            .routes(RouteMask::ANY)
+            .doc("True (1) when the pseudo-variable holds a non-empty string; -1 otherwise.")
+            .declared::<(Value,)>();
+        m.function("pv_xavp_print")
+            .routes(RouteMask::ANY)
+            .doc("Logs every XAVP (debugging); always 1.")
+            .declared::<()>();
+        m.function("pv_xavu_print")
+            .routes(RouteMask::ANY)
+            .doc("Logs every XAVU (debugging); always 1.")
+            .declared::<()>();
+        m.function("pv_xavi_print")
+            .routes(RouteMask::ANY)
+            .doc("Logs every XAVI (debugging); always 1.")
+            .declared::<()>();
+        m.function("pv_var_to_xavp")
+            .args(&["varname", "xname"])
+            .routes(RouteMask::ANY)
+            .doc("Copies $var(s) (or \"*\" for all) into an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("pv_xavp_to_var")
+            .args(&["xname"])
+            .routes(RouteMask::ANY)
+            .doc("Copies the fields of an XAVP into $vars of the same names; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("xavp_copy")
+            .args(&["source_name", "source_index", "destination_name"])
+            .routes(RouteMask::ANY)
+            .doc("Copies one XAVP item to another XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64, Bytes)>();
+        m.function("xavp_copy")
+            .args(&["source_name", "source_index", "destination_name", "destination_index"])
+            .routes(RouteMask::ANY)
+            .doc("Copies one XAVP item into an existing item of another XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64, Bytes, i64)>();
+        m.function("xavp_slist_explode")
+            .args(&["slist", "sep", "mode", "xname"])
+            .routes(RouteMask::ANY)
+            .doc("Splits a separated list into XAVP items; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, Bytes, Bytes)>();
+        m.function("xavp_params_explode")
+            .args(&["sparams", "xname"])
+            .routes(RouteMask::ANY)
+            .doc("Parses \"a=b;c=d\" parameters into an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("xavp_xparams_explode")
+            .args(&["sparams", "sep", "xname"])
+            .routes(RouteMask::ANY)
+            .doc("Parses parameters with a custom separator into an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, Bytes)>();
+        m.function("xavp_params_implode")
+            .args(&["xname", "pvname"])
+            .routes(RouteMask::ANY)
+            .doc("Writes the fields of an XAVP as \"a=b;c=d\" into a variable; 1 on success, -1 on failure.")
+            .declared::<(Bytes, PvOut)>();
+        m.function("xavp_params_implode_qval")
+            .args(&["xname", "pvname"])
+            .routes(RouteMask::ANY)
+            .doc("As xavp_params_implode() with values double-quoted; 1 on success, -1 on failure.")
+            .declared::<(Bytes, PvOut)>();
+        m.function("xavu_params_explode")
+            .args(&["sparams", "xname"])
+            .routes(RouteMask::ANY)
+            .doc("Parses \"a=b;c=d\" parameters into an XAVU; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("xavu_params_implode")
+            .args(&["xname", "pvname"])
+            .routes(RouteMask::ANY)
+            .doc("Writes the fields of an XAVU as parameters into a variable; 1 on success, -1 on failure.")
+            .declared::<(Bytes, PvOut)>();
+        m.function("xavp_child_seti")
+            .args(&["rname", "cname", "ival"])
+            .routes(RouteMask::ANY)
+            .doc("Sets an integer child field of the first item of an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, i64)>();
+        m.function("xavp_child_sets")
+            .args(&["rname", "cname", "sval"])
+            .routes(RouteMask::ANY)
+            .doc("Sets a string child field of the first item of an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, Bytes)>();
+        m.function("xavp_rm")
+            .args(&["rname"])
+            .routes(RouteMask::ANY)
+            .doc("Removes the first item of an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("xavp_rm_all")
+            .args(&["rname"])
+            .routes(RouteMask::ANY)
+            .doc("Removes every item of an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("xavp_child_rm")
+            .args(&["rname", "cname"])
+            .routes(RouteMask::ANY)
+            .doc("Removes a child field of the first item of an XAVP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("xavi_child_seti")
+            .args(&["rname", "cname", "ival"])
+            .routes(RouteMask::ANY)
+            .doc("Sets an integer child field of an XAVI (case-insensitive names); 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, i64)>();
+        m.function("xavi_child_sets")
+            .args(&["rname", "cname", "sval"])
+            .routes(RouteMask::ANY)
+            .doc("Sets a string child field of an XAVI; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes, Bytes)>();
+        m.function("xavi_rm")
+            .args(&["rname"])
+            .routes(RouteMask::ANY)
+            .doc("Removes the first item of an XAVI; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("xavi_rm_all")
+            .args(&["rname"])
+            .routes(RouteMask::ANY)
+            .doc("Removes every item of an XAVI; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("xavi_child_rm")
+            .args(&["rname", "cname"])
+            .routes(RouteMask::ANY)
+            .doc("Removes a child field of an XAVI; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("xavp_lshift")
+            .args(&["xname", "idx"])
+            .routes(RouteMask::ANY)
+            .doc("Rotates the items of an XAVP left by idx positions; 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("xavp_push_dst")
+            .args(&["xname"])
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Pushes the destination fields of an XAVP item into the branch (R-URI, $du, socket); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("sbranch_set_ruri")
+            .routes(RouteMask::ANY)
+            .doc("Sets the R-URI and branch attributes from the static branch ($sbranch); 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("sbranch_append")
+            .routes(RouteMask::ANY)
+            .doc("Adds the static branch ($sbranch) as a new branch; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("sbranch_reset")
+            .routes(RouteMask::ANY)
+            .doc("Clears the static branch ($sbranch); always 1.")
+            .declared::<()>();
+        m.function("pv_evalx")
+            .args(&["dst", "fmt"])
+            .routes(RouteMask::ANY)
+            .doc("Evaluates fmt twice (the result is itself a format) and stores it in dst; 1 on success, -1 on failure.")
+            .declared::<(PvOut, Bytes)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&PvModule);
+        let def = reg.module("pv").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! `rtpengine`: Media relaying and manipulation through the rtpengine control protocol (ng).
+
+use bytes::Bytes;
+use ferrosip_api::args::{PvOut};
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+
+/// The `rtpengine` module.
+pub struct RtpengineModule;
+
+impl Module for RtpengineModule {
+    fn name(&self) -> &'static str {
+        "rtpengine"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Media relaying and manipulation through the rtpengine control protocol (ng).");
+        m.param("rtpengine_sock", ParamType::Str, Value::Null, "Control socket(s) of rtpengine instances (\"udp:host:port\", \"=setid\" prefixes, weights).");
+        m.param("rtpengine_disable_tout", ParamType::Int, 60_i64, "Seconds an unreachable instance stays disabled.");
+        m.param("aggressive_redetection", ParamType::Int, 0_i64, "When 1, all instances are re-tried when every one is disabled.");
+        m.param("rtpengine_retr", ParamType::Int, 5_i64, "Retries of a control command before an instance is disabled.");
+        m.param("rtpengine_tout_ms", ParamType::Int, 1000_i64, "Milliseconds to wait for an instance's answer.");
+        m.param("queried_nodes_limit", ParamType::Int, 10_i64, "Maximum number of instances tried for one command.");
+        m.param("rtpengine_allow_op", ParamType::Int, 0_i64, "When 1, calls continue on instances being disabled by the administrator.");
+        m.param("ping_mode", ParamType::Int, 1_i64, "When 1, instances are pinged periodically.");
+        m.param("ping_interval", ParamType::Int, 60_i64, "Seconds between pings of instances.");
+        m.param("db_url", ParamType::Str, Value::Null, "Database holding the instance list.");
+        m.param("table_name", ParamType::Str, "rtpengine", "Table of instances.");
+        m.param("extra_id_pv", ParamType::Str, Value::Null, "Variable whose value is sent as extra call id (flag \"b\").");
+        m.param("setid_avp", ParamType::Str, Value::Null, "AVP receiving the selected set id.");
+        m.param("force_send_interface", ParamType::Str, Value::Null, "Local address used to talk to instances.");
+        m.param("rtp_inst_pvar", ParamType::Str, Value::Null, "Variable receiving the address of the selected instance.");
+        m.param("write_sdp_pv", ParamType::Str, Value::Null, "Variable receiving the rewritten SDP instead of the message body.");
+        m.param("read_sdp_pv", ParamType::Str, Value::Null, "Variable from which the SDP is read instead of the message body.");
+        m.param("hash_table_tout", ParamType::Int, 3600_i64, "Seconds a call-to-instance mapping is kept.");
+        m.param("hash_table_size", ParamType::Int, 256_i64, "Size of the call-to-instance hash table.");
+        m.param("setid_default", ParamType::Int, 0_i64, "Default set id.");
+        m.param("media_duration", ParamType::Str, Value::Null, "Variable receiving the duration of played media.");
+        m.param("hash_algo", ParamType::Int, 2_i64, "Hash used to pick an instance per call: 0 sum, 1 crc32, 2 crc32 of Call-ID.");
+        m.param("dtmf_events_sock", ParamType::Str, Value::Null, "Socket receiving DTMF events from rtpengine.");
+        m.param("event_callback", ParamType::Str, Value::Null, "KEMI function run instead of event_route[rtpengine:dtmf-event].");
+        m.param("enable_dmq", ParamType::Int, 0_i64, "When 1, call-to-instance mappings are replicated with DMQ.");
+        m.param("wsapi", ParamType::Str, Value::Null, "WebSocket API URL of rtpengine (for ws control sockets).");
+        m.param("dmq_peer_id", ParamType::Str, "rtpengine", "DMQ peer name used for replication.");
+        m.param("mos_min_pv", ParamType::Str, Value::Null, "Variable receiving the minimum MOS reported on delete.");
+        m.param("mos_max_pv", ParamType::Str, Value::Null, "Variable receiving the maximum MOS reported on delete.");
+        m.param("mos_average_pv", ParamType::Str, Value::Null, "Variable receiving the average MOS reported on delete.");
+        m.function("rtpengine_manage")
+            .routes(RouteMask::ANY)
+            .doc("Offers, answers or deletes the session as suited to the message (INVITE/200/ACK/BYE...); 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_manage")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("As rtpengine_manage() with ng flags (\"replace-origin trust-address RTP/AVP ...\"); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_manage")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("As rtpengine_manage() with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpengine_offer")
+            .routes(RouteMask::ANY)
+            .doc("Sends an offer for the SDP of the message and rewrites it; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_offer")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an offer with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_offer")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an offer with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpengine_answer")
+            .routes(RouteMask::ANY)
+            .doc("Sends an answer for the SDP of the message and rewrites it; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_answer")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an answer with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_answer")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an answer with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpengine_delete")
+            .routes(RouteMask::ANY)
+            .doc("Deletes the media session; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_delete")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Deletes the media session with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_delete")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("Deletes with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpengine_destroy")
+            .routes(RouteMask::ANY)
+            .doc("Deletes the media session and ends the call at rtpengine; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_destroy")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("As rtpengine_destroy() with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_destroy")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("As rtpengine_destroy() with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpengine_query")
+            .routes(RouteMask::ANY)
+            .doc("Queries session statistics (used for MOS variables); 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_query")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Queries session statistics with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_query")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("Queries with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpengine_info")
+            .routes(RouteMask::ANY)
+            .doc("Sends session information to rtpengine; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpengine_info")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Sends session information with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_info")
+            .args(&["flags", "via_branch"])
+            .routes(RouteMask::ANY)
+            .doc("Sends session information with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("set_rtpengine_set")
+            .args(&["setid"])
+            .routes(RouteMask::ANY)
+            .doc("Selects the rtpengine set for the next command; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("set_rtpengine_set")
+            .args(&["setid", "setid2"])
+            .routes(RouteMask::ANY)
+            .doc("Selects the sets for the offer and the answer side; 1 on success, -1 on failure.")
+            .declared::<(i64, i64)>();
+        m.function("start_recording")
+            .routes(RouteMask::ANY)
+            .doc("Starts call recording at rtpengine; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("start_recording")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Starts call recording with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("stop_recording")
+            .routes(RouteMask::ANY)
+            .doc("Stops call recording; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("stop_recording")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Stops call recording with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("block_dtmf")
+            .routes(RouteMask::ANY)
+            .doc("Blocks DTMF events of the call; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("block_dtmf")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Blocks DTMF with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("unblock_dtmf")
+            .routes(RouteMask::ANY)
+            .doc("Unblocks DTMF events of the call; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("unblock_dtmf")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Unblocks DTMF with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("block_media")
+            .routes(RouteMask::ANY)
+            .doc("Blocks the media of the call; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("block_media")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Blocks media with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("unblock_media")
+            .routes(RouteMask::ANY)
+            .doc("Unblocks the media of the call; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("unblock_media")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Unblocks media with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("silence_media")
+            .routes(RouteMask::ANY)
+            .doc("Replaces the media with silence; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("silence_media")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Silences media with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("unsilence_media")
+            .routes(RouteMask::ANY)
+            .doc("Stops silencing the media; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("unsilence_media")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Stops silencing with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("start_forwarding")
+            .routes(RouteMask::ANY)
+            .doc("Starts forwarding media to the recording daemon; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("start_forwarding")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Starts forwarding with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("stop_forwarding")
+            .routes(RouteMask::ANY)
+            .doc("Stops forwarding media; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("stop_forwarding")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Stops forwarding with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("play_media")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Plays a media file or prompt into the call; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("stop_media")
+            .routes(RouteMask::ANY)
+            .doc("Stops media playback; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("stop_media")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Stops media playback with ng flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("play_dtmf")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Injects DTMF tones into the call; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpengine_query_v")
+            .args(&["fmt", "var"])
+            .routes(RouteMask::ANY)
+            .doc("Queries session statistics into a variable (\"j\" JSON format); 1 on success, -1 on failure.")
+            .declared::<(Bytes, PvOut)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&RtpengineModule);
+        let def = reg.module("rtpengine").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! `rtpproxy`: Media relaying through rtpproxy instances.
+
+use bytes::Bytes;
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+
+/// The `rtpproxy` module.
+pub struct RtpproxyModule;
+
+impl Module for RtpproxyModule {
+    fn name(&self) -> &'static str {
+        "rtpproxy"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Media relaying through rtpproxy instances.");
+        m.param("rtpproxy_sock", ParamType::Str, Value::Null, "Control socket(s) of rtpproxy instances (\"udp:host:port\", \"unix:/path\", with set ids).");
+        m.param("rtpproxy_disable_tout", ParamType::Int, 60_i64, "Seconds an unreachable instance stays disabled.");
+        m.param("rtpproxy_retr", ParamType::Int, 5_i64, "Retries of a control command before an instance is disabled.");
+        m.param("rtpproxy_tout", ParamType::Int, 1_i64, "Seconds to wait for an instance's answer.");
+        m.param("nortpproxy_str", ParamType::Str, "a=nortpproxy:yes\r\n", "SDP line marking that no RTP relay is needed.");
+        m.param("timeout_socket", ParamType::Str, "", "Socket rtpproxy notifies of media timeouts.");
+        m.param("timeout_tag_pv", ParamType::Str, "", "Variable with the tag for timeout notifications.");
+        m.param("ice_candidate_priority_avp", ParamType::Str, Value::Null, "AVP with the ICE candidate priority to use.");
+        m.param("extra_id_pv", ParamType::Str, Value::Null, "Variable whose value is sent as extra call id.");
+        m.param("db_url", ParamType::Str, Value::Null, "Database holding the instance list.");
+        m.param("table_name", ParamType::Str, "rtpproxy", "Table of instances.");
+        m.param("rtp_inst_pvar", ParamType::Str, Value::Null, "Variable receiving the address of the selected instance.");
+        m.function("rtpproxy_manage")
+            .routes(RouteMask::ANY)
+            .doc("Offers, answers or deletes the session as suited to the message; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpproxy_manage")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("As rtpproxy_manage() with flags (\"c\" change c=, \"o\" change o=, \"r\" trust address, \"i\"/\"e\" directions...); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpproxy_manage")
+            .args(&["flags", "ip_address"])
+            .routes(RouteMask::ANY)
+            .doc("As rtpproxy_manage() with flags and the address to put into the SDP; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpproxy_offer")
+            .routes(RouteMask::ANY)
+            .doc("Sends an offer for the SDP and rewrites it; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpproxy_offer")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an offer with flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpproxy_offer")
+            .args(&["flags", "ip_address"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an offer with flags and a new SDP address; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpproxy_answer")
+            .routes(RouteMask::ANY)
+            .doc("Sends an answer for the SDP and rewrites it; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpproxy_answer")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an answer with flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("rtpproxy_answer")
+            .args(&["flags", "ip_address"])
+            .routes(RouteMask::ANY)
+            .doc("Sends an answer with flags and a new SDP address; 1 on success, -1 on failure.")
+            .declared::<(Bytes, Bytes)>();
+        m.function("rtpproxy_destroy")
+            .routes(RouteMask::ANY)
+            .doc("Deletes the media session; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpproxy_destroy")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Deletes the media session with flags; 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("unforce_rtp_proxy")
+            .routes(RouteMask::ANY)
+            .doc("Alias of rtpproxy_destroy(); 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("unforce_rtp_proxy")
+            .args(&["flags"])
+            .routes(RouteMask::ANY)
+            .doc("Alias of rtpproxy_destroy(flags); 1 on success, -1 on failure.")
+            .declared::<(Bytes,)>();
+        m.function("set_rtp_proxy_set")
+            .args(&["setid"])
+            .routes(RouteMask::ANY)
+            .doc("Selects the rtpproxy set for the next command; 1 on success, -1 on failure.")
+            .declared::<(i64,)>();
+        m.function("start_recording")
+            .routes(RouteMask::ANY)
+            .doc("Starts recording the media of the session; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpproxy_stream2uac")
+            .args(&["prompt_name", "count"])
+            .routes(RouteMask::ANY)
+            .doc("Streams a prerecorded prompt to the caller count times (-1 forever); 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("rtpproxy_stream2uas")
+            .args(&["prompt_name", "count"])
+            .routes(RouteMask::ANY)
+            .doc("Streams a prerecorded prompt to the callee count times (-1 forever); 1 on success, -1 on failure.")
+            .declared::<(Bytes, i64)>();
+        m.function("rtpproxy_stop_stream2uac")
+            .routes(RouteMask::ANY)
+            .doc("Stops streaming to the caller; 1 on success, -1 on failure.")
+            .declared::<()>();
+        m.function("rtpproxy_stop_stream2uas")
+            .routes(RouteMask::ANY)
+            .doc("Stops streaming to the callee; 1 on success, -1 on failure.")
+            .declared::<()>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&RtpproxyModule);
+        let def = reg.module("rtpproxy").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}

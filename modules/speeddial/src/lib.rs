@@ -1,0 +1,59 @@
+//! `speeddial`: Per-user speed dial: rewrites a short R-URI user to the number stored in a database table.
+
+use bytes::Bytes;
+use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+
+/// The `speeddial` module.
+pub struct SpeeddialModule;
+
+impl Module for SpeeddialModule {
+    fn name(&self) -> &'static str {
+        "speeddial"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Per-user speed dial: rewrites a short R-URI user to the number stored in a database table.");
+        m.param("db_url", ParamType::Str, "mysql://kamailioro:kamailioro@localhost/kamailio", "Database holding the speed-dial table.");
+        m.param("use_domain", ParamType::Int, 0_i64, "When 1, the domain of the owner is matched as well.");
+        m.param("domain_prefix", ParamType::Str, Value::Null, "Prefix stripped from the domain before matching.");
+        m.param("user_column", ParamType::Str, "username", "Database column holding the owner user.");
+        m.param("domain_column", ParamType::Str, "domain", "Database column holding the owner domain.");
+        m.param("sd_user_column", ParamType::Str, "sd_username", "Database column holding the short number.");
+        m.param("sd_domain_column", ParamType::Str, "sd_domain", "Database column holding the short number domain.");
+        m.param("new_uri_column", ParamType::Str, "new_uri", "Database column holding the target URI.");
+        m.function("sd_lookup")
+            .args(&["table"])
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("Replaces the R-URI with the entry of the From user for the R-URI user; 1 found, -1 otherwise.")
+            .declared::<(Bytes,)>();
+        m.function("sd_lookup")
+            .args(&["table", "owner"])
+            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .doc("As sd_lookup() with the owner given as a URI; 1 found, -1 otherwise.")
+            .declared::<(Bytes, Bytes)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    #[test]
+    fn declares_every_function_with_docs_and_routes() {
+        let mut reg = Registry::new();
+        reg.register(&SpeeddialModule);
+        let def = reg.module("speeddial").expect("module registered");
+        assert!(!def.doc.is_empty());
+        for name in &def.functions {
+            for f in reg.function(name).unwrap() {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
+                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
+                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
+            }
+        }
+        for p in &def.params {
+            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
+        }
+    }
+}
