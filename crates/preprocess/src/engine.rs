@@ -144,10 +144,17 @@ fn only_trailing_comment(text: &str, from: usize, end: usize) -> bool {
 
 /// Parses a double-quoted literal at `start` with Kamailio's string escapes;
 /// returns the value and the offset after the closing quote.
-fn parse_quoted(text: &str, start: usize, end: usize, include_escapes: bool) -> Option<(String, usize)> {
+fn parse_quoted(
+    text: &str,
+    start: usize,
+    end: usize,
+    include_escapes: bool,
+) -> Option<(String, usize)> {
     let b = text.as_bytes();
     let quote = *b.get(start)?;
-    if quote != b'"' && !(quote == b'\'' && !include_escapes) {
+    // Include paths must be double-quoted; a `#!subst` argument is any string token.
+    let accepted = quote == b'"' || (quote == b'\'' && !include_escapes);
+    if !accepted {
         return None;
     }
     let mut val = String::new();
@@ -265,7 +272,14 @@ impl Engine<'_> {
                     pos = until;
                 }
                 Line::ContinueAt(at) => {
-                    pos = self.scan(Src::File(file), &text, at, true, &mut comment_depth, &mut Vec::new());
+                    pos = self.scan(
+                        Src::File(file),
+                        &text,
+                        at,
+                        true,
+                        &mut comment_depth,
+                        &mut Vec::new(),
+                    );
                 }
                 Line::Text if !self.active() => {
                     let next = (end + 1).min(text.len());
@@ -273,14 +287,24 @@ impl Engine<'_> {
                     pos = next;
                 }
                 Line::Text => {
-                    pos = self.scan(Src::File(file), &text, pos, true, &mut comment_depth, &mut Vec::new());
+                    pos = self.scan(
+                        Src::File(file),
+                        &text,
+                        pos,
+                        true,
+                        &mut comment_depth,
+                        &mut Vec::new(),
+                    );
                 }
             }
         }
         // Blocks must close in the file that opens them; Kamailio lets them
         // span files, which only ever happens by mistake.
         for c in self.conds.split_off(conds_at_entry) {
-            let msg = format!("`#!{}` is not closed by `#!endif` before the end of the file", c.directive);
+            let msg = format!(
+                "`#!{}` is not closed by `#!endif` before the end of the file",
+                c.directive
+            );
             self.error(c.file, c.offset, msg);
         }
     }
@@ -332,7 +356,8 @@ impl Engine<'_> {
             }
             "else" | "endif" => {
                 let after = skip_blanks(text, kw_end, end);
-                if after < end && self.active() {
+                let enclosing_active = self.conds.last().is_some_and(|c| c.parent_active);
+                if after < end && enclosing_active {
                     self.error(
                         file,
                         after,
@@ -340,7 +365,11 @@ impl Engine<'_> {
                     );
                 }
                 let Some(c) = self.conds.last_mut() else {
-                    self.error(file, directive_at, format!("`#!{kw}` without a matching `#!ifdef`"));
+                    self.error(
+                        file,
+                        directive_at,
+                        format!("`#!{kw}` without a matching `#!ifdef`"),
+                    );
                     return Line::Consumed(next_line);
                 };
                 if kw == "endif" {
@@ -348,7 +377,11 @@ impl Engine<'_> {
                 } else if c.else_seen {
                     let (cf, co) = (c.file, c.offset);
                     let (l, _) = self.files[cf].line_col(co);
-                    self.error(file, directive_at, format!("second `#!else` for the `#!ifdef` at line {l}"));
+                    self.error(
+                        file,
+                        directive_at,
+                        format!("second `#!else` for the `#!ifdef` at line {l}"),
+                    );
                 } else {
                     c.else_seen = true;
                     c.taking = !c.taking;
@@ -377,22 +410,38 @@ impl Engine<'_> {
                 self.undefine(file, text, kw, kw_end, end);
                 Line::Consumed(next_line)
             }
-            "defenv" | "defenvs" | "trydefenv" | "trydefenvs" => self.defenv(file, text, kw, kw_end, end),
+            "defenv" | "defenvs" | "trydefenv" | "trydefenvs" => {
+                self.defenv(file, text, kw, kw_end, end)
+            }
             "subst" | "substdef" | "substdefs" => {
                 self.subst(file, text, kw, kw_end, end);
                 Line::Consumed(next_line)
             }
-            "include_file" | "import_file" => self.include(file, text, kw == "import_file", kw, kw_end, end),
+            "include_file" | "import_file" => {
+                self.include(file, text, kw == "import_file", kw, kw_end, end)
+            }
             // `#!KAMAILIO` and friends are comments to Kamailio's lexer.
             _ => Line::Text,
         }
     }
 
     /// Evaluates the test of `#!ifdef`/`#!ifndef`/`#!ifexp`.
-    fn condition(&mut self, file: usize, text: &str, kw: &str, kw_end: usize, end: usize, at: usize) -> bool {
+    fn condition(
+        &mut self,
+        file: usize,
+        text: &str,
+        kw: &str,
+        kw_end: usize,
+        end: usize,
+        at: usize,
+    ) -> bool {
         let arg = skip_blanks(text, kw_end, end);
         if arg == kw_end || arg == end {
-            let what = if kw == "ifexp" { "an expression" } else { "a define name" };
+            let what = if kw == "ifexp" {
+                "an expression"
+            } else {
+                "a define name"
+            };
             self.error(file, at, format!("`#!{kw}` needs {what}"));
             return false;
         }
@@ -420,7 +469,9 @@ impl Engine<'_> {
             self.error(
                 file,
                 after,
-                format!("unexpected text after the name in `#!{kw}` (put comments on their own line)"),
+                format!(
+                    "unexpected text after the name in `#!{kw}` (put comments on their own line)"
+                ),
             );
         }
         self.defines.is_defined(&text[arg..name_end]) == (kw == "ifdef")
@@ -434,14 +485,25 @@ impl Engine<'_> {
                 let b = v.as_bytes();
                 let quoted =
                     b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[0] == b[b.len() - 1];
-                Val::Str(if quoted { v[1..v.len() - 1].to_string() } else { v.clone() })
+                Val::Str(if quoted {
+                    v[1..v.len() - 1].to_string()
+                } else {
+                    v.clone()
+                })
             }
         }
     }
 
     /// Parses the name after a directive keyword (blank-separated), reporting
     /// an error and returning `None` if there is none.
-    fn directive_name(&mut self, file: usize, text: &str, kw: &str, kw_end: usize, end: usize) -> Option<(usize, usize)> {
+    fn directive_name(
+        &mut self,
+        file: usize,
+        text: &str,
+        kw: &str,
+        kw_end: usize,
+        end: usize,
+    ) -> Option<(usize, usize)> {
         let start = skip_blanks(text, kw_end, end);
         let name_end = id_end(text, start, end);
         if start == kw_end || name_end == start {
@@ -455,7 +517,15 @@ impl Engine<'_> {
         Some((start, name_end))
     }
 
-    fn define(&mut self, file: usize, text: &str, kw: &str, kind: DefKind, kw_end: usize, end: usize) -> Line {
+    fn define(
+        &mut self,
+        file: usize,
+        text: &str,
+        kw: &str,
+        kind: DefKind,
+        kw_end: usize,
+        end: usize,
+    ) -> Line {
         let Some((name_start, name_end)) = self.directive_name(file, text, kw, kw_end, end) else {
             return Line::Consumed((end + 1).min(text.len()));
         };
@@ -523,12 +593,20 @@ impl Engine<'_> {
         };
         let after = skip_blanks(text, name_end, end);
         if after < end {
-            self.error(file, after, format!("unexpected text after the name in `#!{kw}`"));
+            self.error(
+                file,
+                after,
+                format!("unexpected text after the name in `#!{kw}`"),
+            );
             return;
         }
         let name = &text[start..name_end];
         if self.defines.remove(name).is_none() && !kw.starts_with("try") {
-            self.error(file, start, format!("`{name}` is not defined, cannot undefine it (use #!tryundef)"));
+            self.error(
+                file,
+                start,
+                format!("`{name}` is not defined, cannot undefine it (use #!tryundef)"),
+            );
         }
     }
 
@@ -558,16 +636,29 @@ impl Engine<'_> {
         };
         let Some(value) = value else {
             if !kw.starts_with("try") {
-                self.error(file, start, format!("environment variable `{var}` is not set (use #!trydefenv to allow that)"));
+                self.error(
+                    file,
+                    start,
+                    format!(
+                        "environment variable `{var}` is not set (use #!trydefenv to allow that)"
+                    ),
+                );
             }
             return Line::ContinueAt(tok_end);
         };
         if let Some(prev) = self.defines.get(name) {
-            let msg = format!("`{name}` is already defined ({})", Self::describe_origin(&prev.origin));
+            let msg = format!(
+                "`{name}` is already defined ({})",
+                Self::describe_origin(&prev.origin)
+            );
             self.error(file, start, msg);
             return Line::ContinueAt(tok_end);
         }
-        let value = if kw.ends_with('s') { format!("\"{value}\"") } else { value };
+        let value = if kw.ends_with('s') {
+            format!("\"{value}\"")
+        } else {
+            value
+        };
         let origin = self.origin(file, start);
         self.defines.insert(
             name.to_string(),
@@ -593,11 +684,19 @@ impl Engine<'_> {
     fn subst(&mut self, file: usize, text: &str, kw: &str, kw_end: usize, end: usize) {
         let start = skip_blanks(text, kw_end, end);
         let Some((raw, after)) = parse_quoted(text, start, end, false) else {
-            self.error(file, start, format!("`#!{kw}` needs a quoted expression like \"/regex/replacement/flags\""));
+            self.error(
+                file,
+                start,
+                format!("`#!{kw}` needs a quoted expression like \"/regex/replacement/flags\""),
+            );
             return;
         };
         if !only_trailing_comment(text, after, end) {
-            self.error(file, after, format!("unexpected text after the `#!{kw}` expression"));
+            self.error(
+                file,
+                after,
+                format!("unexpected text after the `#!{kw}` expression"),
+            );
             return;
         }
         // The expression is a string token, so earlier rules rewrite it first.
@@ -612,11 +711,18 @@ impl Engine<'_> {
         if kw != "subst" {
             let name = rule.pattern_text.clone();
             if name.is_empty() {
-                self.error(file, start, format!("`#!{kw}` needs a non-empty regex to use as the define name"));
+                self.error(
+                    file,
+                    start,
+                    format!("`#!{kw}` needs a non-empty regex to use as the define name"),
+                );
                 return;
             }
             if let Some(prev) = self.defines.get(&name) {
-                let msg = format!("`{name}` is already defined ({})", Self::describe_origin(&prev.origin));
+                let msg = format!(
+                    "`{name}` is already defined ({})",
+                    Self::describe_origin(&prev.origin)
+                );
                 self.error(file, start, msg);
                 return;
             }
@@ -631,10 +737,22 @@ impl Engine<'_> {
         self.substs.push(rule);
     }
 
-    fn include(&mut self, file: usize, text: &str, import: bool, kw: &str, kw_end: usize, end: usize) -> Line {
+    fn include(
+        &mut self,
+        file: usize,
+        text: &str,
+        import: bool,
+        kw: &str,
+        kw_end: usize,
+        end: usize,
+    ) -> Line {
         let start = skip_blanks(text, kw_end, end);
         let Some((raw, after)) = parse_quoted(text, start, end, true) else {
-            self.error(file, start, format!("`{kw}` needs a file name between double quotes"));
+            self.error(
+                file,
+                start,
+                format!("`{kw}` needs a file name between double quotes"),
+            );
             return Line::Consumed((end + 1).min(text.len()));
         };
         let name = self.run_substs(&raw).unwrap_or(raw);
@@ -643,15 +761,26 @@ impl Engine<'_> {
             return Line::ContinueAt(after);
         }
         if self.include_stack.len() > self.opts.max_include_depth {
-            let msg = format!("too many nested includes (limit {})", self.opts.max_include_depth);
+            let msg = format!(
+                "too many nested includes (limit {})",
+                self.opts.max_include_depth
+            );
             self.error(file, start, msg);
             return Line::ContinueAt(after);
         }
         let candidates = self.include_candidates(file, Path::new(&name));
         let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
             if !import {
-                let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-                self.error(file, start, format!("cannot open included file \"{name}\" (tried {})", tried.join(", ")));
+                let tried: Vec<String> =
+                    candidates.iter().map(|p| p.display().to_string()).collect();
+                self.error(
+                    file,
+                    start,
+                    format!(
+                        "cannot open included file \"{name}\" (tried {})",
+                        tried.join(", ")
+                    ),
+                );
             }
             return Line::ContinueAt(after);
         };
@@ -661,13 +790,21 @@ impl Engine<'_> {
             p.canonicalize().unwrap_or_else(|_| p.clone()) == canonical
         });
         if cycle {
-            self.error(file, start, format!("\"{name}\" includes itself (through {})", path.display()));
+            self.error(
+                file,
+                start,
+                format!("\"{name}\" includes itself (through {})", path.display()),
+            );
             return Line::ContinueAt(after);
         }
         let content = match std::fs::read(&path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) => {
-                self.error(file, start, format!("cannot read included file {}: {e}", path.display()));
+                self.error(
+                    file,
+                    start,
+                    format!("cannot read included file {}: {e}", path.display()),
+                );
                 return Line::ContinueAt(after);
             }
         };
@@ -837,24 +974,50 @@ impl Engine<'_> {
         i
     }
 
-    fn expand(&mut self, src: Src, at: usize, name: &str, value: &str, expanding: &mut Vec<String>) {
+    fn expand(
+        &mut self,
+        src: Src,
+        at: usize,
+        name: &str,
+        value: &str,
+        expanding: &mut Vec<String>,
+    ) {
         let (file, anchor) = match src {
             Src::File(f) => (f, at),
             Src::Value { file, anchor } => (file, anchor),
         };
         if let Some(pos) = expanding.iter().position(|n| n == name) {
-            let chain: Vec<&str> = expanding[pos..].iter().map(String::as_str).chain([name]).collect();
-            self.error(file, anchor, format!("define `{name}` expands to itself ({})", chain.join(" -> ")));
+            let chain: Vec<&str> = expanding[pos..]
+                .iter()
+                .map(String::as_str)
+                .chain([name])
+                .collect();
+            self.error(
+                file,
+                anchor,
+                format!("define `{name}` expands to itself ({})", chain.join(" -> ")),
+            );
             return;
         }
         if expanding.len() >= MAX_EXPANSION_DEPTH {
-            self.error(file, anchor, format!("define expansion nested deeper than {MAX_EXPANSION_DEPTH} levels"));
+            self.error(
+                file,
+                anchor,
+                format!("define expansion nested deeper than {MAX_EXPANSION_DEPTH} levels"),
+            );
             return;
         }
         expanding.push(name.to_string());
         // A value is lexed on its own: a string or comment it opens ends with it.
         let mut depth = 0;
-        self.scan(Src::Value { file, anchor }, value, 0, false, &mut depth, expanding);
+        self.scan(
+            Src::Value { file, anchor },
+            value,
+            0,
+            false,
+            &mut depth,
+            expanding,
+        );
         expanding.pop();
     }
 }

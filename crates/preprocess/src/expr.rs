@@ -260,7 +260,10 @@ mod tests {
 
     #[test]
     fn strings_and_logic() {
-        assert_eq!(ev("\"udp:\" + \"1.2.3.4\"").unwrap().render(), "udp:1.2.3.4");
+        assert_eq!(
+            ev("\"udp:\" + \"1.2.3.4\"").unwrap().render(),
+            "udp:1.2.3.4"
+        );
         assert_eq!(ev("\"port\" + 5060").unwrap().render(), "port5060");
         // a define's value is a string, so `+` concatenates, as in Kamailio
         assert_eq!(ev("FOUR + 1").unwrap().render(), "41");

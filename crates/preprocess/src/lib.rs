@@ -118,7 +118,10 @@ impl Options {
             (format!("KAMAILIO_{major}_{minor}"), None),
             (format!("KAMAILIO_{major}_{minor}_{patch}"), None),
             ("KAMAILIO_VERSION".into(), Some(version.to_string())),
-            ("OS_NAME".into(), Some(format!("\"{}\"", std::env::consts::OS))),
+            (
+                "OS_NAME".into(),
+                Some(format!("\"{}\"", std::env::consts::OS)),
+            ),
         ]
     }
 }

@@ -100,7 +100,11 @@ impl SourceMap {
     /// Offsets past the end map to the end of the last segment; an empty output
     /// maps to the start of the main file.
     pub fn locate(&self, offset: usize) -> Location {
-        let Some(idx) = self.segments.partition_point(|s| s.out <= offset).checked_sub(1) else {
+        let Some(idx) = self
+            .segments
+            .partition_point(|s| s.out <= offset)
+            .checked_sub(1)
+        else {
             return self.location(0, 0, true);
         };
         let seg = self.segments[idx];

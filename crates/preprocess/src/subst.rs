@@ -142,7 +142,9 @@ fn parse_replacement(expr: &str, start: usize, sep: char) -> Result<(Vec<Piece>,
             lit.push(c);
         }
     }
-    Err(format!("no closing `{sep}` after the replacement in subst expression `{expr}`"))
+    Err(format!(
+        "no closing `{sep}` after the replacement in subst expression `{expr}`"
+    ))
 }
 
 #[cfg(test)]
