@@ -48,8 +48,34 @@
 //!
 //! # Differences from Kamailio
 //!
-//! See the crate README section in `docs` of this module: [`Options`] and the
-//! notes on [`preprocess_file`].
+//! Deliberate (stricter or friendlier):
+//! - text after `#!ifdef NAME`, `#!else`, `#!endif` is an error (Kamailio's
+//!   lexer silently fails to see such a directive); a second `#!else` is an
+//!   error (Kamailio toggles again); `#!ifdef` blocks must close in the file
+//!   that opens them; a define cycle is an error instead of a hang.
+//! - relative includes try the including file's directory before the current
+//!   directory (Kamailio: current directory first); include paths may
+//!   contain blanks.
+//! - directives are recognized only at the start of a line; Kamailio also
+//!   sees `#!define` after other tokens on a line.
+//!
+//! Approximations:
+//! - subst rules use Rust's `regex` rather than POSIX ERE (same syntax for the
+//!   usual cases; leftmost-first instead of leftmost-longest alternation);
+//!   `$pv` in a replacement is copied literally (Kamailio evaluates it against
+//!   a dummy message) and `\u` is rejected.
+//! - subst rules see a string literal's text as written, escapes included,
+//!   and each of `"a" "b"` separately (Kamailio: the unescaped, concatenated
+//!   value).
+//! - define names that are also Kamailio keywords (`route`, `if`, `udp`, ...)
+//!   are substituted here; Kamailio's lexer never sees them as identifiers.
+//!   Event route names (`event_route[tm:local-request]`) are likewise not
+//!   exempt from substitution.
+//! - `#!defexp`/`#!ifexp` support the operator subset listed in `expr`, and
+//!   `- * / %` accept numeric strings where snexpr would fail.
+//! - Kamailio's predefined `KAMAILIO_X_Y`/`OS_NAME` are not added unless the
+//!   caller asks ([`Options::kamailio_core_defines`]); `MOD_name` defines are
+//!   not produced.
 
 mod engine;
 mod expr;

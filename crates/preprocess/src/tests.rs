@@ -516,3 +516,11 @@ fn stock_kamailio_cfg() {
         .lines()
         .any(|l| l.trim_start().starts_with("#!ifdef")));
 }
+
+#[test]
+fn crlf_line_endings() {
+    let p = pp("#!define A 1\r\n#!ifdef A\r\nx A\r\n#!endif\r\n");
+    assert_eq!(p.defines.value("A"), Some("1"));
+    // directive lines keep only their newline; text lines keep their CR
+    assert_eq!(p.text, "\n\nx 1\r\n\n");
+}
