@@ -13,56 +13,291 @@ impl Module for AccModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Transaction accounting to syslog and database (CDR-like records of requests and missed calls).");
-        m.param("early_media", ParamType::Int, 0_i64, "When 1, accounting also triggers on 183 with early media.");
+        m.param(
+            "early_media",
+            ParamType::Int,
+            0_i64,
+            "When 1, accounting also triggers on 183 with early media.",
+        );
         m.param("failed_transaction_flag", ParamType::Int, -1_i64, "Message flag that makes failed transactions (final reply >= 300) accounted (-1: none).");
-        m.param("failed_filter", ParamType::Str, Value::Null, "Comma-separated reply codes not accounted as failed.");
-        m.param("report_ack", ParamType::Int, 0_i64, "When 1, ACKs of accounted calls are accounted too.");
-        m.param("report_cancels", ParamType::Int, 0_i64, "When 1, CANCELs are accounted.");
-        m.param("multi_leg_info", ParamType::Str, Value::Null, "AVPs describing call legs (\"name=$avp(x);...\").");
-        m.param("detect_direction", ParamType::Int, 0_i64, "When 1, From/To are swapped in records of upstream in-dialog requests.");
+        m.param(
+            "failed_filter",
+            ParamType::Str,
+            Value::Null,
+            "Comma-separated reply codes not accounted as failed.",
+        );
+        m.param(
+            "report_ack",
+            ParamType::Int,
+            0_i64,
+            "When 1, ACKs of accounted calls are accounted too.",
+        );
+        m.param(
+            "report_cancels",
+            ParamType::Int,
+            0_i64,
+            "When 1, CANCELs are accounted.",
+        );
+        m.param(
+            "multi_leg_info",
+            ParamType::Str,
+            Value::Null,
+            "AVPs describing call legs (\"name=$avp(x);...\").",
+        );
+        m.param(
+            "detect_direction",
+            ParamType::Int,
+            0_i64,
+            "When 1, From/To are swapped in records of upstream in-dialog requests.",
+        );
         m.param("acc_prepare_flag", ParamType::Int, -1_i64, "Flag that makes tm keep the data needed by acc even when no accounting flag is set yet (-1: none).");
-        m.param("acc_prepare_always", ParamType::Int, 0_i64, "When 1, acc data is always prepared as if acc_prepare_flag were set.");
-        m.param("reason_from_hf", ParamType::Int, 0_i64, "When 1, the reason is taken from the Reason header when present.");
-        m.param("acc_extra_nullable", ParamType::Int, 0_i64, "When 1, empty extra values are stored as NULL in the database.");
-        m.param("log_flag", ParamType::Int, -1_i64, "Message flag enabling syslog accounting of the transaction (-1: none).");
-        m.param("log_missed_flag", ParamType::Int, -1_i64, "Message flag enabling syslog accounting of missed calls (-1: none).");
-        m.param("log_level", ParamType::Int, 1_i64, "Log level of syslog records (1 = L_NOTICE).");
-        m.param("log_facility", ParamType::Str, "LOG_DAEMON", "Syslog facility of accounting records.");
-        m.param("log_extra", ParamType::Str, Value::Null, "Extra values in syslog records (\"name=$pv;...\").");
-        m.param("db_flag", ParamType::Int, -1_i64, "Message flag enabling database accounting (-1: none).");
-        m.param("db_missed_flag", ParamType::Int, -1_i64, "Message flag enabling database accounting of missed calls (-1: none).");
-        m.param("db_extra", ParamType::Str, Value::Null, "Extra columns in database records (\"column=$pv;...\").");
-        m.param("db_url", ParamType::Str, Value::Null, "Database for accounting records (unset: database accounting off).");
-        m.param("db_table_acc", ParamType::Str, "acc", "Table of accounted transactions.");
-        m.param("db_table_missed_calls", ParamType::Str, "missed_calls", "Table of missed calls.");
-        m.param("db_version_check", ParamType::Int, 1_i64, "When 1, table versions are checked at startup.");
-        m.param("db_insert_mode", ParamType::Int, 0_i64, "0 plain INSERT, 1 INSERT DELAYED, 2 asynchronous insert.");
-        m.param("acc_method_column", ParamType::Str, "method", "Database column holding the method.");
-        m.param("acc_from_tag_column", ParamType::Str, "from_tag", "Database column holding the From tag.");
-        m.param("acc_to_tag_column", ParamType::Str, "to_tag", "Database column holding the To tag.");
-        m.param("acc_callid_column", ParamType::Str, "callid", "Database column holding the Call-ID.");
-        m.param("acc_sip_code_column", ParamType::Str, "sip_code", "Database column holding the reply code.");
-        m.param("acc_sip_reason_column", ParamType::Str, "sip_reason", "Database column holding the reply reason.");
-        m.param("acc_time_column", ParamType::Str, "time", "Database column holding the record time.");
+        m.param(
+            "acc_prepare_always",
+            ParamType::Int,
+            0_i64,
+            "When 1, acc data is always prepared as if acc_prepare_flag were set.",
+        );
+        m.param(
+            "reason_from_hf",
+            ParamType::Int,
+            0_i64,
+            "When 1, the reason is taken from the Reason header when present.",
+        );
+        m.param(
+            "acc_extra_nullable",
+            ParamType::Int,
+            0_i64,
+            "When 1, empty extra values are stored as NULL in the database.",
+        );
+        m.param(
+            "log_flag",
+            ParamType::Int,
+            -1_i64,
+            "Message flag enabling syslog accounting of the transaction (-1: none).",
+        );
+        m.param(
+            "log_missed_flag",
+            ParamType::Int,
+            -1_i64,
+            "Message flag enabling syslog accounting of missed calls (-1: none).",
+        );
+        m.param(
+            "log_level",
+            ParamType::Int,
+            1_i64,
+            "Log level of syslog records (1 = L_NOTICE).",
+        );
+        m.param(
+            "log_facility",
+            ParamType::Str,
+            "LOG_DAEMON",
+            "Syslog facility of accounting records.",
+        );
+        m.param(
+            "log_extra",
+            ParamType::Str,
+            Value::Null,
+            "Extra values in syslog records (\"name=$pv;...\").",
+        );
+        m.param(
+            "db_flag",
+            ParamType::Int,
+            -1_i64,
+            "Message flag enabling database accounting (-1: none).",
+        );
+        m.param(
+            "db_missed_flag",
+            ParamType::Int,
+            -1_i64,
+            "Message flag enabling database accounting of missed calls (-1: none).",
+        );
+        m.param(
+            "db_extra",
+            ParamType::Str,
+            Value::Null,
+            "Extra columns in database records (\"column=$pv;...\").",
+        );
+        m.param(
+            "db_url",
+            ParamType::Str,
+            Value::Null,
+            "Database for accounting records (unset: database accounting off).",
+        );
+        m.param(
+            "db_table_acc",
+            ParamType::Str,
+            "acc",
+            "Table of accounted transactions.",
+        );
+        m.param(
+            "db_table_missed_calls",
+            ParamType::Str,
+            "missed_calls",
+            "Table of missed calls.",
+        );
+        m.param(
+            "db_version_check",
+            ParamType::Int,
+            1_i64,
+            "When 1, table versions are checked at startup.",
+        );
+        m.param(
+            "db_insert_mode",
+            ParamType::Int,
+            0_i64,
+            "0 plain INSERT, 1 INSERT DELAYED, 2 asynchronous insert.",
+        );
+        m.param(
+            "acc_method_column",
+            ParamType::Str,
+            "method",
+            "Database column holding the method.",
+        );
+        m.param(
+            "acc_from_tag_column",
+            ParamType::Str,
+            "from_tag",
+            "Database column holding the From tag.",
+        );
+        m.param(
+            "acc_to_tag_column",
+            ParamType::Str,
+            "to_tag",
+            "Database column holding the To tag.",
+        );
+        m.param(
+            "acc_callid_column",
+            ParamType::Str,
+            "callid",
+            "Database column holding the Call-ID.",
+        );
+        m.param(
+            "acc_sip_code_column",
+            ParamType::Str,
+            "sip_code",
+            "Database column holding the reply code.",
+        );
+        m.param(
+            "acc_sip_reason_column",
+            ParamType::Str,
+            "sip_reason",
+            "Database column holding the reply reason.",
+        );
+        m.param(
+            "acc_time_column",
+            ParamType::Str,
+            "time",
+            "Database column holding the record time.",
+        );
         m.param("time_mode", ParamType::Int, 0_i64, "How time is stored: 0 seconds in time column, 1 plus microseconds, 2 plus milliseconds, 3 formatted, 4 float.");
-        m.param("time_attr", ParamType::Str, Value::Null, "Extra attribute name for the time part of time_mode 1/2.");
-        m.param("time_exten", ParamType::Str, Value::Null, "Extra attribute name for the sub-second part of time_mode 1/2.");
-        m.param("time_format", ParamType::Str, "%Y-%m-%d %H:%M:%S", "strftime format for time_mode 3.");
-        m.param("cdr_enable", ParamType::Int, 0_i64, "When 1, dialog-based CDRs are generated (needs dialog).");
-        m.param("cdr_log_enable", ParamType::Int, 1_i64, "When 1, CDRs are written to syslog.");
-        m.param("cdr_start_on_confirmed", ParamType::Int, 0_i64, "When 1, the CDR start time is the ACK of the 200 OK instead of the INVITE.");
-        m.param("cdr_facility", ParamType::Str, "LOG_DAEMON", "Syslog facility of CDRs.");
-        m.param("cdr_extra", ParamType::Str, Value::Null, "Extra values in CDRs (\"name=$pv;...\").");
-        m.param("cdr_extra_nullable", ParamType::Int, 0_i64, "When 1, empty CDR extra values are NULL.");
-        m.param("cdr_start_id", ParamType::Str, "start_time", "CDR field name of the start time.");
-        m.param("cdr_end_id", ParamType::Str, "end_time", "CDR field name of the end time.");
-        m.param("cdr_duration_id", ParamType::Str, "duration", "CDR field name of the duration.");
-        m.param("cdr_skip", ParamType::Str, Value::Null, "Dialog variable that, when set, suppresses the CDR.");
-        m.param("cdrs_table", ParamType::Str, "", "Table of CDRs (empty: no database CDRs).");
-        m.param("clone_msg", ParamType::Int, 1_i64, "When 1, the request is cloned for accounting in reply callbacks.");
-        m.param("cdr_on_failed", ParamType::Int, 1_i64, "When 1, CDRs are generated for failed calls too.");
-        m.param("acc_extra_size", ParamType::Int, 64_i64, "Maximum number of extra attributes.");
-        m.param("cdr_extra_size", ParamType::Int, 64_i64, "Maximum number of CDR extra attributes.");
+        m.param(
+            "time_attr",
+            ParamType::Str,
+            Value::Null,
+            "Extra attribute name for the time part of time_mode 1/2.",
+        );
+        m.param(
+            "time_exten",
+            ParamType::Str,
+            Value::Null,
+            "Extra attribute name for the sub-second part of time_mode 1/2.",
+        );
+        m.param(
+            "time_format",
+            ParamType::Str,
+            "%Y-%m-%d %H:%M:%S",
+            "strftime format for time_mode 3.",
+        );
+        m.param(
+            "cdr_enable",
+            ParamType::Int,
+            0_i64,
+            "When 1, dialog-based CDRs are generated (needs dialog).",
+        );
+        m.param(
+            "cdr_log_enable",
+            ParamType::Int,
+            1_i64,
+            "When 1, CDRs are written to syslog.",
+        );
+        m.param(
+            "cdr_start_on_confirmed",
+            ParamType::Int,
+            0_i64,
+            "When 1, the CDR start time is the ACK of the 200 OK instead of the INVITE.",
+        );
+        m.param(
+            "cdr_facility",
+            ParamType::Str,
+            "LOG_DAEMON",
+            "Syslog facility of CDRs.",
+        );
+        m.param(
+            "cdr_extra",
+            ParamType::Str,
+            Value::Null,
+            "Extra values in CDRs (\"name=$pv;...\").",
+        );
+        m.param(
+            "cdr_extra_nullable",
+            ParamType::Int,
+            0_i64,
+            "When 1, empty CDR extra values are NULL.",
+        );
+        m.param(
+            "cdr_start_id",
+            ParamType::Str,
+            "start_time",
+            "CDR field name of the start time.",
+        );
+        m.param(
+            "cdr_end_id",
+            ParamType::Str,
+            "end_time",
+            "CDR field name of the end time.",
+        );
+        m.param(
+            "cdr_duration_id",
+            ParamType::Str,
+            "duration",
+            "CDR field name of the duration.",
+        );
+        m.param(
+            "cdr_skip",
+            ParamType::Str,
+            Value::Null,
+            "Dialog variable that, when set, suppresses the CDR.",
+        );
+        m.param(
+            "cdrs_table",
+            ParamType::Str,
+            "",
+            "Table of CDRs (empty: no database CDRs).",
+        );
+        m.param(
+            "clone_msg",
+            ParamType::Int,
+            1_i64,
+            "When 1, the request is cloned for accounting in reply callbacks.",
+        );
+        m.param(
+            "cdr_on_failed",
+            ParamType::Int,
+            1_i64,
+            "When 1, CDRs are generated for failed calls too.",
+        );
+        m.param(
+            "acc_extra_size",
+            ParamType::Int,
+            64_i64,
+            "Maximum number of extra attributes.",
+        );
+        m.param(
+            "cdr_extra_size",
+            ParamType::Int,
+            64_i64,
+            "Maximum number of CDR extra attributes.",
+        );
         m.function("acc_log_request")
             .args(&["comment"])
             .routes(RouteMask::ANY)

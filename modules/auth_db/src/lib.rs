@@ -13,16 +13,56 @@ impl Module for AuthDbModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Digest authentication with credentials from a database table (subscriber).");
-        m.param("db_url", ParamType::Str, "mysql://kamailioro:kamailioro@localhost/kamailio", "Database holding the credentials.");
-        m.param("user_column", ParamType::Str, "username", "Database column holding the user name.");
-        m.param("domain_column", ParamType::Str, "domain", "Database column holding the domain (realm).");
-        m.param("password_column", ParamType::Str, "ha1", "Database column holding the password or HA1 hash.");
+        m.param(
+            "db_url",
+            ParamType::Str,
+            "mysql://kamailioro:kamailioro@localhost/kamailio",
+            "Database holding the credentials.",
+        );
+        m.param(
+            "user_column",
+            ParamType::Str,
+            "username",
+            "Database column holding the user name.",
+        );
+        m.param(
+            "domain_column",
+            ParamType::Str,
+            "domain",
+            "Database column holding the domain (realm).",
+        );
+        m.param(
+            "password_column",
+            ParamType::Str,
+            "ha1",
+            "Database column holding the password or HA1 hash.",
+        );
         m.param("password_column_2", ParamType::Str, "ha1b", "Database column holding the HA1 of user@domain used when the user name includes the domain.");
-        m.param("calculate_ha1", ParamType::Int, 0_i64, "When 1, password_column holds plain-text passwords and HA1 is computed.");
-        m.param("use_domain", ParamType::Int, 0_i64, "When 1, the domain is also used to look up credentials.");
+        m.param(
+            "calculate_ha1",
+            ParamType::Int,
+            0_i64,
+            "When 1, password_column holds plain-text passwords and HA1 is computed.",
+        );
+        m.param(
+            "use_domain",
+            ParamType::Int,
+            0_i64,
+            "When 1, the domain is also used to look up credentials.",
+        );
         m.param("load_credentials", ParamType::Str, "rpid", "Columns loaded into AVPs after successful authentication (\"col\" or \"avp=col\", \";\"-separated).");
-        m.param("version_table", ParamType::Int, 1_i64, "When 1, the table version is checked at startup.");
-        m.param("force_generate_avps", ParamType::Int, 0_i64, "When 1, credentials AVPs are loaded even when authentication fails.");
+        m.param(
+            "version_table",
+            ParamType::Int,
+            1_i64,
+            "When 1, the table version is checked at startup.",
+        );
+        m.param(
+            "force_generate_avps",
+            ParamType::Int,
+            0_i64,
+            "When 1, credentials AVPs are loaded even when authentication fails.",
+        );
         m.function("www_authorize")
             .args(&["realm", "table"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)

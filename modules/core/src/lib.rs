@@ -1,8 +1,8 @@
 //! `core`: Core actions of the Kamailio config language that look like function calls (drop, exit, return, route() are statements of the script grammar).
 
 use bytes::Bytes;
-use ferrosip_api::args::{Flag};
-use ferrosip_api::{Module, ModuleBuilder, RouteMask};
+use ferrosip_api::args::Flag;
+use ferrosip_api::{Module, ModuleBuilder, MsgContext, RouteMask, Verdict};
 
 /// The `core` module.
 pub struct CoreModule;
@@ -99,17 +99,23 @@ impl Module for CoreModule {
             .args(&["flag"])
             .routes(RouteMask::ANY)
             .doc("Sets a message flag (0..63), visible to tm/acc/registrar for the whole transaction; always 1.")
-            .declared::<(Flag,)>();
+            .handler(|ctx: &mut MsgContext, f: Flag| {
+                set_bit(&mut ctx.flags, f);
+                Ok(Verdict::TRUE)
+            });
         m.function("resetflag")
             .args(&["flag"])
             .routes(RouteMask::ANY)
             .doc("Resets a message flag; always 1.")
-            .declared::<(Flag,)>();
+            .handler(|ctx: &mut MsgContext, f: Flag| {
+                reset_bit(&mut ctx.flags, f);
+                Ok(Verdict::TRUE)
+            });
         m.function("isflagset")
             .args(&["flag"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the message flag is set; -1 otherwise.")
-            .declared::<(Flag,)>();
+            .handler(|ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.flags, f))));
         m.function("setavpflag")
             .args(&["avp", "flag"])
             .routes(RouteMask::ANY)
@@ -183,7 +189,9 @@ impl Module for CoreModule {
         m.function("rewriteuser")
             .args(&["user"])
             .routes(RouteMask::ANY)
-            .doc("Replaces the R-URI user part (adds one when absent); 1 on success, -1 on failure.")
+            .doc(
+                "Replaces the R-URI user part (adds one when absent); 1 on success, -1 on failure.",
+            )
             .declared::<(Bytes,)>();
         m.function("setuser")
             .args(&["user"])
@@ -326,10 +334,35 @@ impl Module for CoreModule {
     }
 }
 
+fn set_bit(bits: &mut u64, f: Flag) {
+    *bits |= 1 << f.0;
+}
+
+fn reset_bit(bits: &mut u64, f: Flag) {
+    *bits &= !(1 << f.0);
+}
+
+fn bit_is_set(bits: u64, f: Flag) -> bool {
+    bits & (1 << f.0) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferrosip_api::Registry;
+
+    #[test]
+    fn flag_bits() {
+        let mut bits = 0u64;
+        set_bit(&mut bits, Flag(0));
+        set_bit(&mut bits, Flag(63));
+        assert!(bit_is_set(bits, Flag(0)));
+        assert!(bit_is_set(bits, Flag(63)));
+        assert!(!bit_is_set(bits, Flag(5)));
+        reset_bit(&mut bits, Flag(63));
+        assert!(!bit_is_set(bits, Flag(63)));
+        assert_eq!(bits, 1);
+    }
 
     #[test]
     fn declares_every_function_with_docs_and_routes() {

@@ -1,7 +1,7 @@
 //! `corex`: Core extensions: branch and forwarding helpers, sockets, internal flags, file and network helpers.
 
 use bytes::Bytes;
-use ferrosip_api::args::{PvOut, Flag};
+use ferrosip_api::args::{Flag, PvOut};
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `corex` module.
@@ -15,12 +15,41 @@ impl Module for CorexModule {
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Core extensions: branch and forwarding helpers, sockets, internal flags, file and network helpers.");
         m.repeatable_param("alias_subdomains", ParamType::Str, "Adds a domain whose subdomains are all local (\"[proto:]domain[:port]\", may be given several times).");
-        m.repeatable_param("dns_cache", ParamType::Str, "Adds a static DNS cache record (may be given several times).");
-        m.param("dns_file", ParamType::Str, Value::Null, "File with static DNS cache records.");
-        m.param("nio_intercept", ParamType::Int, 0_i64, "When 1, network I/O can be intercepted in event_route[corex:nio-*].");
-        m.param("nio_min_msg_len", ParamType::Int, 0_i64, "Minimum message length for network I/O interception.");
-        m.param("nio_msg_avp", ParamType::Str, Value::Null, "AVP exchanging the message with the nio event routes.");
-        m.param("evcb_reply_out", ParamType::Str, Value::Null, "KEMI function run instead of event_route[corex:reply-out].");
+        m.repeatable_param(
+            "dns_cache",
+            ParamType::Str,
+            "Adds a static DNS cache record (may be given several times).",
+        );
+        m.param(
+            "dns_file",
+            ParamType::Str,
+            Value::Null,
+            "File with static DNS cache records.",
+        );
+        m.param(
+            "nio_intercept",
+            ParamType::Int,
+            0_i64,
+            "When 1, network I/O can be intercepted in event_route[corex:nio-*].",
+        );
+        m.param(
+            "nio_min_msg_len",
+            ParamType::Int,
+            0_i64,
+            "Minimum message length for network I/O interception.",
+        );
+        m.param(
+            "nio_msg_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP exchanging the message with the nio event routes.",
+        );
+        m.param(
+            "evcb_reply_out",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[corex:reply-out].",
+        );
         m.function("append_branch")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds the current R-URI (and $du) as a new branch; 1 on success, -1 on failure.")

@@ -13,36 +13,111 @@ impl Module for DomainModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Local domain list from the database (multi-domain support), also usable by \"myself\" checks.");
-        m.param("db_url", ParamType::Str, "mysql://kamailioro:kamailioro@localhost/kamailio", "Database holding the domain tables.");
-        m.param("domain_table", ParamType::Str, "domain", "Table of local domains.");
-        m.param("domain_attrs_table", ParamType::Str, "domain_attrs", "Table of domain attributes.");
-        m.param("did_col", ParamType::Str, "did", "Database column holding the domain id.");
-        m.param("domain_col", ParamType::Str, "domain", "Database column holding the domain name.");
-        m.param("name_col", ParamType::Str, "name", "Database column holding the attribute name.");
-        m.param("type_col", ParamType::Str, "type", "Database column holding the attribute type.");
-        m.param("value_col", ParamType::Str, "value", "Database column holding the attribute value.");
-        m.param("register_myself", ParamType::Int, 0_i64, "When 1, the local domains are also matched by \"myself\" and is_myself().");
+        m.param(
+            "db_url",
+            ParamType::Str,
+            "mysql://kamailioro:kamailioro@localhost/kamailio",
+            "Database holding the domain tables.",
+        );
+        m.param(
+            "domain_table",
+            ParamType::Str,
+            "domain",
+            "Table of local domains.",
+        );
+        m.param(
+            "domain_attrs_table",
+            ParamType::Str,
+            "domain_attrs",
+            "Table of domain attributes.",
+        );
+        m.param(
+            "did_col",
+            ParamType::Str,
+            "did",
+            "Database column holding the domain id.",
+        );
+        m.param(
+            "domain_col",
+            ParamType::Str,
+            "domain",
+            "Database column holding the domain name.",
+        );
+        m.param(
+            "name_col",
+            ParamType::Str,
+            "name",
+            "Database column holding the attribute name.",
+        );
+        m.param(
+            "type_col",
+            ParamType::Str,
+            "type",
+            "Database column holding the attribute type.",
+        );
+        m.param(
+            "value_col",
+            ParamType::Str,
+            "value",
+            "Database column holding the attribute value.",
+        );
+        m.param(
+            "register_myself",
+            ParamType::Int,
+            0_i64,
+            "When 1, the local domains are also matched by \"myself\" and is_myself().",
+        );
         m.function("is_from_local")
-            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::BRANCH
+                    | RouteMask::FAILURE
+                    | RouteMask::LOCAL
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when the From URI host is a local domain; -1 otherwise.")
             .declared::<()>();
         m.function("is_uri_host_local")
-            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::BRANCH
+                    | RouteMask::FAILURE
+                    | RouteMask::LOCAL
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when the R-URI host is a local domain; -1 otherwise.")
             .declared::<()>();
         m.function("is_domain_local")
             .args(&["domain"])
-            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::LOCAL
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when the given domain is local; -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("lookup_domain")
             .args(&["domain"])
-            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::LOCAL
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Loads the id and attributes of a local domain into AVPs; 1 found, -1 otherwise.")
             .declared::<(Bytes,)>();
         m.function("lookup_domain")
             .args(&["domain", "prefix"])
-            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::LOCAL
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("As lookup_domain() with AVP names prefixed; 1 found, -1 otherwise.")
             .declared::<(Bytes, Bytes)>();
     }

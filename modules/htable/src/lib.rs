@@ -14,22 +14,102 @@ impl Module for HtableModule {
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Shared in-memory hash tables ($sht) with expiry, optional database load/save and DMQ replication.");
         m.repeatable_param("htable", ParamType::Str, "Defines a table: \"name=>size=N;autoexpire=S;dbtable=T;...\" (may be given several times).");
-        m.param("db_url", ParamType::Str, Value::Null, "Database used to load and save tables with a dbtable attribute.");
-        m.param("key_name_column", ParamType::Str, "key_name", "Database column holding the item name.");
-        m.param("key_type_column", ParamType::Str, "key_type", "Database column holding the item type (0 single, 1 array).");
-        m.param("value_type_column", ParamType::Str, "value_type", "Database column holding the value type (0 string, 1 integer).");
-        m.param("key_value_column", ParamType::Str, "key_value", "Database column holding the item value.");
-        m.param("expires_column", ParamType::Str, "expires", "Database column holding the item expiry time.");
-        m.param("array_size_suffix", ParamType::Str, "::size", "Suffix of the item storing the size of an array loaded from the database.");
-        m.param("fetch_rows", ParamType::Int, 100_i64, "Rows fetched per database query.");
-        m.param("timer_interval", ParamType::Int, 20_i64, "Seconds between expiry checks.");
-        m.param("db_expires", ParamType::Int, 0_i64, "When 1, expiry times are loaded from and saved to the database.");
-        m.param("enable_dmq", ParamType::Int, 0_i64, "When 1, changes are replicated to other nodes with DMQ.");
-        m.param("dmq_init_sync", ParamType::Int, 0_i64, "When 1, a node requests the table contents from peers at startup.");
-        m.param("timer_procs", ParamType::Int, 0_i64, "Number of dedicated expiry processes (0: use the main timer).");
-        m.param("event_callback", ParamType::Str, Value::Null, "KEMI function run instead of the htable event routes.");
-        m.param("event_callback_mode", ParamType::Int, 0_i64, "When 1, event_callback also runs for child init.");
-        m.param("dmq_peer_id", ParamType::Str, "htable", "DMQ peer name used for replication.");
+        m.param(
+            "db_url",
+            ParamType::Str,
+            Value::Null,
+            "Database used to load and save tables with a dbtable attribute.",
+        );
+        m.param(
+            "key_name_column",
+            ParamType::Str,
+            "key_name",
+            "Database column holding the item name.",
+        );
+        m.param(
+            "key_type_column",
+            ParamType::Str,
+            "key_type",
+            "Database column holding the item type (0 single, 1 array).",
+        );
+        m.param(
+            "value_type_column",
+            ParamType::Str,
+            "value_type",
+            "Database column holding the value type (0 string, 1 integer).",
+        );
+        m.param(
+            "key_value_column",
+            ParamType::Str,
+            "key_value",
+            "Database column holding the item value.",
+        );
+        m.param(
+            "expires_column",
+            ParamType::Str,
+            "expires",
+            "Database column holding the item expiry time.",
+        );
+        m.param(
+            "array_size_suffix",
+            ParamType::Str,
+            "::size",
+            "Suffix of the item storing the size of an array loaded from the database.",
+        );
+        m.param(
+            "fetch_rows",
+            ParamType::Int,
+            100_i64,
+            "Rows fetched per database query.",
+        );
+        m.param(
+            "timer_interval",
+            ParamType::Int,
+            20_i64,
+            "Seconds between expiry checks.",
+        );
+        m.param(
+            "db_expires",
+            ParamType::Int,
+            0_i64,
+            "When 1, expiry times are loaded from and saved to the database.",
+        );
+        m.param(
+            "enable_dmq",
+            ParamType::Int,
+            0_i64,
+            "When 1, changes are replicated to other nodes with DMQ.",
+        );
+        m.param(
+            "dmq_init_sync",
+            ParamType::Int,
+            0_i64,
+            "When 1, a node requests the table contents from peers at startup.",
+        );
+        m.param(
+            "timer_procs",
+            ParamType::Int,
+            0_i64,
+            "Number of dedicated expiry processes (0: use the main timer).",
+        );
+        m.param(
+            "event_callback",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of the htable event routes.",
+        );
+        m.param(
+            "event_callback_mode",
+            ParamType::Int,
+            0_i64,
+            "When 1, event_callback also runs for child init.",
+        );
+        m.param(
+            "dmq_peer_id",
+            ParamType::Str,
+            "htable",
+            "DMQ peer name used for replication.",
+        );
         m.function("sht_print")
             .routes(RouteMask::ANY)
             .doc("Logs the contents of all tables (debugging); always 1.")
@@ -137,7 +217,9 @@ impl Module for HtableModule {
         m.function("sht_setxi")
             .args(&["htname", "itname", "itval", "exval"])
             .routes(RouteMask::ANY)
-            .doc("Sets an integer item with its own expiry in seconds; 1 on success, -1 on failure.")
+            .doc(
+                "Sets an integer item with its own expiry in seconds; 1 on success, -1 on failure.",
+            )
             .declared::<(Bytes, Bytes, i64, i64)>();
         m.function("sht_is_null")
             .args(&["htname", "itname"])

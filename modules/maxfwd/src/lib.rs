@@ -12,7 +12,12 @@ impl Module for MaxfwdModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Max-Forwards processing (RFC 3261 section 16.6 step 3).");
-        m.param("max_limit", ParamType::Int, 70_i64, "Upper limit for Max-Forwards: a larger received value is lowered to it.");
+        m.param(
+            "max_limit",
+            ParamType::Int,
+            70_i64,
+            "Upper limit for Max-Forwards: a larger received value is lowered to it.",
+        );
         m.function("mf_process_maxfwd_header")
             .args(&["max_value"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)

@@ -1,7 +1,7 @@
 //! `nathelper`: NAT traversal helpers: NAT detection, Contact/SDP fixing, contact aliases and keepalive pings.
 
 use bytes::Bytes;
-use ferrosip_api::args::{PvOut};
+use ferrosip_api::args::PvOut;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `nathelper` module.
@@ -14,24 +14,114 @@ impl Module for NathelperModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("NAT traversal helpers: NAT detection, Contact/SDP fixing, contact aliases and keepalive pings.");
-        m.param("natping_interval", ParamType::Int, 0_i64, "Seconds between keepalive pings to registered NAT-ed contacts (0: off).");
-        m.param("ping_nated_only", ParamType::Int, 0_i64, "When 1, only contacts flagged as behind NAT are pinged.");
-        m.param("nortpproxy_str", ParamType::Str, "a=nortpproxy:yes\r\n", "SDP line marking that no RTP relay is needed.");
-        m.param("received_avp", ParamType::Str, Value::Null, "AVP receiving the source URI for the registrar (set by fix_nated_register()).");
-        m.param("force_socket", ParamType::Str, Value::Null, "Local socket used for sending pings.");
-        m.param("sipping_from", ParamType::Str, Value::Null, "From URI of SIP OPTIONS pings (unset: UDP keepalive packets instead of SIP).");
-        m.param("sipping_method", ParamType::Str, "OPTIONS", "Method of SIP pings.");
-        m.param("sipping_bflag", ParamType::Int, -1_i64, "Branch flag marking contacts that get SIP pings (-1: none).");
-        m.param("natping_disable_bflag", ParamType::Int, -1_i64, "Branch flag marking contacts that get no pings (-1: none).");
-        m.param("natping_processes", ParamType::Int, 1_i64, "Number of processes sending pings.");
-        m.param("natping_socket", ParamType::Str, Value::Null, "Socket(s) from which pings are sent.");
-        m.param("keepalive_timeout", ParamType::Int, 0_i64, "Seconds without a ping reply after which a contact is removed (0: never).");
-        m.param("udpping_from_path", ParamType::Int, 0_i64, "When 1, UDP pings are sent from the address in the Path header.");
-        m.param("ignore_path", ParamType::Int, 0_i64, "When 1, pings ignore the Path header.");
-        m.param("append_sdp_oldmediaip", ParamType::Int, 1_i64, "When 1, fix_nated_sdp() adds an a=oldmediaip line.");
-        m.param("filter_server_id", ParamType::Int, 0_i64, "When 1, only contacts with this server's server_id are pinged.");
-        m.param("nat_addr_mode", ParamType::Int, 1_i64, "Which addresses count as private: 1 also the RFC 6598 shared range, 0 only RFC 1918.");
-        m.param("alias_name", ParamType::Str, "alias", "Name of the contact URI parameter used by the *_contact_alias functions.");
+        m.param(
+            "natping_interval",
+            ParamType::Int,
+            0_i64,
+            "Seconds between keepalive pings to registered NAT-ed contacts (0: off).",
+        );
+        m.param(
+            "ping_nated_only",
+            ParamType::Int,
+            0_i64,
+            "When 1, only contacts flagged as behind NAT are pinged.",
+        );
+        m.param(
+            "nortpproxy_str",
+            ParamType::Str,
+            "a=nortpproxy:yes\r\n",
+            "SDP line marking that no RTP relay is needed.",
+        );
+        m.param(
+            "received_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP receiving the source URI for the registrar (set by fix_nated_register()).",
+        );
+        m.param(
+            "force_socket",
+            ParamType::Str,
+            Value::Null,
+            "Local socket used for sending pings.",
+        );
+        m.param(
+            "sipping_from",
+            ParamType::Str,
+            Value::Null,
+            "From URI of SIP OPTIONS pings (unset: UDP keepalive packets instead of SIP).",
+        );
+        m.param(
+            "sipping_method",
+            ParamType::Str,
+            "OPTIONS",
+            "Method of SIP pings.",
+        );
+        m.param(
+            "sipping_bflag",
+            ParamType::Int,
+            -1_i64,
+            "Branch flag marking contacts that get SIP pings (-1: none).",
+        );
+        m.param(
+            "natping_disable_bflag",
+            ParamType::Int,
+            -1_i64,
+            "Branch flag marking contacts that get no pings (-1: none).",
+        );
+        m.param(
+            "natping_processes",
+            ParamType::Int,
+            1_i64,
+            "Number of processes sending pings.",
+        );
+        m.param(
+            "natping_socket",
+            ParamType::Str,
+            Value::Null,
+            "Socket(s) from which pings are sent.",
+        );
+        m.param(
+            "keepalive_timeout",
+            ParamType::Int,
+            0_i64,
+            "Seconds without a ping reply after which a contact is removed (0: never).",
+        );
+        m.param(
+            "udpping_from_path",
+            ParamType::Int,
+            0_i64,
+            "When 1, UDP pings are sent from the address in the Path header.",
+        );
+        m.param(
+            "ignore_path",
+            ParamType::Int,
+            0_i64,
+            "When 1, pings ignore the Path header.",
+        );
+        m.param(
+            "append_sdp_oldmediaip",
+            ParamType::Int,
+            1_i64,
+            "When 1, fix_nated_sdp() adds an a=oldmediaip line.",
+        );
+        m.param(
+            "filter_server_id",
+            ParamType::Int,
+            0_i64,
+            "When 1, only contacts with this server's server_id are pinged.",
+        );
+        m.param(
+            "nat_addr_mode",
+            ParamType::Int,
+            1_i64,
+            "Which addresses count as private: 1 also the RFC 6598 shared range, 0 only RFC 1918.",
+        );
+        m.param(
+            "alias_name",
+            ParamType::Str,
+            "alias",
+            "Name of the contact URI parameter used by the *_contact_alias functions.",
+        );
         m.function("fix_nated_contact")
             .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Rewrites the Contact host:port with the source address; 1 on success, -1 on failure.")
@@ -70,7 +160,14 @@ impl Module for NathelperModule {
             .declared::<(i64,)>();
         m.function("fix_nated_sdp")
             .args(&["flags", "ip_address"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::LOCAL
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("As fix_nated_sdp() with the given address; 1 on success, -1 on failure.")
             .declared::<(i64, Bytes)>();
         m.function("nat_uac_test")

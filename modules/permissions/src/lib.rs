@@ -13,23 +13,108 @@ impl Module for PermissionsModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Access control: routing/registration rules from files, trusted peers and address groups from the database.");
-        m.param("default_allow_file", ParamType::Str, "permissions.allow", "Rules file of allowed From/R-URI pairs for allow_routing().");
-        m.param("default_deny_file", ParamType::Str, "permissions.deny", "Rules file of denied From/R-URI pairs for allow_routing().");
-        m.param("check_all_branches", ParamType::Int, 1_i64, "When 1, allow_routing() checks every branch URI, not only the R-URI.");
-        m.param("allow_suffix", ParamType::Str, ".allow", "Suffix appended to a basename to form the allow file.");
-        m.param("deny_suffix", ParamType::Str, ".deny", "Suffix appended to a basename to form the deny file.");
-        m.param("db_url", ParamType::Str, Value::Null, "Database holding the trusted and address tables.");
-        m.param("db_mode", ParamType::Int, 0_i64, "0 queries the database each time, 1 caches the tables in memory.");
-        m.param("trusted_table", ParamType::Str, "trusted", "Table of trusted peers for allow_trusted().");
-        m.param("peer_tag_avp", ParamType::Str, Value::Null, "AVP receiving the tag of a matched trusted peer or address.");
-        m.param("peer_tag_mode", ParamType::Int, 0_i64, "When 1, tags of all matching trusted entries are added, not only the first.");
-        m.param("address_table", ParamType::Str, "address", "Table of address groups for allow_address()/allow_source_address().");
-        m.param("address_file", ParamType::Str, Value::Null, "File with address groups used instead of address_table.");
-        m.param("max_subnets", ParamType::Int, 512_i64, "Maximum number of subnets in the address cache.");
-        m.param("subnet_match_mode", ParamType::Int, 0_i64, "When 1, the most specific matching subnet wins.");
-        m.param("load_backends", ParamType::Int, 65535_i64, "Bit mask of the backends loaded at startup (1 address, 2 trusted, ...).");
-        m.param("reload_delta", ParamType::Int, 5_i64, "Minimum seconds between two RPC reloads.");
-        m.param("trusted_cleanup_interval", ParamType::Int, 60_i64, "Seconds between cleanups of the old trusted table after a reload.");
+        m.param(
+            "default_allow_file",
+            ParamType::Str,
+            "permissions.allow",
+            "Rules file of allowed From/R-URI pairs for allow_routing().",
+        );
+        m.param(
+            "default_deny_file",
+            ParamType::Str,
+            "permissions.deny",
+            "Rules file of denied From/R-URI pairs for allow_routing().",
+        );
+        m.param(
+            "check_all_branches",
+            ParamType::Int,
+            1_i64,
+            "When 1, allow_routing() checks every branch URI, not only the R-URI.",
+        );
+        m.param(
+            "allow_suffix",
+            ParamType::Str,
+            ".allow",
+            "Suffix appended to a basename to form the allow file.",
+        );
+        m.param(
+            "deny_suffix",
+            ParamType::Str,
+            ".deny",
+            "Suffix appended to a basename to form the deny file.",
+        );
+        m.param(
+            "db_url",
+            ParamType::Str,
+            Value::Null,
+            "Database holding the trusted and address tables.",
+        );
+        m.param(
+            "db_mode",
+            ParamType::Int,
+            0_i64,
+            "0 queries the database each time, 1 caches the tables in memory.",
+        );
+        m.param(
+            "trusted_table",
+            ParamType::Str,
+            "trusted",
+            "Table of trusted peers for allow_trusted().",
+        );
+        m.param(
+            "peer_tag_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP receiving the tag of a matched trusted peer or address.",
+        );
+        m.param(
+            "peer_tag_mode",
+            ParamType::Int,
+            0_i64,
+            "When 1, tags of all matching trusted entries are added, not only the first.",
+        );
+        m.param(
+            "address_table",
+            ParamType::Str,
+            "address",
+            "Table of address groups for allow_address()/allow_source_address().",
+        );
+        m.param(
+            "address_file",
+            ParamType::Str,
+            Value::Null,
+            "File with address groups used instead of address_table.",
+        );
+        m.param(
+            "max_subnets",
+            ParamType::Int,
+            512_i64,
+            "Maximum number of subnets in the address cache.",
+        );
+        m.param(
+            "subnet_match_mode",
+            ParamType::Int,
+            0_i64,
+            "When 1, the most specific matching subnet wins.",
+        );
+        m.param(
+            "load_backends",
+            ParamType::Int,
+            65535_i64,
+            "Bit mask of the backends loaded at startup (1 address, 2 trusted, ...).",
+        );
+        m.param(
+            "reload_delta",
+            ParamType::Int,
+            5_i64,
+            "Minimum seconds between two RPC reloads.",
+        );
+        m.param(
+            "trusted_cleanup_interval",
+            ParamType::Int,
+            60_i64,
+            "Seconds between cleanups of the old trusted table after a reload.",
+        );
         m.function("allow_routing")
             .routes(RouteMask::ANY)
             .doc("Checks the From and R-URI against the default allow/deny files; 1 allowed, -1 denied.")

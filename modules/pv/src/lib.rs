@@ -1,8 +1,10 @@
 //! `pv`: Pseudo-variable helpers (the PVs themselves are part of Ferrosip's core): checks, XAVP and static-branch functions.
 
 use bytes::Bytes;
-use ferrosip_api::args::{PvOut};
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+use ferrosip_api::args::PvOut;
+use ferrosip_api::{
+    Module, ModuleBuilder, MsgContext, ParamType, RouteMask, SetOp, Value, Verdict,
+};
 
 /// The `pv` module.
 pub struct PvModule;
@@ -14,34 +16,54 @@ impl Module for PvModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Pseudo-variable helpers (the PVs themselves are part of Ferrosip's core): checks, XAVP and static-branch functions.");
-        m.repeatable_param("shvset", ParamType::Str, "Initial value of a shared variable \"name=type:value\" (may be given several times).");
-        m.repeatable_param("varset", ParamType::Str, "Initial value of a $var \"name=type:value\" (may be given several times).");
-        m.param("avp_aliases", ParamType::Str, Value::Null, "AVP aliases \"alias=name;...\" (legacy).");
+        m.repeatable_param(
+            "shvset",
+            ParamType::Str,
+            "Initial value of a shared variable \"name=type:value\" (may be given several times).",
+        );
+        m.repeatable_param(
+            "varset",
+            ParamType::Str,
+            "Initial value of a $var \"name=type:value\" (may be given several times).",
+        );
+        m.param(
+            "avp_aliases",
+            ParamType::Str,
+            Value::Null,
+            "AVP aliases \"alias=name;...\" (legacy).",
+        );
         m.function("pv_isset")
             .args(&["pvar"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the pseudo-variable has a value (is not null); -1 otherwise.")
-            .declared::<(Value,)>();
+            .handler(|_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(!v.is_null())));
         m.function("pv_unset")
             .args(&["pvar"])
             .routes(RouteMask::ANY)
             .doc("Sets the pseudo-variable to null (deletes it); always 1.")
-            .declared::<(PvOut,)>();
+            .handler(|ctx: &mut MsgContext, pv: PvOut| {
+                pv.0.set(ctx, SetOp::Assign, Value::Null)?;
+                Ok(Verdict::TRUE)
+            });
         m.function("is_int")
             .args(&["pvar"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the pseudo-variable holds an integer; -1 otherwise.")
-            .declared::<(Value,)>();
+            .handler(|_ctx: &mut MsgContext, v: Value| {
+                Ok(Verdict::from(matches!(v, Value::Int(_))))
+            });
         m.function("typeof")
             .args(&["pvar", "vtype"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the value type is vtype (\"int\", \"str\" or \"null\"); -1 otherwise.")
-            .declared::<(Value, Bytes)>();
+            .handler(|_ctx: &mut MsgContext, v: Value, vtype: Bytes| {
+                Ok(Verdict::from(type_name(&v).as_bytes() == vtype.as_ref()))
+            });
         m.function("not_empty")
             .args(&["pvar"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the pseudo-variable holds a non-empty string; -1 otherwise.")
-            .declared::<(Value,)>();
+            .handler(|_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(is_not_empty(&v))));
         m.function("pv_xavp_print")
             .routes(RouteMask::ANY)
             .doc("Logs every XAVP (debugging); always 1.")
@@ -189,10 +211,38 @@ impl Module for PvModule {
     }
 }
 
+/// The type names `typeof()` compares against, as Kamailio spells them.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Int(_) => "int",
+        Value::Str(_) => "str",
+    }
+}
+
+/// `not_empty()`: a non-empty string; an integer always prints as something.
+fn is_not_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Int(_) => true,
+        Value::Str(s) => !s.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferrosip_api::Registry;
+
+    #[test]
+    fn value_checks() {
+        assert_eq!(type_name(&Value::Int(3)), "int");
+        assert_eq!(type_name(&Value::from_static("3")), "str");
+        assert_eq!(type_name(&Value::Null), "null");
+        assert!(is_not_empty(&Value::from_static("x")));
+        assert!(!is_not_empty(&Value::from_static("")));
+        assert!(!is_not_empty(&Value::Null));
+    }
 
     #[test]
     fn declares_every_function_with_docs_and_routes() {

@@ -15,16 +15,56 @@ impl Module for RrModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Record-Route and Route handling (RFC 3261 loose routing, with strict-router compatibility).");
-        m.param("enable_full_lr", ParamType::Int, 0_i64, "When 1, writes \";lr=on\" instead of \";lr\" for broken parsers.");
-        m.param("append_fromtag", ParamType::Int, 1_i64, "Adds the From tag as \";ftag=\" to Record-Route so is_direction() works.");
+        m.param(
+            "enable_full_lr",
+            ParamType::Int,
+            0_i64,
+            "When 1, writes \";lr=on\" instead of \";lr\" for broken parsers.",
+        );
+        m.param(
+            "append_fromtag",
+            ParamType::Int,
+            1_i64,
+            "Adds the From tag as \";ftag=\" to Record-Route so is_direction() works.",
+        );
         m.param("enable_double_rr", ParamType::Int, 1_i64, "Adds two Record-Route headers when the in and out sockets differ (1: when interface differs, 2: always).");
-        m.param("add_username", ParamType::Int, 0_i64, "Puts the R-URI user part into the Record-Route URI.");
-        m.param("enable_socket_mismatch_warning", ParamType::Int, 1_i64, "Warns when a preset Record-Route address does not match the outgoing socket.");
-        m.param("custom_user_avp", ParamType::Str, Value::Null, "AVP whose value is used as the user part of Record-Route instead of the R-URI user.");
-        m.param("force_send_socket", ParamType::Int, 0_i64, "When 1, loose_route() forces the send socket taken from the Route header.");
-        m.param("ignore_sips", ParamType::Int, 0_i64, "When 1, always uses \"sip:\" in Record-Route even if the R-URI is sips.");
+        m.param(
+            "add_username",
+            ParamType::Int,
+            0_i64,
+            "Puts the R-URI user part into the Record-Route URI.",
+        );
+        m.param(
+            "enable_socket_mismatch_warning",
+            ParamType::Int,
+            1_i64,
+            "Warns when a preset Record-Route address does not match the outgoing socket.",
+        );
+        m.param(
+            "custom_user_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP whose value is used as the user part of Record-Route instead of the R-URI user.",
+        );
+        m.param(
+            "force_send_socket",
+            ParamType::Int,
+            0_i64,
+            "When 1, loose_route() forces the send socket taken from the Route header.",
+        );
+        m.param(
+            "ignore_sips",
+            ParamType::Int,
+            0_i64,
+            "When 1, always uses \"sip:\" in Record-Route even if the R-URI is sips.",
+        );
         m.param("sockname_mode", ParamType::Int, 0_i64, "When 1, adds the socket name as a Record-Route parameter and uses it in loose_route().");
-        m.param("loose_route_mode", ParamType::Int, 0_i64, "Bit 1: loose_route() does not consider the R-URI a strict-router Route (skips it).");
+        m.param(
+            "loose_route_mode",
+            ParamType::Int,
+            0_i64,
+            "Bit 1: loose_route() does not consider the R-URI a strict-router Route (skips it).",
+        );
         m.function("loose_route")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Routes by the Route header set; 1 if routed by Route headers, 2 if a preloaded local Route was removed, -1 if there was none (initial request), -2 on error.")

@@ -1,7 +1,7 @@
 //! `rtpengine`: Media relaying and manipulation through the rtpengine control protocol (ng).
 
 use bytes::Bytes;
-use ferrosip_api::args::{PvOut};
+use ferrosip_api::args::PvOut;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `rtpengine` module.
@@ -15,35 +15,175 @@ impl Module for RtpengineModule {
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Media relaying and manipulation through the rtpengine control protocol (ng).");
         m.param("rtpengine_sock", ParamType::Str, Value::Null, "Control socket(s) of rtpengine instances (\"udp:host:port\", \"=setid\" prefixes, weights).");
-        m.param("rtpengine_disable_tout", ParamType::Int, 60_i64, "Seconds an unreachable instance stays disabled.");
-        m.param("aggressive_redetection", ParamType::Int, 0_i64, "When 1, all instances are re-tried when every one is disabled.");
-        m.param("rtpengine_retr", ParamType::Int, 5_i64, "Retries of a control command before an instance is disabled.");
-        m.param("rtpengine_tout_ms", ParamType::Int, 1000_i64, "Milliseconds to wait for an instance's answer.");
-        m.param("queried_nodes_limit", ParamType::Int, 10_i64, "Maximum number of instances tried for one command.");
-        m.param("rtpengine_allow_op", ParamType::Int, 0_i64, "When 1, calls continue on instances being disabled by the administrator.");
-        m.param("ping_mode", ParamType::Int, 1_i64, "When 1, instances are pinged periodically.");
-        m.param("ping_interval", ParamType::Int, 60_i64, "Seconds between pings of instances.");
-        m.param("db_url", ParamType::Str, Value::Null, "Database holding the instance list.");
-        m.param("table_name", ParamType::Str, "rtpengine", "Table of instances.");
-        m.param("extra_id_pv", ParamType::Str, Value::Null, "Variable whose value is sent as extra call id (flag \"b\").");
-        m.param("setid_avp", ParamType::Str, Value::Null, "AVP receiving the selected set id.");
-        m.param("force_send_interface", ParamType::Str, Value::Null, "Local address used to talk to instances.");
-        m.param("rtp_inst_pvar", ParamType::Str, Value::Null, "Variable receiving the address of the selected instance.");
-        m.param("write_sdp_pv", ParamType::Str, Value::Null, "Variable receiving the rewritten SDP instead of the message body.");
-        m.param("read_sdp_pv", ParamType::Str, Value::Null, "Variable from which the SDP is read instead of the message body.");
-        m.param("hash_table_tout", ParamType::Int, 3600_i64, "Seconds a call-to-instance mapping is kept.");
-        m.param("hash_table_size", ParamType::Int, 256_i64, "Size of the call-to-instance hash table.");
+        m.param(
+            "rtpengine_disable_tout",
+            ParamType::Int,
+            60_i64,
+            "Seconds an unreachable instance stays disabled.",
+        );
+        m.param(
+            "aggressive_redetection",
+            ParamType::Int,
+            0_i64,
+            "When 1, all instances are re-tried when every one is disabled.",
+        );
+        m.param(
+            "rtpengine_retr",
+            ParamType::Int,
+            5_i64,
+            "Retries of a control command before an instance is disabled.",
+        );
+        m.param(
+            "rtpengine_tout_ms",
+            ParamType::Int,
+            1000_i64,
+            "Milliseconds to wait for an instance's answer.",
+        );
+        m.param(
+            "queried_nodes_limit",
+            ParamType::Int,
+            10_i64,
+            "Maximum number of instances tried for one command.",
+        );
+        m.param(
+            "rtpengine_allow_op",
+            ParamType::Int,
+            0_i64,
+            "When 1, calls continue on instances being disabled by the administrator.",
+        );
+        m.param(
+            "ping_mode",
+            ParamType::Int,
+            1_i64,
+            "When 1, instances are pinged periodically.",
+        );
+        m.param(
+            "ping_interval",
+            ParamType::Int,
+            60_i64,
+            "Seconds between pings of instances.",
+        );
+        m.param(
+            "db_url",
+            ParamType::Str,
+            Value::Null,
+            "Database holding the instance list.",
+        );
+        m.param(
+            "table_name",
+            ParamType::Str,
+            "rtpengine",
+            "Table of instances.",
+        );
+        m.param(
+            "extra_id_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable whose value is sent as extra call id (flag \"b\").",
+        );
+        m.param(
+            "setid_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP receiving the selected set id.",
+        );
+        m.param(
+            "force_send_interface",
+            ParamType::Str,
+            Value::Null,
+            "Local address used to talk to instances.",
+        );
+        m.param(
+            "rtp_inst_pvar",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the address of the selected instance.",
+        );
+        m.param(
+            "write_sdp_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the rewritten SDP instead of the message body.",
+        );
+        m.param(
+            "read_sdp_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable from which the SDP is read instead of the message body.",
+        );
+        m.param(
+            "hash_table_tout",
+            ParamType::Int,
+            3600_i64,
+            "Seconds a call-to-instance mapping is kept.",
+        );
+        m.param(
+            "hash_table_size",
+            ParamType::Int,
+            256_i64,
+            "Size of the call-to-instance hash table.",
+        );
         m.param("setid_default", ParamType::Int, 0_i64, "Default set id.");
-        m.param("media_duration", ParamType::Str, Value::Null, "Variable receiving the duration of played media.");
-        m.param("hash_algo", ParamType::Int, 2_i64, "Hash used to pick an instance per call: 0 sum, 1 crc32, 2 crc32 of Call-ID.");
-        m.param("dtmf_events_sock", ParamType::Str, Value::Null, "Socket receiving DTMF events from rtpengine.");
-        m.param("event_callback", ParamType::Str, Value::Null, "KEMI function run instead of event_route[rtpengine:dtmf-event].");
-        m.param("enable_dmq", ParamType::Int, 0_i64, "When 1, call-to-instance mappings are replicated with DMQ.");
-        m.param("wsapi", ParamType::Str, Value::Null, "WebSocket API URL of rtpengine (for ws control sockets).");
-        m.param("dmq_peer_id", ParamType::Str, "rtpengine", "DMQ peer name used for replication.");
-        m.param("mos_min_pv", ParamType::Str, Value::Null, "Variable receiving the minimum MOS reported on delete.");
-        m.param("mos_max_pv", ParamType::Str, Value::Null, "Variable receiving the maximum MOS reported on delete.");
-        m.param("mos_average_pv", ParamType::Str, Value::Null, "Variable receiving the average MOS reported on delete.");
+        m.param(
+            "media_duration",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the duration of played media.",
+        );
+        m.param(
+            "hash_algo",
+            ParamType::Int,
+            2_i64,
+            "Hash used to pick an instance per call: 0 sum, 1 crc32, 2 crc32 of Call-ID.",
+        );
+        m.param(
+            "dtmf_events_sock",
+            ParamType::Str,
+            Value::Null,
+            "Socket receiving DTMF events from rtpengine.",
+        );
+        m.param(
+            "event_callback",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[rtpengine:dtmf-event].",
+        );
+        m.param(
+            "enable_dmq",
+            ParamType::Int,
+            0_i64,
+            "When 1, call-to-instance mappings are replicated with DMQ.",
+        );
+        m.param(
+            "wsapi",
+            ParamType::Str,
+            Value::Null,
+            "WebSocket API URL of rtpengine (for ws control sockets).",
+        );
+        m.param(
+            "dmq_peer_id",
+            ParamType::Str,
+            "rtpengine",
+            "DMQ peer name used for replication.",
+        );
+        m.param(
+            "mos_min_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the minimum MOS reported on delete.",
+        );
+        m.param(
+            "mos_max_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the maximum MOS reported on delete.",
+        );
+        m.param(
+            "mos_average_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the average MOS reported on delete.",
+        );
         m.function("rtpengine_manage")
             .routes(RouteMask::ANY)
             .doc("Offers, answers or deletes the session as suited to the message (INVITE/200/ACK/BYE...); 1 on success, -1 on failure.")
@@ -70,7 +210,9 @@ impl Module for RtpengineModule {
         m.function("rtpengine_offer")
             .args(&["flags", "via_branch"])
             .routes(RouteMask::ANY)
-            .doc("Sends an offer with flags and a Via branch selector; 1 on success, -1 on failure.")
+            .doc(
+                "Sends an offer with flags and a Via branch selector; 1 on success, -1 on failure.",
+            )
             .declared::<(Bytes, Bytes)>();
         m.function("rtpengine_answer")
             .routes(RouteMask::ANY)
@@ -116,7 +258,9 @@ impl Module for RtpengineModule {
             .declared::<(Bytes, Bytes)>();
         m.function("rtpengine_query")
             .routes(RouteMask::ANY)
-            .doc("Queries session statistics (used for MOS variables); 1 on success, -1 on failure.")
+            .doc(
+                "Queries session statistics (used for MOS variables); 1 on success, -1 on failure.",
+            )
             .declared::<()>();
         m.function("rtpengine_query")
             .args(&["flags"])

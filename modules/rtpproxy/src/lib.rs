@@ -14,17 +14,72 @@ impl Module for RtpproxyModule {
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Media relaying through rtpproxy instances.");
         m.param("rtpproxy_sock", ParamType::Str, Value::Null, "Control socket(s) of rtpproxy instances (\"udp:host:port\", \"unix:/path\", with set ids).");
-        m.param("rtpproxy_disable_tout", ParamType::Int, 60_i64, "Seconds an unreachable instance stays disabled.");
-        m.param("rtpproxy_retr", ParamType::Int, 5_i64, "Retries of a control command before an instance is disabled.");
-        m.param("rtpproxy_tout", ParamType::Int, 1_i64, "Seconds to wait for an instance's answer.");
-        m.param("nortpproxy_str", ParamType::Str, "a=nortpproxy:yes\r\n", "SDP line marking that no RTP relay is needed.");
-        m.param("timeout_socket", ParamType::Str, "", "Socket rtpproxy notifies of media timeouts.");
-        m.param("timeout_tag_pv", ParamType::Str, "", "Variable with the tag for timeout notifications.");
-        m.param("ice_candidate_priority_avp", ParamType::Str, Value::Null, "AVP with the ICE candidate priority to use.");
-        m.param("extra_id_pv", ParamType::Str, Value::Null, "Variable whose value is sent as extra call id.");
-        m.param("db_url", ParamType::Str, Value::Null, "Database holding the instance list.");
-        m.param("table_name", ParamType::Str, "rtpproxy", "Table of instances.");
-        m.param("rtp_inst_pvar", ParamType::Str, Value::Null, "Variable receiving the address of the selected instance.");
+        m.param(
+            "rtpproxy_disable_tout",
+            ParamType::Int,
+            60_i64,
+            "Seconds an unreachable instance stays disabled.",
+        );
+        m.param(
+            "rtpproxy_retr",
+            ParamType::Int,
+            5_i64,
+            "Retries of a control command before an instance is disabled.",
+        );
+        m.param(
+            "rtpproxy_tout",
+            ParamType::Int,
+            1_i64,
+            "Seconds to wait for an instance's answer.",
+        );
+        m.param(
+            "nortpproxy_str",
+            ParamType::Str,
+            "a=nortpproxy:yes\r\n",
+            "SDP line marking that no RTP relay is needed.",
+        );
+        m.param(
+            "timeout_socket",
+            ParamType::Str,
+            "",
+            "Socket rtpproxy notifies of media timeouts.",
+        );
+        m.param(
+            "timeout_tag_pv",
+            ParamType::Str,
+            "",
+            "Variable with the tag for timeout notifications.",
+        );
+        m.param(
+            "ice_candidate_priority_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP with the ICE candidate priority to use.",
+        );
+        m.param(
+            "extra_id_pv",
+            ParamType::Str,
+            Value::Null,
+            "Variable whose value is sent as extra call id.",
+        );
+        m.param(
+            "db_url",
+            ParamType::Str,
+            Value::Null,
+            "Database holding the instance list.",
+        );
+        m.param(
+            "table_name",
+            ParamType::Str,
+            "rtpproxy",
+            "Table of instances.",
+        );
+        m.param(
+            "rtp_inst_pvar",
+            ParamType::Str,
+            Value::Null,
+            "Variable receiving the address of the selected instance.",
+        );
         m.function("rtpproxy_manage")
             .routes(RouteMask::ANY)
             .doc("Offers, answers or deletes the session as suited to the message; 1 on success, -1 on failure.")

@@ -12,24 +12,104 @@ impl Module for SanityModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Sanity checks of incoming messages (versions, schemes, CSeq, Content-Length, URIs, sizes, ...).");
-        m.param("default_checks", ParamType::Int, 3047_i64, "Bit mask of the checks sanity_check() runs without arguments.");
+        m.param(
+            "default_checks",
+            ParamType::Int,
+            3047_i64,
+            "Bit mask of the checks sanity_check() runs without arguments.",
+        );
         m.param("uri_checks", ParamType::Int, 7_i64, "Bit mask of the URIs checked when URI checks are on (1 R-URI, 2 From, 4 To, 8 Contact).");
-        m.param("size_checks", ParamType::Int, 0_i64, "Bit mask of size checks enabled against the size_* limits.");
-        m.param("size_message", ParamType::Int, 16384_i64, "Maximum message size in bytes for size checks.");
-        m.param("size_method", ParamType::Int, 32_i64, "Maximum method length for size checks.");
-        m.param("size_ruri", ParamType::Int, 256_i64, "Maximum R-URI length for size checks.");
-        m.param("size_from_uri", ParamType::Int, 256_i64, "Maximum From URI length for size checks.");
-        m.param("size_to_uri", ParamType::Int, 256_i64, "Maximum To URI length for size checks.");
-        m.param("size_contact_uri", ParamType::Int, 256_i64, "Maximum Contact URI length for size checks.");
-        m.param("size_route_uri", ParamType::Int, 256_i64, "Maximum Route URI length for size checks.");
-        m.param("size_path_uri", ParamType::Int, 256_i64, "Maximum Path URI length for size checks.");
-        m.param("size_pai_uri", ParamType::Int, 256_i64, "Maximum P-Asserted-Identity URI length for size checks.");
-        m.param("size_header", ParamType::Int, 2048_i64, "Maximum length of one header for size checks.");
-        m.param("size_headers", ParamType::Int, 8192_i64, "Maximum length of all headers for size checks.");
-        m.param("size_body", ParamType::Int, 8192_i64, "Maximum body length for size checks.");
-        m.param("proxy_require", ParamType::Str, "", "Comma-separated extensions this proxy supports when checking Proxy-Require.");
+        m.param(
+            "size_checks",
+            ParamType::Int,
+            0_i64,
+            "Bit mask of size checks enabled against the size_* limits.",
+        );
+        m.param(
+            "size_message",
+            ParamType::Int,
+            16384_i64,
+            "Maximum message size in bytes for size checks.",
+        );
+        m.param(
+            "size_method",
+            ParamType::Int,
+            32_i64,
+            "Maximum method length for size checks.",
+        );
+        m.param(
+            "size_ruri",
+            ParamType::Int,
+            256_i64,
+            "Maximum R-URI length for size checks.",
+        );
+        m.param(
+            "size_from_uri",
+            ParamType::Int,
+            256_i64,
+            "Maximum From URI length for size checks.",
+        );
+        m.param(
+            "size_to_uri",
+            ParamType::Int,
+            256_i64,
+            "Maximum To URI length for size checks.",
+        );
+        m.param(
+            "size_contact_uri",
+            ParamType::Int,
+            256_i64,
+            "Maximum Contact URI length for size checks.",
+        );
+        m.param(
+            "size_route_uri",
+            ParamType::Int,
+            256_i64,
+            "Maximum Route URI length for size checks.",
+        );
+        m.param(
+            "size_path_uri",
+            ParamType::Int,
+            256_i64,
+            "Maximum Path URI length for size checks.",
+        );
+        m.param(
+            "size_pai_uri",
+            ParamType::Int,
+            256_i64,
+            "Maximum P-Asserted-Identity URI length for size checks.",
+        );
+        m.param(
+            "size_header",
+            ParamType::Int,
+            2048_i64,
+            "Maximum length of one header for size checks.",
+        );
+        m.param(
+            "size_headers",
+            ParamType::Int,
+            8192_i64,
+            "Maximum length of all headers for size checks.",
+        );
+        m.param(
+            "size_body",
+            ParamType::Int,
+            8192_i64,
+            "Maximum body length for size checks.",
+        );
+        m.param(
+            "proxy_require",
+            ParamType::Str,
+            "",
+            "Comma-separated extensions this proxy supports when checking Proxy-Require.",
+        );
         m.param("autodrop", ParamType::Int, 1_i64, "When 1, a failed check stops the script (return 0) after replying; when 0 it returns -1 instead.");
-        m.param("noreply", ParamType::Int, 0_i64, "When 1, no error reply is sent on a failed check (use sanity_reply()).");
+        m.param(
+            "noreply",
+            ParamType::Int,
+            0_i64,
+            "When 1, no error reply is sent on a failed check (use sanity_reply()).",
+        );
         m.function("sanity_check")
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the default_checks; 1 when the message passed, 0 (stop) or -1 (autodrop off) when it failed.")

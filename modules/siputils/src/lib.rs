@@ -1,7 +1,7 @@
 //! `siputils`: SIP utilities: message type checks, URI parameter helpers, E.164 checks, OPTIONS replies, contact encoding.
 
 use bytes::Bytes;
-use ferrosip_api::args::{PvOut};
+use ferrosip_api::args::PvOut;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
 
 /// The `siputils` module.
@@ -14,15 +14,60 @@ impl Module for SiputilsModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("SIP utilities: message type checks, URI parameter helpers, E.164 checks, OPTIONS replies, contact encoding.");
-        m.param("options_accept", ParamType::Str, "*/*", "Accept header value used by options_reply().");
-        m.param("options_accept_encoding", ParamType::Str, "", "Accept-Encoding header value used by options_reply() (empty: not added).");
-        m.param("options_accept_language", ParamType::Str, "en", "Accept-Language header value used by options_reply().");
-        m.param("options_support", ParamType::Str, "", "Supported header value used by options_reply() (empty: not added).");
-        m.param("contact_flds_separator", ParamType::Str, "*", "Separator between the fields encoded into a contact by encode_contact().");
-        m.param("rpid_prefix", ParamType::Str, "", "Text put before the Remote-Party-ID value by append_rpid_hf().");
-        m.param("rpid_suffix", ParamType::Str, ";party=calling;id-type=subscriber;screen=yes", "Text put after the Remote-Party-ID value by append_rpid_hf().");
-        m.param("rpid_avp", ParamType::Str, "$avp(s:rpid)", "AVP holding the Remote-Party-ID value.");
-        m.param("e164_max_len", ParamType::Int, 16_i64, "Maximum length (with the leading \"+\") accepted as an E.164 number.");
+        m.param(
+            "options_accept",
+            ParamType::Str,
+            "*/*",
+            "Accept header value used by options_reply().",
+        );
+        m.param(
+            "options_accept_encoding",
+            ParamType::Str,
+            "",
+            "Accept-Encoding header value used by options_reply() (empty: not added).",
+        );
+        m.param(
+            "options_accept_language",
+            ParamType::Str,
+            "en",
+            "Accept-Language header value used by options_reply().",
+        );
+        m.param(
+            "options_support",
+            ParamType::Str,
+            "",
+            "Supported header value used by options_reply() (empty: not added).",
+        );
+        m.param(
+            "contact_flds_separator",
+            ParamType::Str,
+            "*",
+            "Separator between the fields encoded into a contact by encode_contact().",
+        );
+        m.param(
+            "rpid_prefix",
+            ParamType::Str,
+            "",
+            "Text put before the Remote-Party-ID value by append_rpid_hf().",
+        );
+        m.param(
+            "rpid_suffix",
+            ParamType::Str,
+            ";party=calling;id-type=subscriber;screen=yes",
+            "Text put after the Remote-Party-ID value by append_rpid_hf().",
+        );
+        m.param(
+            "rpid_avp",
+            ParamType::Str,
+            "$avp(s:rpid)",
+            "AVP holding the Remote-Party-ID value.",
+        );
+        m.param(
+            "e164_max_len",
+            ParamType::Int,
+            16_i64,
+            "Maximum length (with the leading \"+\") accepted as an E.164 number.",
+        );
         m.function("options_reply")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Answers an OPTIONS request addressed to the server (no user part) with 200 and the Accept/Supported headers; 1 on success, -1 otherwise.")
@@ -59,7 +104,9 @@ impl Module for SiputilsModule {
         m.function("get_uri_param")
             .args(&["name", "var"])
             .routes(RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Stores the value of an R-URI parameter in a variable; 1 when found, -1 otherwise.")
+            .doc(
+                "Stores the value of an R-URI parameter in a variable; 1 when found, -1 otherwise.",
+            )
             .declared::<(Bytes, PvOut)>();
         m.function("uri_param_rm")
             .args(&["param"])

@@ -14,11 +14,36 @@ impl Module for SlModule {
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Stateless replies: answers a request without creating a transaction.");
         m.param("default_code", ParamType::Int, 500_i64, "Status code sent by sl_reply_error()/send_reply_error() when no specific error code is known.");
-        m.param("default_reason", ParamType::Str, "Internal Server Error", "Reason phrase paired with default_code.");
-        m.param("bind_tm", ParamType::Int, 1_i64, "When 1, send_reply() uses the transaction if one exists (needs tm loaded).");
-        m.param("rich_redirect", ParamType::Int, 0_i64, "Bit mask for 3xx replies: 1 adds branch flags, 2 adds the path as contact parameters.");
-        m.param("event_callback_fl_ack", ParamType::Str, Value::Null, "KEMI function run instead of event_route[sl:filtered-ack].");
-        m.param("event_callback_lres_sent", ParamType::Str, Value::Null, "KEMI function run instead of event_route[sl:local-response].");
+        m.param(
+            "default_reason",
+            ParamType::Str,
+            "Internal Server Error",
+            "Reason phrase paired with default_code.",
+        );
+        m.param(
+            "bind_tm",
+            ParamType::Int,
+            1_i64,
+            "When 1, send_reply() uses the transaction if one exists (needs tm loaded).",
+        );
+        m.param(
+            "rich_redirect",
+            ParamType::Int,
+            0_i64,
+            "Bit mask for 3xx replies: 1 adds branch flags, 2 adds the path as contact parameters.",
+        );
+        m.param(
+            "event_callback_fl_ack",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[sl:filtered-ack].",
+        );
+        m.param(
+            "event_callback_lres_sent",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[sl:local-response].",
+        );
         m.function("sl_send_reply")
             .args(&["code", "reason"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)

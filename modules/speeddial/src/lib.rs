@@ -13,14 +13,54 @@ impl Module for SpeeddialModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Per-user speed dial: rewrites a short R-URI user to the number stored in a database table.");
-        m.param("db_url", ParamType::Str, "mysql://kamailioro:kamailioro@localhost/kamailio", "Database holding the speed-dial table.");
-        m.param("use_domain", ParamType::Int, 0_i64, "When 1, the domain of the owner is matched as well.");
-        m.param("domain_prefix", ParamType::Str, Value::Null, "Prefix stripped from the domain before matching.");
-        m.param("user_column", ParamType::Str, "username", "Database column holding the owner user.");
-        m.param("domain_column", ParamType::Str, "domain", "Database column holding the owner domain.");
-        m.param("sd_user_column", ParamType::Str, "sd_username", "Database column holding the short number.");
-        m.param("sd_domain_column", ParamType::Str, "sd_domain", "Database column holding the short number domain.");
-        m.param("new_uri_column", ParamType::Str, "new_uri", "Database column holding the target URI.");
+        m.param(
+            "db_url",
+            ParamType::Str,
+            "mysql://kamailioro:kamailioro@localhost/kamailio",
+            "Database holding the speed-dial table.",
+        );
+        m.param(
+            "use_domain",
+            ParamType::Int,
+            0_i64,
+            "When 1, the domain of the owner is matched as well.",
+        );
+        m.param(
+            "domain_prefix",
+            ParamType::Str,
+            Value::Null,
+            "Prefix stripped from the domain before matching.",
+        );
+        m.param(
+            "user_column",
+            ParamType::Str,
+            "username",
+            "Database column holding the owner user.",
+        );
+        m.param(
+            "domain_column",
+            ParamType::Str,
+            "domain",
+            "Database column holding the owner domain.",
+        );
+        m.param(
+            "sd_user_column",
+            ParamType::Str,
+            "sd_username",
+            "Database column holding the short number.",
+        );
+        m.param(
+            "sd_domain_column",
+            ParamType::Str,
+            "sd_domain",
+            "Database column holding the short number domain.",
+        );
+        m.param(
+            "new_uri_column",
+            ParamType::Str,
+            "new_uri",
+            "Database column holding the target URI.",
+        );
         m.function("sd_lookup")
             .args(&["table"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)

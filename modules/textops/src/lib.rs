@@ -1,11 +1,11 @@
 //! `textops`: Text operations on the SIP message: header and body search, replace, add and remove.
 
 use bytes::Bytes;
-use ferrosip_api::args::{PvOut};
+use ferrosip_api::args::PvOut;
 mod methods;
 
-pub use methods::MethodList;
 use ferrosip_api::{Module, ModuleBuilder, RouteMask};
+pub use methods::MethodList;
 use regex::bytes::Regex;
 use std::sync::Arc;
 
@@ -18,7 +18,9 @@ impl Module for TextopsModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("Text operations on the SIP message: header and body search, replace, add and remove.");
+        m.doc(
+            "Text operations on the SIP message: header and body search, replace, add and remove.",
+        );
         m.function("search")
             .args(&["re"])
             .routes(RouteMask::ANY)
@@ -224,7 +226,13 @@ impl Module for TextopsModule {
             .declared::<()>();
         m.function("set_body")
             .args(&["txt", "content_type"])
-            .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::ONREPLY
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Replaces the body and sets Content-Type; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("set_body_hex")

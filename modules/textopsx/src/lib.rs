@@ -94,17 +94,37 @@ impl Module for TextopsxModule {
             .declared::<(Bytes, Bytes)>();
         m.function("include_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Adds the value to the header if not already present; 1 on success, -1 on failure.")
+            .routes(
+                RouteMask::ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
+            .doc(
+                "Adds the value to the header if not already present; 1 on success, -1 on failure.",
+            )
             .declared::<(Bytes, Bytes)>();
         m.function("exclude_hf_value")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Removes the value from the header if present; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
         m.function("hf_value_exists")
             .args(&["hf", "hvalue"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when the comma-separated header contains the value; -1 otherwise.")
             .declared::<(Bytes, Bytes)>();
         m.function("hf_iterator_start")

@@ -1,7 +1,7 @@
 //! `tm`: Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.
 
 use bytes::Bytes;
-use ferrosip_api::args::{FailureRoute, BranchRoute, ReplyRoute};
+use ferrosip_api::args::{BranchRoute, FailureRoute, ReplyRoute};
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 use regex::bytes::Regex;
 use std::sync::Arc;
@@ -16,70 +16,335 @@ impl Module for TmModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.");
-        m.param("fr_timer", ParamType::Int, 30000_i64, "Final-response timeout in ms (timer B/F) when no reply arrives on a branch.");
+        m.param(
+            "fr_timer",
+            ParamType::Int,
+            30000_i64,
+            "Final-response timeout in ms (timer B/F) when no reply arrives on a branch.",
+        );
         m.param("fr_inv_timer", ParamType::Int, 120000_i64, "Timeout in ms for a final reply to an INVITE once a provisional reply was received (timer C-like).");
-        m.param("max_inv_lifetime", ParamType::Int, 180000_i64, "Maximum lifetime in ms of an INVITE transaction (RFC 3261 timer C).");
-        m.param("max_noninv_lifetime", ParamType::Int, 32000_i64, "Maximum lifetime in ms of a non-INVITE transaction (RFC 3261 timer F).");
-        m.param("wt_timer", ParamType::Int, 5000_i64, "Time in ms a completed transaction is kept to absorb retransmissions and ACKs.");
-        m.param("retr_timer1", ParamType::Int, 500_i64, "Initial retransmission interval in ms (T1).");
-        m.param("retr_timer2", ParamType::Int, 4000_i64, "Maximum retransmission interval in ms (T2).");
+        m.param(
+            "max_inv_lifetime",
+            ParamType::Int,
+            180000_i64,
+            "Maximum lifetime in ms of an INVITE transaction (RFC 3261 timer C).",
+        );
+        m.param(
+            "max_noninv_lifetime",
+            ParamType::Int,
+            32000_i64,
+            "Maximum lifetime in ms of a non-INVITE transaction (RFC 3261 timer F).",
+        );
+        m.param(
+            "wt_timer",
+            ParamType::Int,
+            5000_i64,
+            "Time in ms a completed transaction is kept to absorb retransmissions and ACKs.",
+        );
+        m.param(
+            "retr_timer1",
+            ParamType::Int,
+            500_i64,
+            "Initial retransmission interval in ms (T1).",
+        );
+        m.param(
+            "retr_timer2",
+            ParamType::Int,
+            4000_i64,
+            "Maximum retransmission interval in ms (T2).",
+        );
         m.param("noisy_ctimer", ParamType::Int, 1_i64, "When 1, an INVITE branch with no reply is canceled when fr_inv_timer fires even if no provisional arrived.");
-        m.param("restart_fr_on_each_reply", ParamType::Int, 1_i64, "When 1, restarts fr_inv_timer on every provisional reply.");
-        m.param("auto_inv_100", ParamType::Int, 1_i64, "When 1, answers every INVITE with 100 Trying as soon as the transaction is created.");
-        m.param("auto_inv_100_reason", ParamType::Str, "trying -- your call is important to us", "Reason phrase of the automatic 100.");
-        m.param("unix_tx_timeout", ParamType::Int, 500_i64, "Send timeout in ms for t_write_unix().");
-        m.param("aggregate_challenges", ParamType::Int, 1_i64, "When 1, merges 401/407 challenges from several branches into one reply.");
+        m.param(
+            "restart_fr_on_each_reply",
+            ParamType::Int,
+            1_i64,
+            "When 1, restarts fr_inv_timer on every provisional reply.",
+        );
+        m.param(
+            "auto_inv_100",
+            ParamType::Int,
+            1_i64,
+            "When 1, answers every INVITE with 100 Trying as soon as the transaction is created.",
+        );
+        m.param(
+            "auto_inv_100_reason",
+            ParamType::Str,
+            "trying -- your call is important to us",
+            "Reason phrase of the automatic 100.",
+        );
+        m.param(
+            "unix_tx_timeout",
+            ParamType::Int,
+            500_i64,
+            "Send timeout in ms for t_write_unix().",
+        );
+        m.param(
+            "aggregate_challenges",
+            ParamType::Int,
+            1_i64,
+            "When 1, merges 401/407 challenges from several branches into one reply.",
+        );
         m.param("reparse_invite", ParamType::Int, 1_i64, "When 1, builds CANCEL/ACK for INVITEs from the forwarded message so they carry its changes.");
-        m.param("ac_extra_hdrs", ParamType::Str, "", "Header name prefix copied from the INVITE into locally generated CANCEL/ACK.");
-        m.param("blst_503", ParamType::Int, 0_i64, "When 1, blocklists a destination that replied 503.");
-        m.param("blst_503_def_timeout", ParamType::Int, 0_i64, "Blocklist time in s for a 503 without Retry-After (0: do not blocklist).");
-        m.param("blst_503_min_timeout", ParamType::Int, 0_i64, "Minimum blocklist time in s for a 503.");
-        m.param("blst_503_max_timeout", ParamType::Int, 3600_i64, "Maximum blocklist time in s for a 503.");
-        m.param("blst_methods_add", ParamType::Int, 1_i64, "Bit mask of methods whose failures add the destination to the blocklist (1: INVITE).");
-        m.param("blst_methods_lookup", ParamType::Int, 4294967287_i64, "Bit mask of methods for which the blocklist is checked (all but BYE).");
+        m.param(
+            "ac_extra_hdrs",
+            ParamType::Str,
+            "",
+            "Header name prefix copied from the INVITE into locally generated CANCEL/ACK.",
+        );
+        m.param(
+            "blst_503",
+            ParamType::Int,
+            0_i64,
+            "When 1, blocklists a destination that replied 503.",
+        );
+        m.param(
+            "blst_503_def_timeout",
+            ParamType::Int,
+            0_i64,
+            "Blocklist time in s for a 503 without Retry-After (0: do not blocklist).",
+        );
+        m.param(
+            "blst_503_min_timeout",
+            ParamType::Int,
+            0_i64,
+            "Minimum blocklist time in s for a 503.",
+        );
+        m.param(
+            "blst_503_max_timeout",
+            ParamType::Int,
+            3600_i64,
+            "Maximum blocklist time in s for a 503.",
+        );
+        m.param(
+            "blst_methods_add",
+            ParamType::Int,
+            1_i64,
+            "Bit mask of methods whose failures add the destination to the blocklist (1: INVITE).",
+        );
+        m.param(
+            "blst_methods_lookup",
+            ParamType::Int,
+            4294967287_i64,
+            "Bit mask of methods for which the blocklist is checked (all but BYE).",
+        );
         m.param("cancel_b_method", ParamType::Int, 1_i64, "How unreplied branches are canceled: 0 fake reply, 1 retransmit and wait for reply, 2 send CANCEL anyway.");
-        m.param("reparse_on_dns_failover", ParamType::Int, 1_i64, "When 1, reparses the request before a DNS failover branch.");
+        m.param(
+            "reparse_on_dns_failover",
+            ParamType::Int,
+            1_i64,
+            "When 1, reparses the request before a DNS failover branch.",
+        );
         m.param("on_sl_reply", ParamType::Str, Value::Null, "Route run for replies that match no transaction (drop to stop them being forwarded statelessly).");
-        m.param("contacts_avp", ParamType::Str, Value::Null, "AVP name used by t_load_contacts()/t_next_contacts() to store contacts.");
-        m.param("contact_flows_avp", ParamType::Str, Value::Null, "AVP name used by t_next_contact_flow() for RFC 5626 flows.");
-        m.param("fr_timer_avp", ParamType::Str, Value::Null, "AVP that, when set, overrides fr_timer per transaction (deprecated).");
-        m.param("fr_inv_timer_avp", ParamType::Str, Value::Null, "AVP that, when set, overrides fr_inv_timer per transaction (deprecated).");
-        m.param("tw_append", ParamType::Str, Value::Null, "Defines named lists of values t_write_req()/t_write_unix() append.");
+        m.param(
+            "contacts_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP name used by t_load_contacts()/t_next_contacts() to store contacts.",
+        );
+        m.param(
+            "contact_flows_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP name used by t_next_contact_flow() for RFC 5626 flows.",
+        );
+        m.param(
+            "fr_timer_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP that, when set, overrides fr_timer per transaction (deprecated).",
+        );
+        m.param(
+            "fr_inv_timer_avp",
+            ParamType::Str,
+            Value::Null,
+            "AVP that, when set, overrides fr_inv_timer per transaction (deprecated).",
+        );
+        m.param(
+            "tw_append",
+            ParamType::Str,
+            Value::Null,
+            "Defines named lists of values t_write_req()/t_write_unix() append.",
+        );
         m.param("unmatched_cancel", ParamType::Int, 0_i64, "Handling of a CANCEL with no matching INVITE: 0 forward statelessly, 1 forward statefully, 2 drop.");
-        m.param("ruri_matching", ParamType::Int, 1_i64, "When 1, the R-URI is compared when matching RFC 2543 transactions.");
-        m.param("via1_matching", ParamType::Int, 1_i64, "When 1, the top Via is compared when matching RFC 2543 transactions.");
-        m.param("reply_matching", ParamType::Int, 1_i64, "Reply matching mode: 1 matches on the Via branch added by this proxy.");
-        m.param("callid_matching", ParamType::Int, 0_i64, "When 1, the Call-ID is also compared when matching transactions.");
-        m.param("callid_cseq_matching", ParamType::Int, 0_i64, "When 1, matches transactions on Call-ID and CSeq only.");
-        m.param("pass_provisional_replies", ParamType::Int, 0_i64, "When 1, provisional replies are passed to modules even for local transactions.");
-        m.param("default_code", ParamType::Int, 500_i64, "Code of the reply sent when t_reply_error() has no specific error.");
-        m.param("default_reason", ParamType::Str, "Server Internal Error", "Reason phrase paired with default_code.");
-        m.param("disable_6xx_block", ParamType::Int, 0_i64, "When 1, a 6xx reply does not cancel the other branches.");
+        m.param(
+            "ruri_matching",
+            ParamType::Int,
+            1_i64,
+            "When 1, the R-URI is compared when matching RFC 2543 transactions.",
+        );
+        m.param(
+            "via1_matching",
+            ParamType::Int,
+            1_i64,
+            "When 1, the top Via is compared when matching RFC 2543 transactions.",
+        );
+        m.param(
+            "reply_matching",
+            ParamType::Int,
+            1_i64,
+            "Reply matching mode: 1 matches on the Via branch added by this proxy.",
+        );
+        m.param(
+            "callid_matching",
+            ParamType::Int,
+            0_i64,
+            "When 1, the Call-ID is also compared when matching transactions.",
+        );
+        m.param(
+            "callid_cseq_matching",
+            ParamType::Int,
+            0_i64,
+            "When 1, matches transactions on Call-ID and CSeq only.",
+        );
+        m.param(
+            "pass_provisional_replies",
+            ParamType::Int,
+            0_i64,
+            "When 1, provisional replies are passed to modules even for local transactions.",
+        );
+        m.param(
+            "default_code",
+            ParamType::Int,
+            500_i64,
+            "Code of the reply sent when t_reply_error() has no specific error.",
+        );
+        m.param(
+            "default_reason",
+            ParamType::Str,
+            "Server Internal Error",
+            "Reason phrase paired with default_code.",
+        );
+        m.param(
+            "disable_6xx_block",
+            ParamType::Int,
+            0_i64,
+            "When 1, a 6xx reply does not cancel the other branches.",
+        );
         m.param("local_ack_mode", ParamType::Int, 0_i64, "Where the ACK for a local 2xx goes: 0 per RFC 3261, 1 next hop of INVITE, 2 INVITE source.");
-        m.param("local_ack_branch_mode", ParamType::Int, 0_i64, "How the Via branch of a locally generated ACK is built.");
+        m.param(
+            "local_ack_branch_mode",
+            ParamType::Int,
+            0_i64,
+            "How the Via branch of a locally generated ACK is built.",
+        );
         m.param("failure_reply_mode", ParamType::Int, 3_i64, "Which replies are kept after failure_route adds new branches: 0 all, 1 last branch, 2 last set, 3 none of the old ones.");
-        m.param("faked_reply_prio", ParamType::Int, 0_i64, "How faked (internal) replies rank against received ones when choosing the best reply.");
-        m.param("local_cancel_reason", ParamType::Int, 1_i64, "When 1, adds a Reason header to CANCELs generated locally.");
-        m.param("e2e_cancel_reason", ParamType::Int, 1_i64, "When 1, copies the Reason header of a received CANCEL into the forwarded CANCELs.");
-        m.param("e2e_cancel_hop_by_hop", ParamType::Int, 1_i64, "When 1, a received CANCEL is answered and new CANCELs are built per branch.");
-        m.param("headers_mode", ParamType::Int, 0_i64, "When 1, headers removed before t_relay() stay removed from the stored request.");
-        m.param("remap_503_500", ParamType::Int, 1_i64, "When 1, a 503 final reply is sent upstream as 500 (RFC 3261 section 16.7).");
-        m.param("failure_exec_mode", ParamType::Int, 0_i64, "When 1, branches that failed locally in the timer also trigger failure_route.");
-        m.param("dns_reuse_rcv_socket", ParamType::Int, 0_i64, "When 1, DNS failover branches reuse the socket the request was received on.");
-        m.param("xavp_contact", ParamType::Str, Value::Null, "XAVP with per-contact attributes (same as usrloc's xavp_contact).");
-        m.param("event_callback", ParamType::Str, Value::Null, "KEMI function run instead of event_route[tm:local-request].");
-        m.param("evcb_local_ack_sent", ParamType::Str, Value::Null, "KEMI function run instead of event_route[tm:local-ack-sent].");
-        m.param("relay_100", ParamType::Int, 0_i64, "When 1, 100 Trying replies are relayed upstream (stateless use only).");
-        m.param("rich_redirect", ParamType::Int, 0_i64, "Bit mask for 3xx replies: 1 adds branch flags, 2 adds the path to the contacts.");
-        m.param("event_callback_lres_sent", ParamType::Str, Value::Null, "KEMI function run instead of event_route[tm:local-response].");
+        m.param(
+            "faked_reply_prio",
+            ParamType::Int,
+            0_i64,
+            "How faked (internal) replies rank against received ones when choosing the best reply.",
+        );
+        m.param(
+            "local_cancel_reason",
+            ParamType::Int,
+            1_i64,
+            "When 1, adds a Reason header to CANCELs generated locally.",
+        );
+        m.param(
+            "e2e_cancel_reason",
+            ParamType::Int,
+            1_i64,
+            "When 1, copies the Reason header of a received CANCEL into the forwarded CANCELs.",
+        );
+        m.param(
+            "e2e_cancel_hop_by_hop",
+            ParamType::Int,
+            1_i64,
+            "When 1, a received CANCEL is answered and new CANCELs are built per branch.",
+        );
+        m.param(
+            "headers_mode",
+            ParamType::Int,
+            0_i64,
+            "When 1, headers removed before t_relay() stay removed from the stored request.",
+        );
+        m.param(
+            "remap_503_500",
+            ParamType::Int,
+            1_i64,
+            "When 1, a 503 final reply is sent upstream as 500 (RFC 3261 section 16.7).",
+        );
+        m.param(
+            "failure_exec_mode",
+            ParamType::Int,
+            0_i64,
+            "When 1, branches that failed locally in the timer also trigger failure_route.",
+        );
+        m.param(
+            "dns_reuse_rcv_socket",
+            ParamType::Int,
+            0_i64,
+            "When 1, DNS failover branches reuse the socket the request was received on.",
+        );
+        m.param(
+            "xavp_contact",
+            ParamType::Str,
+            Value::Null,
+            "XAVP with per-contact attributes (same as usrloc's xavp_contact).",
+        );
+        m.param(
+            "event_callback",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[tm:local-request].",
+        );
+        m.param(
+            "evcb_local_ack_sent",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[tm:local-ack-sent].",
+        );
+        m.param(
+            "relay_100",
+            ParamType::Int,
+            0_i64,
+            "When 1, 100 Trying replies are relayed upstream (stateless use only).",
+        );
+        m.param(
+            "rich_redirect",
+            ParamType::Int,
+            0_i64,
+            "Bit mask for 3xx replies: 1 adds branch flags, 2 adds the path to the contacts.",
+        );
+        m.param(
+            "event_callback_lres_sent",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[tm:local-response].",
+        );
         m.param("exec_time_check", ParamType::Int, 5000_i64, "Time in ms after which running failure handling re-checks that the transaction is alive (0 off).");
-        m.param("reply_relay_mode", ParamType::Int, 1_i64, "When 1, a suspended 200 OK is not relayed if another final reply went out meanwhile.");
-        m.param("enable_uac_fr", ParamType::Int, 0_i64, "When 1, failure_route can also run for locally generated (UAC) transactions.");
+        m.param(
+            "reply_relay_mode",
+            ParamType::Int,
+            1_i64,
+            "When 1, a suspended 200 OK is not relayed if another final reply went out meanwhile.",
+        );
+        m.param(
+            "enable_uac_fr",
+            ParamType::Int,
+            0_i64,
+            "When 1, failure_route can also run for locally generated (UAC) transactions.",
+        );
         m.param("failover_reply_codes", ParamType::Str, "", "Extra reply codes (\"code=408;class=5\") that trigger DNS failover besides 503 and timeouts.");
-        m.param("reply_408_code", ParamType::Int, 408_i64, "Status code of internally generated timeout replies.");
-        m.param("reply_408_reason", ParamType::Str, "Request Timeout", "Reason phrase of internally generated timeout replies.");
+        m.param(
+            "reply_408_code",
+            ParamType::Int,
+            408_i64,
+            "Status code of internally generated timeout replies.",
+        );
+        m.param(
+            "reply_408_reason",
+            ParamType::Str,
+            "Request Timeout",
+            "Reason phrase of internally generated timeout replies.",
+        );
         m.param("delayed_reply", ParamType::Int, 1_i64, "When 1, the error reply for a failed relay is delayed until the script ends so it can send its own.");
-        m.param("evlreq_mode", ParamType::Int, 0_i64, "Bit 1: event_route[tm:local-request] also runs for hop-by-hop CANCELs.");
+        m.param(
+            "evlreq_mode",
+            ParamType::Int,
+            0_i64,
+            "Bit 1: event_route[tm:local-request] also runs for hop-by-hop CANCELs.",
+        );
         m.function("t_relay")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error (e.g. -1 generic, -2 bad destination, -3 send failure).")
@@ -238,12 +503,24 @@ impl Module for TmModule {
             .declared::<(FailureRoute,)>();
         m.function("t_on_branch_failure")
             .args(&["branch_failure_route"])
-            .routes(RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::FAILURE
+                    | RouteMask::TM_ONREPLY
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Arms event_route[tm:branch-failure:NAME], run for each failed branch; always 1.")
             .declared::<(Bytes,)>();
         m.function("t_on_reply")
             .args(&["onreply_route"])
-            .routes(RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::FAILURE
+                    | RouteMask::TM_ONREPLY
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Arms onreply_route[NAME] for replies of the transaction; always 1.")
             .declared::<(ReplyRoute,)>();
         m.function("t_on_branch")
@@ -284,7 +561,9 @@ impl Module for TmModule {
             .declared::<(i64,)>();
         m.function("t_retransmit_reply")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Retransmits the last reply sent for the transaction; 1 on success, -1 on failure.")
+            .doc(
+                "Retransmits the last reply sent for the transaction; 1 on success, -1 on failure.",
+            )
             .declared::<()>();
         m.function("t_release")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -329,7 +608,13 @@ impl Module for TmModule {
             .doc("Sets T1 and T2 retransmission intervals in ms (0 keeps the default); 1 on success, -1 on failure.")
             .declared::<(i64, i64)>();
         m.function("t_reset_retr")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Restores T1 and T2 to the configured values; 1 on success, -1 on failure.")
             .declared::<()>();
         m.function("t_set_max_lifetime")
@@ -368,7 +653,13 @@ impl Module for TmModule {
             .declared::<(i64,)>();
         m.function("t_disable_e2e_cancel_reason")
             .args(&["disable"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("Alias of t_set_no_e2e_cancel_reason(); 1 on success, -1 on failure.")
             .declared::<(i64,)>();
         m.function("t_set_disable_internal_reply")
@@ -385,15 +676,33 @@ impl Module for TmModule {
             .doc("True (1) when the failed branch received at least one reply; -1 otherwise.")
             .declared::<()>();
         m.function("t_any_timeout")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when any branch of the transaction timed out; -1 otherwise.")
             .declared::<()>();
         m.function("t_any_replied")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when any branch received a reply; -1 otherwise.")
             .declared::<()>();
         m.function("t_is_canceled")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when the transaction was canceled; -1 otherwise.")
             .declared::<()>();
         m.function("t_is_retr_async_reply")
@@ -401,12 +710,24 @@ impl Module for TmModule {
             .doc("True (1) when the reply is a retransmission of one suspended by t_suspend(); -1 otherwise.")
             .declared::<()>();
         m.function("t_is_expired")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when the transaction passed its maximum lifetime; -1 otherwise.")
             .declared::<()>();
         m.function("t_grep_status")
             .args(&["code"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(
+                RouteMask::TM_ONREPLY
+                    | RouteMask::FAILURE
+                    | RouteMask::BRANCH
+                    | RouteMask::REQUEST
+                    | RouteMask::EVENT,
+            )
             .doc("True (1) when any branch received a reply with the given code; -1 otherwise.")
             .declared::<(i64,)>();
         m.function("t_drop_replies")

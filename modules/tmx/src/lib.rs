@@ -1,8 +1,8 @@
 //! `tmx`: Transaction management extensions: route-type checks, pre-checks, cancel/reply by Call-ID, suspend/continue.
 
 use bytes::Bytes;
-use ferrosip_api::args::{NamedRoute, Flag};
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
+use ferrosip_api::args::{Flag, NamedRoute};
+use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteKind, RouteMask, Verdict};
 
 /// The `tmx` module.
 pub struct TmxModule;
@@ -22,19 +22,19 @@ impl Module for TmxModule {
         m.function("t_is_request_route")
             .routes(RouteMask::ANY)
             .doc("True (1) when running in request_route; -1 otherwise.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| Ok(Verdict::from(ctx.route == RouteKind::Request)));
         m.function("t_is_failure_route")
             .routes(RouteMask::ANY)
             .doc("True (1) when running in failure_route; -1 otherwise.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| Ok(Verdict::from(ctx.route == RouteKind::Failure)));
         m.function("t_is_branch_route")
             .routes(RouteMask::ANY)
             .doc("True (1) when running in branch_route; -1 otherwise.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| Ok(Verdict::from(ctx.route == RouteKind::Branch)));
         m.function("t_is_reply_route")
             .routes(RouteMask::ANY)
             .doc("True (1) when running in a reply route; -1 otherwise.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| Ok(Verdict::from(ctx.route.is_reply())));
         m.function("t_flush_flags")
             .routes(RouteMask::ANY)
             .doc("Copies the message flags into the transaction; 1 on success, -1 when there is none.")

@@ -13,9 +13,24 @@ impl Module for XhttpModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Embedded HTTP server: HTTP requests received on SIP TCP ports run event_route[xhttp:request].");
-        m.param("url_match", ParamType::Str, Value::Null, "Regex a request URL must match to be handled (default: all).");
-        m.param("url_skip", ParamType::Str, Value::Null, "Regex of request URLs that are not handled.");
-        m.param("event_callback", ParamType::Str, Value::Null, "KEMI function run instead of event_route[xhttp:request].");
+        m.param(
+            "url_match",
+            ParamType::Str,
+            Value::Null,
+            "Regex a request URL must match to be handled (default: all).",
+        );
+        m.param(
+            "url_skip",
+            ParamType::Str,
+            Value::Null,
+            "Regex of request URLs that are not handled.",
+        );
+        m.param(
+            "event_callback",
+            ParamType::Str,
+            Value::Null,
+            "KEMI function run instead of event_route[xhttp:request].",
+        );
         m.function("xhttp_reply")
             .args(&["code", "reason", "ctype", "body"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)

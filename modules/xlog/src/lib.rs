@@ -13,15 +13,60 @@ impl Module for XlogModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Logging of formatted messages with pseudo-variables.");
-        m.param("buf_size", ParamType::Int, 4096_i64, "Size of the buffer the log message is printed into.");
-        m.param("force_color", ParamType::Int, 0_i64, "When 1, color escapes ($C(xy)) are printed even when not logging to a terminal.");
-        m.param("long_format", ParamType::Int, 0_i64, "When 1, the log line carries the config file name and line.");
-        m.param("prefix", ParamType::Str, "<script>: ", "Text put before every xlog message.");
-        m.param("log_facility", ParamType::Str, Value::Null, "Syslog facility for xlog messages (default: the core's).");
-        m.param("log_colors", ParamType::Str, Value::Null, "Colors per log level (\"L_ERR=cr;L_WARN=px\").");
-        m.param("methods_filter", ParamType::Int, -1_i64, "Bit mask of SIP methods whose messages are not logged (-1: none filtered).");
-        m.param("prefix_mode", ParamType::Int, 0_i64, "When 1, the prefix is evaluated as a format with pseudo-variables.");
-        m.param("auto_newline", ParamType::Int, 0_i64, "When 1, a newline is added to messages that do not end with one.");
+        m.param(
+            "buf_size",
+            ParamType::Int,
+            4096_i64,
+            "Size of the buffer the log message is printed into.",
+        );
+        m.param(
+            "force_color",
+            ParamType::Int,
+            0_i64,
+            "When 1, color escapes ($C(xy)) are printed even when not logging to a terminal.",
+        );
+        m.param(
+            "long_format",
+            ParamType::Int,
+            0_i64,
+            "When 1, the log line carries the config file name and line.",
+        );
+        m.param(
+            "prefix",
+            ParamType::Str,
+            "<script>: ",
+            "Text put before every xlog message.",
+        );
+        m.param(
+            "log_facility",
+            ParamType::Str,
+            Value::Null,
+            "Syslog facility for xlog messages (default: the core's).",
+        );
+        m.param(
+            "log_colors",
+            ParamType::Str,
+            Value::Null,
+            "Colors per log level (\"L_ERR=cr;L_WARN=px\").",
+        );
+        m.param(
+            "methods_filter",
+            ParamType::Int,
+            -1_i64,
+            "Bit mask of SIP methods whose messages are not logged (-1: none filtered).",
+        );
+        m.param(
+            "prefix_mode",
+            ParamType::Int,
+            0_i64,
+            "When 1, the prefix is evaluated as a format with pseudo-variables.",
+        );
+        m.param(
+            "auto_newline",
+            ParamType::Int,
+            0_i64,
+            "When 1, a newline is added to messages that do not end with one.",
+        );
         m.function("xlog")
             .args(&["format"])
             .routes(RouteMask::ANY)
