@@ -347,7 +347,7 @@ impl Module for TmModule {
         );
         m.function("t_relay")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error (e.g. -1 generic, -2 bad destination, -3 send failure).")
+            .doc("Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error.")
             .declared::<()>();
         m.function("t_relay")
             .args(&["host", "port"])
