@@ -1,0 +1,385 @@
+//! Typed function arguments: converted and checked once at load time (the "fixup"), then
+//! evaluated cheaply for each call.
+//!
+//! A function is registered with a typed Rust handler, e.g.
+//! `|ctx: &mut MsgContext, code: i64, reason: Bytes| ...`; each parameter type implements
+//! [`ArgType`], which says how the script's argument (a literal, an identifier, a PV, or a
+//! string with PVs inside) is fixed up at load and turned into the Rust value per call.
+//! A literal that can never be valid (`"abc"` for a number, a bad regex, an unknown route
+//! name) is a load-time error at the argument's location.
+
+use crate::context::MsgContext;
+use crate::error::FnError;
+use crate::format::Format;
+use crate::pv::{Binder, PvRef};
+use crate::value::{parse_int, Value};
+use bytes::Bytes;
+use std::any::Any;
+use std::sync::Arc;
+
+/// A function argument as written in the script, before fixup.
+#[derive(Clone, Debug)]
+pub enum RawArg {
+    /// An integer literal.
+    Int(i64),
+    /// A string literal (escapes already resolved; PVs inside not parsed yet).
+    Str(String),
+    /// A bare identifier (`route(RELAY)`, `t_on_failure(MANAGE_FAILURE)`).
+    Ident(String),
+    /// A single pseudo-variable.
+    Pv(PvRef),
+}
+
+impl RawArg {
+    pub fn describe(&self) -> String {
+        match self {
+            RawArg::Int(i) => format!("{i}"),
+            RawArg::Str(s) => format!("\"{s}\""),
+            RawArg::Ident(s) => s.clone(),
+            RawArg::Pv(p) => p.text().to_string(),
+        }
+    }
+}
+
+/// The route tables a function argument can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteTable {
+    /// `route[NAME]`
+    Named,
+    /// `failure_route[NAME]`
+    Failure,
+    /// `branch_route[NAME]`
+    Branch,
+    /// `onreply_route[NAME]`
+    OnReply,
+    /// `event_route[NAME]`
+    Event,
+}
+
+impl RouteTable {
+    pub const fn keyword(self) -> &'static str {
+        match self {
+            RouteTable::Named => "route",
+            RouteTable::Failure => "failure_route",
+            RouteTable::Branch => "branch_route",
+            RouteTable::OnReply => "onreply_route",
+            RouteTable::Event => "event_route",
+        }
+    }
+}
+
+/// What the compiler offers a fixup.
+pub trait FixupEnv {
+    fn binder(&self) -> Binder<'_>;
+    /// Index of the route `name` in `table`, if the script defines it.
+    fn route_index(&self, table: RouteTable, name: &str) -> Option<u32>;
+}
+
+/// The kind of an argument, for docs, error messages and the Lua binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    Int,
+    Str,
+    Value,
+    Regex,
+    /// A writable pseudo-variable.
+    PvOut,
+    Flag,
+    Route(RouteTable),
+    /// A module-specific type, named for the docs.
+    Custom(&'static str),
+}
+
+impl ArgKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ArgKind::Int => "int",
+            ArgKind::Str => "string",
+            ArgKind::Value => "value",
+            ArgKind::Regex => "regex",
+            ArgKind::PvOut => "writable pseudo-variable",
+            ArgKind::Flag => "flag (0..63)",
+            ArgKind::Route(t) => t.keyword(),
+            ArgKind::Custom(n) => n,
+        }
+    }
+}
+
+/// A fixed-up argument, stored in the compiled program.
+pub struct FixedArg(Box<dyn Any + Send + Sync>);
+
+impl FixedArg {
+    pub fn new<T: Any + Send + Sync>(value: T) -> FixedArg {
+        FixedArg(Box::new(value))
+    }
+
+    pub fn downcast<T: Any>(&self) -> Result<&T, FnError> {
+        self.0
+            .downcast_ref()
+            .ok_or_else(|| FnError::new("internal error: argument fixed up with another type"))
+    }
+}
+
+impl std::fmt::Debug for FixedArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FixedArg")
+    }
+}
+
+/// A Rust type a function parameter can have.
+pub trait ArgType: Sized + 'static {
+    /// What fixup keeps for run time.
+    type Fixed: Send + Sync + 'static;
+    const KIND: ArgKind;
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String>;
+    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError>;
+}
+
+/// Either known at load time or computed per call.
+pub enum Fixable<T> {
+    Const(T),
+    Dynamic(Format),
+}
+
+/// Turns a raw argument into a format (literal or with PVs).
+pub fn raw_to_format(raw: RawArg, env: &dyn FixupEnv) -> Result<Format, String> {
+    match raw {
+        RawArg::Int(i) => Ok(Format::literal(&i.to_string())),
+        RawArg::Ident(s) => Ok(Format::literal(&s)),
+        RawArg::Str(s) => env.binder().parse_format(&s).map_err(|e| e.message),
+        RawArg::Pv(p) => {
+            let text = p.text().to_string();
+            env.binder().parse_format(&text).map_err(|e| e.message)
+        }
+    }
+}
+
+impl ArgType for i64 {
+    type Fixed = Fixable<i64>;
+    const KIND: ArgKind = ArgKind::Int;
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
+        match raw {
+            RawArg::Int(i) => Ok(Fixable::Const(i)),
+            other => {
+                let f = raw_to_format(other, env)?;
+                if f.is_literal() {
+                    parse_int(f.text().as_bytes())
+                        .map(Fixable::Const)
+                        .ok_or_else(|| format!("expected a number, found \"{}\"", f.text()))
+                } else {
+                    Ok(Fixable::Dynamic(f))
+                }
+            }
+        }
+    }
+
+    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
+        match fixed {
+            Fixable::Const(i) => Ok(*i),
+            Fixable::Dynamic(f) => {
+                let b = f.eval(ctx)?;
+                parse_int(&b).ok_or_else(|| {
+                    FnError::new(format!(
+                        "{} gave \"{}\", not a number",
+                        f.text(),
+                        String::from_utf8_lossy(&b)
+                    ))
+                })
+            }
+        }
+    }
+}
+
+impl ArgType for Bytes {
+    type Fixed = Format;
+    const KIND: ArgKind = ArgKind::Str;
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
+        raw_to_format(raw, env)
+    }
+
+    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
+        Ok(fixed.eval(ctx)?)
+    }
+}
+
+/// Any value, keeping the type of a lone PV (an int stays an int).
+impl ArgType for Value {
+    type Fixed = Fixable<Value>;
+    const KIND: ArgKind = ArgKind::Value;
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
+        match raw {
+            RawArg::Int(i) => Ok(Fixable::Const(Value::Int(i))),
+            other => {
+                let f = raw_to_format(other, env)?;
+                if f.is_literal() {
+                    Ok(Fixable::Const(Value::from_string(f.text().to_string())))
+                } else {
+                    Ok(Fixable::Dynamic(f))
+                }
+            }
+        }
+    }
+
+    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
+        match fixed {
+            Fixable::Const(v) => Ok(v.clone()),
+            Fixable::Dynamic(f) => match f.as_single_pv() {
+                Some(pv) => Ok(pv.get(ctx)?),
+                None => Ok(Value::Str(f.eval(ctx)?)),
+            },
+        }
+    }
+}
+
+/// A regular expression over bytes, compiled at load time when it is a literal.
+impl ArgType for Arc<regex::bytes::Regex> {
+    type Fixed = Fixable<Arc<regex::bytes::Regex>>;
+    const KIND: ArgKind = ArgKind::Regex;
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
+        let f = raw_to_format(raw, env)?;
+        if f.is_literal() {
+            compile_regex(f.text()).map(Fixable::Const)
+        } else {
+            Ok(Fixable::Dynamic(f))
+        }
+    }
+
+    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
+        match fixed {
+            Fixable::Const(r) => Ok(r.clone()),
+            Fixable::Dynamic(f) => {
+                let b = f.eval(ctx)?;
+                compile_regex(&String::from_utf8_lossy(&b)).map_err(FnError::new)
+            }
+        }
+    }
+}
+
+/// Compiles a POSIX-extended-style regex as Kamailio scripts write them.
+pub fn compile_regex(text: &str) -> Result<Arc<regex::bytes::Regex>, String> {
+    regex::bytes::Regex::new(text)
+        .map(Arc::new)
+        .map_err(|e| format!("invalid regular expression \"{text}\": {e}"))
+}
+
+/// A pseudo-variable the function writes to (e.g. the output of `ds_select` helpers).
+#[derive(Clone, Debug)]
+pub struct PvOut(pub PvRef);
+
+impl ArgType for PvOut {
+    type Fixed = PvRef;
+    const KIND: ArgKind = ArgKind::PvOut;
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
+        let pv = match raw {
+            RawArg::Pv(p) => p,
+            // Kamailio configs usually pass the PV's name quoted: "$avp(x)".
+            RawArg::Str(s) => env.binder().parse_pv(&s).map_err(|e| e.message)?,
+            other => {
+                return Err(format!(
+                    "expected a pseudo-variable, found {}",
+                    other.describe()
+                ))
+            }
+        };
+        if !pv.is_writable() {
+            return Err(format!("{} cannot be written", pv.text()));
+        }
+        Ok(pv)
+    }
+
+    fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
+        Ok(PvOut(fixed.clone()))
+    }
+}
+
+/// A message or branch flag number, 0..=63.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flag(pub u8);
+
+impl ArgType for Flag {
+    type Fixed = Fixable<u8>;
+    const KIND: ArgKind = ArgKind::Flag;
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
+        match i64::fixup(raw, env)? {
+            Fixable::Const(i) if (0..64).contains(&i) => Ok(Fixable::Const(i as u8)),
+            Fixable::Const(i) => Err(format!("flag {i} is out of range 0..63")),
+            Fixable::Dynamic(f) => Ok(Fixable::Dynamic(f)),
+        }
+    }
+
+    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
+        match fixed {
+            Fixable::Const(i) => Ok(Flag(*i)),
+            Fixable::Dynamic(f) => {
+                let b = f.eval(ctx)?;
+                match parse_int(&b) {
+                    Some(i) if (0..64).contains(&i) => Ok(Flag(i as u8)),
+                    _ => Err(FnError::new(format!(
+                        "flag \"{}\" is not in 0..63",
+                        String::from_utf8_lossy(&b)
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+macro_rules! route_arg {
+    ($(#[$doc:meta])* $name:ident, $table:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name(pub u32);
+
+        impl ArgType for $name {
+            type Fixed = u32;
+            const KIND: ArgKind = ArgKind::Route($table);
+
+            fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<u32, String> {
+                let name = match raw {
+                    RawArg::Ident(s) | RawArg::Str(s) => s,
+                    RawArg::Int(i) => i.to_string(),
+                    RawArg::Pv(p) => {
+                        return Err(format!(
+                            "the {} name must be written literally, not as {}",
+                            $table.keyword(),
+                            p.text()
+                        ))
+                    }
+                };
+                env.route_index($table, &name)
+                    .ok_or_else(|| format!("no {}[{}] in this script", $table.keyword(), name))
+            }
+
+            fn eval(fixed: &u32, _ctx: &MsgContext) -> Result<Self, FnError> {
+                Ok($name(*fixed))
+            }
+        }
+    };
+}
+
+route_arg!(
+    /// The index of a `route[NAME]` block.
+    NamedRoute,
+    RouteTable::Named
+);
+route_arg!(
+    /// The index of a `failure_route[NAME]` block.
+    FailureRoute,
+    RouteTable::Failure
+);
+route_arg!(
+    /// The index of a `branch_route[NAME]` block.
+    BranchRoute,
+    RouteTable::Branch
+);
+route_arg!(
+    /// The index of an `onreply_route[NAME]` block.
+    ReplyRoute,
+    RouteTable::OnReply
+);

@@ -1,0 +1,332 @@
+//! The per-message context a route runs against.
+
+use crate::route::RouteKind;
+use crate::value::Value;
+use bytes::Bytes;
+use ferrosip_sip::SipMessage;
+use smallvec::SmallVec;
+use std::any::{Any, TypeId};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Transport protocol of a socket or a message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Proto {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+    Sctp,
+    Ws,
+    Wss,
+}
+
+impl Proto {
+    /// Lower-case name as used in `listen=` and `$pr`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+            Proto::Tls => "tls",
+            Proto::Sctp => "sctp",
+            Proto::Ws => "ws",
+            Proto::Wss => "wss",
+        }
+    }
+
+    /// Kamailio's numeric protocol ids, used when scripts compare `proto == UDP`.
+    pub const fn id(self) -> i64 {
+        match self {
+            Proto::Udp => 1,
+            Proto::Tcp => 2,
+            Proto::Tls => 3,
+            Proto::Sctp => 4,
+            Proto::Ws => 5,
+            Proto::Wss => 6,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Proto> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "udp" => Proto::Udp,
+            "tcp" => Proto::Tcp,
+            "tls" => Proto::Tls,
+            "sctp" => Proto::Sctp,
+            "ws" => Proto::Ws,
+            "wss" => Proto::Wss,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a message came from and which local socket received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetInfo {
+    pub proto: Proto,
+    pub source: SocketAddr,
+    pub local: SocketAddr,
+}
+
+impl Default for NetInfo {
+    fn default() -> Self {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        NetInfo {
+            proto: Proto::Udp,
+            source: any,
+            local: any,
+        }
+    }
+}
+
+/// `$var(name)` storage. Names are resolved to slots when the script is compiled, so an
+/// access is an index, not a lookup. Unlike Kamailio (where `$var`s live per worker process
+/// and survive from one message to the next), they start empty for every message: a value
+/// left over from another caller's message is a classic source of routing bugs.
+#[derive(Clone, Debug, Default)]
+pub struct Vars {
+    slots: Vec<Value>,
+}
+
+impl Vars {
+    pub fn get(&self, slot: u32) -> &Value {
+        static NULL: Value = Value::Null;
+        self.slots.get(slot as usize).unwrap_or(&NULL)
+    }
+
+    pub fn set(&mut self, slot: u32, value: Value) {
+        let i = slot as usize;
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, Value::Null);
+        }
+        self.slots[i] = value;
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
+/// AVP storage: each name (resolved to a slot at compile time) holds a stack of values,
+/// newest first, as Kamailio's `$avp(name)` / `$(avp(name)[i])` see it.
+#[derive(Clone, Debug, Default)]
+pub struct Avps {
+    entries: Vec<(u32, Value)>,
+}
+
+impl Avps {
+    /// The `index`-th value of `slot` (0 = newest); negative counts from the oldest.
+    pub fn get(&self, slot: u32, index: i32) -> Option<&Value> {
+        let mut it = self.entries.iter().rev().filter(|(s, _)| *s == slot);
+        if index >= 0 {
+            it.nth(index as usize).map(|(_, v)| v)
+        } else {
+            let all: SmallVec<[&Value; 8]> = it.map(|(_, v)| v).collect();
+            let back = (-index) as usize;
+            all.len().checked_sub(back).map(|i| all[i])
+        }
+    }
+
+    /// All values of `slot`, newest first.
+    pub fn all(&self, slot: u32) -> impl Iterator<Item = &Value> {
+        self.entries
+            .iter()
+            .rev()
+            .filter(move |(s, _)| *s == slot)
+            .map(|(_, v)| v)
+    }
+
+    /// Adds a value on top (Kamailio's `$avp(x) = v`).
+    pub fn push(&mut self, slot: u32, value: Value) {
+        self.entries.push((slot, value));
+    }
+
+    /// Replaces every value of `slot` with one (Kamailio's `$avp(x) := v`).
+    pub fn replace(&mut self, slot: u32, value: Value) {
+        self.remove_all(slot);
+        self.push(slot, value);
+    }
+
+    /// Replaces the `index`-th value (0 = newest), if present.
+    pub fn set_nth(&mut self, slot: u32, index: usize, value: Value) -> bool {
+        let pos = self
+            .entries
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, (s, _))| *s == slot)
+            .nth(index)
+            .map(|(i, _)| i);
+        match pos {
+            Some(i) => {
+                self.entries[i].1 = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn remove_all(&mut self, slot: u32) {
+        self.entries.retain(|(s, _)| *s != slot);
+    }
+
+    /// Removes the newest value of `slot` and returns it.
+    pub fn pop(&mut self, slot: u32) -> Option<Value> {
+        let pos = self.entries.iter().rposition(|(s, _)| *s == slot)?;
+        Some(self.entries.remove(pos).1)
+    }
+
+    pub fn remove_nth(&mut self, slot: u32, index: usize) -> Option<Value> {
+        let pos = self
+            .entries
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, (s, _))| *s == slot)
+            .nth(index)
+            .map(|(i, _)| i)?;
+        Some(self.entries.remove(pos).1)
+    }
+
+    pub fn count(&self, slot: u32) -> usize {
+        self.entries.iter().filter(|(s, _)| *s == slot).count()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// Typed per-message state that modules attach to a context (e.g. `tm` its transaction,
+/// `dispatcher` the remaining destinations for failover). One value per type.
+#[derive(Default)]
+pub struct Extensions {
+    items: SmallVec<[(TypeId, Box<dyn Any + Send>); 2]>,
+}
+
+impl Extensions {
+    pub fn get<T: Any + Send>(&self) -> Option<&T> {
+        let id = TypeId::of::<T>();
+        self.items
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, b)| b.downcast_ref())
+    }
+
+    pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
+        let id = TypeId::of::<T>();
+        self.items
+            .iter_mut()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, b)| b.downcast_mut())
+    }
+
+    pub fn insert<T: Any + Send>(&mut self, value: T) -> Option<T> {
+        let old = self.remove::<T>();
+        self.items.push((TypeId::of::<T>(), Box::new(value)));
+        old
+    }
+
+    pub fn get_or_insert_with<T: Any + Send>(&mut self, f: impl FnOnce() -> T) -> &mut T {
+        let id = TypeId::of::<T>();
+        let pos = match self.items.iter().position(|(t, _)| *t == id) {
+            Some(p) => p,
+            None => {
+                self.items.push((id, Box::new(f())));
+                self.items.len() - 1
+            }
+        };
+        self.items[pos]
+            .1
+            .downcast_mut()
+            .expect("extension stored under its own TypeId")
+    }
+
+    pub fn remove<T: Any + Send>(&mut self) -> Option<T> {
+        let id = TypeId::of::<T>();
+        let pos = self.items.iter().position(|(t, _)| *t == id)?;
+        self.items
+            .swap_remove(pos)
+            .1
+            .downcast()
+            .ok()
+            .map(|b: Box<T>| *b)
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} items)", self.items.len())
+    }
+}
+
+/// One message being processed by a route, with everything the script can read or change.
+#[derive(Debug)]
+pub struct MsgContext {
+    pub msg: SipMessage,
+    /// The phase now running.
+    pub route: RouteKind,
+    pub net: NetInfo,
+    /// Message flags (`setflag`/`isflagset`), 0..=63.
+    pub flags: u64,
+    /// Branch flags of the current branch (`setbflag`, `$bf`), 0..=63.
+    pub bflags: u64,
+    /// `$du`: where the request is actually sent, overriding the R-URI.
+    pub dst_uri: Option<Bytes>,
+    pub avps: Avps,
+    pub vars: Vars,
+    /// `$rc` / `$retcode`: the last function or route return code.
+    pub rc: i32,
+    /// `$T_branch_idx`.
+    pub branch_idx: i32,
+    pub ext: Extensions,
+}
+
+impl MsgContext {
+    pub fn new(msg: SipMessage, route: RouteKind, net: NetInfo) -> MsgContext {
+        MsgContext {
+            msg,
+            route,
+            net,
+            flags: 0,
+            bflags: 0,
+            dst_uri: None,
+            avps: Avps::default(),
+            vars: Vars::default(),
+            rc: 1,
+            branch_idx: 0,
+            ext: Extensions::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avp_stack_semantics() {
+        let mut a = Avps::default();
+        a.push(1, Value::Int(1));
+        a.push(2, Value::Int(99));
+        a.push(1, Value::Int(2));
+        assert_eq!(a.get(1, 0), Some(&Value::Int(2)));
+        assert_eq!(a.get(1, 1), Some(&Value::Int(1)));
+        assert_eq!(a.get(1, -1), Some(&Value::Int(1)));
+        assert_eq!(a.get(1, 2), None);
+        a.replace(1, Value::Int(7));
+        assert_eq!(a.count(1), 1);
+        assert_eq!(a.pop(1), Some(Value::Int(7)));
+        assert_eq!(a.count(2), 1);
+    }
+
+    #[test]
+    fn extensions_by_type() {
+        #[derive(Debug, PartialEq)]
+        struct Tx(u32);
+        let mut e = Extensions::default();
+        assert!(e.get::<Tx>().is_none());
+        e.insert(Tx(1));
+        e.get_or_insert_with(|| Tx(5)).0 += 1;
+        assert_eq!(e.get::<Tx>(), Some(&Tx(2)));
+        assert_eq!(e.remove::<Tx>(), Some(Tx(2)));
+    }
+}

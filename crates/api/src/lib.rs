@@ -1,0 +1,48 @@
+//! The module API of Ferrosip.
+//!
+//! Everything a module (and the script engine) shares lives here:
+//! - [`Value`]: the script's value type (null, integer, byte string);
+//! - [`MsgContext`]: one SIP message and its per-message state (flags, AVPs, `$var`s,
+//!   destination URI, return code, typed module extensions);
+//! - [`RouteKind`] / [`RouteMask`]: the route kinds (phases) and which of them a function
+//!   may run in;
+//! - [`Registry`]: modules declare their parameters, typed functions, pseudo-variable
+//!   classes, transformation classes and RPC commands here. The script VM, the Lua `KSR`
+//!   binding and the generated docs are all driven by it.
+//! - the pseudo-variable and transformation frameworks ([`pv`], [`transform`]) and format
+//!   strings ([`Format`]).
+
+pub mod args;
+pub mod context;
+pub mod error;
+pub mod format;
+pub mod pv;
+pub mod registry;
+pub mod route;
+pub mod transform;
+pub mod value;
+
+pub use args::{ArgKind, ArgType, FixedArg, FixupEnv, RawArg};
+pub use context::{Avps, Extensions, MsgContext, NetInfo, Proto, Vars};
+pub use error::{FnError, Span};
+pub use format::Format;
+pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
+pub use registry::{
+    apply_result, ApplyResult, Callable, FunctionDef, ModuleBuilder, ModuleDef, ModuleParams,
+    ParamDef, ParamType, Registry, RpcDef, RpcValue,
+};
+pub use route::{RouteKind, RouteMask};
+pub use transform::{Transform, TransformClass};
+pub use value::{Value, Verdict};
+
+/// Result of a module function: a Kamailio-style return code, or an error that the VM
+/// logs with the call site's location and turns into a negative return code.
+pub type FnResult = Result<Verdict, FnError>;
+
+/// A module of Ferrosip. Implemented once per crate under `modules/`.
+pub trait Module: Send + Sync + 'static {
+    /// The name scripts use in `loadmodule "NAME.so"` and `modparam("NAME", ...)`.
+    fn name(&self) -> &'static str;
+    /// Declares parameters, functions, pseudo-variables, transformations and RPC commands.
+    fn declare(&self, m: &mut ModuleBuilder<'_>);
+}

@@ -1,0 +1,738 @@
+//! The registry: one place where modules declare what they offer.
+//!
+//! ```ignore
+//! m.function("mf_process_maxfwd_header")
+//!     .args(&["max_value"])
+//!     .routes(RouteMask::REQUEST | RouteMask::FAILURE | RouteMask::BRANCH)
+//!     .doc("Decrements Max-Forwards, adding it with MAX if absent; -1 when it was 0.")
+//!     .handler(|ctx: &mut MsgContext, max: i64| { /* ... */ Ok(Verdict::TRUE) });
+//! ```
+//! A name may be registered once per arity (Kamailio's optional parameters). The compiler
+//! picks the overload by argument count, runs its fixup, and checks the route kind.
+
+use crate::args::{ArgKind, ArgType, FixedArg, FixupEnv, RawArg};
+use crate::context::MsgContext;
+use crate::pv::{PvClass, PvParamRule};
+use crate::route::RouteMask;
+use crate::transform::TransformClass;
+use crate::value::Value;
+use crate::{FnResult, Module};
+use indexmap::{IndexMap, IndexSet};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+/// A boxed future borrowing the message context.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub type SyncCall = dyn Fn(&mut MsgContext, &[FixedArg]) -> FnResult + Send + Sync;
+/// What an async function's future resolves to: the step that applies its result to the
+/// message (set the R-URI, add branches, ...) once the awaited work is done. The future
+/// itself owns what it needs, so no borrow of the context is held across the await.
+pub type ApplyResult = Box<dyn FnOnce(&mut MsgContext) -> FnResult + Send>;
+pub type AsyncCall =
+    dyn Fn(&mut MsgContext, &[FixedArg]) -> BoxFuture<'static, ApplyResult> + Send + Sync;
+
+/// Wraps the final step of an async function.
+pub fn apply_result(f: impl FnOnce(&mut MsgContext) -> FnResult + Send + 'static) -> ApplyResult {
+    Box::new(f)
+}
+pub type FixupFn =
+    dyn Fn(Vec<RawArg>, &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)> + Send + Sync;
+
+/// How a function runs.
+#[derive(Clone)]
+pub enum Callable {
+    Sync(Arc<SyncCall>),
+    /// Awaited by the VM without blocking other messages (database, DNS).
+    Async(Arc<AsyncCall>),
+    /// Declared with its real signature so that scripts using it load, but its behaviour is
+    /// not built yet: `check` reports it, `run` refuses to start.
+    Declared,
+}
+
+impl std::fmt::Debug for Callable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Callable::Sync(_) => "Sync",
+            Callable::Async(_) => "Async",
+            Callable::Declared => "Declared",
+        })
+    }
+}
+
+/// One overload of a script function.
+pub struct FunctionDef {
+    pub name: &'static str,
+    pub module: String,
+    pub arg_kinds: Vec<ArgKind>,
+    pub arg_names: Vec<&'static str>,
+    pub routes: RouteMask,
+    pub doc: &'static str,
+    pub fixup: Arc<FixupFn>,
+    pub call: Callable,
+}
+
+impl FunctionDef {
+    pub fn arity(&self) -> usize {
+        self.arg_kinds.len()
+    }
+
+    /// `name(arg1, arg2)` for messages and docs.
+    pub fn signature(&self) -> String {
+        let args: Vec<String> = self
+            .arg_kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match self.arg_names.get(i) {
+                Some(n) => format!("{n}: {}", k.describe()),
+                None => k.describe().to_string(),
+            })
+            .collect();
+        format!("{}({})", self.name, args.join(", "))
+    }
+}
+
+impl std::fmt::Debug for FunctionDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FunctionDef({} [{}])", self.signature(), self.module)
+    }
+}
+
+/// Type of a module parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamType {
+    Int,
+    Str,
+}
+
+/// A module parameter (`modparam`).
+#[derive(Clone, Debug)]
+pub struct ParamDef {
+    pub name: &'static str,
+    pub ty: ParamType,
+    pub default: Value,
+    /// May be given several times, each adding a value (e.g. `htable`'s `htable`).
+    pub repeatable: bool,
+    pub doc: &'static str,
+}
+
+/// The values a script gave a module's parameters.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleParams {
+    defaults: HashMap<&'static str, Value>,
+    values: HashMap<String, Vec<Value>>,
+}
+
+impl ModuleParams {
+    pub fn get(&self, name: &str) -> Value {
+        self.values
+            .get(name)
+            .and_then(|v| v.last().cloned())
+            .or_else(|| self.defaults.get(name).cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn int(&self, name: &str) -> i64 {
+        self.get(name).as_int().unwrap_or(0)
+    }
+
+    pub fn string(&self, name: &str) -> String {
+        self.get(name).to_bytes().map_or_else(String::new, |b| {
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    }
+
+    /// Every value given to a repeatable parameter, in script order.
+    pub fn all(&self, name: &str) -> &[Value] {
+        self.values.get(name).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    pub fn push(&mut self, name: &str, value: Value) {
+        self.values.entry(name.to_string()).or_default().push(value);
+    }
+}
+
+/// A value returned by an RPC command (JSON-RPC compatible shape).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RpcValue {
+    Null,
+    Int(i64),
+    Str(String),
+    Array(Vec<RpcValue>),
+    Struct(Vec<(String, RpcValue)>),
+}
+
+pub type RpcHandler = dyn Fn(&[Value]) -> Result<RpcValue, String> + Send + Sync;
+
+/// An RPC command (`dispatcher.list`, ...).
+#[derive(Clone)]
+pub struct RpcDef {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub handler: Arc<RpcHandler>,
+}
+
+pub type InitHook = dyn Fn(&ModuleParams) -> Result<(), String> + Send + Sync;
+
+/// What the registry knows about one module.
+pub struct ModuleDef {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub params: Vec<ParamDef>,
+    pub functions: Vec<&'static str>,
+    pub pvs: Vec<String>,
+    pub rpcs: Vec<RpcDef>,
+    pub init: Vec<Arc<InitHook>>,
+    /// Loaded without `loadmodule` (the core).
+    pub always_loaded: bool,
+    /// A Kamailio module whose job Ferrosip's core already does (`pv`, `kex`, `tmx`, ...):
+    /// `loadmodule` accepts it and it adds nothing.
+    pub absorbed: bool,
+}
+
+impl ModuleDef {
+    pub fn param(&self, name: &str) -> Option<&ParamDef> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Parameter defaults, ready to receive the script's values.
+    pub fn default_params(&self) -> ModuleParams {
+        ModuleParams {
+            defaults: self
+                .params
+                .iter()
+                .map(|p| (p.name, p.default.clone()))
+                .collect(),
+            values: HashMap::new(),
+        }
+    }
+}
+
+/// Every module, function, PV class and transformation class Ferrosip has.
+#[derive(Default)]
+pub struct Registry {
+    modules: IndexMap<&'static str, ModuleDef>,
+    functions: HashMap<&'static str, Vec<Arc<FunctionDef>>>,
+    pv_classes: HashMap<String, (Arc<dyn PvClass>, &'static str)>,
+    transforms: HashMap<String, Arc<dyn TransformClass>>,
+    vars: Mutex<IndexSet<String>>,
+    avps: Mutex<IndexSet<String>>,
+    cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds a module's declarations.
+    pub fn register(&mut self, module: &dyn Module) {
+        let name = module.name();
+        self.ensure_module(name);
+        let mut b = ModuleBuilder { reg: self, module: name };
+        module.declare(&mut b);
+    }
+
+    /// Declares a Kamailio module whose work Ferrosip's core does, so `loadmodule` of it is
+    /// accepted and does nothing.
+    pub fn register_absorbed(&mut self, name: &'static str, doc: &'static str) {
+        let m = self.ensure_module(name);
+        m.absorbed = true;
+        m.doc = doc;
+    }
+
+    fn ensure_module(&mut self, name: &'static str) -> &mut ModuleDef {
+        self.modules.entry(name).or_insert_with(|| ModuleDef {
+            name,
+            doc: "",
+            params: Vec::new(),
+            functions: Vec::new(),
+            pvs: Vec::new(),
+            rpcs: Vec::new(),
+            init: Vec::new(),
+            always_loaded: false,
+            absorbed: false,
+        })
+    }
+
+    pub fn module(&self, name: &str) -> Option<&ModuleDef> {
+        self.modules.get(name)
+    }
+
+    pub fn modules(&self) -> impl Iterator<Item = &ModuleDef> {
+        self.modules.values()
+    }
+
+    /// All overloads of a function, sorted by arity.
+    pub fn function(&self, name: &str) -> Option<&[Arc<FunctionDef>]> {
+        self.functions.get(name).map(|v| v.as_slice())
+    }
+
+    pub fn functions(&self) -> impl Iterator<Item = &Arc<FunctionDef>> {
+        self.functions.values().flatten()
+    }
+
+    pub fn pv_class(&self, name: &str) -> Option<Arc<dyn PvClass>> {
+        self.pv_classes.get(name).map(|(c, _)| c.clone())
+    }
+
+    /// The module that provides a PV class.
+    pub fn pv_module(&self, name: &str) -> Option<&'static str> {
+        self.pv_classes.get(name).map(|(_, m)| *m)
+    }
+
+    pub fn pv_names(&self) -> impl Iterator<Item = &str> {
+        self.pv_classes.keys().map(String::as_str)
+    }
+
+    pub fn transform_class(&self, name: &str) -> Option<Arc<dyn TransformClass>> {
+        self.transforms.get(name).cloned()
+    }
+
+    pub fn intern_var(&self, name: &str) -> u32 {
+        intern(&self.vars, name)
+    }
+
+    pub fn intern_avp(&self, name: &str) -> u32 {
+        intern(&self.avps, name)
+    }
+
+    /// Custom config variables (`group.name = value desc "..."`), read by `$sel(cfg_get.group.name)`.
+    pub fn cfg_vars(&self) -> Arc<std::sync::RwLock<HashMap<String, Value>>> {
+        self.cfg_vars.clone()
+    }
+
+    /// Names of all `$var`s interned so far, by slot.
+    pub fn var_names(&self) -> Vec<String> {
+        let set = self.vars.lock().unwrap_or_else(|e| e.into_inner());
+        set.iter().cloned().collect()
+    }
+
+    /// ", did you mean X?" for an unknown function name, or "".
+    pub fn suggest_function(&self, name: &str) -> String {
+        suggest(name, self.functions.keys().copied())
+    }
+
+    pub fn suggest_pv(&self, name: &str) -> String {
+        suggest(name, self.pv_classes.keys().map(String::as_str)).replace("did you mean ", "did you mean $")
+    }
+
+    pub fn suggest_module(&self, name: &str) -> String {
+        suggest(name, self.modules.keys().copied())
+    }
+}
+
+fn intern(set: &Mutex<IndexSet<String>>, name: &str) -> u32 {
+    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = set.get_index_of(name) {
+        return i as u32;
+    }
+    set.insert_full(name.to_string()).0 as u32
+}
+
+/// Edit distance counting a swap of two neighbours as one edit (typos like "mrak").
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// ", did you mean X?" when a candidate is a plausible typo of `name`, else "".
+pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let limit = (name.chars().count() / 3).max(1);
+    let best = candidates
+        .map(|c| (distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min();
+    match best {
+        Some((_, c)) => format!(", did you mean {c}?"),
+        None => String::new(),
+    }
+}
+
+/// Declares one module's contents.
+pub struct ModuleBuilder<'r> {
+    reg: &'r mut Registry,
+    module: &'static str,
+}
+
+impl<'r> ModuleBuilder<'r> {
+    fn def(&mut self) -> &mut ModuleDef {
+        self.reg.ensure_module(self.module)
+    }
+
+    pub fn doc(&mut self, doc: &'static str) -> &mut Self {
+        self.def().doc = doc;
+        self
+    }
+
+    /// Marks the module as loaded without `loadmodule` (the core).
+    pub fn always_loaded(&mut self) -> &mut Self {
+        self.def().always_loaded = true;
+        self
+    }
+
+    pub fn param(
+        &mut self,
+        name: &'static str,
+        ty: ParamType,
+        default: impl Into<Value>,
+        doc: &'static str,
+    ) -> &mut Self {
+        let default = default.into();
+        self.def().params.push(ParamDef {
+            name,
+            ty,
+            default,
+            repeatable: false,
+            doc,
+        });
+        self
+    }
+
+    /// A parameter that may be given several times, each value kept.
+    pub fn repeatable_param(
+        &mut self,
+        name: &'static str,
+        ty: ParamType,
+        doc: &'static str,
+    ) -> &mut Self {
+        self.def().params.push(ParamDef {
+            name,
+            ty,
+            default: Value::Null,
+            repeatable: true,
+            doc,
+        });
+        self
+    }
+
+    pub fn function(&mut self, name: &'static str) -> FunctionBuilder<'_, 'r> {
+        FunctionBuilder {
+            module: self,
+            name,
+            routes: RouteMask::ANY,
+            doc: "",
+            arg_names: Vec::new(),
+        }
+    }
+
+    pub fn pv(&mut self, name: &str, class: impl PvClass) -> &mut Self {
+        let module = self.module;
+        self.reg
+            .pv_classes
+            .insert(name.to_string(), (Arc::new(class), module));
+        self.def().pvs.push(name.to_string());
+        self
+    }
+
+    /// Shorthand for a fixed, parameterless PV.
+    pub fn pv_fixed(
+        &mut self,
+        name: &str,
+        doc: &'static str,
+        pv: impl crate::pv::Pv,
+    ) -> &mut Self {
+        self.pv(
+            name,
+            crate::pv::FixedPvClass {
+                pv: Arc::new(pv),
+                doc,
+            },
+        )
+    }
+
+    /// Declares a PV class whose behaviour comes with a later release (see
+    /// [`crate::pv::DeclaredPvClass`]).
+    pub fn pv_declared(
+        &mut self,
+        name: &'static str,
+        rule: PvParamRule,
+        doc: &'static str,
+    ) -> &mut Self {
+        self.pv(name, crate::pv::DeclaredPvClass { name, rule, doc })
+    }
+
+    pub fn transform(&mut self, class: &str, tc: impl TransformClass) -> &mut Self {
+        self.reg.transforms.insert(class.to_string(), Arc::new(tc));
+        self
+    }
+
+    pub fn rpc(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        handler: impl Fn(&[Value]) -> Result<RpcValue, String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.def().rpcs.push(RpcDef {
+            name,
+            doc,
+            handler: Arc::new(handler),
+        });
+        self
+    }
+
+    /// Runs once after the script is loaded, with the module's parameters.
+    pub fn on_init(
+        &mut self,
+        hook: impl Fn(&ModuleParams) -> Result<(), String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.def().init.push(Arc::new(hook));
+        self
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.reg
+    }
+}
+
+/// Declares one overload of a function; ends with `handler`, `async_handler` or `declared`.
+pub struct FunctionBuilder<'b, 'r> {
+    module: &'b mut ModuleBuilder<'r>,
+    name: &'static str,
+    routes: RouteMask,
+    doc: &'static str,
+    arg_names: Vec<&'static str>,
+}
+
+impl<'b, 'r> FunctionBuilder<'b, 'r> {
+    /// Route kinds the function may run in (default: any).
+    pub fn routes(mut self, routes: RouteMask) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    pub fn doc(mut self, doc: &'static str) -> Self {
+        self.doc = doc;
+        self
+    }
+
+    /// Parameter names, for docs and error messages.
+    pub fn args(mut self, names: &[&'static str]) -> Self {
+        self.arg_names = names.to_vec();
+        self
+    }
+
+    fn finish(self, arg_kinds: Vec<ArgKind>, fixup: Arc<FixupFn>, call: Callable) {
+        let module = self.module.module.to_string();
+        let def = Arc::new(FunctionDef {
+            name: self.name,
+            module,
+            arg_kinds,
+            arg_names: self.arg_names,
+            routes: self.routes,
+            doc: self.doc,
+            fixup,
+            call,
+        });
+        let reg = &mut *self.module.reg;
+        let overloads = reg.functions.entry(self.name).or_default();
+        overloads.retain(|f| f.arity() != def.arity());
+        overloads.push(def);
+        overloads.sort_by_key(|f| f.arity());
+        let m = reg.ensure_module(self.module.module);
+        if !m.functions.contains(&self.name) {
+            m.functions.push(self.name);
+        }
+    }
+
+    /// Registers a synchronous typed handler.
+    pub fn handler<A: ArgList, H: SyncHandler<A>>(self, h: H) {
+        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Sync(h.into_call()));
+    }
+
+    /// Registers an asynchronous typed handler: it reads what it needs from the context and
+    /// returns a `'static` future (`|ctx: &mut MsgContext, a: Bytes| { let k = ...; async move
+    /// { ...; apply_result(move |ctx| ...) } }`).
+    pub fn async_handler<A: ArgList, H: AsyncHandler<A>>(self, h: H) {
+        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Async(h.into_call()));
+    }
+
+    /// Declares the signature only (`.declared::<(i64, Bytes)>()`): the behaviour comes with a
+    /// later release. Arguments are still fixed up with these types, so a script's mistakes
+    /// show at load.
+    pub fn declared<A: ArgList>(self) {
+        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Declared);
+    }
+}
+
+/// A tuple of argument types: fixes up the raw arguments one by one.
+pub trait ArgList: 'static {
+    fn arg_kinds() -> Vec<ArgKind>;
+    fn fixup(raw: Vec<RawArg>, env: &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)>;
+}
+
+/// A typed synchronous handler with argument types `Args` (a tuple).
+pub trait SyncHandler<Args>: Send + Sync + 'static {
+    fn into_call(self) -> Arc<SyncCall>;
+}
+
+/// A typed asynchronous handler with argument types `Args` (a tuple).
+pub trait AsyncHandler<Args>: Send + Sync + 'static {
+    fn into_call(self) -> Arc<AsyncCall>;
+}
+
+macro_rules! impl_handlers {
+    ($($A:ident $i:tt),*) => {
+        #[allow(non_snake_case, unused_mut, unused_variables)]
+        impl<$($A: ArgType),*> ArgList for ($($A,)*) {
+            fn arg_kinds() -> Vec<ArgKind> {
+                vec![$($A::KIND),*]
+            }
+
+            fn fixup(raw: Vec<RawArg>, env: &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)> {
+                let mut it = raw.into_iter();
+                let mut out = Vec::new();
+                $(
+                    let r = it.next().ok_or(($i, "missing argument".to_string()))?;
+                    out.push(FixedArg::new($A::fixup(r, env).map_err(|e| ($i, e))?));
+                )*
+                Ok(out)
+            }
+        }
+
+        #[allow(non_snake_case, unused_mut, unused_variables)]
+        impl<F, $($A: ArgType),*> SyncHandler<($($A,)*)> for F
+        where
+            F: Fn(&mut MsgContext, $($A),*) -> FnResult + Send + Sync + 'static,
+        {
+            fn into_call(self) -> Arc<SyncCall> {
+                Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
+                    $(
+                        let fixed = args.get($i).ok_or_else(|| crate::FnError::new("missing argument"))?;
+                        let $A = $A::eval(fixed.downcast::<$A::Fixed>()?, ctx)?;
+                    )*
+                    (self)(ctx, $($A),*)
+                })
+            }
+        }
+
+        #[allow(non_snake_case, unused_mut, unused_variables)]
+        impl<F, Fut, $($A: ArgType),*> AsyncHandler<($($A,)*)> for F
+        where
+            F: Fn(&mut MsgContext, $($A),*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = ApplyResult> + Send + 'static,
+        {
+            fn into_call(self) -> Arc<AsyncCall> {
+                Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
+                    $(
+                        let $A = match args
+                            .get($i)
+                            .ok_or_else(|| crate::FnError::new("missing argument"))
+                            .and_then(|f| f.downcast::<$A::Fixed>())
+                            .and_then(|f| $A::eval(f, ctx))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+                        };
+                    )*
+                    Box::pin((self)(ctx, $($A),*))
+                })
+            }
+        }
+    };
+}
+
+impl_handlers!();
+impl_handlers!(A0 0);
+impl_handlers!(A0 0, A1 1);
+impl_handlers!(A0 0, A1 1, A2 2);
+impl_handlers!(A0 0, A1 1, A2 2, A3 3);
+impl_handlers!(A0 0, A1 1, A2 2, A3 3, A4 4);
+impl_handlers!(A0 0, A1 1, A2 2, A3 3, A4 4, A5 5);
+
+/// Whether a PV class name needs a parameter — re-exported for the docs generator.
+pub fn pv_param_rule(reg: &Registry, name: &str) -> Option<PvParamRule> {
+    reg.pv_class(name).map(|c| c.param_rule())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::RouteTable;
+    use crate::pv::Binder;
+    use crate::Verdict;
+    use bytes::Bytes;
+
+    struct Env<'r>(&'r Registry);
+    impl FixupEnv for Env<'_> {
+        fn binder(&self) -> Binder<'_> {
+            Binder::new(self.0)
+        }
+        fn route_index(&self, table: RouteTable, name: &str) -> Option<u32> {
+            (table == RouteTable::Failure && name == "FAIL").then_some(3)
+        }
+    }
+
+    struct Demo;
+    impl Module for Demo {
+        fn name(&self) -> &'static str {
+            "demo"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.param("size", ParamType::Int, 8, "table size");
+            m.function("twice")
+                .args(&["n"])
+                .routes(RouteMask::REQUEST)
+                .handler(|_ctx: &mut MsgContext, n: i64| Ok(Verdict::code((n * 2) as i32)));
+            m.function("twice")
+                .args(&["n", "m"])
+                .handler(|_ctx: &mut MsgContext, n: i64, m: i64| Ok(Verdict::code((n * m) as i32)));
+            m.function("later").declared::<(Bytes,)>();
+            m.function("on_fail")
+                .handler(|_ctx: &mut MsgContext, r: crate::args::FailureRoute| {
+                    Ok(Verdict::code(r.0 as i32 + 1))
+                });
+            m.function("slow").async_handler(|_ctx: &mut MsgContext, n: i64| async move {
+                apply_result(move |ctx: &mut MsgContext| {
+                    ctx.rc = n as i32;
+                    Ok(Verdict::code(n as i32))
+                })
+            });
+        }
+    }
+
+    #[test]
+    fn typed_registration_and_fixup() {
+        let mut reg = Registry::new();
+        reg.register(&Demo);
+        let env = Env(&reg);
+        let twice = reg.function("twice").unwrap();
+        assert_eq!(twice.len(), 2);
+        assert_eq!(twice[0].signature(), "twice(n: int)");
+        assert!((twice[0].fixup)(vec![RawArg::Str("abc".into())], &env).is_err());
+        assert!((twice[0].fixup)(vec![RawArg::Str("21".into())], &env).is_ok());
+        let fail = &reg.function("on_fail").unwrap()[0];
+        assert!((fail.fixup)(vec![RawArg::Ident("FAIL".into())], &env).is_ok());
+        let err = (fail.fixup)(vec![RawArg::Ident("NOPE".into())], &env).unwrap_err();
+        assert_eq!(err.0, 0);
+        assert!(err.1.contains("failure_route[NOPE]"), "{}", err.1);
+        assert!(matches!(reg.function("later").unwrap()[0].call, Callable::Declared));
+        assert!(matches!(reg.function("slow").unwrap()[0].call, Callable::Async(_)));
+        assert_eq!(reg.suggest_function("twise"), ", did you mean twice?");
+        assert_eq!(reg.module("demo").unwrap().default_params().int("size"), 8);
+    }
+}
