@@ -131,7 +131,9 @@ impl PvRef {
                 let i = v.as_int().ok_or_else(|| {
                     PvError::Invalid(format!("index {} of {} is not a number", v, self.text()))
                 })?;
-                Ok(PvIndex::Nth(i.clamp(i32::MIN as i64, i32::MAX as i64) as i32))
+                Ok(PvIndex::Nth(
+                    i.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+                ))
             }
         }
     }
@@ -256,7 +258,10 @@ impl<'r> Binder<'r> {
         if s.get(1) == Some(&b'(') {
             // $(name(param)[index]{tr}...)
             let close = find_close(s, 2, b'(', b')').ok_or_else(|| {
-                err(1, format!("unbalanced parenthesis in pseudo-variable {text}"))
+                err(
+                    1,
+                    format!("unbalanced parenthesis in pseudo-variable {text}"),
+                )
             })?;
             let inner = &text[2..close];
             let pv = self.parse_inner(inner, 2, &text[..=close], true)?;
@@ -284,7 +289,10 @@ impl<'r> Binder<'r> {
         let mut param = None;
         if s.get(end) == Some(&b'(') && class.param_rule() != PvParamRule::None {
             let close = find_close(s, end + 1, b'(', b')').ok_or_else(|| {
-                err(end, format!("unbalanced parenthesis in pseudo-variable {text}"))
+                err(
+                    end,
+                    format!("unbalanced parenthesis in pseudo-variable {text}"),
+                )
             })?;
             param = Some(&text[end + 1..close]);
             used = close + 1;

@@ -139,9 +139,9 @@ impl ModuleParams {
     }
 
     pub fn string(&self, name: &str) -> String {
-        self.get(name).to_bytes().map_or_else(String::new, |b| {
-            String::from_utf8_lossy(&b).into_owned()
-        })
+        self.get(name)
+            .to_bytes()
+            .map_or_else(String::new, |b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Every value given to a repeatable parameter, in script order.
@@ -235,7 +235,10 @@ impl Registry {
     pub fn register(&mut self, module: &dyn Module) {
         let name = module.name();
         self.ensure_module(name);
-        let mut b = ModuleBuilder { reg: self, module: name };
+        let mut b = ModuleBuilder {
+            reg: self,
+            module: name,
+        };
         module.declare(&mut b);
     }
 
@@ -320,7 +323,8 @@ impl Registry {
     }
 
     pub fn suggest_pv(&self, name: &str) -> String {
-        suggest(name, self.pv_classes.keys().map(String::as_str)).replace("did you mean ", "did you mean $")
+        suggest(name, self.pv_classes.keys().map(String::as_str))
+            .replace("did you mean ", "did you mean $")
     }
 
     pub fn suggest_module(&self, name: &str) -> String {
@@ -344,13 +348,15 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -450,12 +456,7 @@ impl<'r> ModuleBuilder<'r> {
     }
 
     /// Shorthand for a fixed, parameterless PV.
-    pub fn pv_fixed(
-        &mut self,
-        name: &str,
-        doc: &'static str,
-        pv: impl crate::pv::Pv,
-    ) -> &mut Self {
+    pub fn pv_fixed(&mut self, name: &str, doc: &'static str, pv: impl crate::pv::Pv) -> &mut Self {
         self.pv(
             name,
             crate::pv::FixedPvClass {
@@ -561,14 +562,22 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
 
     /// Registers a synchronous typed handler.
     pub fn handler<A: ArgList, H: SyncHandler<A>>(self, h: H) {
-        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Sync(h.into_call()));
+        self.finish(
+            A::arg_kinds(),
+            Arc::new(A::fixup),
+            Callable::Sync(h.into_call()),
+        );
     }
 
     /// Registers an asynchronous typed handler: it reads what it needs from the context and
     /// returns a `'static` future (`|ctx: &mut MsgContext, a: Bytes| { let k = ...; async move
     /// { ...; apply_result(move |ctx| ...) } }`).
     pub fn async_handler<A: ArgList, H: AsyncHandler<A>>(self, h: H) {
-        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Async(h.into_call()));
+        self.finish(
+            A::arg_kinds(),
+            Arc::new(A::fixup),
+            Callable::Async(h.into_call()),
+        );
     }
 
     /// Declares the signature only (`.declared::<(i64, Bytes)>()`): the behaviour comes with a
@@ -706,12 +715,13 @@ mod tests {
                 .handler(|_ctx: &mut MsgContext, r: crate::args::FailureRoute| {
                     Ok(Verdict::code(r.0 as i32 + 1))
                 });
-            m.function("slow").async_handler(|_ctx: &mut MsgContext, n: i64| async move {
-                apply_result(move |ctx: &mut MsgContext| {
-                    ctx.rc = n as i32;
-                    Ok(Verdict::code(n as i32))
-                })
-            });
+            m.function("slow")
+                .async_handler(|_ctx: &mut MsgContext, n: i64| async move {
+                    apply_result(move |ctx: &mut MsgContext| {
+                        ctx.rc = n as i32;
+                        Ok(Verdict::code(n as i32))
+                    })
+                });
         }
     }
 
@@ -730,8 +740,14 @@ mod tests {
         let err = (fail.fixup)(vec![RawArg::Ident("NOPE".into())], &env).unwrap_err();
         assert_eq!(err.0, 0);
         assert!(err.1.contains("failure_route[NOPE]"), "{}", err.1);
-        assert!(matches!(reg.function("later").unwrap()[0].call, Callable::Declared));
-        assert!(matches!(reg.function("slow").unwrap()[0].call, Callable::Async(_)));
+        assert!(matches!(
+            reg.function("later").unwrap()[0].call,
+            Callable::Declared
+        ));
+        assert!(matches!(
+            reg.function("slow").unwrap()[0].call,
+            Callable::Async(_)
+        ));
         assert_eq!(reg.suggest_function("twise"), ", did you mean twice?");
         assert_eq!(reg.module("demo").unwrap().default_params().int("size"), 8);
     }

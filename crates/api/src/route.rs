@@ -119,7 +119,9 @@ impl RouteMask {
     }
 
     pub fn kinds(self) -> impl Iterator<Item = RouteKind> {
-        RouteKind::ALL.into_iter().filter(move |k| self.contains(*k))
+        RouteKind::ALL
+            .into_iter()
+            .filter(move |k| self.contains(*k))
     }
 }
 

@@ -69,7 +69,13 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
     let mut n = 0;
     for m in mods {
         n += 1;
-        let _ = writeln!(index, "| [{}]({}.md) | {} |", m.name, m.name, m.doc.lines().next().unwrap_or(""));
+        let _ = writeln!(
+            index,
+            "| [{}]({}.md) | {} |",
+            m.name,
+            m.name,
+            m.doc.lines().next().unwrap_or("")
+        );
         let mut page = format!("# {}\n\n{}\n\n", m.name, m.doc);
         if m.absorbed {
             page.push_str("Ferrosip's core does this module's work: `loadmodule` accepts it and it adds nothing; its `modparam`s are accepted and ignored.\n");
@@ -78,14 +84,25 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
             page.push_str("Always loaded (no `loadmodule` needed).\n\n");
         }
         if !m.params.is_empty() {
-            page.push_str("## Parameters\n\n| name | type | default | description |\n|---|---|---|---|\n");
+            page.push_str(
+                "## Parameters\n\n| name | type | default | description |\n|---|---|---|---|\n",
+            );
             for p in &m.params {
                 let ty = match p.ty {
                     ferrosip_api::ParamType::Int => "int",
                     ferrosip_api::ParamType::Str => "string",
                 };
-                let default = if p.repeatable { "(repeatable)".to_string() } else { format!("`{}`", p.default) };
-                let _ = writeln!(page, "| `{}` | {ty} | {default} | {} |", p.name, p.doc.replace('|', "\\|"));
+                let default = if p.repeatable {
+                    "(repeatable)".to_string()
+                } else {
+                    format!("`{}`", p.default)
+                };
+                let _ = writeln!(
+                    page,
+                    "| `{}` | {ty} | {default} | {} |",
+                    p.name,
+                    p.doc.replace('|', "\\|")
+                );
             }
             page.push('\n');
         }
@@ -97,14 +114,23 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
                         Callable::Declared => " *(declared: behaviour not implemented yet)*",
                         _ => "",
                     };
-                    let _ = writeln!(page, "### `{}`{status}\n\n{}\n\nAllowed in: {}.\n", def.signature(), def.doc, routes_text(def.routes));
+                    let _ = writeln!(
+                        page,
+                        "### `{}`{status}\n\n{}\n\nAllowed in: {}.\n",
+                        def.signature(),
+                        def.doc,
+                        routes_text(def.routes)
+                    );
                 }
             }
         }
         if !m.pvs.is_empty() {
             page.push_str("## Pseudo-variables\n\n");
             for pv in &m.pvs {
-                let doc = reg.pv_class(pv).map(|c| c.doc().to_string()).unwrap_or_default();
+                let doc = reg
+                    .pv_class(pv)
+                    .map(|c| c.doc().to_string())
+                    .unwrap_or_default();
                 let _ = writeln!(page, "- `${pv}` — {doc}");
             }
             page.push('\n');

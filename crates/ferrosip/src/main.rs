@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ferrosip", version, about = "SIP routing engine with Kamailio-compatible scripts")]
+#[command(
+    name = "ferrosip",
+    version,
+    about = "SIP routing engine with Kamailio-compatible scripts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,6 @@ fn check(file: &std::path::Path, defines: &[String], dump: bool) -> ExitCode {
     let registry = catalog::registry();
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
-        ..Default::default()
     };
     match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(loaded) => {
@@ -90,11 +93,7 @@ fn check(file: &std::path::Path, defines: &[String], dump: bool) -> ExitCode {
             for e in &errors.messages {
                 eprintln!("{e}\n");
             }
-            eprintln!(
-                "{}: {} error(s)",
-                file.display(),
-                errors.messages.len()
-            );
+            eprintln!("{}: {} error(s)", file.display(), errors.messages.len());
             ExitCode::FAILURE
         }
     }

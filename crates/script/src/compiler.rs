@@ -12,8 +12,7 @@ use crate::program::{
 use ferrosip_api::args::{compile_regex, FixupEnv, RawArg, RouteTable};
 use ferrosip_api::pv::Binder;
 use ferrosip_api::{
-    FunctionDef, ModuleParams, ParamType, PvRef, Registry, RouteKind, RouteMask, SetOp,
-    Span, Value,
+    FunctionDef, ModuleParams, ParamType, PvRef, Registry, RouteKind, RouteMask, SetOp, Span, Value,
 };
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
@@ -185,20 +184,33 @@ impl<'a> Compiler<'a> {
 
     // ---- top level -------------------------------------------------------------------
 
-    fn declare_items(&mut self, script: &ast::Script, globals: &mut IndexMap<String, Vec<ast::GlobalValue>>) {
+    fn declare_items(
+        &mut self,
+        script: &ast::Script,
+        globals: &mut IndexMap<String, Vec<ast::GlobalValue>>,
+    ) {
         for item in &script.items {
             match item {
                 Item::GlobalParam(g) => {
                     let name = g.name.as_str();
                     if !core_params::is_core_param(name) {
                         let hint = suggest(name, core_params::CORE_PARAMS.iter().copied());
-                        self.err(span(&g.name_span), format!("unknown core parameter '{name}'{hint}"));
+                        self.err(
+                            span(&g.name_span),
+                            format!("unknown core parameter '{name}'{hint}"),
+                        );
                         continue;
                     }
                     if !core_params::ACTIVE_PARAMS.contains(&name) {
-                        tracing::debug!(parameter = name, "core parameter accepted without effect in Ferrosip");
+                        tracing::debug!(
+                            parameter = name,
+                            "core parameter accepted without effect in Ferrosip"
+                        );
                     }
-                    globals.entry(name.to_string()).or_default().push(g.value.clone());
+                    globals
+                        .entry(name.to_string())
+                        .or_default()
+                        .push(g.value.clone());
                 }
                 Item::CfgVar(c) => {
                     let key = format!("{}.{}", c.group, c.name);
@@ -223,8 +235,11 @@ impl<'a> Compiler<'a> {
                             let mut known: Vec<&str> = self.reg.modules().map(|m| m.name).collect();
                             known.sort_unstable();
                             self.diags.push(
-                                Diagnostic::error(span(&l.span), format!("unknown module '{name}'{hint}"))
-                                    .note(format!("modules available: {}", known.join(", "))),
+                                Diagnostic::error(
+                                    span(&l.span),
+                                    format!("unknown module '{name}'{hint}"),
+                                )
+                                .note(format!("modules available: {}", known.join(", "))),
                             );
                         }
                     }
@@ -250,13 +265,18 @@ impl<'a> Compiler<'a> {
                     };
                     let name = r.name.as_ref().map(|n| n.value.clone());
                     if named && name.is_none() {
-                        self.err(span(&r.span), format!("{} needs a name: {}[NAME]", kind.keyword(), kind.keyword()));
+                        self.err(
+                            span(&r.span),
+                            format!("{} needs a name: {}[NAME]", kind.keyword(), kind.keyword()),
+                        );
                         continue;
                     }
                     let id = self.routes.len() as RouteId;
                     let key_table = if named { table_of(kind, true) } else { None };
                     let dup = match (&key_table, &name) {
-                        (Some(t), Some(n)) => self.route_index.insert((*t, n.clone()), id).is_some(),
+                        (Some(t), Some(n)) => {
+                            self.route_index.insert((*t, n.clone()), id).is_some()
+                        }
                         _ => self
                             .routes
                             .iter()
@@ -264,7 +284,9 @@ impl<'a> Compiler<'a> {
                     };
                     if dup {
                         let what = match &name {
-                            Some(n) => format!("{}[{n}]", key_table.map_or("route", |t| t.keyword())),
+                            Some(n) => {
+                                format!("{}[{n}]", key_table.map_or("route", |t| t.keyword()))
+                            }
                             None => kind.keyword().to_string(),
                         };
                         self.err(span(&r.span), format!("{what} is defined twice"));
@@ -288,7 +310,10 @@ impl<'a> Compiler<'a> {
             let module = module.trim();
             let Some(def) = self.reg.module(module) else {
                 let hint = self.reg.suggest_module(module);
-                self.err(span(&mp.module_span), format!("modparam for unknown module '{module}'{hint}"));
+                self.err(
+                    span(&mp.module_span),
+                    format!("modparam for unknown module '{module}'{hint}"),
+                );
                 continue;
             };
             if !self.loaded.contains_key(def.name) {
@@ -312,7 +337,9 @@ impl<'a> Compiler<'a> {
                 continue;
             };
             let converted = match (p.ty, &value) {
-                (ParamType::Int, Value::Int(_)) | (ParamType::Str, Value::Str(_)) => Some(value.clone()),
+                (ParamType::Int, Value::Int(_)) | (ParamType::Str, Value::Str(_)) => {
+                    Some(value.clone())
+                }
                 (ParamType::Int, v) => v.as_int().map(Value::Int),
                 (ParamType::Str, Value::Int(i)) => Some(Value::from_string(i.to_string())),
                 _ => None,
@@ -368,11 +395,18 @@ impl<'a> Compiler<'a> {
                     return;
                 };
                 if !self.pvs[pv as usize].is_writable() {
-                    self.err(span(&a.target_span), format!("{} cannot be assigned", a.target));
+                    self.err(
+                        span(&a.target_span),
+                        format!("{} cannot be assigned", a.target),
+                    );
                     return;
                 }
                 self.expr(&a.value);
-                let op = if a.colon { SetOp::Replace } else { SetOp::Assign };
+                let op = if a.colon {
+                    SetOp::Replace
+                } else {
+                    SetOp::Assign
+                };
                 self.emit(Op::StorePv(pv, op), sp);
             }
             Stmt::If(i) => {
@@ -480,7 +514,11 @@ impl<'a> Compiler<'a> {
         let sp = span(&r.span);
         match &r.target {
             ast::RouteTarget::Name(name) => {
-                match self.route_index.get(&(RouteTable::Named, name.clone())).copied() {
+                match self
+                    .route_index
+                    .get(&(RouteTable::Named, name.clone()))
+                    .copied()
+                {
                     Some(id) => {
                         if let Some((_, cur)) = self.current {
                             self.edges.entry(cur).or_default().insert(id);
@@ -510,10 +548,17 @@ impl<'a> Compiler<'a> {
         let name = c.name.as_str();
         let Some(overloads) = self.reg.function(name) else {
             let hint = self.reg.suggest_function(name);
-            self.err(span(&c.name_span), format!("unknown function '{name}'{hint}"));
+            self.err(
+                span(&c.name_span),
+                format!("unknown function '{name}'{hint}"),
+            );
             return;
         };
-        let Some(def) = overloads.iter().find(|f| f.arity() == c.args.len()).cloned() else {
+        let Some(def) = overloads
+            .iter()
+            .find(|f| f.arity() == c.args.len())
+            .cloned()
+        else {
             let arities: Vec<String> = overloads.iter().map(|f| f.signature()).collect();
             self.err(
                 sp,
@@ -542,23 +587,21 @@ impl<'a> Compiler<'a> {
         }
         // Route-kind check: directly for top-level routes, later for subroutines.
         match self.current {
-            Some((Some(kind), _)) => {
-                if !def.routes.contains(kind) {
-                    self.err(
-                        span(&c.name_span),
-                        format!(
-                            "{name}() is not allowed in {} (allowed in: {})",
-                            kind.keyword(),
-                            def.routes
-                        ),
-                    );
-                }
+            Some((Some(kind), _)) if !def.routes.contains(kind) => {
+                self.err(
+                    span(&c.name_span),
+                    format!(
+                        "{name}() is not allowed in {} (allowed in: {})",
+                        kind.keyword(),
+                        def.routes
+                    ),
+                );
             }
             Some((None, id)) => self.deferred.entry(id).or_default().push(DeferredCheck {
                 def: def.clone(),
                 span: span(&c.name_span),
             }),
-            None => {}
+            _ => {}
         }
         let mut raws = Vec::with_capacity(c.args.len());
         let mut arg_spans = Vec::with_capacity(c.args.len());
@@ -641,7 +684,12 @@ impl<'a> Compiler<'a> {
                 }
             }
             Expr::Select(text, _) => {
-                self.err(sp, format!("select expressions like @{text} are not supported; use $sel(...) or a PV"));
+                self.err(
+                    sp,
+                    format!(
+                        "select expressions like @{text} are not supported; use $sel(...) or a PV"
+                    ),
+                );
             }
             Expr::Keyword(k, _) => self.keyword(*k, sp),
             Expr::Defined(inner, _) => match inner.as_ref() {
@@ -659,7 +707,10 @@ impl<'a> Compiler<'a> {
             },
             Expr::Cast(to_int, inner, _) => {
                 self.expr(inner);
-                self.emit(Op::Unary(if *to_int { UnOp::ToInt } else { UnOp::ToStr }), sp);
+                self.emit(
+                    Op::Unary(if *to_int { UnOp::ToInt } else { UnOp::ToStr }),
+                    sp,
+                );
             }
             Expr::Unary(op, inner, _) => {
                 self.expr(inner);
@@ -694,7 +745,10 @@ impl<'a> Compiler<'a> {
             ast::Keyword::MsgLen => Keyword::MsgLen,
             ast::Keyword::RetCode => Keyword::RetCode,
             ast::Keyword::Myself => {
-                self.err(sp, "myself can only be compared with == or != (e.g. uri==myself)");
+                self.err(
+                    sp,
+                    "myself can only be compared with == or != (e.g. uri==myself)",
+                );
                 return;
             }
             ast::Keyword::Const(c) => {
@@ -711,7 +765,14 @@ impl<'a> Compiler<'a> {
         if matches!(op, BinaryOp::And | BinaryOp::Or) {
             self.expr(l);
             let is_and = op == BinaryOp::And;
-            let j = self.emit(if is_and { Op::JumpIfFalse(0) } else { Op::JumpIfTrue(0) }, sp);
+            let j = self.emit(
+                if is_and {
+                    Op::JumpIfFalse(0)
+                } else {
+                    Op::JumpIfTrue(0)
+                },
+                sp,
+            );
             self.expr(r);
             self.emit(Op::Unary(UnOp::Not), sp);
             self.emit(Op::Unary(UnOp::Not), sp);
@@ -843,7 +904,10 @@ impl<'a> Compiler<'a> {
             let mask = reached[id as usize];
             let route_name = self.routes[id as usize].name.clone().unwrap_or_default();
             for c in checks {
-                let bad: Vec<RouteKind> = mask.kinds().filter(|k| !c.def.routes.contains(*k)).collect();
+                let bad: Vec<RouteKind> = mask
+                    .kinds()
+                    .filter(|k| !c.def.routes.contains(*k))
+                    .collect();
                 let Some(first) = bad.first().copied() else {
                     continue;
                 };
@@ -863,7 +927,8 @@ impl<'a> Compiler<'a> {
                     first.keyword()
                 );
                 if all_bad {
-                    self.diags.push(Diagnostic::error(c.span, message).note(note));
+                    self.diags
+                        .push(Diagnostic::error(c.span, message).note(note));
                 } else {
                     self.warnings.push(
                         Diagnostic::warning(c.span, message)
@@ -877,7 +942,10 @@ impl<'a> Compiler<'a> {
             if e.kind == RouteKind::Request && e.name.is_some() && reached[i].is_empty() {
                 self.warnings.push(Diagnostic::warning(
                     e.span,
-                    format!("route[{}] is never called", e.name.clone().unwrap_or_default()),
+                    format!(
+                        "route[{}] is never called",
+                        e.name.clone().unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -916,7 +984,10 @@ fn local_identity(globals: &IndexMap<String, Vec<ast::GlobalValue>>) -> LocalIde
     }
     for g in globals.get("alias").into_iter().flatten() {
         let raw = g.raw.trim().trim_matches('"');
-        let raw = raw.split_once(':').filter(|(p, _)| ["udp", "tcp", "tls", "sctp", "ws", "wss"].contains(p)).map_or(raw, |(_, r)| r);
+        let raw = raw
+            .split_once(':')
+            .filter(|(p, _)| ["udp", "tcp", "tls", "sctp", "ws", "wss"].contains(p))
+            .map_or(raw, |(_, r)| r);
         let (host, port) = split_host_port(raw);
         id.add(&host, port);
     }
@@ -926,7 +997,12 @@ fn local_identity(globals: &IndexMap<String, Vec<ast::GlobalValue>>) -> LocalIde
 /// `proto:host:port`, `host:port`, `[v6]:port`, `host`.
 fn split_socket(s: &str) -> (String, Option<u16>) {
     let s = match s.split_once(':') {
-        Some((p, rest)) if ["udp", "tcp", "tls", "sctp", "ws", "wss", "any"].contains(&p.to_ascii_lowercase().as_str()) => rest,
+        Some((p, rest))
+            if ["udp", "tcp", "tls", "sctp", "ws", "wss", "any"]
+                .contains(&p.to_ascii_lowercase().as_str()) =>
+        {
+            rest
+        }
         _ => s,
     };
     split_host_port(s)
@@ -991,13 +1067,15 @@ pub fn compile(
         })
         .collect();
     let limits = Limits {
-        max_while_loops: global_int(&globals, "max_while_loops").map_or(100, |v| v.clamp(1, u32::MAX as i64) as u32),
-        max_route_depth: global_int(&globals, "max_recursive_level").map_or(256, |v| v.clamp(1, 10_000) as u32),
+        max_while_loops: global_int(&globals, "max_while_loops")
+            .map_or(100, |v| v.clamp(1, u32::MAX as i64) as u32),
+        max_route_depth: global_int(&globals, "max_recursive_level")
+            .map_or(256, |v| v.clamp(1, 10_000) as u32),
     };
     let myself = local_identity(&globals);
     let program = Program::new(
-        c.code, c.spans, c.consts, c.pvs, c.regexes, c.calls, c.switches, routes, c.loops,
-        limits, myself, source,
+        c.code, c.spans, c.consts, c.pvs, c.regexes, c.calls, c.switches, routes, c.loops, limits,
+        myself, source,
     );
     Ok(Compiled {
         program,

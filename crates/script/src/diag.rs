@@ -62,7 +62,10 @@ impl SourceInfo {
             None => {
                 let before = &self.text.as_bytes()[..offset];
                 let line = before.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-                let col_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+                let col_start = before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |p| p + 1);
                 Location {
                     file: self.name.clone(),
                     line,
@@ -82,7 +85,10 @@ impl SourceInfo {
             }
         }
         let bytes = self.text.as_bytes();
-        let start = bytes[..offset].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        let start = bytes[..offset]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
         let end = bytes[offset..]
             .iter()
             .position(|b| *b == b'\n')

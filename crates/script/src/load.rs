@@ -89,15 +89,21 @@ pub fn load_file(path: &Path, opts: &LoadOptions, reg: &Registry) -> Result<Load
 }
 
 /// Loads a config given as a string (tests, tools); `name` is used in messages.
-pub fn load_str(name: &str, text: &str, opts: &LoadOptions, reg: &Registry) -> Result<Loaded, LoadErrors> {
+pub fn load_str(
+    name: &str,
+    text: &str,
+    opts: &LoadOptions,
+    reg: &Registry,
+) -> Result<Loaded, LoadErrors> {
     let pp_opts = ferrosip_preprocess::Options {
         defines: opts.defines.clone(),
         ..Default::default()
     };
-    let pre = ferrosip_preprocess::preprocess_str(name, text, &pp_opts).map_err(|errs| LoadErrors {
-        messages: errs.iter().map(|e| e.to_string()).collect(),
-        diagnostics: Vec::new(),
-    })?;
+    let pre =
+        ferrosip_preprocess::preprocess_str(name, text, &pp_opts).map_err(|errs| LoadErrors {
+            messages: errs.iter().map(|e| e.to_string()).collect(),
+            diagnostics: Vec::new(),
+        })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
     load_preprocessed(src, reg)
 }

@@ -73,14 +73,26 @@ fn pratt() -> &'static PrattParser<Rule> {
 fn rule_name(r: &Rule) -> &'static str {
     match r {
         Rule::EOI => "end of file",
-        Rule::item | Rule::loadmodule | Rule::modparam | Rule::global_param | Rule::cfg_var
+        Rule::item
+        | Rule::loadmodule
+        | Rule::modparam
+        | Rule::global_param
+        | Rule::cfg_var
         | Rule::loadpath => "a parameter, loadmodule, modparam or route block",
         Rule::route_block | Rule::route_kw => "a route block",
         Rule::route_name => "'[NAME]'",
         Rule::block => "'{'",
-        Rule::stmt | Rule::if_stmt | Rule::switch_stmt | Rule::while_stmt | Rule::break_stmt
-        | Rule::return_stmt | Rule::exit_stmt | Rule::drop_stmt | Rule::assign_stmt
-        | Rule::expr_stmt | Rule::empty_stmt => "a statement",
+        Rule::stmt
+        | Rule::if_stmt
+        | Rule::switch_stmt
+        | Rule::while_stmt
+        | Rule::break_stmt
+        | Rule::return_stmt
+        | Rule::exit_stmt
+        | Rule::drop_stmt
+        | Rule::assign_stmt
+        | Rule::expr_stmt
+        | Rule::empty_stmt => "a statement",
         Rule::expr | Rule::paren | Rule::primary => "an expression",
         Rule::semi => "';'",
         Rule::case_clause => "'case' or 'default'",
@@ -91,11 +103,30 @@ fn rule_name(r: &Rule) -> &'static str {
         Rule::ident | Rule::call | Rule::bare_call => "a name",
         Rule::arg => "a function argument",
         Rule::literal => "a string or a number",
-        Rule::op_or | Rule::op_and | Rule::op_eq | Rule::op_ne | Rule::op_match
-        | Rule::op_nmatch | Rule::op_lt | Rule::op_le | Rule::op_gt | Rule::op_ge
-        | Rule::op_add | Rule::op_sub | Rule::op_mul | Rule::op_div | Rule::op_mod
-        | Rule::op_bitor | Rule::op_bitand | Rule::op_bitxor | Rule::op_shl | Rule::op_shr
-        | Rule::op_streq | Rule::op_strne | Rule::op_ieq | Rule::op_ine => "an operator",
+        Rule::op_or
+        | Rule::op_and
+        | Rule::op_eq
+        | Rule::op_ne
+        | Rule::op_match
+        | Rule::op_nmatch
+        | Rule::op_lt
+        | Rule::op_le
+        | Rule::op_gt
+        | Rule::op_ge
+        | Rule::op_add
+        | Rule::op_sub
+        | Rule::op_mul
+        | Rule::op_div
+        | Rule::op_mod
+        | Rule::op_bitor
+        | Rule::op_bitand
+        | Rule::op_bitxor
+        | Rule::op_shl
+        | Rule::op_shr
+        | Rule::op_streq
+        | Rule::op_strne
+        | Rule::op_ieq
+        | Rule::op_ine => "an operator",
         _ => "something else",
     }
 }
@@ -176,7 +207,10 @@ fn parse_int(p: &Pair<'_, Rule>) -> Result<i64, SyntaxError> {
         Some(d) => (true, d),
         None => (false, t),
     };
-    let v = if let Some(h) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let v = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         i64::from_str_radix(h, 16)
     } else {
         digits.parse::<i64>()
@@ -205,10 +239,9 @@ impl Builder {
                     Literal::Int(0)
                 }
             },
-            Some(i) if i.as_rule() == Rule::bool_lit => Literal::Int(matches!(
-                i.as_str(),
-                "yes" | "true" | "on" | "enable"
-            ) as i64),
+            Some(i) if i.as_rule() == Rule::bool_lit => {
+                Literal::Int(matches!(i.as_str(), "yes" | "true" | "on" | "enable") as i64)
+            }
             Some(i) => Literal::Str(strings_of(i)),
             None => Literal::Str(String::new()),
         }
@@ -350,9 +383,9 @@ impl Builder {
             Rule::block => Stmt::Block(self.block(p)),
             Rule::empty_stmt => Stmt::Empty,
             Rule::if_stmt => {
-                let mut it = p.into_inner().filter(|x| {
-                    !matches!(x.as_rule(), Rule::kw_if | Rule::kw_else)
-                });
+                let mut it = p
+                    .into_inner()
+                    .filter(|x| !matches!(x.as_rule(), Rule::kw_if | Rule::kw_else));
                 let cond = self.expr(it.next()?);
                 let then = Box::new(self.stmt(it.next()?)?);
                 let otherwise = match it.next() {
@@ -613,8 +646,8 @@ fn self_primary(p: Pair<'_, Rule>, errors: &std::cell::RefCell<Vec<SyntaxError>>
 
 /// Parses preprocessed script text.
 pub fn parse_script(text: &str) -> Result<Script, Vec<SyntaxError>> {
-    let mut pairs = ScriptParser::parse(Rule::script, text)
-        .map_err(|e| vec![convert_error(e, text)])?;
+    let mut pairs =
+        ScriptParser::parse(Rule::script, text).map_err(|e| vec![convert_error(e, text)])?;
     let mut b = Builder { errors: Vec::new() };
     let mut items = Vec::new();
     if let Some(script) = pairs.next() {

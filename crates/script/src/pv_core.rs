@@ -4,9 +4,7 @@
 use crate::program::MyselfSubject;
 use bytes::Bytes;
 use ferrosip_api::pv::{Binder, FnPv, PvClass, PvParamRule};
-use ferrosip_api::{
-    Format, Module, ModuleBuilder, MsgContext, Pv, PvError, PvIndex, SetOp, Value,
-};
+use ferrosip_api::{Format, Module, ModuleBuilder, MsgContext, Pv, PvError, PvIndex, SetOp, Value};
 use ferrosip_sip::Uri;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -82,7 +80,11 @@ fn offset_in(parent: &[u8], child: &[u8]) -> Option<usize> {
 }
 
 /// Rewrites one part of a SIP URI, keeping every other byte.
-pub(crate) fn rewrite_uri(uri: &[u8], part: UriPart2, new: Option<&[u8]>) -> Result<Vec<u8>, PvError> {
+pub(crate) fn rewrite_uri(
+    uri: &[u8],
+    part: UriPart2,
+    new: Option<&[u8]>,
+) -> Result<Vec<u8>, PvError> {
     let u = Uri::parse(uri)
         .map_err(|e| PvError::Invalid(format!("cannot rewrite a malformed URI: {e}")))?;
     let host = u
@@ -243,7 +245,11 @@ enum NaPart {
 
 impl Pv for NameAddrPv {
     fn get(&self, ctx: &MsgContext, _i: PvIndex) -> Result<Value, PvError> {
-        let na = if self.to { ctx.msg.to() } else { ctx.msg.from() };
+        let na = if self.to {
+            ctx.msg.to()
+        } else {
+            ctx.msg.from()
+        };
         let Ok(na) = na else {
             return Ok(Value::Null);
         };
@@ -355,7 +361,11 @@ impl PvClass for VarClass {
 
     fn bind(&self, param: Option<&str>, binder: &Binder<'_>) -> Result<Arc<dyn Pv>, String> {
         let name = param.unwrap_or("").trim();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
             return Err(format!("invalid variable name '{name}'"));
         }
         Ok(Arc::new(VarPv(binder.var_slot(name))))
@@ -391,7 +401,13 @@ impl Pv for AvpPv {
         })
     }
 
-    fn set(&self, ctx: &mut MsgContext, index: PvIndex, op: SetOp, v: Value) -> Result<(), PvError> {
+    fn set(
+        &self,
+        ctx: &mut MsgContext,
+        index: PvIndex,
+        op: SetOp,
+        v: Value,
+    ) -> Result<(), PvError> {
         match (index, v) {
             (PvIndex::All, Value::Null) => ctx.avps.remove_all(self.0),
             (PvIndex::First, Value::Null) => match op {
@@ -409,7 +425,9 @@ impl Pv for AvpPv {
                 }
             }
             (PvIndex::Nth(_), _) => {
-                return Err(PvError::Invalid("negative index in an AVP assignment".into()))
+                return Err(PvError::Invalid(
+                    "negative index in an AVP assignment".into(),
+                ))
             }
             (PvIndex::All, v) | (PvIndex::First, v) => match op {
                 SetOp::Assign if index == PvIndex::First => ctx.avps.push(self.0, v),
@@ -459,10 +477,7 @@ impl PvClass for SelClass {
             ));
         };
         let store = binder.registry.cfg_vars();
-        let known = store
-            .read()
-            .map(|m| m.contains_key(name))
-            .unwrap_or(false);
+        let known = store.read().map(|m| m.contains_key(name)).unwrap_or(false);
         if !known {
             return Err(format!(
                 "no config variable {name} (declare it as `{name} = value desc \"...\"`)"
@@ -531,7 +546,10 @@ fn credential(ctx: &MsgContext, name: &str) -> Value {
         if let Some((k, v)) = part.split_once('=') {
             if k.trim().eq_ignore_ascii_case(name) {
                 let v = v.trim();
-                let v = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(v);
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .unwrap_or(v);
                 return Value::from_string(v.to_string());
             }
         }
@@ -569,21 +587,107 @@ impl Module for CorePvModule {
         m.doc("Core pseudo-variables: message fields, script variables, AVPs, flags.")
             .always_loaded();
         m.pv_fixed("ru", "Request URI (writable).", RuriPv(UriPart::Whole));
-        m.pv_fixed("rU", "User of the request URI (writable).", RuriPv(UriPart::User));
-        m.pv_fixed("rd", "Host of the request URI (writable).", RuriPv(UriPart::Host));
-        m.pv_fixed("rp", "Port of the request URI (writable).", RuriPv(UriPart::Port));
+        m.pv_fixed(
+            "rU",
+            "User of the request URI (writable).",
+            RuriPv(UriPart::User),
+        );
+        m.pv_fixed(
+            "rd",
+            "Host of the request URI (writable).",
+            RuriPv(UriPart::Host),
+        );
+        m.pv_fixed(
+            "rp",
+            "Port of the request URI (writable).",
+            RuriPv(UriPart::Port),
+        );
         m.pv_fixed("du", "Destination URI (writable; $null resets).", DuPv);
-        m.pv_fixed("fu", "From URI.", NameAddrPv { to: false, part: NaPart::Uri(UriPart::Whole) });
-        m.pv_fixed("fU", "From URI user.", NameAddrPv { to: false, part: NaPart::Uri(UriPart::User) });
-        m.pv_fixed("fd", "From URI host.", NameAddrPv { to: false, part: NaPart::Uri(UriPart::Host) });
-        m.pv_fixed("fn", "From display name.", NameAddrPv { to: false, part: NaPart::Display });
-        m.pv_fixed("ft", "From tag.", NameAddrPv { to: false, part: NaPart::Tag });
-        m.pv_fixed("tu", "To URI.", NameAddrPv { to: true, part: NaPart::Uri(UriPart::Whole) });
-        m.pv_fixed("tU", "To URI user.", NameAddrPv { to: true, part: NaPart::Uri(UriPart::User) });
-        m.pv_fixed("td", "To URI host.", NameAddrPv { to: true, part: NaPart::Uri(UriPart::Host) });
-        m.pv_fixed("tn", "To display name.", NameAddrPv { to: true, part: NaPart::Display });
-        m.pv_fixed("tt", "To tag.", NameAddrPv { to: true, part: NaPart::Tag });
-        m.pv_fixed("ci", "Call-ID.", ro("ci", |ctx| opt_bytes(ctx.msg.call_id())));
+        m.pv_fixed(
+            "fu",
+            "From URI.",
+            NameAddrPv {
+                to: false,
+                part: NaPart::Uri(UriPart::Whole),
+            },
+        );
+        m.pv_fixed(
+            "fU",
+            "From URI user.",
+            NameAddrPv {
+                to: false,
+                part: NaPart::Uri(UriPart::User),
+            },
+        );
+        m.pv_fixed(
+            "fd",
+            "From URI host.",
+            NameAddrPv {
+                to: false,
+                part: NaPart::Uri(UriPart::Host),
+            },
+        );
+        m.pv_fixed(
+            "fn",
+            "From display name.",
+            NameAddrPv {
+                to: false,
+                part: NaPart::Display,
+            },
+        );
+        m.pv_fixed(
+            "ft",
+            "From tag.",
+            NameAddrPv {
+                to: false,
+                part: NaPart::Tag,
+            },
+        );
+        m.pv_fixed(
+            "tu",
+            "To URI.",
+            NameAddrPv {
+                to: true,
+                part: NaPart::Uri(UriPart::Whole),
+            },
+        );
+        m.pv_fixed(
+            "tU",
+            "To URI user.",
+            NameAddrPv {
+                to: true,
+                part: NaPart::Uri(UriPart::User),
+            },
+        );
+        m.pv_fixed(
+            "td",
+            "To URI host.",
+            NameAddrPv {
+                to: true,
+                part: NaPart::Uri(UriPart::Host),
+            },
+        );
+        m.pv_fixed(
+            "tn",
+            "To display name.",
+            NameAddrPv {
+                to: true,
+                part: NaPart::Display,
+            },
+        );
+        m.pv_fixed(
+            "tt",
+            "To tag.",
+            NameAddrPv {
+                to: true,
+                part: NaPart::Tag,
+            },
+        );
+        m.pv_fixed(
+            "ci",
+            "Call-ID.",
+            ro("ci", |ctx| opt_bytes(ctx.msg.call_id())),
+        );
         m.pv_fixed(
             "cs",
             "CSeq number.",
@@ -594,53 +698,166 @@ impl Module for CorePvModule {
                     .unwrap_or_default()
             }),
         );
-        m.pv_fixed("rm", "Request method (of the CSeq for replies).", ro("rm", |ctx| {
-            match ctx.msg.method_bytes() {
+        m.pv_fixed(
+            "rm",
+            "Request method (of the CSeq for replies).",
+            ro("rm", |ctx| match ctx.msg.method_bytes() {
                 Some(m) => bytes_value(m),
                 None => ctx
                     .msg
                     .cseq()
                     .map(|c| bytes_value(c.method_bytes()))
                     .unwrap_or_default(),
-            }
-        }));
-        m.pv_fixed("rs", "Reply status code.", ro("rs", |ctx| {
-            ctx.msg.status().map(|s| Value::Int(s as i64)).unwrap_or_default()
-        }));
-        m.pv_fixed("rr", "Reply reason phrase.", ro("rr", |ctx| opt_bytes(ctx.msg.reason())));
-        m.pv_fixed("si", "Source IP address.", ro("si", |ctx| ip_value(ctx.net.source.ip())));
-        m.pv_fixed("sp", "Source port.", ro("sp", |ctx| Value::Int(ctx.net.source.port() as i64)));
-        m.pv_fixed("Ri", "Local IP address the message arrived on.", ro("Ri", |ctx| ip_value(ctx.net.local.ip())));
-        m.pv_fixed("Rp", "Local port the message arrived on.", ro("Rp", |ctx| Value::Int(ctx.net.local.port() as i64)));
-        m.pv_fixed("pr", "Transport protocol (udp, tcp, tls, ...).", ro("pr", |ctx| Value::from_static(ctx.net.proto.name())));
-        m.pv_fixed("proto", "Transport protocol (udp, tcp, tls, ...).", ro("proto", |ctx| Value::from_static(ctx.net.proto.name())));
-        m.pv_fixed("ua", "User-Agent header.", ro("ua", |ctx| opt_bytes(ctx.msg.header("User-Agent"))));
-        m.pv_fixed("ml", "Message length.", ro("ml", |ctx| Value::Int(ctx.msg.len() as i64)));
-        m.pv_fixed("mb", "The whole message.", ro("mb", |ctx| Value::Str(ctx.msg.to_bytes())));
-        m.pv_fixed("rb", "Message body.", ro("rb", |ctx| bytes_value(ctx.msg.body())));
-        m.pv_fixed("cl", "Content-Length.", ro("cl", |ctx| opt_bytes(ctx.msg.header("Content-Length"))));
-        m.pv_fixed("cT", "Content-Type.", ro("cT", |ctx| opt_bytes(ctx.msg.header("Content-Type"))));
-        m.pv_fixed("ct", "Contact header.", ro("ct", |ctx| opt_bytes(ctx.msg.header("Contact"))));
-        m.pv_fixed("rc", "Return code of the last function or route.", ro("rc", |ctx| Value::Int(ctx.rc as i64)));
-        m.pv_fixed("retcode", "Return code of the last function or route.", ro("retcode", |ctx| Value::Int(ctx.rc as i64)));
-        m.pv_fixed("null", "The null value; assigning it deletes.", ro("null", |_| Value::Null));
-        m.pv_fixed("T_branch_idx", "Index of the current branch.", ro("T_branch_idx", |ctx| Value::Int(ctx.branch_idx as i64)));
-        m.pv_fixed("mf", "Message flags as a bitmask (writable).", flags_pv(false));
-        m.pv_fixed("bf", "Branch flags as a bitmask (writable).", flags_pv(true));
-        m.pv_fixed("pp", "Process id.", ro("pp", |_| Value::Int(std::process::id() as i64)));
-        m.pv_fixed("Ts", "Unix time in seconds.", ro("Ts", |_| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            Value::Int(now as i64)
-        }));
-        m.pv_fixed("mt", "Message type: 1 request, 2 reply.", ro("mt", |ctx| {
-            Value::Int(if ctx.msg.is_request() { 1 } else { 2 })
-        }));
-        m.pv_fixed("au", "User name in the Authorization/Proxy-Authorization credentials.", ro("au", |ctx| credential(ctx, "username")));
-        m.pv_fixed("ar", "Realm in the credentials.", ro("ar", |ctx| credential(ctx, "realm")));
-        m.pv_fixed("adu", "Digest URI in the credentials.", ro("adu", |ctx| credential(ctx, "uri")));
+            }),
+        );
+        m.pv_fixed(
+            "rs",
+            "Reply status code.",
+            ro("rs", |ctx| {
+                ctx.msg
+                    .status()
+                    .map(|s| Value::Int(s as i64))
+                    .unwrap_or_default()
+            }),
+        );
+        m.pv_fixed(
+            "rr",
+            "Reply reason phrase.",
+            ro("rr", |ctx| opt_bytes(ctx.msg.reason())),
+        );
+        m.pv_fixed(
+            "si",
+            "Source IP address.",
+            ro("si", |ctx| ip_value(ctx.net.source.ip())),
+        );
+        m.pv_fixed(
+            "sp",
+            "Source port.",
+            ro("sp", |ctx| Value::Int(ctx.net.source.port() as i64)),
+        );
+        m.pv_fixed(
+            "Ri",
+            "Local IP address the message arrived on.",
+            ro("Ri", |ctx| ip_value(ctx.net.local.ip())),
+        );
+        m.pv_fixed(
+            "Rp",
+            "Local port the message arrived on.",
+            ro("Rp", |ctx| Value::Int(ctx.net.local.port() as i64)),
+        );
+        m.pv_fixed(
+            "pr",
+            "Transport protocol (udp, tcp, tls, ...).",
+            ro("pr", |ctx| Value::from_static(ctx.net.proto.name())),
+        );
+        m.pv_fixed(
+            "proto",
+            "Transport protocol (udp, tcp, tls, ...).",
+            ro("proto", |ctx| Value::from_static(ctx.net.proto.name())),
+        );
+        m.pv_fixed(
+            "ua",
+            "User-Agent header.",
+            ro("ua", |ctx| opt_bytes(ctx.msg.header("User-Agent"))),
+        );
+        m.pv_fixed(
+            "ml",
+            "Message length.",
+            ro("ml", |ctx| Value::Int(ctx.msg.len() as i64)),
+        );
+        m.pv_fixed(
+            "mb",
+            "The whole message.",
+            ro("mb", |ctx| Value::Str(ctx.msg.to_bytes())),
+        );
+        m.pv_fixed(
+            "rb",
+            "Message body.",
+            ro("rb", |ctx| bytes_value(ctx.msg.body())),
+        );
+        m.pv_fixed(
+            "cl",
+            "Content-Length.",
+            ro("cl", |ctx| opt_bytes(ctx.msg.header("Content-Length"))),
+        );
+        m.pv_fixed(
+            "cT",
+            "Content-Type.",
+            ro("cT", |ctx| opt_bytes(ctx.msg.header("Content-Type"))),
+        );
+        m.pv_fixed(
+            "ct",
+            "Contact header.",
+            ro("ct", |ctx| opt_bytes(ctx.msg.header("Contact"))),
+        );
+        m.pv_fixed(
+            "rc",
+            "Return code of the last function or route.",
+            ro("rc", |ctx| Value::Int(ctx.rc as i64)),
+        );
+        m.pv_fixed(
+            "retcode",
+            "Return code of the last function or route.",
+            ro("retcode", |ctx| Value::Int(ctx.rc as i64)),
+        );
+        m.pv_fixed(
+            "null",
+            "The null value; assigning it deletes.",
+            ro("null", |_| Value::Null),
+        );
+        m.pv_fixed(
+            "T_branch_idx",
+            "Index of the current branch.",
+            ro("T_branch_idx", |ctx| Value::Int(ctx.branch_idx as i64)),
+        );
+        m.pv_fixed(
+            "mf",
+            "Message flags as a bitmask (writable).",
+            flags_pv(false),
+        );
+        m.pv_fixed(
+            "bf",
+            "Branch flags as a bitmask (writable).",
+            flags_pv(true),
+        );
+        m.pv_fixed(
+            "pp",
+            "Process id.",
+            ro("pp", |_| Value::Int(std::process::id() as i64)),
+        );
+        m.pv_fixed(
+            "Ts",
+            "Unix time in seconds.",
+            ro("Ts", |_| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                Value::Int(now as i64)
+            }),
+        );
+        m.pv_fixed(
+            "mt",
+            "Message type: 1 request, 2 reply.",
+            ro("mt", |ctx| {
+                Value::Int(if ctx.msg.is_request() { 1 } else { 2 })
+            }),
+        );
+        m.pv_fixed(
+            "au",
+            "User name in the Authorization/Proxy-Authorization credentials.",
+            ro("au", |ctx| credential(ctx, "username")),
+        );
+        m.pv_fixed(
+            "ar",
+            "Realm in the credentials.",
+            ro("ar", |ctx| credential(ctx, "realm")),
+        );
+        m.pv_fixed(
+            "adu",
+            "Digest URI in the credentials.",
+            ro("adu", |ctx| credential(ctx, "uri")),
+        );
         m.pv("hdr", HdrClass);
         m.pv("hdrc", HdrCountClass);
         m.pv("var", VarClass);

@@ -53,7 +53,11 @@ fn boxed(
 /// "to the end"; a negative length stops that many bytes before the end.
 fn substr(s: &[u8], offset: i64, len: i64) -> &[u8] {
     let n = s.len() as i64;
-    let start = if offset < 0 { (n + offset).max(0) } else { offset.min(n) };
+    let start = if offset < 0 {
+        (n + offset).max(0)
+    } else {
+        offset.min(n)
+    };
     let end = if len == 0 {
         n
     } else if len < 0 {
@@ -67,9 +71,27 @@ fn substr(s: &[u8], offset: i64, len: i64) -> &[u8] {
 struct StringTransforms;
 
 const S_NAMES: &[&str] = &[
-    "len", "int", "substr", "tolower", "toupper", "strip", "striptail", "select", "trim",
-    "rtrim", "ltrim", "encode.hexa", "decode.hexa", "numeric", "prefixes", "unquote", "rm",
-    "replace", "before", "after", "fmtlines",
+    "len",
+    "int",
+    "substr",
+    "tolower",
+    "toupper",
+    "strip",
+    "striptail",
+    "select",
+    "trim",
+    "rtrim",
+    "ltrim",
+    "encode.hexa",
+    "decode.hexa",
+    "numeric",
+    "prefixes",
+    "unquote",
+    "rm",
+    "replace",
+    "before",
+    "after",
+    "fmtlines",
 ];
 
 impl TransformClass for StringTransforms {
@@ -77,7 +99,12 @@ impl TransformClass for StringTransforms {
         S_NAMES
     }
 
-    fn bind(&self, name: &str, args: &[TrArg], _b: &Binder<'_>) -> Result<Arc<dyn Transform>, String> {
+    fn bind(
+        &self,
+        name: &str,
+        args: &[TrArg],
+        _b: &Binder<'_>,
+    ) -> Result<Arc<dyn Transform>, String> {
         let args: Vec<TrArg> = args.to_vec();
         Ok(match name {
             "len" => {
@@ -93,9 +120,13 @@ impl TransformClass for StringTransforms {
                     let end = b
                         .iter()
                         .enumerate()
-                        .position(|(i, c)| !(c.is_ascii_digit() || (i == 0 && (*c == b'-' || *c == b'+'))))
+                        .position(|(i, c)| {
+                            !(c.is_ascii_digit() || (i == 0 && (*c == b'-' || *c == b'+')))
+                        })
                         .unwrap_or(b.len());
-                    Ok(Value::Int(ferrosip_api::value::parse_int(&b[..end]).unwrap_or(0)))
+                    Ok(Value::Int(
+                        ferrosip_api::value::parse_int(&b[..end]).unwrap_or(0),
+                    ))
                 })
             }
             "substr" => {
@@ -131,7 +162,11 @@ impl TransformClass for StringTransforms {
                     let s = bytes_of(&v);
                     let idx = int_arg(&args[0], ctx)?;
                     let fields: Vec<&[u8]> = s.split(|c| *c == sep).collect();
-                    let i = if idx < 0 { fields.len() as i64 + idx } else { idx };
+                    let i = if idx < 0 {
+                        fields.len() as i64 + idx
+                    } else {
+                        idx
+                    };
                     Ok(if i >= 0 && (i as usize) < fields.len() {
                         val(fields[i as usize])
                     } else {
@@ -149,7 +184,7 @@ impl TransformClass for StringTransforms {
             }),
             "decode.hexa" => boxed(|_, v| {
                 let s = bytes_of(&v);
-                if s.len() % 2 != 0 {
+                if !s.len().is_multiple_of(2) {
                     return Err(PvError::Invalid("odd-length hex string".into()));
                 }
                 let mut out = Vec::with_capacity(s.len() / 2);
@@ -259,8 +294,25 @@ fn replace_all(s: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 struct UriTransforms;
 
 const URI_NAMES: &[&str] = &[
-    "user", "host", "hostport", "port", "params", "param", "headers", "transport", "ttl",
-    "uparam", "maddr", "method", "lr", "r2", "scheme", "passwd", "tosocket", "duri", "saor",
+    "user",
+    "host",
+    "hostport",
+    "port",
+    "params",
+    "param",
+    "headers",
+    "transport",
+    "ttl",
+    "uparam",
+    "maddr",
+    "method",
+    "lr",
+    "r2",
+    "scheme",
+    "passwd",
+    "tosocket",
+    "duri",
+    "saor",
 ];
 
 fn uri_param(u: &Uri<'_>, name: &str) -> Value {
@@ -276,7 +328,12 @@ impl TransformClass for UriTransforms {
         URI_NAMES
     }
 
-    fn bind(&self, name: &str, args: &[TrArg], _b: &Binder<'_>) -> Result<Arc<dyn Transform>, String> {
+    fn bind(
+        &self,
+        name: &str,
+        args: &[TrArg],
+        _b: &Binder<'_>,
+    ) -> Result<Arc<dyn Transform>, String> {
         let args: Vec<TrArg> = args.to_vec();
         let name = name.to_string();
         if !URI_NAMES.contains(&name.as_str()) {
@@ -378,7 +435,12 @@ impl TransformClass for ParamTransforms {
         PARAM_NAMES
     }
 
-    fn bind(&self, name: &str, args: &[TrArg], _b: &Binder<'_>) -> Result<Arc<dyn Transform>, String> {
+    fn bind(
+        &self,
+        name: &str,
+        args: &[TrArg],
+        _b: &Binder<'_>,
+    ) -> Result<Arc<dyn Transform>, String> {
         let args: Vec<TrArg> = args.to_vec();
         let sep_at = |i: usize| -> Result<u8, String> {
             match args.get(i) {
@@ -424,7 +486,11 @@ impl TransformClass for ParamTransforms {
                     let s = bytes_of(&v);
                     let idx = int_arg(&args[0], ctx)?;
                     let params = split_params(&s, sep);
-                    let i = if idx < 0 { params.len() as i64 + idx } else { idx };
+                    let i = if idx < 0 {
+                        params.len() as i64 + idx
+                    } else {
+                        idx
+                    };
                     Ok(match params.get(i.max(0) as usize).filter(|_| i >= 0) {
                         Some((n, _)) if want_name => val(n),
                         Some((_, Some(v))) => val(v),
@@ -445,14 +511,21 @@ impl TransformClass for ParamTransforms {
 
 struct NameAddrTransforms;
 
-const NA_NAMES: &[&str] = &["name", "uri", "len", "display", "tag", "user", "host", "params"];
+const NA_NAMES: &[&str] = &[
+    "name", "uri", "len", "display", "tag", "user", "host", "params",
+];
 
 impl TransformClass for NameAddrTransforms {
     fn names(&self) -> &[&'static str] {
         NA_NAMES
     }
 
-    fn bind(&self, name: &str, args: &[TrArg], _b: &Binder<'_>) -> Result<Arc<dyn Transform>, String> {
+    fn bind(
+        &self,
+        name: &str,
+        args: &[TrArg],
+        _b: &Binder<'_>,
+    ) -> Result<Arc<dyn Transform>, String> {
         expect_args(args, 0, 0)?;
         if !NA_NAMES.contains(&name) {
             return Err(format!("unknown name-addr transformation {name}"));

@@ -264,25 +264,26 @@ impl Vm {
                 }
                 Op::Call(i, push) => {
                     let call = &prog.calls[*i as usize];
-                    let result: FnResult = if call.check_route && !call.def.routes.contains(ctx.route) {
-                        Err(ferrosip_api::FnError::new(format!(
-                            "not allowed in {} (allowed in: {})",
-                            ctx.route.keyword(),
-                            call.def.routes
-                        )))
-                    } else {
-                        match &call.def.call {
-                        Callable::Sync(f) => f(ctx, &call.args),
-                        Callable::Async(f) => {
-                            let apply = f(ctx, &call.args).await;
-                            apply(ctx)
-                        }
-                        Callable::Declared => Err(ferrosip_api::FnError::new(format!(
+                    let result: FnResult =
+                        if call.check_route && !call.def.routes.contains(ctx.route) {
+                            Err(ferrosip_api::FnError::new(format!(
+                                "not allowed in {} (allowed in: {})",
+                                ctx.route.keyword(),
+                                call.def.routes
+                            )))
+                        } else {
+                            match &call.def.call {
+                                Callable::Sync(f) => f(ctx, &call.args),
+                                Callable::Async(f) => {
+                                    let apply = f(ctx, &call.args).await;
+                                    apply(ctx)
+                                }
+                                Callable::Declared => Err(ferrosip_api::FnError::new(format!(
                             "{} is declared but not implemented in this version of Ferrosip",
                             call.def.name
                         ))),
-                        }
-                    };
+                            }
+                        };
                     let rc = match result {
                         Ok(v) => v.rc(),
                         Err(e) => {

@@ -51,18 +51,18 @@ impl Module for Probe {
                 record(ctx, String::from_utf8_lossy(&s).into_owned());
                 Ok(Verdict::TRUE)
             });
-        m.function("ret").handler(|_ctx: &mut MsgContext, n: i64| -> FnResult {
-            Ok(Verdict::code(n as i32))
-        });
+        m.function("ret")
+            .handler(|_ctx: &mut MsgContext, n: i64| -> FnResult { Ok(Verdict::code(n as i32)) });
         m.function("only_failure")
             .routes(RouteMask::FAILURE)
             .handler(|_ctx: &mut MsgContext| -> FnResult { Ok(Verdict::TRUE) });
-        m.function("ret_async").async_handler(|_ctx: &mut MsgContext, n: i64| async move {
-            ferrosip_api::apply_result(move |ctx: &mut MsgContext| {
-                record(ctx, format!("async {n}"));
-                Ok(Verdict::code(n as i32))
-            })
-        });
+        m.function("ret_async")
+            .async_handler(|_ctx: &mut MsgContext, n: i64| async move {
+                ferrosip_api::apply_result(move |ctx: &mut MsgContext| {
+                    record(ctx, format!("async {n}"));
+                    Ok(Verdict::code(n as i32))
+                })
+            });
     }
 }
 
@@ -107,7 +107,10 @@ fn ctx() -> MsgContext {
 fn run(cfg: &str) -> (MsgContext, Outcome) {
     let (_reg, loaded) = load(cfg);
     let mut c = ctx();
-    let route = loaded.program.main_route(RouteKind::Request).expect("request_route");
+    let route = loaded
+        .program
+        .main_route(RouteKind::Request)
+        .expect("request_route");
     let mut vm = Vm::new();
     let out = run_blocking(&mut vm, &loaded.program, route, &mut c).expect("runs");
     (c, out)
@@ -120,22 +123,45 @@ fn marks(cfg: &str) -> Vec<String> {
 #[test]
 fn if_else_and_comparisons() {
     assert_eq!(
-        marks(r#"request_route { if ($rm == "INVITE") { mark("a"); } else { mark("b"); } if (1 < 2 && !(2 < 1)) mark("c"); }"#),
+        marks(
+            r#"request_route { if ($rm == "INVITE") { mark("a"); } else { mark("b"); } if (1 < 2 && !(2 < 1)) mark("c"); }"#
+        ),
         ["a", "c"]
     );
-    assert_eq!(marks(r#"request_route { if (method == "invite") mark("ci"); }"#), ["ci"]);
-    assert_eq!(marks(r#"request_route { if ($rU =~ "^b.b$") mark("re"); if ($rU !~ "^x") mark("nre"); }"#), ["re", "nre"]);
-    assert_eq!(marks(r#"request_route { if ("abc" eq "abc" && "ABC" ieq "abc" && "a" ne "b") mark("s"); }"#), ["s"]);
+    assert_eq!(
+        marks(r#"request_route { if (method == "invite") mark("ci"); }"#),
+        ["ci"]
+    );
+    assert_eq!(
+        marks(r#"request_route { if ($rU =~ "^b.b$") mark("re"); if ($rU !~ "^x") mark("nre"); }"#),
+        ["re", "nre"]
+    );
+    assert_eq!(
+        marks(
+            r#"request_route { if ("abc" eq "abc" && "ABC" ieq "abc" && "a" ne "b") mark("s"); }"#
+        ),
+        ["s"]
+    );
 }
 
 #[test]
 fn arithmetic_and_concatenation() {
     assert_eq!(
-        marks(r#"request_route { $var(x) = 2 + 3 * 4; $var(s) = "n=" + $var(x); mark("$var(s)"); $var(y) = (7 % 4) | 8; mark("$var(y)"); $var(z) = 1 << 4; mark("$var(z)"); }"#),
+        marks(
+            r#"request_route { $var(x) = 2 + 3 * 4; $var(s) = "n=" + $var(x); mark("$var(s)"); $var(y) = (7 % 4) | 8; mark("$var(y)"); $var(z) = 1 << 4; mark("$var(z)"); }"#
+        ),
         ["n=14", "11", "16"]
     );
-    assert_eq!(marks(r#"request_route { $var(a) = -5; $var(b) = ~0; if ($var(a) < 0 && $var(b) == -1) mark("neg"); }"#), ["neg"]);
-    assert_eq!(marks(r#"request_route { $var(i) = (int)"42"; $var(j) = $var(i) + 1; mark("$var(j)"); }"#), ["43"]);
+    assert_eq!(
+        marks(
+            r#"request_route { $var(a) = -5; $var(b) = ~0; if ($var(a) < 0 && $var(b) == -1) mark("neg"); }"#
+        ),
+        ["neg"]
+    );
+    assert_eq!(
+        marks(r#"request_route { $var(i) = (int)"42"; $var(j) = $var(i) + 1; mark("$var(j)"); }"#),
+        ["43"]
+    );
 }
 
 #[test]
@@ -186,7 +212,12 @@ fn runaway_recursion_is_stopped() {
 #[test]
 fn return_codes_follow_kamailio() {
     // > 0 true, < 0 false, 0 ends the script.
-    assert_eq!(marks(r#"request_route { if (ret(5)) mark("t"); if (!ret(-2)) { $var(r) = $rc; mark("f"); } mark("$var(r)"); }"#), ["t", "f", "-2"]);
+    assert_eq!(
+        marks(
+            r#"request_route { if (ret(5)) mark("t"); if (!ret(-2)) { $var(r) = $rc; mark("f"); } mark("$var(r)"); }"#
+        ),
+        ["t", "f", "-2"]
+    );
     let (c, out) = run(r#"request_route { mark("before"); ret(0); mark("after"); }"#);
     assert_eq!(recorded(&c), ["before"]);
     assert_eq!(out, Outcome::Exit);
@@ -227,10 +258,19 @@ fn pseudo_variables_read() {
 
 #[test]
 fn request_uri_and_destination_writes() {
-    let (c, _) = run(r#"request_route { $rU = "carol"; $rd = "b.example.org"; $rp = 5080; $du = "sip:10.1.1.1:5070"; mark("$ru $du"); }"#);
-    assert_eq!(recorded(&c), ["sip:carol@b.example.org:5080 sip:10.1.1.1:5070"]);
-    assert_eq!(c.msg.request_uri(), Some(&b"sip:carol@b.example.org:5080"[..]));
-    let (c, _) = run(r#"request_route { $ru = "sip:x@y.z;transport=tcp"; $du = $null; mark("$rU@$rd"); }"#);
+    let (c, _) = run(
+        r#"request_route { $rU = "carol"; $rd = "b.example.org"; $rp = 5080; $du = "sip:10.1.1.1:5070"; mark("$ru $du"); }"#,
+    );
+    assert_eq!(
+        recorded(&c),
+        ["sip:carol@b.example.org:5080 sip:10.1.1.1:5070"]
+    );
+    assert_eq!(
+        c.msg.request_uri(),
+        Some(&b"sip:carol@b.example.org:5080"[..])
+    );
+    let (c, _) =
+        run(r#"request_route { $ru = "sip:x@y.z;transport=tcp"; $du = $null; mark("$rU@$rd"); }"#);
     assert_eq!(recorded(&c), ["x@y.z"]);
     assert_eq!(c.dst_uri, None);
 }
@@ -256,7 +296,11 @@ fn transformations() {
     }"#;
     assert_eq!(
         marks(cfg),
-        ["bob|example.com|ALICE|31|o", "two|3|b=two", "sip:bob@example.com|1928301774|0"]
+        [
+            "bob|example.com|ALICE|31|o",
+            "two|3|b=two",
+            "sip:bob@example.com|1928301774|0"
+        ]
     );
 }
 
@@ -278,7 +322,10 @@ fn myself_and_keywords() {
 
 #[test]
 fn async_functions_are_awaited() {
-    assert_eq!(marks(r#"request_route { if (ret_async(3)) mark("$rc"); }"#), ["async 3", "3"]);
+    assert_eq!(
+        marks(r#"request_route { if (ret_async(3)) mark("$rc"); }"#),
+        ["async 3", "3"]
+    );
 }
 
 #[test]
@@ -293,13 +340,19 @@ fn flags() {
 #[test]
 fn error_unknown_function_with_suggestion() {
     let e = load_err("request_route {\n  mrak(\"x\");\n}");
-    assert!(e.contains("test.cfg:3:3: error: unknown function 'mrak', did you mean mark?"), "{e}");
+    assert!(
+        e.contains("test.cfg:3:3: error: unknown function 'mrak', did you mean mark?"),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_wrong_arity() {
     let e = load_err("request_route {\n  mark(\"a\", \"b\");\n}");
-    assert!(e.contains("test.cfg:3:3: error: mark() takes 1 argument(s), 2 given"), "{e}");
+    assert!(
+        e.contains("test.cfg:3:3: error: mark() takes 1 argument(s), 2 given"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -312,14 +365,30 @@ fn error_function_not_allowed_in_route_kind() {
 fn error_route_kind_through_subroutine() {
     // Reached only from request_route: certain misuse, an error.
     let e = load_err("request_route { route(SUB); }\nroute[SUB] {\n  only_failure();\n}");
-    assert!(e.contains("test.cfg:4:3: error: only_failure() is not allowed in request_route"), "{e}");
-    assert!(e.contains("note: route[SUB] runs in request_route because it is called from request_route"), "{e}");
+    assert!(
+        e.contains("test.cfg:4:3: error: only_failure() is not allowed in request_route"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "note: route[SUB] runs in request_route because it is called from request_route"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn subroutine_reached_from_several_kinds_is_checked_per_message() {
     let (_r, loaded) = load("request_route { route(SUB); }\nfailure_route[F] { route(SUB); }\nroute[SUB] {\n  if (only_failure()) mark(\"ran\");\n}");
-    assert!(loaded.warnings.iter().any(|w| w.contains("test.cfg:5:7: warning: only_failure() is not allowed in request_route")), "{:?}", loaded.warnings);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w
+                .contains("test.cfg:5:7: warning: only_failure() is not allowed in request_route")),
+        "{:?}",
+        loaded.warnings
+    );
     let mut c = ctx();
     let route = loaded.program.main_route(RouteKind::Request).unwrap();
     run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
@@ -334,40 +403,69 @@ fn subroutine_reached_from_several_kinds_is_checked_per_message() {
 #[test]
 fn error_unknown_route() {
     let e = load_err("request_route {\n  route(NOPE);\n}\nroute[NOPF] { exit; }");
-    assert!(e.contains("test.cfg:3:3: error: no route[NOPE] in this script, did you mean NOPF?"), "{e}");
+    assert!(
+        e.contains("test.cfg:3:3: error: no route[NOPE] in this script, did you mean NOPF?"),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_bad_argument_literal() {
     let e = load_err("request_route {\n  ret(\"abc\");\n}");
-    assert!(e.contains("test.cfg:3:7: error: ret(): argument 1: expected a number, found \"abc\""), "{e}");
+    assert!(
+        e.contains("test.cfg:3:7: error: ret(): argument 1: expected a number, found \"abc\""),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_unknown_pv_and_bad_regex() {
     let e = load_err("request_route {\n  $var(x) = $nosuch;\n  if ($ru =~ \"(\") exit;\n}");
-    assert!(e.contains("test.cfg:3:13: error: unknown pseudo-variable $nosuch"), "{e}");
-    assert!(e.contains("test.cfg:4:14: error: invalid regular expression"), "{e}");
+    assert!(
+        e.contains("test.cfg:3:13: error: unknown pseudo-variable $nosuch"),
+        "{e}"
+    );
+    assert!(
+        e.contains("test.cfg:4:14: error: invalid regular expression"),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_read_only_pv() {
     let e = load_err("request_route {\n  $ci = \"x\";\n}");
-    assert!(e.contains("test.cfg:3:3: error: $ci cannot be assigned"), "{e}");
+    assert!(
+        e.contains("test.cfg:3:3: error: $ci cannot be assigned"),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_unknown_module_param_and_core_param() {
     let e = load_err("loadmodule \"nosuch.so\"\nchildern=4\nmodparam(\"probe\", \"nope\", 1)\nrequest_route { exit; }");
-    assert!(e.contains("test.cfg:2:1: error: unknown module 'nosuch'"), "{e}");
-    assert!(e.contains("test.cfg:3:1: error: unknown core parameter 'childern', did you mean children?"), "{e}");
-    assert!(e.contains("error: module 'probe' has no parameter 'nope'"), "{e}");
+    assert!(
+        e.contains("test.cfg:2:1: error: unknown module 'nosuch'"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "test.cfg:3:1: error: unknown core parameter 'childern', did you mean children?"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("error: module 'probe' has no parameter 'nope'"),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_syntax_location() {
     let e = load_err("request_route {\n  mark(\"a\")\n  mark(\"b\");\n}");
-    assert!(e.contains("test.cfg:3:") || e.contains("test.cfg:4:"), "{e}");
+    assert!(
+        e.contains("test.cfg:3:") || e.contains("test.cfg:4:"),
+        "{e}"
+    );
     assert!(e.contains("error:"), "{e}");
 }
 
