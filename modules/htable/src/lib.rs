@@ -1,6 +1,7 @@
 //! `htable`: Shared in-memory hash tables ($sht) with expiry, optional database load/save and DMQ replication.
 
 use bytes::Bytes;
+use ferrosip_api::pv::PvParamRule;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `htable` module.
@@ -12,6 +13,36 @@ impl Module for HtableModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.pv_declared(
+            "sht",
+            PvParamRule::Required,
+            "Item of a hash table: $sht(table=>key) (writable; $null deletes).",
+        );
+        m.pv_declared(
+            "shtex",
+            PvParamRule::Required,
+            "Expire time of an item: $shtex(table=>key).",
+        );
+        m.pv_declared(
+            "shtcn",
+            PvParamRule::Required,
+            "Number of items matching a regex: $shtcn(table=>~~re).",
+        );
+        m.pv_declared(
+            "shtcv",
+            PvParamRule::Required,
+            "Number of items whose value matches.",
+        );
+        m.pv_declared(
+            "shtinc",
+            PvParamRule::Required,
+            "Atomic increment, returns the new value.",
+        );
+        m.pv_declared(
+            "shtdec",
+            PvParamRule::Required,
+            "Atomic decrement, returns the new value.",
+        );
         m.doc("Shared in-memory hash tables ($sht) with expiry, optional database load/save and DMQ replication.");
         m.repeatable_param("htable", ParamType::Str, "Defines a table: \"name=>size=N;autoexpire=S;dbtable=T;...\" (may be given several times).");
         m.param(

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::{BranchRoute, FailureRoute, ReplyRoute};
+use ferrosip_api::pv::PvParamRule;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 use regex::bytes::Regex;
 use std::sync::Arc;
@@ -15,6 +16,42 @@ impl Module for TmModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        // Transaction PVs (Kamailio's tmx provides them; here they belong with tm).
+        m.pv_declared(
+            "T_reply_code",
+            PvParamRule::None,
+            "Status code of the winning reply of the transaction.",
+        );
+        m.pv_declared(
+            "T_reply_reason",
+            PvParamRule::None,
+            "Reason phrase of the winning reply.",
+        );
+        m.pv_declared(
+            "T_req",
+            PvParamRule::Required,
+            "A PV evaluated against the transaction's request: $T_req($hdr(X)).",
+        );
+        m.pv_declared(
+            "T_rpl",
+            PvParamRule::Required,
+            "A PV evaluated against the transaction's winning reply.",
+        );
+        m.pv_declared(
+            "T_inv",
+            PvParamRule::Required,
+            "A PV evaluated against the INVITE a CANCEL matches.",
+        );
+        m.pv_declared(
+            "T_reply_last",
+            PvParamRule::None,
+            "Status code of the last reply received.",
+        );
+        m.pv_declared(
+            "branch",
+            PvParamRule::Required,
+            "Attributes of the branches: $branch(uri), $branch(dst_uri), $branch(count).",
+        );
         m.doc("Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.");
         m.param(
             "fr_timer",

@@ -1,6 +1,7 @@
 //! `xhttp`: Embedded HTTP server: HTTP requests received on SIP TCP ports run event_route[xhttp:request].
 
 use bytes::Bytes;
+use ferrosip_api::pv::PvParamRule;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `xhttp` module.
@@ -12,6 +13,11 @@ impl Module for XhttpModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.pv_declared(
+            "hu",
+            PvParamRule::None,
+            "URL of the HTTP request (in event_route[xhttp:request]).",
+        );
         m.doc("Embedded HTTP server: HTTP requests received on SIP TCP ports run event_route[xhttp:request].");
         m.param(
             "url_match",
