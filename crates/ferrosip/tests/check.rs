@@ -1,0 +1,181 @@
+//! `ferrosip check` on real configs: the shipped examples, Kamailio's stock config, and
+//! configs with mistakes (exit code 1, every error at its file:line:column).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn check(args: &[&str]) -> (bool, String) {
+    let out = bin()
+        .current_dir(repo())
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("ferrosip runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn examples_pass_check() {
+    for (file, defines) in [
+        ("examples/stateless-lb.cfg", vec![]),
+        ("examples/registrar-auth.cfg", vec![]),
+        ("examples/proxy-features.cfg", vec![]),
+        (
+            "examples/proxy-features.cfg",
+            vec![
+                "WITH_DEBUG",
+                "WITH_ANTIFLOOD",
+                "WITH_ACCOUNTING",
+                "WITH_FAILOVER",
+            ],
+        ),
+    ] {
+        let mut args = vec!["-f", file];
+        for d in &defines {
+            args.push("-A");
+            args.push(d);
+        }
+        let (ok, out) = check(&args);
+        assert!(ok, "{file} {defines:?} failed:\n{out}");
+        assert!(out.contains(": OK ("), "{out}");
+    }
+}
+
+/// The `#!ifdef WITH_*` names Kamailio's stock config tests.
+fn stock_features(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            l.strip_prefix("#!ifdef ")
+                .or_else(|| l.strip_prefix("#!ifndef "))
+        })
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("WITH_"))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn kamailio_stock_config_passes_with_all_features_on_and_off() {
+    let stock = Path::new("/etc/kamailio/kamailio.cfg");
+    if !stock.exists() {
+        assert!(
+            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
+            "scripts/test.sh installs kamailio, but {} is missing",
+            stock.display()
+        );
+        eprintln!(
+            "skipped: {} not installed (scripts/test.sh installs it)",
+            stock.display()
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(stock).expect("readable");
+    let features = stock_features(&text);
+    assert!(features.len() >= 10, "found only {features:?}");
+    let (ok, out) = check(&["-f", "/etc/kamailio/kamailio.cfg"]);
+    assert!(ok, "stock config, all features off:\n{out}");
+    let mut args = vec!["-f".to_string(), "/etc/kamailio/kamailio.cfg".to_string()];
+    for f in &features {
+        args.push("-A".into());
+        args.push(f.clone());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = check(&refs);
+    assert!(ok, "stock config, all features on ({features:?}):\n{out}");
+}
+
+fn write_cfg(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrosip-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write cfg");
+    p
+}
+
+#[test]
+fn mistakes_fail_with_locations() {
+    let inc = write_cfg(
+        "routes.inc",
+        "route[RELAY] {\n\tt_relay();\n\tt_drop_replies();\n}\n",
+    );
+    let main = write_cfg(
+        "bad.cfg",
+        &format!(
+            "#!KAMAILIO\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\ninclude_file \"{}\"\nrequest_route {{\n\tsl_send_reply(\"404\");\n\tt_relya();\n\troute(RELAY);\n}}\n",
+            inc.file_name().unwrap().to_string_lossy()
+        ),
+    );
+    let main_s = main.to_string_lossy().to_string();
+    let (ok, out) = check(&["-f", &main_s]);
+    assert!(!ok, "should fail:\n{out}");
+    assert!(
+        out.contains("bad.cfg:6:2: error: sl_send_reply() takes 2 argument(s), 1 given"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.cfg:7:2: error: unknown function 't_relya', did you mean t_relay?"),
+        "{out}"
+    );
+    // The error inside the included file names that file and its line.
+    assert!(
+        out.contains("routes.inc:3:2: error: t_drop_replies() is not allowed in request_route"),
+        "{out}"
+    );
+    assert!(out.contains("3 error(s)"), "{out}");
+}
+
+#[test]
+fn unknown_module_names_what_exists() {
+    let p = write_cfg(
+        "mod.cfg",
+        "loadmodule \"dispatchr.so\"\nrequest_route { exit; }\n",
+    );
+    let (ok, out) = check(&["-f", &p.to_string_lossy()]);
+    assert!(!ok);
+    assert!(
+        out.contains("mod.cfg:1:1: error: unknown module 'dispatchr', did you mean dispatcher?"),
+        "{out}"
+    );
+    assert!(out.contains("modules available:"), "{out}");
+}
+
+#[test]
+fn dump_prints_bytecode() {
+    let (ok, out) = check(&["-f", "examples/stateless-lb.cfg", "--dump"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("route[BALANCE]"), "{out}");
+    assert!(out.contains("call      ds_select_dst/2"), "{out}");
+}
+
+#[test]
+fn defines_from_the_command_line() {
+    let p = write_cfg(
+        "defs.cfg",
+        "#!ifdef WITH_X\nloadmodule \"nosuchmod.so\"\n#!endif\nrequest_route { exit; }\n",
+    );
+    let s = p.to_string_lossy().to_string();
+    assert!(check(&["-f", &s]).0);
+    let (ok, out) = check(&["-f", &s, "-A", "WITH_X"]);
+    assert!(!ok);
+    assert!(
+        out.contains("defs.cfg:2:1: error: unknown module 'nosuchmod'"),
+        "{out}"
+    );
+}
