@@ -146,8 +146,17 @@ fn convert_error(e: pest::error::Error<Rule>, text: &str) -> SyntaxError {
                 .chars()
                 .next()
                 .map_or("end of file".to_string(), |c| format!("'{c}'"));
-            if names.contains(&"';'") && names.len() <= 3 {
-                format!("expected ';' before {found}")
+            if names.contains(&"';'") {
+                // Point just after the last token, where the ';' belongs.
+                let before = text[..pos.min(text.len())].trim_end();
+                let at = before.len();
+                return SyntaxError {
+                    span: Span {
+                        start: at as u32,
+                        end: at as u32 + 1,
+                    },
+                    message: format!("missing ';' (found {found} next)"),
+                };
             } else if names.is_empty() {
                 format!("unexpected {found}")
             } else {
@@ -664,5 +673,256 @@ pub fn parse_script(text: &str) -> Result<Script, Vec<SyntaxError>> {
         Ok(Script { items })
     } else {
         Err(b.errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Script {
+        match parse_script(text) {
+            Ok(s) => s,
+            Err(e) => panic!("{text}\n{e:?}"),
+        }
+    }
+
+    fn route_body(text: &str) -> Vec<Stmt> {
+        let s = parse(&format!("request_route {{ {text} }}"));
+        match s.items.into_iter().next() {
+            Some(Item::Route(r)) => r.body.stmts,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(text: &str) -> SyntaxError {
+        parse_script(text).expect_err("should not parse").remove(0)
+    }
+
+    #[test]
+    fn comments_of_all_kinds() {
+        let s =
+            parse("# hash\n// slashes\n/* block\n over lines */\n#!KAMAILIO\ndebug=2 # trailing\n");
+        assert_eq!(s.items.len(), 1);
+        let Item::GlobalParam(g) = &s.items[0] else {
+            panic!()
+        };
+        assert_eq!(g.name, "debug");
+        assert_eq!(g.value.raw, "2");
+    }
+
+    #[test]
+    fn global_params_keep_raw_values() {
+        let s = parse("listen=udp:127.0.0.1:5060 advertise 1.2.3.4:5080\nalias=\"example.com\"\nlisten=tcp:[::1]:5060\ndebug=-1\n");
+        let vals: Vec<String> = s
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::GlobalParam(g) => g.value.raw.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            vals,
+            [
+                "udp:127.0.0.1:5060 advertise 1.2.3.4:5080",
+                "\"example.com\"",
+                "tcp:[::1]:5060",
+                "-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn cfg_vars_modparams_loadmodule() {
+        let s = parse("pstn.gw_ip = \"\" desc \"My PSTN GW\"\nloadmodule \"tm.so\"\nmodparam(\"auth_db|usrloc\", \"db_url\", \"mysql://a\" \"/b\")\nmodparam(\"tm\", \"fr_timer\", -5)\nmodparam(\"auth_db\", \"calculate_ha1\", yes)\n");
+        assert!(
+            matches!(&s.items[0], Item::CfgVar(c) if c.group == "pstn" && c.name == "gw_ip" && c.desc.as_deref() == Some("My PSTN GW"))
+        );
+        assert!(matches!(&s.items[1], Item::LoadModule(l) if l.path == "tm.so"));
+        assert!(
+            matches!(&s.items[2], Item::ModParam(m) if m.module == "auth_db|usrloc" && m.value == Literal::Str("mysql://a/b".into()))
+        );
+        assert!(matches!(&s.items[3], Item::ModParam(m) if m.value == Literal::Int(-5)));
+        assert!(matches!(&s.items[4], Item::ModParam(m) if m.value == Literal::Int(1)));
+    }
+
+    #[test]
+    fn route_block_kinds_and_names() {
+        let s = parse("route { exit; }\nroute[RELAY] { }\nroute[\"q\"] {}\nroute[2] {}\nfailure_route[F] {}\nbranch_route[B] {}\nonreply_route[R] {}\nonreply_route {}\nreply_route {}\nonsend_route {}\nevent_route[tm:local-request] {}\nevent_route[xhttp:request] {}\nrequest_route {}\n");
+        let kinds: Vec<(RouteKindAst, Option<String>)> = s
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Route(r) => (r.kind, r.name.as_ref().map(|n| n.value.clone())),
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(kinds[1], (RouteKindAst::Request, Some("RELAY".into())));
+        assert_eq!(kinds[2], (RouteKindAst::Request, Some("q".into())));
+        assert_eq!(kinds[3], (RouteKindAst::Request, Some("2".into())));
+        assert_eq!(kinds[4], (RouteKindAst::Failure, Some("F".into())));
+        assert_eq!(kinds[6], (RouteKindAst::OnReply, Some("R".into())));
+        assert_eq!(kinds[8], (RouteKindAst::OnReply, None));
+        assert_eq!(
+            kinds[10],
+            (RouteKindAst::Event, Some("tm:local-request".into()))
+        );
+        assert_eq!(kinds[12], (RouteKindAst::Request, None));
+    }
+
+    #[test]
+    fn statements() {
+        let b = route_body("if (a()) b(); else if (c()) { d(); } else e(); while ($var(i) < 3) { break; } switch ($rm) { case \"A\": x(); break; case 2: default: y(); } return; return 1; return(-1); exit; exit(); drop; drop(); route(R); route(\"R\"); route($var(r)); $var(x) = 1; $avp(y) := \"s\"; t_relay; ;");
+        let names: Vec<&str> = b
+            .iter()
+            .map(|s| match s {
+                Stmt::If(_) => "if",
+                Stmt::While(_) => "while",
+                Stmt::Switch(_) => "switch",
+                Stmt::Return(_) => "return",
+                Stmt::Exit(_) => "exit",
+                Stmt::Drop(_) => "drop",
+                Stmt::RouteCall(_) => "route",
+                Stmt::Assign(_) => "assign",
+                Stmt::Call(_) => "call",
+                Stmt::Empty => "empty",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "if", "while", "switch", "return", "return", "return", "exit", "exit", "drop",
+                "drop", "route", "route", "route", "assign", "assign", "call", "empty"
+            ]
+        );
+        let Stmt::Switch(sw) = &b[2] else { panic!() };
+        assert_eq!(sw.cases.len(), 3);
+        assert_eq!(sw.cases[1].label, Some(Literal::Int(2)));
+        assert!(sw.cases[1].body.is_empty());
+        assert_eq!(sw.cases[2].label, None);
+        let Stmt::Assign(a) = &b[14] else { panic!() };
+        assert!(a.colon);
+        assert_eq!(a.target, "$avp(y)");
+    }
+
+    #[test]
+    fn precedence_and_operators() {
+        let b = route_body("$var(x) = 1 + 2 * 3 == 7 && !0 || 5 & 4;");
+        let Stmt::Assign(a) = &b[0] else { panic!() };
+        // || at the top, && under it, == under &&
+        let Expr::Binary(BinaryOp::Or, l, _, _) = &a.value else {
+            panic!("{:?}", a.value)
+        };
+        let Expr::Binary(BinaryOp::And, l2, _, _) = l.as_ref() else {
+            panic!()
+        };
+        let Expr::Binary(BinaryOp::Eq, sum, _, _) = l2.as_ref() else {
+            panic!()
+        };
+        let Expr::Binary(BinaryOp::Add, _, prod, _) = sum.as_ref() else {
+            panic!()
+        };
+        assert!(matches!(
+            prod.as_ref(),
+            Expr::Binary(BinaryOp::Mul, _, _, _)
+        ));
+        for op in [
+            "=~", "!~", "!=", "<=", ">=", "<<", ">>", "eq", "ne", "ieq", "ine", "%", "^", "|", "-",
+            "/",
+        ] {
+            route_body(&format!("if ($var(a) {op} \"b\") exit;"));
+        }
+        route_body("if (defined $avp(x) && (int)$var(y) > 2 && (str)$var(z) eq \"1\" && ~1 && -$var(q)) exit;");
+        route_body("if (strempty($sel(cfg_get.a.b)) || strlen($ru) > 3) exit;");
+    }
+
+    #[test]
+    fn keywords_and_selects() {
+        let b = route_body("if (uri == myself && src_ip != myself && method == \"INVITE\" && status =~ \"[12]..\" && proto == UDP && af == INET6 && src_ip == 10.0.0.0/8 && dst_port == 5060 && @ruri.user == \"x\") exit;");
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn pseudo_variable_tokens() {
+        let b = route_body("$var(x) = $(avp(x)[1]{s.substr,0,2}{s.len}) + $sht(ipban=>$si) + $(hdr(Via)[*]) + $T_branch_idx + $(ru{param.value,a});");
+        let Stmt::Assign(a) = &b[0] else { panic!() };
+        let mut pvs = Vec::new();
+        fn walk(e: &Expr, out: &mut Vec<String>) {
+            match e {
+                Expr::Pv(t, _) => out.push(t.clone()),
+                Expr::Binary(_, l, r, _) => {
+                    walk(l, out);
+                    walk(r, out);
+                }
+                _ => {}
+            }
+        }
+        walk(&a.value, &mut pvs);
+        assert_eq!(
+            pvs,
+            [
+                "$(avp(x)[1]{s.substr,0,2}{s.len})",
+                "$sht(ipban=>$si)",
+                "$(hdr(Via)[*])",
+                "$T_branch_idx",
+                "$(ru{param.value,a})"
+            ]
+        );
+    }
+
+    #[test]
+    fn call_arguments_keep_kind_and_span() {
+        let text = "request_route { f(\"s\\\"q\", -12, 0x1f, $var(x), NAME, 'single'); }";
+        let b = parse(text);
+        let Item::Route(r) = &b.items[0] else {
+            panic!()
+        };
+        let Stmt::Call(c) = &r.body.stmts[0] else {
+            panic!()
+        };
+        assert_eq!(c.name, "f");
+        assert!(matches!(&c.args[0], Arg::Str(s, _) if s == "s\"q"));
+        assert!(matches!(&c.args[1], Arg::Int(-12, _)));
+        assert!(matches!(&c.args[2], Arg::Int(31, _)));
+        assert!(matches!(&c.args[3], Arg::Pv(p, _) if p == "$var(x)"));
+        assert!(matches!(&c.args[4], Arg::Ident(i, _) if i == "NAME"));
+        assert!(matches!(&c.args[5], Arg::Str(s, _) if s == "single"));
+        let s = c.args[3].span();
+        assert_eq!(&text[s.start as usize..s.end as usize], "$var(x)");
+        assert_eq!(
+            &text[c.name_span.start as usize..c.name_span.end as usize],
+            "f"
+        );
+    }
+
+    #[test]
+    fn string_escapes_keep_regex_backslashes() {
+        let b = route_body(r#"if ($rU =~ "^\+?[0-9]+$\n") exit;"#);
+        let Stmt::If(i) = &b[0] else { panic!() };
+        let Expr::Binary(_, _, r, _) = &i.cond else {
+            panic!()
+        };
+        assert!(matches!(r.as_ref(), Expr::Str(s, _) if s == "^\\+?[0-9]+$\n"));
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let e = err("request_route {\n  f()\n  g();\n}");
+        assert_eq!(e.span.start, 21, "{e:?}");
+        assert_eq!(e.message, "missing ';' (found 'g' next)");
+        let e = err("request_route {\n  if ($a == ) exit;\n}");
+        assert!(e.message.contains("expression"), "{}", e.message);
+        let e = err("request_route {\n  f(\"unterminated);\n}\n");
+        assert!(e.span.start >= 16, "{e:?}");
+        let e = err("request_route {\n  exit;\n");
+        assert!(
+            e.message.contains("'}'") || e.message.contains("statement"),
+            "{}",
+            e.message
+        );
+        let e = err("request_route { $(avp(x)[1] = 1; }");
+        assert!(e.span.start >= 16, "{e:?}");
     }
 }
