@@ -179,3 +179,29 @@ fn defines_from_the_command_line() {
         "{out}"
     );
 }
+
+#[test]
+fn module_docs_match_the_registry() {
+    let dir = std::env::temp_dir().join(format!("ferrosip-docs-{}", std::process::id()));
+    let out = bin()
+        .args(["docs", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("ferrosip docs runs");
+    assert!(out.status.success());
+    let committed = repo().join("docs/modules");
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("generated") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        let fresh = std::fs::read_to_string(entry.path()).expect("read");
+        let old = std::fs::read_to_string(committed.join(&name)).unwrap_or_default();
+        if fresh != old {
+            stale.push(name.to_string_lossy().into_owned());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/modules is stale for {stale:?}: run `ferrosip docs --out docs/modules`"
+    );
+}

@@ -926,3 +926,37 @@ mod tests {
         assert!(e.span.start >= 16, "{e:?}");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::parse_script;
+
+    /// Random and mutated inputs never panic the parser (they may fail to parse).
+    #[test]
+    fn random_inputs_never_panic() {
+        let base = "request_route { if ($rU =~ \"^\\+1\" && !has_totag()) { $var(x) = $(ru{uri.user}{s.len}) + 1; route(R); } else { sl_send_reply(\"404\", \"Not Found\"); } }\nroute[R] { switch ($rm) { case \"INVITE\": exit; default: drop; } }\n";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"(){}[];,$\"'\\#/*!=~<>&|+-%^ \n\tabcXYZ019._:@";
+        for _ in 0..3000 {
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..(next() % 6 + 1) {
+                let pos = (next() as usize) % (bytes.len() + 1);
+                match next() % 3 {
+                    0 if pos < bytes.len() => {
+                        bytes.remove(pos);
+                    }
+                    1 => bytes.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
+                    _ => bytes.truncate(pos),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_script(&text);
+        }
+    }
+}
