@@ -23,7 +23,8 @@ pub enum Item {
     Route(RouteBlock),
 }
 
-/// `name = value` with the value as written (trimmed); parameters parse their own values.
+/// `name = value` with the value as written (trimmed); the compiler interprets it per
+/// parameter (`listen=udp:1.2.3.4:5060 advertise 5.6.7.8:5060` is not a single token).
 #[derive(Clone, Debug)]
 pub struct GlobalParam {
     pub name: String,
@@ -35,6 +36,20 @@ pub struct GlobalParam {
 pub struct GlobalValue {
     pub raw: String,
     pub span: Span,
+    /// Set when the whole value is one number, string or word (`children=8`, `dns=no`,
+    /// `alias="example.com"`, `log_facility=LOG_LOCAL0`).
+    pub parsed: Option<ParamValue>,
+}
+
+/// A global parameter value that is a single token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamValue {
+    /// Also `yes`/`true`/`on`/`enable` (1) and `no`/`false`/`off`/`disable` (0), which
+    /// Kamailio's lexer turns into numbers.
+    Int(i64),
+    /// Unescaped.
+    Str(String),
+    Ident(String),
 }
 
 impl GlobalValue {
@@ -52,14 +67,23 @@ impl GlobalValue {
 pub struct CfgVar {
     pub group: String,
     pub name: String,
+    /// `group.name`.
+    pub name_span: Span,
     pub value: Literal,
+    pub value_span: Span,
     pub desc: Option<String>,
     pub span: Span,
 }
 
+/// `loadmodule "tm.so"` (also `loadmodule("tm.so", "opts")`), or `loadpath "dir"` /
+/// `mpath "dir"`.
 #[derive(Clone, Debug)]
 pub struct LoadModule {
     pub path: String,
+    /// The string literal.
+    pub path_span: Span,
+    /// Kamailio's second `loadmodule` argument.
+    pub opts: Option<String>,
     pub span: Span,
 }
 
@@ -117,7 +141,8 @@ pub struct Block {
 
 #[derive(Clone, Debug)]
 pub enum Stmt {
-    Empty,
+    /// A lone `;`.
+    Empty(Span),
     Block(Block),
     Expr(Expr),
     Call(CallExpr),
@@ -128,8 +153,35 @@ pub enum Stmt {
     Switch(Switch),
     Break(Span),
     Return(Return),
-    Exit(Span),
-    Drop(Span),
+    /// `exit`, `exit()`, `exit(expr)`, `exit expr`.
+    Exit(Exit),
+    /// `drop`, `drop()`, `drop(expr)`, `drop expr`.
+    Drop(Exit),
+}
+
+impl Stmt {
+    pub fn span(&self) -> Span {
+        match self {
+            Stmt::Empty(s) | Stmt::Break(s) => *s,
+            Stmt::Block(b) => b.span,
+            Stmt::Expr(e) => *e.span(),
+            Stmt::Call(c) => c.span,
+            Stmt::RouteCall(r) => r.span,
+            Stmt::Assign(a) => a.span,
+            Stmt::If(i) => i.span,
+            Stmt::While(w) => w.span,
+            Stmt::Switch(s) => s.span,
+            Stmt::Return(r) => r.span,
+            Stmt::Exit(e) | Stmt::Drop(e) => e.span,
+        }
+    }
+}
+
+/// `exit` or `drop` with the optional value Kamailio accepts (it becomes the return code).
+#[derive(Clone, Debug)]
+pub struct Exit {
+    pub value: Option<Expr>,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +221,9 @@ pub struct Switch {
 pub struct Case {
     /// `None` for `default`.
     pub label: Option<Literal>,
+    pub label_span: Option<Span>,
+    /// `case /"regex":` matches the switch value against the label as a regex.
+    pub regex: bool,
     pub body: Vec<Stmt>,
     pub span: Span,
 }
@@ -187,12 +242,19 @@ pub struct CallExpr {
     pub span: Span,
 }
 
+/// A function argument, kept in the form it was written so the compiler can apply the
+/// function's own fixup.
 #[derive(Clone, Debug)]
 pub enum Arg {
     Int(i64, Span),
+    /// Unescaped; PVs inside are not split here (the format layer does that).
     Str(String, Span),
+    /// A bare word as written: a name (`RELAY`, `MANAGE_FAILURE`), a constant (`UDP`), or
+    /// an address Kamailio accepts unquoted (`1.2.3.4`, `udp:10.0.0.1:5060`).
     Ident(String, Span),
+    /// The PV token as written (`$var(x)`, `$(hdr(Via)[0])`).
     Pv(String, Span),
+    /// Anything else (`$var(a) + 1`, `"x" + $rU`).
     Expr(Box<Expr>),
 }
 
@@ -230,6 +292,15 @@ pub enum Keyword {
     Proto,
     Af,
     Status,
+    /// `snd_ip`, `snd_port`, `snd_proto`, `snd_af`: the socket a message leaves from
+    /// (onsend_route).
+    SndIp,
+    SndPort,
+    SndProto,
+    SndAf,
+    /// `to_ip`, `to_port`: where a message is sent (onsend_route).
+    ToIp,
+    ToPort,
     MsgLen,
     RetCode,
     Myself,
@@ -280,8 +351,11 @@ pub enum BinaryOp {
 pub enum Expr {
     Int(i64, Span),
     Str(String, Span),
+    /// `$null`.
     Null(Span),
+    /// The PV token as written.
     Pv(String, Span),
+    /// `@ruri.user` without the `@`, unparsed.
     Select(String, Span),
     Keyword(Keyword, Span),
     Defined(Box<Expr>, Span),

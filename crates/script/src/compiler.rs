@@ -374,7 +374,7 @@ impl<'a> Compiler<'a> {
 
     fn stmt(&mut self, s: &Stmt) {
         match s {
-            Stmt::Empty => {}
+            Stmt::Empty(_) => {}
             Stmt::Block(b) => self.block(&b.stmts),
             Stmt::Expr(e) => {
                 // A bare call statement: the return code lands in $rc only.
@@ -463,12 +463,23 @@ impl<'a> Compiler<'a> {
                     self.emit(Op::Return(false), span(&r.span));
                 }
             },
-            Stmt::Exit(sp) => {
-                self.emit(Op::Exit, span(sp));
+            // Kamailio turns `exit(v)`/`drop(v)` values into the return code; the VM ends
+            // the script either way, so the value is evaluated only for its side effects.
+            Stmt::Exit(e) => {
+                self.exit_value(e);
+                self.emit(Op::Exit, span(&e.span));
             }
-            Stmt::Drop(sp) => {
-                self.emit(Op::Drop, span(sp));
+            Stmt::Drop(e) => {
+                self.exit_value(e);
+                self.emit(Op::Drop, span(&e.span));
             }
+        }
+    }
+
+    fn exit_value(&mut self, e: &ast::Exit) {
+        if let Some(v) = &e.value {
+            self.expr(v);
+            self.emit(Op::Pop, span(v.span()));
         }
     }
 
@@ -481,6 +492,12 @@ impl<'a> Compiler<'a> {
         self.break_targets.push(Vec::new());
         let mut has_default = false;
         for case in &sw.cases {
+            if case.regex {
+                self.err(
+                    span(&case.span),
+                    "regular-expression case labels (case /\"re\":) are not supported yet; use if (... =~ ...)",
+                );
+            }
             let target = self.here();
             let table = &mut self.switches[table_id as usize];
             match &case.label {
@@ -737,8 +754,14 @@ impl<'a> Compiler<'a> {
             ast::Keyword::ToUri => Keyword::ToUri,
             ast::Keyword::SrcIp => Keyword::SrcIp,
             ast::Keyword::SrcPort => Keyword::SrcPort,
-            ast::Keyword::DstIp => Keyword::DstIp,
-            ast::Keyword::DstPort => Keyword::DstPort,
+            // The send-side keywords (onsend_route) read the destination until the VM
+            // knows the outgoing socket.
+            ast::Keyword::DstIp | ast::Keyword::SndIp | ast::Keyword::ToIp => Keyword::DstIp,
+            ast::Keyword::DstPort | ast::Keyword::SndPort | ast::Keyword::ToPort => {
+                Keyword::DstPort
+            }
+            ast::Keyword::SndProto => Keyword::Proto,
+            ast::Keyword::SndAf => Keyword::Af,
             ast::Keyword::Proto => Keyword::Proto,
             ast::Keyword::Af => Keyword::Af,
             ast::Keyword::Status => Keyword::Status,
