@@ -1,0 +1,210 @@
+//! `;name[=value]` parameter lists, shared by URIs and header values.
+
+use crate::chars::{check_escaped, eq_ic, is, is_lws, scan_quoted, trim_lws, PARAM, TOKEN};
+
+/// A parameter list as it appears on the wire, without the leading `;`. Iteration and
+/// lookup are done on demand; nothing is decoded or copied. In header values, blanks
+/// around `;` and `=` are skipped; quoted values are returned with their quotes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn new(raw: &'a [u8]) -> Params<'a> {
+        Params { raw }
+    }
+
+    /// The raw text after the first `;`.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// True when there is no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// `(name, value)` pairs in order; `value` is `None` for a flag like `lr`.
+    pub fn iter(&self) -> ParamIter<'a> {
+        ParamIter { rest: self.raw }
+    }
+
+    /// Looks a parameter up by name, case-insensitively: `Some(None)` for a flag,
+    /// `Some(Some(v))` for `name=v`, `None` when absent.
+    pub fn get(&self, name: &str) -> Option<Option<&'a [u8]>> {
+        let name = name.as_bytes();
+        self.iter().find(|(n, _)| eq_ic(n, name)).map(|(_, v)| v)
+    }
+
+    /// The value of `name=value`; `None` when absent or a flag.
+    pub fn value(&self, name: &str) -> Option<&'a [u8]> {
+        self.get(name).flatten()
+    }
+
+    /// True when the parameter is present, with or without a value.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+impl<'a> IntoIterator for Params<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+    type IntoIter = ParamIter<'a>;
+    fn into_iter(self) -> ParamIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Params`].
+#[derive(Debug, Clone)]
+pub struct ParamIter<'a> {
+    rest: &'a [u8],
+}
+
+/// Splits at the next `;` that is not inside a quoted string.
+fn split_semi(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut i = 0;
+    let mut quoted = false;
+    while i < s.len() {
+        match s[i] {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => i += 1,
+            b';' if !quoted => return (&s[..i], s.get(i + 1..)),
+            _ => {}
+        }
+        i += 1;
+    }
+    (s, None)
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.rest.is_empty() {
+            let (piece, rest) = split_semi(self.rest);
+            self.rest = rest.unwrap_or_default();
+            let piece = trim_lws(piece);
+            if piece.is_empty() {
+                continue;
+            }
+            return Some(match memchr::memchr(b'=', piece) {
+                Some(e) => (trim_lws(&piece[..e]), Some(trim_lws(&piece[e + 1..]))),
+                None => (piece, None),
+            });
+        }
+        None
+    }
+}
+
+/// `generic-param` list of a header value (`token [EQUAL gen-value]`, with LWS around
+/// `;` and `=`). Offsets are relative to `raw`.
+pub(crate) fn check_header_params(raw: &[u8]) -> Result<(), (usize, &'static str)> {
+    let mut off = 0;
+    loop {
+        let rest = raw.get(off..).unwrap_or_default();
+        let (piece, next) = split_semi(rest);
+        let lead = piece.iter().take_while(|c| is_lws(**c)).count();
+        let p = trim_lws(piece);
+        let base = off + lead;
+        if p.is_empty() {
+            return Err((base, "empty parameter"));
+        }
+        let (name, value) = match memchr::memchr(b'=', p) {
+            Some(e) => (trim_lws(&p[..e]), Some((e + 1, &p[e + 1..]))),
+            None => (p, None),
+        };
+        if !name.iter().all(|&c| is(c, TOKEN)) || name.is_empty() {
+            return Err((base, "invalid parameter name"));
+        }
+        if let Some((voff, v)) = value {
+            let vlead = v.iter().take_while(|c| is_lws(**c)).count();
+            let v = trim_lws(v);
+            let vbase = base + voff + vlead;
+            if v.is_empty() {
+                return Err((vbase, "empty parameter value"));
+            }
+            if v[0] == b'"' {
+                match scan_quoted(v, 0) {
+                    Ok(end) if end == v.len() => {}
+                    Ok(end) => return Err((vbase + end, "data after quoted parameter value")),
+                    Err((at, what)) => return Err((vbase + at, what)),
+                }
+            } else if let Some(bad) = v
+                .iter()
+                .position(|&c| !(is(c, TOKEN) || c == b':' || c == b'[' || c == b']'))
+            {
+                return Err((vbase + bad, "invalid character in parameter value"));
+            }
+        }
+        match next {
+            Some(_) => off += piece.len() + 1,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `uri-parameters` (no blanks; `%HH` escapes allowed). Offsets relative to `raw`.
+pub(crate) fn check_uri_params(raw: &[u8]) -> Result<(), (usize, &'static str)> {
+    let mut off = 0;
+    for piece in raw.split(|&c| c == b';') {
+        if piece.is_empty() {
+            return Err((off, "empty URI parameter"));
+        }
+        let (name, value) = match memchr::memchr(b'=', piece) {
+            Some(e) => (&piece[..e], Some((e + 1, &piece[e + 1..]))),
+            None => (piece, None),
+        };
+        if name.is_empty() {
+            return Err((off, "empty URI parameter name"));
+        }
+        check_escaped(name, PARAM).map_err(|i| (off + i, "invalid character in URI parameter"))?;
+        if let Some((vo, v)) = value {
+            if v.is_empty() {
+                return Err((off + vo, "empty URI parameter value"));
+            }
+            check_escaped(v, PARAM)
+                .map_err(|i| (off + vo + i, "invalid character in URI parameter"))?;
+        }
+        off += piece.len() + 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iterate_and_lookup() {
+        let p = Params::new(b"  tag = 98asjd8 ;lr; q=0.33;x=\"a;b\"");
+        let v: Vec<_> = p.iter().collect();
+        assert_eq!(v.len(), 4);
+        assert_eq!(p.get("TAG"), Some(Some(&b"98asjd8"[..])));
+        assert_eq!(p.get("lr"), Some(None));
+        assert_eq!(p.value("x"), Some(&b"\"a;b\""[..]));
+        assert_eq!(p.get("nope"), None);
+        assert!(Params::new(b"").is_empty());
+        assert!(Params::new(b" ; ").is_empty());
+    }
+
+    #[test]
+    fn header_param_grammar() {
+        assert!(check_header_params(b"tag=1;lr;q = 0.3;received=[::1]").is_ok());
+        assert!(check_header_params(b"x=\"quoted;semi\"").is_ok());
+        assert_eq!(check_header_params(b";").unwrap_err().1, "empty parameter");
+        assert!(check_header_params(b"a=").is_err());
+        assert!(check_header_params(b"a b=1").is_err());
+        assert!(check_header_params(b"x=\"open").is_err());
+        assert!(check_header_params(b"a=b c").is_err());
+    }
+
+    #[test]
+    fn uri_param_grammar() {
+        assert!(check_uri_params(b"transport=tcp;lr;%6C%72;n%61me=v%61lue%25%34%31").is_ok());
+        assert!(check_uri_params(b"lr;").is_err());
+        assert!(check_uri_params(b"a=").is_err());
+        assert!(check_uri_params(b"a b").is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! Via values.
+
+use crate::chars::{is, is_lws, parse_digits, skip_lws, HOST, TOKEN};
+use crate::error::{syntax, ParseError};
+use crate::params::{check_header_params, Params};
+
+/// One Via value: `SIP / 2.0 / UDP host[:port] *(;param)`. A Via header line may hold
+/// several; see [`crate::SipMessage::vias`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    raw: &'a [u8],
+    protocol: &'a [u8],
+    version: &'a [u8],
+    transport: &'a [u8],
+    host: &'a [u8],
+    port: Option<u16>,
+    params: Option<&'a [u8]>,
+}
+
+fn token_at(s: &[u8], i: usize) -> usize {
+    let mut k = i;
+    while k < s.len() && is(s[k], TOKEN) {
+        k += 1;
+    }
+    k
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value. Known parameters are checked too: `branch`, `received` and
+    /// `maddr` need a value, `rport` a port number when it has one, `ttl` 0..=255.
+    pub fn parse(input: &'a [u8]) -> Result<Via<'a>, ParseError> {
+        let mut end = input.len();
+        while end > 0 && is_lws(input[end - 1]) {
+            end -= 1;
+        }
+        let s = &input[..end];
+        let mut i = skip_lws(s, 0);
+        let mut parts: [&[u8]; 3] = [&[]; 3];
+        for (n, part) in parts.iter_mut().enumerate() {
+            if n > 0 {
+                i = skip_lws(s, i);
+                if s.get(i) != Some(&b'/') {
+                    return Err(syntax(i, "expected '/' in sent-protocol"));
+                }
+                i = skip_lws(s, i + 1);
+            }
+            let e = token_at(s, i);
+            if e == i {
+                return Err(syntax(i, "invalid sent-protocol"));
+            }
+            *part = &s[i..e];
+            i = e;
+        }
+        let ws = i;
+        i = skip_lws(s, i);
+        if i == ws {
+            return Err(syntax(i, "expected blank before sent-by"));
+        }
+        let hs = i;
+        if s.get(i) == Some(&b'[') {
+            let close = memchr::memchr(b']', &s[i..])
+                .ok_or_else(|| syntax(i, "unterminated IPv6 reference"))?;
+            let inner = &s[i + 1..i + close];
+            if inner.len() < 2
+                || !inner
+                    .iter()
+                    .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+            {
+                return Err(syntax(i, "invalid IPv6 reference"));
+            }
+            i += close + 1;
+        } else {
+            while i < s.len() && is(s[i], HOST) {
+                i += 1;
+            }
+            if i == hs {
+                return Err(syntax(i, "missing sent-by host"));
+            }
+        }
+        let host = &s[hs..i];
+        i = skip_lws(s, i);
+        let mut port = None;
+        if s.get(i) == Some(&b':') {
+            i = skip_lws(s, i + 1);
+            let ps = i;
+            while i < s.len() && s[i].is_ascii_digit() {
+                i += 1;
+            }
+            port = Some(
+                parse_digits(&s[ps..i], u64::from(u16::MAX))
+                    .ok_or_else(|| syntax(ps, "invalid sent-by port"))? as u16,
+            );
+            i = skip_lws(s, i);
+        }
+        let params = match s.get(i) {
+            None => None,
+            Some(b';') => {
+                let p = &s[i + 1..];
+                check_header_params(p).map_err(|(o, w)| syntax(i + 1 + o, w))?;
+                check_known(p).map_err(|w| syntax(i + 1, w))?;
+                Some(p)
+            }
+            Some(_) => return Err(syntax(i, "unexpected character in Via")),
+        };
+        Ok(Via {
+            raw: s,
+            protocol: parts[0],
+            version: parts[1],
+            transport: parts[2],
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// The value as parsed.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// `SIP` in `SIP/2.0/UDP`.
+    pub fn protocol(&self) -> &'a [u8] {
+        self.protocol
+    }
+
+    /// `2.0` in `SIP/2.0/UDP`.
+    pub fn version(&self) -> &'a [u8] {
+        self.version
+    }
+
+    /// The transport token as written (`UDP`, `tcp`, `WSS`, `SCTP`, unknown ones too).
+    pub fn transport(&self) -> &'a [u8] {
+        self.transport
+    }
+
+    /// The sent-by host; an IPv6 reference keeps its brackets.
+    pub fn host(&self) -> &'a [u8] {
+        self.host
+    }
+
+    /// The sent-by port, if given.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// All parameters.
+    pub fn params(&self) -> Params<'a> {
+        Params::new(self.params.unwrap_or_default())
+    }
+
+    /// Raw parameter text after the first `;`.
+    pub fn params_raw(&self) -> Option<&'a [u8]> {
+        self.params
+    }
+
+    /// Parameter lookup, case-insensitive.
+    pub fn param(&self, name: &str) -> Option<Option<&'a [u8]>> {
+        self.params().get(name)
+    }
+
+    /// The `branch` value.
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.params().value("branch")
+    }
+
+    /// The `received` value.
+    pub fn received(&self) -> Option<&'a [u8]> {
+        self.params().value("received")
+    }
+
+    /// The `maddr` value.
+    pub fn maddr(&self) -> Option<&'a [u8]> {
+        self.params().value("maddr")
+    }
+
+    /// `rport` (RFC 3581): `None` when absent, `Some(None)` for the bare flag a client
+    /// sends, `Some(Some(port))` once filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params().get("rport").map(|v| {
+            v.and_then(|v| parse_digits(v, u64::from(u16::MAX)))
+                .map(|p| p as u16)
+        })
+    }
+
+    /// The `ttl` value.
+    pub fn ttl(&self) -> Option<u8> {
+        self.params()
+            .value("ttl")
+            .and_then(|v| parse_digits(v, 255))
+            .map(|t| t as u8)
+    }
+
+    /// True when the branch carries the RFC 3261 magic cookie `z9hG4bK`.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with(b"z9hG4bK"))
+    }
+}
+
+fn check_known(p: &[u8]) -> Result<(), &'static str> {
+    for (name, value) in Params::new(p) {
+        let lower = |n: &[u8]| n.eq_ignore_ascii_case(name);
+        if lower(b"branch") || lower(b"received") || lower(b"maddr") {
+            if value.is_none() {
+                return Err("Via parameter needs a value");
+            }
+        } else if lower(b"rport") {
+            if let Some(v) = value {
+                if parse_digits(v, u64::from(u16::MAX)).is_none() {
+                    return Err("invalid rport");
+                }
+            }
+        } else if lower(b"ttl") && value.and_then(|v| parse_digits(v, 255)).is_none() {
+            return Err("invalid ttl");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts() {
+        let v = Via::parse(b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776;rport;received=1.2.3.4")
+            .unwrap();
+        assert_eq!(v.protocol(), b"SIP");
+        assert_eq!(v.version(), b"2.0");
+        assert_eq!(v.transport(), b"UDP");
+        assert_eq!(v.host(), b"10.0.0.1");
+        assert_eq!(v.port(), Some(5060));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK776"[..]));
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), Some(&b"1.2.3.4"[..]));
+        assert!(v.has_rfc3261_branch());
+        let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.transport(), b"UDP");
+        assert_eq!(v.host(), b"192.0.2.2");
+        let v = Via::parse(b"SIP/2.0/TCP [2001:db8::9]:5070 ; rport=5071 ; ttl=16 ; maddr=224.2.0.1")
+            .unwrap();
+        assert_eq!(v.host(), b"[2001:db8::9]");
+        assert_eq!(v.rport(), Some(Some(5071)));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.maddr(), Some(&b"224.2.0.1"[..]));
+        let v = Via::parse(b"SIP/2.0/UDP 192.0.2.2 ; received=2001:db8::1").unwrap();
+        assert_eq!(v.received(), Some(&b"2001:db8::1"[..]));
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            &b""[..],
+            b"SIP/2.0/UDP",
+            b"SIP/2.0 host",
+            b"SIP/2.0/UDPhost",
+            b"SIP/2.0/UDP 192.0.2.15;;",
+            b"SIP/2.0/UDP host:",
+            b"SIP/2.0/UDP host:70000",
+            b"SIP/2.0/UDP host;branch",
+            b"SIP/2.0/UDP host;rport=x",
+            b"SIP/2.0/UDP host;ttl=256",
+            b"SIP/2.0/UDP host x",
+            b"SIP/2.0/UDP [::1",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
