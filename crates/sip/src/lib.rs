@@ -22,3 +22,6 @@ pub use scalars::CSeq;
 pub use uri::{Scheme, Uri};
 pub use via::Via;
 mod edit;
+mod frame;
+mod validate;
+pub use frame::frame_len;
