@@ -25,3 +25,5 @@ mod edit;
 mod frame;
 mod validate;
 pub use frame::frame_len;
+mod reply;
+pub use reply::ReplyBuilder;
