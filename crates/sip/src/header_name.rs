@@ -29,12 +29,9 @@ macro_rules! header_names {
                 }
             }
 
-            fn from_lower(l: &[u8]) -> HeaderName {
-                match l {
-                    $( $lower => HeaderName::$var, )*
-                    _ => HeaderName::Other,
-                }
-            }
+            const ALL: &'static [(&'static [u8], HeaderName)] = &[
+                $( ($lower, HeaderName::$var), )*
+            ];
         }
     };
 }
@@ -117,16 +114,38 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        // The longest known name is 20 bytes; anything longer is an extension.
-        let mut low = [0u8; 24];
-        if name.len() > low.len() {
+        // Bucketed by length and first letter: a header name is classified with one or
+        // two case-insensitive compares instead of a walk over every known name.
+        let first = match name.first() {
+            Some(c) => c.to_ascii_lowercase(),
+            None => return HeaderName::Other,
+        };
+        let Some(bucket) = buckets().get(name.len()) else {
             return HeaderName::Other;
+        };
+        for &(lower, kind) in bucket {
+            if lower[0] == first && lower.eq_ignore_ascii_case(name) {
+                return kind;
+            }
         }
-        for (d, s) in low.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        HeaderName::from_lower(&low[..name.len()])
+        HeaderName::Other
     }
+}
+
+const MAX_KNOWN: usize = 24;
+
+fn buckets() -> &'static [Vec<(&'static [u8], HeaderName)>; MAX_KNOWN] {
+    static B: std::sync::OnceLock<[Vec<(&'static [u8], HeaderName)>; MAX_KNOWN]> =
+        std::sync::OnceLock::new();
+    B.get_or_init(|| {
+        let mut b: [Vec<(&'static [u8], HeaderName)>; MAX_KNOWN] = Default::default();
+        for &(lower, kind) in HeaderName::ALL {
+            if let Some(v) = b.get_mut(lower.len()) {
+                v.push((lower, kind));
+            }
+        }
+        b
+    })
 }
 
 impl std::fmt::Display for HeaderName {

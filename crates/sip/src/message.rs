@@ -10,7 +10,7 @@ use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::scalars::{check_call_id, parse_content_length, parse_max_forwards, CSeq};
 use crate::uri::Uri;
-use crate::via::Via;
+use crate::via::{via_list, Via};
 
 /// Largest buffer the parser accepts. Offsets are `u32`, and data added by edits is
 /// addressed past the end of the buffer, so half the range is kept for it.
@@ -358,26 +358,7 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
 /// edited values, so these headers stay valid for the life of the message.
 pub(crate) fn check_hot(kind: HeaderName, v: &[u8], base: usize) -> Result<(), ParseError> {
     let res = match kind {
-        HeaderName::Via => {
-            let mut n = 0;
-            for elem in CommaList::new(v) {
-                n += 1;
-                let off = base + offset_in(v, elem);
-                if elem.is_empty() {
-                    return Err(ParseError::Header {
-                        name: kind,
-                        offset: off,
-                        what: "empty Via value",
-                    });
-                }
-                Via::parse(elem).map_err(|e| e.in_header(kind, off))?;
-            }
-            if n == 0 {
-                Err(crate::error::syntax(0, "empty Via"))
-            } else {
-                Ok(())
-            }
-        }
+        HeaderName::Via => via_list(v).try_for_each(|r| r.map(|_| ())),
         HeaderName::From | HeaderName::To => NameAddr::parse(v).map(|_| ()),
         HeaderName::CallId => check_call_id(v),
         HeaderName::CSeq => CSeq::parse(v).map(|_| ()),
@@ -675,8 +656,10 @@ impl SipMessage {
 
     /// Every Via value, top first, across lines and commas.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, ParseError>> + '_ {
-        self.elements(HeaderName::Via)
-            .map(|(e, off)| Via::parse(e).map_err(|x| x.in_header(HeaderName::Via, off)))
+        self.entries_of(HeaderName::Via).flat_map(move |h| {
+            let base = h.value.start as usize;
+            via_list(self.get(h.value)).map(move |r| r.map_err(|e| e.in_header(HeaderName::Via, base)))
+        })
     }
 
     /// The topmost Via value.

@@ -1,6 +1,6 @@
 //! `;name[=value]` parameter lists, shared by URIs and header values.
 
-use crate::chars::{check_escaped, eq_ic, is, is_lws, scan_quoted, trim_lws, PARAM, TOKEN};
+use crate::chars::{check_escaped, eq_ic, is, scan_quoted, skip_lws, trim_lws, PARAM, TOKEN};
 
 /// A parameter list as it appears on the wire, without the leading `;`. Iteration and
 /// lookup are done on demand; nothing is decoded or copied. In header values, blanks
@@ -98,51 +98,61 @@ impl<'a> Iterator for ParamIter<'a> {
     }
 }
 
-/// `generic-param` list of a header value (`token [EQUAL gen-value]`, with LWS around
-/// `;` and `=`). Offsets are relative to `raw`.
-pub(crate) fn check_header_params(raw: &[u8]) -> Result<(), (usize, &'static str)> {
-    let mut off = 0;
+/// Scans `generic-param *(SEMI generic-param)` (`token [EQUAL gen-value]`, LWS allowed
+/// around `;` and `=`) in one pass, starting just after the first `;`. Each parameter is
+/// handed to `each` for rules of known parameters. Stops at the end of `s`, or at a
+/// top-level `,` when `stop_at_comma`; returns that offset.
+pub(crate) fn scan_header_params(
+    s: &[u8],
+    mut i: usize,
+    stop_at_comma: bool,
+    each: &mut dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), &'static str>,
+) -> Result<usize, (usize, &'static str)> {
     loop {
-        let rest = raw.get(off..).unwrap_or_default();
-        let (piece, next) = split_semi(rest);
-        let lead = piece.iter().take_while(|c| is_lws(**c)).count();
-        let p = trim_lws(piece);
-        let base = off + lead;
-        if p.is_empty() {
-            return Err((base, "empty parameter"));
+        i = skip_lws(s, i);
+        let ns = i;
+        while i < s.len() && is(s[i], TOKEN) {
+            i += 1;
         }
-        let (name, value) = match memchr::memchr(b'=', p) {
-            Some(e) => (trim_lws(&p[..e]), Some((e + 1, &p[e + 1..]))),
-            None => (p, None),
-        };
-        if !name.iter().all(|&c| is(c, TOKEN)) || name.is_empty() {
-            return Err((base, "invalid parameter name"));
+        if i == ns {
+            let what = match s.get(i) {
+                None | Some(b';') | Some(b',') => "empty parameter",
+                Some(_) => "invalid parameter name",
+            };
+            return Err((ns, what));
         }
-        if let Some((voff, v)) = value {
-            let vlead = v.iter().take_while(|c| is_lws(**c)).count();
-            let v = trim_lws(v);
-            let vbase = base + voff + vlead;
-            if v.is_empty() {
-                return Err((vbase, "empty parameter value"));
-            }
-            if v[0] == b'"' {
-                match scan_quoted(v, 0) {
-                    Ok(end) if end == v.len() => {}
-                    Ok(end) => return Err((vbase + end, "data after quoted parameter value")),
-                    Err((at, what)) => return Err((vbase + at, what)),
+        let name = &s[ns..i];
+        i = skip_lws(s, i);
+        let mut value = None;
+        if s.get(i) == Some(&b'=') {
+            i = skip_lws(s, i + 1);
+            let vs = i;
+            if s.get(i) == Some(&b'"') {
+                i = scan_quoted(s, i)?;
+            } else {
+                while i < s.len() && (is(s[i], TOKEN) || matches!(s[i], b':' | b'[' | b']')) {
+                    i += 1;
                 }
-            } else if let Some(bad) = v
-                .iter()
-                .position(|&c| !(is(c, TOKEN) || c == b':' || c == b'[' || c == b']'))
-            {
-                return Err((vbase + bad, "invalid character in parameter value"));
+                if i == vs {
+                    return Err((vs, "empty or invalid parameter value"));
+                }
             }
+            value = Some(&s[vs..i]);
+            i = skip_lws(s, i);
         }
-        match next {
-            Some(_) => off += piece.len() + 1,
-            None => return Ok(()),
+        each(name, value).map_err(|w| (ns, w))?;
+        match s.get(i) {
+            None => return Ok(i),
+            Some(b';') => i += 1,
+            Some(b',') if stop_at_comma => return Ok(i),
+            Some(_) => return Err((i, "invalid character in parameter")),
         }
     }
+}
+
+/// A whole `generic-param` list (no trailing data). Offsets relative to `raw`.
+pub(crate) fn check_header_params(raw: &[u8]) -> Result<(), (usize, &'static str)> {
+    scan_header_params(raw, 0, false, &mut |_, _| Ok(())).map(|_| ())
 }
 
 /// `uri-parameters` (no blanks; `%HH` escapes allowed). Offsets relative to `raw`.
@@ -194,6 +204,7 @@ mod tests {
         assert!(check_header_params(b"tag=1;lr;q = 0.3;received=[::1]").is_ok());
         assert!(check_header_params(b"x=\"quoted;semi\"").is_ok());
         assert_eq!(check_header_params(b";").unwrap_err().1, "empty parameter");
+        assert_eq!(scan_header_params(b"a=1;b , x", 0, true, &mut |_, _| Ok(())), Ok(6));
         assert!(check_header_params(b"a=").is_err());
         assert!(check_header_params(b"a b=1").is_err());
         assert!(check_header_params(b"x=\"open").is_err());

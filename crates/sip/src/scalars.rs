@@ -65,12 +65,18 @@ pub(crate) fn parse_content_length(v: &[u8]) -> Result<usize, ParseError> {
 /// Call-ID: `word ["@" word]`.
 pub(crate) fn check_call_id(v: &[u8]) -> Result<(), ParseError> {
     let v = trim_lws(v);
-    let mut parts = v.splitn(2, |&c| c == b'@');
-    let ok = parts.all(|w| !w.is_empty() && w.iter().all(|&c| is(c, WORD)));
-    if ok {
-        Ok(())
-    } else {
-        Err(syntax(0, "invalid Call-ID"))
+    let mut at = None;
+    for (i, &c) in v.iter().enumerate() {
+        if c == b'@' && at.is_none() {
+            at = Some(i);
+        } else if !is(c, WORD) {
+            return Err(syntax(i, "invalid character in Call-ID"));
+        }
+    }
+    match at {
+        _ if v.is_empty() => Err(syntax(0, "empty Call-ID")),
+        Some(a) if a == 0 || a + 1 == v.len() => Err(syntax(a, "empty word in Call-ID")),
+        _ => Ok(()),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::chars::{is, is_lws, parse_digits, skip_lws, HOST, TOKEN};
 use crate::error::{syntax, ParseError};
-use crate::params::{check_header_params, Params};
+use crate::params::{scan_header_params, Params};
 
 /// One Via value: `SIP / 2.0 / UDP host[:port] *(;param)`. A Via header line may hold
 /// several; see [`crate::SipMessage::vias`].
@@ -29,12 +29,18 @@ impl<'a> Via<'a> {
     /// Parses one Via value. Known parameters are checked too: `branch`, `received` and
     /// `maddr` need a value, `rport` a port number when it has one, `ttl` 0..=255.
     pub fn parse(input: &'a [u8]) -> Result<Via<'a>, ParseError> {
-        let mut end = input.len();
-        while end > 0 && is_lws(input[end - 1]) {
-            end -= 1;
+        match Via::parse_at(input, 0)? {
+            (v, None) => Ok(v),
+            (_, Some(next)) => Err(syntax(next - 1, "unexpected ',' in a single Via value")),
         }
-        let s = &input[..end];
-        let mut i = skip_lws(s, 0);
+    }
+
+    /// Parses the Via value starting at `start` of a (possibly comma-separated) header
+    /// value; returns it and the offset after the `,` that ends it, if one does. Parsing
+    /// the list element by element this way avoids a separate splitting pass.
+    pub(crate) fn parse_at(s: &'a [u8], start: usize) -> Result<(Via<'a>, Option<usize>), ParseError> {
+        let mut i = skip_lws(s, start);
+        let vstart = i;
         let mut parts: [&[u8]; 3] = [&[]; 3];
         for (n, part) in parts.iter_mut().enumerate() {
             if n > 0 {
@@ -78,6 +84,7 @@ impl<'a> Via<'a> {
             }
         }
         let host = &s[hs..i];
+        let mut vend = i;
         i = skip_lws(s, i);
         let mut port = None;
         if s.get(i) == Some(&b':') {
@@ -90,27 +97,39 @@ impl<'a> Via<'a> {
                 parse_digits(&s[ps..i], u64::from(u16::MAX))
                     .ok_or_else(|| syntax(ps, "invalid sent-by port"))? as u16,
             );
+            vend = i;
             i = skip_lws(s, i);
         }
-        let params = match s.get(i) {
-            None => None,
-            Some(b';') => {
-                let p = &s[i + 1..];
-                check_header_params(p).map_err(|(o, w)| syntax(i + 1 + o, w))?;
-                check_known(p).map_err(|w| syntax(i + 1, w))?;
-                Some(p)
+        let mut params = None;
+        if s.get(i) == Some(&b';') {
+            let ps = i + 1;
+            let e = scan_header_params(s, ps, true, &mut check_known)
+                .map_err(|(o, w)| syntax(o, w))?;
+            let mut pe = e;
+            while pe > ps && is_lws(s[pe - 1]) {
+                pe -= 1;
             }
+            params = Some(&s[ps..pe]);
+            vend = pe;
+            i = e;
+        }
+        let next = match s.get(i) {
+            None => None,
+            Some(b',') => Some(i + 1),
             Some(_) => return Err(syntax(i, "unexpected character in Via")),
         };
-        Ok(Via {
-            raw: s,
-            protocol: parts[0],
-            version: parts[1],
-            transport: parts[2],
-            host,
-            port,
-            params,
-        })
+        Ok((
+            Via {
+                raw: &s[vstart..vend],
+                protocol: parts[0],
+                version: parts[1],
+                transport: parts[2],
+                host,
+                port,
+                params,
+            },
+            next,
+        ))
     }
 
     /// The value as parsed.
@@ -196,24 +215,45 @@ impl<'a> Via<'a> {
     }
 }
 
-fn check_known(p: &[u8]) -> Result<(), &'static str> {
-    for (name, value) in Params::new(p) {
-        let lower = |n: &[u8]| n.eq_ignore_ascii_case(name);
-        if lower(b"branch") || lower(b"received") || lower(b"maddr") {
-            if value.is_none() {
-                return Err("Via parameter needs a value");
-            }
-        } else if lower(b"rport") {
-            if let Some(v) = value {
-                if parse_digits(v, u64::from(u16::MAX)).is_none() {
-                    return Err("invalid rport");
-                }
-            }
-        } else if lower(b"ttl") && value.and_then(|v| parse_digits(v, 255)).is_none() {
-            return Err("invalid ttl");
+fn check_known(name: &[u8], value: Option<&[u8]>) -> Result<(), &'static str> {
+    // Only names that start like a known parameter need a closer look.
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'b' | b'r' | b'm' | b't') => {}
+        _ => return Ok(()),
+    }
+    let is = |n: &[u8]| n.eq_ignore_ascii_case(name);
+    if is(b"branch") || is(b"received") || is(b"maddr") {
+        if value.is_none() {
+            return Err("Via parameter needs a value");
         }
+    } else if is(b"rport") {
+        if let Some(v) = value {
+            if parse_digits(v, u64::from(u16::MAX)).is_none() {
+                return Err("invalid rport");
+            }
+        }
+    } else if is(b"ttl") && value.and_then(|v| parse_digits(v, 255)).is_none() {
+        return Err("invalid ttl");
     }
     Ok(())
+}
+
+/// Every Via value of one header value, in order.
+pub(crate) fn via_list(v: &[u8]) -> impl Iterator<Item = Result<Via<'_>, ParseError>> {
+    let mut pos = Some(0);
+    std::iter::from_fn(move || {
+        let p = pos?;
+        match Via::parse_at(v, p) {
+            Ok((via, next)) => {
+                pos = next;
+                Some(Ok(via))
+            }
+            Err(e) => {
+                pos = None;
+                Some(Err(e))
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -247,6 +287,20 @@ mod tests {
     }
 
     #[test]
+    fn lists() {
+        let v: Vec<_> = via_list(b"SIP/2.0/UDP a;branch=1 , SIP/2.0/TCP b:5060 ,SIP/2.0/UDP c;x=\"q,q\"")
+            .map(|v| v.unwrap())
+            .collect();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].as_bytes(), b"SIP/2.0/UDP a;branch=1");
+        assert_eq!(v[0].params_raw(), Some(&b"branch=1"[..]));
+        assert_eq!(v[1].port(), Some(5060));
+        assert_eq!(v[2].param("x"), Some(Some(&b"\"q,q\""[..])));
+        assert!(via_list(b"SIP/2.0/UDP a,").last().unwrap().is_err());
+        assert!(via_list(b"SIP/2.0/UDP a,,SIP/2.0/UDP b").any(|v| v.is_err()));
+    }
+
+    #[test]
     fn rejects() {
         for bad in [
             &b""[..],
@@ -261,6 +315,7 @@ mod tests {
             b"SIP/2.0/UDP host;ttl=256",
             b"SIP/2.0/UDP host x",
             b"SIP/2.0/UDP [::1",
+            b"SIP/2.0/UDP a, SIP/2.0/UDP b",
         ] {
             assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
