@@ -187,8 +187,9 @@ impl Pv for RuriPv {
             UriPart::Host => rewrite_uri(&cur, UriPart2::Host, new_bytes.as_deref())?,
             UriPart::Port => rewrite_uri(&cur, UriPart2::Port, new_bytes.as_deref())?,
         };
-        ctx.msg.set_request_uri(Bytes::from(new_uri));
-        Ok(())
+        ctx.msg
+            .set_request_uri(&new_uri)
+            .map_err(|e| PvError::Invalid(format!("cannot set the request URI: {e}")))
     }
 
     fn writable(&self) -> bool {
@@ -694,7 +695,7 @@ impl Module for CorePvModule {
             ro("cs", |ctx| {
                 ctx.msg
                     .cseq()
-                    .map(|c| Value::Int(c.number as i64))
+                    .map(|c| Value::Int(c.seq as i64))
                     .unwrap_or_default()
             }),
         );
