@@ -278,6 +278,14 @@ pub struct MsgContext {
     /// `$T_branch_idx`.
     pub branch_idx: i32,
     pub ext: Extensions,
+    /// The running server, when there is one.
+    pub services: Option<std::sync::Arc<dyn crate::services::Services>>,
+}
+
+impl std::fmt::Debug for dyn crate::services::Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Services")
+    }
 }
 
 impl MsgContext {
@@ -294,7 +302,20 @@ impl MsgContext {
             rc: 1,
             branch_idx: 0,
             ext: Extensions::default(),
+            services: None,
         }
+    }
+
+    /// The server's services, or an error naming the function that needs them.
+    pub fn services(
+        &self,
+        function: &str,
+    ) -> Result<std::sync::Arc<dyn crate::services::Services>, crate::FnError> {
+        self.services.clone().ok_or_else(|| {
+            crate::FnError::new(format!(
+                "{function}() needs a running server (not available here)"
+            ))
+        })
     }
 }
 

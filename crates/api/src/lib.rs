@@ -19,6 +19,7 @@ pub mod format;
 pub mod pv;
 pub mod registry;
 pub mod route;
+pub mod services;
 pub mod transform;
 pub mod value;
 
@@ -32,6 +33,7 @@ pub use registry::{
     ParamDef, ParamType, Registry, RpcDef, RpcValue,
 };
 pub use route::{RouteKind, RouteMask};
+pub use services::{ForwardFlags, ReplyHeaders, Services, Target};
 pub use transform::{Transform, TransformClass};
 pub use value::{Value, Verdict};
 
