@@ -10,28 +10,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ferrosip_sip::SipMessage;
 
-const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
-Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport\r\n\
-Max-Forwards: 70\r\n\
-To: Bob <sip:bob@biloxi.example.com>\r\n\
-From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
-Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
-CSeq: 314159 INVITE\r\n\
-Contact: <sip:alice@pc33.atlanta.example.com;transport=udp>\r\n\
-Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, MESSAGE, SUBSCRIBE, INFO\r\n\
-Supported: replaces, timer\r\n\
-User-Agent: ExampleSoftPhone/1.2.3\r\n\
-Subject: Lunch?\r\n\
-Content-Type: application/sdp\r\n\
-Content-Length: 142\r\n\
-\r\n\
-v=0\r\n\
-o=alice 2890844526 2890844526 IN IP4 pc33.atlanta.example.com\r\n\
-s=-\r\n\
-c=IN IP4 192.0.2.101\r\n\
-t=0 0\r\n\
-m=audio 49172 RTP/AVP 0\r\n\
-a=rtpmap:0 PCMU/8000\r\n";
+/// A typical INVITE: 13 headers and an SDP body (CRLF line ends, byte-exact file).
+const INVITE: &[u8] = include_bytes!("invite.sip");
 
 fn ours_parse_access(buf: &Bytes) -> usize {
     let m = SipMessage::parse(buf.clone()).expect("parses");
@@ -71,11 +51,7 @@ fn rsip_parse_access(buf: &[u8]) -> usize {
         .map_or(0, |t| t.value().len());
     let call_id = req.call_id_header().expect("call-id").value().len();
     let cseq = req.cseq_header().expect("cseq").seq().expect("seq") as usize;
-    let mf = req
-        .max_forwards_header()
-        .expect("mf")
-        .num()
-        .expect("num") as usize;
+    let mf = req.max_forwards_header().expect("mf").num().expect("num") as usize;
     let host = req.uri.host().to_string().len();
     branch + from_tag + to_tag + call_id + cseq + mf + host
 }

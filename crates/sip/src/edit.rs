@@ -26,11 +26,16 @@ fn check_value(kind: HeaderName, value: &[u8]) -> Result<(), ParseError> {
     check_hot(kind, value, 0)
 }
 
+/// Checks a name for the generic header edits. Content-Length is refused there: it
+/// frames the message and only `set_body` keeps it equal to the body.
 fn check_name(name: &str) -> Result<HeaderName, ParseError> {
     if !is_token(name.as_bytes()) {
         return Err(edit_err("header name is not a token"));
     }
-    Ok(HeaderName::from_bytes(name.as_bytes()))
+    match HeaderName::from_bytes(name.as_bytes()) {
+        HeaderName::ContentLength => Err(edit_err("Content-Length follows the body; use set_body")),
+        kind => Ok(kind),
+    }
 }
 
 impl SipMessage {
@@ -138,7 +143,8 @@ impl SipMessage {
         let before = self.headers.len();
         self.headers.retain(|h| {
             let n = slice(buf, extra, h.name);
-            !(h.kind == kind && (kind != HeaderName::Other || n.eq_ignore_ascii_case(name.as_bytes())))
+            !(h.kind == kind
+                && (kind != HeaderName::Other || n.eq_ignore_ascii_case(name.as_bytes())))
         });
         let removed = before - self.headers.len();
         if removed > 0 {
@@ -216,7 +222,9 @@ impl SipMessage {
         let name_b = name.as_bytes();
         let (buf, extra) = (&self.buf, &self.extra);
         let matches = |h: &Hdr| {
-            h.kind == kind && (kind != HeaderName::Other || slice(buf, extra, h.name).eq_ignore_ascii_case(name_b))
+            h.kind == kind
+                && (kind != HeaderName::Other
+                    || slice(buf, extra, h.name).eq_ignore_ascii_case(name_b))
         };
         match self.headers.iter().position(matches) {
             Some(k) => {
@@ -369,8 +377,12 @@ abc";
     #[test]
     fn request_uri_and_headers() {
         let mut m = msg();
-        m.set_request_uri(b"sip:carol@c.example.com;transport=tcp").unwrap();
-        assert_eq!(m.request_uri(), Some(&b"sip:carol@c.example.com;transport=tcp"[..]));
+        m.set_request_uri(b"sip:carol@c.example.com;transport=tcp")
+            .unwrap();
+        assert_eq!(
+            m.request_uri(),
+            Some(&b"sip:carol@c.example.com;transport=tcp"[..])
+        );
         assert!(m.set_request_uri(b"not a uri").is_err());
         assert!(m.set_request_uri(b"sip:a@b\r\nX: y").is_err());
         m.add_header("X-Added", "yes").unwrap();
@@ -380,8 +392,12 @@ abc";
         assert!(m.add_header("Bad Name", "x").is_err());
         assert!(m.add_header("X-Inject", "a\r\nVia: evil").is_err());
         assert!(m.add_header("CSeq", "oops").is_err());
+        assert!(m.add_header("l", "5").is_err());
+        assert!(m.set_header("Content-Length", "5").is_err());
         let out = m.to_bytes();
-        assert!(out.starts_with(b"INVITE sip:carol@c.example.com;transport=tcp SIP/2.0\r\nX-First: 1\r\nVia:"));
+        assert!(out.starts_with(
+            b"INVITE sip:carol@c.example.com;transport=tcp SIP/2.0\r\nX-First: 1\r\nVia:"
+        ));
         assert!(out.ends_with(b"l: 3\r\nX-Added: yes\r\n\r\nabc"));
         assert_eq!(out.len(), m.len());
         let again = SipMessage::parse(out).unwrap();
@@ -395,7 +411,10 @@ abc";
         assert!(m.top_via().is_err());
         assert_eq!(m.remove_headers("X-A"), 1);
         assert_eq!(m.remove_headers("X-A"), 0);
-        assert_eq!(m.remove_headers_where(|n, _| n.len() > 2 && n[..2].eq_ignore_ascii_case(b"x-")), 1);
+        assert_eq!(
+            m.remove_headers_where(|n, _| n.len() > 2 && n[..2].eq_ignore_ascii_case(b"x-")),
+            1
+        );
         assert!(!m.has_header("x-b"));
         let out = m.to_bytes();
         assert!(!out.windows(4).any(|w| w == b"Via:"));
@@ -405,7 +424,8 @@ abc";
     #[test]
     fn vias() {
         let mut m = msg();
-        m.prepend_via("SIP/2.0/UDP proxy.example.com;branch=z9hG4bKnew").unwrap();
+        m.prepend_via("SIP/2.0/UDP proxy.example.com;branch=z9hG4bKnew")
+            .unwrap();
         assert_eq!(m.top_via().unwrap().branch(), Some(&b"z9hG4bKnew"[..]));
         assert_eq!(m.vias().count(), 4);
         assert!(m.prepend_via("garbage").is_err());
@@ -416,7 +436,12 @@ abc";
         m.remove_top_via().unwrap();
         assert_eq!(m.top_via().unwrap().branch(), Some(&b"z9hG4bKd"[..]));
         m.remove_top_via().unwrap();
-        assert!(matches!(m.remove_top_via(), Err(ParseError::MissingHeader { name: HeaderName::Via })));
+        assert!(matches!(
+            m.remove_top_via(),
+            Err(ParseError::MissingHeader {
+                name: HeaderName::Via
+            })
+        ));
         let out = m.to_bytes();
         assert!(SipMessage::parse(out).is_ok());
     }
@@ -427,7 +452,10 @@ abc";
         m.remove_top_via().unwrap();
         let out = m.to_bytes();
         let s = String::from_utf8_lossy(&out);
-        assert!(s.contains("\r\nVia: SIP/2.0/UDP c.example.com;branch=z9hG4bK0\r\nv: SIP/2.0/TCP"), "{s}");
+        assert!(
+            s.contains("\r\nVia: SIP/2.0/UDP c.example.com;branch=z9hG4bK0\r\nv: SIP/2.0/TCP"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -447,10 +475,14 @@ abc";
         assert_eq!(m.header("s"), Some(&b"plain"[..]));
         m.set_header("X-New", "n").unwrap();
         assert_eq!(m.header("X-New"), Some(&b"n"[..]));
-        let mut no_mf = SipMessage::parse(Bytes::from_static(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n")).unwrap();
+        let mut no_mf =
+            SipMessage::parse(Bytes::from_static(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n")).unwrap();
         no_mf.set_max_forwards(70);
         no_mf.set_body(Bytes::new());
-        assert_eq!(&no_mf.to_bytes()[..], b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            &no_mf.to_bytes()[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]

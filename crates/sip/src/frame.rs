@@ -33,7 +33,11 @@ pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ParseError> {
     if total - idx.base > max {
         return Err(ParseError::TooLarge { max });
     }
-    Ok(if buf.len() >= total { Some(total) } else { None })
+    Ok(if buf.len() >= total {
+        Some(total)
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]
@@ -61,7 +65,10 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(frame_len(MSG, 10), Err(ParseError::TooLarge { max: 10 }));
-        assert_eq!(frame_len(&[b'A'; 100], 50), Err(ParseError::TooLarge { max: 50 }));
+        assert_eq!(
+            frame_len(&[b'A'; 100], 50),
+            Err(ParseError::TooLarge { max: 50 })
+        );
         assert_eq!(
             frame_len(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n", 1000),
             Err(ParseError::MissingContentLength)

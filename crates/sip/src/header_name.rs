@@ -1,7 +1,7 @@
 //! Known header names, their compact forms and a case-insensitive classifier.
 
 macro_rules! header_names {
-    ($( $(#[$doc:meta])* $var:ident => $canon:literal, $lower:literal, $compact:expr; )*) => {
+    ($( $(#[$doc:meta])* $var:ident => $canon:literal, $_lower:literal, $compact:expr; )*) => {
         /// A header name the engine knows, compared case-insensitively and with compact
         /// forms folded into their long form (`v` is `Via`). Everything else is `Other`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,9 +29,6 @@ macro_rules! header_names {
                 }
             }
 
-            const ALL: &'static [(&'static [u8], HeaderName)] = &[
-                $( ($lower, HeaderName::$var), )*
-            ];
         }
     };
 }
@@ -89,6 +86,14 @@ header_names! {
 impl HeaderName {
     /// Classifies a raw header name (case-insensitive, compact forms included).
     pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if !crate::chars::is_token(name) {
+            return HeaderName::Other;
+        }
+        HeaderName::from_token(name)
+    }
+
+    /// [`HeaderName::from_bytes`] for a name already known to be a token.
+    pub(crate) fn from_token(name: &[u8]) -> HeaderName {
         if name.len() == 1 {
             return match name[0].to_ascii_lowercase() {
                 b'v' => HeaderName::Via,
@@ -114,38 +119,47 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        // Bucketed by length and first letter: a header name is classified with one or
-        // two case-insensitive compares instead of a walk over every known name.
-        let first = match name.first() {
-            Some(c) => c.to_ascii_lowercase(),
-            None => return HeaderName::Other,
-        };
-        let Some(bucket) = buckets().get(name.len()) else {
-            return HeaderName::Other;
-        };
-        for &(lower, kind) in bucket {
-            if lower[0] == first && lower.eq_ignore_ascii_case(name) {
-                return kind;
-            }
-        }
-        HeaderName::Other
+        classify_long(name)
     }
 }
 
-const MAX_KNOWN: usize = 24;
+/// ASCII-lowercases a token of known length by setting bit 0x20. For token characters
+/// this is exact against names made of lower-case letters and `-`: the only token byte
+/// it maps onto a letter is that letter's other case, and none maps onto `-`.
+#[inline(always)]
+fn fold<const N: usize>(name: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    for (d, s) in a.iter_mut().zip(name) {
+        *d = s | 0x20;
+    }
+    a
+}
 
-fn buckets() -> &'static [Vec<(&'static [u8], HeaderName)>; MAX_KNOWN] {
-    static B: std::sync::OnceLock<[Vec<(&'static [u8], HeaderName)>; MAX_KNOWN]> =
-        std::sync::OnceLock::new();
-    B.get_or_init(|| {
-        let mut b: [Vec<(&'static [u8], HeaderName)>; MAX_KNOWN] = Default::default();
-        for &(lower, kind) in HeaderName::ALL {
-            if let Some(v) = b.get_mut(lower.len()) {
-                v.push((lower, kind));
-            }
-        }
-        b
-    })
+/// Classifies names of two bytes or more: one jump on the length, then integer
+/// compares of the folded bytes against the few names of that length.
+#[rustfmt::skip]
+fn classify_long(name: &[u8]) -> HeaderName {
+    match name.len() {
+            2 => match &fold::<2>(name) { b"to" => HeaderName::To, _ => HeaderName::Other },
+            3 => match &fold::<3>(name) { b"via" => HeaderName::Via, _ => HeaderName::Other },
+            4 => match &fold::<4>(name) { b"from" => HeaderName::From, b"cseq" => HeaderName::CSeq, b"date" => HeaderName::Date, b"path" => HeaderName::Path, b"rseq" => HeaderName::RSeq, b"rack" => HeaderName::RAck, _ => HeaderName::Other },
+            5 => match &fold::<5>(name) { b"route" => HeaderName::Route, b"event" => HeaderName::Event, b"allow" => HeaderName::Allow, _ => HeaderName::Other },
+            6 => match &fold::<6>(name) { b"server" => HeaderName::Server, b"accept" => HeaderName::Accept, _ => HeaderName::Other },
+            7 => match &fold::<7>(name) { b"call-id" => HeaderName::CallId, b"contact" => HeaderName::Contact, b"subject" => HeaderName::Subject, b"expires" => HeaderName::Expires, b"require" => HeaderName::Require, b"warning" => HeaderName::Warning, b"privacy" => HeaderName::Privacy, _ => HeaderName::Other },
+            8 => match &fold::<8>(name) { b"refer-to" => HeaderName::ReferTo, b"identity" => HeaderName::Identity, _ => HeaderName::Other },
+            9 => match &fold::<9>(name) { b"supported" => HeaderName::Supported, _ => HeaderName::Other },
+            10 => match &fold::<10>(name) { b"user-agent" => HeaderName::UserAgent, _ => HeaderName::Other },
+            11 => match &fold::<11>(name) { b"referred-by" => HeaderName::ReferredBy, b"min-expires" => HeaderName::MinExpires, b"unsupported" => HeaderName::Unsupported, b"retry-after" => HeaderName::RetryAfter, _ => HeaderName::Other },
+            12 => match &fold::<12>(name) { b"max-forwards" => HeaderName::MaxForwards, b"content-type" => HeaderName::ContentType, b"record-route" => HeaderName::RecordRoute, b"allow-events" => HeaderName::AllowEvents, _ => HeaderName::Other },
+            13 => match &fold::<13>(name) { b"identity-info" => HeaderName::IdentityInfo, b"authorization" => HeaderName::Authorization, b"proxy-require" => HeaderName::ProxyRequire, _ => HeaderName::Other },
+            14 => match &fold::<14>(name) { b"content-length" => HeaderName::ContentLength, b"accept-contact" => HeaderName::AcceptContact, b"reject-contact" => HeaderName::RejectContact, _ => HeaderName::Other },
+            15 => match &fold::<15>(name) { b"session-expires" => HeaderName::SessionExpires, _ => HeaderName::Other },
+            16 => match &fold::<16>(name) { b"content-encoding" => HeaderName::ContentEncoding, b"www-authenticate" => HeaderName::WwwAuthenticate, _ => HeaderName::Other },
+            18 => match &fold::<18>(name) { b"proxy-authenticate" => HeaderName::ProxyAuthenticate, _ => HeaderName::Other },
+            19 => match &fold::<19>(name) { b"request-disposition" => HeaderName::RequestDisposition, b"proxy-authorization" => HeaderName::ProxyAuthorization, b"content-disposition" => HeaderName::ContentDisposition, b"p-asserted-identity" => HeaderName::PAssertedIdentity, _ => HeaderName::Other },
+            20 => match &fold::<20>(name) { b"p-preferred-identity" => HeaderName::PPreferredIdentity, _ => HeaderName::Other },
+        _ => HeaderName::Other,
+    }
 }
 
 impl std::fmt::Display for HeaderName {
@@ -170,9 +184,18 @@ mod tests {
         assert_eq!(H::from_bytes(b"x"), H::SessionExpires);
         assert_eq!(H::from_bytes(b"X-Foo"), H::Other);
         assert_eq!(H::from_bytes(b""), H::Other);
+        assert_eq!(H::from_bytes(b"call\rid"), H::Other);
+        assert_eq!(H::from_bytes(b"Call_ID"), H::Other);
         assert_eq!(H::from_bytes(&[b'a'; 100]), H::Other);
         assert_eq!(H::from_bytes(b"P-Asserted-Identity"), H::PAssertedIdentity);
-        for h in [H::Via, H::From, H::To, H::CallId, H::ContentLength, H::ReferTo] {
+        for h in [
+            H::Via,
+            H::From,
+            H::To,
+            H::CallId,
+            H::ContentLength,
+            H::ReferTo,
+        ] {
             assert_eq!(H::from_bytes(h.as_str().as_bytes()), h);
             if let Some(c) = h.compact() {
                 assert_eq!(H::from_bytes(&[c]), h);

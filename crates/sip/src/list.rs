@@ -58,8 +58,7 @@ mod tests {
 
     #[test]
     fn split() {
-        let v: Vec<_> =
-            CommaList::new(b" <sip:a,b@x>;q=1 , \"x,y\" <sip:c@d> ,sip:e@f").collect();
+        let v: Vec<_> = CommaList::new(b" <sip:a,b@x>;q=1 , \"x,y\" <sip:c@d> ,sip:e@f").collect();
         assert_eq!(
             v,
             [&b"<sip:a,b@x>;q=1"[..], b"\"x,y\" <sip:c@d>", b"sip:e@f"]

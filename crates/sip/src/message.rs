@@ -170,9 +170,7 @@ fn parse_start_line(buf: &[u8], base: usize, le: usize) -> Result<StartLine, Par
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) || !terminated {
             return Err(start_err(base + cs, "status code must be three digits"));
         }
-        let status = code
-            .iter()
-            .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+        let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
         if !(100..=699).contains(&status) {
             return Err(start_err(base + cs, "status code out of range"));
         }
@@ -181,7 +179,10 @@ fn parse_start_line(buf: &[u8], base: usize, le: usize) -> Result<StartLine, Par
             .iter()
             .position(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
         {
-            return Err(start_err(base + rs + bad, "control character in reason phrase"));
+            return Err(start_err(
+                base + rs + bad,
+                "control character in reason phrase",
+            ));
         }
         return Ok(StartLine::Response {
             version: Span::new(base, base + sp),
@@ -200,8 +201,8 @@ fn parse_start_line(buf: &[u8], base: usize, le: usize) -> Result<StartLine, Par
         return Err(start_err(base + i, "invalid character in method"));
     }
     let us = i + 1;
-    let ulen = memchr::memchr(b' ', &line[us..])
-        .ok_or_else(|| start_err(le, "missing SIP version"))?;
+    let ulen =
+        memchr::memchr(b' ', &line[us..]).ok_or_else(|| start_err(le, "missing SIP version"))?;
     if ulen == 0 {
         return Err(start_err(base + us, "more than one SP in Request-Line"));
     }
@@ -321,7 +322,7 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
         while b > a && is_lws(buf[b - 1]) {
             b -= 1;
         }
-        let kind = HeaderName::from_bytes(&buf[ns..ne]);
+        let kind = HeaderName::from_token(&buf[ns..ne]);
         if kind == HeaderName::ContentLength && content_length.is_none() {
             content_length = Some(headers.len());
         }
@@ -549,7 +550,8 @@ impl SipMessage {
     pub(crate) fn entries<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Hdr> + 's {
         let kind = HeaderName::from_bytes(name.as_bytes());
         self.headers.iter().filter(move |h| {
-            h.kind == kind && (kind != HeaderName::Other || eq_ic(self.get(h.name), name.as_bytes()))
+            h.kind == kind
+                && (kind != HeaderName::Other || eq_ic(self.get(h.name), name.as_bytes()))
         })
     }
 
@@ -658,7 +660,8 @@ impl SipMessage {
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, ParseError>> + '_ {
         self.entries_of(HeaderName::Via).flat_map(move |h| {
             let base = h.value.start as usize;
-            via_list(self.get(h.value)).map(move |r| r.map_err(|e| e.in_header(HeaderName::Via, base)))
+            via_list(self.get(h.value))
+                .map(move |r| r.map_err(|e| e.in_header(HeaderName::Via, base)))
         })
     }
 
@@ -807,7 +810,10 @@ v=0\r\nEXTRA";
         assert_eq!(m.headers_named("v").count(), 2);
         assert!(m.has_header("i"));
         assert!(!m.has_header("Route"));
-        assert_eq!(m.call_id(), Some(&b"a84b4c76e66710@pc33.atlanta.example.com"[..]));
+        assert_eq!(
+            m.call_id(),
+            Some(&b"a84b4c76e66710@pc33.atlanta.example.com"[..])
+        );
         assert_eq!(&m.call_id_bytes().unwrap()[..], m.call_id().unwrap());
         let c = m.cseq().unwrap();
         assert_eq!((c.seq, c.method()), (314159, Method::Invite));
@@ -868,28 +874,50 @@ v=0\r\nEXTRA";
     fn malformed() {
         assert_eq!(err(b""), ParseError::Empty);
         assert_eq!(err(b"\r\n\r\n"), ParseError::Empty);
-        assert!(matches!(err(b"INVITE sip:a@b SIP/2.0"), ParseError::Truncated { .. }));
-        assert!(matches!(err(b"INVITE sip:a@b"), ParseError::Truncated { .. }));
-        assert!(matches!(err(b"INVITE sip:a@b\r\n\r\n"), ParseError::StartLine { .. }));
+        assert!(matches!(
+            err(b"INVITE sip:a@b SIP/2.0"),
+            ParseError::Truncated { .. }
+        ));
+        assert!(matches!(
+            err(b"INVITE sip:a@b"),
+            ParseError::Truncated { .. }
+        ));
+        assert!(matches!(
+            err(b"INVITE sip:a@b\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n"),
             ParseError::Truncated { .. }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nCSeq: x INVITE\r\n\r\n"),
-            ParseError::Header { name: HeaderName::CSeq, offset: 30, .. }
+            ParseError::Header {
+                name: HeaderName::CSeq,
+                offset: 30,
+                ..
+            }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: abc\r\n\r\n"),
-            ParseError::Header { name: HeaderName::ContentLength, .. }
+            ParseError::Header {
+                name: HeaderName::ContentLength,
+                ..
+            }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nl: 99999999999999999999999\r\n\r\n"),
-            ParseError::Header { name: HeaderName::ContentLength, .. }
+            ParseError::Header {
+                name: HeaderName::ContentLength,
+                ..
+            }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nNoColon\r\n\r\n"),
-            ParseError::HeaderLine { offset: 31, what: "header line without colon" }
+            ParseError::HeaderLine {
+                offset: 31,
+                what: "header line without colon"
+            }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nBad Name: x\r\n\r\n"),
@@ -901,13 +929,19 @@ v=0\r\nEXTRA";
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nX: a\rb\r\n\r\n"),
-            ParseError::HeaderLine { what: "CR without LF", .. }
+            ParseError::HeaderLine {
+                what: "CR without LF",
+                ..
+            }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\n folded: x\r\n\r\n"),
             ParseError::HeaderLine { .. }
         ));
-        assert!(matches!(err(b"INV\0TE sip:a@b SIP/2.0\r\n\r\n"), ParseError::StartLine { .. }));
+        assert!(matches!(
+            err(b"INV\0TE sip:a@b SIP/2.0\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nX\0: y\r\n\r\n"),
             ParseError::HeaderLine { .. }
@@ -918,17 +952,38 @@ v=0\r\nEXTRA";
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP \0\r\n\r\n"),
-            ParseError::Header { name: HeaderName::Via, .. }
+            ParseError::Header {
+                name: HeaderName::Via,
+                ..
+            }
         ));
         assert!(matches!(
             err(b"INVITE sip:a@b SIP/2.0\r\nl: 10\r\n\r\nabc"),
-            ParseError::BodyTruncated { declared: 10, available: 3 }
+            ParseError::BodyTruncated {
+                declared: 10,
+                available: 3
+            }
         ));
-        assert!(matches!(err(b"SIP/2.0 20 OK\r\n\r\n"), ParseError::StartLine { .. }));
-        assert!(matches!(err(b"SIP/2.0 2000 OK\r\n\r\n"), ParseError::StartLine { .. }));
-        assert!(matches!(err(b"SIP/2.0 099 OK\r\n\r\n"), ParseError::StartLine { .. }));
-        assert!(matches!(err(b"SIP/2.0 200 O\x01K\r\n\r\n"), ParseError::StartLine { .. }));
-        assert!(matches!(err(b"SIP/2.0\r\n\r\n"), ParseError::StartLine { .. }));
+        assert!(matches!(
+            err(b"SIP/2.0 20 OK\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
+        assert!(matches!(
+            err(b"SIP/2.0 2000 OK\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
+        assert!(matches!(
+            err(b"SIP/2.0 099 OK\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
+        assert!(matches!(
+            err(b"SIP/2.0 200 O\x01K\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
+        assert!(matches!(
+            err(b"SIP/2.0\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
         assert_eq!(err(b"SIP/3.0 200 OK\r\n\r\n").status_code(), 505);
         assert_eq!(err(b"OPTIONS sip:a@b SIP/2.1\r\n\r\n").status_code(), 505);
         assert_eq!(err(b"OPTIONS sip:a@b SIP/x\r\n\r\n").status_code(), 400);
@@ -937,6 +992,9 @@ v=0\r\nEXTRA";
         assert!(e.reason_phrase().contains("Max-Forwards"));
         // Non-UTF-8 is fine where the grammar allows it, refused where it does not.
         assert!(SipMessage::parse_slice(b"SIP/2.0 200 \xff\xfe\r\n\r\n").is_ok());
-        assert!(matches!(err(b"INV\xffTE sip:a@b SIP/2.0\r\n\r\n"), ParseError::StartLine { .. }));
+        assert!(matches!(
+            err(b"INV\xffTE sip:a@b SIP/2.0\r\n\r\n"),
+            ParseError::StartLine { .. }
+        ));
     }
 }

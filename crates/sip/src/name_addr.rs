@@ -75,8 +75,7 @@ impl<'a> NameAddr<'a> {
         let uri;
         if angle {
             let us = i + 1;
-            let close = memchr::memchr(b'>', &s[us..])
-                .ok_or_else(|| syntax(i, "missing '>'"))?;
+            let close = memchr::memchr(b'>', &s[us..]).ok_or_else(|| syntax(i, "missing '>'"))?;
             let u = &s[us..us + close];
             if u.first().is_some_and(|&c| is_lws(c)) || u.last().is_some_and(|&c| is_lws(c)) {
                 return Err(syntax(us, "blank inside <>"));
@@ -206,7 +205,10 @@ mod tests {
         assert_eq!(a.param("unknownparam"), Some(None));
         assert_eq!(a.uri_bytes(), b"sip:+1972@gw1.example.net");
         assert!(na("isbn:2983792873").uri().host().is_none());
-        assert!(na("<sip:u@h?Route=%3Csip:x%3E>").uri().headers_raw().is_some());
+        assert!(na("<sip:u@h?Route=%3Csip:x%3E>")
+            .uri()
+            .headers_raw()
+            .is_some());
     }
 
     #[test]

@@ -102,12 +102,15 @@ impl<'a> Iterator for ParamIter<'a> {
 /// around `;` and `=`) in one pass, starting just after the first `;`. Each parameter is
 /// handed to `each` for rules of known parameters. Stops at the end of `s`, or at a
 /// top-level `,` when `stop_at_comma`; returns that offset.
-pub(crate) fn scan_header_params(
+pub(crate) fn scan_header_params<F>(
     s: &[u8],
     mut i: usize,
     stop_at_comma: bool,
-    each: &mut dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), &'static str>,
-) -> Result<usize, (usize, &'static str)> {
+    each: &mut F,
+) -> Result<usize, (usize, &'static str)>
+where
+    F: FnMut(&[u8], Option<&[u8]>) -> Result<(), &'static str>,
+{
     loop {
         i = skip_lws(s, i);
         let ns = i;
@@ -204,7 +207,10 @@ mod tests {
         assert!(check_header_params(b"tag=1;lr;q = 0.3;received=[::1]").is_ok());
         assert!(check_header_params(b"x=\"quoted;semi\"").is_ok());
         assert_eq!(check_header_params(b";").unwrap_err().1, "empty parameter");
-        assert_eq!(scan_header_params(b"a=1;b , x", 0, true, &mut |_, _| Ok(())), Ok(6));
+        assert_eq!(
+            scan_header_params(b"a=1;b , x", 0, true, &mut |_, _| Ok(())),
+            Ok(6)
+        );
         assert!(check_header_params(b"a=").is_err());
         assert!(check_header_params(b"a b=1").is_err());
         assert!(check_header_params(b"x=\"open").is_err());

@@ -69,7 +69,9 @@ impl<'m> ReplyBuilder<'m> {
     pub fn to_tag(mut self, tag: impl AsRef<[u8]>) -> Self {
         let tag = tag.as_ref();
         if !is_token(tag) {
-            self.err = Some(ParseError::Edit { what: "To tag is not a token" });
+            self.err = Some(ParseError::Edit {
+                what: "To tag is not a token",
+            });
         }
         self.to_tag = Some(tag.to_vec());
         self
@@ -79,7 +81,9 @@ impl<'m> ReplyBuilder<'m> {
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let value = value.as_ref();
         if !is_token(name.as_bytes()) || bad_text(value) {
-            self.err = Some(ParseError::Edit { what: "bad reply header" });
+            self.err = Some(ParseError::Edit {
+                what: "bad reply header",
+            });
         }
         self.headers.extend_from_slice(name.as_bytes());
         self.headers.extend_from_slice(b": ");
@@ -91,7 +95,9 @@ impl<'m> ReplyBuilder<'m> {
     /// Sets the body and its Content-Type.
     pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> Self {
         if bad_text(content_type.as_bytes()) {
-            self.err = Some(ParseError::Edit { what: "bad Content-Type" });
+            self.err = Some(ParseError::Edit {
+                what: "bad Content-Type",
+            });
         }
         self.body = Some((content_type.as_bytes().to_vec(), body.into()));
         self
@@ -104,13 +110,19 @@ impl<'m> ReplyBuilder<'m> {
         }
         let req = self.req;
         if !req.is_request() {
-            return Err(ParseError::Edit { what: "cannot reply to a response" });
+            return Err(ParseError::Edit {
+                what: "cannot reply to a response",
+            });
         }
         if !(100..=699).contains(&self.status) {
-            return Err(ParseError::Edit { what: "status code out of range" });
+            return Err(ParseError::Edit {
+                what: "status code out of range",
+            });
         }
         if bad_text(&self.reason) {
-            return Err(ParseError::Edit { what: "bad reason phrase" });
+            return Err(ParseError::Edit {
+                what: "bad reason phrase",
+            });
         }
         let mut out = BytesMut::with_capacity(512 + self.body.as_ref().map_or(0, |b| b.1.len()));
         let mut n = [0u8; 20];
@@ -146,8 +158,7 @@ impl<'m> ReplyBuilder<'m> {
                     _ => out.put_slice(req.get(h.line)),
                 },
                 HeaderName::Other
-                    if self.status == 100
-                        && req.get(h.name).eq_ignore_ascii_case(b"Timestamp") =>
+                    if self.status == 100 && req.get(h.name).eq_ignore_ascii_case(b"Timestamp") =>
                 {
                     // §8.2.6.1: a 100 echoes the request's Timestamp.
                     out.put_slice(req.get(h.line));
@@ -194,7 +205,11 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn reply_copies_and_tags() {
         let req = SipMessage::parse(Bytes::from_static(REQ)).unwrap();
-        let r = req.reply(404, "Not Found").header("Server", "ferrosip").build().unwrap();
+        let r = req
+            .reply(404, "Not Found")
+            .header("Server", "ferrosip")
+            .build()
+            .unwrap();
         let resp = SipMessage::parse(r.clone()).unwrap();
         assert_eq!(resp.status(), Some(404));
         assert_eq!(resp.reason(), Some(&b"Not Found"[..]));
@@ -215,7 +230,12 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(resp.to_tag(), None);
         assert_eq!(resp.header("Timestamp"), Some(&b"54"[..]));
 
-        let r = req.reply(200, "OK").to_tag("abc").body("text/plain", "hi").build().unwrap();
+        let r = req
+            .reply(200, "OK")
+            .to_tag("abc")
+            .body("text/plain", "hi")
+            .build()
+            .unwrap();
         let resp = SipMessage::parse(r).unwrap();
         assert_eq!(resp.to_tag(), Some(&b"abc"[..]));
         assert_eq!(resp.body(), b"hi");

@@ -101,7 +101,11 @@ mod tests {
             b"1 INV ITE",
             b"1 INVITE,",
         ] {
-            assert!(CSeq::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                CSeq::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

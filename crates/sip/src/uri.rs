@@ -39,8 +39,7 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a whole URI (no surrounding blanks or `<>`).
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, ParseError> {
-        let colon =
-            memchr::memchr(b':', raw).ok_or_else(|| syntax(0, "URI without scheme"))?;
+        let colon = memchr::memchr(b':', raw).ok_or_else(|| syntax(0, "URI without scheme"))?;
         let scheme = &raw[..colon];
         let valid_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
             && scheme
@@ -268,8 +267,8 @@ mod tests {
 
     #[test]
     fn sip_uri_parts() {
-        let u = Uri::parse(b"sip:alice:pw@example.com:5061;transport=TCP;lr?subject=hi&x=y")
-            .unwrap();
+        let u =
+            Uri::parse(b"sip:alice:pw@example.com:5061;transport=TCP;lr?subject=hi&x=y").unwrap();
         assert_eq!(u.kind(), Scheme::Sip);
         assert_eq!(u.user(), Some(&b"alice"[..]));
         assert_eq!(u.password(), Some(&b"pw"[..]));
@@ -293,7 +292,10 @@ mod tests {
             b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(u.password(), Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
+        assert_eq!(
+            u.password(),
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
         assert!(Uri::parse(b"sip:example.com").unwrap().user().is_none());
     }
 
@@ -334,11 +336,18 @@ mod tests {
             b"sip:a@b@c",
             b"sip:host\0",
         ] {
-            assert!(Uri::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Uri::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert_eq!(
             Uri::parse(b"sip:ho st").unwrap_err(),
-            ParseError::Syntax { offset: 6, what: "unexpected character in URI" }
+            ParseError::Syntax {
+                offset: 6,
+                what: "unexpected character in URI"
+            }
         );
     }
 }

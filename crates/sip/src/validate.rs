@@ -78,7 +78,9 @@ impl SipMessage {
         for c in self.contacts() {
             let c = c?;
             if let Some(e) = c.param("expires") {
-                if e.and_then(|v| parse_digits(v, u64::from(u32::MAX))).is_none() {
+                if e.and_then(|v| parse_digits(v, u64::from(u32::MAX)))
+                    .is_none()
+                {
                     return Err(self.header_err(HeaderName::Contact, "invalid expires parameter"));
                 }
             }
@@ -187,24 +189,55 @@ mod tests {
 
     #[test]
     fn validate_cases() {
-        let ok = m(&format!("OPTIONS sip:a@b SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\n\r\n"));
+        let ok = m(&format!(
+            "OPTIONS sip:a@b SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\n\r\n"
+        ));
         assert_eq!(ok.validate(), Ok(()));
-        let bad = m(&format!("OPTIONS sip:a@b SIP/2.0\r\n{BASE}CSeq: 1 INVITE\r\n\r\n"));
-        assert!(matches!(bad.validate(), Err(ParseError::CSeqMethodMismatch { .. })));
-        let bad = m(&format!("OPTIONS sip:a@b SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS\r\n\r\n"));
-        assert!(matches!(bad.validate(), Err(ParseError::DuplicateHeader { name: HeaderName::CSeq, .. })));
+        let bad = m(&format!(
+            "OPTIONS sip:a@b SIP/2.0\r\n{BASE}CSeq: 1 INVITE\r\n\r\n"
+        ));
+        assert!(matches!(
+            bad.validate(),
+            Err(ParseError::CSeqMethodMismatch { .. })
+        ));
+        let bad = m(&format!(
+            "OPTIONS sip:a@b SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS\r\n\r\n"
+        ));
+        assert!(matches!(
+            bad.validate(),
+            Err(ParseError::DuplicateHeader {
+                name: HeaderName::CSeq,
+                ..
+            })
+        ));
         let bad = m("OPTIONS sip:a@b SIP/2.0\r\nCSeq: 1 OPTIONS\r\n\r\n");
-        assert!(matches!(bad.validate(), Err(ParseError::MissingHeader { .. })));
-        let bad = m(&format!("OPTIONS sip:a@b?x=y SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\n\r\n"));
-        assert!(matches!(bad.validate(), Err(ParseError::HeadersInRequestUri { offset: 8 })));
-        let bad = m(&format!("REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nContact: *, <sip:x@y>\r\n\r\n"));
+        assert!(matches!(
+            bad.validate(),
+            Err(ParseError::MissingHeader { .. })
+        ));
+        let bad = m(&format!(
+            "OPTIONS sip:a@b?x=y SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\n\r\n"
+        ));
+        assert!(matches!(
+            bad.validate(),
+            Err(ParseError::HeadersInRequestUri { offset: 8 })
+        ));
+        let bad = m(&format!(
+            "REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nContact: *, <sip:x@y>\r\n\r\n"
+        ));
         assert!(bad.validate().is_err());
-        let star = m(&format!("REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nContact: *\r\nExpires: 0\r\n\r\n"));
+        let star = m(&format!(
+            "REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nContact: *\r\nExpires: 0\r\n\r\n"
+        ));
         assert_eq!(star.validate(), Ok(()));
         assert!(star.is_contact_star());
-        let bad = m(&format!("REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nExpires: 99999999999\r\n\r\n"));
+        let bad = m(&format!(
+            "REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nExpires: 99999999999\r\n\r\n"
+        ));
         assert!(bad.validate().is_err());
-        let bad = m(&format!("REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nRoute: sip:x;lr, <sip:y\r\n\r\n"));
+        let bad = m(&format!(
+            "REGISTER sip:b SIP/2.0\r\n{BASE}CSeq: 1 REGISTER\r\nRoute: sip:x;lr, <sip:y\r\n\r\n"
+        ));
         assert!(bad.validate().is_err());
     }
 }

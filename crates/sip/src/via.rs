@@ -38,7 +38,10 @@ impl<'a> Via<'a> {
     /// Parses the Via value starting at `start` of a (possibly comma-separated) header
     /// value; returns it and the offset after the `,` that ends it, if one does. Parsing
     /// the list element by element this way avoids a separate splitting pass.
-    pub(crate) fn parse_at(s: &'a [u8], start: usize) -> Result<(Via<'a>, Option<usize>), ParseError> {
+    pub(crate) fn parse_at(
+        s: &'a [u8],
+        start: usize,
+    ) -> Result<(Via<'a>, Option<usize>), ParseError> {
         let mut i = skip_lws(s, start);
         let vstart = i;
         let mut parts: [&[u8]; 3] = [&[]; 3];
@@ -103,8 +106,8 @@ impl<'a> Via<'a> {
         let mut params = None;
         if s.get(i) == Some(&b';') {
             let ps = i + 1;
-            let e = scan_header_params(s, ps, true, &mut check_known)
-                .map_err(|(o, w)| syntax(o, w))?;
+            let e =
+                scan_header_params(s, ps, true, &mut check_known).map_err(|(o, w)| syntax(o, w))?;
             let mut pe = e;
             while pe > ps && is_lws(s[pe - 1]) {
                 pe -= 1;
@@ -276,8 +279,9 @@ mod tests {
         let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(v.transport(), b"UDP");
         assert_eq!(v.host(), b"192.0.2.2");
-        let v = Via::parse(b"SIP/2.0/TCP [2001:db8::9]:5070 ; rport=5071 ; ttl=16 ; maddr=224.2.0.1")
-            .unwrap();
+        let v =
+            Via::parse(b"SIP/2.0/TCP [2001:db8::9]:5070 ; rport=5071 ; ttl=16 ; maddr=224.2.0.1")
+                .unwrap();
         assert_eq!(v.host(), b"[2001:db8::9]");
         assert_eq!(v.rport(), Some(Some(5071)));
         assert_eq!(v.ttl(), Some(16));
@@ -288,9 +292,10 @@ mod tests {
 
     #[test]
     fn lists() {
-        let v: Vec<_> = via_list(b"SIP/2.0/UDP a;branch=1 , SIP/2.0/TCP b:5060 ,SIP/2.0/UDP c;x=\"q,q\"")
-            .map(|v| v.unwrap())
-            .collect();
+        let v: Vec<_> =
+            via_list(b"SIP/2.0/UDP a;branch=1 , SIP/2.0/TCP b:5060 ,SIP/2.0/UDP c;x=\"q,q\"")
+                .map(|v| v.unwrap())
+                .collect();
         assert_eq!(v.len(), 3);
         assert_eq!(v[0].as_bytes(), b"SIP/2.0/UDP a;branch=1");
         assert_eq!(v[0].params_raw(), Some(&b"branch=1"[..]));

@@ -45,36 +45,92 @@ const CASES: &[(&str, Expect)] = &[
     ("unreason.dat", P),
     ("noreason.dat", P),
     ("badinv01.dat", RParse(|e| header(HeaderName::Via)(e))),
-    ("clerr.dat", RParse(|e| matches!(e, ParseError::BodyTruncated { declared: 9999, .. }))),
+    (
+        "clerr.dat",
+        RParse(|e| matches!(e, ParseError::BodyTruncated { declared: 9999, .. })),
+    ),
     ("ncl.dat", RParse(|e| header(HeaderName::ContentLength)(e))),
-    ("scalar02.dat", RParse(|e| header(HeaderName::CSeq)(e) || header(HeaderName::MaxForwards)(e))),
+    (
+        "scalar02.dat",
+        RParse(|e| header(HeaderName::CSeq)(e) || header(HeaderName::MaxForwards)(e)),
+    ),
     ("scalarlg.dat", RParse(|e| header(HeaderName::CSeq)(e))),
     ("quotbal.dat", RParse(|e| header(HeaderName::To)(e))),
-    ("ltgtruri.dat", RParse(|e| matches!(e, ParseError::StartLine { .. }))),
-    ("lwsruri.dat", RParse(|e| matches!(e, ParseError::StartLine { .. }))),
-    ("lwsstart.dat", RParse(|e| matches!(e, ParseError::StartLine { .. }))),
-    ("trws.dat", RParse(|e| matches!(e, ParseError::StartLine { .. }))),
-    ("escruri.dat", RValidate(|e| matches!(e, ParseError::HeadersInRequestUri { .. }))),
+    (
+        "ltgtruri.dat",
+        RParse(|e| matches!(e, ParseError::StartLine { .. })),
+    ),
+    (
+        "lwsruri.dat",
+        RParse(|e| matches!(e, ParseError::StartLine { .. })),
+    ),
+    (
+        "lwsstart.dat",
+        RParse(|e| matches!(e, ParseError::StartLine { .. })),
+    ),
+    (
+        "trws.dat",
+        RParse(|e| matches!(e, ParseError::StartLine { .. })),
+    ),
+    (
+        "escruri.dat",
+        RValidate(|e| matches!(e, ParseError::HeadersInRequestUri { .. })),
+    ),
     ("baddate.dat", RValidate(|e| header(HeaderName::Date)(e))),
-    ("regbadct.dat", RValidate(|e| header(HeaderName::Contact)(e))),
+    (
+        "regbadct.dat",
+        RValidate(|e| header(HeaderName::Contact)(e)),
+    ),
     ("badaspec.dat", RParse(|e| header(HeaderName::To)(e))),
     // The corpus copy lacks the final empty line, so the header section is cut short;
     // `baddn_display_name_alone` below checks the display-name rejection on its own.
-    ("baddn.dat", RParse(|e| matches!(e, ParseError::Truncated { .. }))),
-    ("badvers.dat", RParse(|e| matches!(e, ParseError::UnsupportedVersion { .. }) && e.status_code() == 505)),
-    ("mismatch01.dat", RValidate(|e| matches!(e, ParseError::CSeqMethodMismatch { .. }))),
-    ("mismatch02.dat", RValidate(|e| matches!(e, ParseError::CSeqMethodMismatch { .. }))),
-    ("bigcode.dat", RParse(|e| matches!(e, ParseError::StartLine { .. }))),
+    (
+        "baddn.dat",
+        RParse(|e| matches!(e, ParseError::Truncated { .. })),
+    ),
+    (
+        "badvers.dat",
+        RParse(|e| matches!(e, ParseError::UnsupportedVersion { .. }) && e.status_code() == 505),
+    ),
+    (
+        "mismatch01.dat",
+        RValidate(|e| matches!(e, ParseError::CSeqMethodMismatch { .. })),
+    ),
+    (
+        "mismatch02.dat",
+        RValidate(|e| matches!(e, ParseError::CSeqMethodMismatch { .. })),
+    ),
+    (
+        "bigcode.dat",
+        RParse(|e| matches!(e, ParseError::StartLine { .. })),
+    ),
     ("badbranch.dat", P),
-    ("insuf.dat", AInvalid(|e| matches!(e, ParseError::MissingHeader { .. }))),
+    (
+        "insuf.dat",
+        AInvalid(|e| matches!(e, ParseError::MissingHeader { .. })),
+    ),
     ("unkscm.dat", A),
     ("novelsc.dat", A),
     ("unksm2.dat", A),
     ("bext01.dat", A),
     ("invut.dat", A),
     ("regaut01.dat", A),
-    ("multi01.dat", AInvalid(|e| matches!(e, ParseError::DuplicateHeader { .. }))),
-    ("mcl01.dat", AInvalid(|e| matches!(e, ParseError::DuplicateHeader { name: HeaderName::ContentLength, .. }))),
+    (
+        "multi01.dat",
+        AInvalid(|e| matches!(e, ParseError::DuplicateHeader { .. })),
+    ),
+    (
+        "mcl01.dat",
+        AInvalid(|e| {
+            matches!(
+                e,
+                ParseError::DuplicateHeader {
+                    name: HeaderName::ContentLength,
+                    ..
+                }
+            )
+        }),
+    ),
     ("bcast.dat", A),
     ("zeromf.dat", A),
     ("cparam01.dat", A),
@@ -104,7 +160,13 @@ fn all_49_messages() {
     assert_eq!(CASES.len(), 49);
     let on_disk = std::fs::read_dir(&dir)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "dat"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "dat")
+        })
         .count();
     assert_eq!(on_disk, 49);
     let mut failures = Vec::new();
@@ -129,9 +191,16 @@ fn all_49_messages() {
             (Ok(m), Ok(())) => {
                 // Whatever parses must come back out byte for byte.
                 assert_eq!(&m.to_bytes()[..], m.as_bytes(), "{name}");
-                println!("{name:16} ok   {:?}", m.validate().err().map(|e| e.reason_phrase()));
+                println!(
+                    "{name:16} ok   {:?}",
+                    m.validate().err().map(|e| e.reason_phrase())
+                );
             }
-            (Err(e), Ok(())) => println!("{name:16} rejected: {e} -> {} {}", e.status_code(), e.reason_phrase()),
+            (Err(e), Ok(())) => println!(
+                "{name:16} rejected: {e} -> {} {}",
+                e.status_code(),
+                e.reason_phrase()
+            ),
             _ => {}
         }
         if let Err(why) = outcome {
@@ -147,7 +216,17 @@ fn baddn_display_name_alone() {
     let mut raw = load(&dir, "baddn.dat").to_vec();
     raw.extend_from_slice(b"\r\n");
     let e = SipMessage::parse(Bytes::from(raw)).unwrap_err();
-    assert!(matches!(e, ParseError::Header { name: HeaderName::From, what: "invalid character in display name", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ParseError::Header {
+                name: HeaderName::From,
+                what: "invalid character in display name",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -158,7 +237,10 @@ fn spot_checks() {
     assert_eq!(m.cseq().unwrap().seq, 9);
     assert_eq!(m.to_tag(), Some(&b"1918181833n"[..]));
     assert_eq!(m.from_tag(), Some(&b"98asjd8"[..]));
-    assert_eq!(m.from().unwrap().display_name(), Some(&br#"J Rosenberg \\\""#[..]));
+    assert_eq!(
+        m.from().unwrap().display_name(),
+        Some(&br#"J Rosenberg \\\""#[..])
+    );
     let vias: Vec<_> = m.vias().map(|v| v.unwrap()).collect();
     assert_eq!(vias.len(), 3);
     assert_eq!(vias[1].branch(), Some(&b"z9hG4bK9ikj8"[..]));
@@ -167,7 +249,10 @@ fn spot_checks() {
     let c = m.contacts().next().unwrap().unwrap();
     assert_eq!(c.param("newparam"), Some(Some(&b"newvalue"[..])));
     assert_eq!(c.param("q"), Some(Some(&b"0.33"[..])));
-    assert_eq!(m.routes().next().unwrap().unwrap().uri().param("lr"), Some(None));
+    assert_eq!(
+        m.routes().next().unwrap().unwrap().uri().param("lr"),
+        Some(None)
+    );
 
     let raw = load(&dir, "dblreq.dat");
     let m = SipMessage::parse(raw.clone()).unwrap();
@@ -183,14 +268,20 @@ fn spot_checks() {
     assert_eq!(m.contacts().count(), 2);
     assert_eq!(m.headers_named("C%6Fntact").count(), 1);
     let m = SipMessage::parse(load(&dir, "intmeth.dat")).unwrap();
-    assert_eq!(m.method_bytes(), Some(&b"!interesting-Method0123456789_*+`.%indeed'~"[..]));
+    assert_eq!(
+        m.method_bytes(),
+        Some(&b"!interesting-Method0123456789_*+`.%indeed'~"[..])
+    );
     let m = SipMessage::parse(load(&dir, "noreason.dat")).unwrap();
     assert_eq!((m.status(), m.reason()), (Some(100), Some(&b""[..])));
     let m = SipMessage::parse(load(&dir, "inv2543.dat")).unwrap();
     assert_eq!(m.top_via().unwrap().branch(), None);
     assert_eq!(m.max_forwards(), Ok(None));
     let m = SipMessage::parse(load(&dir, "unkscm.dat")).unwrap();
-    assert_eq!(m.request_uri_parsed().unwrap().kind(), ferrosip_sip::Scheme::Other);
+    assert_eq!(
+        m.request_uri_parsed().unwrap().kind(),
+        ferrosip_sip::Scheme::Other
+    );
     let m = SipMessage::parse(load(&dir, "mcl01.dat")).unwrap();
     assert_eq!(m.body(), b"There's no wa");
 }
