@@ -41,3 +41,8 @@ pub struct ForwardFlags {
     /// `add_local_rport()`: put `;rport` in the Via the server adds.
     pub local_rport: bool,
 }
+
+/// Marks that the script's `maxfwd` functions handled Max-Forwards, so `forward()` does not
+/// decrement it a second time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MaxForwardsDone;

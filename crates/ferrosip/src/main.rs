@@ -14,11 +14,31 @@ use std::process::ExitCode;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Shortcut for `ferrosip run -f FILE`.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// With -f: defines, as for `run`.
+    #[arg(short = 'A', value_name = "NAME[=VALUE]")]
+    defines: Vec<String>,
+    /// With -f: log level, as for `run`.
+    #[arg(short = 'L', long = "log-level")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server on a config, in the foreground (SIGINT/SIGTERM stop it).
+    Run {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Define NAME (or NAME=value) for #!ifdef, like `kamailio -A`.
+        #[arg(short = 'A', value_name = "NAME[=VALUE]")]
+        defines: Vec<String>,
+        /// Log level: error, warn, info, debug, trace (default: from the config's `debug=`).
+        #[arg(short = 'L', long = "log-level")]
+        log_level: Option<String>,
+    },
     /// Preprocess, parse and compile a config; report every error with its location.
     Check {
         /// The config file.
@@ -49,7 +69,24 @@ fn parse_defines(defs: &[String]) -> Vec<(String, Option<String>)> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let command = match (cli.command, cli.file) {
+        (Some(c), _) => c,
+        (None, Some(file)) => Command::Run {
+            file,
+            defines: cli.defines,
+            log_level: cli.log_level,
+        },
+        (None, None) => {
+            eprintln!("usage: ferrosip run -f FILE | ferrosip check -f FILE | ferrosip -f FILE (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Run {
+            file,
+            defines,
+            log_level,
+        } => run(&file, &defines, log_level.as_deref()),
         Command::Check {
             file,
             defines,
@@ -65,6 +102,67 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Kamailio's `debug=` levels mapped to ours.
+fn level_from_debug(debug: Option<i64>) -> &'static str {
+    match debug {
+        Some(d) if d <= -1 => "error",
+        Some(0) => "warn",
+        Some(1) | Some(2) => "info",
+        Some(3) => "debug",
+        Some(_) => "trace",
+        None => "info",
+    }
+}
+
+fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> ExitCode {
+    let registry = catalog::registry();
+    let opts = ferrosip_script::LoadOptions {
+        defines: parse_defines(defines),
+    };
+    let loaded = match ferrosip_script::load_file(file, &opts, &registry) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors.messages {
+                eprintln!("{e}\n");
+            }
+            eprintln!(
+                "{}: {} error(s); not starting",
+                file.display(),
+                errors.messages.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let debug = loaded
+        .globals
+        .get("debug")
+        .and_then(|v| v.last())
+        .and_then(|v| v.unquoted().trim().parse().ok());
+    let level = log_level.unwrap_or(level_from_debug(debug));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},pest=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    if !loaded.declared_only.is_empty() {
+        tracing::warn!(
+            functions = %loaded.declared_only.join(", "),
+            "the script calls functions that are declared but not implemented yet; those calls fail with -1"
+        );
+    }
+    match ferrosip_server::run(loaded) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

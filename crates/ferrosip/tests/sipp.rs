@@ -1,0 +1,352 @@
+//! The real `ferrosip` binary on loopback, driven by SIPp (Debian `sip-tester`; the
+//! README's test command installs it): stateless call flows over UDP and TCP, local
+//! replies, and the server surviving malformed input.
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+fn have_sipp() -> bool {
+    let found = Command::new("sipp").arg("-v").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
+            "scripts/test.sh installs sip-tester, but sipp is missing"
+        );
+        eprintln!("skipped: sipp not installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+/// Ports for one test, distinct per test and per run.
+fn ports(slot: u16) -> (u16, u16, u16) {
+    let base = 20000 + (std::process::id() % 500) as u16 * 20 + slot * 4;
+    (base, base + 1, base + 2)
+}
+
+struct Proxy {
+    child: Child,
+    _dir: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_proxy(name: &str, cfg: &str, port: u16) -> Proxy {
+    let dir = std::env::temp_dir().join(format!("ferrosip-sipp-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("proxy.cfg");
+    std::fs::write(&path, cfg).expect("write cfg");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        .args(["run", "-f"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferrosip starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Up once its sockets are taken.
+    while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "ferrosip did not start on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proxy { child, _dir: dir }
+}
+
+fn config(proxy: u16, uas: u16) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=1
+children=2
+listen=udp:127.0.0.1:{proxy}
+listen=tcp:127.0.0.1:{proxy}
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (is_method("OPTIONS") && uri == myself && $rU == $null) {{
+        sl_send_reply("200", "Keepalive");
+        exit;
+    }}
+    if ($pr == "tcp") {{
+        $du = "sip:127.0.0.1:{uas};transport=tcp";
+    }} else {{
+        $du = "sip:127.0.0.1:{uas}";
+    }}
+    forward();
+    exit;
+}}
+"#
+    )
+}
+
+fn sipp(args: &[&str]) -> Child {
+    Command::new("sipp")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts")
+}
+
+fn wait(mut c: Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = c.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn call_flow(slot: u16, transport: &str, calls: u32) {
+    if !have_sipp() {
+        return;
+    }
+    let (proxy, uas, uac) = ports(slot);
+    let _p = start_proxy(&format!("calls-{transport}"), &config(proxy, uas), proxy);
+    run_calls(proxy, uas, uac, transport, calls);
+}
+
+/// Runs `calls` SIPp calls through the proxy already listening on `proxy`.
+fn run_calls(proxy: u16, uas: u16, uac: u16, transport: &str, calls: u32) {
+    let sc = scenarios();
+    let uas_sf = sc.join("call_uas.xml");
+    let uac_sf = sc.join("call_uac.xml");
+    let t = if transport == "tcp" { "t1" } else { "u1" };
+    let uas_port = uas.to_string();
+    let uas_p = sipp(&[
+        "-sf",
+        uas_sf.to_str().expect("path"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &uas_port,
+        "-t",
+        t,
+        "-nostdin",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{proxy}");
+    let uac_port = uac.to_string();
+    let calls_s = calls.to_string();
+    let code = wait(
+        sipp(&[
+            "-sf",
+            uac_sf.to_str().expect("path"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uac_port,
+            "-t",
+            t,
+            "-s",
+            "bob",
+            "-m",
+            &calls_s,
+            "-r",
+            "200",
+            "-l",
+            "100",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+            "-nostdin",
+            &target,
+        ]),
+        Duration::from_secs(60),
+    );
+    let mut uas_p = uas_p;
+    let _ = uas_p.kill();
+    let _ = uas_p.wait();
+    assert_eq!(
+        code,
+        Some(0),
+        "SIPp caller over {transport}: not every one of {calls} calls completed"
+    );
+}
+
+#[test]
+fn stateless_calls_over_udp() {
+    call_flow(0, "udp", 1000);
+}
+
+#[test]
+fn stateless_calls_over_tcp() {
+    call_flow(1, "tcp", 1000);
+}
+
+fn single(slot: u16, scenario: &str) -> Option<i32> {
+    let (proxy, uas, uac) = ports(slot);
+    let _p = start_proxy(scenario, &config(proxy, uas), proxy);
+    let sf = scenarios().join(scenario);
+    let target = format!("127.0.0.1:{proxy}");
+    let uac_port = uac.to_string();
+    wait(
+        sipp(&[
+            "-sf",
+            sf.to_str().expect("path"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uac_port,
+            "-s",
+            "bob",
+            "-m",
+            "5",
+            "-timeout",
+            "15s",
+            "-timeout_error",
+            "-nostdin",
+            &target,
+        ]),
+        Duration::from_secs(30),
+    )
+}
+
+#[test]
+fn max_forwards_zero_gets_483() {
+    if have_sipp() {
+        assert_eq!(single(2, "maxfwd0_uac.xml"), Some(0));
+    }
+}
+
+#[test]
+fn options_keepalive_answered_by_the_script() {
+    if have_sipp() {
+        assert_eq!(single(3, "options_uac.xml"), Some(0));
+    }
+}
+
+/// Sends `req` from a fresh socket and returns the reply's status line, if any.
+fn udp_exchange(proxy: u16, req: &[u8]) -> Option<String> {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s.send_to(req, ("127.0.0.1", proxy)).expect("send");
+    let mut buf = [0u8; 65536];
+    let n = s.recv(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().map(str::to_string)
+}
+
+fn options(local_port: u16, extra: &str) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKt{extra}\r\nMax-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {extra}@t\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn malformed_input_gets_400_or_is_dropped_and_the_server_goes_on() {
+    let (proxy, uas, uac) = ports(4);
+    let mut p = start_proxy("robust", &config(proxy, uas), proxy);
+    // A malformed request with a readable Via is answered 400.
+    let bad = b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: bad@t\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let port = s.local_addr().expect("addr").port();
+    let bad = String::from_utf8_lossy(bad).replace("127.0.0.1:9", &format!("127.0.0.1:{port}"));
+    s.send_to(bad.as_bytes(), ("127.0.0.1", proxy))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let n = s.recv(&mut buf).expect("a 400 comes back");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 400 "),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    // Thousands of random and mutated datagrams and TCP streams.
+    let base = options(port, "seed");
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let junk = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for i in 0..4000u32 {
+        let mut m = base.clone();
+        match i % 5 {
+            0 => m = (0..(next() % 1500)).map(|_| next() as u8).collect(),
+            1 => m.truncate((next() as usize) % m.len()),
+            2 => {
+                for _ in 0..8 {
+                    let at = (next() as usize) % m.len();
+                    m[at] = next() as u8;
+                }
+            }
+            3 => {
+                let at = (next() as usize) % m.len();
+                m.splice(at..at, std::iter::repeat_n(b'A', 70_000));
+            }
+            _ => {
+                let s = String::from_utf8_lossy(&m)
+                    .replace("Content-Length: 0", "Content-Length: 99999");
+                m = s.replace('\0', "").into_bytes();
+                m.push(0);
+            }
+        }
+        let _ = junk.send_to(&m, ("127.0.0.1", proxy));
+    }
+    for i in 0..200u32 {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", proxy)) {
+            use std::io::Write;
+            let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
+            let mut m = base.clone();
+            match i % 4 {
+                0 => m = (0..(next() % 3000)).map(|_| next() as u8).collect(),
+                1 => m.truncate((next() as usize) % m.len()),
+                2 => {
+                    m = String::from_utf8_lossy(&m)
+                        .replace("Content-Length: 0", "Content-Length: -5")
+                        .into_bytes()
+                }
+                _ => m.extend(std::iter::repeat_n(b'x', 100_000)),
+            }
+            let _ = c.write_all(&m);
+        }
+    }
+    // Still alive, still correct.
+    assert!(
+        p.child.try_wait().expect("status").is_none(),
+        "ferrosip died"
+    );
+    let status = udp_exchange(proxy, &options(0, "after"));
+    // Via port 0 is not answerable by port; the reply goes to the source address.
+    assert_eq!(status.as_deref(), Some("SIP/2.0 200 Keepalive"));
+    assert!(
+        p.child.try_wait().expect("status").is_none(),
+        "ferrosip died"
+    );
+    if have_sipp() {
+        run_calls(proxy, uas, uac, "udp", 100);
+    }
+}

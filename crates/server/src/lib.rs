@@ -1,0 +1,76 @@
+//! Ferrosip's server runtime: binds the config's sockets, runs the route script for every
+//! message, and implements the services script functions use to reply and forward.
+
+pub mod config;
+pub mod server;
+pub mod transport;
+
+pub use config::{ConfigError, Listen, ServerConfig};
+pub use server::{Server, Stats};
+
+use std::sync::Arc;
+
+/// Starts the server for a loaded config and blocks until SIGINT/SIGTERM.
+pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
+    let config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
+    let sockets =
+        transport::bind_udp(&config.listen).map_err(|e| format!("cannot bind UDP: {e}"))?;
+    let server = Arc::new(Server {
+        program: loaded.program.clone(),
+        config,
+        sockets,
+        tcp: transport::TcpRegistry::default(),
+        stats: Stats::default(),
+    });
+    let _tcp = transport::start_tcp(&server).map_err(|e| format!("cannot start TCP: {e}"))?;
+    let _udp =
+        transport::spawn_udp_workers(&server).map_err(|e| format!("cannot start workers: {e}"))?;
+    for l in &server.config.listen {
+        tracing::info!(proto = l.proto.name(), address = %l.addr, "listening");
+    }
+    tracing::info!(workers = server.config.children, "Ferrosip started");
+    wait_for_signal();
+    let s = &server.stats;
+    use std::sync::atomic::Ordering::Relaxed;
+    tracing::info!(
+        received = s.received.load(Relaxed),
+        forwarded = s.forwarded.load(Relaxed),
+        replies = s.replies_sent.load(Relaxed),
+        malformed_answered = s.malformed_answered.load(Relaxed),
+        malformed_dropped = s.malformed_dropped.load(Relaxed),
+        "Ferrosip stopping"
+    );
+    Ok(())
+}
+
+fn wait_for_signal() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => loop {
+            std::thread::park();
+        },
+    };
+    rt.block_on(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        // SIGHUP is reserved for reload: received and ignored for now.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => {
+                    tracing::info!("SIGHUP received: reload is not available yet");
+                }
+            }
+        }
+    });
+}

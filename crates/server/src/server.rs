@@ -1,0 +1,539 @@
+//! Message processing: received bytes -> parse -> route script -> forward or reply.
+//! Implements the [`Services`] that script functions use to send.
+
+use crate::config::{Listen, ServerConfig};
+use crate::transport::{Sockets, TcpRegistry};
+use bytes::{Bytes, BytesMut};
+use ferrosip_api::{
+    FnError, ForwardFlags, MsgContext, NetInfo, Proto, ReplyHeaders, RouteKind, Services, Target,
+};
+use ferrosip_script::vm::{Outcome, Vm};
+use ferrosip_script::Program;
+use ferrosip_sip::{SipMessage, Uri};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters an operator (and the tests) can read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub malformed_dropped: AtomicU64,
+    pub malformed_answered: AtomicU64,
+    pub oversized: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub replies_sent: AtomicU64,
+}
+
+/// The running server: shared by every worker.
+pub struct Server {
+    pub program: Arc<Program>,
+    pub config: ServerConfig,
+    pub sockets: Sockets,
+    pub tcp: TcpRegistry,
+    pub stats: Stats,
+}
+
+/// Where one message came from, for processing.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub proto: Proto,
+    pub source: SocketAddr,
+    /// Index into the listen sockets of the one that received it.
+    pub local: SocketAddr,
+}
+
+fn fnerr(e: impl std::fmt::Display) -> FnError {
+    FnError::new(e.to_string())
+}
+
+/// Our Via branch for a statelessly forwarded request (RFC 3261 §16.11): a hash of what
+/// identifies the incoming transaction, so a retransmission — and the CANCEL of an
+/// INVITE, which carries the INVITE's branch — gets the same branch.
+fn stateless_branch(msg: &SipMessage) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &c in b.iter().chain(std::iter::once(&0xfe)) {
+            h ^= u64::from(c);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    match msg.top_via() {
+        Ok(v) if v.has_rfc3261_branch() => {
+            eat(v.branch().unwrap_or_default());
+            eat(v.host());
+        }
+        _ => {
+            // RFC 2543 peers: identify the transaction by its fields instead.
+            eat(msg.request_uri().unwrap_or_default());
+            eat(msg.call_id().unwrap_or_default());
+            eat(msg.from_tag().unwrap_or_default());
+            eat(msg.to_tag().unwrap_or_default());
+            if let Ok(c) = msg.cseq() {
+                eat(c.seq.to_string().as_bytes());
+            }
+            if let Ok(v) = msg.top_via() {
+                eat(v.as_bytes());
+            }
+        }
+    }
+    format!("z9hG4bKsl{h:016x}")
+}
+
+/// A reply to a request that could not be parsed: the request's Via, From, To, Call-ID and
+/// CSeq lines copied as found. `None` when there is no Via to send it to.
+pub fn raw_error_reply(raw: &[u8], code: u16, reason: &str) -> Option<Bytes> {
+    if raw.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 2);
+    let head = &raw[..head_end];
+    let mut out = BytesMut::with_capacity(512);
+    out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+    let mut has_via = false;
+    for line in head.split(|c| *c == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|c| *c == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon])
+            .trim()
+            .to_ascii_lowercase();
+        let keep = matches!(
+            name.as_str(),
+            "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq"
+        );
+        if keep && !line.contains(&0) {
+            has_via |= name == "via" || name == "v";
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if !has_via {
+        return None;
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Some(out.freeze())
+}
+
+fn default_port(proto: Proto, sips: bool) -> u16 {
+    if sips || matches!(proto, Proto::Tls | Proto::Wss) {
+        5061
+    } else {
+        5060
+    }
+}
+
+fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
+    let h = String::from_utf8_lossy(host);
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (h, port)
+        .to_socket_addrs()
+        .map_err(|e| FnError::new(format!("cannot resolve {h}: {e}")))?
+        .next()
+        .ok_or_else(|| FnError::new(format!("{h} has no address")))
+}
+
+impl Server {
+    /// The listen socket to send from for `proto` towards `dst`.
+    fn local_for(&self, proto: Proto, dst: &SocketAddr) -> Option<&Listen> {
+        let same_family = |l: &&Listen| l.addr.is_ipv4() == dst.is_ipv4();
+        self.config
+            .listen
+            .iter()
+            .filter(|l| l.proto == proto)
+            .find(same_family)
+            .or_else(|| self.config.listen.iter().find(|l| l.proto == proto))
+    }
+
+    fn via_host_port(&self, l: &Listen) -> (String, u16) {
+        match &l.advertise {
+            Some((h, p)) => (h.clone(), *p),
+            None => {
+                let ip = l.addr.ip();
+                let host = if ip.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else if ip.is_ipv6() {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                (host, l.addr.port())
+            }
+        }
+    }
+
+    /// Sends bytes over `proto` to `dst`.
+    pub fn send(
+        &self,
+        proto: Proto,
+        local: Option<SocketAddr>,
+        dst: SocketAddr,
+        data: Bytes,
+    ) -> Result<(), FnError> {
+        match proto {
+            Proto::Udp => {
+                let sock = self
+                    .sockets
+                    .udp_for(local, &dst)
+                    .ok_or_else(|| FnError::new("no UDP socket to send from"))?;
+                sock.send_to(&data, dst).map_err(fnerr)?;
+                Ok(())
+            }
+            Proto::Tcp => self.tcp.send(
+                dst,
+                data,
+                self.config.tcp_max_size,
+                self.config.tcp_idle_secs,
+            ),
+            other => Err(FnError::new(format!(
+                "{} transport is not available",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Processes one received message.
+    pub fn handle(self: &Arc<Self>, vm: &mut Vm, raw: Bytes, origin: Origin) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let max = match origin.proto {
+            Proto::Udp => self.config.udp_max_size,
+            _ => self.config.tcp_max_size,
+        };
+        if raw.len() > max {
+            self.stats.oversized.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = raw_error_reply(&raw, 513, "Message Too Large") {
+                let _ = self.send(origin.proto, Some(origin.local), origin.source, r);
+            }
+            return;
+        }
+        let msg = match SipMessage::parse(raw.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                let code = if matches!(e, ferrosip_sip::ParseError::UnsupportedVersion { .. }) {
+                    505
+                } else {
+                    400
+                };
+                let reason = if code == 505 {
+                    "Version Not Supported".to_string()
+                } else {
+                    format!("Bad Request ({e})")
+                        .replace(['\r', '\n'], " ")
+                        .chars()
+                        .take(120)
+                        .collect()
+                };
+                match raw_error_reply(&raw, code, &reason) {
+                    Some(r) => {
+                        self.stats
+                            .malformed_answered
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(source = %origin.source, error = %e, "malformed request answered {code}");
+                        let _ = self.send(origin.proto, Some(origin.local), origin.source, r);
+                    }
+                    None => {
+                        self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(source = %origin.source, error = %e, "malformed message dropped");
+                    }
+                }
+                return;
+            }
+        };
+        let net = NetInfo {
+            proto: origin.proto,
+            source: origin.source,
+            local: origin.local,
+        };
+        if msg.is_request() {
+            self.handle_request(vm, msg, net);
+        } else {
+            self.handle_reply(vm, msg, net);
+        }
+    }
+
+    fn run_route(
+        &self,
+        vm: &mut Vm,
+        route: ferrosip_script::RouteId,
+        ctx: &mut MsgContext,
+    ) -> Option<Outcome> {
+        match ferrosip_script::vm::run_blocking(vm, &self.program, route, ctx) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                let call_id = ctx
+                    .msg
+                    .call_id()
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .unwrap_or_default();
+                tracing::error!(location = %e.location, call_id = %call_id, "script aborted: {}", e.message);
+                None
+            }
+        }
+    }
+
+    fn handle_request(self: &Arc<Self>, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
+        let Some(route) = self.program.main_route(RouteKind::Request) else {
+            return;
+        };
+        let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+        ctx.services = Some(self.clone() as Arc<dyn Services>);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                call_id = %String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default()),
+                method = %String::from_utf8_lossy(ctx.msg.method_bytes().unwrap_or_default()),
+                source = %net.source,
+                "request_route"
+            );
+        }
+        let _ = self.run_route(vm, route, &mut ctx);
+    }
+
+    fn handle_reply(self: &Arc<Self>, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
+        let mut ctx = MsgContext::new(msg, RouteKind::CoreOnReply, net);
+        ctx.services = Some(self.clone() as Arc<dyn Services>);
+        if let Some(route) = self.program.main_route(RouteKind::CoreOnReply) {
+            match self.run_route(vm, route, &mut ctx) {
+                Some(Outcome::Drop) | None => return,
+                _ => {}
+            }
+        }
+        if let Err(e) = self.forward_reply(&mut ctx) {
+            tracing::debug!(source = %net.source, "reply not forwarded: {}", e.message);
+        }
+    }
+
+    /// Is this Via one we added (sent-by is one of our addresses)?
+    fn via_is_ours(&self, host: &[u8], port: Option<u16>) -> bool {
+        self.is_myself(host, port)
+    }
+
+    /// Stateless reply forwarding (RFC 3261 §16.7 step 3 and §18.2.2 as a stateless
+    /// proxy does it): drop our top Via, send to the next one's received/rport or sent-by.
+    fn forward_reply(&self, ctx: &mut MsgContext) -> Result<(), FnError> {
+        {
+            let top = ctx.msg.top_via().map_err(fnerr)?;
+            if !self.via_is_ours(top.host(), top.port()) {
+                return Err(FnError::new("top Via is not ours"));
+            }
+        }
+        ctx.msg.remove_top_via().map_err(fnerr)?;
+        let (proto, dst) = {
+            let next = ctx
+                .msg
+                .top_via()
+                .map_err(|_| FnError::new("no Via left to send the reply to"))?;
+            let proto =
+                Proto::parse(&String::from_utf8_lossy(next.transport())).unwrap_or(Proto::Udp);
+            let host = next.received().unwrap_or(next.host());
+            let port = match next.rport() {
+                Some(Some(p)) => p,
+                _ => next.port().unwrap_or(default_port(proto, false)),
+            };
+            (proto, resolve(host, port)?)
+        };
+        let data = ctx.msg.to_bytes();
+        self.send(proto, None, dst, data)?;
+        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Services for Server {
+    fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
+        if !ctx.msg.is_request() {
+            return Err(FnError::new("cannot reply to a reply"));
+        }
+        if ctx.msg.method_bytes() == Some(b"ACK") {
+            return Err(FnError::new("an ACK is never answered"));
+        }
+        let reason = String::from_utf8_lossy(reason).into_owned();
+        let tag = ctx.msg.stateless_to_tag();
+        let mut b = ctx.msg.reply(code, &reason).to_tag(tag);
+        if let Some(extra) = ctx.ext.remove::<ReplyHeaders>() {
+            for line in extra.0.split(|c| *c == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if let Some(colon) = line.iter().position(|c| *c == b':') {
+                    let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+                    b = b.header(&name, line[colon + 1..].trim_ascii());
+                }
+            }
+        }
+        let data = b.build().map_err(fnerr)?;
+        // RFC 3261 §18.2.2 / RFC 3581: answer the address the request came from (over TCP,
+        // the same connection).
+        self.send(ctx.net.proto, Some(ctx.net.local), ctx.net.source, data)?;
+        self.stats.replies_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
+        if !ctx.msg.is_request() {
+            return self.forward_reply(ctx);
+        }
+        // Where to: an explicit target, else $du, else the R-URI.
+        let (host, port, proto) = match target {
+            Some(t) => {
+                let proto = t.proto.unwrap_or(Proto::Udp);
+                let port = t.port.unwrap_or(default_port(proto, false));
+                (t.host, port, proto)
+            }
+            None => {
+                let uri_bytes = match &ctx.dst_uri {
+                    Some(d) => d.clone(),
+                    None => ctx
+                        .msg
+                        .request_uri_bytes()
+                        .ok_or_else(|| FnError::new("no request URI"))?,
+                };
+                let uri = Uri::parse(&uri_bytes).map_err(fnerr)?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| FnError::new("destination URI has no host"))?;
+                let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
+                let proto = match uri.param("transport").flatten() {
+                    Some(t) => Proto::parse(&String::from_utf8_lossy(t)).unwrap_or(Proto::Udp),
+                    None if sips => Proto::Tls,
+                    None => Proto::Udp,
+                };
+                let port = uri.port().unwrap_or(default_port(proto, sips));
+                (Bytes::copy_from_slice(host), port, proto)
+            }
+        };
+        let dst = resolve(&host, port)?;
+        let flags = ctx.ext.get::<ForwardFlags>().copied().unwrap_or_default();
+        // RFC 3581 / RFC 3261 §18.2.1: note where the request really came from.
+        let received = {
+            let top = ctx.msg.top_via().map_err(fnerr)?;
+            let src_ip = ctx.net.source.ip();
+            let sent_by_ip = String::from_utf8_lossy(top.host())
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok();
+            // On a stream the reply must find the connection again, whose port is the
+            // peer's ephemeral one: note it as rport, as if the client had asked.
+            let stream = ctx.net.proto != Proto::Udp;
+            let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
+            let mut params = String::new();
+            if (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none() {
+                params.push_str(&format!(";received={src_ip}"));
+            }
+            if wants_rport && !matches!(top.rport(), Some(Some(_))) {
+                params.push_str(&format!(";rport={}", ctx.net.source.port()));
+            }
+            (!params.is_empty()).then(|| {
+                let mut v = top.as_bytes().to_vec();
+                if matches!(top.rport(), Some(None)) {
+                    // Replace the bare ";rport" instead of adding a second one.
+                    if let Some(p) = find_bare_rport(&v) {
+                        v.drain(p..p + 6);
+                    }
+                }
+                v.extend_from_slice(params.as_bytes());
+                v
+            })
+        };
+        if let Some(new_top) = received {
+            replace_top_via(&mut ctx.msg, &new_top)?;
+        }
+        // RFC 3261 §16.6 step 3, unless the script's maxfwd functions did it.
+        if !flags_maxfwd_done(ctx) {
+            match ctx.msg.max_forwards() {
+                Ok(Some(0)) => return Err(FnError::new("Max-Forwards is 0: not forwarding")),
+                Ok(Some(n)) => ctx.msg.set_max_forwards(n - 1),
+                Ok(None) => ctx.msg.set_max_forwards(70),
+                Err(e) => return Err(fnerr(e)),
+            }
+        }
+        let local = self
+            .local_for(proto, &dst)
+            .cloned()
+            .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
+        let (vhost, vport) = self.via_host_port(&local);
+        let branch = stateless_branch(&ctx.msg);
+        let transport = proto.name().to_ascii_uppercase();
+        let via = if flags.local_rport {
+            format!("SIP/2.0/{transport} {vhost}:{vport};branch={branch};rport")
+        } else {
+            format!("SIP/2.0/{transport} {vhost}:{vport};branch={branch}")
+        };
+        let mut out = ctx.msg.clone();
+        out.prepend_via(via.as_bytes()).map_err(fnerr)?;
+        let data = out.to_bytes();
+        self.send(proto, Some(local.addr), dst, data)?;
+        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
+        let h = String::from_utf8_lossy(host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port_ok = |p: u16| port.is_none_or(|q| q == p);
+        let ip = h.parse::<IpAddr>().ok();
+        for l in &self.config.listen {
+            if let Some((ah, ap)) = &l.advertise {
+                if ah.eq_ignore_ascii_case(&h) && port_ok(*ap) {
+                    return true;
+                }
+            }
+            let bound = l.addr.ip();
+            let ip_match = match ip {
+                Some(ip) => {
+                    ip == bound || (bound.is_unspecified() && (ip.is_loopback() || local_ip(ip)))
+                }
+                None => false,
+            };
+            if ip_match && port_ok(l.addr.port()) {
+                return true;
+            }
+        }
+        self.config
+            .aliases
+            .iter()
+            .any(|(a, p)| *a == h && p.is_none_or(&port_ok))
+            || self.program.myself.matches(host, port)
+    }
+}
+
+/// Whether `ip` is an address of this host (checked by binding to it).
+fn local_ip(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+fn flags_maxfwd_done(ctx: &MsgContext) -> bool {
+    ctx.ext.get::<MaxForwardsDone>().is_some()
+}
+
+/// Set by the `maxfwd` functions: the script handled Max-Forwards itself.
+pub use ferrosip_api::services::MaxForwardsDone;
+
+fn find_bare_rport(v: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = v[i..]
+        .windows(6)
+        .position(|w| w.eq_ignore_ascii_case(b";rport"))
+    {
+        let at = i + p;
+        let next = v.get(at + 6).copied();
+        if next != Some(b'=') {
+            return Some(at);
+        }
+        i = at + 6;
+    }
+    None
+}
+
+/// Replaces the first Via entry's value with `new_value`.
+fn replace_top_via(msg: &mut SipMessage, new_value: &[u8]) -> Result<(), FnError> {
+    msg.remove_top_via().map_err(fnerr)?;
+    msg.prepend_via(new_value).map_err(fnerr)
+}
