@@ -43,6 +43,21 @@ impl SipMessage {
         self.edited = true;
     }
 
+    /// Drops the parse-time cache when an edit may change a field it holds.
+    fn touch(&mut self, kind: HeaderName) {
+        if matches!(
+            kind,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::MaxForwards
+        ) {
+            self.hot.valid = false;
+        }
+    }
+
     fn append(&mut self, bytes: &[u8]) -> Span {
         let start = self.buf.len() + self.extra.len();
         self.extra.extend_from_slice(bytes);
@@ -99,8 +114,12 @@ impl SipMessage {
         if !self.is_request() {
             return Err(edit_err("a response has no Request-URI"));
         }
-        Uri::parse(uri)?;
+        let host = Uri::parse(uri)?
+            .host()
+            .map(|h| offset_in(uri, h)..offset_in(uri, h) + h.len());
         let span = self.append(uri);
+        self.hot.ruri_host =
+            host.map(|r| Span::new(span.start as usize + r.start, span.start as usize + r.end));
         if let StartLine::Request { uri, .. } = &mut self.start {
             *uri = span;
         }
@@ -116,6 +135,7 @@ impl SipMessage {
         check_value(kind, value)?;
         let h = self.new_line(name.as_bytes(), value, kind);
         self.headers.push(h);
+        self.touch(kind);
         self.mark();
         Ok(())
     }
@@ -131,6 +151,7 @@ impl SipMessage {
         check_value(kind, value)?;
         let h = self.new_line(name.as_bytes(), value, kind);
         self.headers.insert(0, h);
+        self.touch(kind);
         self.mark();
         Ok(())
     }
@@ -148,6 +169,7 @@ impl SipMessage {
         });
         let removed = before - self.headers.len();
         if removed > 0 {
+            self.touch(kind);
             self.mark();
         }
         removed
@@ -162,6 +184,7 @@ impl SipMessage {
             .retain(|h| !pred(slice(buf, extra, h.name), slice(buf, extra, h.value)));
         let removed = before - self.headers.len();
         if removed > 0 {
+            self.hot.valid = false;
             self.mark();
         }
         removed
@@ -179,6 +202,7 @@ impl SipMessage {
             .unwrap_or(0);
         let h = self.new_line(b"Via", value, HeaderName::Via);
         self.headers.insert(at, h);
+        self.touch(HeaderName::Via);
         self.mark();
         Ok(())
     }
@@ -211,6 +235,7 @@ impl SipMessage {
                 self.headers.remove(k);
             }
         }
+        self.touch(HeaderName::Via);
         self.mark();
         Ok(())
     }
@@ -249,6 +274,7 @@ impl SipMessage {
                 self.headers.push(h);
             }
         }
+        self.touch(kind);
         self.mark();
         Ok(())
     }

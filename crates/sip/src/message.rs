@@ -89,10 +89,34 @@ pub struct SipMessage {
     /// The message within `buf`: after leading keep-alive CRLFs, up to the body end.
     pub(crate) msg: Span,
     pub(crate) edited: bool,
+    pub(crate) hot: Hot,
+}
+
+/// Where the fields every proxy reads on every message are, found while `parse` checks
+/// their grammar anyway, so reading them costs a slice and no second parse. Edits that
+/// touch one of these headers clear `valid` and reads fall back to parsing on demand.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Hot {
+    pub(crate) valid: bool,
+    /// Branch of the top Via: outer `None` when there is no Via.
+    pub(crate) branch: Option<Option<Span>>,
+    pub(crate) from_tag: Option<Option<Span>>,
+    pub(crate) to_tag: Option<Option<Span>>,
+    pub(crate) call_id: Option<Span>,
+    pub(crate) cseq: Option<(u32, Span)>,
+    pub(crate) max_forwards: Option<u8>,
+    pub(crate) ruri_host: Option<Span>,
+}
+
+#[inline]
+pub(crate) fn span_of(buf: &[u8], part: &[u8]) -> Span {
+    let s = offset_in(buf, part);
+    Span::new(s, s + part.len())
 }
 
 pub(crate) struct Index {
     pub(crate) start: StartLine,
+    pub(crate) ruri_host: Option<Span>,
     pub(crate) start_line: Span,
     pub(crate) headers: Vec<Hdr>,
     pub(crate) blank: Span,
@@ -158,7 +182,12 @@ fn check_version(buf: &[u8], s: usize, e: usize) -> Result<(), ParseError> {
     Err(start_err(s, "malformed SIP version"))
 }
 
-fn parse_start_line(buf: &[u8], base: usize, le: usize) -> Result<StartLine, ParseError> {
+/// Parses the start line; also returns where the Request-URI host is, for the cache.
+fn parse_start_line(
+    buf: &[u8],
+    base: usize,
+    le: usize,
+) -> Result<(StartLine, Option<Span>), ParseError> {
     let line = &buf[base..le];
     if line.len() >= 4 && eq_ic(&line[..4], b"SIP/") {
         let sp = memchr::memchr(b' ', line)
@@ -184,11 +213,14 @@ fn parse_start_line(buf: &[u8], base: usize, le: usize) -> Result<StartLine, Par
                 "control character in reason phrase",
             ));
         }
-        return Ok(StartLine::Response {
-            version: Span::new(base, base + sp),
-            status,
-            reason: Span::new(base + rs, le),
-        });
+        return Ok((
+            StartLine::Response {
+                version: Span::new(base, base + sp),
+                status,
+                reason: Span::new(base + rs, le),
+            },
+            None,
+        ));
     }
     let mut i = 0;
     while i < line.len() && is(line[i], TOKEN) {
@@ -206,17 +238,21 @@ fn parse_start_line(buf: &[u8], base: usize, le: usize) -> Result<StartLine, Par
     if ulen == 0 {
         return Err(start_err(base + us, "more than one SP in Request-Line"));
     }
-    Uri::parse(&line[us..us + ulen]).map_err(|e| match e {
+    let uri = Uri::parse(&line[us..us + ulen]).map_err(|e| match e {
         ParseError::Syntax { offset, what } => start_err(base + us + offset, what),
         other => other,
     })?;
+    let host = uri.host().map(|h| span_of(buf, h));
     let vs = us + ulen + 1;
     check_version(buf, base + vs, le)?;
-    Ok(StartLine::Request {
-        method: Span::new(base, base + i),
-        uri: Span::new(base + us, base + us + ulen),
-        version: Span::new(base + vs, le),
-    })
+    Ok((
+        StartLine::Request {
+            method: Span::new(base, base + i),
+            uri: Span::new(base + us, base + us + ulen),
+            version: Span::new(base + vs, le),
+        },
+        host,
+    ))
 }
 
 /// Indexes the start line and header section of the message at the start of `buf`
@@ -234,7 +270,7 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
         Ok(None) => return Err(truncated(buf.len(), "start line not terminated")),
         Err(i) => return Err(start_err(i, "CR without LF")),
     };
-    let start = parse_start_line(buf, base, le)?;
+    let (start, ruri_host) = parse_start_line(buf, base, le)?;
     let start_line = Span::new(base, pos);
     let mut headers = Vec::with_capacity(16);
     let mut content_length = None;
@@ -347,6 +383,7 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
     };
     Ok(Index {
         start,
+        ruri_host,
         start_line,
         headers,
         blank,
@@ -380,19 +417,53 @@ impl SipMessage {
     /// Bytes after the body (a second message in a datagram) are ignored.
     pub fn parse(buf: Bytes) -> Result<SipMessage, ParseError> {
         let idx = index(&buf)?;
+        let mut hot = Hot {
+            valid: true,
+            ruri_host: idx.ruri_host,
+            ..Hot::default()
+        };
+        let b: &[u8] = &buf;
         for h in &idx.headers {
-            if matches!(
-                h.kind,
-                HeaderName::Via
-                    | HeaderName::From
-                    | HeaderName::To
-                    | HeaderName::CallId
-                    | HeaderName::CSeq
-                    | HeaderName::MaxForwards
-                    | HeaderName::ContentLength
-            ) {
-                let v = &buf[h.value.start as usize..h.value.end as usize];
-                check_hot(h.kind, v, h.value.start as usize)?;
+            let v = &b[h.value.start as usize..h.value.end as usize];
+            let base = h.value.start as usize;
+            let at = |e: ParseError| e.in_header(h.kind, base);
+            match h.kind {
+                HeaderName::Via => {
+                    for (n, via) in via_list(v).enumerate() {
+                        let via = via.map_err(at)?;
+                        if n == 0 && hot.branch.is_none() {
+                            hot.branch = Some(via.branch().map(|x| span_of(b, x)));
+                        }
+                    }
+                }
+                HeaderName::From | HeaderName::To => {
+                    let na = NameAddr::parse(v).map_err(at)?;
+                    let slot = if h.kind == HeaderName::From {
+                        &mut hot.from_tag
+                    } else {
+                        &mut hot.to_tag
+                    };
+                    if slot.is_none() {
+                        *slot = Some(na.tag().map(|t| span_of(b, t)));
+                    }
+                }
+                HeaderName::CallId => {
+                    check_call_id(v).map_err(at)?;
+                    hot.call_id.get_or_insert(h.value);
+                }
+                HeaderName::CSeq => {
+                    let c = CSeq::parse(v).map_err(at)?;
+                    hot.cseq
+                        .get_or_insert((c.seq, span_of(b, c.method_bytes())));
+                }
+                HeaderName::MaxForwards => {
+                    let n = parse_max_forwards(v).map_err(at)?;
+                    hot.max_forwards.get_or_insert(n);
+                }
+                HeaderName::ContentLength => {
+                    parse_content_length(v).map_err(at)?;
+                }
+                _ => {}
             }
         }
         let body_start = idx.blank.end as usize;
@@ -420,6 +491,7 @@ impl SipMessage {
             new_body: None,
             msg: Span::new(idx.base, body_end),
             edited: false,
+            hot,
             buf,
         })
     }
@@ -611,6 +683,9 @@ impl SipMessage {
 
     /// The Call-ID.
     pub fn call_id(&self) -> Option<&[u8]> {
+        if self.hot.valid {
+            return self.hot.call_id.map(|s| self.get(s));
+        }
         self.header_of(HeaderName::CallId)
     }
 
@@ -630,6 +705,14 @@ impl SipMessage {
 
     /// The (first) CSeq.
     pub fn cseq(&self) -> Result<CSeq<'_>, ParseError> {
+        if self.hot.valid {
+            return match self.hot.cseq {
+                Some((seq, m)) => Ok(CSeq::new(seq, self.get(m))),
+                None => Err(ParseError::MissingHeader {
+                    name: HeaderName::CSeq,
+                }),
+            };
+        }
         let (v, off) = self.required(HeaderName::CSeq)?;
         CSeq::parse(v).map_err(|e| e.in_header(HeaderName::CSeq, off))
     }
@@ -648,12 +731,35 @@ impl SipMessage {
 
     /// The From tag.
     pub fn from_tag(&self) -> Option<&[u8]> {
+        if self.hot.valid {
+            return self.hot.from_tag.flatten().map(|s| self.get(s));
+        }
         self.from().ok().and_then(|f| f.tag())
     }
 
     /// The To tag.
     pub fn to_tag(&self) -> Option<&[u8]> {
+        if self.hot.valid {
+            return self.hot.to_tag.flatten().map(|s| self.get(s));
+        }
         self.to().ok().and_then(|t| t.tag())
+    }
+
+    /// The branch of the topmost Via (transaction matching), without building the
+    /// whole [`Via`] view.
+    pub fn top_via_branch(&self) -> Option<&[u8]> {
+        if self.hot.valid {
+            return self.hot.branch.flatten().map(|s| self.get(s));
+        }
+        self.top_via().ok().and_then(|v| v.branch())
+    }
+
+    /// The host of the Request-URI (`sip:`/`sips:` only; brackets kept on IPv6).
+    pub fn request_uri_host(&self) -> Option<&[u8]> {
+        if self.hot.valid {
+            return self.hot.ruri_host.map(|s| self.get(s));
+        }
+        self.request_uri_parsed().and_then(|u| u.host())
     }
 
     /// Every Via value, top first, across lines and commas.
@@ -674,6 +780,9 @@ impl SipMessage {
 
     /// Max-Forwards, `None` when absent.
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        if self.hot.valid {
+            return Ok(self.hot.max_forwards);
+        }
         match self.entries_of(HeaderName::MaxForwards).next() {
             None => Ok(None),
             Some(h) => parse_max_forwards(self.get(h.value))

@@ -2,7 +2,7 @@
 
 use crate::chars::{is, is_lws, scan_quoted, skip_lws, TOKEN};
 use crate::error::{syntax, ParseError};
-use crate::params::{check_header_params, Params};
+use crate::params::{scan_header_params, Params};
 use crate::uri::Uri;
 
 /// One `[display-name] <uri> *(;param)` or `uri *(;param)` value.
@@ -13,6 +13,8 @@ pub struct NameAddr<'a> {
     uri: Uri<'a>,
     angle: bool,
     params: Option<&'a [u8]>,
+    /// Found while checking the parameters, so `tag()` needs no second scan.
+    tag: Option<&'a [u8]>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -94,12 +96,19 @@ impl<'a> NameAddr<'a> {
             }
         }
         i = skip_lws(s, i);
+        let mut tag: Option<Option<&[u8]>> = None;
         let params = match s.get(i) {
             None => None,
             Some(b';') => {
-                let p = &s[i + 1..];
-                check_header_params(p).map_err(|(o, w)| syntax(i + 1 + o, w))?;
-                Some(p)
+                let mut find_tag = |name: &'a [u8], value: Option<&'a [u8]>| {
+                    if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+                        tag = Some(value);
+                    }
+                    Ok(())
+                };
+                scan_header_params(s, i + 1, false, &mut find_tag)
+                    .map_err(|(o, w)| syntax(o, w))?;
+                Some(&s[i + 1..])
             }
             Some(_) => return Err(syntax(i, "unexpected character after URI")),
         };
@@ -109,6 +118,7 @@ impl<'a> NameAddr<'a> {
             uri,
             angle,
             params,
+            tag: tag.flatten(),
         })
     }
 
@@ -165,7 +175,7 @@ impl<'a> NameAddr<'a> {
 
     /// The `tag` parameter value.
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.params().value("tag")
+        self.tag
     }
 }
 
@@ -205,6 +215,10 @@ mod tests {
         assert_eq!(a.param("unknownparam"), Some(None));
         assert_eq!(a.uri_bytes(), b"sip:+1972@gw1.example.net");
         assert!(na("isbn:2983792873").uri().host().is_none());
+        for v in ["<sip:a@b>;tag;tag=x", "<sip:a@b>;TAG=y;tag=x", "<sip:a@b> ; x=\"tag=1\""] {
+            let a = na(v);
+            assert_eq!(a.tag(), a.params().value("tag"), "{v}");
+        }
         assert!(na("<sip:u@h?Route=%3Csip:x%3E>")
             .uri()
             .headers_raw()

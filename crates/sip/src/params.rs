@@ -102,14 +102,14 @@ impl<'a> Iterator for ParamIter<'a> {
 /// around `;` and `=`) in one pass, starting just after the first `;`. Each parameter is
 /// handed to `each` for rules of known parameters. Stops at the end of `s`, or at a
 /// top-level `,` when `stop_at_comma`; returns that offset.
-pub(crate) fn scan_header_params<F>(
-    s: &[u8],
+pub(crate) fn scan_header_params<'s, F>(
+    s: &'s [u8],
     mut i: usize,
     stop_at_comma: bool,
     each: &mut F,
 ) -> Result<usize, (usize, &'static str)>
 where
-    F: FnMut(&[u8], Option<&[u8]>) -> Result<(), &'static str>,
+    F: FnMut(&'s [u8], Option<&'s [u8]>) -> Result<(), &'static str>,
 {
     loop {
         i = skip_lws(s, i);
@@ -154,6 +154,7 @@ where
 }
 
 /// A whole `generic-param` list (no trailing data). Offsets relative to `raw`.
+#[cfg(test)]
 pub(crate) fn check_header_params(raw: &[u8]) -> Result<(), (usize, &'static str)> {
     scan_header_params(raw, 0, false, &mut |_, _| Ok(())).map(|_| ())
 }

@@ -37,6 +37,10 @@ impl<'a> CSeq<'a> {
         })
     }
 
+    pub(crate) fn new(seq: u32, method: &'a [u8]) -> CSeq<'a> {
+        CSeq { seq, method }
+    }
+
     /// The method token.
     pub fn method_bytes(&self) -> &'a [u8] {
         self.method

@@ -15,6 +15,8 @@ pub struct Via<'a> {
     host: &'a [u8],
     port: Option<u16>,
     params: Option<&'a [u8]>,
+    /// Found while checking the parameters, so `branch()` needs no second scan.
+    branch: Option<&'a [u8]>,
 }
 
 fn token_at(s: &[u8], i: usize) -> usize {
@@ -104,10 +106,16 @@ impl<'a> Via<'a> {
             i = skip_lws(s, i);
         }
         let mut params = None;
+        let mut branch: Option<Option<&[u8]>> = None;
         if s.get(i) == Some(&b';') {
             let ps = i + 1;
-            let e =
-                scan_header_params(s, ps, true, &mut check_known).map_err(|(o, w)| syntax(o, w))?;
+            let mut each = |name: &'a [u8], value: Option<&'a [u8]>| {
+                if branch.is_none() && name.eq_ignore_ascii_case(b"branch") {
+                    branch = Some(value);
+                }
+                check_known(name, value)
+            };
+            let e = scan_header_params(s, ps, true, &mut each).map_err(|(o, w)| syntax(o, w))?;
             let mut pe = e;
             while pe > ps && is_lws(s[pe - 1]) {
                 pe -= 1;
@@ -130,6 +138,7 @@ impl<'a> Via<'a> {
                 host,
                 port,
                 params,
+                branch: branch.flatten(),
             },
             next,
         ))
@@ -182,7 +191,7 @@ impl<'a> Via<'a> {
 
     /// The `branch` value.
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.params().value("branch")
+        self.branch
     }
 
     /// The `received` value.

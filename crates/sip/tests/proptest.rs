@@ -77,7 +77,20 @@ fn exercise(m: &SipMessage) {
             v.params().iter().count(),
         );
     }
-    let _ = m.top_via();
+    let top = m.top_via();
+    // The parse-time cache and the on-demand parsers must agree.
+    assert_eq!(m.top_via_branch(), top.ok().and_then(|v| v.branch()));
+    assert_eq!(m.from_tag(), m.from().ok().and_then(|f| f.tag()));
+    assert_eq!(m.to_tag(), m.to().ok().and_then(|f| f.tag()));
+    assert_eq!(m.call_id(), m.headers_named("Call-ID").next());
+    assert_eq!(
+        m.request_uri_host(),
+        m.request_uri_parsed().and_then(|u| u.host())
+    );
+    if let Ok(c) = m.cseq() {
+        let again = ferrosip_sip::CSeq::parse(m.headers_named("CSeq").next().unwrap()).unwrap();
+        assert_eq!((c.seq, c.method_bytes()), (again.seq, again.method_bytes()));
+    }
     let _ = m.max_forwards();
     let _ = m.contacts().count() + m.routes().count() + m.record_routes().count();
     let _ = (
