@@ -59,6 +59,11 @@ impl SipMessage {
     }
 
     fn append(&mut self, bytes: &[u8]) -> Span {
+        // A forwarded request typically gets a new R-URI, a Via and Max-Forwards; one
+        // allocation sized for that beats growing the side buffer edit by edit.
+        if self.extra.capacity() == 0 {
+            self.extra.reserve(256);
+        }
         let start = self.buf.len() + self.extra.len();
         self.extra.extend_from_slice(bytes);
         Span::new(start, start + bytes.len())
@@ -66,6 +71,9 @@ impl SipMessage {
 
     /// Copies bytes the message already holds (received or edited) to the side buffer.
     fn append_span(&mut self, s: Span) -> Span {
+        if self.extra.capacity() == 0 {
+            self.extra.reserve(256);
+        }
         let b = self.buf.len();
         let start = b + self.extra.len();
         let (a, e) = (s.start as usize, s.end as usize);

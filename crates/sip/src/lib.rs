@@ -12,6 +12,13 @@
 //! `s`, `e`, `o`, `u`, `r`, `x`, `b`, ...) equal their long forms ([`HeaderName`]).
 //! Folded values keep their CRLF and blanks; typed parsers read them as LWS.
 //!
+//! While checking the hot headers, `parse` notes where the top Via branch, the From
+//! and To tags, Call-ID, CSeq, Max-Forwards and the Request-URI host are, so
+//! [`SipMessage::top_via_branch`], [`SipMessage::from_tag`], [`SipMessage::to_tag`],
+//! [`SipMessage::call_id`], [`SipMessage::cseq`], [`SipMessage::max_forwards`] and
+//! [`SipMessage::request_uri_host`] are slice lookups. Full views ([`Via`],
+//! [`NameAddr`], [`Uri`]) are built on demand from the raw value.
+//!
 //! # What `parse` rejects and what `validate` rejects
 //!
 //! `parse` enforces the RFC 3261 grammar of everything a proxy reads on every message:

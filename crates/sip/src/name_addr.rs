@@ -215,7 +215,11 @@ mod tests {
         assert_eq!(a.param("unknownparam"), Some(None));
         assert_eq!(a.uri_bytes(), b"sip:+1972@gw1.example.net");
         assert!(na("isbn:2983792873").uri().host().is_none());
-        for v in ["<sip:a@b>;tag;tag=x", "<sip:a@b>;TAG=y;tag=x", "<sip:a@b> ; x=\"tag=1\""] {
+        for v in [
+            "<sip:a@b>;tag;tag=x",
+            "<sip:a@b>;TAG=y;tag=x",
+            "<sip:a@b> ; x=\"tag=1\"",
+        ] {
             let a = na(v);
             assert_eq!(a.tag(), a.params().value("tag"), "{v}");
         }
