@@ -1,5 +1,6 @@
 //! `core`: Core actions of the Kamailio config language that look like function calls (drop, exit, return, route() are statements of the script grammar).
 
+use ferrosip_api::{FnError, FnResult, Proto, Target};
 use bytes::Bytes;
 use ferrosip_api::args::Flag;
 use ferrosip_api::{Module, ModuleBuilder, MsgContext, RouteMask, Verdict};
@@ -18,45 +19,45 @@ impl Module for CoreModule {
         m.function("forward")
             .routes(RouteMask::ANY)
             .doc("Forwards the message statelessly to $du or the R-URI (replies to the next Via); 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| forward_to(ctx, None, None, None));
         m.function("forward")
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly to the host (port 5060 or from SRV); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, None));
         m.function("forward")
             .args(&["host", "port"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly to host:port; 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64)>();
+            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), None));
         m.function("forward_udp")
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over UDP to $du or the R-URI; 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| forward_to(ctx, None, None, Some(Proto::Udp)));
         m.function("forward_udp")
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over UDP to the host; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Udp)));
         m.function("forward_udp")
             .args(&["host", "port"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over UDP to host:port; 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64)>();
+            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Udp)));
         m.function("forward_tcp")
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TCP to $du or the R-URI; 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| forward_to(ctx, None, None, Some(Proto::Tcp)));
         m.function("forward_tcp")
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TCP to the host; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Tcp)));
         m.function("forward_tcp")
             .args(&["host", "port"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TCP to host:port; 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64)>();
+            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Tcp)));
         m.function("forward_tls")
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TLS to $du or the R-URI; 1 on success, -1 on failure.")
@@ -344,6 +345,39 @@ fn reset_bit(bits: &mut u64, f: Flag) {
 
 fn bit_is_set(bits: u64, f: Flag) -> bool {
     bits & (1 << f.0) != 0
+}
+
+/// Stateless forwarding through the server: to `host[:port]` when given, else to `$du` or
+/// the R-URI (with `proto` forced when given).
+fn forward_to(ctx: &mut MsgContext, host: Option<Bytes>, port: Option<i64>, proto: Option<Proto>) -> FnResult {
+    let port = match port {
+        Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+        Some(p) => return Err(FnError::new(format!("port {p} is out of range"))),
+        None => None,
+    };
+    let target = match host {
+        Some(host) => Some(Target { host, port, proto }),
+        None => match (&ctx.dst_uri, proto) {
+            // forward_tcp() without a host: the usual destination, over TCP.
+            (_, Some(p)) => {
+                let uri = ctx
+                    .dst_uri
+                    .clone()
+                    .or_else(|| ctx.msg.request_uri_bytes())
+                    .ok_or_else(|| FnError::new("no destination"))?;
+                let u = ferrosip_sip::Uri::parse(&uri).map_err(|e| FnError::new(e.to_string()))?;
+                let host = u.host().ok_or_else(|| FnError::new("destination has no host"))?;
+                Some(Target {
+                    host: Bytes::copy_from_slice(host),
+                    port: u.port(),
+                    proto: Some(p),
+                })
+            }
+            _ => None,
+        },
+    };
+    ctx.services("forward")?.forward(ctx, target)?;
+    Ok(Verdict::TRUE)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `sl`: Stateless replies: answers a request without creating a transaction.
 
+use ferrosip_api::{FnError, FnResult, MsgContext, Verdict};
 use bytes::Bytes;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
@@ -48,17 +49,17 @@ impl Module for SlModule {
             .args(&["code", "reason"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a stateless reply with the given code and reason; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
+            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason));
         m.function("sl_reply")
             .args(&["code", "reason"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Alias of sl_send_reply(); 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
+            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason));
         m.function("send_reply")
             .args(&["code", "reason"])
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replies statefully when a transaction exists, otherwise statelessly; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
+            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason));
         m.function("send_reply_mode")
             .args(&["code", "reason", "mode"])
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
@@ -67,11 +68,11 @@ impl Module for SlModule {
         m.function("send_reply_error")
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replies (stateful if possible) with the code derived from the last internal error; 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| reply(ctx, 500, b"Server Internal Error"));
         m.function("sl_reply_error")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a stateless reply for the last internal error (e.g. 500 or 483); 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| reply(ctx, 500, b"Server Internal Error"));
         m.function("sl_forward_reply")
             .routes(RouteMask::ONREPLY)
             .doc("Forwards the received reply statelessly to the next Via; 1 on success, -1 on failure.")
@@ -87,6 +88,15 @@ impl Module for SlModule {
             .doc("Forwards the reply statelessly after changing its status code and reason; 1 on success, -1 on failure.")
             .declared::<(Bytes, Bytes)>();
     }
+}
+
+/// Sends a stateless reply through the server; codes outside 100..=699 are refused.
+fn reply(ctx: &mut MsgContext, code: i64, reason: &[u8]) -> FnResult {
+    if !(100..=699).contains(&code) {
+        return Err(FnError::new(format!("status code {code} is not in 100..699")));
+    }
+    ctx.services("sl_send_reply")?.reply(ctx, code as u16, reason)?;
+    Ok(Verdict::TRUE)
 }
 
 #[cfg(test)]
