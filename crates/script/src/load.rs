@@ -121,8 +121,26 @@ fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, Loa
             .collect();
         render_all(diags, &src)
     })?;
-    match compiler::compile(&script, src.clone(), reg) {
-        Ok(c) => Ok(finish(c, &src)),
-        Err(diags) => Err(render_all(diags, &src)),
+    let compiled = match compiler::compile(&script, src.clone(), reg) {
+        Ok(c) => c,
+        Err(diags) => return Err(render_all(diags, &src)),
+    };
+    // Module init hooks see the final parameters; a bad value stops the load.
+    let mut errors = Vec::new();
+    for (name, params) in &compiled.modules {
+        if let Some(def) = reg.module(name) {
+            for hook in &def.init {
+                if let Err(e) = hook(params) {
+                    errors.push(format!("error: module {name}: {e}"));
+                }
+            }
+        }
     }
+    if !errors.is_empty() {
+        return Err(LoadErrors {
+            messages: errors,
+            diagnostics: Vec::new(),
+        });
+    }
+    Ok(finish(compiled, &src))
 }
