@@ -147,6 +147,7 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     for w in &loaded.warnings {
         tracing::warn!("{w}");
