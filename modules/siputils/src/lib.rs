@@ -2,7 +2,14 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::PvOut;
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
+use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Verdict};
+use ops::*;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+pub mod ops;
+#[cfg(test)]
+mod tests_ops;
 
 /// The `siputils` module.
 pub struct SiputilsModule;
@@ -68,6 +75,16 @@ impl Module for SiputilsModule {
             16_i64,
             "Maximum length (with the leading \"+\") accepted as an E.164 number.",
         );
+        let e164_max = Arc::new(AtomicI64::new(16));
+        {
+            let e164_max = e164_max.clone();
+            m.on_init(move |p| {
+                e164_max.store(p.int("e164_max_len"), Ordering::Relaxed);
+                Ok(())
+            });
+        }
+        let max1 = e164_max.clone();
+        let max2 = e164_max;
         m.function("options_reply")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Answers an OPTIONS request addressed to the server (no user part) with 200 and the Accept/Supported headers; 1 on success, -1 otherwise.")
@@ -80,17 +97,17 @@ impl Module for SiputilsModule {
         m.function("has_totag")
             .routes(RouteMask::ANY)
             .doc("True (1) when the To header has a tag parameter (in-dialog request); -1 otherwise.")
-            .declared::<()>();
+            .handler(has_totag);
         m.function("uri_param")
             .args(&["param"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the R-URI has this parameter; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(uri_param);
         m.function("uri_param")
             .args(&["param", "value"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the R-URI has this parameter with this value; -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
+            .handler(uri_param_value);
         m.function("uri_param_any")
             .args(&["param"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
@@ -100,7 +117,7 @@ impl Module for SiputilsModule {
             .args(&["param"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a \"name=value\" parameter to the R-URI (or to a tel: URI's header part); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(add_uri_param);
         m.function("get_uri_param")
             .args(&["name", "var"])
             .routes(RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
@@ -127,17 +144,22 @@ impl Module for SiputilsModule {
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the value parses as a SIP/SIPS/tel URI; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(is_uri);
         m.function("is_e164")
             .args(&["number"])
             .routes(RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the value is an E.164 number (\"+\" and 2..15 digits); -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(move |_ctx: &mut MsgContext, n: Bytes| Ok(Verdict::from(e164(&n, max1.load(Ordering::Relaxed) as usize))));
         m.function("is_uri_user_e164")
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the user part of the URI is an E.164 number; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(move |_ctx: &mut MsgContext, u: Bytes| {
+                Ok(Verdict::from(uri_user_e164(
+                    &u,
+                    max2.load(Ordering::Relaxed) as usize,
+                )))
+            });
         m.function("encode_contact")
             .args(&["encoding_prefix", "hostpart"])
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
@@ -192,15 +214,15 @@ impl Module for SiputilsModule {
         m.function("is_request")
             .routes(RouteMask::ANY)
             .doc("True (1) when the message is a request; -1 otherwise.")
-            .declared::<()>();
+            .handler(is_request);
         m.function("is_reply")
             .routes(RouteMask::ANY)
             .doc("True (1) when the message is a reply; -1 otherwise.")
-            .declared::<()>();
+            .handler(is_reply);
         m.function("is_sip")
             .routes(RouteMask::ANY)
             .doc("True (1) when the message is a SIP message (not HTTP); -1 otherwise.")
-            .declared::<()>();
+            .handler(is_sip);
         m.function("is_http")
             .routes(RouteMask::ANY)
             .doc("True (1) when the message is an HTTP request or reply; -1 otherwise.")
@@ -221,33 +243,33 @@ impl Module for SiputilsModule {
             .declared::<(Bytes,)>();
         m.function("is_first_hop")
             .routes(RouteMask::ANY)
-            .doc("True (1) when the message is at its first hop (one Via for requests, two for replies); -1 otherwise.")
-            .declared::<()>();
+            .doc("True (1) at the first hop: a request with one Via; a reply without Record-Route or whose top Record-Route is this server (as an IP address) and that did not come from it; -1 otherwise.")
+            .handler(|ctx: &mut MsgContext| is_first_hop(ctx, 0));
         m.function("is_first_hop")
             .args(&["mode"])
             .routes(RouteMask::ANY)
-            .doc("Like is_first_hop(); mode 1 also accepts requests from a local sender; 1 true, -1 otherwise.")
-            .declared::<(i64,)>();
+            .doc("Like is_first_hop(); with mode 1 a reply's top Record-Route may name this server by host name and the loop check is skipped; 1 true, -1 otherwise.")
+            .handler(is_first_hop);
         m.function("is_tel_number")
             .args(&["tval"])
             .routes(RouteMask::ANY)
-            .doc("True (1) when the value is a telephone number (optional \"+\" then digits); -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .doc("True (1) when the value is a telephone number (digits, or \"+\", a non-zero digit and digits); -2 otherwise.")
+            .handler(is_tel_number);
         m.function("is_numeric")
             .args(&["tval"])
             .routes(RouteMask::ANY)
-            .doc("True (1) when the value is made only of digits; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .doc("True (1) when the value is made only of digits; -2 otherwise (also when empty).")
+            .handler(is_numeric);
         m.function("is_alphanum")
             .args(&["tval"])
             .routes(RouteMask::ANY)
-            .doc("True (1) when the value is made only of letters and digits; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .doc("True (1) when the value is made only of letters and digits; -2 when empty, -3 otherwise.")
+            .handler(is_alphanum);
         m.function("is_alphanumex")
             .args(&["tval", "eset"])
             .routes(RouteMask::ANY)
-            .doc("True (1) when the value has only letters, digits and characters of eset; -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
+            .doc("True (1) when the value has only letters, digits and characters of eset; -2 when empty, -3 otherwise.")
+            .handler(is_alphanumex);
         m.function("sip_p_charging_vector")
             .args(&["flags"])
             .routes(RouteMask::ANY)
