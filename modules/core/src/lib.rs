@@ -1,7 +1,13 @@
 //! `core`: Core actions of the Kamailio config language that look like function calls (drop, exit, return, route() are statements of the script grammar).
 
-use ferrosip_api::{FnError, FnResult, Proto, Target};
 use bytes::Bytes;
+use ferrosip_api::{FnError, FnResult, Proto, Target};
+pub use uri_ops::ConnFlags;
+use uri_ops::*;
+
+#[cfg(test)]
+mod tests_ops;
+pub mod uri_ops;
 use ferrosip_api::args::Flag;
 use ferrosip_api::{Module, ModuleBuilder, MsgContext, RouteMask, Verdict};
 
@@ -29,7 +35,9 @@ impl Module for CoreModule {
             .args(&["host", "port"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly to host:port; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), None));
+            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| {
+                forward_to(ctx, Some(host), Some(port), None)
+            });
         m.function("forward_udp")
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over UDP to $du or the R-URI; 1 on success, -1 on failure.")
@@ -38,12 +46,16 @@ impl Module for CoreModule {
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over UDP to the host; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Udp)));
+            .handler(|ctx: &mut MsgContext, host: Bytes| {
+                forward_to(ctx, Some(host), None, Some(Proto::Udp))
+            });
         m.function("forward_udp")
             .args(&["host", "port"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over UDP to host:port; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Udp)));
+            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| {
+                forward_to(ctx, Some(host), Some(port), Some(Proto::Udp))
+            });
         m.function("forward_tcp")
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TCP to $du or the R-URI; 1 on success, -1 on failure.")
@@ -52,12 +64,16 @@ impl Module for CoreModule {
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TCP to the host; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Tcp)));
+            .handler(|ctx: &mut MsgContext, host: Bytes| {
+                forward_to(ctx, Some(host), None, Some(Proto::Tcp))
+            });
         m.function("forward_tcp")
             .args(&["host", "port"])
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TCP to host:port; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Tcp)));
+            .handler(|ctx: &mut MsgContext, host: Bytes, port: i64| {
+                forward_to(ctx, Some(host), Some(port), Some(Proto::Tcp))
+            });
         m.function("forward_tls")
             .routes(RouteMask::ANY)
             .doc("Forwards statelessly over TLS to $du or the R-URI; 1 on success, -1 on failure.")
@@ -136,42 +152,42 @@ impl Module for CoreModule {
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("Replaces the whole R-URI; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_uri);
         m.function("seturi")
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteuri(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_uri);
         m.function("rewritehost")
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Replaces the R-URI host; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_host);
         m.function("sethost")
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewritehost(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_host);
         m.function("seth")
             .args(&["host"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewritehost(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_host);
         m.function("rewritehostport")
             .args(&["hostport"])
             .routes(RouteMask::ANY)
             .doc("Replaces the R-URI host and port (\"host:port\"); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_hostport);
         m.function("sethostport")
             .args(&["hostport"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewritehostport(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_hostport);
         m.function("sethp")
             .args(&["hostport"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewritehostport(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_hostport);
         m.function("rewritehostporttrans")
             .args(&["hostport"])
             .routes(RouteMask::ANY)
@@ -193,66 +209,66 @@ impl Module for CoreModule {
             .doc(
                 "Replaces the R-URI user part (adds one when absent); 1 on success, -1 on failure.",
             )
-            .declared::<(Bytes,)>();
+            .handler(rewrite_user);
         m.function("setuser")
             .args(&["user"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteuser(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_user);
         m.function("setu")
             .args(&["user"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteuser(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_user);
         m.function("rewriteuserpass")
             .args(&["userpass"])
             .routes(RouteMask::ANY)
             .doc("Replaces the R-URI password; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_userpass);
         m.function("setuserpass")
             .args(&["userpass"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteuserpass(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_userpass);
         m.function("setup")
             .args(&["userpass"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteuserpass(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_userpass);
         m.function("rewriteport")
             .args(&["port"])
             .routes(RouteMask::ANY)
             .doc("Replaces the R-URI port; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_port);
         m.function("setport")
             .args(&["port"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteport(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_port);
         m.function("setp")
             .args(&["port"])
             .routes(RouteMask::ANY)
             .doc("Alias of rewriteport(); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(rewrite_port);
         m.function("revert_uri")
             .routes(RouteMask::ANY)
-            .doc("Restores the R-URI received with the message; always 1.")
-            .declared::<()>();
+            .doc("Restores the R-URI received with the message; 1 (-1 on a reply).")
+            .handler(revert_uri);
         m.function("prefix")
             .args(&["prefix"])
             .routes(RouteMask::ANY)
             .doc("Adds a prefix to the R-URI user part; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(prefix);
         m.function("strip")
             .args(&["count"])
             .routes(RouteMask::ANY)
             .doc("Removes count characters from the start of the R-URI user part; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
+            .handler(strip);
         m.function("strip_tail")
             .args(&["count"])
             .routes(RouteMask::ANY)
             .doc("Removes count characters from the end of the R-URI user part; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
+            .handler(strip_tail);
         m.function("userphone")
             .routes(RouteMask::ANY)
             .doc("Adds \";user=phone\" to the R-URI; 1 on success, -1 on failure.")
@@ -284,15 +300,15 @@ impl Module for CoreModule {
         m.function("force_rport")
             .routes(RouteMask::ANY)
             .doc("Adds rport to the top Via so the reply goes back to the source port (RFC 3581); always 1.")
-            .declared::<()>();
+            .handler(force_rport);
         m.function("add_rport")
             .routes(RouteMask::ANY)
             .doc("Alias of force_rport(); always 1.")
-            .declared::<()>();
+            .handler(force_rport);
         m.function("add_local_rport")
             .routes(RouteMask::ANY)
             .doc("Adds the rport parameter to the Via this proxy inserts; always 1.")
-            .declared::<()>();
+            .handler(add_local_rport);
         m.function("force_tcp_alias")
             .routes(RouteMask::ANY)
             .doc("Makes the TCP connection reusable for requests to the Via address (port of the Via); always 1.")
@@ -319,19 +335,19 @@ impl Module for CoreModule {
         m.function("set_forward_no_connect")
             .routes(RouteMask::ANY)
             .doc("Forwarding of this message must not open a new TCP/TLS connection; always 1.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| conn_flag(ctx, |f| f.forward_no_connect = true));
         m.function("set_reply_no_connect")
             .routes(RouteMask::ANY)
             .doc("The reply to this message must not open a new TCP/TLS connection; always 1.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| conn_flag(ctx, |f| f.reply_no_connect = true));
         m.function("set_forward_close")
             .routes(RouteMask::ANY)
             .doc("Closes the TCP/TLS connection after forwarding this message; always 1.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| conn_flag(ctx, |f| f.forward_close = true));
         m.function("set_reply_close")
             .routes(RouteMask::ANY)
             .doc("Closes the TCP/TLS connection after sending the reply; always 1.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| conn_flag(ctx, |f| f.reply_close = true));
     }
 }
 
@@ -349,7 +365,12 @@ fn bit_is_set(bits: u64, f: Flag) -> bool {
 
 /// Stateless forwarding through the server: to `host[:port]` when given, else to `$du` or
 /// the R-URI (with `proto` forced when given).
-fn forward_to(ctx: &mut MsgContext, host: Option<Bytes>, port: Option<i64>, proto: Option<Proto>) -> FnResult {
+fn forward_to(
+    ctx: &mut MsgContext,
+    host: Option<Bytes>,
+    port: Option<i64>,
+    proto: Option<Proto>,
+) -> FnResult {
     let port = match port {
         Some(p) if (1..=65535).contains(&p) => Some(p as u16),
         Some(p) => return Err(FnError::new(format!("port {p} is out of range"))),
@@ -366,7 +387,9 @@ fn forward_to(ctx: &mut MsgContext, host: Option<Bytes>, port: Option<i64>, prot
                     .or_else(|| ctx.msg.request_uri_bytes())
                     .ok_or_else(|| FnError::new("no destination"))?;
                 let u = ferrosip_sip::Uri::parse(&uri).map_err(|e| FnError::new(e.to_string()))?;
-                let host = u.host().ok_or_else(|| FnError::new("destination has no host"))?;
+                let host = u
+                    .host()
+                    .ok_or_else(|| FnError::new("destination has no host"))?;
                 Some(Target {
                     host: Bytes::copy_from_slice(host),
                     port: u.port(),

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::{Flag, PvOut};
-use ferrosip_api::{Module, ModuleBuilder, MsgContext, RouteMask, Verdict};
+use ferrosip_api::{
+    FnError, FnResult, Module, ModuleBuilder, MsgContext, RouteMask, SetOp, Verdict,
+};
 
 /// The `kex` module.
 pub struct KexModule;
@@ -93,22 +95,22 @@ impl Module for KexModule {
             .doc(
                 "Evaluates the format and assigns it to the variable; 1 on success, -1 on failure.",
             )
-            .declared::<(PvOut, Bytes)>();
+            .handler(pv_printf);
         m.function("avp_printf")
             .args(&["var", "format"])
             .routes(RouteMask::ANY)
             .doc("Alias of pv_printf(); 1 on success, -1 on failure.")
-            .declared::<(PvOut, Bytes)>();
+            .handler(pv_printf);
         m.function("is_myself")
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the URI host and port are local (listen addresses, aliases, local domains); -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(is_myself);
         m.function("is_myhost")
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the URI host is local, ignoring the port; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(is_myhost);
         m.function("setdebug")
             .args(&["level"])
             .routes(RouteMask::ANY)
@@ -119,6 +121,53 @@ impl Module for KexModule {
             .doc("Restores the global log level; always 1.")
             .declared::<()>();
     }
+}
+
+/// Host and port of `uri` (a SIP URI, or a bare `host[:port]`).
+fn host_port(uri: &[u8]) -> Result<(Vec<u8>, Option<u16>), FnError> {
+    if let Ok(u) = ferrosip_sip::Uri::parse(uri) {
+        if let Some(h) = u.host() {
+            return Ok((h.to_vec(), u.port()));
+        }
+    }
+    let s = String::from_utf8_lossy(uri);
+    let s = s.trim();
+    if s.is_empty() || s.contains(['@', ';', ' ']) {
+        return Err(FnError::new(format!(
+            "\"{s}\" is neither a URI nor host[:port]"
+        )));
+    }
+    // [v6]:port, v4:port, name:port; a bare IPv6 address has several colons.
+    let (host, port) = match s.rfind(':') {
+        Some(i) if s.starts_with('[') && s[..i].ends_with(']') => {
+            (&s[..i], s[i + 1..].parse().ok())
+        }
+        Some(i) if s.matches(':').count() == 1 => (&s[..i], s[i + 1..].parse().ok()),
+        _ => (s, None),
+    };
+    Ok((host.as_bytes().to_vec(), port))
+}
+
+/// `is_myself(uri)`: host and port are this server's (listen addresses, aliases).
+fn is_myself(ctx: &mut MsgContext, uri: Bytes) -> FnResult {
+    let (host, port) = host_port(&uri)?;
+    Ok(Verdict::from(
+        ctx.services("is_myself")?.is_myself(&host, port),
+    ))
+}
+
+/// `is_myhost(uri)`: the host is this server's, whatever the port.
+fn is_myhost(ctx: &mut MsgContext, uri: Bytes) -> FnResult {
+    let (host, _) = host_port(&uri)?;
+    Ok(Verdict::from(
+        ctx.services("is_myhost")?.is_myself(&host, None),
+    ))
+}
+
+/// `pv_printf(var, format)`: the format is already evaluated by the argument fixup.
+fn pv_printf(ctx: &mut MsgContext, var: PvOut, text: Bytes) -> FnResult {
+    var.0.set(ctx, SetOp::Assign, text.into())?;
+    Ok(Verdict::TRUE)
 }
 
 fn set_bit(bits: &mut u64, f: Flag) {
@@ -179,5 +228,76 @@ mod tests {
         for p in &def.params {
             assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests_ops {
+    use super::*;
+    use ferrosip_api::{NetInfo, Registry, RouteKind, Services, Target};
+    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
+    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_sip::SipMessage;
+    use std::sync::Arc;
+
+    struct Me;
+    impl Services for Me {
+        fn reply(&self, _: &mut MsgContext, _: u16, _: &[u8]) -> Result<(), FnError> {
+            Ok(())
+        }
+        fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
+            Ok(())
+        }
+        fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
+            host == b"10.0.0.5" && port.is_none_or(|p| p == 5060)
+        }
+    }
+
+    fn ctx() -> MsgContext {
+        let raw = "OPTIONS sip:bob@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+To: <sip:bob@10.0.0.5>\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let msg = SipMessage::parse(Bytes::from_static(raw.as_bytes())).expect("parses");
+        let mut c = MsgContext::new(msg, RouteKind::Request, NetInfo::default());
+        c.services = Some(Arc::new(Me));
+        c
+    }
+
+    #[test]
+    fn myself_checks() {
+        let mut c = ctx();
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert_eq!(is_myself(&mut c, b("sip:bob@10.0.0.5")).unwrap().rc(), 1);
+        assert_eq!(
+            is_myself(&mut c, b("sip:bob@10.0.0.5:5070")).unwrap().rc(),
+            -1
+        );
+        assert_eq!(
+            is_myhost(&mut c, b("sip:bob@10.0.0.5:5070")).unwrap().rc(),
+            1
+        );
+        assert_eq!(is_myself(&mut c, b("10.0.0.5:5060")).unwrap().rc(), 1);
+        assert_eq!(is_myself(&mut c, b("sip:x@example.com")).unwrap().rc(), -1);
+        c.services = None;
+        assert!(is_myself(&mut c, b("sip:bob@10.0.0.5")).is_err());
+    }
+
+    #[test]
+    fn script_uses_kex() {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&KexModule);
+        let cfg = r#"loadmodule "kex.so"
+request_route {
+    pv_printf("$var(x)", "$rU@$rd");
+    if (is_myself("$ru") && !is_myself("$fu")) { $du = "sip:" + $var(x); return(6); }
+    return(2);
+}
+"#;
+        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
+        let mut c = ctx();
+        let route = loaded.program.main_route(RouteKind::Request).unwrap();
+        let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+        assert!(matches!(o, Outcome::Return(6)), "{o:?}");
+        assert_eq!(c.dst_uri.as_deref(), Some(&b"sip:bob@10.0.0.5"[..]));
     }
 }
