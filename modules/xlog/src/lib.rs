@@ -1,7 +1,10 @@
 //! `xlog`: Logging of formatted messages with pseudo-variables.
 
+pub mod emit;
+use emit::*;
+
 use bytes::Bytes;
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Value};
 
 /// The `xlog` module.
 pub struct XlogModule;
@@ -71,57 +74,57 @@ impl Module for XlogModule {
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at error level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(xlog);
         m.function("xlog")
             .args(&["level", "format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.")
-            .declared::<(Bytes, Bytes)>();
+            .handler(xlog_level);
         m.function("xlog")
             .args(&["facility", "level", "format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at level to a syslog facility; always 1.")
-            .declared::<(Bytes, Bytes, Bytes)>();
+            .handler(xlog_facility);
         m.function("xdbg")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at debug level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_DBG, None, &t));
         m.function("xinfo")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at info level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_INFO, None, &t));
         m.function("xnotice")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at notice level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_NOTICE, None, &t));
         m.function("xwarn")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at warning level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_WARN, None, &t));
         m.function("xerr")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at error level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ERR, None, &t));
         m.function("xbug")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at bug level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_BUG, None, &t));
         m.function("xcrit")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at critical level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_CRIT, None, &t));
         m.function("xalert")
             .args(&["format"])
             .routes(RouteMask::ANY)
             .doc("Logs the format at alert level; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ALERT, None, &t));
         m.function("xlogl")
             .args(&["format"])
             .routes(RouteMask::ANY)
@@ -171,5 +174,98 @@ mod tests {
         for p in &def.params {
             assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests_emit {
+    use super::*;
+    use ferrosip_api::{NetInfo, Registry, RouteKind};
+    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
+    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_sip::SipMessage;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn ctx() -> MsgContext {
+        let raw = "OPTIONS sip:bob@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+To: <sip:bob@10.0.0.5>\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c1@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let msg = SipMessage::parse(Bytes::from_static(raw.as_bytes())).expect("parses");
+        let net = NetInfo {
+            source: "192.0.2.7:5062".parse().unwrap(),
+            ..NetInfo::default()
+        };
+        MsgContext::new(msg, RouteKind::Request, net)
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(parse_level(b"L_ALERT").unwrap(), -5);
+        assert_eq!(parse_level(b"L_DBG").unwrap(), 3);
+        assert_eq!(parse_level(b" 2 ").unwrap(), 2);
+        assert!(parse_level(b"L_LOUD").is_err());
+        assert_eq!(tracing_level(L_CRIT), tracing::Level::ERROR);
+        assert_eq!(tracing_level(L_WARN), tracing::Level::WARN);
+        assert_eq!(tracing_level(L_NOTICE), tracing::Level::INFO);
+        assert_eq!(tracing_level(L_DBG), tracing::Level::DEBUG);
+    }
+
+    #[test]
+    fn script_logs_with_fields() {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&XlogModule);
+        let cfg = r#"loadmodule "xlog.so"
+request_route {
+    xlog("L_WARN", "got $rm from $si\n");
+    xdbg("debug line\n");
+    $var(l) = 2;
+    xlog("$var(l)", "dynamic level\n");
+    if (xinfo("x")) { return(1); }
+}
+"#;
+        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .finish();
+        let mut c = ctx();
+        let o = tracing::subscriber::with_default(sub, || {
+            let route = loaded.program.main_route(RouteKind::Request).unwrap();
+            run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap()
+        });
+        assert!(matches!(o, Outcome::Return(1)), "{o:?}");
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("got OPTIONS from 192.0.2.7"),
+            "{out}"
+        );
+        assert!(
+            lines[0].contains("call_id=c1@h") && lines[0].contains("method=OPTIONS"),
+            "{out}"
+        );
+        assert!(lines[0].contains("src=192.0.2.7:5062"), "{out}");
+        assert!(
+            lines[1].contains("INFO") && lines[1].contains("dynamic level"),
+            "{out}"
+        );
+        assert!(!out.contains("debug line"));
     }
 }
