@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub listen: Vec<Listen>,
     pub children: usize,
     pub udp_max_size: usize,
+    /// Socket buffer size asked for UDP sockets (`maxbuffer`, default 4 MiB).
+    pub udp_buffer: usize,
     pub tcp_max_size: usize,
     pub tcp_idle_secs: u64,
     pub aliases: Vec<(String, Option<u16>)>,
@@ -183,6 +185,7 @@ impl ServerConfig {
             listen,
             children,
             udp_max_size: 65535,
+            udp_buffer: int(g, "maxbuffer")?.map_or(4 << 20, |v| v.clamp(65536, 64 << 20) as usize),
             tcp_max_size: int(g, "tcp_max_msg_size")?.map_or(65536, |v| v.max(1024) as usize),
             tcp_idle_secs: int(g, "tcp_connection_lifetime")?.map_or(120, |v| v.max(1) as u64),
             aliases,

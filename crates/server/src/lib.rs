@@ -13,8 +13,8 @@ use std::sync::Arc;
 /// Starts the server for a loaded config and blocks until SIGINT/SIGTERM.
 pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     let config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
-    let sockets =
-        transport::bind_udp(&config.listen).map_err(|e| format!("cannot bind UDP: {e}"))?;
+    let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
+        .map_err(|e| format!("cannot bind UDP: {e}"))?;
     let server = Arc::new(Server {
         program: loaded.program.clone(),
         config,

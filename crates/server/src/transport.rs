@@ -99,10 +99,18 @@ impl TcpRegistry {
 }
 
 /// Binds every UDP listen socket.
-pub fn bind_udp(listen: &[crate::config::Listen]) -> std::io::Result<Sockets> {
+pub fn bind_udp(listen: &[crate::config::Listen], buffer: usize) -> std::io::Result<Sockets> {
     let mut udp = Vec::new();
     for l in listen.iter().filter(|l| l.proto == Proto::Udp) {
-        let s = UdpSocket::bind(l.addr)?;
+        let domain = socket2::Domain::for_address(l.addr);
+        let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        // Bursts (a 5,000 calls/s load, a worker briefly descheduled) must queue in the
+        // kernel rather than be dropped: ask for large buffers, as Kamailio's -b does. The
+        // kernel caps them at net.core.rmem_max / wmem_max.
+        let _ = s.set_recv_buffer_size(buffer);
+        let _ = s.set_send_buffer_size(buffer);
+        s.bind(&l.addr.into())?;
+        let s: UdpSocket = s.into();
         udp.push((s.local_addr()?, Arc::new(s)));
     }
     Ok(Sockets { udp })
