@@ -254,9 +254,9 @@ fn udp_exchange(proxy: u16, req: &[u8]) -> Option<String> {
     text.lines().next().map(str::to_string)
 }
 
-fn options(local_port: u16, extra: &str) -> Vec<u8> {
+fn options(proxy: u16, local_port: u16, extra: &str) -> Vec<u8> {
     format!(
-        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKt{extra}\r\nMax-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {extra}@t\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        "OPTIONS sip:127.0.0.1:{proxy} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKt{extra}\r\nMax-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {extra}@t\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
     .into_bytes()
 }
@@ -266,7 +266,7 @@ fn malformed_input_gets_400_or_is_dropped_and_the_server_goes_on() {
     let (proxy, uas, uac) = ports(4);
     let mut p = start_proxy("robust", &config(proxy, uas), proxy);
     // A malformed request with a readable Via is answered 400.
-    let bad = b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: bad@t\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+    let bad = b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: bad@t\r\nCSeq: 36893488147419103232 INVITE\r\nContent-Length: 0\r\n\r\n";
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
@@ -283,7 +283,7 @@ fn malformed_input_gets_400_or_is_dropped_and_the_server_goes_on() {
     );
 
     // Thousands of random and mutated datagrams and TCP streams.
-    let base = options(port, "seed");
+    let base = options(proxy, port, "seed");
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
         seed ^= seed << 13;
@@ -339,7 +339,7 @@ fn malformed_input_gets_400_or_is_dropped_and_the_server_goes_on() {
         p.child.try_wait().expect("status").is_none(),
         "ferrosip died"
     );
-    let status = udp_exchange(proxy, &options(0, "after"));
+    let status = udp_exchange(proxy, &options(proxy, 0, "after"));
     // Via port 0 is not answerable by port; the reply goes to the source address.
     assert_eq!(status.as_deref(), Some("SIP/2.0 200 Keepalive"));
     assert!(
