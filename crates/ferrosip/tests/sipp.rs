@@ -228,6 +228,39 @@ fn single(slot: u16, scenario: &str) -> Option<i32> {
     )
 }
 
+/// The shipped `examples/stateless.cfg`, unmodified except for its ports (given as
+/// defines, as an operator would), carries SIPp calls.
+#[test]
+fn shipped_stateless_example_carries_calls() {
+    if !have_sipp() {
+        return;
+    }
+    let (proxy, uas, uac) = ports(6);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/stateless.cfg");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        .args(["run", "-f"])
+        .arg(&example)
+        .arg("-A")
+        .arg(format!("PROXY_PORT={proxy}"))
+        .arg("-A")
+        .arg(format!("PBX=\"sip:127.0.0.1:{uas}\""))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferrosip starts");
+    let _p = Proxy {
+        child,
+        _dir: std::env::temp_dir(),
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UdpSocket::bind(addr).is_ok() {
+        assert!(Instant::now() < deadline, "ferrosip did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_calls(proxy, uas, uac, "udp", 200);
+}
+
 #[test]
 fn max_forwards_zero_gets_483() {
     if have_sipp() {
