@@ -13,12 +13,14 @@ pub(crate) fn ip_value(ip: IpAddr) -> Value {
     Value::from_string(ip.to_string())
 }
 
-fn bytes_value(b: &[u8]) -> Value {
-    Value::Str(Bytes::copy_from_slice(b))
+/// A value for a part of the message: a reference-counted slice of the received buffer
+/// when it is one, so reading a header or URI part does not copy it.
+fn bytes_value(ctx: &MsgContext, b: &[u8]) -> Value {
+    Value::Str(ctx.msg.bytes_of(b))
 }
 
-fn opt_bytes(b: Option<&[u8]>) -> Value {
-    b.map(bytes_value).unwrap_or_default()
+fn opt_bytes(ctx: &MsgContext, b: Option<&[u8]>) -> Value {
+    b.map(|b| bytes_value(ctx, b)).unwrap_or_default()
 }
 
 fn value_bytes(v: &Value) -> Option<Bytes> {
@@ -28,18 +30,18 @@ fn value_bytes(v: &Value) -> Option<Bytes> {
 /// The request URI, or the From/To URI, as a value.
 pub(crate) fn uri_of(ctx: &MsgContext, which: MyselfSubject) -> Value {
     match which {
-        MyselfSubject::Uri => opt_bytes(ctx.msg.request_uri()),
+        MyselfSubject::Uri => opt_bytes(ctx, ctx.msg.request_uri()),
         MyselfSubject::FromUri => ctx
             .msg
             .from()
             .ok()
-            .map(|na| bytes_value(na.uri_bytes()))
+            .map(|na| bytes_value(ctx, na.uri_bytes()))
             .unwrap_or_default(),
         MyselfSubject::ToUri => ctx
             .msg
             .to()
             .ok()
-            .map(|na| bytes_value(na.uri_bytes()))
+            .map(|na| bytes_value(ctx, na.uri_bytes()))
             .unwrap_or_default(),
         _ => Value::Null,
     }
@@ -54,16 +56,16 @@ enum UriPart {
     Port,
 }
 
-fn uri_part(uri: &[u8], part: UriPart) -> Value {
+fn uri_part(ctx: &MsgContext, uri: &[u8], part: UriPart) -> Value {
     if part == UriPart::Whole {
-        return bytes_value(uri);
+        return bytes_value(ctx, uri);
     }
     let Ok(u) = Uri::parse(uri) else {
         return Value::Null;
     };
     match part {
-        UriPart::User => opt_bytes(u.user()),
-        UriPart::Host => opt_bytes(u.host()),
+        UriPart::User => opt_bytes(ctx, u.user()),
+        UriPart::Host => opt_bytes(ctx, u.host()),
         UriPart::Port => match u.port() {
             Some(p) => Value::Int(p as i64),
             None => Value::Null,
@@ -161,7 +163,7 @@ struct RuriPv(UriPart);
 impl Pv for RuriPv {
     fn get(&self, ctx: &MsgContext, _i: PvIndex) -> Result<Value, PvError> {
         Ok(match ctx.msg.request_uri() {
-            Some(u) => uri_part(u, self.0),
+            Some(u) => uri_part(ctx, u, self.0),
             None => Value::Null,
         })
     }
@@ -255,9 +257,9 @@ impl Pv for NameAddrPv {
             return Ok(Value::Null);
         };
         Ok(match self.part {
-            NaPart::Uri(p) => uri_part(na.uri_bytes(), p),
-            NaPart::Tag => opt_bytes(na.tag()),
-            NaPart::Display => opt_bytes(na.display_name()),
+            NaPart::Uri(p) => uri_part(ctx, na.uri_bytes(), p),
+            NaPart::Tag => opt_bytes(ctx, na.tag()),
+            NaPart::Display => opt_bytes(ctx, na.display_name()),
         })
     }
 }
@@ -273,12 +275,12 @@ impl Pv for HdrPv {
         let name = String::from_utf8_lossy(&name);
         let mut values = ctx.msg.headers_named(&name);
         Ok(match index {
-            PvIndex::First => opt_bytes(values.next()),
-            PvIndex::Nth(n) if n >= 0 => opt_bytes(values.nth(n as usize)),
+            PvIndex::First => opt_bytes(ctx, values.next()),
+            PvIndex::Nth(n) if n >= 0 => opt_bytes(ctx, values.nth(n as usize)),
             PvIndex::Nth(n) => {
                 let all: Vec<&[u8]> = values.collect();
                 let back = n.unsigned_abs() as usize;
-                opt_bytes(all.len().checked_sub(back).map(|i| all[i]))
+                opt_bytes(ctx, all.len().checked_sub(back).map(|i| all[i]))
             }
             PvIndex::All => {
                 let all: Vec<&[u8]> = values.collect();
@@ -687,7 +689,7 @@ impl Module for CorePvModule {
         m.pv_fixed(
             "ci",
             "Call-ID.",
-            ro("ci", |ctx| opt_bytes(ctx.msg.call_id())),
+            ro("ci", |ctx| opt_bytes(ctx, ctx.msg.call_id())),
         );
         m.pv_fixed(
             "cs",
@@ -703,11 +705,11 @@ impl Module for CorePvModule {
             "rm",
             "Request method (of the CSeq for replies).",
             ro("rm", |ctx| match ctx.msg.method_bytes() {
-                Some(m) => bytes_value(m),
+                Some(m) => bytes_value(ctx, m),
                 None => ctx
                     .msg
                     .cseq()
-                    .map(|c| bytes_value(c.method_bytes()))
+                    .map(|c| bytes_value(ctx, c.method_bytes()))
                     .unwrap_or_default(),
             }),
         );
@@ -724,7 +726,7 @@ impl Module for CorePvModule {
         m.pv_fixed(
             "rr",
             "Reply reason phrase.",
-            ro("rr", |ctx| opt_bytes(ctx.msg.reason())),
+            ro("rr", |ctx| opt_bytes(ctx, ctx.msg.reason())),
         );
         m.pv_fixed(
             "si",
@@ -759,7 +761,7 @@ impl Module for CorePvModule {
         m.pv_fixed(
             "ua",
             "User-Agent header.",
-            ro("ua", |ctx| opt_bytes(ctx.msg.header("User-Agent"))),
+            ro("ua", |ctx| opt_bytes(ctx, ctx.msg.header("User-Agent"))),
         );
         m.pv_fixed(
             "ml",
@@ -774,22 +776,22 @@ impl Module for CorePvModule {
         m.pv_fixed(
             "rb",
             "Message body.",
-            ro("rb", |ctx| bytes_value(ctx.msg.body())),
+            ro("rb", |ctx| bytes_value(ctx, ctx.msg.body())),
         );
         m.pv_fixed(
             "cl",
             "Content-Length.",
-            ro("cl", |ctx| opt_bytes(ctx.msg.header("Content-Length"))),
+            ro("cl", |ctx| opt_bytes(ctx, ctx.msg.header("Content-Length"))),
         );
         m.pv_fixed(
             "cT",
             "Content-Type.",
-            ro("cT", |ctx| opt_bytes(ctx.msg.header("Content-Type"))),
+            ro("cT", |ctx| opt_bytes(ctx, ctx.msg.header("Content-Type"))),
         );
         m.pv_fixed(
             "ct",
             "Contact header.",
-            ro("ct", |ctx| opt_bytes(ctx.msg.header("Contact"))),
+            ro("ct", |ctx| opt_bytes(ctx, ctx.msg.header("Contact"))),
         );
         m.pv_fixed(
             "rc",
