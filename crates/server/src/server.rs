@@ -338,6 +338,10 @@ impl Server {
             };
             (proto, resolve(host, port)?)
         };
+        if proto != Proto::Udp && ctx.msg.content_length().is_none() {
+            let body = ctx.msg.body_bytes();
+            ctx.msg.set_body(body);
+        }
         let data = ctx.msg.to_bytes();
         self.send(proto, None, dst, data)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -466,6 +470,11 @@ impl Services for Server {
         };
         let mut out = ctx.msg.clone();
         out.prepend_via(via.as_bytes()).map_err(fnerr)?;
+        // Stream transports frame by Content-Length (RFC 3261 §18.3): add it if missing.
+        if proto != Proto::Udp && out.content_length().is_none() {
+            let body = out.body_bytes();
+            out.set_body(body);
+        }
         let data = out.to_bytes();
         self.send(proto, Some(local.addr), dst, data)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
