@@ -205,3 +205,56 @@ fn module_docs_match_the_registry() {
         "docs/modules is stale for {stale:?}: run `ferrosip docs --out docs/modules`"
     );
 }
+
+/// Every module of the binary documents what it declares: module doc, every function
+/// overload with a doc, route kinds and argument names, every parameter with a doc.
+#[test]
+fn every_declaration_is_documented() {
+    let dir = std::env::temp_dir().join(format!("ferrosip-docs-lint-{}", std::process::id()));
+    let out = bin()
+        .args(["docs", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("ferrosip docs runs");
+    assert!(out.status.success());
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("docs/modules") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name == "README.md" {
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.get(2).is_none_or(|l| l.trim().is_empty()) {
+            problems.push(format!("{name}: module has no description"));
+        }
+        for (i, l) in lines.iter().enumerate() {
+            if l.starts_with("### `") {
+                // "### `f(a: int)`", blank line, then the doc.
+                if lines.get(i + 2).is_none_or(|d| d.trim().is_empty()) {
+                    problems.push(format!("{name}: {l} has no doc"));
+                }
+                if l.contains("(int")
+                    || l.contains("(string")
+                    || l.contains(", int")
+                    || l.contains(", string")
+                {
+                    problems.push(format!("{name}: {l} has unnamed arguments"));
+                }
+            }
+            if l.starts_with("| `") && l.trim_end().ends_with("|  |") {
+                problems.push(format!("{name}: parameter without doc: {l}"));
+            }
+            if l.starts_with("Allowed in: .") {
+                problems.push(format!("{name}: a function without route kinds"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

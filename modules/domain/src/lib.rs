@@ -122,27 +122,3 @@ impl Module for DomainModule {
             .declared::<(Bytes, Bytes)>();
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ferrosip_api::Registry;
-
-    #[test]
-    fn declares_every_function_with_docs_and_routes() {
-        let mut reg = Registry::new();
-        reg.register(&DomainModule);
-        let def = reg.module("domain").expect("module registered");
-        assert!(!def.doc.is_empty());
-        for name in &def.functions {
-            for f in reg.function(name).unwrap() {
-                assert!(!f.doc.is_empty(), "{} has no doc", f.signature());
-                assert!(!f.routes.is_empty(), "{} has no route kinds", f.signature());
-                assert_eq!(f.arg_names.len(), f.arity(), "{}", f.signature());
-            }
-        }
-        for p in &def.params {
-            assert!(!p.doc.is_empty(), "param {} has no doc", p.name);
-        }
-    }
-}
