@@ -46,15 +46,23 @@ impl Proto {
     }
 
     pub fn parse(s: &str) -> Option<Proto> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "udp" => Proto::Udp,
-            "tcp" => Proto::Tcp,
-            "tls" => Proto::Tls,
-            "sctp" => Proto::Sctp,
-            "ws" => Proto::Ws,
-            "wss" => Proto::Wss,
-            _ => return None,
-        })
+        Proto::from_bytes(s.as_bytes())
+    }
+
+    /// A transport name as found in a Via or a `transport=` parameter, any case.
+    pub fn from_bytes(s: &[u8]) -> Option<Proto> {
+        const NAMES: [(&[u8], Proto); 6] = [
+            (b"udp", Proto::Udp),
+            (b"tcp", Proto::Tcp),
+            (b"tls", Proto::Tls),
+            (b"sctp", Proto::Sctp),
+            (b"ws", Proto::Ws),
+            (b"wss", Proto::Wss),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, p)| *p)
     }
 }
 

@@ -196,13 +196,10 @@ impl LocalIdentity {
 
     /// Whether `host[:port]` is one of ours. A missing port matches only 5060/any.
     pub fn matches(&self, host: &[u8], port: Option<u16>) -> bool {
-        let host = String::from_utf8_lossy(host);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let host = host.strip_prefix(b"[").unwrap_or(host);
+        let host = host.strip_suffix(b"]").unwrap_or(host);
         self.addresses.iter().any(|(h, p)| {
-            *h == host
+            h.as_bytes().eq_ignore_ascii_case(host)
                 && match (p, port) {
                     (None, _) => true,
                     (Some(p), Some(q)) => *p == q,

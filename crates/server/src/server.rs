@@ -10,6 +10,7 @@ use ferrosip_api::{
 use ferrosip_script::vm::{Outcome, Vm};
 use ferrosip_script::Program;
 use ferrosip_sip::{SipMessage, Uri};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,7 +51,7 @@ fn fnerr(e: impl std::fmt::Display) -> FnError {
 /// Our Via branch for a statelessly forwarded request (RFC 3261 §16.11): a hash of what
 /// identifies the incoming transaction, so a retransmission — and the CANCEL of an
 /// INVITE, which carries the INVITE's branch — gets the same branch.
-fn stateless_branch(msg: &SipMessage) -> String {
+fn stateless_branch(msg: &SipMessage) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |b: &[u8]| {
         for &c in b.iter().chain(std::iter::once(&0xfe)) {
@@ -70,14 +71,21 @@ fn stateless_branch(msg: &SipMessage) -> String {
             eat(msg.from_tag().unwrap_or_default());
             eat(msg.to_tag().unwrap_or_default());
             if let Ok(c) = msg.cseq() {
-                eat(c.seq.to_string().as_bytes());
+                eat(&c.seq.to_le_bytes());
             }
             if let Ok(v) = msg.top_via() {
                 eat(v.as_bytes());
             }
         }
     }
-    format!("z9hG4bKsl{h:016x}")
+    h
+}
+
+/// An IP address written in a Via sent-by or a URI host (IPv6 in brackets).
+fn host_ip(host: &[u8]) -> Option<IpAddr> {
+    let host = host.strip_prefix(b"[").unwrap_or(host);
+    let host = host.strip_suffix(b"]").unwrap_or(host);
+    std::str::from_utf8(host).ok()?.parse().ok()
 }
 
 /// A reply to a request that could not be parsed: the request's Via, From, To, Call-ID and
@@ -128,6 +136,9 @@ fn default_port(proto: Proto, sips: bool) -> u16 {
 }
 
 fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
+    if let Some(ip) = host_ip(host) {
+        return Ok(SocketAddr::new(ip, port));
+    }
     let h = String::from_utf8_lossy(host);
     let h = h.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = h.parse::<IpAddr>() {
@@ -329,8 +340,7 @@ impl Server {
                 .msg
                 .top_via()
                 .map_err(|_| FnError::new("no Via left to send the reply to"))?;
-            let proto =
-                Proto::parse(&String::from_utf8_lossy(next.transport())).unwrap_or(Proto::Udp);
+            let proto = Proto::from_bytes(next.transport()).unwrap_or(Proto::Udp);
             let host = next.received().unwrap_or(next.host());
             let port = match next.rport() {
                 Some(Some(p)) => p,
@@ -402,7 +412,7 @@ impl Services for Server {
                     .ok_or_else(|| FnError::new("destination URI has no host"))?;
                 let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
                 let proto = match uri.param("transport").flatten() {
-                    Some(t) => Proto::parse(&String::from_utf8_lossy(t)).unwrap_or(Proto::Udp),
+                    Some(t) => Proto::from_bytes(t).unwrap_or(Proto::Udp),
                     None if sips => Proto::Tls,
                     None => Proto::Udp,
                 };
@@ -416,31 +426,29 @@ impl Services for Server {
         let received = {
             let top = ctx.msg.top_via().map_err(fnerr)?;
             let src_ip = ctx.net.source.ip();
-            let sent_by_ip = String::from_utf8_lossy(top.host())
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .ok();
+            let sent_by_ip = host_ip(top.host());
             // On a stream the reply must find the connection again, whose port is the
             // peer's ephemeral one: note it as rport, as if the client had asked.
             let stream = ctx.net.proto != Proto::Udp;
             let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
-            let mut params = String::new();
-            if (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none() {
-                params.push_str(&format!(";received={src_ip}"));
-            }
-            if wants_rport && !matches!(top.rport(), Some(Some(_))) {
-                params.push_str(&format!(";rport={}", ctx.net.source.port()));
-            }
-            (!params.is_empty()).then(|| {
-                let mut v = top.as_bytes().to_vec();
+            let add_received =
+                (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
+            let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
+            (add_received || add_rport).then(|| {
+                let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
+                v.extend_from_slice(top.as_bytes());
                 if matches!(top.rport(), Some(None)) {
                     // Replace the bare ";rport" instead of adding a second one.
                     if let Some(p) = find_bare_rport(&v) {
                         v.drain(p..p + 6);
                     }
                 }
-                v.extend_from_slice(params.as_bytes());
+                if add_received {
+                    let _ = write!(v, ";received={src_ip}");
+                }
+                if add_rport {
+                    let _ = write!(v, ";rport={}", ctx.net.source.port());
+                }
                 v
             })
         };
@@ -462,14 +470,15 @@ impl Services for Server {
             .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
         let (vhost, vport) = self.via_host_port(&local);
         let branch = stateless_branch(&ctx.msg);
-        let transport = proto.name().to_ascii_uppercase();
-        let via = if flags.local_rport {
-            format!("SIP/2.0/{transport} {vhost}:{vport};branch={branch};rport")
-        } else {
-            format!("SIP/2.0/{transport} {vhost}:{vport};branch={branch}")
-        };
+        let mut via = Vec::with_capacity(96);
+        via.extend_from_slice(b"SIP/2.0/");
+        via.extend(proto.name().bytes().map(|c| c.to_ascii_uppercase()));
+        let _ = write!(via, " {vhost}:{vport};branch=z9hG4bKsl{branch:016x}");
+        if flags.local_rport {
+            via.extend_from_slice(b";rport");
+        }
         let mut out = ctx.msg.clone();
-        out.prepend_via(via.as_bytes()).map_err(fnerr)?;
+        out.prepend_via(&via).map_err(fnerr)?;
         // Stream transports frame by Content-Length (RFC 3261 §18.3): add it if missing.
         if proto != Proto::Udp && out.content_length().is_none() {
             let body = out.body_bytes();
@@ -482,15 +491,13 @@ impl Services for Server {
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        let h = String::from_utf8_lossy(host)
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let h = host.strip_prefix(b"[").unwrap_or(host);
+        let h = h.strip_suffix(b"]").unwrap_or(h);
         let port_ok = |p: u16| port.is_none_or(|q| q == p);
-        let ip = h.parse::<IpAddr>().ok();
+        let ip = host_ip(h);
         for l in &self.config.listen {
             if let Some((ah, ap)) = &l.advertise {
-                if ah.eq_ignore_ascii_case(&h) && port_ok(*ap) {
+                if ah.as_bytes().eq_ignore_ascii_case(h) && port_ok(*ap) {
                     return true;
                 }
             }
@@ -508,7 +515,7 @@ impl Services for Server {
         self.config
             .aliases
             .iter()
-            .any(|(a, p)| *a == h && p.is_none_or(&port_ok))
+            .any(|(a, p)| a.as_bytes().eq_ignore_ascii_case(h) && p.is_none_or(&port_ok))
             || self.program.myself.matches(host, port)
     }
 }
