@@ -383,3 +383,71 @@ fn malformed_input_gets_400_or_is_dropped_and_the_server_goes_on() {
         run_calls(proxy, uas, uac, "udp", 100);
     }
 }
+
+/// IPv4 and IPv6 listeners at once: a request arriving over IPv6 is forwarded to an IPv6
+/// peer with an IPv6 Via of ours (bracketed), the peer's reply comes back over IPv6, and
+/// an OPTIONS to the IPv4 listener is still answered.
+#[test]
+fn ipv4_and_ipv6_listeners_forward_and_route_replies() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let (proxy, _, _) = ports(6);
+    let uas = UdpSocket::bind("[::1]:0").expect("bind uas");
+    uas.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let uas_port = uas.local_addr().expect("addr").port();
+    let cfg = format!(
+        r#"#!KAMAILIO
+children=2
+listen=udp:127.0.0.1:{proxy}
+listen=tcp:127.0.0.1:{proxy}
+listen=udp:[::1]:{proxy}
+loadmodule "sl.so"
+loadmodule "textops.so"
+request_route {{
+    if (is_method("OPTIONS") && $rU == $null) {{
+        sl_send_reply("200", "Keepalive");
+        exit;
+    }}
+    forward("[::1]", {uas_port});
+}}
+"#
+    );
+    let _p = start_proxy("ipv6", &cfg, proxy);
+    assert_eq!(
+        udp_exchange(proxy, &options(proxy, 9, "v4")).as_deref(),
+        Some("SIP/2.0 200 Keepalive")
+    );
+    let uac = UdpSocket::bind("[::1]:0").expect("bind uac");
+    uac.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let uac_port = uac.local_addr().expect("addr").port();
+    let req = format!(
+        "MESSAGE sip:bob@[::1] SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:{uac_port};branch=z9hG4bKv6\r\nMax-Forwards: 70\r\nFrom: <sip:a@[::1]>;tag=1\r\nTo: <sip:bob@[::1]>\r\nCall-ID: v6@t\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    );
+    uac.send_to(req.as_bytes(), ("::1", proxy)).expect("send");
+    let mut buf = [0u8; 65536];
+    let (n, from) = uas
+        .recv_from(&mut buf)
+        .expect("the request reaches the IPv6 peer");
+    assert_eq!(from.port(), proxy, "sent from the IPv6 listener");
+    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let top_via = got.lines().find(|l| l.starts_with("Via:")).expect("a Via");
+    assert!(
+        top_via.starts_with(&format!("Via: SIP/2.0/UDP [::1]:{proxy};branch=z9hG4bK")),
+        "{top_via}"
+    );
+    // Answer with both Vias, as a UAS does: the reply must come back to the UAC.
+    let vias: Vec<&str> = got.lines().filter(|l| l.starts_with("Via:")).collect();
+    let reply = format!(
+        "SIP/2.0 200 OK\r\n{}\r\nFrom: <sip:a@[::1]>;tag=1\r\nTo: <sip:bob@[::1]>;tag=2\r\nCall-ID: v6@t\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        vias.join("\r\n")
+    );
+    uas.send_to(reply.as_bytes(), from).expect("reply");
+    let n = uac.recv(&mut buf).expect("the reply comes back over IPv6");
+    let back = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(back.starts_with("SIP/2.0 200 OK"), "{back}");
+    assert_eq!(back.matches("Via:").count(), 1, "our Via removed: {back}");
+}
