@@ -19,6 +19,7 @@ pub mod format;
 pub mod pv;
 pub mod registry;
 pub mod route;
+pub mod rr;
 pub mod services;
 pub mod transform;
 pub mod value;
