@@ -21,6 +21,7 @@ pub mod registry;
 pub mod route;
 pub mod rr;
 pub mod services;
+pub mod tm;
 pub mod transform;
 pub mod value;
 

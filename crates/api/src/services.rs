@@ -26,6 +26,11 @@ pub trait Services: Send + Sync {
 
     /// Whether `host[:port]` is this server (listen addresses, aliases).
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool;
+
+    /// The transaction layer (`tm`), when the server runs one.
+    fn transactions(&self) -> Option<&dyn crate::tm::Transactions> {
+        None
+    }
 }
 
 /// Headers to add to the next locally generated reply (`append_to_reply`), each line

@@ -12,15 +12,15 @@
 //! handled exactly that many successful calls. A position without a UAS is watched by a
 //! socket that must receive nothing (no failover after a CANCEL or a 200).
 //!
-//! The proxied tests are ignored until tm lands (issue 4). The `direct_*` tests run
-//! every UAC scenario that makes sense without a proxy against its UAS directly (the
-//! checks marked `proxy-only` switched off), so the XML stays valid meanwhile.
+//! The `direct_*` tests run every UAC scenario that makes sense without a proxy against
+//! its UAS directly (the checks marked `proxy-only` switched off), which keeps the XML
+//! honest independently of the proxy.
 //!
 //! Reference run: `FERROSIP_STATEFUL_PROXY=kamailio` (or a path to a kamailio binary)
 //! puts Kamailio in the proxy's place, on the same config:
 //!
 //! ```text
-//! FERROSIP_STATEFUL_PROXY=kamailio cargo test --release -p ferrosip --test stateful -- --ignored
+//! FERROSIP_STATEFUL_PROXY=kamailio cargo test --release -p ferrosip --test stateful
 //! ```
 //!
 //! On failure the test keeps its directory (printed in the panic) with the proxy's log
@@ -654,13 +654,11 @@ fn basic_call(slot: u16, transport: Transport) {
 }
 
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn basic_call_over_udp() {
     basic_call(0, Transport::Udp);
 }
 
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn basic_call_over_tcp() {
     basic_call(1, Transport::Tcp);
 }
@@ -681,13 +679,11 @@ fn busy_failover(slot: u16, transport: Transport) {
 }
 
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn busy_failover_over_udp() {
     busy_failover(2, Transport::Udp);
 }
 
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn busy_failover_over_tcp() {
     busy_failover(3, Transport::Tcp);
 }
@@ -709,13 +705,11 @@ fn silent_failover(slot: u16, transport: Transport) {
 }
 
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn timeout_failover_without_provisional_over_udp() {
     silent_failover(4, Transport::Udp);
 }
 
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn timeout_failover_without_provisional_over_tcp() {
     silent_failover(5, Transport::Tcp);
 }
@@ -723,7 +717,6 @@ fn timeout_failover_without_provisional_over_tcp() {
 /// (c2) UAS1 sends only 100; after fr_inv_timer the proxy CANCELs it (UAS1 answers
 /// 200 and 487 and gets the ACK) and failure_route relays to UAS2.
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn timeout_failover_after_100_cancels_the_branch_over_udp() {
     through_proxy(Flow {
         name: "timeout-after-100-failover",
@@ -740,7 +733,6 @@ fn timeout_failover_after_100_cancels_the_branch_over_udp() {
 /// (d) sip:fork@proxy forks to UAS1 and UAS2; UAS1 rings, UAS2 answers; the proxy
 /// CANCELs UAS1 (200 + 487 + the proxy's ACK) and the caller sees one 200, UAS2's.
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn parallel_fork_over_udp() {
     through_proxy(Flow {
         name: "parallel-fork",
@@ -758,7 +750,6 @@ fn parallel_fork_over_udp() {
 /// the caller's ACK absorbed; UAS1 gets the CANCEL and the proxy's ACK for its 487;
 /// failure_route sees t_is_canceled() and nothing reaches UAS2.
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn cancel_while_ringing_over_udp() {
     through_proxy(Flow {
         name: "cancel",
@@ -774,7 +765,6 @@ fn cancel_while_ringing_over_udp() {
 
 /// (f) A re-INVITE (100 from the proxy, 200) and the BYE follow the Record-Route.
 #[test]
-#[ignore = "needs tm (issue 4)"]
 fn reinvite_in_dialog_over_udp() {
     through_proxy(Flow {
         name: "reinvite",

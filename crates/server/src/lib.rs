@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod server;
+pub mod tm;
 pub mod transport;
 
 pub use config::{ConfigError, Listen, ServerConfig};
@@ -21,7 +22,14 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         sockets,
         tcp: transport::TcpRegistry::default(),
         stats: Stats::default(),
+        tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
+        self_ref: std::sync::OnceLock::new(),
     });
+    let _ = server.self_ref.set(Arc::downgrade(&server));
+    if server.tm.is_some() {
+        tm::TmLayer::start_timer_thread(&server)
+            .map_err(|e| format!("cannot start the timer thread: {e}"))?;
+    }
     let _tcp = transport::start_tcp(&server).map_err(|e| format!("cannot start TCP: {e}"))?;
     let _udp =
         transport::spawn_udp_workers(&server).map_err(|e| format!("cannot start workers: {e}"))?;

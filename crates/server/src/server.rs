@@ -4,6 +4,7 @@
 use crate::config::{Listen, ServerConfig};
 use crate::transport::{Sockets, TcpRegistry};
 use bytes::{Bytes, BytesMut};
+use ferrosip_api::rr::{insert_record_route, record_route_headers, RecordRoutePlan, SocketDesc};
 use ferrosip_api::{
     FnError, ForwardFlags, MsgContext, NetInfo, Proto, ReplyHeaders, RouteKind, Services, Target,
 };
@@ -33,6 +34,11 @@ pub struct Server {
     pub sockets: Sockets,
     pub tcp: TcpRegistry,
     pub stats: Stats,
+    /// The transaction layer, when the script loads `tm`.
+    pub tm: Option<crate::tm::TmLayer>,
+    /// The server's own `Arc`, for work that outlives a borrowed `&self` (routes run by
+    /// transactions hold the server as their `Services`).
+    pub self_ref: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
 
 /// Where one message came from, for processing.
@@ -315,6 +321,11 @@ impl Server {
                 _ => {}
             }
         }
+        if let Some(tm) = &self.tm {
+            if tm.on_reply(self, &ctx.msg) {
+                return;
+            }
+        }
         if let Err(e) = self.forward_reply(&mut ctx) {
             tracing::debug!(source = %net.source, "reply not forwarded: {}", e.message);
         }
@@ -359,7 +370,54 @@ impl Server {
     }
 }
 
+impl Server {
+    fn arc(&self) -> Result<Arc<Server>, FnError> {
+        self.self_ref
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| FnError::new("server is stopping"))
+    }
+
+    fn tm_layer(&self) -> Result<&crate::tm::TmLayer, FnError> {
+        self.tm
+            .as_ref()
+            .ok_or_else(|| FnError::new("the tm module is not loaded"))
+    }
+}
+
+impl ferrosip_api::tm::Transactions for Server {
+    fn relay(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<i32, FnError> {
+        self.tm_layer()?.relay(&self.arc()?, ctx, target)
+    }
+
+    fn new_transaction(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
+        self.tm_layer()?.new_transaction(&self.arc()?, ctx)
+    }
+
+    fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<i32, FnError> {
+        self.tm_layer()?.reply(&self.arc()?, ctx, code, reason)
+    }
+
+    fn check(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
+        self.tm_layer()?.check(&self.arc()?, ctx)
+    }
+
+    fn exists(&self, ctx: &MsgContext) -> bool {
+        self.tm.as_ref().is_some_and(|tm| tm.exists(ctx))
+    }
+
+    fn release(&self, ctx: &mut MsgContext) -> i32 {
+        self.tm.as_ref().map_or(-1, |tm| tm.release(ctx))
+    }
+}
+
 impl Services for Server {
+    fn transactions(&self) -> Option<&dyn ferrosip_api::tm::Transactions> {
+        self.tm
+            .as_ref()
+            .map(|_| self as &dyn ferrosip_api::tm::Transactions)
+    }
+
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
         if !ctx.msg.is_request() {
             return Err(FnError::new("cannot reply to a reply"));
@@ -391,101 +449,10 @@ impl Services for Server {
         if !ctx.msg.is_request() {
             return self.forward_reply(ctx);
         }
-        // Where to: an explicit target, else $du, else the R-URI.
-        let (host, port, proto) = match target {
-            Some(t) => {
-                let proto = t.proto.unwrap_or(Proto::Udp);
-                let port = t.port.unwrap_or(default_port(proto, false));
-                (t.host, port, proto)
-            }
-            None => {
-                let uri_bytes = match &ctx.dst_uri {
-                    Some(d) => d.clone(),
-                    None => ctx
-                        .msg
-                        .request_uri_bytes()
-                        .ok_or_else(|| FnError::new("no request URI"))?,
-                };
-                let uri = Uri::parse(&uri_bytes).map_err(fnerr)?;
-                let host = uri
-                    .host()
-                    .ok_or_else(|| FnError::new("destination URI has no host"))?;
-                let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
-                let proto = match uri.param("transport").flatten() {
-                    Some(t) => Proto::from_bytes(t).unwrap_or(Proto::Udp),
-                    None if sips => Proto::Tls,
-                    None => Proto::Udp,
-                };
-                let port = uri.port().unwrap_or(default_port(proto, sips));
-                (Bytes::copy_from_slice(host), port, proto)
-            }
-        };
-        let dst = resolve(&host, port)?;
-        let flags = ctx.ext.get::<ForwardFlags>().copied().unwrap_or_default();
-        // RFC 3581 / RFC 3261 §18.2.1: note where the request really came from.
-        let received = {
-            let top = ctx.msg.top_via().map_err(fnerr)?;
-            let src_ip = ctx.net.source.ip();
-            let sent_by_ip = host_ip(top.host());
-            // On a stream the reply must find the connection again, whose port is the
-            // peer's ephemeral one: note it as rport, as if the client had asked.
-            let stream = ctx.net.proto != Proto::Udp;
-            let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
-            let add_received =
-                (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
-            let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
-            (add_received || add_rport).then(|| {
-                let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
-                v.extend_from_slice(top.as_bytes());
-                if matches!(top.rport(), Some(None)) {
-                    // Replace the bare ";rport" instead of adding a second one.
-                    if let Some(p) = find_bare_rport(&v) {
-                        v.drain(p..p + 6);
-                    }
-                }
-                if add_received {
-                    let _ = write!(v, ";received={src_ip}");
-                }
-                if add_rport {
-                    let _ = write!(v, ";rport={}", ctx.net.source.port());
-                }
-                v
-            })
-        };
-        if let Some(new_top) = received {
-            replace_top_via(&mut ctx.msg, &new_top)?;
-        }
-        // RFC 3261 §16.6 step 3, unless the script's maxfwd functions did it.
-        if !flags_maxfwd_done(ctx) {
-            match ctx.msg.max_forwards() {
-                Ok(Some(0)) => return Err(FnError::new("Max-Forwards is 0: not forwarding")),
-                Ok(Some(n)) => ctx.msg.set_max_forwards(n - 1),
-                Ok(None) => ctx.msg.set_max_forwards(70),
-                Err(e) => return Err(fnerr(e)),
-            }
-        }
-        let local = self
-            .local_for(proto, &dst)
-            .cloned()
-            .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
-        let (vhost, vport) = self.via_host_port(&local);
-        let branch = stateless_branch(&ctx.msg);
-        let mut via = Vec::with_capacity(96);
-        via.extend_from_slice(b"SIP/2.0/");
-        via.extend(proto.name().bytes().map(|c| c.to_ascii_uppercase()));
-        let _ = write!(via, " {vhost}:{vport};branch=z9hG4bKsl{branch:016x}");
-        if flags.local_rport {
-            via.extend_from_slice(b";rport");
-        }
-        let mut out = ctx.msg.clone();
-        out.prepend_via(&via).map_err(fnerr)?;
-        // Stream transports frame by Content-Length (RFC 3261 §18.3): add it if missing.
-        if proto != Proto::Udp && out.content_length().is_none() {
-            let body = out.body_bytes();
-            out.set_body(body);
-        }
-        let data = out.to_bytes();
-        self.send(proto, Some(local.addr), dst, data)?;
+        let hop = self.next_hop(target, ctx.dst_uri.as_ref(), &ctx.msg)?;
+        let branch = format!("z9hG4bKsl{:016x}", stateless_branch(&ctx.msg));
+        let out = self.outgoing_request(ctx, &ctx.msg, &hop, &branch)?;
+        self.send(hop.proto, Some(hop.local.addr), hop.dst, out.to_bytes())?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -517,6 +484,148 @@ impl Services for Server {
             .iter()
             .any(|(a, p)| a.as_bytes().eq_ignore_ascii_case(h) && p.is_none_or(&port_ok))
             || self.program.myself.matches(host, port)
+    }
+}
+
+/// Where a request goes next and the socket it leaves from.
+#[derive(Clone, Debug)]
+pub(crate) struct Hop {
+    pub proto: Proto,
+    pub dst: SocketAddr,
+    pub local: Listen,
+}
+
+impl Server {
+    /// The next hop of a request: an explicit target, else `dst_uri` ($du), else the
+    /// R-URI of `msg` (RFC 3263 without DNS SRV/NAPTR yet: host, port, `transport=`).
+    pub(crate) fn next_hop(
+        &self,
+        target: Option<Target>,
+        dst_uri: Option<&Bytes>,
+        msg: &SipMessage,
+    ) -> Result<Hop, FnError> {
+        let (host, port, proto) = match target {
+            Some(t) => {
+                let proto = t.proto.unwrap_or(Proto::Udp);
+                let port = t.port.unwrap_or(default_port(proto, false));
+                (t.host, port, proto)
+            }
+            None => {
+                let uri_bytes = match dst_uri {
+                    Some(d) => d.clone(),
+                    None => msg
+                        .request_uri_bytes()
+                        .ok_or_else(|| FnError::new("no request URI"))?,
+                };
+                let uri = Uri::parse(&uri_bytes).map_err(fnerr)?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| FnError::new("destination URI has no host"))?;
+                let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
+                let proto = match uri.param("transport").flatten() {
+                    Some(t) => Proto::from_bytes(t).unwrap_or(Proto::Udp),
+                    None if sips => Proto::Tls,
+                    None => Proto::Udp,
+                };
+                let port = uri.port().unwrap_or(default_port(proto, sips));
+                (Bytes::copy_from_slice(host), port, proto)
+            }
+        };
+        let dst = resolve(&host, port)?;
+        let local = self
+            .local_for(proto, &dst)
+            .cloned()
+            .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
+        Ok(Hop { proto, dst, local })
+    }
+
+    /// Record-Route's view of a listen socket.
+    fn socket_desc(&self, l: &Listen) -> SocketDesc {
+        let (host, port) = self.via_host_port(l);
+        SocketDesc::new(l.proto, Bytes::from(host), port)
+    }
+
+    /// The request as it leaves for `hop`: `received`/`rport` noted in the sender's Via
+    /// (RFC 3261 §18.2.1, RFC 3581), Max-Forwards decremented (§16.6 step 3, unless the
+    /// script's maxfwd functions did it), the Record-Route the script asked for, our Via
+    /// with `branch` on top, and Content-Length on stream transports. `msg` is the
+    /// request to send (the context's, or a branch's copy of it).
+    pub(crate) fn outgoing_request(
+        &self,
+        ctx: &MsgContext,
+        msg: &SipMessage,
+        hop: &Hop,
+        branch: &str,
+    ) -> Result<SipMessage, FnError> {
+        let mut out = msg.clone();
+        let flags = ctx.ext.get::<ForwardFlags>().copied().unwrap_or_default();
+        let received = {
+            let top = out.top_via().map_err(fnerr)?;
+            let src_ip = ctx.net.source.ip();
+            let sent_by_ip = host_ip(top.host());
+            // On a stream the reply must find the connection again, whose port is the
+            // peer's ephemeral one: note it as rport, as if the client had asked.
+            let stream = ctx.net.proto != Proto::Udp;
+            let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
+            let add_received =
+                (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
+            let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
+            (add_received || add_rport).then(|| {
+                let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
+                v.extend_from_slice(top.as_bytes());
+                if matches!(top.rport(), Some(None)) {
+                    // Replace the bare ";rport" instead of adding a second one.
+                    if let Some(p) = find_bare_rport(&v) {
+                        v.drain(p..p + 6);
+                    }
+                }
+                if add_received {
+                    let _ = write!(v, ";received={src_ip}");
+                }
+                if add_rport {
+                    let _ = write!(v, ";rport={}", ctx.net.source.port());
+                }
+                v
+            })
+        };
+        if let Some(new_top) = received {
+            replace_top_via(&mut out, &new_top)?;
+        }
+        if !flags_maxfwd_done(ctx) {
+            match out.max_forwards() {
+                Ok(Some(0)) => return Err(FnError::new("Max-Forwards is 0: not forwarding")),
+                Ok(Some(n)) => out.set_max_forwards(n - 1),
+                Ok(None) => out.set_max_forwards(70),
+                Err(e) => return Err(fnerr(e)),
+            }
+        }
+        if let Some(plan) = ctx.ext.get::<RecordRoutePlan>() {
+            let inbound = self
+                .config
+                .listen
+                .iter()
+                .find(|l| l.addr == ctx.net.local && l.proto == ctx.net.proto)
+                .map(|l| self.socket_desc(l))
+                .unwrap_or_else(|| self.socket_desc(&hop.local));
+            let outbound = self.socket_desc(&hop.local);
+            let values = record_route_headers(plan, &inbound, &outbound);
+            insert_record_route(&mut out, &values).map_err(fnerr)?;
+        }
+        let (vhost, vport) = self.via_host_port(&hop.local);
+        let mut via = Vec::with_capacity(96);
+        via.extend_from_slice(b"SIP/2.0/");
+        via.extend(hop.proto.name().bytes().map(|c| c.to_ascii_uppercase()));
+        let _ = write!(via, " {vhost}:{vport};branch={branch}");
+        if flags.local_rport {
+            via.extend_from_slice(b";rport");
+        }
+        out.prepend_via(&via).map_err(fnerr)?;
+        // Stream transports frame by Content-Length (RFC 3261 §18.3): add it if missing.
+        if hop.proto != Proto::Udp && out.content_length().is_none() {
+            let body = out.body_bytes();
+            out.set_body(body);
+        }
+        Ok(out)
     }
 }
 

@@ -2,7 +2,36 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::{Flag, PvOut};
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+use ferrosip_api::tm::{BranchTarget, Branches};
+use ferrosip_api::{
+    FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Value, Verdict,
+};
+
+/// Branches beyond this many are refused, as Kamailio's `max_branches` (12) does.
+const MAX_BRANCHES: usize = 12;
+
+fn add_branch(
+    ctx: &mut MsgContext,
+    uri: Bytes,
+    dst_uri: Option<Bytes>,
+    q: Option<Bytes>,
+) -> FnResult {
+    if uri.is_empty() || ferrosip_sip::Uri::parse(&uri).is_err() {
+        return Ok(Verdict::FALSE);
+    }
+    let bflags = ctx.bflags;
+    let set = ctx.ext.get_or_insert_with(Branches::default);
+    if set.0.len() + 1 >= MAX_BRANCHES {
+        return Ok(Verdict::FALSE);
+    }
+    set.0.push(BranchTarget {
+        uri,
+        dst_uri,
+        q,
+        bflags,
+    });
+    Ok(Verdict::TRUE)
+}
 
 /// The `corex` module.
 pub struct CorexModule;
@@ -53,17 +82,26 @@ impl Module for CorexModule {
         m.function("append_branch")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds the current R-URI (and $du) as a new branch; 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(|ctx: &mut MsgContext| {
+                let uri = ctx
+                    .msg
+                    .request_uri_bytes()
+                    .ok_or_else(|| FnError::new("no request URI"))?;
+                let dst = ctx.dst_uri.clone();
+                add_branch(ctx, uri, dst, None)
+            });
         m.function("append_branch")
             .args(&["uri"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds the given URI as a new branch; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+            .handler(|ctx: &mut MsgContext, uri: Bytes| add_branch(ctx, uri, None, None));
         m.function("append_branch")
             .args(&["uri", "q"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds the given URI with a q value as a new branch; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
+            .handler(|ctx: &mut MsgContext, uri: Bytes, q: Bytes| {
+                add_branch(ctx, uri, None, Some(q))
+            });
         m.function("forward_uac")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Forwards the request statelessly as a new UAC request (new Via branch); 1 on success, -1 on failure.")

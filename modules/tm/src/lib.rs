@@ -1,11 +1,10 @@
 //! `tm`: Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.
 
 use bytes::Bytes;
-use ferrosip_api::args::{BranchRoute, FailureRoute, ReplyRoute};
 use ferrosip_api::pv::PvParamRule;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
-use regex::bytes::Regex;
-use std::sync::Arc;
+
+mod funcs;
 
 /// The `tm` module.
 pub struct TmModule;
@@ -17,15 +16,15 @@ impl Module for TmModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         // Transaction PVs (Kamailio's tmx provides them; here they belong with tm).
-        m.pv_declared(
+        m.pv_fixed(
             "T_reply_code",
-            PvParamRule::None,
-            "Status code of the winning reply of the transaction.",
+            "Status code of the reply being processed (onreply_route) or of the winning reply (failure_route); $null elsewhere.",
+            funcs::ReplyPv { reason: false },
         );
-        m.pv_declared(
+        m.pv_fixed(
             "T_reply_reason",
-            PvParamRule::None,
-            "Reason phrase of the winning reply.",
+            "Reason phrase of the reply $T_reply_code gives.",
+            funcs::ReplyPv { reason: true },
         );
         m.pv_declared(
             "T_req",
@@ -385,30 +384,30 @@ impl Module for TmModule {
         m.function("t_relay")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error.")
-            .declared::<()>();
+            .handler(funcs::t_relay);
         m.function("t_relay")
             .args(&["host", "port"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays the request statefully to host:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
+            .handler(funcs::t_relay_to);
         m.function("t_relay_to_udp")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays statefully over UDP to the R-URI destination; 1 on success, negative on error.")
-            .declared::<()>();
+            .handler(funcs::t_relay_to_udp0);
         m.function("t_relay_to_udp")
             .args(&["ip", "port"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays statefully over UDP to ip:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
+            .handler(funcs::t_relay_to_udp);
         m.function("t_relay_to_tcp")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays statefully over TCP to the R-URI destination; 1 on success, negative on error.")
-            .declared::<()>();
+            .handler(funcs::t_relay_to_tcp0);
         m.function("t_relay_to_tcp")
             .args(&["ip", "port"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays statefully over TCP to ip:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
+            .handler(funcs::t_relay_to_tcp);
         m.function("t_relay_to_tls")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Relays statefully over TLS to the R-URI destination; 1 on success, negative on error.")
@@ -503,7 +502,7 @@ impl Module for TmModule {
             .args(&["ip", "port"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Forwards a non-ACK request statefully to ip:port (transaction must exist); 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
+            .handler(funcs::t_relay_to);
         m.function("t_forward_nonack_uri")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Forwards a non-ACK request statefully to its R-URI; 1 on success, negative on error.")
@@ -537,7 +536,7 @@ impl Module for TmModule {
             .args(&["failure_route"])
             .routes(RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Arms failure_route[NAME] for the transaction (runs when all branches fail); always 1.")
-            .declared::<(FailureRoute,)>();
+            .handler(funcs::t_on_failure);
         m.function("t_on_branch_failure")
             .args(&["branch_failure_route"])
             .routes(
@@ -559,21 +558,21 @@ impl Module for TmModule {
                     | RouteMask::EVENT,
             )
             .doc("Arms onreply_route[NAME] for replies of the transaction; always 1.")
-            .declared::<(ReplyRoute,)>();
+            .handler(funcs::t_on_reply);
         m.function("t_on_branch")
             .args(&["branch_route"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Arms branch_route[NAME], run for each branch before it is sent; always 1.")
-            .declared::<(BranchRoute,)>();
+            .handler(funcs::t_on_branch);
         m.function("t_newtran")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Creates a transaction for the request (absorbs retransmissions from then on); 1 on success, 0 when it is a retransmission (stop), negative on error.")
-            .declared::<()>();
+            .handler(funcs::t_newtran);
         m.function("t_reply")
             .args(&["code", "reason_phrase"])
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a stateful reply, creating the transaction if needed; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
+            .handler(funcs::t_reply);
         m.function("t_reply_error")
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends a stateful reply for the last internal error; 1 on success, -1 on failure.")
@@ -605,16 +604,16 @@ impl Module for TmModule {
         m.function("t_release")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Frees the transaction of the request before its normal end; 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(funcs::t_release);
         m.function("t_check_status")
             .args(&["re"])
             .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Matches the reply code (or the winning reply code in failure_route) against a regex; 1 on match, -1 otherwise.")
-            .declared::<(Arc<Regex>,)>();
+            .handler(funcs::t_check_status);
         m.function("t_check_trans")
             .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks for a matching transaction; for retransmissions it retransmits/absorbs and stops the script (0), 1 when found (CANCEL/reply), -1 when not found.")
-            .declared::<()>();
+            .handler(funcs::t_check_trans);
         m.function("t_write_req")
             .args(&["queue", "info"])
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
@@ -629,16 +628,16 @@ impl Module for TmModule {
             .args(&["fr_inv_timeout"])
             .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets fr_inv_timer in ms for the current/next transaction (0 keeps the default); 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
+            .handler(funcs::t_set_fr1);
         m.function("t_set_fr")
             .args(&["fr_inv_timeout", "fr_timeout"])
             .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sets fr_inv_timer and fr_timer in ms (0 keeps the default); 1 on success, -1 on failure.")
-            .declared::<(i64, i64)>();
+            .handler(funcs::t_set_fr2);
         m.function("t_reset_fr")
             .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Restores fr_inv_timer and fr_timer to the configured values; 1 on success, -1 on failure.")
-            .declared::<()>();
+            .handler(funcs::t_reset_fr);
         m.function("t_set_retr")
             .args(&["retr_t1_interval", "retr_t2_interval"])
             .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
@@ -707,11 +706,11 @@ impl Module for TmModule {
         m.function("t_branch_timeout")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the failed branch ended by timeout; -1 otherwise.")
-            .declared::<()>();
+            .handler(funcs::t_branch_timeout);
         m.function("t_branch_replied")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the failed branch received at least one reply; -1 otherwise.")
-            .declared::<()>();
+            .handler(funcs::t_branch_replied);
         m.function("t_any_timeout")
             .routes(
                 RouteMask::TM_ONREPLY
@@ -721,7 +720,7 @@ impl Module for TmModule {
                     | RouteMask::EVENT,
             )
             .doc("True (1) when any branch of the transaction timed out; -1 otherwise.")
-            .declared::<()>();
+            .handler(funcs::t_any_timeout);
         m.function("t_any_replied")
             .routes(
                 RouteMask::TM_ONREPLY
@@ -731,7 +730,7 @@ impl Module for TmModule {
                     | RouteMask::EVENT,
             )
             .doc("True (1) when any branch received a reply; -1 otherwise.")
-            .declared::<()>();
+            .handler(funcs::t_any_replied);
         m.function("t_is_canceled")
             .routes(
                 RouteMask::TM_ONREPLY
@@ -741,7 +740,7 @@ impl Module for TmModule {
                     | RouteMask::EVENT,
             )
             .doc("True (1) when the transaction was canceled; -1 otherwise.")
-            .declared::<()>();
+            .handler(funcs::t_is_canceled);
         m.function("t_is_retr_async_reply")
             .routes(RouteMask::TM_ONREPLY)
             .doc("True (1) when the reply is a retransmission of one suspended by t_suspend(); -1 otherwise.")
@@ -755,7 +754,7 @@ impl Module for TmModule {
                     | RouteMask::EVENT,
             )
             .doc("True (1) when the transaction passed its maximum lifetime; -1 otherwise.")
-            .declared::<()>();
+            .handler(funcs::t_is_expired);
         m.function("t_grep_status")
             .args(&["code"])
             .routes(
@@ -770,12 +769,12 @@ impl Module for TmModule {
         m.function("t_drop_replies")
             .routes(RouteMask::FAILURE)
             .doc("Drops the replies received so far so they are not sent upstream; always 1.")
-            .declared::<()>();
+            .handler(funcs::t_drop_replies0);
         m.function("t_drop_replies")
             .args(&["mode"])
             .routes(RouteMask::FAILURE)
             .doc("Drops received replies: \"a\" all, \"l\" those of the last branch set, \"n\" none; always 1.")
-            .declared::<(Bytes,)>();
+            .handler(funcs::t_drop_replies1);
         m.function("t_save_lumps")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Saves the current message changes into the transaction so later branches start from them; 1 on success, -1 on failure.")
@@ -801,7 +800,7 @@ impl Module for TmModule {
             .args(&["target"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the given route (\"branch_route\", \"failure_route\", \"onreply_route\") is already armed; -1 otherwise.")
-            .declared::<(Bytes,)>();
+            .handler(funcs::t_is_set);
         m.function("t_use_uac_headers")
             .routes(RouteMask::ANY)
             .doc("Makes locally generated requests (CANCEL/ACK) use the headers changed by the script; always 1.")
@@ -814,7 +813,7 @@ impl Module for TmModule {
         m.function("t_get_status_code")
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Returns the status code of the transaction's reply as the return code, or -1 when none.")
-            .declared::<()>();
+            .handler(funcs::t_get_status_code);
         m.function("t_clean")
             .routes(RouteMask::ANY)
             .doc("Cleans up the transaction left in the context (e.g. after an asynchronous resume); always 1.")

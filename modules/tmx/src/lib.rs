@@ -17,8 +17,11 @@ impl Module for TmxModule {
         m.param("precheck_trans", ParamType::Int, 1_i64, "When 1, t_precheck_trans() tracks requests being processed to catch retransmissions before a transaction exists.");
         m.function("t_precheck_trans")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("True (1) when a retransmission of this request is already being processed (before t_newtran()); -1 otherwise.")
-            .declared::<()>();
+            .doc("True (1) when a transaction for this request exists already (a retransmission); -1 otherwise.")
+            .handler(|ctx: &mut MsgContext| {
+                let services = ctx.services("t_precheck_trans")?;
+                Ok(Verdict::from(services.transactions().is_some_and(|tm| tm.exists(ctx))))
+            });
         m.function("t_is_request_route")
             .routes(RouteMask::ANY)
             .doc("True (1) when running in request_route; -1 otherwise.")

@@ -1,0 +1,1223 @@
+//! Stateful proxying (RFC 3261 §16 over the §17 transactions of `ferrosip-transaction`):
+//! the transaction table, branches, forking, the routes a transaction runs
+//! (`branch_route`, `onreply_route[X]`, `failure_route`), CANCEL, best-response
+//! selection and the timer thread.
+//!
+//! A transaction "cell" (Kamailio's word) holds the server transaction towards the
+//! caller and one client transaction per branch. Locks: a table lock is only held to
+//! find or insert a cell, never while a cell is locked by the same thread the other way
+//! round; a cell is locked while its routes run, so functions called from those routes
+//! never lock a cell — in `failure_route`, `t_relay`/`t_reply` leave their work in the
+//! message context and the cell carries it out when the route returns.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrosip_api::services::Target;
+use ferrosip_api::tm::{Branches, TmMarks, TmState};
+use ferrosip_api::{Avps, FnError, MsgContext, NetInfo, Proto, ReplyHeaders, RouteKind};
+use ferrosip_script::vm::{run_blocking, Outcome, Vm};
+use ferrosip_sip::SipMessage;
+use ferrosip_transaction::{
+    assemble_best, build_cancel, choose_best, trying, Action, Actions, BranchOutcome, ClientKey,
+    ClientNonInvite, ClientTransaction, ServerKey, ServerTransaction, TimerConfig, TimerHandle,
+    TimerId, TimerWheel, TuEvent,
+};
+
+use crate::server::{Hop, Server};
+
+/// Resolution of the timer thread: retransmission timers start at T1 (500 ms), so 5 ms
+/// is far below anything a peer could notice.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Kamailio's default for how many times `failure_route` may add branches to one
+/// transaction (serial forking depth), against loops between failure routes.
+const MAX_FAILURE_ROUNDS: u32 = 12;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which transaction of a cell an event or timer belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leg {
+    Server,
+    Branch(usize),
+    Cancel(usize),
+}
+
+/// Where a transaction sends its messages.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    proto: Proto,
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+}
+
+struct TimerEntry {
+    cell: Weak<Cell>,
+    leg: Leg,
+    id: TimerId,
+}
+
+/// One proxied transaction.
+pub struct Cell {
+    id: u64,
+    key: ServerKey,
+    state: Mutex<CellState>,
+}
+
+struct Branch {
+    client: ClientTransaction,
+    key: ClientKey,
+    peer: Peer,
+    /// The final response (≥ 200) received, kept for best-response selection.
+    reply: Option<SipMessage>,
+    replied: bool,
+    timed_out: bool,
+    transport_error: bool,
+    /// The branch's outcome no longer counts (`t_drop_replies()` in a failure route).
+    dropped: bool,
+    done: bool,
+    terminated: bool,
+}
+
+struct CancelLeg {
+    client: ClientNonInvite,
+    key: ClientKey,
+    peer: Peer,
+    terminated: bool,
+}
+
+struct CellState {
+    uas: ServerTransaction,
+    uas_peer: Peer,
+    uas_terminated: bool,
+    /// The request as the script relayed it (what failure_route sees).
+    request: SipMessage,
+    net: NetInfo,
+    marks: TmMarks,
+    flags: u64,
+    avps: Avps,
+    /// What the request route decided beside the message (Record-Route plan,
+    /// forwarding flags), reapplied to branches added by failure_route.
+    ext_rr: Option<ferrosip_api::rr::RecordRoutePlan>,
+    ext_fwd: Option<ferrosip_api::ForwardFlags>,
+    maxfwd_done: bool,
+    branches: Vec<Branch>,
+    cancels: Vec<CancelLeg>,
+    timers: Vec<(Leg, TimerId, TimerHandle)>,
+    final_status: Option<u16>,
+    canceled: bool,
+    expired: bool,
+    failure_rounds: u32,
+    to_tag: String,
+    config: TimerConfig,
+    is_invite: bool,
+}
+
+/// Work `t_relay`/`t_reply` leave for the cell when called from `failure_route`.
+#[derive(Default)]
+struct FailureActions {
+    relays: Vec<PendingRelay>,
+    reply: Option<(u16, Bytes, Option<ReplyHeaders>)>,
+}
+
+struct PendingRelay {
+    msg: SipMessage,
+    dst_uri: Option<Bytes>,
+    target: Option<Target>,
+    branches: Vec<ferrosip_api::tm::BranchTarget>,
+    marks: Option<TmMarks>,
+    flags: u64,
+    avps: Avps,
+}
+
+/// The running transaction layer.
+pub struct TmLayer {
+    server_txns: Mutex<HashMap<ServerKey, Arc<Cell>>>,
+    client_txns: Mutex<HashMap<ClientKey, (Weak<Cell>, Leg)>>,
+    wheel: Mutex<TimerWheel<TimerEntry>>,
+    defaults: TimerConfig,
+    next_id: AtomicU64,
+    /// Makes our branch ids differ from those of an earlier run of the server.
+    boot: u32,
+}
+
+thread_local! {
+    /// VMs for the routes a transaction runs: the thread's own VM may be in the middle
+    /// of the request route that called `t_relay`.
+    static SPARE_VMS: RefCell<Vec<Vm>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
+    let mut vm = SPARE_VMS.with(|v| v.borrow_mut().pop()).unwrap_or_default();
+    let r = f(&mut vm);
+    SPARE_VMS.with(|v| v.borrow_mut().push(vm));
+    r
+}
+
+fn ms(v: i64, default: Duration) -> Duration {
+    if v > 0 {
+        Duration::from_millis(v as u64)
+    } else {
+        default
+    }
+}
+
+impl TmLayer {
+    /// The layer with the `tm` module's timer parameters (ms, as Kamailio's).
+    pub fn new(params: Option<&ferrosip_api::ModuleParams>) -> TmLayer {
+        let mut defaults = TimerConfig::default();
+        if let Some(p) = params {
+            defaults.fr_timer = ms(p.int("fr_timer"), defaults.fr_timer);
+            defaults.fr_inv_timer = ms(p.int("fr_inv_timer"), defaults.fr_inv_timer);
+            if p.is_set("retr_timer1") {
+                defaults.t1 = ms(p.int("retr_timer1"), defaults.t1);
+            }
+            if p.is_set("retr_timer2") {
+                defaults.t2 = ms(p.int("retr_timer2"), defaults.t2);
+            }
+        }
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+        TmLayer {
+            server_txns: Mutex::new(HashMap::new()),
+            client_txns: Mutex::new(HashMap::new()),
+            wheel: Mutex::new(TimerWheel::new(Instant::now(), Duration::from_millis(1))),
+            defaults,
+            next_id: AtomicU64::new(1),
+            boot,
+        }
+    }
+
+    /// Open transactions (for stats and tests).
+    pub fn len(&self) -> usize {
+        lock(&self.server_txns).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts the thread that fires transaction timers.
+    pub fn start_timer_thread(server: &Arc<Server>) -> std::io::Result<()> {
+        let weak = Arc::downgrade(server);
+        std::thread::Builder::new()
+            .name("tm-timer".into())
+            .spawn(move || {
+                let mut due = Vec::new();
+                loop {
+                    std::thread::sleep(TICK);
+                    let Some(server) = weak.upgrade() else {
+                        return;
+                    };
+                    let Some(tm) = server.tm.as_ref() else {
+                        return;
+                    };
+                    lock(&tm.wheel).advance_into(Instant::now(), &mut due);
+                    for entry in due.drain(..) {
+                        if let Some(cell) = entry.cell.upgrade() {
+                            tm.on_timer(&server, &cell, entry.leg, entry.id);
+                        }
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
+    fn on_timer(&self, srv: &Arc<Server>, cell: &Arc<Cell>, leg: Leg, id: TimerId) {
+        let mut st = lock(&cell.state);
+        if let Some(p) = st.timers.iter().position(|(l, i, _)| *l == leg && *i == id) {
+            st.timers.swap_remove(p);
+        }
+        let actions = match leg {
+            Leg::Server => st.uas.on_timer(id),
+            Leg::Branch(i) => st.branches[i].client.on_timer(id),
+            Leg::Cancel(i) => st.cancels[i].client.on_timer(id),
+        };
+        self.run(srv, cell, &mut st, leg, actions, None);
+        self.cleanup(cell, &st);
+    }
+
+    // ----- script entry points -------------------------------------------------------
+
+    /// `t_relay()`.
+    pub fn relay(
+        &self,
+        srv: &Arc<Server>,
+        ctx: &mut MsgContext,
+        target: Option<Target>,
+    ) -> Result<i32, FnError> {
+        if ctx.route == RouteKind::Failure {
+            let pending = PendingRelay {
+                msg: ctx.msg.clone(),
+                dst_uri: ctx.dst_uri.clone(),
+                target,
+                branches: ctx
+                    .ext
+                    .remove::<Branches>()
+                    .map(|b| b.0)
+                    .unwrap_or_default(),
+                marks: ctx.ext.get::<TmMarks>().cloned(),
+                flags: ctx.flags,
+                avps: ctx.avps.clone(),
+            };
+            ctx.ext
+                .get_or_insert_with(FailureActions::default)
+                .relays
+                .push(pending);
+            return Ok(1);
+        }
+        match ctx.msg.method_bytes() {
+            Some(b"ACK") => return self.relay_ack(srv, ctx, target),
+            Some(b"CANCEL") => return self.relay_cancel(srv, ctx, target),
+            _ => {}
+        }
+        let (cell, created) = match self.cell_for(srv, ctx)? {
+            CellFor::Retransmission => return Ok(0),
+            CellFor::Cell(c, created) => (c, created),
+        };
+        let mut st = lock(&cell.state);
+        if !st.branches.is_empty() {
+            // t_relay twice on one request (e.g. after t_newtran it is fine; twice is not).
+            return Err(FnError::new("t_relay: the transaction was already relayed"));
+        }
+        st.request = ctx.msg.clone();
+        st.marks = ctx.ext.get::<TmMarks>().cloned().unwrap_or_default();
+        st.flags = ctx.flags;
+        st.avps = ctx.avps.clone();
+        st.ext_rr = ctx.ext.get::<ferrosip_api::rr::RecordRoutePlan>().cloned();
+        st.ext_fwd = ctx.ext.get::<ferrosip_api::ForwardFlags>().copied();
+        st.maxfwd_done = ctx
+            .ext
+            .get::<ferrosip_api::services::MaxForwardsDone>()
+            .is_some();
+        self.apply_timer_marks(&mut st);
+        let extra = ctx
+            .ext
+            .remove::<Branches>()
+            .map(|b| b.0)
+            .unwrap_or_default();
+        let mut specs = vec![BranchSpec {
+            msg: ctx.msg.clone(),
+            dst_uri: ctx.dst_uri.clone(),
+            target,
+            bflags: ctx.bflags,
+        }];
+        for b in extra {
+            let mut msg = ctx.msg.clone();
+            if msg.set_request_uri(&b.uri).is_err() {
+                continue;
+            }
+            specs.push(BranchSpec {
+                msg,
+                dst_uri: b.dst_uri,
+                target: None,
+                bflags: b.bflags,
+            });
+        }
+        let sent = self.add_branches(srv, &cell, &mut st, ctx, specs);
+        if sent == 0 {
+            if created && st.final_status.is_none() {
+                // Nothing went out and nothing was answered: forget the transaction so
+                // the script's error reply (sl_reply_error) is the only answer.
+                drop(st);
+                self.forget(&cell);
+            }
+            return Ok(-1);
+        }
+        self.cleanup(&cell, &st);
+        Ok(1)
+    }
+
+    /// `t_newtran()`.
+    pub fn new_transaction(&self, srv: &Arc<Server>, ctx: &mut MsgContext) -> Result<i32, FnError> {
+        if matches!(ctx.msg.method_bytes(), Some(b"ACK")) {
+            return Err(FnError::new("t_newtran: an ACK gets no transaction"));
+        }
+        match self.cell_for(srv, ctx)? {
+            CellFor::Retransmission => Ok(0),
+            CellFor::Cell(..) => Ok(1),
+        }
+    }
+
+    /// `t_reply(code, reason)`.
+    pub fn reply(
+        &self,
+        srv: &Arc<Server>,
+        ctx: &mut MsgContext,
+        code: u16,
+        reason: &[u8],
+    ) -> Result<i32, FnError> {
+        if ctx.route == RouteKind::Failure {
+            let headers = ctx.ext.remove::<ReplyHeaders>();
+            ctx.ext.get_or_insert_with(FailureActions::default).reply =
+                Some((code, Bytes::copy_from_slice(reason), headers));
+            return Ok(1);
+        }
+        if ctx.route != RouteKind::Request {
+            return Err(FnError::new("t_reply: not available in this route"));
+        }
+        let cell = match self.cell_for(srv, ctx)? {
+            CellFor::Retransmission => return Ok(0),
+            CellFor::Cell(c, _) => c,
+        };
+        let mut st = lock(&cell.state);
+        let headers = ctx.ext.remove::<ReplyHeaders>();
+        let rc = self.local_reply(srv, &cell, &mut st, code, reason, headers);
+        self.cleanup(&cell, &st);
+        rc
+    }
+
+    /// `t_check_trans()` in request_route.
+    pub fn check(&self, srv: &Arc<Server>, ctx: &mut MsgContext) -> Result<i32, FnError> {
+        let msg = &ctx.msg;
+        match msg.method_bytes() {
+            Some(b"CANCEL") => {
+                let Ok(probe) = ServerKey::probe_cancel_target(msg) else {
+                    return Ok(-1);
+                };
+                Ok(if lock(&self.server_txns).contains_key(probe.as_bytes()) {
+                    1
+                } else {
+                    -1
+                })
+            }
+            Some(b"ACK") => {
+                let Ok(probe) = ServerKey::probe(msg) else {
+                    return Ok(-1);
+                };
+                let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
+                let Some(cell) = cell else {
+                    return Ok(-1);
+                };
+                let mut st = lock(&cell.state);
+                let negative = st.final_status.is_some_and(|s| s >= 300);
+                let actions = match &mut st.uas {
+                    ServerTransaction::Invite(t) => t.on_ack(),
+                    ServerTransaction::NonInvite(_) => Actions::new(),
+                };
+                self.run(srv, &cell, &mut st, Leg::Server, actions, None);
+                self.cleanup(&cell, &st);
+                // The ACK of a negative reply ends here (hop by hop); a 2xx ACK that
+                // matched goes on with the script.
+                Ok(if negative { 0 } else { 1 })
+            }
+            _ => {
+                let Ok(probe) = ServerKey::probe(msg) else {
+                    return Ok(-1);
+                };
+                let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
+                let Some(cell) = cell else {
+                    return Ok(-1);
+                };
+                let mut st = lock(&cell.state);
+                let actions = st.uas.on_request(&ctx.msg);
+                self.run(srv, &cell, &mut st, Leg::Server, actions, None);
+                Ok(0)
+            }
+        }
+    }
+
+    /// `t_precheck_trans()`.
+    pub fn exists(&self, ctx: &MsgContext) -> bool {
+        ServerKey::probe(&ctx.msg)
+            .map(|p| lock(&self.server_txns).contains_key(p.as_bytes()))
+            .unwrap_or(false)
+    }
+
+    /// `t_release()`.
+    pub fn release(&self, ctx: &MsgContext) -> i32 {
+        let Ok(probe) = ServerKey::probe(&ctx.msg) else {
+            return -1;
+        };
+        let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
+        match cell {
+            Some(c) => {
+                self.forget(&c);
+                1
+            }
+            None => -1,
+        }
+    }
+
+    // ----- replies from downstream ---------------------------------------------------
+
+    /// A reply received from downstream: `true` when it belonged to a transaction (and
+    /// was handled), `false` for the stateless path.
+    pub fn on_reply(&self, srv: &Arc<Server>, msg: &SipMessage) -> bool {
+        let Ok(probe) = ClientKey::probe(msg) else {
+            return false;
+        };
+        let found = lock(&self.client_txns).get(probe.as_bytes()).cloned();
+        let Some((cell, leg)) = found else {
+            return false;
+        };
+        let Some(cell) = cell.upgrade() else {
+            return true;
+        };
+        let mut st = lock(&cell.state);
+        let actions = match leg {
+            Leg::Branch(i) => st.branches[i].client.on_reply(msg),
+            Leg::Cancel(i) => st.cancels[i].client.on_reply(msg),
+            Leg::Server => Actions::new(),
+        };
+        self.run(srv, &cell, &mut st, leg, actions, Some(msg));
+        self.cleanup(&cell, &st);
+        true
+    }
+
+    // ----- internals -----------------------------------------------------------------
+
+    fn apply_timer_marks(&self, st: &mut CellState) {
+        if let Some(d) = st.marks.fr_timer {
+            st.config.fr_timer = d;
+        }
+        if let Some(d) = st.marks.fr_inv_timer {
+            st.config.fr_inv_timer = d;
+        }
+    }
+
+    /// The cell of the request, created if absent; `Retransmission` when it existed
+    /// (its last reply was sent again).
+    fn cell_for(&self, srv: &Arc<Server>, ctx: &mut MsgContext) -> Result<CellFor, FnError> {
+        let probe = ServerKey::probe(&ctx.msg).map_err(|e| FnError::new(format!("{e:?}")))?;
+        let existing = lock(&self.server_txns).get(probe.as_bytes()).cloned();
+        if let Some(cell) = existing {
+            if ctx.ext.get::<OwnCell>().is_some_and(|o| o.0 == cell.id) {
+                return Ok(CellFor::Cell(cell, false));
+            }
+            let mut st = lock(&cell.state);
+            let actions = st.uas.on_request(&ctx.msg);
+            self.run(srv, &cell, &mut st, Leg::Server, actions, None);
+            return Ok(CellFor::Retransmission);
+        }
+        let reliable = ctx.net.proto != Proto::Udp;
+        let uas = ServerTransaction::new(&ctx.msg, reliable, self.defaults)
+            .ok_or_else(|| FnError::new("no transaction for this request"))?;
+        let is_invite = matches!(uas, ServerTransaction::Invite(_));
+        let uas_peer = Peer {
+            proto: ctx.net.proto,
+            local: Some(ctx.net.local),
+            remote: response_address(&ctx.msg, &ctx.net),
+        };
+        let cell = Arc::new(Cell {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            key: probe.to_key(),
+            state: Mutex::new(CellState {
+                uas,
+                uas_peer,
+                uas_terminated: false,
+                request: ctx.msg.clone(),
+                net: ctx.net,
+                marks: TmMarks::default(),
+                flags: ctx.flags,
+                avps: Avps::default(),
+                ext_rr: None,
+                ext_fwd: None,
+                maxfwd_done: false,
+                branches: Vec::new(),
+                cancels: Vec::new(),
+                timers: Vec::new(),
+                final_status: None,
+                canceled: false,
+                expired: false,
+                failure_rounds: 0,
+                to_tag: ctx.msg.stateless_to_tag(),
+                config: self.defaults,
+                is_invite,
+            }),
+        });
+        {
+            let mut table = lock(&self.server_txns);
+            if let Some(other) = table.get(&cell.key) {
+                // Another worker created it a moment ago: this copy is a retransmission.
+                let other = other.clone();
+                drop(table);
+                let mut st = lock(&other.state);
+                let actions = st.uas.on_request(&ctx.msg);
+                self.run(srv, &other, &mut st, Leg::Server, actions, None);
+                return Ok(CellFor::Retransmission);
+            }
+            table.insert(cell.key.clone(), cell.clone());
+        }
+        ctx.ext.insert(OwnCell(cell.id));
+        if is_invite {
+            // RFC 3261 §16.2 / §17.2.1: answer 100 at once so the caller stops
+            // retransmitting while the next hop is tried.
+            if let Ok(bytes) = trying(&ctx.msg) {
+                let mut st = lock(&cell.state);
+                let actions = st.uas.send_reply(100, bytes);
+                self.run(srv, &cell, &mut st, Leg::Server, actions, None);
+            }
+        }
+        Ok(CellFor::Cell(cell, true))
+    }
+
+    /// Creates and sends branches; the number that went out.
+    fn add_branches(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        ctx: &MsgContext,
+        specs: Vec<BranchSpec>,
+    ) -> usize {
+        let mut sent = 0;
+        for spec in specs {
+            match self.add_branch(srv, cell, st, ctx, spec) {
+                Ok(true) => sent += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::info!(call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()), "branch not sent: {}", e.message);
+                }
+            }
+        }
+        sent
+    }
+
+    fn add_branch(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        ctx: &MsgContext,
+        spec: BranchSpec,
+    ) -> Result<bool, FnError> {
+        let idx = st.branches.len();
+        let mut bctx = MsgContext::new(spec.msg, RouteKind::Branch, st.net);
+        bctx.dst_uri = spec.dst_uri;
+        bctx.flags = st.flags;
+        bctx.bflags = spec.bflags;
+        bctx.avps = st.avps.clone();
+        bctx.branch_idx = idx as i32;
+        bctx.services = ctx.services.clone();
+        if let Some(rr) = &st.ext_rr {
+            bctx.ext.insert(rr.clone());
+        }
+        if let Some(f) = st.ext_fwd {
+            bctx.ext.insert(f);
+        }
+        if st.maxfwd_done {
+            bctx.ext.insert(ferrosip_api::services::MaxForwardsDone);
+        }
+        if let Some(route) = st.marks.on_branch {
+            bctx.ext.insert(self.route_state(st, idx as i32, None));
+            let outcome = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut bctx));
+            match outcome {
+                Ok(Outcome::Drop) => return Ok(false),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(location = %e.location, "branch_route aborted: {}", e.message);
+                    return Ok(false);
+                }
+            }
+        }
+        let hop: Hop = srv.next_hop(spec.target, bctx.dst_uri.as_ref(), &bctx.msg)?;
+        let branch_id = format!("z9hG4bKf{:x}{:x}.{idx}", self.boot, cell.id);
+        let out = srv.outgoing_request(&bctx, &bctx.msg, &hop, &branch_id)?;
+        let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
+        let reliable = hop.proto != Proto::Udp;
+        let mut config = st.config;
+        if st.is_invite {
+            // fr_timer until the first provisional, then fr_inv_timer (Kamailio's tm).
+            config.fr_timer = st.config.fr_timer;
+        }
+        let Some((client, actions)) = ClientTransaction::new(out, reliable, config) else {
+            return Ok(false);
+        };
+        st.branches.push(Branch {
+            client,
+            key: key.clone(),
+            peer: Peer {
+                proto: hop.proto,
+                local: Some(hop.local.addr),
+                remote: hop.dst,
+            },
+            reply: None,
+            replied: false,
+            timed_out: false,
+            transport_error: false,
+            dropped: false,
+            done: false,
+            terminated: false,
+        });
+        lock(&self.client_txns).insert(key, (Arc::downgrade(cell), Leg::Branch(idx)));
+        srv.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.run(srv, cell, st, Leg::Branch(idx), actions, None);
+        Ok(true)
+    }
+
+    fn relay_ack(
+        &self,
+        srv: &Arc<Server>,
+        ctx: &mut MsgContext,
+        target: Option<Target>,
+    ) -> Result<i32, FnError> {
+        // The ACK of a negative reply we sent is absorbed by its transaction.
+        if let Ok(probe) = ServerKey::probe(&ctx.msg) {
+            let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
+            if let Some(cell) = cell {
+                let mut st = lock(&cell.state);
+                if st.final_status.is_some_and(|s| s >= 300) {
+                    let actions = match &mut st.uas {
+                        ServerTransaction::Invite(t) => t.on_ack(),
+                        ServerTransaction::NonInvite(_) => Actions::new(),
+                    };
+                    self.run(srv, &cell, &mut st, Leg::Server, actions, None);
+                    return Ok(0);
+                }
+            }
+        }
+        // A 2xx ACK is end to end: forwarded statelessly (RFC 3261 §16.6, §17.1.1.3).
+        use ferrosip_api::Services;
+        srv.forward(ctx, target).map(|()| 1)
+    }
+
+    fn relay_cancel(
+        &self,
+        srv: &Arc<Server>,
+        ctx: &mut MsgContext,
+        target: Option<Target>,
+    ) -> Result<i32, FnError> {
+        let invite = ServerKey::probe_cancel_target(&ctx.msg)
+            .ok()
+            .and_then(|p| lock(&self.server_txns).get(p.as_bytes()).cloned());
+        let Some(invite) = invite else {
+            // No transaction to cancel here: pass it on statelessly, as Kamailio does.
+            use ferrosip_api::Services;
+            return srv.forward(ctx, target).map(|()| 1);
+        };
+        // The CANCEL's own transaction answers it (and its retransmissions) with 200.
+        let cancel_cell = match self.cell_for(srv, ctx)? {
+            CellFor::Retransmission => return Ok(0),
+            CellFor::Cell(c, _) => c,
+        };
+        {
+            let mut st = lock(&cancel_cell.state);
+            let _ = self.local_reply(srv, &cancel_cell, &mut st, 200, b"Canceling", None);
+            self.cleanup(&cancel_cell, &st);
+        }
+        let mut st = lock(&invite.state);
+        st.canceled = true;
+        if st.final_status.is_none() {
+            for i in 0..st.branches.len() {
+                if st.branches[i].done {
+                    continue;
+                }
+                let actions = st.branches[i].client.cancel();
+                self.run(srv, &invite, &mut st, Leg::Branch(i), actions, None);
+            }
+        }
+        self.cleanup(&invite, &st);
+        Ok(1)
+    }
+
+    /// Sends a locally generated final (or provisional) reply on the server transaction.
+    fn local_reply(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        code: u16,
+        reason: &[u8],
+        headers: Option<ReplyHeaders>,
+    ) -> Result<i32, FnError> {
+        if st.final_status.is_some() && (200..300).contains(&code) {
+            // A second final is only allowed for 2xx on INVITE (RFC 6026).
+            if !st.is_invite {
+                return Ok(-1);
+            }
+        } else if st.final_status.is_some() {
+            return Ok(-1);
+        }
+        let reason = String::from_utf8_lossy(reason).into_owned();
+        let mut b = st.request.reply(code, &reason);
+        if code > 100 {
+            b = b.to_tag(st.to_tag.clone());
+        }
+        if let Some(extra) = headers {
+            for line in extra.0.split(|c| *c == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if let Some(colon) = line.iter().position(|c| *c == b':') {
+                    let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+                    b = b.header(&name, line[colon + 1..].trim_ascii());
+                }
+            }
+        }
+        let bytes = b.build().map_err(|e| FnError::new(e.to_string()))?;
+        if code >= 200 {
+            st.final_status = Some(code);
+        }
+        let actions = st.uas.send_reply(code, bytes);
+        self.run(srv, cell, st, Leg::Server, actions, None);
+        srv.stats.replies_sent.fetch_add(1, Ordering::Relaxed);
+        if code >= 200 {
+            self.cancel_pending(srv, cell, st, None);
+        }
+        Ok(1)
+    }
+
+    /// Carries out a transaction's actions and the events they raise.
+    fn run(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        leg: Leg,
+        actions: Actions,
+        msg: Option<&SipMessage>,
+    ) {
+        let mut work: VecDeque<(Leg, Action)> = actions.into_iter().map(|a| (leg, a)).collect();
+        let mut events: Vec<(Leg, TuEvent)> = Vec::new();
+        while let Some((leg, action)) = work.pop_front() {
+            match action {
+                Action::Send(bytes) => {
+                    let peer = match leg {
+                        Leg::Server => st.uas_peer,
+                        Leg::Branch(i) => st.branches[i].peer,
+                        Leg::Cancel(i) => st.cancels[i].peer,
+                    };
+                    if let Err(e) = srv.send(peer.proto, peer.local, peer.remote, bytes) {
+                        tracing::debug!(peer = %peer.remote, "send failed: {}", e.message);
+                        let more = match leg {
+                            Leg::Server => st.uas.on_transport_error(),
+                            Leg::Branch(i) => st.branches[i].client.on_transport_error(),
+                            Leg::Cancel(i) => st.cancels[i].client.on_transport_error(),
+                        };
+                        work.extend(more.into_iter().map(|a| (leg, a)));
+                    }
+                }
+                Action::StartTimer(id, after) => {
+                    let handle = lock(&self.wheel).insert(
+                        Instant::now(),
+                        after,
+                        TimerEntry {
+                            cell: Arc::downgrade(cell),
+                            leg,
+                            id,
+                        },
+                    );
+                    st.timers.push((leg, id, handle));
+                }
+                Action::CancelTimer(id) => {
+                    if let Some(p) = st.timers.iter().position(|(l, i, _)| *l == leg && *i == id) {
+                        let (_, _, h) = st.timers.swap_remove(p);
+                        lock(&self.wheel).cancel(h);
+                    }
+                }
+                Action::ToTu(ev) => events.push((leg, ev)),
+                Action::Terminated => match leg {
+                    Leg::Server => st.uas_terminated = true,
+                    Leg::Branch(i) => st.branches[i].terminated = true,
+                    Leg::Cancel(i) => st.cancels[i].terminated = true,
+                },
+            }
+        }
+        for (leg, ev) in events {
+            self.on_event(srv, cell, st, leg, ev, msg);
+        }
+    }
+
+    fn on_event(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        leg: Leg,
+        ev: TuEvent,
+        msg: Option<&SipMessage>,
+    ) {
+        let Leg::Branch(i) = leg else {
+            // Server and CANCEL legs: nothing for the proxy core to do (ACKs are seen
+            // by the script, the 200 of a CANCEL ends there).
+            return;
+        };
+        match ev {
+            TuEvent::Response(code) | TuEvent::Later2xx(code) => {
+                if let Some(m) = msg {
+                    self.branch_response(srv, cell, st, i, m, code);
+                }
+            }
+            TuEvent::Timeout(kind) => {
+                let b = &mut st.branches[i];
+                if !b.done {
+                    b.done = true;
+                    b.timed_out = true;
+                    if kind == ferrosip_transaction::TimerKind::Fr {
+                        st.expired = true;
+                    }
+                    self.completion(srv, cell, st, Some(i));
+                }
+            }
+            TuEvent::TransportError => {
+                let b = &mut st.branches[i];
+                if !b.done {
+                    b.done = true;
+                    b.transport_error = true;
+                    self.completion(srv, cell, st, Some(i));
+                }
+            }
+            TuEvent::SendCancel => self.send_cancel(srv, cell, st, i),
+            TuEvent::AckReceived => {}
+        }
+    }
+
+    fn send_cancel(&self, srv: &Arc<Server>, cell: &Arc<Cell>, st: &mut CellState, i: usize) {
+        let ClientTransaction::Invite(inv) = &st.branches[i].client else {
+            return;
+        };
+        let Ok(bytes) = build_cancel(inv.request()) else {
+            return;
+        };
+        let peer = st.branches[i].peer;
+        let Ok(branch) = inv
+            .request()
+            .top_via()
+            .map(|v| v.branch().map(Bytes::copy_from_slice))
+        else {
+            return;
+        };
+        let key = ClientKey::new(&branch.unwrap_or_default(), b"CANCEL");
+        let (client, actions) = ClientNonInvite::new(bytes, peer.proto != Proto::Udp, st.config);
+        let idx = st.cancels.len();
+        st.cancels.push(CancelLeg {
+            client,
+            key: key.clone(),
+            peer,
+            terminated: false,
+        });
+        lock(&self.client_txns).insert(key, (Arc::downgrade(cell), Leg::Cancel(idx)));
+        self.run(srv, cell, st, Leg::Cancel(idx), actions, None);
+    }
+
+    /// Cancels the branches still waiting for a final (after a 2xx or 6xx, or a local
+    /// final reply).
+    fn cancel_pending(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        except: Option<usize>,
+    ) {
+        for j in 0..st.branches.len() {
+            if Some(j) == except || st.branches[j].done {
+                continue;
+            }
+            let actions = st.branches[j].client.cancel();
+            self.run(srv, cell, st, Leg::Branch(j), actions, None);
+        }
+    }
+
+    /// A response of branch `i` that its client transaction passes up (§16.7).
+    fn branch_response(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        i: usize,
+        msg: &SipMessage,
+        code: u16,
+    ) {
+        if let Some(route) = st.marks.on_reply {
+            let mut rctx = MsgContext::new(msg.clone(), RouteKind::TmOnReply, st.net);
+            rctx.flags = st.flags;
+            rctx.avps = st.avps.clone();
+            rctx.branch_idx = i as i32;
+            rctx.services = Some(srv.clone() as Arc<dyn ferrosip_api::Services>);
+            rctx.ext.insert(self.route_state(st, i as i32, Some(msg)));
+            let outcome = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut rctx));
+            st.flags = rctx.flags;
+            st.avps = rctx.avps;
+            if let Some(m) = rctx.ext.remove::<TmMarks>() {
+                st.marks.on_failure = m.on_failure.or(st.marks.on_failure);
+            }
+            if matches!(outcome, Ok(Outcome::Drop)) && code < 200 {
+                return;
+            }
+        }
+        if code < 200 {
+            st.branches[i].replied = true;
+            // 100 is hop by hop (§16.7 step 5); other provisionals go up unless a final
+            // was sent already.
+            if code > 100 && st.final_status.is_none() {
+                self.relay_up(srv, cell, st, msg, code);
+            }
+            return;
+        }
+        {
+            let b = &mut st.branches[i];
+            b.replied = true;
+            if !b.done {
+                b.done = true;
+            }
+        }
+        if (200..300).contains(&code) {
+            // Every 2xx goes up (§16.7 step 5), the late ones too.
+            let first = st.final_status.is_none();
+            self.relay_up(srv, cell, st, msg, code);
+            if first {
+                st.final_status = Some(code);
+                self.cancel_pending(srv, cell, st, Some(i));
+            }
+            return;
+        }
+        st.branches[i].reply = Some(msg.clone());
+        if code >= 600 && st.final_status.is_none() {
+            self.cancel_pending(srv, cell, st, Some(i));
+        }
+        self.completion(srv, cell, st, Some(i));
+    }
+
+    /// Sends a downstream response upstream with our Via removed.
+    fn relay_up(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        msg: &SipMessage,
+        code: u16,
+    ) {
+        let mut out = msg.clone();
+        if out.remove_top_via().is_err() {
+            return;
+        }
+        if st.uas_peer.proto != Proto::Udp && out.content_length().is_none() {
+            let body = out.body_bytes();
+            out.set_body(body);
+        }
+        let actions = st.uas.send_reply(code, out.to_bytes());
+        self.run(srv, cell, st, Leg::Server, actions, None);
+    }
+
+    /// When every branch has ended without a 2xx: failure_route, then the best reply.
+    fn completion(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        failed: Option<usize>,
+    ) {
+        if st.final_status.is_some() || st.branches.iter().any(|b| !b.done) {
+            return;
+        }
+        let outcomes = branch_outcomes(st);
+        let best = choose_best(&outcomes);
+        drop(outcomes);
+        if let Some(route) = st.marks.on_failure.take() {
+            if st.failure_rounds < MAX_FAILURE_ROUNDS {
+                st.failure_rounds += 1;
+                let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
+                fctx.flags = st.flags;
+                fctx.avps = st.avps.clone();
+                fctx.services = Some(srv.clone() as Arc<dyn ferrosip_api::Services>);
+                let winner = best.branch.and_then(|b| st.branches[b].reply.clone());
+                let mut state =
+                    self.route_state(st, failed.map_or(-1, |f| f as i32), winner.as_ref());
+                state.reply_code = best.status;
+                if winner.is_none() {
+                    state.reply_reason = Bytes::from_static(
+                        ferrosip_transaction::reason_phrase(best.status).as_bytes(),
+                    );
+                }
+                if let Some(f) = failed {
+                    state.branch_timeout = st.branches[f].timed_out;
+                    state.branch_replied = st.branches[f].replied;
+                }
+                fctx.ext.insert(state);
+                if let Some(rr) = &st.ext_rr {
+                    fctx.ext.insert(rr.clone());
+                }
+                if let Some(f) = st.ext_fwd {
+                    fctx.ext.insert(f);
+                }
+                if st.maxfwd_done {
+                    fctx.ext.insert(ferrosip_api::services::MaxForwardsDone);
+                }
+                let res = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut fctx));
+                if let Err(e) = res {
+                    tracing::error!(location = %e.location, "failure_route aborted: {}", e.message);
+                }
+                if fctx.ext.get::<TmMarks>().is_some_and(|m| m.drop_replies) {
+                    for b in &mut st.branches {
+                        b.dropped = true;
+                    }
+                }
+                let actions = fctx.ext.remove::<FailureActions>().unwrap_or_default();
+                if let Some((code, reason, headers)) = actions.reply {
+                    let _ = self.local_reply(srv, cell, st, code, &reason, headers);
+                    return;
+                }
+                let mut sent = 0;
+                for relay in actions.relays {
+                    st.marks = relay.marks.unwrap_or_default();
+                    st.flags = relay.flags;
+                    st.avps = relay.avps;
+                    self.apply_timer_marks(st);
+                    let mut specs = vec![BranchSpec {
+                        msg: relay.msg.clone(),
+                        dst_uri: relay.dst_uri,
+                        target: relay.target,
+                        bflags: 0,
+                    }];
+                    for b in relay.branches {
+                        let mut msg = relay.msg.clone();
+                        if msg.set_request_uri(&b.uri).is_ok() {
+                            specs.push(BranchSpec {
+                                msg,
+                                dst_uri: b.dst_uri,
+                                target: None,
+                                bflags: b.bflags,
+                            });
+                        }
+                    }
+                    sent += self.add_branches(srv, cell, st, &fctx, specs);
+                }
+                if sent > 0 {
+                    return;
+                }
+            }
+        }
+        // No new branch: the best final goes upstream (§16.7 step 6).
+        let outcomes = branch_outcomes(st);
+        let best = choose_best(&outcomes);
+        let Ok(bytes) = assemble_best(&st.request, &outcomes, &best, Some(st.to_tag.as_bytes()))
+        else {
+            return;
+        };
+        drop(outcomes);
+        st.final_status = Some(best.status);
+        let actions = st.uas.send_reply(best.status, bytes);
+        self.run(srv, cell, st, Leg::Server, actions, None);
+    }
+
+    fn route_state(&self, st: &CellState, branch: i32, reply: Option<&SipMessage>) -> TmState {
+        TmState {
+            reply_code: reply.and_then(SipMessage::status).unwrap_or(0),
+            reply_reason: reply
+                .and_then(|r| r.reason())
+                .map(Bytes::copy_from_slice)
+                .unwrap_or_default(),
+            reply: reply.cloned(),
+            request: Some(st.request.clone()),
+            branch,
+            canceled: st.canceled,
+            expired: st.expired,
+            branch_timeout: false,
+            branch_replied: false,
+            any_timeout: st.branches.iter().any(|b| b.timed_out),
+            any_replied: st.branches.iter().any(|b| b.replied),
+        }
+    }
+
+    /// Removes what is over from the tables.
+    fn cleanup(&self, cell: &Arc<Cell>, st: &CellState) {
+        let mut done_keys = Vec::new();
+        for b in &st.branches {
+            if b.terminated {
+                done_keys.push(&b.key);
+            }
+        }
+        for c in &st.cancels {
+            if c.terminated {
+                done_keys.push(&c.key);
+            }
+        }
+        if !done_keys.is_empty() {
+            let mut table = lock(&self.client_txns);
+            for k in done_keys {
+                table.remove(k);
+            }
+        }
+        if st.uas_terminated {
+            let mut table = lock(&self.server_txns);
+            if table.get(&cell.key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+                table.remove(&cell.key);
+            }
+        }
+    }
+
+    /// Drops a cell and its timers at once (`t_release`, a relay that sent nothing).
+    fn forget(&self, cell: &Arc<Cell>) {
+        let mut st = lock(&cell.state);
+        {
+            let mut wheel = lock(&self.wheel);
+            for (_, _, h) in st.timers.drain(..) {
+                wheel.cancel(h);
+            }
+        }
+        {
+            let mut table = lock(&self.client_txns);
+            for b in &st.branches {
+                table.remove(&b.key);
+            }
+            for c in &st.cancels {
+                table.remove(&c.key);
+            }
+        }
+        st.uas_terminated = true;
+        let mut table = lock(&self.server_txns);
+        if table.get(&cell.key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            table.remove(&cell.key);
+        }
+    }
+}
+
+/// The outcome of each branch for best-response selection.
+fn branch_outcomes(st: &CellState) -> Vec<BranchOutcome<'_>> {
+    st.branches
+        .iter()
+        .map(|b| {
+            if b.dropped {
+                BranchOutcome::Pending
+            } else if let Some(r) = &b.reply {
+                BranchOutcome::Response(r)
+            } else if b.timed_out {
+                BranchOutcome::TimedOut
+            } else if b.transport_error {
+                BranchOutcome::TransportError
+            } else {
+                BranchOutcome::Pending
+            }
+        })
+        .collect()
+}
+
+/// Where responses to a request go (RFC 3261 §18.2.2, RFC 3581): over a stream, the
+/// connection it came on; over UDP, the source address when the client asked for
+/// `rport`, else the source IP (what `received` would say) and the Via port.
+fn response_address(msg: &SipMessage, net: &NetInfo) -> SocketAddr {
+    if net.proto != Proto::Udp {
+        return net.source;
+    }
+    match msg.top_via() {
+        Ok(v) if v.rport().is_some() => net.source,
+        Ok(v) => SocketAddr::new(net.source.ip(), v.port().unwrap_or(5060)),
+        Err(_) => net.source,
+    }
+}
+
+enum CellFor {
+    Retransmission,
+    /// The cell, and whether this call created it.
+    Cell(Arc<Cell>, bool),
+}
+
+/// Marks a context whose request created the cell with this id (`t_newtran` then
+/// `t_relay` on the same message is not a retransmission).
+#[derive(Clone, Copy, Debug)]
+pub struct OwnCell(pub u64);
+
+struct BranchSpec {
+    msg: SipMessage,
+    dst_uri: Option<Bytes>,
+    target: Option<Target>,
+    bflags: u64,
+}
