@@ -46,6 +46,7 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         replies = s.replies_sent.load(Relaxed),
         malformed_answered = s.malformed_answered.load(Relaxed),
         malformed_dropped = s.malformed_dropped.load(Relaxed),
+        open_transactions = server.tm.as_ref().map_or(0, |tm| tm.len()),
         "Ferrosip stopping"
     );
     Ok(())

@@ -177,6 +177,9 @@ impl TmLayer {
         if let Some(p) = params {
             defaults.fr_timer = ms(p.int("fr_timer"), defaults.fr_timer);
             defaults.fr_inv_timer = ms(p.int("fr_inv_timer"), defaults.fr_inv_timer);
+            // Kamailio's wait timer: how long an ended transaction absorbs late
+            // retransmissions (default 5 s).
+            defaults.linger = Some(ms(p.int("wt_timer"), Duration::from_secs(5)));
             if p.is_set("retr_timer1") {
                 defaults.t1 = ms(p.int("retr_timer1"), defaults.t1);
             }

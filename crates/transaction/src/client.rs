@@ -155,8 +155,11 @@ impl ClientInvite {
                 self.timers.stop_all(&mut out);
                 self.pass_up(status, &mut out);
                 self.state = ClientInviteState::Accepted;
-                self.timers
-                    .start(TimerKind::M, self.config.t1x64(), &mut out);
+                self.timers.start(
+                    TimerKind::M,
+                    self.config.lingering(self.config.t1x64()),
+                    &mut out,
+                );
             }
             (ClientInviteState::Calling | ClientInviteState::Proceeding, 300..=699) => {
                 self.timers.stop_all(&mut out);

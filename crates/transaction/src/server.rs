@@ -141,8 +141,11 @@ impl ServerInvite {
                 self.last_response = None;
                 out.push(Action::Send(reply));
                 self.state = ServerInviteState::Accepted;
-                self.timers
-                    .start(TimerKind::L, self.config.t1x64(), &mut out);
+                self.timers.start(
+                    TimerKind::L,
+                    self.config.lingering(self.config.t1x64()),
+                    &mut out,
+                );
             }
             (ServerInviteState::Proceeding, 300..=699) => {
                 self.last_response = Some(reply.clone());
@@ -303,8 +306,11 @@ impl ServerNonInvite {
             self.terminate(&mut out);
         } else {
             self.state = ServerNonInviteState::Completed;
-            self.timers
-                .start(TimerKind::J, self.config.t1x64(), &mut out);
+            self.timers.start(
+                TimerKind::J,
+                self.config.lingering(self.config.t1x64()),
+                &mut out,
+            );
         }
         out
     }

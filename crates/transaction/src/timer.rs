@@ -85,6 +85,11 @@ pub struct TimerConfig {
     /// The proxy's wait for an INVITE final response once a provisional arrived
     /// (Kamailio's `fr_inv_timer`, default 120 s).
     pub fr_inv_timer: Duration,
+    /// Caps how long a completed transaction stays to absorb late retransmissions
+    /// (Timers D, J, L and M), as Kamailio's `wt_timer` (5 s there) does. `None` keeps
+    /// the RFC values (64*T1, 32 s): a proxy that sees hundreds of calls per second
+    /// would otherwise hold half a minute of ended transactions in memory.
+    pub linger: Option<Duration>,
 }
 
 impl Default for TimerConfig {
@@ -95,6 +100,7 @@ impl Default for TimerConfig {
             t4: Duration::from_secs(5),
             fr_timer: Duration::from_secs(30),
             fr_inv_timer: Duration::from_secs(120),
+            linger: None,
         }
     }
 }
@@ -109,7 +115,12 @@ impl TimerConfig {
     /// covers the other side's retransmissions, whose T1 we do not know, so it does not
     /// shrink with a small local T1.
     pub fn timer_d(&self) -> Duration {
-        self.t1x64().max(Duration::from_secs(32))
+        self.lingering(self.t1x64().max(Duration::from_secs(32)))
+    }
+
+    /// A wait-after-completion timer, capped by [`TimerConfig::linger`].
+    pub fn lingering(&self, rfc: Duration) -> Duration {
+        self.linger.map_or(rfc, |cap| rfc.min(cap))
     }
 }
 
@@ -237,5 +248,18 @@ mod tests {
             ..c
         };
         assert_eq!(fast.timer_d(), Duration::from_secs(32));
+    }
+
+    #[test]
+    fn linger_caps_the_wait_timers_only() {
+        let c = TimerConfig {
+            linger: Some(Duration::from_secs(5)),
+            ..TimerConfig::default()
+        };
+        assert_eq!(c.timer_d(), Duration::from_secs(5));
+        assert_eq!(c.lingering(c.t1x64()), Duration::from_secs(5));
+        assert_eq!(c.lingering(Duration::from_secs(2)), Duration::from_secs(2));
+        // Retransmission and timeout timers keep their RFC values.
+        assert_eq!(c.t1x64(), Duration::from_secs(32));
     }
 }
