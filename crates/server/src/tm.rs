@@ -11,7 +11,9 @@
 //! message context and the cell carries it out when the route returns.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+
+use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -778,9 +780,14 @@ impl TmLayer {
         actions: Actions,
         msg: Option<&SipMessage>,
     ) {
-        let mut work: VecDeque<(Leg, Action)> = actions.into_iter().map(|a| (leg, a)).collect();
-        let mut events: Vec<(Leg, TuEvent)> = Vec::new();
-        while let Some((leg, action)) = work.pop_front() {
+        // Most inputs produce a handful of actions and at most one event: no allocation.
+        let mut events: SmallVec<[(Leg, TuEvent); 2]> = SmallVec::new();
+        let mut work: SmallVec<[(Leg, Action); 8]> =
+            actions.into_iter().map(|a| (leg, a)).collect();
+        let mut next = 0;
+        while next < work.len() {
+            let (leg, action) = work[next].clone();
+            next += 1;
             match action {
                 Action::Send(bytes) => {
                     let peer = match leg {

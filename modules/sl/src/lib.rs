@@ -59,7 +59,7 @@ impl Module for SlModule {
             .args(&["code", "reason"])
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Replies statefully when a transaction exists, otherwise statelessly; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason));
+            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| send_reply(ctx, code, &reason));
         m.function("send_reply_mode")
             .args(&["code", "reason", "mode"])
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
@@ -100,6 +100,25 @@ fn reply(ctx: &mut MsgContext, code: i64, reason: &[u8]) -> FnResult {
     ctx.services("sl_send_reply")?
         .reply(ctx, code as u16, reason)?;
     Ok(Verdict::TRUE)
+}
+
+/// `send_reply`: through the transaction when the request has one (Kamailio's rule: a
+/// stateless reply would bypass the transaction's retransmission handling), else like
+/// `sl_send_reply`.
+fn send_reply(ctx: &mut MsgContext, code: i64, reason: &[u8]) -> FnResult {
+    let services = ctx.services("send_reply")?;
+    if let Some(tm) = services.transactions() {
+        let in_transaction = ctx.route == ferrosip_api::RouteKind::Failure || tm.exists(ctx);
+        if in_transaction {
+            if !(100..=699).contains(&code) {
+                return Err(FnError::new(format!(
+                    "status code {code} is not in 100..699"
+                )));
+            }
+            return Ok(Verdict::code(tm.reply(ctx, code as u16, reason)?));
+        }
+    }
+    reply(ctx, code, reason)
 }
 
 #[cfg(test)]
