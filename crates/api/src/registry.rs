@@ -194,6 +194,8 @@ pub struct ModuleDef {
     /// A Kamailio module whose job Ferrosip's core already does (`pv`, `kex`, `tmx`, ...):
     /// `loadmodule` accepts it and it adds nothing.
     pub absorbed: bool,
+    /// A complete config showing the module at work (checked by the test suite).
+    pub example: &'static str,
 }
 
 impl ModuleDef {
@@ -261,6 +263,7 @@ impl Registry {
             init: Vec::new(),
             always_loaded: false,
             absorbed: false,
+            example: "",
         })
     }
 
@@ -392,6 +395,12 @@ impl<'r> ModuleBuilder<'r> {
 
     pub fn doc(&mut self, doc: &'static str) -> &mut Self {
         self.def().doc = doc;
+        self
+    }
+
+    /// A complete config showing the module at work, for its documentation page.
+    pub fn example(&mut self, config: &'static str) -> &mut Self {
+        self.def().example = config;
         self
     }
 

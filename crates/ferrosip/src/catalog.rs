@@ -140,6 +140,10 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
             for r in &m.rpcs {
                 let _ = writeln!(page, "- `{}` — {}", r.name, r.doc);
             }
+            page.push('\n');
+        }
+        if !m.example.is_empty() {
+            let _ = write!(page, "## Example\n\n```\n{}```\n", m.example);
         }
         std::fs::write(dir.join(format!("{}.md", m.name)), page)?;
     }

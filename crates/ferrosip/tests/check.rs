@@ -258,3 +258,20 @@ fn every_declaration_is_documented() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Every module example (shown on its docs page) is a config that passes `check`.
+#[test]
+fn module_examples_pass_check() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("modules")).expect("modules") {
+        let example = entry.expect("entry").path().join("example.cfg");
+        if !example.exists() {
+            continue;
+        }
+        let path = example.to_string_lossy().into_owned();
+        let (ok, out) = check(&["-f", &path]);
+        assert!(ok, "{path} does not pass check:\n{out}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} module examples found");
+}

@@ -213,12 +213,18 @@ fn wait_bound(child: &mut Child, what: &str, port: u16, transport: Transport, lo
 
 /// Starts the proxy on `examples/stateful.cfg` with the test's ports and timers.
 fn start_proxy(dir: &RunDir, p: Ports) -> Proxy {
+    start_proxy_with_timers(dir, p, FR_TIMER, FR_INV_TIMER)
+}
+
+/// Starts the proxy on `examples/stateful.cfg` with the test's ports and the given
+/// fr_timer and fr_inv_timer (ms).
+fn start_proxy_with_timers(dir: &RunDir, p: Ports, fr_timer: u32, fr_inv_timer: u32) -> Proxy {
     let defines = [
         format!("PROXY_PORT={}", p.proxy),
         format!("UAS1=\"sip:127.0.0.1:{}\"", p.uas1),
         format!("UAS2=\"sip:127.0.0.1:{}\"", p.uas2),
-        format!("FR_TIMER={FR_TIMER}"),
-        format!("FR_INV_TIMER={FR_INV_TIMER}"),
+        format!("FR_TIMER={fr_timer}"),
+        format!("FR_INV_TIMER={fr_inv_timer}"),
     ];
     let log = dir.file("proxy.log");
     let out = std::fs::File::create(&log).expect("proxy log");
@@ -776,4 +782,213 @@ fn reinvite_in_dialog_over_udp() {
         uas1: Uas::Runs("uas_reinvite.xml"),
         uas2: Uas::Silent,
     });
+}
+
+// ---------------------------------------------------------------------------------
+// Packet loss.
+
+/// What one SIPp sent (`S`) and received (`R`), from its `-trace_shortmsg` log:
+/// per Call-ID and first line ("INVITE", "BYE", "200 BYE", ...). SIPp logs a message
+/// it received before it decides to drop it (`-lost`), and a message it sent only
+/// when it really sent it (a dropped send is not logged).
+#[derive(Default)]
+struct ShortTrace {
+    counts: std::collections::HashMap<(char, String, String), u32>,
+    call_ids: std::collections::BTreeSet<String>,
+}
+
+impl ShortTrace {
+    fn read(path: &Path) -> ShortTrace {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut t = ShortTrace::default();
+        for line in text.lines() {
+            // ... <S|R> \t call-id \t CSeq:<n> <method> \t <first line>
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() < 4 {
+                continue;
+            }
+            let n = f.len();
+            let (dir, call_id, cseq, first) = (f[n - 4], f[n - 3], f[n - 2], f[n - 1]);
+            let dir = match dir {
+                "S" => 'S',
+                "R" => 'R',
+                _ => continue,
+            };
+            let method = cseq.rsplit(' ').next().unwrap_or("");
+            let what = match first.strip_prefix("SIP/2.0 ") {
+                Some(reply) => format!("{} {method}", &reply[..reply.len().min(3)]),
+                None => first.split(' ').next().unwrap_or("").to_string(),
+            };
+            *t.counts.entry((dir, call_id.to_string(), what)).or_default() += 1;
+            t.call_ids.insert(call_id.to_string());
+        }
+        t
+    }
+
+    fn get(&self, dir: char, call_id: &str, what: &str) -> u32 {
+        self.counts
+            .get(&(dir, call_id.to_string(), what.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Over all calls: how many more copies of `what` one side saw than the other sent,
+/// summed where positive (a lower bound: a call can both lose and gain copies).
+fn surplus(
+    seen: &ShortTrace,
+    seen_dir: char,
+    sent: &ShortTrace,
+    sent_dir: char,
+    what: &str,
+) -> u32 {
+    seen.call_ids
+        .union(&sent.call_ids)
+        .map(|c| {
+            seen.get(seen_dir, c, what)
+                .saturating_sub(sent.get(sent_dir, c, what))
+        })
+        .sum()
+}
+
+/// Calls and rate of the loss flow, and the loss SIPp simulates at both ends (%).
+const LOSS_CALLS: u32 = 100;
+const LOSS_RATE: u32 = 20;
+const LOSS_PERCENT: u32 = 8;
+/// fr_timer/fr_inv_timer of the loss flow: 16 s leaves the proxy's INVITE and BYE
+/// client transactions 7 sends (0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5 s) before Timer
+/// B/F. With each send's round trip failing ~15 % of the time under 8 % loss at the
+/// UAS, a call is lost to the timer with probability ~0.15^7 = 2e-6.
+const LOSS_FR_TIMER: u32 = 16_000;
+
+/// The basic call through the proxy with SIPp dropping 8 % of everything the caller
+/// and the callee send and receive (`-lost`), 100 calls: every call must complete
+/// (both SIPps exit 0), and the message traces must show the proxy's own work:
+/// - INVITE and BYE copies that reached the UAS beyond those the UAC sent: the
+///   proxy's client transactions retransmitted them (Timers A and E; the UAC's own
+///   copies do not count, a stateful proxy absorbs them);
+/// - copies of the INVITE or BYE the UAC sent that never reached the UAS: the proxy's
+///   server transactions absorbed them;
+/// - 200s for the BYE that reached the UAC beyond those the UAS sent: the proxy's
+///   completed server transaction answered the UAC's retransmitted BYE itself.
+///
+/// Scenarios: `uac_call_lossy.xml` and `uas_answer_lossy.xml` (their header comments
+/// say which message is recovered by whom). With 100 calls at 8 % loss each of the
+/// three counts is 0 with probability < 1e-3.
+#[test]
+fn calls_complete_under_packet_loss_over_udp() {
+    if !have_sipp() {
+        return;
+    }
+    let p = ports(14);
+    let t = Transport::Udp;
+    let mut dir = RunDir::new("packet-loss");
+    let proxy = start_proxy_with_timers(&dir, p, LOSS_FR_TIMER, LOSS_FR_TIMER);
+    let uas2 = Silent::bind(p.uas2);
+
+    let lost = LOSS_PERCENT.to_string();
+    let uas_short = dir.file("uas1_short.log");
+    let uac_short = dir.file("uac_short.log");
+    let short = |path: &Path| -> Vec<String> {
+        vec![
+            "-trace_shortmsg".into(),
+            "-shortmessage_file".into(),
+            path.to_str().expect("path").into(),
+        ]
+    };
+    let mut uas_args: Vec<String> = vec![
+        "-key".into(),
+        "uas_id".into(),
+        "uas1".into(),
+        "-m".into(),
+        LOSS_CALLS.to_string(),
+        "-lost".into(),
+        lost.clone(),
+    ];
+    uas_args.extend(short(&uas_short));
+    let mut uas = Sipp::spawn(
+        &dir,
+        "uas1",
+        &scenario("uas_answer_lossy.xml"),
+        p.uas1,
+        t,
+        &uas_args,
+    );
+    wait_bound(&mut uas.child, "sipp uas1", p.uas1, t, &uas.stderr);
+
+    let mut uac_args: Vec<String> = vec![
+        "-s".into(),
+        "bob".into(),
+        "-m".into(),
+        LOSS_CALLS.to_string(),
+        "-r".into(),
+        LOSS_RATE.to_string(),
+        "-l".into(),
+        LOSS_CALLS.to_string(),
+        "-lost".into(),
+        lost,
+    ];
+    uac_args.extend(short(&uac_short));
+    uac_args.push(format!("127.0.0.1:{}", p.proxy));
+    let mut uac = Sipp::spawn(
+        &dir,
+        "uac",
+        &scenario("uac_call_lossy.xml"),
+        p.uac,
+        t,
+        &uac_args,
+    );
+
+    // Calls start over 5 s and last ~1.5 s (more when a message is lost); the UAS
+    // keeps each call 16 s after its BYE.
+    let uac_ok = uac.finish(Duration::from_secs(60)) == Some(0);
+    let uas_ok = uas.finish(Duration::from_secs(30)) == Some(0);
+    let stray = uas2.received();
+    let fail = |why: &str| -> ! {
+        panic!(
+            "packet loss over UDP: {why} (logs kept in {})\n{}{}--- proxy log (tail):\n{}",
+            dir.path.display(),
+            uac.report(),
+            uas.report(),
+            tail(&proxy.log, 4000)
+        )
+    };
+    if !(uac_ok && uas_ok) {
+        fail(&format!(
+            "not every SIPp completed its {LOSS_CALLS} calls under {LOSS_PERCENT} % loss"
+        ));
+    }
+    if let Some(what) = stray {
+        fail(&format!("uas2 (port {}) must get nothing, got {what}", p.uas2));
+    }
+
+    let at_uac = ShortTrace::read(&uac_short);
+    let at_uas = ShortTrace::read(&uas_short);
+    let invite_retransmitted = surplus(&at_uas, 'R', &at_uac, 'S', "INVITE");
+    let bye_retransmitted = surplus(&at_uas, 'R', &at_uac, 'S', "BYE");
+    let invite_absorbed = surplus(&at_uac, 'S', &at_uas, 'R', "INVITE");
+    let bye_absorbed = surplus(&at_uac, 'S', &at_uas, 'R', "BYE");
+    let bye_200_resent = surplus(&at_uac, 'R', &at_uas, 'S', "200 BYE");
+    eprintln!(
+        "{LOSS_CALLS} calls under {LOSS_PERCENT} % loss: the proxy retransmitted at least \
+         {invite_retransmitted} INVITEs and {bye_retransmitted} BYEs, absorbed at least \
+         {invite_absorbed} INVITE and {bye_absorbed} BYE copies of the caller and resent \
+         the 200 for a BYE at least {bye_200_resent} times"
+    );
+    if invite_retransmitted == 0 || bye_retransmitted == 0 {
+        fail(&format!(
+            "the UAS got no INVITE or no BYE copy the UAC had not sent ({invite_retransmitted} \
+             INVITEs, {bye_retransmitted} BYEs): the proxy's client transactions did not \
+             retransmit"
+        ));
+    }
+    if invite_absorbed + bye_absorbed == 0 {
+        fail("every copy of the caller's INVITEs and BYEs reached the UAS: nothing absorbed");
+    }
+    if bye_200_resent == 0 {
+        fail("the caller never got a 200 for its BYE that the UAS had not sent");
+    }
+    drop(proxy);
+    dir.passed = true;
 }

@@ -42,6 +42,7 @@ impl Module for CorexModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Core extensions: branch and forwarding helpers, sockets, internal flags, file and network helpers.");
         m.repeatable_param("alias_subdomains", ParamType::Str, "Adds a domain whose subdomains are all local (\"[proto:]domain[:port]\", may be given several times).");
         m.repeatable_param(

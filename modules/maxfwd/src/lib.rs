@@ -67,6 +67,7 @@ impl Module for MaxfwdModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Max-Forwards processing (RFC 3261 section 16.6 step 3).");
         m.param(
             "max_limit",

@@ -22,6 +22,7 @@ impl Module for RrModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Record-Route and Route handling (RFC 3261 loose routing, with strict-router compatibility).");
         m.param(
             "enable_full_lr",

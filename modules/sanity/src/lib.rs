@@ -117,6 +117,7 @@ impl Module for SanityModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Sanity checks of incoming messages (versions, schemes, CSeq, Content-Length, URIs, sizes, ...).");
         m.param(
             "default_checks",

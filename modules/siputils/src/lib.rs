@@ -20,6 +20,7 @@ impl Module for SiputilsModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("SIP utilities: message type checks, URI parameter helpers, E.164 checks, OPTIONS replies, contact encoding.");
         m.param(
             "options_accept",

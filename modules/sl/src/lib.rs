@@ -13,6 +13,7 @@ impl Module for SlModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Stateless replies: answers a request without creating a transaction.");
         m.param("default_code", ParamType::Int, 500_i64, "Status code sent by sl_reply_error()/send_reply_error() when no specific error code is known.");
         m.param(

@@ -20,6 +20,7 @@ impl Module for TextopsModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc(
             "Text operations on the SIP message: header and body search, replace, add and remove.",
         );

@@ -15,6 +15,7 @@ impl Module for TmModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         // Transaction PVs (Kamailio's tmx provides them; here they belong with tm).
         m.pv_fixed(
             "T_reply_code",

@@ -13,6 +13,7 @@ impl Module for TmxModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Transaction management extensions: route-type checks, pre-checks, cancel/reply by Call-ID, suspend/continue.");
         m.param("precheck_trans", ParamType::Int, 1_i64, "When 1, t_precheck_trans() tracks requests being processed to catch retransmissions before a transaction exists.");
         m.function("t_precheck_trans")

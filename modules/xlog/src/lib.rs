@@ -15,6 +15,7 @@ impl Module for XlogModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.example(include_str!("../example.cfg"));
         m.doc("Logging of formatted messages with pseudo-variables.");
         m.param(
             "buf_size",
