@@ -64,7 +64,9 @@ struct Peer {
 struct TimerEntry {
     cell: Weak<Cell>,
     leg: Leg,
-    id: TimerId,
+    /// `None`: the cell's maximum lifetime (Kamailio's `max_inv_lifetime` /
+    /// `max_noninv_lifetime`), the safety net against a transaction that never ends.
+    id: Option<TimerId>,
 }
 
 /// One proxied transaction.
@@ -114,6 +116,8 @@ struct CellState {
     branches: Vec<Branch>,
     cancels: Vec<CancelLeg>,
     timers: Vec<(Leg, TimerId, TimerHandle)>,
+    /// The maximum-lifetime timer, cancelled when the cell ends normally.
+    lifetime: Option<TimerHandle>,
     final_status: Option<u16>,
     canceled: bool,
     expired: bool,
@@ -143,9 +147,13 @@ struct PendingRelay {
 /// The running transaction layer.
 pub struct TmLayer {
     server_txns: Mutex<HashMap<ServerKey, Arc<Cell>>>,
-    client_txns: Mutex<HashMap<ClientKey, (Weak<Cell>, Leg)>>,
+    /// Holds its cell too: a cell lives until its last transaction ends, whichever
+    /// side that is.
+    client_txns: Mutex<HashMap<ClientKey, (Arc<Cell>, Leg)>>,
     wheel: Mutex<TimerWheel<TimerEntry>>,
     defaults: TimerConfig,
+    max_inv_lifetime: Duration,
+    max_noninv_lifetime: Duration,
     next_id: AtomicU64,
     /// Makes our branch ids differ from those of an earlier run of the server.
     boot: u32,
@@ -176,7 +184,11 @@ impl TmLayer {
     /// The layer with the `tm` module's timer parameters (ms, as Kamailio's).
     pub fn new(params: Option<&ferrosip_api::ModuleParams>) -> TmLayer {
         let mut defaults = TimerConfig::default();
+        let mut max_inv_lifetime = Duration::from_secs(180);
+        let mut max_noninv_lifetime = Duration::from_secs(32);
         if let Some(p) = params {
+            max_inv_lifetime = ms(p.int("max_inv_lifetime"), max_inv_lifetime);
+            max_noninv_lifetime = ms(p.int("max_noninv_lifetime"), max_noninv_lifetime);
             defaults.fr_timer = ms(p.int("fr_timer"), defaults.fr_timer);
             defaults.fr_inv_timer = ms(p.int("fr_inv_timer"), defaults.fr_inv_timer);
             // Kamailio's wait timer: how long an ended transaction absorbs late
@@ -197,6 +209,8 @@ impl TmLayer {
             client_txns: Mutex::new(HashMap::new()),
             wheel: Mutex::new(TimerWheel::new(Instant::now(), Duration::from_millis(1))),
             defaults,
+            max_inv_lifetime,
+            max_noninv_lifetime,
             next_id: AtomicU64::new(1),
             boot,
         }
@@ -229,12 +243,31 @@ impl TmLayer {
                     lock(&tm.wheel).advance_into(Instant::now(), &mut due);
                     for entry in due.drain(..) {
                         if let Some(cell) = entry.cell.upgrade() {
-                            tm.on_timer(&server, &cell, entry.leg, entry.id);
+                            match entry.id {
+                                Some(id) => tm.on_timer(&server, &cell, entry.leg, id),
+                                None => tm.end_of_life(&server, &cell),
+                            }
                         }
                     }
                 }
             })
             .map(|_| ())
+    }
+
+    /// A transaction outlived its maximum lifetime: answer 408 if nobody has answered
+    /// and forget it.
+    fn end_of_life(&self, srv: &Arc<Server>, cell: &Arc<Cell>) {
+        {
+            let mut st = lock(&cell.state);
+            if st.uas_terminated && st.branches.iter().all(|b| b.terminated) {
+                return;
+            }
+            tracing::info!(call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()), "transaction reached its maximum lifetime");
+            if st.final_status.is_none() {
+                let _ = self.local_reply(srv, cell, &mut st, 408, b"Request Timeout", None);
+            }
+        }
+        self.forget(cell);
     }
 
     fn on_timer(&self, srv: &Arc<Server>, cell: &Arc<Cell>, leg: Leg, id: TimerId) {
@@ -248,7 +281,7 @@ impl TmLayer {
             Leg::Cancel(i) => st.cancels[i].client.on_timer(id),
         };
         self.run(srv, cell, &mut st, leg, actions, None);
-        self.cleanup(cell, &st);
+        self.cleanup(cell, &mut st);
     }
 
     // ----- script entry points -------------------------------------------------------
@@ -328,6 +361,9 @@ impl TmLayer {
                 bflags: b.bflags,
             });
         }
+        // Exact capacity: a Vec's first growth would reserve four branches (2 KiB),
+        // which is most of a cell's memory while it lingers.
+        st.branches.reserve_exact(specs.len());
         let sent = self.add_branches(srv, &cell, &mut st, ctx, specs);
         if sent == 0 {
             if created && st.final_status.is_none() {
@@ -338,7 +374,7 @@ impl TmLayer {
             }
             return Ok(-1);
         }
-        self.cleanup(&cell, &st);
+        self.cleanup(&cell, &mut st);
         Ok(1)
     }
 
@@ -377,7 +413,7 @@ impl TmLayer {
         let mut st = lock(&cell.state);
         let headers = ctx.ext.remove::<ReplyHeaders>();
         let rc = self.local_reply(srv, &cell, &mut st, code, reason, headers);
-        self.cleanup(&cell, &st);
+        self.cleanup(&cell, &mut st);
         rc
     }
 
@@ -410,7 +446,7 @@ impl TmLayer {
                     ServerTransaction::NonInvite(_) => Actions::new(),
                 };
                 self.run(srv, &cell, &mut st, Leg::Server, actions, None);
-                self.cleanup(&cell, &st);
+                self.cleanup(&cell, &mut st);
                 // The ACK of a negative reply ends here (hop by hop); a 2xx ACK that
                 // matched goes on with the script.
                 Ok(if negative { 0 } else { 1 })
@@ -465,9 +501,6 @@ impl TmLayer {
         let Some((cell, leg)) = found else {
             return false;
         };
-        let Some(cell) = cell.upgrade() else {
-            return true;
-        };
         let mut st = lock(&cell.state);
         let actions = match leg {
             Leg::Branch(i) => st.branches[i].client.on_reply(msg),
@@ -475,7 +508,7 @@ impl TmLayer {
             Leg::Server => Actions::new(),
         };
         self.run(srv, &cell, &mut st, leg, actions, Some(msg));
-        self.cleanup(&cell, &st);
+        self.cleanup(&cell, &mut st);
         true
     }
 
@@ -531,6 +564,7 @@ impl TmLayer {
                 branches: Vec::new(),
                 cancels: Vec::new(),
                 timers: Vec::new(),
+                lifetime: None,
                 final_status: None,
                 canceled: false,
                 expired: false,
@@ -554,6 +588,21 @@ impl TmLayer {
             table.insert(cell.key.clone(), cell.clone());
         }
         ctx.ext.insert(OwnCell(cell.id));
+        let lifetime = if is_invite {
+            self.max_inv_lifetime
+        } else {
+            self.max_noninv_lifetime
+        };
+        let handle = lock(&self.wheel).insert(
+            Instant::now(),
+            lifetime,
+            TimerEntry {
+                cell: Arc::downgrade(&cell),
+                leg: Leg::Server,
+                id: None,
+            },
+        );
+        lock(&cell.state).lifetime = Some(handle);
         if is_invite {
             // RFC 3261 §16.2 / §17.2.1: answer 100 at once so the caller stops
             // retransmitting while the next hop is tried.
@@ -654,7 +703,7 @@ impl TmLayer {
             done: false,
             terminated: false,
         });
-        lock(&self.client_txns).insert(key, (Arc::downgrade(cell), Leg::Branch(idx)));
+        lock(&self.client_txns).insert(key, (cell.clone(), Leg::Branch(idx)));
         srv.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         self.run(srv, cell, st, Leg::Branch(idx), actions, None);
         Ok(true)
@@ -708,7 +757,7 @@ impl TmLayer {
         {
             let mut st = lock(&cancel_cell.state);
             let _ = self.local_reply(srv, &cancel_cell, &mut st, 200, b"Canceling", None);
-            self.cleanup(&cancel_cell, &st);
+            self.cleanup(&cancel_cell, &mut st);
         }
         let mut st = lock(&invite.state);
         st.canceled = true;
@@ -721,7 +770,7 @@ impl TmLayer {
                 self.run(srv, &invite, &mut st, Leg::Branch(i), actions, None);
             }
         }
-        self.cleanup(&invite, &st);
+        self.cleanup(&invite, &mut st);
         Ok(1)
     }
 
@@ -812,7 +861,7 @@ impl TmLayer {
                         TimerEntry {
                             cell: Arc::downgrade(cell),
                             leg,
-                            id,
+                            id: Some(id),
                         },
                     );
                     st.timers.push((leg, id, handle));
@@ -881,6 +930,7 @@ impl TmLayer {
     }
 
     fn send_cancel(&self, srv: &Arc<Server>, cell: &Arc<Cell>, st: &mut CellState, i: usize) {
+        st.cancels.reserve_exact(1);
         let ClientTransaction::Invite(inv) = &st.branches[i].client else {
             return;
         };
@@ -904,7 +954,7 @@ impl TmLayer {
             peer,
             terminated: false,
         });
-        lock(&self.client_txns).insert(key, (Arc::downgrade(cell), Leg::Cancel(idx)));
+        lock(&self.client_txns).insert(key, (cell.clone(), Leg::Cancel(idx)));
         self.run(srv, cell, st, Leg::Cancel(idx), actions, None);
     }
 
@@ -1128,7 +1178,15 @@ impl TmLayer {
     }
 
     /// Removes what is over from the tables.
-    fn cleanup(&self, cell: &Arc<Cell>, st: &CellState) {
+    fn cleanup(&self, cell: &Arc<Cell>, st: &mut CellState) {
+        if st.uas_terminated
+            && st.branches.iter().all(|b| b.terminated)
+            && st.cancels.iter().all(|c| c.terminated)
+        {
+            if let Some(h) = st.lifetime.take() {
+                lock(&self.wheel).cancel(h);
+            }
+        }
         let mut done_keys = Vec::new();
         for b in &st.branches {
             if b.terminated {
@@ -1160,6 +1218,9 @@ impl TmLayer {
         {
             let mut wheel = lock(&self.wheel);
             for (_, _, h) in st.timers.drain(..) {
+                wheel.cancel(h);
+            }
+            if let Some(h) = st.lifetime.take() {
                 wheel.cancel(h);
             }
         }
