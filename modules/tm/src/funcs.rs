@@ -248,3 +248,133 @@ impl Pv for ReplyPv {
         })
     }
 }
+
+/// `$T_req(pv)` / `$T_rpl(pv)`: a PV read against the transaction's request, or the reply
+/// the route was run for, from `onreply_route` and `failure_route`.
+pub struct TransactionMsgClass {
+    pub reply: bool,
+}
+
+struct TransactionMsgPv {
+    inner: ferrosip_api::PvRef,
+    reply: bool,
+}
+
+impl Pv for TransactionMsgPv {
+    fn get(&self, ctx: &MsgContext, _index: PvIndex) -> Result<Value, PvError> {
+        let Some(state) = ctx.ext.get::<TmState>() else {
+            return Ok(Value::Null);
+        };
+        let msg = if self.reply {
+            state.reply.as_ref()
+        } else {
+            state.request.as_ref()
+        };
+        let Some(msg) = msg else {
+            return Ok(Value::Null);
+        };
+        let view = MsgContext::new(msg.clone(), ctx.route, ctx.net);
+        self.inner.get(&view)
+    }
+}
+
+impl ferrosip_api::PvClass for TransactionMsgClass {
+    fn param_rule(&self) -> ferrosip_api::pv::PvParamRule {
+        ferrosip_api::pv::PvParamRule::Required
+    }
+
+    fn bind(
+        &self,
+        param: Option<&str>,
+        binder: &ferrosip_api::pv::Binder<'_>,
+    ) -> Result<Arc<dyn Pv>, String> {
+        let text = param.map(str::trim).unwrap_or_default();
+        let inner = binder.parse_pv(text).map_err(|e| e.to_string())?;
+        Ok(Arc::new(TransactionMsgPv {
+            inner,
+            reply: self.reply,
+        }))
+    }
+
+    fn doc(&self) -> &str {
+        if self.reply {
+            "A PV read against the reply being processed (onreply_route) or the winning reply (failure_route): $T_rpl($hdr(Reason))."
+        } else {
+            "A PV read against the transaction's request from onreply_route and failure_route: $T_req($hdr(X-Account))."
+        }
+    }
+}
+
+/// `$branch(uri|dst_uri|q|flags|count)`: the branches `append_branch` added, indexed as
+/// `$(branch(uri)[1])`.
+pub struct BranchClass;
+
+#[derive(Clone, Copy)]
+enum BranchKey {
+    Uri,
+    DstUri,
+    Q,
+    Flags,
+    Count,
+}
+
+struct BranchPv(BranchKey);
+
+impl Pv for BranchPv {
+    fn get(&self, ctx: &MsgContext, index: PvIndex) -> Result<Value, PvError> {
+        let set = ctx
+            .ext
+            .get::<ferrosip_api::tm::Branches>()
+            .map(|b| b.0.as_slice())
+            .unwrap_or_default();
+        if let BranchKey::Count = self.0 {
+            return Ok(Value::Int(set.len() as i64));
+        }
+        let i = match index {
+            PvIndex::First | PvIndex::All => 0,
+            PvIndex::Nth(n) if n < 0 => set.len() as i64 + i64::from(n),
+            PvIndex::Nth(n) => i64::from(n),
+        };
+        let Some(b) = usize::try_from(i).ok().and_then(|i| set.get(i)) else {
+            return Ok(Value::Null);
+        };
+        Ok(match self.0 {
+            BranchKey::Uri => Value::Str(b.uri.clone()),
+            BranchKey::DstUri => b.dst_uri.clone().map_or(Value::Null, Value::Str),
+            BranchKey::Q => b.q.clone().map_or(Value::Null, Value::Str),
+            BranchKey::Flags => Value::Int(b.bflags as i64),
+            BranchKey::Count => Value::Int(set.len() as i64),
+        })
+    }
+}
+
+impl ferrosip_api::PvClass for BranchClass {
+    fn param_rule(&self) -> ferrosip_api::pv::PvParamRule {
+        ferrosip_api::pv::PvParamRule::Required
+    }
+
+    fn bind(
+        &self,
+        param: Option<&str>,
+        _binder: &ferrosip_api::pv::Binder<'_>,
+    ) -> Result<Arc<dyn Pv>, String> {
+        let key = match param.map(str::trim) {
+            Some("uri") => BranchKey::Uri,
+            Some("dst_uri" | "duri") => BranchKey::DstUri,
+            Some("q") => BranchKey::Q,
+            Some("flags") => BranchKey::Flags,
+            Some("count") => BranchKey::Count,
+            other => {
+                return Err(format!(
+                    "unknown $branch key \"{}\": use uri, dst_uri, q, flags or count",
+                    other.unwrap_or("")
+                ))
+            }
+        };
+        Ok(Arc::new(BranchPv(key)))
+    }
+
+    fn doc(&self) -> &str {
+        "Attributes of the branches append_branch() added: $branch(uri), $branch(dst_uri), $branch(q), $branch(flags), $branch(count); $(branch(uri)[1]) for the second."
+    }
+}

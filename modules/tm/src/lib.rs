@@ -27,16 +27,8 @@ impl Module for TmModule {
             "Reason phrase of the reply $T_reply_code gives.",
             funcs::ReplyPv { reason: true },
         );
-        m.pv_declared(
-            "T_req",
-            PvParamRule::Required,
-            "A PV evaluated against the transaction's request: $T_req($hdr(X)).",
-        );
-        m.pv_declared(
-            "T_rpl",
-            PvParamRule::Required,
-            "A PV evaluated against the transaction's winning reply.",
-        );
+        m.pv("T_req", funcs::TransactionMsgClass { reply: false });
+        m.pv("T_rpl", funcs::TransactionMsgClass { reply: true });
         m.pv_declared(
             "T_inv",
             PvParamRule::Required,
@@ -47,11 +39,7 @@ impl Module for TmModule {
             PvParamRule::None,
             "Status code of the last reply received.",
         );
-        m.pv_declared(
-            "branch",
-            PvParamRule::Required,
-            "Attributes of the branches: $branch(uri), $branch(dst_uri), $branch(count).",
-        );
+        m.pv("branch", funcs::BranchClass);
         m.doc("Transaction management: stateful forwarding, retransmissions, timers, serial and parallel forking.");
         m.param(
             "fr_timer",
@@ -832,5 +820,96 @@ impl Module for TmModule {
             .routes(RouteMask::ANY)
             .doc("Appends the branches of another transaction (by index and label) to the current message; 1 on success, -1 on failure.")
             .declared::<(i64, i64)>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ferrosip_api::tm::{BranchTarget, Branches, TmState};
+    use ferrosip_api::{MsgContext, NetInfo, Registry, RouteKind};
+    use ferrosip_script::vm::{run_blocking, Vm};
+    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_sip::SipMessage;
+
+    fn msg(raw: &'static str) -> SipMessage {
+        SipMessage::parse(Bytes::from_static(raw.as_bytes())).expect("parses")
+    }
+
+    const INVITE: &str = "INVITE sip:bob@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+To: <sip:bob@10.0.0.5>\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c1@h\r\nCSeq: 1 INVITE\r\nX-Account: 42\r\nContent-Length: 0\r\n\r\n";
+    const BUSY: &str = "SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+To: <sip:bob@10.0.0.5>;tag=x\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c1@h\r\nCSeq: 1 INVITE\r\nReason: Q.850;cause=17\r\nContent-Length: 0\r\n\r\n";
+
+    /// The failure route sees the winning reply and the transaction's request through
+    /// its PVs and checks.
+    #[test]
+    fn failure_route_reads_the_transaction() {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&TmModule);
+        let cfg = r#"loadmodule "tm.so"
+request_route { t_on_failure("F"); }
+failure_route[F] {
+    $var(ok) = 0;
+    if (t_check_status("^486$") && !t_check_status("^5") && $T_reply_code == 486
+        && $T_reply_reason == "Busy Here" && $T_req($hdr(X-Account)) == "42"
+        && $T_rpl($hdr(Reason)) == "Q.850;cause=17" && t_branch_replied() && !t_is_canceled()) {
+        $var(ok) = 1;
+    }
+    return $var(ok) + 1;
+}
+"#;
+        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
+        let route = loaded
+            .program
+            .named_route(RouteKind::Failure, "F")
+            .expect("failure route");
+        let mut ctx = MsgContext::new(msg(INVITE), RouteKind::Failure, NetInfo::default());
+        ctx.ext.insert(TmState {
+            reply_code: 486,
+            reply_reason: Bytes::from_static(b"Busy Here"),
+            reply: Some(msg(BUSY)),
+            request: Some(msg(INVITE)),
+            branch_replied: true,
+            ..TmState::default()
+        });
+        let out = run_blocking(&mut Vm::new(), &loaded.program, route, &mut ctx).expect("runs");
+        assert_eq!(out, ferrosip_script::vm::Outcome::Return(2));
+    }
+
+    #[test]
+    fn branch_pv_reads_appended_branches() {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&TmModule);
+        let cfg = r#"loadmodule "tm.so"
+request_route {
+    if ($branch(count) == 2 && $branch(uri) == "sip:a@h" && $(branch(uri)[1]) == "sip:b@h"
+        && $(branch(dst_uri)[1]) == "sip:p:5070" && $(branch(uri)[-1]) == "sip:b@h") {
+        return 1;
+    }
+    return 2;
+}
+"#;
+        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
+        let route = loaded
+            .program
+            .main_route(RouteKind::Request)
+            .expect("route");
+        let mut ctx = MsgContext::new(msg(INVITE), RouteKind::Request, NetInfo::default());
+        let b = |u: &'static str, d: Option<&'static str>| BranchTarget {
+            uri: Bytes::from_static(u.as_bytes()),
+            dst_uri: d.map(|d| Bytes::from_static(d.as_bytes())),
+            q: None,
+            bflags: 0,
+        };
+        ctx.ext.insert(Branches(vec![
+            b("sip:a@h", None),
+            b("sip:b@h", Some("sip:p:5070")),
+        ]));
+        let out = run_blocking(&mut Vm::new(), &loaded.program, route, &mut ctx).expect("runs");
+        assert_eq!(out, ferrosip_script::vm::Outcome::Return(1));
     }
 }
