@@ -429,13 +429,7 @@ impl Services for Server {
         let tag = ctx.msg.stateless_to_tag();
         let mut b = ctx.msg.reply(code, &reason).to_tag(tag);
         if let Some(extra) = ctx.ext.remove::<ReplyHeaders>() {
-            for line in extra.0.split(|c| *c == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if let Some(colon) = line.iter().position(|c| *c == b':') {
-                    let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-                    b = b.header(&name, line[colon + 1..].trim_ascii());
-                }
-            }
+            b = with_reply_headers(b, &extra);
         }
         let data = b.build().map_err(fnerr)?;
         // RFC 3261 §18.2.2 / RFC 3581: answer the address the request came from (over TCP,
@@ -627,6 +621,21 @@ impl Server {
         }
         Ok(out)
     }
+}
+
+/// Adds the header lines queued by `append_to_reply` to a local reply.
+pub(crate) fn with_reply_headers<'a>(
+    mut b: ferrosip_sip::ReplyBuilder<'a>,
+    extra: &ReplyHeaders,
+) -> ferrosip_sip::ReplyBuilder<'a> {
+    for line in extra.0.split(|c| *c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|c| *c == b':') {
+            let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+            b = b.header(&name, line[colon + 1..].trim_ascii());
+        }
+    }
+    b
 }
 
 /// Whether `ip` is an address of this host (checked by binding to it).

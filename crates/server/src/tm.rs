@@ -343,24 +343,7 @@ impl TmLayer {
             .remove::<Branches>()
             .map(|b| b.0)
             .unwrap_or_default();
-        let mut specs = vec![BranchSpec {
-            msg: ctx.msg.clone(),
-            dst_uri: ctx.dst_uri.clone(),
-            target,
-            bflags: ctx.bflags,
-        }];
-        for b in extra {
-            let mut msg = ctx.msg.clone();
-            if msg.set_request_uri(&b.uri).is_err() {
-                continue;
-            }
-            specs.push(BranchSpec {
-                msg,
-                dst_uri: b.dst_uri,
-                target: None,
-                bflags: b.bflags,
-            });
-        }
+        let specs = branch_specs(&ctx.msg, ctx.dst_uri.clone(), target, ctx.bflags, extra);
         // Exact capacity: a Vec's first growth would reserve four branches (2 KiB),
         // which is most of a cell's memory while it lingers.
         st.branches.reserve_exact(specs.len());
@@ -653,15 +636,7 @@ impl TmLayer {
         bctx.avps = st.avps.clone();
         bctx.branch_idx = idx as i32;
         bctx.services = ctx.services.clone();
-        if let Some(rr) = &st.ext_rr {
-            bctx.ext.insert(rr.clone());
-        }
-        if let Some(f) = st.ext_fwd {
-            bctx.ext.insert(f);
-        }
-        if st.maxfwd_done {
-            bctx.ext.insert(ferrosip_api::services::MaxForwardsDone);
-        }
+        st.restore_forwarding(&mut bctx);
         if let Some(route) = st.marks.on_branch {
             bctx.ext.insert(self.route_state(st, idx as i32, None));
             let outcome = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut bctx));
@@ -798,13 +773,7 @@ impl TmLayer {
             b = b.to_tag(st.to_tag.clone());
         }
         if let Some(extra) = headers {
-            for line in extra.0.split(|c| *c == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if let Some(colon) = line.iter().position(|c| *c == b':') {
-                    let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-                    b = b.header(&name, line[colon + 1..].trim_ascii());
-                }
-            }
+            b = crate::server::with_reply_headers(b, &extra);
         }
         let bytes = b.build().map_err(|e| FnError::new(e.to_string()))?;
         if code >= 200 {
@@ -1092,15 +1061,7 @@ impl TmLayer {
                     state.branch_replied = st.branches[f].replied;
                 }
                 fctx.ext.insert(state);
-                if let Some(rr) = &st.ext_rr {
-                    fctx.ext.insert(rr.clone());
-                }
-                if let Some(f) = st.ext_fwd {
-                    fctx.ext.insert(f);
-                }
-                if st.maxfwd_done {
-                    fctx.ext.insert(ferrosip_api::services::MaxForwardsDone);
-                }
+                st.restore_forwarding(&mut fctx);
                 let res = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut fctx));
                 if let Err(e) = res {
                     tracing::error!(location = %e.location, "failure_route aborted: {}", e.message);
@@ -1121,23 +1082,8 @@ impl TmLayer {
                     st.flags = relay.flags;
                     st.avps = relay.avps;
                     self.apply_timer_marks(st);
-                    let mut specs = vec![BranchSpec {
-                        msg: relay.msg.clone(),
-                        dst_uri: relay.dst_uri,
-                        target: relay.target,
-                        bflags: 0,
-                    }];
-                    for b in relay.branches {
-                        let mut msg = relay.msg.clone();
-                        if msg.set_request_uri(&b.uri).is_ok() {
-                            specs.push(BranchSpec {
-                                msg,
-                                dst_uri: b.dst_uri,
-                                target: None,
-                                bflags: b.bflags,
-                            });
-                        }
-                    }
+                    let specs =
+                        branch_specs(&relay.msg, relay.dst_uri, relay.target, 0, relay.branches);
                     sent += self.add_branches(srv, cell, st, &fctx, specs);
                 }
                 if sent > 0 {
@@ -1285,6 +1231,51 @@ enum CellFor {
 /// `t_relay` on the same message is not a retransmission).
 #[derive(Clone, Copy, Debug)]
 pub struct OwnCell(pub u64);
+
+/// The R-URI branch (with `$du` or an explicit target) and one per `append_branch`.
+fn branch_specs(
+    msg: &SipMessage,
+    dst_uri: Option<Bytes>,
+    target: Option<Target>,
+    bflags: u64,
+    extra: Vec<ferrosip_api::tm::BranchTarget>,
+) -> Vec<BranchSpec> {
+    let mut specs = Vec::with_capacity(1 + extra.len());
+    specs.push(BranchSpec {
+        msg: msg.clone(),
+        dst_uri,
+        target,
+        bflags,
+    });
+    for b in extra {
+        let mut msg = msg.clone();
+        if msg.set_request_uri(&b.uri).is_ok() {
+            specs.push(BranchSpec {
+                msg,
+                dst_uri: b.dst_uri,
+                target: None,
+                bflags: b.bflags,
+            });
+        }
+    }
+    specs
+}
+
+impl CellState {
+    /// Gives a route run for this transaction what the request route decided about
+    /// forwarding (Record-Route, rport, Max-Forwards handled).
+    fn restore_forwarding(&self, ctx: &mut MsgContext) {
+        if let Some(rr) = &self.ext_rr {
+            ctx.ext.insert(rr.clone());
+        }
+        if let Some(f) = self.ext_fwd {
+            ctx.ext.insert(f);
+        }
+        if self.maxfwd_done {
+            ctx.ext.insert(ferrosip_api::services::MaxForwardsDone);
+        }
+    }
+}
 
 struct BranchSpec {
     msg: SipMessage,
