@@ -25,6 +25,8 @@ pub struct Stats {
     pub oversized: AtomicU64,
     pub forwarded: AtomicU64,
     pub replies_sent: AtomicU64,
+    /// Messages whose processing panicked (a bug of ours; the worker carried on).
+    pub panics: AtomicU64,
 }
 
 /// The running server: shared by every worker.
@@ -213,6 +215,17 @@ impl Server {
                 "{} transport is not available",
                 other.name()
             ))),
+        }
+    }
+
+    /// Processes one received message; a panic while doing so (a bug of ours) is logged
+    /// and counted, and the worker goes on with a fresh VM instead of dying.
+    pub fn handle_guarded(self: &Arc<Self>, vm: &mut Vm, raw: Bytes, origin: Origin) {
+        let run = std::panic::AssertUnwindSafe(|| self.handle(vm, raw, origin));
+        if std::panic::catch_unwind(run).is_err() {
+            self.stats.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(source = %origin.source, "processing a message panicked; worker continues");
+            *vm = Vm::new();
         }
     }
 

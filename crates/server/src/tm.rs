@@ -243,9 +243,13 @@ impl TmLayer {
                     lock(&tm.wheel).advance_into(Instant::now(), &mut due);
                     for entry in due.drain(..) {
                         if let Some(cell) = entry.cell.upgrade() {
-                            match entry.id {
+                            let fire = std::panic::AssertUnwindSafe(|| match entry.id {
                                 Some(id) => tm.on_timer(&server, &cell, entry.leg, id),
                                 None => tm.end_of_life(&server, &cell),
+                            });
+                            if std::panic::catch_unwind(fire).is_err() {
+                                server.stats.panics.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!("a transaction timer panicked; timers go on");
                             }
                         }
                     }

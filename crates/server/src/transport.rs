@@ -153,7 +153,7 @@ fn udp_worker(server: Arc<Server>, sock: Arc<UdpSocket>, local: SocketAddr) {
             continue;
         }
         let raw = Bytes::copy_from_slice(data);
-        server.handle(
+        server.handle_guarded(
             &mut vm,
             raw,
             Origin {
@@ -274,7 +274,7 @@ async fn serve_connection(
             match ferrosip_sip::frame_len(&buf, max) {
                 Ok(Some(n)) => {
                     let msg = buf.split_to(n).freeze();
-                    server.handle(
+                    server.handle_guarded(
                         &mut vm,
                         msg,
                         Origin {
