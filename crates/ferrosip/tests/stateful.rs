@@ -12,6 +12,11 @@
 //! handled exactly that many successful calls. A position without a UAS is watched by a
 //! socket that must receive nothing (no failover after a CANCEL or a 200).
 //!
+//! `calls_complete_under_packet_loss_over_udp` runs the basic call with SIPp dropping
+//! 8 % of what both ends send and receive (`-lost`), on the `*_lossy.xml` scenarios:
+//! every call must complete, and the message traces must show the proxy retransmitting
+//! INVITEs and BYEs and absorbing the caller's copies.
+//!
 //! The `direct_*` tests run every UAC scenario that makes sense without a proxy against
 //! its UAS directly (the checks marked `proxy-only` switched off), which keeps the XML
 //! honest independently of the proxy.
@@ -474,7 +479,8 @@ fn through_proxy(f: Flow) {
         return;
     }
     let p = ports(f.slot);
-    let mut dir = RunDir::new(f.name);
+    // The slot keeps the UDP and TCP runs of one flow (run in parallel) apart.
+    let mut dir = RunDir::new(&format!("{}-{}", f.name, f.slot));
     let proxy = start_proxy(&dir, p);
 
     let mut silent = Vec::new();
@@ -799,8 +805,8 @@ struct ShortTrace {
 
 impl ShortTrace {
     fn read(path: &Path) -> ShortTrace {
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut t = ShortTrace::default();
         for line in text.lines() {
             // ... <S|R> \t call-id \t CSeq:<n> <method> \t <first line>
@@ -820,7 +826,9 @@ impl ShortTrace {
                 Some(reply) => format!("{} {method}", &reply[..reply.len().min(3)]),
                 None => first.split(' ').next().unwrap_or("").to_string(),
             };
-            *t.counts.entry((dir, call_id.to_string(), what)).or_default() += 1;
+            *t.counts
+                .entry((dir, call_id.to_string(), what))
+                .or_default() += 1;
             t.call_ids.insert(call_id.to_string());
         }
         t
@@ -960,7 +968,10 @@ fn calls_complete_under_packet_loss_over_udp() {
         ));
     }
     if let Some(what) = stray {
-        fail(&format!("uas2 (port {}) must get nothing, got {what}", p.uas2));
+        fail(&format!(
+            "uas2 (port {}) must get nothing, got {what}",
+            p.uas2
+        ));
     }
 
     let at_uac = ShortTrace::read(&uac_short);
