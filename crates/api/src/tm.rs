@@ -27,8 +27,8 @@ pub trait Transactions: Send + Sync {
     /// `t_newtran()`: creates the transaction without sending anything; 0 when the
     /// request is a retransmission (its last reply was sent again).
     fn new_transaction(&self, ctx: &mut MsgContext) -> Result<i32, FnError>;
-    /// `t_reply(code, reason)`: answers the request through its transaction (creating
-    /// it in `request_route` when absent, as Kamailio does).
+    /// `t_reply(code, reason)`: answers the request through its transaction; an error
+    /// when it has none (`t_newtran()` creates one).
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<i32, FnError>;
     /// `t_check_trans()`: see the tm docs for the per-method rules.
     fn check(&self, ctx: &mut MsgContext) -> Result<i32, FnError>;

@@ -393,10 +393,15 @@ impl TmLayer {
         if ctx.route != RouteKind::Request {
             return Err(FnError::new("t_reply: not available in this route"));
         }
-        let cell = match self.cell_for(srv, ctx)? {
-            CellFor::Retransmission => return Ok(0),
-            CellFor::Cell(c, _) => c,
+        // t_reply answers through an existing transaction (t_newtran, t_relay); without
+        // one it is an error, as in Kamailio ("no T-state has been established").
+        let probe = ServerKey::probe(&ctx.msg).map_err(|e| FnError::new(format!("{e:?}")))?;
+        let Some(cell) = lock(&self.server_txns).get(probe.as_bytes()).cloned() else {
+            return Err(FnError::new(
+                "t_reply: the request has no transaction (call t_newtran() first)",
+            ));
         };
+        let _ = srv;
         let mut st = lock(&cell.state);
         let headers = ctx.ext.remove::<ReplyHeaders>();
         let rc = self.local_reply(srv, &cell, &mut st, code, reason, headers);

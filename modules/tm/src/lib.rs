@@ -560,7 +560,7 @@ impl Module for TmModule {
         m.function("t_reply")
             .args(&["code", "reason_phrase"])
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends a stateful reply, creating the transaction if needed; 1 on success, -1 on failure.")
+            .doc("Sends a stateful reply through the request's transaction (t_newtran() or t_relay() creates it; an error without one); in failure_route, the final reply; 1 on success, -1 on failure.")
             .handler(funcs::t_reply);
         m.function("t_reply_error")
             .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
