@@ -1,0 +1,157 @@
+//! The routes a transaction runs, against the real binary with plain sockets as peers:
+//! `branch_route` sees each branch (its R-URI, `$T_branch_idx`) and may drop it or edit
+//! what is sent; `onreply_route[X]` sees each reply and may drop a provisional one.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = u.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start(cfg: &str, port: u16) -> Proxy {
+    let dir = std::env::temp_dir().join(format!("ferrosip-tmroutes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("tm.cfg");
+    std::fs::write(&path, cfg).expect("cfg");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        .args(["run", "-f"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferrosip starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "ferrosip did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proxy(child)
+}
+
+fn recv(sock: &UdpSocket) -> Option<String> {
+    let mut buf = [0u8; 65536];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// A reply to `req` with its Via lines, as a UAS builds it.
+fn reply(req: &str, status: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for l in req.lines() {
+        if l.starts_with("Via:")
+            || l.starts_with("From:")
+            || l.starts_with("Call-ID:")
+            || l.starts_with("CSeq:")
+        {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        if l.starts_with("To:") {
+            out.push_str(l);
+            out.push_str(";tag=uas\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+#[test]
+fn branch_route_drops_and_edits_branches_and_onreply_route_drops_provisionals() {
+    let port = free_port();
+    let uas1 = UdpSocket::bind("127.0.0.1:0").expect("uas1");
+    let uas2 = UdpSocket::bind("127.0.0.1:0").expect("uas2");
+    for s in [&uas1, &uas2] {
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+    }
+    let (p1, p2) = (
+        uas1.local_addr().expect("addr").port(),
+        uas2.local_addr().expect("addr").port(),
+    );
+    let cfg = format!(
+        r#"#!KAMAILIO
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+loadmodule "tm.so"
+loadmodule "corex.so"
+loadmodule "textops.so"
+request_route {{
+    if (is_method("ACK")) {{ t_relay(); exit; }}
+    t_on_branch("PER_BRANCH");
+    t_on_reply("REPLIES");
+    $ru = "sip:keep@127.0.0.1:{p1}";
+    append_branch("sip:drop@127.0.0.1:{p2}");
+    t_relay();
+}}
+branch_route[PER_BRANCH] {{
+    if ($rU == "drop") {{
+        drop;
+    }}
+    append_hf("X-Branch: $T_branch_idx\r\n");
+}}
+onreply_route[REPLIES] {{
+    if ($rs == 180) {{
+        drop;
+    }}
+}}
+"#
+    );
+    let _proxy = start(&cfg, port);
+    let uac = UdpSocket::bind("127.0.0.1:0").expect("uac");
+    uac.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let uac_port = uac.local_addr().expect("addr").port();
+    let invite = format!(
+        "INVITE sip:someone@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{uac_port};branch=z9hG4bKtmr1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:someone@127.0.0.1>\r\nCall-ID: tm-routes@t\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+
+    let got = recv(&uas1).expect("the kept branch reaches UAS1");
+    assert!(
+        got.starts_with(&format!("INVITE sip:keep@127.0.0.1:{p1} ")),
+        "{got}"
+    );
+    assert!(
+        got.contains("X-Branch: 0\r\n"),
+        "branch_route edited the branch:\n{got}"
+    );
+    assert!(recv(&uas2).is_none(), "the dropped branch was not sent");
+
+    uas1.send_to(reply(&got, "180 Ringing").as_bytes(), ("127.0.0.1", port))
+        .expect("180");
+    uas1.send_to(reply(&got, "200 OK").as_bytes(), ("127.0.0.1", port))
+        .expect("200");
+    let mut statuses = Vec::new();
+    while let Some(m) = recv(&uac) {
+        let status = m.lines().next().unwrap_or_default().to_string();
+        let done = status.starts_with("SIP/2.0 200");
+        statuses.push(status);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        statuses,
+        ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"],
+        "the caller sees the proxy's 100 and the 200; onreply_route dropped the 180"
+    );
+}
