@@ -4,50 +4,11 @@
 //! that Route set is recognised by `loose_route()`, which removes both entries.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{free_port, start_proxy};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
-
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    // A UDP and a TCP port that are both free: the proxy listens on both.
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = u.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn start(cfg: &str, port: u16) -> Proxy {
-    let dir = std::env::temp_dir().join(format!("ferrosip-rr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("rr.cfg");
-    std::fs::write(&path, cfg).expect("cfg");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-        .args(["run", "-f"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferrosip starts");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "ferrosip did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proxy(child)
-}
 
 /// Reads one SIP message (headers + Content-Length body) from a stream.
 fn read_message(r: &mut BufReader<TcpStream>) -> String {
@@ -107,7 +68,7 @@ request_route {{
 }}
 "#
     );
-    let _proxy = start(&cfg, proxy_port);
+    let _proxy = start_proxy("rr", &cfg, proxy_port);
     let uac = UdpSocket::bind("127.0.0.1:0").expect("uac");
     uac.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");

@@ -2,6 +2,9 @@
 //! README's test command installs it): stateless call flows over UDP and TCP, local
 //! replies, and the server surviving malformed input.
 
+mod common;
+
+use common::{start_proxy, Proxy};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,43 +30,6 @@ fn have_sipp() -> bool {
 fn ports(slot: u16) -> (u16, u16, u16) {
     let base = 20000 + (std::process::id() % 500) as u16 * 20 + slot * 4;
     (base, base + 1, base + 2)
-}
-
-struct Proxy {
-    child: Child,
-    _dir: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_proxy(name: &str, cfg: &str, port: u16) -> Proxy {
-    let dir = std::env::temp_dir().join(format!("ferrosip-sipp-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("proxy.cfg");
-    std::fs::write(&path, cfg).expect("write cfg");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-        .args(["run", "-f"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferrosip starts");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // Up once its sockets are taken.
-    while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "ferrosip did not start on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proxy { child, _dir: dir }
 }
 
 fn config(proxy: u16, uas: u16) -> String {
@@ -250,7 +216,7 @@ fn shipped_stateless_example_carries_calls() {
         .expect("ferrosip starts");
     let _p = Proxy {
         child,
-        _dir: std::env::temp_dir(),
+        dir: std::env::temp_dir(),
     };
     let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(10);

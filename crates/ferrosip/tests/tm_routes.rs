@@ -2,49 +2,11 @@
 //! `branch_route` sees each branch (its R-URI, `$T_branch_idx`) and may drop it or edit
 //! what is sent; `onreply_route[X]` sees each reply and may drop a provisional one.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = u.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn start(cfg: &str, port: u16) -> Proxy {
-    let dir = std::env::temp_dir().join(format!("ferrosip-tmroutes-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("tm.cfg");
-    std::fs::write(&path, cfg).expect("cfg");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-        .args(["run", "-f"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferrosip starts");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "ferrosip did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proxy(child)
-}
+use common::{free_port, start_proxy};
+use std::net::UdpSocket;
+use std::time::Duration;
 
 fn recv(sock: &UdpSocket) -> Option<String> {
     let mut buf = [0u8; 65536];
@@ -114,7 +76,7 @@ onreply_route[REPLIES] {{
 }}
 "#
     );
-    let _proxy = start(&cfg, port);
+    let _proxy = start_proxy("tm", &cfg, port);
     let uac = UdpSocket::bind("127.0.0.1:0").expect("uac");
     uac.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
