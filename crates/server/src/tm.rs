@@ -331,7 +331,10 @@ impl TmLayer {
             // t_relay twice on one request (e.g. after t_newtran it is fine; twice is not).
             return Err(FnError::new("t_relay: the transaction was already relayed"));
         }
-        st.request = ctx.msg.clone();
+        if !created {
+            // t_newtran() stored the request earlier; the script may have changed it since.
+            st.request = ctx.msg.clone();
+        }
         st.marks = ctx.ext.get::<TmMarks>().cloned().unwrap_or_default();
         st.flags = ctx.flags;
         st.avps = ctx.avps.clone();
