@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{start_proxy, Proxy};
+use common::{have_sipp, start_proxy, Proxy};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,18 +12,6 @@ use std::time::{Duration, Instant};
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
-}
-
-fn have_sipp() -> bool {
-    let found = Command::new("sipp").arg("-v").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh installs sip-tester, but sipp is missing"
-        );
-        eprintln!("skipped: sipp not installed (scripts/test.sh installs it)");
-    }
-    found
 }
 
 /// Ports for one test, distinct per test and per run.

@@ -31,6 +31,9 @@
 //! On failure the test keeps its directory (printed in the panic) with the proxy's log
 //! and every SIPp's error and message traces.
 
+mod common;
+
+use common::have_sipp;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -53,18 +56,6 @@ fn scenario(name: &str) -> PathBuf {
 
 fn example_cfg() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/stateful.cfg")
-}
-
-fn have_sipp() -> bool {
-    let found = Command::new("sipp").arg("-v").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh installs sip-tester, but sipp is missing"
-        );
-        eprintln!("skipped: sipp not installed (scripts/test.sh installs it)");
-    }
-    found
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

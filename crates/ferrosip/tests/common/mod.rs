@@ -58,3 +58,17 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Whether SIPp is installed. The README's test command installs it and sets
+/// `FERROSIP_REQUIRE_STOCK_CFG`, under which a missing SIPp fails instead of skipping.
+pub fn have_sipp() -> bool {
+    let found = Command::new("sipp").arg("-v").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
+            "scripts/test.sh installs sip-tester, but sipp is missing"
+        );
+        eprintln!("skipped: sipp not installed (scripts/test.sh installs it)");
+    }
+    found
+}
