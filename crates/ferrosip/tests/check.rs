@@ -180,15 +180,25 @@ fn defines_from_the_command_line() {
     );
 }
 
-#[test]
-fn module_docs_match_the_registry() {
-    let dir = std::env::temp_dir().join(format!("ferrosip-docs-{}", std::process::id()));
+/// Runs `ferrosip docs` into a fresh temporary directory of this test.
+fn generated_docs(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrosip-docs-{tag}-{}", std::process::id()));
     let out = bin()
         .args(["docs", "--out"])
         .arg(&dir)
         .output()
         .expect("ferrosip docs runs");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[test]
+fn module_docs_match_the_registry() {
+    let dir = generated_docs("sync");
     let committed = repo().join("docs/modules");
     let mut stale = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("generated") {
@@ -210,13 +220,7 @@ fn module_docs_match_the_registry() {
 /// overload with a doc, route kinds and argument names, every parameter with a doc.
 #[test]
 fn every_declaration_is_documented() {
-    let dir = std::env::temp_dir().join(format!("ferrosip-docs-lint-{}", std::process::id()));
-    let out = bin()
-        .args(["docs", "--out"])
-        .arg(&dir)
-        .output()
-        .expect("ferrosip docs runs");
-    assert!(out.status.success());
+    let dir = generated_docs("lint");
     let mut problems = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("docs/modules") {
         let path = entry.expect("entry").path();

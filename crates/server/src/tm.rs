@@ -398,13 +398,11 @@ impl TmLayer {
         }
         // t_reply answers through an existing transaction (t_newtran, t_relay); without
         // one it is an error, as in Kamailio ("no T-state has been established").
-        let probe = ServerKey::probe(&ctx.msg).map_err(|e| FnError::new(format!("{e:?}")))?;
-        let Some(cell) = lock(&self.server_txns).get(probe.as_bytes()).cloned() else {
+        let Some(cell) = self.find(&ctx.msg) else {
             return Err(FnError::new(
                 "t_reply: the request has no transaction (call t_newtran() first)",
             ));
         };
-        let _ = srv;
         let mut st = lock(&cell.state);
         let headers = ctx.ext.remove::<ReplyHeaders>();
         let rc = self.local_reply(srv, &cell, &mut st, code, reason, headers);
@@ -426,56 +424,30 @@ impl TmLayer {
                     -1
                 })
             }
-            Some(b"ACK") => {
-                let Ok(probe) = ServerKey::probe(msg) else {
-                    return Ok(-1);
-                };
-                let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
-                let Some(cell) = cell else {
-                    return Ok(-1);
-                };
-                let mut st = lock(&cell.state);
-                let negative = st.final_status.is_some_and(|s| s >= 300);
-                let actions = match &mut st.uas {
-                    ServerTransaction::Invite(t) => t.on_ack(),
-                    ServerTransaction::NonInvite(_) => Actions::new(),
-                };
-                self.run(srv, &cell, &mut st, Leg::Server, actions, None);
-                self.cleanup(&cell, &mut st);
+            Some(b"ACK") => match self.find(msg) {
                 // The ACK of a negative reply ends here (hop by hop); a 2xx ACK that
                 // matched goes on with the script.
-                Ok(if negative { 0 } else { 1 })
-            }
-            _ => {
-                let Ok(probe) = ServerKey::probe(msg) else {
-                    return Ok(-1);
-                };
-                let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
-                let Some(cell) = cell else {
-                    return Ok(-1);
-                };
-                let mut st = lock(&cell.state);
-                let actions = st.uas.on_request(&ctx.msg);
-                self.run(srv, &cell, &mut st, Leg::Server, actions, None);
-                Ok(0)
-            }
+                Some(cell) => Ok(if self.absorb_ack(srv, &cell) { 0 } else { 1 }),
+                None => Ok(-1),
+            },
+            _ => match self.find(msg) {
+                Some(cell) => {
+                    self.absorb_retransmission(srv, &cell, msg);
+                    Ok(0)
+                }
+                None => Ok(-1),
+            },
         }
     }
 
     /// `t_precheck_trans()`.
     pub fn exists(&self, ctx: &MsgContext) -> bool {
-        ServerKey::probe(&ctx.msg)
-            .map(|p| lock(&self.server_txns).contains_key(p.as_bytes()))
-            .unwrap_or(false)
+        self.find(&ctx.msg).is_some()
     }
 
     /// `t_release()`.
     pub fn release(&self, ctx: &MsgContext) -> i32 {
-        let Ok(probe) = ServerKey::probe(&ctx.msg) else {
-            return -1;
-        };
-        let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
-        match cell {
+        match self.find(&ctx.msg) {
             Some(c) => {
                 self.forget(&c);
                 1
@@ -509,6 +481,35 @@ impl TmLayer {
 
     // ----- internals -----------------------------------------------------------------
 
+    /// The cell of the transaction `msg` belongs to (an ACK: its INVITE's).
+    fn find(&self, msg: &SipMessage) -> Option<Arc<Cell>> {
+        let probe = ServerKey::probe(msg).ok()?;
+        lock(&self.server_txns).get(probe.as_bytes()).cloned()
+    }
+
+    /// A retransmitted request: its transaction sends the last reply again.
+    fn absorb_retransmission(&self, srv: &Arc<Server>, cell: &Arc<Cell>, msg: &SipMessage) {
+        let mut st = lock(&cell.state);
+        let actions = st.uas.on_request(msg);
+        self.run(srv, cell, &mut st, Leg::Server, actions, None);
+    }
+
+    /// An ACK that matched an INVITE transaction; true when it acknowledged our
+    /// negative final reply, so it ends here (hop by hop).
+    fn absorb_ack(&self, srv: &Arc<Server>, cell: &Arc<Cell>) -> bool {
+        let mut st = lock(&cell.state);
+        if st.final_status.is_none_or(|s| s < 300) {
+            return false;
+        }
+        let actions = match &mut st.uas {
+            ServerTransaction::Invite(t) => t.on_ack(),
+            ServerTransaction::NonInvite(_) => Actions::new(),
+        };
+        self.run(srv, cell, &mut st, Leg::Server, actions, None);
+        self.cleanup(cell, &mut st);
+        true
+    }
+
     fn apply_timer_marks(&self, st: &mut CellState) {
         if let Some(d) = st.marks.fr_timer {
             st.config.fr_timer = d;
@@ -527,9 +528,7 @@ impl TmLayer {
             if ctx.ext.get::<OwnCell>().is_some_and(|o| o.0 == cell.id) {
                 return Ok(CellFor::Cell(cell, false));
             }
-            let mut st = lock(&cell.state);
-            let actions = st.uas.on_request(&ctx.msg);
-            self.run(srv, &cell, &mut st, Leg::Server, actions, None);
+            self.absorb_retransmission(srv, &cell, &ctx.msg);
             return Ok(CellFor::Retransmission);
         }
         let reliable = ctx.net.proto != Proto::Udp;
@@ -575,9 +574,7 @@ impl TmLayer {
                 // Another worker created it a moment ago: this copy is a retransmission.
                 let other = other.clone();
                 drop(table);
-                let mut st = lock(&other.state);
-                let actions = st.uas.on_request(&ctx.msg);
-                self.run(srv, &other, &mut st, Leg::Server, actions, None);
+                self.absorb_retransmission(srv, &other, &ctx.msg);
                 return Ok(CellFor::Retransmission);
             }
             table.insert(cell.key.clone(), cell.clone());
@@ -666,12 +663,9 @@ impl TmLayer {
         let out = srv.outgoing_request(&bctx, &bctx.msg, &hop, &branch_id)?;
         let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
         let reliable = hop.proto != Proto::Udp;
-        let mut config = st.config;
-        if st.is_invite {
-            // fr_timer until the first provisional, then fr_inv_timer (Kamailio's tm).
-            config.fr_timer = st.config.fr_timer;
-        }
-        let Some((client, actions)) = ClientTransaction::new(out, reliable, config) else {
+        // fr_timer until the first provisional, then fr_inv_timer (the client INVITE
+        // transaction switches), as Kamailio's tm does.
+        let Some((client, actions)) = ClientTransaction::new(out, reliable, st.config) else {
             return Ok(false);
         };
         st.branches.push(Branch {
@@ -703,19 +697,11 @@ impl TmLayer {
         target: Option<Target>,
     ) -> Result<i32, FnError> {
         // The ACK of a negative reply we sent is absorbed by its transaction.
-        if let Ok(probe) = ServerKey::probe(&ctx.msg) {
-            let cell = lock(&self.server_txns).get(probe.as_bytes()).cloned();
-            if let Some(cell) = cell {
-                let mut st = lock(&cell.state);
-                if st.final_status.is_some_and(|s| s >= 300) {
-                    let actions = match &mut st.uas {
-                        ServerTransaction::Invite(t) => t.on_ack(),
-                        ServerTransaction::NonInvite(_) => Actions::new(),
-                    };
-                    self.run(srv, &cell, &mut st, Leg::Server, actions, None);
-                    return Ok(0);
-                }
-            }
+        if self
+            .find(&ctx.msg)
+            .is_some_and(|cell| self.absorb_ack(srv, &cell))
+        {
+            return Ok(0);
         }
         // A 2xx ACK is end to end: forwarded statelessly (RFC 3261 §16.6, §17.1.1.3).
         use ferrosip_api::Services;
@@ -749,13 +735,7 @@ impl TmLayer {
         let mut st = lock(&invite.state);
         st.canceled = true;
         if st.final_status.is_none() {
-            for i in 0..st.branches.len() {
-                if st.branches[i].done {
-                    continue;
-                }
-                let actions = st.branches[i].client.cancel();
-                self.run(srv, &invite, &mut st, Leg::Branch(i), actions, None);
-            }
+            self.cancel_pending(srv, &invite, &mut st, None);
         }
         self.cleanup(&invite, &mut st);
         Ok(1)
@@ -771,12 +751,8 @@ impl TmLayer {
         reason: &[u8],
         headers: Option<ReplyHeaders>,
     ) -> Result<i32, FnError> {
-        if st.final_status.is_some() && (200..300).contains(&code) {
-            // A second final is only allowed for 2xx on INVITE (RFC 6026).
-            if !st.is_invite {
-                return Ok(-1);
-            }
-        } else if st.final_status.is_some() {
+        // After a final, only another 2xx to an INVITE may follow (RFC 6026).
+        if st.final_status.is_some() && !(st.is_invite && (200..300).contains(&code)) {
             return Ok(-1);
         }
         let reason = String::from_utf8_lossy(reason).into_owned();
