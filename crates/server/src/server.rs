@@ -457,8 +457,15 @@ impl Services for Server {
             return self.forward_reply(ctx);
         }
         let hop = self.next_hop(target, ctx.dst_uri.as_ref(), &ctx.msg)?;
-        let branch = format!("z9hG4bKsl{:016x}", stateless_branch(&ctx.msg));
-        let out = self.outgoing_request(ctx, &ctx.msg, &hop, &branch)?;
+        // "z9hG4bKsl" + 16 hex digits, written without a heap allocation.
+        let mut branch = [0u8; 25];
+        let _ = write!(
+            &mut branch[..],
+            "z9hG4bKsl{:016x}",
+            stateless_branch(&ctx.msg)
+        );
+        let branch = std::str::from_utf8(&branch).unwrap_or_default();
+        let out = self.outgoing_request(ctx, &ctx.msg, &hop, branch)?;
         self.send(hop.proto, Some(hop.local.addr), hop.dst, out.to_bytes())?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         Ok(())
