@@ -180,6 +180,20 @@ pub struct RpcDef {
 
 pub type InitHook = dyn Fn(&ModuleParams) -> Result<(), String> + Send + Sync;
 
+/// What a module sees when the server starts (not during `ferrosip check`).
+pub struct StartEnv<'a> {
+    /// The module's parameters as the script set them.
+    pub params: &'a ModuleParams,
+    /// The server's async runtime: database pools, timers and background tasks run here.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Runs when the server starts, before it takes traffic: connect to databases, load
+/// tables, spawn timers. An error stops the start with the message.
+pub type StartHook = dyn Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync;
+/// Runs when the server stops (flush write-back caches); the runtime is still up.
+pub type StopHook = dyn Fn(&tokio::runtime::Handle) + Send + Sync;
+
 /// What the registry knows about one module.
 pub struct ModuleDef {
     pub name: &'static str,
@@ -189,6 +203,8 @@ pub struct ModuleDef {
     pub pvs: Vec<String>,
     pub rpcs: Vec<RpcDef>,
     pub init: Vec<Arc<InitHook>>,
+    pub start: Vec<Arc<StartHook>>,
+    pub stop: Vec<Arc<StopHook>>,
     /// Loaded without `loadmodule` (the core).
     pub always_loaded: bool,
     /// A Kamailio module whose job Ferrosip's core already does (`pv`, `kex`, `tmx`, ...):
@@ -261,6 +277,8 @@ impl Registry {
             pvs: Vec::new(),
             rpcs: Vec::new(),
             init: Vec::new(),
+            start: Vec::new(),
+            stop: Vec::new(),
             always_loaded: false,
             absorbed: false,
             example: "",
@@ -511,6 +529,26 @@ impl<'r> ModuleBuilder<'r> {
         hook: impl Fn(&ModuleParams) -> Result<(), String> + Send + Sync + 'static,
     ) -> &mut Self {
         self.def().init.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs when the server starts (never during `ferrosip check`): connect, load, spawn
+    /// timers on `env.runtime`. Module state a hook fills is typically an
+    /// `Arc<OnceLock<State>>` created in `declare` and captured by the function handlers.
+    pub fn on_start(
+        &mut self,
+        hook: impl Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.def().start.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs when the server stops, before the runtime shuts down.
+    pub fn on_stop(
+        &mut self,
+        hook: impl Fn(&tokio::runtime::Handle) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.def().stop.push(Arc::new(hook));
         self
     }
 

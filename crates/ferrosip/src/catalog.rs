@@ -13,6 +13,7 @@ pub fn registry() -> Registry {
     reg.register(&ferrosip_mod_alias_db::AliasDbModule);
     reg.register(&ferrosip_mod_auth::AuthModule);
     reg.register(&ferrosip_mod_auth_db::AuthDbModule);
+    reg.register(&ferrosip_mod_cfgutils::CfgutilsModule);
     reg.register(&ferrosip_mod_core::CoreModule);
     reg.register(&ferrosip_mod_corex::CorexModule);
     reg.register(&ferrosip_mod_counters::CountersModule);

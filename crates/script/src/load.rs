@@ -4,7 +4,7 @@
 use crate::compiler::{self, Compiled};
 use crate::diag::{Diagnostic, Severity, SourceInfo};
 use crate::program::Program;
-use ferrosip_api::{Callable, ModuleParams, Registry, Span};
+use ferrosip_api::{Callable, ModuleParams, Registry, Span, StartHook, StopHook};
 use indexmap::IndexMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +27,10 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// Functions the script calls whose behaviour is not built yet.
     pub declared_only: Vec<String>,
+    /// Start hooks of the loaded modules, in load order, with their parameters.
+    pub start_hooks: Vec<(&'static str, Arc<StartHook>)>,
+    /// Stop hooks, in load order.
+    pub stop_hooks: Vec<(&'static str, Arc<StopHook>)>,
 }
 
 /// Why a config did not load: every problem, rendered with its location.
@@ -49,7 +53,15 @@ fn render_all(diags: Vec<Diagnostic>, src: &SourceInfo) -> LoadErrors {
     }
 }
 
-fn finish(compiled: Compiled, src: &SourceInfo) -> Loaded {
+fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
+    let mut start_hooks = Vec::new();
+    let mut stop_hooks = Vec::new();
+    for name in compiled.modules.keys() {
+        if let Some(def) = reg.module(name) {
+            start_hooks.extend(def.start.iter().map(|h| (def.name, h.clone())));
+            stop_hooks.extend(def.stop.iter().map(|h| (def.name, h.clone())));
+        }
+    }
     let mut declared: Vec<String> = compiled
         .program
         .calls
@@ -71,6 +83,8 @@ fn finish(compiled: Compiled, src: &SourceInfo) -> Loaded {
         globals: compiled.globals,
         warnings,
         declared_only: declared,
+        start_hooks,
+        stop_hooks,
     }
 }
 
@@ -142,5 +156,5 @@ fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, Loa
             diagnostics: Vec::new(),
         });
     }
-    Ok(finish(compiled, &src))
+    Ok(finish(compiled, &src, reg))
 }

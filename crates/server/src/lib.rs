@@ -14,8 +14,28 @@ use std::sync::Arc;
 /// Starts the server for a loaded config and blocks until SIGINT/SIGTERM.
 pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     let config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
+    // Module I/O (database pools, expiry timers) and route runs that await it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.children.clamp(2, 8))
+        .thread_name("async")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    for (module, hook) in &loaded.start_hooks {
+        let params = loaded.modules.get(module).cloned().unwrap_or_default();
+        let env = ferrosip_api::StartEnv {
+            params: &params,
+            runtime: runtime.handle().clone(),
+        };
+        hook(&env).map_err(|e| format!("module {module}: {e}"))?;
+    }
     let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
         .map_err(|e| format!("cannot bind UDP: {e}"))?;
+    let script_awaits = loaded
+        .program
+        .calls
+        .iter()
+        .any(|c| matches!(c.def.call, ferrosip_api::Callable::Async(_)));
     let server = Arc::new(Server {
         program: loaded.program.clone(),
         config,
@@ -24,6 +44,8 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         stats: Stats::default(),
         tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
         self_ref: std::sync::OnceLock::new(),
+        runtime: runtime.handle().clone(),
+        script_awaits,
     });
     let _ = server.self_ref.set(Arc::downgrade(&server));
     if server.tm.is_some() {
@@ -47,8 +69,13 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         malformed_answered = s.malformed_answered.load(Relaxed),
         malformed_dropped = s.malformed_dropped.load(Relaxed),
         open_transactions = server.tm.as_ref().map_or(0, |tm| tm.len()),
+        suspended_routes = s.suspended.load(Relaxed),
         "Ferrosip stopping"
     );
+    for (_, hook) in &loaded.stop_hooks {
+        hook(runtime.handle());
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
 }
 

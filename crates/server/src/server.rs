@@ -11,6 +11,7 @@ use ferrosip_api::{
 use ferrosip_script::vm::{Outcome, Vm};
 use ferrosip_script::Program;
 use ferrosip_sip::{SipMessage, Uri};
+use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,9 @@ pub struct Stats {
     pub replies_sent: AtomicU64,
     /// Messages whose processing panicked (a bug of ours; the worker carried on).
     pub panics: AtomicU64,
+    /// Route runs that waited for an async function (database, DNS) and were finished on
+    /// the async runtime while the worker went on with other messages.
+    pub suspended: AtomicU64,
 }
 
 /// The running server: shared by every worker.
@@ -41,6 +45,11 @@ pub struct Server {
     /// The server's own `Arc`, for work that outlives a borrowed `&self` (routes run by
     /// transactions hold the server as their `Services`).
     pub self_ref: std::sync::OnceLock<std::sync::Weak<Server>>,
+    /// Where module I/O (database pools, timers) and suspended route runs execute.
+    pub runtime: tokio::runtime::Handle,
+    /// Whether the script calls any async function: only then does a route run need an
+    /// owned, movable state (a boxed future), which costs an allocation per message.
+    pub script_awaits: bool,
 }
 
 /// Where one message came from, for processing.
@@ -294,14 +303,62 @@ impl Server {
         route: ferrosip_script::RouteId,
         ctx: &mut MsgContext,
     ) -> Option<Outcome> {
-        match ferrosip_script::vm::run_blocking(vm, &self.program, route, ctx) {
+        let result = ferrosip_script::vm::run_blocking(vm, &self.program, route, ctx);
+        self.route_outcome(result, ctx)
+    }
+
+    /// Runs a route for a message and then `then` with its outcome. A route that awaits an
+    /// async function (a database query) is moved to the async runtime at that point and
+    /// finished there, so the worker goes on with the next message instead of waiting;
+    /// the worker gets a fresh VM in place of the one that left with the route.
+    fn run_route_then(
+        self: &Arc<Self>,
+        vm: &mut Vm,
+        route: ferrosip_script::RouteId,
+        ctx: MsgContext,
+        then: impl FnOnce(&Arc<Server>, Option<Outcome>, MsgContext) + Send + 'static,
+    ) {
+        if !self.script_awaits {
+            let mut ctx = ctx;
+            let outcome = self.run_route(vm, route, &mut ctx);
+            then(self, outcome, ctx);
+            return;
+        }
+        let program = self.program.clone();
+        let mut owned_vm = std::mem::take(vm);
+        let mut ctx = ctx;
+        let mut run = Box::pin(async move {
+            let result = owned_vm.run(&program, route, &mut ctx).await;
+            (owned_vm, result, ctx)
+        });
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match run.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready((owned_vm, result, ctx)) => {
+                *vm = owned_vm;
+                let outcome = self.route_outcome(result, &ctx);
+                then(self, outcome, ctx);
+            }
+            std::task::Poll::Pending => {
+                self.stats.suspended.fetch_add(1, Ordering::Relaxed);
+                let server = self.clone();
+                self.runtime.spawn(async move {
+                    let (_, result, ctx) = run.await;
+                    let outcome = server.route_outcome(result, &ctx);
+                    then(&server, outcome, ctx);
+                });
+            }
+        }
+    }
+
+    fn route_outcome(
+        &self,
+        result: Result<Outcome, ferrosip_script::vm::RuntimeError>,
+        ctx: &MsgContext,
+    ) -> Option<Outcome> {
+        match result {
             Ok(o) => Some(o),
             Err(e) => {
-                let call_id = ctx
-                    .msg
-                    .call_id()
-                    .map(|c| String::from_utf8_lossy(c).into_owned())
-                    .unwrap_or_default();
+                let call_id = String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default());
                 tracing::error!(location = %e.location, call_id = %call_id, "script aborted: {}", e.message);
                 None
             }
@@ -322,25 +379,32 @@ impl Server {
                 "request_route"
             );
         }
-        let _ = self.run_route(vm, route, &mut ctx);
+        self.run_route_then(vm, route, ctx, |_, _, _| {});
     }
 
     fn handle_reply(self: &Arc<Self>, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
         let mut ctx = MsgContext::new(msg, RouteKind::CoreOnReply, net);
         ctx.services = Some(self.clone() as Arc<dyn Services>);
-        if let Some(route) = self.program.main_route(RouteKind::CoreOnReply) {
-            match self.run_route(vm, route, &mut ctx) {
-                Some(Outcome::Drop) | None => return,
-                _ => {}
-            }
+        match self.program.main_route(RouteKind::CoreOnReply) {
+            Some(route) => self.run_route_then(vm, route, ctx, |server, outcome, mut ctx| {
+                if matches!(outcome, Some(Outcome::Drop) | None) {
+                    return;
+                }
+                server.relay_reply(&mut ctx);
+            }),
+            None => self.relay_reply(&mut ctx),
         }
+    }
+
+    /// After the core reply route: to its transaction, else statelessly by Via.
+    fn relay_reply(self: &Arc<Self>, ctx: &mut MsgContext) {
         if let Some(tm) = &self.tm {
             if tm.on_reply(self, &ctx.msg) {
                 return;
             }
         }
-        if let Err(e) = self.forward_reply(&mut ctx) {
-            tracing::debug!(source = %net.source, "reply not forwarded: {}", e.message);
+        if let Err(e) = self.forward_reply(ctx) {
+            tracing::debug!(source = %ctx.net.source, "reply not forwarded: {}", e.message);
         }
     }
 

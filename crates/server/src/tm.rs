@@ -231,6 +231,8 @@ impl TmLayer {
         std::thread::Builder::new()
             .name("tm-timer".into())
             .spawn(move || {
+                let _runtime = weak.upgrade().map(|s| s.runtime.clone());
+                let _entered = _runtime.as_ref().map(|h| h.enter());
                 let mut due = Vec::new();
                 loop {
                     std::thread::sleep(TICK);

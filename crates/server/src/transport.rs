@@ -137,6 +137,9 @@ pub fn spawn_udp_workers(
 }
 
 fn udp_worker(server: Arc<Server>, sock: Arc<UdpSocket>, local: SocketAddr) {
+    // Async functions a route calls (database queries) register with the async runtime's
+    // reactor when first polled on this thread.
+    let _runtime = server.runtime.enter();
     let mut vm = Vm::new();
     let mut buf = vec![0u8; 65536];
     loop {
