@@ -1,53 +1,30 @@
-//! Database layer for Ferrosip modules (skeleton; real backends follow).
+//! The database layer Ferrosip modules use (`usrloc`, `auth_db`, `acc`, `dispatcher`, …).
+//!
+//! One API over four backends, chosen by a Kamailio-style `db_url`:
+//! `sqlite:///path/file.db`, `mysql://user:pass@host[:port]/db`,
+//! `postgres://user[:pass]@host[:port]/db` and Kamailio's `text:///dir` (db_text).
+//!
+//! Every statement is prepared and every value is bound; table and column names (which
+//! come from the config) are checked against `[A-Za-z_][A-Za-z0-9_]*` and quoted for the
+//! dialect, so nothing a SIP message carries ever becomes SQL text.
 
 use std::fmt;
 use std::sync::Arc;
 
+mod sql;
+mod text;
+mod time;
+mod url;
+
 pub mod schema;
 
-/// Which backend a `db_url` selects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbKind {
-    Sqlite,
-    Mysql,
-    Postgres,
-    Text,
-}
-
-/// A parsed Kamailio-style `db_url`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DbUrl {
-    pub kind: DbKind,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    /// Database name (MySQL/PostgreSQL) or file/directory path (SQLite/db_text).
-    pub database: String,
-}
-
-impl DbUrl {
-    pub fn parse(url: &str) -> Result<DbUrl, DbError> {
-        Err(DbError::Url {
-            url: url.to_string(),
-            reason: "not implemented yet".into(),
-        })
-    }
-}
-
-impl fmt::Display for DbUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}://{}", self.kind, self.database)
-    }
-}
-
-impl fmt::Debug for DbUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+pub use url::{DbKind, DbUrl};
 
 /// One value read from or written to a column.
+///
+/// `Time` is for DATETIME/TIMESTAMP columns: it is stored as a DATETIME in MariaDB, a
+/// `TIMESTAMP WITHOUT TIME ZONE` in PostgreSQL and `'YYYY-MM-DD HH:MM:SS'` text in SQLite
+/// (local time, as Kamailio does), and such columns read back as `Time`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DbValue {
     Null,
@@ -59,6 +36,8 @@ pub enum DbValue {
 }
 
 impl DbValue {
+    /// The integer of an `Int` or `Time` (Kamailio's db_text and some schemas keep
+    /// timestamps in integer columns).
     pub fn as_int(&self) -> Option<i64> {
         match self {
             DbValue::Int(i) | DbValue::Time(i) => Some(*i),
@@ -78,6 +57,7 @@ impl DbValue {
             _ => None,
         }
     }
+    /// Unix seconds of a `Time`, or of an `Int` column holding a timestamp.
     pub fn as_time(&self) -> Option<i64> {
         match self {
             DbValue::Time(t) | DbValue::Int(t) => Some(*t),
@@ -89,8 +69,58 @@ impl DbValue {
     }
 }
 
+impl fmt::Display for DbValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbValue::Null => f.write_str("NULL"),
+            DbValue::Int(i) => write!(f, "{i}"),
+            DbValue::Double(d) => write!(f, "{d}"),
+            DbValue::Str(s) => f.write_str(s),
+            DbValue::Time(t) => f.write_str(&time::format_local(*t)),
+        }
+    }
+}
+
+impl From<i64> for DbValue {
+    fn from(v: i64) -> Self {
+        DbValue::Int(v)
+    }
+}
+impl From<i32> for DbValue {
+    fn from(v: i32) -> Self {
+        DbValue::Int(v.into())
+    }
+}
+impl From<u32> for DbValue {
+    fn from(v: u32) -> Self {
+        DbValue::Int(v.into())
+    }
+}
+impl From<f64> for DbValue {
+    fn from(v: f64) -> Self {
+        DbValue::Double(v)
+    }
+}
+impl From<&str> for DbValue {
+    fn from(v: &str) -> Self {
+        DbValue::Str(v.to_string())
+    }
+}
+impl From<String> for DbValue {
+    fn from(v: String) -> Self {
+        DbValue::Str(v)
+    }
+}
+impl<T: Into<DbValue>> From<Option<T>> for DbValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(DbValue::Null, Into::into)
+    }
+}
+
+/// One result row, in the order of the selected columns.
 pub type Row = Vec<DbValue>;
 
+/// Comparison of a WHERE term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Eq,
@@ -101,8 +131,22 @@ pub enum Op {
     Ge,
 }
 
-/// One `col <op> value` term of a WHERE clause; terms are joined with AND.
-#[derive(Clone, Debug)]
+impl Op {
+    fn sql(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "<>",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+/// One `col <op> value` term of a WHERE clause; the terms of a query are joined with AND.
+/// `Eq`/`Ne` with `DbValue::Null` mean `IS NULL`/`IS NOT NULL`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Cond<'a> {
     pub col: &'a str,
     pub op: Op,
@@ -137,110 +181,337 @@ impl<'a> Cond<'a> {
     }
 }
 
-impl From<i64> for DbValue {
-    fn from(v: i64) -> Self {
-        DbValue::Int(v)
-    }
-}
-impl From<i32> for DbValue {
-    fn from(v: i32) -> Self {
-        DbValue::Int(v.into())
-    }
-}
-impl From<f64> for DbValue {
-    fn from(v: f64) -> Self {
-        DbValue::Double(v)
-    }
-}
-impl From<&str> for DbValue {
-    fn from(v: &str) -> Self {
-        DbValue::Str(v.to_string())
-    }
-}
-impl From<String> for DbValue {
-    fn from(v: String) -> Self {
-        DbValue::Str(v)
-    }
-}
-impl<T: Into<DbValue>> From<Option<T>> for DbValue {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(DbValue::Null, Into::into)
-    }
-}
-
+/// A database error, with where it happened: the URL (password hidden) and the table.
 #[derive(thiserror::Error, Debug)]
 pub enum DbError {
     #[error("invalid db_url '{url}': {reason}")]
     Url { url: String, reason: String },
-    #[error("invalid identifier '{0}' (allowed: [A-Za-z_][A-Za-z0-9_]*)")]
-    Identifier(String),
-    #[error("{url}: {message}")]
-    Backend {
+    #[error("invalid SQL identifier {ident:?}: table and column names must match [A-Za-z_][A-Za-z0-9_]*")]
+    Identifier { ident: String },
+    #[error("{url}: cannot connect: {message}")]
+    Connect { url: String, message: String },
+    #[error("{url}: table {table}: {message}")]
+    Query {
         url: String,
-        table: Option<String>,
+        table: String,
+        message: String,
+        /// The connection failed (server gone, restarting): the same call may succeed later.
+        connection_lost: bool,
+    },
+    #[error("{url}: table {table}: {message}")]
+    Invalid {
+        url: String,
+        table: String,
         message: String,
     },
 }
 
-struct Inner {
-    url: DbUrl,
+impl DbError {
+    /// True when the error came from a lost or refused connection rather than from the
+    /// statement itself.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            DbError::Connect { .. }
+                | DbError::Query {
+                    connection_lost: true,
+                    ..
+                }
+        )
+    }
 }
 
-/// A handle to one database; cheap to clone, shared by all workers.
+/// Checks a table or column name from the config: `[A-Za-z_][A-Za-z0-9_]*`, at most 64
+/// characters (MySQL's limit).
+pub fn check_identifier(ident: &str) -> Result<&str, DbError> {
+    let mut chars = ident.chars();
+    let valid = ident.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(ident)
+    } else {
+        Err(DbError::Identifier {
+            ident: ident.to_string(),
+        })
+    }
+}
+
+enum Backend {
+    Sql(sql::SqlDb),
+    Text(text::TextDb),
+}
+
+struct Inner {
+    url: DbUrl,
+    /// `url` rendered once, password hidden, for error messages.
+    url_shown: String,
+    backend: Backend,
+}
+
+/// A handle to one database: a connection pool (or the db_text directory cache). Cheap to
+/// clone and shared by all workers.
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
 }
 
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("url", &self.inner.url_shown)
+            .finish()
+    }
+}
+
 impl Db {
+    /// Parses `url`, opens a pool and checks the server answers (SQLite creates the file if
+    /// it is missing; db_text checks the directory exists).
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         let url = DbUrl::parse(url)?;
+        let url_shown = url.to_string();
+        let backend = match url.kind {
+            DbKind::Text => Backend::Text(text::TextDb::open(&url, &url_shown)?),
+            _ => Backend::Sql(sql::SqlDb::connect(&url, &url_shown).await?),
+        };
         Ok(Db {
-            inner: Arc::new(Inner { url }),
+            inner: Arc::new(Inner {
+                url,
+                url_shown,
+                backend,
+            }),
         })
     }
+
     pub fn kind(&self) -> DbKind {
         self.inner.url.kind
     }
+
+    pub fn url(&self) -> &DbUrl {
+        &self.inner.url
+    }
+
+    /// `SELECT cols FROM table WHERE conds [ORDER BY order_by]`; `cols` empty selects all
+    /// columns. `order_by` is a column name, optionally followed by ` ASC` or ` DESC`.
     pub async fn select(
         &self,
-        _table: &str,
-        _cols: &[&str],
-        _conds: &[Cond<'_>],
-        _order_by: Option<&str>,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        order_by: Option<&str>,
     ) -> Result<Vec<Row>, DbError> {
-        Ok(Vec::new())
+        check_identifier(table)?;
+        for c in cols {
+            check_identifier(c)?;
+        }
+        self.check_conds(table, conds)?;
+        let order = order_by.map(parse_order_by).transpose()?;
+        match &self.inner.backend {
+            Backend::Sql(s) => s.select(table, cols, conds, order).await,
+            Backend::Text(t) => t.select(table, cols, conds, order),
+        }
     }
+
+    /// Inserts one row; returns the number of rows inserted (1).
     pub async fn insert(
         &self,
-        _table: &str,
-        _cols: &[&str],
-        _vals: &[DbValue],
+        table: &str,
+        cols: &[&str],
+        vals: &[DbValue],
     ) -> Result<u64, DbError> {
-        Ok(0)
+        self.check_row(table, cols, vals)?;
+        match &self.inner.backend {
+            Backend::Sql(s) => s.insert(table, cols, vals).await,
+            Backend::Text(t) => t.insert(table, cols, vals),
+        }
     }
-    /// Insert, or update the row whose `key_cols` match (Kamailio's db "replace").
+
+    /// Inserts the row, or updates the row whose `key_cols` (a subset of `cols`) match
+    /// (Kamailio's db "replace"/upsert). Works without a unique index on `key_cols`.
     pub async fn replace(
         &self,
-        _table: &str,
-        _key_cols: &[&str],
-        _cols: &[&str],
-        _vals: &[DbValue],
+        table: &str,
+        key_cols: &[&str],
+        cols: &[&str],
+        vals: &[DbValue],
     ) -> Result<(), DbError> {
-        Ok(())
+        self.check_row(table, cols, vals)?;
+        if key_cols.is_empty() || key_cols.iter().any(|k| !cols.contains(k)) {
+            return Err(self.invalid(table, "replace: key columns must be among the columns"));
+        }
+        match &self.inner.backend {
+            Backend::Sql(s) => s.replace(table, key_cols, cols, vals).await,
+            Backend::Text(t) => t.replace(table, key_cols, cols, vals),
+        }
     }
+
+    /// `UPDATE table SET set WHERE conds`; returns the number of rows matched.
     pub async fn update(
         &self,
-        _table: &str,
-        _conds: &[Cond<'_>],
-        _set: &[(&str, DbValue)],
+        table: &str,
+        conds: &[Cond<'_>],
+        set: &[(&str, DbValue)],
     ) -> Result<u64, DbError> {
-        Ok(0)
+        check_identifier(table)?;
+        self.check_conds(table, conds)?;
+        if set.is_empty() {
+            return Err(self.invalid(table, "update without columns to set"));
+        }
+        for (c, _) in set {
+            check_identifier(c)?;
+        }
+        match &self.inner.backend {
+            Backend::Sql(s) => s.update(table, conds, set).await,
+            Backend::Text(t) => t.update(table, conds, set),
+        }
     }
-    pub async fn delete(&self, _table: &str, _conds: &[Cond<'_>]) -> Result<u64, DbError> {
-        Ok(0)
+
+    /// `DELETE FROM table WHERE conds` (no conds: every row); returns the rows deleted.
+    pub async fn delete(&self, table: &str, conds: &[Cond<'_>]) -> Result<u64, DbError> {
+        check_identifier(table)?;
+        self.check_conds(table, conds)?;
+        match &self.inner.backend {
+            Backend::Sql(s) => s.delete(table, conds).await,
+            Backend::Text(t) => t.delete(table, conds),
+        }
     }
-    pub async fn table_version(&self, _table: &str) -> Result<Option<i64>, DbError> {
-        Ok(None)
+
+    /// The version of `table` recorded in the `version` table, as Kamailio modules check it
+    /// at start; `None` when there is no row for it.
+    pub async fn table_version(&self, table: &str) -> Result<Option<i64>, DbError> {
+        check_identifier(table)?;
+        let rows = self
+            .select(
+                "version",
+                &["table_version"],
+                &[Cond::eq("table_name", table)],
+                None,
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.first()).and_then(|v| match v {
+            DbValue::Str(s) => s.trim().parse().ok(),
+            v => v.as_int(),
+        }))
+    }
+
+    /// Runs statements that take no values (DDL from [`schema`]). Not for anything built
+    /// from runtime data.
+    pub(crate) async fn execute_ddl(
+        &self,
+        table: &str,
+        statements: &[String],
+    ) -> Result<(), DbError> {
+        match &self.inner.backend {
+            Backend::Sql(s) => s.execute_ddl(table, statements).await,
+            Backend::Text(_) => Err(self.invalid(table, "db_text has no SQL")),
+        }
+    }
+
+    pub(crate) fn text_backend(&self) -> Option<&text::TextDb> {
+        match &self.inner.backend {
+            Backend::Text(t) => Some(t),
+            Backend::Sql(_) => None,
+        }
+    }
+
+    fn check_row(&self, table: &str, cols: &[&str], vals: &[DbValue]) -> Result<(), DbError> {
+        check_identifier(table)?;
+        for c in cols {
+            check_identifier(c)?;
+        }
+        if cols.is_empty() || cols.len() != vals.len() {
+            return Err(self.invalid(
+                table,
+                &format!("{} columns but {} values", cols.len(), vals.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_conds(&self, table: &str, conds: &[Cond<'_>]) -> Result<(), DbError> {
+        for c in conds {
+            check_identifier(c.col)?;
+            if c.val.is_null() && !matches!(c.op, Op::Eq | Op::Ne) {
+                return Err(self.invalid(
+                    table,
+                    &format!("column {}: only = and <> compare with NULL", c.col),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, table: &str, message: &str) -> DbError {
+        DbError::Invalid {
+            url: self.inner.url_shown.clone(),
+            table: table.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// An ORDER BY column and direction, both checked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OrderBy<'a> {
+    pub col: &'a str,
+    pub desc: bool,
+}
+
+fn parse_order_by(spec: &str) -> Result<OrderBy<'_>, DbError> {
+    let mut words = spec.split_whitespace();
+    let col = check_identifier(words.next().unwrap_or(""))?;
+    let desc = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("asc") => false,
+        Some(w) if w.eq_ignore_ascii_case("desc") => true,
+        Some(_) => {
+            return Err(DbError::Identifier {
+                ident: spec.to_string(),
+            })
+        }
+    };
+    if words.next().is_some() {
+        return Err(DbError::Identifier {
+            ident: spec.to_string(),
+        });
+    }
+    Ok(OrderBy { col, desc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        for ok in ["location", "_x", "a1_b2", "ha1b"] {
+            assert!(check_identifier(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a b",
+            "x;drop table t",
+            "a\"b",
+            "a`b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(check_identifier(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn order_by_forms() {
+        let o = parse_order_by("q DESC").unwrap();
+        assert_eq!((o.col, o.desc), ("q", true));
+        let o = parse_order_by("  expires ").unwrap();
+        assert_eq!((o.col, o.desc), ("expires", false));
+        assert!(parse_order_by("q; drop").is_err());
+        assert!(parse_order_by("q desc, id").is_err());
+        assert!(parse_order_by("").is_err());
     }
 }

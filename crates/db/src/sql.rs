@@ -1,0 +1,668 @@
+//! SQLite, MariaDB/MySQL and PostgreSQL through sqlx pools.
+//!
+//! Statements are built from checked identifiers (quoted per dialect) and placeholders;
+//! every value is bound. A NULL value is written as the keyword `NULL` rather than bound:
+//! PostgreSQL must know a parameter's type, and a NULL has none we could honestly give.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::{Column, ConnectOptions, Database, Row as _, TypeInfo, ValueRef};
+
+use crate::time::{format_local, from_local_naive, parse_local, to_local_naive};
+use crate::url::{DbKind, DbUrl};
+use crate::{Cond, DbError, DbValue, OrderBy, Row};
+
+/// How long a query waits for a pooled connection (or for the server to accept a new one)
+/// before failing: long enough to ride out a quick server restart, short enough that SIP
+/// transactions waiting on it still get an answer.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const SERVER_POOL_SIZE: u32 = 8;
+const SQLITE_POOL_SIZE: u32 = 4;
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Mysql,
+    Postgres,
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Mysql(MySqlPool),
+    Postgres(PgPool),
+}
+
+pub(crate) struct SqlDb {
+    pool: Pool,
+    url: String,
+    /// SQLite only: the DATETIME/TIMESTAMP columns of each table. SQLite stores them as
+    /// text, so only the declared type says a value is a time.
+    sqlite_time_cols: Mutex<HashMap<String, Arc<HashSet<String>>>>,
+}
+
+/// A statement being built: SQL text with placeholders, and the values to bind in order.
+struct Stmt<'v> {
+    dialect: Dialect,
+    sql: String,
+    binds: Vec<&'v DbValue>,
+}
+
+impl<'v> Stmt<'v> {
+    fn new(dialect: Dialect) -> Self {
+        Stmt {
+            dialect,
+            sql: String::with_capacity(128),
+            binds: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.sql.push_str(s);
+        self
+    }
+
+    /// An identifier already checked by `check_identifier` (so it holds no quote).
+    fn ident(&mut self, name: &str) -> &mut Self {
+        let q = if self.dialect == Dialect::Mysql {
+            '`'
+        } else {
+            '"'
+        };
+        self.sql.push(q);
+        self.sql.push_str(name);
+        self.sql.push(q);
+        self
+    }
+
+    fn value(&mut self, v: &'v DbValue) -> &mut Self {
+        if v.is_null() {
+            self.sql.push_str("NULL");
+            return self;
+        }
+        self.binds.push(v);
+        if self.dialect == Dialect::Postgres {
+            self.sql.push('$');
+            self.sql.push_str(&self.binds.len().to_string());
+        } else {
+            self.sql.push('?');
+        }
+        self
+    }
+
+    fn where_clause(&mut self, conds: &'v [Cond<'_>]) -> &mut Self {
+        for (i, c) in conds.iter().enumerate() {
+            self.push(if i == 0 { " WHERE " } else { " AND " });
+            self.ident(c.col);
+            match (&c.val, c.op) {
+                (DbValue::Null, crate::Op::Eq) => {
+                    self.push(" IS NULL");
+                }
+                (DbValue::Null, _) => {
+                    self.push(" IS NOT NULL");
+                }
+                (v, op) => {
+                    self.push(" ").push(op.sql()).push(" ").value(v);
+                }
+            }
+        }
+        self
+    }
+}
+
+impl SqlDb {
+    pub(crate) async fn connect(url: &DbUrl, shown: &str) -> Result<SqlDb, DbError> {
+        let connect_err = |e: sqlx::Error| DbError::Connect {
+            url: shown.to_string(),
+            message: e.to_string(),
+        };
+        let pool = match url.kind {
+            DbKind::Sqlite => {
+                let path = url.path.clone().unwrap_or_default();
+                let in_memory = path.as_os_str() == ":memory:";
+                let opts = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .journal_mode(if in_memory {
+                        SqliteJournalMode::Memory
+                    } else {
+                        SqliteJournalMode::Wal
+                    })
+                    .disable_statement_logging();
+                let pool_opts = SqlitePoolOptions::new()
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .test_before_acquire(true);
+                // Every connection to ":memory:" is its own empty database: keep exactly
+                // one, forever.
+                let pool_opts = if in_memory {
+                    pool_opts
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    pool_opts
+                        .max_connections(SQLITE_POOL_SIZE)
+                        .idle_timeout(IDLE_TIMEOUT)
+                };
+                Pool::Sqlite(pool_opts.connect_with(opts).await.map_err(connect_err)?)
+            }
+            DbKind::Mysql => {
+                let mut opts = MySqlConnectOptions::new()
+                    .host(url.host.as_deref().unwrap_or("localhost"))
+                    .port(url.port.unwrap_or(3306))
+                    .username(url.user.as_deref().unwrap_or("root"))
+                    .database(url.database.as_deref().unwrap_or_default())
+                    // Keep the server's time zone, as Kamailio does: DATETIME values are
+                    // local wall-clock times.
+                    .timezone(None)
+                    .disable_statement_logging();
+                if let Some(p) = &url.password {
+                    opts = opts.password(p);
+                }
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(SERVER_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .idle_timeout(IDLE_TIMEOUT)
+                    .test_before_acquire(true)
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::Mysql(pool)
+            }
+            DbKind::Postgres => {
+                let mut opts = PgConnectOptions::new()
+                    .host(url.host.as_deref().unwrap_or("localhost"))
+                    .port(url.port.unwrap_or(5432))
+                    .username(url.user.as_deref().unwrap_or("postgres"))
+                    .database(url.database.as_deref().unwrap_or_default())
+                    .application_name("ferrosip")
+                    .disable_statement_logging();
+                if let Some(p) = &url.password {
+                    opts = opts.password(p);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(SERVER_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .idle_timeout(IDLE_TIMEOUT)
+                    .test_before_acquire(true)
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::Postgres(pool)
+            }
+            DbKind::Text => unreachable!("db_text is not an SQL backend"),
+        };
+        Ok(SqlDb {
+            pool,
+            url: shown.to_string(),
+            sqlite_time_cols: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Mysql(_) => Dialect::Mysql,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn error(&self, table: &str, e: sqlx::Error) -> DbError {
+        DbError::Query {
+            url: self.url.clone(),
+            table: table.to_string(),
+            connection_lost: is_connection_error(&e) || matches!(e, sqlx::Error::PoolTimedOut),
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) async fn select(
+        &self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        order: Option<OrderBy<'_>>,
+    ) -> Result<Vec<Row>, DbError> {
+        let mut st = Stmt::new(self.dialect());
+        st.push("SELECT ");
+        if cols.is_empty() {
+            st.push("*");
+        }
+        for (i, c) in cols.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.ident(c);
+        }
+        st.push(" FROM ").ident(table).where_clause(conds);
+        if let Some(o) = order {
+            st.push(" ORDER BY ")
+                .ident(o.col)
+                .push(if o.desc { " DESC" } else { " ASC" });
+        }
+        // A SELECT is idempotent: retry once on a lost connection.
+        match self.fetch(table, &st).await {
+            Err(e) if is_connection_error(&e) => self.fetch(table, &st).await,
+            r => r,
+        }
+        .map_err(|e| self.error(table, e))
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        table: &str,
+        cols: &[&str],
+        vals: &[DbValue],
+    ) -> Result<u64, DbError> {
+        let st = self.insert_stmt(table, cols, vals);
+        // Not retried: after a lost connection we cannot know whether the row went in.
+        self.exec(&st).await.map_err(|e| self.error(table, e))
+    }
+
+    fn insert_stmt<'v>(&self, table: &str, cols: &[&str], vals: &'v [DbValue]) -> Stmt<'v> {
+        let mut st = Stmt::new(self.dialect());
+        st.push("INSERT INTO ").ident(table).push(" (");
+        for (i, c) in cols.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.ident(c);
+        }
+        st.push(") VALUES (");
+        for (i, v) in vals.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.value(v);
+        }
+        st.push(")");
+        st
+    }
+
+    pub(crate) async fn update(
+        &self,
+        table: &str,
+        conds: &[Cond<'_>],
+        set: &[(&str, DbValue)],
+    ) -> Result<u64, DbError> {
+        let mut st = Stmt::new(self.dialect());
+        st.push("UPDATE ").ident(table).push(" SET ");
+        for (i, (c, v)) in set.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.ident(c).push(" = ").value(v);
+        }
+        st.where_clause(conds);
+        self.exec_retry(&st).await.map_err(|e| self.error(table, e))
+    }
+
+    pub(crate) async fn delete(&self, table: &str, conds: &[Cond<'_>]) -> Result<u64, DbError> {
+        let mut st = Stmt::new(self.dialect());
+        st.push("DELETE FROM ").ident(table).where_clause(conds);
+        self.exec_retry(&st).await.map_err(|e| self.error(table, e))
+    }
+
+    /// UPDATE the row matching the key columns; INSERT when none matched; UPDATE again if
+    /// the INSERT lost a race against another writer (unique key violation). This needs no
+    /// unique index on the key columns and keeps the row's id, unlike MySQL's REPLACE.
+    pub(crate) async fn replace(
+        &self,
+        table: &str,
+        key_cols: &[&str],
+        cols: &[&str],
+        vals: &[DbValue],
+    ) -> Result<(), DbError> {
+        let keys: Vec<Cond<'_>> = key_cols
+            .iter()
+            .map(|k| {
+                let i = cols.iter().position(|c| c == k).unwrap_or_default();
+                Cond::eq(k, vals[i].clone())
+            })
+            .collect();
+        let set: Vec<(&str, DbValue)> = cols
+            .iter()
+            .zip(vals)
+            .filter(|(c, _)| !key_cols.contains(c))
+            .map(|(c, v)| (*c, v.clone()))
+            .collect();
+        let matched = if set.is_empty() {
+            self.select(table, &[key_cols[0]], &keys, None).await?.len() as u64
+        } else {
+            self.update(table, &keys, &set).await?
+        };
+        if matched > 0 {
+            return Ok(());
+        }
+        let st = self.insert_stmt(table, cols, vals);
+        let mut attempt = self.exec(&st).await;
+        if let Err(e) = &attempt {
+            if is_connection_error(e) {
+                // Safe to retry here: the key columns decide, so a row inserted by the lost
+                // attempt is updated instead of duplicated.
+                if !set.is_empty() && self.update(table, &keys, &set).await? > 0 {
+                    return Ok(());
+                }
+                attempt = self.exec(&st).await;
+            }
+        }
+        match attempt {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() && !set.is_empty() => {
+                self.update(table, &keys, &set).await.map(|_| ())
+            }
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(()),
+            Err(e) => Err(self.error(table, e)),
+        }
+    }
+
+    pub(crate) async fn execute_ddl(
+        &self,
+        table: &str,
+        statements: &[String],
+    ) -> Result<(), DbError> {
+        for s in statements {
+            let r = match &self.pool {
+                Pool::Sqlite(p) => sqlx::raw_sql(s).execute(p).await.map(|_| ()),
+                Pool::Mysql(p) => sqlx::raw_sql(s).execute(p).await.map(|_| ()),
+                Pool::Postgres(p) => sqlx::raw_sql(s).execute(p).await.map(|_| ()),
+            };
+            r.map_err(|e| self.error(table, e))?;
+        }
+        self.sqlite_time_cols
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    async fn exec_retry(&self, st: &Stmt<'_>) -> Result<u64, sqlx::Error> {
+        match self.exec(st).await {
+            Err(e) if is_connection_error(&e) => self.exec(st).await,
+            r => r,
+        }
+    }
+
+    async fn exec(&self, st: &Stmt<'_>) -> Result<u64, sqlx::Error> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_sqlite(q, v);
+                }
+                q.execute(p).await?.rows_affected()
+            }
+            Pool::Mysql(p) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_mysql(q, v);
+                }
+                q.execute(p).await?.rows_affected()
+            }
+            Pool::Postgres(p) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_pg(q, v);
+                }
+                q.execute(p).await?.rows_affected()
+            }
+        })
+    }
+
+    async fn fetch(&self, table: &str, st: &Stmt<'_>) -> Result<Vec<Row>, sqlx::Error> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let time_cols = self.sqlite_time_columns(p, table).await?;
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_sqlite(q, v);
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter().map(|r| sqlite_row(r, &time_cols)).collect()
+            }
+            Pool::Mysql(p) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_mysql(q, v);
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter().map(mysql_row).collect()
+            }
+            Pool::Postgres(p) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_pg(q, v);
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter().map(pg_row).collect()
+            }
+        }
+    }
+
+    async fn sqlite_time_columns(
+        &self,
+        pool: &SqlitePool,
+        table: &str,
+    ) -> Result<Arc<HashSet<String>>, sqlx::Error> {
+        if let Some(cols) = self
+            .sqlite_time_cols
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table)
+        {
+            return Ok(cols.clone());
+        }
+        let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?)")
+            .bind(table)
+            .fetch_all(pool)
+            .await?;
+        let mut cols = HashSet::new();
+        for r in &rows {
+            let name: String = r.try_get(0)?;
+            let decl: String = r.try_get::<Option<String>, _>(1)?.unwrap_or_default();
+            let decl = decl.to_ascii_lowercase();
+            if decl.contains("date") || decl.contains("time") {
+                cols.insert(name.to_ascii_lowercase());
+            }
+        }
+        let cols = Arc::new(cols);
+        if !rows.is_empty() {
+            self.sqlite_time_cols
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(table.to_string(), cols.clone());
+        }
+        Ok(cols)
+    }
+}
+
+/// Errors after which the same statement on a fresh connection may succeed: the socket
+/// broke, or the server said it is shutting down or dropped us.
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let state = d.code().unwrap_or_default();
+            // SQLSTATE class 08: connection exception; 57P01-57P03: admin/crash shutdown,
+            // cannot connect now (PostgreSQL).
+            state.starts_with("08")
+                || state.starts_with("57P0")
+                || d.try_downcast_ref::<MySqlDatabaseError>()
+                    .is_some_and(|m| matches!(m.number(), 1053 | 1927 | 2006 | 2013))
+        }
+        _ => false,
+    }
+}
+
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+fn bind_sqlite<'q>(q: Query<'q, sqlx::Sqlite>, v: &'q DbValue) -> Query<'q, sqlx::Sqlite> {
+    match v {
+        DbValue::Null => q.bind(None::<i64>),
+        DbValue::Int(i) => q.bind(*i),
+        DbValue::Double(d) => q.bind(*d),
+        DbValue::Str(s) => q.bind(s.as_str()),
+        // Kamailio's db_sqlite convention: local time as 'YYYY-MM-DD HH:MM:SS' text, which
+        // also compares correctly as text.
+        DbValue::Time(t) => q.bind(format_local(*t)),
+    }
+}
+
+fn bind_mysql<'q>(q: Query<'q, sqlx::MySql>, v: &'q DbValue) -> Query<'q, sqlx::MySql> {
+    match v {
+        DbValue::Null => q.bind(None::<i64>),
+        DbValue::Int(i) => q.bind(*i),
+        DbValue::Double(d) => q.bind(*d),
+        DbValue::Str(s) => q.bind(s.as_str()),
+        DbValue::Time(t) => q.bind(to_local_naive(*t)),
+    }
+}
+
+fn bind_pg<'q>(q: Query<'q, sqlx::Postgres>, v: &'q DbValue) -> Query<'q, sqlx::Postgres> {
+    match v {
+        DbValue::Null => q.bind(None::<String>),
+        DbValue::Int(i) => q.bind(*i),
+        DbValue::Double(d) => q.bind(*d),
+        DbValue::Str(s) => q.bind(s.as_str()),
+        DbValue::Time(t) => q.bind(to_local_naive(*t)),
+    }
+}
+
+/// A FLOAT/REAL read as f32, widened to the f64 of its shortest decimal form (so a q of
+/// 0.9 reads as 0.9, not 0.899999976).
+fn widen(f: f32) -> f64 {
+    f.to_string().parse().unwrap_or(f as f64)
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sqlite_row(row: &SqliteRow, time_cols: &HashSet<String>) -> Result<Row, sqlx::Error> {
+    let mut out = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            out.push(DbValue::Null);
+            continue;
+        }
+        let storage = raw.type_info().name().to_string();
+        let is_time = time_cols.contains(&row.column(i).name().to_ascii_lowercase());
+        let v = match storage.as_str() {
+            "INTEGER" if is_time => DbValue::Time(row.try_get_unchecked::<i64, _>(i)?),
+            "INTEGER" => DbValue::Int(row.try_get_unchecked::<i64, _>(i)?),
+            "REAL" if is_time => DbValue::Time(row.try_get_unchecked::<f64, _>(i)? as i64),
+            "REAL" => DbValue::Double(row.try_get_unchecked::<f64, _>(i)?),
+            "BLOB" => DbValue::Str(lossy(row.try_get_unchecked::<&[u8], _>(i)?)),
+            _ => {
+                let s: String = row.try_get_unchecked(i)?;
+                match is_time.then(|| parse_local(&s)).flatten() {
+                    Some(t) => DbValue::Time(t),
+                    None => DbValue::Str(s),
+                }
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn mysql_row(row: &MySqlRow) -> Result<Row, sqlx::Error> {
+    let mut out = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        if row.try_get_raw(i)?.is_null() {
+            out.push(DbValue::Null);
+            continue;
+        }
+        let ty = row.column(i).type_info().name();
+        let v = match ty {
+            "BOOLEAN" | "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" | "YEAR" => {
+                DbValue::Int(row.try_get_unchecked::<i64, _>(i)?)
+            }
+            _ if ty.ends_with(" UNSIGNED") || ty == "BIT" => {
+                let u = row.try_get_unchecked::<u64, _>(i)?;
+                DbValue::Int(i64::try_from(u).unwrap_or(i64::MAX))
+            }
+            "FLOAT" => DbValue::Double(widen(row.try_get_unchecked::<f32, _>(i)?)),
+            "DOUBLE" => DbValue::Double(row.try_get_unchecked::<f64, _>(i)?),
+            "DECIMAL" => {
+                let s: String = row.try_get_unchecked(i)?;
+                DbValue::Double(s.trim().parse().unwrap_or(0.0))
+            }
+            // A zero date ('0000-00-00 00:00:00') does not decode: it means "no time".
+            "DATETIME" | "TIMESTAMP" => DbValue::Time(
+                row.try_get_unchecked::<NaiveDateTime, _>(i)
+                    .map(from_local_naive)
+                    .unwrap_or(0),
+            ),
+            "DATE" => DbValue::Time(
+                row.try_get_unchecked::<NaiveDate, _>(i)
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(from_local_naive)
+                    .unwrap_or(0),
+            ),
+            _ => DbValue::Str(lossy(row.try_get_unchecked::<&[u8], _>(i)?)),
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn pg_row(row: &PgRow) -> Result<Row, sqlx::Error> {
+    let mut out = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        if row.try_get_raw(i)?.is_null() {
+            out.push(DbValue::Null);
+            continue;
+        }
+        let ty = row.column(i).type_info().name();
+        let v = match ty {
+            "BOOL" => DbValue::Int(row.try_get::<bool, _>(i)? as i64),
+            "INT2" => DbValue::Int(row.try_get::<i16, _>(i)?.into()),
+            "INT4" => DbValue::Int(row.try_get::<i32, _>(i)?.into()),
+            "INT8" => DbValue::Int(row.try_get::<i64, _>(i)?),
+            "OID" => DbValue::Int(row.try_get::<sqlx::postgres::types::Oid, _>(i)?.0.into()),
+            "FLOAT4" => DbValue::Double(widen(row.try_get::<f32, _>(i)?)),
+            "FLOAT8" => DbValue::Double(row.try_get::<f64, _>(i)?),
+            "TIMESTAMP" => DbValue::Time(from_local_naive(row.try_get::<NaiveDateTime, _>(i)?)),
+            "TIMESTAMPTZ" => DbValue::Time(row.try_get::<DateTime<Utc>, _>(i)?.timestamp()),
+            "DATE" => DbValue::Time(
+                row.try_get::<NaiveDate, _>(i)?
+                    .and_hms_opt(0, 0, 0)
+                    .map(from_local_naive)
+                    .unwrap_or(0),
+            ),
+            "BYTEA" => DbValue::Str(lossy(row.try_get::<&[u8], _>(i)?)),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "CITEXT" | "UNKNOWN" => {
+                DbValue::Str(row.try_get::<String, _>(i)?)
+            }
+            other => {
+                return Err(sqlx::Error::Decode(
+                    format!(
+                        "column {}: type {other} is not supported (use integer, real, \
+                         text or timestamp columns)",
+                        row.column(i).name()
+                    )
+                    .into(),
+                ))
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
