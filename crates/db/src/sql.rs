@@ -253,7 +253,10 @@ impl SqlDb {
         }
         // A SELECT is idempotent: retry once on a lost connection.
         match self.fetch(table, &st).await {
-            Err(e) if is_connection_error(&e) => self.fetch(table, &st).await,
+            Err(e) if is_connection_error(&e) => {
+                self.log_retry(table, &e);
+                self.fetch(table, &st).await
+            }
             r => r,
         }
         .map_err(|e| self.error(table, e))
@@ -305,13 +308,17 @@ impl SqlDb {
             st.ident(c).push(" = ").value(v);
         }
         st.where_clause(conds);
-        self.exec_retry(&st).await.map_err(|e| self.error(table, e))
+        self.exec_retry(table, &st)
+            .await
+            .map_err(|e| self.error(table, e))
     }
 
     pub(crate) async fn delete(&self, table: &str, conds: &[Cond<'_>]) -> Result<u64, DbError> {
         let mut st = Stmt::new(self.dialect());
         st.push("DELETE FROM ").ident(table).where_clause(conds);
-        self.exec_retry(&st).await.map_err(|e| self.error(table, e))
+        self.exec_retry(table, &st)
+            .await
+            .map_err(|e| self.error(table, e))
     }
 
     /// UPDATE the row matching the key columns; INSERT when none matched; UPDATE again if
@@ -387,9 +394,16 @@ impl SqlDb {
         Ok(())
     }
 
-    async fn exec_retry(&self, st: &Stmt<'_>) -> Result<u64, sqlx::Error> {
+    fn log_retry(&self, table: &str, e: &sqlx::Error) {
+        tracing::warn!(url = %self.url, table, error = %e, "database connection lost; retrying once on a new connection");
+    }
+
+    async fn exec_retry(&self, table: &str, st: &Stmt<'_>) -> Result<u64, sqlx::Error> {
         match self.exec(st).await {
-            Err(e) if is_connection_error(&e) => self.exec(st).await,
+            Err(e) if is_connection_error(&e) => {
+                self.log_retry(table, &e);
+                self.exec(st).await
+            }
             r => r,
         }
     }
