@@ -74,7 +74,7 @@ impl Transport {
 }
 
 /// Ports of one test: distinct per test (slot) and per run (pid). The range
-/// 30100..32500 is above sipp.rs's (20000..30010) and below the kernel's ephemeral
+/// 30100..32600 is above sipp.rs's (20000..30010) and below the kernel's ephemeral
 /// ports (32768..), where the proxy's and SIPp's outgoing TCP connections get theirs.
 #[derive(Clone, Copy)]
 struct Ports {
@@ -85,8 +85,8 @@ struct Ports {
 }
 
 fn ports(slot: u16) -> Ports {
-    assert!(slot < 15, "4 ports per slot, 60 per run");
-    let base = 30100 + (std::process::id() % 40) as u16 * 60 + slot * 4;
+    assert!(slot < 25, "4 ports per slot, 100 per run");
+    let base = 30100 + (std::process::id() % 25) as u16 * 100 + slot * 4;
     Ports {
         proxy: base,
         uas1: base + 1,
@@ -638,6 +638,18 @@ fn direct_reinvite_scenarios_agree() {
     direct(13, "uac_reinvite.xml", "uas_reinvite.xml", "uas1", 5);
 }
 
+/// Without the proxy the caller gets UAS2's 401 alone (its check for UAS1's
+/// Proxy-Authenticate is proxy-only).
+#[test]
+fn direct_challenge_caller_agrees_with_the_401_uas() {
+    direct(21, "uac_challenge.xml", "uas_challenge_www.xml", "uas2", 5);
+}
+
+#[test]
+fn direct_late_answer_scenarios_agree() {
+    direct(22, "uac_late_answer.xml", "uas_late_answer.xml", "uas1", 5);
+}
+
 // ---------------------------------------------------------------------------------
 // Through the proxy.
 
@@ -779,6 +791,90 @@ fn reinvite_in_dialog_over_udp() {
         uas1: Uas::Runs("uas_reinvite.xml"),
         uas2: Uas::Silent,
     });
+}
+
+/// (g) sip:fork@proxy: UAS1 answers 407 (Proxy-Authenticate realm="a"), UAS2 401
+/// (WWW-Authenticate realm="b") 300 ms later; each gets the proxy's ACK. The caller
+/// gets one final reply, the 401 with both challenges (§16.7 steps 6 and 7: 401 and
+/// 407 come first among 4xx, the lower code wins, as in Kamailio), and nothing else.
+/// The fork has no failure_route (MANAGE_FAILURE would not fail over a 401 or 407
+/// either).
+fn challenges_aggregated(slot: u16, transport: Transport) {
+    through_proxy(Flow {
+        name: "challenges-aggregated",
+        slot,
+        transport,
+        calls: FORK_CALLS,
+        service: "fork",
+        uac: "uac_challenge.xml",
+        uas1: Uas::Runs("uas_challenge_proxy.xml"),
+        uas2: Uas::Runs("uas_challenge_www.xml"),
+    });
+}
+
+#[test]
+fn fork_challenges_are_aggregated_over_udp() {
+    challenges_aggregated(15, Transport::Udp);
+}
+
+#[test]
+fn fork_challenges_are_aggregated_over_tcp() {
+    challenges_aggregated(16, Transport::Tcp);
+}
+
+/// (h) sip:fork@proxy: UAS1 rings, UAS2 declines (603) 200 ms later. The 603 makes
+/// the proxy CANCEL UAS1 at once (well before fr_inv_timer: UAS1 waits 1.5 s at
+/// most), which answers 200 and 487 and gets the proxy's ACK; the caller gets the
+/// 180, then the 603 (6xx beats the 487) and nothing else, and UAS2 the proxy's ACK.
+fn decline_cancels_the_fork(slot: u16, transport: Transport) {
+    through_proxy(Flow {
+        name: "decline-cancels-fork",
+        slot,
+        transport,
+        calls: FORK_CALLS,
+        service: "fork",
+        uac: "uac_decline.xml",
+        uas1: Uas::Runs("uas_ring_cancelled.xml"),
+        uas2: Uas::Runs("uas_decline.xml"),
+    });
+}
+
+#[test]
+fn fork_6xx_cancels_the_other_branches_over_udp() {
+    decline_cancels_the_fork(17, Transport::Udp);
+}
+
+#[test]
+fn fork_6xx_cancels_the_other_branches_over_tcp() {
+    decline_cancels_the_fork(18, Transport::Tcp);
+}
+
+/// (i) The caller CANCELs while UAS1 rings; UAS1 answers the CANCEL with 200 and then
+/// the INVITE with 200 (its answer crossed the CANCEL). The caller gets the proxy's
+/// 200 for the CANCEL, then UAS1's 200 for the INVITE with the Record-Route, ACKs it
+/// end to end and sends a BYE, both reaching UAS1 through loose_route; nothing
+/// reaches UAS2.
+fn late_answer_after_cancel(slot: u16, transport: Transport) {
+    through_proxy(Flow {
+        name: "late-2xx-after-cancel",
+        slot,
+        transport,
+        calls: CALLS,
+        service: "bob",
+        uac: "uac_late_answer.xml",
+        uas1: Uas::Runs("uas_late_answer.xml"),
+        uas2: Uas::Silent,
+    });
+}
+
+#[test]
+fn late_2xx_after_cancel_is_relayed_over_udp() {
+    late_answer_after_cancel(19, Transport::Udp);
+}
+
+#[test]
+fn late_2xx_after_cancel_is_relayed_over_tcp() {
+    late_answer_after_cancel(20, Transport::Tcp);
 }
 
 // ---------------------------------------------------------------------------------
