@@ -1,7 +1,8 @@
 //! Stateful proxying through the real `ferrosip` binary on loopback, driven by SIPp:
 //! tm (t_relay, failure_route with t_on_failure, serial failover on a busy or silent
-//! UAS, parallel forking, CANCEL) and rr (record_route, loose_route for in-dialog
-//! requests).
+//! UAS, parallel forking, CANCEL, best-response selection with 401/407 challenge
+//! aggregation, a 6xx cancelling the other branches, a 2xx crossing the CANCEL) and
+//! rr (record_route, loose_route for in-dialog requests).
 //!
 //! Each proxied test starts ferrosip on the shipped `examples/stateful.cfg` (ports and
 //! tm timers given as `-A` defines, as an operator would), one or two SIPp UASs in the
