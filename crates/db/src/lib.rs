@@ -16,6 +16,7 @@ mod text;
 mod time;
 mod url;
 
+pub mod accounts;
 pub mod schema;
 
 pub use url::{DbKind, DbUrl};

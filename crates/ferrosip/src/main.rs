@@ -1,6 +1,7 @@
 //! The `ferrosip` command.
 
 mod catalog;
+mod db;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,11 @@ enum Command {
         #[arg(long, default_value = "docs/modules")]
         out: PathBuf,
     },
+    /// Database tools, like kamdbctl/kamctl: create the tables, add and remove subscribers.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
 fn parse_defines(defs: &[String]) -> Vec<(String, Option<String>)> {
@@ -102,6 +108,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Db { command } => db::run(command),
     }
 }
 
