@@ -31,8 +31,8 @@ pub use error::{FnError, Span};
 pub use format::Format;
 pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
-    apply_result, ApplyResult, Callable, FunctionDef, ModuleBuilder, ModuleDef, ModuleParams,
-    ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook, StopHook,
+    apply_result, ApplyResult, AvpNames, Callable, FunctionDef, ModuleBuilder, ModuleDef,
+    ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook, StopHook,
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};

@@ -240,7 +240,7 @@ pub struct Registry {
     pv_classes: HashMap<String, (Arc<dyn PvClass>, &'static str)>,
     transforms: HashMap<String, Arc<dyn TransformClass>>,
     vars: Mutex<IndexSet<String>>,
-    avps: Mutex<IndexSet<String>>,
+    avps: AvpNames,
     cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
 }
 
@@ -324,7 +324,14 @@ impl Registry {
     }
 
     pub fn intern_avp(&self, name: &str) -> u32 {
-        intern(&self.avps, name)
+        self.avps.slot(name)
+    }
+
+    /// The AVP name table, for modules that write AVPs named by their parameters
+    /// (`load_credentials`, `received_avp`, ...): parameters are only known after
+    /// `declare`, so they keep this handle and resolve names in `on_init`.
+    pub fn avp_names(&self) -> AvpNames {
+        self.avps.clone()
     }
 
     /// Custom config variables (`group.name = value desc "..."`), read by `$sel(cfg_get.group.name)`.
@@ -350,6 +357,17 @@ impl Registry {
 
     pub fn suggest_module(&self, name: &str) -> String {
         suggest(name, self.modules.keys().copied())
+    }
+}
+
+/// AVP names and their slots, shared by the registry and the modules that keep it.
+#[derive(Clone, Default)]
+pub struct AvpNames(Arc<Mutex<IndexSet<String>>>);
+
+impl AvpNames {
+    /// The slot of an AVP name (as `$avp(name)` in the script gets it).
+    pub fn slot(&self, name: &str) -> u32 {
+        intern(&self.0, name)
     }
 }
 
