@@ -191,6 +191,9 @@ pub struct StartEnv<'a> {
 /// Runs when the server starts, before it takes traffic: connect to databases, load
 /// tables, spawn timers. An error stops the start with the message.
 pub type StartHook = dyn Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync;
+/// Runs once the server is up (after every start hook, before traffic) with its services:
+/// for modules that send requests of their own (dispatcher's probes) or run event routes.
+pub type ReadyHook = dyn Fn(&Arc<dyn crate::services::Services>) + Send + Sync;
 /// Runs when the server stops (flush write-back caches); the runtime is still up.
 pub type StopHook = dyn Fn(&tokio::runtime::Handle) + Send + Sync;
 
@@ -204,6 +207,7 @@ pub struct ModuleDef {
     pub rpcs: Vec<RpcDef>,
     pub init: Vec<Arc<InitHook>>,
     pub start: Vec<Arc<StartHook>>,
+    pub ready: Vec<Arc<ReadyHook>>,
     pub stop: Vec<Arc<StopHook>>,
     /// Loaded without `loadmodule` (the core).
     pub always_loaded: bool,
@@ -278,6 +282,7 @@ impl Registry {
             rpcs: Vec::new(),
             init: Vec::new(),
             start: Vec::new(),
+            ready: Vec::new(),
             stop: Vec::new(),
             always_loaded: false,
             absorbed: false,
@@ -558,6 +563,16 @@ impl<'r> ModuleBuilder<'r> {
         hook: impl Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync + 'static,
     ) -> &mut Self {
         self.def().start.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs once the server is up, with its services (see [`ReadyHook`]); keep the handle
+    /// to send requests or run event routes later (never during `ferrosip check`).
+    pub fn on_ready(
+        &mut self,
+        hook: impl Fn(&Arc<dyn crate::services::Services>) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.def().ready.push(Arc::new(hook));
         self
     }
 

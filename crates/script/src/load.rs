@@ -29,6 +29,8 @@ pub struct Loaded {
     pub declared_only: Vec<String>,
     /// Start hooks of the loaded modules, in load order, with their parameters.
     pub start_hooks: Vec<(&'static str, Arc<StartHook>)>,
+    /// Ready hooks (the server's services exist), in load order.
+    pub ready_hooks: Vec<(&'static str, Arc<ferrosip_api::registry::ReadyHook>)>,
     /// Stop hooks, in load order.
     pub stop_hooks: Vec<(&'static str, Arc<StopHook>)>,
 }
@@ -55,10 +57,12 @@ fn render_all(diags: Vec<Diagnostic>, src: &SourceInfo) -> LoadErrors {
 
 fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
     let mut start_hooks = Vec::new();
+    let mut ready_hooks = Vec::new();
     let mut stop_hooks = Vec::new();
     for name in compiled.modules.keys() {
         if let Some(def) = reg.module(name) {
             start_hooks.extend(def.start.iter().map(|h| (def.name, h.clone())));
+            ready_hooks.extend(def.ready.iter().map(|h| (def.name, h.clone())));
             stop_hooks.extend(def.stop.iter().map(|h| (def.name, h.clone())));
         }
     }
@@ -84,6 +88,7 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
         warnings,
         declared_only: declared,
         start_hooks,
+        ready_hooks,
         stop_hooks,
     }
 }

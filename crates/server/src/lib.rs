@@ -5,6 +5,7 @@ pub mod config;
 pub mod server;
 pub mod tm;
 pub mod transport;
+pub mod uac;
 
 pub use config::{ConfigError, Listen, ServerConfig};
 pub use server::{Server, Stats};
@@ -43,11 +44,16 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         tcp: transport::TcpRegistry::default(),
         stats: Stats::default(),
         tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
+        uac: uac::LocalRequests::default(),
         self_ref: std::sync::OnceLock::new(),
         runtime: runtime.handle().clone(),
         script_awaits,
     });
     let _ = server.self_ref.set(Arc::downgrade(&server));
+    let services = server.clone() as Arc<dyn ferrosip_api::Services>;
+    for (_, hook) in &loaded.ready_hooks {
+        hook(&services);
+    }
     if server.tm.is_some() {
         tm::TmLayer::start_timer_thread(&server)
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;

@@ -42,6 +42,8 @@ pub struct Server {
     pub stats: Stats,
     /// The transaction layer, when the script loads `tm`.
     pub tm: Option<crate::tm::TmLayer>,
+    /// Requests the server sends on its own behalf (keepalive probes).
+    pub uac: crate::uac::LocalRequests,
     /// The server's own `Arc`, for work that outlives a borrowed `&self` (routes run by
     /// transactions hold the server as their `Services`).
     pub self_ref: std::sync::OnceLock<std::sync::Weak<Server>>,
@@ -180,7 +182,7 @@ impl Server {
             .or_else(|| self.config.listen.iter().find(|l| l.proto == proto))
     }
 
-    fn via_host_port(&self, l: &Listen) -> (String, u16) {
+    pub(crate) fn via_host_port(&self, l: &Listen) -> (String, u16) {
         match &l.advertise {
             Some((h, p)) => (h.clone(), *p),
             None => {
@@ -398,6 +400,9 @@ impl Server {
 
     /// After the core reply route: to its transaction, else statelessly by Via.
     fn relay_reply(self: &Arc<Self>, ctx: &mut MsgContext) {
+        if self.uac.on_reply(&ctx.msg) {
+            return;
+        }
         if let Some(tm) = &self.tm {
             if tm.on_reply(self, &ctx.msg) {
                 return;
@@ -493,6 +498,34 @@ impl Services for Server {
         self.tm
             .as_ref()
             .map(|_| self as &dyn ferrosip_api::tm::Transactions)
+    }
+
+    fn send_request(
+        &self,
+        request: ferrosip_api::services::LocalRequest,
+    ) -> Result<
+        ferrosip_api::registry::BoxFuture<'static, ferrosip_api::services::LocalOutcome>,
+        FnError,
+    > {
+        self.arc()?.send_local_request(request)
+    }
+
+    fn run_event_route(&self, name: &str, mut ctx: MsgContext) -> bool {
+        let Some(route) = self.program.named_route(RouteKind::Event, name) else {
+            return false;
+        };
+        let Ok(server) = self.arc() else {
+            return false;
+        };
+        ctx.route = RouteKind::Event;
+        ctx.services = Some(server.clone() as Arc<dyn Services>);
+        let program = self.program.clone();
+        self.runtime.spawn(async move {
+            let mut vm = Vm::new();
+            let result = vm.run(&program, route, &mut ctx).await;
+            server.route_outcome(result, &ctx);
+        });
+        true
     }
 
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
