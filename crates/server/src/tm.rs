@@ -122,7 +122,9 @@ struct CellState {
     canceled: bool,
     expired: bool,
     failure_rounds: u32,
-    to_tag: String,
+    /// Our To tag for local replies; derived on first use (most transactions never send
+    /// one beyond the 100) and then kept, so every local reply carries the same tag.
+    to_tag: Option<String>,
     config: TimerConfig,
     is_invite: bool,
 }
@@ -565,7 +567,7 @@ impl TmLayer {
                 canceled: false,
                 expired: false,
                 failure_rounds: 0,
-                to_tag: ctx.msg.stateless_to_tag(),
+                to_tag: None,
                 config: self.defaults,
                 is_invite,
             }),
@@ -758,9 +760,15 @@ impl TmLayer {
             return Ok(-1);
         }
         let reason = String::from_utf8_lossy(reason).into_owned();
+        let tag = (code > 100).then(|| {
+            let request = &st.request;
+            st.to_tag
+                .get_or_insert_with(|| request.stateless_to_tag())
+                .clone()
+        });
         let mut b = st.request.reply(code, &reason);
-        if code > 100 {
-            b = b.to_tag(st.to_tag.clone());
+        if let Some(tag) = tag {
+            b = b.to_tag(tag);
         }
         if let Some(extra) = headers {
             b = crate::server::with_reply_headers(b, &extra);
@@ -1082,9 +1090,14 @@ impl TmLayer {
             }
         }
         // No new branch: the best final goes upstream (§16.7 step 6).
+        let request = &st.request;
+        let to_tag = st
+            .to_tag
+            .get_or_insert_with(|| request.stateless_to_tag())
+            .clone();
         let outcomes = branch_outcomes(st);
         let best = choose_best(&outcomes);
-        let Ok(bytes) = assemble_best(&st.request, &outcomes, &best, Some(st.to_tag.as_bytes()))
+        let Ok(bytes) = assemble_best(&st.request, &outcomes, &best, Some(to_tag.as_bytes()))
         else {
             return;
         };

@@ -100,6 +100,9 @@ pub(crate) struct Hot {
     pub(crate) valid: bool,
     /// Branch of the top Via: outer `None` when there is no Via.
     pub(crate) branch: Option<Option<Span>>,
+    /// The top Via, parsed: every layer (transaction matching, reply routing, rport)
+    /// reads it, several times per message.
+    pub(crate) top_via: Option<crate::via::ViaSpans>,
     pub(crate) from_tag: Option<Option<Span>>,
     pub(crate) to_tag: Option<Option<Span>>,
     pub(crate) call_id: Option<Span>,
@@ -433,6 +436,7 @@ impl SipMessage {
                         let via = via.map_err(at)?;
                         if n == 0 && hot.branch.is_none() {
                             hot.branch = Some(via.branch().map(|x| span_of(b, x)));
+                            hot.top_via = Some(via.spans_in(b));
                         }
                     }
                 }
@@ -773,6 +777,11 @@ impl SipMessage {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
+        if self.hot.valid {
+            if let Some(spans) = &self.hot.top_via {
+                return Ok(Via::from_spans(&self.buf, spans));
+            }
+        }
         self.vias().next().unwrap_or(Err(ParseError::MissingHeader {
             name: HeaderName::Via,
         }))
@@ -903,6 +912,24 @@ v=0\r\nEXTRA";
 
     fn msg(b: &[u8]) -> SipMessage {
         SipMessage::parse(Bytes::copy_from_slice(b)).unwrap()
+    }
+
+    #[test]
+    fn cached_top_via_matches_a_fresh_parse_and_follows_edits() {
+        let mut m = msg(INVITE);
+        let fresh = m.vias().next().unwrap().unwrap();
+        let cached = m.top_via().unwrap();
+        assert_eq!(cached, fresh);
+        assert_eq!(cached.host(), b"pc33.atlanta.example.com");
+        assert_eq!(cached.port(), Some(5060));
+        assert_eq!(cached.branch(), Some(&b"z9hG4bK776asdhds"[..]));
+        assert!(cached.rport().is_some());
+        m.prepend_via("SIP/2.0/TCP 10.0.0.1:5080;branch=z9hG4bKnew")
+            .unwrap();
+        let top = m.top_via().unwrap();
+        assert_eq!(top.host(), b"10.0.0.1");
+        assert_eq!(top.transport(), b"TCP");
+        assert_eq!(top.branch(), Some(&b"z9hG4bKnew"[..]));
     }
 
     #[test]

@@ -2,7 +2,21 @@
 
 use crate::chars::{is, is_lws, parse_digits, skip_lws, HOST, TOKEN};
 use crate::error::{syntax, ParseError};
+use crate::message::Span;
 use crate::params::{scan_header_params, Params};
+
+/// A parsed Via recorded as positions in the message buffer (the message's parse cache).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ViaSpans {
+    raw: Span,
+    protocol: Span,
+    version: Span,
+    transport: Span,
+    host: Span,
+    port: Option<u16>,
+    params: Option<Span>,
+    branch: Option<Span>,
+}
 
 /// One Via value: `SIP / 2.0 / UDP host[:port] *(;param)`. A Via header line may hold
 /// several; see [`crate::SipMessage::vias`].
@@ -142,6 +156,40 @@ impl<'a> Via<'a> {
             },
             next,
         ))
+    }
+
+    /// Where the parts of this Via lie within `buf` (which it must borrow from), so the
+    /// message can hand out the top Via again without parsing it a second time.
+    pub(crate) fn spans_in(&self, buf: &[u8]) -> ViaSpans {
+        let at = |part: &[u8]| crate::message::span_of(buf, part);
+        ViaSpans {
+            raw: at(self.raw),
+            protocol: at(self.protocol),
+            version: at(self.version),
+            transport: at(self.transport),
+            host: at(self.host),
+            port: self.port,
+            params: self.params.map(at),
+            branch: self.branch.map(at),
+        }
+    }
+
+    /// The Via whose parts `spans` records, within the buffer they were taken from.
+    pub(crate) fn from_spans(buf: &'a [u8], spans: &ViaSpans) -> Via<'a> {
+        let get = |s: Span| {
+            buf.get(s.start as usize..s.end as usize)
+                .unwrap_or_default()
+        };
+        Via {
+            raw: get(spans.raw),
+            protocol: get(spans.protocol),
+            version: get(spans.version),
+            transport: get(spans.transport),
+            host: get(spans.host),
+            port: spans.port,
+            params: spans.params.map(get),
+            branch: spans.branch.map(get),
+        }
     }
 
     /// The value as parsed.
