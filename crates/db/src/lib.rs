@@ -25,7 +25,11 @@ pub use url::{DbKind, DbUrl};
 ///
 /// `Time` is for DATETIME/TIMESTAMP columns: it is stored as a DATETIME in MariaDB, a
 /// `TIMESTAMP WITHOUT TIME ZONE` in PostgreSQL and `'YYYY-MM-DD HH:MM:SS'` text in SQLite
-/// (local time, as Kamailio does), and such columns read back as `Time`.
+/// (local time, as Kamailio does), and such columns read back as `Time`. Integer columns
+/// that hold unix seconds (`htable.expires`) take an `Int`.
+///
+/// Give each column a value of its own kind: PostgreSQL refuses text for an integer or
+/// timestamp column (it converts between numeric kinds, and anything to text).
 #[derive(Clone, Debug, PartialEq)]
 pub enum DbValue {
     Null,
@@ -270,6 +274,9 @@ impl fmt::Debug for Db {
 impl Db {
     /// Parses `url`, opens a pool and checks the server answers (SQLite creates the file if
     /// it is missing; db_text checks the directory exists).
+    ///
+    /// Call it on the runtime that will run the queries (a module's `on_start`, with the
+    /// server's runtime): the pool's connections belong to the runtime that opened them.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         let url = DbUrl::parse(url)?;
         let url_shown = url.to_string();
