@@ -274,9 +274,10 @@ impl FailureLog {
         let count = entry.0;
         self.len.store(map.len(), Ordering::Relaxed);
         drop(map);
+        // Debug formatting quotes and escapes: the names come from the network.
         tracing::warn!(
-            user = %String::from_utf8_lossy(user),
-            realm = %String::from_utf8_lossy(realm),
+            user = ?String::from_utf8_lossy(user),
+            realm = ?String::from_utf8_lossy(realm),
             source = %source,
             failures = count,
             reason = if rc == code::USER_UNKNOWN { "unknown user" } else { "wrong password" },
