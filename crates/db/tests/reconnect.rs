@@ -396,3 +396,113 @@ async fn mariadb_restart_and_outage() {
     drop(db);
     drop(tmp);
 }
+
+/// Polls (bounded) until `$probe` (an expression giving `Option<i64>`) finds the id of our
+/// blocked session.
+macro_rules! find_blocked {
+    ($probe:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(id) = $probe {
+                break id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the query never blocked on the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+/// The server kills our connection while a query runs on it (after the pool's ping said it
+/// was fine): the query is retried once on a new connection and succeeds. The query is
+/// held in flight by a table lock another session takes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_query_killed_midway_is_retried() {
+    use sqlx::Connection;
+    let tmp = TempDatabase::mysql();
+    let db = prepare(&tmp.url).await;
+    let mut admin = sqlx::MySqlConnection::connect(&tmp.url).await.unwrap();
+    sqlx::raw_sql("LOCK TABLES location WRITE")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let query = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.select(
+                "location",
+                &["contact"],
+                &[Cond::eq("username", "alice")],
+                None,
+            )
+            .await
+        }
+    });
+    let victim: i64 = find_blocked!(sqlx::query_as::<_, (i64,)>(
+        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
+         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE 'SELECT%'",
+    )
+    .fetch_optional(&mut admin)
+    .await
+    .unwrap()
+    .map(|r| r.0));
+    sqlx::query(&format!("KILL CONNECTION {victim}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // The retry blocks on the lock too until it is released.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::raw_sql("UNLOCK TABLES")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let rows = query.await.unwrap().expect("retried on a new connection");
+    assert_eq!(rows, vec![vec![DbValue::Str("sip:alice@192.0.2.1".into())]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_query_killed_midway_is_retried() {
+    use sqlx::Connection;
+    let tmp = TempDatabase::postgres();
+    let db = prepare(&tmp.url).await;
+    let mut admin = sqlx::PgConnection::connect(&tmp.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE location IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let query = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.update(
+                "location",
+                &[Cond::eq("ruid", "r1")],
+                &[("cseq", DbValue::Int(9))],
+            )
+            .await
+        }
+    });
+    let victim: i64 = find_blocked!(sqlx::query_as::<_, (i32,)>(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'",
+    )
+    .fetch_optional(&mut admin)
+    .await
+    .unwrap()
+    .map(|r| i64::from(r.0)));
+    sqlx::query("SELECT pg_terminate_backend($1::int)")
+        .bind(victim as i32)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::raw_sql("COMMIT").execute(&mut admin).await.unwrap();
+    let n = query.await.unwrap().expect("retried on a new connection");
+    assert_eq!(n, 1);
+    let rows = db
+        .select("location", &["cseq"], &[Cond::eq("ruid", "r1")], None)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![vec![DbValue::Int(9)]]);
+}

@@ -29,7 +29,9 @@ pub enum DbCommand {
     AddUser {
         /// USER@DOMAIN (without a domain: --realm, then $SIP_DOMAIN, as kamctl does).
         user: String,
+        /// The password the phone will authenticate with.
         password: String,
+        /// The database, as in `db_url` (see `ferrosip db init --help`).
         #[arg(long = "db-url", value_name = "URL")]
         db_url: String,
         /// The digest realm the hashes are for. Default: the domain.
@@ -44,6 +46,7 @@ pub enum DbCommand {
     DelUser {
         /// USER@DOMAIN (without a domain: $SIP_DOMAIN).
         user: String,
+        /// The database, as in `db_url` (see `ferrosip db init --help`).
         #[arg(long = "db-url", value_name = "URL")]
         db_url: String,
     },
