@@ -460,6 +460,66 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Opens a transaction: the inserts and deletes made through it become visible to
+    /// other connections together when [`Transaction::commit`] returns, or not at all
+    /// (dropping it without commit rolls back). SQL backends only; db_text has none.
+    pub async fn transaction(&self) -> Result<Transaction, DbError> {
+        match &self.inner.backend {
+            Backend::Sql(s) => Ok(Transaction {
+                tx: s.begin().await?,
+                db: self.clone(),
+            }),
+            Backend::Text(_) => Err(self.invalid("", "db_text has no transactions")),
+        }
+    }
+}
+
+/// Writes that are applied together (see [`Db::transaction`]), e.g. replacing every row of
+/// one LCR instance while a server keeps reading the old ones until the commit.
+pub struct Transaction {
+    tx: sql::SqlTx,
+    db: Db,
+}
+
+impl Transaction {
+    /// Inserts one row; returns the number of rows inserted (1).
+    pub async fn insert(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        vals: &[DbValue],
+    ) -> Result<u64, DbError> {
+        self.db.check_row(table, cols, vals)?;
+        self.tx.insert(table, cols, vals).await
+    }
+
+    /// Inserts one row and returns the value its auto-increment column `id_col` got.
+    pub async fn insert_returning_id(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        vals: &[DbValue],
+        id_col: &str,
+    ) -> Result<i64, DbError> {
+        self.db.check_row(table, cols, vals)?;
+        check_identifier(id_col)?;
+        self.tx.insert_returning_id(table, cols, vals, id_col).await
+    }
+
+    /// `DELETE FROM table WHERE conds`; returns the rows deleted.
+    pub async fn delete(&mut self, table: &str, conds: &[Cond<'_>]) -> Result<u64, DbError> {
+        check_identifier(table)?;
+        self.db.check_conds(table, conds)?;
+        self.tx.delete(table, conds).await
+    }
+
+    /// Makes every write of the transaction visible at once.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx.commit().await
+    }
+}
+
 /// An ORDER BY column and direction, both checked.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OrderBy<'a> {

@@ -680,3 +680,166 @@ fn pg_row(row: &PgRow) -> Result<Row, sqlx::Error> {
     }
     Ok(out)
 }
+
+/// An open transaction on one pooled connection.
+enum TxConn {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Mysql(sqlx::Transaction<'static, sqlx::MySql>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Statements that become visible together at `commit` (or not at all). Not retried on a
+/// lost connection: the whole transaction is gone then, and the caller starts again.
+pub(crate) struct SqlTx {
+    conn: TxConn,
+    dialect: Dialect,
+    url: String,
+}
+
+impl SqlDb {
+    pub(crate) async fn begin(&self) -> Result<SqlTx, DbError> {
+        let conn = match &self.pool {
+            Pool::Sqlite(p) => p.begin().await.map(TxConn::Sqlite),
+            Pool::Mysql(p) => p.begin().await.map(TxConn::Mysql),
+            Pool::Postgres(p) => p.begin().await.map(TxConn::Postgres),
+        }
+        .map_err(|e| self.error("", e))?;
+        Ok(SqlTx {
+            conn,
+            dialect: self.dialect(),
+            url: self.url.clone(),
+        })
+    }
+}
+
+impl SqlTx {
+    fn error(&self, table: &str, e: sqlx::Error) -> DbError {
+        DbError::Query {
+            url: self.url.clone(),
+            table: table.to_string(),
+            connection_lost: is_connection_error(&e),
+            message: e.to_string(),
+        }
+    }
+
+    async fn exec(&mut self, st: &Stmt<'_>) -> Result<u64, sqlx::Error> {
+        Ok(match &mut self.conn {
+            TxConn::Sqlite(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_sqlite(q, v);
+                }
+                q.execute(&mut **tx).await?.rows_affected()
+            }
+            TxConn::Mysql(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_mysql(q, v);
+                }
+                q.execute(&mut **tx).await?.rows_affected()
+            }
+            TxConn::Postgres(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_pg(q, v);
+                }
+                q.execute(&mut **tx).await?.rows_affected()
+            }
+        })
+    }
+
+    fn insert_stmt<'v>(&self, table: &str, cols: &[&str], vals: &'v [DbValue]) -> Stmt<'v> {
+        let mut st = Stmt::new(self.dialect);
+        st.push("INSERT INTO ").ident(table).push(" (");
+        for (i, c) in cols.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.ident(c);
+        }
+        st.push(") VALUES (");
+        for (i, v) in vals.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.value(v);
+        }
+        st.push(")");
+        st
+    }
+
+    pub(crate) async fn insert(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        vals: &[DbValue],
+    ) -> Result<u64, DbError> {
+        let st = self.insert_stmt(table, cols, vals);
+        self.exec(&st).await.map_err(|e| self.error(table, e))
+    }
+
+    /// Inserts and returns the new row's auto-increment `id_col`.
+    pub(crate) async fn insert_returning_id(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        vals: &[DbValue],
+        id_col: &str,
+    ) -> Result<i64, DbError> {
+        let mut st = self.insert_stmt(table, cols, vals);
+        let r: Result<i64, sqlx::Error> = match &mut self.conn {
+            TxConn::Sqlite(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_sqlite(q, v);
+                }
+                q.execute(&mut **tx).await.map(|r| r.last_insert_rowid())
+            }
+            TxConn::Mysql(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_mysql(q, v);
+                }
+                q.execute(&mut **tx)
+                    .await
+                    .map(|r| r.last_insert_id() as i64)
+            }
+            TxConn::Postgres(tx) => {
+                st.push(" RETURNING ").ident(id_col);
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_pg(q, v);
+                }
+                match q.fetch_one(&mut **tx).await {
+                    Ok(row) => row
+                        .try_get::<i32, _>(0)
+                        .map(i64::from)
+                        .or_else(|_| row.try_get::<i64, _>(0)),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        r.map_err(|e| self.error(table, e))
+    }
+
+    pub(crate) async fn delete(&mut self, table: &str, conds: &[Cond<'_>]) -> Result<u64, DbError> {
+        let mut st = Stmt::new(self.dialect);
+        st.push("DELETE FROM ").ident(table).where_clause(conds);
+        self.exec(&st).await.map_err(|e| self.error(table, e))
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), DbError> {
+        let url = self.url.clone();
+        let r = match self.conn {
+            TxConn::Sqlite(tx) => tx.commit().await,
+            TxConn::Mysql(tx) => tx.commit().await,
+            TxConn::Postgres(tx) => tx.commit().await,
+        };
+        r.map_err(|e| DbError::Query {
+            url,
+            table: String::new(),
+            connection_lost: is_connection_error(&e),
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! `Db::transaction`: writes become visible together at commit, and not at all without it,
+//! against real SQLite, MariaDB and PostgreSQL.
+
+mod common;
+
+use common::TempDatabase;
+use ferrosip_db::{schema, Cond, Db, DbValue};
+
+fn s(v: &str) -> DbValue {
+    DbValue::Str(v.to_string())
+}
+
+async fn rule_prefixes(db: &Db) -> Vec<String> {
+    db.select("lcr_rule", &["prefix"], &[], Some("prefix"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r[0].to_string())
+        .collect()
+}
+
+async fn transaction_suite(db: &Db) {
+    schema::init(db, Some(&["lcr"])).await.unwrap();
+    db.insert(
+        "lcr_rule",
+        &["lcr_id", "prefix"],
+        &[DbValue::Int(1), s("31")],
+    )
+    .await
+    .unwrap();
+
+    // Replace the rows of instance 1 in one transaction; another connection sees the old
+    // rows until the commit.
+    let mut tx = db.transaction().await.unwrap();
+    assert_eq!(
+        tx.delete("lcr_rule", &[Cond::eq("lcr_id", 1_i64)])
+            .await
+            .unwrap(),
+        1
+    );
+    let id1 = tx
+        .insert_returning_id(
+            "lcr_rule",
+            &["lcr_id", "prefix"],
+            &[DbValue::Int(1), s("32")],
+            "id",
+        )
+        .await
+        .unwrap();
+    let id2 = tx
+        .insert_returning_id(
+            "lcr_rule",
+            &["lcr_id", "prefix"],
+            &[DbValue::Int(1), s("33")],
+            "id",
+        )
+        .await
+        .unwrap();
+    assert!(id2 > id1 && id1 > 0, "{id1} {id2}");
+    tx.insert(
+        "lcr_rule_target",
+        &["lcr_id", "rule_id", "gw_id", "priority"],
+        &[
+            DbValue::Int(1),
+            DbValue::Int(id1),
+            DbValue::Int(7),
+            DbValue::Int(0),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rule_prefixes(db).await, ["31"], "not visible before commit");
+    tx.commit().await.unwrap();
+    assert_eq!(rule_prefixes(db).await, ["32", "33"]);
+    let ids = db
+        .select("lcr_rule", &["id"], &[Cond::eq("prefix", "32")], None)
+        .await
+        .unwrap();
+    assert_eq!(ids[0][0].as_int(), Some(id1));
+
+    // Dropped without commit: rolled back.
+    {
+        let mut tx = db.transaction().await.unwrap();
+        tx.delete("lcr_rule", &[]).await.unwrap();
+    }
+    assert_eq!(rule_prefixes(db).await, ["32", "33"]);
+
+    // A failing statement leaves the earlier ones of the transaction uncommitted.
+    let mut tx = db.transaction().await.unwrap();
+    tx.delete("lcr_rule", &[]).await.unwrap();
+    assert!(tx
+        .insert("no_such_table", &["x"], &[DbValue::Int(1)])
+        .await
+        .is_err());
+    drop(tx);
+    assert_eq!(rule_prefixes(db).await, ["32", "33"]);
+}
+
+#[tokio::test]
+async fn sqlite_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tx.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    transaction_suite(&db).await;
+}
+
+#[tokio::test]
+async fn mysql_transaction() {
+    let tmp = TempDatabase::mysql();
+    let db = Db::connect(&tmp.url).await.unwrap();
+    transaction_suite(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_transaction() {
+    let tmp = TempDatabase::postgres();
+    let db = Db::connect(&tmp.url).await.unwrap();
+    transaction_suite(&db).await;
+}
+
+#[tokio::test]
+async fn db_text_has_no_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("text://{}", dir.path().display()))
+        .await
+        .unwrap();
+    assert!(db.transaction().await.is_err());
+}
