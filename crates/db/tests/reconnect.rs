@@ -351,6 +351,7 @@ async fn postgres_restart_and_outage() {
     let ok_at_restart = traffic.ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failed) = traffic.finish().await;
+    eprintln!("queries around the restart: {ok} ok, {failed} failed");
     assert!(
         ok > ok_at_restart,
         "traffic resumed: {ok} ok, {failed} failed"
@@ -383,6 +384,7 @@ async fn mariadb_restart_and_outage() {
     let ok_at_restart = traffic.ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failed) = traffic.finish().await;
+    eprintln!("queries around the restart: {ok} ok, {failed} failed");
     assert!(
         ok > ok_at_restart,
         "traffic resumed: {ok} ok, {failed} failed"
