@@ -73,6 +73,13 @@ pub trait FixupEnv {
     fn binder(&self) -> Binder<'_>;
     /// Index of the route `name` in `table`, if the script defines it.
     fn route_index(&self, table: RouteTable, name: &str) -> Option<u32>;
+    /// The value a module parameter has at this point of the script, for fixups that
+    /// depend on one (e.g. registrar's `received_avp` names the AVP `save()` reads; as in
+    /// Kamailio, `modparam` lines come before the routes using them). `None` when the
+    /// module is not loaded.
+    fn module_param(&self, _module: &str, _name: &str) -> Option<Value> {
+        None
+    }
 }
 
 /// The kind of an argument, for docs, error messages and the Lua binding.

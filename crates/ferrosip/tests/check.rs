@@ -32,6 +32,8 @@ fn examples_pass_check() {
     for (file, defines) in [
         ("examples/stateless-lb.cfg", vec![]),
         ("examples/registrar-auth.cfg", vec![]),
+        ("examples/registrar.cfg", vec![]),
+        ("examples/registrar.cfg", vec!["DBMODE=3"]),
         ("examples/proxy-features.cfg", vec![]),
         (
             "examples/proxy-features.cfg",

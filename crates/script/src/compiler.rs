@@ -73,6 +73,7 @@ struct Compiler<'a> {
 struct Env<'c> {
     reg: &'c Registry,
     route_index: &'c HashMap<(RouteTable, String), RouteId>,
+    loaded: &'c IndexMap<&'static str, ModuleParams>,
 }
 
 impl FixupEnv for Env<'_> {
@@ -82,6 +83,10 @@ impl FixupEnv for Env<'_> {
 
     fn route_index(&self, table: RouteTable, name: &str) -> Option<u32> {
         self.route_index.get(&(table, name.to_string())).copied()
+    }
+
+    fn module_param(&self, module: &str, name: &str) -> Option<ferrosip_api::Value> {
+        self.loaded.get(module).map(|p| p.get(name))
     }
 }
 
@@ -632,6 +637,7 @@ impl<'a> Compiler<'a> {
         let env = Env {
             reg: self.reg,
             route_index: &self.route_index,
+            loaded: &self.loaded,
         };
         let fixed = (def.fixup)(raws, &env);
         match fixed {

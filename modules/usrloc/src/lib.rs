@@ -1,6 +1,473 @@
-//! `usrloc`: User location storage (the registrar's contact table), in memory with optional database persistence; no script functions of its own.
+//! `usrloc`: user location storage — the registrar's contact table — in memory, with
+//! optional persistence in a database (Kamailio's `location` table).
+//!
+//! The module has no script functions; `registrar` uses it through [`Usrloc`]:
+//! [`Usrloc::domain`] gives the in-memory table of a location domain, edited under a
+//! per-shard lock with [`store::Domain::edit`]; the changes an edit journals are handed to
+//! [`Usrloc::commit`] (db_mode 1 and 2) or written with [`Usrloc::write`] after a
+//! [`Usrloc::fetch`] (db_mode 3, where nothing is kept in memory).
+//!
+//! How `registrar` finds the instance: the state is created in `declare` (one per
+//! registry, so registries built side by side in one process stay independent) and handed
+//! over while a script loads: `usrloc`'s init hook leaves its `Arc` in a thread-local slot
+//! that `registrar`'s init hook — run next, on the same thread, because Kamailio scripts
+//! load usrloc before registrar — takes. No process-wide registry of instances exists.
 
-use ferrosip_api::{Module, ModuleBuilder, ParamType, Value};
+pub mod contact;
+pub mod db;
+mod params;
+pub mod store;
+
+pub use contact::{Contact, ContactInfo, Field, ALL_METHODS};
+pub use store::{Change, Domain, RecordEdit};
+
+use ferrosip_api::{Module, ModuleBuilder, ModuleParams, RpcValue};
+use ferrosip_db::Db;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// How contacts are persisted (`db_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbMode {
+    Memory,
+    WriteThrough,
+    WriteBack,
+    DbOnly,
+}
+
+/// How a REGISTER's contact is matched to a stored one (`matching_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchingMode {
+    Contact,
+    ContactCallId,
+    ContactPath,
+    CallIdOnly,
+}
+
+/// The parameters that change behaviour.
+#[derive(Clone, Copy, Debug)]
+pub struct UlConfig {
+    pub db_mode: DbMode,
+    pub timer_interval: u64,
+    pub use_domain: bool,
+    pub desc_time_order: bool,
+    pub matching_mode: MatchingMode,
+    pub cseq_delay: i64,
+    /// `nat_bflag`, when set.
+    pub nat_bflag: Option<u8>,
+    pub db_load: bool,
+    pub db_timer_clean: bool,
+    pub shard_bits: u32,
+}
+
+impl Default for UlConfig {
+    fn default() -> Self {
+        UlConfig {
+            db_mode: DbMode::Memory,
+            timer_interval: 60,
+            use_domain: false,
+            desc_time_order: false,
+            matching_mode: MatchingMode::Contact,
+            cseq_delay: 20,
+            nat_bflag: None,
+            db_load: true,
+            db_timer_clean: false,
+            shard_bits: 10,
+        }
+    }
+}
+
+impl UlConfig {
+    fn from_params(p: &ModuleParams) -> Result<UlConfig, String> {
+        let db_mode = match p.int("db_mode") {
+            0 => DbMode::Memory,
+            1 => DbMode::WriteThrough,
+            2 => DbMode::WriteBack,
+            3 => DbMode::DbOnly,
+            n => return Err(format!("db_mode {n} is not 0, 1, 2 or 3")),
+        };
+        let matching_mode = match p.int("matching_mode") {
+            0 => MatchingMode::Contact,
+            1 => MatchingMode::ContactCallId,
+            2 => MatchingMode::ContactPath,
+            3 => MatchingMode::CallIdOnly,
+            n => return Err(format!("matching_mode {n} is not 0, 1, 2 or 3")),
+        };
+        let nat_bflag = match p.int("nat_bflag") {
+            -1 => None,
+            n @ 0..=31 => Some(n as u8),
+            n => return Err(format!("nat_bflag {n} is not in -1..31")),
+        };
+        let timer_interval = p.int("timer_interval");
+        if timer_interval <= 0 {
+            return Err(format!("timer_interval {timer_interval} must be positive"));
+        }
+        for col in COLUMN_PARAMS {
+            let default = col.trim_end_matches("_column");
+            let default = match default {
+                "user" => "username",
+                other => other,
+            };
+            if p.is_set(col) && p.string(col) != default {
+                return Err(format!(
+                    "{col}: only Kamailio's column name \"{default}\" is supported"
+                ));
+            }
+        }
+        Ok(UlConfig {
+            db_mode,
+            timer_interval: timer_interval as u64,
+            use_domain: p.int("use_domain") != 0,
+            desc_time_order: p.int("desc_time_order") != 0,
+            matching_mode,
+            cseq_delay: p.int("cseq_delay"),
+            nat_bflag,
+            db_load: p.int("db_load") != 0,
+            db_timer_clean: p.int("db_timer_clean") != 0,
+            shard_bits: p.int("hash_size").clamp(6, 12) as u32,
+        })
+    }
+}
+
+const COLUMN_PARAMS: [&str; 21] = [
+    "ruid_column",
+    "user_column",
+    "domain_column",
+    "contact_column",
+    "expires_column",
+    "q_column",
+    "callid_column",
+    "cseq_column",
+    "flags_column",
+    "cflags_column",
+    "user_agent_column",
+    "received_column",
+    "path_column",
+    "socket_column",
+    "methods_column",
+    "instance_column",
+    "reg_id_column",
+    "server_id_column",
+    "connection_id_column",
+    "keepalive_column",
+    "partition_column",
+];
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A database write to await (db_mode 1) before answering.
+pub type PendingWrite = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// The user location store of one registry.
+pub struct Usrloc {
+    config: RwLock<UlConfig>,
+    db_url: RwLock<String>,
+    domains: RwLock<HashMap<String, Arc<Domain>>>,
+    db: RwLock<Option<Db>>,
+    timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    ruid_prefix: String,
+    ruid_counter: AtomicU64,
+}
+
+impl Default for Usrloc {
+    fn default() -> Self {
+        Usrloc::new(UlConfig::default())
+    }
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+impl Usrloc {
+    pub fn new(config: UlConfig) -> Usrloc {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // Unique across restarts and across servers sharing one table: start time, and
+        // the pid mixed with the sub-second clock.
+        let salt = (std::process::id()).wrapping_mul(2_654_435_761) ^ now.subsec_nanos();
+        Usrloc {
+            config: RwLock::new(config),
+            db_url: RwLock::new(String::new()),
+            domains: RwLock::new(HashMap::new()),
+            db: RwLock::new(None),
+            timer: Mutex::new(None),
+            ruid_prefix: format!("uloc-{:x}-{:x}-", now.as_secs(), salt),
+            ruid_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> UlConfig {
+        *self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_config(&self, config: UlConfig) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// The table named `name`, created empty on first use.
+    pub fn domain(&self, name: &str) -> Arc<Domain> {
+        if let Some(d) = self
+            .domains
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return d.clone();
+        }
+        let bits = self.config().shard_bits;
+        self.domains
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Domain::new(name, bits)))
+            .clone()
+    }
+
+    pub fn domains(&self) -> Vec<Arc<Domain>> {
+        self.domains
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A new record unique id.
+    pub fn new_ruid(&self) -> Vec<u8> {
+        let n = self.ruid_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}{n}", self.ruid_prefix).into_bytes()
+    }
+
+    /// Whether edits should be journaled (something is persisted), unless the caller
+    /// asked for memory only.
+    pub fn persists(&self, mem_only: bool) -> bool {
+        !mem_only && self.config().db_mode != DbMode::Memory
+    }
+
+    fn database(&self) -> Result<Db, String> {
+        read(&self.db).ok_or_else(|| {
+            "usrloc: no database connection (the server did not start usrloc)".to_string()
+        })
+    }
+
+    /// Hands the journal of a memory edit to storage: db_mode 2 queues it for the timer,
+    /// db_mode 1 returns the write to await before replying.
+    pub fn commit(&self, table: &str, changes: Vec<Change>) -> Option<PendingWrite> {
+        if changes.is_empty() {
+            return None;
+        }
+        match self.config().db_mode {
+            DbMode::Memory => None,
+            DbMode::WriteBack => {
+                self.domain(table).queue(changes);
+                None
+            }
+            DbMode::WriteThrough | DbMode::DbOnly => Some(self.write(table, changes)),
+        }
+    }
+
+    /// Writes changes to the database.
+    pub fn write(&self, table: &str, changes: Vec<Change>) -> PendingWrite {
+        let db = self.database();
+        let use_domain = self.config().use_domain;
+        let table = table.to_string();
+        Box::pin(async move {
+            let db = db?;
+            db::apply(&db, &table, &changes, use_domain, 0).await
+        })
+    }
+
+    /// The contacts of `aor` as stored in the database (db_mode 3).
+    pub fn fetch(
+        &self,
+        table: &str,
+        aor: &[u8],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Contact>, String>> + Send>> {
+        let db = self.database();
+        let use_domain = self.config().use_domain;
+        let table = table.to_string();
+        let aor = aor.to_vec();
+        Box::pin(async move { db::fetch(&db?, &table, &aor, use_domain).await })
+    }
+
+    /// Connects and loads (db_mode 1 and 2) every known table.
+    async fn start(self: Arc<Self>) -> Result<(), String> {
+        let cfg = self.config();
+        if cfg.db_mode == DbMode::Memory {
+            return Ok(());
+        }
+        let url = read(&self.db_url);
+        let db = Db::connect(&url)
+            .await
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
+        if !cfg.db_load || cfg.db_mode == DbMode::DbOnly {
+            return Ok(());
+        }
+        let now = unix_now();
+        for dom in self.domains() {
+            let rows = db
+                .select(dom.name(), &db::COLUMNS, &[], None)
+                .await
+                .map_err(|e| format!("cannot load table {}: {e}", dom.name()))?;
+            let mut loaded = 0usize;
+            for row in &rows {
+                let (Some(aor), Some(c)) =
+                    (db::aor_of_row(row, cfg.use_domain), db::contact_of_row(row))
+                else {
+                    continue;
+                };
+                if c.is_valid(now) {
+                    dom.load(&aor, c);
+                    loaded += 1;
+                }
+            }
+            tracing::info!(
+                table = dom.name(),
+                contacts = loaded,
+                "usrloc: table loaded"
+            );
+        }
+        Ok(())
+    }
+
+    /// One timer run: expire contacts, write pending changes.
+    pub async fn tick(&self, now: i64) {
+        let cfg = self.config();
+        let db = read(&self.db);
+        for dom in self.domains() {
+            if cfg.db_mode == DbMode::WriteBack {
+                self.flush(&dom).await;
+            }
+            if cfg.db_mode != DbMode::DbOnly {
+                dom.expire(now);
+            }
+            let clean_db = match cfg.db_mode {
+                DbMode::Memory => false,
+                DbMode::WriteThrough | DbMode::WriteBack => true,
+                DbMode::DbOnly => cfg.db_timer_clean,
+            };
+            if let (true, Some(db)) = (clean_db, db.as_ref()) {
+                if let Err(e) = db::delete_expired(db, dom.name(), now).await {
+                    tracing::warn!(table = dom.name(), error = %e, "usrloc: cannot delete expired rows");
+                }
+            }
+        }
+    }
+
+    /// Writes the changes db_mode 2 queued; on failure they are queued again.
+    pub async fn flush(&self, dom: &Domain) {
+        let changes = dom.take_pending();
+        if changes.is_empty() {
+            return;
+        }
+        let Some(db) = read(&self.db) else {
+            dom.requeue(changes);
+            return;
+        };
+        let use_domain = self.config().use_domain;
+        // Written one by one so that a failure keeps exactly the unwritten ones.
+        for (i, change) in changes.iter().enumerate() {
+            if let Err(e) =
+                db::apply(&db, dom.name(), std::slice::from_ref(change), use_domain, 0).await
+            {
+                tracing::warn!(table = dom.name(), error = %e, "usrloc: write-back failed, will retry");
+                dom.requeue(changes[i..].to_vec());
+                return;
+            }
+        }
+    }
+
+    fn start_timer(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        let interval = Duration::from_secs(self.config().timer_interval);
+        let ul = Arc::downgrade(self);
+        let task = rt.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(ul) = ul.upgrade() else { return };
+                ul.tick(unix_now()).await;
+            }
+        });
+        if let Some(old) = self
+            .timer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    fn stop(&self, rt: &tokio::runtime::Handle) {
+        if let Some(t) = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+        if self.config().db_mode == DbMode::WriteBack {
+            let pending: usize = self.domains().iter().map(|d| d.pending_len()).sum();
+            let _ = block_on(rt, async {
+                for dom in self.domains() {
+                    self.flush(&dom).await;
+                }
+            });
+            tracing::info!(
+                changes = pending,
+                "usrloc: write-back cache flushed at stop"
+            );
+        }
+    }
+}
+
+/// Runs a future to completion on `rt` from synchronous start/stop code, on a helper
+/// thread so that it works whether or not the caller is inside the runtime.
+fn block_on<F>(rt: &tokio::runtime::Handle, f: F) -> Result<F::Output, String>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| rt.block_on(f))
+            .join()
+            .map_err(|_| "usrloc: start/stop task panicked".to_string())
+    })
+}
+
+thread_local! {
+    /// Location tables named by registrar functions in the script being compiled.
+    static NOTED_TABLES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// The instance whose init hook ran last on this thread, for registrar's init hook.
+    static INITIALISED: RefCell<Option<Arc<Usrloc>>> = const { RefCell::new(None) };
+}
+
+/// Called by registrar's argument fixup for every table a script names, so that the table
+/// exists (and is loaded from the database) before the first request.
+pub fn note_table(name: &str) {
+    NOTED_TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        if !t.iter().any(|n| n == name) {
+            t.push(name.to_string());
+        }
+    });
+}
+
+/// The usrloc instance of the script being loaded on this thread (taken by registrar's
+/// init hook); `None` when the script does not load usrloc first.
+pub fn take_initialised() -> Option<Arc<Usrloc>> {
+    INITIALISED.with(|s| s.borrow_mut().take())
+}
 
 /// The `usrloc` module.
 pub struct UsrlocModule;
@@ -11,368 +478,159 @@ impl Module for UsrlocModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("User location storage (the registrar's contact table), in memory with optional database persistence; no script functions of its own.");
-        m.param(
-            "db_url",
-            ParamType::Str,
-            "mysql://kamailio:kamailiorw@localhost/kamailio",
-            "Database used to persist contacts (see db_mode).",
+        m.doc("User location storage (the registrar's contact table): in memory, sharded by address of record, with optional persistence in Kamailio's `location` table (db_mode 1 write-through, 2 write-back, 3 database only). No script functions of its own: registrar's save(), lookup() and registered() use it.");
+        m.example(include_str!("../example.cfg"));
+        params::declare(m);
+        let ul = Arc::new(Usrloc::default());
+        {
+            let ul = ul.clone();
+            m.on_init(move |p| {
+                let cfg = UlConfig::from_params(p)?;
+                if cfg.db_mode != DbMode::Memory && p.string("db_url").is_empty() {
+                    return Err("db_mode needs a db_url".to_string());
+                }
+                ul.set_config(cfg);
+                *ul.db_url.write().unwrap_or_else(|e| e.into_inner()) = p.string("db_url");
+                let mut tables = NOTED_TABLES.with(|t| std::mem::take(&mut *t.borrow_mut()));
+                let preload = p.string("preload");
+                if !preload.is_empty() {
+                    tables.push(preload);
+                }
+                for t in tables {
+                    ul.domain(&t);
+                }
+                INITIALISED.with(|s| *s.borrow_mut() = Some(ul.clone()));
+                Ok(())
+            });
+        }
+        {
+            let ul = ul.clone();
+            m.on_start(move |env| {
+                let rt = env.runtime.clone();
+                block_on(&rt, ul.clone().start()).and_then(|r| r)?;
+                ul.start_timer(&rt);
+                Ok(())
+            });
+        }
+        {
+            let ul = ul.clone();
+            m.on_stop(move |rt| ul.stop(rt));
+        }
+        {
+            let ul = ul.clone();
+            m.rpc(
+                "ul.dump",
+                "Lists every location table with its addresses of record and contacts (memory; empty in db_mode 3).",
+                move |_args| Ok(dump(&ul)),
+            );
+        }
+        m.rpc(
+            "ul.stats",
+            "Number of records and contacts per location table.",
+            move |_args| {
+                Ok(RpcValue::Array(
+                    ul.domains()
+                        .iter()
+                        .map(|d| {
+                            RpcValue::Struct(vec![
+                                ("table".into(), RpcValue::Str(d.name().into())),
+                                ("records".into(), RpcValue::Int(d.record_count() as i64)),
+                                ("contacts".into(), RpcValue::Int(d.contact_count() as i64)),
+                            ])
+                        })
+                        .collect(),
+                ))
+            },
         );
-        m.param(
-            "db_mode",
-            ParamType::Int,
-            0_i64,
-            "Persistence: 0 memory only, 1 write-through, 2 write-back, 3 database only.",
-        );
-        m.param(
-            "timer_interval",
-            ParamType::Int,
-            60_i64,
-            "Seconds between expiry runs (and write-back flushes).",
-        );
-        m.param(
-            "timer_procs",
-            ParamType::Int,
-            0_i64,
-            "Number of dedicated timer processes (0: use the main timer).",
-        );
-        m.param(
-            "db_load",
-            ParamType::Int,
-            1_i64,
-            "When 1, contacts are loaded from the database at startup.",
-        );
-        m.param(
-            "db_insert_update",
-            ParamType::Int,
-            0_i64,
-            "When 1, inserts use \"insert or update\" for duplicate keys.",
-        );
-        m.param(
-            "use_domain",
-            ParamType::Int,
-            0_i64,
-            "When 1, the address of record includes the domain.",
-        );
-        m.param(
-            "desc_time_order",
-            ParamType::Int,
-            0_i64,
-            "When 1, contacts are ordered by last modification instead of q.",
-        );
-        m.param("matching_mode", ParamType::Int, 0_i64, "How a contact is matched on update: 0 contact only, 1 contact and Call-ID, 2 contact and path, 3 contact, Call-ID and path.");
-        m.param(
-            "cseq_delay",
-            ParamType::Int,
-            20_i64,
-            "Seconds during which a repeated REGISTER with the same CSeq is accepted.",
-        );
-        m.param(
-            "fetch_rows",
-            ParamType::Int,
-            2000_i64,
-            "Rows fetched per database query.",
-        );
-        m.param(
-            "hash_size",
-            ParamType::Int,
-            10_i64,
-            "Power of two of the number of slots in the contact hash table.",
-        );
-        m.param(
-            "nat_bflag",
-            ParamType::Int,
-            -1_i64,
-            "Branch flag marking contacts behind NAT (-1: none).",
-        );
-        m.param(
-            "handle_lost_tcp",
-            ParamType::Int,
-            0_i64,
-            "When 1, contacts of a closed TCP connection are removed.",
-        );
-        m.param(
-            "close_expired_tcp",
-            ParamType::Int,
-            0_i64,
-            "When 1, the TCP connection of an expired contact is closed.",
-        );
-        m.param(
-            "skip_remote_socket",
-            ParamType::Int,
-            0_i64,
-            "When 1, the socket of contacts is ignored when matching.",
-        );
-        m.param("preload", ParamType::Str, Value::Null, "Domain (table) loaded at startup even if not used by registrar functions (repeatable in Kamailio).");
-        m.param(
-            "db_update_as_insert",
-            ParamType::Int,
-            0_i64,
-            "When 1, updates are written as inserts (history mode).",
-        );
-        m.param(
-            "db_check_update",
-            ParamType::Int,
-            0_i64,
-            "When 1, an update that changed no row is followed by an insert.",
-        );
-        m.param(
-            "xavp_contact",
-            ParamType::Str,
-            Value::Null,
-            "XAVP with extra attributes stored per contact.",
-        );
-        m.param(
-            "db_ops_ruid",
-            ParamType::Int,
-            1_i64,
-            "When 1, database updates and deletes use the ruid column.",
-        );
-        m.param(
-            "expires_type",
-            ParamType::Int,
-            0_i64,
-            "When 1, expires is stored as an integer instead of a datetime.",
-        );
-        m.param(
-            "db_raw_fetch_type",
-            ParamType::Int,
-            0_i64,
-            "When 1, raw database queries fetch rows in chunks.",
-        );
-        m.param(
-            "db_insert_null",
-            ParamType::Int,
-            0_i64,
-            "When 1, null fields are included in inserts.",
-        );
-        m.param(
-            "server_id_filter",
-            ParamType::Int,
-            0_i64,
-            "When 1, only contacts with this server's server_id are loaded.",
-        );
-        m.param(
-            "db_timer_clean",
-            ParamType::Int,
-            0_i64,
-            "When 1, expired contacts are deleted from the database by the timer (db_mode 3).",
-        );
-        m.param(
-            "rm_expired_delay",
-            ParamType::Int,
-            0_i64,
-            "Seconds an expired contact is kept before removal.",
-        );
-        m.param(
-            "version_table",
-            ParamType::Int,
-            1_i64,
-            "When 1, the table version is checked at startup.",
-        );
-        m.param(
-            "ka_mode",
-            ParamType::Int,
-            0_i64,
-            "Keepalive of contacts: 0 off, 1 all, 2 UDP only, 4 NAT-ed only (bit mask).",
-        );
-        m.param(
-            "ka_from",
-            ParamType::Str,
-            "sip:server@kamailio.org",
-            "From URI of keepalive requests.",
-        );
-        m.param(
-            "ka_domain",
-            ParamType::Str,
-            "kamailio.org",
-            "Domain used in keepalive Call-IDs.",
-        );
-        m.param(
-            "ka_method",
-            ParamType::Str,
-            "OPTIONS",
-            "Method of keepalive requests.",
-        );
-        m.param(
-            "ka_filter",
-            ParamType::Int,
-            0_i64,
-            "Which contacts get keepalives: 0 all, 1 those with the received field, ...",
-        );
-        m.param(
-            "ka_interval",
-            ParamType::Int,
-            40_i64,
-            "Seconds between keepalive rounds.",
-        );
-        m.param(
-            "ka_randomize",
-            ParamType::Int,
-            20_i64,
-            "Maximum random delay in seconds added to keepalive timing.",
-        );
-        m.param(
-            "ka_timeout",
-            ParamType::Int,
-            0_i64,
-            "Seconds without keepalive reply after which a contact is removed (0: never).",
-        );
-        m.param(
-            "ka_loglevel",
-            ParamType::Int,
-            255_i64,
-            "Log level of keepalive round-trip messages (255: off).",
-        );
-        m.param(
-            "ka_logmsg",
-            ParamType::Str,
-            " to-uri: [$tu] remote-addr: [$sas]",
-            "Format appended to keepalive log messages.",
-        );
-        m.param(
-            "ka_reply_codes",
-            ParamType::Str,
-            "0",
-            "Reply codes counted as a valid keepalive reply (0: any).",
-        );
-        m.param(
-            "load_rank",
-            ParamType::Int,
-            1_i64,
-            "Process rank that loads contacts from the database at startup.",
-        );
-        m.param(
-            "db_clean_tcp",
-            ParamType::Int,
-            0_i64,
-            "When 1, TCP contacts are removed from the database at startup.",
-        );
-        m.param(
-            "ruid_column",
-            ParamType::Str,
-            "ruid",
-            "Database column holding the record unique id.",
-        );
-        m.param(
-            "user_column",
-            ParamType::Str,
-            "username",
-            "Database column holding the user part of the address of record.",
-        );
-        m.param(
-            "domain_column",
-            ParamType::Str,
-            "domain",
-            "Database column holding the domain of the address of record.",
-        );
-        m.param(
-            "contact_column",
-            ParamType::Str,
-            "contact",
-            "Database column holding the contact URI.",
-        );
-        m.param(
-            "expires_column",
-            ParamType::Str,
-            "expires",
-            "Database column holding the expiry time.",
-        );
-        m.param(
-            "q_column",
-            ParamType::Str,
-            "q",
-            "Database column holding the q value.",
-        );
-        m.param(
-            "callid_column",
-            ParamType::Str,
-            "callid",
-            "Database column holding the Call-ID of the REGISTER.",
-        );
-        m.param(
-            "cseq_column",
-            ParamType::Str,
-            "cseq",
-            "Database column holding the CSeq of the REGISTER.",
-        );
-        m.param(
-            "flags_column",
-            ParamType::Str,
-            "flags",
-            "Database column holding the internal flags.",
-        );
-        m.param(
-            "cflags_column",
-            ParamType::Str,
-            "cflags",
-            "Database column holding the branch flags of the contact.",
-        );
-        m.param(
-            "user_agent_column",
-            ParamType::Str,
-            "user_agent",
-            "Database column holding the User-Agent.",
-        );
-        m.param(
-            "received_column",
-            ParamType::Str,
-            "received",
-            "Database column holding the source address of the REGISTER.",
-        );
-        m.param(
-            "path_column",
-            ParamType::Str,
-            "path",
-            "Database column holding the Path header.",
-        );
-        m.param(
-            "socket_column",
-            ParamType::Str,
-            "socket",
-            "Database column holding the receiving socket.",
-        );
-        m.param(
-            "methods_column",
-            ParamType::Str,
-            "methods",
-            "Database column holding the supported methods.",
-        );
-        m.param(
-            "instance_column",
-            ParamType::Str,
-            "instance",
-            "Database column holding the +sip.instance value.",
-        );
-        m.param(
-            "reg_id_column",
-            ParamType::Str,
-            "reg_id",
-            "Database column holding the reg-id value.",
-        );
-        m.param(
-            "server_id_column",
-            ParamType::Str,
-            "server_id",
-            "Database column holding the server id.",
-        );
-        m.param(
-            "connection_id_column",
-            ParamType::Str,
-            "connection_id",
-            "Database column holding the TCP connection id.",
-        );
-        m.param(
-            "keepalive_column",
-            ParamType::Str,
-            "keepalive",
-            "Database column holding the keepalive flag.",
-        );
-        m.param(
-            "partition_column",
-            ParamType::Str,
-            "partition",
-            "Database column holding the partition number.",
-        );
+    }
+}
+
+fn dump(ul: &Usrloc) -> RpcValue {
+    let now = unix_now();
+    let text = |b: &[u8]| RpcValue::Str(String::from_utf8_lossy(b).into_owned());
+    let mut tables = Vec::new();
+    for dom in ul.domains() {
+        let mut records = Vec::new();
+        dom.for_each(|aor, contacts| {
+            let contacts = contacts
+                .iter()
+                .map(|c| {
+                    RpcValue::Struct(vec![
+                        ("address".into(), text(c.uri())),
+                        ("expires".into(), RpcValue::Int(c.remaining(now))),
+                        ("q".into(), RpcValue::Int(i64::from(c.q))),
+                        ("callid".into(), text(c.callid())),
+                        ("cseq".into(), RpcValue::Int(i64::from(c.cseq))),
+                        ("received".into(), text(c.received())),
+                        ("path".into(), text(c.path())),
+                        ("user_agent".into(), text(c.user_agent())),
+                        ("socket".into(), text(c.socket())),
+                        ("ruid".into(), text(c.ruid())),
+                    ])
+                })
+                .collect();
+            records.push(RpcValue::Struct(vec![
+                ("aor".into(), text(aor)),
+                ("contacts".into(), RpcValue::Array(contacts)),
+            ]));
+        });
+        tables.push(RpcValue::Struct(vec![
+            ("table".into(), RpcValue::Str(dom.name().into())),
+            ("records".into(), RpcValue::Array(records)),
+        ]));
+    }
+    RpcValue::Array(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Value;
+
+    #[test]
+    fn ruids_are_unique() {
+        let ul = Usrloc::default();
+        let a = ul.new_ruid();
+        let b = ul.new_ruid();
+        assert_ne!(a, b);
+        assert!(a.starts_with(b"uloc-"));
+    }
+
+    #[test]
+    fn config_from_params_checks_values() {
+        let mut reg = ferrosip_api::Registry::new();
+        reg.register(&UsrlocModule);
+        let def = reg.module("usrloc").unwrap();
+        let mut p = def.default_params();
+        let cfg = UlConfig::from_params(&p).unwrap();
+        assert_eq!(cfg.db_mode, DbMode::Memory);
+        assert_eq!(cfg.cseq_delay, 20);
+        p.push("db_mode", Value::Int(4));
+        assert!(UlConfig::from_params(&p).is_err());
+        let mut p = def.default_params();
+        p.push("user_column", Value::from_string("username".into()));
+        assert!(UlConfig::from_params(&p).is_ok());
+        p.push("user_column", Value::from_string("user".into()));
+        assert!(UlConfig::from_params(&p).is_err());
+    }
+
+    #[tokio::test]
+    async fn timer_expires_contacts_in_memory() {
+        let ul = Arc::new(Usrloc::default());
+        let dom = ul.domain("location");
+        let now = unix_now();
+        dom.edit(b"alice", None, |r| {
+            r.insert(ContactInfo {
+                uri: b"sip:alice@10.0.0.1".to_vec(),
+                ruid: ul.new_ruid(),
+                expires: now + 30,
+                ..Default::default()
+            })
+            .unwrap()
+        });
+        ul.tick(now + 10).await;
+        assert_eq!(dom.contact_count(), 1);
+        ul.tick(now + 31).await;
+        assert_eq!(dom.contact_count(), 0);
     }
 }

@@ -1,0 +1,635 @@
+//! The registrar through the real `ferrosip` binary on `examples/registrar.cfg` (ports
+//! and storage given as `-A` defines), driven by SIPp: a phone REGISTERs, a caller's
+//! INVITE reaches it by `lookup("location")` (UDP and TCP); unknown users get 404;
+//! Expires 0 removes a binding; a too short Expires gets 423. Persistence: db_mode 1 on
+//! SQLite survives a restart, db_mode 1 on MariaDB and PostgreSQL carries the same call,
+//! and two instances in db_mode 3 on one PostgreSQL database see each other's
+//! registrations. Each database is created for the test (`ferrosip_t_<pid>_<n>`) and
+//! dropped after it.
+
+mod common;
+
+use common::{free_port, have_sipp};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+}
+
+fn example_cfg() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/registrar.cfg")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("ferrosip-registrar-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A running proxy; SIGTERM (clean stop, flushes) then SIGKILL when dropped.
+struct Proxy {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proxy {
+    fn start(dir: &Path, tag: &str, port: u16, db_mode: u32, db_url: &str) -> Proxy {
+        let log = dir.join(format!("proxy-{tag}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrosip"));
+        cmd.args(["run", "-f"])
+            .arg(example_cfg())
+            .args(["-A", &format!("PROXY_PORT={port}")])
+            .args(["-A", &format!("DBMODE={db_mode}")])
+            .args(["-A", &format!("DBURL=\"{db_url}\"")])
+            .args(["-A", "TIMER_INTERVAL=5"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let mut child = cmd.spawn().expect("ferrosip starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "ferrosip exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferrosip did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Proxy { child, log }
+    }
+
+    /// Stops at once, as a crash would (no stop hooks).
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn sipp(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        }
+    }
+}
+
+/// One SIPp run against the proxy; `-m 1`, its own error/message logs in `dir`.
+fn sipp(
+    dir: &Path,
+    tag: &str,
+    scenario_file: &str,
+    user: &str,
+    proxy: u16,
+    local: u16,
+    t: Transport,
+    extra: &[&str],
+) -> Child {
+    let mut cmd = Command::new("sipp");
+    cmd.arg(format!("127.0.0.1:{proxy}"))
+        .arg("-sf")
+        .arg(scenario(scenario_file))
+        .args(["-s", user, "-i", "127.0.0.1", "-p", &local.to_string()])
+        .args([
+            "-t",
+            t.sipp(),
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .args(["-trace_err", "-trace_msg"])
+        .arg("-error_file")
+        .arg(dir.join(format!("{tag}-errors.log")))
+        .arg("-message_file")
+        .arg(dir.join(format!("{tag}-messages.log")))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn().expect("sipp starts")
+}
+
+/// Waits for a SIPp run; its exit code (None: killed after the limit).
+fn wait(mut c: Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = c.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logs(dir: &Path, tags: &[&str]) -> String {
+    let mut out = String::new();
+    for t in tags {
+        for kind in ["errors", "messages"] {
+            let p = dir.join(format!("{t}-{kind}.log"));
+            if let Ok(s) = std::fs::read_to_string(&p) {
+                let tail: String = s
+                    .chars()
+                    .rev()
+                    .take(3000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                out.push_str(&format!("--- {}\n{tail}\n", p.display()));
+            }
+        }
+    }
+    out
+}
+
+/// Runs one scenario to completion and asserts it passed.
+fn run_ok(
+    dir: &Path,
+    tag: &str,
+    file: &str,
+    user: &str,
+    proxy: u16,
+    local: u16,
+    t: Transport,
+    extra: &[&str],
+) {
+    let code = wait(
+        sipp(dir, tag, file, user, proxy, local, t, extra),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "{tag} ({file}) failed:\n{}",
+        logs(dir, &[tag])
+    );
+}
+
+/// The phone REGISTERs through `via_register`, then a caller calls it through
+/// `via_call`; both SIPp runs must succeed.
+fn register_and_call(dir: &Path, user: &str, via_register: u16, via_call: u16, t: Transport) {
+    let uas_port = free_port();
+    // Same Call-ID on both sides (see uas_registered.xml).
+    let cid = format!("call-{user}-%u");
+    let uas = sipp(
+        dir,
+        "uas",
+        "registrar/uas_registered.xml",
+        user,
+        via_register,
+        uas_port,
+        t,
+        &["-cid_str", &cid],
+    );
+    // The callee must be registered before the call; its 200 arrives within ms, the
+    // pause only orders the two SIPp processes.
+    std::thread::sleep(Duration::from_millis(700));
+    let uac_port = free_port();
+    let uac = sipp(
+        dir,
+        "uac",
+        "call_uac.xml",
+        user,
+        via_call,
+        uac_port,
+        t,
+        &["-cid_str", &cid],
+    );
+    let uac_code = wait(uac, Duration::from_secs(30));
+    let uas_code = wait(uas, Duration::from_secs(30));
+    assert_eq!(
+        (uac_code, uas_code),
+        (Some(0), Some(0)),
+        "call to the registered {user} failed:\n{}",
+        logs(dir, &["uas", "uac"])
+    );
+}
+
+#[test]
+fn registered_phone_is_called_over_udp() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = temp_dir("udp");
+    let port = free_port();
+    let proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    register_and_call(&dir, "alice", port, port, Transport::Udp);
+    drop(proxy);
+}
+
+#[test]
+fn registered_phone_is_called_over_tcp() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = temp_dir("tcp");
+    let port = free_port();
+    let proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    register_and_call(&dir, "tina", port, port, Transport::Tcp);
+    drop(proxy);
+}
+
+#[test]
+fn unknown_user_gets_404() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = temp_dir("404");
+    let port = free_port();
+    let _proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    run_ok(
+        &dir,
+        "uac",
+        "registrar/uac_invite_404.xml",
+        "nobody",
+        port,
+        free_port(),
+        Transport::Udp,
+        &[],
+    );
+}
+
+#[test]
+fn expires_zero_removes_the_binding_and_short_expires_gets_423() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = temp_dir("expires");
+    let port = free_port();
+    let _proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let phone = free_port();
+    run_ok(
+        &dir,
+        "reg",
+        "registrar/uac_register_ok.xml",
+        "zed",
+        port,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "300"],
+    );
+    // Registered: the INVITE does not get a 404 (it goes to the phone's port, where
+    // nobody answers; the 404 scenario must fail).
+    let code = wait(
+        sipp(
+            &dir,
+            "inv1",
+            "registrar/uac_invite_404.xml",
+            "zed",
+            port,
+            free_port(),
+            Transport::Udp,
+            &["-timeout", "3s"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_ne!(code, Some(0), "a registered user got 404");
+    run_ok(
+        &dir,
+        "unreg",
+        "registrar/uac_register_ok.xml",
+        "zed",
+        port,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "0"],
+    );
+    run_ok(
+        &dir,
+        "inv2",
+        "registrar/uac_invite_404.xml",
+        "zed",
+        port,
+        free_port(),
+        Transport::Udp,
+        &[],
+    );
+    run_ok(
+        &dir,
+        "short",
+        "registrar/uac_register_423.xml",
+        "zed",
+        port,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "10"],
+    );
+    run_ok(
+        &dir,
+        "inv3",
+        "registrar/uac_invite_404.xml",
+        "zed",
+        port,
+        free_port(),
+        Transport::Udp,
+        &[],
+    );
+}
+
+// ----- databases -------------------------------------------------------------------
+
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Creates the location table (and the version table) in `url`.
+fn init_schema(url: &str) {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let db = ferrosip_db::Db::connect(&url)
+                .await
+                .expect("connect for schema");
+            ferrosip_db::schema::init(&db, Some(&["usrloc"]))
+                .await
+                .expect("schema created");
+        })
+    })
+    .join()
+    .expect("schema thread");
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Server {
+    Mariadb,
+    Postgres,
+}
+
+/// A database of its own on the machine's MariaDB or PostgreSQL, dropped with the guard.
+struct TempDb {
+    server: Server,
+    name: String,
+    url: String,
+}
+
+fn admin(server: Server, sql: &str) -> bool {
+    let status = match server {
+        Server::Mariadb => Command::new("mysql")
+            .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status(),
+        Server::Postgres => Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "5432",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status(),
+    };
+    status.map(|s| s.success()).unwrap_or(false)
+}
+
+impl TempDb {
+    fn create(server: Server) -> TempDb {
+        let name = format!(
+            "ferrosip_t_{}_{}",
+            std::process::id(),
+            DB_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        assert!(
+            admin(server, &format!("CREATE DATABASE {name}")),
+            "cannot create database {name} on {server:?} (is it running on loopback?)"
+        );
+        let url = match server {
+            Server::Mariadb => format!("mysql://root@127.0.0.1:3306/{name}"),
+            Server::Postgres => format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        };
+        init_schema(&url);
+        TempDb { server, name, url }
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let sql = match self.server {
+            Server::Mariadb => format!("DROP DATABASE IF EXISTS {}", self.name),
+            Server::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        };
+        admin(self.server, &sql);
+    }
+}
+
+#[test]
+fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = temp_dir("restart");
+    let url = format!("sqlite://{}", dir.join("ferrosip.db").display());
+    init_schema(&url);
+    let port = free_port();
+    let phone = free_port();
+    let proxy = Proxy::start(&dir, "first", port, 1, &url);
+    run_ok(
+        &dir,
+        "reg",
+        "registrar/uac_register_ok.xml",
+        "rita",
+        port,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "300"],
+    );
+    // A crash: no stop hook runs, the row must already be written.
+    proxy.kill();
+    let proxy = Proxy::start(&dir, "second", port, 1, &url);
+    let uas = sipp(
+        &dir,
+        "uas",
+        "call_uas.xml",
+        "rita",
+        port,
+        phone,
+        Transport::Udp,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = wait(
+        sipp(
+            &dir,
+            "uac",
+            "call_uac.xml",
+            "rita",
+            port,
+            free_port(),
+            Transport::Udp,
+            &[],
+        ),
+        Duration::from_secs(30),
+    );
+    let uas = wait(uas, Duration::from_secs(30));
+    assert_eq!(
+        (uac, uas),
+        (Some(0), Some(0)),
+        "the call after the restart failed:\n{}\n--- proxy\n{}",
+        logs(&dir, &["uas", "uac"]),
+        proxy.log()
+    );
+}
+
+fn call_through_db_mode_1(server: Server) {
+    if !have_sipp() {
+        return;
+    }
+    let db = TempDb::create(server);
+    let dir = temp_dir(&format!("{server:?}"));
+    let port = free_port();
+    let _proxy = Proxy::start(&dir, "a", port, 1, &db.url);
+    register_and_call(&dir, "maria", port, port, Transport::Udp);
+}
+
+#[test]
+fn register_and_call_with_db_mode_1_on_mariadb() {
+    call_through_db_mode_1(Server::Mariadb);
+}
+
+#[test]
+fn register_and_call_with_db_mode_1_on_postgres() {
+    call_through_db_mode_1(Server::Postgres);
+}
+
+#[test]
+fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
+    if !have_sipp() {
+        return;
+    }
+    let db = TempDb::create(Server::Postgres);
+    let dir = temp_dir("db3");
+    let port_a = free_port();
+    let port_b = free_port();
+    let _a = Proxy::start(&dir, "a", port_a, 3, &db.url);
+    let _b = Proxy::start(&dir, "b", port_b, 3, &db.url);
+    // Registered through A, called through B (the phone answers the proxy that sends
+    // it the INVITE, so it runs as a plain UAS on its registered address).
+    let phone = free_port();
+    run_ok(
+        &dir,
+        "reg-a",
+        "registrar/uac_register_ok.xml",
+        "paula",
+        port_a,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "300"],
+    );
+    let uas = sipp(
+        &dir,
+        "uas",
+        "call_uas.xml",
+        "paula",
+        port_b,
+        phone,
+        Transport::Udp,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = wait(
+        sipp(
+            &dir,
+            "uac",
+            "call_uac.xml",
+            "paula",
+            port_b,
+            free_port(),
+            Transport::Udp,
+            &[],
+        ),
+        Duration::from_secs(30),
+    );
+    let uas = wait(uas, Duration::from_secs(30));
+    assert_eq!(
+        (uac, uas),
+        (Some(0), Some(0)),
+        "B did not find the registration made through A:\n{}",
+        logs(&dir, &["uas", "uac"])
+    );
+    // Unregistered through B: A no longer finds her.
+    let phone = free_port();
+    run_ok(
+        &dir,
+        "reg",
+        "registrar/uac_register_ok.xml",
+        "peter",
+        port_b,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "300"],
+    );
+    run_ok(
+        &dir,
+        "unreg",
+        "registrar/uac_register_ok.xml",
+        "peter",
+        port_b,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "0"],
+    );
+    run_ok(
+        &dir,
+        "inv",
+        "registrar/uac_invite_404.xml",
+        "peter",
+        port_a,
+        free_port(),
+        Transport::Udp,
+        &[],
+    );
+}
