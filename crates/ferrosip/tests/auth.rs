@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::db::{Backend, TestDb};
 use common::{free_port, have_sipp, start_proxy};
 use ferrosip_mod_auth::digest::{ha1, response, DigestAlgorithm, ResponseInput};
 use std::net::UdpSocket;
@@ -34,115 +35,24 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `ferrosip db ...` (the operator's tool), which must succeed.
-fn ferrosip_db(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-        .arg("db")
-        .args(args)
-        .output()
-        .expect("ferrosip runs");
-    assert!(
-        out.status.success(),
-        "ferrosip db {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Mariadb,
-    Postgres,
-    DbText,
-}
-
-/// The subscriber database of one test: alice (password "secret", stored in clear too)
-/// and bob, in example.com. Server databases are dropped with the guard.
-struct Subscribers {
-    url: String,
-    server_db: Option<(Backend, String)>,
-}
-
-fn admin(backend: Backend, sql: &str) -> bool {
-    let cmd = match backend {
-        Backend::Mariadb => Command::new("mysql")
-            .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status(),
-        Backend::Postgres => Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                "5432",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .args(["-c", sql])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status(),
-        _ => return false,
-    };
-    cmd.map(|s| s.success()).unwrap_or(false)
-}
-
-impl Subscribers {
-    fn create(backend: Backend, dir: &Path) -> Subscribers {
-        let name = format!(
-            "ferrosip_t_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let (url, server_db) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.join("auth.db").display()), None),
-            Backend::Mariadb | Backend::Postgres => {
-                assert!(
-                    admin(backend, &format!("CREATE DATABASE {name}")),
-                    "cannot create database {name} on {backend:?} (is it running on loopback?)"
-                );
-                let url = if backend == Backend::Mariadb {
-                    format!("mysql://root@127.0.0.1:3306/{name}")
-                } else {
-                    format!("postgres://postgres@127.0.0.1:5432/{name}")
-                };
-                (url, Some((backend, name)))
-            }
-            Backend::DbText => {
-                let dbdir = dir.join("dbtext");
-                std::fs::create_dir_all(&dbdir).expect("dbtext dir");
-                write_db_text(&dbdir);
-                return Subscribers {
-                    url: format!("text://{}", dbdir.display()),
-                    server_db: None,
-                };
-            }
-        };
-        ferrosip_db(&["init", "--db-url", &url, "--modules", "auth_db"]);
-        for (user, pw) in [
+/// The subscribers of one test: alice (password "secret", stored in clear too) and bob,
+/// in example.com. db_text files are written by hand as kamdbctl writes them, to show
+/// that existing db_text setups load.
+fn subscribers(backend: Backend, dir: &Path) -> TestDb {
+    if backend == Backend::DbText {
+        let db = TestDb::empty(backend, dir);
+        write_db_text(Path::new(db.url.trim_start_matches("text://")));
+        return db;
+    }
+    TestDb::with_users(
+        backend,
+        dir,
+        "auth_db",
+        &[
             ("alice@example.com", "secret"),
             ("bob@example.com", "bobpw"),
-        ] {
-            ferrosip_db(&["add-user", user, pw, "--db-url", &url, "--store-password"]);
-        }
-        Subscribers { url, server_db }
-    }
-}
-
-impl Drop for Subscribers {
-    fn drop(&mut self) {
-        if let Some((backend, name)) = &self.server_db {
-            let sql = if *backend == Backend::Postgres {
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            } else {
-                format!("DROP DATABASE IF EXISTS {name}")
-            };
-            admin(*backend, &sql);
-        }
-    }
+        ],
+    )
 }
 
 /// Kamailio's db_text files for the subscriber table, written as kamdbctl would.
@@ -265,7 +175,7 @@ fn register_flows(backend: Backend) {
         return;
     }
     let dir = temp_dir(&format!("{backend:?}"));
-    let db = Subscribers::create(backend, &dir);
+    let db = subscribers(backend, &dir);
     let port = free_port();
     let _proxy = start_proxy(
         &format!("auth-register-{backend:?}-{port}"),
@@ -324,7 +234,7 @@ fn expired_nonce_is_challenged_again_with_stale_true() {
         return;
     }
     let dir = temp_dir("stale");
-    let db = Subscribers::create(Backend::Sqlite, &dir);
+    let db = subscribers(Backend::Sqlite, &dir);
     let port = free_port();
     let params = "modparam(\"auth\", \"nonce_expire\", 2)";
     let _proxy = start_proxy(
@@ -347,7 +257,7 @@ fn invite_is_challenged_with_407_then_relayed() {
         return;
     }
     let dir = temp_dir("invite");
-    let db = Subscribers::create(Backend::Sqlite, &dir);
+    let db = subscribers(Backend::Sqlite, &dir);
     let port = free_port();
     let uas = free_port();
     let _proxy = start_proxy(
@@ -491,7 +401,7 @@ uri=\"sip:example.com\", response=\"{resp}\", algorithm={alg}, qop=auth, nc={nc}
 #[test]
 fn replayed_credentials_are_rejected_with_nonce_count() {
     let dir = temp_dir("replay");
-    let db = Subscribers::create(Backend::Sqlite, &dir);
+    let db = subscribers(Backend::Sqlite, &dir);
     let port = free_port();
     let params = "modparam(\"auth\", \"nonce_count\", 1)";
     let _proxy = start_proxy(
@@ -518,7 +428,7 @@ fn replayed_credentials_are_rejected_with_nonce_count() {
 #[test]
 fn sha256_and_md5_are_both_offered_and_both_work() {
     let dir = temp_dir("sha256");
-    let db = Subscribers::create(Backend::Sqlite, &dir);
+    let db = subscribers(Backend::Sqlite, &dir);
     let port = free_port();
     let params = "modparam(\"auth\", \"algorithm\", \"SHA-256,MD5\")\n\
 modparam(\"auth_db\", \"calculate_ha1\", 1)\nmodparam(\"auth_db\", \"password_column\", \"password\")";

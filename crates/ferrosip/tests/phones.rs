@@ -1,0 +1,171 @@
+//! The core of a deployment, end to end on the shipped example
+//! `examples/registrar-auth.cfg`: a phone registers with digest authentication
+//! (`auth_check` against the subscriber table, `save("location")`), then another
+//! subscriber calls it, authenticating its INVITE, and the call reaches the phone through
+//! `lookup("location")`. Run against SQLite, MariaDB, PostgreSQL (each with another usrloc
+//! db_mode) and db_text, over UDP and TCP.
+
+mod common;
+
+use common::db::{Backend, TestDb};
+use common::{free_port, have_sipp, start_proxy};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USERS: [(&str, &str); 2] = [("alice@127.0.0.1", "secret"), ("bob@127.0.0.1", "bobpw")];
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios/phones")
+        .join(name)
+}
+
+fn example(port: u16, url: &str, db_mode: u8) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/registrar-auth.cfg");
+    let text = std::fs::read_to_string(path).expect("example");
+    // The example's #!trydef values give way to these, as with `ferrosip run -A`.
+    format!(
+        "#!define PROXY_PORT {port}\n#!define DBURL \"{url}\"\n#!define DBMODE {db_mode}\n#!define TIMER_INTERVAL 5\n{text}"
+    )
+}
+
+fn sipp(dir: &Path, tag: &str, file: &str, proxy: u16, transport: &str, args: &[&str]) -> Child {
+    Command::new("sipp")
+        .arg(format!("127.0.0.1:{proxy}"))
+        .arg("-sf")
+        .arg(scenario(file))
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args([
+            "-t",
+            transport,
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .args(["-nostdin", "-trace_err", "-trace_msg"])
+        .arg("-error_file")
+        .arg(dir.join(format!("{tag}-errors.log")))
+        .arg("-message_file")
+        .arg(dir.join(format!("{tag}-messages.log")))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts")
+}
+
+fn wait(mut child: Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for tag in ["phone", "caller"] {
+        for kind in ["errors", "messages"] {
+            let path = dir.join(format!("{tag}-{kind}.log"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let from = text.len().saturating_sub(4000);
+                let from = (from..text.len())
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                out += &format!("--- {}\n{}\n", path.display(), &text[from..]);
+            }
+        }
+    }
+    out
+}
+
+/// alice's phone registers (401, then with credentials: 200 with its binding), bob calls
+/// alice (407, then with credentials) and the call reaches the phone.
+fn phone_is_called(backend: Backend, db_mode: u8, transport: &str) {
+    if !have_sipp() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "ferrosip-phones-{}-{backend:?}-{transport}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let db = TestDb::with_users(backend, &dir, "auth_db,usrloc", &USERS);
+    let port = free_port();
+    let proxy = start_proxy(
+        &format!("phones-{backend:?}-{transport}"),
+        &example(port, &db.url, db_mode),
+        port,
+    );
+    // The phone and the caller share the Call-ID (see uas_phone.xml).
+    let call_id = format!("phones-{port}-%u");
+    let phone = sipp(
+        &dir,
+        "phone",
+        "uas_phone.xml",
+        port,
+        transport,
+        &[
+            "-s", "alice", "-au", "alice", "-ap", "secret", "-cid_str", &call_id,
+        ],
+    );
+    // Lets the registration land first; the test does not depend on how long it takes
+    // beyond that (the caller would get 404 and fail loudly).
+    std::thread::sleep(Duration::from_millis(1000));
+    let caller = sipp(
+        &dir,
+        "caller",
+        "uac_call_auth.xml",
+        port,
+        transport,
+        &[
+            "-s", "alice", "-au", "bob", "-ap", "bobpw", "-cid_str", &call_id,
+        ],
+    );
+    let caller_rc = wait(caller, Duration::from_secs(30));
+    let phone_rc = wait(phone, Duration::from_secs(30));
+    drop(proxy);
+    assert_eq!(
+        (phone_rc, caller_rc),
+        (Some(0), Some(0)),
+        "{backend:?} db_mode {db_mode} over {transport}: register + call failed\n{}",
+        logs(&dir)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn phone_registered_in_sqlite_is_called_over_udp() {
+    phone_is_called(Backend::Sqlite, 2, "u1");
+}
+
+#[test]
+fn phone_registered_in_sqlite_is_called_over_tcp() {
+    phone_is_called(Backend::Sqlite, 2, "t1");
+}
+
+#[test]
+fn phone_registered_in_mariadb_is_called_over_udp() {
+    phone_is_called(Backend::Mariadb, 1, "u1");
+}
+
+#[test]
+fn phone_registered_in_postgres_is_called_over_tcp() {
+    phone_is_called(Backend::Postgres, 3, "t1");
+}
+
+#[test]
+fn phone_authenticated_against_db_text_is_called_over_udp() {
+    phone_is_called(Backend::DbText, 0, "u1");
+}
