@@ -499,6 +499,10 @@ fn sql_type(kind: DbKind, ty: ColumnType) -> String {
         (DbKind::Mysql, ColumnType::SmallUInt) => "SMALLINT UNSIGNED".into(),
         (DbKind::Mysql, ColumnType::TinyUInt) => "TINYINT UNSIGNED".into(),
         (_, ColumnType::Int | ColumnType::UInt) => "INTEGER".into(),
+        // PostgreSQL has no unsigned types and its SMALLINT stops at 32767: a port (as in
+        // lcr_gw.port) needs INTEGER to hold the 0-65535 that MySQL's SMALLINT UNSIGNED
+        // holds. Kamailio's own PostgreSQL script says SMALLINT and fails on high ports.
+        (DbKind::Postgres, ColumnType::SmallUInt) => "INTEGER".into(),
         (_, ColumnType::SmallUInt | ColumnType::TinyUInt) => "SMALLINT".into(),
         (_, ColumnType::Varchar(n)) => format!("VARCHAR({n})"),
         (DbKind::Mysql, ColumnType::DateTime) => "DATETIME".into(),
@@ -708,6 +712,9 @@ mod tests {
         let lite = create_statements(DbKind::Sqlite, &LCR_GW);
         assert!(lite[0].contains("lcr_id SMALLINT NOT NULL"));
         assert!(lite[0].contains("gw_name VARCHAR(128),"));
+        let pg = create_statements(DbKind::Postgres, &LCR_GW);
+        assert!(pg[0].contains("port INTEGER,"), "ports above 32767 fit");
+        assert!(pg[0].contains("transport SMALLINT,"));
     }
 
     #[test]
