@@ -24,7 +24,7 @@ pub struct AlgArg {
 
 impl ArgType for AlgArg {
     type Fixed = (Fixable<i64>, Option<Arc<Format>>);
-    const KIND: ArgKind = ArgKind::Custom("algorithm (int)");
+    const KIND: ArgKind = ArgKind::Custom("algorithm");
 
     fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
         let id = <i64 as ArgType>::fixup(raw, env)?;
