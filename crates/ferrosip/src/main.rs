@@ -2,6 +2,7 @@
 
 mod catalog;
 mod db;
+mod lcr;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: db::DbCommand,
     },
+    /// Least-cost routing tools: import a carrier rate sheet into the LCR rules.
+    Lcr {
+        #[command(subcommand)]
+        command: lcr::LcrCommand,
+    },
 }
 
 fn parse_defines(defs: &[String]) -> Vec<(String, Option<String>)> {
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Db { command } => db::run(command),
+        Command::Lcr { command } => lcr::run(command),
     }
 }
 
