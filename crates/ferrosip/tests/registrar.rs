@@ -9,11 +9,11 @@
 
 mod common;
 
+use common::db::{Backend, TestDb};
 use common::{free_port, have_sipp};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 fn scenario(name: &str) -> PathBuf {
@@ -376,107 +376,14 @@ fn expires_zero_removes_the_binding_and_short_expires_gets_423() {
 
 // ----- databases -------------------------------------------------------------------
 
-static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Creates the location table (and the version table) in `url`.
-fn init_schema(url: &str) {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let db = ferrosip_db::Db::connect(&url)
-                .await
-                .expect("connect for schema");
-            ferrosip_db::schema::init(&db, Some(&["usrloc"]))
-                .await
-                .expect("schema created");
-        })
-    })
-    .join()
-    .expect("schema thread");
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Server {
-    Mariadb,
-    Postgres,
-}
-
-/// A database of its own on the machine's MariaDB or PostgreSQL, dropped with the guard.
-struct TempDb {
-    server: Server,
-    name: String,
-    url: String,
-}
-
-fn admin(server: Server, sql: &str) -> bool {
-    let status = match server {
-        Server::Mariadb => Command::new("mysql")
-            .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status(),
-        Server::Postgres => Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                "5432",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status(),
-    };
-    status.map(|s| s.success()).unwrap_or(false)
-}
-
-impl TempDb {
-    fn create(server: Server) -> TempDb {
-        let name = format!(
-            "ferrosip_t_{}_{}",
-            std::process::id(),
-            DB_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        assert!(
-            admin(server, &format!("CREATE DATABASE {name}")),
-            "cannot create database {name} on {server:?} (is it running on loopback?)"
-        );
-        let url = match server {
-            Server::Mariadb => format!("mysql://root@127.0.0.1:3306/{name}"),
-            Server::Postgres => format!("postgres://postgres@127.0.0.1:5432/{name}"),
-        };
-        init_schema(&url);
-        TempDb { server, name, url }
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let sql = match self.server {
-            Server::Mariadb => format!("DROP DATABASE IF EXISTS {}", self.name),
-            Server::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        };
-        admin(self.server, &sql);
-    }
-}
-
 #[test]
 fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     if !have_sipp() {
         return;
     }
     let dir = temp_dir("restart");
-    let url = format!("sqlite://{}", dir.join("ferrosip.db").display());
-    init_schema(&url);
+    let db = TestDb::with_users(Backend::Sqlite, &dir, "usrloc", &[]);
+    let url = db.url.clone();
     let port = free_port();
     let phone = free_port();
     let proxy = Proxy::start(&dir, "first", port, 1, &url);
@@ -527,11 +434,11 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     );
 }
 
-fn call_through_db_mode_1(server: Server) {
+fn call_through_db_mode_1(server: Backend) {
     if !have_sipp() {
         return;
     }
-    let db = TempDb::create(server);
+    let db = TestDb::with_users(server, &temp_dir(&format!("{server:?}")), "usrloc", &[]);
     let dir = temp_dir(&format!("{server:?}"));
     let port = free_port();
     let _proxy = Proxy::start(&dir, "a", port, 1, &db.url);
@@ -540,12 +447,12 @@ fn call_through_db_mode_1(server: Server) {
 
 #[test]
 fn register_and_call_with_db_mode_1_on_mariadb() {
-    call_through_db_mode_1(Server::Mariadb);
+    call_through_db_mode_1(Backend::Mariadb);
 }
 
 #[test]
 fn register_and_call_with_db_mode_1_on_postgres() {
-    call_through_db_mode_1(Server::Postgres);
+    call_through_db_mode_1(Backend::Postgres);
 }
 
 #[test]
@@ -553,7 +460,7 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
     if !have_sipp() {
         return;
     }
-    let db = TempDb::create(Server::Postgres);
+    let db = TestDb::with_users(Backend::Postgres, &temp_dir("shared-pg"), "usrloc", &[]);
     let dir = temp_dir("db3");
     let port_a = free_port();
     let port_b = free_port();

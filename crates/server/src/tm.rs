@@ -1037,6 +1037,13 @@ impl TmLayer {
         }
         let outcomes = branch_outcomes(st);
         let best = choose_best(&outcomes);
+        // failure_route sees the winning branch's own status (a 503 stays 503 there, as
+        // in Kamailio); only the reply sent upstream turns 503 into 500.
+        let winning_status = best
+            .branch
+            .and_then(|i| outcomes.get(i))
+            .and_then(|o| o.status())
+            .unwrap_or(best.status);
         drop(outcomes);
         if let Some(route) = st.marks.on_failure.take() {
             if st.failure_rounds < MAX_FAILURE_ROUNDS {
@@ -1048,10 +1055,10 @@ impl TmLayer {
                 let winner = best.branch.and_then(|b| st.branches[b].reply.clone());
                 let mut state =
                     self.route_state(st, failed.map_or(-1, |f| f as i32), winner.as_ref());
-                state.reply_code = best.status;
+                state.reply_code = winning_status;
                 if winner.is_none() {
                     state.reply_reason = Bytes::from_static(
-                        ferrosip_transaction::reason_phrase(best.status).as_bytes(),
+                        ferrosip_transaction::reason_phrase(winning_status).as_bytes(),
                     );
                 }
                 if let Some(f) = failed {

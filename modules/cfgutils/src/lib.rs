@@ -3,7 +3,8 @@
 //! and the worker goes on with other messages.
 
 use ferrosip_api::{
-    apply_result, FnError, Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Verdict,
+    apply_result, ApplyResult, FnError, Module, ModuleBuilder, MsgContext, ParamType, RouteMask,
+    Verdict,
 };
 use rand::Rng;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,15 +21,19 @@ const DEFAULT_PROBABILITY: i64 = 10;
 /// configuration mistake, and each suspended route holds its message in memory.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
-fn pause(length: Duration) -> Result<Duration, FnError> {
+/// The future of `sleep`/`usleep`: waits on the async runtime's timer, then lets the
+/// route go on.
+async fn pause_route(length: Duration) -> ApplyResult {
     if length > MAX_PAUSE {
-        return Err(FnError::new(format!(
+        let e = FnError::new(format!(
             "pause of {} ms is longer than the {} s limit",
             length.as_millis(),
             MAX_PAUSE.as_secs()
-        )));
+        ));
+        return apply_result(move |_| Err(e));
     }
-    Ok(length)
+    tokio::time::sleep(length).await;
+    apply_result(|_| Ok(Verdict::TRUE))
 }
 
 impl Module for CfgutilsModule {
@@ -63,32 +68,14 @@ impl Module for CfgutilsModule {
             .routes(all_routes)
             .doc("Pauses the route for SECONDS without blocking the worker; 1 when done.")
             .async_handler(|_ctx: &mut MsgContext, seconds: i64| {
-                let length = pause(Duration::from_secs(seconds.max(0) as u64));
-                async move {
-                    match length {
-                        Ok(d) => {
-                            tokio::time::sleep(d).await;
-                            apply_result(|_| Ok(Verdict::TRUE))
-                        }
-                        Err(e) => apply_result(move |_| Err(e)),
-                    }
-                }
+                pause_route(Duration::from_secs(seconds.max(0) as u64))
             });
         m.function("usleep")
             .args(&["microseconds"])
             .routes(all_routes)
             .doc("Pauses the route for MICROSECONDS without blocking the worker; 1 when done.")
             .async_handler(|_ctx: &mut MsgContext, micros: i64| {
-                let length = pause(Duration::from_micros(micros.max(0) as u64));
-                async move {
-                    match length {
-                        Ok(d) => {
-                            tokio::time::sleep(d).await;
-                            apply_result(|_| Ok(Verdict::TRUE))
-                        }
-                        Err(e) => apply_result(move |_| Err(e)),
-                    }
-                }
+                pause_route(Duration::from_micros(micros.max(0) as u64))
             });
         let p = probability.clone();
         m.function("rand_event")
