@@ -104,14 +104,18 @@ async fn sqlite_transaction() {
     transaction_suite(&db).await;
 }
 
-#[tokio::test]
+// Multi-threaded: the rollback of a transaction dropped without commit is finished by a
+// pool task, which must be able to run while the guard's DROP DATABASE waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_transaction() {
     let tmp = TempDatabase::mysql();
     let db = Db::connect(&tmp.url).await.unwrap();
     transaction_suite(&db).await;
 }
 
-#[tokio::test]
+// Multi-threaded: the rollback of a transaction dropped without commit is finished by a
+// pool task, which must be able to run while the guard's DROP DATABASE waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_transaction() {
     let tmp = TempDatabase::postgres();
     let db = Db::connect(&tmp.url).await.unwrap();
