@@ -274,23 +274,7 @@ impl SqlDb {
     }
 
     fn insert_stmt<'v>(&self, table: &str, cols: &[&str], vals: &'v [DbValue]) -> Stmt<'v> {
-        let mut st = Stmt::new(self.dialect());
-        st.push("INSERT INTO ").ident(table).push(" (");
-        for (i, c) in cols.iter().enumerate() {
-            if i > 0 {
-                st.push(", ");
-            }
-            st.ident(c);
-        }
-        st.push(") VALUES (");
-        for (i, v) in vals.iter().enumerate() {
-            if i > 0 {
-                st.push(", ");
-            }
-            st.value(v);
-        }
-        st.push(")");
-        st
+        insert_stmt(self.dialect(), table, cols, vals)
     }
 
     pub(crate) async fn update(
@@ -749,23 +733,7 @@ impl SqlTx {
     }
 
     fn insert_stmt<'v>(&self, table: &str, cols: &[&str], vals: &'v [DbValue]) -> Stmt<'v> {
-        let mut st = Stmt::new(self.dialect);
-        st.push("INSERT INTO ").ident(table).push(" (");
-        for (i, c) in cols.iter().enumerate() {
-            if i > 0 {
-                st.push(", ");
-            }
-            st.ident(c);
-        }
-        st.push(") VALUES (");
-        for (i, v) in vals.iter().enumerate() {
-            if i > 0 {
-                st.push(", ");
-            }
-            st.value(v);
-        }
-        st.push(")");
-        st
+        insert_stmt(self.dialect, table, cols, vals)
     }
 
     pub(crate) async fn insert(
@@ -842,4 +810,25 @@ impl SqlTx {
             message: e.to_string(),
         })
     }
+}
+
+/// `INSERT INTO table (cols...) VALUES (?...)`, the same for a pool and a transaction.
+fn insert_stmt<'v>(dialect: Dialect, table: &str, cols: &[&str], vals: &'v [DbValue]) -> Stmt<'v> {
+    let mut st = Stmt::new(dialect);
+    st.push("INSERT INTO ").ident(table).push(" (");
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            st.push(", ");
+        }
+        st.ident(c);
+    }
+    st.push(") VALUES (");
+    for (i, v) in vals.iter().enumerate() {
+        if i > 0 {
+            st.push(", ");
+        }
+        st.value(v);
+    }
+    st.push(")");
+    st
 }
