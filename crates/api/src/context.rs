@@ -207,7 +207,9 @@ impl Avps {
 /// `dispatcher` the remaining destinations for failover). One value per type.
 #[derive(Default)]
 pub struct Extensions {
-    items: SmallVec<[(TypeId, Box<dyn Any + Send>); 2]>,
+    // A stateful relay attaches up to four (transaction, Record-Route plan, forwarding
+    // flags, Max-Forwards done): the list itself stays inline.
+    items: SmallVec<[(TypeId, Box<dyn Any + Send>); 4]>,
 }
 
 impl Extensions {

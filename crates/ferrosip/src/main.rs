@@ -131,7 +131,26 @@ fn level_from_debug(debug: Option<i64>) -> &'static str {
     }
 }
 
+/// glibc hands the free top of an arena back to the kernel at once and maps it again on
+/// the next burst. Transactions are allocated by the workers and freed by the timer thread,
+/// so under load that was ~1.2 `mprotect` calls per call. A server keeps its peak heap (as
+/// Kamailio's preallocated shared memory does) and grows it in 16 MiB steps; the pages
+/// are only resident once used. (mimalloc instead cost as much CPU here and ~60 % more
+/// PSS: docs/performance.md.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_heap_mapped() {
+    // SAFETY: mallopt only sets allocator parameters; called before any worker exists.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_heap_mapped() {}
+
 fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> ExitCode {
+    keep_heap_mapped();
     let registry = catalog::registry();
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),

@@ -1,6 +1,7 @@
 //! Server settings read from the config's core parameters (`listen=`, `port=`, `children=`,
 //! `disable_tcp=`, ...).
 
+use bytes::Bytes;
 use ferrosip_api::Proto;
 use ferrosip_script::ast::GlobalValue;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -12,6 +13,36 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// Host and port to put in Via/Record-Route instead of the bound address.
     pub advertise: Option<(String, u16)>,
+    /// The host Via and Record-Route carry for this socket (the advertised one, else the
+    /// bound address, IPv6 in brackets), formatted once: every forwarded request needs it.
+    pub sent_by_host: Bytes,
+    pub sent_by_port: u16,
+}
+
+impl Listen {
+    pub fn new(proto: Proto, addr: SocketAddr, advertise: Option<(String, u16)>) -> Listen {
+        let (host, port) = match &advertise {
+            Some((h, p)) => (h.clone(), *p),
+            None => {
+                let ip = addr.ip();
+                let host = if ip.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else if ip.is_ipv6() {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                (host, addr.port())
+            }
+        };
+        Listen {
+            proto,
+            addr,
+            advertise,
+            sent_by_host: Bytes::from(host),
+            sent_by_port: port,
+        }
+    }
 }
 
 /// Everything the runtime needs from the config.
@@ -147,26 +178,18 @@ impl ServerConfig {
                 if proto == Proto::Tcp && disable_tcp {
                     continue;
                 }
-                listen.push(Listen {
+                listen.push(Listen::new(
                     proto,
-                    addr: SocketAddr::new(ip, port),
-                    advertise: advertise.clone(),
-                });
+                    SocketAddr::new(ip, port),
+                    advertise.clone(),
+                ));
             }
         }
         if listen.is_empty() {
             let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default_port);
-            listen.push(Listen {
-                proto: Proto::Udp,
-                addr: any,
-                advertise: None,
-            });
+            listen.push(Listen::new(Proto::Udp, any, None));
             if !disable_tcp {
-                listen.push(Listen {
-                    proto: Proto::Tcp,
-                    addr: any,
-                    advertise: None,
-                });
+                listen.push(Listen::new(Proto::Tcp, any, None));
             }
         }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());

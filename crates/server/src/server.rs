@@ -183,20 +183,10 @@ impl Server {
     }
 
     pub(crate) fn via_host_port(&self, l: &Listen) -> (String, u16) {
-        match &l.advertise {
-            Some((h, p)) => (h.clone(), *p),
-            None => {
-                let ip = l.addr.ip();
-                let host = if ip.is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else if ip.is_ipv6() {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
-                (host, l.addr.port())
-            }
-        }
+        (
+            String::from_utf8_lossy(&l.sent_by_host).into_owned(),
+            l.sent_by_port,
+        )
     }
 
     /// Sends bytes over `proto` to `dst`.
@@ -639,7 +629,7 @@ impl Server {
                     None => Proto::Udp,
                 };
                 let port = uri.port().unwrap_or(default_port(proto, sips));
-                (Bytes::copy_from_slice(host), port, proto)
+                (uri_bytes.slice_ref(host), port, proto)
             }
         };
         let dst = resolve(&host, port)?;
@@ -652,8 +642,7 @@ impl Server {
 
     /// Record-Route's view of a listen socket.
     fn socket_desc(&self, l: &Listen) -> SocketDesc {
-        let (host, port) = self.via_host_port(l);
-        SocketDesc::new(l.proto, Bytes::from(host), port)
+        SocketDesc::new(l.proto, l.sent_by_host.clone(), l.sent_by_port)
     }
 
     /// The request as it leaves for `hop`: `received`/`rport` noted in the sender's Via
@@ -668,15 +657,27 @@ impl Server {
         hop: &Hop,
         branch: &str,
     ) -> Result<SipMessage, FnError> {
-        let mut out = msg.clone();
-        let flags = ctx.ext.get::<ForwardFlags>().copied().unwrap_or_default();
+        self.prepare_request(&ctx.ext, &ctx.net, msg.clone(), hop, branch)
+    }
+
+    /// [`Server::outgoing_request`] on a message the caller owns (a branch's own copy):
+    /// edited in place, not copied again.
+    pub(crate) fn prepare_request(
+        &self,
+        ext: &ferrosip_api::Extensions,
+        net: &NetInfo,
+        mut out: SipMessage,
+        hop: &Hop,
+        branch: &str,
+    ) -> Result<SipMessage, FnError> {
+        let flags = ext.get::<ForwardFlags>().copied().unwrap_or_default();
         let received = {
             let top = out.top_via().map_err(fnerr)?;
-            let src_ip = ctx.net.source.ip();
+            let src_ip = net.source.ip();
             let sent_by_ip = host_ip(top.host());
             // On a stream the reply must find the connection again, whose port is the
             // peer's ephemeral one: note it as rport, as if the client had asked.
-            let stream = ctx.net.proto != Proto::Udp;
+            let stream = net.proto != Proto::Udp;
             let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
             let add_received =
                 (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
@@ -694,7 +695,7 @@ impl Server {
                     let _ = write!(v, ";received={src_ip}");
                 }
                 if add_rport {
-                    let _ = write!(v, ";rport={}", ctx.net.source.port());
+                    let _ = write!(v, ";rport={}", net.source.port());
                 }
                 v
             })
@@ -702,7 +703,7 @@ impl Server {
         if let Some(new_top) = received {
             replace_top_via(&mut out, &new_top)?;
         }
-        if !flags_maxfwd_done(ctx) {
+        if ext.get::<MaxForwardsDone>().is_none() {
             match out.max_forwards() {
                 Ok(Some(0)) => return Err(FnError::new("Max-Forwards is 0: not forwarding")),
                 Ok(Some(n)) => out.set_max_forwards(n - 1),
@@ -710,23 +711,24 @@ impl Server {
                 Err(e) => return Err(fnerr(e)),
             }
         }
-        if let Some(plan) = ctx.ext.get::<RecordRoutePlan>() {
+        if let Some(plan) = ext.get::<RecordRoutePlan>() {
             let inbound = self
                 .config
                 .listen
                 .iter()
-                .find(|l| l.addr == ctx.net.local && l.proto == ctx.net.proto)
+                .find(|l| l.addr == net.local && l.proto == net.proto)
                 .map(|l| self.socket_desc(l))
                 .unwrap_or_else(|| self.socket_desc(&hop.local));
             let outbound = self.socket_desc(&hop.local);
             let values = record_route_headers(plan, &inbound, &outbound);
             insert_record_route(&mut out, &values).map_err(fnerr)?;
         }
-        let (vhost, vport) = self.via_host_port(&hop.local);
         let mut via = Vec::with_capacity(96);
         via.extend_from_slice(b"SIP/2.0/");
         via.extend(hop.proto.name().bytes().map(|c| c.to_ascii_uppercase()));
-        let _ = write!(via, " {vhost}:{vport};branch={branch}");
+        via.push(b' ');
+        via.extend_from_slice(&hop.local.sent_by_host);
+        let _ = write!(via, ":{};branch={branch}", hop.local.sent_by_port);
         if flags.local_rport {
             via.extend_from_slice(b";rport");
         }
@@ -758,10 +760,6 @@ pub(crate) fn with_reply_headers<'a>(
 /// Whether `ip` is an address of this host (checked by binding to it).
 fn local_ip(ip: IpAddr) -> bool {
     std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
-}
-
-fn flags_maxfwd_done(ctx: &MsgContext) -> bool {
-    ctx.ext.get::<MaxForwardsDone>().is_some()
 }
 
 /// Set by the `maxfwd` functions: the script handled Max-Forwards itself.

@@ -301,8 +301,12 @@ proptest! {
                 }
                 Edit::RemoveTopVia => {
                     let before = m.vias().count();
+                    let one_pass = m.to_bytes_without_top_via();
                     if m.remove_top_via().is_ok() {
                         prop_assert_eq!(m.vias().count(), before - 1);
+                        prop_assert_eq!(one_pass.ok(), Some(m.to_bytes()));
+                    } else {
+                        prop_assert!(one_pass.is_err());
                     }
                 }
                 Edit::MaxForwards(n) => {

@@ -11,6 +11,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use ferrosip_sip::{ParseError, SipMessage};
 use smallvec::SmallVec;
@@ -123,13 +124,14 @@ fn server_key_into(req: &SipMessage, method: &[u8], out: &mut Buf) -> Result<(),
     Ok(())
 }
 
-/// The key under which a server transaction is stored.
+/// The key under which a server transaction is stored. Shared: the transaction and the
+/// table it is filed in hold the same bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerKey(Box<[u8]>);
+pub struct ServerKey(Arc<[u8]>);
 
 /// The key under which a client transaction is stored.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientKey(Box<[u8]>);
+pub struct ClientKey(Arc<[u8]>);
 
 /// A key written on the stack, for looking up a message without allocating.
 ///
@@ -141,7 +143,7 @@ pub struct Probe<K> {
     _key: PhantomData<K>,
 }
 
-impl<K: From<Box<[u8]>>> Probe<K> {
+impl<K: From<Arc<[u8]>>> Probe<K> {
     fn new(bytes: Buf) -> Self {
         Probe {
             bytes,
@@ -156,7 +158,7 @@ impl<K: From<Box<[u8]>>> Probe<K> {
 
     /// The owned key.
     pub fn to_key(&self) -> K {
-        K::from(Box::from(&self.bytes[..]))
+        K::from(Arc::from(&self.bytes[..]))
     }
 }
 
@@ -173,14 +175,14 @@ impl<K> fmt::Debug for Probe<K> {
     }
 }
 
-impl From<Box<[u8]>> for ServerKey {
-    fn from(b: Box<[u8]>) -> Self {
+impl From<Arc<[u8]>> for ServerKey {
+    fn from(b: Arc<[u8]>) -> Self {
         ServerKey(b)
     }
 }
 
-impl From<Box<[u8]>> for ClientKey {
-    fn from(b: Box<[u8]>) -> Self {
+impl From<Arc<[u8]>> for ClientKey {
+    fn from(b: Arc<[u8]>) -> Self {
         ClientKey(b)
     }
 }

@@ -3,13 +3,15 @@
 use bytes::Bytes;
 use ferrosip_api::args::{raw_to_format, Fixable};
 use ferrosip_api::{ArgKind, ArgType, FixupEnv, FnError, MsgContext, RawArg};
+use std::sync::Arc;
 
 /// A list of SIP method names such as `INVITE|SUBSCRIBE`.
 ///
 /// As in Kamailio, any token is accepted (a typo'd method simply never matches), and the
 /// comparison ignores case: Kamailio maps method names to ids case-insensitively.
+/// Shared: a constant list is handed to every call without copying.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MethodList(Vec<Bytes>);
+pub struct MethodList(Arc<[Bytes]>);
 
 impl MethodList {
     /// Parses `INVITE|SUBSCRIBE`; empty items are dropped.
