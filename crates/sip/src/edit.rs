@@ -268,21 +268,7 @@ impl SipMessage {
             .map(crate::chars::trim_lws)
             .filter(|r| !r.is_empty());
         let mut out = BytesMut::with_capacity(self.len());
-        match self.start {
-            StartLine::Request {
-                method,
-                uri,
-                version,
-            } if self.start_dirty => {
-                out.extend_from_slice(self.get(method));
-                out.extend_from_slice(b" ");
-                out.extend_from_slice(self.get(uri));
-                out.extend_from_slice(b" ");
-                out.extend_from_slice(self.get(version));
-                out.extend_from_slice(b"\r\n");
-            }
-            _ => out.extend_from_slice(self.get(self.start_line)),
-        }
+        self.write_start_line(&mut out);
         for (i, line) in self.headers.iter().enumerate() {
             if i != k {
                 out.extend_from_slice(self.get(line.line));
@@ -373,8 +359,8 @@ impl SipMessage {
         }
     }
 
-    /// Appends the message as it stands (edits applied) to `out`.
-    pub fn write_to(&self, out: &mut impl bytes::BufMut) {
+    /// The start line as it stands (rebuilt when the R-URI was set).
+    fn write_start_line(&self, out: &mut impl bytes::BufMut) {
         match self.start {
             StartLine::Request {
                 method,
@@ -390,6 +376,11 @@ impl SipMessage {
             }
             _ => out.put_slice(self.get(self.start_line)),
         }
+    }
+
+    /// Appends the message as it stands (edits applied) to `out`.
+    pub fn write_to(&self, out: &mut impl bytes::BufMut) {
+        self.write_start_line(out);
         for h in &self.headers {
             out.put_slice(self.get(h.line));
         }
