@@ -215,9 +215,9 @@ impl SipMessage {
         Ok(())
     }
 
-    /// Removes the topmost Via value (what a proxy does before forwarding a response).
-    /// When that line holds several comma-separated values only the first goes.
-    pub fn remove_top_via(&mut self) -> Result<(), ParseError> {
+    /// The first Via line and what stays of it once its first value goes (`None` when
+    /// nothing does).
+    fn top_via_split(&self) -> Result<(usize, Option<Span>), ParseError> {
         let k = self
             .headers
             .iter()
@@ -229,13 +229,24 @@ impl SipMessage {
         let v = self.get(h.value);
         let mut list = CommaList::new(v);
         list.next();
-        let rest = list.remainder().map(|r| {
-            let r = crate::chars::trim_lws(r);
-            let s = h.value.start as usize + offset_in(v, r);
-            Span::new(s, s + r.len())
-        });
+        let rest = list
+            .remainder()
+            .map(crate::chars::trim_lws)
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let s = h.value.start as usize + offset_in(v, r);
+                Span::new(s, s + r.len())
+            });
+        Ok((k, rest))
+    }
+
+    /// Removes the topmost Via value (what a proxy does before forwarding a response).
+    /// When that line holds several comma-separated values only the first goes.
+    pub fn remove_top_via(&mut self) -> Result<(), ParseError> {
+        let (k, rest) = self.top_via_split()?;
+        let h = self.headers[k];
         match rest {
-            Some(r) if r.len() > 0 => {
+            Some(r) => {
                 let line = self.line_with_name(h.name, r, HeaderName::Via);
                 self.headers[k] = line;
             }
@@ -252,21 +263,8 @@ impl SipMessage {
     /// give it, written in one pass without editing (or cloning) the message: what a
     /// proxy does to every response it relays.
     pub fn to_bytes_without_top_via(&self) -> Result<Bytes, ParseError> {
-        let k = self
-            .headers
-            .iter()
-            .position(|h| h.kind == HeaderName::Via)
-            .ok_or(ParseError::MissingHeader {
-                name: HeaderName::Via,
-            })?;
+        let (k, rest) = self.top_via_split()?;
         let h = self.headers[k];
-        let v = self.get(h.value);
-        let mut list = CommaList::new(v);
-        list.next();
-        let rest = list
-            .remainder()
-            .map(crate::chars::trim_lws)
-            .filter(|r| !r.is_empty());
         let mut out = BytesMut::with_capacity(self.len());
         self.write_start_line(&mut out);
         for (i, line) in self.headers.iter().enumerate() {
@@ -275,7 +273,7 @@ impl SipMessage {
             } else if let Some(rest) = rest {
                 out.extend_from_slice(self.get(h.name));
                 out.extend_from_slice(b": ");
-                out.extend_from_slice(rest);
+                out.extend_from_slice(self.get(rest));
                 out.extend_from_slice(b"\r\n");
             }
         }
