@@ -182,13 +182,6 @@ impl Server {
             .or_else(|| self.config.listen.iter().find(|l| l.proto == proto))
     }
 
-    pub(crate) fn via_host_port(&self, l: &Listen) -> (String, u16) {
-        (
-            String::from_utf8_lossy(&l.sent_by_host).into_owned(),
-            l.sent_by_port,
-        )
-    }
-
     /// Sends bytes over `proto` to `dst`.
     pub fn send(
         &self,

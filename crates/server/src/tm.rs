@@ -13,9 +13,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// Transaction keys come from the network: a seeded hash, but much cheaper than SipHash.
-type KeyHasher = foldhash::quality::RandomState;
-
 use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +32,9 @@ use ferrosip_transaction::{
 };
 
 use crate::server::{Hop, Server};
+
+/// Transaction keys come from the network: a seeded hash, but much cheaper than SipHash.
+type KeyHasher = foldhash::quality::RandomState;
 
 /// Resolution of the timer thread: retransmission timers start at T1 (500 ms), so 20 ms
 /// is far below anything a peer could notice (Kamailio's timer ticks every 62.5 ms).

@@ -131,7 +131,8 @@ impl Server {
             .map_err(|e| FnError::new(format!("cannot build the {method} request: {e}")))?;
         let target = req.dst_uri.clone().unwrap_or_else(|| req.uri.clone());
         let hop = self.next_hop(None, Some(&target), &msg)?;
-        let (host, port) = self.via_host_port(&hop.local);
+        let host = String::from_utf8_lossy(&hop.local.sent_by_host);
+        let port = hop.local.sent_by_port;
         let via = format!(
             "SIP/2.0/{} {host}:{port};branch=z9hG4bKlr{:x}{n:x};rport",
             hop.proto.name().to_ascii_uppercase(),
