@@ -1336,3 +1336,42 @@ struct BranchSpec {
     target: Option<Target>,
     bflags: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> TimerEntry {
+        TimerEntry {
+            cell: Weak::new(),
+            leg: Leg::Server,
+            id: None,
+        }
+    }
+
+    /// The timer thread parks while the wheel is empty; the first timer set must wake it,
+    /// or that timer would wait for the park's timeout.
+    #[test]
+    fn first_timer_wakes_the_parked_timer_thread() {
+        let tm = Arc::new(TmLayer::new(None));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sleeper = std::thread::spawn(move || {
+            ready_tx.send(()).expect("ready");
+            let start = Instant::now();
+            std::thread::park_timeout(Duration::from_secs(20));
+            start.elapsed()
+        });
+        tm.timer_thread
+            .set(sleeper.thread().clone())
+            .expect("timer thread set once");
+        ready_rx.recv().expect("sleeper started");
+        std::thread::sleep(Duration::from_millis(50));
+        tm.insert_timer(Duration::from_secs(1), entry());
+        let parked = sleeper.join().expect("sleeper");
+        assert!(parked < Duration::from_secs(10), "parked for {parked:?}");
+        // A second timer finds the wheel busy: the thread is ticking, no wake-up needed.
+        assert_eq!(lock(&tm.wheel).len(), 1);
+        tm.insert_timer(Duration::from_secs(1), entry());
+        assert_eq!(lock(&tm.wheel).len(), 2);
+    }
+}
