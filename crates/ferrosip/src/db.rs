@@ -53,23 +53,7 @@ pub enum DbCommand {
 }
 
 pub fn run(command: DbCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(execute(command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::run_async_command(execute(command))
 }
 
 /// Splits USER@DOMAIN; a bare USER takes the domain from `fallback`, then $SIP_DOMAIN.

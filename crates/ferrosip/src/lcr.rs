@@ -33,23 +33,7 @@ pub enum LcrCommand {
 }
 
 pub fn run(command: LcrCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(execute(command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::run_async_command(execute(command))
 }
 
 async fn execute(command: LcrCommand) -> Result<(), String> {

@@ -70,6 +70,30 @@ enum Command {
     },
 }
 
+/// Runs an async CLI command (`db`, `lcr`) to completion on a one-thread runtime,
+/// printing its error.
+pub(crate) fn run_async_command<E: std::fmt::Display>(
+    command: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_defines(defs: &[String]) -> Vec<(String, Option<String>)> {
     defs.iter()
         .map(|d| match d.split_once('=') {
