@@ -8,6 +8,7 @@ use ferrosip_api::rr::{
 use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, Proto, Services, Verdict};
 use ferrosip_sip::{CommaList, NameAddr, SipMessage, Uri};
 use regex::bytes::Regex;
+use smallvec::SmallVec;
 
 /// The module parameters, read once at load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,21 +73,13 @@ fn is_route_name(n: &[u8]) -> bool {
     n.eq_ignore_ascii_case(b"Route")
 }
 
-/// The elements of each Route line, in order.
-fn route_lines(msg: &SipMessage) -> Vec<Vec<Bytes>> {
+/// Every Route element, topmost first, sharing the message's buffer.
+pub fn route_list(msg: &SipMessage) -> SmallVec<[Bytes; 4]> {
     msg.headers_named("Route")
-        .map(|v| {
-            CommaList::new(v)
-                .filter(|e| !e.is_empty())
-                .map(|e| msg.bytes_of(e))
-                .collect()
-        })
+        .flat_map(CommaList::new)
+        .filter(|e| !e.is_empty())
+        .map(|e| msg.bytes_of(e))
         .collect()
-}
-
-/// Every Route element, topmost first.
-pub fn route_list(msg: &SipMessage) -> Vec<Bytes> {
-    route_lines(msg).into_iter().flatten().collect()
 }
 
 /// Removes the `k`-th Route line.
@@ -100,6 +93,17 @@ fn remove_route_line(msg: &mut SipMessage, k: usize) {
         i += 1;
         hit
     });
+}
+
+/// The elements of the `k`-th Route line after its first (an empty line has none).
+fn line_elements(msg: &SipMessage, k: usize) -> Option<SmallVec<[Bytes; 4]>> {
+    let line = msg.headers_named("Route").nth(k)?;
+    Some(
+        CommaList::new(line)
+            .filter(|e| !e.is_empty())
+            .map(|e| msg.bytes_of(e))
+            .collect(),
+    )
 }
 
 fn join(elems: &[Bytes]) -> Vec<u8> {
@@ -117,21 +121,18 @@ fn join(elems: &[Bytes]) -> Vec<u8> {
 /// rest, still above the other Route lines.
 fn pop_first_route(msg: &mut SipMessage) -> Result<Option<Bytes>, FnError> {
     loop {
-        let lines = route_lines(msg);
-        let Some(first) = lines.into_iter().next() else {
+        let Some(first) = line_elements(msg, 0) else {
             return Ok(None);
         };
         remove_route_line(msg, 0);
-        let mut it = first.into_iter();
-        let Some(top) = it.next() else {
+        let Some((top, rest)) = first.split_first() else {
             continue; // an empty Route line: dropped
         };
-        let rest: Vec<Bytes> = it.collect();
         if !rest.is_empty() {
-            msg.insert_header_first("Route", join(&rest))
+            msg.insert_header_first("Route", join(rest))
                 .map_err(|e| err(format!("cannot rewrite Route: {e}")))?;
         }
-        return Ok(Some(top));
+        return Ok(Some(top.clone()));
     }
 }
 
@@ -139,9 +140,8 @@ fn pop_first_route(msg: &mut SipMessage) -> Result<Option<Bytes>, FnError> {
 /// rest, still below the other Route lines.
 fn pop_last_route(msg: &mut SipMessage) -> Result<Option<Bytes>, FnError> {
     loop {
-        let lines = route_lines(msg);
-        let n = lines.len();
-        let Some(mut last) = lines.into_iter().last() else {
+        let n = msg.headers_named("Route").count();
+        let Some(mut last) = n.checked_sub(1).and_then(|k| line_elements(msg, k)) else {
             return Ok(None);
         };
         remove_route_line(msg, n - 1);
@@ -153,6 +153,17 @@ fn pop_last_route(msg: &mut SipMessage) -> Result<Option<Bytes>, FnError> {
                 .map_err(|e| err(format!("cannot rewrite Route: {e}")))?;
         }
         return Ok(Some(bottom));
+    }
+}
+
+/// `part` (a slice of `owner`) as [`Bytes`] sharing `owner`'s storage.
+fn share(owner: &Bytes, part: &[u8]) -> Bytes {
+    let base = owner.as_ptr() as usize;
+    let start = part.as_ptr() as usize;
+    if start >= base && start + part.len() <= base + owner.len() {
+        owner.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 
@@ -175,50 +186,83 @@ struct RouteUri {
 }
 
 impl RouteUri {
-    fn from_uri(u: &Uri<'_>) -> RouteUri {
-        let own = |s: &[u8]| Bytes::copy_from_slice(s);
-        let value = |n: &str| u.param(n).flatten().filter(|v| !v.is_empty()).map(own);
-        RouteUri {
-            uri: own(u.as_bytes()),
-            params: u.params_raw().map(|p| {
-                let mut v = Vec::with_capacity(p.len() + 1);
-                v.push(b';');
-                v.extend_from_slice(p);
-                Bytes::from(v)
-            }),
-            host: u.host().map(own),
+    /// `u` parsed from `owner`: every part shares `owner`'s storage.
+    fn from_uri(u: &Uri<'_>, owner: &Bytes) -> RouteUri {
+        let sub = |s: &[u8]| share(owner, s);
+        let mut r = RouteUri {
+            uri: sub(u.as_bytes()),
+            params: None,
+            host: u.host().map(sub),
             port: u.port(),
             sips: u.scheme().eq_ignore_ascii_case(b"sips"),
-            transport: u
-                .param("transport")
-                .flatten()
-                .and_then(|t| Proto::parse(&String::from_utf8_lossy(t))),
-            lr: u.param("lr").is_some(),
-            r2: u.param("r2").is_some(),
-            gruu: u.param("gr").is_some(),
-            maddr: value("maddr"),
-            sockname: value("sn"),
+            transport: None,
+            lr: false,
+            r2: false,
+            gruu: false,
+            maddr: None,
+            sockname: None,
+        };
+        if let Some(p) = u.params_raw() {
+            // The raw parameters follow their `;` in the URI: keep it with them.
+            let uri = u.as_bytes();
+            let at = p.as_ptr() as usize - uri.as_ptr() as usize;
+            r.params = Some(match at.checked_sub(1).map(|i| uri[i]) {
+                Some(b';') => sub(&uri[at - 1..at + p.len()]),
+                _ => {
+                    let mut v = Vec::with_capacity(p.len() + 1);
+                    v.push(b';');
+                    v.extend_from_slice(p);
+                    Bytes::from(v)
+                }
+            });
         }
+        // One pass over the parameters; the first occurrence of a name counts.
+        let (mut transport, mut lr, mut r2, mut gr, mut maddr, mut sn) =
+            (false, false, false, false, false, false);
+        let value = |v: Option<&[u8]>| v.filter(|v| !v.is_empty()).map(sub);
+        for (name, v) in u.params() {
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            if !transport && is("transport") {
+                transport = true;
+                r.transport = v.and_then(Proto::from_bytes);
+            } else if !lr && is("lr") {
+                lr = true;
+                r.lr = true;
+            } else if !r2 && is("r2") {
+                r2 = true;
+                r.r2 = true;
+            } else if !gr && is("gr") {
+                gr = true;
+                r.gruu = true;
+            } else if !maddr && is("maddr") {
+                maddr = true;
+                r.maddr = value(v);
+            } else if !sn && is("sn") {
+                sn = true;
+                r.sockname = value(v);
+            }
+        }
+        r
     }
 
-    fn parse_element(elem: &[u8]) -> Result<RouteUri, FnError> {
+    fn parse_element(elem: &Bytes) -> Result<RouteUri, FnError> {
         let na = NameAddr::parse(elem).map_err(|e| {
             err(format!(
                 "invalid Route value \"{}\": {e}",
                 String::from_utf8_lossy(elem)
             ))
         })?;
-        Ok(RouteUri::from_uri(na.uri()))
+        Ok(RouteUri::from_uri(na.uri(), elem))
     }
 
-    fn parse_uri(uri: &[u8]) -> Result<RouteUri, FnError> {
+    fn parse_uri(uri: &Bytes) -> Result<RouteUri, FnError> {
         let u = Uri::parse(uri).map_err(|e| {
             err(format!(
                 "invalid URI \"{}\": {e}",
                 String::from_utf8_lossy(uri)
             ))
         })?;
-        Ok(RouteUri::from_uri(&u))
+        Ok(RouteUri::from_uri(&u, uri))
     }
 
     /// The port a URI without one means.
@@ -300,8 +344,8 @@ pub fn loose_route(ctx: &mut MsgContext, cfg: &RrConfig, mode: i64) -> FnResult 
     // Every entry is checked before the message is touched.
     let routes = routes
         .iter()
-        .map(|r| RouteUri::parse_element(r))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(RouteUri::parse_element)
+        .collect::<Result<SmallVec<[RouteUri; 4]>, _>>()?;
     let to = ctx
         .msg
         .to()
@@ -309,7 +353,8 @@ pub fn loose_route(ctx: &mut MsgContext, cfg: &RrConfig, mode: i64) -> FnResult 
     let preloaded = to.tag().is_none_or(|t| t.is_empty());
     let ruri = ctx
         .msg
-        .request_uri()
+        .request_uri_bytes()
+        .as_ref()
         .map(RouteUri::parse_uri)
         .transpose()?
         .ok_or_else(|| err("no Request-URI"))?;
