@@ -419,13 +419,67 @@ impl SipMessage {
     /// fewer follow); without Content-Length it runs to the end of `buf`, as on UDP.
     /// Bytes after the body (a second message in a datagram) are ignored.
     pub fn parse(buf: Bytes) -> Result<SipMessage, ParseError> {
-        let idx = index(&buf)?;
+        SipMessage::parse_or_return(buf).map_err(|(e, _)| e)
+    }
+
+    /// [`SipMessage::parse`] that hands `buf` back with the error, for a caller that
+    /// answers a malformed message from its raw bytes: no clone of `buf` up front.
+    pub fn parse_or_return(buf: Bytes) -> Result<SipMessage, (ParseError, Bytes)> {
+        match SipMessage::parse_parts(&buf) {
+            Ok(parts) => Ok(SipMessage::from_parts(buf, parts)),
+            Err(e) => Err((e, buf)),
+        }
+    }
+
+    /// A copy made to be edited and sent (a branch, a forwarded request): its index and
+    /// side buffer have room for what a proxy adds (Via, Record-Route, a new
+    /// Max-Forwards), so those edits do not reallocate them.
+    pub fn clone_for_edit(&self) -> SipMessage {
+        let mut headers = Vec::with_capacity(self.headers.len() + 4);
+        headers.extend_from_slice(&self.headers);
+        let mut extra = Vec::with_capacity(self.extra.len() + 256);
+        extra.extend_from_slice(&self.extra);
+        SipMessage {
+            buf: self.buf.clone(),
+            extra,
+            start: self.start,
+            start_line: self.start_line,
+            start_dirty: self.start_dirty,
+            headers,
+            blank: self.blank,
+            body: self.body,
+            new_body: self.new_body.clone(),
+            msg: self.msg,
+            edited: self.edited,
+            hot: self.hot,
+        }
+    }
+
+    fn from_parts(buf: Bytes, (idx, hot, body): (Index, Hot, Span)) -> SipMessage {
+        SipMessage {
+            extra: Vec::new(),
+            start: idx.start,
+            start_line: idx.start_line,
+            start_dirty: false,
+            headers: idx.headers,
+            blank: idx.blank,
+            body,
+            new_body: None,
+            msg: Span::new(idx.base, body.end as usize),
+            edited: false,
+            hot,
+            buf,
+        }
+    }
+
+    fn parse_parts(buf: &[u8]) -> Result<(Index, Hot, Span), ParseError> {
+        let idx = index(buf)?;
         let mut hot = Hot {
             valid: true,
             ruri_host: idx.ruri_host,
             ..Hot::default()
         };
-        let b: &[u8] = &buf;
+        let b: &[u8] = buf;
         for h in &idx.headers {
             let v = &b[h.value.start as usize..h.value.end as usize];
             let base = h.value.start as usize;
@@ -484,20 +538,7 @@ impl SipMessage {
             }
             None => buf.len(),
         };
-        Ok(SipMessage {
-            extra: Vec::new(),
-            start: idx.start,
-            start_line: idx.start_line,
-            start_dirty: false,
-            headers: idx.headers,
-            blank: idx.blank,
-            body: Span::new(body_start, body_end),
-            new_body: None,
-            msg: Span::new(idx.base, body_end),
-            edited: false,
-            hot,
-            buf,
-        })
+        Ok((idx, hot, Span::new(body_start, body_end)))
     }
 
     /// [`SipMessage::parse`] on a copy of `buf`.
@@ -930,6 +971,31 @@ v=0\r\nEXTRA";
         assert_eq!(top.host(), b"10.0.0.1");
         assert_eq!(top.transport(), b"TCP");
         assert_eq!(top.branch(), Some(&b"z9hG4bKnew"[..]));
+    }
+
+    #[test]
+    fn parse_or_return_hands_back_the_same_buffer_on_error() {
+        let raw = Bytes::from_static(b"INVITE sip:bob@example.com SIP/2.0\r\nVia: ???\r\n\r\n");
+        let (err, back) = SipMessage::parse_or_return(raw.clone()).unwrap_err();
+        assert!(matches!(err, ParseError::Header { .. }), "{err:?}");
+        assert_eq!(back.as_ptr(), raw.as_ptr());
+        assert_eq!(back, raw);
+        assert!(SipMessage::parse_or_return(Bytes::from_static(INVITE)).is_ok());
+    }
+
+    #[test]
+    fn an_edit_copy_serializes_and_reads_as_the_original_and_edits_alone() {
+        let mut orig = msg(INVITE);
+        orig.set_max_forwards(9);
+        let mut copy = orig.clone_for_edit();
+        assert_eq!(copy.to_bytes(), orig.to_bytes());
+        assert_eq!(copy.max_forwards().unwrap(), Some(9));
+        copy.prepend_via("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx")
+            .unwrap();
+        copy.set_max_forwards(8);
+        assert_eq!(orig.max_forwards().unwrap(), Some(9));
+        assert_eq!(orig.top_via().unwrap().host(), b"pc33.atlanta.example.com");
+        assert_eq!(copy.top_via().unwrap().host(), b"10.0.0.1");
     }
 
     #[test]
