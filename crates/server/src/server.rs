@@ -237,9 +237,9 @@ impl Server {
             }
             return;
         }
-        let msg = match SipMessage::parse(raw.clone()) {
+        let msg = match SipMessage::parse_or_return(raw) {
             Ok(m) => m,
-            Err(e) => {
+            Err((e, raw)) => {
                 let code = if matches!(e, ferrosip_sip::ParseError::UnsupportedVersion { .. }) {
                     505
                 } else {
@@ -581,6 +581,26 @@ impl Services for Server {
     }
 }
 
+/// What the script decided about forwarding a request beside the message itself
+/// (rport handling, Max-Forwards already done, the Record-Route to insert).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Forwarding<'a> {
+    pub flags: ForwardFlags,
+    pub maxfwd_done: bool,
+    pub record_route: Option<&'a RecordRoutePlan>,
+}
+
+impl<'a> Forwarding<'a> {
+    /// As a route left it in its context's extensions.
+    pub fn of(ext: &'a ferrosip_api::Extensions) -> Forwarding<'a> {
+        Forwarding {
+            flags: ext.get::<ForwardFlags>().copied().unwrap_or_default(),
+            maxfwd_done: ext.get::<MaxForwardsDone>().is_some(),
+            record_route: ext.get::<RecordRoutePlan>(),
+        }
+    }
+}
+
 /// Where a request goes next and the socket it leaves from.
 #[derive(Clone, Debug)]
 pub(crate) struct Hop {
@@ -650,20 +670,26 @@ impl Server {
         hop: &Hop,
         branch: &str,
     ) -> Result<SipMessage, FnError> {
-        self.prepare_request(&ctx.ext, &ctx.net, msg.clone(), hop, branch)
+        self.prepare_request(
+            Forwarding::of(&ctx.ext),
+            &ctx.net,
+            msg.clone_for_edit(),
+            hop,
+            branch,
+        )
     }
 
     /// [`Server::outgoing_request`] on a message the caller owns (a branch's own copy):
     /// edited in place, not copied again.
     pub(crate) fn prepare_request(
         &self,
-        ext: &ferrosip_api::Extensions,
+        fwd: Forwarding<'_>,
         net: &NetInfo,
         mut out: SipMessage,
         hop: &Hop,
         branch: &str,
     ) -> Result<SipMessage, FnError> {
-        let flags = ext.get::<ForwardFlags>().copied().unwrap_or_default();
+        let flags = fwd.flags;
         let received = {
             let top = out.top_via().map_err(fnerr)?;
             let src_ip = net.source.ip();
@@ -696,7 +722,7 @@ impl Server {
         if let Some(new_top) = received {
             replace_top_via(&mut out, &new_top)?;
         }
-        if ext.get::<MaxForwardsDone>().is_none() {
+        if !fwd.maxfwd_done {
             match out.max_forwards() {
                 Ok(Some(0)) => return Err(FnError::new("Max-Forwards is 0: not forwarding")),
                 Ok(Some(n)) => out.set_max_forwards(n - 1),
@@ -704,7 +730,7 @@ impl Server {
                 Err(e) => return Err(fnerr(e)),
             }
         }
-        if let Some(plan) = ext.get::<RecordRoutePlan>() {
+        if let Some(plan) = fwd.record_route {
             let inbound = self
                 .config
                 .listen

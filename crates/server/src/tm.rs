@@ -31,7 +31,7 @@ use ferrosip_transaction::{
     TimerId, TimerWheel, TuEvent,
 };
 
-use crate::server::{Hop, Server};
+use crate::server::{Forwarding, Hop, Server};
 
 /// Transaction keys come from the network: a seeded hash, but much cheaper than SipHash.
 type KeyHasher = foldhash::quality::RandomState;
@@ -686,8 +686,10 @@ impl TmLayer {
         bctx.avps = st.avps.clone();
         bctx.branch_idx = idx as i32;
         bctx.services = ctx.services.clone();
-        st.restore_forwarding(&mut bctx);
-        if let Some(route) = st.marks.on_branch {
+        let branch_route = st.marks.on_branch;
+        if let Some(route) = branch_route {
+            // The branch route sees (and may change) what the request route decided.
+            st.restore_forwarding(&mut bctx);
             bctx.ext.insert(self.route_state(st, idx as i32, None));
             let outcome = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut bctx));
             match outcome {
@@ -700,8 +702,13 @@ impl TmLayer {
             }
         }
         let hop: Hop = srv.next_hop(spec.target, bctx.dst_uri.as_ref(), &bctx.msg)?;
-        let branch_id = format!("z9hG4bKf{:x}{:x}.{idx}", self.boot, cell.id);
-        let out = srv.prepare_request(&bctx.ext, &bctx.net, bctx.msg, &hop, &branch_id)?;
+        let mut branch_buf = [0u8; 64];
+        let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
+        let fwd = match branch_route {
+            Some(_) => Forwarding::of(&bctx.ext),
+            None => st.forwarding(),
+        };
+        let out = srv.prepare_request(fwd, &bctx.net, bctx.msg, &hop, branch_id)?;
         let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
         let reliable = hop.proto != Proto::Udp;
         // fr_timer until the first provisional, then fr_inv_timer (the client INVITE
@@ -1285,6 +1292,17 @@ enum CellFor {
 #[derive(Clone, Copy, Debug)]
 pub struct OwnCell(pub u64);
 
+/// Our branch id for branch `idx` of cell `cell_id`, written into `buf` (one per
+/// relayed request: no allocation for it).
+fn branch_id(buf: &mut [u8; 64], boot: u32, cell_id: u64, idx: usize) -> &str {
+    use std::io::Write;
+    let mut w = &mut buf[..];
+    let _ = write!(w, "z9hG4bKf{boot:x}{cell_id:x}.{idx}");
+    let len = 64 - w.len();
+    // Only ASCII was written.
+    std::str::from_utf8(&buf[..len]).unwrap_or("z9hG4bKf")
+}
+
 /// The R-URI branch (with `$du` or an explicit target) and one per `append_branch`.
 fn branch_specs(
     msg: &SipMessage,
@@ -1295,13 +1313,13 @@ fn branch_specs(
 ) -> Vec<BranchSpec> {
     let mut specs = Vec::with_capacity(1 + extra.len());
     specs.push(BranchSpec {
-        msg: msg.clone(),
+        msg: msg.clone_for_edit(),
         dst_uri,
         target,
         bflags,
     });
     for b in extra {
-        let mut msg = msg.clone();
+        let mut msg = msg.clone_for_edit();
         if msg.set_request_uri(&b.uri).is_ok() {
             specs.push(BranchSpec {
                 msg,
@@ -1315,6 +1333,15 @@ fn branch_specs(
 }
 
 impl CellState {
+    /// What the request route decided about forwarding, for a branch no route changed.
+    fn forwarding(&self) -> Forwarding<'_> {
+        Forwarding {
+            flags: self.ext_fwd.unwrap_or_default(),
+            maxfwd_done: self.maxfwd_done,
+            record_route: self.ext_rr.as_ref(),
+        }
+    }
+
     /// Gives a route run for this transaction what the request route decided about
     /// forwarding (Record-Route, rport, Max-Forwards handled).
     fn restore_forwarding(&self, ctx: &mut MsgContext) {
