@@ -58,12 +58,19 @@ impl SipMessage {
         }
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Span {
-        // A forwarded request typically gets a new R-URI, a Via and Max-Forwards; one
-        // allocation sized for that beats growing the side buffer edit by edit.
-        if self.extra.capacity() == 0 {
-            self.extra.reserve(256);
+    /// Makes room for `n` more bytes in the side buffer. Small edits (a new
+    /// Max-Forwards, a short R-URI) fit in its inline part; past that, a forwarded
+    /// request typically gets a Via, a Record-Route and more: one allocation sized for
+    /// them beats growing the buffer edit by edit.
+    fn make_room(&mut self, n: usize) {
+        let len = self.extra.len();
+        if len + n + 4 > self.extra.capacity() {
+            self.extra.reserve((n + 4).max(256));
         }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Span {
+        self.make_room(bytes.len());
         let start = self.buf.len() + self.extra.len();
         self.extra.extend_from_slice(bytes);
         Span::new(start, start + bytes.len())
@@ -71,14 +78,21 @@ impl SipMessage {
 
     /// Copies bytes the message already holds (received or edited) to the side buffer.
     fn append_span(&mut self, s: Span) -> Span {
-        if self.extra.capacity() == 0 {
-            self.extra.reserve(256);
-        }
+        self.make_room(s.len());
         let b = self.buf.len();
         let start = b + self.extra.len();
         let (a, e) = (s.start as usize, s.end as usize);
         if a >= b && e > a {
-            self.extra.extend_from_within(a - b..e - b);
+            // From the side buffer itself: copied through the stack, as it may move.
+            let mut at = a - b;
+            let end = e - b;
+            let mut chunk = [0u8; 64];
+            while at < end {
+                let n = (end - at).min(chunk.len());
+                chunk[..n].copy_from_slice(&self.extra[at..at + n]);
+                self.extra.extend_from_slice(&chunk[..n]);
+                at += n;
+            }
         } else if let Some(src) = self.buf.get(a..e) {
             self.extra.extend_from_slice(src);
         }
@@ -88,6 +102,7 @@ impl SipMessage {
     /// Writes `name: value CRLF` to the side buffer; `name` is a span so that a
     /// replaced header keeps the name (and compact form) it was received with.
     fn line_with_name(&mut self, name: Span, value: Span, kind: HeaderName) -> Hdr {
+        self.make_room(name.len() + value.len() + 4);
         let ls = self.buf.len() + self.extra.len();
         let n = self.append_span(name);
         self.extra.extend_from_slice(b": ");
@@ -102,6 +117,7 @@ impl SipMessage {
     }
 
     fn new_line(&mut self, name: &[u8], value: &[u8], kind: HeaderName) -> Hdr {
+        self.make_room(name.len() + value.len() + 4);
         let ls = self.buf.len() + self.extra.len();
         let n = self.append(name);
         self.extra.extend_from_slice(b": ");

@@ -76,7 +76,10 @@ pub(crate) enum StartLine {
 #[derive(Clone, Debug)]
 pub struct SipMessage {
     pub(crate) buf: Bytes,
-    pub(crate) extra: Vec<u8>,
+    /// Bytes written by edits, addressed after `buf` (a span at `buf.len() + i` is
+    /// `extra[i]`). Inline up to [`INLINE_EDIT_BYTES`]: most received messages get one
+    /// small edit (Max-Forwards) and no heap block for it.
+    pub(crate) extra: SideBuffer,
     pub(crate) start: StartLine,
     /// The received start line with its terminator; used while `start_dirty` is false.
     pub(crate) start_line: Span,
@@ -91,6 +94,11 @@ pub struct SipMessage {
     pub(crate) edited: bool,
     pub(crate) hot: Hot,
 }
+
+/// How many edited bytes a message holds without a heap block.
+pub(crate) const INLINE_EDIT_BYTES: usize = 32;
+
+pub(crate) type SideBuffer = smallvec::SmallVec<[u8; INLINE_EDIT_BYTES]>;
 
 /// Where the fields every proxy reads on every message are, found while `parse` checks
 /// their grammar anyway, so reading them costs a slice and no second parse. Edits that
@@ -437,7 +445,7 @@ impl SipMessage {
     pub fn clone_for_edit(&self) -> SipMessage {
         let mut headers = Vec::with_capacity(self.headers.len() + 4);
         headers.extend_from_slice(&self.headers);
-        let mut extra = Vec::with_capacity(self.extra.len() + 256);
+        let mut extra = SideBuffer::with_capacity(self.extra.len() + 256);
         extra.extend_from_slice(&self.extra);
         SipMessage {
             buf: self.buf.clone(),
@@ -457,7 +465,7 @@ impl SipMessage {
 
     fn from_parts(buf: Bytes, (idx, hot, body): (Index, Hot, Span)) -> SipMessage {
         SipMessage {
-            extra: Vec::new(),
+            extra: SideBuffer::new(),
             start: idx.start,
             start_line: idx.start_line,
             start_dirty: false,
@@ -996,6 +1004,23 @@ v=0\r\nEXTRA";
         assert_eq!(orig.max_forwards().unwrap(), Some(9));
         assert_eq!(orig.top_via().unwrap().host(), b"pc33.atlanta.example.com");
         assert_eq!(copy.top_via().unwrap().host(), b"10.0.0.1");
+    }
+
+    #[test]
+    fn edits_that_copy_from_edited_bytes_survive_the_side_buffer_growing() {
+        let mut m = msg(INVITE);
+        // Inline first (Max-Forwards), then a name longer than the copy chunk, then
+        // replacements that copy that name from the side buffer while it grows.
+        m.set_max_forwards(69);
+        let name = format!("X-{}", "N".repeat(90));
+        m.add_header(&name, "first").unwrap();
+        for v in ["second", &"v".repeat(300), "last"] {
+            m.set_header(&name, v).unwrap();
+        }
+        let out = SipMessage::parse(m.to_bytes()).unwrap();
+        assert_eq!(out.header(&name), Some(&b"last"[..]));
+        assert_eq!(out.headers_named(&name).count(), 1);
+        assert_eq!(out.max_forwards().unwrap(), Some(69));
     }
 
     #[test]
