@@ -34,6 +34,7 @@
 use crate::context::Proto;
 use bytes::Bytes;
 use ferrosip_sip::{ParseError, SipMessage};
+use std::io::Write;
 
 /// A local socket as Record-Route shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,13 +148,19 @@ impl RecordRoutePlan {
 /// Examples: `<sip:10.0.0.1;lr;ftag=abc>` (UDP to UDP on one socket);
 /// `<sip:192.0.2.1:5080;transport=tcp;r2=on;lr;ftag=abc>` then
 /// `<sip:10.0.0.1;r2=on;lr;ftag=abc>` (UDP in, TCP out).
+/// One Record-Route value, built on the stack (they are short).
+pub type RrValue = smallvec::SmallVec<[u8; 128]>;
+
+/// The Record-Route values of one request: one, or two with double record-routing.
+pub type RecordRouteValues = smallvec::SmallVec<[RrValue; 2]>;
+
 pub fn record_route_headers(
     plan: &RecordRoutePlan,
     inbound: &SocketDesc,
     outbound: &SocketDesc,
-) -> Vec<Bytes> {
+) -> RecordRouteValues {
     let Some(address) = &plan.address else {
-        return Vec::new();
+        return RecordRouteValues::new();
     };
     match address {
         RecordRouteAddress::Socket => {
@@ -163,12 +170,12 @@ pub fn record_route_headers(
                 DoubleRr::WhenDifferent => !inbound.same_realm(outbound),
             };
             if double {
-                vec![
+                smallvec::smallvec![
                     socket_rr(plan, outbound, true),
                     socket_rr(plan, inbound, true),
                 ]
             } else {
-                vec![socket_rr(plan, inbound, false)]
+                smallvec::smallvec![socket_rr(plan, inbound, false)]
             }
         }
         RecordRouteAddress::Advertised(addr) => {
@@ -178,16 +185,16 @@ pub fn record_route_headers(
                 DoubleRr::WhenDifferent => inbound.proto != outbound.proto,
             };
             if double {
-                vec![
+                smallvec::smallvec![
                     advertised_rr(plan, addr, Some(outbound.proto)),
                     advertised_rr(plan, addr, Some(inbound.proto)),
                 ]
             } else {
-                vec![advertised_rr(plan, addr, None)]
+                smallvec::smallvec![advertised_rr(plan, addr, None)]
             }
         }
         RecordRouteAddress::Preset(first, second) => {
-            let mut v = vec![preset_rr(plan, first)];
+            let mut v = smallvec::smallvec![preset_rr(plan, first)];
             if let Some(s) = second {
                 v.push(preset_rr(plan, s));
             }
@@ -198,15 +205,15 @@ pub fn record_route_headers(
 
 /// Puts Record-Route values on top of `msg`, before any Record-Route it already has (the
 /// values as [`record_route_headers`] orders them).
-pub fn insert_record_route(msg: &mut SipMessage, values: &[Bytes]) -> Result<(), ParseError> {
+pub fn insert_record_route(msg: &mut SipMessage, values: &[RrValue]) -> Result<(), ParseError> {
     for v in values.iter().rev() {
         msg.insert_header_first("Record-Route", v)?;
     }
     Ok(())
 }
 
-fn start(plan: &RecordRoutePlan) -> Vec<u8> {
-    let mut s = Vec::with_capacity(96);
+fn start(plan: &RecordRoutePlan) -> RrValue {
+    let mut s = RrValue::new();
     s.extend_from_slice(if plan.sips { b"<sips:" } else { b"<sip:" });
     if let Some(u) = &plan.user {
         s.extend_from_slice(u);
@@ -215,24 +222,24 @@ fn start(plan: &RecordRoutePlan) -> Vec<u8> {
     s
 }
 
-fn lr(plan: &RecordRoutePlan, s: &mut Vec<u8>) {
+fn lr(plan: &RecordRoutePlan, s: &mut RrValue) {
     s.extend_from_slice(if plan.full_lr { b";lr=on" } else { b";lr" });
 }
 
-fn ftag(plan: &RecordRoutePlan, s: &mut Vec<u8>) {
+fn ftag(plan: &RecordRoutePlan, s: &mut RrValue) {
     if let Some(t) = plan.ftag.as_ref().filter(|t| !t.is_empty()) {
         s.extend_from_slice(b";ftag=");
         s.extend_from_slice(t);
     }
 }
 
-fn finish(plan: &RecordRoutePlan, mut s: Vec<u8>) -> Bytes {
+fn finish(plan: &RecordRoutePlan, mut s: RrValue) -> RrValue {
     s.extend_from_slice(&plan.extra_params);
     s.push(b'>');
-    Bytes::from(s)
+    s
 }
 
-fn push_host(s: &mut Vec<u8>, host: &[u8]) {
+fn push_host(s: &mut RrValue, host: &[u8]) {
     if host.contains(&b':') && !host.starts_with(b"[") {
         s.push(b'[');
         s.extend_from_slice(host);
@@ -244,14 +251,13 @@ fn push_host(s: &mut Vec<u8>, host: &[u8]) {
 
 /// `host[:port][;transport=x][;sn=name][;r2=on];lr[;ftag=t][params][extra]`: the port is
 /// left out when it is 5060 on UDP, TCP or SCTP, the transport when it is UDP.
-fn socket_rr(plan: &RecordRoutePlan, sock: &SocketDesc, r2: bool) -> Bytes {
+fn socket_rr(plan: &RecordRoutePlan, sock: &SocketDesc, r2: bool) -> RrValue {
     let mut s = start(plan);
     push_host(&mut s, &sock.host);
     let default_port =
         sock.port == 5060 && matches!(sock.proto, Proto::Udp | Proto::Tcp | Proto::Sctp);
     if !default_port {
-        s.push(b':');
-        s.extend_from_slice(sock.port.to_string().as_bytes());
+        let _ = write!(s, ":{}", sock.port);
     }
     if sock.proto != Proto::Udp {
         s.extend_from_slice(b";transport=");
@@ -273,7 +279,7 @@ fn socket_rr(plan: &RecordRoutePlan, sock: &SocketDesc, r2: bool) -> Bytes {
 }
 
 /// `addr[;transport=x][;r2=on][;ftag=t];lr[extra]`; the transport only with two headers.
-fn advertised_rr(plan: &RecordRoutePlan, addr: &[u8], proto: Option<Proto>) -> Bytes {
+fn advertised_rr(plan: &RecordRoutePlan, addr: &[u8], proto: Option<Proto>) -> RrValue {
     let mut s = start(plan);
     s.extend_from_slice(addr);
     if let Some(p) = proto {
@@ -287,10 +293,10 @@ fn advertised_rr(plan: &RecordRoutePlan, addr: &[u8], proto: Option<Proto>) -> B
 }
 
 /// `addr[;ftag=t];lr[extra]`; `addr` may carry its own scheme.
-fn preset_rr(plan: &RecordRoutePlan, addr: &[u8]) -> Bytes {
+fn preset_rr(plan: &RecordRoutePlan, addr: &[u8]) -> RrValue {
     let has_scheme = starts_with_ic(addr, b"sip:") || starts_with_ic(addr, b"sips:");
     let mut s = if has_scheme {
-        b"<".to_vec()
+        RrValue::from_slice(b"<")
     } else {
         start(plan)
     };
@@ -388,7 +394,7 @@ mod tests {
         }
     }
 
-    fn strs(v: Vec<Bytes>) -> Vec<String> {
+    fn strs(v: RecordRouteValues) -> Vec<String> {
         v.iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect()

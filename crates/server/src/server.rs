@@ -742,7 +742,7 @@ impl Server {
             let values = record_route_headers(plan, &inbound, &outbound);
             insert_record_route(&mut out, &values).map_err(fnerr)?;
         }
-        let mut via = Vec::with_capacity(96);
+        let mut via: smallvec::SmallVec<[u8; 128]> = smallvec::SmallVec::new();
         via.extend_from_slice(b"SIP/2.0/");
         via.extend(hop.proto.name().bytes().map(|c| c.to_ascii_uppercase()));
         via.push(b' ');
