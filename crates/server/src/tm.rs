@@ -944,12 +944,15 @@ impl TmLayer {
         let ClientTransaction::Invite(inv) = &st.branches[i].client else {
             return;
         };
-        let Ok(bytes) = build_cancel(inv.request()) else {
+        // A branch still waiting for its final response has its request.
+        let Some(invite) = inv.request() else {
+            return;
+        };
+        let Ok(bytes) = build_cancel(invite) else {
             return;
         };
         let peer = st.branches[i].peer;
-        let Ok(branch) = inv
-            .request()
+        let Ok(branch) = invite
             .top_via()
             .map(|v| v.branch().map(Bytes::copy_from_slice))
         else {
@@ -1185,6 +1188,13 @@ impl TmLayer {
 
     /// Removes what is over from the tables.
     fn cleanup(&self, cell: &Arc<Cell>, st: &mut CellState) {
+        if st.final_status.is_some() && st.branches.iter().all(|b| b.done) {
+            // The final response is chosen and sent: the branches' negative replies
+            // only served that choice, and need not linger with the transaction.
+            for b in &mut st.branches {
+                b.reply = None;
+            }
+        }
         if st.uas_terminated
             && st.branches.iter().all(|b| b.terminated)
             && st.cancels.iter().all(|c| c.terminated)

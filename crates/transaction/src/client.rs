@@ -27,13 +27,15 @@ pub enum ClientInviteState {
 /// The client side of an INVITE transaction.
 ///
 /// Keeps the request, parsed, because the ACK for a non-2xx final and a CANCEL are
-/// built from it.
+/// built from it, until a final response arrives: after that neither can be needed, and
+/// the request's memory goes back while the transaction lingers (Timers D and M).
 #[derive(Debug, Clone)]
 pub struct ClientInvite {
     state: ClientInviteState,
     reliable: bool,
     config: TimerConfig,
-    request: SipMessage,
+    /// `None` once a final response arrived.
+    request: Option<SipMessage>,
     request_bytes: Bytes,
     ack: Option<Bytes>,
     a_interval: Duration,
@@ -61,7 +63,7 @@ impl ClientInvite {
             state: ClientInviteState::Calling,
             reliable,
             config,
-            request,
+            request: Some(request),
             request_bytes: request_bytes.clone(),
             ack: None,
             a_interval: config.t1,
@@ -91,9 +93,16 @@ impl ClientInvite {
         self.state == ClientInviteState::Terminated
     }
 
-    /// The INVITE this transaction sends (for [`crate::build_cancel`]).
-    pub fn request(&self) -> &SipMessage {
-        &self.request
+    /// The INVITE this transaction sends (for [`crate::build_cancel`]); `None` once a
+    /// final response arrived.
+    pub fn request(&self) -> Option<&SipMessage> {
+        self.request.as_ref()
+    }
+
+    /// Lets go of the request once a final response made it useless.
+    fn shed_request(&mut self) {
+        self.request = None;
+        self.request_bytes = Bytes::new();
     }
 
     /// The status of the last response passed up.
@@ -155,6 +164,7 @@ impl ClientInvite {
                 self.timers.stop_all(&mut out);
                 self.pass_up(status, &mut out);
                 self.state = ClientInviteState::Accepted;
+                self.shed_request();
                 self.timers.start(
                     TimerKind::M,
                     self.config.lingering(self.config.t1x64()),
@@ -165,7 +175,8 @@ impl ClientInvite {
                 self.timers.stop_all(&mut out);
                 // The ACK only fails for a request lacking what it copies, which a
                 // request we sent does not; then there is nothing to send.
-                self.ack = build_ack(&self.request, resp).ok();
+                self.ack = self.request.as_ref().and_then(|r| build_ack(r, resp).ok());
+                self.shed_request();
                 if let Some(ack) = &self.ack {
                     out.push(Action::Send(ack.clone()));
                 }
@@ -258,6 +269,7 @@ impl ClientInvite {
     fn terminate(&mut self, out: &mut Actions) {
         self.timers.stop_all(out);
         self.state = ClientInviteState::Terminated;
+        self.shed_request();
         out.push(Action::Terminated);
     }
 }
@@ -320,7 +332,7 @@ impl ClientNonInvite {
         self.state == ClientNonInviteState::Terminated
     }
 
-    /// The request this transaction sends.
+    /// The request this transaction sends (empty once a final response arrived).
     pub fn request(&self) -> &Bytes {
         &self.request
     }
@@ -357,6 +369,9 @@ impl ClientNonInvite {
             }
             (ClientNonInviteState::Trying | ClientNonInviteState::Proceeding, 200..=699) => {
                 self.timers.stop_all(&mut out);
+                // Nothing retransmits the request any more: its memory goes back while
+                // the transaction lingers (Timer K).
+                self.request = Bytes::new();
                 self.last_status = Some(status);
                 out.push(Action::ToTu(TuEvent::Response(status)));
                 if self.reliable {

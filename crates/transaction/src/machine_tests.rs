@@ -463,10 +463,13 @@ fn client_invite_provisional_then_non_2xx() {
     assert_eq!(ack.vias().count(), 1);
     assert_eq!(sim.kinds(), [TimerKind::D]);
     assert_eq!(sim.deadline(TimerKind::D), Some(ms(700) + secs(32)));
-    // A retransmitted final: the ACK again, nothing up.
+    // The request is let go (the ACK is kept); a retransmitted final: the ACK
+    // again, nothing up.
+    assert!(t.request().is_none());
     sim.clear();
     sim.apply(t.on_reply(&busy));
     assert_eq!(sim.sent.len(), 1);
+    assert_eq!(sim.sent[0].1, ack.to_bytes());
     assert!(sim.tu.is_empty());
     // Provisionals and 2xx are ignored now.
     assert!(t.on_reply(&response(180, "INVITE")).is_empty());
@@ -560,13 +563,15 @@ fn client_invite_cancel_in_proceeding() {
     sim.apply(t.cancel());
     assert_eq!(sim.events(), [TuEvent::SendCancel]);
     assert_eq!(sim.kinds(), [TimerKind::B]);
+    // The TU builds the CANCEL from the kept request when told to send it.
+    let cancel = SipMessage::parse(build_cancel(t.request().unwrap()).unwrap()).unwrap();
+    assert_eq!(cancel.top_via_branch(), Some(&b"z9hG4bKp1"[..]));
     // A 2xx may still win the race with the CANCEL; it goes up.
     sim.apply(t.on_reply(&response(200, "INVITE")));
     assert_eq!(sim.events(), [TuEvent::SendCancel, TuEvent::Response(200)]);
     assert_eq!(t.state(), ClientInviteState::Accepted);
-    // The CANCEL is built from the kept request.
-    let cancel = SipMessage::parse(build_cancel(t.request()).unwrap()).unwrap();
-    assert_eq!(cancel.top_via_branch(), Some(&b"z9hG4bKp1"[..]));
+    // Nothing can need the request after a final: it is not kept while Timer M runs.
+    assert!(t.request().is_none());
 }
 
 #[test]
@@ -689,6 +694,10 @@ fn client_non_invite_reliable_and_errors() {
     sim.apply(t.on_status(404));
     assert_eq!(sim.events(), [TuEvent::Response(404)]);
     assert_eq!(sim.terminated, Some(Duration::ZERO));
+    assert!(
+        t.request().is_empty(),
+        "nothing retransmits it after the final"
+    );
     assert!(t.on_status(200).is_empty());
 
     let (mut t, mut sim) = client_non_invite(false, cfg());
