@@ -13,8 +13,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}/pgo
-work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+# A fixed directory for the raw counts: the instrumented build's flags stay the same from
+# one run to the next, so cargo reuses that build.
+work=$target/training
+rm -rf "$work"
+mkdir -p "$work"
+trap 'pkill -P $$ 2>/dev/null || true' EXIT
 
 command -v sipp >/dev/null || { echo "build-pgo: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 sysroot=$(rustc --print sysroot)
@@ -31,9 +35,11 @@ RUSTFLAGS="-Cprofile-generate=$work/raw" CARGO_TARGET_DIR="$target/instrumented"
 bin="$target/instrumented/dist/ferrosip"
 
 uas() { # port: the stateful tests' callee (echoes Record-Route, answers after 300 ms)
+	# -bg: SIPp forks into the background; its exit status is not the UAS's.
 	sipp -sf "$root/crates/ferrosip/tests/scenarios/stateful/uas_answer.xml" -key uas_id pgo \
-		-nostdin -i 127.0.0.1 -p "$1" -bg >/dev/null 2>&1
+		-nostdin -i 127.0.0.1 -p "$1" -bg >/dev/null 2>&1 || true
 	sleep 0.3
+	pgrep -x sipp >/dev/null || { echo "build-pgo: the SIPp UAS did not start" >&2; exit 1; }
 }
 calls() { # rate count
 	sipp -sf "$root/scripts/bench/uac_call.xml" -nostdin -i 127.0.0.1 -p 5061 \
