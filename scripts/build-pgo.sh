@@ -33,6 +33,9 @@ echo "build-pgo: instrumented build" >&2
 RUSTFLAGS="-Cprofile-generate=$work/raw" CARGO_TARGET_DIR="$target/instrumented" \
 	cargo build --profile dist --bin ferrosip --manifest-path "$root/Cargo.toml"
 bin="$target/instrumented/dist/ferrosip"
+# Build scripts and proc macros of that build were instrumented too and left counts of
+# their own: only the training's count.
+rm -rf "$work/raw"
 
 uas() { # port: the stateful tests' callee (echoes Record-Route, answers after 300 ms)
 	# -bg: SIPp forks into the background; its exit status is not the UAS's.

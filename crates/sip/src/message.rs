@@ -119,6 +119,18 @@ pub(crate) struct Hot {
     pub(crate) ruri_host: Option<Span>,
 }
 
+/// `part` as [`Bytes`] sharing `owner`'s storage when it is a slice of `owner`, else a
+/// copy.
+pub fn share_or_copy(owner: &Bytes, part: &[u8]) -> Bytes {
+    let start = part.as_ptr() as usize;
+    let base = owner.as_ptr() as usize;
+    if start >= base && start + part.len() <= base + owner.len() {
+        owner.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
 #[inline]
 pub(crate) fn span_of(buf: &[u8], part: &[u8]) -> Span {
     let s = offset_in(buf, part);
@@ -578,13 +590,7 @@ impl SipMessage {
     /// host...) into [`Bytes`] sharing the received buffer; slices of edited data, or
     /// from elsewhere, are copied.
     pub fn bytes_of(&self, part: &[u8]) -> Bytes {
-        let start = part.as_ptr() as usize;
-        let base = self.buf.as_ptr() as usize;
-        if start >= base && start + part.len() <= base + self.buf.len() {
-            self.buf.slice_ref(part)
-        } else {
-            Bytes::copy_from_slice(part)
-        }
+        share_or_copy(&self.buf, part)
     }
 
     // ----- start line -----

@@ -6,7 +6,7 @@ use ferrosip_api::rr::{
     RouteSendSocket,
 };
 use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, Proto, Services, Verdict};
-use ferrosip_sip::{CommaList, NameAddr, SipMessage, Uri};
+use ferrosip_sip::{share_or_copy, CommaList, NameAddr, SipMessage, Uri};
 use regex::bytes::Regex;
 use smallvec::SmallVec;
 
@@ -156,17 +156,6 @@ fn pop_last_route(msg: &mut SipMessage) -> Result<Option<Bytes>, FnError> {
     }
 }
 
-/// `part` (a slice of `owner`) as [`Bytes`] sharing `owner`'s storage.
-fn share(owner: &Bytes, part: &[u8]) -> Bytes {
-    let base = owner.as_ptr() as usize;
-    let start = part.as_ptr() as usize;
-    if start >= base && start + part.len() <= base + owner.len() {
-        owner.slice_ref(part)
-    } else {
-        Bytes::copy_from_slice(part)
-    }
-}
-
 /// What loose routing needs from one Route element (or the R-URI).
 #[derive(Clone, Debug)]
 struct RouteUri {
@@ -188,7 +177,7 @@ struct RouteUri {
 impl RouteUri {
     /// `u` parsed from `owner`: every part shares `owner`'s storage.
     fn from_uri(u: &Uri<'_>, owner: &Bytes) -> RouteUri {
-        let sub = |s: &[u8]| share(owner, s);
+        let sub = |s: &[u8]| share_or_copy(owner, s);
         let mut r = RouteUri {
             uri: sub(u.as_bytes()),
             params: None,
