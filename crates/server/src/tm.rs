@@ -585,30 +585,14 @@ impl TmLayer {
         let cell = Arc::new(Cell {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             key: probe.to_key(),
-            state: Mutex::new(CellState {
+            state: Mutex::new(CellState::new(
                 uas,
                 uas_peer,
-                uas_terminated: false,
-                request: ctx.msg.clone(),
-                net: ctx.net,
-                marks: TmMarks::default(),
-                flags: ctx.flags,
-                avps: Avps::default(),
-                ext_rr: None,
-                ext_fwd: None,
-                maxfwd_done: false,
-                branches: Vec::new(),
-                cancels: Vec::new(),
-                timers: SmallVec::new(),
-                lifetime: None,
-                final_status: None,
-                canceled: false,
-                expired: false,
-                failure_rounds: 0,
-                to_tag: None,
-                config: self.defaults,
-                is_invite,
-            }),
+                ctx.msg.clone(),
+                ctx.net,
+                ctx.flags,
+                self.defaults,
+            )),
         });
         {
             let mut table = lock(&self.server_txns);
@@ -1188,13 +1172,7 @@ impl TmLayer {
 
     /// Removes what is over from the tables.
     fn cleanup(&self, cell: &Arc<Cell>, st: &mut CellState) {
-        if st.final_status.is_some() && st.branches.iter().all(|b| b.done) {
-            // The final response is chosen and sent: the branches' negative replies
-            // only served that choice, and need not linger with the transaction.
-            for b in &mut st.branches {
-                b.reply = None;
-            }
-        }
+        st.drop_settled_replies();
         if st.uas_terminated
             && st.branches.iter().all(|b| b.terminated)
             && st.cancels.iter().all(|c| c.terminated)
@@ -1343,6 +1321,50 @@ fn branch_specs(
 }
 
 impl CellState {
+    fn new(
+        uas: ServerTransaction,
+        uas_peer: Peer,
+        request: SipMessage,
+        net: NetInfo,
+        flags: u64,
+        config: TimerConfig,
+    ) -> CellState {
+        CellState {
+            is_invite: matches!(uas, ServerTransaction::Invite(_)),
+            uas,
+            uas_peer,
+            uas_terminated: false,
+            request,
+            net,
+            marks: TmMarks::default(),
+            flags,
+            avps: Avps::default(),
+            ext_rr: None,
+            ext_fwd: None,
+            maxfwd_done: false,
+            branches: Vec::new(),
+            cancels: Vec::new(),
+            timers: SmallVec::new(),
+            lifetime: None,
+            final_status: None,
+            canceled: false,
+            expired: false,
+            failure_rounds: 0,
+            to_tag: None,
+            config,
+        }
+    }
+
+    /// Once the final response is chosen and sent, the branches' negative replies have
+    /// served their one use (that choice) and need not linger with the transaction.
+    fn drop_settled_replies(&mut self) {
+        if self.final_status.is_some() && self.branches.iter().all(|b| b.done) {
+            for b in &mut self.branches {
+                b.reply = None;
+            }
+        }
+    }
+
     /// What the request route decided about forwarding, for a branch no route changed.
     fn forwarding(&self) -> Forwarding<'_> {
         Forwarding {
@@ -1384,6 +1406,74 @@ mod tests {
             leg: Leg::Server,
             id: None,
         }
+    }
+
+    fn parse(text: &str) -> SipMessage {
+        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n"))).expect("test message")
+    }
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKc1\n\
+From: <sip:a@example.com>;tag=a\n\
+To: <sip:bob@example.com>\n\
+Call-ID: settled@test\n\
+CSeq: 1 INVITE\n\
+Content-Length: 0\n\n";
+
+    /// A cell with one branch whose 486 was received (done) and kept for the choice.
+    fn cell_with_busy_branch() -> CellState {
+        let request = parse(INVITE);
+        let peer = Peer {
+            proto: Proto::Udp,
+            local: None,
+            remote: "127.0.0.1:5070".parse().expect("address"),
+        };
+        let config = TimerConfig::default();
+        let uas = ServerTransaction::new(&request, false, config).expect("server transaction");
+        let mut st = CellState::new(uas, peer, request.clone(), NetInfo::default(), 0, config);
+        let (client, _) = ClientTransaction::new(request.clone(), false, config).expect("client");
+        let busy = parse(
+            "SIP/2.0 486 Busy Here\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKc1\n\
+From: <sip:a@example.com>;tag=a\n\
+To: <sip:bob@example.com>;tag=b\n\
+Call-ID: settled@test\n\
+CSeq: 1 INVITE\n\
+Content-Length: 0\n\n",
+        );
+        st.branches.push(Branch {
+            client,
+            key: ClientKey::of_request(&request).expect("key"),
+            peer,
+            reply: Some(busy),
+            replied: true,
+            timed_out: false,
+            transport_error: false,
+            dropped: false,
+            done: true,
+            terminated: false,
+        });
+        st
+    }
+
+    #[test]
+    fn negative_replies_stay_until_the_final_is_sent_then_go() {
+        let mut st = cell_with_busy_branch();
+        // failure_route may still run and read the reply ($T_rpl, t_check_status).
+        st.drop_settled_replies();
+        assert!(st.branches[0].reply.is_some());
+        // Another branch still pending: its reply may yet change the choice.
+        st.final_status = Some(486);
+        st.branches.push(Branch {
+            reply: None,
+            done: false,
+            ..cell_with_busy_branch().branches.remove(0)
+        });
+        st.drop_settled_replies();
+        assert!(st.branches[0].reply.is_some());
+        st.branches[1].done = true;
+        st.drop_settled_replies();
+        assert!(st.branches.iter().all(|b| b.reply.is_none()));
     }
 
     /// The timer thread parks while the wheel is empty; the first timer set must wake it,
