@@ -18,7 +18,8 @@ target=${CARGO_TARGET_DIR:-$root/target}/pgo
 work=$target/training
 rm -rf "$work"
 mkdir -p "$work"
-trap 'pkill -P $$ 2>/dev/null || true' EXIT
+uas_pid=""
+trap 'pkill -P $$ 2>/dev/null || true; [[ -z $uas_pid ]] || kill "$uas_pid" 2>/dev/null || true' EXIT
 
 command -v sipp >/dev/null || { echo "build-pgo: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 sysroot=$(rustc --print sysroot)
@@ -38,11 +39,11 @@ bin="$target/instrumented/dist/ferrosip"
 rm -rf "$work/raw"
 
 uas() { # port: the stateful tests' callee (echoes Record-Route, answers after 300 ms)
-	# -bg: SIPp forks into the background; its exit status is not the UAS's.
 	sipp -sf "$root/crates/ferrosip/tests/scenarios/stateful/uas_answer.xml" -key uas_id pgo \
-		-nostdin -i 127.0.0.1 -p "$1" -bg >/dev/null 2>&1 || true
+		-nostdin -i 127.0.0.1 -p "$1" >/dev/null 2>&1 &
+	uas_pid=$!
 	sleep 0.3
-	pgrep -x sipp >/dev/null || { echo "build-pgo: the SIPp UAS did not start" >&2; exit 1; }
+	kill -0 "$uas_pid" 2>/dev/null || { echo "build-pgo: the SIPp UAS did not start" >&2; exit 1; }
 }
 calls() { # rate count
 	sipp -sf "$root/scripts/bench/uac_call.xml" -nostdin -i 127.0.0.1 -p 5061 \
@@ -57,7 +58,11 @@ train() { # config, then -A defines
 	sleep 1
 	calls 200 400
 	calls 2000 20000
-	kill -INT "$pid"
+	if ! kill -INT "$pid" 2>/dev/null; then
+		echo "build-pgo: the proxy on $cfg stopped early:" >&2
+		tail -n 20 "$work/proxy.log" >&2
+		exit 1
+	fi
 	wait "$pid" || true
 }
 
@@ -65,7 +70,8 @@ echo "build-pgo: training" >&2
 uas 5070
 train "$root/examples/stateful.cfg" -A PROXY_PORT=5060 -A 'UAS1="sip:127.0.0.1:5070"'
 train "$root/examples/stateless.cfg"
-pkill -x sipp || true
+kill "$uas_pid" 2>/dev/null || true
+uas_pid=""
 
 "$profdata" merge -o "$work/merged.profdata" "$work/raw"
 echo "build-pgo: optimized build" >&2
