@@ -92,7 +92,10 @@ wherever Kamailio says `REQUEST_ROUTE` or `EVENT_ROUTE`.
 
 /// Overloads of a module's functions: (implemented, declared only).
 fn overload_counts(reg: &Registry, m: &ferrosip_api::ModuleDef) -> (usize, usize) {
-    let defs = m.functions.iter().flat_map(|f| reg.function(f).unwrap_or(&[]));
+    let defs = m
+        .functions
+        .iter()
+        .flat_map(|f| reg.function(f).unwrap_or(&[]));
     defs.fold((0, 0), |(done, declared), d| match d.call {
         Callable::Declared => (done, declared + 1),
         _ => (done + 1, declared),
@@ -161,7 +164,11 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
                 } else {
                     format!("`{}`", p.default)
                 };
-                let effect = if declared_only { "*No effect yet.* " } else { "" };
+                let effect = if declared_only {
+                    "*No effect yet.* "
+                } else {
+                    ""
+                };
                 let _ = writeln!(
                     page,
                     "| `{}` | {ty} | {default} | {effect}{} |",
