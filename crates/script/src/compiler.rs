@@ -680,14 +680,11 @@ impl<'a> Compiler<'a> {
                 "calls",
             );
         }
-        // Arguments: PVs and strings (formats, PV names) may use declared-only PVs; a
-        // regular expression's `$` is an anchor.
-        for (i, a) in c.args.iter().enumerate() {
-            let regex = def.arg_kinds.get(i) == Some(&ferrosip_api::args::ArgKind::Regex);
-            match a {
-                ast::Arg::Pv(_, sp) => self.declared_pvs(span(sp), false),
-                ast::Arg::Str(_, sp) if !regex => self.declared_pvs(span(sp), false),
-                _ => {}
+        // A PV argument, or a string one (formats, regular expressions and PV names are all
+        // read with the PVs written in them), may use declared-only PVs.
+        for a in &c.args {
+            if let ast::Arg::Pv(_, sp) | ast::Arg::Str(_, sp) = a {
+                self.declared_pvs(span(sp), false);
             }
         }
         // Route-kind check: directly for top-level routes, later for subroutines.
