@@ -334,7 +334,7 @@ impl Registry {
         let pvs_declared = m
             .pvs
             .iter()
-            .all(|p| self.pv_class(p).map_or(true, |c| c.declared()));
+            .all(|p| self.pv_class(p).is_none_or(|c| c.declared()));
         functions_declared && pvs_declared
     }
 
