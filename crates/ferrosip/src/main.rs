@@ -268,7 +268,7 @@ fn check(file: &std::path::Path, defines: &[String], dump: bool, allow_declared:
         }
         Err(errors) => {
             print_load_errors(file, &errors, "");
-            if errors.declared_uses > 0 && !allow_declared {
+            if errors.declared_uses > 0 {
                 eprintln!(
                     "(--allow-declared reports those as warnings, for a config not meant to run)"
                 );
