@@ -81,6 +81,12 @@ pub trait PvClass: Send + Sync + 'static {
     fn doc(&self) -> &str {
         ""
     }
+
+    /// True for a class declared with its real syntax whose behaviour is not built yet
+    /// ([`DeclaredPvClass`]): the compiler reports every use, and `run` refuses the script.
+    fn declared(&self) -> bool {
+        false
+    }
 }
 
 /// Index as written: fixed, or from another PV (`$(avp(x)[$var(i)])`).
@@ -553,8 +559,9 @@ impl PvClass for FixedPvClass {
 }
 
 /// A PV class declared with its real syntax whose values come with a later release (e.g.
-/// tm's `$T_reply_code` before the transaction layer exists). It binds at load, so scripts
-/// using it load and are checked; reading it at run time is an error naming it.
+/// tm's `$T_inv`). It binds at load, so `check` parses and reports every use; `run` refuses
+/// a script that reads or writes it. A program loaded anyway (`check --allow-declared`,
+/// tests) gets an error naming it at each access.
 pub struct DeclaredPvClass {
     pub name: &'static str,
     pub rule: PvParamRule,
@@ -597,5 +604,9 @@ impl PvClass for DeclaredPvClass {
 
     fn doc(&self) -> &str {
         self.doc
+    }
+
+    fn declared(&self) -> bool {
+        true
     }
 }

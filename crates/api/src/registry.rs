@@ -307,6 +307,37 @@ impl Registry {
         self.functions.values().flatten()
     }
 
+    /// True for a module that only declares: it offers script functions or PV classes,
+    /// every one of them declared-only, and has no hooks or RPC commands. Nothing reads its
+    /// parameters yet, so the compiler warns at each `modparam` of it and the docs say so.
+    pub fn module_is_declared_only(&self, name: &str) -> bool {
+        let Some(m) = self.modules.get(name) else {
+            return false;
+        };
+        let has_behaviour_hooks = !(m.init.is_empty()
+            && m.start.is_empty()
+            && m.ready.is_empty()
+            && m.stop.is_empty()
+            && m.rpcs.is_empty());
+        if m.absorbed || m.always_loaded || has_behaviour_hooks {
+            return false;
+        }
+        if m.functions.is_empty() && m.pvs.is_empty() {
+            return false;
+        }
+        let functions_declared = m.functions.iter().all(|f| {
+            self.function(f)
+                .unwrap_or(&[])
+                .iter()
+                .all(|d| matches!(d.call, Callable::Declared))
+        });
+        let pvs_declared = m
+            .pvs
+            .iter()
+            .all(|p| self.pv_class(p).is_none_or(|c| c.declared()));
+        functions_declared && pvs_declared
+    }
+
     pub fn pv_class(&self, name: &str) -> Option<Arc<dyn PvClass>> {
         self.pv_classes.get(name).map(|(c, _)| c.clone())
     }

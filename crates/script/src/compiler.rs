@@ -12,7 +12,8 @@ use crate::program::{
 use ferrosip_api::args::{compile_regex, FixupEnv, RawArg, RouteTable};
 use ferrosip_api::pv::Binder;
 use ferrosip_api::{
-    FunctionDef, ModuleParams, ParamType, PvRef, Registry, RouteKind, RouteMask, SetOp, Span, Value,
+    Callable, FunctionDef, ModuleParams, ParamType, PvRef, Registry, RouteKind, RouteMask, SetOp,
+    Span, Value,
 };
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,9 @@ pub struct Compiled {
     /// Core parameters as written (`listen` may repeat).
     pub globals: IndexMap<String, Vec<ast::GlobalValue>>,
     pub warnings: Vec<Diagnostic>,
+    /// Declared-only functions (`name()`) and PV classes (`$name`) the script uses, sorted,
+    /// each once. Non-empty only when such uses were allowed (they are errors otherwise).
+    pub declared_only: Vec<String>,
 }
 
 fn span(s: &ast::Span) -> Span {
@@ -46,6 +50,11 @@ struct DeferredCheck {
 
 struct Compiler<'a> {
     reg: &'a Registry,
+    /// The preprocessed text spans point into: PV uses inside strings are found in it.
+    source: Arc<SourceInfo>,
+    /// Uses of declared-only functions and PVs are warnings instead of errors.
+    allow_declared: bool,
+    declared_only: std::collections::BTreeSet<String>,
     diags: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     loaded: IndexMap<&'static str, ModuleParams>,
@@ -108,13 +117,16 @@ fn module_name(path: &str) -> &str {
 }
 
 impl<'a> Compiler<'a> {
-    fn new(reg: &'a Registry) -> Self {
+    fn new(reg: &'a Registry, source: Arc<SourceInfo>, allow_declared: bool) -> Self {
         let mut loaded = IndexMap::new();
         for m in reg.modules().filter(|m| m.always_loaded) {
             loaded.insert(m.name, m.default_params());
         }
         Compiler {
             reg,
+            source,
+            allow_declared,
+            declared_only: std::collections::BTreeSet::new(),
             diags: Vec::new(),
             warnings: Vec::new(),
             loaded,
@@ -139,6 +151,49 @@ impl<'a> Compiler<'a> {
 
     fn err(&mut self, s: Span, msg: impl Into<String>) {
         self.diags.push(Diagnostic::error(s, msg));
+    }
+
+    /// A use of something declared but not built: an error (the script cannot run), or a
+    /// warning when the caller allows such uses (`check --allow-declared`).
+    fn declared_use(&mut self, at: Span, what: String, module: &str, verb: &str) {
+        let message = format!("{what} (module {module}){DECLARED_USE} {verb} it cannot run");
+        if self.allow_declared {
+            self.warnings.push(Diagnostic::warning(at, message));
+        } else {
+            self.diags.push(Diagnostic::error(at, message));
+        }
+        self.declared_only.insert(what);
+    }
+
+    /// Reports each declared-only PV class written in the script text at `at` (a PV, or a
+    /// string argument whose PVs a format or fixup reads). With `written`, a PV at the very
+    /// start of the text is the target of an assignment; every other one is read.
+    fn declared_pvs(&mut self, at: Span, written: bool) {
+        let text = self
+            .source
+            .text()
+            .get(at.start as usize..at.end as usize)
+            .unwrap_or("");
+        let found: Vec<(usize, usize, String)> = pv_class_names(text)
+            .into_iter()
+            .filter(|(_, _, name)| self.reg.pv_class(name).is_some_and(|c| c.declared()))
+            .map(|(off, len, name)| (off, len, name.to_string()))
+            .collect();
+        for (off, len, name) in found {
+            let module = self.reg.pv_module(&name).unwrap_or("core");
+            let verb = if written && off == 0 {
+                "writes"
+            } else {
+                "reads"
+            };
+            let start = at.start + off as u32;
+            self.declared_use(
+                Span::new(start, start + len as u32),
+                format!("${name}"),
+                module,
+                verb,
+            );
+        }
     }
 
     fn emit(&mut self, op: Op, s: Span) -> usize {
@@ -341,6 +396,15 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             };
+            if self.reg.module_is_declared_only(def.name) {
+                self.warnings.push(Diagnostic::warning(
+                    span(&mp.param_span),
+                    format!(
+                        "{}: the module is declared but not implemented yet: parameter {} has no effect",
+                        def.name, p.name
+                    ),
+                ));
+            }
             let converted = match (p.ty, &value) {
                 (ParamType::Int, Value::Int(_)) | (ParamType::Str, Value::Str(_)) => {
                     Some(value.clone())
@@ -406,6 +470,7 @@ impl<'a> Compiler<'a> {
                     );
                     return;
                 }
+                self.declared_pvs(span(&a.target_span), true);
                 self.expr(&a.value);
                 let op = if a.colon {
                     SetOp::Replace
@@ -607,6 +672,21 @@ impl<'a> Compiler<'a> {
             );
             return;
         }
+        if matches!(def.call, Callable::Declared) {
+            self.declared_use(
+                span(&c.name_span),
+                format!("{name}()"),
+                &def.module,
+                "calls",
+            );
+        }
+        // A PV argument, or a string one (formats, regular expressions and PV names are all
+        // read with the PVs written in them), may use declared-only PVs.
+        for a in &c.args {
+            if let ast::Arg::Pv(_, sp) | ast::Arg::Str(_, sp) = a {
+                self.declared_pvs(span(sp), false);
+            }
+        }
         // Route-kind check: directly for top-level routes, later for subroutines.
         match self.current {
             Some((Some(kind), _)) if !def.routes.contains(kind) => {
@@ -703,6 +783,7 @@ impl<'a> Compiler<'a> {
             }
             Expr::Pv(text, _) => {
                 if let Some(i) = self.pv(text, sp) {
+                    self.declared_pvs(sp, false);
                     self.emit(Op::LoadPv(i), sp);
                 }
             }
@@ -718,6 +799,7 @@ impl<'a> Compiler<'a> {
             Expr::Defined(inner, _) => match inner.as_ref() {
                 Expr::Pv(text, psp) => {
                     if let Some(i) = self.pv(text, span(psp)) {
+                        self.declared_pvs(span(psp), false);
                         self.emit(Op::Defined(i), sp);
                     }
                 }
@@ -984,6 +1066,36 @@ impl<'a> Compiler<'a> {
 
 pub(crate) use ferrosip_api::registry::suggest;
 
+/// The part of the message every use of a declared-only function or PV carries.
+const DECLARED_USE: &str = " is declared but not implemented yet: a script that";
+
+/// True for the diagnostic of a use of a declared-only function or PV.
+pub fn is_declared_use(d: &Diagnostic) -> bool {
+    d.message.contains(DECLARED_USE)
+}
+
+/// Every PV class name written in `text` (`$name`, `$name(...)`, `$(name...)`, nested ones
+/// too) with its byte offset and the length of `$name` / `$(name`.
+fn pv_class_names(text: &str) -> Vec<(usize, usize, &str)> {
+    let s = text.as_bytes();
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices('$') {
+        let start = if s.get(i + 1) == Some(&b'(') {
+            i + 2
+        } else {
+            i + 1
+        };
+        let end = s[start.min(s.len())..]
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+            .map_or(s.len(), |p| start + p);
+        if end > start {
+            found.push((i, end - i, &text[start..end]));
+        }
+    }
+    found
+}
+
 fn global_int(globals: &IndexMap<String, Vec<ast::GlobalValue>>, name: &str) -> Option<i64> {
     globals
         .get(name)
@@ -1051,12 +1163,16 @@ fn split_host_port(s: &str) -> (String, Option<u16>) {
 }
 
 /// Compiles a parsed script.
+///
+/// A use of a declared-only function or PV is an error, unless `allow_declared` makes it a
+/// warning (for checking configs that are not meant to run).
 pub fn compile(
     script: &ast::Script,
     source: Arc<SourceInfo>,
     reg: &Registry,
+    allow_declared: bool,
 ) -> Result<Compiled, Vec<Diagnostic>> {
-    let mut c = Compiler::new(reg);
+    let mut c = Compiler::new(reg, source.clone(), allow_declared);
     let mut globals = IndexMap::new();
     c.declare_items(script, &mut globals);
     let mut route_id: RouteId = 0;
@@ -1111,5 +1227,6 @@ pub fn compile(
         modules: c.loaded,
         globals,
         warnings: c.warnings,
+        declared_only: c.declared_only.into_iter().collect(),
     })
 }

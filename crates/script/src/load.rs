@@ -4,7 +4,7 @@
 use crate::compiler::{self, Compiled};
 use crate::diag::{Diagnostic, Severity, SourceInfo};
 use crate::program::Program;
-use ferrosip_api::{Callable, ModuleParams, Registry, Span, StartHook, StopHook};
+use ferrosip_api::{ModuleParams, Registry, Span, StartHook, StopHook};
 use indexmap::IndexMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +14,10 @@ use std::sync::Arc;
 pub struct LoadOptions {
     /// `-A NAME[=value]` defines.
     pub defines: Vec<(String, Option<String>)>,
+    /// Load a script that calls declared-only functions or uses declared-only PVs, with a
+    /// warning at each use (`check --allow-declared`). Off, each use is a load error: such
+    /// a script cannot run, because those calls would fail on every message.
+    pub allow_declared: bool,
 }
 
 /// A loaded config, ready to run.
@@ -25,7 +29,8 @@ pub struct Loaded {
     pub globals: IndexMap<String, Vec<crate::ast::GlobalValue>>,
     /// Rendered warnings.
     pub warnings: Vec<String>,
-    /// Functions the script calls whose behaviour is not built yet.
+    /// Declared-only functions (`name()`) and PVs (`$name`) the script uses, each once;
+    /// only ever non-empty with [`LoadOptions::allow_declared`].
     pub declared_only: Vec<String>,
     /// Start hooks of the loaded modules, in load order, with their parameters.
     pub start_hooks: Vec<(&'static str, Arc<StartHook>)>,
@@ -40,6 +45,9 @@ pub struct Loaded {
 pub struct LoadErrors {
     pub messages: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
+    /// How many of the errors are uses of declared-only functions or PVs (which
+    /// [`LoadOptions::allow_declared`] turns into warnings).
+    pub declared_uses: usize,
 }
 
 impl std::fmt::Display for LoadErrors {
@@ -51,6 +59,10 @@ impl std::fmt::Display for LoadErrors {
 fn render_all(diags: Vec<Diagnostic>, src: &SourceInfo) -> LoadErrors {
     LoadErrors {
         messages: diags.iter().map(|d| d.render(src)).collect(),
+        declared_uses: diags
+            .iter()
+            .filter(|d| compiler::is_declared_use(d))
+            .count(),
         diagnostics: diags,
     }
 }
@@ -66,27 +78,13 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
             stop_hooks.extend(def.stop.iter().map(|h| (def.name, h.clone())));
         }
     }
-    let mut declared: Vec<String> = compiled
-        .program
-        .calls
-        .iter()
-        .filter(|c| matches!(c.def.call, Callable::Declared))
-        .map(|c| format!("{}/{}", c.def.name, c.def.arity()))
-        .collect();
-    declared.sort();
-    declared.dedup();
-    let mut warnings: Vec<String> = compiled.warnings.iter().map(|w| w.render(src)).collect();
-    for d in &declared {
-        warnings.push(format!(
-            "warning: {d} is declared with its real signature but not implemented yet in this version"
-        ));
-    }
+    let warnings = compiled.warnings.iter().map(|w| w.render(src)).collect();
     Loaded {
         program: Arc::new(compiled.program),
         modules: compiled.modules,
         globals: compiled.globals,
         warnings,
-        declared_only: declared,
+        declared_only: compiled.declared_only,
         start_hooks,
         ready_hooks,
         stop_hooks,
@@ -102,9 +100,10 @@ pub fn load_file(path: &Path, opts: &LoadOptions, reg: &Registry) -> Result<Load
     let pre = ferrosip_preprocess::preprocess_file(path, &pp_opts).map_err(|errs| LoadErrors {
         messages: errs.iter().map(|e| e.to_string()).collect(),
         diagnostics: Vec::new(),
+        declared_uses: 0,
     })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
-    load_preprocessed(src, reg)
+    load_preprocessed(src, opts, reg)
 }
 
 /// Loads a config given as a string (tests, tools); `name` is used in messages.
@@ -122,12 +121,17 @@ pub fn load_str(
         ferrosip_preprocess::preprocess_str(name, text, &pp_opts).map_err(|errs| LoadErrors {
             messages: errs.iter().map(|e| e.to_string()).collect(),
             diagnostics: Vec::new(),
+            declared_uses: 0,
         })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
-    load_preprocessed(src, reg)
+    load_preprocessed(src, opts, reg)
 }
 
-fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, LoadErrors> {
+fn load_preprocessed(
+    src: Arc<SourceInfo>,
+    opts: &LoadOptions,
+    reg: &Registry,
+) -> Result<Loaded, LoadErrors> {
     let script = crate::parser::parse_script(src.text()).map_err(|errs| {
         let diags = errs
             .into_iter()
@@ -140,7 +144,7 @@ fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, Loa
             .collect();
         render_all(diags, &src)
     })?;
-    let compiled = match compiler::compile(&script, src.clone(), reg) {
+    let compiled = match compiler::compile(&script, src.clone(), reg, opts.allow_declared) {
         Ok(c) => c,
         Err(diags) => return Err(render_all(diags, &src)),
     };
@@ -159,6 +163,7 @@ fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, Loa
         return Err(LoadErrors {
             messages: errors,
             diagnostics: Vec::new(),
+            declared_uses: 0,
         });
     }
     Ok(finish(compiled, &src, reg))

@@ -66,12 +66,35 @@ impl Module for Probe {
     }
 }
 
+/// A module that only declares: a function taking a regular expression and a PV class.
+struct Stub;
+
+impl Module for Stub {
+    fn name(&self) -> &'static str {
+        "stub"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc("Declared only.");
+        m.param("size", ferrosip_api::ParamType::Int, 8, "Table size.");
+        m.function("stub_check")
+            .args(&["pattern"])
+            .declared::<(std::sync::Arc<regex::bytes::Regex>,)>();
+        m.pv_declared(
+            "stub",
+            ferrosip_api::pv::PvParamRule::Required,
+            "A stub value.",
+        );
+    }
+}
+
 fn registry() -> Registry {
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&ferrosip_mod_core::CoreModule);
     reg.register(&ferrosip_mod_kex::KexModule);
     reg.register(&Probe);
+    reg.register(&Stub);
     reg
 }
 
@@ -476,4 +499,59 @@ fn dump_lists_routes() {
     assert!(d.contains("request_route"), "{d}");
     assert!(d.contains("route[R]"), "{d}");
     assert!(d.contains("call      mark/1"), "{d}");
+}
+
+const DECLARED_USES: &str = "loadmodule \"stub\"
+modparam(\"stub\", \"size\", 4)
+request_route {
+  if (stub_check(\"^x$stub(k)\")) exit;
+  $var(x) = $(var(y){s.replace,a,$stub(k)});
+  mark(\"seen $stub(k) for $$ 5\");
+  $stub(k) = 1;
+  if (defined $stub(j)) exit;
+}";
+
+/// Every use of a declared-only function or PV is an error at its place, whether the PV is
+/// read, written, nested in a transformation or inside a format string or regex argument.
+#[test]
+fn declared_only_uses_are_errors_at_each_place() {
+    let e = load_err(DECLARED_USES);
+    let wanted = [
+        "test.cfg:5:7: error: stub_check() (module stub) is declared but not implemented yet: a script that calls it cannot run",
+        "test.cfg:5:21: error: $stub (module stub) is declared but not implemented yet: a script that reads it cannot run",
+        "test.cfg:6:34: error: $stub (module stub) is declared but not implemented yet: a script that reads it cannot run",
+        "test.cfg:7:14: error: $stub (module stub) is declared but not implemented yet: a script that reads it cannot run",
+        "test.cfg:8:3: error: $stub (module stub) is declared but not implemented yet: a script that writes it cannot run",
+        "test.cfg:9:15: error: $stub (module stub) is declared but not implemented yet: a script that reads it cannot run",
+    ];
+    for w in wanted {
+        assert!(e.contains(w), "wanted {w}\n{e}");
+    }
+    assert_eq!(e.matches(": error: ").count(), wanted.len(), "{e}");
+}
+
+#[test]
+fn declared_only_uses_are_warnings_when_allowed() {
+    let reg = registry();
+    let text = format!("loadmodule \"probe\"\n{DECLARED_USES}");
+    let opts = LoadOptions {
+        allow_declared: true,
+        ..LoadOptions::default()
+    };
+    let loaded = load_str("test.cfg", &text, &opts, &reg).expect("loads with warnings");
+    assert_eq!(loaded.declared_only, vec!["$stub", "stub_check()"]);
+    let warnings = loaded.warnings.join("\n");
+    assert_eq!(
+        warnings
+            .matches("is declared but not implemented yet: a script that")
+            .count(),
+        6,
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("test.cfg:3:18: warning: stub: the module is declared but not implemented yet: parameter size has no effect"),
+        "{warnings}"
+    );
+    assert!(!reg.module_is_declared_only("probe"));
+    assert!(reg.module_is_declared_only("stub"));
 }
