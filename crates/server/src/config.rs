@@ -272,3 +272,86 @@ impl ServerConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globals(params: &[(&str, &str)]) -> Globals {
+        let mut g = Globals::new();
+        for (name, raw) in params {
+            g.entry(name.to_string()).or_default().push(GlobalValue {
+                raw: raw.to_string(),
+                span: Default::default(),
+                parsed: None,
+            });
+        }
+        g
+    }
+
+    #[test]
+    fn no_listen_binds_every_interface_address_udp_and_tcp() {
+        let c = ServerConfig::from_globals(&globals(&[("port", "5072")])).unwrap();
+        assert!(c.listen_discovered);
+        let loopback: SocketAddr = "127.0.0.1:5072".parse().unwrap();
+        for proto in [Proto::Udp, Proto::Tcp] {
+            assert!(
+                c.listen
+                    .iter()
+                    .any(|l| l.proto == proto && l.addr == loopback),
+                "{:?}",
+                c.listen
+            );
+        }
+        assert!(c.listen.iter().all(|l| !l.addr.ip().is_unspecified()));
+        assert!(c.myself.matches(b"127.0.0.1", Some(5072)));
+        assert!(c.myself.matches(b"localhost", Some(5072)));
+        assert!(!c.myself.matches(b"127.0.0.1", Some(5060)));
+    }
+
+    #[test]
+    fn disable_tcp_and_auto_aliases_off() {
+        let c =
+            ServerConfig::from_globals(&globals(&[("disable_tcp", "yes"), ("auto_aliases", "no")]))
+                .unwrap();
+        assert!(c.listen.iter().all(|l| l.proto == Proto::Udp));
+        assert!(!c.auto_aliases);
+        assert!(c.myself.matches(b"127.0.0.1", Some(5060)));
+        assert!(!c.myself.matches(b"localhost", Some(5060)));
+    }
+
+    #[test]
+    fn listen_alias_and_advertise_make_up_myself() {
+        let c = ServerConfig::from_globals(&globals(&[
+            ("listen", "udp:127.0.0.1:5080 advertise 203.0.113.5:5090"),
+            ("alias", "\"udp:sip.example.com\""),
+            ("alias", "pbx.example.com:5099"),
+            ("auto_aliases", "off"),
+        ]))
+        .unwrap();
+        assert!(!c.listen_discovered);
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(&c.listen[0].sent_by_host[..], b"203.0.113.5");
+        assert_eq!(c.listen[0].sent_by_port, 5090);
+        let me = &c.myself;
+        assert!(me.matches(b"127.0.0.1", Some(5080)));
+        assert!(!me.matches(b"127.0.0.1", Some(5060)));
+        assert!(me.matches(b"203.0.113.5", Some(5090)));
+        assert!(me.matches(b"sip.example.com", Some(1234)));
+        assert!(me.matches(b"pbx.example.com", Some(5099)));
+        assert!(!me.matches(b"pbx.example.com", Some(5060)));
+    }
+
+    #[test]
+    fn a_wildcard_socket_advertises_the_address_that_routes_to_the_peer() {
+        let any = Listen::new(Proto::Udp, "0.0.0.0:5060".parse().unwrap(), None);
+        assert!(any.is_wildcard());
+        let towards = any.towards("127.0.0.1:5070".parse().unwrap());
+        assert_eq!(&towards.sent_by_host[..], b"127.0.0.1");
+        let bound = Listen::new(Proto::Udp, "[::1]:5060".parse().unwrap(), None);
+        assert_eq!(
+            &bound.towards("[::1]:9".parse().unwrap()).sent_by_host[..],
+            b"[::1]"
+        );
+    }
+}

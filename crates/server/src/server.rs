@@ -407,7 +407,10 @@ impl Server {
     fn forward_reply(&self, ctx: &mut MsgContext) -> Result<(), FnError> {
         {
             let top = ctx.msg.top_via().map_err(fnerr)?;
-            if !self.via_is_ours(top.host(), top.port()) {
+            // A sent-by without a port means its transport's default one (RFC 3261 §18.2.2).
+            let proto = Proto::from_bytes(top.transport()).unwrap_or(Proto::Udp);
+            let port = top.port().unwrap_or(default_port(proto, false));
+            if !self.via_is_ours(top.host(), Some(port)) {
                 return Err(FnError::new("top Via is not ours"));
             }
         }

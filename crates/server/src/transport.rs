@@ -375,3 +375,46 @@ async fn serve_connection(
     server.tcp.lock().remove(&peer);
     writer.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(bound: &[&str], dst: &str) -> Option<SocketAddr> {
+        let bound: Vec<SocketAddr> = bound.iter().map(|a| a.parse().unwrap()).collect();
+        pick_source(&bound, |a| *a, &dst.parse().unwrap()).copied()
+    }
+
+    #[test]
+    fn source_follows_the_destination() {
+        let every = [
+            "127.0.0.1:5060",
+            "192.0.2.2:5060",
+            "[::1]:5060",
+            "[fd00::2]:5060",
+        ];
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(pick(&every, "127.0.0.1:5070"), at("127.0.0.1:5060"));
+        assert_eq!(pick(&every, "127.0.0.5:5070"), at("127.0.0.1:5060"));
+        assert_eq!(pick(&every, "198.51.100.7:5060"), at("192.0.2.2:5060"));
+        assert_eq!(pick(&every, "192.0.2.2:5070"), at("192.0.2.2:5060"));
+        assert_eq!(pick(&every, "[::1]:5070"), at("[::1]:5060"));
+        assert_eq!(pick(&every, "[2001:db8::9]:5060"), at("[fd00::2]:5060"));
+        // Only one socket of the family: that one, whatever the destination.
+        assert_eq!(
+            pick(&["127.0.0.1:5060"], "198.51.100.7:5060"),
+            at("127.0.0.1:5060")
+        );
+        // No socket of the family: the first one (the send then fails with the OS's reason).
+        assert_eq!(
+            pick(&["127.0.0.1:5060"], "[::1]:5060"),
+            at("127.0.0.1:5060")
+        );
+        // A wildcard socket serves a loopback destination when no loopback one is bound.
+        assert_eq!(
+            pick(&["0.0.0.0:5060", "192.0.2.2:5060"], "127.0.0.1:5070"),
+            at("0.0.0.0:5060")
+        );
+        assert_eq!(pick(&[], "127.0.0.1:5070"), None);
+    }
+}
