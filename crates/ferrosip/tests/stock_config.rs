@@ -438,6 +438,43 @@ fn header<'a>(reply: &'a str, name: &str) -> &'a str {
         .map_or("", str::trim)
 }
 
+/// Sends a request for `sip:fwd@ADDRESS:PORT` to the server at `to`, where ADDRESS:PORT is a
+/// socket of this test on `to`'s address; returns the forwarded request's top Via (up to
+/// the branch) and its Record-Route.
+fn forwarded_through(to: SocketAddr) -> (String, String) {
+    let sink = UdpSocket::bind(SocketAddr::new(to.ip(), 0)).expect("sink socket");
+    sink.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let target = sink.local_addr().expect("sink address");
+    let client = UdpSocket::bind(SocketAddr::new(to.ip(), 0)).expect("client socket");
+    let ruri = format!("sip:fwd@{target}");
+    let request = format!(
+        "MESSAGE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {}:{};branch=z9hG4bK-fwd{}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:carol@example.com>;tag=1\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: fwd-{}@test\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Content-Length: 0\r\n\r\n",
+        to.ip(),
+        client.local_addr().expect("client address").port(),
+        target.port(),
+        target.port()
+    );
+    let mut buf = [0u8; 4096];
+    for _ in 0..5 {
+        client.send_to(request.as_bytes(), to).expect("send");
+        if let Ok(n) = sink.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let via = header(&text, "Via");
+            let via = via.split(';').next().unwrap_or_default().to_string();
+            return (via, header(&text, "Record-Route").to_string());
+        }
+    }
+    panic!("nothing forwarded to {target} through {to}");
+}
+
 /// A non-loopback address of this machine, if it has one (the one it routes out from).
 fn outward_address() -> Option<IpAddr> {
     let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
@@ -457,8 +494,9 @@ fn myself_when_listening_on_every_interface() {
     std::fs::write(
         &cfg,
         "alias=\"sip.example.org\"\n\
-         loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+         loadmodule \"sl.so\"\nloadmodule \"textops.so\"\nloadmodule \"rr.so\"\n\
          request_route {\n\
+             if ($rU == \"fwd\") { record_route(); forward(); exit; }\n\
              if (uri == myself) { append_to_reply(\"X-Uri: myself\\r\\n\"); }\n\
              else { append_to_reply(\"X-Uri: foreign\\r\\n\"); }\n\
              if (from_uri == myself) { append_to_reply(\"X-From: myself\\r\\n\"); }\n\
@@ -504,6 +542,20 @@ fn myself_when_listening_on_every_interface() {
         }
         if from != to {
             wrong.push(format!("the reply to {to} came from {from}"));
+        }
+    }
+    // Forwarded requests carry, in Via and Record-Route, the address they came in on.
+    let mut arrivals = vec![loopback.ip()];
+    arrivals.extend(outward_address());
+    for ip in arrivals {
+        let (via, record_route) = forwarded_through(SocketAddr::new(ip, 5060));
+        let host = ip.to_string();
+        if via != format!("SIP/2.0/UDP {host}:5060")
+            || !record_route.contains(&format!("sip:{host}"))
+        {
+            wrong.push(format!(
+                "forwarded through {host}: Via {via:?}, Record-Route {record_route:?}"
+            ));
         }
     }
     let log = server.stop();

@@ -28,8 +28,14 @@ impl Host {
         }
     }
 
-    fn matches(&self, host: &Host) -> bool {
-        self == host
+    /// Whether `host` (brackets and a final dot already removed) names this one; compares
+    /// without allocating: `uri == myself` runs for most requests.
+    fn is(&self, host: &str, ip: Option<IpAddr>) -> bool {
+        match (self, ip) {
+            (Host::Ip(mine), Some(ip)) => *mine == ip,
+            (Host::Name(mine), None) => mine.eq_ignore_ascii_case(host),
+            _ => false,
+        }
     }
 }
 
@@ -120,9 +126,13 @@ impl Myself {
         let Ok(host) = std::str::from_utf8(host) else {
             return false;
         };
-        let host = Host::parse(host.trim());
+        let host = host.trim();
+        let host = host.strip_prefix('[').unwrap_or(host);
+        let host = host.strip_suffix(']').unwrap_or(host);
+        let ip = host.parse::<IpAddr>().ok().map(canonical);
+        let host = host.strip_suffix('.').unwrap_or(host);
         self.entries.iter().any(|(h, p)| {
-            h.matches(&host)
+            h.is(host, ip)
                 && match (p, port) {
                     (Some(p), Some(q)) => *p == q,
                     _ => true,
