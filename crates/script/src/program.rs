@@ -176,7 +176,9 @@ impl Default for Limits {
     }
 }
 
-/// Local addresses and aliases that `myself` matches.
+/// Local addresses and aliases that `myself` matches when no server runs the script
+/// (tests, `ferrosip check`): what `listen=`, `advertise` and `alias=` name. A running
+/// server answers from its bound sockets instead (`Services::is_myself`).
 #[derive(Clone, Debug, Default)]
 pub struct LocalIdentity {
     /// Host (lower-case; IPv6 without brackets) and port (`None` = any port).
@@ -194,16 +196,16 @@ impl LocalIdentity {
         }
     }
 
-    /// Whether `host[:port]` is one of ours. A missing port matches only 5060/any.
+    /// Whether `host[:port]` is one of ours; `port: None` asks about the host on any port
+    /// (a URI without a port is asked with its scheme's default port).
     pub fn matches(&self, host: &[u8], port: Option<u16>) -> bool {
         let host = host.strip_prefix(b"[").unwrap_or(host);
         let host = host.strip_suffix(b"]").unwrap_or(host);
         self.addresses.iter().any(|(h, p)| {
             h.as_bytes().eq_ignore_ascii_case(host)
                 && match (p, port) {
-                    (None, _) => true,
                     (Some(p), Some(q)) => *p == q,
-                    (Some(p), None) => *p == 5060 || *p == 5061,
+                    _ => true,
                 }
         })
     }

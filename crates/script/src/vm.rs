@@ -256,7 +256,7 @@ impl Vm {
                     let is = match subject {
                         MyselfSubject::Value => {
                             let v = self.pop();
-                            myself_value(prog, &bytes_of(&v))
+                            myself_value(prog, ctx, &bytes_of(&v))
                         }
                         s => myself_subject(prog, *s, ctx),
                     };
@@ -456,29 +456,53 @@ fn keyword(k: Keyword, ctx: &MsgContext) -> Value {
     }
 }
 
+/// Whether `host[:port]` is ours: the running server knows its sockets and aliases;
+/// without one (tests, `ferrosip check`), what the config's `listen=`/`alias=` name.
+fn is_myself(prog: &Program, ctx: &MsgContext, host: &[u8], port: Option<u16>) -> bool {
+    match &ctx.services {
+        Some(services) => services.is_myself(host, port),
+        None => prog.myself.matches(host, port),
+    }
+}
+
 fn myself_subject(prog: &Program, s: MyselfSubject, ctx: &MsgContext) -> bool {
     match s {
-        MyselfSubject::SrcIp => prog
-            .myself
-            .matches(ctx.net.source.ip().to_string().as_bytes(), None),
-        MyselfSubject::DstIp => prog
-            .myself
-            .matches(ctx.net.local.ip().to_string().as_bytes(), None),
+        MyselfSubject::SrcIp => {
+            is_myself(prog, ctx, ctx.net.source.ip().to_string().as_bytes(), None)
+        }
+        MyselfSubject::DstIp => {
+            is_myself(prog, ctx, ctx.net.local.ip().to_string().as_bytes(), None)
+        }
         other => {
             let v = crate::pv_core::uri_of(ctx, other);
-            myself_value(prog, &bytes_of(&v))
+            myself_value(prog, ctx, &bytes_of(&v))
         }
     }
 }
 
-/// A value compared to `myself`: a SIP URI by its host and port, else a bare host.
-fn myself_value(prog: &Program, v: &[u8]) -> bool {
+/// A value compared to `myself`: a SIP URI by its host and port (without one, the default
+/// port of its scheme and transport, as Kamailio compares), else a bare host on any port.
+fn myself_value(prog: &Program, ctx: &MsgContext, v: &[u8]) -> bool {
     if let Ok(uri) = ferrosip_sip::Uri::parse(v) {
         if let Some(host) = uri.host() {
-            return prog.myself.matches(host, uri.port());
+            let port = uri.port().unwrap_or_else(|| default_port(&uri));
+            return is_myself(prog, ctx, host, Some(port));
         }
     }
-    prog.myself.matches(v, None)
+    is_myself(prog, ctx, v, None)
+}
+
+/// 5061 for `sips:` and TLS/WSS transports, else 5060 (RFC 3261 §19.1.2).
+fn default_port(uri: &ferrosip_sip::Uri) -> u16 {
+    let secure_transport = uri
+        .param("transport")
+        .flatten()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"tls") || t.eq_ignore_ascii_case(b"wss"));
+    if uri.scheme().eq_ignore_ascii_case(b"sips") || secure_transport {
+        5061
+    } else {
+        5060
+    }
 }
 
 /// Runs to completion a route that calls no async function, without an async runtime

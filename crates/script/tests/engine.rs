@@ -344,6 +344,22 @@ fn myself_and_keywords() {
 }
 
 #[test]
+fn myself_compares_a_uri_without_port_on_its_default_port() {
+    // The request's R-URI is sip:bob@example.com: port 5060 as far as myself is concerned.
+    let on = |alias: &str| {
+        marks(&format!(
+            "alias=\"{alias}\"\nrequest_route {{ if (uri == myself) mark(\"ruri\"); \
+             if (\"sips:x@example.com\" == myself) mark(\"sips\"); \
+             if (\"sip:x@example.com;transport=tls\" == myself) mark(\"tls\"); }}"
+        ))
+    };
+    assert_eq!(on("example.com:5060"), ["ruri"]);
+    assert_eq!(on("example.com:5061"), ["sips", "tls"]);
+    assert_eq!(on("example.com:5070"), Vec::<String>::new());
+    assert_eq!(on("example.com"), ["ruri", "sips", "tls"]);
+}
+
+#[test]
 fn async_functions_are_awaited() {
     assert_eq!(
         marks(r#"request_route { if (ret_async(3)) mark("$rc"); }"#),

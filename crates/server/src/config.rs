@@ -1,6 +1,7 @@
 //! Server settings read from the config's core parameters (`listen=`, `port=`, `children=`,
-//! `disable_tcp=`, ...).
+//! `disable_tcp=`, `alias=`, `auto_aliases=`, ...).
 
+use crate::myself::Myself;
 use bytes::Bytes;
 use ferrosip_api::Proto;
 use ferrosip_script::ast::GlobalValue;
@@ -15,6 +16,8 @@ pub struct Listen {
     pub advertise: Option<(String, u16)>,
     /// The host Via and Record-Route carry for this socket (the advertised one, else the
     /// bound address, IPv6 in brackets), formatted once: every forwarded request needs it.
+    /// A wildcard socket (0.0.0.0, ::) has no single address: [`Listen::towards`] gives
+    /// the one that routes to a destination.
     pub sent_by_host: Bytes,
     pub sent_by_port: u16,
 }
@@ -23,17 +26,7 @@ impl Listen {
     pub fn new(proto: Proto, addr: SocketAddr, advertise: Option<(String, u16)>) -> Listen {
         let (host, port) = match &advertise {
             Some((h, p)) => (h.clone(), *p),
-            None => {
-                let ip = addr.ip();
-                let host = if ip.is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else if ip.is_ipv6() {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
-                (host, addr.port())
-            }
+            None => (host_text(addr.ip()), addr.port()),
         };
         Listen {
             proto,
@@ -42,6 +35,33 @@ impl Listen {
             sent_by_host: Bytes::from(host),
             sent_by_port: port,
         }
+    }
+
+    /// Whether this is a wildcard socket (0.0.0.0, ::) without an advertised address,
+    /// whose Via/Record-Route host depends on where a message goes.
+    pub fn is_wildcard(&self) -> bool {
+        self.addr.ip().is_unspecified() && self.advertise.is_none()
+    }
+
+    /// This socket as seen from `peer`: a wildcard socket takes, as its Via/Record-Route
+    /// host, the local address the kernel routes `peer` from; any other is itself.
+    pub fn towards(&self, peer: SocketAddr) -> Listen {
+        let mut l = self.clone();
+        if self.is_wildcard() {
+            if let Some(ip) = crate::transport::routed_source(peer) {
+                l.sent_by_host = Bytes::from(host_text(ip));
+            }
+        }
+        l
+    }
+}
+
+/// An address as a Via sent-by or URI host writes it (IPv6 in brackets).
+fn host_text(ip: IpAddr) -> String {
+    if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
     }
 }
 
@@ -55,7 +75,15 @@ pub struct ServerConfig {
     pub udp_buffer: usize,
     pub tcp_max_size: usize,
     pub tcp_idle_secs: u64,
+    /// `alias=` entries: host (lower case) and port (`None`: any port).
     pub aliases: Vec<(String, Option<u16>)>,
+    /// `auto_aliases` (default on): the listen addresses' reverse-DNS names are ours too.
+    pub auto_aliases: bool,
+    /// Whether the sockets are the machine's interfaces, found because no `listen=` names
+    /// any (Kamailio's behaviour), rather than given.
+    pub listen_discovered: bool,
+    /// What `myself` matches: built from the above once, at load.
+    pub myself: Myself,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +124,16 @@ fn flag(g: &Globals, name: &str) -> bool {
         matches!(
             v.unquoted().trim().to_ascii_lowercase().as_str(),
             "yes" | "on" | "true" | "1" | "enable"
+        )
+    })
+}
+
+/// A boolean parameter that is on unless the config turns it off.
+fn flag_default_on(g: &Globals, name: &str) -> bool {
+    !last(g, name).is_some_and(|v| {
+        matches!(
+            v.unquoted().trim().to_ascii_lowercase().as_str(),
+            "no" | "off" | "false" | "0" | "disable"
         )
     })
 }
@@ -185,11 +223,25 @@ impl ServerConfig {
                 ));
             }
         }
-        if listen.is_empty() {
-            let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default_port);
-            listen.push(Listen::new(Proto::Udp, any, None));
-            if !disable_tcp {
-                listen.push(Listen::new(Proto::Tcp, any, None));
+        let interfaces = crate::myself::interface_addresses().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the network interfaces");
+            Vec::new()
+        });
+        let listen_discovered = listen.is_empty();
+        if listen_discovered {
+            // As Kamailio does without `listen=`: a socket on each interface address, so
+            // each message is known to have come in on one address, which then leaves in
+            // the Via and Record-Route of what goes out.
+            let mut addrs: Vec<IpAddr> = interfaces.clone();
+            if addrs.is_empty() {
+                addrs.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            }
+            for ip in addrs {
+                let addr = SocketAddr::new(ip, default_port);
+                listen.push(Listen::new(Proto::Udp, addr, None));
+                if !disable_tcp {
+                    listen.push(Listen::new(Proto::Tcp, addr, None));
+                }
             }
         }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -204,6 +256,8 @@ impl ServerConfig {
             let (h, p) = split_host_port(raw);
             aliases.push((h.to_ascii_lowercase(), p));
         }
+        let auto_aliases = flag_default_on(g, "auto_aliases");
+        let myself = Myself::new(&listen, &aliases, auto_aliases, &interfaces);
         Ok(ServerConfig {
             listen,
             children,
@@ -212,6 +266,92 @@ impl ServerConfig {
             tcp_max_size: int(g, "tcp_max_msg_size")?.map_or(65536, |v| v.max(1024) as usize),
             tcp_idle_secs: int(g, "tcp_connection_lifetime")?.map_or(120, |v| v.max(1) as u64),
             aliases,
+            auto_aliases,
+            listen_discovered,
+            myself,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globals(params: &[(&str, &str)]) -> Globals {
+        let mut g = Globals::new();
+        for (name, raw) in params {
+            g.entry(name.to_string()).or_default().push(GlobalValue {
+                raw: raw.to_string(),
+                span: Default::default(),
+                parsed: None,
+            });
+        }
+        g
+    }
+
+    #[test]
+    fn no_listen_binds_every_interface_address_udp_and_tcp() {
+        let c = ServerConfig::from_globals(&globals(&[("port", "5072")])).unwrap();
+        assert!(c.listen_discovered);
+        let loopback: SocketAddr = "127.0.0.1:5072".parse().unwrap();
+        for proto in [Proto::Udp, Proto::Tcp] {
+            assert!(
+                c.listen
+                    .iter()
+                    .any(|l| l.proto == proto && l.addr == loopback),
+                "{:?}",
+                c.listen
+            );
+        }
+        assert!(c.listen.iter().all(|l| !l.addr.ip().is_unspecified()));
+        assert!(c.myself.matches(b"127.0.0.1", Some(5072)));
+        assert!(c.myself.matches(b"localhost", Some(5072)));
+        assert!(!c.myself.matches(b"127.0.0.1", Some(5060)));
+    }
+
+    #[test]
+    fn disable_tcp_and_auto_aliases_off() {
+        let c =
+            ServerConfig::from_globals(&globals(&[("disable_tcp", "yes"), ("auto_aliases", "no")]))
+                .unwrap();
+        assert!(c.listen.iter().all(|l| l.proto == Proto::Udp));
+        assert!(!c.auto_aliases);
+        assert!(c.myself.matches(b"127.0.0.1", Some(5060)));
+        assert!(!c.myself.matches(b"localhost", Some(5060)));
+    }
+
+    #[test]
+    fn listen_alias_and_advertise_make_up_myself() {
+        let c = ServerConfig::from_globals(&globals(&[
+            ("listen", "udp:127.0.0.1:5080 advertise 203.0.113.5:5090"),
+            ("alias", "\"udp:sip.example.com\""),
+            ("alias", "pbx.example.com:5099"),
+            ("auto_aliases", "off"),
+        ]))
+        .unwrap();
+        assert!(!c.listen_discovered);
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(&c.listen[0].sent_by_host[..], b"203.0.113.5");
+        assert_eq!(c.listen[0].sent_by_port, 5090);
+        let me = &c.myself;
+        assert!(me.matches(b"127.0.0.1", Some(5080)));
+        assert!(!me.matches(b"127.0.0.1", Some(5060)));
+        assert!(me.matches(b"203.0.113.5", Some(5090)));
+        assert!(me.matches(b"sip.example.com", Some(1234)));
+        assert!(me.matches(b"pbx.example.com", Some(5099)));
+        assert!(!me.matches(b"pbx.example.com", Some(5060)));
+    }
+
+    #[test]
+    fn a_wildcard_socket_advertises_the_address_that_routes_to_the_peer() {
+        let any = Listen::new(Proto::Udp, "0.0.0.0:5060".parse().unwrap(), None);
+        assert!(any.is_wildcard());
+        let towards = any.towards("127.0.0.1:5070".parse().unwrap());
+        assert_eq!(&towards.sent_by_host[..], b"127.0.0.1");
+        let bound = Listen::new(Proto::Udp, "[::1]:5060".parse().unwrap(), None);
+        assert_eq!(
+            &bound.towards("[::1]:9".parse().unwrap()).sent_by_host[..],
+            b"[::1]"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! message, and implements the services script functions use to reply and forward.
 
 pub mod config;
+pub mod myself;
 pub mod server;
 pub mod tm;
 pub mod transport;
@@ -61,9 +62,7 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     let _tcp = transport::start_tcp(&server).map_err(|e| format!("cannot start TCP: {e}"))?;
     let _udp =
         transport::spawn_udp_workers(&server).map_err(|e| format!("cannot start workers: {e}"))?;
-    for l in &server.config.listen {
-        tracing::info!(proto = l.proto.name(), address = %l.addr, "listening");
-    }
+    log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
     wait_for_signal();
     let s = &server.stats;
@@ -83,6 +82,29 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// The sockets and the names that are ours, as Kamailio lists them at start.
+fn log_sockets(config: &ServerConfig) {
+    if config.listen_discovered {
+        tracing::info!("no listen= in the config: listening on every interface address");
+    }
+    for l in &config.listen {
+        match &l.advertise {
+            Some((h, p)) => tracing::info!(
+                "listening on {}:{} advertise {h}:{p}",
+                l.proto.name(),
+                l.addr
+            ),
+            None => tracing::info!("listening on {}:{}", l.proto.name(), l.addr),
+        }
+    }
+    for (name, port) in config.myself.names() {
+        match port {
+            Some(p) => tracing::info!("alias {name}:{p}"),
+            None => tracing::info!("alias {name}"),
+        }
+    }
 }
 
 fn wait_for_signal() {

@@ -171,15 +171,16 @@ fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
 }
 
 impl Server {
-    /// The listen socket to send from for `proto` towards `dst`.
-    fn local_for(&self, proto: Proto, dst: &SocketAddr) -> Option<&Listen> {
-        let same_family = |l: &&Listen| l.addr.is_ipv4() == dst.is_ipv4();
-        self.config
+    /// The listen socket to send from for `proto` towards `dst` (see
+    /// [`crate::transport::pick_source`]), as `dst` sees it.
+    fn local_for(&self, proto: Proto, dst: &SocketAddr) -> Option<Listen> {
+        let of_proto: smallvec::SmallVec<[&Listen; 8]> = self
+            .config
             .listen
             .iter()
             .filter(|l| l.proto == proto)
-            .find(same_family)
-            .or_else(|| self.config.listen.iter().find(|l| l.proto == proto))
+            .collect();
+        crate::transport::pick_source(&of_proto, |l| l.addr, dst).map(|l| l.towards(*dst))
     }
 
     /// Sends bytes over `proto` to `dst`.
@@ -406,7 +407,10 @@ impl Server {
     fn forward_reply(&self, ctx: &mut MsgContext) -> Result<(), FnError> {
         {
             let top = ctx.msg.top_via().map_err(fnerr)?;
-            if !self.via_is_ours(top.host(), top.port()) {
+            // A sent-by without a port means its transport's default one (RFC 3261 §18.2.2).
+            let proto = Proto::from_bytes(top.transport()).unwrap_or(Proto::Udp);
+            let port = top.port().unwrap_or(default_port(proto, false));
+            if !self.via_is_ours(top.host(), Some(port)) {
                 return Err(FnError::new("top Via is not ours"));
             }
         }
@@ -552,32 +556,7 @@ impl Services for Server {
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        let h = host.strip_prefix(b"[").unwrap_or(host);
-        let h = h.strip_suffix(b"]").unwrap_or(h);
-        let port_ok = |p: u16| port.is_none_or(|q| q == p);
-        let ip = host_ip(h);
-        for l in &self.config.listen {
-            if let Some((ah, ap)) = &l.advertise {
-                if ah.as_bytes().eq_ignore_ascii_case(h) && port_ok(*ap) {
-                    return true;
-                }
-            }
-            let bound = l.addr.ip();
-            let ip_match = match ip {
-                Some(ip) => {
-                    ip == bound || (bound.is_unspecified() && (ip.is_loopback() || local_ip(ip)))
-                }
-                None => false,
-            };
-            if ip_match && port_ok(l.addr.port()) {
-                return true;
-            }
-        }
-        self.config
-            .aliases
-            .iter()
-            .any(|(a, p)| a.as_bytes().eq_ignore_ascii_case(h) && p.is_none_or(&port_ok))
-            || self.program.myself.matches(host, port)
+        self.config.myself.matches(host, port)
     }
 }
 
@@ -648,7 +627,6 @@ impl Server {
         let dst = resolve(&host, port)?;
         let local = self
             .local_for(proto, &dst)
-            .cloned()
             .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
         Ok(Hop { proto, dst, local })
     }
@@ -736,7 +714,7 @@ impl Server {
                 .listen
                 .iter()
                 .find(|l| l.addr == net.local && l.proto == net.proto)
-                .map(|l| self.socket_desc(l))
+                .map(|l| self.socket_desc(&l.towards(net.source)))
                 .unwrap_or_else(|| self.socket_desc(&hop.local));
             let outbound = self.socket_desc(&hop.local);
             let values = record_route_headers(plan, &inbound, &outbound);
@@ -774,11 +752,6 @@ pub(crate) fn with_reply_headers<'a>(
         }
     }
     b
-}
-
-/// Whether `ip` is an address of this host (checked by binding to it).
-fn local_ip(ip: IpAddr) -> bool {
-    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Set by the `maxfwd` functions: the script handled Max-Forwards itself.

@@ -19,19 +19,75 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    /// The socket bound to `local`, else one of the destination's address family.
+    /// The socket bound to `local`, else the one [`pick_source`] chooses for `dst`.
     pub fn udp_for(&self, local: Option<SocketAddr>, dst: &SocketAddr) -> Option<&Arc<UdpSocket>> {
         if let Some(l) = local {
             if let Some((_, s)) = self.udp.iter().find(|(a, _)| *a == l) {
                 return Some(s);
             }
         }
-        self.udp
-            .iter()
-            .find(|(a, _)| a.is_ipv4() == dst.is_ipv4())
-            .or_else(|| self.udp.first())
-            .map(|(_, s)| s)
+        pick_source(&self.udp, |(a, _)| *a, dst).map(|(_, s)| s)
     }
+}
+
+/// The local address the kernel would send to `peer` from (its routing decision, read by
+/// connecting a UDP socket, which sends nothing).
+pub fn routed_source(peer: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = UdpSocket::bind(any).ok()?;
+    probe.connect(peer).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
+}
+
+/// Of the sockets bound to `addr_of(item)`, the one to send to `dst` from: a socket on
+/// `dst`'s own address, a loopback socket for a loopback destination, the only
+/// non-loopback socket of the family, else the one on the address the kernel routes `dst`
+/// from (a loopback source cannot reach another host), else a wildcard one. Without a
+/// socket of `dst`'s family, the first socket.
+pub fn pick_source<'a, T>(
+    items: &'a [T],
+    addr_of: impl Fn(&T) -> SocketAddr,
+    dst: &SocketAddr,
+) -> Option<&'a T> {
+    let same_family = || {
+        items
+            .iter()
+            .filter(|i| addr_of(i).is_ipv4() == dst.is_ipv4())
+    };
+    let mut family = same_family();
+    let first = family.next();
+    if first.is_none() {
+        return items.first();
+    }
+    if family.next().is_none() {
+        return first;
+    }
+    let ip = |i: &T| addr_of(i).ip();
+    let dst_ip = dst.ip();
+    if let Some(i) = same_family().find(|i| ip(i) == dst_ip) {
+        return Some(i);
+    }
+    let wildcard = || same_family().find(|i| ip(i).is_unspecified());
+    if dst_ip.is_loopback() {
+        return same_family()
+            .find(|i| ip(i).is_loopback())
+            .or_else(wildcard)
+            .or(first);
+    }
+    let mut outward = same_family().filter(|i| !ip(i).is_loopback() && !ip(i).is_unspecified());
+    let only = outward.next();
+    if only.is_some() && outward.next().is_none() {
+        return only;
+    }
+    routed_source(*dst)
+        .and_then(|src| same_family().find(|i| ip(i) == src))
+        .or_else(wildcard)
+        .or(only)
+        .or(first)
 }
 
 /// Open TCP connections by remote address: replies go back on the connection a request
@@ -116,7 +172,8 @@ pub fn bind_udp(listen: &[crate::config::Listen], buffer: usize) -> std::io::Res
     Ok(Sockets { udp })
 }
 
-/// Starts `children` worker threads per UDP socket.
+/// Starts `children` worker threads per UDP socket: every socket is read by workers of
+/// its own, so each message is known to have come in on one address.
 pub fn spawn_udp_workers(
     server: &Arc<Server>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
@@ -128,7 +185,7 @@ pub fn spawn_udp_workers(
             let local = *local;
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("udp-{n}"))
+                    .name(format!("udp-{}-{n}", local.port()))
                     .spawn(move || udp_worker(server, sock, local))?,
             );
         }
@@ -317,4 +374,47 @@ async fn serve_connection(
     }
     server.tcp.lock().remove(&peer);
     writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(bound: &[&str], dst: &str) -> Option<SocketAddr> {
+        let bound: Vec<SocketAddr> = bound.iter().map(|a| a.parse().unwrap()).collect();
+        pick_source(&bound, |a| *a, &dst.parse().unwrap()).copied()
+    }
+
+    #[test]
+    fn source_follows_the_destination() {
+        let every = [
+            "127.0.0.1:5060",
+            "192.0.2.2:5060",
+            "[::1]:5060",
+            "[fd00::2]:5060",
+        ];
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(pick(&every, "127.0.0.1:5070"), at("127.0.0.1:5060"));
+        assert_eq!(pick(&every, "127.0.0.5:5070"), at("127.0.0.1:5060"));
+        assert_eq!(pick(&every, "198.51.100.7:5060"), at("192.0.2.2:5060"));
+        assert_eq!(pick(&every, "192.0.2.2:5070"), at("192.0.2.2:5060"));
+        assert_eq!(pick(&every, "[::1]:5070"), at("[::1]:5060"));
+        assert_eq!(pick(&every, "[2001:db8::9]:5060"), at("[fd00::2]:5060"));
+        // Only one socket of the family: that one, whatever the destination.
+        assert_eq!(
+            pick(&["127.0.0.1:5060"], "198.51.100.7:5060"),
+            at("127.0.0.1:5060")
+        );
+        // No socket of the family: the first one (the send then fails with the OS's reason).
+        assert_eq!(
+            pick(&["127.0.0.1:5060"], "[::1]:5060"),
+            at("127.0.0.1:5060")
+        );
+        // A wildcard socket serves a loopback destination when no loopback one is bound.
+        assert_eq!(
+            pick(&["0.0.0.0:5060", "192.0.2.2:5060"], "127.0.0.1:5070"),
+            at("0.0.0.0:5060")
+        );
+        assert_eq!(pick(&[], "127.0.0.1:5070"), None);
+    }
 }

@@ -1,0 +1,570 @@
+//! Kamailio's stock `kamailio.cfg`, as Debian's kamailio package installs it, run
+//! unmodified (only `-A` defines), the way a new operator starts: no `listen=`, so the
+//! server binds every interface address on port 5060, and `myself` must cover them.
+//! With `WITH_MYSQL WITH_AUTH WITH_USRLOCDB` on MariaDB and on PostgreSQL, with tables made
+//! by Kamailio's own SQL scripts and subscribers added as kamctl adds them, SIPp phones
+//! register with digest authentication and call each other through `lookup`; the plain
+//! config answers OPTIONS keepalives and relays between two registered phones. A small
+//! script checks what `myself` matches when listening on every interface.
+//!
+//! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
+
+mod common;
+
+use common::db::{Backend, TestDb};
+use common::{free_port, have_sipp};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const STOCK_CFG: &str = "/etc/kamailio/kamailio.cfg";
+const KAMAILIO_SQL: &str = "/usr/share/kamailio";
+
+/// Held by each test for as long as its server has port 5060.
+static PORT_5060: Mutex<()> = Mutex::new(());
+
+fn lock_5060() -> std::sync::MutexGuard<'static, ()> {
+    PORT_5060.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether Kamailio's package (its config and SQL scripts) is installed; under
+/// `FERROSIP_REQUIRE_STOCK_CFG` (scripts/test.sh, which installs it) it must be.
+fn have_stock_package() -> bool {
+    let found = Path::new(STOCK_CFG).exists()
+        && Path::new(KAMAILIO_SQL)
+            .join("mysql/standard-create.sql")
+            .exists()
+        && Path::new(KAMAILIO_SQL)
+            .join("postgres/standard-create.sql")
+            .exists();
+    if !found {
+        assert!(
+            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
+            "scripts/test.sh installs kamailio, kamailio-mysql-modules and kamailio-postgres-modules, but {STOCK_CFG} or {KAMAILIO_SQL}/{{mysql,postgres}} is missing"
+        );
+        eprintln!("skipped: Kamailio's packages are not installed (scripts/test.sh installs them)");
+    }
+    found
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrosip-stock-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    dir
+}
+
+/// `ferrosip run` on a config, its log in the test directory; stopped by its PID.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `ferrosip run -f cfg args...` and returns once it holds UDP and TCP 5060 on
+    /// 127.0.0.1 (it binds every interface; loopback is one of them).
+    fn start(dir: &Path, cfg: &Path, args: &[String]) -> Server {
+        let loopback: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
+        assert!(
+            UdpSocket::bind(loopback).is_ok(),
+            "port 5060 on 127.0.0.1 is taken by another process: these tests need it free"
+        );
+        let log = dir.join("ferrosip.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+            .args(["run", "-f"])
+            .arg(cfg)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("ferrosip starts");
+        let mut server = Server { child, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while UdpSocket::bind(loopback).is_ok() || TcpStream::connect(loopback).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("ferrosip exited ({status}):\n{}", server.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferrosip did not start on {loopback}:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server as an operator does (SIGTERM to its PID, so modules flush what they
+    /// keep, e.g. usrloc's write-back cache) and returns its log.
+    fn stop(mut self) -> String {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill only sends a signal, to the child this test started and still owns.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("ferrosip did not stop on SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log_text()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A test that failed before stop(): end the server it started, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scenario(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(path)
+}
+
+/// A SIPp phone talking UDP to the server at 127.0.0.1:5060.
+fn sipp(dir: &Path, tag: &str, file: &str, args: &[&str]) -> Child {
+    Command::new("sipp")
+        .arg("127.0.0.1:5060")
+        .arg("-sf")
+        .arg(scenario(file))
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args(["-t", "u1", "-m", "1", "-timeout", "30s", "-timeout_error"])
+        .args(["-nostdin", "-trace_err", "-trace_msg"])
+        .arg("-error_file")
+        .arg(dir.join(format!("{tag}-errors.log")))
+        .arg("-message_file")
+        .arg(dir.join(format!("{tag}-messages.log")))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts")
+}
+
+fn wait(mut child: Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The tail of each SIPp log and of the server's log, for a failure message.
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+    {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let from = text.len().saturating_sub(5000);
+            let from = (from..text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            out += &format!("--- {}\n{}\n", path.display(), &text[from..]);
+        }
+    }
+    out
+}
+
+/// The database name at the end of a test database's URL.
+fn db_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or_default()
+}
+
+/// Runs SQL (a statement, or a script file) in the test's database with the server's
+/// own client; returns its output, one row a line, columns separated by `|`.
+fn sql(backend: Backend, db: &str, input: SqlInput<'_>) -> String {
+    let mut cmd = match backend {
+        Backend::Mariadb => {
+            let mut c = Command::new("mysql");
+            c.args([
+                "-h",
+                "127.0.0.1",
+                "-P",
+                "3306",
+                "-u",
+                "root",
+                "-N",
+                "-B",
+                db,
+            ]);
+            match input {
+                SqlInput::Statement(s) => {
+                    c.args(["-e", s]);
+                }
+                SqlInput::File(path) => {
+                    c.stdin(std::fs::File::open(path).expect("SQL script"));
+                }
+            }
+            c
+        }
+        Backend::Postgres => {
+            let mut c = Command::new("psql");
+            c.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db]);
+            c.args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t"]);
+            match input {
+                SqlInput::Statement(s) => c.args(["-c", s]),
+                SqlInput::File(path) => c.arg("-f").arg(path),
+            };
+            c
+        }
+        other => panic!("{other:?} has no SQL client"),
+    };
+    let out = cmd.output().expect("the database client runs");
+    assert!(
+        out.status.success(),
+        "{backend:?} {input:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).replace('\t', "|")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SqlInput<'a> {
+    Statement(&'a str),
+    File(&'a Path),
+}
+
+/// A database made as an operator following Kamailio's docs makes it: an empty database,
+/// then Kamailio's own creation scripts (the `version` table first, then the tables of
+/// the modules the config loads with these defines: auth_db and usrloc).
+fn kamailio_database(backend: Backend, dir: &Path) -> TestDb {
+    let db = TestDb::empty(backend, dir);
+    let scripts = Path::new(KAMAILIO_SQL).join(match backend {
+        Backend::Mariadb => "mysql",
+        _ => "postgres",
+    });
+    for module in ["standard", "auth_db", "usrloc"] {
+        let file = scripts.join(format!("{module}-create.sql"));
+        sql(backend, db_name(&db.url), SqlInput::File(&file));
+    }
+    db
+}
+
+/// Adds a subscriber as `kamctl add user@domain password` does: the password, and the
+/// two digest hashes ha1 = MD5(user:realm:password) and ha1b = MD5(user@domain:realm:password),
+/// the realm being the domain.
+fn kamctl_add(backend: Backend, db: &TestDb, user: &str, domain: &str, password: &str) {
+    let statement = format!(
+        "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES \
+         ('{user}', '{domain}', '{password}', MD5('{user}:{domain}:{password}'), \
+         MD5('{user}@{domain}:{domain}:{password}'))"
+    );
+    sql(backend, db_name(&db.url), SqlInput::Statement(&statement));
+}
+
+/// alice's phone registers (401, then 200), bob's phone registers and calls alice (407,
+/// then with credentials); the call reaches alice through `lookup("location")`; once the
+/// server stops, both contacts are in `location` (usrloc db_mode 2 writes them back).
+fn stock_config_with_database(backend: Backend) {
+    if !have_sipp() || !have_stock_package() {
+        return;
+    }
+    let _port = lock_5060();
+    let dir = test_dir(&format!("{backend:?}"));
+    let db = kamailio_database(backend, &dir);
+    kamctl_add(backend, &db, "alice", "127.0.0.1", "secret");
+    kamctl_add(backend, &db, "bob", "127.0.0.1", "bobpw");
+    let defines: Vec<String> = [
+        "WITH_MYSQL".to_string(),
+        "WITH_AUTH".to_string(),
+        "WITH_USRLOCDB".to_string(),
+        // The config's `#!trydef DBURL` gives way to this one, as with `kamailio -A`.
+        format!("DBURL=\"{}\"", db.url),
+    ]
+    .iter()
+    .flat_map(|d| ["-A".to_string(), d.clone()])
+    .collect();
+    let server = Server::start(&dir, Path::new(STOCK_CFG), &defines);
+    let call_id = format!("stock-{backend:?}-%u");
+    let phone = sipp(
+        &dir,
+        "alice",
+        "phones/uas_phone.xml",
+        &[
+            "-s", "alice", "-au", "alice", "-ap", "secret", "-cid_str", &call_id,
+        ],
+    );
+    // alice's registration lands first; if it did not, bob's call would fail with 404.
+    std::thread::sleep(Duration::from_millis(1000));
+    let caller = sipp(
+        &dir,
+        "bob",
+        "stock/uac_register_call_auth.xml",
+        &[
+            "-s", "alice", "-au", "bob", "-ap", "bobpw", "-cid_str", &call_id,
+        ],
+    );
+    let caller_rc = wait(caller, Duration::from_secs(40));
+    let phone_rc = wait(phone, Duration::from_secs(40));
+    let log = server.stop();
+    assert_eq!(
+        (phone_rc, caller_rc),
+        (Some(0), Some(0)),
+        "{backend:?}: register + call on the stock config failed\n{}",
+        logs(&dir)
+    );
+    let rows = sql(
+        backend,
+        db_name(&db.url),
+        SqlInput::Statement("SELECT username, contact FROM location ORDER BY username"),
+    );
+    let users: Vec<&str> = rows
+        .lines()
+        .filter_map(|l| l.split('|').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(users, ["alice", "bob"], "location holds {rows:?}\n{log}");
+    assert!(
+        rows.contains("sip:alice@127.0.0.1:") && rows.contains("sip:bob@127.0.0.1:"),
+        "{rows}"
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stock_config_with_auth_and_usrloc_on_mariadb() {
+    stock_config_with_database(Backend::Mariadb);
+}
+
+#[test]
+fn stock_config_with_auth_and_usrloc_on_postgres() {
+    stock_config_with_database(Backend::Postgres);
+}
+
+/// The config with no defines: OPTIONS keepalives to the server get 200, and a call
+/// between two phones that registered (no authentication) is relayed.
+#[test]
+fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
+    if !have_sipp() || !have_stock_package() {
+        return;
+    }
+    let _port = lock_5060();
+    let dir = test_dir("plain");
+    let server = Server::start(&dir, Path::new(STOCK_CFG), &[]);
+    let keepalive = sipp(&dir, "keepalive", "options_uac.xml", &[]);
+    let keepalive_rc = wait(keepalive, Duration::from_secs(20));
+    let call_id = "stock-plain-%u";
+    let phone = sipp(
+        &dir,
+        "alice",
+        "registrar/uas_registered.xml",
+        &["-s", "alice", "-cid_str", call_id],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let caller = sipp(
+        &dir,
+        "bob",
+        "stock/uac_register_call.xml",
+        &["-s", "alice", "-cid_str", call_id],
+    );
+    let caller_rc = wait(caller, Duration::from_secs(40));
+    let phone_rc = wait(phone, Duration::from_secs(40));
+    server.stop();
+    assert_eq!(
+        (keepalive_rc, phone_rc, caller_rc),
+        (Some(0), Some(0), Some(0)),
+        "plain stock config: keepalive, register + call failed\n{}",
+        logs(&dir)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A request to the server whose reply says what the script found `myself`; the reply
+/// comes from the address the request was sent to.
+fn ask(to: SocketAddr, ruri: &str, from_uri: &str) -> (String, SocketAddr) {
+    let bind: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("addr")
+    } else {
+        "[::]:0".parse().expect("addr")
+    };
+    let sock = UdpSocket::bind(bind).expect("client socket");
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let local = sock.local_addr().expect("local");
+    let request = format!(
+        "MESSAGE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP client.invalid:{};branch=z9hG4bK-{}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{from_uri}>;tag=1\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: myself-{}@test\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Content-Length: 0\r\n\r\n",
+        local.port(),
+        free_port(),
+        free_port()
+    );
+    let mut buf = [0u8; 4096];
+    for _ in 0..5 {
+        sock.send_to(request.as_bytes(), to).expect("send");
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            return (String::from_utf8_lossy(&buf[..n]).into_owned(), from);
+        }
+    }
+    panic!("no reply from {to} to {ruri}");
+}
+
+fn header<'a>(reply: &'a str, name: &str) -> &'a str {
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map_or("", str::trim)
+}
+
+/// Sends a request for `sip:fwd@ADDRESS:PORT` to the server at `to`, where ADDRESS:PORT is a
+/// socket of this test on `to`'s address; returns the forwarded request's top Via (up to
+/// the branch) and its Record-Route.
+fn forwarded_through(to: SocketAddr) -> (String, String) {
+    let sink = UdpSocket::bind(SocketAddr::new(to.ip(), 0)).expect("sink socket");
+    sink.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let target = sink.local_addr().expect("sink address");
+    let client = UdpSocket::bind(SocketAddr::new(to.ip(), 0)).expect("client socket");
+    let ruri = format!("sip:fwd@{target}");
+    let request = format!(
+        "MESSAGE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {}:{};branch=z9hG4bK-fwd{}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:carol@example.com>;tag=1\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: fwd-{}@test\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Content-Length: 0\r\n\r\n",
+        to.ip(),
+        client.local_addr().expect("client address").port(),
+        target.port(),
+        target.port()
+    );
+    let mut buf = [0u8; 4096];
+    for _ in 0..5 {
+        client.send_to(request.as_bytes(), to).expect("send");
+        if let Ok(n) = sink.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let via = header(&text, "Via");
+            let via = via.split(';').next().unwrap_or_default().to_string();
+            return (via, header(&text, "Record-Route").to_string());
+        }
+    }
+    panic!("nothing forwarded to {target} through {to}");
+}
+
+/// A non-loopback address of this machine, if it has one (the one it routes out from).
+fn outward_address() -> Option<IpAddr> {
+    let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.200:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// Listening on every interface at 5060 (no `listen=`), `myself` covers 127.0.0.1 with
+/// and without the port, `localhost` (auto_aliases) and the `alias=`, not other hosts or
+/// ports; a request sent to the machine's other address is answered from that address.
+#[test]
+fn myself_when_listening_on_every_interface() {
+    let _port = lock_5060();
+    let dir = test_dir("myself");
+    let cfg = dir.join("myself.cfg");
+    std::fs::write(
+        &cfg,
+        "alias=\"sip.example.org\"\n\
+         loadmodule \"sl.so\"\nloadmodule \"textops.so\"\nloadmodule \"rr.so\"\n\
+         request_route {\n\
+             if ($rU == \"fwd\") { record_route(); forward(); exit; }\n\
+             if (uri == myself) { append_to_reply(\"X-Uri: myself\\r\\n\"); }\n\
+             else { append_to_reply(\"X-Uri: foreign\\r\\n\"); }\n\
+             if (from_uri == myself) { append_to_reply(\"X-From: myself\\r\\n\"); }\n\
+             else { append_to_reply(\"X-From: foreign\\r\\n\"); }\n\
+             if (src_ip == myself) { append_to_reply(\"X-Src: myself\\r\\n\"); }\n\
+             sl_send_reply(\"200\", \"OK\");\n\
+         }\n",
+    )
+    .expect("cfg");
+    let server = Server::start(&dir, &cfg, &[]);
+    let loopback: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
+    let cases = [
+        ("sip:127.0.0.1", "myself"),
+        ("sip:127.0.0.1:5060", "myself"),
+        ("sip:alice@127.0.0.1", "myself"),
+        ("sip:alice@127.0.0.1:5060", "myself"),
+        ("sip:alice@localhost", "myself"),
+        ("sip:alice@LOCALHOST:5060", "myself"),
+        ("sip:alice@sip.example.org:5099", "myself"),
+        ("sip:alice@[::1]", "myself"),
+        ("sip:alice@127.0.0.1:5070", "foreign"),
+        ("sips:alice@127.0.0.1", "foreign"),
+        ("sip:alice@example.com", "foreign"),
+        ("sip:alice@192.0.2.250", "foreign"),
+    ];
+    let mut wrong = Vec::new();
+    for (uri, want) in cases {
+        let (reply, from) = ask(loopback, uri, uri);
+        let got = (header(&reply, "X-Uri"), header(&reply, "X-From"));
+        if got != (want, want) || from != loopback {
+            wrong.push(format!("{uri}: {got:?} from {from}, want {want}\n{reply}"));
+        }
+        if header(&reply, "X-Src") != "myself" {
+            wrong.push(format!("{uri}: src_ip 127.0.0.1 is not myself\n{reply}"));
+        }
+    }
+    if let Some(ip) = outward_address() {
+        let to = SocketAddr::new(ip, 5060);
+        let uri = format!("sip:bob@{ip}");
+        let (reply, from) = ask(to, &uri, "sip:carol@example.com");
+        if header(&reply, "X-Uri") != "myself" || header(&reply, "X-From") != "foreign" {
+            wrong.push(format!("{uri} sent to {to}:\n{reply}"));
+        }
+        if from != to {
+            wrong.push(format!("the reply to {to} came from {from}"));
+        }
+    }
+    // Forwarded requests carry, in Via and Record-Route, the address they came in on.
+    let mut arrivals = vec![loopback.ip()];
+    arrivals.extend(outward_address());
+    for ip in arrivals {
+        let (via, record_route) = forwarded_through(SocketAddr::new(ip, 5060));
+        let host = ip.to_string();
+        if via != format!("SIP/2.0/UDP {host}:5060")
+            || !record_route.contains(&format!("sip:{host}"))
+        {
+            wrong.push(format!(
+                "forwarded through {host}: Via {via:?}, Record-Route {record_route:?}"
+            ));
+        }
+    }
+    let log = server.stop();
+    assert!(wrong.is_empty(), "{}\n{log}", wrong.join("\n"));
+    assert!(
+        log.contains("listening on udp:127.0.0.1:5060")
+            && log.contains("listening on tcp:127.0.0.1:5060")
+            && log.contains("alias localhost:5060"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
