@@ -175,9 +175,10 @@ fn keep_heap_mapped() {}
 
 fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> ExitCode {
     keep_heap_mapped();
-    let registry = catalog::registry();
+    let registry = std::sync::Arc::new(catalog::registry());
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
+        ..Default::default()
     };
     let loaded = match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(l) => l,
@@ -215,7 +216,9 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
             "the script calls functions that are declared but not implemented yet; those calls fail with -1"
         );
     }
-    match ferrosip_server::run(loaded) {
+    // A reload compiles the same file with the same defines and registry.
+    let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded);
+    match ferrosip_server::run(loaded, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -228,6 +231,7 @@ fn check(file: &std::path::Path, defines: &[String], dump: bool) -> ExitCode {
     let registry = catalog::registry();
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
+        ..Default::default()
     };
     match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(loaded) => {

@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub struct LoadOptions {
     /// `-A NAME[=value]` defines.
     pub defines: Vec<(String, Option<String>)>,
+    /// Leave the modules' init hooks out: a running server reloading its script keeps
+    /// the module state those hooks set up (they would reset it).
+    pub skip_module_init: bool,
 }
 
 /// A loaded config, ready to run.
@@ -104,7 +107,7 @@ pub fn load_file(path: &Path, opts: &LoadOptions, reg: &Registry) -> Result<Load
         diagnostics: Vec::new(),
     })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
-    load_preprocessed(src, reg)
+    load_preprocessed(src, opts, reg)
 }
 
 /// Loads a config given as a string (tests, tools); `name` is used in messages.
@@ -124,10 +127,14 @@ pub fn load_str(
             diagnostics: Vec::new(),
         })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
-    load_preprocessed(src, reg)
+    load_preprocessed(src, opts, reg)
 }
 
-fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, LoadErrors> {
+fn load_preprocessed(
+    src: Arc<SourceInfo>,
+    opts: &LoadOptions,
+    reg: &Registry,
+) -> Result<Loaded, LoadErrors> {
     let script = crate::parser::parse_script(src.text()).map_err(|errs| {
         let diags = errs
             .into_iter()
@@ -146,7 +153,7 @@ fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, Loa
     };
     // Module init hooks see the final parameters; a bad value stops the load.
     let mut errors = Vec::new();
-    for (name, params) in &compiled.modules {
+    for (name, params) in compiled.modules.iter().filter(|_| !opts.skip_module_init) {
         if let Some(def) = reg.module(name) {
             for hook in &def.init {
                 if let Err(e) = hook(params) {

@@ -2,18 +2,23 @@
 //! message, and implements the services script functions use to reply and forward.
 
 pub mod config;
+pub mod reload;
+pub mod script;
 pub mod server;
 pub mod tm;
 pub mod transport;
 pub mod uac;
 
 pub use config::{ConfigError, Listen, ServerConfig};
+pub use reload::{ReloadReport, Reloader};
+pub use script::ScriptScope;
 pub use server::{Server, Stats};
 
 use std::sync::Arc;
 
-/// Starts the server for a loaded config and blocks until SIGINT/SIGTERM.
-pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
+/// Starts the server for a loaded config and blocks until SIGINT/SIGTERM; SIGHUP reloads
+/// the script through `reloader` (a server without one logs that it cannot).
+pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Result<(), String> {
     let config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
     // Module I/O (database pools, expiry timers) and route runs that await it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -32,13 +37,9 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     }
     let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
         .map_err(|e| format!("cannot bind UDP: {e}"))?;
-    let script_awaits = loaded
-        .program
-        .calls
-        .iter()
-        .any(|c| matches!(c.def.call, ferrosip_api::Callable::Async(_)));
-    let server = Arc::new(Server {
-        program: loaded.program.clone(),
+    let server = Arc::new_cyclic(|weak| Server {
+        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, weak.clone())),
+        reloader,
         config,
         sockets,
         tcp: transport::TcpRegistry::default(),
@@ -47,7 +48,6 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         uac: uac::LocalRequests::default(),
         self_ref: std::sync::OnceLock::new(),
         runtime: runtime.handle().clone(),
-        script_awaits,
     });
     let _ = server.self_ref.set(Arc::downgrade(&server));
     let services = server.clone() as Arc<dyn ferrosip_api::Services>;
@@ -65,7 +65,7 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         tracing::info!(proto = l.proto.name(), address = %l.addr, "listening");
     }
     tracing::info!(workers = server.config.children, "Ferrosip started");
-    wait_for_signal();
+    wait_for_signal(&server);
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
@@ -85,7 +85,7 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     Ok(())
 }
 
-fn wait_for_signal() {
+fn wait_for_signal(server: &Arc<Server>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,14 +103,16 @@ fn wait_for_signal() {
                 return;
             }
         };
-        // SIGHUP is reserved for reload: received and ignored for now.
+        // SIGHUP reloads the script (as Kamailio operators expect of a config change).
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => {
-                    tracing::info!("SIGHUP received: reload is not available yet");
+                    tracing::info!("SIGHUP received: reloading the script");
+                    // Outcomes (and every error, located) are logged by the reload.
+                    let _ = server.reload_script();
                 }
             }
         }
