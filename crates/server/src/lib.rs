@@ -27,6 +27,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let signals = register_signals(&runtime);
     for (module, hook) in &loaded.start_hooks {
         let params = loaded.modules.get(module).cloned().unwrap_or_default();
         let env = ferrosip_api::StartEnv {
@@ -65,7 +66,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         tracing::info!(proto = l.proto.name(), address = %l.addr, "listening");
     }
     tracing::info!(workers = server.config.children, "Ferrosip started");
-    wait_for_signal(&server);
+    wait_for_signal(&runtime, signals, &server);
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
@@ -85,31 +86,38 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     Ok(())
 }
 
-fn wait_for_signal(server: &Arc<Server>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(_) => loop {
-            std::thread::park();
-        },
-    };
-    rt.block_on(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// The signals the server answers. Registered before the sockets are bound: a SIGHUP
+/// sent as soon as the ports answer must reload, not end the process (SIGHUP's default).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+fn register_signals(runtime: &tokio::runtime::Runtime) -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _in_runtime = runtime.enter();
+    Signals {
+        term: signal(SignalKind::terminate()).ok(),
+        hup: signal(SignalKind::hangup()).ok(),
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM; each SIGHUP reloads the script meanwhile.
+fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, server: &Arc<Server>) {
+    async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
             }
-        };
-        // SIGHUP reloads the script (as Kamailio operators expect of a config change).
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            None => std::future::pending::<()>().await,
+        }
+    }
+    runtime.block_on(async {
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
-                _ = term.recv() => return,
-                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => {
+                _ = next(signals.term.as_mut()) => return,
+                _ = next(signals.hup.as_mut()) => {
                     tracing::info!("SIGHUP received: reloading the script");
                     // Outcomes (and every error, located) are logged by the reload.
                     let _ = server.reload_script();

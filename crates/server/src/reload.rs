@@ -145,7 +145,7 @@ impl Server {
         if !needs_restart.is_empty() {
             tracing::warn!(
                 changes = %needs_restart.join(", "),
-                "the reloaded script changes settings that need a restart; they are ignored until then"
+                "the reloaded script changes settings the running server keeps: each needs a restart and is ignored until then"
             );
         }
         tracing::info!(file = %file, generation, routes, "script reloaded");
