@@ -176,10 +176,18 @@ struct CellState {
     to_tag: Option<String>,
     config: TimerConfig,
     is_invite: bool,
-    /// Jobs waiting for a route run, in order; one runs at a time.
-    deferred: Vec<Deferred>,
     /// A job's route is running (the cell is unlocked meanwhile).
     route_running: bool,
+    /// The route jobs, allocated when the cell first needs one (a cell whose script arms
+    /// no t_on_* route never does) and let go once the cell is settled.
+    routes: Option<Box<RouteQueue>>,
+}
+
+/// A cell's route jobs and what they hold back.
+#[derive(Default)]
+struct RouteQueue {
+    /// Jobs waiting for a route run, in order; one runs at a time.
+    jobs: Vec<Deferred>,
     /// Branches queued or in their `branch_route`: not sent yet, not ended either.
     pending_branches: u32,
     /// `failure_route` is queued or running: the best final waits for it.
@@ -424,7 +432,7 @@ impl TmLayer {
             CellFor::Cell(c, created) => (c, created),
         };
         let mut st = lock(&cell.state);
-        if !st.branches.is_empty() || st.pending_branches > 0 {
+        if !st.branches.is_empty() || st.pending_branches() > 0 {
             // t_relay twice on one request (e.g. after t_newtran it is fine; twice is not).
             return Err(FnError::new("t_relay: the transaction was already relayed"));
         }
@@ -453,13 +461,13 @@ impl TmLayer {
         st.branches.reserve_exact(specs.len());
         let branch_route = st.marks.on_branch;
         let mut sent = self.add_branches(srv, &cell, &mut st, specs, branch_route);
-        if st.pending_branches > 0 {
+        if st.pending_branches() > 0 {
             // The branch routes run now, with the cell unlocked; those that wait on
             // something finish on the runtime and send their branch from there.
             self.drive(srv, &cell, st);
             st = lock(&cell.state);
-            if st.pending_branches > 0 {
-                st.relay_detached = true;
+            if st.pending_branches() > 0 {
+                st.queue().relay_detached = true;
                 return Ok(1);
             }
             sent = st.branches.len();
@@ -725,8 +733,9 @@ impl TmLayer {
         branch_route: Option<RouteId>,
     ) -> usize {
         if let Some(route) = branch_route {
-            st.pending_branches += specs.len() as u32;
-            st.deferred.extend(
+            let queue = st.queue();
+            queue.pending_branches += specs.len() as u32;
+            queue.jobs.extend(
                 specs
                     .into_iter()
                     .map(|spec| Deferred::Branch { spec, route }),
@@ -735,7 +744,7 @@ impl TmLayer {
         }
         let mut sent = 0;
         for spec in specs {
-            match self.send_branch(srv, cell, st, spec.msg, spec.dst_uri, spec.target, None) {
+            match self.send_branch(srv, cell, st, spec, None) {
                 Ok(true) => sent += 1,
                 Ok(false) => {}
                 Err(e) => self.log_unsent(st, &e),
@@ -750,17 +759,20 @@ impl TmLayer {
 
     /// Sends a branch: `routed` is the context its `branch_route` left (what it decided
     /// about forwarding), `None` when it ran none.
-    #[allow(clippy::too_many_arguments)]
     fn send_branch(
         &self,
         srv: &Arc<Server>,
         cell: &Arc<Cell>,
         st: &mut CellState,
-        msg: SipMessage,
-        dst_uri: Option<Bytes>,
-        target: Option<Target>,
+        spec: BranchSpec,
         routed: Option<&ferrosip_api::Extensions>,
     ) -> Result<bool, FnError> {
+        let BranchSpec {
+            msg,
+            dst_uri,
+            target,
+            ..
+        } = spec;
         let idx = st.branches.len();
         let hop: Hop = srv.next_hop(target, dst_uri.as_ref(), &msg)?;
         let mut branch_buf = [0u8; 64];
@@ -1064,7 +1076,7 @@ impl TmLayer {
     ) {
         if let Some(route) = st.marks.on_reply {
             // onreply_route runs before the reply goes anywhere: queued, in order.
-            st.deferred.push(Deferred::Reply {
+            st.queue().jobs.push(Deferred::Reply {
                 branch: i,
                 msg: msg.clone(),
                 code,
@@ -1156,15 +1168,16 @@ impl TmLayer {
         failed: Option<usize>,
     ) {
         if st.final_status.is_some()
-            || st.failure_pending
-            || st.pending_branches > 0
+            || st.failure_pending()
+            || st.pending_branches() > 0
             || st.branches.iter().any(|b| !b.done)
         {
             return;
         }
         if st.marks.on_failure.is_some() && st.failure_rounds < MAX_FAILURE_ROUNDS {
-            st.failure_pending = true;
-            st.deferred.push(Deferred::Failure { failed });
+            let queue = st.queue();
+            queue.failure_pending = true;
+            queue.jobs.push(Deferred::Failure { failed });
             return;
         }
         self.send_best(srv, cell, st);
@@ -1243,7 +1256,7 @@ impl TmLayer {
                 let branch_route = st.marks.on_branch;
                 sent += self.add_branches(srv, cell, st, specs, branch_route);
             }
-            if sent > 0 || st.pending_branches > 0 {
+            if sent > 0 || st.pending_branches() > 0 {
                 return;
             }
         }
@@ -1276,11 +1289,14 @@ impl TmLayer {
     /// call it last, with no other lock of this cell held up the stack.
     fn drive(&self, srv: &Arc<Server>, cell: &Arc<Cell>, mut st: MutexGuard<'_, CellState>) {
         let job = loop {
-            if st.route_running || st.deferred.is_empty() {
+            let next = match st.route_running {
+                false => st.next_job(),
+                true => None,
+            };
+            let Some(next) = next else {
                 self.cleanup(cell, &mut st);
                 return;
-            }
-            let next = st.deferred.remove(0);
+            };
             if let Some(job) = self.start_job(srv, cell, &mut st, next) {
                 break job;
             }
@@ -1314,7 +1330,7 @@ impl TmLayer {
         match job {
             Deferred::Branch { spec, route } => {
                 if st.final_status.is_some() || st.canceled {
-                    st.pending_branches -= 1;
+                    st.queue().pending_branches -= 1;
                     self.branch_settled(srv, cell, st);
                     return None;
                 }
@@ -1360,7 +1376,7 @@ impl TmLayer {
                 let route = match st.marks.on_failure.take() {
                     Some(r) if st.final_status.is_none() => r,
                     _ => {
-                        st.failure_pending = false;
+                        st.queue().failure_pending = false;
                         self.completion(srv, cell, st, failed);
                         return None;
                     }
@@ -1396,16 +1412,24 @@ impl TmLayer {
         }
         match end {
             JobEnd::Branch { target } => {
-                st.pending_branches -= 1;
+                st.queue().pending_branches -= 1;
                 // `drop` (or an aborted route) cancels this branch only.
                 let send = matches!(result, Ok(Outcome::Return(_) | Outcome::Exit));
                 if send && st.final_status.is_none() && !st.canceled {
                     let MsgContext {
-                        msg, dst_uri, ext, ..
+                        msg,
+                        dst_uri,
+                        bflags,
+                        ext,
+                        ..
                     } = ctx;
-                    if let Err(e) =
-                        self.send_branch(srv, cell, st, msg, dst_uri, target, Some(&ext))
-                    {
+                    let spec = BranchSpec {
+                        msg,
+                        dst_uri,
+                        target,
+                        bflags,
+                    };
+                    if let Err(e) = self.send_branch(srv, cell, st, spec, Some(&ext)) {
                         self.log_unsent(st, &e);
                     }
                 }
@@ -1425,7 +1449,7 @@ impl TmLayer {
                 self.reply_after_route(srv, cell, st, branch, &rctx.msg, code);
             }
             JobEnd::Failure => {
-                st.failure_pending = false;
+                st.queue().failure_pending = false;
                 self.after_failure_route(srv, cell, st, ctx);
             }
         }
@@ -1434,14 +1458,14 @@ impl TmLayer {
     /// A queued branch was sent or dropped; once none is pending, the transaction goes
     /// on: every branch may have ended already, or none was sent at all.
     fn branch_settled(&self, srv: &Arc<Server>, cell: &Arc<Cell>, st: &mut CellState) {
-        if st.pending_branches > 0 || st.final_status.is_some() {
+        if st.pending_branches() > 0 || st.final_status.is_some() {
             return;
         }
         if !st.branches.is_empty() {
             self.completion(srv, cell, st, None);
         } else if st.canceled {
             let _ = self.local_reply(srv, cell, st, 487, b"Request Terminated", None);
-        } else if st.relay_detached {
+        } else if st.routes.as_ref().is_some_and(|q| q.relay_detached) {
             // t_relay told the script it went; no branch route let a branch out.
             let _ = self.local_reply(srv, cell, st, 500, b"No Branch Sent", None);
         }
@@ -1649,12 +1673,26 @@ impl CellState {
             failure_rounds: 0,
             to_tag: None,
             config,
-            deferred: Vec::new(),
             route_running: false,
-            pending_branches: 0,
-            failure_pending: false,
-            relay_detached: false,
+            routes: None,
         }
+    }
+
+    fn queue(&mut self) -> &mut RouteQueue {
+        self.routes.get_or_insert_with(Box::default)
+    }
+
+    fn next_job(&mut self) -> Option<Deferred> {
+        let queue = self.routes.as_mut()?;
+        (!queue.jobs.is_empty()).then(|| queue.jobs.remove(0))
+    }
+
+    fn pending_branches(&self) -> u32 {
+        self.routes.as_ref().map_or(0, |q| q.pending_branches)
+    }
+
+    fn failure_pending(&self) -> bool {
+        self.routes.as_ref().is_some_and(|q| q.failure_pending)
     }
 
     /// Once the final response is chosen and sent, the branches' negative replies have
@@ -1664,9 +1702,9 @@ impl CellState {
             for b in &mut self.branches {
                 b.reply = None;
             }
-            if self.deferred.is_empty() && !self.route_running {
+            if !self.route_running && self.routes.as_ref().is_some_and(|q| q.jobs.is_empty()) {
                 // The job queue of a cell that ran routes; a lingering cell needs none.
-                self.deferred = Vec::new();
+                self.routes = None;
             }
         }
     }
