@@ -181,12 +181,13 @@ fn keep_heap_mapped() {}
 
 fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> ExitCode {
     keep_heap_mapped();
-    let registry = catalog::registry();
+    let registry = std::sync::Arc::new(catalog::registry());
     // A script that uses a declared-only function or PV is refused: those calls would
     // fail on every message (`if (!pike_check_req()) exit;` would drop all traffic).
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
         allow_declared: false,
+        ..Default::default()
     };
     let loaded = match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(l) => l,
@@ -211,7 +212,9 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    match ferrosip_server::run(loaded) {
+    // A reload compiles the same file with the same defines and registry.
+    let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded);
+    match ferrosip_server::run(loaded, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -243,6 +246,7 @@ fn check(file: &std::path::Path, defines: &[String], dump: bool, allow_declared:
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
         allow_declared,
+        ..Default::default()
     };
     match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(loaded) => {

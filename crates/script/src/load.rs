@@ -18,6 +18,9 @@ pub struct LoadOptions {
     /// warning at each use (`check --allow-declared`). Off, each use is a load error: such
     /// a script cannot run, because those calls would fail on every message.
     pub allow_declared: bool,
+    /// Leave the modules' init hooks out: a running server reloading its script keeps
+    /// the module state those hooks set up (they would reset it).
+    pub skip_module_init: bool,
 }
 
 /// A loaded config, ready to run.
@@ -150,7 +153,7 @@ fn load_preprocessed(
     };
     // Module init hooks see the final parameters; a bad value stops the load.
     let mut errors = Vec::new();
-    for (name, params) in &compiled.modules {
+    for (name, params) in compiled.modules.iter().filter(|_| !opts.skip_module_init) {
         if let Some(def) = reg.module(name) {
             for hook in &def.init {
                 if let Err(e) = hook(params) {

@@ -505,9 +505,24 @@ fn default_port(uri: &ferrosip_sip::Uri) -> u16 {
     }
 }
 
-/// Runs to completion a route that calls no async function, without an async runtime
-/// (tests, benches, the `check` tool). Panics are impossible: an async call returns an
-/// error here.
+/// Wakes the thread that is blocked in [`run_blocking`].
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a route to its end on the calling thread (tests, benches, tools). A route that
+/// waits on an async function parks the thread until that function's waker fires, so a
+/// wait costs no CPU; functions that need the tokio runtime (timers, database pools) must
+/// be called with one entered. The server never blocks this way: it polls a route once
+/// and hands a pending run to its runtime.
 pub fn run_blocking(
     vm: &mut Vm,
     prog: &Program,
@@ -516,12 +531,13 @@ pub fn run_blocking(
 ) -> Result<Outcome, RuntimeError> {
     let fut = vm.run(prog, route, ctx);
     let mut fut = std::pin::pin!(fut);
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
+    let waker = std::task::Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
     loop {
         if let std::task::Poll::Ready(r) = std::future::Future::poll(fut.as_mut(), &mut cx) {
             return r;
         }
-        std::thread::yield_now();
+        // A spurious unpark only costs one more poll.
+        std::thread::park();
     }
 }

@@ -96,6 +96,20 @@ pub struct ConfigError {
 /// Core parameters as the script loader returns them.
 pub type Globals = indexmap::IndexMap<String, Vec<GlobalValue>>;
 
+/// Core parameters read once when the server starts (sockets, workers, log level): a
+/// reloaded script that changes them is told they need a restart.
+pub const STARTUP_GLOBALS: &[&str] = &[
+    "listen",
+    "port",
+    "disable_tcp",
+    "children",
+    "alias",
+    "maxbuffer",
+    "tcp_max_msg_size",
+    "tcp_connection_lifetime",
+    "debug",
+];
+
 fn err(param: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         param: param.to_string(),

@@ -3,18 +3,23 @@
 
 pub mod config;
 pub mod myself;
+pub mod reload;
+pub mod script;
 pub mod server;
 pub mod tm;
 pub mod transport;
 pub mod uac;
 
 pub use config::{ConfigError, Listen, ServerConfig};
+pub use reload::{ReloadReport, Reloader};
+pub use script::ScriptScope;
 pub use server::{Server, Stats};
 
 use std::sync::Arc;
 
-/// Starts the server for a loaded config and blocks until SIGINT/SIGTERM.
-pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
+/// Starts the server for a loaded config and blocks until SIGINT/SIGTERM; SIGHUP reloads
+/// the script through `reloader` (a server without one logs that it cannot).
+pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Result<(), String> {
     let config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
     // Module I/O (database pools, expiry timers) and route runs that await it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -23,6 +28,7 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let signals = register_signals(&runtime);
     for (module, hook) in &loaded.start_hooks {
         let params = loaded.modules.get(module).cloned().unwrap_or_default();
         let env = ferrosip_api::StartEnv {
@@ -33,13 +39,9 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
     }
     let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
         .map_err(|e| format!("cannot bind UDP: {e}"))?;
-    let script_awaits = loaded
-        .program
-        .calls
-        .iter()
-        .any(|c| matches!(c.def.call, ferrosip_api::Callable::Async(_)));
-    let server = Arc::new(Server {
-        program: loaded.program.clone(),
+    let server = Arc::new_cyclic(|weak| Server {
+        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, weak.clone())),
+        reloader,
         config,
         sockets,
         tcp: transport::TcpRegistry::default(),
@@ -48,7 +50,6 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         uac: uac::LocalRequests::default(),
         self_ref: std::sync::OnceLock::new(),
         runtime: runtime.handle().clone(),
-        script_awaits,
     });
     let _ = server.self_ref.set(Arc::downgrade(&server));
     let services = server.clone() as Arc<dyn ferrosip_api::Services>;
@@ -64,7 +65,7 @@ pub fn run(loaded: ferrosip_script::Loaded) -> Result<(), String> {
         transport::spawn_udp_workers(&server).map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
-    wait_for_signal();
+    wait_for_signal(&runtime, signals, &server);
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
@@ -107,32 +108,41 @@ fn log_sockets(config: &ServerConfig) {
     }
 }
 
-fn wait_for_signal() {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(_) => loop {
-            std::thread::park();
-        },
-    };
-    rt.block_on(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// The signals the server answers. Registered before the sockets are bound: a SIGHUP
+/// sent as soon as the ports answer must reload, not end the process (SIGHUP's default).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+fn register_signals(runtime: &tokio::runtime::Runtime) -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _in_runtime = runtime.enter();
+    Signals {
+        term: signal(SignalKind::terminate()).ok(),
+        hup: signal(SignalKind::hangup()).ok(),
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM; each SIGHUP reloads the script meanwhile.
+fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, server: &Arc<Server>) {
+    async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
             }
-        };
-        // SIGHUP is reserved for reload: received and ignored for now.
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            None => std::future::pending::<()>().await,
+        }
+    }
+    runtime.block_on(async {
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
-                _ = term.recv() => return,
-                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => {
-                    tracing::info!("SIGHUP received: reload is not available yet");
+                _ = next(signals.term.as_mut()) => return,
+                _ = next(signals.hup.as_mut()) => {
+                    tracing::info!("SIGHUP received: reloading the script");
+                    // Outcomes (and every error, located) are logged by the reload.
+                    let _ = server.reload_script();
                 }
             }
         }

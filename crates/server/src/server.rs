@@ -2,6 +2,7 @@
 //! Implements the [`Services`] that script functions use to send.
 
 use crate::config::{Listen, ServerConfig};
+use crate::script::{RouteResult, ScriptScope};
 use crate::transport::{Sockets, TcpRegistry};
 use bytes::{Bytes, BytesMut};
 use ferrosip_api::rr::{insert_record_route, record_route_headers, RecordRoutePlan, SocketDesc};
@@ -11,7 +12,6 @@ use ferrosip_api::{
 use ferrosip_script::vm::{Outcome, Vm};
 use ferrosip_script::Program;
 use ferrosip_sip::{SipMessage, Uri};
-use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +35,12 @@ pub struct Stats {
 
 /// The running server: shared by every worker.
 pub struct Server {
-    pub program: Arc<Program>,
+    /// The routing program new messages run, replaced whole by a reload; messages and
+    /// transactions in flight keep the one they started with.
+    pub script: arc_swap::ArcSwap<ScriptScope>,
+    /// Compiles the script again for a reload (`None` when the server was not started
+    /// from a file).
+    pub reloader: Option<crate::reload::Reloader>,
     pub config: ServerConfig,
     pub sockets: Sockets,
     pub tcp: TcpRegistry,
@@ -49,9 +54,6 @@ pub struct Server {
     pub self_ref: std::sync::OnceLock<std::sync::Weak<Server>>,
     /// Where module I/O (database pools, timers) and suspended route runs execute.
     pub runtime: tokio::runtime::Handle,
-    /// Whether the script calls any async function: only then does a route run need an
-    /// owned, movable state (a boxed future), which costs an allocation per message.
-    pub script_awaits: bool,
 }
 
 /// Where one message came from, for processing.
@@ -283,64 +285,7 @@ impl Server {
         }
     }
 
-    fn run_route(
-        &self,
-        vm: &mut Vm,
-        route: ferrosip_script::RouteId,
-        ctx: &mut MsgContext,
-    ) -> Option<Outcome> {
-        let result = ferrosip_script::vm::run_blocking(vm, &self.program, route, ctx);
-        self.route_outcome(result, ctx)
-    }
-
-    /// Runs a route for a message and then `then` with its outcome. A route that awaits an
-    /// async function (a database query) is moved to the async runtime at that point and
-    /// finished there, so the worker goes on with the next message instead of waiting;
-    /// the worker gets a fresh VM in place of the one that left with the route.
-    fn run_route_then(
-        self: &Arc<Self>,
-        vm: &mut Vm,
-        route: ferrosip_script::RouteId,
-        ctx: MsgContext,
-        then: impl FnOnce(&Arc<Server>, Option<Outcome>, MsgContext) + Send + 'static,
-    ) {
-        if !self.script_awaits {
-            let mut ctx = ctx;
-            let outcome = self.run_route(vm, route, &mut ctx);
-            then(self, outcome, ctx);
-            return;
-        }
-        let program = self.program.clone();
-        let mut owned_vm = std::mem::take(vm);
-        let mut ctx = ctx;
-        let mut run = Box::pin(async move {
-            let result = owned_vm.run(&program, route, &mut ctx).await;
-            (owned_vm, result, ctx)
-        });
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match run.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready((owned_vm, result, ctx)) => {
-                *vm = owned_vm;
-                let outcome = self.route_outcome(result, &ctx);
-                then(self, outcome, ctx);
-            }
-            std::task::Poll::Pending => {
-                self.stats.suspended.fetch_add(1, Ordering::Relaxed);
-                let server = self.clone();
-                self.runtime.spawn(async move {
-                    let (_, result, ctx) = run.await;
-                    let outcome = server.route_outcome(result, &ctx);
-                    then(&server, outcome, ctx);
-                });
-            }
-        }
-    }
-
-    fn route_outcome(
-        &self,
-        result: Result<Outcome, ferrosip_script::vm::RuntimeError>,
-        ctx: &MsgContext,
-    ) -> Option<Outcome> {
+    fn route_outcome(&self, result: RouteResult, ctx: &MsgContext) -> Option<Outcome> {
         match result {
             Ok(o) => Some(o),
             Err(e) => {
@@ -352,11 +297,12 @@ impl Server {
     }
 
     fn handle_request(self: &Arc<Self>, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
-        let Some(route) = self.program.main_route(RouteKind::Request) else {
+        let scope = self.script.load();
+        let Some(route) = scope.program.main_route(RouteKind::Request) else {
             return;
         };
         let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
-        ctx.services = Some(self.clone() as Arc<dyn Services>);
+        ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(
                 call_id = %String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default()),
@@ -365,19 +311,25 @@ impl Server {
                 "request_route"
             );
         }
-        self.run_route_then(vm, route, ctx, |_, _, _| {});
+        self.run_route_then(vm, &scope, route, ctx, |server, result, ctx| {
+            server.route_outcome(result, &ctx);
+        });
     }
 
     fn handle_reply(self: &Arc<Self>, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
+        let scope = self.script.load();
         let mut ctx = MsgContext::new(msg, RouteKind::CoreOnReply, net);
-        ctx.services = Some(self.clone() as Arc<dyn Services>);
-        match self.program.main_route(RouteKind::CoreOnReply) {
-            Some(route) => self.run_route_then(vm, route, ctx, |server, outcome, mut ctx| {
-                if matches!(outcome, Some(Outcome::Drop) | None) {
-                    return;
-                }
-                server.relay_reply(&mut ctx);
-            }),
+        match scope.program.main_route(RouteKind::CoreOnReply) {
+            Some(route) => {
+                ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
+                self.run_route_then(vm, &scope, route, ctx, |server, result, mut ctx| {
+                    let outcome = server.route_outcome(result, &ctx);
+                    if matches!(outcome, Some(Outcome::Drop) | None) {
+                        return;
+                    }
+                    server.relay_reply(&mut ctx);
+                })
+            }
             None => self.relay_reply(&mut ctx),
         }
     }
@@ -440,14 +392,14 @@ impl Server {
 }
 
 impl Server {
-    fn arc(&self) -> Result<Arc<Server>, FnError> {
+    pub(crate) fn arc(&self) -> Result<Arc<Server>, FnError> {
         self.self_ref
             .get()
             .and_then(std::sync::Weak::upgrade)
             .ok_or_else(|| FnError::new("server is stopping"))
     }
 
-    fn tm_layer(&self) -> Result<&crate::tm::TmLayer, FnError> {
+    pub(crate) fn tm_layer(&self) -> Result<&crate::tm::TmLayer, FnError> {
         self.tm
             .as_ref()
             .ok_or_else(|| FnError::new("the tm module is not loaded"))
@@ -456,11 +408,13 @@ impl Server {
 
 impl ferrosip_api::tm::Transactions for Server {
     fn relay(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<i32, FnError> {
-        self.tm_layer()?.relay(&self.arc()?, ctx, target)
+        self.tm_layer()?
+            .relay(&self.arc()?, &self.script.load(), ctx, target)
     }
 
     fn new_transaction(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
-        self.tm_layer()?.new_transaction(&self.arc()?, ctx)
+        self.tm_layer()?
+            .new_transaction(&self.arc()?, &self.script.load(), ctx)
     }
 
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<i32, FnError> {
@@ -497,22 +451,11 @@ impl Services for Server {
         self.arc()?.send_local_request(request)
     }
 
-    fn run_event_route(&self, name: &str, mut ctx: MsgContext) -> bool {
-        let Some(route) = self.program.named_route(RouteKind::Event, name) else {
-            return false;
-        };
-        let Ok(server) = self.arc() else {
-            return false;
-        };
-        ctx.route = RouteKind::Event;
-        ctx.services = Some(server.clone() as Arc<dyn Services>);
-        let program = self.program.clone();
-        self.runtime.spawn(async move {
-            let mut vm = Vm::new();
-            let result = vm.run(&program, route, &mut ctx).await;
-            server.route_outcome(result, &ctx);
-        });
-        true
+    fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
+        match self.arc() {
+            Ok(server) => server.run_event_route_in(&self.script.load(), name, ctx),
+            Err(_) => false,
+        }
     }
 
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
@@ -557,6 +500,37 @@ impl Services for Server {
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
         self.config.myself.matches(host, port)
+    }
+}
+
+impl Server {
+    /// [`Services::is_myself`] as a transaction's scope asks it: the server's sockets,
+    /// aliases and reverse-DNS names decide, whichever program version runs (a change
+    /// of `listen=`/`alias=` needs a restart).
+    pub(crate) fn is_myself_in(&self, _program: &Program, host: &[u8], port: Option<u16>) -> bool {
+        self.config.myself.matches(host, port)
+    }
+
+    /// Runs `event_route[name]` of `scope`'s program on the runtime.
+    pub(crate) fn run_event_route_in(
+        self: &Arc<Self>,
+        scope: &Arc<ScriptScope>,
+        name: &str,
+        mut ctx: MsgContext,
+    ) -> bool {
+        let Some(route) = scope.program.named_route(RouteKind::Event, name) else {
+            return false;
+        };
+        ctx.route = RouteKind::Event;
+        ctx.services = Some(scope.clone() as Arc<dyn Services>);
+        let server = self.clone();
+        let scope = scope.clone();
+        self.runtime.spawn(async move {
+            let mut vm = Vm::new();
+            let result = vm.run(&scope.program, route, &mut ctx).await;
+            server.route_outcome(result, &ctx);
+        });
+        true
     }
 }
 

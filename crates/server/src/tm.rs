@@ -6,9 +6,18 @@
 //! A transaction "cell" (Kamailio's word) holds the server transaction towards the
 //! caller and one client transaction per branch. Locks: a table lock is only held to
 //! find or insert a cell, never while a cell is locked by the same thread the other way
-//! round; a cell is locked while its routes run, so functions called from those routes
-//! never lock a cell — in `failure_route`, `t_relay`/`t_reply` leave their work in the
-//! message context and the cell carries it out when the route returns.
+//! round.
+//!
+//! No route runs while its cell is locked. An event that needs a route (a branch to send
+//! through `branch_route`, a reply for `onreply_route`, the end of every branch for
+//! `failure_route`) is queued in the cell as a [`Deferred`] job; when the event's handler
+//! releases the lock, the cell's jobs run one at a time, in order: under the lock the job
+//! takes a snapshot of what the route sees, the route runs unlocked (inline when it does
+//! not wait; on the runtime when it awaits a database or a timer), and under the lock
+//! again its result is applied. Meanwhile the cell goes on absorbing retransmissions,
+//! firing timers and taking a CANCEL; it sends no best final while its failure_route
+//! runs. Functions called from these routes never lock a cell: in `failure_route`,
+//! `t_relay`/`t_reply` leave their work in the context for the job to apply.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,7 +32,8 @@ use bytes::Bytes;
 use ferrosip_api::services::Target;
 use ferrosip_api::tm::{Branches, TmMarks, TmState};
 use ferrosip_api::{Avps, FnError, MsgContext, NetInfo, Proto, ReplyHeaders, RouteKind};
-use ferrosip_script::vm::{run_blocking, Outcome, Vm};
+use ferrosip_script::vm::{Outcome, Vm};
+use ferrosip_script::RouteId;
 use ferrosip_sip::SipMessage;
 use ferrosip_transaction::{
     assemble_best, build_cancel, choose_best, trying, Action, Actions, BranchOutcome, ClientKey,
@@ -31,6 +41,7 @@ use ferrosip_transaction::{
     TimerId, TimerWheel, TuEvent,
 };
 
+use crate::script::{RouteResult, ScriptScope};
 use crate::server::{Forwarding, Hop, Server};
 
 /// Transaction keys come from the network: a seeded hash, but much cheaper than SipHash.
@@ -78,7 +89,39 @@ struct TimerEntry {
 pub struct Cell {
     id: u64,
     key: ServerKey,
+    /// The program the transaction started with: its routes run from it to the end,
+    /// whatever reloads happen meanwhile (the route ids in its marks are that program's).
+    scope: Arc<ScriptScope>,
     state: Mutex<CellState>,
+}
+
+/// Work of a cell that must run a route first; see the module documentation.
+enum Deferred {
+    /// Send a branch after its `branch_route`.
+    Branch { spec: BranchSpec, route: RouteId },
+    /// A reply a branch passed up, after `onreply_route`.
+    Reply {
+        branch: usize,
+        msg: SipMessage,
+        code: u16,
+        route: RouteId,
+    },
+    /// Every branch has ended: `failure_route`, then the best final if it added none.
+    Failure { failed: Option<usize> },
+}
+
+/// What applies a job's route result, once the route has run.
+enum JobEnd {
+    Branch { target: Option<Target> },
+    Reply { branch: usize, code: u16 },
+    Failure,
+}
+
+/// A job's route run, prepared under the cell's lock.
+struct RouteJob {
+    route: RouteId,
+    ctx: MsgContext,
+    end: JobEnd,
 }
 
 struct Branch {
@@ -133,6 +176,25 @@ struct CellState {
     to_tag: Option<String>,
     config: TimerConfig,
     is_invite: bool,
+    /// A job's route is running (the cell is unlocked meanwhile).
+    route_running: bool,
+    /// The route jobs, allocated when the cell first needs one (a cell whose script arms
+    /// no t_on_* route never does) and let go once the cell is settled.
+    routes: Option<Box<RouteQueue>>,
+}
+
+/// A cell's route jobs and what they hold back.
+#[derive(Default)]
+struct RouteQueue {
+    /// Jobs waiting for a route run, in order; one runs at a time.
+    jobs: Vec<Deferred>,
+    /// Branches queued or in their `branch_route`: not sent yet, not ended either.
+    pending_branches: u32,
+    /// `failure_route` is queued or running: the best final waits for it.
+    failure_pending: bool,
+    /// `t_relay` returned while branch routes were still running: if none of them sends
+    /// a branch, the cell answers the caller itself.
+    relay_detached: bool,
 }
 
 /// Work `t_relay`/`t_reply` leave for the cell when called from `failure_route`.
@@ -327,7 +389,7 @@ impl TmLayer {
             Leg::Cancel(i) => st.cancels[i].client.on_timer(id),
         };
         self.run(srv, cell, &mut st, leg, actions, None);
-        self.cleanup(cell, &mut st);
+        self.drive(srv, cell, st);
     }
 
     // ----- script entry points -------------------------------------------------------
@@ -336,6 +398,7 @@ impl TmLayer {
     pub fn relay(
         &self,
         srv: &Arc<Server>,
+        scope: &Arc<ScriptScope>,
         ctx: &mut MsgContext,
         target: Option<Target>,
     ) -> Result<i32, FnError> {
@@ -361,15 +424,15 @@ impl TmLayer {
         }
         match ctx.msg.method_bytes() {
             Some(b"ACK") => return self.relay_ack(srv, ctx, target),
-            Some(b"CANCEL") => return self.relay_cancel(srv, ctx, target),
+            Some(b"CANCEL") => return self.relay_cancel(srv, scope, ctx, target),
             _ => {}
         }
-        let (cell, created) = match self.cell_for(srv, ctx)? {
+        let (cell, created) = match self.cell_for(srv, scope, ctx)? {
             CellFor::Retransmission => return Ok(0),
             CellFor::Cell(c, created) => (c, created),
         };
         let mut st = lock(&cell.state);
-        if !st.branches.is_empty() {
+        if !st.branches.is_empty() || st.pending_branches() > 0 {
             // t_relay twice on one request (e.g. after t_newtran it is fine; twice is not).
             return Err(FnError::new("t_relay: the transaction was already relayed"));
         }
@@ -396,9 +459,25 @@ impl TmLayer {
         // Exact capacity: a Vec's first growth would reserve four branches (2 KiB),
         // which is most of a cell's memory while it lingers.
         st.branches.reserve_exact(specs.len());
-        let sent = self.add_branches(srv, &cell, &mut st, ctx, specs);
+        let branch_route = st.marks.on_branch;
+        let mut sent = self.add_branches(srv, &cell, &mut st, specs, branch_route);
+        if st.pending_branches() > 0 {
+            // The branch routes run now, with the cell unlocked; those that wait on
+            // something finish on the runtime and send their branch from there.
+            self.drive(srv, &cell, st);
+            st = lock(&cell.state);
+            if st.pending_branches() > 0 {
+                st.queue().relay_detached = true;
+                return Ok(1);
+            }
+            sent = st.branches.len();
+        }
         if sent == 0 {
-            if created && st.final_status.is_none() {
+            if st.final_status.is_some() {
+                // Answered meanwhile (a CANCEL during the branch routes).
+                return Ok(1);
+            }
+            if created {
                 // Nothing went out and nothing was answered: forget the transaction so
                 // the script's error reply (sl_reply_error) is the only answer.
                 drop(st);
@@ -406,16 +485,21 @@ impl TmLayer {
             }
             return Ok(-1);
         }
-        self.cleanup(&cell, &mut st);
+        self.drive(srv, &cell, st);
         Ok(1)
     }
 
     /// `t_newtran()`.
-    pub fn new_transaction(&self, srv: &Arc<Server>, ctx: &mut MsgContext) -> Result<i32, FnError> {
+    pub fn new_transaction(
+        &self,
+        srv: &Arc<Server>,
+        scope: &Arc<ScriptScope>,
+        ctx: &mut MsgContext,
+    ) -> Result<i32, FnError> {
         if matches!(ctx.msg.method_bytes(), Some(b"ACK")) {
             return Err(FnError::new("t_newtran: an ACK gets no transaction"));
         }
-        match self.cell_for(srv, ctx)? {
+        match self.cell_for(srv, scope, ctx)? {
             CellFor::Retransmission => Ok(0),
             CellFor::Cell(..) => Ok(1),
         }
@@ -448,7 +532,7 @@ impl TmLayer {
         let mut st = lock(&cell.state);
         let headers = ctx.ext.remove::<ReplyHeaders>();
         let rc = self.local_reply(srv, &cell, &mut st, code, reason, headers);
-        self.cleanup(&cell, &mut st);
+        self.drive(srv, &cell, st);
         rc
     }
 
@@ -517,7 +601,7 @@ impl TmLayer {
             Leg::Server => Actions::new(),
         };
         self.run(srv, &cell, &mut st, leg, actions, Some(msg));
-        self.cleanup(&cell, &mut st);
+        self.drive(srv, &cell, st);
         true
     }
 
@@ -563,7 +647,12 @@ impl TmLayer {
 
     /// The cell of the request, created if absent; `Retransmission` when it existed
     /// (its last reply was sent again).
-    fn cell_for(&self, srv: &Arc<Server>, ctx: &mut MsgContext) -> Result<CellFor, FnError> {
+    fn cell_for(
+        &self,
+        srv: &Arc<Server>,
+        scope: &Arc<ScriptScope>,
+        ctx: &mut MsgContext,
+    ) -> Result<CellFor, FnError> {
         let probe = ServerKey::probe(&ctx.msg).map_err(|e| FnError::new(format!("{e:?}")))?;
         let existing = lock(&self.server_txns).get(probe.as_bytes()).cloned();
         if let Some(cell) = existing {
@@ -585,6 +674,7 @@ impl TmLayer {
         let cell = Arc::new(Cell {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             key: probe.to_key(),
+            scope: scope.clone(),
             state: Mutex::new(CellState::new(
                 uas,
                 uas_peer,
@@ -632,67 +722,67 @@ impl TmLayer {
         Ok(CellFor::Cell(cell, true))
     }
 
-    /// Creates and sends branches; the number that went out.
+    /// Creates and sends branches; the number that went out now. With a `branch_route`,
+    /// each branch is queued to run it first (`pending_branches`) and none goes out here.
     fn add_branches(
         &self,
         srv: &Arc<Server>,
         cell: &Arc<Cell>,
         st: &mut CellState,
-        ctx: &MsgContext,
         specs: Vec<BranchSpec>,
+        branch_route: Option<RouteId>,
     ) -> usize {
+        if let Some(route) = branch_route {
+            let queue = st.queue();
+            queue.pending_branches += specs.len() as u32;
+            queue.jobs.extend(
+                specs
+                    .into_iter()
+                    .map(|spec| Deferred::Branch { spec, route }),
+            );
+            return 0;
+        }
         let mut sent = 0;
         for spec in specs {
-            match self.add_branch(srv, cell, st, ctx, spec) {
+            match self.send_branch(srv, cell, st, spec, None) {
                 Ok(true) => sent += 1,
                 Ok(false) => {}
-                Err(e) => {
-                    tracing::info!(call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()), "branch not sent: {}", e.message);
-                }
+                Err(e) => self.log_unsent(st, &e),
             }
         }
         sent
     }
 
-    fn add_branch(
+    fn log_unsent(&self, st: &CellState, e: &FnError) {
+        tracing::info!(call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()), "branch not sent: {}", e.message);
+    }
+
+    /// Sends a branch: `routed` is the context its `branch_route` left (what it decided
+    /// about forwarding), `None` when it ran none.
+    fn send_branch(
         &self,
         srv: &Arc<Server>,
         cell: &Arc<Cell>,
         st: &mut CellState,
-        ctx: &MsgContext,
         spec: BranchSpec,
+        routed: Option<&ferrosip_api::Extensions>,
     ) -> Result<bool, FnError> {
+        let BranchSpec {
+            msg,
+            dst_uri,
+            target,
+            ..
+        } = spec;
         let idx = st.branches.len();
-        let mut bctx = MsgContext::new(spec.msg, RouteKind::Branch, st.net);
-        bctx.dst_uri = spec.dst_uri;
-        bctx.flags = st.flags;
-        bctx.bflags = spec.bflags;
-        bctx.avps = st.avps.clone();
-        bctx.branch_idx = idx as i32;
-        bctx.services = ctx.services.clone();
-        let branch_route = st.marks.on_branch;
-        if let Some(route) = branch_route {
-            // The branch route sees (and may change) what the request route decided.
-            st.restore_forwarding(&mut bctx);
-            bctx.ext.insert(self.route_state(st, idx as i32, None));
-            let outcome = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut bctx));
-            match outcome {
-                Ok(Outcome::Drop) => return Ok(false),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(location = %e.location, "branch_route aborted: {}", e.message);
-                    return Ok(false);
-                }
-            }
-        }
-        let hop: Hop = srv.next_hop(spec.target, bctx.dst_uri.as_ref(), &bctx.msg)?;
+        let hop: Hop = srv.next_hop(target, dst_uri.as_ref(), &msg)?;
         let mut branch_buf = [0u8; 64];
         let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
-        let fwd = match branch_route {
-            Some(_) => Forwarding::of(&bctx.ext),
+        let net = st.net;
+        let fwd = match routed {
+            Some(ext) => Forwarding::of(ext),
             None => st.forwarding(),
         };
-        let out = srv.prepare_request(fwd, &bctx.net, bctx.msg, &hop, branch_id)?;
+        let out = srv.prepare_request(fwd, &net, msg, &hop, branch_id)?;
         let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
         let reliable = hop.proto != Proto::Udp;
         // fr_timer until the first provisional, then fr_inv_timer (the client INVITE
@@ -743,6 +833,7 @@ impl TmLayer {
     fn relay_cancel(
         &self,
         srv: &Arc<Server>,
+        scope: &Arc<ScriptScope>,
         ctx: &mut MsgContext,
         target: Option<Target>,
     ) -> Result<i32, FnError> {
@@ -755,7 +846,7 @@ impl TmLayer {
             return srv.forward(ctx, target).map(|()| 1);
         };
         // The CANCEL's own transaction answers it (and its retransmissions) with 200.
-        let cancel_cell = match self.cell_for(srv, ctx)? {
+        let cancel_cell = match self.cell_for(srv, scope, ctx)? {
             CellFor::Retransmission => return Ok(0),
             CellFor::Cell(c, _) => c,
         };
@@ -769,7 +860,7 @@ impl TmLayer {
         if st.final_status.is_none() {
             self.cancel_pending(srv, &invite, &mut st, None);
         }
-        self.cleanup(&invite, &mut st);
+        self.drive(srv, &invite, st);
         Ok(1)
     }
 
@@ -984,22 +1075,28 @@ impl TmLayer {
         code: u16,
     ) {
         if let Some(route) = st.marks.on_reply {
-            let mut rctx = MsgContext::new(msg.clone(), RouteKind::TmOnReply, st.net);
-            rctx.flags = st.flags;
-            rctx.avps = st.avps.clone();
-            rctx.branch_idx = i as i32;
-            rctx.services = Some(srv.clone() as Arc<dyn ferrosip_api::Services>);
-            rctx.ext.insert(self.route_state(st, i as i32, Some(msg)));
-            let outcome = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut rctx));
-            st.flags = rctx.flags;
-            st.avps = rctx.avps;
-            if let Some(m) = rctx.ext.remove::<TmMarks>() {
-                st.marks.on_failure = m.on_failure.or(st.marks.on_failure);
-            }
-            if matches!(outcome, Ok(Outcome::Drop)) && code < 200 {
-                return;
-            }
+            // onreply_route runs before the reply goes anywhere: queued, in order.
+            st.queue().jobs.push(Deferred::Reply {
+                branch: i,
+                msg: msg.clone(),
+                code,
+                route,
+            });
+            return;
         }
+        self.reply_after_route(srv, cell, st, i, msg, code);
+    }
+
+    /// A branch's response once its onreply_route (if any) has run (§16.7 steps 5-6).
+    fn reply_after_route(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        i: usize,
+        msg: &SipMessage,
+        code: u16,
+    ) {
         if code < 200 {
             st.branches[i].replied = true;
             // 100 is hop by hop (§16.7 step 5); other provisionals go up unless a final
@@ -1061,7 +1158,8 @@ impl TmLayer {
         self.run(srv, cell, st, Leg::Server, actions, None);
     }
 
-    /// When every branch has ended without a 2xx: failure_route, then the best reply.
+    /// When every branch has ended without a 2xx: failure_route (queued), else the best
+    /// reply.
     fn completion(
         &self,
         srv: &Arc<Server>,
@@ -1069,9 +1167,30 @@ impl TmLayer {
         st: &mut CellState,
         failed: Option<usize>,
     ) {
-        if st.final_status.is_some() || st.branches.iter().any(|b| !b.done) {
+        if st.final_status.is_some()
+            || st.failure_pending()
+            || st.pending_branches() > 0
+            || st.branches.iter().any(|b| !b.done)
+        {
             return;
         }
+        if st.marks.on_failure.is_some() && st.failure_rounds < MAX_FAILURE_ROUNDS {
+            let queue = st.queue();
+            queue.failure_pending = true;
+            queue.jobs.push(Deferred::Failure { failed });
+            return;
+        }
+        self.send_best(srv, cell, st);
+    }
+
+    /// The context failure_route runs with: the request as relayed, the winning reply
+    /// (§16.7 step 6), what the request route decided.
+    fn failure_context(
+        &self,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        failed: Option<usize>,
+    ) -> MsgContext {
         let outcomes = branch_outcomes(st);
         let best = choose_best(&outcomes);
         // failure_route sees the winning branch's own status (a 503 stays 503 there, as
@@ -1082,58 +1201,70 @@ impl TmLayer {
             .and_then(|o| o.status())
             .unwrap_or(best.status);
         drop(outcomes);
-        if let Some(route) = st.marks.on_failure.take() {
-            if st.failure_rounds < MAX_FAILURE_ROUNDS {
-                st.failure_rounds += 1;
-                let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
-                fctx.flags = st.flags;
-                fctx.avps = st.avps.clone();
-                fctx.services = Some(srv.clone() as Arc<dyn ferrosip_api::Services>);
-                let winner = best.branch.and_then(|b| st.branches[b].reply.clone());
-                let mut state =
-                    self.route_state(st, failed.map_or(-1, |f| f as i32), winner.as_ref());
-                state.reply_code = winning_status;
-                if winner.is_none() {
-                    state.reply_reason = Bytes::from_static(
-                        ferrosip_transaction::reason_phrase(winning_status).as_bytes(),
-                    );
-                }
-                if let Some(f) = failed {
-                    state.branch_timeout = st.branches[f].timed_out;
-                    state.branch_replied = st.branches[f].replied;
-                }
-                fctx.ext.insert(state);
-                st.restore_forwarding(&mut fctx);
-                let res = with_vm(|vm| run_blocking(vm, &srv.program, route, &mut fctx));
-                if let Err(e) = res {
-                    tracing::error!(location = %e.location, "failure_route aborted: {}", e.message);
-                }
-                if fctx.ext.get::<TmMarks>().is_some_and(|m| m.drop_replies) {
-                    for b in &mut st.branches {
-                        b.dropped = true;
-                    }
-                }
-                let actions = fctx.ext.remove::<FailureActions>().unwrap_or_default();
-                if let Some((code, reason, headers)) = actions.reply {
-                    let _ = self.local_reply(srv, cell, st, code, &reason, headers);
-                    return;
-                }
-                let mut sent = 0;
-                for relay in actions.relays {
-                    st.marks = relay.marks.unwrap_or_default();
-                    st.flags = relay.flags;
-                    st.avps = relay.avps;
-                    self.apply_timer_marks(st);
-                    let specs =
-                        branch_specs(&relay.msg, relay.dst_uri, relay.target, 0, relay.branches);
-                    sent += self.add_branches(srv, cell, st, &fctx, specs);
-                }
-                if sent > 0 {
-                    return;
-                }
+        let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
+        fctx.flags = st.flags;
+        fctx.avps = st.avps.clone();
+        fctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
+        let winner = best.branch.and_then(|b| st.branches[b].reply.clone());
+        let mut state = self.route_state(st, failed.map_or(-1, |f| f as i32), winner.as_ref());
+        state.reply_code = winning_status;
+        if winner.is_none() {
+            state.reply_reason =
+                Bytes::from_static(ferrosip_transaction::reason_phrase(winning_status).as_bytes());
+        }
+        if let Some(f) = failed {
+            state.branch_timeout = st.branches[f].timed_out;
+            state.branch_replied = st.branches[f].replied;
+        }
+        fctx.ext.insert(state);
+        st.restore_forwarding(&mut fctx);
+        fctx
+    }
+
+    /// What failure_route decided: a local reply, new branches, or the best final.
+    fn after_failure_route(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        mut fctx: MsgContext,
+    ) {
+        if fctx.ext.get::<TmMarks>().is_some_and(|m| m.drop_replies) {
+            for b in &mut st.branches {
+                b.dropped = true;
             }
         }
-        // No new branch: the best final goes upstream (§16.7 step 6).
+        if st.final_status.is_some() {
+            // Answered while the route ran (the transaction's lifetime ended).
+            return;
+        }
+        let actions = fctx.ext.remove::<FailureActions>().unwrap_or_default();
+        if let Some((code, reason, headers)) = actions.reply {
+            let _ = self.local_reply(srv, cell, st, code, &reason, headers);
+            return;
+        }
+        // A canceled transaction forks no more (as Kamailio's t_relay refuses).
+        if !st.canceled {
+            let mut sent = 0;
+            for relay in actions.relays {
+                st.marks = relay.marks.unwrap_or_default();
+                st.flags = relay.flags;
+                st.avps = relay.avps;
+                self.apply_timer_marks(st);
+                let specs =
+                    branch_specs(&relay.msg, relay.dst_uri, relay.target, 0, relay.branches);
+                let branch_route = st.marks.on_branch;
+                sent += self.add_branches(srv, cell, st, specs, branch_route);
+            }
+            if sent > 0 || st.pending_branches() > 0 {
+                return;
+            }
+        }
+        self.send_best(srv, cell, st);
+    }
+
+    /// No new branch: the best final goes upstream (§16.7 step 6).
+    fn send_best(&self, srv: &Arc<Server>, cell: &Arc<Cell>, st: &mut CellState) {
         let request = &st.request;
         let to_tag = st
             .to_tag
@@ -1149,6 +1280,196 @@ impl TmLayer {
         st.final_status = Some(best.status);
         let actions = st.uas.send_reply(best.status, bytes);
         self.run(srv, cell, st, Leg::Server, actions, None);
+    }
+
+    // ----- routes a transaction runs ------------------------------------------------
+
+    /// Runs the cell's queued jobs, one at a time, releasing `st` while a route runs;
+    /// with nothing (more) to run, tidies the tables. Ends the caller's hold on the cell:
+    /// call it last, with no other lock of this cell held up the stack.
+    fn drive(&self, srv: &Arc<Server>, cell: &Arc<Cell>, mut st: MutexGuard<'_, CellState>) {
+        let job = loop {
+            let next = match st.route_running {
+                false => st.next_job(),
+                true => None,
+            };
+            let Some(next) = next else {
+                self.cleanup(cell, &mut st);
+                return;
+            };
+            if let Some(job) = self.start_job(srv, cell, &mut st, next) {
+                break job;
+            }
+        };
+        st.route_running = true;
+        drop(st);
+        let RouteJob { route, ctx, end } = job;
+        let owner = cell.clone();
+        with_vm(|vm| {
+            srv.run_route_then(vm, &cell.scope, route, ctx, move |srv, result, ctx| {
+                let Some(tm) = srv.tm.as_ref() else {
+                    return;
+                };
+                let mut st = lock(&owner.state);
+                st.route_running = false;
+                tm.finish_job(srv, &owner, &mut st, end, result, ctx);
+                tm.drive(srv, &owner, st);
+            })
+        });
+    }
+
+    /// Takes, under the lock, the snapshot a job's route runs with; `None` when the job
+    /// needs no route any more (its work, if any, is done here).
+    fn start_job(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        job: Deferred,
+    ) -> Option<RouteJob> {
+        match job {
+            Deferred::Branch { spec, route } => {
+                if st.final_status.is_some() || st.canceled {
+                    st.queue().pending_branches -= 1;
+                    self.branch_settled(srv, cell, st);
+                    return None;
+                }
+                let idx = st.branches.len();
+                let mut bctx = MsgContext::new(spec.msg, RouteKind::Branch, st.net);
+                bctx.dst_uri = spec.dst_uri;
+                bctx.flags = st.flags;
+                bctx.bflags = spec.bflags;
+                bctx.avps = st.avps.clone();
+                bctx.branch_idx = idx as i32;
+                bctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
+                // The branch route sees (and may change) what the request route decided.
+                st.restore_forwarding(&mut bctx);
+                bctx.ext.insert(self.route_state(st, idx as i32, None));
+                Some(RouteJob {
+                    route,
+                    ctx: bctx,
+                    end: JobEnd::Branch {
+                        target: spec.target,
+                    },
+                })
+            }
+            Deferred::Reply {
+                branch,
+                msg,
+                code,
+                route,
+            } => {
+                let state = self.route_state(st, branch as i32, Some(&msg));
+                let mut rctx = MsgContext::new(msg, RouteKind::TmOnReply, st.net);
+                rctx.flags = st.flags;
+                rctx.avps = st.avps.clone();
+                rctx.branch_idx = branch as i32;
+                rctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
+                rctx.ext.insert(state);
+                Some(RouteJob {
+                    route,
+                    ctx: rctx,
+                    end: JobEnd::Reply { branch, code },
+                })
+            }
+            Deferred::Failure { failed } => {
+                let route = match st.marks.on_failure.take() {
+                    Some(r) if st.final_status.is_none() => r,
+                    _ => {
+                        st.queue().failure_pending = false;
+                        self.completion(srv, cell, st, failed);
+                        return None;
+                    }
+                };
+                st.failure_rounds += 1;
+                let fctx = self.failure_context(cell, st, failed);
+                Some(RouteJob {
+                    route,
+                    ctx: fctx,
+                    end: JobEnd::Failure,
+                })
+            }
+        }
+    }
+
+    /// Applies, under the lock, what a job's route decided.
+    fn finish_job(
+        &self,
+        srv: &Arc<Server>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        end: JobEnd,
+        result: RouteResult,
+        ctx: MsgContext,
+    ) {
+        let kind = match end {
+            JobEnd::Branch { .. } => "branch_route",
+            JobEnd::Reply { .. } => "onreply_route",
+            JobEnd::Failure => "failure_route",
+        };
+        if let Err(e) = &result {
+            tracing::error!(location = %e.location, "{kind} aborted: {}", e.message);
+        }
+        match end {
+            JobEnd::Branch { target } => {
+                st.queue().pending_branches -= 1;
+                // `drop` (or an aborted route) cancels this branch only.
+                let send = matches!(result, Ok(Outcome::Return(_) | Outcome::Exit));
+                if send && st.final_status.is_none() && !st.canceled {
+                    let MsgContext {
+                        msg,
+                        dst_uri,
+                        bflags,
+                        ext,
+                        ..
+                    } = ctx;
+                    let spec = BranchSpec {
+                        msg,
+                        dst_uri,
+                        target,
+                        bflags,
+                    };
+                    if let Err(e) = self.send_branch(srv, cell, st, spec, Some(&ext)) {
+                        self.log_unsent(st, &e);
+                    }
+                }
+                self.branch_settled(srv, cell, st);
+            }
+            JobEnd::Reply { branch, code } => {
+                let mut rctx = ctx;
+                st.flags = rctx.flags;
+                st.avps = std::mem::take(&mut rctx.avps);
+                if let Some(m) = rctx.ext.remove::<TmMarks>() {
+                    st.marks.on_failure = m.on_failure.or(st.marks.on_failure);
+                }
+                // `drop` stops a provisional reply; a final one is needed to end the branch.
+                if matches!(result, Ok(Outcome::Drop)) && code < 200 {
+                    return;
+                }
+                self.reply_after_route(srv, cell, st, branch, &rctx.msg, code);
+            }
+            JobEnd::Failure => {
+                st.queue().failure_pending = false;
+                self.after_failure_route(srv, cell, st, ctx);
+            }
+        }
+    }
+
+    /// A queued branch was sent or dropped; once none is pending, the transaction goes
+    /// on: every branch may have ended already, or none was sent at all.
+    fn branch_settled(&self, srv: &Arc<Server>, cell: &Arc<Cell>, st: &mut CellState) {
+        if st.pending_branches() > 0 || st.final_status.is_some() {
+            return;
+        }
+        if !st.branches.is_empty() {
+            self.completion(srv, cell, st, None);
+        } else if st.canceled {
+            let _ = self.local_reply(srv, cell, st, 487, b"Request Terminated", None);
+        } else if st.routes.as_ref().is_some_and(|q| q.relay_detached) {
+            // t_relay told the script it went; no branch route let a branch out.
+            let _ = self.local_reply(srv, cell, st, 500, b"No Branch Sent", None);
+        }
+        // Else t_relay is still waiting for its branch routes and answers the script.
     }
 
     fn route_state(&self, st: &CellState, branch: i32, reply: Option<&SipMessage>) -> TmState {
@@ -1352,7 +1673,26 @@ impl CellState {
             failure_rounds: 0,
             to_tag: None,
             config,
+            route_running: false,
+            routes: None,
         }
+    }
+
+    fn queue(&mut self) -> &mut RouteQueue {
+        self.routes.get_or_insert_with(Box::default)
+    }
+
+    fn next_job(&mut self) -> Option<Deferred> {
+        let queue = self.routes.as_mut()?;
+        (!queue.jobs.is_empty()).then(|| queue.jobs.remove(0))
+    }
+
+    fn pending_branches(&self) -> u32 {
+        self.routes.as_ref().map_or(0, |q| q.pending_branches)
+    }
+
+    fn failure_pending(&self) -> bool {
+        self.routes.as_ref().is_some_and(|q| q.failure_pending)
     }
 
     /// Once the final response is chosen and sent, the branches' negative replies have
@@ -1361,6 +1701,10 @@ impl CellState {
         if self.final_status.is_some() && self.branches.iter().all(|b| b.done) {
             for b in &mut self.branches {
                 b.reply = None;
+            }
+            if !self.route_running && self.routes.as_ref().is_some_and(|q| q.jobs.is_empty()) {
+                // The job queue of a cell that ran routes; a lingering cell needs none.
+                self.routes = None;
             }
         }
     }
