@@ -8,7 +8,9 @@
 //!   may run in;
 //! - [`Registry`]: modules declare their parameters, typed functions, pseudo-variable
 //!   classes, transformation classes and RPC commands here. The script VM, the Lua `KSR`
-//!   binding and the generated docs are all driven by it.
+//!   binding and the generated docs are all driven by it. Every function can be called
+//!   with load-time fixed arguments (compiled scripts) or with run-time values
+//!   ([`FunctionDef::call_values`], given a [`CallEnv`]).
 //! - the pseudo-variable and transformation frameworks ([`pv`], [`transform`]) and format
 //!   strings ([`Format`]).
 
@@ -25,14 +27,15 @@ pub mod tm;
 pub mod transform;
 pub mod value;
 
-pub use args::{ArgKind, ArgType, FixedArg, FixupEnv, RawArg};
+pub use args::{ArgKind, ArgType, CallEnv, FixedArg, FixupEnv, RawArg};
 pub use context::{Avps, Extensions, MsgContext, NetInfo, Proto, Vars};
 pub use error::{FnError, Span};
 pub use format::Format;
 pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
-    apply_result, ApplyResult, AvpNames, Callable, FunctionDef, ModuleBuilder, ModuleDef,
-    ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook, StopHook,
+    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FunctionDef, ModuleBuilder,
+    ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook,
+    StopHook, ValueCallable,
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};

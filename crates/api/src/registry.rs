@@ -7,10 +7,22 @@
 //!     .doc("Decrements Max-Forwards, adding it with MAX if absent; -1 when it was 0.")
 //!     .handler(|ctx: &mut MsgContext, max: i64| { /* ... */ Ok(Verdict::TRUE) });
 //! ```
-//! A name may be registered once per arity (Kamailio's optional parameters). The compiler
-//! picks the overload by argument count, runs its fixup, and checks the route kind.
+//! A name may be registered once per arity (Kamailio's optional parameters) by each module;
+//! two modules may offer the same name (rtpengine's and rtpproxy's `start_recording()`).
+//! The compiler picks the overload by argument count, preferring a loaded module's, runs
+//! its fixup, and checks the route kind.
+//!
+//! One registration gives two ways to call the same typed handler:
+//! - compiled scripts: arguments fixed up once at load ([`FunctionDef::fixup`]), evaluated
+//!   per call ([`FunctionDef::call`]);
+//! - calls by value (Lua's `KSR.*`, the control interface): run-time [`Value`]s converted
+//!   by [`ArgType::from_value`] on each call ([`FunctionDef::call_values`]).
+//!
+//! Declaration mistakes (argument names that do not match the handler's arity, a name and
+//! arity registered twice) are recorded in [`Registry::declaration_errors`], which the test
+//! suite checks over the full registry.
 
-use crate::args::{ArgKind, ArgType, FixedArg, FixupEnv, RawArg};
+use crate::args::{ArgKind, ArgType, CallEnv, FixedArg, FixupEnv, RawArg};
 use crate::context::MsgContext;
 use crate::pv::{PvClass, PvParamRule};
 use crate::route::RouteMask;
@@ -40,6 +52,42 @@ pub fn apply_result(f: impl FnOnce(&mut MsgContext) -> FnResult + Send + 'static
 }
 pub type FixupFn =
     dyn Fn(Vec<RawArg>, &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)> + Send + Sync;
+
+/// A synchronous function called with run-time values (converted on each call).
+pub type SyncValueCall = dyn Fn(&mut MsgContext, &[Value], &dyn CallEnv) -> FnResult + Send + Sync;
+/// An asynchronous function called with run-time values; the future is as in [`AsyncCall`].
+pub type AsyncValueCall = dyn Fn(&mut MsgContext, &[Value], &dyn CallEnv) -> BoxFuture<'static, ApplyResult>
+    + Send
+    + Sync;
+
+/// How a function runs when called by value; always the same kind as its [`Callable`].
+#[derive(Clone)]
+pub enum ValueCallable {
+    Sync(Arc<SyncValueCall>),
+    Async(Arc<AsyncValueCall>),
+    Declared,
+}
+
+/// What [`FunctionDef::call_values`] gives: the result of a synchronous function, or the
+/// future of an asynchronous one, whose output is then applied to the context.
+pub enum CallOutcome {
+    Done(FnResult),
+    Pending(BoxFuture<'static, ApplyResult>),
+}
+
+impl CallOutcome {
+    /// The function's result: awaits an asynchronous function's work and applies it to
+    /// `ctx` (the context the call was made with).
+    pub async fn finish(self, ctx: &mut MsgContext) -> FnResult {
+        match self {
+            CallOutcome::Done(result) => result,
+            CallOutcome::Pending(work) => {
+                let apply = work.await;
+                apply(ctx)
+            }
+        }
+    }
+}
 
 /// How a function runs.
 #[derive(Clone)]
@@ -71,12 +119,57 @@ pub struct FunctionDef {
     pub routes: RouteMask,
     pub doc: &'static str,
     pub fixup: Arc<FixupFn>,
+    /// The call with fixed-up arguments (compiled scripts).
     pub call: Callable,
+    /// The same handler called with run-time values; use [`FunctionDef::call_values`].
+    pub by_value: ValueCallable,
 }
 
 impl FunctionDef {
     pub fn arity(&self) -> usize {
         self.arg_kinds.len()
+    }
+
+    /// Calls the function with run-time values, one per declared argument, each converted
+    /// as [`ArgType::from_value`] says for its type; `env` resolves what a value names (a
+    /// PV, a route of the running program, a module parameter).
+    ///
+    /// Errors, never panics, for: a wrong number of values, a value that does not convert,
+    /// a route kind the function is not allowed in (`ctx.route`), a function that is only
+    /// declared. A synchronous function has run when this returns ([`CallOutcome::Done`]);
+    /// an asynchronous one gives its future ([`CallOutcome::Pending`]): await it with
+    /// [`CallOutcome::finish`] on the same context.
+    pub fn call_values(
+        &self,
+        ctx: &mut MsgContext,
+        args: &[Value],
+        env: &dyn CallEnv,
+    ) -> CallOutcome {
+        if args.len() != self.arity() {
+            return CallOutcome::Done(Err(crate::FnError::new(format!(
+                "{} takes {} argument{}, {} given",
+                self.signature(),
+                self.arity(),
+                if self.arity() == 1 { "" } else { "s" },
+                args.len()
+            ))));
+        }
+        if !self.routes.contains(ctx.route) {
+            return CallOutcome::Done(Err(crate::FnError::new(format!(
+                "{} is not allowed in {} (allowed in: {})",
+                self.name,
+                ctx.route.keyword(),
+                self.routes
+            ))));
+        }
+        match &self.by_value {
+            ValueCallable::Sync(f) => CallOutcome::Done(f(ctx, args, env)),
+            ValueCallable::Async(f) => CallOutcome::Pending(f(ctx, args, env)),
+            ValueCallable::Declared => CallOutcome::Done(Err(crate::FnError::new(format!(
+                "{} is declared but not implemented in this version of Ferrosip",
+                self.name
+            )))),
+        }
     }
 
     /// `name(arg1, arg2)` for messages and docs.
@@ -246,6 +339,7 @@ pub struct Registry {
     vars: Mutex<IndexSet<String>>,
     avps: AvpNames,
     cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
+    declaration_errors: Vec<String>,
 }
 
 impl Registry {
@@ -298,7 +392,8 @@ impl Registry {
         self.modules.values()
     }
 
-    /// All overloads of a function, sorted by arity.
+    /// All overloads of a function, sorted by arity; when two modules offer the same name
+    /// and arity, both are here (see [`FunctionDef::module`]).
     pub fn function(&self, name: &str) -> Option<&[Arc<FunctionDef>]> {
         self.functions.get(name).map(|v| v.as_slice())
     }
@@ -362,6 +457,13 @@ impl Registry {
 
     pub fn suggest_module(&self, name: &str) -> String {
         suggest(name, self.modules.keys().copied())
+    }
+
+    /// Mistakes in the modules' declarations, one line each: argument names that do not
+    /// match the handler's arity, a name and arity registered twice by one module (the
+    /// later one replaced the earlier). Empty for a correct build; the test suite checks it.
+    pub fn declaration_errors(&self) -> &[String] {
+        &self.declaration_errors
     }
 }
 
@@ -617,7 +719,13 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
         self
     }
 
-    fn finish(self, arg_kinds: Vec<ArgKind>, fixup: Arc<FixupFn>, call: Callable) {
+    fn finish(
+        self,
+        arg_kinds: Vec<ArgKind>,
+        fixup: Arc<FixupFn>,
+        call: Callable,
+        by_value: ValueCallable,
+    ) {
         let module = self.module.module.to_string();
         let def = Arc::new(FunctionDef {
             name: self.name,
@@ -628,10 +736,31 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
             doc: self.doc,
             fixup,
             call,
+            by_value,
         });
         let reg = &mut *self.module.reg;
+        if def.arg_names.len() != def.arity() {
+            reg.declaration_errors.push(format!(
+                "module {}: {}/{} names {} argument{} ({})",
+                def.module,
+                def.name,
+                def.arity(),
+                def.arg_names.len(),
+                if def.arg_names.len() == 1 { "" } else { "s" },
+                def.arg_names.join(", ")
+            ));
+        }
         let overloads = reg.functions.entry(self.name).or_default();
-        overloads.retain(|f| f.arity() != def.arity());
+        let same = |f: &Arc<FunctionDef>| f.arity() == def.arity() && f.module == def.module;
+        if overloads.iter().any(same) {
+            reg.declaration_errors.push(format!(
+                "module {}: {}/{} is registered twice",
+                def.module,
+                def.name,
+                def.arity()
+            ));
+        }
+        overloads.retain(|f| !same(f));
         overloads.push(def);
         overloads.sort_by_key(|f| f.arity());
         let m = reg.ensure_module(self.module.module);
@@ -642,10 +771,12 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
 
     /// Registers a synchronous typed handler.
     pub fn handler<A: ArgList, H: SyncHandler<A>>(self, h: H) {
+        let (fixed, by_value) = h.into_calls();
         self.finish(
             A::arg_kinds(),
             Arc::new(A::fixup),
-            Callable::Sync(h.into_call()),
+            Callable::Sync(fixed),
+            ValueCallable::Sync(by_value),
         );
     }
 
@@ -653,10 +784,12 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
     /// returns a `'static` future (`|ctx: &mut MsgContext, a: Bytes| { let k = ...; async move
     /// { ...; apply_result(move |ctx| ...) } }`).
     pub fn async_handler<A: ArgList, H: AsyncHandler<A>>(self, h: H) {
+        let (fixed, by_value) = h.into_calls();
         self.finish(
             A::arg_kinds(),
             Arc::new(A::fixup),
-            Callable::Async(h.into_call()),
+            Callable::Async(fixed),
+            ValueCallable::Async(by_value),
         );
     }
 
@@ -664,7 +797,12 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
     /// later release. Arguments are still fixed up with these types, so a script's mistakes
     /// show at load.
     pub fn declared<A: ArgList>(self) {
-        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Declared);
+        self.finish(
+            A::arg_kinds(),
+            Arc::new(A::fixup),
+            Callable::Declared,
+            ValueCallable::Declared,
+        );
     }
 }
 
@@ -676,12 +814,22 @@ pub trait ArgList: 'static {
 
 /// A typed synchronous handler with argument types `Args` (a tuple).
 pub trait SyncHandler<Args>: Send + Sync + 'static {
-    fn into_call(self) -> Arc<SyncCall>;
+    /// The handler behind both calls: with fixed-up arguments and with values.
+    fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>);
 }
 
 /// A typed asynchronous handler with argument types `Args` (a tuple).
 pub trait AsyncHandler<Args>: Send + Sync + 'static {
-    fn into_call(self) -> Arc<AsyncCall>;
+    /// The handler behind both calls: with fixed-up arguments and with values.
+    fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>);
+}
+
+/// "argument N: why" for a value that did not convert.
+fn argument_error(index: usize, e: crate::FnError) -> crate::FnError {
+    crate::FnError {
+        message: format!("argument {}: {}", index + 1, e.message),
+        code: e.code,
+    }
 }
 
 macro_rules! impl_handlers {
@@ -708,14 +856,24 @@ macro_rules! impl_handlers {
         where
             F: Fn(&mut MsgContext, $($A),*) -> FnResult + Send + Sync + 'static,
         {
-            fn into_call(self) -> Arc<SyncCall> {
-                Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
+            fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
+                let handler = Arc::new(self);
+                let by_value = handler.clone();
+                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
                     $(
                         let fixed = args.get($i).ok_or_else(|| crate::FnError::new("missing argument"))?;
                         let $A = $A::eval(fixed.downcast::<$A::Fixed>()?, ctx)?;
                     )*
-                    (self)(ctx, $($A),*)
-                })
+                    (*handler)(ctx, $($A),*)
+                });
+                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| {
+                    $(
+                        let value = args.get($i).cloned().ok_or_else(|| crate::FnError::new("missing argument"))?;
+                        let $A = $A::from_value(value, env).map_err(|e| argument_error($i, e))?;
+                    )*
+                    (*by_value)(ctx, $($A),*)
+                });
+                (fixed, by_value)
             }
         }
 
@@ -725,8 +883,10 @@ macro_rules! impl_handlers {
             F: Fn(&mut MsgContext, $($A),*) -> Fut + Send + Sync + 'static,
             Fut: Future<Output = ApplyResult> + Send + 'static,
         {
-            fn into_call(self) -> Arc<AsyncCall> {
-                Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
+            fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
+                let handler = Arc::new(self);
+                let by_value = handler.clone();
+                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
                     $(
                         let $A = match args
                             .get($i)
@@ -738,8 +898,23 @@ macro_rules! impl_handlers {
                             Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
                         };
                     )*
-                    Box::pin((self)(ctx, $($A),*))
-                })
+                    Box::pin((*handler)(ctx, $($A),*))
+                });
+                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| -> BoxFuture<'static, ApplyResult> {
+                    $(
+                        let $A = match args
+                            .get($i)
+                            .cloned()
+                            .ok_or_else(|| crate::FnError::new("missing argument"))
+                            .and_then(|v| $A::from_value(v, env).map_err(|e| argument_error($i, e)))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+                        };
+                    )*
+                    Box::pin((*by_value)(ctx, $($A),*))
+                });
+                (fixed, by_value)
             }
         }
     };
@@ -830,5 +1005,130 @@ mod tests {
         ));
         assert_eq!(reg.suggest_function("twise"), ", did you mean twice?");
         assert_eq!(reg.module("demo").unwrap().default_params().int("size"), 8);
+    }
+
+    fn invite() -> MsgContext {
+        let msg = ferrosip_sip::SipMessage::parse(Bytes::from_static(
+            b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        MsgContext::new(
+            msg,
+            crate::RouteKind::Request,
+            crate::context::NetInfo::default(),
+        )
+    }
+
+    #[test]
+    fn calls_by_value_share_the_handler() {
+        let mut reg = Registry::new();
+        reg.register(&Demo);
+        let env = Env(&reg);
+        let mut ctx = invite();
+        let one = |name: &str, arity: usize| {
+            reg.function(name)
+                .unwrap()
+                .iter()
+                .find(|f| f.arity() == arity)
+                .unwrap()
+                .clone()
+        };
+        let run = |ctx: &mut MsgContext, f: &FunctionDef, args: &[Value]| {
+            let outcome = f.call_values(ctx, args, &env);
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(outcome.finish(ctx))
+        };
+        let twice = one("twice", 2);
+        let r = run(
+            &mut ctx,
+            &twice,
+            &[Value::Int(3), Value::from_static(" 7 ")],
+        );
+        assert_eq!(r.unwrap().rc(), 21);
+        let e = run(&mut ctx, &twice, &[Value::Int(3), Value::from_static("x")]).unwrap_err();
+        assert_eq!(e.message, "argument 2: expected a number, found \"x\"");
+        let e = run(&mut ctx, &twice, &[Value::Int(3)]).unwrap_err();
+        assert!(
+            e.message.contains("takes 2 arguments, 1 given"),
+            "{}",
+            e.message
+        );
+        let fail = one("on_fail", 1);
+        assert_eq!(
+            run(&mut ctx, &fail, &[Value::from_static("FAIL")])
+                .unwrap()
+                .rc(),
+            4
+        );
+        let e = run(&mut ctx, &fail, &[Value::from_static("NOPE")]).unwrap_err();
+        assert!(
+            e.message.contains("no failure_route[NOPE]"),
+            "{}",
+            e.message
+        );
+        let slow = one("slow", 1);
+        assert_eq!(run(&mut ctx, &slow, &[Value::Int(5)]).unwrap().rc(), 5);
+        assert_eq!(ctx.rc, 5);
+        let later = one("later", 1);
+        let e = run(&mut ctx, &later, &[Value::from_static("x")]).unwrap_err();
+        assert!(
+            e.message.contains("declared but not implemented"),
+            "{}",
+            e.message
+        );
+        ctx.route = crate::RouteKind::Failure;
+        let e = run(&mut ctx, &one("twice", 1), &[Value::Int(1)]).unwrap_err();
+        assert!(
+            e.message.contains("not allowed in failure_route"),
+            "{}",
+            e.message
+        );
+    }
+
+    struct Sloppy;
+    impl Module for Sloppy {
+        fn name(&self) -> &'static str {
+            "sloppy"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.function("f")
+                .args(&["a", "b"])
+                .handler(|_ctx: &mut MsgContext, _a: i64| Ok(Verdict::TRUE));
+            m.function("f")
+                .args(&["a"])
+                .handler(|_ctx: &mut MsgContext, _a: i64| Ok(Verdict::TRUE));
+            m.function("g")
+                .handler(|_ctx: &mut MsgContext| Ok(Verdict::TRUE));
+        }
+    }
+
+    struct AlsoG;
+    impl Module for AlsoG {
+        fn name(&self) -> &'static str {
+            "also_g"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.function("g")
+                .handler(|_ctx: &mut MsgContext| Ok(Verdict::FALSE));
+        }
+    }
+
+    #[test]
+    fn declaration_mistakes_are_recorded() {
+        let mut reg = Registry::new();
+        reg.register(&Sloppy);
+        reg.register(&AlsoG);
+        assert_eq!(
+            reg.declaration_errors(),
+            [
+                "module sloppy: f/1 names 2 arguments (a, b)",
+                "module sloppy: f/1 is registered twice",
+            ]
+        );
+        // Two modules may offer the same name and arity.
+        assert_eq!(reg.function("g").unwrap().len(), 2);
+        assert_eq!(reg.function("f").unwrap().len(), 1);
     }
 }

@@ -18,7 +18,7 @@ pub use config::RegConfig;
 
 use bytes::Bytes;
 use common::extract_aor;
-use ferrosip_api::args::{ArgKind, ArgType, FixupEnv, RawArg};
+use ferrosip_api::args::{value_to_text, ArgKind, ArgType, CallEnv, FixupEnv, RawArg};
 use ferrosip_api::registry::BoxFuture;
 use ferrosip_api::services::ReplyHeaders;
 use ferrosip_api::tm::Branches;
@@ -54,12 +54,31 @@ impl ArgType for Table {
                 ))
             }
         };
+        let table = Table::named(name, env)?;
+        // The table must exist (and be loaded from the database) before the first request.
+        ferrosip_mod_usrloc::note_table(&table.name);
+        Ok(table)
+    }
+
+    fn eval(fixed: &Table, _ctx: &MsgContext) -> Result<Table, FnError> {
+        Ok(fixed.clone())
+    }
+
+    /// A table named at run time that no script line names is created empty in memory
+    /// on its first use (usrloc does not load it from the database).
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Table, FnError> {
+        Table::named(value_to_text(value)?, env).map_err(FnError::new)
+    }
+}
+
+impl Table {
+    /// The table `name`, with `received_avp` bound as the registrar's parameters say.
+    fn named(name: String, env: &dyn CallEnv) -> Result<Table, String> {
         if name.is_empty() || name.contains('$') {
             return Err(format!(
                 "\"{name}\" is not a table name (a literal such as \"location\")"
             ));
         }
-        ferrosip_mod_usrloc::note_table(&name);
         let received = match env.module_param("registrar", "received_avp") {
             Some(Value::Str(text)) if !text.is_empty() => {
                 let text = String::from_utf8_lossy(&text).into_owned();
@@ -75,10 +94,6 @@ impl ArgType for Table {
             name: name.into(),
             received,
         })
-    }
-
-    fn eval(fixed: &Table, _ctx: &MsgContext) -> Result<Table, FnError> {
-        Ok(fixed.clone())
     }
 }
 
@@ -126,6 +141,22 @@ impl ArgType for FlagBits {
                         String::from_utf8_lossy(&b)
                     ))
                 })
+            }
+        }
+    }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<FlagBits, FnError> {
+        match value {
+            Value::Int(i) => Ok(FlagBits(i)),
+            other => {
+                let text = value_to_text(other)?;
+                parse_flag_bits(text.as_bytes())
+                    .map(FlagBits)
+                    .ok_or_else(|| {
+                        FnError::new(format!(
+                            "expected flags (decimal or 0x hex), found \"{text}\""
+                        ))
+                    })
             }
         }
     }
