@@ -112,7 +112,8 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
         if !m.functions.is_empty() {
             page.push_str("## Functions\n\n");
             for f in &m.functions {
-                for def in reg.function(f).unwrap_or(&[]) {
+                let own = reg.function(f).unwrap_or(&[]).iter();
+                for def in own.filter(|d| d.module == m.name) {
                     let status = match def.call {
                         Callable::Declared => " *(declared: behaviour not implemented yet)*",
                         _ => "",
