@@ -33,7 +33,7 @@ pub use error::{FnError, Span};
 pub use format::Format;
 pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
-    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FunctionDef, ModuleBuilder,
+    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef, ModuleBuilder,
     ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook,
     StopHook, ValueCallable,
 };

@@ -7,6 +7,13 @@
 //!     .doc("Decrements Max-Forwards, adding it with MAX if absent; -1 when it was 0.")
 //!     .handler(|ctx: &mut MsgContext, max: i64| { /* ... */ Ok(Verdict::TRUE) });
 //! ```
+//! or, as a table with one row per overload (Kamailio's `cmd_export_t`):
+//! ```ignore
+//! m.functions([
+//!     FnRow::sync("is_maxfwd_lt", &["max_value"], RouteMask::REQUEST, "True when ...", is_maxfwd_lt),
+//!     FnRow::declared::<(Bytes,)>("later", &["text"], RouteMask::ANY, "Not built yet."),
+//! ]);
+//! ```
 //! A name may be registered once per arity (Kamailio's optional parameters) by each module;
 //! two modules may offer the same name (rtpengine's and rtpproxy's `start_recording()`).
 //! The compiler picks the overload by argument count, preferring a loaded module's, runs
@@ -588,6 +595,60 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// Declares functions as a table, one [`FnRow`] per overload (Kamailio's
+    /// `cmd_export_t`): `m.functions([FnRow::sync("name", &["arg"], routes, "doc", f), ...])`.
+    pub fn functions(&mut self, rows: impl IntoIterator<Item = FnRow>) -> &mut Self {
+        for row in rows {
+            self.add(row);
+        }
+        self
+    }
+
+    /// Registers one overload, recording declaration mistakes.
+    fn add(&mut self, row: FnRow) {
+        let def = Arc::new(FunctionDef {
+            name: row.name,
+            module: self.module.to_string(),
+            arg_kinds: row.arg_kinds,
+            arg_names: row.arg_names,
+            routes: row.routes,
+            doc: row.doc,
+            fixup: row.fixup,
+            call: row.call,
+            by_value: row.by_value,
+        });
+        let reg = &mut *self.reg;
+        if def.arg_names.len() != def.arity() {
+            reg.declaration_errors.push(format!(
+                "module {}: {}/{} names {} argument{} ({})",
+                def.module,
+                def.name,
+                def.arity(),
+                def.arg_names.len(),
+                if def.arg_names.len() == 1 { "" } else { "s" },
+                def.arg_names.join(", ")
+            ));
+        }
+        let overloads = reg.functions.entry(def.name).or_default();
+        let same = |f: &Arc<FunctionDef>| f.arity() == def.arity() && f.module == def.module;
+        if overloads.iter().any(same) {
+            reg.declaration_errors.push(format!(
+                "module {}: {}/{} is registered twice",
+                def.module,
+                def.name,
+                def.arity()
+            ));
+        }
+        overloads.retain(|f| !same(f));
+        let name = def.name;
+        overloads.push(def);
+        overloads.sort_by_key(|f| f.arity());
+        let m = reg.ensure_module(self.module);
+        if !m.functions.contains(&name) {
+            m.functions.push(name);
+        }
+    }
+
     pub fn function(&mut self, name: &'static str) -> FunctionBuilder<'_, 'r> {
         FunctionBuilder {
             module: self,
@@ -692,6 +753,96 @@ impl<'r> ModuleBuilder<'r> {
     }
 }
 
+/// One overload of a function as one row of a module's table (see
+/// [`ModuleBuilder::functions`]): name, argument names, route kinds, doc and behaviour.
+pub struct FnRow {
+    name: &'static str,
+    arg_names: Vec<&'static str>,
+    routes: RouteMask,
+    doc: &'static str,
+    arg_kinds: Vec<ArgKind>,
+    fixup: Arc<FixupFn>,
+    call: Callable,
+    by_value: ValueCallable,
+}
+
+impl FnRow {
+    /// A synchronous typed handler (as [`FunctionBuilder::handler`]).
+    pub fn sync<A: ArgList, H: SyncHandler<A>>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+        handler: H,
+    ) -> FnRow {
+        let (fixed, by_value) = handler.into_calls();
+        FnRow::new::<A>(
+            name,
+            args,
+            routes,
+            doc,
+            Callable::Sync(fixed),
+            ValueCallable::Sync(by_value),
+        )
+    }
+
+    /// An asynchronous typed handler (as [`FunctionBuilder::async_handler`]).
+    pub fn asynchronous<A: ArgList, H: AsyncHandler<A>>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+        handler: H,
+    ) -> FnRow {
+        let (fixed, by_value) = handler.into_calls();
+        FnRow::new::<A>(
+            name,
+            args,
+            routes,
+            doc,
+            Callable::Async(fixed),
+            ValueCallable::Async(by_value),
+        )
+    }
+
+    /// A signature whose behaviour comes later (as [`FunctionBuilder::declared`]).
+    pub fn declared<A: ArgList>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+    ) -> FnRow {
+        FnRow::new::<A>(
+            name,
+            args,
+            routes,
+            doc,
+            Callable::Declared,
+            ValueCallable::Declared,
+        )
+    }
+
+    fn new<A: ArgList>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+        call: Callable,
+        by_value: ValueCallable,
+    ) -> FnRow {
+        FnRow {
+            name,
+            arg_names: args.to_vec(),
+            routes,
+            doc,
+            arg_kinds: A::arg_kinds(),
+            fixup: Arc::new(A::fixup),
+            call,
+            by_value,
+        }
+    }
+}
+
 /// Declares one overload of a function; ends with `handler`, `async_handler` or `declared`.
 pub struct FunctionBuilder<'b, 'r> {
     module: &'b mut ModuleBuilder<'r>,
@@ -726,47 +877,16 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
         call: Callable,
         by_value: ValueCallable,
     ) {
-        let module = self.module.module.to_string();
-        let def = Arc::new(FunctionDef {
+        self.module.add(FnRow {
             name: self.name,
-            module,
-            arg_kinds,
             arg_names: self.arg_names,
             routes: self.routes,
             doc: self.doc,
+            arg_kinds,
             fixup,
             call,
             by_value,
         });
-        let reg = &mut *self.module.reg;
-        if def.arg_names.len() != def.arity() {
-            reg.declaration_errors.push(format!(
-                "module {}: {}/{} names {} argument{} ({})",
-                def.module,
-                def.name,
-                def.arity(),
-                def.arg_names.len(),
-                if def.arg_names.len() == 1 { "" } else { "s" },
-                def.arg_names.join(", ")
-            ));
-        }
-        let overloads = reg.functions.entry(self.name).or_default();
-        let same = |f: &Arc<FunctionDef>| f.arity() == def.arity() && f.module == def.module;
-        if overloads.iter().any(same) {
-            reg.declaration_errors.push(format!(
-                "module {}: {}/{} is registered twice",
-                def.module,
-                def.name,
-                def.arity()
-            ));
-        }
-        overloads.retain(|f| !same(f));
-        overloads.push(def);
-        overloads.sort_by_key(|f| f.arity());
-        let m = reg.ensure_module(self.module.module);
-        if !m.functions.contains(&self.name) {
-            m.functions.push(self.name);
-        }
     }
 
     /// Registers a synchronous typed handler.
@@ -1101,6 +1221,16 @@ mod tests {
                 .handler(|_ctx: &mut MsgContext, _a: i64| Ok(Verdict::TRUE));
             m.function("g")
                 .handler(|_ctx: &mut MsgContext| Ok(Verdict::TRUE));
+            m.functions([
+                FnRow::sync(
+                    "h",
+                    &[],
+                    RouteMask::ANY,
+                    "",
+                    |_: &mut MsgContext, _a: i64| Ok(Verdict::TRUE),
+                ),
+                FnRow::declared::<(Bytes,)>("h", &["text"], RouteMask::ANY, ""),
+            ]);
         }
     }
 
@@ -1125,6 +1255,8 @@ mod tests {
             [
                 "module sloppy: f/1 names 2 arguments (a, b)",
                 "module sloppy: f/1 is registered twice",
+                "module sloppy: h/1 names 0 arguments ()",
+                "module sloppy: h/1 is registered twice",
             ]
         );
         // Two modules may offer the same name and arity.
