@@ -289,8 +289,9 @@ pub struct StartEnv<'a> {
 }
 
 /// Runs when the server starts, before it takes traffic: connect to databases, load
-/// tables, spawn timers. An error stops the start with the message.
-pub type StartHook = dyn Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync;
+/// tables, spawn timers. The hook reads what it needs from the environment and returns a
+/// future the server awaits on its runtime; an error stops the start with the message.
+pub type StartHook = dyn Fn(&StartEnv<'_>) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 /// Runs once the server is up (after every start hook, before traffic) with its services:
 /// for modules that send requests of their own (dispatcher's probes) or run event routes.
 pub type ReadyHook = dyn Fn(&Arc<dyn crate::services::Services>) + Send + Sync;
@@ -719,13 +720,18 @@ impl<'r> ModuleBuilder<'r> {
     }
 
     /// Runs when the server starts (never during `ferrosip check`): connect, load, spawn
-    /// timers on `env.runtime`. Module state a hook fills is typically an
-    /// `Arc<OnceLock<State>>` created in `declare` and captured by the function handlers.
-    pub fn on_start(
-        &mut self,
-        hook: impl Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.def().start.push(Arc::new(hook));
+    /// timers on `env.runtime`. The hook returns a future (`move |env| { let x = ...;
+    /// async move { ... } }`) that the server awaits on its runtime before taking traffic.
+    /// Module state a hook fills is typically an `Arc<OnceLock<State>>` created in
+    /// `declare` and captured by the function handlers.
+    pub fn on_start<F, Fut>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(&StartEnv<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.def().start.push(Arc::new(
+            move |env: &StartEnv<'_>| -> BoxFuture<'static, _> { Box::pin(hook(env)) },
+        ));
         self
     }
 

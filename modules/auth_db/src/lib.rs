@@ -471,17 +471,19 @@ impl Module for AuthDbModule {
                     Some(cfg) => cfg.db_url.clone(),
                     None => env.params.string("db_url"),
                 };
-                let db = env
-                    .runtime
-                    .block_on(Db::connect(&url))
-                    .map_err(|e| format!("cannot connect to db_url: {e}"))?;
-                *state.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
-                state
-                    .versions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-                Ok(())
+                let state = state.clone();
+                async move {
+                    let db = Db::connect(&url)
+                        .await
+                        .map_err(|e| format!("cannot connect to db_url: {e}"))?;
+                    *state.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
+                    state
+                        .versions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clear();
+                    Ok(())
+                }
             });
         }
 

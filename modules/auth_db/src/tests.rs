@@ -73,7 +73,7 @@ impl Setup {
                 params: &params,
                 runtime: rt.handle().clone(),
             };
-            hook(&env).expect("module starts");
+            rt.block_on(hook(&env)).expect("module starts");
         }
         Setup {
             loaded,

@@ -431,7 +431,7 @@ impl Usrloc {
     }
 }
 
-/// Runs a future to completion on `rt` from synchronous start/stop code, on a helper
+/// Runs a future to completion on `rt` from the synchronous stop hook, on a helper
 /// thread so that it works whether or not the caller is inside the runtime.
 fn block_on<F>(rt: &tokio::runtime::Handle, f: F) -> Result<F::Output, String>
 where
@@ -506,10 +506,12 @@ impl Module for UsrlocModule {
         {
             let ul = ul.clone();
             m.on_start(move |env| {
-                let rt = env.runtime.clone();
-                block_on(&rt, ul.clone().start()).and_then(|r| r)?;
-                ul.start_timer(&rt);
-                Ok(())
+                let (ul, rt) = (ul.clone(), env.runtime.clone());
+                async move {
+                    ul.clone().start().await?;
+                    ul.start_timer(&rt);
+                    Ok(())
+                }
             });
         }
         {
