@@ -33,9 +33,9 @@ pub use error::{FnError, Span};
 pub use format::Format;
 pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
-    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef, ModuleBuilder,
-    ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook,
-    StopHook, ValueCallable,
+    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef, ModuleApi,
+    ModuleBuilder, ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue,
+    StartEnv, StartHook, StopHook, ValueCallable,
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};

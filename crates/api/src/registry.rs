@@ -37,10 +37,11 @@ use crate::transform::TransformClass;
 use crate::value::Value;
 use crate::{FnResult, Module};
 use indexmap::{IndexMap, IndexSet};
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A boxed future borrowing the message context.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -317,6 +318,8 @@ pub struct ModuleDef {
     pub absorbed: bool,
     /// A complete config showing the module at work (checked by the test suite).
     pub example: &'static str,
+    /// Modules a script must load before this one (registrar needs usrloc).
+    pub needs: Vec<&'static str>,
 }
 
 impl ModuleDef {
@@ -348,6 +351,27 @@ pub struct Registry {
     avps: AvpNames,
     cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
     declaration_errors: Vec<String>,
+    /// Typed module APIs by type: each an `Arc<OnceLock<Arc<T>>>` (see [`ModuleApi`]).
+    apis: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+/// A typed handle to the API a module provides to others (the idea of Kamailio's
+/// `bind_usrloc`/`load_tm_api`): obtained in `declare` with [`ModuleBuilder::uses`], filled
+/// when the providing module is registered, whichever comes first. Each registry has its
+/// own, so modules stay testable alone and two registries never share state.
+pub struct ModuleApi<T>(Arc<OnceLock<Arc<T>>>);
+
+impl<T> Clone for ModuleApi<T> {
+    fn clone(&self) -> Self {
+        ModuleApi(self.0.clone())
+    }
+}
+
+impl<T> ModuleApi<T> {
+    /// The API, or `None` when no registered module provides it.
+    pub fn get(&self) -> Option<&Arc<T>> {
+        self.0.get()
+    }
 }
 
 impl Registry {
@@ -389,6 +413,7 @@ impl Registry {
             always_loaded: false,
             absorbed: false,
             example: "",
+            needs: Vec::new(),
         })
     }
 
@@ -465,6 +490,24 @@ impl Registry {
 
     pub fn suggest_module(&self, name: &str) -> String {
         suggest(name, self.modules.keys().copied())
+    }
+
+    /// The API of type `T` a module provides (for code that has the registry, such as a
+    /// fixup through its binder), or `None`.
+    pub fn api<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.apis
+            .get(&TypeId::of::<T>())
+            .and_then(|slot| slot.downcast_ref::<Arc<OnceLock<Arc<T>>>>())
+            .and_then(|slot| slot.get().cloned())
+    }
+
+    fn api_slot<T: Send + Sync + 'static>(&mut self) -> Arc<OnceLock<Arc<T>>> {
+        self.apis
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(Arc::new(OnceLock::<Arc<T>>::new())))
+            .downcast_ref::<Arc<OnceLock<Arc<T>>>>()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Mistakes in the modules' declarations, one line each: argument names that do not
@@ -751,6 +794,33 @@ impl<'r> ModuleBuilder<'r> {
         hook: impl Fn(&tokio::runtime::Handle) + Send + Sync + 'static,
     ) -> &mut Self {
         self.def().stop.push(Arc::new(hook));
+        self
+    }
+
+    /// Offers `api` to other modules ([`ModuleBuilder::uses`]); one module per type.
+    pub fn provide<T: Send + Sync + 'static>(&mut self, api: Arc<T>) -> &mut Self {
+        if self.reg.api_slot::<T>().set(api).is_err() {
+            let error = format!(
+                "module {}: {} is provided twice",
+                self.module,
+                std::any::type_name::<T>()
+            );
+            self.reg.declaration_errors.push(error);
+        }
+        self
+    }
+
+    /// The handle to the API of type `T` another module provides (see [`ModuleApi`]).
+    /// Pair it with [`ModuleBuilder::needs`] so that a script loading this module loads
+    /// the provider too.
+    pub fn uses<T: Send + Sync + 'static>(&mut self) -> ModuleApi<T> {
+        ModuleApi(self.reg.api_slot::<T>())
+    }
+
+    /// A module the script must load before this one: the loader refuses a script that
+    /// does not, naming both.
+    pub fn needs(&mut self, module: &'static str) -> &mut Self {
+        self.def().needs.push(module);
         self
     }
 
@@ -1249,6 +1319,65 @@ mod tests {
             m.function("g")
                 .handler(|_ctx: &mut MsgContext| Ok(Verdict::FALSE));
         }
+    }
+
+    struct Counter(std::sync::atomic::AtomicU32);
+    struct User;
+    impl Module for User {
+        fn name(&self) -> &'static str {
+            "user"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.needs("provider");
+            let api = m.uses::<Counter>();
+            assert!(api.get().is_none(), "the provider registers later");
+            m.function("bump").handler(move |_: &mut MsgContext| {
+                let c = api.get().ok_or_else(|| crate::FnError::new("no counter"))?;
+                Ok(Verdict::code(
+                    c.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as i32 + 1,
+                ))
+            });
+        }
+    }
+    struct Provider;
+    impl Module for Provider {
+        fn name(&self) -> &'static str {
+            "provider"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.provide(Arc::new(Counter(std::sync::atomic::AtomicU32::new(0))));
+        }
+    }
+
+    #[test]
+    fn a_module_reaches_another_through_its_typed_api() {
+        let mut reg = Registry::new();
+        reg.register(&User);
+        reg.register(&Provider);
+        let bump = reg.function("bump").unwrap()[0].clone();
+        let Callable::Sync(call) = &bump.call else {
+            panic!("sync")
+        };
+        let mut ctx = invite();
+        assert_eq!(call(&mut ctx, &[]).unwrap().rc(), 1);
+        assert_eq!(call(&mut ctx, &[]).unwrap().rc(), 2);
+        assert!(reg.api::<Counter>().is_some());
+        assert_eq!(reg.module("user").unwrap().needs, ["provider"]);
+        // A second registry has its own instance.
+        let mut other = Registry::new();
+        other.register(&User);
+        other.register(&Provider);
+        let Callable::Sync(call) = &other.function("bump").unwrap()[0].call else {
+            panic!("sync")
+        };
+        assert_eq!(call(&mut ctx, &[]).unwrap().rc(), 1);
+        other.register(&Provider);
+        assert_eq!(
+            other.declaration_errors().len(),
+            1,
+            "{:?}",
+            other.declaration_errors()
+        );
     }
 
     #[test]

@@ -144,8 +144,19 @@ fn load_preprocessed(src: Arc<SourceInfo>, reg: &Registry) -> Result<Loaded, Loa
         Ok(c) => c,
         Err(diags) => return Err(render_all(diags, &src)),
     };
-    // Module init hooks see the final parameters; a bad value stops the load.
+    // A module that uses another's API needs it loaded first.
     let mut errors = Vec::new();
+    let loaded: Vec<&str> = compiled.modules.keys().copied().collect();
+    for (i, name) in loaded.iter().enumerate() {
+        for need in reg.module(name).map_or(&[][..], |d| &d.needs) {
+            if !loaded[..i].contains(need) {
+                errors.push(format!(
+                    "error: module {name} needs {need}: loadmodule \"{need}.so\" before \"{name}.so\""
+                ));
+            }
+        }
+    }
+    // Module init hooks see the final parameters; a bad value stops the load.
     for (name, params) in &compiled.modules {
         if let Some(def) = reg.module(name) {
             for hook in &def.init {

@@ -23,8 +23,8 @@ use ferrosip_api::registry::BoxFuture;
 use ferrosip_api::services::ReplyHeaders;
 use ferrosip_api::tm::Branches;
 use ferrosip_api::{
-    apply_result, ApplyResult, FnError, FnResult, Module, ModuleBuilder, MsgContext, PvRef,
-    RouteKind, RouteMask, Value, Verdict,
+    apply_result, ApplyResult, FnError, FnResult, Module, ModuleApi, ModuleBuilder, MsgContext,
+    PvRef, RouteKind, RouteMask, Value, Verdict,
 };
 use ferrosip_mod_usrloc::contact::method_bit;
 use ferrosip_mod_usrloc::{unix_now, Change, Contact, DbMode, RecordEdit, Usrloc};
@@ -56,7 +56,9 @@ impl ArgType for Table {
         };
         let table = Table::named(name, env)?;
         // The table must exist (and be loaded from the database) before the first request.
-        ferrosip_mod_usrloc::note_table(&table.name);
+        if let Some(ul) = env.binder().registry.api::<Usrloc>() {
+            ul.note_table(&table.name);
+        }
         Ok(table)
     }
 
@@ -162,10 +164,9 @@ impl ArgType for FlagBits {
     }
 }
 
-/// What the handlers share: usrloc (bound at load) and the parameters.
-#[derive(Default)]
+/// What the handlers share: usrloc's API (through the registry) and the parameters.
 struct Shared {
-    ul: RwLock<Option<Arc<Usrloc>>>,
+    ul: ModuleApi<Usrloc>,
     cfg: RwLock<Arc<RegConfig>>,
 }
 
@@ -173,10 +174,9 @@ impl Shared {
     fn get(&self) -> Result<(Arc<Usrloc>, Arc<RegConfig>), FnError> {
         let ul = self
             .ul
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| FnError::new("registrar: usrloc is not loaded"))?;
+            .get()
+            .cloned()
+            .ok_or_else(|| FnError::new("registrar: usrloc is not built in"))?;
         let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
         Ok((ul, cfg))
     }
@@ -678,17 +678,16 @@ impl Module for RegistrarModule {
         m.doc("SIP registrar: save() stores the bindings of a REGISTER in usrloc's location table and answers with every current binding; lookup() sends requests to the registered contacts (R-URI, $du from Path or the NAT address, parallel branches by q). Needs usrloc loaded before it.");
         m.example(include_str!("../example.cfg"));
         params::declare(m);
-        let shared = Arc::new(Shared::default());
+        m.needs("usrloc");
+        let shared = Arc::new(Shared {
+            ul: m.uses::<Usrloc>(),
+            cfg: RwLock::default(),
+        });
         {
             let sh = shared.clone();
             m.on_init(move |p| {
                 let cfg = RegConfig::from_params(p)?;
                 *sh.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
-                let ul = ferrosip_mod_usrloc::take_initialised().ok_or_else(|| {
-                    "registrar needs usrloc: loadmodule \"usrloc.so\" before \"registrar.so\""
-                        .to_string()
-                })?;
-                *sh.ul.write().unwrap_or_else(|e| e.into_inner()) = Some(ul);
                 Ok(())
             });
         }
