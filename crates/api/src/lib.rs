@@ -35,7 +35,7 @@ pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
     apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef, ModuleApi,
     ModuleBuilder, ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue,
-    StartEnv, StartHook, StopHook, ValueCallable,
+    StartEnv, StartHook, StateSlot, StopHook, ValueCallable, WithState,
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};

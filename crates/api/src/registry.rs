@@ -355,6 +355,59 @@ pub struct Registry {
     apis: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
 }
 
+/// A module's state, built from its parameters by the init hook [`ModuleBuilder::state`]
+/// registers; replaced as a whole when a script is loaded again.
+pub struct StateSlot<S> {
+    module: &'static str,
+    state: Arc<std::sync::RwLock<Option<Arc<S>>>>,
+}
+
+impl<S> Clone for StateSlot<S> {
+    fn clone(&self) -> Self {
+        StateSlot {
+            module: self.module,
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<S> StateSlot<S> {
+    /// The state, or an error when no script loading the module has been loaded yet.
+    pub fn get(&self) -> Result<Arc<S>, crate::FnError> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                crate::FnError::new(format!("module {} is not initialised", self.module))
+            })
+    }
+
+    /// A handler that gets the state first: `slot.with(|s: &S, ctx: &mut MsgContext, a:
+    /// i64| ...)`, registered like any handler (sync or async, builder or [`FnRow`]).
+    pub fn with<F>(&self, handler: F) -> WithState<S, F> {
+        WithState {
+            slot: self.clone(),
+            handler,
+        }
+    }
+}
+
+/// A handler of a module's state; made by [`StateSlot::with`].
+pub struct WithState<S, F> {
+    slot: StateSlot<S>,
+    handler: F,
+}
+
+impl<S, F: Clone> Clone for WithState<S, F> {
+    fn clone(&self) -> Self {
+        WithState {
+            slot: self.slot.clone(),
+            handler: self.handler.clone(),
+        }
+    }
+}
+
 /// A typed handle to the API a module provides to others (the idea of Kamailio's
 /// `bind_usrloc`/`load_tm_api`): obtained in `declare` with [`ModuleBuilder::uses`], filled
 /// when the providing module is registered, whichever comes first. Each registry has its
@@ -753,6 +806,27 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// The module's state, built by `init` from its parameters once the script is loaded
+    /// (again on each load); handlers get it as `&S` through [`StateSlot::with`]:
+    /// `let st = m.state(|p| Config::from_params(p)); m.function("f").handler(st.with(|cfg:
+    /// &Config, ctx: &mut MsgContext, n: i64| ...))`. An error stops the load.
+    pub fn state<S: Send + Sync + 'static>(
+        &mut self,
+        init: impl Fn(&ModuleParams) -> Result<S, String> + Send + Sync + 'static,
+    ) -> StateSlot<S> {
+        let slot = StateSlot {
+            module: self.module,
+            state: Arc::default(),
+        };
+        let filled = slot.clone();
+        self.on_init(move |params| {
+            let state = Arc::new(init(params)?);
+            *filled.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+            Ok(())
+        });
+        slot
+    }
+
     /// Runs once after the script is loaded, with the module's parameters.
     pub fn on_init(
         &mut self,
@@ -1116,6 +1190,53 @@ macro_rules! impl_handlers {
     };
 }
 
+macro_rules! impl_state_handlers {
+    ($($A:ident),*) => {
+        #[allow(non_snake_case)]
+        impl<S, F, $($A: ArgType),*> SyncHandler<($($A,)*)> for WithState<S, F>
+        where
+            S: Send + Sync + 'static,
+            F: Fn(&S, &mut MsgContext, $($A),*) -> FnResult + Send + Sync + 'static,
+        {
+            fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
+                let WithState { slot, handler } = self;
+                let with_state = move |ctx: &mut MsgContext, $($A: $A),*| -> FnResult {
+                    handler(&*slot.get()?, ctx, $($A),*)
+                };
+                SyncHandler::<($($A,)*)>::into_calls(with_state)
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<S, F, Fut, $($A: ArgType),*> AsyncHandler<($($A,)*)> for WithState<S, F>
+        where
+            S: Send + Sync + 'static,
+            F: Fn(&S, &mut MsgContext, $($A),*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = ApplyResult> + Send + 'static,
+        {
+            fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
+                let WithState { slot, handler } = self;
+                let with_state =
+                    move |ctx: &mut MsgContext, $($A: $A),*| -> BoxFuture<'static, ApplyResult> {
+                        match slot.get() {
+                            Ok(state) => Box::pin(handler(&state, ctx, $($A),*)),
+                            Err(e) => Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+                        }
+                    };
+                AsyncHandler::<($($A,)*)>::into_calls(with_state)
+            }
+        }
+    };
+}
+
+impl_state_handlers!();
+impl_state_handlers!(A0);
+impl_state_handlers!(A0, A1);
+impl_state_handlers!(A0, A1, A2);
+impl_state_handlers!(A0, A1, A2, A3);
+impl_state_handlers!(A0, A1, A2, A3, A4);
+impl_state_handlers!(A0, A1, A2, A3, A4, A5);
+
 impl_handlers!();
 impl_handlers!(A0 0);
 impl_handlers!(A0 0, A1 1);
@@ -1378,6 +1499,63 @@ mod tests {
             "{:?}",
             other.declaration_errors()
         );
+    }
+
+    struct Greeter;
+    struct Greeting(i64);
+    impl Module for Greeter {
+        fn name(&self) -> &'static str {
+            "greeter"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.param("base", ParamType::Int, 10, "added to n");
+            let st = m.state(|p| match p.int("base") {
+                b if b < 0 => Err(format!("base {b} is negative")),
+                b => Ok(Greeting(b)),
+            });
+            m.function("add").args(&["n"]).handler(st.with(
+                |g: &Greeting, _: &mut MsgContext, n: i64| Ok(Verdict::code((g.0 + n) as i32)),
+            ));
+            m.function("add_later").args(&["n"]).async_handler(st.with(
+                |g: &Greeting, _: &mut MsgContext, n: i64| {
+                    let sum = (g.0 + n) as i32;
+                    async move { apply_result(move |_| Ok(Verdict::code(sum))) }
+                },
+            ));
+        }
+    }
+
+    #[test]
+    fn handlers_get_the_state_init_built() {
+        let mut reg = Registry::new();
+        reg.register(&Greeter);
+        let env = Env(&reg);
+        let mut ctx = invite();
+        let add = reg.function("add").unwrap()[0].clone();
+        let add_later = reg.function("add_later").unwrap()[0].clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut run = |f: &FunctionDef| {
+            rt.block_on(
+                f.call_values(&mut ctx, &[Value::Int(1)], &env)
+                    .finish(&mut ctx),
+            )
+        };
+        let e = run(&add).unwrap_err();
+        assert_eq!(e.message, "module greeter is not initialised");
+        let def = reg.module("greeter").unwrap();
+        let mut params = def.default_params();
+        for hook in &def.init {
+            hook(&params).unwrap();
+        }
+        assert_eq!(run(&add).unwrap().rc(), 11);
+        assert_eq!(run(&add_later).unwrap().rc(), 11);
+        params.push("base", Value::Int(-1));
+        assert!(def.init[0](&params).is_err());
+        params.push("base", Value::Int(5));
+        def.init[0](&params).unwrap();
+        assert_eq!(run(&add).unwrap().rc(), 6);
     }
 
     #[test]

@@ -1,8 +1,5 @@
 //! `maxfwd`: Max-Forwards processing (RFC 3261 section 16.6 step 3).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-
 use ferrosip_api::registry::FnRow;
 use ferrosip_api::services::MaxForwardsDone;
 use ferrosip_api::{
@@ -11,6 +8,9 @@ use ferrosip_api::{
 
 /// The `maxfwd` module.
 pub struct MaxfwdModule;
+
+/// The module's state: its `max_limit` parameter, checked.
+struct MaxLimit(i64);
 
 /// Kamailio's default for `max_limit`.
 const DEFAULT_MAX_LIMIT: i64 = 70;
@@ -76,21 +76,16 @@ impl Module for MaxfwdModule {
             DEFAULT_MAX_LIMIT,
             "Upper limit for Max-Forwards: a larger received value is lowered to it.",
         );
-        let max_limit = Arc::new(AtomicI64::new(DEFAULT_MAX_LIMIT));
-        {
-            let max_limit = max_limit.clone();
-            m.on_init(move |p| {
-                let v = p.int("max_limit");
-                if !(0..=255).contains(&v) {
-                    return Err(format!("max_limit {v} is out of range 0..255"));
-                }
-                max_limit.store(v, Ordering::Relaxed);
-                Ok(())
-            });
-        }
-        let process = move |ctx: &mut MsgContext, limit: i64| {
-            process_maxfwd(ctx, limit, max_limit.load(Ordering::Relaxed))
-        };
+        let max_limit = m.state(|p| {
+            let v = p.int("max_limit");
+            if !(0..=255).contains(&v) {
+                return Err(format!("max_limit {v} is out of range 0..255"));
+            }
+            Ok(MaxLimit(v))
+        });
+        let process = max_limit.with(|max: &MaxLimit, ctx: &mut MsgContext, limit: i64| {
+            process_maxfwd(ctx, limit, max.0)
+        });
         const PROCESS: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
         const CHECK: RouteMask = PROCESS.union(RouteMask::FAILURE).union(RouteMask::BRANCH);
         const MAX: &[&str] = &["max_value"];
