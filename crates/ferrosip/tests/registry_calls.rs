@@ -565,3 +565,25 @@ fn a_name_two_modules_offer_resolves_to_the_loaded_one() {
         assert_eq!(call.def.module, module);
     }
 }
+
+#[test]
+fn a_module_using_another_needs_it_loaded_first() {
+    let reg = catalog::registry();
+    for (user, provider) in [("registrar", "usrloc"), ("auth_db", "auth")] {
+        let alone = format!("loadmodule \"{user}.so\"\nrequest_route {{\n    exit;\n}}\n");
+        let err = ferrosip_script::load_str("needs.cfg", &alone, &LoadOptions::default(), &reg)
+            .err()
+            .unwrap_or_else(|| panic!("{user} without {provider} loads"));
+        let expected = format!(
+            "module {user} needs {provider}: loadmodule \"{provider}.so\" before \"{user}.so\""
+        );
+        assert!(
+            err.messages.iter().any(|m| m.contains(&expected)),
+            "{:?}",
+            err.messages
+        );
+        let both = format!("loadmodule \"{provider}.so\"\n{alone}");
+        ferrosip_script::load_str("needs.cfg", &both, &LoadOptions::default(), &reg)
+            .unwrap_or_else(|e| panic!("{provider} then {user}: {e}"));
+    }
+}
