@@ -191,11 +191,12 @@ pub fn value_to_text(value: Value) -> Result<String, FnError> {
     value_to_bytes(value).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-/// Regexes compiled on calls, by compiler and text: a value call or a dynamic argument
-/// usually repeats the same few patterns. Per thread, so a lookup takes no lock.
+/// How many compiled regexes a thread keeps.
 const REGEX_CACHE_SIZE: usize = 64;
 
 thread_local! {
+    /// Regexes compiled on calls, by flavour and text: a value call or a dynamic argument
+    /// usually repeats the same few patterns. Per thread, so a lookup takes no lock.
     static REGEX_CACHE: std::cell::RefCell<
         std::collections::HashMap<(&'static str, String), Arc<regex::bytes::Regex>>,
     > = std::cell::RefCell::new(std::collections::HashMap::new());
