@@ -11,6 +11,11 @@
 //!   binding and the generated docs are all driven by it. Every function can be called
 //!   with load-time fixed arguments (compiled scripts) or with run-time values
 //!   ([`FunctionDef::call_values`], given a [`CallEnv`]).
+//! - module state and module APIs: a module's init builds its state from its parameters
+//!   ([`ModuleBuilder::state`] -> [`StateSlot`], handlers get `&S`); a module offers a
+//!   typed API to others ([`ModuleBuilder::provide`]) which they hold as a [`ModuleApi`]
+//!   ([`ModuleBuilder::uses`], with [`ModuleBuilder::needs`] for the load order); start
+//!   hooks are async.
 //! - the pseudo-variable and transformation frameworks ([`pv`], [`transform`]) and format
 //!   strings ([`Format`]).
 
