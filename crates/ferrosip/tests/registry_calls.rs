@@ -554,7 +554,13 @@ fn a_name_two_modules_offer_resolves_to_the_loaded_one() {
     for module in ["rtpengine", "rtpproxy"] {
         let script =
             format!("loadmodule \"{module}.so\"\nrequest_route {{\n    start_recording();\n}}\n");
-        let loaded = ferrosip_script::load_str("two.cfg", &script, &LoadOptions::default(), &reg)
+        // Both overloads are declared only: `check --allow-declared` is how such a script
+        // loads at all, and resolution is what this test is about.
+        let opts = LoadOptions {
+            allow_declared: true,
+            ..Default::default()
+        };
+        let loaded = ferrosip_script::load_str("two.cfg", &script, &opts, &reg)
             .unwrap_or_else(|e| panic!("start_recording() with {module} loaded: {e}"));
         let call = loaded
             .program
