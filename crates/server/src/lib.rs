@@ -39,14 +39,26 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             .block_on(hook(&env))
             .map_err(|e| format!("module {module}: {e}"))?;
     }
-    let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
-        .map_err(|e| format!("cannot bind UDP: {e}"))?;
+    let udp = Arc::new(
+        transport::udp::UdpTransport::bind(&config.listen, config.udp_buffer)
+            .map_err(|e| format!("cannot bind UDP: {e}"))?,
+    );
+    let tcp = Arc::new(
+        transport::tcp::TcpTransport::<Server>::bind(
+            &config.listen,
+            config.tcp_max_size,
+            config.tcp_idle_secs,
+        )
+        .map_err(|e| format!("cannot bind TCP: {e}"))?,
+    );
+    let mut transports = transport::Transports::default();
+    transports.add(udp.clone());
+    transports.add(tcp.clone());
     let server = Arc::new_cyclic(|weak| Server {
         script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, weak.clone())),
         reloader,
         config,
-        sockets,
-        tcp: transport::TcpRegistry::default(),
+        transports,
         stats: Stats::default(),
         tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
         uac: uac::LocalRequests::default(),
@@ -62,9 +74,12 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         tm::TmLayer::start_timer_thread(&server)
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;
     }
-    let _tcp = transport::start_tcp(&server).map_err(|e| format!("cannot start TCP: {e}"))?;
-    let _udp =
-        transport::spawn_udp_workers(&server).map_err(|e| format!("cannot start workers: {e}"))?;
+    let _tcp = tcp
+        .start(&server, server.config.children)
+        .map_err(|e| format!("cannot start TCP: {e}"))?;
+    let _udp = udp
+        .start(&server, server.config.children, &server.runtime)
+        .map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
     wait_for_signal(&runtime, signals, &server);

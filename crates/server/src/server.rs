@@ -3,8 +3,8 @@
 
 use crate::config::{Listen, ServerConfig};
 use crate::script::{RouteResult, ScriptScope};
-use crate::transport::{Sockets, TcpRegistry};
-use bytes::{Bytes, BytesMut};
+use crate::transport::{raw_error_reply, Inbound, Sink, Transports};
+use bytes::Bytes;
 use ferrosip_api::rr::{insert_record_route, record_route_headers, RecordRoutePlan, SocketDesc};
 use ferrosip_api::{
     FnError, ForwardFlags, MsgContext, NetInfo, Proto, ReplyHeaders, RouteKind, Services, Target,
@@ -42,8 +42,8 @@ pub struct Server {
     /// from a file).
     pub reloader: Option<crate::reload::Reloader>,
     pub config: ServerConfig,
-    pub sockets: Sockets,
-    pub tcp: TcpRegistry,
+    /// Every protocol's sending side (UDP, TCP).
+    pub transports: Transports,
     pub stats: Stats,
     /// The transaction layer, when the script loads `tm`.
     pub tm: Option<crate::tm::TmLayer>,
@@ -54,15 +54,6 @@ pub struct Server {
     pub self_ref: std::sync::OnceLock<std::sync::Weak<Server>>,
     /// Where module I/O (database pools, timers) and suspended route runs execute.
     pub runtime: tokio::runtime::Handle,
-}
-
-/// Where one message came from, for processing.
-#[derive(Clone, Copy, Debug)]
-pub struct Origin {
-    pub proto: Proto,
-    pub source: SocketAddr,
-    /// Index into the listen sockets of the one that received it.
-    pub local: SocketAddr,
 }
 
 fn fnerr(e: impl std::fmt::Display) -> FnError {
@@ -107,45 +98,6 @@ fn host_ip(host: &[u8]) -> Option<IpAddr> {
     let host = host.strip_prefix(b"[").unwrap_or(host);
     let host = host.strip_suffix(b"]").unwrap_or(host);
     std::str::from_utf8(host).ok()?.parse().ok()
-}
-
-/// A reply to a request that could not be parsed: the request's Via, From, To, Call-ID and
-/// CSeq lines copied as found. `None` when there is no Via to send it to.
-pub fn raw_error_reply(raw: &[u8], code: u16, reason: &str) -> Option<Bytes> {
-    if raw.starts_with(b"SIP/") {
-        return None;
-    }
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(raw.len(), |p| p + 2);
-    let head = &raw[..head_end];
-    let mut out = BytesMut::with_capacity(512);
-    out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
-    let mut has_via = false;
-    for line in head.split(|c| *c == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|c| *c == b':') else {
-            continue;
-        };
-        let name = String::from_utf8_lossy(&line[..colon])
-            .trim()
-            .to_ascii_lowercase();
-        let keep = matches!(
-            name.as_str(),
-            "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq"
-        );
-        if keep && !line.contains(&0) {
-            has_via |= name == "via" || name == "v";
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    if !has_via {
-        return None;
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    Some(out.freeze())
 }
 
 fn default_port(proto: Proto, sips: bool) -> u16 {
@@ -193,41 +145,35 @@ impl Server {
         dst: SocketAddr,
         data: Bytes,
     ) -> Result<(), FnError> {
-        match proto {
-            Proto::Udp => {
-                let sock = self
-                    .sockets
-                    .udp_for(local, &dst)
-                    .ok_or_else(|| FnError::new("no UDP socket to send from"))?;
-                sock.send_to(&data, dst).map_err(fnerr)?;
-                Ok(())
-            }
-            Proto::Tcp => self.tcp.send(
-                dst,
-                data,
-                self.config.tcp_max_size,
-                self.config.tcp_idle_secs,
-            ),
-            other => Err(FnError::new(format!(
-                "{} transport is not available",
-                other.name()
-            ))),
-        }
+        self.transports.send(proto, local, dst, data)
     }
 
     /// Processes one received message; a panic while doing so (a bug of ours) is logged
     /// and counted, and the worker goes on with a fresh VM instead of dying.
-    pub fn handle_guarded(self: &Arc<Self>, vm: &mut Vm, raw: Bytes, origin: Origin) {
-        let run = std::panic::AssertUnwindSafe(|| self.handle(vm, raw, origin));
+    pub fn handle_guarded(self: &Arc<Self>, vm: &mut Vm, inbound: Inbound) {
+        let source = inbound.source;
+        let run = std::panic::AssertUnwindSafe(|| self.handle(vm, inbound));
         if std::panic::catch_unwind(run).is_err() {
             self.stats.panics.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(source = %origin.source, "processing a message panicked; worker continues");
+            tracing::error!(source = %source, "processing a message panicked; worker continues");
             *vm = Vm::new();
         }
     }
 
     /// Processes one received message.
-    pub fn handle(self: &Arc<Self>, vm: &mut Vm, raw: Bytes, origin: Origin) {
+    pub fn handle(self: &Arc<Self>, vm: &mut Vm, inbound: Inbound) {
+        let Inbound {
+            bytes: raw,
+            source,
+            local,
+            proto,
+            connection: _,
+        } = inbound;
+        let origin = NetInfo {
+            proto,
+            source,
+            local,
+        };
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         let max = match origin.proto {
             Proto::Udp => self.config.udp_max_size,
@@ -273,11 +219,7 @@ impl Server {
                 return;
             }
         };
-        let net = NetInfo {
-            proto: origin.proto,
-            source: origin.source,
-            local: origin.local,
-        };
+        let net = origin;
         if msg.is_request() {
             self.handle_request(vm, msg, net);
         } else {
@@ -388,6 +330,24 @@ impl Server {
         self.send(proto, None, dst, data)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The server is where transports hand what they receive: each receiving thread or
+/// connection keeps its own VM.
+impl Sink for Server {
+    type Worker = Vm;
+
+    fn worker(&self) -> Vm {
+        Vm::new()
+    }
+
+    fn on_message(self: &Arc<Self>, vm: &mut Vm, inbound: Inbound) {
+        self.handle_guarded(vm, inbound);
+    }
+
+    fn on_framing_error(&self, _source: SocketAddr) {
+        self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
