@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod myself;
+pub mod outbound;
 pub mod reload;
 pub mod script;
 pub mod server;
@@ -13,7 +14,7 @@ pub mod uac;
 pub use config::{ConfigError, Listen, ServerConfig};
 pub use reload::{ReloadReport, Reloader};
 pub use script::ScriptScope;
-pub use server::{Server, Stats};
+pub use server::{Engine, Server, Stats};
 
 use std::sync::Arc;
 
@@ -44,7 +45,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             .map_err(|e| format!("cannot bind UDP: {e}"))?,
     );
     let tcp = Arc::new(
-        transport::tcp::TcpTransport::<Server>::bind(
+        transport::tcp::TcpTransport::<Engine>::bind(
             &config.listen,
             config.tcp_max_size,
             config.tcp_idle_secs,
@@ -54,19 +55,21 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
-    let server = Arc::new_cyclic(|weak| Server {
-        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, weak.clone())),
-        reloader,
+    let outbound = outbound::Outbound::new(transports, config.listen.clone());
+    let server = Arc::new(Server {
         config,
-        transports,
+        outbound,
         stats: Stats::default(),
         tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
         uac: uac::LocalRequests::default(),
-        self_ref: std::sync::OnceLock::new(),
         runtime: runtime.handle().clone(),
     });
-    let _ = server.self_ref.set(Arc::downgrade(&server));
-    let services = server.clone() as Arc<dyn ferrosip_api::Services>;
+    let engine = Arc::new(Engine {
+        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, server.clone())),
+        reloader,
+        server: server.clone(),
+    });
+    let services = engine.clone() as Arc<dyn ferrosip_api::Services>;
     for (_, hook) in &loaded.ready_hooks {
         hook(&services);
     }
@@ -75,14 +78,14 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;
     }
     let _tcp = tcp
-        .start(&server, server.config.children)
+        .start(&engine, server.config.children)
         .map_err(|e| format!("cannot start TCP: {e}"))?;
     let _udp = udp
-        .start(&server, server.config.children, &server.runtime)
+        .start(&engine, server.config.children, &server.runtime)
         .map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
-    wait_for_signal(&runtime, signals, &server);
+    wait_for_signal(&runtime, signals, &engine);
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
@@ -142,7 +145,7 @@ fn register_signals(runtime: &tokio::runtime::Runtime) -> Signals {
 }
 
 /// Blocks until SIGINT or SIGTERM; each SIGHUP reloads the script meanwhile.
-fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, server: &Arc<Server>) {
+fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, engine: &Engine) {
     async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
         match s {
             Some(s) => {
@@ -159,7 +162,7 @@ fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, serv
                 _ = next(signals.hup.as_mut()) => {
                     tracing::info!("SIGHUP received: reloading the script");
                     // Outcomes (and every error, located) are logged by the reload.
-                    let _ = server.reload_script();
+                    let _ = engine.reload_script();
                 }
             }
         }

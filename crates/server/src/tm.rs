@@ -41,8 +41,9 @@ use ferrosip_transaction::{
     TimerId, TimerWheel, TuEvent,
 };
 
+use crate::outbound::{Forwarding, Hop};
 use crate::script::{RouteResult, ScriptScope};
-use crate::server::{Forwarding, Hop, Server};
+use crate::server::Server;
 
 /// Transaction keys come from the network: a seeded hash, but much cheaper than SipHash.
 type KeyHasher = foldhash::quality::RandomState;
@@ -774,7 +775,7 @@ impl TmLayer {
             ..
         } = spec;
         let idx = st.branches.len();
-        let hop: Hop = srv.next_hop(target, dst_uri.as_ref(), &msg)?;
+        let hop: Hop = srv.outbound.next_hop(target, dst_uri.as_ref(), &msg)?;
         let mut branch_buf = [0u8; 64];
         let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
         let net = st.net;
@@ -782,7 +783,9 @@ impl TmLayer {
             Some(ext) => Forwarding::of(ext),
             None => st.forwarding(),
         };
-        let out = srv.prepare_request(fwd, &net, msg, &hop, branch_id)?;
+        let out = srv
+            .outbound
+            .prepare_request(fwd, &net, msg, &hop, branch_id)?;
         let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
         let reliable = hop.proto != Proto::Udp;
         // fr_timer until the first provisional, then fr_inv_timer (the client INVITE
@@ -826,7 +829,6 @@ impl TmLayer {
             return Ok(0);
         }
         // A 2xx ACK is end to end: forwarded statelessly (RFC 3261 §16.6, §17.1.1.3).
-        use ferrosip_api::Services;
         srv.forward(ctx, target).map(|()| 1)
     }
 
@@ -842,7 +844,6 @@ impl TmLayer {
             .and_then(|p| lock(&self.server_txns).get(p.as_bytes()).cloned());
         let Some(invite) = invite else {
             // No transaction to cancel here: pass it on statelessly, as Kamailio does.
-            use ferrosip_api::Services;
             return srv.forward(ctx, target).map(|()| 1);
         };
         // The CANCEL's own transaction answers it (and its retransmissions) with 200.
