@@ -55,7 +55,11 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
-    let outbound = outbound::Outbound::new(transports, config.listen.clone());
+    let outbound = outbound::Outbound::new(
+        transports,
+        config.listen.clone(),
+        loaded.branch_hooks.clone(),
+    );
     let server = Arc::new(Server {
         config,
         outbound,

@@ -6,7 +6,8 @@
 use crate::config::Listen;
 use crate::transport::Transports;
 use bytes::Bytes;
-use ferrosip_api::rr::{insert_record_route, record_route_headers, RecordRoutePlan, SocketDesc};
+use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
+use ferrosip_api::rr::SocketDesc;
 use ferrosip_api::services::MaxForwardsDone;
 use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, Target};
 use ferrosip_sip::{SipMessage, Uri};
@@ -17,10 +18,12 @@ fn fnerr(e: impl std::fmt::Display) -> FnError {
     FnError::new(e.to_string())
 }
 
-/// The sending side of the server: its transports and listen sockets.
+/// The sending side of the server: its transports, listen sockets and the modules'
+/// per-branch hooks.
 pub struct Outbound {
     transports: Transports,
     listen: Vec<Listen>,
+    hooks: Vec<BranchHook>,
 }
 
 /// Our Via branch for a statelessly forwarded request (RFC 3261 §16.11): a hash of what
@@ -88,12 +91,12 @@ fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
 }
 
 /// What the script decided about forwarding a request beside the message itself
-/// (rport handling, Max-Forwards already done, the Record-Route to insert).
-#[derive(Clone, Copy, Debug, Default)]
+/// (rport handling, Max-Forwards already done, the extensions per-branch hooks read).
+#[derive(Clone, Copy, Default)]
 pub struct Forwarding<'a> {
     pub flags: ForwardFlags,
     pub maxfwd_done: bool,
-    pub record_route: Option<&'a RecordRoutePlan>,
+    pub ext: Option<&'a ferrosip_api::Extensions>,
 }
 
 impl<'a> Forwarding<'a> {
@@ -102,7 +105,7 @@ impl<'a> Forwarding<'a> {
         Forwarding {
             flags: ext.get::<ForwardFlags>().copied().unwrap_or_default(),
             maxfwd_done: ext.get::<MaxForwardsDone>().is_some(),
-            record_route: ext.get::<RecordRoutePlan>(),
+            ext: Some(ext),
         }
     }
 }
@@ -116,8 +119,17 @@ pub struct Hop {
 }
 
 impl Outbound {
-    pub fn new(transports: Transports, listen: Vec<Listen>) -> Outbound {
-        Outbound { transports, listen }
+    pub fn new(transports: Transports, listen: Vec<Listen>, hooks: Vec<BranchHook>) -> Outbound {
+        Outbound {
+            transports,
+            listen,
+            hooks,
+        }
+    }
+
+    /// The modules' per-branch hooks, in load order.
+    pub fn hooks(&self) -> &[BranchHook] {
+        &self.hooks
     }
 
     /// Sends bytes over `proto` to `dst` (from `local` when given).
@@ -239,15 +251,10 @@ impl Outbound {
         Ok(Hop { proto, dst, local })
     }
 
-    /// Record-Route's view of a listen socket.
-    fn socket_desc(&self, l: &Listen) -> SocketDesc {
-        SocketDesc::new(l.proto, l.sent_by_host.clone(), l.sent_by_port)
-    }
-
     /// The request as it leaves for `hop`: `received`/`rport` noted in the sender's Via
     /// (RFC 3261 §18.2.1, RFC 3581), Max-Forwards decremented (§16.6 step 3, unless the
-    /// script's maxfwd functions did it), the Record-Route the script asked for, our Via
-    /// with `branch` on top, and Content-Length on stream transports. `msg` is the
+    /// script's maxfwd functions did it), our Via with `branch` on top, Content-Length on
+    /// stream transports, then the modules' per-branch hooks (rr's Record-Route). `msg` is the
     /// request to send (the context's, or a branch's copy of it).
     pub fn outgoing_request(
         &self,
@@ -316,17 +323,6 @@ impl Outbound {
                 Err(e) => return Err(fnerr(e)),
             }
         }
-        if let Some(plan) = fwd.record_route {
-            let inbound = self
-                .listen
-                .iter()
-                .find(|l| l.addr == net.local && l.proto == net.proto)
-                .map(|l| self.socket_desc(&l.towards(net.source)))
-                .unwrap_or_else(|| self.socket_desc(&hop.local));
-            let outbound = self.socket_desc(&hop.local);
-            let values = record_route_headers(plan, &inbound, &outbound);
-            insert_record_route(&mut out, &values).map_err(fnerr)?;
-        }
         let mut via: smallvec::SmallVec<[u8; 128]> = smallvec::SmallVec::new();
         via.extend_from_slice(b"SIP/2.0/");
         via.extend(hop.proto.name().bytes().map(|c| c.to_ascii_uppercase()));
@@ -341,6 +337,21 @@ impl Outbound {
         if hop.proto != Proto::Udp && out.content_length().is_none() {
             let body = out.body_bytes();
             out.set_body(body);
+        }
+        if let (false, Some(ext)) = (self.hooks.is_empty(), fwd.ext) {
+            let sockets = Sockets {
+                listen: &self.listen,
+                net,
+                hop,
+            };
+            let mut branch = OutgoingBranch {
+                request: &mut out,
+                sockets: &sockets,
+                ext,
+            };
+            for hook in &self.hooks {
+                (hook.run)(&mut branch)?;
+            }
         }
         Ok(out)
     }
@@ -366,4 +377,31 @@ fn find_bare_rport(v: &[u8]) -> Option<usize> {
 fn replace_top_via(msg: &mut SipMessage, new_value: &[u8]) -> Result<(), FnError> {
     msg.remove_top_via().map_err(fnerr)?;
     msg.prepend_via(new_value).map_err(fnerr)
+}
+
+/// A branch's sockets as per-branch hooks ask for them.
+struct Sockets<'a> {
+    listen: &'a [Listen],
+    net: &'a NetInfo,
+    hop: &'a Hop,
+}
+
+fn socket_desc(l: &Listen) -> SocketDesc {
+    SocketDesc::new(l.proto, l.sent_by_host.clone(), l.sent_by_port)
+}
+
+impl BranchSockets for Sockets<'_> {
+    /// The listen socket the request came in on, as its sender sees it.
+    fn inbound(&self) -> SocketDesc {
+        let net = self.net;
+        self.listen
+            .iter()
+            .find(|l| l.addr == net.local && l.proto == net.proto)
+            .map(|l| socket_desc(&l.towards(net.source)))
+            .unwrap_or_else(|| self.outbound())
+    }
+
+    fn outbound(&self) -> SocketDesc {
+        socket_desc(&self.hop.local)
+    }
 }
