@@ -299,6 +299,37 @@ pub type ReadyHook = dyn Fn(&Arc<dyn crate::services::Services>) + Send + Sync;
 /// Runs when the server stops (flush write-back caches); the runtime is still up.
 pub type StopHook = dyn Fn(&tokio::runtime::Handle) + Send + Sync;
 
+/// A request leaving on one branch, as per-branch outbound hooks see it: already
+/// prepared (received/rport, Max-Forwards, our Via, Content-Length).
+pub struct OutgoingBranch<'a> {
+    pub request: &'a mut ferrosip_sip::SipMessage,
+    /// The socket the request came in on and the one it leaves from.
+    pub sockets: &'a dyn BranchSockets,
+    /// What the routes left for this branch (the request route's, or its branch route's).
+    pub ext: &'a crate::Extensions,
+}
+
+/// The sockets of an outgoing branch, described on demand: a wildcard socket's address
+/// depends on the peer and costs a system call to learn, so only a hook that writes it
+/// asks.
+pub trait BranchSockets {
+    fn inbound(&self) -> crate::rr::SocketDesc;
+    fn outbound(&self) -> crate::rr::SocketDesc;
+}
+
+/// Edits a request as it leaves on a branch (rr's Record-Route).
+pub type BranchHookFn = dyn Fn(&mut OutgoingBranch<'_>) -> Result<(), crate::FnError> + Send + Sync;
+
+/// A per-branch outbound hook. A transaction sends branches after its request route
+/// has ended (after `branch_route`, from `failure_route`): `keep` copies what the hook
+/// reads from the request's extensions into the transaction's, and back into the
+/// context of each route the transaction runs.
+#[derive(Clone)]
+pub struct BranchHook {
+    pub run: Arc<BranchHookFn>,
+    pub keep: fn(from: &crate::Extensions, to: &mut crate::Extensions),
+}
+
 /// What the registry knows about one module.
 pub struct ModuleDef {
     pub name: &'static str,
@@ -311,6 +342,8 @@ pub struct ModuleDef {
     pub start: Vec<Arc<StartHook>>,
     pub ready: Vec<Arc<ReadyHook>>,
     pub stop: Vec<Arc<StopHook>>,
+    /// Per-branch outbound hooks, run in load order on every request sent.
+    pub branch: Vec<BranchHook>,
     /// Loaded without `loadmodule` (the core).
     pub always_loaded: bool,
     /// A Kamailio module whose job Ferrosip's core already does (`pv`, `kex`, `tmx`, ...):
@@ -463,6 +496,7 @@ impl Registry {
             start: Vec::new(),
             ready: Vec::new(),
             stop: Vec::new(),
+            branch: Vec::new(),
             always_loaded: false,
             absorbed: false,
             example: "",
@@ -890,6 +924,20 @@ impl<'r> ModuleBuilder<'r> {
         hook: impl Fn(&Arc<dyn crate::services::Services>) + Send + Sync + 'static,
     ) -> &mut Self {
         self.def().ready.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs on every request the server sends (stateless forward, each transaction
+    /// branch) once it is prepared; see [`BranchHook`] for `keep`.
+    pub fn on_branch(
+        &mut self,
+        run: impl Fn(&mut OutgoingBranch<'_>) -> Result<(), crate::FnError> + Send + Sync + 'static,
+        keep: fn(&crate::Extensions, &mut crate::Extensions),
+    ) -> &mut Self {
+        self.def().branch.push(BranchHook {
+            run: Arc::new(run),
+            keep,
+        });
         self
     }
 

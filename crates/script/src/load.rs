@@ -41,6 +41,8 @@ pub struct Loaded {
     pub ready_hooks: Vec<(&'static str, Arc<ferrosip_api::registry::ReadyHook>)>,
     /// Stop hooks, in load order.
     pub stop_hooks: Vec<(&'static str, Arc<StopHook>)>,
+    /// Per-branch outbound hooks, in load order.
+    pub branch_hooks: Vec<ferrosip_api::registry::BranchHook>,
 }
 
 /// Why a config did not load: every problem, rendered with its location.
@@ -74,11 +76,13 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
     let mut start_hooks = Vec::new();
     let mut ready_hooks = Vec::new();
     let mut stop_hooks = Vec::new();
+    let mut branch_hooks = Vec::new();
     for name in compiled.modules.keys() {
         if let Some(def) = reg.module(name) {
             start_hooks.extend(def.start.iter().map(|h| (def.name, h.clone())));
             ready_hooks.extend(def.ready.iter().map(|h| (def.name, h.clone())));
             stop_hooks.extend(def.stop.iter().map(|h| (def.name, h.clone())));
+            branch_hooks.extend(def.branch.iter().cloned());
         }
     }
     let warnings = compiled.warnings.iter().map(|w| w.render(src)).collect();
@@ -91,6 +95,7 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
         start_hooks,
         ready_hooks,
         stop_hooks,
+        branch_hooks,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod myself;
+pub mod outbound;
 pub mod reload;
 pub mod script;
 pub mod server;
@@ -13,7 +14,7 @@ pub mod uac;
 pub use config::{ConfigError, Listen, ServerConfig};
 pub use reload::{ReloadReport, Reloader};
 pub use script::ScriptScope;
-pub use server::{Server, Stats};
+pub use server::{Engine, Server, Stats};
 
 use std::sync::Arc;
 
@@ -39,22 +40,40 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             .block_on(hook(&env))
             .map_err(|e| format!("module {module}: {e}"))?;
     }
-    let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
-        .map_err(|e| format!("cannot bind UDP: {e}"))?;
-    let server = Arc::new_cyclic(|weak| Server {
-        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, weak.clone())),
-        reloader,
+    let udp = Arc::new(
+        transport::udp::UdpTransport::bind(&config.listen, config.udp_buffer)
+            .map_err(|e| format!("cannot bind UDP: {e}"))?,
+    );
+    let tcp = Arc::new(
+        transport::tcp::TcpTransport::<Engine>::bind(
+            &config.listen,
+            config.tcp_max_size,
+            config.tcp_idle_secs,
+        )
+        .map_err(|e| format!("cannot bind TCP: {e}"))?,
+    );
+    let mut transports = transport::Transports::default();
+    transports.add(udp.clone());
+    transports.add(tcp.clone());
+    let outbound = outbound::Outbound::new(
+        transports,
+        config.listen.clone(),
+        loaded.branch_hooks.clone(),
+    );
+    let server = Arc::new(Server {
         config,
-        sockets,
-        tcp: transport::TcpRegistry::default(),
+        outbound,
         stats: Stats::default(),
         tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
         uac: uac::LocalRequests::default(),
-        self_ref: std::sync::OnceLock::new(),
         runtime: runtime.handle().clone(),
     });
-    let _ = server.self_ref.set(Arc::downgrade(&server));
-    let services = server.clone() as Arc<dyn ferrosip_api::Services>;
+    let engine = Arc::new(Engine {
+        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, server.clone())),
+        reloader,
+        server: server.clone(),
+    });
+    let services = engine.clone() as Arc<dyn ferrosip_api::Services>;
     for (_, hook) in &loaded.ready_hooks {
         hook(&services);
     }
@@ -62,12 +81,15 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         tm::TmLayer::start_timer_thread(&server)
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;
     }
-    let _tcp = transport::start_tcp(&server).map_err(|e| format!("cannot start TCP: {e}"))?;
-    let _udp =
-        transport::spawn_udp_workers(&server).map_err(|e| format!("cannot start workers: {e}"))?;
+    let _tcp = tcp
+        .start(&engine, server.config.children)
+        .map_err(|e| format!("cannot start TCP: {e}"))?;
+    let _udp = udp
+        .start(&engine, server.config.children, &server.runtime)
+        .map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
-    wait_for_signal(&runtime, signals, &server);
+    wait_for_signal(&runtime, signals, &engine);
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
@@ -127,7 +149,7 @@ fn register_signals(runtime: &tokio::runtime::Runtime) -> Signals {
 }
 
 /// Blocks until SIGINT or SIGTERM; each SIGHUP reloads the script meanwhile.
-fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, server: &Arc<Server>) {
+fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, engine: &Engine) {
     async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
         match s {
             Some(s) => {
@@ -144,7 +166,7 @@ fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, serv
                 _ = next(signals.hup.as_mut()) => {
                     tracing::info!("SIGHUP received: reloading the script");
                     // Outcomes (and every error, located) are logged by the reload.
-                    let _ = server.reload_script();
+                    let _ = engine.reload_script();
                 }
             }
         }

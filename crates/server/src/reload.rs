@@ -6,7 +6,7 @@
 
 use crate::config::{Globals, STARTUP_GLOBALS};
 use crate::script::ScriptScope;
-use crate::server::Server;
+use crate::server::Engine;
 use ferrosip_api::{ModuleParams, Registry};
 use ferrosip_script::{LoadOptions, Loaded};
 use indexmap::IndexMap;
@@ -85,11 +85,11 @@ impl Reloader {
     }
 }
 
-impl Server {
+impl Engine {
     /// Compiles the script again and, when it loads, makes it the program new messages
     /// run; transactions in flight finish with the program they started with. Every
     /// outcome is logged; the error messages carry their file:line:col.
-    pub fn reload_script(self: &Arc<Self>) -> Result<ReloadReport, Vec<String>> {
+    pub fn reload_script(&self) -> Result<ReloadReport, Vec<String>> {
         let Some(reloader) = &self.reloader else {
             let why = "this server was not started from a script file".to_string();
             tracing::error!("script not reloaded: {why}");
@@ -140,7 +140,7 @@ impl Server {
         self.script.store(ScriptScope::new(
             loaded.program,
             generation,
-            Arc::downgrade(self),
+            self.server.clone(),
         ));
         if !needs_restart.is_empty() {
             tracing::warn!(

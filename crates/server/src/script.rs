@@ -28,7 +28,7 @@ pub struct ScriptScope {
     pub awaits: bool,
     /// 1 for the program the server started with, +1 for each reload.
     pub generation: u64,
-    server: Weak<Server>,
+    server: Arc<Server>,
     /// The scope's own `Arc`, for the cells it creates (functions reach it as `&self`).
     me: Weak<ScriptScope>,
 }
@@ -37,7 +37,7 @@ pub struct ScriptScope {
 pub type RouteResult = Result<Outcome, RuntimeError>;
 
 impl ScriptScope {
-    pub fn new(program: Arc<Program>, generation: u64, server: Weak<Server>) -> Arc<ScriptScope> {
+    pub fn new(program: Arc<Program>, generation: u64, server: Arc<Server>) -> Arc<ScriptScope> {
         let awaits = program
             .calls
             .iter()
@@ -55,12 +55,6 @@ impl ScriptScope {
         self.me
             .upgrade()
             .ok_or_else(|| FnError::new("the script is being dropped"))
-    }
-
-    fn server(&self) -> Result<Arc<Server>, FnError> {
-        self.server
-            .upgrade()
-            .ok_or_else(|| FnError::new("server is stopping"))
     }
 }
 
@@ -130,71 +124,62 @@ impl Server {
 /// transactions they create and the event routes they run.
 impl Services for ScriptScope {
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
-        Services::reply(&*self.server()?, ctx, code, reason)
+        self.server.reply(ctx, code, reason)
     }
 
     fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
-        self.server()?.forward(ctx, target)
+        self.server.forward(ctx, target)
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        self.server
-            .upgrade()
-            .is_some_and(|s| s.is_myself_in(&self.program, host, port))
+        self.server.is_myself_in(&self.program, host, port)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {
-        let server = self.server.upgrade()?;
-        server.tm.as_ref().map(|_| self as &dyn Transactions)
+        self.server.tm.as_ref().map(|_| self as &dyn Transactions)
     }
 
     fn send_request(
         &self,
         request: LocalRequest,
     ) -> Result<ferrosip_api::registry::BoxFuture<'static, LocalOutcome>, FnError> {
-        self.server()?.send_local_request(request)
+        self.server.send_local_request(request)
     }
 
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
-        match (self.server(), self.me()) {
-            (Ok(server), Ok(me)) => server.run_event_route_in(&me, name, ctx),
-            _ => false,
+        match self.me() {
+            Ok(me) => self.server.run_event_route_in(&me, name, ctx),
+            Err(_) => false,
         }
     }
 }
 
 impl Transactions for ScriptScope {
     fn relay(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<i32, FnError> {
-        let server = self.server()?;
-        server.tm_layer()?.relay(&server, &self.me()?, ctx, target)
+        let server = &self.server;
+        server.tm_layer()?.relay(server, &self.me()?, ctx, target)
     }
 
     fn new_transaction(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
-        let server = self.server()?;
-        server
-            .tm_layer()?
-            .new_transaction(&server, &self.me()?, ctx)
+        let server = &self.server;
+        server.tm_layer()?.new_transaction(server, &self.me()?, ctx)
     }
 
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<i32, FnError> {
-        let server = self.server()?;
-        server.tm_layer()?.reply(&server, ctx, code, reason)
+        let server = &self.server;
+        server.tm_layer()?.reply(server, ctx, code, reason)
     }
 
     fn check(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
-        let server = self.server()?;
-        server.tm_layer()?.check(&server, ctx)
+        let server = &self.server;
+        server.tm_layer()?.check(server, ctx)
     }
 
     fn exists(&self, ctx: &MsgContext) -> bool {
-        self.server
-            .upgrade()
-            .is_some_and(|s| s.tm.as_ref().is_some_and(|tm| tm.exists(ctx)))
+        self.server.tm.as_ref().is_some_and(|tm| tm.exists(ctx))
     }
 
     fn release(&self, ctx: &mut MsgContext) -> i32 {
-        self.server
-            .upgrade()
-            .map_or(-1, |s| s.tm.as_ref().map_or(-1, |tm| tm.release(ctx)))
+        self.server.tm.as_ref().map_or(-1, |tm| tm.release(ctx))
     }
 }

@@ -41,8 +41,10 @@ use ferrosip_transaction::{
     TimerId, TimerWheel, TuEvent,
 };
 
+use crate::outbound::{Forwarding, Hop};
 use crate::script::{RouteResult, ScriptScope};
-use crate::server::{Forwarding, Hop, Server};
+use crate::server::Server;
+use ferrosip_api::registry::BranchHook;
 
 /// Transaction keys come from the network: a seeded hash, but much cheaper than SipHash.
 type KeyHasher = foldhash::quality::RandomState;
@@ -158,7 +160,8 @@ struct CellState {
     avps: Avps,
     /// What the request route decided beside the message (Record-Route plan,
     /// forwarding flags), reapplied to branches added by failure_route.
-    ext_rr: Option<ferrosip_api::rr::RecordRoutePlan>,
+    /// What the per-branch hooks keep of the request route (rr's Record-Route plan).
+    ext_kept: ferrosip_api::Extensions,
     ext_fwd: Option<ferrosip_api::ForwardFlags>,
     maxfwd_done: bool,
     branches: Vec<Branch>,
@@ -443,7 +446,10 @@ impl TmLayer {
         st.marks = ctx.ext.get::<TmMarks>().cloned().unwrap_or_default();
         st.flags = ctx.flags;
         st.avps = ctx.avps.clone();
-        st.ext_rr = ctx.ext.get::<ferrosip_api::rr::RecordRoutePlan>().cloned();
+        st.ext_kept = ferrosip_api::Extensions::default();
+        for hook in srv.outbound.hooks() {
+            (hook.keep)(&ctx.ext, &mut st.ext_kept);
+        }
         st.ext_fwd = ctx.ext.get::<ferrosip_api::ForwardFlags>().copied();
         st.maxfwd_done = ctx
             .ext
@@ -774,7 +780,7 @@ impl TmLayer {
             ..
         } = spec;
         let idx = st.branches.len();
-        let hop: Hop = srv.next_hop(target, dst_uri.as_ref(), &msg)?;
+        let hop: Hop = srv.outbound.next_hop(target, dst_uri.as_ref(), &msg)?;
         let mut branch_buf = [0u8; 64];
         let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
         let net = st.net;
@@ -782,7 +788,9 @@ impl TmLayer {
             Some(ext) => Forwarding::of(ext),
             None => st.forwarding(),
         };
-        let out = srv.prepare_request(fwd, &net, msg, &hop, branch_id)?;
+        let out = srv
+            .outbound
+            .prepare_request(fwd, &net, msg, &hop, branch_id)?;
         let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
         let reliable = hop.proto != Proto::Udp;
         // fr_timer until the first provisional, then fr_inv_timer (the client INVITE
@@ -826,7 +834,6 @@ impl TmLayer {
             return Ok(0);
         }
         // A 2xx ACK is end to end: forwarded statelessly (RFC 3261 §16.6, §17.1.1.3).
-        use ferrosip_api::Services;
         srv.forward(ctx, target).map(|()| 1)
     }
 
@@ -842,7 +849,6 @@ impl TmLayer {
             .and_then(|p| lock(&self.server_txns).get(p.as_bytes()).cloned());
         let Some(invite) = invite else {
             // No transaction to cancel here: pass it on statelessly, as Kamailio does.
-            use ferrosip_api::Services;
             return srv.forward(ctx, target).map(|()| 1);
         };
         // The CANCEL's own transaction answers it (and its retransmissions) with 200.
@@ -1187,6 +1193,7 @@ impl TmLayer {
     /// (§16.7 step 6), what the request route decided.
     fn failure_context(
         &self,
+        hooks: &[BranchHook],
         cell: &Arc<Cell>,
         st: &mut CellState,
         failed: Option<usize>,
@@ -1217,7 +1224,7 @@ impl TmLayer {
             state.branch_replied = st.branches[f].replied;
         }
         fctx.ext.insert(state);
-        st.restore_forwarding(&mut fctx);
+        st.restore_forwarding(hooks, &mut fctx);
         fctx
     }
 
@@ -1343,7 +1350,7 @@ impl TmLayer {
                 bctx.branch_idx = idx as i32;
                 bctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
                 // The branch route sees (and may change) what the request route decided.
-                st.restore_forwarding(&mut bctx);
+                st.restore_forwarding(srv.outbound.hooks(), &mut bctx);
                 bctx.ext.insert(self.route_state(st, idx as i32, None));
                 Some(RouteJob {
                     route,
@@ -1382,7 +1389,7 @@ impl TmLayer {
                     }
                 };
                 st.failure_rounds += 1;
-                let fctx = self.failure_context(cell, st, failed);
+                let fctx = self.failure_context(srv.outbound.hooks(), cell, st, failed);
                 Some(RouteJob {
                     route,
                     ctx: fctx,
@@ -1660,7 +1667,7 @@ impl CellState {
             marks: TmMarks::default(),
             flags,
             avps: Avps::default(),
-            ext_rr: None,
+            ext_kept: ferrosip_api::Extensions::default(),
             ext_fwd: None,
             maxfwd_done: false,
             branches: Vec::new(),
@@ -1714,15 +1721,15 @@ impl CellState {
         Forwarding {
             flags: self.ext_fwd.unwrap_or_default(),
             maxfwd_done: self.maxfwd_done,
-            record_route: self.ext_rr.as_ref(),
+            ext: Some(&self.ext_kept),
         }
     }
 
     /// Gives a route run for this transaction what the request route decided about
     /// forwarding (Record-Route, rport, Max-Forwards handled).
-    fn restore_forwarding(&self, ctx: &mut MsgContext) {
-        if let Some(rr) = &self.ext_rr {
-            ctx.ext.insert(rr.clone());
+    fn restore_forwarding(&self, hooks: &[BranchHook], ctx: &mut MsgContext) {
+        for hook in hooks {
+            (hook.keep)(&self.ext_kept, &mut ctx.ext);
         }
         if let Some(f) = self.ext_fwd {
             ctx.ext.insert(f);

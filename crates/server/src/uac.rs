@@ -130,7 +130,7 @@ impl Server {
         let mut msg = SipMessage::parse(Bytes::from(raw))
             .map_err(|e| FnError::new(format!("cannot build the {method} request: {e}")))?;
         let target = req.dst_uri.clone().unwrap_or_else(|| req.uri.clone());
-        let hop = self.next_hop(None, Some(&target), &msg)?;
+        let hop = self.outbound.next_hop(None, Some(&target), &msg)?;
         let host = String::from_utf8_lossy(&hop.local.sent_by_host);
         let port = hop.local.sent_by_port;
         let via = format!(

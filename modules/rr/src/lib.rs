@@ -8,6 +8,7 @@ use regex::bytes::Regex;
 use std::sync::{Arc, RwLock};
 
 pub mod ops;
+pub mod record;
 pub use ops::RrConfig;
 
 #[cfg(test)]
@@ -74,6 +75,9 @@ impl Module for RrModule {
             0_i64,
             "Mode of loose_route() and loose_route_preloaded(): 1 skips the strict-router handling of an R-URI that is this proxy, as loose_route_mode(1).",
         );
+        // Record-Route is written on each branch as it leaves (the outbound socket is
+        // known only then).
+        m.on_branch(record::branch_hook, record::keep_plan);
         let cfg = Arc::new(RwLock::new(RrConfig::default()));
         {
             let cfg = cfg.clone();

@@ -1,10 +1,8 @@
 //! The behaviour of the `rr` functions: Record-Route plans and Route processing.
 
+use crate::record::{DoubleRr, RecordRouteAddress, RecordRoutePlan};
 use bytes::Bytes;
-use ferrosip_api::rr::{
-    direction_of, Direction, DoubleRr, LocalRoute, RecordRouteAddress, RecordRoutePlan,
-    RouteSendSocket,
-};
+use ferrosip_api::rr::{direction_of, Direction, LocalRoute, RouteSendSocket};
 use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, Proto, Services, Verdict};
 use ferrosip_sip::{share_or_copy, CommaList, NameAddr, SipMessage, Uri};
 use regex::bytes::Regex;

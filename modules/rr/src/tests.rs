@@ -1,12 +1,10 @@
 //! Unit tests on real parsed messages, and script runs.
 
 use crate::ops::*;
+use crate::record::{insert_record_route, record_route_headers, DoubleRr, RecordRoutePlan};
 use crate::RrModule;
 use bytes::Bytes;
-use ferrosip_api::rr::{
-    insert_record_route, record_route_headers, DoubleRr, LocalRoute, RecordRoutePlan,
-    RouteSendSocket, SocketDesc,
-};
+use ferrosip_api::rr::{LocalRoute, RouteSendSocket, SocketDesc};
 use ferrosip_api::{FnError, MsgContext, NetInfo, Proto, Registry, RouteKind, Services, Target};
 use ferrosip_sip::SipMessage;
 use regex::bytes::Regex;

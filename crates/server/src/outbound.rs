@@ -1,0 +1,407 @@
+//! The outbound forwarder: where a request goes next (next hop and the socket it leaves
+//! from), how it is prepared for each branch (received/rport, Max-Forwards, Record-Route,
+//! our Via, Content-Length), and the send through its transport. Stateless forwarding
+//! and the transaction layer both send through it; it knows neither.
+
+use crate::config::Listen;
+use crate::transport::Transports;
+use bytes::Bytes;
+use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
+use ferrosip_api::rr::SocketDesc;
+use ferrosip_api::services::MaxForwardsDone;
+use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, Target};
+use ferrosip_sip::{SipMessage, Uri};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+fn fnerr(e: impl std::fmt::Display) -> FnError {
+    FnError::new(e.to_string())
+}
+
+/// The sending side of the server: its transports, listen sockets and the modules'
+/// per-branch hooks.
+pub struct Outbound {
+    transports: Transports,
+    listen: Vec<Listen>,
+    hooks: Vec<BranchHook>,
+}
+
+/// Our Via branch for a statelessly forwarded request (RFC 3261 §16.11): a hash of what
+/// identifies the incoming transaction, so a retransmission — and the CANCEL of an
+/// INVITE, which carries the INVITE's branch — gets the same branch.
+fn stateless_branch(msg: &SipMessage) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &c in b.iter().chain(std::iter::once(&0xfe)) {
+            h ^= u64::from(c);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    match msg.top_via() {
+        Ok(v) if v.has_rfc3261_branch() => {
+            eat(v.branch().unwrap_or_default());
+            eat(v.host());
+        }
+        _ => {
+            // RFC 2543 peers: identify the transaction by its fields instead.
+            eat(msg.request_uri().unwrap_or_default());
+            eat(msg.call_id().unwrap_or_default());
+            eat(msg.from_tag().unwrap_or_default());
+            eat(msg.to_tag().unwrap_or_default());
+            if let Ok(c) = msg.cseq() {
+                eat(&c.seq.to_le_bytes());
+            }
+            if let Ok(v) = msg.top_via() {
+                eat(v.as_bytes());
+            }
+        }
+    }
+    h
+}
+
+/// An IP address written in a Via sent-by or a URI host (IPv6 in brackets).
+fn host_ip(host: &[u8]) -> Option<IpAddr> {
+    let host = host.strip_prefix(b"[").unwrap_or(host);
+    let host = host.strip_suffix(b"]").unwrap_or(host);
+    std::str::from_utf8(host).ok()?.parse().ok()
+}
+
+fn default_port(proto: Proto, sips: bool) -> u16 {
+    if sips || matches!(proto, Proto::Tls | Proto::Wss) {
+        5061
+    } else {
+        5060
+    }
+}
+
+fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
+    if let Some(ip) = host_ip(host) {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let h = String::from_utf8_lossy(host);
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (h, port)
+        .to_socket_addrs()
+        .map_err(|e| FnError::new(format!("cannot resolve {h}: {e}")))?
+        .next()
+        .ok_or_else(|| FnError::new(format!("{h} has no address")))
+}
+
+/// What the script decided about forwarding a request beside the message itself
+/// (rport handling, Max-Forwards already done, the extensions per-branch hooks read).
+#[derive(Clone, Copy, Default)]
+pub struct Forwarding<'a> {
+    pub flags: ForwardFlags,
+    pub maxfwd_done: bool,
+    pub ext: Option<&'a ferrosip_api::Extensions>,
+}
+
+impl<'a> Forwarding<'a> {
+    /// As a route left it in its context's extensions.
+    pub fn of(ext: &'a ferrosip_api::Extensions) -> Forwarding<'a> {
+        Forwarding {
+            flags: ext.get::<ForwardFlags>().copied().unwrap_or_default(),
+            maxfwd_done: ext.get::<MaxForwardsDone>().is_some(),
+            ext: Some(ext),
+        }
+    }
+}
+
+/// Where a request goes next and the socket it leaves from.
+#[derive(Clone, Debug)]
+pub struct Hop {
+    pub proto: Proto,
+    pub dst: SocketAddr,
+    pub local: Listen,
+}
+
+impl Outbound {
+    pub fn new(transports: Transports, listen: Vec<Listen>, hooks: Vec<BranchHook>) -> Outbound {
+        Outbound {
+            transports,
+            listen,
+            hooks,
+        }
+    }
+
+    /// The modules' per-branch hooks, in load order.
+    pub fn hooks(&self) -> &[BranchHook] {
+        &self.hooks
+    }
+
+    /// Sends bytes over `proto` to `dst` (from `local` when given).
+    pub fn send(
+        &self,
+        proto: Proto,
+        local: Option<SocketAddr>,
+        dst: SocketAddr,
+        data: Bytes,
+    ) -> Result<(), FnError> {
+        self.transports.send(proto, local, dst, data)
+    }
+
+    /// The listen socket to send from for `proto` towards `dst` (see
+    /// [`crate::transport::pick_source`]), as `dst` sees it.
+    fn local_for(&self, proto: Proto, dst: &SocketAddr) -> Option<Listen> {
+        let of_proto: smallvec::SmallVec<[&Listen; 8]> =
+            self.listen.iter().filter(|l| l.proto == proto).collect();
+        crate::transport::pick_source(&of_proto, |l| l.addr, dst).map(|l| l.towards(*dst))
+    }
+
+    /// Stateless forwarding of the context's request (RFC 3261 §16.11): next hop, the
+    /// request prepared with a branch derived from the incoming transaction, send.
+    pub fn forward_stateless(
+        &self,
+        ctx: &MsgContext,
+        target: Option<Target>,
+    ) -> Result<(), FnError> {
+        let hop = self.next_hop(target, ctx.dst_uri.as_ref(), &ctx.msg)?;
+        // "z9hG4bKsl" + 16 hex digits, written without a heap allocation.
+        let mut branch = [0u8; 25];
+        let _ = write!(
+            &mut branch[..],
+            "z9hG4bKsl{:016x}",
+            stateless_branch(&ctx.msg)
+        );
+        let branch = std::str::from_utf8(&branch).unwrap_or_default();
+        let out = self.outgoing_request(ctx, &ctx.msg, &hop, branch)?;
+        self.send(hop.proto, Some(hop.local.addr), hop.dst, out.to_bytes())
+    }
+
+    /// Stateless reply forwarding (RFC 3261 §16.7 step 3 and §18.2.2 as a stateless
+    /// proxy does it): drop our top Via, send to the next one's received/rport or sent-by.
+    pub fn forward_reply(
+        &self,
+        ctx: &mut MsgContext,
+        is_ours: impl Fn(&[u8], Option<u16>) -> bool,
+    ) -> Result<(), FnError> {
+        {
+            let top = ctx.msg.top_via().map_err(fnerr)?;
+            // A sent-by without a port means its transport's default one (RFC 3261 §18.2.2).
+            let proto = Proto::from_bytes(top.transport()).unwrap_or(Proto::Udp);
+            let port = top.port().unwrap_or(default_port(proto, false));
+            if !is_ours(top.host(), Some(port)) {
+                return Err(FnError::new("top Via is not ours"));
+            }
+        }
+        ctx.msg.remove_top_via().map_err(fnerr)?;
+        let (proto, dst) = {
+            let next = ctx
+                .msg
+                .top_via()
+                .map_err(|_| FnError::new("no Via left to send the reply to"))?;
+            let proto = Proto::from_bytes(next.transport()).unwrap_or(Proto::Udp);
+            let host = next.received().unwrap_or(next.host());
+            let port = match next.rport() {
+                Some(Some(p)) => p,
+                _ => next.port().unwrap_or(default_port(proto, false)),
+            };
+            (proto, resolve(host, port)?)
+        };
+        if proto != Proto::Udp && ctx.msg.content_length().is_none() {
+            let body = ctx.msg.body_bytes();
+            ctx.msg.set_body(body);
+        }
+        let data = ctx.msg.to_bytes();
+        self.send(proto, None, dst, data)
+    }
+
+    /// The next hop of a request: an explicit target, else `dst_uri` ($du), else the
+    /// R-URI of `msg` (RFC 3263 without DNS SRV/NAPTR yet: host, port, `transport=`).
+    pub fn next_hop(
+        &self,
+        target: Option<Target>,
+        dst_uri: Option<&Bytes>,
+        msg: &SipMessage,
+    ) -> Result<Hop, FnError> {
+        let (host, port, proto) = match target {
+            Some(t) => {
+                let proto = t.proto.unwrap_or(Proto::Udp);
+                let port = t.port.unwrap_or(default_port(proto, false));
+                (t.host, port, proto)
+            }
+            None => {
+                let uri_bytes = match dst_uri {
+                    Some(d) => d.clone(),
+                    None => msg
+                        .request_uri_bytes()
+                        .ok_or_else(|| FnError::new("no request URI"))?,
+                };
+                let uri = Uri::parse(&uri_bytes).map_err(fnerr)?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| FnError::new("destination URI has no host"))?;
+                let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
+                let proto = match uri.param("transport").flatten() {
+                    Some(t) => Proto::from_bytes(t).unwrap_or(Proto::Udp),
+                    None if sips => Proto::Tls,
+                    None => Proto::Udp,
+                };
+                let port = uri.port().unwrap_or(default_port(proto, sips));
+                (uri_bytes.slice_ref(host), port, proto)
+            }
+        };
+        let dst = resolve(&host, port)?;
+        let local = self
+            .local_for(proto, &dst)
+            .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
+        Ok(Hop { proto, dst, local })
+    }
+
+    /// The request as it leaves for `hop`: `received`/`rport` noted in the sender's Via
+    /// (RFC 3261 §18.2.1, RFC 3581), Max-Forwards decremented (§16.6 step 3, unless the
+    /// script's maxfwd functions did it), our Via with `branch` on top, Content-Length on
+    /// stream transports, then the modules' per-branch hooks (rr's Record-Route). `msg` is the
+    /// request to send (the context's, or a branch's copy of it).
+    pub fn outgoing_request(
+        &self,
+        ctx: &MsgContext,
+        msg: &SipMessage,
+        hop: &Hop,
+        branch: &str,
+    ) -> Result<SipMessage, FnError> {
+        self.prepare_request(
+            Forwarding::of(&ctx.ext),
+            &ctx.net,
+            msg.clone_for_edit(),
+            hop,
+            branch,
+        )
+    }
+
+    /// [`Outbound::outgoing_request`] on a message the caller owns (a branch's own copy):
+    /// edited in place, not copied again.
+    pub fn prepare_request(
+        &self,
+        fwd: Forwarding<'_>,
+        net: &NetInfo,
+        mut out: SipMessage,
+        hop: &Hop,
+        branch: &str,
+    ) -> Result<SipMessage, FnError> {
+        let flags = fwd.flags;
+        let received = {
+            let top = out.top_via().map_err(fnerr)?;
+            let src_ip = net.source.ip();
+            let sent_by_ip = host_ip(top.host());
+            // On a stream the reply must find the connection again, whose port is the
+            // peer's ephemeral one: note it as rport, as if the client had asked.
+            let stream = net.proto != Proto::Udp;
+            let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
+            let add_received =
+                (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
+            let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
+            (add_received || add_rport).then(|| {
+                let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
+                v.extend_from_slice(top.as_bytes());
+                if matches!(top.rport(), Some(None)) {
+                    // Replace the bare ";rport" instead of adding a second one.
+                    if let Some(p) = find_bare_rport(&v) {
+                        v.drain(p..p + 6);
+                    }
+                }
+                if add_received {
+                    let _ = write!(v, ";received={src_ip}");
+                }
+                if add_rport {
+                    let _ = write!(v, ";rport={}", net.source.port());
+                }
+                v
+            })
+        };
+        if let Some(new_top) = received {
+            replace_top_via(&mut out, &new_top)?;
+        }
+        if !fwd.maxfwd_done {
+            match out.max_forwards() {
+                Ok(Some(0)) => return Err(FnError::new("Max-Forwards is 0: not forwarding")),
+                Ok(Some(n)) => out.set_max_forwards(n - 1),
+                Ok(None) => out.set_max_forwards(70),
+                Err(e) => return Err(fnerr(e)),
+            }
+        }
+        let mut via: smallvec::SmallVec<[u8; 128]> = smallvec::SmallVec::new();
+        via.extend_from_slice(b"SIP/2.0/");
+        via.extend(hop.proto.name().bytes().map(|c| c.to_ascii_uppercase()));
+        via.push(b' ');
+        via.extend_from_slice(&hop.local.sent_by_host);
+        let _ = write!(via, ":{};branch={branch}", hop.local.sent_by_port);
+        if flags.local_rport {
+            via.extend_from_slice(b";rport");
+        }
+        out.prepend_via(&via).map_err(fnerr)?;
+        // Stream transports frame by Content-Length (RFC 3261 §18.3): add it if missing.
+        if hop.proto != Proto::Udp && out.content_length().is_none() {
+            let body = out.body_bytes();
+            out.set_body(body);
+        }
+        if let (false, Some(ext)) = (self.hooks.is_empty(), fwd.ext) {
+            let sockets = Sockets {
+                listen: &self.listen,
+                net,
+                hop,
+            };
+            let mut branch = OutgoingBranch {
+                request: &mut out,
+                sockets: &sockets,
+                ext,
+            };
+            for hook in &self.hooks {
+                (hook.run)(&mut branch)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn find_bare_rport(v: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = v[i..]
+        .windows(6)
+        .position(|w| w.eq_ignore_ascii_case(b";rport"))
+    {
+        let at = i + p;
+        let next = v.get(at + 6).copied();
+        if next != Some(b'=') {
+            return Some(at);
+        }
+        i = at + 6;
+    }
+    None
+}
+
+/// Replaces the first Via entry's value with `new_value`.
+fn replace_top_via(msg: &mut SipMessage, new_value: &[u8]) -> Result<(), FnError> {
+    msg.remove_top_via().map_err(fnerr)?;
+    msg.prepend_via(new_value).map_err(fnerr)
+}
+
+/// A branch's sockets as per-branch hooks ask for them.
+struct Sockets<'a> {
+    listen: &'a [Listen],
+    net: &'a NetInfo,
+    hop: &'a Hop,
+}
+
+fn socket_desc(l: &Listen) -> SocketDesc {
+    SocketDesc::new(l.proto, l.sent_by_host.clone(), l.sent_by_port)
+}
+
+impl BranchSockets for Sockets<'_> {
+    /// The listen socket the request came in on, as its sender sees it.
+    fn inbound(&self) -> SocketDesc {
+        let net = self.net;
+        self.listen
+            .iter()
+            .find(|l| l.addr == net.local && l.proto == net.proto)
+            .map(|l| socket_desc(&l.towards(net.source)))
+            .unwrap_or_else(|| self.outbound())
+    }
+
+    fn outbound(&self) -> SocketDesc {
+        socket_desc(&self.hop.local)
+    }
+}
