@@ -11,11 +11,9 @@
 //!   the next one;
 //! - the same flows against PostgreSQL (a database created and dropped by the test).
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp};
 use ferrosip_db::{Db, DbValue};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,7 +24,7 @@ fn scenarios() -> PathBuf {
 }
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/carrier-lcr.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/carrier-lcr.cfg")
 }
 
 /// A running process killed when dropped.
@@ -157,7 +155,7 @@ impl Lab {
     fn import(&self, csv: &str) -> String {
         let file = self.dir.join("rates.csv");
         std::fs::write(&file, csv).expect("csv");
-        let out = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        let out = Command::new(ferrosip_tests::ferrosip_bin())
             .args(["lcr", "import", "--db-url", &self.db.url, "--lcr-id", "1"])
             .arg(&file)
             .output()
@@ -172,7 +170,7 @@ impl Lab {
 
     fn start_proxy(&mut self) {
         let log = std::fs::File::create(self.dir.join("proxy.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        let child = Command::new(ferrosip_tests::ferrosip_bin())
             .args(["run", "-f"])
             .arg(example())
             .arg("-A")

@@ -9,10 +9,8 @@
 //!
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, wait_exit};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,7 +71,7 @@ impl Server {
         );
         let log = dir.join("ferrosip.log");
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        let child = Command::new(ferrosip_tests::ferrosip_bin())
             .args(["run", "-f"])
             .arg(cfg)
             .args(args)
@@ -152,21 +150,6 @@ fn sipp(dir: &Path, tag: &str, file: &str, args: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp starts")
-}
-
-fn wait(mut child: Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The tail of each SIPp log and of the server's log, for a failure message.
@@ -320,8 +303,8 @@ fn stock_config_with_database(backend: Backend) {
             "-s", "alice", "-au", "bob", "-ap", "bobpw", "-cid_str", &call_id,
         ],
     );
-    let caller_rc = wait(caller, Duration::from_secs(40));
-    let phone_rc = wait(phone, Duration::from_secs(40));
+    let caller_rc = wait_exit(caller, Duration::from_secs(40));
+    let phone_rc = wait_exit(phone, Duration::from_secs(40));
     let log = server.stop();
     assert_eq!(
         (phone_rc, caller_rc),
@@ -369,7 +352,7 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
     let dir = test_dir("plain");
     let server = Server::start(&dir, Path::new(STOCK_CFG), &[]);
     let keepalive = sipp(&dir, "keepalive", "options_uac.xml", &[]);
-    let keepalive_rc = wait(keepalive, Duration::from_secs(20));
+    let keepalive_rc = wait_exit(keepalive, Duration::from_secs(20));
     let call_id = "stock-plain-%u";
     let phone = sipp(
         &dir,
@@ -384,8 +367,8 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
         "stock/uac_register_call.xml",
         &["-s", "alice", "-cid_str", call_id],
     );
-    let caller_rc = wait(caller, Duration::from_secs(40));
-    let phone_rc = wait(phone, Duration::from_secs(40));
+    let caller_rc = wait_exit(caller, Duration::from_secs(40));
+    let phone_rc = wait_exit(phone, Duration::from_secs(40));
     server.stop();
     assert_eq!(
         (keepalive_rc, phone_rc, caller_rc),

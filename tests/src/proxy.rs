@@ -1,9 +1,5 @@
-//! What the tests that run the `ferrosip` binary share: starting it on a config and
-//! stopping it when the test ends, free ports.
-
-#![allow(dead_code)] // each test file uses its own part of this
-
-pub mod db;
+//! A proxy for a test: the `ferrosip` binary started on a config, waited for until it
+//! listens, and stopped (by its PID) when the test drops it; free ports.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -30,7 +26,7 @@ pub fn start_proxy(name: &str, cfg: &str, port: u16) -> Proxy {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("proxy.cfg");
     std::fs::write(&path, cfg).expect("write cfg");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+    let child = Command::new(crate::ferrosip_bin())
         .args(["run", "-f"])
         .arg(&path)
         .stdout(Stdio::null())
@@ -59,18 +55,4 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-}
-
-/// Whether SIPp is installed. The README's test command installs it and sets
-/// `FERROSIP_REQUIRE_STOCK_CFG`, under which a missing SIPp fails instead of skipping.
-pub fn have_sipp() -> bool {
-    let found = Command::new("sipp").arg("-v").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh installs sip-tester, but sipp is missing"
-        );
-        eprintln!("skipped: sipp not installed (scripts/test.sh installs it)");
-    }
-    found
 }

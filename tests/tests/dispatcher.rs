@@ -8,9 +8,7 @@
 //! - a UAS answering 503 makes failure_route send the call to the next PBX;
 //! - a From-URI hash keeps one caller on one UAS.
 
-mod common;
-
-use common::{free_port, have_sipp};
+use ferrosip_tests::{free_port, have_sipp};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +19,7 @@ fn scenarios() -> PathBuf {
 }
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/load-balancer.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/load-balancer.cfg")
 }
 
 /// A running process killed when dropped.
@@ -52,7 +50,7 @@ impl Proc {
 
 /// The proxy on `examples/load-balancer.cfg` (or `cfg`), its log in `dir/proxy.log`.
 fn start_lb(dir: &Path, cfg: &Path, port: u16, defines: &[String]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrosip"));
+    let mut cmd = Command::new(ferrosip_tests::ferrosip_bin());
     cmd.args(["run", "-f"]).arg(cfg);
     cmd.arg("-A").arg(format!("PROXY_PORT={port}"));
     for d in defines {

@@ -6,9 +6,7 @@
 //! one after that, the broken version is refused at its file:line, and the server
 //! goes on routing with the version before it.
 
-mod common;
-
-use common::{free_port, have_sipp};
+use ferrosip_tests::{free_port, have_sipp};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -98,7 +96,7 @@ impl Drop for Proxy {
 
 impl Proxy {
     fn start(cfg: &Path, log: PathBuf, port: u16) -> Proxy {
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        let child = Command::new(ferrosip_tests::ferrosip_bin())
             .args(["run", "-f"])
             .arg(cfg)
             .stdout(Stdio::null())

@@ -7,10 +7,8 @@
 //! registrations. Each database is created for the test (`ferrosip_t_<pid>_<n>`) and
 //! dropped after it.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, wait_exit};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,7 +21,7 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn example_cfg() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/registrar.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registrar.cfg")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -43,7 +41,7 @@ struct Proxy {
 impl Proxy {
     fn start(dir: &Path, tag: &str, port: u16, db_mode: u32, db_url: &str) -> Proxy {
         let log = dir.join(format!("proxy-{tag}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrosip"));
+        let mut cmd = Command::new(ferrosip_tests::ferrosip_bin());
         cmd.args(["run", "-f"])
             .arg(example_cfg())
             .args(["-A", &format!("PROXY_PORT={port}")])
@@ -152,21 +150,6 @@ fn sipp(
     cmd.spawn().expect("sipp starts")
 }
 
-/// Waits for a SIPp run; its exit code (None: killed after the limit).
-fn wait(mut c: Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = c.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn logs(dir: &Path, tags: &[&str]) -> String {
     let mut out = String::new();
@@ -201,7 +184,7 @@ fn run_ok(
     t: Transport,
     extra: &[&str],
 ) {
-    let code = wait(
+    let code = wait_exit(
         sipp(dir, tag, file, user, proxy, local, t, extra),
         Duration::from_secs(30),
     );
@@ -243,8 +226,8 @@ fn register_and_call(dir: &Path, user: &str, via_register: u16, via_call: u16, t
         t,
         &["-cid_str", &cid],
     );
-    let uac_code = wait(uac, Duration::from_secs(30));
-    let uas_code = wait(uas, Duration::from_secs(30));
+    let uac_code = wait_exit(uac, Duration::from_secs(30));
+    let uas_code = wait_exit(uas, Duration::from_secs(30));
     assert_eq!(
         (uac_code, uas_code),
         (Some(0), Some(0)),
@@ -318,7 +301,7 @@ fn expires_zero_removes_the_binding_and_short_expires_gets_423() {
     );
     // Registered: the INVITE does not get a 404 (it goes to the phone's port, where
     // nobody answers; the 404 scenario must fail).
-    let code = wait(
+    let code = wait_exit(
         sipp(
             &dir,
             "inv1",
@@ -411,7 +394,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
         &[],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let uac = wait(
+    let uac = wait_exit(
         sipp(
             &dir,
             "uac",
@@ -424,7 +407,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
         ),
         Duration::from_secs(30),
     );
-    let uas = wait(uas, Duration::from_secs(30));
+    let uas = wait_exit(uas, Duration::from_secs(30));
     assert_eq!(
         (uac, uas),
         (Some(0), Some(0)),
@@ -490,7 +473,7 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
         &[],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let uac = wait(
+    let uac = wait_exit(
         sipp(
             &dir,
             "uac",
@@ -503,7 +486,7 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
         ),
         Duration::from_secs(30),
     );
-    let uas = wait(uas, Duration::from_secs(30));
+    let uas = wait_exit(uas, Duration::from_secs(30));
     assert_eq!(
         (uac, uas),
         (Some(0), Some(0)),

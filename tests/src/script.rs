@@ -1,0 +1,58 @@
+//! One script harness for the modules' unit tests: a config string loaded against the
+//! test's registry, and a route of it run on a message, returning the outcome and the
+//! message context afterwards.
+
+use bytes::Bytes;
+use ferrosip_api::{MsgContext, NetInfo, Registry, RouteKind};
+use ferrosip_script::vm::{run_blocking, Outcome, Vm};
+use ferrosip_script::{load_str, LoadOptions, Loaded};
+use ferrosip_sip::SipMessage;
+
+/// A loaded config.
+pub struct Script {
+    pub loaded: Loaded,
+}
+
+impl Script {
+    /// Loads `cfg` against `reg`; panics with the load errors.
+    pub fn load(reg: &Registry, cfg: &str) -> Script {
+        match load_str("t.cfg", cfg, &LoadOptions::default(), reg) {
+            Ok(loaded) => Script { loaded },
+            Err(e) => panic!("config loads: {}", e.messages.join("\n")),
+        }
+    }
+
+    /// Runs the config's `request_route` on `ctx`.
+    pub fn run(&self, ctx: MsgContext) -> (Outcome, MsgContext) {
+        self.run_main(RouteKind::Request, ctx)
+    }
+
+    /// Runs the main route of `kind` (`request_route`, `reply_route`, ...) on `ctx`;
+    /// panics when the config has none or the run fails.
+    pub fn run_main(&self, kind: RouteKind, mut ctx: MsgContext) -> (Outcome, MsgContext) {
+        let program = &self.loaded.program;
+        let route = program
+            .main_route(kind)
+            .unwrap_or_else(|| panic!("the config has no main route of kind {kind:?}"));
+        let outcome = run_blocking(&mut Vm::new(), program, route, &mut ctx)
+            .unwrap_or_else(|e| panic!("route runs: {e}"));
+        (outcome, ctx)
+    }
+}
+
+/// A message context for `raw` (a request or a reply; lines may end in `\n`, which
+/// becomes CRLF), received as `net` says, for a route of `kind`.
+pub fn message_with(raw: &str, kind: RouteKind, net: NetInfo) -> MsgContext {
+    let raw = if raw.contains("\r\n") {
+        raw.to_string()
+    } else {
+        raw.replace('\n', "\r\n")
+    };
+    let msg = SipMessage::parse(Bytes::from(raw)).expect("test message parses");
+    MsgContext::new(msg, kind, net)
+}
+
+/// A request context for `raw`, as [`message_with`] with the default [`NetInfo`].
+pub fn request(raw: &str) -> MsgContext {
+    message_with(raw, RouteKind::Request, NetInfo::default())
+}
