@@ -41,13 +41,9 @@ impl Script {
 }
 
 /// A message context for `raw` (a request or a reply; lines may end in `\n`, which
-/// becomes CRLF), received as `net` says, for a route of `kind`.
+/// becomes CRLF, as a test writes them), received as `net` says, for a route of `kind`.
 pub fn message_with(raw: &str, kind: RouteKind, net: NetInfo) -> MsgContext {
-    let raw = if raw.contains("\r\n") {
-        raw.to_string()
-    } else {
-        raw.replace('\n', "\r\n")
-    };
+    let raw = raw.replace("\r\n", "\n").replace('\n', "\r\n");
     let msg = SipMessage::parse(Bytes::from(raw)).expect("test message parses");
     MsgContext::new(msg, kind, net)
 }
