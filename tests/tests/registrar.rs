@@ -150,7 +150,6 @@ fn sipp(
     cmd.spawn().expect("sipp starts")
 }
 
-
 fn logs(dir: &Path, tags: &[&str]) -> String {
     let mut out = String::new();
     for t in tags {
