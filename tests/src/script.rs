@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::{MsgContext, NetInfo, Registry, RouteKind};
+use ferrosip_script::program::RouteId;
 use ferrosip_script::vm::{run_blocking, Outcome, Vm};
 use ferrosip_script::{load_str, LoadOptions, Loaded};
 use ferrosip_sip::SipMessage;
@@ -29,12 +30,28 @@ impl Script {
 
     /// Runs the main route of `kind` (`request_route`, `reply_route`, ...) on `ctx`;
     /// panics when the config has none or the run fails.
-    pub fn run_main(&self, kind: RouteKind, mut ctx: MsgContext) -> (Outcome, MsgContext) {
-        let program = &self.loaded.program;
-        let route = program
+    pub fn run_main(&self, kind: RouteKind, ctx: MsgContext) -> (Outcome, MsgContext) {
+        let route = self
+            .loaded
+            .program
             .main_route(kind)
             .unwrap_or_else(|| panic!("the config has no main route of kind {kind:?}"));
-        let outcome = run_blocking(&mut Vm::new(), program, route, &mut ctx)
+        self.run_route(route, ctx)
+    }
+
+    /// Runs the route `name` of `kind` (`failure_route[name]`, `route[name]`, ...) on
+    /// `ctx`; panics when the config has none or the run fails.
+    pub fn run_named(&self, kind: RouteKind, name: &str, ctx: MsgContext) -> (Outcome, MsgContext) {
+        let route = self
+            .loaded
+            .program
+            .named_route(kind, name)
+            .unwrap_or_else(|| panic!("the config has no route {name} of kind {kind:?}"));
+        self.run_route(route, ctx)
+    }
+
+    fn run_route(&self, route: RouteId, mut ctx: MsgContext) -> (Outcome, MsgContext) {
+        let outcome = run_blocking(&mut Vm::new(), &self.loaded.program, route, &mut ctx)
             .unwrap_or_else(|e| panic!("route runs: {e}"));
         (outcome, ctx)
     }
