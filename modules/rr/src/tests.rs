@@ -646,29 +646,12 @@ request_route {\n\
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&RrModule);
-    let loaded = ferrosip_script::load_str(
-        "t.cfg",
-        cfg_text,
-        &ferrosip_script::LoadOptions::default(),
-        &reg,
-    )
-    .expect("loads");
+    let script = Script::load(&reg, cfg_text);
     for hook in &reg.module("rr").unwrap().init {
-        hook(&loaded.modules["rr"]).unwrap();
+        hook(&script.loaded.modules["rr"]).unwrap();
     }
-    let mut c = invite("");
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let o = ferrosip_script::vm::run_blocking(
-        &mut ferrosip_script::vm::Vm::new(),
-        &loaded.program,
-        route,
-        &mut c,
-    )
-    .unwrap();
-    assert!(
-        matches!(o, ferrosip_script::vm::Outcome::Return(1)),
-        "{o:?}"
-    );
+    let (o, c) = script.run(invite(""));
+    assert!(matches!(o, Outcome::Return(1)), "{o:?}");
     assert_eq!(
         headers(&c, &udp(), &tcp()),
         ["<sip:10.0.0.1;lr=on;m=INVITE;nat=yes>"]
