@@ -13,7 +13,7 @@ pub mod services;
 pub mod sipp;
 
 pub use bin::ferrosip_bin;
-pub use proxy::{free_port, start_proxy, Proxy};
+pub use proxy::{free_port, start_proxy, Launch, Proxy};
 pub use script::Script;
 pub use services::FakeServices;
 pub use sipp::{have_sipp, wait_exit};

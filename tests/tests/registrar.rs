@@ -8,11 +8,10 @@
 //! dropped after it.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, have_sipp, wait_exit};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::{free_port, have_sipp, wait_exit, Launch, Proxy};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,69 +31,18 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A running proxy; SIGTERM (clean stop, flushes) then SIGKILL when dropped.
-struct Proxy {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proxy {
-    fn start(dir: &Path, tag: &str, port: u16, db_mode: u32, db_url: &str) -> Proxy {
-        let log = dir.join(format!("proxy-{tag}.log"));
-        let mut cmd = Command::new(ferrosip_tests::ferrosip_bin());
-        cmd.args(["run", "-f"])
-            .arg(example_cfg())
-            .args(["-A", &format!("PROXY_PORT={port}")])
-            .args(["-A", &format!("DBMODE={db_mode}")])
-            .args(["-A", &format!("DBURL=\"{db_url}\"")])
-            .args(["-A", "TIMER_INTERVAL=5"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        let mut child = cmd.spawn().expect("ferrosip starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "ferrosip exited ({status}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrosip did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proxy { child, log }
-    }
-
-    /// Stops at once, as a crash would (no stop hooks).
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The registrar example on `port`, its log in `dir/proxy-{tag}.log`; SIGTERM (clean
+/// stop, flushes) then SIGKILL when dropped.
+fn start_registrar(dir: &Path, tag: &str, port: u16, db_mode: u32, db_url: &str) -> Proxy {
+    Launch::new(example_cfg())
+        .define(format!("PROXY_PORT={port}"))
+        .define(format!("DBMODE={db_mode}"))
+        .define(format!("DBURL=\"{db_url}\""))
+        .define("TIMER_INTERVAL=5")
+        .log(dir.join(format!("proxy-{tag}.log")))
+        .listening_on(port)
+        .terminate_on_drop()
+        .start()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -242,7 +190,7 @@ fn registered_phone_is_called_over_udp() {
     }
     let dir = temp_dir("udp");
     let port = free_port();
-    let proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     register_and_call(&dir, "alice", port, port, Transport::Udp);
     drop(proxy);
 }
@@ -254,7 +202,7 @@ fn registered_phone_is_called_over_tcp() {
     }
     let dir = temp_dir("tcp");
     let port = free_port();
-    let proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     register_and_call(&dir, "tina", port, port, Transport::Tcp);
     drop(proxy);
 }
@@ -266,7 +214,7 @@ fn unknown_user_gets_404() {
     }
     let dir = temp_dir("404");
     let port = free_port();
-    let _proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let _proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     run_ok(
         &dir,
         "uac",
@@ -286,7 +234,7 @@ fn expires_zero_removes_the_binding_and_short_expires_gets_423() {
     }
     let dir = temp_dir("expires");
     let port = free_port();
-    let _proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let _proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     let phone = free_port();
     run_ok(
         &dir,
@@ -368,7 +316,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     let url = db.url.clone();
     let port = free_port();
     let phone = free_port();
-    let proxy = Proxy::start(&dir, "first", port, 1, &url);
+    let proxy = start_registrar(&dir, "first", port, 1, &url);
     run_ok(
         &dir,
         "reg",
@@ -381,7 +329,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     );
     // A crash: no stop hook runs, the row must already be written.
     proxy.kill();
-    let proxy = Proxy::start(&dir, "second", port, 1, &url);
+    let proxy = start_registrar(&dir, "second", port, 1, &url);
     let uas = sipp(
         &dir,
         "uas",
@@ -412,7 +360,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
         (Some(0), Some(0)),
         "the call after the restart failed:\n{}\n--- proxy\n{}",
         logs(&dir, &["uas", "uac"]),
-        proxy.log()
+        proxy.log_text()
     );
 }
 
@@ -423,7 +371,7 @@ fn call_through_db_mode_1(server: Backend) {
     let db = TestDb::with_users(server, &temp_dir(&format!("{server:?}")), "usrloc", &[]);
     let dir = temp_dir(&format!("{server:?}"));
     let port = free_port();
-    let _proxy = Proxy::start(&dir, "a", port, 1, &db.url);
+    let _proxy = start_registrar(&dir, "a", port, 1, &db.url);
     register_and_call(&dir, "maria", port, port, Transport::Udp);
 }
 
@@ -446,8 +394,8 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
     let dir = temp_dir("db3");
     let port_a = free_port();
     let port_b = free_port();
-    let _a = Proxy::start(&dir, "a", port_a, 3, &db.url);
-    let _b = Proxy::start(&dir, "b", port_b, 3, &db.url);
+    let _a = start_registrar(&dir, "a", port_a, 3, &db.url);
+    let _b = start_registrar(&dir, "b", port_b, 3, &db.url);
     // Registered through A, called through B (the phone answers the proxy that sends
     // it the INVITE, so it runs as a plain UAS on its registered address).
     let phone = free_port();

@@ -3,11 +3,10 @@
 //! replies, and the server surviving malformed input.
 
 use ferrosip_tests::sipp::spawn_sipp;
-use ferrosip_tests::{have_sipp, start_proxy, wait_exit, Proxy};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::{have_sipp, start_proxy, wait_exit, Launch};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
@@ -166,27 +165,11 @@ fn shipped_stateless_example_carries_calls() {
     }
     let (proxy, uas, uac) = ports(6);
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stateless.cfg");
-    let child = Command::new(ferrosip_tests::ferrosip_bin())
-        .args(["run", "-f"])
-        .arg(&example)
-        .arg("-A")
-        .arg(format!("PROXY_PORT={proxy}"))
-        .arg("-A")
-        .arg(format!("PBX=\"sip:127.0.0.1:{uas}\""))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferrosip starts");
-    let _p = Proxy {
-        child,
-        dir: std::env::temp_dir(),
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UdpSocket::bind(addr).is_ok() {
-        assert!(Instant::now() < deadline, "ferrosip did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _p = Launch::new(&example)
+        .define(format!("PROXY_PORT={proxy}"))
+        .define(format!("PBX=\"sip:127.0.0.1:{uas}\""))
+        .listening_on(proxy)
+        .start();
     run_calls(proxy, uas, uac, "udp", 200);
 }
 

@@ -10,12 +10,12 @@
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, have_sipp, wait_exit};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::{free_port, have_sipp, wait_exit, Launch, Proxy};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const STOCK_CFG: &str = "/etc/kamailio/kamailio.cfg";
 const KAMAILIO_SQL: &str = "/usr/share/kamailio";
@@ -54,76 +54,18 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `ferrosip run` on a config, its log in the test directory; stopped by its PID.
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Starts `ferrosip run -f cfg args...` and returns once it holds UDP and TCP 5060 on
-    /// 127.0.0.1 (it binds every interface; loopback is one of them).
-    fn start(dir: &Path, cfg: &Path, args: &[String]) -> Server {
-        let loopback: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
-        assert!(
-            UdpSocket::bind(loopback).is_ok(),
-            "port 5060 on 127.0.0.1 is taken by another process: these tests need it free"
-        );
-        let log = dir.join("ferrosip.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(ferrosip_tests::ferrosip_bin())
-            .args(["run", "-f"])
-            .arg(cfg)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("ferrosip starts");
-        let mut server = Server { child, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while UdpSocket::bind(loopback).is_ok() || TcpStream::connect(loopback).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("ferrosip exited ({status}):\n{}", server.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrosip did not start on {loopback}:\n{}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the server as an operator does (SIGTERM to its PID, so modules flush what they
-    /// keep, e.g. usrloc's write-back cache) and returns its log.
-    fn stop(mut self) -> String {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill only sends a signal, to the child this test started and still owns.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !matches!(self.child.try_wait(), Ok(Some(_))) {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("ferrosip did not stop on SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.log_text()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A test that failed before stop(): end the server it started, by its PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ferrosip run -f cfg args...`, its log in `dir`, once it holds UDP and TCP 5060 on
+/// 127.0.0.1 (it binds every interface; loopback is one of them).
+fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
+    assert!(
+        UdpSocket::bind("127.0.0.1:5060").is_ok(),
+        "port 5060 on 127.0.0.1 is taken by another process: these tests need it free"
+    );
+    Launch::new(cfg)
+        .args(args)
+        .log(dir.join("ferrosip.log"))
+        .listening_on(5060)
+        .start()
 }
 
 fn scenario(path: &str) -> PathBuf {
@@ -283,7 +225,7 @@ fn stock_config_with_database(backend: Backend) {
     .iter()
     .flat_map(|d| ["-A".to_string(), d.clone()])
     .collect();
-    let server = Server::start(&dir, Path::new(STOCK_CFG), &defines);
+    let server = start_server(&dir, Path::new(STOCK_CFG), &defines);
     let call_id = format!("stock-{backend:?}-%u");
     let phone = sipp(
         &dir,
@@ -350,7 +292,7 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
     }
     let _port = lock_5060();
     let dir = test_dir("plain");
-    let server = Server::start(&dir, Path::new(STOCK_CFG), &[]);
+    let server = start_server(&dir, Path::new(STOCK_CFG), &[]);
     let keepalive = sipp(&dir, "keepalive", "options_uac.xml", &[]);
     let keepalive_rc = wait_exit(keepalive, Duration::from_secs(20));
     let call_id = "stock-plain-%u";
@@ -489,7 +431,7 @@ fn myself_when_listening_on_every_interface() {
          }\n",
     )
     .expect("cfg");
-    let server = Server::start(&dir, &cfg, &[]);
+    let server = start_server(&dir, &cfg, &[]);
     let loopback: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
     let cases = [
         ("sip:127.0.0.1", "myself"),
