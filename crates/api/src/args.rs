@@ -7,6 +7,14 @@
 //! string with PVs inside) is fixed up at load and turned into the Rust value per call.
 //! A literal that can never be valid (`"abc"` for a number, a bad regex, an unknown route
 //! name) is a load-time error at the argument's location.
+//!
+//! The same types also convert run-time [`Value`]s ([`ArgType::from_value`]): that is how
+//! Lua's `KSR.*` and the control interface call a function with values computed while a
+//! message is processed. Conversions follow Kamailio's KEMI: an int from an int or a
+//! numeric string, a string from anything but null (an int printed in decimal), flags
+//! range-checked, a regex compiled on the call (through a small per-thread cache), a
+//! pseudo-variable or a route named by a string; a bad value is an [`FnError`], never a
+//! panic. Where it is natural, a fixup of a literal is this conversion done once at load.
 
 use crate::context::MsgContext;
 use crate::error::FnError;
@@ -68,19 +76,27 @@ impl RouteTable {
     }
 }
 
-/// What the compiler offers a fixup.
-pub trait FixupEnv {
+/// What converting an argument may consult besides the argument itself: the PV parser, the
+/// routes of the script and the modules' parameters. At load time the compiler provides it
+/// (the script being compiled: see [`FixupEnv`]); at run time the caller of
+/// [`crate::FunctionDef::call_values`] does, for the program that is running
+/// (`ferrosip_script::ScriptCallEnv`).
+pub trait CallEnv {
     fn binder(&self) -> Binder<'_>;
     /// Index of the route `name` in `table`, if the script defines it.
     fn route_index(&self, table: RouteTable, name: &str) -> Option<u32>;
-    /// The value a module parameter has at this point of the script, for fixups that
-    /// depend on one (e.g. registrar's `received_avp` names the AVP `save()` reads; as in
-    /// Kamailio, `modparam` lines come before the routes using them). `None` when the
-    /// module is not loaded.
+    /// The value a module parameter has, for arguments that depend on one (e.g.
+    /// registrar's `received_avp` names the AVP `save()` reads). At load time this is the
+    /// value at this point of the script (as in Kamailio, `modparam` lines come before the
+    /// routes using them). `None` when the module is not loaded.
     fn module_param(&self, _module: &str, _name: &str) -> Option<Value> {
         None
     }
 }
+
+/// What the compiler offers a fixup: the same contract as a run-time call, answered for
+/// the script being compiled.
+pub use self::CallEnv as FixupEnv;
 
 /// The kind of an argument, for docs, error messages and the Lua binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,8 +154,75 @@ pub trait ArgType: Sized + 'static {
     /// What fixup keeps for run time.
     type Fixed: Send + Sync + 'static;
     const KIND: ArgKind;
+    /// Load time: checks and converts the script's argument once.
     fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String>;
+    /// Each call of a compiled script: the value from what fixup kept.
     fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError>;
+    /// A call by value (Lua `KSR.*`, the control interface): converts a run-time value,
+    /// with the same rules a literal meets at load time.
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError>;
+}
+
+/// The integer a value stands for, as KEMI converts it: an int, or a string holding a
+/// decimal number.
+pub fn value_to_int(value: &Value) -> Result<i64, FnError> {
+    match value {
+        Value::Int(i) => Ok(*i),
+        Value::Str(s) => parse_int(s).ok_or_else(|| {
+            FnError::new(format!(
+                "expected a number, found \"{}\"",
+                String::from_utf8_lossy(s)
+            ))
+        }),
+        Value::Null => Err(FnError::new("expected a number, found null")),
+    }
+}
+
+/// The string a value stands for: a string itself, an int printed in decimal; null has
+/// none (an error, as a nil string argument is in KEMI).
+pub fn value_to_bytes(value: Value) -> Result<Bytes, FnError> {
+    value
+        .to_bytes()
+        .ok_or_else(|| FnError::new("expected a string, found null"))
+}
+
+/// [`value_to_bytes`] as text, for arguments that are parsed (regexes, names).
+pub fn value_to_text(value: Value) -> Result<String, FnError> {
+    value_to_bytes(value).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// How many compiled regexes a thread keeps.
+const REGEX_CACHE_SIZE: usize = 64;
+
+thread_local! {
+    /// Regexes compiled on calls, by flavour and text: a value call or a dynamic argument
+    /// usually repeats the same few patterns. Per thread, so a lookup takes no lock.
+    static REGEX_CACHE: std::cell::RefCell<
+        std::collections::HashMap<(&'static str, String), Arc<regex::bytes::Regex>>,
+    > = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Compiles `text` with `compile` (named `flavour`, e.g. `"extended"` or `"icase"`), or
+/// takes it from the per-thread cache. The cache forgets everything when it is full: it
+/// stays small and a hot pattern comes back on its next call.
+pub fn cached_regex(
+    flavour: &'static str,
+    text: &str,
+    compile: fn(&str) -> Result<Arc<regex::bytes::Regex>, String>,
+) -> Result<Arc<regex::bytes::Regex>, String> {
+    let key = (flavour, text.to_string());
+    if let Some(re) = REGEX_CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
+    let re = compile(text)?;
+    REGEX_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= REGEX_CACHE_SIZE {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+    });
+    Ok(re)
 }
 
 /// Either known at load time or computed per call.
@@ -171,9 +254,9 @@ impl ArgType for i64 {
             other => {
                 let f = raw_to_format(other, env)?;
                 if f.is_literal() {
-                    parse_int(f.text().as_bytes())
+                    value_to_int(&Value::from(f.text().to_string()))
                         .map(Fixable::Const)
-                        .ok_or_else(|| format!("expected a number, found \"{}\"", f.text()))
+                        .map_err(|e| e.message)
                 } else {
                     Ok(Fixable::Dynamic(f))
                 }
@@ -196,6 +279,10 @@ impl ArgType for i64 {
             }
         }
     }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        value_to_int(&value)
+    }
 }
 
 impl ArgType for Bytes {
@@ -208,6 +295,10 @@ impl ArgType for Bytes {
 
     fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
         Ok(fixed.eval(ctx)?)
+    }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        value_to_bytes(value)
     }
 }
 
@@ -239,6 +330,10 @@ impl ArgType for Value {
             },
         }
     }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        Ok(value)
+    }
 }
 
 /// A regular expression over bytes, compiled at load time when it is a literal.
@@ -260,9 +355,14 @@ impl ArgType for Arc<regex::bytes::Regex> {
             Fixable::Const(r) => Ok(r.clone()),
             Fixable::Dynamic(f) => {
                 let b = f.eval(ctx)?;
-                compile_regex(&String::from_utf8_lossy(&b)).map_err(FnError::new)
+                cached_regex("extended", &String::from_utf8_lossy(&b), compile_regex)
+                    .map_err(FnError::new)
             }
         }
+    }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        cached_regex("extended", &value_to_text(value)?, compile_regex).map_err(FnError::new)
     }
 }
 
@@ -285,7 +385,7 @@ impl ArgType for PvOut {
         let pv = match raw {
             RawArg::Pv(p) => p,
             // Kamailio configs usually pass the PV's name quoted: "$avp(x)".
-            RawArg::Str(s) => env.binder().parse_pv(&s).map_err(|e| e.message)?,
+            RawArg::Str(s) => return writable_pv(&s, env),
             other => {
                 return Err(format!(
                     "expected a pseudo-variable, found {}",
@@ -302,6 +402,28 @@ impl ArgType for PvOut {
     fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
         Ok(PvOut(fixed.clone()))
     }
+
+    /// The PV is named by a string (`"$avp(x)"`), bound on each call.
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
+        match value {
+            Value::Str(s) => writable_pv(&String::from_utf8_lossy(&s), env)
+                .map(PvOut)
+                .map_err(FnError::new),
+            other => Err(FnError::new(format!(
+                "expected the name of a pseudo-variable, found {} {other}",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+/// Binds `text` as one writable pseudo-variable.
+fn writable_pv(text: &str, env: &dyn CallEnv) -> Result<PvRef, String> {
+    let pv = env.binder().parse_pv(text).map_err(|e| e.message)?;
+    if !pv.is_writable() {
+        return Err(format!("{} cannot be written", pv.text()));
+    }
+    Ok(pv)
 }
 
 /// A message or branch flag number, 0..=63.
@@ -314,8 +436,7 @@ impl ArgType for Flag {
 
     fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
         match i64::fixup(raw, env)? {
-            Fixable::Const(i) if (0..64).contains(&i) => Ok(Fixable::Const(i as u8)),
-            Fixable::Const(i) => Err(format!("flag {i} is out of range 0..63")),
+            Fixable::Const(i) => flag_number(i).map(|f| Fixable::Const(f.0)),
             Fixable::Dynamic(f) => Ok(Fixable::Dynamic(f)),
         }
     }
@@ -335,6 +456,24 @@ impl ArgType for Flag {
             }
         }
     }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        flag_number(value_to_int(&value)?).map_err(FnError::new)
+    }
+}
+
+fn flag_number(i: i64) -> Result<Flag, String> {
+    if (0..64).contains(&i) {
+        Ok(Flag(i as u8))
+    } else {
+        Err(format!("flag {i} is out of range 0..63"))
+    }
+}
+
+/// The index of route `name` of `table` in the script `env` describes.
+fn route_by_name(table: RouteTable, name: &str, env: &dyn CallEnv) -> Result<u32, String> {
+    env.route_index(table, name)
+        .ok_or_else(|| format!("no {}[{}] in this script", table.keyword(), name))
 }
 
 macro_rules! route_arg {
@@ -359,12 +498,18 @@ macro_rules! route_arg {
                         ))
                     }
                 };
-                env.route_index($table, &name)
-                    .ok_or_else(|| format!("no {}[{}] in this script", $table.keyword(), name))
+                route_by_name($table, &name, env)
             }
 
             fn eval(fixed: &u32, _ctx: &MsgContext) -> Result<Self, FnError> {
                 Ok($name(*fixed))
+            }
+
+            /// The route is named by a string (an int is taken as its name).
+            fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
+                route_by_name($table, &value_to_text(value)?, env)
+                    .map($name)
+                    .map_err(FnError::new)
             }
         }
     };

@@ -8,7 +8,14 @@
 //!   may run in;
 //! - [`Registry`]: modules declare their parameters, typed functions, pseudo-variable
 //!   classes, transformation classes and RPC commands here. The script VM, the Lua `KSR`
-//!   binding and the generated docs are all driven by it.
+//!   binding and the generated docs are all driven by it. Every function can be called
+//!   with load-time fixed arguments (compiled scripts) or with run-time values
+//!   ([`FunctionDef::call_values`], given a [`CallEnv`]).
+//! - module state and module APIs: a module's init builds its state from its parameters
+//!   ([`ModuleBuilder::state`] -> [`StateSlot`], handlers get `&S`); a module offers a
+//!   typed API to others ([`ModuleBuilder::provide`]) which they hold as a [`ModuleApi`]
+//!   ([`ModuleBuilder::uses`], with [`ModuleBuilder::needs`] for the load order); start
+//!   hooks are async.
 //! - the pseudo-variable and transformation frameworks ([`pv`], [`transform`]) and format
 //!   strings ([`Format`]).
 
@@ -25,14 +32,15 @@ pub mod tm;
 pub mod transform;
 pub mod value;
 
-pub use args::{ArgKind, ArgType, FixedArg, FixupEnv, RawArg};
+pub use args::{ArgKind, ArgType, CallEnv, FixedArg, FixupEnv, RawArg};
 pub use context::{Avps, Extensions, MsgContext, NetInfo, Proto, Vars};
 pub use error::{FnError, Span};
 pub use format::Format;
 pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
-    apply_result, ApplyResult, AvpNames, Callable, FunctionDef, ModuleBuilder, ModuleDef,
-    ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue, StartEnv, StartHook, StopHook,
+    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef, ModuleApi,
+    ModuleBuilder, ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue,
+    StartEnv, StartHook, StateSlot, StopHook, ValueCallable, WithState,
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};

@@ -7,10 +7,29 @@
 //!     .doc("Decrements Max-Forwards, adding it with MAX if absent; -1 when it was 0.")
 //!     .handler(|ctx: &mut MsgContext, max: i64| { /* ... */ Ok(Verdict::TRUE) });
 //! ```
-//! A name may be registered once per arity (Kamailio's optional parameters). The compiler
-//! picks the overload by argument count, runs its fixup, and checks the route kind.
+//! or, as a table with one row per overload (Kamailio's `cmd_export_t`):
+//! ```ignore
+//! m.functions([
+//!     FnRow::sync("is_maxfwd_lt", &["max_value"], RouteMask::REQUEST, "True when ...", is_maxfwd_lt),
+//!     FnRow::declared::<(Bytes,)>("later", &["text"], RouteMask::ANY, "Not built yet."),
+//! ]);
+//! ```
+//! A name may be registered once per arity (Kamailio's optional parameters) by each module;
+//! two modules may offer the same name (rtpengine's and rtpproxy's `start_recording()`).
+//! The compiler picks the overload by argument count, preferring a loaded module's, runs
+//! its fixup, and checks the route kind.
+//!
+//! One registration gives two ways to call the same typed handler:
+//! - compiled scripts: arguments fixed up once at load ([`FunctionDef::fixup`]), evaluated
+//!   per call ([`FunctionDef::call`]);
+//! - calls by value (Lua's `KSR.*`, the control interface): run-time [`Value`]s converted
+//!   by [`ArgType::from_value`] on each call ([`FunctionDef::call_values`]).
+//!
+//! Declaration mistakes (argument names that do not match the handler's arity, a name and
+//! arity registered twice) are recorded in [`Registry::declaration_errors`], which the test
+//! suite checks over the full registry.
 
-use crate::args::{ArgKind, ArgType, FixedArg, FixupEnv, RawArg};
+use crate::args::{ArgKind, ArgType, CallEnv, FixedArg, FixupEnv, RawArg};
 use crate::context::MsgContext;
 use crate::pv::{PvClass, PvParamRule};
 use crate::route::RouteMask;
@@ -18,10 +37,11 @@ use crate::transform::TransformClass;
 use crate::value::Value;
 use crate::{FnResult, Module};
 use indexmap::{IndexMap, IndexSet};
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A boxed future borrowing the message context.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -40,6 +60,42 @@ pub fn apply_result(f: impl FnOnce(&mut MsgContext) -> FnResult + Send + 'static
 }
 pub type FixupFn =
     dyn Fn(Vec<RawArg>, &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)> + Send + Sync;
+
+/// A synchronous function called with run-time values (converted on each call).
+pub type SyncValueCall = dyn Fn(&mut MsgContext, &[Value], &dyn CallEnv) -> FnResult + Send + Sync;
+/// An asynchronous function called with run-time values; the future is as in [`AsyncCall`].
+pub type AsyncValueCall = dyn Fn(&mut MsgContext, &[Value], &dyn CallEnv) -> BoxFuture<'static, ApplyResult>
+    + Send
+    + Sync;
+
+/// How a function runs when called by value; always the same kind as its [`Callable`].
+#[derive(Clone)]
+pub enum ValueCallable {
+    Sync(Arc<SyncValueCall>),
+    Async(Arc<AsyncValueCall>),
+    Declared,
+}
+
+/// What [`FunctionDef::call_values`] gives: the result of a synchronous function, or the
+/// future of an asynchronous one, whose output is then applied to the context.
+pub enum CallOutcome {
+    Done(FnResult),
+    Pending(BoxFuture<'static, ApplyResult>),
+}
+
+impl CallOutcome {
+    /// The function's result: awaits an asynchronous function's work and applies it to
+    /// `ctx` (the context the call was made with).
+    pub async fn finish(self, ctx: &mut MsgContext) -> FnResult {
+        match self {
+            CallOutcome::Done(result) => result,
+            CallOutcome::Pending(work) => {
+                let apply = work.await;
+                apply(ctx)
+            }
+        }
+    }
+}
 
 /// How a function runs.
 #[derive(Clone)]
@@ -71,12 +127,57 @@ pub struct FunctionDef {
     pub routes: RouteMask,
     pub doc: &'static str,
     pub fixup: Arc<FixupFn>,
+    /// The call with fixed-up arguments (compiled scripts).
     pub call: Callable,
+    /// The same handler called with run-time values; use [`FunctionDef::call_values`].
+    pub by_value: ValueCallable,
 }
 
 impl FunctionDef {
     pub fn arity(&self) -> usize {
         self.arg_kinds.len()
+    }
+
+    /// Calls the function with run-time values, one per declared argument, each converted
+    /// as [`ArgType::from_value`] says for its type; `env` resolves what a value names (a
+    /// PV, a route of the running program, a module parameter).
+    ///
+    /// Errors, never panics, for: a wrong number of values, a value that does not convert,
+    /// a route kind the function is not allowed in (`ctx.route`), a function that is only
+    /// declared. A synchronous function has run when this returns ([`CallOutcome::Done`]);
+    /// an asynchronous one gives its future ([`CallOutcome::Pending`]): await it with
+    /// [`CallOutcome::finish`] on the same context.
+    pub fn call_values(
+        &self,
+        ctx: &mut MsgContext,
+        args: &[Value],
+        env: &dyn CallEnv,
+    ) -> CallOutcome {
+        if args.len() != self.arity() {
+            return CallOutcome::Done(Err(crate::FnError::new(format!(
+                "{} takes {} argument{}, {} given",
+                self.signature(),
+                self.arity(),
+                if self.arity() == 1 { "" } else { "s" },
+                args.len()
+            ))));
+        }
+        if !self.routes.contains(ctx.route) {
+            return CallOutcome::Done(Err(crate::FnError::new(format!(
+                "{} is not allowed in {} (allowed in: {})",
+                self.name,
+                ctx.route.keyword(),
+                self.routes
+            ))));
+        }
+        match &self.by_value {
+            ValueCallable::Sync(f) => CallOutcome::Done(f(ctx, args, env)),
+            ValueCallable::Async(f) => CallOutcome::Pending(f(ctx, args, env)),
+            ValueCallable::Declared => CallOutcome::Done(Err(crate::FnError::new(format!(
+                "{} is declared but not implemented in this version of Ferrosip",
+                self.name
+            )))),
+        }
     }
 
     /// `name(arg1, arg2)` for messages and docs.
@@ -189,8 +290,9 @@ pub struct StartEnv<'a> {
 }
 
 /// Runs when the server starts, before it takes traffic: connect to databases, load
-/// tables, spawn timers. An error stops the start with the message.
-pub type StartHook = dyn Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync;
+/// tables, spawn timers. The hook reads what it needs from the environment and returns a
+/// future the server awaits on its runtime; an error stops the start with the message.
+pub type StartHook = dyn Fn(&StartEnv<'_>) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 /// Runs once the server is up (after every start hook, before traffic) with its services:
 /// for modules that send requests of their own (dispatcher's probes) or run event routes.
 pub type ReadyHook = dyn Fn(&Arc<dyn crate::services::Services>) + Send + Sync;
@@ -216,6 +318,8 @@ pub struct ModuleDef {
     pub absorbed: bool,
     /// A complete config showing the module at work (checked by the test suite).
     pub example: &'static str,
+    /// Modules a script must load before this one (registrar needs usrloc).
+    pub needs: Vec<&'static str>,
 }
 
 impl ModuleDef {
@@ -246,6 +350,81 @@ pub struct Registry {
     vars: Mutex<IndexSet<String>>,
     avps: AvpNames,
     cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
+    declaration_errors: Vec<String>,
+    /// Typed module APIs by type: each an `Arc<OnceLock<Arc<T>>>` (see [`ModuleApi`]).
+    apis: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+/// A module's state, built from its parameters by the init hook [`ModuleBuilder::state`]
+/// registers; replaced as a whole when a script is loaded again.
+pub struct StateSlot<S> {
+    module: &'static str,
+    state: Arc<std::sync::RwLock<Option<Arc<S>>>>,
+}
+
+impl<S> Clone for StateSlot<S> {
+    fn clone(&self) -> Self {
+        StateSlot {
+            module: self.module,
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<S> StateSlot<S> {
+    /// The state, or an error when no script loading the module has been loaded yet.
+    pub fn get(&self) -> Result<Arc<S>, crate::FnError> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                crate::FnError::new(format!("module {} is not initialised", self.module))
+            })
+    }
+
+    /// A handler that gets the state first: `slot.with(|s: &S, ctx: &mut MsgContext, a:
+    /// i64| ...)`, registered like any handler (sync or async, builder or [`FnRow`]).
+    pub fn with<F>(&self, handler: F) -> WithState<S, F> {
+        WithState {
+            slot: self.clone(),
+            handler,
+        }
+    }
+}
+
+/// A handler of a module's state; made by [`StateSlot::with`].
+pub struct WithState<S, F> {
+    slot: StateSlot<S>,
+    handler: F,
+}
+
+impl<S, F: Clone> Clone for WithState<S, F> {
+    fn clone(&self) -> Self {
+        WithState {
+            slot: self.slot.clone(),
+            handler: self.handler.clone(),
+        }
+    }
+}
+
+/// A typed handle to the API a module provides to others (the idea of Kamailio's
+/// `bind_usrloc`/`load_tm_api`): obtained in `declare` with [`ModuleBuilder::uses`], filled
+/// when the providing module is registered, whichever comes first. Each registry has its
+/// own, so modules stay testable alone and two registries never share state.
+pub struct ModuleApi<T>(Arc<OnceLock<Arc<T>>>);
+
+impl<T> Clone for ModuleApi<T> {
+    fn clone(&self) -> Self {
+        ModuleApi(self.0.clone())
+    }
+}
+
+impl<T> ModuleApi<T> {
+    /// The API, or `None` when no registered module provides it.
+    pub fn get(&self) -> Option<&Arc<T>> {
+        self.0.get()
+    }
 }
 
 impl Registry {
@@ -287,6 +466,7 @@ impl Registry {
             always_loaded: false,
             absorbed: false,
             example: "",
+            needs: Vec::new(),
         })
     }
 
@@ -298,7 +478,8 @@ impl Registry {
         self.modules.values()
     }
 
-    /// All overloads of a function, sorted by arity.
+    /// All overloads of a function, sorted by arity; when two modules offer the same name
+    /// and arity, both are here (see [`FunctionDef::module`]).
     pub fn function(&self, name: &str) -> Option<&[Arc<FunctionDef>]> {
         self.functions.get(name).map(|v| v.as_slice())
     }
@@ -393,6 +574,31 @@ impl Registry {
 
     pub fn suggest_module(&self, name: &str) -> String {
         suggest(name, self.modules.keys().copied())
+    }
+
+    /// The API of type `T` a module provides (for code that has the registry, such as a
+    /// fixup through its binder), or `None`.
+    pub fn api<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.apis
+            .get(&TypeId::of::<T>())
+            .and_then(|slot| slot.downcast_ref::<Arc<OnceLock<Arc<T>>>>())
+            .and_then(|slot| slot.get().cloned())
+    }
+
+    fn api_slot<T: Send + Sync + 'static>(&mut self) -> Arc<OnceLock<Arc<T>>> {
+        self.apis
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(Arc::new(OnceLock::<Arc<T>>::new())))
+            .downcast_ref::<Arc<OnceLock<Arc<T>>>>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Mistakes in the modules' declarations, one line each: argument names that do not
+    /// match the handler's arity, a name and arity registered twice by one module (the
+    /// later one replaced the earlier). Empty for a correct build; the test suite checks it.
+    pub fn declaration_errors(&self) -> &[String] {
+        &self.declaration_errors
     }
 }
 
@@ -517,6 +723,60 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// Declares functions as a table, one [`FnRow`] per overload (Kamailio's
+    /// `cmd_export_t`): `m.functions([FnRow::sync("name", &["arg"], routes, "doc", f), ...])`.
+    pub fn functions(&mut self, rows: impl IntoIterator<Item = FnRow>) -> &mut Self {
+        for row in rows {
+            self.add(row);
+        }
+        self
+    }
+
+    /// Registers one overload, recording declaration mistakes.
+    fn add(&mut self, row: FnRow) {
+        let def = Arc::new(FunctionDef {
+            name: row.name,
+            module: self.module.to_string(),
+            arg_kinds: row.arg_kinds,
+            arg_names: row.arg_names,
+            routes: row.routes,
+            doc: row.doc,
+            fixup: row.fixup,
+            call: row.call,
+            by_value: row.by_value,
+        });
+        let reg = &mut *self.reg;
+        if def.arg_names.len() != def.arity() {
+            reg.declaration_errors.push(format!(
+                "module {}: {}/{} names {} argument{} ({})",
+                def.module,
+                def.name,
+                def.arity(),
+                def.arg_names.len(),
+                if def.arg_names.len() == 1 { "" } else { "s" },
+                def.arg_names.join(", ")
+            ));
+        }
+        let overloads = reg.functions.entry(def.name).or_default();
+        let same = |f: &Arc<FunctionDef>| f.arity() == def.arity() && f.module == def.module;
+        if overloads.iter().any(same) {
+            reg.declaration_errors.push(format!(
+                "module {}: {}/{} is registered twice",
+                def.module,
+                def.name,
+                def.arity()
+            ));
+        }
+        overloads.retain(|f| !same(f));
+        let name = def.name;
+        overloads.push(def);
+        overloads.sort_by_key(|f| f.arity());
+        let m = reg.ensure_module(self.module);
+        if !m.functions.contains(&name) {
+            m.functions.push(name);
+        }
+    }
+
     pub fn function(&mut self, name: &'static str) -> FunctionBuilder<'_, 'r> {
         FunctionBuilder {
             module: self,
@@ -577,6 +837,27 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// The module's state, built by `init` from its parameters once the script is loaded
+    /// (again on each load); handlers get it as `&S` through [`StateSlot::with`]:
+    /// `let st = m.state(|p| Config::from_params(p)); m.function("f").handler(st.with(|cfg:
+    /// &Config, ctx: &mut MsgContext, n: i64| ...))`. An error stops the load.
+    pub fn state<S: Send + Sync + 'static>(
+        &mut self,
+        init: impl Fn(&ModuleParams) -> Result<S, String> + Send + Sync + 'static,
+    ) -> StateSlot<S> {
+        let slot = StateSlot {
+            module: self.module,
+            state: Arc::default(),
+        };
+        let filled = slot.clone();
+        self.on_init(move |params| {
+            let state = Arc::new(init(params)?);
+            *filled.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+            Ok(())
+        });
+        slot
+    }
+
     /// Runs once after the script is loaded, with the module's parameters.
     pub fn on_init(
         &mut self,
@@ -587,13 +868,18 @@ impl<'r> ModuleBuilder<'r> {
     }
 
     /// Runs when the server starts (never during `ferrosip check`): connect, load, spawn
-    /// timers on `env.runtime`. Module state a hook fills is typically an
-    /// `Arc<OnceLock<State>>` created in `declare` and captured by the function handlers.
-    pub fn on_start(
-        &mut self,
-        hook: impl Fn(&StartEnv<'_>) -> Result<(), String> + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.def().start.push(Arc::new(hook));
+    /// timers on `env.runtime`. The hook returns a future (`move |env| { let x = ...;
+    /// async move { ... } }`) that the server awaits on its runtime before taking traffic.
+    /// Module state a hook fills is typically an `Arc<OnceLock<State>>` created in
+    /// `declare` and captured by the function handlers.
+    pub fn on_start<F, Fut>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(&StartEnv<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.def().start.push(Arc::new(
+            move |env: &StartEnv<'_>| -> BoxFuture<'static, _> { Box::pin(hook(env)) },
+        ));
         self
     }
 
@@ -616,8 +902,125 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// Offers `api` to other modules ([`ModuleBuilder::uses`]); one module per type.
+    pub fn provide<T: Send + Sync + 'static>(&mut self, api: Arc<T>) -> &mut Self {
+        if self.reg.api_slot::<T>().set(api).is_err() {
+            let error = format!(
+                "module {}: {} is provided twice",
+                self.module,
+                std::any::type_name::<T>()
+            );
+            self.reg.declaration_errors.push(error);
+        }
+        self
+    }
+
+    /// The handle to the API of type `T` another module provides (see [`ModuleApi`]).
+    /// Pair it with [`ModuleBuilder::needs`] so that a script loading this module loads
+    /// the provider too.
+    pub fn uses<T: Send + Sync + 'static>(&mut self) -> ModuleApi<T> {
+        ModuleApi(self.reg.api_slot::<T>())
+    }
+
+    /// A module the script must load before this one: the loader refuses a script that
+    /// does not, naming both.
+    pub fn needs(&mut self, module: &'static str) -> &mut Self {
+        self.def().needs.push(module);
+        self
+    }
+
     pub fn registry(&self) -> &Registry {
         self.reg
+    }
+}
+
+/// One overload of a function as one row of a module's table (see
+/// [`ModuleBuilder::functions`]): name, argument names, route kinds, doc and behaviour.
+pub struct FnRow {
+    name: &'static str,
+    arg_names: Vec<&'static str>,
+    routes: RouteMask,
+    doc: &'static str,
+    arg_kinds: Vec<ArgKind>,
+    fixup: Arc<FixupFn>,
+    call: Callable,
+    by_value: ValueCallable,
+}
+
+impl FnRow {
+    /// A synchronous typed handler (as [`FunctionBuilder::handler`]).
+    pub fn sync<A: ArgList, H: SyncHandler<A>>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+        handler: H,
+    ) -> FnRow {
+        let (fixed, by_value) = handler.into_calls();
+        FnRow::new::<A>(
+            name,
+            args,
+            routes,
+            doc,
+            Callable::Sync(fixed),
+            ValueCallable::Sync(by_value),
+        )
+    }
+
+    /// An asynchronous typed handler (as [`FunctionBuilder::async_handler`]).
+    pub fn asynchronous<A: ArgList, H: AsyncHandler<A>>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+        handler: H,
+    ) -> FnRow {
+        let (fixed, by_value) = handler.into_calls();
+        FnRow::new::<A>(
+            name,
+            args,
+            routes,
+            doc,
+            Callable::Async(fixed),
+            ValueCallable::Async(by_value),
+        )
+    }
+
+    /// A signature whose behaviour comes later (as [`FunctionBuilder::declared`]).
+    pub fn declared<A: ArgList>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+    ) -> FnRow {
+        FnRow::new::<A>(
+            name,
+            args,
+            routes,
+            doc,
+            Callable::Declared,
+            ValueCallable::Declared,
+        )
+    }
+
+    fn new<A: ArgList>(
+        name: &'static str,
+        args: &[&'static str],
+        routes: RouteMask,
+        doc: &'static str,
+        call: Callable,
+        by_value: ValueCallable,
+    ) -> FnRow {
+        FnRow {
+            name,
+            arg_names: args.to_vec(),
+            routes,
+            doc,
+            arg_kinds: A::arg_kinds(),
+            fixup: Arc::new(A::fixup),
+            call,
+            by_value,
+        }
     }
 }
 
@@ -648,35 +1051,33 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
         self
     }
 
-    fn finish(self, arg_kinds: Vec<ArgKind>, fixup: Arc<FixupFn>, call: Callable) {
-        let module = self.module.module.to_string();
-        let def = Arc::new(FunctionDef {
+    fn finish(
+        self,
+        arg_kinds: Vec<ArgKind>,
+        fixup: Arc<FixupFn>,
+        call: Callable,
+        by_value: ValueCallable,
+    ) {
+        self.module.add(FnRow {
             name: self.name,
-            module,
-            arg_kinds,
             arg_names: self.arg_names,
             routes: self.routes,
             doc: self.doc,
+            arg_kinds,
             fixup,
             call,
+            by_value,
         });
-        let reg = &mut *self.module.reg;
-        let overloads = reg.functions.entry(self.name).or_default();
-        overloads.retain(|f| f.arity() != def.arity());
-        overloads.push(def);
-        overloads.sort_by_key(|f| f.arity());
-        let m = reg.ensure_module(self.module.module);
-        if !m.functions.contains(&self.name) {
-            m.functions.push(self.name);
-        }
     }
 
     /// Registers a synchronous typed handler.
     pub fn handler<A: ArgList, H: SyncHandler<A>>(self, h: H) {
+        let (fixed, by_value) = h.into_calls();
         self.finish(
             A::arg_kinds(),
             Arc::new(A::fixup),
-            Callable::Sync(h.into_call()),
+            Callable::Sync(fixed),
+            ValueCallable::Sync(by_value),
         );
     }
 
@@ -684,10 +1085,12 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
     /// returns a `'static` future (`|ctx: &mut MsgContext, a: Bytes| { let k = ...; async move
     /// { ...; apply_result(move |ctx| ...) } }`).
     pub fn async_handler<A: ArgList, H: AsyncHandler<A>>(self, h: H) {
+        let (fixed, by_value) = h.into_calls();
         self.finish(
             A::arg_kinds(),
             Arc::new(A::fixup),
-            Callable::Async(h.into_call()),
+            Callable::Async(fixed),
+            ValueCallable::Async(by_value),
         );
     }
 
@@ -695,7 +1098,12 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
     /// later release. Arguments are still fixed up with these types, so a script's mistakes
     /// show at load.
     pub fn declared<A: ArgList>(self) {
-        self.finish(A::arg_kinds(), Arc::new(A::fixup), Callable::Declared);
+        self.finish(
+            A::arg_kinds(),
+            Arc::new(A::fixup),
+            Callable::Declared,
+            ValueCallable::Declared,
+        );
     }
 }
 
@@ -707,12 +1115,22 @@ pub trait ArgList: 'static {
 
 /// A typed synchronous handler with argument types `Args` (a tuple).
 pub trait SyncHandler<Args>: Send + Sync + 'static {
-    fn into_call(self) -> Arc<SyncCall>;
+    /// The handler behind both calls: with fixed-up arguments and with values.
+    fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>);
 }
 
 /// A typed asynchronous handler with argument types `Args` (a tuple).
 pub trait AsyncHandler<Args>: Send + Sync + 'static {
-    fn into_call(self) -> Arc<AsyncCall>;
+    /// The handler behind both calls: with fixed-up arguments and with values.
+    fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>);
+}
+
+/// "argument N: why" for a value that did not convert.
+fn argument_error(index: usize, e: crate::FnError) -> crate::FnError {
+    crate::FnError {
+        message: format!("argument {}: {}", index + 1, e.message),
+        code: e.code,
+    }
 }
 
 macro_rules! impl_handlers {
@@ -739,14 +1157,24 @@ macro_rules! impl_handlers {
         where
             F: Fn(&mut MsgContext, $($A),*) -> FnResult + Send + Sync + 'static,
         {
-            fn into_call(self) -> Arc<SyncCall> {
-                Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
+            fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
+                let handler = Arc::new(self);
+                let by_value = handler.clone();
+                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
                     $(
                         let fixed = args.get($i).ok_or_else(|| crate::FnError::new("missing argument"))?;
                         let $A = $A::eval(fixed.downcast::<$A::Fixed>()?, ctx)?;
                     )*
-                    (self)(ctx, $($A),*)
-                })
+                    (*handler)(ctx, $($A),*)
+                });
+                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| {
+                    $(
+                        let value = args.get($i).cloned().ok_or_else(|| crate::FnError::new("missing argument"))?;
+                        let $A = $A::from_value(value, env).map_err(|e| argument_error($i, e))?;
+                    )*
+                    (*by_value)(ctx, $($A),*)
+                });
+                (fixed, by_value)
             }
         }
 
@@ -756,8 +1184,10 @@ macro_rules! impl_handlers {
             F: Fn(&mut MsgContext, $($A),*) -> Fut + Send + Sync + 'static,
             Fut: Future<Output = ApplyResult> + Send + 'static,
         {
-            fn into_call(self) -> Arc<AsyncCall> {
-                Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
+            fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
+                let handler = Arc::new(self);
+                let by_value = handler.clone();
+                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
                     $(
                         let $A = match args
                             .get($i)
@@ -769,12 +1199,74 @@ macro_rules! impl_handlers {
                             Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
                         };
                     )*
-                    Box::pin((self)(ctx, $($A),*))
-                })
+                    Box::pin((*handler)(ctx, $($A),*))
+                });
+                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| -> BoxFuture<'static, ApplyResult> {
+                    $(
+                        let $A = match args
+                            .get($i)
+                            .cloned()
+                            .ok_or_else(|| crate::FnError::new("missing argument"))
+                            .and_then(|v| $A::from_value(v, env).map_err(|e| argument_error($i, e)))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+                        };
+                    )*
+                    Box::pin((*by_value)(ctx, $($A),*))
+                });
+                (fixed, by_value)
             }
         }
     };
 }
+
+macro_rules! impl_state_handlers {
+    ($($A:ident),*) => {
+        #[allow(non_snake_case)]
+        impl<S, F, $($A: ArgType),*> SyncHandler<($($A,)*)> for WithState<S, F>
+        where
+            S: Send + Sync + 'static,
+            F: Fn(&S, &mut MsgContext, $($A),*) -> FnResult + Send + Sync + 'static,
+        {
+            fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
+                let WithState { slot, handler } = self;
+                let with_state = move |ctx: &mut MsgContext, $($A: $A),*| -> FnResult {
+                    handler(&*slot.get()?, ctx, $($A),*)
+                };
+                SyncHandler::<($($A,)*)>::into_calls(with_state)
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<S, F, Fut, $($A: ArgType),*> AsyncHandler<($($A,)*)> for WithState<S, F>
+        where
+            S: Send + Sync + 'static,
+            F: Fn(&S, &mut MsgContext, $($A),*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = ApplyResult> + Send + 'static,
+        {
+            fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
+                let WithState { slot, handler } = self;
+                let with_state =
+                    move |ctx: &mut MsgContext, $($A: $A),*| -> BoxFuture<'static, ApplyResult> {
+                        match slot.get() {
+                            Ok(state) => Box::pin(handler(&state, ctx, $($A),*)),
+                            Err(e) => Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+                        }
+                    };
+                AsyncHandler::<($($A,)*)>::into_calls(with_state)
+            }
+        }
+    };
+}
+
+impl_state_handlers!();
+impl_state_handlers!(A0);
+impl_state_handlers!(A0, A1);
+impl_state_handlers!(A0, A1, A2);
+impl_state_handlers!(A0, A1, A2, A3);
+impl_state_handlers!(A0, A1, A2, A3, A4);
+impl_state_handlers!(A0, A1, A2, A3, A4, A5);
 
 impl_handlers!();
 impl_handlers!(A0 0);
@@ -861,5 +1353,258 @@ mod tests {
         ));
         assert_eq!(reg.suggest_function("twise"), ", did you mean twice?");
         assert_eq!(reg.module("demo").unwrap().default_params().int("size"), 8);
+    }
+
+    fn invite() -> MsgContext {
+        let msg = ferrosip_sip::SipMessage::parse(Bytes::from_static(
+            b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        MsgContext::new(
+            msg,
+            crate::RouteKind::Request,
+            crate::context::NetInfo::default(),
+        )
+    }
+
+    #[test]
+    fn calls_by_value_share_the_handler() {
+        let mut reg = Registry::new();
+        reg.register(&Demo);
+        let env = Env(&reg);
+        let mut ctx = invite();
+        let one = |name: &str, arity: usize| {
+            reg.function(name)
+                .unwrap()
+                .iter()
+                .find(|f| f.arity() == arity)
+                .unwrap()
+                .clone()
+        };
+        let run = |ctx: &mut MsgContext, f: &FunctionDef, args: &[Value]| {
+            let outcome = f.call_values(ctx, args, &env);
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(outcome.finish(ctx))
+        };
+        let twice = one("twice", 2);
+        let r = run(
+            &mut ctx,
+            &twice,
+            &[Value::Int(3), Value::from_static(" 7 ")],
+        );
+        assert_eq!(r.unwrap().rc(), 21);
+        let e = run(&mut ctx, &twice, &[Value::Int(3), Value::from_static("x")]).unwrap_err();
+        assert_eq!(e.message, "argument 2: expected a number, found \"x\"");
+        let e = run(&mut ctx, &twice, &[Value::Int(3)]).unwrap_err();
+        assert!(
+            e.message.contains("takes 2 arguments, 1 given"),
+            "{}",
+            e.message
+        );
+        let fail = one("on_fail", 1);
+        assert_eq!(
+            run(&mut ctx, &fail, &[Value::from_static("FAIL")])
+                .unwrap()
+                .rc(),
+            4
+        );
+        let e = run(&mut ctx, &fail, &[Value::from_static("NOPE")]).unwrap_err();
+        assert!(
+            e.message.contains("no failure_route[NOPE]"),
+            "{}",
+            e.message
+        );
+        let slow = one("slow", 1);
+        assert_eq!(run(&mut ctx, &slow, &[Value::Int(5)]).unwrap().rc(), 5);
+        assert_eq!(ctx.rc, 5);
+        let later = one("later", 1);
+        let e = run(&mut ctx, &later, &[Value::from_static("x")]).unwrap_err();
+        assert!(
+            e.message.contains("declared but not implemented"),
+            "{}",
+            e.message
+        );
+        ctx.route = crate::RouteKind::Failure;
+        let e = run(&mut ctx, &one("twice", 1), &[Value::Int(1)]).unwrap_err();
+        assert!(
+            e.message.contains("not allowed in failure_route"),
+            "{}",
+            e.message
+        );
+    }
+
+    struct Sloppy;
+    impl Module for Sloppy {
+        fn name(&self) -> &'static str {
+            "sloppy"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.function("f")
+                .args(&["a", "b"])
+                .handler(|_ctx: &mut MsgContext, _a: i64| Ok(Verdict::TRUE));
+            m.function("f")
+                .args(&["a"])
+                .handler(|_ctx: &mut MsgContext, _a: i64| Ok(Verdict::TRUE));
+            m.function("g")
+                .handler(|_ctx: &mut MsgContext| Ok(Verdict::TRUE));
+            m.functions([
+                FnRow::sync(
+                    "h",
+                    &[],
+                    RouteMask::ANY,
+                    "",
+                    |_: &mut MsgContext, _a: i64| Ok(Verdict::TRUE),
+                ),
+                FnRow::declared::<(Bytes,)>("h", &["text"], RouteMask::ANY, ""),
+            ]);
+        }
+    }
+
+    struct AlsoG;
+    impl Module for AlsoG {
+        fn name(&self) -> &'static str {
+            "also_g"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.function("g")
+                .handler(|_ctx: &mut MsgContext| Ok(Verdict::FALSE));
+        }
+    }
+
+    struct Counter(std::sync::atomic::AtomicU32);
+    struct User;
+    impl Module for User {
+        fn name(&self) -> &'static str {
+            "user"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.needs("provider");
+            let api = m.uses::<Counter>();
+            assert!(api.get().is_none(), "the provider registers later");
+            m.function("bump").handler(move |_: &mut MsgContext| {
+                let c = api.get().ok_or_else(|| crate::FnError::new("no counter"))?;
+                Ok(Verdict::code(
+                    c.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as i32 + 1,
+                ))
+            });
+        }
+    }
+    struct Provider;
+    impl Module for Provider {
+        fn name(&self) -> &'static str {
+            "provider"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.provide(Arc::new(Counter(std::sync::atomic::AtomicU32::new(0))));
+        }
+    }
+
+    #[test]
+    fn a_module_reaches_another_through_its_typed_api() {
+        let mut reg = Registry::new();
+        reg.register(&User);
+        reg.register(&Provider);
+        let bump = reg.function("bump").unwrap()[0].clone();
+        let Callable::Sync(call) = &bump.call else {
+            panic!("sync")
+        };
+        let mut ctx = invite();
+        assert_eq!(call(&mut ctx, &[]).unwrap().rc(), 1);
+        assert_eq!(call(&mut ctx, &[]).unwrap().rc(), 2);
+        assert!(reg.api::<Counter>().is_some());
+        assert_eq!(reg.module("user").unwrap().needs, ["provider"]);
+        // A second registry has its own instance.
+        let mut other = Registry::new();
+        other.register(&User);
+        other.register(&Provider);
+        let Callable::Sync(call) = &other.function("bump").unwrap()[0].call else {
+            panic!("sync")
+        };
+        assert_eq!(call(&mut ctx, &[]).unwrap().rc(), 1);
+        other.register(&Provider);
+        assert_eq!(
+            other.declaration_errors().len(),
+            1,
+            "{:?}",
+            other.declaration_errors()
+        );
+    }
+
+    struct Greeter;
+    struct Greeting(i64);
+    impl Module for Greeter {
+        fn name(&self) -> &'static str {
+            "greeter"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.param("base", ParamType::Int, 10, "added to n");
+            let st = m.state(|p| match p.int("base") {
+                b if b < 0 => Err(format!("base {b} is negative")),
+                b => Ok(Greeting(b)),
+            });
+            m.function("add").args(&["n"]).handler(st.with(
+                |g: &Greeting, _: &mut MsgContext, n: i64| Ok(Verdict::code((g.0 + n) as i32)),
+            ));
+            m.function("add_later").args(&["n"]).async_handler(st.with(
+                |g: &Greeting, _: &mut MsgContext, n: i64| {
+                    let sum = (g.0 + n) as i32;
+                    async move { apply_result(move |_| Ok(Verdict::code(sum))) }
+                },
+            ));
+        }
+    }
+
+    #[test]
+    fn handlers_get_the_state_init_built() {
+        let mut reg = Registry::new();
+        reg.register(&Greeter);
+        let env = Env(&reg);
+        let mut ctx = invite();
+        let add = reg.function("add").unwrap()[0].clone();
+        let add_later = reg.function("add_later").unwrap()[0].clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut run = |f: &FunctionDef| {
+            rt.block_on(
+                f.call_values(&mut ctx, &[Value::Int(1)], &env)
+                    .finish(&mut ctx),
+            )
+        };
+        let e = run(&add).unwrap_err();
+        assert_eq!(e.message, "module greeter is not initialised");
+        let def = reg.module("greeter").unwrap();
+        let mut params = def.default_params();
+        for hook in &def.init {
+            hook(&params).unwrap();
+        }
+        assert_eq!(run(&add).unwrap().rc(), 11);
+        assert_eq!(run(&add_later).unwrap().rc(), 11);
+        params.push("base", Value::Int(-1));
+        assert!(def.init[0](&params).is_err());
+        params.push("base", Value::Int(5));
+        def.init[0](&params).unwrap();
+        assert_eq!(run(&add).unwrap().rc(), 6);
+    }
+
+    #[test]
+    fn declaration_mistakes_are_recorded() {
+        let mut reg = Registry::new();
+        reg.register(&Sloppy);
+        reg.register(&AlsoG);
+        assert_eq!(
+            reg.declaration_errors(),
+            [
+                "module sloppy: f/1 names 2 arguments (a, b)",
+                "module sloppy: f/1 is registered twice",
+                "module sloppy: h/1 names 0 arguments ()",
+                "module sloppy: h/1 is registered twice",
+            ]
+        );
+        // Two modules may offer the same name and arity.
+        assert_eq!(reg.function("g").unwrap().len(), 2);
+        assert_eq!(reg.function("f").unwrap().len(), 1);
     }
 }

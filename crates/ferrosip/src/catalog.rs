@@ -11,10 +11,8 @@ pub fn registry() -> Registry {
     ferrosip_mod_absorbed::register_absorbed(&mut reg);
     reg.register(&ferrosip_mod_acc::AccModule);
     reg.register(&ferrosip_mod_alias_db::AliasDbModule);
-    // auth_db checks credentials with the engine of auth.
-    let auth = ferrosip_mod_auth::AuthModule::new();
-    reg.register(&auth);
-    reg.register(&ferrosip_mod_auth_db::AuthDbModule::new(auth.handle()));
+    reg.register(&ferrosip_mod_auth::AuthModule::new());
+    reg.register(&ferrosip_mod_auth_db::AuthDbModule);
     reg.register(&ferrosip_mod_cfgutils::CfgutilsModule);
     reg.register(&ferrosip_mod_core::CoreModule);
     reg.register(&ferrosip_mod_corex::CorexModule);
@@ -181,7 +179,8 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
         if !m.functions.is_empty() {
             page.push_str("## Functions\n\n");
             for f in &m.functions {
-                for def in reg.function(f).unwrap_or(&[]) {
+                let own = reg.function(f).unwrap_or(&[]).iter();
+                for def in own.filter(|d| d.module == m.name) {
                     let status = match def.call {
                         Callable::Declared => format!(" — {NOT_IMPLEMENTED}"),
                         _ => String::new(),

@@ -641,9 +641,11 @@ impl<'a> Compiler<'a> {
             );
             return;
         };
+        // Two modules may offer the same name and arity: the loaded one's is meant.
         let Some(def) = overloads
             .iter()
-            .find(|f| f.arity() == c.args.len())
+            .find(|f| f.arity() == c.args.len() && self.loaded.contains_key(f.module.as_str()))
+            .or_else(|| overloads.iter().find(|f| f.arity() == c.args.len()))
             .cloned()
         else {
             let arities: Vec<String> = overloads.iter().map(|f| f.signature()).collect();

@@ -5,6 +5,7 @@
 //! checks) -> immutable [`program::Program`] -> [`vm::Vm`].
 
 pub mod ast;
+pub mod call_env;
 pub mod compiler;
 pub mod core_params;
 pub mod diag;
@@ -15,6 +16,7 @@ pub mod pv_core;
 pub mod transforms;
 pub mod vm;
 
+pub use call_env::ScriptCallEnv;
 pub use diag::{Diagnostic, Location, SourceInfo};
 pub use load::{load_file, load_str, LoadErrors, LoadOptions, Loaded};
 pub use program::{Program, RouteId};

@@ -151,8 +151,20 @@ fn load_preprocessed(
         Ok(c) => c,
         Err(diags) => return Err(render_all(diags, &src)),
     };
-    // Module init hooks see the final parameters; a bad value stops the load.
+    // A module that uses another's API needs it loaded first.
     let mut errors = Vec::new();
+    let loaded: Vec<&str> = compiled.modules.keys().copied().collect();
+    for (i, name) in loaded.iter().enumerate() {
+        for need in reg.module(name).map_or(&[][..], |d| &d.needs) {
+            if !loaded[..i].contains(need) {
+                errors.push(format!(
+                    "error: module {name} needs {need}: loadmodule \"{need}.so\" before \"{name}.so\""
+                ));
+            }
+        }
+    }
+    // Module init hooks see the final parameters; a bad value stops the load.
+    // A reload keeps the state those hooks built (`skip_module_init`).
     for (name, params) in compiled.modules.iter().filter(|_| !opts.skip_module_init) {
         if let Some(def) = reg.module(name) {
             for hook in &def.init {

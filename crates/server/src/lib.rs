@@ -35,7 +35,9 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             params: &params,
             runtime: runtime.handle().clone(),
         };
-        hook(&env).map_err(|e| format!("module {module}: {e}"))?;
+        runtime
+            .block_on(hook(&env))
+            .map_err(|e| format!("module {module}: {e}"))?;
     }
     let sockets = transport::bind_udp(&config.listen, config.udp_buffer)
         .map_err(|e| format!("cannot bind UDP: {e}"))?;

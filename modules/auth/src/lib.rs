@@ -1,7 +1,8 @@
 //! `auth`: Digest authentication framework (RFC 3261 §22, RFC 7616, RFC 8760): challenges,
 //! signed nonces with replay protection, credential checks against passwords in variables.
 //!
-//! Credential back ends (`auth_db`) use the same engine through [`AuthHandle`]: they call
+//! Credential back ends (`auth_db`) use the same engine through [`AuthHandle`], which this
+//! module provides to them through the registry (`m.uses::<AuthHandle>()`): they call
 //! [`AuthEngine::pre_auth`], look the user up, then [`AuthEngine::finish`].
 
 pub mod digest;
@@ -47,8 +48,8 @@ impl AuthHandle {
     }
 }
 
-/// The `auth` module. Construct it with [`AuthModule::new`] and hand [`AuthModule::handle`]
-/// to the back ends registered after it.
+/// The `auth` module. Back ends get its [`AuthHandle`] through the registry; tests may keep
+/// [`AuthModule::handle`] to look at the engine.
 #[derive(Default)]
 pub struct AuthModule {
     handle: AuthHandle,
@@ -147,6 +148,7 @@ impl Module for AuthModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.example(include_str!("../example.cfg"));
+        m.provide(Arc::new(self.handle.clone()));
         m.doc("Digest authentication framework (RFC 3261 §22, RFC 7616, RFC 8760): challenges, signed nonces with replay protection, credential checks against passwords in variables.\n\nSends 401/407 challenges, issues self-contained nonces signed with HMAC-SHA256 (issue time inside, so expiry needs no state; optional replay protection by nonce count or one-time use in fixed-size arrays), checks credentials in MD5, SHA-256 or SHA-512-256 with qop auth/auth-int, compares responses in constant time, and logs repeated failures per user and source address (warning with the running count). Password back ends: variables here (pv_*), a database table in auth_db.\n\nReturn codes of the checking functions (Kamailio's): 1 authenticated, -1 error (malformed credentials, invalid nonce), -2 wrong password, -3 unknown user, -4 stale nonce (expired: challenge again, the challenge then says stale=true), -5 no credentials for the realm, -6 nonce reused (replay), -8 authentication user differs from From/To. ACK, CANCEL and PRACK are never challenged and return 1.");
         m.param(
             "secret",

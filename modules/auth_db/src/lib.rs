@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::{apply_result, ApplyResult, AvpNames, FnError, MsgContext, Value, Verdict};
-use ferrosip_api::{Module, ModuleBuilder, ModuleParams, ParamType, RouteMask};
+use ferrosip_api::{Module, ModuleApi, ModuleBuilder, ModuleParams, ParamType, RouteMask};
 use ferrosip_db::{Cond, Db, DbValue, Row};
 use ferrosip_mod_auth::engine::avp_name;
 use ferrosip_mod_auth::{check_identity, code, AuthHandle, CredHeader, PreAuth, Secret};
@@ -19,16 +19,18 @@ use std::sync::{Arc, Mutex, RwLock};
 /// Version of the `subscriber` table this module reads (Kamailio 5.x).
 const SUBSCRIBER_VERSION: i64 = 7;
 
-/// The `auth_db` module; needs the `auth` module's engine.
-pub struct AuthDbModule {
-    auth: AuthHandle,
-}
+/// The `auth_db` module; uses the `auth` module's engine, which it reaches through the
+/// registry (a script loads `auth` first).
+pub struct AuthDbModule;
 
-impl AuthDbModule {
-    /// `auth` is the handle of the `auth` module registered before this one.
-    pub fn new(auth: AuthHandle) -> AuthDbModule {
-        AuthDbModule { auth }
-    }
+/// The `auth` module's handle, as the registry gives it.
+type AuthApi = ModuleApi<AuthHandle>;
+
+/// The `auth` engine, or the error a function reports when `auth` is not loaded.
+fn auth_engine(auth: &AuthApi) -> Result<Arc<ferrosip_mod_auth::AuthEngine>, FnError> {
+    auth.get()
+        .ok_or_else(|| FnError::new("the auth module is not built in"))?
+        .engine()
 }
 
 /// One `load_credentials` entry: a column and the AVP it goes to.
@@ -209,8 +211,8 @@ enum Prepared {
     },
 }
 
-fn prepare(auth: &AuthHandle, state: &State, ctx: &mut MsgContext, call: &Check<'_>) -> Prepared {
-    let engine = match auth.engine() {
+fn prepare(auth: &AuthApi, state: &State, ctx: &mut MsgContext, call: &Check<'_>) -> Prepared {
+    let engine = match auth_engine(auth) {
         Ok(e) => e,
         Err(e) => return Prepared::Failed(e),
     };
@@ -241,7 +243,7 @@ fn prepare(auth: &AuthHandle, state: &State, ctx: &mut MsgContext, call: &Check<
 /// `www_authenticate` / `proxy_authenticate` / `auth_check`: checks the credentials
 /// against the subscriber row of their user.
 fn authenticate(
-    auth: &AuthHandle,
+    auth: &AuthApi,
     state: &Arc<State>,
     ctx: &mut MsgContext,
     call: Check<'_>,
@@ -447,18 +449,13 @@ impl Module for AuthDbModule {
             "When 1, load_credentials AVPs are set even when the password is wrong.",
         );
 
+        m.needs("auth");
+        let auth_api: AuthApi = m.uses();
         let state = Arc::new(State::default());
         {
             let state = state.clone();
-            let auth = self.auth.clone();
             let avps = m.registry().avp_names();
             m.on_init(move |p| {
-                if auth.get().is_none() {
-                    return Err(
-                        "needs the auth module: loadmodule \"auth.so\" before \"auth_db.so\""
-                            .into(),
-                    );
-                }
                 let cfg = DbConfig::from_params(p, &avps)?;
                 *state.config.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(cfg));
                 Ok(())
@@ -471,23 +468,25 @@ impl Module for AuthDbModule {
                     Some(cfg) => cfg.db_url.clone(),
                     None => env.params.string("db_url"),
                 };
-                let db = env
-                    .runtime
-                    .block_on(Db::connect(&url))
-                    .map_err(|e| format!("cannot connect to db_url: {e}"))?;
-                *state.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
-                state
-                    .versions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-                Ok(())
+                let state = state.clone();
+                async move {
+                    let db = Db::connect(&url)
+                        .await
+                        .map_err(|e| format!("cannot connect to db_url: {e}"))?;
+                    *state.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
+                    state
+                        .versions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clear();
+                    Ok(())
+                }
             });
         }
 
         const WWW_DOC: &str = "Checks the Authorization credentials for the realm (empty: the To host) against the subscriber row of their user in the table. 1 authenticated, -1 error, -2 wrong password, -3 unknown user, -4 stale nonce (challenge again: stale=true is added by itself), -5 no credentials for the realm, -6 nonce reused.";
         for name in ["www_authenticate", "www_authorize"] {
-            let (auth, st) = (self.auth.clone(), state.clone());
+            let (auth, st) = (auth_api.clone(), state.clone());
             m.function(name)
                 .args(&["realm", "table"])
                 .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -507,7 +506,7 @@ impl Module for AuthDbModule {
                     authenticate(&auth, &st, ctx, call)
                 });
         }
-        let (auth, st) = (self.auth.clone(), state.clone());
+        let (auth, st) = (auth_api.clone(), state.clone());
         m.function("www_authenticate")
             .args(&["realm", "table", "method"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -525,7 +524,7 @@ impl Module for AuthDbModule {
                 },
             );
         for name in ["proxy_authenticate", "proxy_authorize"] {
-            let (auth, st) = (self.auth.clone(), state.clone());
+            let (auth, st) = (auth_api.clone(), state.clone());
             m.function(name)
                 .args(&["realm", "table"])
                 .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -545,7 +544,7 @@ impl Module for AuthDbModule {
                     authenticate(&auth, &st, ctx, call)
                 });
         }
-        let (auth, st) = (self.auth.clone(), state.clone());
+        let (auth, st) = (auth_api.clone(), state.clone());
         m.function("auth_check")
             .args(&["realm", "table", "flags"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)

@@ -60,7 +60,7 @@ impl Setup {
         ferrosip_script::register_core(&mut reg);
         let auth = AuthModule::new();
         reg.register(&auth);
-        reg.register(&AuthDbModule::new(auth.handle()));
+        reg.register(&AuthDbModule);
         let cfg = format!(
             "loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
              modparam(\"auth_db\", \"db_url\", \"{url}\")\n{params}\n\
@@ -73,7 +73,7 @@ impl Setup {
                 params: &params,
                 runtime: rt.handle().clone(),
             };
-            hook(&env).expect("module starts");
+            rt.block_on(hook(&env)).expect("module starts");
         }
         Setup {
             loaded,
@@ -272,7 +272,7 @@ fn load_errors() {
     ferrosip_script::register_core(&mut reg);
     let auth = AuthModule::new();
     reg.register(&auth);
-    reg.register(&AuthDbModule::new(auth.handle()));
+    reg.register(&AuthDbModule);
     let load = |cfg: &str| load_str("t.cfg", cfg, &LoadOptions::default(), &reg);
     // auth_db without auth.
     let e = load("loadmodule \"auth_db.so\"\nrequest_route { exit; }\n")

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferrosip_api::args::{ArgKind, ArgType, Fixable, FixupEnv, RawArg};
+use ferrosip_api::args::{value_to_int, ArgKind, ArgType, CallEnv, Fixable, FixupEnv, RawArg};
 use ferrosip_api::tm::{BranchTarget, Branches};
 use ferrosip_api::{FnError, FnResult, Format, MsgContext, Value, Verdict};
 use ferrosip_sip::Uri;
@@ -28,26 +28,9 @@ impl ArgType for AlgArg {
 
     fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
         let id = <i64 as ArgType>::fixup(raw, env)?;
-        let hash_pvar = match env
-            .module_param("dispatcher", "hash_pvar")
-            .and_then(|v| v.to_bytes())
-            .filter(|b| !b.is_empty())
-        {
-            Some(text) => Some(Arc::new(
-                env.binder()
-                    .parse_format(&String::from_utf8_lossy(&text))
-                    .map_err(|e| format!("modparam hash_pvar: {}", e.message))?,
-            )),
-            None => None,
-        };
+        let hash_pvar = hash_pvar(env)?;
         if let Fixable::Const(n) = &id {
-            let alg = algorithm::by_id(*n)?;
-            if alg.id() == 7 && hash_pvar.is_none() {
-                return Err(
-                    "algorithm 7 hashes modparam(\"dispatcher\", \"hash_pvar\", ...), which is not set"
-                        .into(),
-                );
-            }
+            AlgArg::checked(*n, hash_pvar.clone())?;
         }
         Ok((id, hash_pvar))
     }
@@ -58,6 +41,43 @@ impl ArgType for AlgArg {
             alg: algorithm::by_id(id).map_err(FnError::new)?,
             hash_pvar: fixed.1.clone(),
         })
+    }
+
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
+        let id = value_to_int(&value)?;
+        hash_pvar(env)
+            .and_then(|hash_pvar| AlgArg::checked(id, hash_pvar))
+            .map_err(FnError::new)
+    }
+}
+
+impl AlgArg {
+    /// Algorithm `id`, refused when it names none or needs a `hash_pvar` that is not set.
+    fn checked(id: i64, hash_pvar: Option<Arc<Format>>) -> Result<AlgArg, String> {
+        let alg = algorithm::by_id(id)?;
+        if alg.id() == 7 && hash_pvar.is_none() {
+            return Err(
+                "algorithm 7 hashes modparam(\"dispatcher\", \"hash_pvar\", ...), which is not set"
+                    .into(),
+            );
+        }
+        Ok(AlgArg { alg, hash_pvar })
+    }
+}
+
+/// modparam("dispatcher", "hash_pvar"), parsed; `None` when it is not set.
+fn hash_pvar(env: &dyn CallEnv) -> Result<Option<Arc<Format>>, String> {
+    match env
+        .module_param("dispatcher", "hash_pvar")
+        .and_then(|v| v.to_bytes())
+        .filter(|b| !b.is_empty())
+    {
+        Some(text) => Ok(Some(Arc::new(
+            env.binder()
+                .parse_format(&String::from_utf8_lossy(&text))
+                .map_err(|e| format!("modparam hash_pvar: {}", e.message))?,
+        ))),
+        None => Ok(None),
     }
 }
 

@@ -374,9 +374,13 @@ impl Module for DispatcherModule {
         {
             let shared = shared.clone();
             m.on_start(move |env| {
-                let d = shared.get().map_err(|e| e.message)?;
-                d.set_runtime(env.runtime.clone());
-                d.reload_blocking().map(|_| ())
+                let d = shared.get();
+                let runtime = env.runtime.clone();
+                async move {
+                    let d = d.map_err(|e| e.message)?;
+                    d.set_runtime(runtime);
+                    d.reload().await.map(|_| ())
+                }
             });
         }
         {

@@ -335,9 +335,12 @@ impl Module for LcrModule {
         {
             let st = state.clone();
             m.on_start(move |env| {
-                st.start(&env.runtime)?;
-                st.reload_on_sighup(&env.runtime);
-                Ok(())
+                let (st, runtime) = (st.clone(), env.runtime.clone());
+                async move {
+                    st.start(&runtime).await?;
+                    st.reload_on_sighup(&runtime);
+                    Ok(())
+                }
             });
         }
         {

@@ -146,18 +146,18 @@ impl State {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
     }
 
-    /// Connects (on the server's runtime) and loads the tables the first time.
-    pub fn start(&self, runtime: &tokio::runtime::Handle) -> Result<(), String> {
+    /// Connects and loads the tables the first time (awaited on the server's runtime).
+    pub async fn start(&self, runtime: &tokio::runtime::Handle) -> Result<(), String> {
         let cfg = self
             .config
             .get()
             .ok_or("lcr: parameters were not checked")?;
         let _ = self.runtime.set(runtime.clone());
-        let db = runtime
-            .block_on(Db::connect(&cfg.db_url))
+        let db = Db::connect(&cfg.db_url)
+            .await
             .map_err(|e| format!("cannot connect to db_url: {e}"))?;
         let _ = self.db.set(db);
-        let summary = runtime.block_on(self.reload())?;
+        let summary = self.reload().await?;
         tracing::info!("lcr: {summary}");
         Ok(())
     }

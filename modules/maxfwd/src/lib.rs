@@ -1,8 +1,6 @@
 //! `maxfwd`: Max-Forwards processing (RFC 3261 section 16.6 step 3).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::services::MaxForwardsDone;
 use ferrosip_api::{
     FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Verdict,
@@ -10,6 +8,9 @@ use ferrosip_api::{
 
 /// The `maxfwd` module.
 pub struct MaxfwdModule;
+
+/// The module's state: its `max_limit` parameter, checked.
+struct MaxLimit(i64);
 
 /// Kamailio's default for `max_limit`.
 const DEFAULT_MAX_LIMIT: i64 = 70;
@@ -75,43 +76,28 @@ impl Module for MaxfwdModule {
             DEFAULT_MAX_LIMIT,
             "Upper limit for Max-Forwards: a larger received value is lowered to it.",
         );
-        let max_limit = Arc::new(AtomicI64::new(DEFAULT_MAX_LIMIT));
-        {
-            let max_limit = max_limit.clone();
-            m.on_init(move |p| {
-                let v = p.int("max_limit");
-                if !(0..=255).contains(&v) {
-                    return Err(format!("max_limit {v} is out of range 0..255"));
-                }
-                max_limit.store(v, Ordering::Relaxed);
-                Ok(())
-            });
-        }
-        for (name, doc) in [
-            ("mf_process_maxfwd_header", "Decrements Max-Forwards or adds it with max_value when absent; 1 when processed, 2 when added, -1 when it was already 0 (reply 483), -2 on error."),
-            ("maxfwd_process", "Alias of mf_process_maxfwd_header(); 1/2 processed or added, -1 when it was 0, -2 on error."),
-            ("process_maxfwd", "Alias of mf_process_maxfwd_header(); 1/2 processed or added, -1 when it was 0, -2 on error."),
-        ] {
-            let max_limit = max_limit.clone();
-            m.function(name)
-                .args(&["max_value"])
-                .routes(RouteMask::REQUEST | RouteMask::EVENT)
-                .doc(doc)
-                .handler(move |ctx: &mut MsgContext, limit: i64| {
-                    process_maxfwd(ctx, limit, max_limit.load(Ordering::Relaxed))
-                });
-        }
-        for (name, doc) in [
-            ("is_maxfwd_lt", "True (1) when Max-Forwards is lower than max_value; -1 when not lower, -2 when the header is missing, -3 when it is malformed."),
-            ("maxfwd_at_least", "Alias of is_maxfwd_lt(); 1 when lower, -1 not lower, -2 missing, -3 malformed."),
-            ("mf_lowlimit", "Alias of is_maxfwd_lt(); 1 when lower, -1 not lower, -2 missing, -3 malformed."),
-        ] {
-            m.function(name)
-                .args(&["max_value"])
-                .routes(RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-                .doc(doc)
-                .handler(is_maxfwd_lt);
-        }
+        let max_limit = m.state(|p| {
+            let v = p.int("max_limit");
+            if !(0..=255).contains(&v) {
+                return Err(format!("max_limit {v} is out of range 0..255"));
+            }
+            Ok(MaxLimit(v))
+        });
+        let process = max_limit.with(|max: &MaxLimit, ctx: &mut MsgContext, limit: i64| {
+            process_maxfwd(ctx, limit, max.0)
+        });
+        const PROCESS: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        const CHECK: RouteMask = PROCESS.union(RouteMask::FAILURE).union(RouteMask::BRANCH);
+        const MAX: &[&str] = &["max_value"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::sync("mf_process_maxfwd_header", MAX, PROCESS, "Decrements Max-Forwards or adds it with max_value when absent; 1 when processed, 2 when added, -1 when it was already 0 (reply 483), -2 on error.", process.clone()),
+            FnRow::sync("maxfwd_process", MAX, PROCESS, "Alias of mf_process_maxfwd_header(); 1/2 processed or added, -1 when it was 0, -2 on error.", process.clone()),
+            FnRow::sync("process_maxfwd", MAX, PROCESS, "Alias of mf_process_maxfwd_header(); 1/2 processed or added, -1 when it was 0, -2 on error.", process),
+            FnRow::sync("is_maxfwd_lt", MAX, CHECK, "True (1) when Max-Forwards is lower than max_value; -1 when not lower, -2 when the header is missing, -3 when it is malformed.", is_maxfwd_lt),
+            FnRow::sync("maxfwd_at_least", MAX, CHECK, "Alias of is_maxfwd_lt(); 1 when lower, -1 not lower, -2 missing, -3 malformed.", is_maxfwd_lt),
+            FnRow::sync("mf_lowlimit", MAX, CHECK, "Alias of is_maxfwd_lt(); 1 when lower, -1 not lower, -2 missing, -3 malformed.", is_maxfwd_lt),
+        ]);
     }
 }
 

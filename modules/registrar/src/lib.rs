@@ -18,13 +18,13 @@ pub use config::RegConfig;
 
 use bytes::Bytes;
 use common::extract_aor;
-use ferrosip_api::args::{ArgKind, ArgType, FixupEnv, RawArg};
+use ferrosip_api::args::{value_to_text, ArgKind, ArgType, CallEnv, FixupEnv, RawArg};
 use ferrosip_api::registry::BoxFuture;
 use ferrosip_api::services::ReplyHeaders;
 use ferrosip_api::tm::Branches;
 use ferrosip_api::{
-    apply_result, ApplyResult, FnError, FnResult, Module, ModuleBuilder, MsgContext, PvRef,
-    RouteKind, RouteMask, Value, Verdict,
+    apply_result, ApplyResult, FnError, FnResult, Module, ModuleApi, ModuleBuilder, MsgContext,
+    PvRef, RouteKind, RouteMask, Value, Verdict,
 };
 use ferrosip_mod_usrloc::contact::method_bit;
 use ferrosip_mod_usrloc::{unix_now, Change, Contact, DbMode, RecordEdit, Usrloc};
@@ -54,12 +54,33 @@ impl ArgType for Table {
                 ))
             }
         };
+        let table = Table::named(name, env)?;
+        // The table must exist (and be loaded from the database) before the first request.
+        if let Some(ul) = env.binder().registry.api::<Usrloc>() {
+            ul.note_table(&table.name);
+        }
+        Ok(table)
+    }
+
+    fn eval(fixed: &Table, _ctx: &MsgContext) -> Result<Table, FnError> {
+        Ok(fixed.clone())
+    }
+
+    /// A table named at run time that no script line names is created empty in memory
+    /// on its first use (usrloc does not load it from the database).
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Table, FnError> {
+        Table::named(value_to_text(value)?, env).map_err(FnError::new)
+    }
+}
+
+impl Table {
+    /// The table `name`, with `received_avp` bound as the registrar's parameters say.
+    fn named(name: String, env: &dyn CallEnv) -> Result<Table, String> {
         if name.is_empty() || name.contains('$') {
             return Err(format!(
                 "\"{name}\" is not a table name (a literal such as \"location\")"
             ));
         }
-        ferrosip_mod_usrloc::note_table(&name);
         let received = match env.module_param("registrar", "received_avp") {
             Some(Value::Str(text)) if !text.is_empty() => {
                 let text = String::from_utf8_lossy(&text).into_owned();
@@ -75,10 +96,6 @@ impl ArgType for Table {
             name: name.into(),
             received,
         })
-    }
-
-    fn eval(fixed: &Table, _ctx: &MsgContext) -> Result<Table, FnError> {
-        Ok(fixed.clone())
     }
 }
 
@@ -129,12 +146,27 @@ impl ArgType for FlagBits {
             }
         }
     }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<FlagBits, FnError> {
+        match value {
+            Value::Int(i) => Ok(FlagBits(i)),
+            other => {
+                let text = value_to_text(other)?;
+                parse_flag_bits(text.as_bytes())
+                    .map(FlagBits)
+                    .ok_or_else(|| {
+                        FnError::new(format!(
+                            "expected flags (decimal or 0x hex), found \"{text}\""
+                        ))
+                    })
+            }
+        }
+    }
 }
 
-/// What the handlers share: usrloc (bound at load) and the parameters.
-#[derive(Default)]
+/// What the handlers share: usrloc's API (through the registry) and the parameters.
 struct Shared {
-    ul: RwLock<Option<Arc<Usrloc>>>,
+    ul: ModuleApi<Usrloc>,
     cfg: RwLock<Arc<RegConfig>>,
 }
 
@@ -142,10 +174,9 @@ impl Shared {
     fn get(&self) -> Result<(Arc<Usrloc>, Arc<RegConfig>), FnError> {
         let ul = self
             .ul
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| FnError::new("registrar: usrloc is not loaded"))?;
+            .get()
+            .cloned()
+            .ok_or_else(|| FnError::new("registrar: usrloc is not built in"))?;
         let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
         Ok((ul, cfg))
     }
@@ -647,17 +678,16 @@ impl Module for RegistrarModule {
         m.doc("SIP registrar: save() stores the bindings of a REGISTER in usrloc's location table and answers with every current binding; lookup() sends requests to the registered contacts (R-URI, $du from Path or the NAT address, parallel branches by q). Needs usrloc loaded before it.");
         m.example(include_str!("../example.cfg"));
         params::declare(m);
-        let shared = Arc::new(Shared::default());
+        m.needs("usrloc");
+        let shared = Arc::new(Shared {
+            ul: m.uses::<Usrloc>(),
+            cfg: RwLock::default(),
+        });
         {
             let sh = shared.clone();
             m.on_init(move |p| {
                 let cfg = RegConfig::from_params(p)?;
                 *sh.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
-                let ul = ferrosip_mod_usrloc::take_initialised().ok_or_else(|| {
-                    "registrar needs usrloc: loadmodule \"usrloc.so\" before \"registrar.so\""
-                        .to_string()
-                })?;
-                *sh.ul.write().unwrap_or_else(|e| e.into_inner()) = Some(ul);
                 Ok(())
             });
         }

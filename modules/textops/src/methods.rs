@@ -1,8 +1,8 @@
 //! `is_method`'s argument: a `|`-separated method list, parsed once at load.
 
 use bytes::Bytes;
-use ferrosip_api::args::{raw_to_format, Fixable};
-use ferrosip_api::{ArgKind, ArgType, FixupEnv, FnError, MsgContext, RawArg};
+use ferrosip_api::args::{raw_to_format, value_to_bytes, Fixable};
+use ferrosip_api::{ArgKind, ArgType, CallEnv, FixupEnv, FnError, MsgContext, RawArg, Value};
 use std::sync::Arc;
 
 /// A list of SIP method names such as `INVITE|SUBSCRIBE`.
@@ -57,6 +57,11 @@ impl ArgType for MethodList {
             Fixable::Const(list) => Ok(list.clone()),
             Fixable::Dynamic(f) => Ok(MethodList::parse(&f.eval(ctx)?)),
         }
+    }
+
+    /// As a dynamic argument: an empty list matches nothing.
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        Ok(MethodList::parse(&value_to_bytes(value)?))
     }
 }
 

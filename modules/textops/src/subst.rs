@@ -9,9 +9,11 @@
 //! each call.
 
 use bytes::Bytes;
-use ferrosip_api::args::{raw_to_format, Fixable};
+use ferrosip_api::args::{cached_regex, raw_to_format, value_to_text, Fixable};
 use ferrosip_api::pv::Binder;
-use ferrosip_api::{ArgKind, ArgType, FixupEnv, FnError, Format, MsgContext, RawArg};
+use ferrosip_api::{
+    ArgKind, ArgType, CallEnv, FixupEnv, FnError, Format, MsgContext, RawArg, Value,
+};
 use regex::bytes::{Regex, RegexBuilder};
 use std::sync::Arc;
 
@@ -49,11 +51,17 @@ impl ArgType for IRegex {
             Fixable::Const(r) => Ok(IRegex(r.clone())),
             Fixable::Dynamic(f) => {
                 let b = f.eval(ctx)?;
-                compile_icase(&String::from_utf8_lossy(&b))
+                cached_regex("textops-icase", &String::from_utf8_lossy(&b), compile_icase)
                     .map(IRegex)
                     .map_err(FnError::new)
             }
         }
+    }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
+        cached_regex("textops-icase", &value_to_text(value)?, compile_icase)
+            .map(IRegex)
+            .map_err(FnError::new)
     }
 }
 
@@ -230,5 +238,10 @@ impl ArgType for SubstExpr {
                 SubstExpr::parse(&String::from_utf8_lossy(&b), None).map_err(FnError::new)
             }
         }
+    }
+
+    /// Parsed on each call, with PVs in the replacement as a literal at load has them.
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
+        SubstExpr::parse(&value_to_text(value)?, Some(&env.binder())).map_err(FnError::new)
     }
 }

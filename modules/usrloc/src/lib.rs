@@ -23,7 +23,6 @@ pub use store::{Change, Domain, RecordEdit};
 
 use ferrosip_api::{Module, ModuleBuilder, ModuleParams, RpcValue};
 use ferrosip_db::Db;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -177,6 +176,8 @@ pub struct Usrloc {
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     ruid_prefix: String,
     ruid_counter: AtomicU64,
+    /// Tables the script being compiled names (registrar's arguments), created by init.
+    noted_tables: Mutex<Vec<String>>,
 }
 
 impl Default for Usrloc {
@@ -205,6 +206,7 @@ impl Usrloc {
             timer: Mutex::new(None),
             ruid_prefix: format!("uloc-{:x}-{:x}-", now.as_secs(), salt),
             ruid_counter: AtomicU64::new(0),
+            noted_tables: Mutex::new(Vec::new()),
         }
     }
 
@@ -431,7 +433,7 @@ impl Usrloc {
     }
 }
 
-/// Runs a future to completion on `rt` from synchronous start/stop code, on a helper
+/// Runs a future to completion on `rt` from the synchronous stop hook, on a helper
 /// thread so that it works whether or not the caller is inside the runtime.
 fn block_on<F>(rt: &tokio::runtime::Handle, f: F) -> Result<F::Output, String>
 where
@@ -445,28 +447,15 @@ where
     })
 }
 
-thread_local! {
-    /// Location tables named by registrar functions in the script being compiled.
-    static NOTED_TABLES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    /// The instance whose init hook ran last on this thread, for registrar's init hook.
-    static INITIALISED: RefCell<Option<Arc<Usrloc>>> = const { RefCell::new(None) };
-}
-
-/// Called by registrar's argument fixup for every table a script names, so that the table
-/// exists (and is loaded from the database) before the first request.
-pub fn note_table(name: &str) {
-    NOTED_TABLES.with(|t| {
-        let mut t = t.borrow_mut();
+impl Usrloc {
+    /// Called by registrar's argument fixup for every table a script names, so that the
+    /// table exists (and is loaded from the database) before the first request.
+    pub fn note_table(&self, name: &str) {
+        let mut t = self.noted_tables.lock().unwrap_or_else(|e| e.into_inner());
         if !t.iter().any(|n| n == name) {
             t.push(name.to_string());
         }
-    });
-}
-
-/// The usrloc instance of the script being loaded on this thread (taken by registrar's
-/// init hook); `None` when the script does not load usrloc first.
-pub fn take_initialised() -> Option<Arc<Usrloc>> {
-    INITIALISED.with(|s| s.borrow_mut().take())
+    }
 }
 
 /// The `usrloc` module.
@@ -482,6 +471,8 @@ impl Module for UsrlocModule {
         m.example(include_str!("../example.cfg"));
         params::declare(m);
         let ul = Arc::new(Usrloc::default());
+        // registrar reaches this instance through the registry.
+        m.provide(ul.clone());
         {
             let ul = ul.clone();
             m.on_init(move |p| {
@@ -491,7 +482,8 @@ impl Module for UsrlocModule {
                 }
                 ul.set_config(cfg);
                 *ul.db_url.write().unwrap_or_else(|e| e.into_inner()) = p.string("db_url");
-                let mut tables = NOTED_TABLES.with(|t| std::mem::take(&mut *t.borrow_mut()));
+                let mut tables =
+                    std::mem::take(&mut *ul.noted_tables.lock().unwrap_or_else(|e| e.into_inner()));
                 let preload = p.string("preload");
                 if !preload.is_empty() {
                     tables.push(preload);
@@ -499,17 +491,18 @@ impl Module for UsrlocModule {
                 for t in tables {
                     ul.domain(&t);
                 }
-                INITIALISED.with(|s| *s.borrow_mut() = Some(ul.clone()));
                 Ok(())
             });
         }
         {
             let ul = ul.clone();
             m.on_start(move |env| {
-                let rt = env.runtime.clone();
-                block_on(&rt, ul.clone().start()).and_then(|r| r)?;
-                ul.start_timer(&rt);
-                Ok(())
+                let (ul, rt) = (ul.clone(), env.runtime.clone());
+                async move {
+                    ul.clone().start().await?;
+                    ul.start_timer(&rt);
+                    Ok(())
+                }
             });
         }
         {
