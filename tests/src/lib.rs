@@ -16,4 +16,4 @@ pub use bin::ferrosip_bin;
 pub use proxy::{free_port, start_proxy, Launch, Proxy};
 pub use script::Script;
 pub use services::FakeServices;
-pub use sipp::{have_sipp, wait_exit};
+pub use sipp::{have_sipp, log_tails, traced_sipp, wait_exit};

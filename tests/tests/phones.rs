@@ -6,9 +6,9 @@
 //! db_mode) and db_text, over UDP and TCP.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, have_sipp, start_proxy, wait_exit};
+use ferrosip_tests::{free_port, have_sipp, log_tails, start_proxy, traced_sipp, wait_exit};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 const USERS: [(&str, &str); 2] = [("alice@127.0.0.1", "secret"), ("bob@127.0.0.1", "bobpw")];
@@ -29,11 +29,8 @@ fn example(port: u16, url: &str, db_mode: u8) -> String {
 }
 
 fn sipp(dir: &Path, tag: &str, file: &str, proxy: u16, transport: &str, args: &[&str]) -> Child {
-    Command::new("sipp")
-        .arg(format!("127.0.0.1:{proxy}"))
-        .arg("-sf")
-        .arg(scenario(file))
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+    traced_sipp(dir, tag, &scenario(file), &format!("127.0.0.1:{proxy}"))
+        .args(["-p", &free_port().to_string()])
         .args([
             "-t",
             transport,
@@ -43,33 +40,9 @@ fn sipp(dir: &Path, tag: &str, file: &str, proxy: u16, transport: &str, args: &[
             "20s",
             "-timeout_error",
         ])
-        .args(["-nostdin", "-trace_err", "-trace_msg"])
-        .arg("-error_file")
-        .arg(dir.join(format!("{tag}-errors.log")))
-        .arg("-message_file")
-        .arg(dir.join(format!("{tag}-messages.log")))
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("sipp starts")
-}
-
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for tag in ["phone", "caller"] {
-        for kind in ["errors", "messages"] {
-            let path = dir.join(format!("{tag}-{kind}.log"));
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let from = text.len().saturating_sub(4000);
-                let from = (from..text.len())
-                    .find(|&i| text.is_char_boundary(i))
-                    .unwrap_or(0);
-                out += &format!("--- {}\n{}\n", path.display(), &text[from..]);
-            }
-        }
-    }
-    out
 }
 
 /// alice's phone registers (401, then with credentials: 200 with its binding), bob calls
@@ -123,7 +96,7 @@ fn phone_is_called(backend: Backend, db_mode: u8, transport: &str) {
         (phone_rc, caller_rc),
         (Some(0), Some(0)),
         "{backend:?} db_mode {db_mode} over {transport}: register + call failed\n{}",
-        logs(&dir)
+        log_tails(&dir)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,9 +8,9 @@
 //! dropped after it.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, have_sipp, wait_exit, Launch, Proxy};
+use ferrosip_tests::{free_port, have_sipp, log_tails, traced_sipp, wait_exit, Launch, Proxy};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 fn scenario(name: &str) -> PathBuf {
@@ -73,50 +73,25 @@ fn sipp(
     t: Transport,
     extra: &[&str],
 ) -> Child {
-    let mut cmd = Command::new("sipp");
-    cmd.arg(format!("127.0.0.1:{proxy}"))
-        .arg("-sf")
-        .arg(scenario(scenario_file))
-        .args(["-s", user, "-i", "127.0.0.1", "-p", &local.to_string()])
-        .args([
-            "-t",
-            t.sipp(),
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-        ])
-        .args(["-trace_err", "-trace_msg"])
-        .arg("-error_file")
-        .arg(dir.join(format!("{tag}-errors.log")))
-        .arg("-message_file")
-        .arg(dir.join(format!("{tag}-messages.log")))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd.spawn().expect("sipp starts")
-}
-
-fn logs(dir: &Path, tags: &[&str]) -> String {
-    let mut out = String::new();
-    for t in tags {
-        for kind in ["errors", "messages"] {
-            let p = dir.join(format!("{t}-{kind}.log"));
-            if let Ok(s) = std::fs::read_to_string(&p) {
-                let tail: String = s
-                    .chars()
-                    .rev()
-                    .take(3000)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                out.push_str(&format!("--- {}\n{tail}\n", p.display()));
-            }
-        }
-    }
-    out
+    traced_sipp(
+        dir,
+        tag,
+        &scenario(scenario_file),
+        &format!("127.0.0.1:{proxy}"),
+    )
+    .args(["-s", user, "-p", &local.to_string()])
+    .args([
+        "-t",
+        t.sipp(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+    ])
+    .args(extra)
+    .spawn()
+    .expect("sipp starts")
 }
 
 /// Runs one scenario to completion and asserts it passed.
@@ -135,12 +110,7 @@ fn run_ok(
         sipp(dir, tag, file, user, proxy, local, t, extra),
         Duration::from_secs(30),
     );
-    assert_eq!(
-        code,
-        Some(0),
-        "{tag} ({file}) failed:\n{}",
-        logs(dir, &[tag])
-    );
+    assert_eq!(code, Some(0), "{tag} ({file}) failed:\n{}", log_tails(dir));
 }
 
 /// The phone REGISTERs through `via_register`, then a caller calls it through
@@ -179,7 +149,7 @@ fn register_and_call(dir: &Path, user: &str, via_register: u16, via_call: u16, t
         (uac_code, uas_code),
         (Some(0), Some(0)),
         "call to the registered {user} failed:\n{}",
-        logs(dir, &["uas", "uac"])
+        log_tails(dir)
     );
 }
 
@@ -359,7 +329,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
         (uac, uas),
         (Some(0), Some(0)),
         "the call after the restart failed:\n{}\n--- proxy\n{}",
-        logs(&dir, &["uas", "uac"]),
+        log_tails(&dir),
         proxy.log_text()
     );
 }
@@ -438,7 +408,7 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
         (uac, uas),
         (Some(0), Some(0)),
         "B did not find the registration made through A:\n{}",
-        logs(&dir, &["uas", "uac"])
+        log_tails(&dir)
     );
     // Unregistered through B: A no longer finds her.
     let phone = free_port();

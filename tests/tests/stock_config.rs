@@ -10,10 +10,10 @@
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, have_sipp, wait_exit, Launch, Proxy};
+use ferrosip_tests::{free_port, have_sipp, log_tails, traced_sipp, wait_exit, Launch, Proxy};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -76,44 +76,12 @@ fn scenario(path: &str) -> PathBuf {
 
 /// A SIPp phone talking UDP to the server at 127.0.0.1:5060.
 fn sipp(dir: &Path, tag: &str, file: &str, args: &[&str]) -> Child {
-    Command::new("sipp")
-        .arg("127.0.0.1:5060")
-        .arg("-sf")
-        .arg(scenario(file))
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+    traced_sipp(dir, tag, &scenario(file), "127.0.0.1:5060")
+        .args(["-p", &free_port().to_string()])
         .args(["-t", "u1", "-m", "1", "-timeout", "30s", "-timeout_error"])
-        .args(["-nostdin", "-trace_err", "-trace_msg"])
-        .arg("-error_file")
-        .arg(dir.join(format!("{tag}-errors.log")))
-        .arg("-message_file")
-        .arg(dir.join(format!("{tag}-messages.log")))
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("sipp starts")
-}
-
-/// The tail of each SIPp log and of the server's log, for a failure message.
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    for path in files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-    {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let from = text.len().saturating_sub(5000);
-            let from = (from..text.len())
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
-            out += &format!("--- {}\n{}\n", path.display(), &text[from..]);
-        }
-    }
-    out
 }
 
 /// The database name at the end of a test database's URL.
@@ -252,7 +220,7 @@ fn stock_config_with_database(backend: Backend) {
         (phone_rc, caller_rc),
         (Some(0), Some(0)),
         "{backend:?}: register + call on the stock config failed\n{}",
-        logs(&dir)
+        log_tails(&dir)
     );
     let rows = sql(
         backend,
@@ -316,7 +284,7 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
         (keepalive_rc, phone_rc, caller_rc),
         (Some(0), Some(0), Some(0)),
         "plain stock config: keepalive, register + call failed\n{}",
-        logs(&dir)
+        log_tails(&dir)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
