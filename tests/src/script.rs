@@ -50,6 +50,21 @@ impl Script {
         self.run_route(route, ctx)
     }
 
+    /// [`Script::run`] as a future, for a test that drives it on its own runtime (the
+    /// functions it calls wait on that runtime's database or timers).
+    pub async fn run_async(&self, mut ctx: MsgContext) -> (Outcome, MsgContext) {
+        let route = self
+            .loaded
+            .program
+            .main_route(RouteKind::Request)
+            .expect("the config has a request_route");
+        let outcome = Vm::new()
+            .run(&self.loaded.program, route, &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("route runs: {e}"));
+        (outcome, ctx)
+    }
+
     fn run_route(&self, route: RouteId, mut ctx: MsgContext) -> (Outcome, MsgContext) {
         let outcome = run_blocking(&mut Vm::new(), &self.loaded.program, route, &mut ctx)
             .unwrap_or_else(|e| panic!("route runs: {e}"));
