@@ -39,7 +39,7 @@ bin="$target/instrumented/dist/ferrosip"
 rm -rf "$work/raw"
 
 uas() { # port: the stateful tests' callee (echoes Record-Route, answers after 300 ms)
-	sipp -sf "$root/crates/ferrosip/tests/scenarios/stateful/uas_answer.xml" -key uas_id pgo \
+	sipp -sf "$root/tests/tests/scenarios/stateful/uas_answer.xml" -key uas_id pgo \
 		-nostdin -i 127.0.0.1 -p "$1" >/dev/null 2>&1 &
 	uas_pid=$!
 	sleep 0.3

@@ -38,6 +38,7 @@ fi
 
 export FERROSIP_REQUIRE_STOCK_CFG=1
 # The `ci` profile (Cargo.toml) builds without LTO or debug info: the whole build and run
-# take ~9 minutes on 2 cores instead of ~27 with `release`. Integration tests run the
-# binary of the same build (CARGO_BIN_EXE_ferrosip), so nothing is built twice.
+# take ~9 minutes on 2 cores instead of ~27 with `release`. The integration tests
+# (tests/tests/) run the ferrosip binary, which their testkit (tests/src/bin.rs) builds
+# with the same profile and target directory before the first use, so it is never stale.
 cargo test --workspace --profile ci --no-fail-fast -- --test-threads=2

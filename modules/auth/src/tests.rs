@@ -4,11 +4,10 @@ use crate::digest::{
     DigestAlgorithm, ResponseInput,
 };
 use crate::nonce::{NonceError, NonceFactory, NonceSettings, ReplayCheck};
-use ferrosip_api::{NetInfo, Registry, ReplyHeaders, RouteKind, Services, Target};
-use ferrosip_script::vm::{run_blocking, Vm};
-use ferrosip_script::{load_str, LoadOptions, Loaded};
-use ferrosip_sip::SipMessage;
-use std::sync::Mutex;
+use ferrosip_api::{NetInfo, Registry, RouteKind};
+use ferrosip_script::{load_str, LoadOptions};
+use ferrosip_tests::script::message_with;
+use ferrosip_tests::{FakeServices, Script};
 
 // ----- digest computations: the RFCs' own examples -----
 
@@ -237,31 +236,16 @@ fn one_time_nonce_and_invalidate() {
 
 // ----- the functions, through the script engine -----
 
-/// Records the replies instead of sending them, with their extra headers.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(u16, String)>>);
-
-impl Services for Recorder {
-    fn reply(&self, ctx: &mut MsgContext, code: u16, _reason: &[u8]) -> Result<(), FnError> {
-        let extra = ctx.ext.remove::<ReplyHeaders>().unwrap_or_default().0;
-        self.0
-            .lock()
-            .unwrap()
-            .push((code, String::from_utf8_lossy(&extra).into_owned()));
-        Ok(())
-    }
-    fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-        Ok(())
-    }
-    fn is_myself(&self, _: &[u8], _: Option<u16>) -> bool {
-        false
-    }
+/// The `i`th reply recorded by `rec`: its code and extra header lines.
+fn reply_at(rec: &FakeServices, i: usize) -> (u16, String) {
+    let r = &rec.replies()[i];
+    (r.code, r.headers.clone())
 }
 
 const SECRET: &str = "unit-test-secret";
 
 struct Setup {
-    loaded: Loaded,
+    script: Script,
     handle: AuthHandle,
     reg: Registry,
 }
@@ -283,25 +267,21 @@ fn load(params: &str, body: &str) -> Setup {
     let cfg = format!(
         "loadmodule \"auth.so\"\nmodparam(\"auth\", \"secret\", \"{SECRET}\")\n{params}\nrequest_route {{\n{body}\n}}\n"
     );
-    let loaded = load_str("t.cfg", &cfg, &LoadOptions::default(), &reg).expect("config loads");
     Setup {
-        loaded,
+        script: Script::load(&reg, &cfg),
         handle: auth.handle(),
         reg,
     }
 }
 
-fn run(loaded: &Loaded, raw: &str, rec: &Arc<Recorder>) -> MsgContext {
-    let msg = SipMessage::parse(Bytes::from(raw.replace('\n', "\r\n"))).expect("parses");
+fn run(script: &Script, raw: &str, rec: &Arc<FakeServices>) -> MsgContext {
     let net = NetInfo {
         source: "192.0.2.7:5060".parse().unwrap(),
         ..NetInfo::default()
     };
-    let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+    let mut ctx = message_with(raw, RouteKind::Request, net);
     ctx.services = Some(rec.clone());
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    run_blocking(&mut Vm::new(), &loaded.program, route, &mut ctx).expect("route runs");
-    ctx
+    script.run(ctx).1
 }
 
 fn request(method: &str, auth: Option<&str>) -> String {
@@ -372,9 +352,9 @@ fn challenge_then_authenticate_then_replay() {
         "modparam(\"auth\", \"nonce_count\", 1)\nmodparam(\"auth\", \"algorithm\", \"SHA-256,MD5\")",
         CHECK_ROUTE,
     );
-    let rec = Arc::new(Recorder::default());
-    run(&t.loaded, &request("REGISTER", None), &rec);
-    let (code, headers) = rec.0.lock().unwrap()[0].clone();
+    let rec = Arc::new(FakeServices::new());
+    run(&t.script, &request("REGISTER", None), &rec);
+    let (code, headers) = reply_at(&rec, 0);
     assert_eq!(code, 401);
     let lines: Vec<&str> = headers.lines().collect();
     assert_eq!(lines.len(), 2, "{headers}");
@@ -395,15 +375,15 @@ fn challenge_then_authenticate_then_replay() {
         "REGISTER",
         1,
     );
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&creds)), &rec);
-    assert_eq!(rec.0.lock().unwrap().len(), 1, "no second challenge");
+    let ctx = run(&t.script, &request("REGISTER", Some(&creds)), &rec);
+    assert_eq!(rec.replies().len(), 1, "no second challenge");
     assert!(!ctx
         .msg
         .to_bytes()
         .windows(14)
         .any(|w| w == b"Authorization:"));
     // nc 1 again: a replay (-6); nc 2: fine.
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&creds)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&creds)), &rec);
     assert_eq!(t.rc(&ctx), Some(-6));
     let creds2 = answer(
         "Authorization",
@@ -414,8 +394,8 @@ fn challenge_then_authenticate_then_replay() {
         "REGISTER",
         2,
     );
-    run(&t.loaded, &request("REGISTER", Some(&creds2)), &rec);
-    assert_eq!(rec.0.lock().unwrap().len(), 2);
+    run(&t.script, &request("REGISTER", Some(&creds2)), &rec);
+    assert_eq!(rec.replies().len(), 2);
 
     // A wrong password: -2, counted for (user, source) and logged.
     let bad = answer(
@@ -427,17 +407,17 @@ fn challenge_then_authenticate_then_replay() {
         "REGISTER",
         3,
     );
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&bad)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&bad)), &rec);
     assert_eq!(t.rc(&ctx), Some(-2));
     let engine = t.handle.get().unwrap();
     let source = "192.0.2.7".parse().unwrap();
     assert_eq!(engine.failures(b"alice", source), 1);
     // The wrong password used the nonce up: trying it again is a replay.
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&bad)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&bad)), &rec);
     assert_eq!(t.rc(&ctx), Some(-6));
     // A second guess with a fresh nonce counts again.
-    run(&t.loaded, &request("REGISTER", None), &rec);
-    let fresh = directive(&rec.0.lock().unwrap().last().unwrap().1, "nonce").unwrap();
+    run(&t.script, &request("REGISTER", None), &rec);
+    let fresh = directive(&rec.last_reply().headers, "nonce").unwrap();
     let bad = answer(
         "Authorization",
         "MD5",
@@ -447,18 +427,18 @@ fn challenge_then_authenticate_then_replay() {
         "REGISTER",
         1,
     );
-    run(&t.loaded, &request("REGISTER", Some(&bad)), &rec);
+    run(&t.script, &request("REGISTER", Some(&bad)), &rec);
     assert_eq!(engine.failures(b"alice", source), 2);
     // Credentials for another realm: -5.
     let other = creds.replace("realm=\"example.com\"", "realm=\"other.org\"");
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&other)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&other)), &rec);
     assert_eq!(t.rc(&ctx), Some(-5));
 }
 
 #[test]
 fn stale_nonce_gets_a_stale_challenge() {
     let t = load("modparam(\"auth\", \"nonce_expire\", 30)", CHECK_ROUTE);
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(FakeServices::new());
     // A nonce signed with the configured secret, issued an hour ago.
     let old = NonceFactory::new(&NonceSettings {
         key: Sha256::digest(SECRET.as_bytes()).into(),
@@ -478,16 +458,16 @@ fn stale_nonce_gets_a_stale_challenge() {
         "REGISTER",
         1,
     );
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&creds)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&creds)), &rec);
     assert_eq!(t.rc(&ctx), Some(-4));
-    let (code, headers) = rec.0.lock().unwrap()[0].clone();
+    let (code, headers) = reply_at(&rec, 0);
     assert_eq!(code, 401);
     assert!(headers.contains(", stale=true"), "{headers}");
     // A forged nonce is invalid (-1), not stale.
     let forged = creds.replace(&old[..6], "AAAAAA");
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&forged)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&forged)), &rec);
     assert_eq!(t.rc(&ctx), Some(-1));
-    assert!(!rec.0.lock().unwrap()[1].1.contains("stale"));
+    assert!(!rec.replies()[1].headers.contains("stale"));
 }
 
 #[test]
@@ -501,9 +481,9 @@ fn proxy_check_identity_and_cancel() {
     $var(rc) = 1;
 "#;
     let t = load("", &format!("$avp(pw) = \"pw1\";\n{route}"));
-    let rec = Arc::new(Recorder::default());
-    run(&t.loaded, &request("INVITE", None), &rec);
-    let (code, headers) = rec.0.lock().unwrap()[0].clone();
+    let rec = Arc::new(FakeServices::new());
+    run(&t.script, &request("INVITE", None), &rec);
+    let (code, headers) = reply_at(&rec, 0);
     assert_eq!(code, 407);
     assert!(headers.starts_with("Proxy-Authenticate: Digest realm=\"example.com\""));
     assert!(
@@ -520,7 +500,7 @@ fn proxy_check_identity_and_cancel() {
         "INVITE",
         1,
     );
-    let ctx = run(&t.loaded, &request("INVITE", Some(&alice)), &rec);
+    let ctx = run(&t.script, &request("INVITE", Some(&alice)), &rec);
     assert_eq!(t.rc(&ctx), Some(1));
     // Bob's valid credentials on a request From alice: user mismatch.
     let bob = answer(
@@ -532,13 +512,13 @@ fn proxy_check_identity_and_cancel() {
         "INVITE",
         2,
     );
-    let ctx = run(&t.loaded, &request("INVITE", Some(&bob)), &rec);
+    let ctx = run(&t.script, &request("INVITE", Some(&bob)), &rec);
     assert_eq!(t.rc(&ctx), Some(-8));
     // CANCEL is never challenged.
-    let ctx = run(&t.loaded, &request("CANCEL", None), &rec);
+    let ctx = run(&t.script, &request("CANCEL", None), &rec);
     assert_eq!(t.rc(&ctx), Some(1));
     // No credentials at all: -5.
-    let ctx = run(&t.loaded, &request("MESSAGE", None), &rec);
+    let ctx = run(&t.script, &request("MESSAGE", None), &rec);
     assert_eq!(t.rc(&ctx), Some(-5));
 }
 
@@ -555,8 +535,8 @@ fn message_checks_and_pv_challenge_attr() {
     $var(rc) = 1;
 "#,
     );
-    let rec = Arc::new(Recorder::default());
-    let ctx = run(&t.loaded, &request("REGISTER", None), &rec);
+    let rec = Arc::new(FakeServices::new());
+    let ctx = run(&t.script, &request("REGISTER", None), &rec);
     assert_eq!(t.rc(&ctx), Some(-5));
     let ch = t.var(&ctx, "ch").to_bytes().unwrap();
     let ch = String::from_utf8_lossy(&ch).into_owned();
@@ -565,10 +545,7 @@ fn message_checks_and_pv_challenge_attr() {
         "{ch}"
     );
     assert!(ch.contains("qop=\"auth\""));
-    assert!(
-        rec.0.lock().unwrap().is_empty(),
-        "pv functions do not reply"
-    );
+    assert!(rec.replies().is_empty(), "pv functions do not reply");
     let nonce = directive(&ch, "nonce").unwrap();
     let creds = answer(
         "Authorization",
@@ -579,11 +556,11 @@ fn message_checks_and_pv_challenge_attr() {
         "REGISTER",
         1,
     );
-    let ctx = run(&t.loaded, &request("REGISTER", Some(&creds)), &rec);
+    let ctx = run(&t.script, &request("REGISTER", Some(&creds)), &rec);
     assert_eq!(t.rc(&ctx), Some(1));
     // Same credentials with another Call-ID (checked by auth_checks_register=2): stale.
     let other_call = request("REGISTER", Some(&creds)).replace("c1@h", "c2@h");
-    let ctx = run(&t.loaded, &other_call, &rec);
+    let ctx = run(&t.script, &other_call, &rec);
     assert_eq!(t.rc(&ctx), Some(-4));
 }
 
@@ -597,13 +574,13 @@ fn has_credentials_and_algorithm_choice() {
     proxy_challenge("example.com", "3");
 "#,
     );
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(FakeServices::new());
     let creds = "Proxy-Authorization: Digest username=\"a\", realm=\"example.com\", nonce=\"x\", uri=\"sip:example.com\", response=\"0\"";
-    let ctx = run(&t.loaded, &request("OPTIONS", Some(creds)), &rec);
+    let ctx = run(&t.script, &request("OPTIONS", Some(creds)), &rec);
     assert_eq!(t.rc(&ctx), Some(1));
-    let ctx = run(&t.loaded, &request("OPTIONS", None), &rec);
+    let ctx = run(&t.script, &request("OPTIONS", None), &rec);
     assert_eq!(t.rc(&ctx), Some(-1));
-    let (code, headers) = rec.0.lock().unwrap()[0].clone();
+    let (code, headers) = reply_at(&rec, 0);
     assert_eq!(code, 407);
     assert!(headers.contains("qop=\"auth,auth-int\""), "{headers}");
     assert!(

@@ -5,12 +5,12 @@ use super::*;
 use ferrosip_api::{NetInfo, Registry, RouteKind, StartEnv};
 use ferrosip_mod_auth::digest::{ha1, response, Algorithm, DigestAlgorithm, ResponseInput};
 use ferrosip_mod_auth::AuthModule;
-use ferrosip_script::vm::Vm;
-use ferrosip_script::{load_str, LoadOptions, Loaded};
-use ferrosip_sip::SipMessage;
+use ferrosip_script::{load_str, LoadOptions};
+use ferrosip_tests::script::message_with;
+use ferrosip_tests::Script;
 
 struct Setup {
-    loaded: Loaded,
+    script: Script,
     reg: Registry,
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -66,9 +66,14 @@ impl Setup {
              modparam(\"auth_db\", \"db_url\", \"{url}\")\n{params}\n\
              request_route {{\n{route}\n}}\n"
         );
-        let loaded = load_str("t.cfg", &cfg, &LoadOptions::default(), &reg).expect("loads");
-        for (module, hook) in &loaded.start_hooks {
-            let params = loaded.modules.get(module).cloned().unwrap_or_default();
+        let script = Script::load(&reg, &cfg);
+        for (module, hook) in &script.loaded.start_hooks {
+            let params = script
+                .loaded
+                .modules
+                .get(module)
+                .cloned()
+                .unwrap_or_default();
             let env = StartEnv {
                 params: &params,
                 runtime: rt.handle().clone(),
@@ -76,7 +81,7 @@ impl Setup {
             rt.block_on(hook(&env)).expect("module starts");
         }
         Setup {
-            loaded,
+            script,
             reg,
             rt,
             _dir: dir,
@@ -84,17 +89,12 @@ impl Setup {
     }
 
     fn run(&self, raw: &str) -> MsgContext {
-        let msg = SipMessage::parse(Bytes::from(raw.replace('\n', "\r\n"))).expect("parses");
         let net = NetInfo {
             source: "192.0.2.9:5060".parse().unwrap(),
             ..NetInfo::default()
         };
-        let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
-        let route = self.loaded.program.main_route(RouteKind::Request).unwrap();
-        self.rt
-            .block_on(Vm::new().run(&self.loaded.program, route, &mut ctx))
-            .expect("route runs");
-        ctx
+        let ctx = message_with(raw, RouteKind::Request, net);
+        self.rt.block_on(self.script.run_async(ctx)).1
     }
 
     fn var(&self, ctx: &MsgContext, name: &str) -> Value {

@@ -3,11 +3,10 @@
 use crate::uri_ops::*;
 use crate::CoreModule;
 use bytes::Bytes;
-use ferrosip_api::{
-    FnError, ForwardFlags, MsgContext, NetInfo, Proto, Registry, RouteKind, Services, Target,
-};
+use ferrosip_api::{ForwardFlags, MsgContext, NetInfo, Proto, Registry, RouteKind, Target};
 use ferrosip_sip::SipMessage;
-use std::sync::{Arc, Mutex};
+use ferrosip_tests::{FakeServices, Script};
+use std::sync::Arc;
 
 const REQ: &str = "INVITE sip:+4930123:secret@example.com:5070;transport=tcp?Subject=x SIP/2.0\r\n\
 Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds\r\n\
@@ -117,28 +116,9 @@ fn forwarding_flags() {
     assert!(c.ext.get::<ConnFlags>().unwrap().reply_close);
 }
 
-#[derive(Default)]
-struct Recorder {
-    forwards: Mutex<Vec<Option<Target>>>,
-}
-
-impl Services for Recorder {
-    fn reply(&self, _: &mut MsgContext, _: u16, _: &[u8]) -> Result<(), FnError> {
-        Ok(())
-    }
-    fn forward(&self, _: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
-        self.forwards.lock().unwrap().push(target);
-        Ok(())
-    }
-    fn is_myself(&self, _: &[u8], _: Option<u16>) -> bool {
-        false
-    }
-}
-
 #[test]
 fn script_rewrites_and_forwards() {
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_script::vm::Outcome;
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&CoreModule);
@@ -153,19 +133,17 @@ fn script_rewrites_and_forwards() {
     return(4);
 }
 "#;
-    let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(FakeServices::new());
     let mut c = ctx();
     c.services = Some(rec.clone());
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+    let (o, c) = Script::load(&reg, cfg).run(c);
     assert!(matches!(o, Outcome::Return(4)), "{o:?}");
     assert_eq!(
         ruri(&c),
         "sip:030123:secret@10.0.0.9:5062;transport=tcp?Subject=x"
     );
     assert!(c.ext.get::<ForwardFlags>().unwrap().force_rport);
-    let f = rec.forwards.lock().unwrap();
+    let f = rec.forwards();
     assert_eq!(f.len(), 3);
     assert_eq!(f[0], None);
     assert_eq!(

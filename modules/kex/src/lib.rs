@@ -215,31 +215,18 @@ mod tests {
 #[cfg(test)]
 mod tests_ops {
     use super::*;
-    use ferrosip_api::{NetInfo, Registry, RouteKind, Services, Target};
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_api::{NetInfo, Registry, RouteKind};
+    use ferrosip_script::vm::Outcome;
     use ferrosip_sip::SipMessage;
+    use ferrosip_tests::{FakeServices, Script};
     use std::sync::Arc;
-
-    struct Me;
-    impl Services for Me {
-        fn reply(&self, _: &mut MsgContext, _: u16, _: &[u8]) -> Result<(), FnError> {
-            Ok(())
-        }
-        fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-            Ok(())
-        }
-        fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-            host == b"10.0.0.5" && port.is_none_or(|p| p == 5060)
-        }
-    }
 
     fn ctx() -> MsgContext {
         let raw = "OPTIONS sip:bob@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
 To: <sip:bob@10.0.0.5>\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         let msg = SipMessage::parse(Bytes::from_static(raw.as_bytes())).expect("parses");
         let mut c = MsgContext::new(msg, RouteKind::Request, NetInfo::default());
-        c.services = Some(Arc::new(Me));
+        c.services = Some(Arc::new(FakeServices::new().myself("10.0.0.5", Some(5060))));
         c
     }
 
@@ -274,10 +261,7 @@ request_route {
     return(2);
 }
 "#;
-        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
-        let mut c = ctx();
-        let route = loaded.program.main_route(RouteKind::Request).unwrap();
-        let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+        let (o, c) = Script::load(&reg, cfg).run(ctx());
         assert!(matches!(o, Outcome::Return(6)), "{o:?}");
         assert_eq!(c.dst_uri.as_deref(), Some(&b"sip:bob@10.0.0.5"[..]));
     }

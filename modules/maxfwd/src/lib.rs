@@ -106,9 +106,9 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use ferrosip_api::{NetInfo, Registry, RouteKind};
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_script::vm::Outcome;
     use ferrosip_sip::SipMessage;
+    use ferrosip_tests::Script;
 
     fn msg(mf: &str) -> MsgContext {
         let raw = format!(
@@ -183,14 +183,12 @@ Call-ID: c@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         reg.register(&MaxfwdModule);
         let cfg = "loadmodule \"maxfwd.so\"\nmodparam(\"maxfwd\", \"max_limit\", 20)\n\
 request_route {\n if (!mf_process_maxfwd_header(10)) { exit; }\n if (is_maxfwd_lt(21)) { return(7); }\n return(3);\n}\n";
-        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("loads");
+        let script = Script::load(&reg, cfg);
         let def = reg.module("maxfwd").unwrap();
         for hook in &def.init {
-            hook(&loaded.modules["maxfwd"]).unwrap();
+            hook(&script.loaded.modules["maxfwd"]).unwrap();
         }
-        let mut c = msg("Max-Forwards: 70\r\n");
-        let route = loaded.program.main_route(RouteKind::Request).unwrap();
-        let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+        let (o, c) = script.run(msg("Max-Forwards: 70\r\n"));
         assert!(matches!(o, Outcome::Return(7)), "{o:?}");
         // 70 is above max_limit 20: lowered to 21, then decremented.
         assert_eq!(c.msg.max_forwards().unwrap(), Some(20));

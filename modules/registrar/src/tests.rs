@@ -2,36 +2,15 @@
 //! instead of sent (usrloc in memory).
 
 use super::*;
-use ferrosip_api::{NetInfo, Proto, Registry, ReplyHeaders, Services, Target};
-use ferrosip_script::vm::{run_blocking, Vm};
-use ferrosip_script::{load_str, LoadOptions, Loaded};
-use ferrosip_sip::SipMessage;
-use std::sync::Mutex;
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(u16, String, String)>>);
-
-impl Services for Recorder {
-    fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
-        let extra = ctx.ext.remove::<ReplyHeaders>().unwrap_or_default().0;
-        self.0.lock().unwrap().push((
-            code,
-            String::from_utf8_lossy(reason).into_owned(),
-            String::from_utf8_lossy(&extra).into_owned(),
-        ));
-        Ok(())
-    }
-    fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-        Ok(())
-    }
-    fn is_myself(&self, host: &[u8], _: Option<u16>) -> bool {
-        host == b"proxy.local"
-    }
-}
+use ferrosip_api::{NetInfo, Proto, Registry};
+use ferrosip_script::{load_str, LoadOptions};
+use ferrosip_tests::script::message_with;
+use ferrosip_tests::{FakeServices, Script};
 
 struct Harness {
-    loaded: Loaded,
-    rec: Arc<Recorder>,
+    script: Script,
+    /// Replies recorded instead of sent; this proxy is proxy.local.
+    rec: Arc<FakeServices>,
 }
 
 impl Harness {
@@ -45,11 +24,9 @@ impl Harness {
         let cfg = format!(
             "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n{params}\nrequest_route {{\n{script}\n}}\n"
         );
-        let loaded = load_str("t.cfg", &cfg, &LoadOptions::default(), &reg)
-            .unwrap_or_else(|e| panic!("config loads: {}", e.messages.join("\n")));
         Harness {
-            loaded,
-            rec: Arc::new(Recorder::default()),
+            script: Script::load(&reg, &cfg),
+            rec: Arc::new(FakeServices::new().myself("proxy.local", None)),
         }
     }
 
@@ -62,27 +39,24 @@ impl Harness {
     }
 
     fn run(&self, raw: &str) -> MsgContext {
-        let raw = raw.replace('\n', "\r\n");
-        let msg = SipMessage::parse(Bytes::from(raw)).expect("test message parses");
         let net = NetInfo {
             proto: Proto::Udp,
             source: "10.0.0.1:5062".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+        let mut ctx = message_with(raw, RouteKind::Request, net);
         ctx.services = Some(self.rec.clone());
-        let route = self.loaded.program.main_route(RouteKind::Request).unwrap();
-        run_blocking(&mut Vm::new(), &self.loaded.program, route, &mut ctx).expect("route runs");
-        ctx
+        self.script.run(ctx).1
     }
 
     /// The last reply: code, reason, extra headers.
     fn last(&self) -> (u16, String, String) {
-        self.rec.0.lock().unwrap().last().cloned().expect("a reply")
+        let r = self.rec.last_reply();
+        (r.code, r.reason, r.headers)
     }
 
     fn replies(&self) -> usize {
-        self.rec.0.lock().unwrap().len()
+        self.rec.replies().len()
     }
 }
 
@@ -444,9 +418,9 @@ fn registered_unregister_and_deferred_reply() {
            if (registered("location")) { sl_send_reply("299", "yes"); } else { sl_send_reply("299", "no"); }"#,
     );
     h.run(&register("lee", "<sip:lee@h>", "", "c1", 1));
-    let r = h.rec.0.lock().unwrap().clone();
-    assert_eq!(r[0].1, "saved 1", "save() did not reply itself");
-    assert_eq!(r[1].0, 200, "reg_send_reply() sent the 200");
+    let r = h.rec.replies();
+    assert_eq!(r[0].reason, "saved 1", "save() did not reply itself");
+    assert_eq!(r[1].code, 200, "reg_send_reply() sent the 200");
     h.run(&invite("lee"));
     assert_eq!(h.last().1, "yes");
     h.run(&invite("lee").replace("INVITE", "OPTIONS"));

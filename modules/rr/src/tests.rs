@@ -5,29 +5,23 @@ use crate::record::{insert_record_route, record_route_headers, DoubleRr, RecordR
 use crate::RrModule;
 use bytes::Bytes;
 use ferrosip_api::rr::{LocalRoute, RouteSendSocket, SocketDesc};
-use ferrosip_api::{FnError, MsgContext, NetInfo, Proto, Registry, RouteKind, Services, Target};
+use ferrosip_api::{MsgContext, NetInfo, Proto, Registry, RouteKind};
+use ferrosip_script::vm::Outcome;
 use ferrosip_sip::SipMessage;
+use ferrosip_tests::{FakeServices, Script};
 use regex::bytes::Regex;
 use std::sync::Arc;
 
 /// This proxy: 10.0.0.1:5060 (UDP) and 192.0.2.1:5080 (TCP), also known as
-/// proxy.example.com.
-struct Me;
-
-impl Services for Me {
-    fn reply(&self, _: &mut MsgContext, _: u16, _: &[u8]) -> Result<(), FnError> {
-        Err(FnError::new("not in tests"))
-    }
-    fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-        Err(FnError::new("not in tests"))
-    }
-    fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        let port = port.unwrap_or(5060);
-        matches!(
-            (host, port),
-            (b"10.0.0.1", 5060) | (b"proxy.example.com", 5060) | (b"192.0.2.1", 5080)
-        )
-    }
+/// proxy.example.com; rr never sends a reply or forwards itself.
+fn me() -> Arc<FakeServices> {
+    Arc::new(
+        FakeServices::new()
+            .myself("10.0.0.1", Some(5060))
+            .myself("proxy.example.com", Some(5060))
+            .myself("192.0.2.1", Some(5080))
+            .refusing_to_send(),
+    )
 }
 
 fn msg(start: &str, headers: &str) -> MsgContext {
@@ -41,7 +35,7 @@ Content-Length: 0\r\n\r\n"
     );
     let m = SipMessage::parse(Bytes::from(raw)).expect("test message parses");
     let mut ctx = MsgContext::new(m, RouteKind::Request, NetInfo::default());
-    ctx.services = Some(Arc::new(Me));
+    ctx.services = Some(me());
     ctx
 }
 
@@ -596,15 +590,11 @@ fn top_route_uri_follows_the_message() {
 
 // ----- scripts -----
 
-fn run(cfg_text: &str, mut c: MsgContext) -> (i32, MsgContext) {
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+fn run(cfg_text: &str, c: MsgContext) -> (i32, MsgContext) {
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&RrModule);
-    let loaded = load_str("t.cfg", cfg_text, &LoadOptions::default(), &reg).expect("loads");
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+    let (o, c) = Script::load(&reg, cfg_text).run(c);
     let code = match o {
         Outcome::Return(n) => n,
         other => panic!("{other:?}"),
@@ -654,29 +644,12 @@ request_route {\n\
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&RrModule);
-    let loaded = ferrosip_script::load_str(
-        "t.cfg",
-        cfg_text,
-        &ferrosip_script::LoadOptions::default(),
-        &reg,
-    )
-    .expect("loads");
+    let script = Script::load(&reg, cfg_text);
     for hook in &reg.module("rr").unwrap().init {
-        hook(&loaded.modules["rr"]).unwrap();
+        hook(&script.loaded.modules["rr"]).unwrap();
     }
-    let mut c = invite("");
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let o = ferrosip_script::vm::run_blocking(
-        &mut ferrosip_script::vm::Vm::new(),
-        &loaded.program,
-        route,
-        &mut c,
-    )
-    .unwrap();
-    assert!(
-        matches!(o, ferrosip_script::vm::Outcome::Return(1)),
-        "{o:?}"
-    );
+    let (o, c) = script.run(invite(""));
+    assert!(matches!(o, Outcome::Return(1)), "{o:?}");
     assert_eq!(
         headers(&c, &udp(), &tcp()),
         ["<sip:10.0.0.1;lr=on;m=INVITE;nat=yes>"]

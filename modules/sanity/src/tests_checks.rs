@@ -3,29 +3,11 @@
 use super::checks::*;
 use super::*;
 use bytes::Bytes;
-use ferrosip_api::{FnError, NetInfo, Registry, RouteKind, Services, Target};
-use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-use ferrosip_script::{load_str, LoadOptions};
+use ferrosip_api::{NetInfo, Registry, RouteKind, Services};
+use ferrosip_script::vm::Outcome;
 use ferrosip_sip::SipMessage;
-use std::sync::Mutex;
-
-/// Records replies with their queued headers.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(u16, String, Vec<u8>)>>);
-impl Services for Recorder {
-    fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
-        let extra = ctx.ext.remove::<ReplyHeaders>().unwrap_or_default().0;
-        let reason = String::from_utf8_lossy(reason).into_owned();
-        self.0.lock().unwrap().push((code, reason, extra));
-        Ok(())
-    }
-    fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-        Ok(())
-    }
-    fn is_myself(&self, _: &[u8], _: Option<u16>) -> bool {
-        false
-    }
-}
+use ferrosip_tests::services::SentReply;
+use ferrosip_tests::{FakeServices, Script};
 
 const VIA: &str = "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n";
 const FROM: &str = "From: <sip:a@example.com>;tag=9\r\n";
@@ -313,7 +295,7 @@ fn sizes() {
     .is_err());
 }
 
-fn ctx(msg: SipMessage, rec: Option<&Arc<Recorder>>) -> MsgContext {
+fn ctx(msg: SipMessage, rec: Option<&Arc<FakeServices>>) -> MsgContext {
     let mut c = MsgContext::new(msg, RouteKind::Request, NetInfo::default());
     c.services = rec.map(|r| r.clone() as Arc<dyn Services>);
     c
@@ -321,7 +303,7 @@ fn ctx(msg: SipMessage, rec: Option<&Arc<Recorder>>) -> MsgContext {
 
 #[test]
 fn handler_replies_and_return_codes() {
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(FakeServices::new());
     let cfg = Config {
         proxy_require: vec!["foo".into()],
         ..Config::default()
@@ -335,15 +317,15 @@ fn handler_replies_and_return_codes() {
     assert_eq!(sanity_check(&mut c, 512, 7, &no_drop).unwrap().rc(), -1);
     assert_eq!(sanity_check(&mut c, 1, 7, &cfg).unwrap().rc(), 1);
     {
-        let r = rec.0.lock().unwrap();
+        let r = rec.replies();
         assert_eq!(r.len(), 2);
         assert_eq!(
             r[0],
-            (
-                420,
-                "Bad Proxy Require Extension".to_string(),
-                b"Unsupported: bar\r\n".to_vec()
-            )
+            SentReply {
+                code: 420,
+                reason: "Bad Proxy Require Extension".to_string(),
+                headers: "Unsupported: bar\r\n".to_string()
+            }
         );
     }
     // Masks out of range.
@@ -359,7 +341,7 @@ fn handler_replies_and_return_codes() {
         sanity_check(&mut c, EXPIRES_VALUE, 7, &cfg).unwrap().rc(),
         0
     );
-    assert_eq!(rec.0.lock().unwrap().len(), 2);
+    assert_eq!(rec.replies().len(), 2);
     // Without a server nothing is sent, the code is still returned.
     let mut c = ctx(opts("Expires: x\r\n"), None);
     assert_eq!(
@@ -370,7 +352,7 @@ fn handler_replies_and_return_codes() {
 
 #[test]
 fn noreply_keeps_the_reply_for_sanity_reply() {
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(FakeServices::new());
     let cfg = Config {
         noreply: true,
         autodrop: false,
@@ -381,18 +363,17 @@ fn noreply_keeps_the_reply_for_sanity_reply() {
         sanity_check(&mut c, EXPIRES_VALUE, 7, &cfg).unwrap().rc(),
         -1
     );
-    assert!(rec.0.lock().unwrap().is_empty());
+    assert!(rec.replies().is_empty());
     assert_eq!(sanity_reply(&mut c, &cfg).unwrap().rc(), 1);
     // Nothing pending any more: the generic 500.
     assert_eq!(sanity_reply(&mut c, &cfg).unwrap().rc(), 1);
-    let r = rec.0.lock().unwrap();
-    assert_eq!(r[0].0, 400);
-    assert_eq!(r[0].1, "Expires value is illegal");
-    assert_eq!(r[1].0, 500);
-    drop(r);
+    let r = rec.replies();
+    assert_eq!(r[0].code, 400);
+    assert_eq!(r[0].reason, "Expires value is illegal");
+    assert_eq!(r[1].code, 500);
     // Without noreply, sanity_reply() does nothing.
     assert_eq!(sanity_reply(&mut c, &Config::default()).unwrap().rc(), 1);
-    assert_eq!(rec.0.lock().unwrap().len(), 2);
+    assert_eq!(rec.replies().len(), 2);
 }
 
 #[test]
@@ -406,18 +387,14 @@ modparam(\"sanity\", \"default_checks\", 512)\n\
 modparam(\"sanity\", \"proxy_require\", \"foo, bar\")\n\
 request_route {\n if (!sanity_check()) { return(5); }\n if (!sanity_check(256)) { return(6); }\n\
  if (!sanity_check(1024, 8)) { return(7); }\n return(3);\n}\n";
-    let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("loads");
+    let script = Script::load(&reg, cfg);
     let def = reg.module("sanity").unwrap();
     for hook in &def.init {
-        hook(&loaded.modules["sanity"]).unwrap();
+        hook(&script.loaded.modules["sanity"]).unwrap();
     }
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let run_with = |extra: &str| {
-        let mut c = ctx(opts(extra), None);
-        match run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap() {
-            Outcome::Return(n) => n,
-            o => panic!("{o:?}"),
-        }
+    let run_with = |extra: &str| match script.run(ctx(opts(extra), None)).0 {
+        Outcome::Return(n) => n,
+        o => panic!("{o:?}"),
     };
     assert_eq!(run_with("Proxy-Require: bar\r\n"), 3);
     assert_eq!(run_with("Proxy-Require: baz\r\n"), 5);

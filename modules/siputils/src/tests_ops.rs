@@ -3,8 +3,9 @@
 use crate::ops::*;
 use crate::SiputilsModule;
 use bytes::Bytes;
-use ferrosip_api::{FnError, MsgContext, NetInfo, Registry, RouteKind, Services, Target};
+use ferrosip_api::{MsgContext, NetInfo, Registry, RouteKind};
 use ferrosip_sip::SipMessage;
+use ferrosip_tests::{FakeServices, Script};
 use std::sync::Arc;
 
 const REQ: &str = "INVITE sip:bob@example.com;transport=tcp;lr SIP/2.0\r\n\
@@ -41,19 +42,6 @@ fn b(s: &str) -> Bytes {
 
 fn rc(r: ferrosip_api::FnResult) -> i32 {
     r.unwrap().rc()
-}
-
-struct Me;
-impl Services for Me {
-    fn reply(&self, _: &mut MsgContext, _: u16, _: &[u8]) -> Result<(), FnError> {
-        Ok(())
-    }
-    fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-        Ok(())
-    }
-    fn is_myself(&self, host: &[u8], _port: Option<u16>) -> bool {
-        host == b"10.0.0.9"
-    }
 }
 
 #[test]
@@ -122,7 +110,7 @@ fn first_hop() {
     assert_eq!(rc(is_first_hop(&mut c, 0)), -1);
     let mut p = ctx(REPLY);
     assert!(is_first_hop(&mut p, 0).is_err(), "needs the server");
-    p.services = Some(Arc::new(Me));
+    p.services = Some(Arc::new(FakeServices::new().myself("10.0.0.9", None)));
     assert_eq!(rc(is_first_hop(&mut p, 0)), 1);
     // Received from the Record-Route address itself: a loop.
     p.net.source = "10.0.0.9:5060".parse().unwrap();
@@ -131,8 +119,7 @@ fn first_hop() {
 
 #[test]
 fn script_runs_siputils() {
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_script::vm::Outcome;
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&SiputilsModule);
@@ -147,13 +134,11 @@ request_route {
     return(3);
 }
 "#;
-    let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
+    let script = Script::load(&reg, cfg);
     for hook in &reg.module("siputils").unwrap().init {
-        hook(&loaded.modules["siputils"]).unwrap();
+        hook(&script.loaded.modules["siputils"]).unwrap();
     }
-    let mut c = ctx(REQ);
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+    let (o, c) = script.run(ctx(REQ));
     assert!(matches!(o, Outcome::Return(5)), "{o:?}");
     assert_eq!(
         c.msg.request_uri(),

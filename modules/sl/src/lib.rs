@@ -125,31 +125,14 @@ fn send_reply(ctx: &mut MsgContext, code: i64, reason: &[u8]) -> FnResult {
 #[cfg(test)]
 mod tests_reply {
     use super::*;
-    use ferrosip_api::{NetInfo, Registry, ReplyHeaders, RouteKind, Services, Target};
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_api::{NetInfo, Registry, ReplyHeaders, RouteKind};
+    use ferrosip_script::vm::Outcome;
     use ferrosip_sip::SipMessage;
-    use std::sync::{Arc, Mutex};
+    use ferrosip_tests::services::SentReply;
+    use ferrosip_tests::{FakeServices, Script};
+    use std::sync::Arc;
 
-    /// Records the replies instead of sending them, with the queued reply headers.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u16, String, Vec<u8>)>>);
-    impl Services for Recorder {
-        fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
-            let extra = ctx.ext.remove::<ReplyHeaders>().unwrap_or_default().0;
-            let reason = String::from_utf8_lossy(reason).into_owned();
-            self.0.lock().unwrap().push((code, reason, extra));
-            Ok(())
-        }
-        fn forward(&self, _: &mut MsgContext, _: Option<Target>) -> Result<(), FnError> {
-            Ok(())
-        }
-        fn is_myself(&self, _: &[u8], _: Option<u16>) -> bool {
-            false
-        }
-    }
-
-    fn ctx(rec: &Arc<Recorder>) -> MsgContext {
+    fn ctx(rec: &Arc<FakeServices>) -> MsgContext {
         let raw = "OPTIONS sip:bob@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
 To: <sip:bob@10.0.0.5>\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c1@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         let msg = SipMessage::parse(Bytes::from_static(raw.as_bytes())).expect("parses");
@@ -160,14 +143,14 @@ To: <sip:bob@10.0.0.5>\r\nFrom: <sip:alice@example.com>;tag=9\r\nCall-ID: c1@h\r
 
     #[test]
     fn codes_are_checked_and_server_is_needed() {
-        let rec = Arc::new(Recorder::default());
+        let rec = Arc::new(FakeServices::new());
         let mut c = ctx(&rec);
         assert!(reply(&mut c, 99, b"x").is_err());
         assert!(reply(&mut c, 700, b"x").is_err());
         assert_eq!(reply(&mut c, 404, b"Not Here").unwrap().rc(), 1);
         c.services = None;
         assert!(reply(&mut c, 200, b"OK").is_err());
-        assert_eq!(rec.0.lock().unwrap().len(), 1);
+        assert_eq!(rec.replies().len(), 1);
     }
 
     #[test]
@@ -182,15 +165,22 @@ request_route {
     exit;
 }
 "#;
-        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
-        let rec = Arc::new(Recorder::default());
+        let rec = Arc::new(FakeServices::new());
         let mut c = ctx(&rec);
         c.ext.insert(ReplyHeaders(b"X-A: 1\r\n".to_vec()));
-        let route = loaded.program.main_route(RouteKind::Request).unwrap();
-        let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+        let (o, _) = Script::load(&reg, cfg).run(c);
         assert!(matches!(o, Outcome::Exit), "{o:?}");
-        let r = rec.0.lock().unwrap();
-        assert_eq!(r[0], (200, "Alive bob".to_string(), b"X-A: 1\r\n".to_vec()));
-        assert_eq!(r[1], (500, "Server Internal Error".to_string(), Vec::new()));
+        let sent = |code, reason: &str, headers: &str| SentReply {
+            code,
+            reason: reason.to_string(),
+            headers: headers.to_string(),
+        };
+        assert_eq!(
+            rec.replies(),
+            [
+                sent(200, "Alive bob", "X-A: 1\r\n"),
+                sent(500, "Server Internal Error", "")
+            ]
+        );
     }
 }

@@ -301,8 +301,8 @@ fn reply_headers_and_urihf() {
 
 #[test]
 fn script_runs_textops() {
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_script::vm::Outcome;
+    use ferrosip_tests::Script;
     let mut reg = Registry::new();
     ferrosip_script::register_core(&mut reg);
     reg.register(&TextopsModule);
@@ -316,10 +316,7 @@ request_route {
     return(3);
 }
 "#;
-    let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
-    let mut c = ctx();
-    let route = loaded.program.main_route(RouteKind::Request).unwrap();
-    let o = run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap();
+    let (o, c) = Script::load(&reg, cfg).run(ctx());
     assert!(matches!(o, Outcome::Return(5)), "{o:?}");
     assert!(
         text(&c).contains("X-Seen: INVITE from alice\r\n"),

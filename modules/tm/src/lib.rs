@@ -829,9 +829,9 @@ mod tests {
     use bytes::Bytes;
     use ferrosip_api::tm::{BranchTarget, Branches, TmState};
     use ferrosip_api::{MsgContext, NetInfo, Registry, RouteKind};
-    use ferrosip_script::vm::{run_blocking, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_script::vm::Outcome;
     use ferrosip_sip::SipMessage;
+    use ferrosip_tests::Script;
 
     fn msg(raw: &'static str) -> SipMessage {
         SipMessage::parse(Bytes::from_static(raw.as_bytes())).expect("parses")
@@ -861,11 +861,7 @@ failure_route[F] {
     return $var(ok) + 1;
 }
 "#;
-        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
-        let route = loaded
-            .program
-            .named_route(RouteKind::Failure, "F")
-            .expect("failure route");
+        let script = Script::load(&reg, cfg);
         let mut ctx = MsgContext::new(msg(INVITE), RouteKind::Failure, NetInfo::default());
         ctx.ext.insert(TmState {
             reply_code: 486,
@@ -875,8 +871,8 @@ failure_route[F] {
             branch_replied: true,
             ..TmState::default()
         });
-        let out = run_blocking(&mut Vm::new(), &loaded.program, route, &mut ctx).expect("runs");
-        assert_eq!(out, ferrosip_script::vm::Outcome::Return(2));
+        let (out, _) = script.run_named(RouteKind::Failure, "F", ctx);
+        assert_eq!(out, Outcome::Return(2));
     }
 
     #[test]
@@ -893,11 +889,7 @@ request_route {
     return 2;
 }
 "#;
-        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
-        let route = loaded
-            .program
-            .main_route(RouteKind::Request)
-            .expect("route");
+        let script = Script::load(&reg, cfg);
         let mut ctx = MsgContext::new(msg(INVITE), RouteKind::Request, NetInfo::default());
         let b = |u: &'static str, d: Option<&'static str>| BranchTarget {
             uri: Bytes::from_static(u.as_bytes()),
@@ -909,7 +901,7 @@ request_route {
             b("sip:a@h", None),
             b("sip:b@h", Some("sip:p:5070")),
         ]));
-        let out = run_blocking(&mut Vm::new(), &loaded.program, route, &mut ctx).expect("runs");
-        assert_eq!(out, ferrosip_script::vm::Outcome::Return(1));
+        let (out, _) = script.run(ctx);
+        assert_eq!(out, Outcome::Return(1));
     }
 }

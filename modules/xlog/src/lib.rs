@@ -158,9 +158,9 @@ impl Module for XlogModule {
 mod tests_emit {
     use super::*;
     use ferrosip_api::{NetInfo, Registry, RouteKind};
-    use ferrosip_script::vm::{run_blocking, Outcome, Vm};
-    use ferrosip_script::{load_str, LoadOptions};
+    use ferrosip_script::vm::Outcome;
     use ferrosip_sip::SipMessage;
+    use ferrosip_tests::Script;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
@@ -213,7 +213,7 @@ request_route {
     if (xinfo("x")) { return(1); }
 }
 "#;
-        let loaded = load_str("t.cfg", cfg, &LoadOptions::default(), &reg).expect("config loads");
+        let script = Script::load(&reg, cfg);
         let buf = Buf::default();
         let w = buf.clone();
         let sub = tracing_subscriber::fmt()
@@ -221,11 +221,7 @@ request_route {
             .with_ansi(false)
             .with_writer(move || w.clone())
             .finish();
-        let mut c = ctx();
-        let o = tracing::subscriber::with_default(sub, || {
-            let route = loaded.program.main_route(RouteKind::Request).unwrap();
-            run_blocking(&mut Vm::new(), &loaded.program, route, &mut c).unwrap()
-        });
+        let (o, _) = tracing::subscriber::with_default(sub, || script.run(ctx()));
         assert!(matches!(o, Outcome::Return(1)), "{o:?}");
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = out.lines().collect();

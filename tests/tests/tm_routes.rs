@@ -2,9 +2,7 @@
 //! `branch_route` sees each branch (its R-URI, `$T_branch_idx`) and may drop it or edit
 //! what is sent; `onreply_route[X]` sees each reply and may drop a provisional one.
 
-mod common;
-
-use common::{free_port, start_proxy};
+use ferrosip_tests::{free_port, start_proxy};
 use std::net::UdpSocket;
 use std::time::Duration;
 

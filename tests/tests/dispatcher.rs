@@ -8,10 +8,8 @@
 //! - a UAS answering 503 makes failure_route send the call to the next PBX;
 //! - a From-URI hash keeps one caller on one UAS.
 
-mod common;
-
-use common::{free_port, have_sipp};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::{free_port, have_sipp, Launch, Proxy};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +19,7 @@ fn scenarios() -> PathBuf {
 }
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/load-balancer.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/load-balancer.cfg")
 }
 
 /// A running process killed when dropped.
@@ -51,35 +49,12 @@ impl Proc {
 }
 
 /// The proxy on `examples/load-balancer.cfg` (or `cfg`), its log in `dir/proxy.log`.
-fn start_lb(dir: &Path, cfg: &Path, port: u16, defines: &[String]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrosip"));
-    cmd.args(["run", "-f"]).arg(cfg);
-    cmd.arg("-A").arg(format!("PROXY_PORT={port}"));
+fn start_lb(dir: &Path, cfg: &Path, port: u16, defines: &[String]) -> Proxy {
+    let mut launch = Launch::new(cfg).define(format!("PROXY_PORT={port}"));
     for d in defines {
-        cmd.arg("-A").arg(d);
+        launch = launch.define(d);
     }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("proxy.log")).expect("log"))
-        .spawn()
-        .expect("ferrosip starts");
-    let mut p = Proc(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
-        if let Some(code) = p.wait_exit(Duration::ZERO) {
-            panic!(
-                "ferrosip exited {code}:\n{}",
-                std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ferrosip did not start on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    p
+    launch.log(dir.join("proxy.log")).listening_on(port).start()
 }
 
 /// A SIPp UAS on `port` running `scenario` (which answers OPTIONS probes too).

@@ -5,13 +5,11 @@
 //! `lookup("location")`. Run against SQLite, MariaDB, PostgreSQL (each with another usrloc
 //! db_mode) and db_text, over UDP and TCP.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp, start_proxy};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, log_tails, start_proxy, traced_sipp, wait_exit};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 const USERS: [(&str, &str); 2] = [("alice@127.0.0.1", "secret"), ("bob@127.0.0.1", "bobpw")];
 
@@ -22,7 +20,7 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn example(port: u16, url: &str, db_mode: u8) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/registrar-auth.cfg");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registrar-auth.cfg");
     let text = std::fs::read_to_string(path).expect("example");
     // The example's #!trydef values give way to these, as with `ferrosip run -A`.
     format!(
@@ -31,11 +29,8 @@ fn example(port: u16, url: &str, db_mode: u8) -> String {
 }
 
 fn sipp(dir: &Path, tag: &str, file: &str, proxy: u16, transport: &str, args: &[&str]) -> Child {
-    Command::new("sipp")
-        .arg(format!("127.0.0.1:{proxy}"))
-        .arg("-sf")
-        .arg(scenario(file))
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+    traced_sipp(dir, tag, &scenario(file), &format!("127.0.0.1:{proxy}"))
+        .args(["-p", &free_port().to_string()])
         .args([
             "-t",
             transport,
@@ -45,48 +40,9 @@ fn sipp(dir: &Path, tag: &str, file: &str, proxy: u16, transport: &str, args: &[
             "20s",
             "-timeout_error",
         ])
-        .args(["-nostdin", "-trace_err", "-trace_msg"])
-        .arg("-error_file")
-        .arg(dir.join(format!("{tag}-errors.log")))
-        .arg("-message_file")
-        .arg(dir.join(format!("{tag}-messages.log")))
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("sipp starts")
-}
-
-fn wait(mut child: Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for tag in ["phone", "caller"] {
-        for kind in ["errors", "messages"] {
-            let path = dir.join(format!("{tag}-{kind}.log"));
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let from = text.len().saturating_sub(4000);
-                let from = (from..text.len())
-                    .find(|&i| text.is_char_boundary(i))
-                    .unwrap_or(0);
-                out += &format!("--- {}\n{}\n", path.display(), &text[from..]);
-            }
-        }
-    }
-    out
 }
 
 /// alice's phone registers (401, then with credentials: 200 with its binding), bob calls
@@ -133,14 +89,14 @@ fn phone_is_called(backend: Backend, db_mode: u8, transport: &str) {
             "-s", "alice", "-au", "bob", "-ap", "bobpw", "-cid_str", &call_id,
         ],
     );
-    let caller_rc = wait(caller, Duration::from_secs(30));
-    let phone_rc = wait(phone, Duration::from_secs(30));
+    let caller_rc = wait_exit(caller, Duration::from_secs(30));
+    let phone_rc = wait_exit(phone, Duration::from_secs(30));
     drop(proxy);
     assert_eq!(
         (phone_rc, caller_rc),
         (Some(0), Some(0)),
         "{backend:?} db_mode {db_mode} over {transport}: register + call failed\n{}",
-        logs(&dir)
+        log_tails(&dir)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

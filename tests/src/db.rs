@@ -19,7 +19,7 @@ pub enum Backend {
 
 /// `ferrosip db ...`, which must succeed.
 pub fn ferrosip_db(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+    let out = Command::new(crate::ferrosip_bin())
         .arg("db")
         .args(args)
         .output()

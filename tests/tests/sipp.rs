@@ -2,13 +2,11 @@
 //! README's test command installs it): stateless call flows over UDP and TCP, local
 //! replies, and the server surviving malformed input.
 
-mod common;
-
-use common::{have_sipp, start_proxy, Proxy};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::sipp::spawn_sipp;
+use ferrosip_tests::{have_sipp, start_proxy, wait_exit, Launch};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
@@ -53,30 +51,6 @@ request_route {{
     )
 }
 
-fn sipp(args: &[&str]) -> Child {
-    Command::new("sipp")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp starts")
-}
-
-fn wait(mut c: Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = c.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn call_flow(slot: u16, transport: &str, calls: u32) {
     if !have_sipp() {
         return;
@@ -93,7 +67,7 @@ fn run_calls(proxy: u16, uas: u16, uac: u16, transport: &str, calls: u32) {
     let uac_sf = sc.join("call_uac.xml");
     let t = if transport == "tcp" { "t1" } else { "u1" };
     let uas_port = uas.to_string();
-    let uas_p = sipp(&[
+    let uas_p = spawn_sipp(&[
         "-sf",
         uas_sf.to_str().expect("path"),
         "-i",
@@ -108,8 +82,8 @@ fn run_calls(proxy: u16, uas: u16, uac: u16, transport: &str, calls: u32) {
     let target = format!("127.0.0.1:{proxy}");
     let uac_port = uac.to_string();
     let calls_s = calls.to_string();
-    let code = wait(
-        sipp(&[
+    let code = wait_exit(
+        spawn_sipp(&[
             "-sf",
             uac_sf.to_str().expect("path"),
             "-i",
@@ -160,8 +134,8 @@ fn single(slot: u16, scenario: &str) -> Option<i32> {
     let sf = scenarios().join(scenario);
     let target = format!("127.0.0.1:{proxy}");
     let uac_port = uac.to_string();
-    wait(
-        sipp(&[
+    wait_exit(
+        spawn_sipp(&[
             "-sf",
             sf.to_str().expect("path"),
             "-i",
@@ -190,28 +164,12 @@ fn shipped_stateless_example_carries_calls() {
         return;
     }
     let (proxy, uas, uac) = ports(6);
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/stateless.cfg");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-        .args(["run", "-f"])
-        .arg(&example)
-        .arg("-A")
-        .arg(format!("PROXY_PORT={proxy}"))
-        .arg("-A")
-        .arg(format!("PBX=\"sip:127.0.0.1:{uas}\""))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferrosip starts");
-    let _p = Proxy {
-        child,
-        dir: std::env::temp_dir(),
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UdpSocket::bind(addr).is_ok() {
-        assert!(Instant::now() < deadline, "ferrosip did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stateless.cfg");
+    let _p = Launch::new(&example)
+        .define(format!("PROXY_PORT={proxy}"))
+        .define(format!("PBX=\"sip:127.0.0.1:{uas}\""))
+        .listening_on(proxy)
+        .start();
     run_calls(proxy, uas, uac, "udp", 200);
 }
 

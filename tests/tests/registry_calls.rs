@@ -5,7 +5,7 @@
 // The registry of the binary is built by its catalog; the binary has no library target,
 // so the test compiles that one file itself (its docs writer is not used here).
 #[allow(dead_code)]
-#[path = "../src/catalog.rs"]
+#[path = "../../crates/ferrosip/src/catalog.rs"]
 mod catalog;
 
 use bytes::Bytes;

@@ -7,14 +7,11 @@
 //! registrations. Each database is created for the test (`ferrosip_t_<pid>_<n>`) and
 //! dropped after it.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, log_tails, traced_sipp, wait_exit, Launch, Proxy};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +20,7 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn example_cfg() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/registrar.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registrar.cfg")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -34,69 +31,18 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A running proxy; SIGTERM (clean stop, flushes) then SIGKILL when dropped.
-struct Proxy {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proxy {
-    fn start(dir: &Path, tag: &str, port: u16, db_mode: u32, db_url: &str) -> Proxy {
-        let log = dir.join(format!("proxy-{tag}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrosip"));
-        cmd.args(["run", "-f"])
-            .arg(example_cfg())
-            .args(["-A", &format!("PROXY_PORT={port}")])
-            .args(["-A", &format!("DBMODE={db_mode}")])
-            .args(["-A", &format!("DBURL=\"{db_url}\"")])
-            .args(["-A", "TIMER_INTERVAL=5"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        let mut child = cmd.spawn().expect("ferrosip starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "ferrosip exited ({status}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrosip did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proxy { child, log }
-    }
-
-    /// Stops at once, as a crash would (no stop hooks).
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The registrar example on `port`, its log in `dir/proxy-{tag}.log`; SIGTERM (clean
+/// stop, flushes) then SIGKILL when dropped.
+fn start_registrar(dir: &Path, tag: &str, port: u16, db_mode: u32, db_url: &str) -> Proxy {
+    Launch::new(example_cfg())
+        .define(format!("PROXY_PORT={port}"))
+        .define(format!("DBMODE={db_mode}"))
+        .define(format!("DBURL=\"{db_url}\""))
+        .define("TIMER_INTERVAL=5")
+        .log(dir.join(format!("proxy-{tag}.log")))
+        .listening_on(port)
+        .terminate_on_drop()
+        .start()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,66 +73,25 @@ fn sipp(
     t: Transport,
     extra: &[&str],
 ) -> Child {
-    let mut cmd = Command::new("sipp");
-    cmd.arg(format!("127.0.0.1:{proxy}"))
-        .arg("-sf")
-        .arg(scenario(scenario_file))
-        .args(["-s", user, "-i", "127.0.0.1", "-p", &local.to_string()])
-        .args([
-            "-t",
-            t.sipp(),
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-        ])
-        .args(["-trace_err", "-trace_msg"])
-        .arg("-error_file")
-        .arg(dir.join(format!("{tag}-errors.log")))
-        .arg("-message_file")
-        .arg(dir.join(format!("{tag}-messages.log")))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd.spawn().expect("sipp starts")
-}
-
-/// Waits for a SIPp run; its exit code (None: killed after the limit).
-fn wait(mut c: Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = c.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn logs(dir: &Path, tags: &[&str]) -> String {
-    let mut out = String::new();
-    for t in tags {
-        for kind in ["errors", "messages"] {
-            let p = dir.join(format!("{t}-{kind}.log"));
-            if let Ok(s) = std::fs::read_to_string(&p) {
-                let tail: String = s
-                    .chars()
-                    .rev()
-                    .take(3000)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                out.push_str(&format!("--- {}\n{tail}\n", p.display()));
-            }
-        }
-    }
-    out
+    traced_sipp(
+        dir,
+        tag,
+        &scenario(scenario_file),
+        &format!("127.0.0.1:{proxy}"),
+    )
+    .args(["-s", user, "-p", &local.to_string()])
+    .args([
+        "-t",
+        t.sipp(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+    ])
+    .args(extra)
+    .spawn()
+    .expect("sipp starts")
 }
 
 /// Runs one scenario to completion and asserts it passed.
@@ -201,16 +106,11 @@ fn run_ok(
     t: Transport,
     extra: &[&str],
 ) {
-    let code = wait(
+    let code = wait_exit(
         sipp(dir, tag, file, user, proxy, local, t, extra),
         Duration::from_secs(30),
     );
-    assert_eq!(
-        code,
-        Some(0),
-        "{tag} ({file}) failed:\n{}",
-        logs(dir, &[tag])
-    );
+    assert_eq!(code, Some(0), "{tag} ({file}) failed:\n{}", log_tails(dir));
 }
 
 /// The phone REGISTERs through `via_register`, then a caller calls it through
@@ -243,13 +143,13 @@ fn register_and_call(dir: &Path, user: &str, via_register: u16, via_call: u16, t
         t,
         &["-cid_str", &cid],
     );
-    let uac_code = wait(uac, Duration::from_secs(30));
-    let uas_code = wait(uas, Duration::from_secs(30));
+    let uac_code = wait_exit(uac, Duration::from_secs(30));
+    let uas_code = wait_exit(uas, Duration::from_secs(30));
     assert_eq!(
         (uac_code, uas_code),
         (Some(0), Some(0)),
         "call to the registered {user} failed:\n{}",
-        logs(dir, &["uas", "uac"])
+        log_tails(dir)
     );
 }
 
@@ -260,7 +160,7 @@ fn registered_phone_is_called_over_udp() {
     }
     let dir = temp_dir("udp");
     let port = free_port();
-    let proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     register_and_call(&dir, "alice", port, port, Transport::Udp);
     drop(proxy);
 }
@@ -272,7 +172,7 @@ fn registered_phone_is_called_over_tcp() {
     }
     let dir = temp_dir("tcp");
     let port = free_port();
-    let proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     register_and_call(&dir, "tina", port, port, Transport::Tcp);
     drop(proxy);
 }
@@ -284,7 +184,7 @@ fn unknown_user_gets_404() {
     }
     let dir = temp_dir("404");
     let port = free_port();
-    let _proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let _proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     run_ok(
         &dir,
         "uac",
@@ -304,7 +204,7 @@ fn expires_zero_removes_the_binding_and_short_expires_gets_423() {
     }
     let dir = temp_dir("expires");
     let port = free_port();
-    let _proxy = Proxy::start(&dir, "a", port, 0, "sqlite:///unused.db");
+    let _proxy = start_registrar(&dir, "a", port, 0, "sqlite:///unused.db");
     let phone = free_port();
     run_ok(
         &dir,
@@ -318,7 +218,7 @@ fn expires_zero_removes_the_binding_and_short_expires_gets_423() {
     );
     // Registered: the INVITE does not get a 404 (it goes to the phone's port, where
     // nobody answers; the 404 scenario must fail).
-    let code = wait(
+    let code = wait_exit(
         sipp(
             &dir,
             "inv1",
@@ -386,7 +286,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     let url = db.url.clone();
     let port = free_port();
     let phone = free_port();
-    let proxy = Proxy::start(&dir, "first", port, 1, &url);
+    let proxy = start_registrar(&dir, "first", port, 1, &url);
     run_ok(
         &dir,
         "reg",
@@ -399,7 +299,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     );
     // A crash: no stop hook runs, the row must already be written.
     proxy.kill();
-    let proxy = Proxy::start(&dir, "second", port, 1, &url);
+    let proxy = start_registrar(&dir, "second", port, 1, &url);
     let uas = sipp(
         &dir,
         "uas",
@@ -411,7 +311,7 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
         &[],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let uac = wait(
+    let uac = wait_exit(
         sipp(
             &dir,
             "uac",
@@ -424,13 +324,13 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
         ),
         Duration::from_secs(30),
     );
-    let uas = wait(uas, Duration::from_secs(30));
+    let uas = wait_exit(uas, Duration::from_secs(30));
     assert_eq!(
         (uac, uas),
         (Some(0), Some(0)),
         "the call after the restart failed:\n{}\n--- proxy\n{}",
-        logs(&dir, &["uas", "uac"]),
-        proxy.log()
+        log_tails(&dir),
+        proxy.log_text()
     );
 }
 
@@ -441,7 +341,7 @@ fn call_through_db_mode_1(server: Backend) {
     let db = TestDb::with_users(server, &temp_dir(&format!("{server:?}")), "usrloc", &[]);
     let dir = temp_dir(&format!("{server:?}"));
     let port = free_port();
-    let _proxy = Proxy::start(&dir, "a", port, 1, &db.url);
+    let _proxy = start_registrar(&dir, "a", port, 1, &db.url);
     register_and_call(&dir, "maria", port, port, Transport::Udp);
 }
 
@@ -464,8 +364,8 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
     let dir = temp_dir("db3");
     let port_a = free_port();
     let port_b = free_port();
-    let _a = Proxy::start(&dir, "a", port_a, 3, &db.url);
-    let _b = Proxy::start(&dir, "b", port_b, 3, &db.url);
+    let _a = start_registrar(&dir, "a", port_a, 3, &db.url);
+    let _b = start_registrar(&dir, "b", port_b, 3, &db.url);
     // Registered through A, called through B (the phone answers the proxy that sends
     // it the INVITE, so it runs as a plain UAS on its registered address).
     let phone = free_port();
@@ -490,7 +390,7 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
         &[],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let uac = wait(
+    let uac = wait_exit(
         sipp(
             &dir,
             "uac",
@@ -503,12 +403,12 @@ fn two_instances_share_registrations_with_db_mode_3_on_postgres() {
         ),
         Duration::from_secs(30),
     );
-    let uas = wait(uas, Duration::from_secs(30));
+    let uas = wait_exit(uas, Duration::from_secs(30));
     assert_eq!(
         (uac, uas),
         (Some(0), Some(0)),
         "B did not find the registration made through A:\n{}",
-        logs(&dir, &["uas", "uac"])
+        log_tails(&dir)
     );
     // Unregistered through B: A no longer finds her.
     let phone = free_port();

@@ -11,12 +11,10 @@
 //!   the next one;
 //! - the same flows against PostgreSQL (a database created and dropped by the test).
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp};
 use ferrosip_db::{Db, DbValue};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, Launch, Proxy};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +24,7 @@ fn scenarios() -> PathBuf {
 }
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/carrier-lcr.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/carrier-lcr.cfg")
 }
 
 /// A running process killed when dropped.
@@ -103,7 +101,7 @@ struct Lab {
     dir: PathBuf,
     db: TestDb,
     proxy_port: u16,
-    proxy: Option<Proc>,
+    proxy: Option<Proxy>,
 }
 
 impl Lab {
@@ -157,7 +155,7 @@ impl Lab {
     fn import(&self, csv: &str) -> String {
         let file = self.dir.join("rates.csv");
         std::fs::write(&file, csv).expect("csv");
-        let out = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+        let out = Command::new(ferrosip_tests::ferrosip_bin())
             .args(["lcr", "import", "--db-url", &self.db.url, "--lcr-id", "1"])
             .arg(&file)
             .output()
@@ -171,34 +169,13 @@ impl Lab {
     }
 
     fn start_proxy(&mut self) {
-        let log = std::fs::File::create(self.dir.join("proxy.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-            .args(["run", "-f"])
-            .arg(example())
-            .arg("-A")
-            .arg(format!("PROXY_PORT={}", self.proxy_port))
-            .arg("-A")
-            .arg(format!("DBURL=\"{}\"", self.db.url))
-            .args(["-A", "FR_INV_TIMER=3000"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("ferrosip starts");
-        let mut p = Proc(child);
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.proxy_port)
-            .parse()
-            .expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
-            if let Some(code) = p.wait_exit(Duration::ZERO) {
-                panic!("ferrosip exited {code}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrosip did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let p = Launch::new(example())
+            .define(format!("PROXY_PORT={}", self.proxy_port))
+            .define(format!("DBURL=\"{}\"", self.db.url))
+            .define("FR_INV_TIMER=3000")
+            .log(self.dir.join("proxy.log"))
+            .listening_on(self.proxy_port)
+            .start();
         self.proxy = Some(p);
     }
 
@@ -209,13 +186,7 @@ impl Lab {
     /// SIGHUP to the proxy; returns once it logged the reload.
     fn reload(&self) {
         let before = self.log().matches("lcr: SIGHUP: loaded").count();
-        let pid = self.proxy.as_ref().expect("proxy").0.id();
-        let ok = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -HUP");
+        self.proxy.as_ref().expect("proxy").signal("HUP");
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.log().matches("lcr: SIGHUP: loaded").count() == before {
             assert!(

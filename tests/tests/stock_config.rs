@@ -9,15 +9,13 @@
 //!
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, log_tails, traced_sipp, wait_exit, Launch, Proxy};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const STOCK_CFG: &str = "/etc/kamailio/kamailio.cfg";
 const KAMAILIO_SQL: &str = "/usr/share/kamailio";
@@ -56,76 +54,18 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `ferrosip run` on a config, its log in the test directory; stopped by its PID.
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Starts `ferrosip run -f cfg args...` and returns once it holds UDP and TCP 5060 on
-    /// 127.0.0.1 (it binds every interface; loopback is one of them).
-    fn start(dir: &Path, cfg: &Path, args: &[String]) -> Server {
-        let loopback: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
-        assert!(
-            UdpSocket::bind(loopback).is_ok(),
-            "port 5060 on 127.0.0.1 is taken by another process: these tests need it free"
-        );
-        let log = dir.join("ferrosip.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-            .args(["run", "-f"])
-            .arg(cfg)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("ferrosip starts");
-        let mut server = Server { child, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while UdpSocket::bind(loopback).is_ok() || TcpStream::connect(loopback).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("ferrosip exited ({status}):\n{}", server.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrosip did not start on {loopback}:\n{}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the server as an operator does (SIGTERM to its PID, so modules flush what they
-    /// keep, e.g. usrloc's write-back cache) and returns its log.
-    fn stop(mut self) -> String {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill only sends a signal, to the child this test started and still owns.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !matches!(self.child.try_wait(), Ok(Some(_))) {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("ferrosip did not stop on SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.log_text()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A test that failed before stop(): end the server it started, by its PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ferrosip run -f cfg args...`, its log in `dir`, once it holds UDP and TCP 5060 on
+/// 127.0.0.1 (it binds every interface; loopback is one of them).
+fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
+    assert!(
+        UdpSocket::bind("127.0.0.1:5060").is_ok(),
+        "port 5060 on 127.0.0.1 is taken by another process: these tests need it free"
+    );
+    Launch::new(cfg)
+        .args(args)
+        .log(dir.join("ferrosip.log"))
+        .listening_on(5060)
+        .start()
 }
 
 fn scenario(path: &str) -> PathBuf {
@@ -136,59 +76,12 @@ fn scenario(path: &str) -> PathBuf {
 
 /// A SIPp phone talking UDP to the server at 127.0.0.1:5060.
 fn sipp(dir: &Path, tag: &str, file: &str, args: &[&str]) -> Child {
-    Command::new("sipp")
-        .arg("127.0.0.1:5060")
-        .arg("-sf")
-        .arg(scenario(file))
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+    traced_sipp(dir, tag, &scenario(file), "127.0.0.1:5060")
+        .args(["-p", &free_port().to_string()])
         .args(["-t", "u1", "-m", "1", "-timeout", "30s", "-timeout_error"])
-        .args(["-nostdin", "-trace_err", "-trace_msg"])
-        .arg("-error_file")
-        .arg(dir.join(format!("{tag}-errors.log")))
-        .arg("-message_file")
-        .arg(dir.join(format!("{tag}-messages.log")))
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("sipp starts")
-}
-
-fn wait(mut child: Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The tail of each SIPp log and of the server's log, for a failure message.
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    for path in files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-    {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let from = text.len().saturating_sub(5000);
-            let from = (from..text.len())
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
-            out += &format!("--- {}\n{}\n", path.display(), &text[from..]);
-        }
-    }
-    out
 }
 
 /// The database name at the end of a test database's URL.
@@ -300,7 +193,7 @@ fn stock_config_with_database(backend: Backend) {
     .iter()
     .flat_map(|d| ["-A".to_string(), d.clone()])
     .collect();
-    let server = Server::start(&dir, Path::new(STOCK_CFG), &defines);
+    let server = start_server(&dir, Path::new(STOCK_CFG), &defines);
     let call_id = format!("stock-{backend:?}-%u");
     let phone = sipp(
         &dir,
@@ -320,14 +213,14 @@ fn stock_config_with_database(backend: Backend) {
             "-s", "alice", "-au", "bob", "-ap", "bobpw", "-cid_str", &call_id,
         ],
     );
-    let caller_rc = wait(caller, Duration::from_secs(40));
-    let phone_rc = wait(phone, Duration::from_secs(40));
+    let caller_rc = wait_exit(caller, Duration::from_secs(40));
+    let phone_rc = wait_exit(phone, Duration::from_secs(40));
     let log = server.stop();
     assert_eq!(
         (phone_rc, caller_rc),
         (Some(0), Some(0)),
         "{backend:?}: register + call on the stock config failed\n{}",
-        logs(&dir)
+        log_tails(&dir)
     );
     let rows = sql(
         backend,
@@ -367,9 +260,9 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
     }
     let _port = lock_5060();
     let dir = test_dir("plain");
-    let server = Server::start(&dir, Path::new(STOCK_CFG), &[]);
+    let server = start_server(&dir, Path::new(STOCK_CFG), &[]);
     let keepalive = sipp(&dir, "keepalive", "options_uac.xml", &[]);
-    let keepalive_rc = wait(keepalive, Duration::from_secs(20));
+    let keepalive_rc = wait_exit(keepalive, Duration::from_secs(20));
     let call_id = "stock-plain-%u";
     let phone = sipp(
         &dir,
@@ -384,14 +277,14 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
         "stock/uac_register_call.xml",
         &["-s", "alice", "-cid_str", call_id],
     );
-    let caller_rc = wait(caller, Duration::from_secs(40));
-    let phone_rc = wait(phone, Duration::from_secs(40));
+    let caller_rc = wait_exit(caller, Duration::from_secs(40));
+    let phone_rc = wait_exit(phone, Duration::from_secs(40));
     server.stop();
     assert_eq!(
         (keepalive_rc, phone_rc, caller_rc),
         (Some(0), Some(0), Some(0)),
         "plain stock config: keepalive, register + call failed\n{}",
-        logs(&dir)
+        log_tails(&dir)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -506,7 +399,7 @@ fn myself_when_listening_on_every_interface() {
          }\n",
     )
     .expect("cfg");
-    let server = Server::start(&dir, &cfg, &[]);
+    let server = start_server(&dir, &cfg, &[]);
     let loopback: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
     let cases = [
         ("sip:127.0.0.1", "myself"),

@@ -3,10 +3,8 @@
 //! side, `r2=on`, the TCP one with `transport=tcp`), and an in-dialog BYE sent back with
 //! that Route set is recognised by `loose_route()`, which removes both entries.
 
+use ferrosip_tests::{free_port, start_proxy};
 use std::io::{BufRead, BufReader, Read};
-mod common;
-
-use common::{free_port, start_proxy};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 

@@ -32,9 +32,7 @@
 //! On failure the test keeps its directory (printed in the panic) with the proxy's log
 //! and every SIPp's error and message traces.
 
-mod common;
-
-use common::have_sipp;
+use ferrosip_tests::have_sipp;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -56,7 +54,7 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn example_cfg() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/stateful.cfg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stateful.cfg")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -237,7 +235,7 @@ fn start_proxy_with_timers(dir: &RunDir, p: Ports, fr_timer: u32, fr_inv_timer: 
             c
         }
         None => {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_ferrosip"));
+            let mut c = Command::new(ferrosip_tests::ferrosip_bin());
             c.args(["run", "-f"]).arg(example_cfg());
             c
         }
@@ -598,7 +596,7 @@ fn direct(slot: u16, uac_sf: &str, uas_sf: &str, uas_id: &str, calls: u32) {
 /// `examples/stateful.cfg` compiles with the defines the tests give it.
 #[test]
 fn stateful_example_passes_check() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+    let out = Command::new(ferrosip_tests::ferrosip_bin())
         .args(["check", "-f"])
         .arg(example_cfg())
         .args(["-A", "PROXY_PORT=30099"])

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use ferrosip_db::{Cond, Db, DbValue};
 
 fn ferrosip_db(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrosip"))
+    Command::new(ferrosip_tests::ferrosip_bin())
         .arg("db")
         .args(args)
         .env_remove("SIP_DOMAIN")

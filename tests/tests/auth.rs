@@ -5,11 +5,9 @@
 //! MariaDB (127.0.0.1:3306, root) and PostgreSQL (127.0.0.1:5432, postgres) run on the
 //! machine; each test creates its own database (`ferrosip_t_<pid>_<n>`) and drops it.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, have_sipp, start_proxy};
 use ferrosip_mod_auth::digest::{ha1, response, DigestAlgorithm, ResponseInput};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, have_sipp, start_proxy};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,9 +1,7 @@
 //! A route that awaits (a pause here; database queries the same way) does not hold its
 //! worker: with one worker, a message that arrives after a paused one is answered first.
 
-mod common;
-
-use common::{free_port, start_proxy};
+use ferrosip_tests::{free_port, start_proxy};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;

@@ -6,12 +6,10 @@
 //! one after that, the broken version is refused at its file:line, and the server
 //! goes on routing with the version before it.
 
-mod common;
-
-use common::{free_port, have_sipp};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use ferrosip_tests::{free_port, have_sipp, Launch, Proxy};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,65 +81,9 @@ request_route {{
 /// The line of the version mark (and of the broken call) in [`script`].
 const BROKEN_LINE: u32 = 9;
 
-/// The proxy, its stderr in a log file; killed when dropped.
-struct Proxy {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proxy {
-    fn start(cfg: &Path, log: PathBuf, port: u16) -> Proxy {
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrosip"))
-            .args(["run", "-f"])
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("ferrosip starts");
-        let mut proxy = Proxy { child, log };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = proxy.child.try_wait() {
-                panic!("ferrosip exited ({status}):\n{}", proxy.log_text());
-            }
-            assert!(Instant::now() < deadline, "ferrosip did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        proxy
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn hangup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "SIGHUP sent");
-    }
-
-    /// Waits until the log holds `count` lines containing `what`.
-    fn wait_log(&self, what: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.log_text().matches(what).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "no {count}th \"{what}\" in the log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// The proxy on `cfg`, its log in `log`.
+fn start_proxy(cfg: &Path, log: PathBuf, port: u16) -> Proxy {
+    Launch::new(cfg).log(log).listening_on(port).start()
 }
 
 /// The versions the UAS saw, with when each INVITE arrived.
@@ -194,7 +136,7 @@ fn script_reloads_ten_times_under_300_calls_per_second_without_a_failed_call() {
     let uas_port = uas_sock.local_addr().expect("addr").port();
     let cfg = dir.join("proxy.cfg");
     std::fs::write(&cfg, script(port, uas_port, Some(0))).expect("cfg");
-    let proxy = Proxy::start(&cfg, dir.join("proxy.log"), port);
+    let proxy = start_proxy(&cfg, dir.join("proxy.log"), port);
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, uas) = spawn_uas(uas_sock, stop.clone());
 
@@ -235,13 +177,13 @@ fn script_reloads_ten_times_under_300_calls_per_second_without_a_failed_call() {
         std::thread::sleep(Duration::from_millis(2300));
         if step == 6 {
             std::fs::write(&cfg, script(port, uas_port, None)).expect("cfg");
-            proxy.hangup();
+            proxy.signal("HUP");
             proxy.wait_log("script not reloaded", 1);
             continue;
         }
         reloads += 1;
         std::fs::write(&cfg, script(port, uas_port, Some(reloads))).expect("cfg");
-        proxy.hangup();
+        proxy.signal("HUP");
         proxy.wait_log("script reloaded", reloads as usize);
         reloaded_at.push(Instant::now());
     }
@@ -415,7 +357,7 @@ fn transactions_in_flight_keep_their_program_and_restart_settings_are_named() {
         fr_timer: 30000,
         more_modules: "",
     });
-    let proxy = Proxy::start(&cfg, dir.join("proxy.log"), port);
+    let proxy = start_proxy(&cfg, dir.join("proxy.log"), port);
     let answer_busy = |invite: &str| {
         uas.send_to(
             reply(invite, "486 Busy Here", None).as_bytes(),
@@ -437,7 +379,7 @@ fn transactions_in_flight_keep_their_program_and_restart_settings_are_named() {
         fr_timer: 20000,
         more_modules: "",
     });
-    proxy.hangup();
+    proxy.signal("HUP");
     proxy.wait_log("script reloaded", 1);
     let log = proxy.log_text();
     assert!(
@@ -464,7 +406,7 @@ fn transactions_in_flight_keep_their_program_and_restart_settings_are_named() {
         fr_timer: 20000,
         more_modules: r#"loadmodule "cfgutils.so""#,
     });
-    proxy.hangup();
+    proxy.signal("HUP");
     proxy.wait_log("script not reloaded", 1);
     let log = proxy.log_text();
     assert!(

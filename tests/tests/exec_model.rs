@@ -5,10 +5,8 @@
 //! retransmitted at T1 intervals, and the process uses next to no CPU. Async functions
 //! also work in branch_route and onreply_route, in order.
 
-mod common;
-
-use common::db::{Backend, TestDb};
-use common::{free_port, start_proxy};
+use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::{free_port, start_proxy};
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
