@@ -1,18 +1,20 @@
 //! Ferrosip's testkit, shared by the integration tests in `tests/tests/` and by the
 //! modules' unit tests (as a dev-dependency): the `ferrosip` binary built fresh for the
 //! test's profile ([`bin`]), a proxy started on a config and stopped by PID
-//! ([`proxy`]), free ports, SIPp ([`sipp`]), test databases ([`db`]), one fake
+//! ([`proxy`]), free ports, SIPp ([`sipp`]), plain-socket SIP peers ([`peer`]), test databases ([`db`]), one fake
 //! [`Services`](ferrosip_api::Services) ([`services`]) and one script harness
 //! ([`script`]).
 
 pub mod bin;
 pub mod db;
+pub mod peer;
 pub mod proxy;
 pub mod script;
 pub mod services;
 pub mod sipp;
 
 pub use bin::ferrosip_bin;
+pub use peer::{header, recv_text, uas_reply};
 pub use proxy::{free_port, start_proxy, Launch, Proxy};
 pub use script::Script;
 pub use services::FakeServices;

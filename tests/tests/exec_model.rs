@@ -6,7 +6,7 @@
 //! also work in branch_route and onreply_route, in order.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, start_proxy};
+use ferrosip_tests::{free_port, header, recv_text, start_proxy, uas_reply};
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,40 +16,6 @@ use std::time::{Duration, Instant};
 /// The bound of the issue: how late another transaction's relay or retransmission
 /// may be while routes wait.
 const MAX_DELAY: Duration = Duration::from_millis(50);
-
-fn recv(sock: &UdpSocket) -> Option<String> {
-    let mut buf = [0u8; 65536];
-    let n = sock.recv(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// A reply to `req` with its Via lines, as a UAS builds it.
-fn reply(req: &str, status: &str) -> String {
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for l in req.lines() {
-        if l.starts_with("Via:")
-            || l.starts_with("From:")
-            || l.starts_with("Call-ID:")
-            || l.starts_with("CSeq:")
-        {
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
-        if l.starts_with("To:") {
-            out.push_str(l);
-            out.push_str(";tag=uas\r\n");
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
 
 fn invite(call_id: &str, kind: &str, uac_port: u16, uas_port: u16) -> String {
     format!(
@@ -122,7 +88,7 @@ fn spawn_uas(
         .expect("timeout");
     let handle = std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let Some(m) = recv(&sock) else { continue };
+            let Some(m) = recv_text(&sock) else { continue };
             let at = Instant::now();
             if !m.starts_with("INVITE ") {
                 continue;
@@ -140,7 +106,7 @@ fn spawn_uas(
                     continue;
                 }
             };
-            let _ = sock.send_to(reply(&m, answer).as_bytes(), ("127.0.0.1", proxy));
+            let _ = sock.send_to(uas_reply(&m, answer, None).as_bytes(), ("127.0.0.1", proxy));
         }
     });
     (arrivals, handle)
@@ -162,7 +128,7 @@ fn spawn_uac_receiver(
         .expect("timeout");
     let handle = std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let Some(m) = recv(&sock) else { continue };
+            let Some(m) = recv_text(&sock) else { continue };
             let at = Instant::now();
             let status: u16 = m
                 .split(' ')
@@ -527,19 +493,19 @@ onreply_route[WAIT_THEN_FILTER] {{
     )
     .expect("send");
 
-    let first = recv(&busy).expect("the first branch, after its branch_route");
+    let first = recv_text(&busy).expect("the first branch, after its branch_route");
     assert!(
         asked.elapsed() >= Duration::from_millis(200),
         "branch_route waited"
     );
     assert!(first.contains("X-Branch: 0\r\n"), "{first}");
     busy.send_to(
-        reply(&first, "486 Busy Here").as_bytes(),
+        uas_reply(&first, "486 Busy Here", None).as_bytes(),
         ("127.0.0.1", port),
     )
     .expect("486");
     let busy_at = Instant::now();
-    let second = recv(&answering).expect("the failure_route's branch");
+    let second = recv_text(&answering).expect("the failure_route's branch");
     assert!(
         busy_at.elapsed() >= Duration::from_millis(500),
         "failure_route (300 ms) and branch_route (200 ms) waited before it left"
@@ -547,15 +513,18 @@ onreply_route[WAIT_THEN_FILTER] {{
     assert!(second.contains("X-Branch: 1\r\n"), "{second}");
     answering
         .send_to(
-            reply(&second, "180 Ringing").as_bytes(),
+            uas_reply(&second, "180 Ringing", None).as_bytes(),
             ("127.0.0.1", port),
         )
         .expect("180");
     answering
-        .send_to(reply(&second, "200 OK").as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            uas_reply(&second, "200 OK", None).as_bytes(),
+            ("127.0.0.1", port),
+        )
         .expect("200");
     let mut statuses = Vec::new();
-    while let Some(m) = recv(&uac) {
+    while let Some(m) = recv_text(&uac) {
         let status = m.lines().next().unwrap_or_default().to_string();
         let done = status.starts_with("SIP/2.0 2") || status.starts_with("SIP/2.0 4");
         statuses.push(status);

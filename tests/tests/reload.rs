@@ -6,7 +6,7 @@
 //! one after that, the broken version is refused at its file:line, and the server
 //! goes on routing with the version before it.
 
-use ferrosip_tests::{free_port, have_sipp, Launch, Proxy};
+use ferrosip_tests::{free_port, have_sipp, header, recv_text, uas_reply, Launch, Proxy};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,40 +17,6 @@ use std::time::{Duration, Instant};
 const RATE: u32 = 300;
 const SECONDS: u32 = 30;
 const VERSIONS: u32 = 10;
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// A reply to `req` as a UAS builds it; `contact` for a dialog-creating 200.
-fn reply(req: &str, status: &str, contact: Option<&str>) -> String {
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for l in req.lines() {
-        if l.starts_with("Via:")
-            || l.starts_with("From:")
-            || l.starts_with("Call-ID:")
-            || l.starts_with("CSeq:")
-        {
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
-        if l.starts_with("To:") {
-            out.push_str(l);
-            if !l.contains(";tag=") {
-                out.push_str(";tag=uas");
-            }
-            out.push_str("\r\n");
-        }
-    }
-    if let Some(c) = contact {
-        out.push_str(&format!("Contact: <{c}>\r\n"));
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
 
 /// The script, version `n` (`None`: broken at the line [`BROKEN_LINE`] names).
 fn script(proxy: u16, uas: u16, n: Option<u32>) -> String {
@@ -111,9 +77,9 @@ fn spawn_uas(sock: UdpSocket, stop: Arc<AtomicBool>) -> (Seen, std::thread::Join
                     .lock()
                     .expect("seen")
                     .push((at, v.unwrap_or(u32::MAX)));
-                reply(&m, "200 OK", Some(&contact))
+                uas_reply(&m, "200 OK", Some(&contact))
             } else if m.starts_with("BYE ") {
-                reply(&m, "200 OK", None)
+                uas_reply(&m, "200 OK", None)
             } else {
                 continue;
             };
@@ -243,12 +209,6 @@ fn script_reloads_ten_times_under_300_calls_per_second_without_a_failed_call() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn recv(sock: &UdpSocket) -> Option<String> {
-    let mut buf = [0u8; 65536];
-    let n = sock.recv(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
 /// What a reload test script is made of.
 struct FailureScript<'a> {
     /// The reason of the failure_route's 503, telling which program answered.
@@ -316,7 +276,7 @@ fn invite(call_id: &str, uac_port: u16) -> String {
 /// The next INVITE the UAS gets (the proxy's ACKs of earlier 486s skipped).
 fn next_invite(uas: &UdpSocket) -> String {
     loop {
-        let m = recv(uas).expect("an INVITE at the UAS");
+        let m = recv_text(uas).expect("an INVITE at the UAS");
         if m.starts_with("INVITE ") {
             return m;
         }
@@ -327,7 +287,7 @@ fn next_invite(uas: &UdpSocket) -> String {
 /// the unacknowledged finals of earlier calls sent again, skipped).
 fn final_reply(uac: &UdpSocket, call_id: &str) -> String {
     loop {
-        let m = recv(uac).unwrap_or_else(|| panic!("no final reply for {call_id}"));
+        let m = recv_text(uac).unwrap_or_else(|| panic!("no final reply for {call_id}"));
         if !m.starts_with("SIP/2.0 1") && header(&m, "Call-ID") == Some(call_id) {
             return m.lines().next().unwrap_or_default().to_string();
         }
@@ -360,7 +320,7 @@ fn transactions_in_flight_keep_their_program_and_restart_settings_are_named() {
     let proxy = start_proxy(&cfg, dir.join("proxy.log"), port);
     let answer_busy = |invite: &str| {
         uas.send_to(
-            reply(invite, "486 Busy Here", None).as_bytes(),
+            uas_reply(invite, "486 Busy Here", None).as_bytes(),
             ("127.0.0.1", port),
         )
         .expect("486");

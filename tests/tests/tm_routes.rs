@@ -2,36 +2,9 @@
 //! `branch_route` sees each branch (its R-URI, `$T_branch_idx`) and may drop it or edit
 //! what is sent; `onreply_route[X]` sees each reply and may drop a provisional one.
 
-use ferrosip_tests::{free_port, start_proxy};
+use ferrosip_tests::{free_port, recv_text, start_proxy, uas_reply};
 use std::net::UdpSocket;
 use std::time::Duration;
-
-fn recv(sock: &UdpSocket) -> Option<String> {
-    let mut buf = [0u8; 65536];
-    let n = sock.recv(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-/// A reply to `req` with its Via lines, as a UAS builds it.
-fn reply(req: &str, status: &str) -> String {
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for l in req.lines() {
-        if l.starts_with("Via:")
-            || l.starts_with("From:")
-            || l.starts_with("Call-ID:")
-            || l.starts_with("CSeq:")
-        {
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
-        if l.starts_with("To:") {
-            out.push_str(l);
-            out.push_str(";tag=uas\r\n");
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
 
 #[test]
 fn branch_route_drops_and_edits_branches_and_onreply_route_drops_provisionals() {
@@ -85,7 +58,7 @@ onreply_route[REPLIES] {{
     uac.send_to(invite.as_bytes(), ("127.0.0.1", port))
         .expect("send");
 
-    let got = recv(&uas1).expect("the kept branch reaches UAS1");
+    let got = recv_text(&uas1).expect("the kept branch reaches UAS1");
     assert!(
         got.starts_with(&format!("INVITE sip:keep@127.0.0.1:{p1} ")),
         "{got}"
@@ -94,14 +67,23 @@ onreply_route[REPLIES] {{
         got.contains("X-Branch: 0\r\n"),
         "branch_route edited the branch:\n{got}"
     );
-    assert!(recv(&uas2).is_none(), "the dropped branch was not sent");
+    assert!(
+        recv_text(&uas2).is_none(),
+        "the dropped branch was not sent"
+    );
 
-    uas1.send_to(reply(&got, "180 Ringing").as_bytes(), ("127.0.0.1", port))
-        .expect("180");
-    uas1.send_to(reply(&got, "200 OK").as_bytes(), ("127.0.0.1", port))
-        .expect("200");
+    uas1.send_to(
+        uas_reply(&got, "180 Ringing", None).as_bytes(),
+        ("127.0.0.1", port),
+    )
+    .expect("180");
+    uas1.send_to(
+        uas_reply(&got, "200 OK", None).as_bytes(),
+        ("127.0.0.1", port),
+    )
+    .expect("200");
     let mut statuses = Vec::new();
-    while let Some(m) = recv(&uac) {
+    while let Some(m) = recv_text(&uac) {
         let status = m.lines().next().unwrap_or_default().to_string();
         let done = status.starts_with("SIP/2.0 200");
         statuses.push(status);
