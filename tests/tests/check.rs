@@ -226,6 +226,28 @@ fn run_refuses_declared_only_uses() {
     );
 }
 
+/// `run` declares only the modules a script loads; a call to a function of another module
+/// is still named with its module, as `check` (which declares every module) names it.
+#[test]
+fn run_names_the_module_of_a_function_the_script_does_not_load() {
+    let p = write_cfg(
+        "unloaded.cfg",
+        "listen=udp:127.0.0.1:5998\nloadmodule \"sl.so\"\nrequest_route {\n\tt_relay();\n}\n",
+    );
+    let out = bin()
+        .arg("run")
+        .arg("-f")
+        .arg(&p)
+        .output()
+        .expect("ferrosip runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("unloaded.cfg:4:2: error: t_relay() is provided by module 'tm', which is not loaded: add loadmodule \"tm.so\""),
+        "{text}"
+    );
+}
+
 /// A module whose behaviour is not built (acc) still loads and takes its parameters: `run`
 /// starts, and says at each `modparam` that it has no effect.
 #[test]

@@ -175,6 +175,33 @@ fn declarations_are_consistent() {
     );
 }
 
+/// A server declares the core and the modules its script loads, nothing else; the
+/// catalog's names are the names the modules declare.
+#[test]
+fn a_server_registry_has_only_the_loaded_modules() {
+    let full = catalog::registry();
+    let reg = catalog::registry_for(&["tm".to_string(), "sl".to_string()]);
+    for m in full.modules() {
+        let expected = m.absorbed || matches!(m.name, "core" | "tm" | "sl") || m.always_loaded;
+        assert_eq!(
+            reg.module(m.name).is_some(),
+            expected,
+            "module {} in the server's registry",
+            m.name
+        );
+    }
+    assert!(reg.function("t_relay").is_some());
+    assert!(reg.function("pike_check_req").is_none());
+    for (name, _) in catalog::MODULES {
+        assert!(
+            catalog::registry_for(&[name.to_string()])
+                .module(name)
+                .is_some(),
+            "catalog entry {name} declares a module of that name"
+        );
+    }
+}
+
 #[test]
 fn every_function_is_callable_by_value() {
     let reg = catalog::registry();

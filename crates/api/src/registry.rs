@@ -389,10 +389,11 @@ pub struct Registry {
 }
 
 /// A module's state, built from its parameters by the init hook [`ModuleBuilder::state`]
-/// registers; replaced as a whole when a script is loaded again.
+/// registers; replaced as a whole when a script is loaded again. Handlers read it without a
+/// lock (it is read on every call and written once per load).
 pub struct StateSlot<S> {
     module: &'static str,
-    state: Arc<std::sync::RwLock<Option<Arc<S>>>>,
+    state: Arc<arc_swap::ArcSwapOption<S>>,
 }
 
 impl<S> Clone for StateSlot<S> {
@@ -407,13 +408,11 @@ impl<S> Clone for StateSlot<S> {
 impl<S> StateSlot<S> {
     /// The state, or an error when no script loading the module has been loaded yet.
     pub fn get(&self) -> Result<Arc<S>, crate::FnError> {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                crate::FnError::new(format!("module {} is not initialised", self.module))
-            })
+        self.state.load_full().ok_or_else(|| self.not_initialised())
+    }
+
+    fn not_initialised(&self) -> crate::FnError {
+        crate::FnError::new(format!("module {} is not initialised", self.module))
     }
 
     /// A handler that gets the state first: `slot.with(|s: &S, ctx: &mut MsgContext, a:
@@ -885,8 +884,7 @@ impl<'r> ModuleBuilder<'r> {
         };
         let filled = slot.clone();
         self.on_init(move |params| {
-            let state = Arc::new(init(params)?);
-            *filled.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+            filled.state.store(Some(Arc::new(init(params)?)));
             Ok(())
         });
         slot
@@ -1155,10 +1153,22 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
     }
 }
 
-/// A tuple of argument types: fixes up the raw arguments one by one.
+/// A tuple of argument types: fixes up the raw arguments one by one, and turns a handler
+/// of these types into the two entry points (fixed arguments, run-time values).
+///
+/// The entry points are built here, generic over the argument types only: a handler is
+/// erased once to `dyn Fn` and every handler with the same argument types shares the same
+/// glue, so the binary holds one copy per signature shape rather than two per function
+/// (registration touches ~700 functions at start, and their glue stayed resident).
 pub trait ArgList: 'static {
+    /// `dyn Fn(&mut MsgContext, A0, A1, ..) -> FnResult`.
+    type SyncFn: ?Sized + Send + Sync;
+    /// `dyn Fn(&mut MsgContext, A0, A1, ..) -> BoxFuture<ApplyResult>`.
+    type AsyncFn: ?Sized + Send + Sync;
     fn arg_kinds() -> Vec<ArgKind>;
     fn fixup(raw: Vec<RawArg>, env: &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)>;
+    fn sync_calls(handler: Arc<Self::SyncFn>) -> (Arc<SyncCall>, Arc<SyncValueCall>);
+    fn async_calls(handler: Arc<Self::AsyncFn>) -> (Arc<AsyncCall>, Arc<AsyncValueCall>);
 }
 
 /// A typed synchronous handler with argument types `Args` (a tuple).
@@ -1181,10 +1191,22 @@ fn argument_error(index: usize, e: crate::FnError) -> crate::FnError {
     }
 }
 
+/// An async call that failed before its work started.
+fn failed_call(e: crate::FnError) -> BoxFuture<'static, ApplyResult> {
+    Box::pin(std::future::ready(apply_result(move |_| Err(e))))
+}
+
+fn missing_argument() -> crate::FnError {
+    crate::FnError::new("missing argument")
+}
+
 macro_rules! impl_handlers {
     ($($A:ident $i:tt),*) => {
         #[allow(non_snake_case, unused_mut, unused_variables)]
         impl<$($A: ArgType),*> ArgList for ($($A,)*) {
+            type SyncFn = dyn Fn(&mut MsgContext, $($A),*) -> FnResult + Send + Sync;
+            type AsyncFn = dyn Fn(&mut MsgContext, $($A),*) -> BoxFuture<'static, ApplyResult> + Send + Sync;
+
             fn arg_kinds() -> Vec<ArgKind> {
                 vec![$($A::KIND),*]
             }
@@ -1198,6 +1220,58 @@ macro_rules! impl_handlers {
                 )*
                 Ok(out)
             }
+
+            fn sync_calls(handler: Arc<Self::SyncFn>) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
+                let by_value = handler.clone();
+                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
+                    $(
+                        let fixed = args.get($i).ok_or_else(missing_argument)?;
+                        let $A = $A::eval(fixed.downcast::<$A::Fixed>()?, ctx)?;
+                    )*
+                    (*handler)(ctx, $($A),*)
+                });
+                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| {
+                    $(
+                        let value = args.get($i).cloned().ok_or_else(missing_argument)?;
+                        let $A = $A::from_value(value, env).map_err(|e| argument_error($i, e))?;
+                    )*
+                    (*by_value)(ctx, $($A),*)
+                });
+                (fixed, by_value)
+            }
+
+            fn async_calls(handler: Arc<Self::AsyncFn>) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
+                let by_value = handler.clone();
+                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
+                    $(
+                        let $A = match args
+                            .get($i)
+                            .ok_or_else(missing_argument)
+                            .and_then(|f| f.downcast::<$A::Fixed>())
+                            .and_then(|f| $A::eval(f, ctx))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return failed_call(e),
+                        };
+                    )*
+                    (*handler)(ctx, $($A),*)
+                });
+                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| -> BoxFuture<'static, ApplyResult> {
+                    $(
+                        let $A = match args
+                            .get($i)
+                            .cloned()
+                            .ok_or_else(missing_argument)
+                            .and_then(|v| $A::from_value(v, env).map_err(|e| argument_error($i, e)))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return failed_call(e),
+                        };
+                    )*
+                    (*by_value)(ctx, $($A),*)
+                });
+                (fixed, by_value)
+            }
         }
 
         #[allow(non_snake_case, unused_mut, unused_variables)]
@@ -1206,23 +1280,8 @@ macro_rules! impl_handlers {
             F: Fn(&mut MsgContext, $($A),*) -> FnResult + Send + Sync + 'static,
         {
             fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
-                let handler = Arc::new(self);
-                let by_value = handler.clone();
-                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| {
-                    $(
-                        let fixed = args.get($i).ok_or_else(|| crate::FnError::new("missing argument"))?;
-                        let $A = $A::eval(fixed.downcast::<$A::Fixed>()?, ctx)?;
-                    )*
-                    (*handler)(ctx, $($A),*)
-                });
-                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| {
-                    $(
-                        let value = args.get($i).cloned().ok_or_else(|| crate::FnError::new("missing argument"))?;
-                        let $A = $A::from_value(value, env).map_err(|e| argument_error($i, e))?;
-                    )*
-                    (*by_value)(ctx, $($A),*)
-                });
-                (fixed, by_value)
+                let handler: Arc<dyn Fn(&mut MsgContext, $($A),*) -> FnResult + Send + Sync> = Arc::new(self);
+                <($($A,)*) as ArgList>::sync_calls(handler)
             }
         }
 
@@ -1233,37 +1292,11 @@ macro_rules! impl_handlers {
             Fut: Future<Output = ApplyResult> + Send + 'static,
         {
             fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
-                let handler = Arc::new(self);
-                let by_value = handler.clone();
-                let fixed = Arc::new(move |ctx: &mut MsgContext, args: &[FixedArg]| -> BoxFuture<'static, ApplyResult> {
-                    $(
-                        let $A = match args
-                            .get($i)
-                            .ok_or_else(|| crate::FnError::new("missing argument"))
-                            .and_then(|f| f.downcast::<$A::Fixed>())
-                            .and_then(|f| $A::eval(f, ctx))
-                        {
-                            Ok(v) => v,
-                            Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
-                        };
-                    )*
-                    Box::pin((*handler)(ctx, $($A),*))
-                });
-                let by_value = Arc::new(move |ctx: &mut MsgContext, args: &[Value], env: &dyn CallEnv| -> BoxFuture<'static, ApplyResult> {
-                    $(
-                        let $A = match args
-                            .get($i)
-                            .cloned()
-                            .ok_or_else(|| crate::FnError::new("missing argument"))
-                            .and_then(|v| $A::from_value(v, env).map_err(|e| argument_error($i, e)))
-                        {
-                            Ok(v) => v,
-                            Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
-                        };
-                    )*
-                    Box::pin((*by_value)(ctx, $($A),*))
-                });
-                (fixed, by_value)
+                let handler: Arc<dyn Fn(&mut MsgContext, $($A),*) -> BoxFuture<'static, ApplyResult> + Send + Sync> =
+                    Arc::new(move |ctx: &mut MsgContext, $($A: $A),*| -> BoxFuture<'static, ApplyResult> {
+                        Box::pin(self(ctx, $($A),*))
+                    });
+                <($($A,)*) as ArgList>::async_calls(handler)
             }
         }
     };
@@ -1280,7 +1313,11 @@ macro_rules! impl_state_handlers {
             fn into_calls(self) -> (Arc<SyncCall>, Arc<SyncValueCall>) {
                 let WithState { slot, handler } = self;
                 let with_state = move |ctx: &mut MsgContext, $($A: $A),*| -> FnResult {
-                    handler(&*slot.get()?, ctx, $($A),*)
+                    let state = slot.state.load();
+                    match state.as_deref() {
+                        Some(state) => handler(state, ctx, $($A),*),
+                        None => Err(slot.not_initialised()),
+                    }
                 };
                 SyncHandler::<($($A,)*)>::into_calls(with_state)
             }
@@ -1295,14 +1332,15 @@ macro_rules! impl_state_handlers {
         {
             fn into_calls(self) -> (Arc<AsyncCall>, Arc<AsyncValueCall>) {
                 let WithState { slot, handler } = self;
-                let with_state =
-                    move |ctx: &mut MsgContext, $($A: $A),*| -> BoxFuture<'static, ApplyResult> {
-                        match slot.get() {
-                            Ok(state) => Box::pin(handler(&state, ctx, $($A),*)),
-                            Err(e) => Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+                let handler: Arc<dyn Fn(&mut MsgContext, $($A),*) -> BoxFuture<'static, ApplyResult> + Send + Sync> =
+                    Arc::new(move |ctx: &mut MsgContext, $($A: $A),*| -> BoxFuture<'static, ApplyResult> {
+                        let state = slot.state.load();
+                        match state.as_deref() {
+                            Some(state) => Box::pin(handler(state, ctx, $($A),*)),
+                            None => failed_call(slot.not_initialised()),
                         }
-                    };
-                AsyncHandler::<($($A,)*)>::into_calls(with_state)
+                    });
+                <($($A,)*) as ArgList>::async_calls(handler)
             }
         }
     };

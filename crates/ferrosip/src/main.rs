@@ -181,7 +181,6 @@ fn keep_heap_mapped() {}
 
 fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> ExitCode {
     keep_heap_mapped();
-    let registry = std::sync::Arc::new(catalog::registry());
     // A script that uses a declared-only function or PV is refused: those calls would
     // fail on every message (`if (!pike_check_req()) exit;` would drop all traffic).
     let opts = ferrosip_script::LoadOptions {
@@ -189,9 +188,16 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
         allow_declared: false,
         ..Default::default()
     };
+    // Only the modules the script loads are declared (see `catalog::registry_for`).
+    let registry = match ferrosip_script::loaded_module_names(file, &opts) {
+        Some(names) => catalog::registry_for(&names),
+        None => catalog::registry(),
+    };
+    let registry = std::sync::Arc::new(registry);
     let loaded = match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(l) => l,
         Err(errors) => {
+            let errors = explain_load_errors(file, &opts, errors);
             print_load_errors(file, &errors, "; not starting");
             return ExitCode::FAILURE;
         }
@@ -213,7 +219,8 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
         tracing::warn!("{w}");
     }
     // A reload compiles the same file with the same defines and registry.
-    let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded);
+    let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded)
+        .explained_by(catalog::registry);
     match ferrosip_server::run(loaded, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -221,6 +228,23 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
             ExitCode::FAILURE
         }
     }
+}
+
+/// The errors of a script that did not load against the registry of the modules it loads,
+/// as the full registry words them: a function of a module the script does not load is
+/// then named with that module ("add loadmodule"), not as an unknown function.
+fn explain_load_errors(
+    file: &std::path::Path,
+    opts: &ferrosip_script::LoadOptions,
+    errors: ferrosip_script::LoadErrors,
+) -> ferrosip_script::LoadErrors {
+    let opts = ferrosip_script::LoadOptions {
+        skip_module_init: true,
+        ..opts.clone()
+    };
+    ferrosip_script::load_file(file, &opts, &catalog::registry())
+        .err()
+        .unwrap_or(errors)
 }
 
 /// Every error with its location, then a summary line (`suffix` says what happens next).

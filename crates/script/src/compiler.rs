@@ -111,7 +111,7 @@ fn table_of(kind: RouteKind, named: bool) -> Option<RouteTable> {
 }
 
 /// Module name from `loadmodule "path/tm.so"`.
-fn module_name(path: &str) -> &str {
+pub(crate) fn module_name(path: &str) -> &str {
     let base = path.rsplit('/').next().unwrap_or(path);
     base.strip_suffix(".so").unwrap_or(base)
 }

@@ -18,7 +18,7 @@ pub mod vm;
 
 pub use call_env::ScriptCallEnv;
 pub use diag::{Diagnostic, Location, SourceInfo};
-pub use load::{load_file, load_str, LoadErrors, LoadOptions, Loaded};
+pub use load::{load_file, load_str, loaded_module_names, LoadErrors, LoadOptions, Loaded};
 pub use program::{Program, RouteId};
 pub use vm::{Outcome, RuntimeError, Vm};
 

@@ -114,6 +114,29 @@ pub fn load_file(path: &Path, opts: &LoadOptions, reg: &Registry) -> Result<Load
     load_preprocessed(src, opts, reg)
 }
 
+/// The modules a config file loads (`loadmodule`, by registry name), read without a
+/// registry, so that a server declares only those (each declared module's code is paged in
+/// at start and stays resident). `None` when the file does not preprocess or parse: the
+/// full load then says why.
+pub fn loaded_module_names(path: &Path, opts: &LoadOptions) -> Option<Vec<String>> {
+    let pp_opts = ferrosip_preprocess::Options {
+        defines: opts.defines.clone(),
+        ..Default::default()
+    };
+    let pre = ferrosip_preprocess::preprocess_file(path, &pp_opts).ok()?;
+    let script = crate::parser::parse_script(&pre.text).ok()?;
+    Some(
+        script
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                crate::ast::Item::LoadModule(l) => Some(compiler::module_name(&l.path).to_string()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
 /// Loads a config given as a string (tests, tools); `name` is used in messages.
 pub fn load_str(
     name: &str,

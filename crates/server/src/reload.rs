@@ -24,6 +24,9 @@ pub struct Reloader {
     modules: IndexMap<&'static str, ModuleParams>,
     /// One reload at a time (a signal and the control interface may ask together).
     busy: Mutex<()>,
+    /// The registry of every module, to word the errors of a script that does not load
+    /// (the server's own registry has only the modules it started with).
+    explain: Option<fn() -> Registry>,
 }
 
 /// A reload that took effect.
@@ -52,7 +55,25 @@ impl Reloader {
             globals: started.globals.clone(),
             modules: started.modules.clone(),
             busy: Mutex::new(()),
+            explain: None,
         }
+    }
+
+    /// Words load errors with `full` (a registry of every module), so a call to a
+    /// function of a module the server did not load names that module.
+    pub fn explained_by(mut self, full: fn() -> Registry) -> Reloader {
+        self.explain = Some(full);
+        self
+    }
+
+    /// The modules the new file loads that the running server did not start: their
+    /// init and start never ran, so they cannot serve the script.
+    fn added_modules(&self, options: &LoadOptions) -> Vec<String> {
+        ferrosip_script::loaded_module_names(&self.path, options)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| !self.modules.contains_key(m.as_str()) && self.registry.module(m).is_none())
+            .collect()
     }
 
     /// The changes of `new` that only a restart applies, as an operator would name them.
@@ -101,10 +122,25 @@ impl Engine {
             skip_module_init: true,
             ..reloader.options.clone()
         };
+        let added = reloader.added_modules(&options);
+        if !added.is_empty() {
+            let why = format!(
+                "{file}: loads modules the running server did not start ({}): needs a restart",
+                added.join(", ")
+            );
+            tracing::error!("script not reloaded: {why}; the running script stays");
+            return Err(vec![why]);
+        }
         let loaded = match ferrosip_script::load_file(&reloader.path, &options, &reloader.registry)
         {
             Ok(l) => l,
             Err(errors) => {
+                let errors = match reloader.explain {
+                    Some(full) => ferrosip_script::load_file(&reloader.path, &options, &full())
+                        .err()
+                        .unwrap_or(errors),
+                    None => errors,
+                };
                 for m in &errors.messages {
                     tracing::error!("{m}");
                 }
