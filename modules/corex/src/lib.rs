@@ -85,12 +85,6 @@ impl Module for CorexModule {
             .union(RouteMask::FAILURE)
             .union(RouteMask::EVENT);
         const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
-        const HOST: &[&str] = &["host"];
-        const FLAGNAME: &[&str] = &["flagname"];
-        const FLAG: &[&str] = &["flag"];
-        const SADDR: &[&str] = &["saddr"];
-        const SNAME: &[&str] = &["sname"];
-        const FLAGS: &[&str] = &["flags"];
         let append_branch = |ctx: &mut MsgContext| {
             let uri = ctx
                 .msg
@@ -110,34 +104,34 @@ impl Module for CorexModule {
             FnRow::declared::<(Bytes, i64)>("forward_uac_uri", &["vuri", "bindex"], REQ_EVENT, "As forward_uac_uri() for the branch with the given index; 1 on success, -1 on failure."),
             FnRow::declared::<()>("forward_reply", &[], RouteMask::CORE_ONREPLY, "Forwards the reply statelessly to the next Via; 1 on success, -1 on failure."),
             FnRow::declared::<()>("send_udp", &[], REQ_FAIL_EVENT, "Sends the request over UDP to the R-URI destination without changing it; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("send_udp", HOST, REQ_FAIL_EVENT, "Sends the request over UDP to \"host:port\" without changing it; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("send_udp", &["host"], REQ_FAIL_EVENT, "Sends the request over UDP to \"host:port\" without changing it; 1 on success, -1 on failure."),
             FnRow::declared::<()>("send_tcp", &[], REQ_FAIL_EVENT, "Sends the request over TCP to the R-URI destination without changing it; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("send_tcp", HOST, REQ_FAIL_EVENT, "Sends the request over TCP to \"host:port\" without changing it; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("send_tcp", &["host"], REQ_FAIL_EVENT, "Sends the request over TCP to \"host:port\" without changing it; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("send_data", &["uri", "data"], RouteMask::ANY, "Sends raw data to the address of a SIP URI; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes, Bytes)>("sendx", &["uri", "sock", "data"], RouteMask::ANY, "Sends raw data to a SIP URI from the given local socket; 1 on success, -1 on failure."),
             FnRow::declared::<()>("is_incoming", &[], RouteMask::ANY, "True (1) in event_route[corex:nio-*] when the message is incoming; -1 otherwise."),
-            FnRow::declared::<(Bytes,)>("msg_iflag_set", FLAGNAME, RouteMask::ANY, "Sets an internal message flag by name (\"USE_UAC_FROM\", ...); 1 on success, -1 on an unknown name."),
-            FnRow::declared::<(Bytes,)>("msg_iflag_reset", FLAGNAME, RouteMask::ANY, "Resets an internal message flag by name; 1 on success, -1 on an unknown name."),
-            FnRow::declared::<(Bytes,)>("msg_iflag_is_set", FLAGNAME, RouteMask::ANY, "True (1) when the named internal message flag is set; -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("msg_iflag_set", &["flagname"], RouteMask::ANY, "Sets an internal message flag by name (\"USE_UAC_FROM\", ...); 1 on success, -1 on an unknown name."),
+            FnRow::declared::<(Bytes,)>("msg_iflag_reset", &["flagname"], RouteMask::ANY, "Resets an internal message flag by name; 1 on success, -1 on an unknown name."),
+            FnRow::declared::<(Bytes,)>("msg_iflag_is_set", &["flagname"], RouteMask::ANY, "True (1) when the named internal message flag is set; -1 otherwise."),
             FnRow::declared::<(Bytes, PvOut)>("file_read", &["fpath", "var"], RouteMask::ANY, "Reads a file into a variable; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("file_write", &["fpath", "content"], RouteMask::ANY, "Writes text into a file (replacing it); 1 on success, -1 on failure."),
-            FnRow::declared::<(Flag,)>("setxflag", FLAG, RouteMask::ANY, "Sets an extended message flag (0..63); always 1."),
-            FnRow::declared::<(Flag,)>("resetxflag", FLAG, RouteMask::ANY, "Resets an extended message flag; always 1."),
-            FnRow::declared::<(Flag,)>("isxflagset", FLAG, RouteMask::ANY, "True (1) when the extended message flag is set; -1 otherwise."),
-            FnRow::declared::<(Bytes,)>("set_send_socket", SADDR, RouteMask::ANY, "Forces the local socket for sending (\"proto:ip:port\"); 1 on success, -1 when no such socket."),
-            FnRow::declared::<(Bytes,)>("set_send_socket_name", SNAME, RouteMask::ANY, "Forces the local socket for sending by its name; 1 on success, -1 when no such socket."),
-            FnRow::declared::<(Bytes,)>("set_recv_socket", SADDR, RouteMask::ANY, "Sets the socket the message is considered received on; 1 on success, -1 when no such socket."),
-            FnRow::declared::<(Bytes,)>("set_recv_socket_name", SNAME, RouteMask::ANY, "Sets the receiving socket by name; 1 on success, -1 when no such socket."),
-            FnRow::declared::<(Bytes,)>("set_source_address", SADDR, RouteMask::ANY, "Sets the source address the message is considered received from; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("via_add_srvid", FLAGS, RouteMask::ANY, "When 1, a srvid parameter is added to the Via of forwarded requests; always 1."),
-            FnRow::declared::<(i64,)>("via_add_xavp_params", FLAGS, RouteMask::ANY, "When 1, the fields of the via-params XAVP are added to the Via; always 1."),
-            FnRow::declared::<(i64,)>("via_use_xavp_fields", FLAGS, RouteMask::ANY, "When 1, Via fields are taken from the via-fields XAVP; always 1."),
-            FnRow::declared::<(i64,)>("via_reply_add_xavp_params", FLAGS, RouteMask::ANY, "When 1, the via-reply-params XAVP fields are added to the Via of replies; always 1."),
+            FnRow::declared::<(Flag,)>("setxflag", &["flag"], RouteMask::ANY, "Sets an extended message flag (0..63); always 1."),
+            FnRow::declared::<(Flag,)>("resetxflag", &["flag"], RouteMask::ANY, "Resets an extended message flag; always 1."),
+            FnRow::declared::<(Flag,)>("isxflagset", &["flag"], RouteMask::ANY, "True (1) when the extended message flag is set; -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("set_send_socket", &["saddr"], RouteMask::ANY, "Forces the local socket for sending (\"proto:ip:port\"); 1 on success, -1 when no such socket."),
+            FnRow::declared::<(Bytes,)>("set_send_socket_name", &["sname"], RouteMask::ANY, "Forces the local socket for sending by its name; 1 on success, -1 when no such socket."),
+            FnRow::declared::<(Bytes,)>("set_recv_socket", &["saddr"], RouteMask::ANY, "Sets the socket the message is considered received on; 1 on success, -1 when no such socket."),
+            FnRow::declared::<(Bytes,)>("set_recv_socket_name", &["sname"], RouteMask::ANY, "Sets the receiving socket by name; 1 on success, -1 when no such socket."),
+            FnRow::declared::<(Bytes,)>("set_source_address", &["saddr"], RouteMask::ANY, "Sets the source address the message is considered received from; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("via_add_srvid", &["flags"], RouteMask::ANY, "When 1, a srvid parameter is added to the Via of forwarded requests; always 1."),
+            FnRow::declared::<(i64,)>("via_add_xavp_params", &["flags"], RouteMask::ANY, "When 1, the fields of the via-params XAVP are added to the Via; always 1."),
+            FnRow::declared::<(i64,)>("via_use_xavp_fields", &["flags"], RouteMask::ANY, "When 1, Via fields are taken from the via-fields XAVP; always 1."),
+            FnRow::declared::<(i64,)>("via_reply_add_xavp_params", &["flags"], RouteMask::ANY, "When 1, the via-reply-params XAVP fields are added to the Via of replies; always 1."),
             FnRow::declared::<()>("is_faked_msg", &[], RouteMask::ANY, "True (1) when the message is a faked one (e.g. a failure_route built reply); -1 otherwise."),
             FnRow::declared::<(Bytes,)>("is_socket_name", &["sockname"], RouteMask::ANY, "True (1) when a listen socket with this name exists; -1 otherwise."),
-            FnRow::declared::<(Flag,)>("msg_vbflag_set", FLAG, RouteMask::ANY, "Sets a flag in the message's variable-bit flag set; always 1."),
-            FnRow::declared::<(Flag,)>("msg_vbflag_reset", FLAG, RouteMask::ANY, "Resets a flag in the message's variable-bit flag set; always 1."),
-            FnRow::declared::<(Flag,)>("msg_vbflag_is_set", FLAG, RouteMask::ANY, "True (1) when the flag is set in the variable-bit flag set; -1 otherwise."),
+            FnRow::declared::<(Flag,)>("msg_vbflag_set", &["flag"], RouteMask::ANY, "Sets a flag in the message's variable-bit flag set; always 1."),
+            FnRow::declared::<(Flag,)>("msg_vbflag_reset", &["flag"], RouteMask::ANY, "Resets a flag in the message's variable-bit flag set; always 1."),
+            FnRow::declared::<(Flag,)>("msg_vbflag_is_set", &["flag"], RouteMask::ANY, "True (1) when the flag is set in the variable-bit flag set; -1 otherwise."),
             FnRow::declared::<(Bytes,)>("msg_vbflag_parse", &["pvname"], RouteMask::ANY, "Parses flag names from a variable into the variable-bit flag set; 1 on success, -1 on failure."),
         ]);
     }

@@ -26,12 +26,11 @@ impl Module for CountersModule {
             .union(RouteMask::ONREPLY)
             .union(RouteMask::ONSEND)
             .union(RouteMask::EVENT);
-        const GROUP_NAME: &[&str] = &["group_name"];
         #[rustfmt::skip]
         m.functions([
-            FnRow::declared::<(Bytes,)>("cnt_inc", GROUP_NAME, REQ_FAIL_REPLY_ONSEND_EVENT, "Increments a counter (\"name\" or \"group.name\"); always 1."),
+            FnRow::declared::<(Bytes,)>("cnt_inc", &["group_name"], REQ_FAIL_REPLY_ONSEND_EVENT, "Increments a counter (\"name\" or \"group.name\"); always 1."),
             FnRow::declared::<(Bytes, i64)>("cnt_add", &["group_name", "number"], REQ_FAIL_REPLY_ONSEND_EVENT, "Adds a number to a counter; always 1."),
-            FnRow::declared::<(Bytes,)>("cnt_reset", GROUP_NAME, REQ_FAIL_REPLY_ONSEND_EVENT, "Sets a counter to 0; always 1."),
+            FnRow::declared::<(Bytes,)>("cnt_reset", &["group_name"], REQ_FAIL_REPLY_ONSEND_EVENT, "Sets a counter to 0; always 1."),
         ]);
     }
 }

@@ -73,13 +73,12 @@ impl Module for DomainModule {
             .union(RouteMask::BRANCH)
             .union(RouteMask::EVENT)
             .union(RouteMask::LOCAL);
-        const DOMAIN: &[&str] = &["domain"];
         #[rustfmt::skip]
         m.functions([
             FnRow::declared::<()>("is_from_local", &[], REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the From URI host is a local domain; -1 otherwise."),
             FnRow::declared::<()>("is_uri_host_local", &[], REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the R-URI host is a local domain; -1 otherwise."),
-            FnRow::declared::<(Bytes,)>("is_domain_local", DOMAIN, REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the given domain is local; -1 otherwise."),
-            FnRow::declared::<(Bytes,)>("lookup_domain", DOMAIN, REQ_FAIL_BRANCH_EVENT_LOCAL, "Loads the id and attributes of a local domain into AVPs; 1 found, -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("is_domain_local", &["domain"], REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the given domain is local; -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("lookup_domain", &["domain"], REQ_FAIL_BRANCH_EVENT_LOCAL, "Loads the id and attributes of a local domain into AVPs; 1 found, -1 otherwise."),
             FnRow::declared::<(Bytes, Bytes)>("lookup_domain", &["domain", "prefix"], REQ_FAIL_BRANCH_EVENT_LOCAL, "As lookup_domain() with AVP names prefixed; 1 found, -1 otherwise."),
         ]);
     }

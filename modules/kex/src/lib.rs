@@ -17,9 +17,7 @@ impl Module for KexModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Kamailio core extensions: branch and script flags, destination URI helpers, myself checks, debug level.");
-        const FLAG: &[&str] = &["flag"];
         const FLAG_BRANCH: &[&str] = &["flag", "branch"];
-        const URI_ARGS: &[&str] = &["uri"];
         const VAR_FORMAT: &[&str] = &["var", "format"];
         let setbflag_flag = |ctx: &mut MsgContext, f: Flag| {
             set_bit(&mut ctx.bflags, f);
@@ -42,22 +40,22 @@ impl Module for KexModule {
         };
         #[rustfmt::skip]
         m.functions([
-            FnRow::declared::<(Flag,)>("setsflag", FLAG, RouteMask::ANY, "Sets a script flag (kept across the processing of the message in the worker); always 1."),
-            FnRow::declared::<(Flag,)>("resetsflag", FLAG, RouteMask::ANY, "Resets a script flag; always 1."),
-            FnRow::declared::<(Flag,)>("issflagset", FLAG, RouteMask::ANY, "True (1) when the script flag is set; -1 otherwise."),
-            FnRow::sync("setbflag", FLAG, RouteMask::ANY, "Sets a branch flag of the current branch (branch 0: the R-URI); always 1.", setbflag_flag),
+            FnRow::declared::<(Flag,)>("setsflag", &["flag"], RouteMask::ANY, "Sets a script flag (kept across the processing of the message in the worker); always 1."),
+            FnRow::declared::<(Flag,)>("resetsflag", &["flag"], RouteMask::ANY, "Resets a script flag; always 1."),
+            FnRow::declared::<(Flag,)>("issflagset", &["flag"], RouteMask::ANY, "True (1) when the script flag is set; -1 otherwise."),
+            FnRow::sync("setbflag", &["flag"], RouteMask::ANY, "Sets a branch flag of the current branch (branch 0: the R-URI); always 1.", setbflag_flag),
             FnRow::declared::<(Flag, i64)>("setbflag", FLAG_BRANCH, RouteMask::ANY, "Sets a branch flag of the given branch index; 1 on success, -1 on a bad index."),
-            FnRow::sync("resetbflag", FLAG, RouteMask::ANY, "Resets a branch flag of the current branch; always 1.", resetbflag_flag),
+            FnRow::sync("resetbflag", &["flag"], RouteMask::ANY, "Resets a branch flag of the current branch; always 1.", resetbflag_flag),
             FnRow::declared::<(Flag, i64)>("resetbflag", FLAG_BRANCH, RouteMask::ANY, "Resets a branch flag of the given branch index; 1 on success, -1 on a bad index."),
-            FnRow::sync("isbflagset", FLAG, RouteMask::ANY, "True (1) when the branch flag of the current branch is set; -1 otherwise.", |ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.bflags, f)))),
+            FnRow::sync("isbflagset", &["flag"], RouteMask::ANY, "True (1) when the branch flag of the current branch is set; -1 otherwise.", |ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.bflags, f)))),
             FnRow::declared::<(Flag, i64)>("isbflagset", FLAG_BRANCH, RouteMask::ANY, "True (1) when the branch flag of the given branch is set; -1 otherwise."),
-            FnRow::sync("setdsturi", URI_ARGS, RouteMask::ANY, "Sets the destination URI ($du); 1 on success, -1 on failure.", setdsturi),
+            FnRow::sync("setdsturi", &["uri"], RouteMask::ANY, "Sets the destination URI ($du); 1 on success, -1 on failure.", setdsturi),
             FnRow::sync("resetdsturi", &[], RouteMask::ANY, "Clears the destination URI ($du); always 1.", resetdsturi),
             FnRow::sync("isdsturiset", &[], RouteMask::ANY, "True (1) when the destination URI ($du) is set; -1 otherwise.", |ctx: &mut MsgContext| Ok(Verdict::from(dst_uri_is_set(&ctx.dst_uri)))),
             FnRow::sync("pv_printf", VAR_FORMAT, RouteMask::ANY, "Evaluates the format and assigns it to the variable; 1 on success, -1 on failure.", pv_printf),
             FnRow::sync("avp_printf", VAR_FORMAT, RouteMask::ANY, "Alias of pv_printf(); 1 on success, -1 on failure.", pv_printf),
-            FnRow::sync("is_myself", URI_ARGS, RouteMask::ANY, "True (1) when the URI host and port are local (listen addresses, aliases, local domains); -1 otherwise.", is_myself),
-            FnRow::sync("is_myhost", URI_ARGS, RouteMask::ANY, "True (1) when the URI host is local, ignoring the port; -1 otherwise.", is_myhost),
+            FnRow::sync("is_myself", &["uri"], RouteMask::ANY, "True (1) when the URI host and port are local (listen addresses, aliases, local domains); -1 otherwise.", is_myself),
+            FnRow::sync("is_myhost", &["uri"], RouteMask::ANY, "True (1) when the URI host is local, ignoring the port; -1 otherwise.", is_myhost),
             FnRow::declared::<(i64,)>("setdebug", &["level"], RouteMask::ANY, "Sets the log level for the rest of this message's processing in this worker; always 1."),
             FnRow::declared::<()>("resetdebug", &[], RouteMask::ANY, "Restores the global log level; always 1."),
         ]);

@@ -144,7 +144,6 @@ impl Module for NathelperModule {
             .union(RouteMask::EVENT)
             .union(RouteMask::LOCAL);
         const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
-        const FLAGS: &[&str] = &["flags"];
         #[rustfmt::skip]
         m.functions([
             FnRow::declared::<()>("fix_nated_contact", &[], REQ_BRANCH_REPLY_EVENT_LOCAL, "Rewrites the Contact host:port with the source address; 1 on success, -1 on failure."),
@@ -154,9 +153,9 @@ impl Module for NathelperModule {
             FnRow::declared::<(i64,)>("set_contact_alias", &["trim"], REQ_BRANCH_REPLY_EVENT_LOCAL, "As set_contact_alias(); with 1 an existing alias parameter is removed first; 1 on success, -1 on failure."),
             FnRow::declared::<()>("handle_ruri_alias", &[], REQ_BRANCH_EVENT_LOCAL, "Moves the alias parameter of the R-URI into $du and removes it; 1 on success or no alias, -1 on failure."),
             FnRow::declared::<(i64,)>("handle_ruri_alias", &["mode"], REQ_BRANCH_EVENT_LOCAL, "As handle_ruri_alias(); mode 1 keeps the parameter in the R-URI; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("fix_nated_sdp", FLAGS, REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Rewrites SDP addresses with the source address (1 c= line, 2 a=direction, 4 o= line, 8 all c= lines); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("fix_nated_sdp", &["flags"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Rewrites SDP addresses with the source address (1 c= line, 2 a=direction, 4 o= line, 8 all c= lines); 1 on success, -1 on failure."),
             FnRow::declared::<(i64, Bytes)>("fix_nated_sdp", &["flags", "ip_address"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "As fix_nated_sdp() with the given address; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("nat_uac_test", FLAGS, REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Tests for NAT with the bit mask of checks (1 private Contact, 2 Via received differs, 4 private top Via, 8 private SDP, 16 source port differs from Via, 32 private source, 64 WebSocket, 128 Contact port differs, 256 private SDP o=); 1 when a test hit, -1 otherwise."),
+            FnRow::declared::<(i64,)>("nat_uac_test", &["flags"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Tests for NAT with the bit mask of checks (1 private Contact, 2 Via received differs, 4 private top Via, 8 private SDP, 16 source port differs from Via, 32 private source, 64 WebSocket, 128 Contact port differs, 256 private SDP o=); 1 when a test hit, -1 otherwise."),
             FnRow::declared::<()>("fix_nated_register", &[], REQ_EVENT, "Stores the source URI in received_avp for the registrar; 1 on success, -1 on failure."),
             FnRow::declared::<()>("add_rcv_param", &[], REQ_EVENT, "Adds a received parameter with the source URI to the Contact header field; 1 on success, -1 on failure."),
             FnRow::declared::<(i64,)>("add_rcv_param", &["flag"], REQ_EVENT, "As add_rcv_param(); with 1 the parameter goes into the Contact URI; 1 on success, -1 on failure."),

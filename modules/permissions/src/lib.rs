@@ -119,16 +119,15 @@ impl Module for PermissionsModule {
         const REQ_FAIL_EVENT: RouteMask = RouteMask::REQUEST
             .union(RouteMask::FAILURE)
             .union(RouteMask::EVENT);
-        const BASENAME: &[&str] = &["basename"];
         const ALLOW_FILE_DENY_FILE: &[&str] = &["allow_file", "deny_file"];
         #[rustfmt::skip]
         m.functions([
             FnRow::declared::<()>("allow_routing", &[], RouteMask::ANY, "Checks the From and R-URI against the default allow/deny files; 1 allowed, -1 denied."),
-            FnRow::declared::<(Bytes,)>("allow_routing", BASENAME, RouteMask::ANY, "Checks against basename.allow/basename.deny; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes,)>("allow_routing", &["basename"], RouteMask::ANY, "Checks against basename.allow/basename.deny; 1 allowed, -1 denied."),
             FnRow::declared::<(Bytes, Bytes)>("allow_routing", ALLOW_FILE_DENY_FILE, RouteMask::ANY, "Checks against the given allow and deny files; 1 allowed, -1 denied."),
-            FnRow::declared::<(Bytes,)>("allow_register", BASENAME, REQ_FAIL_EVENT, "Checks the To URI and Contacts of a REGISTER against basename.allow/.deny; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes,)>("allow_register", &["basename"], REQ_FAIL_EVENT, "Checks the To URI and Contacts of a REGISTER against basename.allow/.deny; 1 allowed, -1 denied."),
             FnRow::declared::<(Bytes, Bytes)>("allow_register", ALLOW_FILE_DENY_FILE, REQ_FAIL_EVENT, "Checks a REGISTER against the given allow and deny files; 1 allowed, -1 denied."),
-            FnRow::declared::<(Bytes,)>("allow_register_include_port", BASENAME, REQ_FAIL_EVENT, "As allow_register() with the contact port included; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes,)>("allow_register_include_port", &["basename"], REQ_FAIL_EVENT, "As allow_register() with the contact port included; 1 allowed, -1 denied."),
             FnRow::declared::<(Bytes, Bytes)>("allow_register_include_port", ALLOW_FILE_DENY_FILE, REQ_FAIL_EVENT, "As allow_register() with the contact port included; 1 allowed, -1 denied."),
             FnRow::declared::<()>("allow_trusted", &[], RouteMask::ANY, "True (1) when the source address and protocol match the trusted table; -1 otherwise."),
             FnRow::declared::<(Bytes, Bytes)>("allow_trusted", &["src_ip_pvar", "proto_pvar"], RouteMask::ANY, "True (1) when the given address and protocol match the trusted table; -1 otherwise."),

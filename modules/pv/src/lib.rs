@@ -37,13 +37,10 @@ impl Module for PvModule {
             .union(RouteMask::FAILURE)
             .union(RouteMask::BRANCH)
             .union(RouteMask::EVENT);
-        const PVAR: &[&str] = &["pvar"];
-        const XNAME: &[&str] = &["xname"];
         const SPARAMS_XNAME: &[&str] = &["sparams", "xname"];
         const XNAME_PVNAME: &[&str] = &["xname", "pvname"];
         const RNAME_CNAME_IVAL: &[&str] = &["rname", "cname", "ival"];
         const RNAME_CNAME_SVAL: &[&str] = &["rname", "cname", "sval"];
-        const RNAME: &[&str] = &["rname"];
         const RNAME_CNAME: &[&str] = &["rname", "cname"];
         let pv_unset = |ctx: &mut MsgContext, pv: PvOut| {
             pv.0.set(ctx, SetOp::Assign, Value::Null)?;
@@ -51,16 +48,16 @@ impl Module for PvModule {
         };
         #[rustfmt::skip]
         m.functions([
-            FnRow::sync("pv_isset", PVAR, RouteMask::ANY, "True (1) when the pseudo-variable has a value (is not null); -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(!v.is_null()))),
-            FnRow::sync("pv_unset", PVAR, RouteMask::ANY, "Sets the pseudo-variable to null (deletes it); always 1.", pv_unset),
-            FnRow::sync("is_int", PVAR, RouteMask::ANY, "True (1) when the pseudo-variable holds an integer; -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(matches!(v, Value::Int(_))))),
+            FnRow::sync("pv_isset", &["pvar"], RouteMask::ANY, "True (1) when the pseudo-variable has a value (is not null); -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(!v.is_null()))),
+            FnRow::sync("pv_unset", &["pvar"], RouteMask::ANY, "Sets the pseudo-variable to null (deletes it); always 1.", pv_unset),
+            FnRow::sync("is_int", &["pvar"], RouteMask::ANY, "True (1) when the pseudo-variable holds an integer; -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(matches!(v, Value::Int(_))))),
             FnRow::sync("typeof", &["pvar", "vtype"], RouteMask::ANY, "True (1) when the value type is vtype (\"int\", \"str\" or \"null\"); -1 otherwise.", |_ctx: &mut MsgContext, v: Value, vtype: Bytes| Ok(Verdict::from(type_name(&v).as_bytes() == vtype.as_ref()))),
-            FnRow::sync("not_empty", PVAR, RouteMask::ANY, "True (1) when the pseudo-variable holds a non-empty string; -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(is_not_empty(&v)))),
+            FnRow::sync("not_empty", &["pvar"], RouteMask::ANY, "True (1) when the pseudo-variable holds a non-empty string; -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(is_not_empty(&v)))),
             FnRow::declared::<()>("pv_xavp_print", &[], RouteMask::ANY, "Logs every XAVP (debugging); always 1."),
             FnRow::declared::<()>("pv_xavu_print", &[], RouteMask::ANY, "Logs every XAVU (debugging); always 1."),
             FnRow::declared::<()>("pv_xavi_print", &[], RouteMask::ANY, "Logs every XAVI (debugging); always 1."),
             FnRow::declared::<(Bytes, Bytes)>("pv_var_to_xavp", &["varname", "xname"], RouteMask::ANY, "Copies $var(s) (or \"*\" for all) into an XAVP; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("pv_xavp_to_var", XNAME, RouteMask::ANY, "Copies the fields of an XAVP into $vars of the same names; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("pv_xavp_to_var", &["xname"], RouteMask::ANY, "Copies the fields of an XAVP into $vars of the same names; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64, Bytes)>("xavp_copy", &["source_name", "source_index", "destination_name"], RouteMask::ANY, "Copies one XAVP item to another XAVP; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64, Bytes, i64)>("xavp_copy", &["source_name", "source_index", "destination_name", "destination_index"], RouteMask::ANY, "Copies one XAVP item into an existing item of another XAVP; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes, Bytes, Bytes)>("xavp_slist_explode", &["slist", "sep", "mode", "xname"], RouteMask::ANY, "Splits a separated list into XAVP items; 1 on success, -1 on failure."),
@@ -72,16 +69,16 @@ impl Module for PvModule {
             FnRow::declared::<(Bytes, PvOut)>("xavu_params_implode", XNAME_PVNAME, RouteMask::ANY, "Writes the fields of an XAVU as parameters into a variable; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes, i64)>("xavp_child_seti", RNAME_CNAME_IVAL, RouteMask::ANY, "Sets an integer child field of the first item of an XAVP; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes, Bytes)>("xavp_child_sets", RNAME_CNAME_SVAL, RouteMask::ANY, "Sets a string child field of the first item of an XAVP; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("xavp_rm", RNAME, RouteMask::ANY, "Removes the first item of an XAVP; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("xavp_rm_all", RNAME, RouteMask::ANY, "Removes every item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavp_rm", &["rname"], RouteMask::ANY, "Removes the first item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavp_rm_all", &["rname"], RouteMask::ANY, "Removes every item of an XAVP; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("xavp_child_rm", RNAME_CNAME, RouteMask::ANY, "Removes a child field of the first item of an XAVP; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes, i64)>("xavi_child_seti", RNAME_CNAME_IVAL, RouteMask::ANY, "Sets an integer child field of an XAVI (case-insensitive names); 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes, Bytes)>("xavi_child_sets", RNAME_CNAME_SVAL, RouteMask::ANY, "Sets a string child field of an XAVI; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("xavi_rm", RNAME, RouteMask::ANY, "Removes the first item of an XAVI; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("xavi_rm_all", RNAME, RouteMask::ANY, "Removes every item of an XAVI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavi_rm", &["rname"], RouteMask::ANY, "Removes the first item of an XAVI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavi_rm_all", &["rname"], RouteMask::ANY, "Removes every item of an XAVI; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("xavi_child_rm", RNAME_CNAME, RouteMask::ANY, "Removes a child field of an XAVI; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64)>("xavp_lshift", &["xname", "idx"], RouteMask::ANY, "Rotates the items of an XAVP left by idx positions; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("xavp_push_dst", XNAME, REQ_FAIL_BRANCH_EVENT, "Pushes the destination fields of an XAVP item into the branch (R-URI, $du, socket); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavp_push_dst", &["xname"], REQ_FAIL_BRANCH_EVENT, "Pushes the destination fields of an XAVP item into the branch (R-URI, $du, socket); 1 on success, -1 on failure."),
             FnRow::declared::<()>("sbranch_set_ruri", &[], RouteMask::ANY, "Sets the R-URI and branch attributes from the static branch ($sbranch); 1 on success, -1 on failure."),
             FnRow::declared::<()>("sbranch_append", &[], RouteMask::ANY, "Adds the static branch ($sbranch) as a new branch; 1 on success, -1 on failure."),
             FnRow::declared::<()>("sbranch_reset", &[], RouteMask::ANY, "Clears the static branch ($sbranch); always 1."),

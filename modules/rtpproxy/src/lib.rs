@@ -81,24 +81,23 @@ impl Module for RtpproxyModule {
             Value::Null,
             "Variable receiving the address of the selected instance.",
         );
-        const FLAGS: &[&str] = &["flags"];
         const FLAGS_IP_ADDRESS: &[&str] = &["flags", "ip_address"];
         const PROMPT_NAME_COUNT: &[&str] = &["prompt_name", "count"];
         #[rustfmt::skip]
         m.functions([
             FnRow::declared::<()>("rtpproxy_manage", &[], RouteMask::ANY, "Offers, answers or deletes the session as suited to the message; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("rtpproxy_manage", FLAGS, RouteMask::ANY, "As rtpproxy_manage() with flags (\"c\" change c=, \"o\" change o=, \"r\" trust address, \"i\"/\"e\" directions...); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_manage", &["flags"], RouteMask::ANY, "As rtpproxy_manage() with flags (\"c\" change c=, \"o\" change o=, \"r\" trust address, \"i\"/\"e\" directions...); 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("rtpproxy_manage", FLAGS_IP_ADDRESS, RouteMask::ANY, "As rtpproxy_manage() with flags and the address to put into the SDP; 1 on success, -1 on failure."),
             FnRow::declared::<()>("rtpproxy_offer", &[], RouteMask::ANY, "Sends an offer for the SDP and rewrites it; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("rtpproxy_offer", FLAGS, RouteMask::ANY, "Sends an offer with flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_offer", &["flags"], RouteMask::ANY, "Sends an offer with flags; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("rtpproxy_offer", FLAGS_IP_ADDRESS, RouteMask::ANY, "Sends an offer with flags and a new SDP address; 1 on success, -1 on failure."),
             FnRow::declared::<()>("rtpproxy_answer", &[], RouteMask::ANY, "Sends an answer for the SDP and rewrites it; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("rtpproxy_answer", FLAGS, RouteMask::ANY, "Sends an answer with flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_answer", &["flags"], RouteMask::ANY, "Sends an answer with flags; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("rtpproxy_answer", FLAGS_IP_ADDRESS, RouteMask::ANY, "Sends an answer with flags and a new SDP address; 1 on success, -1 on failure."),
             FnRow::declared::<()>("rtpproxy_destroy", &[], RouteMask::ANY, "Deletes the media session; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("rtpproxy_destroy", FLAGS, RouteMask::ANY, "Deletes the media session with flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_destroy", &["flags"], RouteMask::ANY, "Deletes the media session with flags; 1 on success, -1 on failure."),
             FnRow::declared::<()>("unforce_rtp_proxy", &[], RouteMask::ANY, "Alias of rtpproxy_destroy(); 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("unforce_rtp_proxy", FLAGS, RouteMask::ANY, "Alias of rtpproxy_destroy(flags); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("unforce_rtp_proxy", &["flags"], RouteMask::ANY, "Alias of rtpproxy_destroy(flags); 1 on success, -1 on failure."),
             FnRow::declared::<(i64,)>("set_rtp_proxy_set", &["setid"], RouteMask::ANY, "Selects the rtpproxy set for the next command; 1 on success, -1 on failure."),
             FnRow::declared::<()>("start_recording", &[], RouteMask::ANY, "Starts recording the media of the session; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64)>("rtpproxy_stream2uac", PROMPT_NAME_COUNT, RouteMask::ANY, "Streams a prerecorded prompt to the caller count times (-1 forever); 1 on success, -1 on failure."),

@@ -25,8 +25,6 @@ impl Module for TextopsxModule {
             .union(RouteMask::ONREPLY)
             .union(RouteMask::EVENT);
         const HF_HVALUE: &[&str] = &["hf", "hvalue"];
-        const HF_PAR: &[&str] = &["hf_par"];
-        const INAME: &[&str] = &["iname"];
         const INAME_HTEXT: &[&str] = &["iname", "htext"];
         const INAME_TEXT: &[&str] = &["iname", "text"];
         #[rustfmt::skip]
@@ -43,24 +41,24 @@ impl Module for TextopsxModule {
             FnRow::declared::<(Bytes, Bytes, Bytes)>("fnmatch", &["value", "expr", "flags"], RouteMask::ANY, "Wildcard match with flags (\"i\" ignore case); 1 on match, -1 otherwise."),
             FnRow::declared::<(Bytes, Bytes)>("append_hf_value", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "Appends a value to a comma-separated header (name may carry an index); 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("insert_hf_value", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "Inserts a value before the values of a comma-separated header; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("remove_hf_value", HF_PAR, REQ_FAIL_BRANCH_REPLY_EVENT, "Removes a value (or a parameter) from a comma-separated header; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("remove_hf_value", &["hf_par"], REQ_FAIL_BRANCH_REPLY_EVENT, "Removes a value (or a parameter) from a comma-separated header; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("assign_hf_value", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "Sets a value (or a parameter) of a comma-separated header; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("remove_hf_value2", HF_PAR, REQ_FAIL_BRANCH_REPLY_EVENT, "As remove_hf_value() treating each header line separately; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("remove_hf_value2", &["hf_par"], REQ_FAIL_BRANCH_REPLY_EVENT, "As remove_hf_value() treating each header line separately; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("assign_hf_value2", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "As assign_hf_value() treating each header line separately; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("include_hf_value", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "Adds the value to the header if not already present; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("exclude_hf_value", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "Removes the value from the header if present; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("hf_value_exists", HF_HVALUE, REQ_FAIL_BRANCH_REPLY_EVENT, "True (1) when the comma-separated header contains the value; -1 otherwise."),
-            FnRow::declared::<(Bytes,)>("hf_iterator_start", INAME, RouteMask::ANY, "Starts a named iterator over the headers; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("hf_iterator_next", INAME, RouteMask::ANY, "Moves the iterator to the next header; 1 when there is one, -1 at the end."),
-            FnRow::declared::<(Bytes,)>("hf_iterator_prev", INAME, RouteMask::ANY, "Moves the iterator to the previous header; 1 when there is one, -1 at the start."),
-            FnRow::declared::<(Bytes,)>("hf_iterator_end", INAME, RouteMask::ANY, "Ends the named header iterator; always 1."),
-            FnRow::declared::<(Bytes,)>("hf_iterator_rm", INAME, RouteMask::ANY, "Removes the header at the iterator position; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("hf_iterator_start", &["iname"], RouteMask::ANY, "Starts a named iterator over the headers; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("hf_iterator_next", &["iname"], RouteMask::ANY, "Moves the iterator to the next header; 1 when there is one, -1 at the end."),
+            FnRow::declared::<(Bytes,)>("hf_iterator_prev", &["iname"], RouteMask::ANY, "Moves the iterator to the previous header; 1 when there is one, -1 at the start."),
+            FnRow::declared::<(Bytes,)>("hf_iterator_end", &["iname"], RouteMask::ANY, "Ends the named header iterator; always 1."),
+            FnRow::declared::<(Bytes,)>("hf_iterator_rm", &["iname"], RouteMask::ANY, "Removes the header at the iterator position; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("hf_iterator_append", INAME_HTEXT, RouteMask::ANY, "Adds header text after the header at the iterator position; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("hf_iterator_insert", INAME_HTEXT, RouteMask::ANY, "Adds header text before the header at the iterator position; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("bl_iterator_start", INAME, RouteMask::ANY, "Starts a named iterator over the body lines; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("bl_iterator_next", INAME, RouteMask::ANY, "Moves the body-line iterator to the next line; 1 when there is one, -1 at the end."),
-            FnRow::declared::<(Bytes,)>("bl_iterator_end", INAME, RouteMask::ANY, "Ends the named body-line iterator; always 1."),
-            FnRow::declared::<(Bytes,)>("bl_iterator_rm", INAME, RouteMask::ANY, "Removes the body line at the iterator position; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("bl_iterator_start", &["iname"], RouteMask::ANY, "Starts a named iterator over the body lines; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("bl_iterator_next", &["iname"], RouteMask::ANY, "Moves the body-line iterator to the next line; 1 when there is one, -1 at the end."),
+            FnRow::declared::<(Bytes,)>("bl_iterator_end", &["iname"], RouteMask::ANY, "Ends the named body-line iterator; always 1."),
+            FnRow::declared::<(Bytes,)>("bl_iterator_rm", &["iname"], RouteMask::ANY, "Removes the body line at the iterator position; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("bl_iterator_append", INAME_TEXT, RouteMask::ANY, "Adds text after the body line at the iterator position; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("bl_iterator_insert", INAME_TEXT, RouteMask::ANY, "Adds text before the body line at the iterator position; 1 on success, -1 on failure."),
         ]);

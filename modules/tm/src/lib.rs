@@ -395,12 +395,8 @@ impl Module for TmModule {
             .union(RouteMask::EVENT);
         const HOST_PORT: &[&str] = &["host", "port"];
         const IP_PORT: &[&str] = &["ip", "port"];
-        const PROXY: &[&str] = &["proxy"];
         const PROXY_FLAGS: &[&str] = &["proxy", "flags"];
         const PROTO_HOSTPORT: &[&str] = &["proto", "hostport"];
-        const ENABLE: &[&str] = &["enable"];
-        const DISABLE: &[&str] = &["disable"];
-        const MODE: &[&str] = &["mode"];
         #[rustfmt::skip]
         m.functions([
             FnRow::sync("t_relay", &[], REQ_FAIL_EVENT, "Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error.", funcs::t_relay),
@@ -414,9 +410,9 @@ impl Module for TmModule {
             FnRow::declared::<()>("t_relay_to_sctp", &[], REQ_FAIL_EVENT, "Relays statefully over SCTP to the R-URI destination; 1 on success, negative on error."),
             FnRow::declared::<(Bytes, i64)>("t_relay_to_sctp", IP_PORT, REQ_FAIL_EVENT, "Relays statefully over SCTP to ip:port; 1 on success, negative on error."),
             FnRow::declared::<()>("t_relay_to", &[], REQ_FAIL_EVENT, "Relays statefully to the R-URI destination (generic form); 1 on success, negative on error."),
-            FnRow::declared::<(Bytes,)>("t_relay_to", PROXY, REQ_FAIL_EVENT, "Relays statefully to a proxy given as \"proto:host:port\", or with relay flags when the argument is a number; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes,)>("t_relay_to", &["proxy"], REQ_FAIL_EVENT, "Relays statefully to a proxy given as \"proto:host:port\", or with relay flags when the argument is a number; 1 on success, negative on error."),
             FnRow::declared::<(Bytes, i64)>("t_relay_to", PROXY_FLAGS, REQ_FAIL_EVENT, "Relays statefully to \"proto:host:port\" with flags (0x01 no auto 100, 0x02 no internal error reply, 0x04 no DNS failover); 1 on success, negative on error."),
-            FnRow::declared::<(Bytes,)>("t_relay_to_proxy", PROXY, REQ_FAIL_EVENT, "Relays statefully to a proxy address \"[proto:]host[:port]\"; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes,)>("t_relay_to_proxy", &["proxy"], REQ_FAIL_EVENT, "Relays statefully to a proxy address \"[proto:]host[:port]\"; 1 on success, negative on error."),
             FnRow::declared::<(Bytes, i64)>("t_relay_to_proxy", PROXY_FLAGS, REQ_FAIL_EVENT, "Relays statefully to a proxy address with relay flags; 1 on success, negative on error (Kamailio declares this overload with arity 1 by mistake)."),
             FnRow::declared::<(Bytes, Bytes)>("t_relay_to_avp", PROTO_HOSTPORT, REQ_EVENT, "Relays statefully using a protocol and a destination taken from AVPs; 1 on success, negative on error."),
             FnRow::declared::<()>("t_relay_cancel", &[], REQ_EVENT, "Relays a CANCEL to the branches of its INVITE transaction; 0 (stop) when relayed, 1 when no INVITE transaction was found, negative on error."),
@@ -459,13 +455,13 @@ impl Module for TmModule {
             FnRow::declared::<()>("t_reset_retr", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Restores T1 and T2 to the configured values; 1 on success, -1 on failure."),
             FnRow::declared::<(i64, i64)>("t_set_max_lifetime", &["inv_lifetime", "noninv_lifetime"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Sets the maximum INVITE and non-INVITE transaction lifetimes in ms (0 keeps the default); 1 on success, -1 on failure."),
             FnRow::declared::<()>("t_reset_max_lifetime", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Restores the maximum lifetimes to the configured values; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_set_auto_inv_100", ENABLE, REQ_EVENT, "Turns the automatic 100 Trying for this INVITE on (1) or off (0); 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_set_disable_6xx", DISABLE, REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Turns the special 6xx handling off (1) or on (0) for this transaction; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_set_no_auto_ack", ENABLE, REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, no ACK is generated automatically for negative replies of this transaction; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_set_disable_failover", DISABLE, REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Turns DNS failover off (1) or on (0) for this transaction; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_set_no_e2e_cancel_reason", DISABLE, REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, the Reason header of a received CANCEL is not copied to forwarded CANCELs; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_disable_e2e_cancel_reason", DISABLE, REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Alias of t_set_no_e2e_cancel_reason(); 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_set_disable_internal_reply", DISABLE, REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, tm sends no reply by itself when relaying fails; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_auto_inv_100", &["enable"], REQ_EVENT, "Turns the automatic 100 Trying for this INVITE on (1) or off (0); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_disable_6xx", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Turns the special 6xx handling off (1) or on (0) for this transaction; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_no_auto_ack", &["enable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, no ACK is generated automatically for negative replies of this transaction; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_disable_failover", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Turns DNS failover off (1) or on (0) for this transaction; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_no_e2e_cancel_reason", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, the Reason header of a received CANCEL is not copied to forwarded CANCELs; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_disable_e2e_cancel_reason", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Alias of t_set_no_e2e_cancel_reason(); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_disable_internal_reply", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, tm sends no reply by itself when relaying fails; 1 on success, -1 on failure."),
             FnRow::sync("t_branch_timeout", &[], REQ_FAIL_EVENT, "True (1) when the failed branch ended by timeout; -1 otherwise.", funcs::t_branch_timeout),
             FnRow::sync("t_branch_replied", &[], REQ_FAIL_EVENT, "True (1) when the failed branch received at least one reply; -1 otherwise.", funcs::t_branch_replied),
             FnRow::sync("t_any_timeout", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when any branch of the transaction timed out; -1 otherwise.", funcs::t_any_timeout),
@@ -475,10 +471,10 @@ impl Module for TmModule {
             FnRow::sync("t_is_expired", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when the transaction passed its maximum lifetime; -1 otherwise.", funcs::t_is_expired),
             FnRow::declared::<(i64,)>("t_grep_status", &["code"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when any branch received a reply with the given code; -1 otherwise."),
             FnRow::sync("t_drop_replies", &[], RouteMask::FAILURE, "Drops the replies received so far so they are not sent upstream; always 1.", funcs::t_drop_replies0),
-            FnRow::sync("t_drop_replies", MODE, RouteMask::FAILURE, "Drops received replies: \"a\" all, \"l\" those of the last branch set, \"n\" none; always 1.", funcs::t_drop_replies1),
+            FnRow::sync("t_drop_replies", &["mode"], RouteMask::FAILURE, "Drops received replies: \"a\" all, \"l\" those of the last branch set, \"n\" none; always 1.", funcs::t_drop_replies1),
             FnRow::declared::<()>("t_save_lumps", &[], REQ_EVENT, "Saves the current message changes into the transaction so later branches start from them; 1 on success, -1 on failure."),
             FnRow::declared::<()>("t_load_contacts", &[], REQ_FAIL_EVENT, "Loads the R-URI and branches ordered by q value into contacts_avp for serial forking; 1 on success, -1 on failure."),
-            FnRow::declared::<(i64,)>("t_load_contacts", MODE, REQ_FAIL_EVENT, "As t_load_contacts(); mode 1 treats equal q values as parallel-forked groups with proportional order; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_load_contacts", &["mode"], REQ_FAIL_EVENT, "As t_load_contacts(); mode 1 treats equal q values as parallel-forked groups with proportional order; 1 on success, -1 on failure."),
             FnRow::declared::<()>("t_next_contacts", &[], REQ_FAIL_EVENT, "Takes the next group of contacts loaded by t_load_contacts() into R-URI/branches; 1 on success, -1 when none are left or on error."),
             FnRow::declared::<()>("t_next_contact_flow", &[], REQ_EVENT, "Takes the next RFC 5626 flow from contact_flows_avp as a new branch; 1 on success, -1 when none are left."),
             FnRow::sync("t_is_set", &["target"], RouteMask::ANY, "True (1) when the given route (\"branch_route\", \"failure_route\", \"onreply_route\") is already armed; -1 otherwise.", funcs::t_is_set),

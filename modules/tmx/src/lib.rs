@@ -18,7 +18,6 @@ impl Module for TmxModule {
         m.doc("Transaction management extensions: route-type checks, pre-checks, cancel/reply by Call-ID, suspend/continue.");
         m.param("precheck_trans", ParamType::Int, 1_i64, "When 1, t_precheck_trans() tracks requests being processed to catch retransmissions before a transaction exists.");
         const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
-        const FLAG: &[&str] = &["flag"];
         let t_precheck_trans = |ctx: &mut MsgContext| {
             let services = ctx.services("t_precheck_trans")?;
             Ok(Verdict::from(
@@ -47,9 +46,9 @@ impl Module for TmxModule {
             FnRow::declared::<()>("t_reuse_branch", &[], REQ_EVENT, "Reuses the branch of the failed transaction for a new attempt (tm:branch-failure event route); 1 on success, -1 on failure."),
             FnRow::declared::<()>("t_drop", &[], RouteMask::ANY, "Drops the transaction without sending a reply (for suspended or local processing); 1 on success, -1 on failure."),
             FnRow::declared::<(i64,)>("t_drop", &["rcode"], RouteMask::ANY, "Drops the transaction keeping rcode as its status; 1 on success, -1 on failure."),
-            FnRow::declared::<(Flag,)>("t_vbflag_set", FLAG, RouteMask::ANY, "Sets a flag in the transaction's variable-bit flag set; 1 on success, -1 when there is none."),
-            FnRow::declared::<(Flag,)>("t_vbflag_reset", FLAG, RouteMask::ANY, "Resets a flag in the transaction's variable-bit flag set; 1 on success, -1 when there is none."),
-            FnRow::declared::<(Flag,)>("t_vbflag_is_set", FLAG, RouteMask::ANY, "True (1) when the flag is set in the transaction's variable-bit flag set; -1 otherwise."),
+            FnRow::declared::<(Flag,)>("t_vbflag_set", &["flag"], RouteMask::ANY, "Sets a flag in the transaction's variable-bit flag set; 1 on success, -1 when there is none."),
+            FnRow::declared::<(Flag,)>("t_vbflag_reset", &["flag"], RouteMask::ANY, "Resets a flag in the transaction's variable-bit flag set; 1 on success, -1 when there is none."),
+            FnRow::declared::<(Flag,)>("t_vbflag_is_set", &["flag"], RouteMask::ANY, "True (1) when the flag is set in the transaction's variable-bit flag set; -1 otherwise."),
         ]);
     }
 }
