@@ -19,11 +19,11 @@ impl Module for KexModule {
         m.doc("Kamailio core extensions: branch and script flags, destination URI helpers, myself checks, debug level.");
         const FLAG_BRANCH: &[&str] = &["flag", "branch"];
         const VAR_FORMAT: &[&str] = &["var", "format"];
-        let setbflag_flag = |ctx: &mut MsgContext, f: Flag| {
+        let setbflag = |ctx: &mut MsgContext, f: Flag| {
             set_bit(&mut ctx.bflags, f);
             Ok(Verdict::TRUE)
         };
-        let resetbflag_flag = |ctx: &mut MsgContext, f: Flag| {
+        let resetbflag = |ctx: &mut MsgContext, f: Flag| {
             reset_bit(&mut ctx.bflags, f);
             Ok(Verdict::TRUE)
         };
@@ -43,9 +43,9 @@ impl Module for KexModule {
             FnRow::declared::<(Flag,)>("setsflag", &["flag"], RouteMask::ANY, "Sets a script flag (kept across the processing of the message in the worker); always 1."),
             FnRow::declared::<(Flag,)>("resetsflag", &["flag"], RouteMask::ANY, "Resets a script flag; always 1."),
             FnRow::declared::<(Flag,)>("issflagset", &["flag"], RouteMask::ANY, "True (1) when the script flag is set; -1 otherwise."),
-            FnRow::sync("setbflag", &["flag"], RouteMask::ANY, "Sets a branch flag of the current branch (branch 0: the R-URI); always 1.", setbflag_flag),
+            FnRow::sync("setbflag", &["flag"], RouteMask::ANY, "Sets a branch flag of the current branch (branch 0: the R-URI); always 1.", setbflag),
             FnRow::declared::<(Flag, i64)>("setbflag", FLAG_BRANCH, RouteMask::ANY, "Sets a branch flag of the given branch index; 1 on success, -1 on a bad index."),
-            FnRow::sync("resetbflag", &["flag"], RouteMask::ANY, "Resets a branch flag of the current branch; always 1.", resetbflag_flag),
+            FnRow::sync("resetbflag", &["flag"], RouteMask::ANY, "Resets a branch flag of the current branch; always 1.", resetbflag),
             FnRow::declared::<(Flag, i64)>("resetbflag", FLAG_BRANCH, RouteMask::ANY, "Resets a branch flag of the given branch index; 1 on success, -1 on a bad index."),
             FnRow::sync("isbflagset", &["flag"], RouteMask::ANY, "True (1) when the branch flag of the current branch is set; -1 otherwise.", |ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.bflags, f)))),
             FnRow::declared::<(Flag, i64)>("isbflagset", FLAG_BRANCH, RouteMask::ANY, "True (1) when the branch flag of the given branch is set; -1 otherwise."),
