@@ -56,6 +56,7 @@ loadmodule "siputils.so"
 loadmodule "sanity.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
+loadmodule "cfgutils.so"
 request_route {
     route(R1);
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::PvOut;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `alias_db` module.
@@ -62,32 +63,21 @@ impl Module for AliasDbModule {
             "alias_domain",
             "Database column holding the alias domain.",
         );
-        m.function("alias_db_lookup")
-            .args(&["table_name"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replaces the R-URI with the canonical URI of the alias found in the table; 1 found, -1 otherwise.")
-            .declared::<(Bytes,)>();
-        m.function("alias_db_lookup")
-            .args(&["table_name", "flags"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As alias_db_lookup() with flags (\"d\" no domain, \"r\" reverse lookup); 1 found, -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("alias_db_find")
-            .args(&["table_name", "input", "output"])
-            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Looks up the URI given as input and stores the result in a variable; 1 found, -1 otherwise.")
-            .declared::<(Bytes, Bytes, PvOut)>();
-        m.function("alias_db_find")
-            .args(&["table_name", "input", "output", "flags"])
-            .routes(
-                RouteMask::FAILURE
-                    | RouteMask::ONREPLY
-                    | RouteMask::BRANCH
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("As alias_db_find() with flags (\"d\", \"r\"); 1 found, -1 otherwise.")
-            .declared::<(Bytes, Bytes, PvOut, Bytes)>();
+        const REQ_FAIL_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::EVENT);
+        const REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT)
+            .union(RouteMask::LOCAL);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(Bytes,)>("alias_db_lookup", &["table_name"], REQ_FAIL_EVENT, "Replaces the R-URI with the canonical URI of the alias found in the table; 1 found, -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes)>("alias_db_lookup", &["table_name", "flags"], REQ_FAIL_EVENT, "As alias_db_lookup() with flags (\"d\" no domain, \"r\" reverse lookup); 1 found, -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes, PvOut)>("alias_db_find", &["table_name", "input", "output"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Looks up the URI given as input and stores the result in a variable; 1 found, -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes, PvOut, Bytes)>("alias_db_find", &["table_name", "input", "output", "flags"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "As alias_db_find() with flags (\"d\", \"r\"); 1 found, -1 otherwise."),
+        ]);
     }
 }

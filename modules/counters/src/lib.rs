@@ -1,6 +1,7 @@
 //! `counters`: Script-defined statistics counters readable over RPC (cnt.get, cnt.list_vars...).
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
 
 /// The `counters` module.
@@ -20,38 +21,16 @@ impl Module for CountersModule {
             "Group of counters declared with script_counter.",
         );
         m.repeatable_param("script_counter", ParamType::Str, "Declares a counter \"name[:description]\" in script_cnt_grp_name (may be given several times).");
-        m.function("cnt_inc")
-            .args(&["group_name"])
-            .routes(
-                RouteMask::ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::ONSEND
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Increments a counter (\"name\" or \"group.name\"); always 1.")
-            .declared::<(Bytes,)>();
-        m.function("cnt_add")
-            .args(&["group_name", "number"])
-            .routes(
-                RouteMask::ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::ONSEND
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Adds a number to a counter; always 1.")
-            .declared::<(Bytes, i64)>();
-        m.function("cnt_reset")
-            .args(&["group_name"])
-            .routes(
-                RouteMask::ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::ONSEND
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Sets a counter to 0; always 1.")
-            .declared::<(Bytes,)>();
+        const REQ_FAIL_REPLY_ONSEND_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::ONSEND)
+            .union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(Bytes,)>("cnt_inc", &["group_name"], REQ_FAIL_REPLY_ONSEND_EVENT, "Increments a counter (\"name\" or \"group.name\"); always 1."),
+            FnRow::declared::<(Bytes, i64)>("cnt_add", &["group_name", "number"], REQ_FAIL_REPLY_ONSEND_EVENT, "Adds a number to a counter; always 1."),
+            FnRow::declared::<(Bytes,)>("cnt_reset", &["group_name"], REQ_FAIL_REPLY_ONSEND_EVENT, "Sets a counter to 0; always 1."),
+        ]);
     }
 }

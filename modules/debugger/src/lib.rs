@@ -1,6 +1,7 @@
 //! `debugger`: Script debugging: config trace, breakpoints, variable dumps and per-module log levels.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `debugger` module.
@@ -119,38 +120,18 @@ impl Module for DebuggerModule {
             0_i64,
             "When 1, the unit-test hooks of the config are enabled.",
         );
-        m.function("dbg_breakpoint")
-            .args(&["mode"])
-            .routes(RouteMask::ANY)
-            .doc("Enables (1) or disables (0) the breakpoint at the next action; always 1.")
-            .declared::<(i64,)>();
-        m.function("dbg_pv_dump")
-            .routes(RouteMask::ANY)
-            .doc("Logs every set pseudo-variable (debugging); always 1.")
-            .declared::<()>();
-        m.function("dbg_pv_dump")
-            .args(&["mask"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the pseudo-variables of the types in the mask (1 null, 2 int, 4 str...); always 1.")
-            .declared::<(i64,)>();
-        m.function("dbg_pv_dump")
-            .args(&["mask", "level"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the selected pseudo-variables at the given log level; always 1.")
-            .declared::<(i64, i64)>();
-        m.function("dbg_sip_msg")
-            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Logs the message as it will be sent with all pending changes applied; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("dbg_sip_msg")
-            .args(&["log_level"])
-            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As dbg_sip_msg() at a log level; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("dbg_sip_msg")
-            .args(&["log_level", "facility"])
-            .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As dbg_sip_msg() at a log level and facility; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
+        const REQ_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(i64,)>("dbg_breakpoint", &["mode"], RouteMask::ANY, "Enables (1) or disables (0) the breakpoint at the next action; always 1."),
+            FnRow::declared::<()>("dbg_pv_dump", &[], RouteMask::ANY, "Logs every set pseudo-variable (debugging); always 1."),
+            FnRow::declared::<(i64,)>("dbg_pv_dump", &["mask"], RouteMask::ANY, "Logs the pseudo-variables of the types in the mask (1 null, 2 int, 4 str...); always 1."),
+            FnRow::declared::<(i64, i64)>("dbg_pv_dump", &["mask", "level"], RouteMask::ANY, "Logs the selected pseudo-variables at the given log level; always 1."),
+            FnRow::declared::<()>("dbg_sip_msg", &[], REQ_REPLY_EVENT, "Logs the message as it will be sent with all pending changes applied; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("dbg_sip_msg", &["log_level"], REQ_REPLY_EVENT, "As dbg_sip_msg() at a log level; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64, Bytes)>("dbg_sip_msg", &["log_level", "facility"], REQ_REPLY_EVENT, "As dbg_sip_msg() at a log level and facility; 1 on success, -1 on failure."),
+        ]);
     }
 }

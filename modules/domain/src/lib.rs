@@ -1,6 +1,7 @@
 //! `domain`: Local domain list from the database (multi-domain support), also usable by "myself" checks.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
 
 /// The `domain` module.
@@ -67,58 +68,18 @@ impl Module for DomainModule {
             0_i64,
             "When 1, the local domains are also matched by \"myself\" and is_myself().",
         );
-        m.function("is_from_local")
-            .routes(
-                RouteMask::BRANCH
-                    | RouteMask::FAILURE
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when the From URI host is a local domain; -1 otherwise.")
-            .declared::<()>();
-        m.function("is_uri_host_local")
-            .routes(
-                RouteMask::BRANCH
-                    | RouteMask::FAILURE
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when the R-URI host is a local domain; -1 otherwise.")
-            .declared::<()>();
-        m.function("is_domain_local")
-            .args(&["domain"])
-            .routes(
-                RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when the given domain is local; -1 otherwise.")
-            .declared::<(Bytes,)>();
-        m.function("lookup_domain")
-            .args(&["domain"])
-            .routes(
-                RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Loads the id and attributes of a local domain into AVPs; 1 found, -1 otherwise.")
-            .declared::<(Bytes,)>();
-        m.function("lookup_domain")
-            .args(&["domain", "prefix"])
-            .routes(
-                RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("As lookup_domain() with AVP names prefixed; 1 found, -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
+        const REQ_FAIL_BRANCH_EVENT_LOCAL: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::EVENT)
+            .union(RouteMask::LOCAL);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("is_from_local", &[], REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the From URI host is a local domain; -1 otherwise."),
+            FnRow::declared::<()>("is_uri_host_local", &[], REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the R-URI host is a local domain; -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("is_domain_local", &["domain"], REQ_FAIL_BRANCH_EVENT_LOCAL, "True (1) when the given domain is local; -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("lookup_domain", &["domain"], REQ_FAIL_BRANCH_EVENT_LOCAL, "Loads the id and attributes of a local domain into AVPs; 1 found, -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes)>("lookup_domain", &["domain", "prefix"], REQ_FAIL_BRANCH_EVENT_LOCAL, "As lookup_domain() with AVP names prefixed; 1 found, -1 otherwise."),
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! `jsonrpcs`: JSON-RPC 2.0 server for the RPC commands, over HTTP (xhttp), FIFO and unix datagram sockets.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `jsonrpcs` module.
@@ -97,14 +98,11 @@ impl Module for JsonrpcsModule {
             "",
             "TCP socket address for JSON-RPC (\"tcp:host:port\").",
         );
-        m.function("jsonrpc_dispatch")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Executes the JSON-RPC request carried in the HTTP body and sends the HTTP reply; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("jsonrpc_exec")
-            .args(&["cmd"])
-            .routes(RouteMask::ANY)
-            .doc("Executes a JSON-RPC request given as text and keeps the result in $jsonrpl; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("jsonrpc_dispatch", &[], REQ_EVENT, "Executes the JSON-RPC request carried in the HTTP body and sends the HTTP reply; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("jsonrpc_exec", &["cmd"], RouteMask::ANY, "Executes a JSON-RPC request given as text and keeps the result in $jsonrpl; 1 on success, -1 on failure."),
+        ]);
     }
 }

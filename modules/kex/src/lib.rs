@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::{Flag, PvOut};
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{
     FnError, FnResult, Module, ModuleBuilder, MsgContext, RouteMask, SetOp, Verdict,
 };
@@ -16,110 +17,48 @@ impl Module for KexModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.doc("Kamailio core extensions: branch and script flags, destination URI helpers, myself checks, debug level.");
-        m.function("setsflag")
-            .args(&["flag"])
-            .routes(RouteMask::ANY)
-            .doc("Sets a script flag (kept across the processing of the message in the worker); always 1.")
-            .declared::<(Flag,)>();
-        m.function("resetsflag")
-            .args(&["flag"])
-            .routes(RouteMask::ANY)
-            .doc("Resets a script flag; always 1.")
-            .declared::<(Flag,)>();
-        m.function("issflagset")
-            .args(&["flag"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the script flag is set; -1 otherwise.")
-            .declared::<(Flag,)>();
-        m.function("setbflag")
-            .args(&["flag"])
-            .routes(RouteMask::ANY)
-            .doc("Sets a branch flag of the current branch (branch 0: the R-URI); always 1.")
-            .handler(|ctx: &mut MsgContext, f: Flag| {
-                set_bit(&mut ctx.bflags, f);
-                Ok(Verdict::TRUE)
-            });
-        m.function("setbflag")
-            .args(&["flag", "branch"])
-            .routes(RouteMask::ANY)
-            .doc("Sets a branch flag of the given branch index; 1 on success, -1 on a bad index.")
-            .declared::<(Flag, i64)>();
-        m.function("resetbflag")
-            .args(&["flag"])
-            .routes(RouteMask::ANY)
-            .doc("Resets a branch flag of the current branch; always 1.")
-            .handler(|ctx: &mut MsgContext, f: Flag| {
-                reset_bit(&mut ctx.bflags, f);
-                Ok(Verdict::TRUE)
-            });
-        m.function("resetbflag")
-            .args(&["flag", "branch"])
-            .routes(RouteMask::ANY)
-            .doc("Resets a branch flag of the given branch index; 1 on success, -1 on a bad index.")
-            .declared::<(Flag, i64)>();
-        m.function("isbflagset")
-            .args(&["flag"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the branch flag of the current branch is set; -1 otherwise.")
-            .handler(|ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.bflags, f))));
-        m.function("isbflagset")
-            .args(&["flag", "branch"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the branch flag of the given branch is set; -1 otherwise.")
-            .declared::<(Flag, i64)>();
-        m.function("setdsturi")
-            .args(&["uri"])
-            .routes(RouteMask::ANY)
-            .doc("Sets the destination URI ($du); 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, uri: Bytes| {
-                if uri.is_empty() {
-                    return Ok(Verdict::FALSE);
-                }
-                ctx.dst_uri = Some(uri);
-                Ok(Verdict::TRUE)
-            });
-        m.function("resetdsturi")
-            .routes(RouteMask::ANY)
-            .doc("Clears the destination URI ($du); always 1.")
-            .handler(|ctx: &mut MsgContext| {
-                ctx.dst_uri = None;
-                Ok(Verdict::TRUE)
-            });
-        m.function("isdsturiset")
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the destination URI ($du) is set; -1 otherwise.")
-            .handler(|ctx: &mut MsgContext| Ok(Verdict::from(dst_uri_is_set(&ctx.dst_uri))));
-        m.function("pv_printf")
-            .args(&["var", "format"])
-            .routes(RouteMask::ANY)
-            .doc(
-                "Evaluates the format and assigns it to the variable; 1 on success, -1 on failure.",
-            )
-            .handler(pv_printf);
-        m.function("avp_printf")
-            .args(&["var", "format"])
-            .routes(RouteMask::ANY)
-            .doc("Alias of pv_printf(); 1 on success, -1 on failure.")
-            .handler(pv_printf);
-        m.function("is_myself")
-            .args(&["uri"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the URI host and port are local (listen addresses, aliases, local domains); -1 otherwise.")
-            .handler(is_myself);
-        m.function("is_myhost")
-            .args(&["uri"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the URI host is local, ignoring the port; -1 otherwise.")
-            .handler(is_myhost);
-        m.function("setdebug")
-            .args(&["level"])
-            .routes(RouteMask::ANY)
-            .doc("Sets the log level for the rest of this message's processing in this worker; always 1.")
-            .declared::<(i64,)>();
-        m.function("resetdebug")
-            .routes(RouteMask::ANY)
-            .doc("Restores the global log level; always 1.")
-            .declared::<()>();
+        const FLAG_BRANCH: &[&str] = &["flag", "branch"];
+        const VAR_FORMAT: &[&str] = &["var", "format"];
+        let setbflag = |ctx: &mut MsgContext, f: Flag| {
+            set_bit(&mut ctx.bflags, f);
+            Ok(Verdict::TRUE)
+        };
+        let resetbflag = |ctx: &mut MsgContext, f: Flag| {
+            reset_bit(&mut ctx.bflags, f);
+            Ok(Verdict::TRUE)
+        };
+        let setdsturi = |ctx: &mut MsgContext, uri: Bytes| {
+            if uri.is_empty() {
+                return Ok(Verdict::FALSE);
+            }
+            ctx.dst_uri = Some(uri);
+            Ok(Verdict::TRUE)
+        };
+        let resetdsturi = |ctx: &mut MsgContext| {
+            ctx.dst_uri = None;
+            Ok(Verdict::TRUE)
+        };
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(Flag,)>("setsflag", &["flag"], RouteMask::ANY, "Sets a script flag (kept across the processing of the message in the worker); always 1."),
+            FnRow::declared::<(Flag,)>("resetsflag", &["flag"], RouteMask::ANY, "Resets a script flag; always 1."),
+            FnRow::declared::<(Flag,)>("issflagset", &["flag"], RouteMask::ANY, "True (1) when the script flag is set; -1 otherwise."),
+            FnRow::sync("setbflag", &["flag"], RouteMask::ANY, "Sets a branch flag of the current branch (branch 0: the R-URI); always 1.", setbflag),
+            FnRow::declared::<(Flag, i64)>("setbflag", FLAG_BRANCH, RouteMask::ANY, "Sets a branch flag of the given branch index; 1 on success, -1 on a bad index."),
+            FnRow::sync("resetbflag", &["flag"], RouteMask::ANY, "Resets a branch flag of the current branch; always 1.", resetbflag),
+            FnRow::declared::<(Flag, i64)>("resetbflag", FLAG_BRANCH, RouteMask::ANY, "Resets a branch flag of the given branch index; 1 on success, -1 on a bad index."),
+            FnRow::sync("isbflagset", &["flag"], RouteMask::ANY, "True (1) when the branch flag of the current branch is set; -1 otherwise.", |ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.bflags, f)))),
+            FnRow::declared::<(Flag, i64)>("isbflagset", FLAG_BRANCH, RouteMask::ANY, "True (1) when the branch flag of the given branch is set; -1 otherwise."),
+            FnRow::sync("setdsturi", &["uri"], RouteMask::ANY, "Sets the destination URI ($du); 1 on success, -1 on failure.", setdsturi),
+            FnRow::sync("resetdsturi", &[], RouteMask::ANY, "Clears the destination URI ($du); always 1.", resetdsturi),
+            FnRow::sync("isdsturiset", &[], RouteMask::ANY, "True (1) when the destination URI ($du) is set; -1 otherwise.", |ctx: &mut MsgContext| Ok(Verdict::from(dst_uri_is_set(&ctx.dst_uri)))),
+            FnRow::sync("pv_printf", VAR_FORMAT, RouteMask::ANY, "Evaluates the format and assigns it to the variable; 1 on success, -1 on failure.", pv_printf),
+            FnRow::sync("avp_printf", VAR_FORMAT, RouteMask::ANY, "Alias of pv_printf(); 1 on success, -1 on failure.", pv_printf),
+            FnRow::sync("is_myself", &["uri"], RouteMask::ANY, "True (1) when the URI host and port are local (listen addresses, aliases, local domains); -1 otherwise.", is_myself),
+            FnRow::sync("is_myhost", &["uri"], RouteMask::ANY, "True (1) when the URI host is local, ignoring the port; -1 otherwise.", is_myhost),
+            FnRow::declared::<(i64,)>("setdebug", &["level"], RouteMask::ANY, "Sets the log level for the rest of this message's processing in this worker; always 1."),
+            FnRow::declared::<()>("resetdebug", &[], RouteMask::ANY, "Restores the global log level; always 1."),
+        ]);
     }
 }
 

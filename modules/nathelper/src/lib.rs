@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::PvOut;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `nathelper` module.
@@ -122,81 +123,44 @@ impl Module for NathelperModule {
             "alias",
             "Name of the contact URI parameter used by the *_contact_alias functions.",
         );
-        m.function("fix_nated_contact")
-            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Rewrites the Contact host:port with the source address; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("add_contact_alias")
-            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Adds an alias parameter with the source address to the Contact URI when it differs; 1 on success (or nothing to do), -1 on failure.")
-            .declared::<()>();
-        m.function("add_contact_alias")
-            .args(&["ip_addr", "port", "proto"])
-            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Adds an alias parameter with the given address to the Contact URI; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, Bytes)>();
-        m.function("set_contact_alias")
-            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Like add_contact_alias() but changes the Contact in place so later modules see it; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("set_contact_alias")
-            .args(&["trim"])
-            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As set_contact_alias(); with 1 an existing alias parameter is removed first; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("handle_ruri_alias")
-            .routes(RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Moves the alias parameter of the R-URI into $du and removes it; 1 on success or no alias, -1 on failure.")
-            .declared::<()>();
-        m.function("handle_ruri_alias")
-            .args(&["mode"])
-            .routes(RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As handle_ruri_alias(); mode 1 keeps the parameter in the R-URI; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("fix_nated_sdp")
-            .args(&["flags"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Rewrites SDP addresses with the source address (1 c= line, 2 a=direction, 4 o= line, 8 all c= lines); 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("fix_nated_sdp")
-            .args(&["flags", "ip_address"])
-            .routes(
-                RouteMask::ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::LOCAL
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("As fix_nated_sdp() with the given address; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
-        m.function("nat_uac_test")
-            .args(&["flags"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Tests for NAT with the bit mask of checks (1 private Contact, 2 Via received differs, 4 private top Via, 8 private SDP, 16 source port differs from Via, 32 private source, 64 WebSocket, 128 Contact port differs, 256 private SDP o=); 1 when a test hit, -1 otherwise.")
-            .declared::<(i64,)>();
-        m.function("fix_nated_register")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Stores the source URI in received_avp for the registrar; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("add_rcv_param")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Adds a received parameter with the source URI to the Contact header field; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("add_rcv_param")
-            .args(&["flag"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As add_rcv_param(); with 1 the parameter goes into the Contact URI; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("is_rfc1918")
-            .args(&["ip_address"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the address is private (RFC 1918 or shared range per nat_addr_mode); -1 otherwise.")
-            .declared::<(Bytes,)>();
-        m.function("set_alias_to_pv")
-            .args(&["target_avp"])
-            .routes(RouteMask::ANY)
-            .doc("Stores the URI built from the alias parameter of the Contact in a variable; 1 on success, -1 on failure.")
-            .declared::<(PvOut,)>();
+        const REQ_BRANCH_REPLY_EVENT_LOCAL: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT)
+            .union(RouteMask::LOCAL);
+        const REQ_FAIL_BRANCH_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT);
+        const REQ_BRANCH_EVENT_LOCAL: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::EVENT)
+            .union(RouteMask::LOCAL);
+        const REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT)
+            .union(RouteMask::LOCAL);
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("fix_nated_contact", &[], REQ_BRANCH_REPLY_EVENT_LOCAL, "Rewrites the Contact host:port with the source address; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("add_contact_alias", &[], REQ_BRANCH_REPLY_EVENT_LOCAL, "Adds an alias parameter with the source address to the Contact URI when it differs; 1 on success (or nothing to do), -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("add_contact_alias", &["ip_addr", "port", "proto"], REQ_FAIL_BRANCH_REPLY_EVENT, "Adds an alias parameter with the given address to the Contact URI; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("set_contact_alias", &[], REQ_BRANCH_REPLY_EVENT_LOCAL, "Like add_contact_alias() but changes the Contact in place so later modules see it; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("set_contact_alias", &["trim"], REQ_BRANCH_REPLY_EVENT_LOCAL, "As set_contact_alias(); with 1 an existing alias parameter is removed first; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("handle_ruri_alias", &[], REQ_BRANCH_EVENT_LOCAL, "Moves the alias parameter of the R-URI into $du and removes it; 1 on success or no alias, -1 on failure."),
+            FnRow::declared::<(i64,)>("handle_ruri_alias", &["mode"], REQ_BRANCH_EVENT_LOCAL, "As handle_ruri_alias(); mode 1 keeps the parameter in the R-URI; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("fix_nated_sdp", &["flags"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Rewrites SDP addresses with the source address (1 c= line, 2 a=direction, 4 o= line, 8 all c= lines); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64, Bytes)>("fix_nated_sdp", &["flags", "ip_address"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "As fix_nated_sdp() with the given address; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("nat_uac_test", &["flags"], REQ_FAIL_BRANCH_REPLY_EVENT_LOCAL, "Tests for NAT with the bit mask of checks (1 private Contact, 2 Via received differs, 4 private top Via, 8 private SDP, 16 source port differs from Via, 32 private source, 64 WebSocket, 128 Contact port differs, 256 private SDP o=); 1 when a test hit, -1 otherwise."),
+            FnRow::declared::<()>("fix_nated_register", &[], REQ_EVENT, "Stores the source URI in received_avp for the registrar; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("add_rcv_param", &[], REQ_EVENT, "Adds a received parameter with the source URI to the Contact header field; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("add_rcv_param", &["flag"], REQ_EVENT, "As add_rcv_param(); with 1 the parameter goes into the Contact URI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("is_rfc1918", &["ip_address"], RouteMask::ANY, "True (1) when the address is private (RFC 1918 or shared range per nat_addr_mode); -1 otherwise."),
+            FnRow::declared::<(PvOut,)>("set_alias_to_pv", &["target_avp"], RouteMask::ANY, "Stores the URI built from the alias parameter of the Contact in a variable; 1 on success, -1 on failure."),
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! `permissions`: Access control: routing/registration rules from files, trusted peers and address groups from the database.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `permissions` module.
@@ -115,81 +116,28 @@ impl Module for PermissionsModule {
             60_i64,
             "Seconds between cleanups of the old trusted table after a reload.",
         );
-        m.function("allow_routing")
-            .routes(RouteMask::ANY)
-            .doc("Checks the From and R-URI against the default allow/deny files; 1 allowed, -1 denied.")
-            .declared::<()>();
-        m.function("allow_routing")
-            .args(&["basename"])
-            .routes(RouteMask::ANY)
-            .doc("Checks against basename.allow/basename.deny; 1 allowed, -1 denied.")
-            .declared::<(Bytes,)>();
-        m.function("allow_routing")
-            .args(&["allow_file", "deny_file"])
-            .routes(RouteMask::ANY)
-            .doc("Checks against the given allow and deny files; 1 allowed, -1 denied.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("allow_register")
-            .args(&["basename"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Checks the To URI and Contacts of a REGISTER against basename.allow/.deny; 1 allowed, -1 denied.")
-            .declared::<(Bytes,)>();
-        m.function("allow_register")
-            .args(&["allow_file", "deny_file"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Checks a REGISTER against the given allow and deny files; 1 allowed, -1 denied.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("allow_register_include_port")
-            .args(&["basename"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As allow_register() with the contact port included; 1 allowed, -1 denied.")
-            .declared::<(Bytes,)>();
-        m.function("allow_register_include_port")
-            .args(&["allow_file", "deny_file"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As allow_register() with the contact port included; 1 allowed, -1 denied.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("allow_trusted")
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the source address and protocol match the trusted table; -1 otherwise.")
-            .declared::<()>();
-        m.function("allow_trusted")
-            .args(&["src_ip_pvar", "proto_pvar"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the given address and protocol match the trusted table; -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("allow_trusted")
-            .args(&["src_ip_pvar", "proto_pvar", "furi_pvar"])
-            .routes(RouteMask::ANY)
-            .doc("As allow_trusted() with the From URI pattern matched against the given URI; 1 on match, -1 otherwise.")
-            .declared::<(Bytes, Bytes, Bytes)>();
-        m.function("allow_uri")
-            .args(&["basename", "pvar"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Checks the From URI and the URI in the variable against basename.allow/.deny; 1 allowed, -1 denied.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("allow_address")
-            .args(&["group_id", "ip_addr_pvar", "port_pvar"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the address and port belong to the address group; -1 otherwise.")
-            .declared::<(i64, Bytes, i64)>();
-        m.function("allow_source_address")
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the source address and port belong to address group 1; -1 otherwise.")
-            .declared::<()>();
-        m.function("allow_source_address")
-            .args(&["group_id"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the source address and port belong to the group; -1 otherwise.")
-            .declared::<(i64,)>();
-        m.function("allow_source_address_group")
-            .routes(RouteMask::ANY)
-            .doc("Returns the group id that the source address belongs to (true), -1 when none.")
-            .declared::<()>();
-        m.function("allow_address_group")
-            .args(&["addr", "port"])
-            .routes(RouteMask::ANY)
-            .doc("Returns the group id the address and port belong to (true), -1 when none.")
-            .declared::<(Bytes, i64)>();
+        const REQ_FAIL_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::EVENT);
+        const ALLOW_FILE_DENY_FILE: &[&str] = &["allow_file", "deny_file"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("allow_routing", &[], RouteMask::ANY, "Checks the From and R-URI against the default allow/deny files; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes,)>("allow_routing", &["basename"], RouteMask::ANY, "Checks against basename.allow/basename.deny; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes, Bytes)>("allow_routing", ALLOW_FILE_DENY_FILE, RouteMask::ANY, "Checks against the given allow and deny files; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes,)>("allow_register", &["basename"], REQ_FAIL_EVENT, "Checks the To URI and Contacts of a REGISTER against basename.allow/.deny; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes, Bytes)>("allow_register", ALLOW_FILE_DENY_FILE, REQ_FAIL_EVENT, "Checks a REGISTER against the given allow and deny files; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes,)>("allow_register_include_port", &["basename"], REQ_FAIL_EVENT, "As allow_register() with the contact port included; 1 allowed, -1 denied."),
+            FnRow::declared::<(Bytes, Bytes)>("allow_register_include_port", ALLOW_FILE_DENY_FILE, REQ_FAIL_EVENT, "As allow_register() with the contact port included; 1 allowed, -1 denied."),
+            FnRow::declared::<()>("allow_trusted", &[], RouteMask::ANY, "True (1) when the source address and protocol match the trusted table; -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes)>("allow_trusted", &["src_ip_pvar", "proto_pvar"], RouteMask::ANY, "True (1) when the given address and protocol match the trusted table; -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("allow_trusted", &["src_ip_pvar", "proto_pvar", "furi_pvar"], RouteMask::ANY, "As allow_trusted() with the From URI pattern matched against the given URI; 1 on match, -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes)>("allow_uri", &["basename", "pvar"], REQ_FAIL_EVENT, "Checks the From URI and the URI in the variable against basename.allow/.deny; 1 allowed, -1 denied."),
+            FnRow::declared::<(i64, Bytes, i64)>("allow_address", &["group_id", "ip_addr_pvar", "port_pvar"], RouteMask::ANY, "True (1) when the address and port belong to the address group; -1 otherwise."),
+            FnRow::declared::<()>("allow_source_address", &[], RouteMask::ANY, "True (1) when the source address and port belong to address group 1; -1 otherwise."),
+            FnRow::declared::<(i64,)>("allow_source_address", &["group_id"], RouteMask::ANY, "True (1) when the source address and port belong to the group; -1 otherwise."),
+            FnRow::declared::<()>("allow_source_address_group", &[], RouteMask::ANY, "Returns the group id that the source address belongs to (true), -1 when none."),
+            FnRow::declared::<(Bytes, i64)>("allow_address_group", &["addr", "port"], RouteMask::ANY, "Returns the group id the address and port belong to (true), -1 when none."),
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! `presence`: SIP presence server: PUBLISH and SUBSCRIBE handling, NOTIFY generation (event packages from other modules).
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `presence` module.
@@ -241,48 +242,18 @@ impl Module for PresenceModule {
             3600_i64,
             "Expires used when SUBSCRIBE/PUBLISH carry none.",
         );
-        m.function("handle_publish")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Processes a PUBLISH and replies to it; 1 on success, negative on error (reply sent).")
-            .declared::<()>();
-        m.function("handle_publish")
-            .args(&["sender_uri"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As handle_publish() for a sender URI that must match the presentity; 1 on success, negative on error.")
-            .declared::<(Bytes,)>();
-        m.function("handle_subscribe")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Processes a SUBSCRIBE, replies and sends the first NOTIFY; 1 on success, negative on error.")
-            .declared::<()>();
-        m.function("handle_subscribe")
-            .args(&["watcher_uri"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As handle_subscribe() with the watcher URI given; 1 on success, negative on error.")
-            .declared::<(Bytes,)>();
-        m.function("pres_auth_status")
-            .args(&["watcher_uri", "presentity_uri"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Returns the authorization status of a watcher for a presentity (1 active, 2 pending, 3 terminated...), negative on error.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("pres_refresh_watchers")
-            .args(&["uri", "event", "type"])
-            .routes(RouteMask::ANY)
-            .doc("Sends NOTIFYs to the watchers of a presentity after a state change (type 0 presence, 1 authorization); 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, i64)>();
-        m.function("pres_refresh_watchers")
-            .args(&["uri", "event", "type", "file_uri", "filename"])
-            .routes(RouteMask::ANY)
-            .doc("As pres_refresh_watchers() with the new state taken from a file; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, i64, Bytes, Bytes)>();
-        m.function("pres_update_watchers")
-            .args(&["uri", "event"])
-            .routes(RouteMask::ANY)
-            .doc("Re-evaluates authorization of the watchers of a presentity; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("pres_has_subscribers")
-            .args(&["presentity_uri", "event"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the presentity has active subscribers for the event; -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("handle_publish", &[], REQ_EVENT, "Processes a PUBLISH and replies to it; 1 on success, negative on error (reply sent)."),
+            FnRow::declared::<(Bytes,)>("handle_publish", &["sender_uri"], REQ_EVENT, "As handle_publish() for a sender URI that must match the presentity; 1 on success, negative on error."),
+            FnRow::declared::<()>("handle_subscribe", &[], REQ_EVENT, "Processes a SUBSCRIBE, replies and sends the first NOTIFY; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes,)>("handle_subscribe", &["watcher_uri"], REQ_EVENT, "As handle_subscribe() with the watcher URI given; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, Bytes)>("pres_auth_status", &["watcher_uri", "presentity_uri"], REQ_EVENT, "Returns the authorization status of a watcher for a presentity (1 active, 2 pending, 3 terminated...), negative on error."),
+            FnRow::declared::<(Bytes, Bytes, i64)>("pres_refresh_watchers", &["uri", "event", "type"], RouteMask::ANY, "Sends NOTIFYs to the watchers of a presentity after a state change (type 0 presence, 1 authorization); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, i64, Bytes, Bytes)>("pres_refresh_watchers", &["uri", "event", "type", "file_uri", "filename"], RouteMask::ANY, "As pres_refresh_watchers() with the new state taken from a file; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("pres_update_watchers", &["uri", "event"], RouteMask::ANY, "Re-evaluates authorization of the watchers of a presentity; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("pres_has_subscribers", &["presentity_uri", "event"], RouteMask::ANY, "True (1) when the presentity has active subscribers for the event; -1 otherwise."),
+        ]);
     }
 }

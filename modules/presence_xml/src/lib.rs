@@ -1,6 +1,7 @@
 //! `presence_xml`: XML-based presence event packages (presence, presence.winfo, dialog;sla) for the presence module.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `presence_xml` module.
@@ -91,15 +92,10 @@ impl Module for PresenceXmlModule {
             3600_i64,
             "Expires of generated presence documents.",
         );
-        m.function("pres_check_basic")
-            .args(&["presentity_uri", "status"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the presentity's basic status equals status (\"open\"/\"closed\"); -1 otherwise, -2 when no presentity.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("pres_check_activities")
-            .args(&["presentity_uri", "activity"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the presentity's document lists the activity; -1 otherwise, -2 when no presentity.")
-            .declared::<(Bytes, Bytes)>();
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(Bytes, Bytes)>("pres_check_basic", &["presentity_uri", "status"], RouteMask::ANY, "True (1) when the presentity's basic status equals status (\"open\"/\"closed\"); -1 otherwise, -2 when no presentity."),
+            FnRow::declared::<(Bytes, Bytes)>("pres_check_activities", &["presentity_uri", "activity"], RouteMask::ANY, "True (1) when the presentity's document lists the activity; -1 otherwise, -2 when no presentity."),
+        ]);
     }
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::PvOut;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{
     Module, ModuleBuilder, MsgContext, ParamType, RouteMask, SetOp, Value, Verdict,
 };
@@ -32,182 +33,57 @@ impl Module for PvModule {
             Value::Null,
             "AVP aliases \"alias=name;...\" (legacy).",
         );
-        m.function("pv_isset")
-            .args(&["pvar"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the pseudo-variable has a value (is not null); -1 otherwise.")
-            .handler(|_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(!v.is_null())));
-        m.function("pv_unset")
-            .args(&["pvar"])
-            .routes(RouteMask::ANY)
-            .doc("Sets the pseudo-variable to null (deletes it); always 1.")
-            .handler(|ctx: &mut MsgContext, pv: PvOut| {
-                pv.0.set(ctx, SetOp::Assign, Value::Null)?;
-                Ok(Verdict::TRUE)
-            });
-        m.function("is_int")
-            .args(&["pvar"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the pseudo-variable holds an integer; -1 otherwise.")
-            .handler(|_ctx: &mut MsgContext, v: Value| {
-                Ok(Verdict::from(matches!(v, Value::Int(_))))
-            });
-        m.function("typeof")
-            .args(&["pvar", "vtype"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the value type is vtype (\"int\", \"str\" or \"null\"); -1 otherwise.")
-            .handler(|_ctx: &mut MsgContext, v: Value, vtype: Bytes| {
-                Ok(Verdict::from(type_name(&v).as_bytes() == vtype.as_ref()))
-            });
-        m.function("not_empty")
-            .args(&["pvar"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the pseudo-variable holds a non-empty string; -1 otherwise.")
-            .handler(|_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(is_not_empty(&v))));
-        m.function("pv_xavp_print")
-            .routes(RouteMask::ANY)
-            .doc("Logs every XAVP (debugging); always 1.")
-            .declared::<()>();
-        m.function("pv_xavu_print")
-            .routes(RouteMask::ANY)
-            .doc("Logs every XAVU (debugging); always 1.")
-            .declared::<()>();
-        m.function("pv_xavi_print")
-            .routes(RouteMask::ANY)
-            .doc("Logs every XAVI (debugging); always 1.")
-            .declared::<()>();
-        m.function("pv_var_to_xavp")
-            .args(&["varname", "xname"])
-            .routes(RouteMask::ANY)
-            .doc("Copies $var(s) (or \"*\" for all) into an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("pv_xavp_to_var")
-            .args(&["xname"])
-            .routes(RouteMask::ANY)
-            .doc("Copies the fields of an XAVP into $vars of the same names; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("xavp_copy")
-            .args(&["source_name", "source_index", "destination_name"])
-            .routes(RouteMask::ANY)
-            .doc("Copies one XAVP item to another XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64, Bytes)>();
-        m.function("xavp_copy")
-            .args(&["source_name", "source_index", "destination_name", "destination_index"])
-            .routes(RouteMask::ANY)
-            .doc("Copies one XAVP item into an existing item of another XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64, Bytes, i64)>();
-        m.function("xavp_slist_explode")
-            .args(&["slist", "sep", "mode", "xname"])
-            .routes(RouteMask::ANY)
-            .doc("Splits a separated list into XAVP items; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, Bytes, Bytes)>();
-        m.function("xavp_params_explode")
-            .args(&["sparams", "xname"])
-            .routes(RouteMask::ANY)
-            .doc("Parses \"a=b;c=d\" parameters into an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("xavp_xparams_explode")
-            .args(&["sparams", "sep", "xname"])
-            .routes(RouteMask::ANY)
-            .doc("Parses parameters with a custom separator into an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, Bytes)>();
-        m.function("xavp_params_implode")
-            .args(&["xname", "pvname"])
-            .routes(RouteMask::ANY)
-            .doc("Writes the fields of an XAVP as \"a=b;c=d\" into a variable; 1 on success, -1 on failure.")
-            .declared::<(Bytes, PvOut)>();
-        m.function("xavp_params_implode_qval")
-            .args(&["xname", "pvname"])
-            .routes(RouteMask::ANY)
-            .doc("As xavp_params_implode() with values double-quoted; 1 on success, -1 on failure.")
-            .declared::<(Bytes, PvOut)>();
-        m.function("xavu_params_explode")
-            .args(&["sparams", "xname"])
-            .routes(RouteMask::ANY)
-            .doc("Parses \"a=b;c=d\" parameters into an XAVU; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("xavu_params_implode")
-            .args(&["xname", "pvname"])
-            .routes(RouteMask::ANY)
-            .doc("Writes the fields of an XAVU as parameters into a variable; 1 on success, -1 on failure.")
-            .declared::<(Bytes, PvOut)>();
-        m.function("xavp_child_seti")
-            .args(&["rname", "cname", "ival"])
-            .routes(RouteMask::ANY)
-            .doc("Sets an integer child field of the first item of an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, i64)>();
-        m.function("xavp_child_sets")
-            .args(&["rname", "cname", "sval"])
-            .routes(RouteMask::ANY)
-            .doc("Sets a string child field of the first item of an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, Bytes)>();
-        m.function("xavp_rm")
-            .args(&["rname"])
-            .routes(RouteMask::ANY)
-            .doc("Removes the first item of an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("xavp_rm_all")
-            .args(&["rname"])
-            .routes(RouteMask::ANY)
-            .doc("Removes every item of an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("xavp_child_rm")
-            .args(&["rname", "cname"])
-            .routes(RouteMask::ANY)
-            .doc("Removes a child field of the first item of an XAVP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("xavi_child_seti")
-            .args(&["rname", "cname", "ival"])
-            .routes(RouteMask::ANY)
-            .doc("Sets an integer child field of an XAVI (case-insensitive names); 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, i64)>();
-        m.function("xavi_child_sets")
-            .args(&["rname", "cname", "sval"])
-            .routes(RouteMask::ANY)
-            .doc("Sets a string child field of an XAVI; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, Bytes)>();
-        m.function("xavi_rm")
-            .args(&["rname"])
-            .routes(RouteMask::ANY)
-            .doc("Removes the first item of an XAVI; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("xavi_rm_all")
-            .args(&["rname"])
-            .routes(RouteMask::ANY)
-            .doc("Removes every item of an XAVI; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("xavi_child_rm")
-            .args(&["rname", "cname"])
-            .routes(RouteMask::ANY)
-            .doc("Removes a child field of an XAVI; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("xavp_lshift")
-            .args(&["xname", "idx"])
-            .routes(RouteMask::ANY)
-            .doc("Rotates the items of an XAVP left by idx positions; 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64)>();
-        m.function("xavp_push_dst")
-            .args(&["xname"])
-            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Pushes the destination fields of an XAVP item into the branch (R-URI, $du, socket); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("sbranch_set_ruri")
-            .routes(RouteMask::ANY)
-            .doc("Sets the R-URI and branch attributes from the static branch ($sbranch); 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("sbranch_append")
-            .routes(RouteMask::ANY)
-            .doc("Adds the static branch ($sbranch) as a new branch; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("sbranch_reset")
-            .routes(RouteMask::ANY)
-            .doc("Clears the static branch ($sbranch); always 1.")
-            .declared::<()>();
-        m.function("pv_evalx")
-            .args(&["dst", "fmt"])
-            .routes(RouteMask::ANY)
-            .doc("Evaluates fmt twice (the result is itself a format) and stores it in dst; 1 on success, -1 on failure.")
-            .declared::<(PvOut, Bytes)>();
+        const REQ_FAIL_BRANCH_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::EVENT);
+        const SPARAMS_XNAME: &[&str] = &["sparams", "xname"];
+        const XNAME_PVNAME: &[&str] = &["xname", "pvname"];
+        const RNAME_CNAME_IVAL: &[&str] = &["rname", "cname", "ival"];
+        const RNAME_CNAME_SVAL: &[&str] = &["rname", "cname", "sval"];
+        const RNAME_CNAME: &[&str] = &["rname", "cname"];
+        let pv_unset = |ctx: &mut MsgContext, pv: PvOut| {
+            pv.0.set(ctx, SetOp::Assign, Value::Null)?;
+            Ok(Verdict::TRUE)
+        };
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::sync("pv_isset", &["pvar"], RouteMask::ANY, "True (1) when the pseudo-variable has a value (is not null); -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(!v.is_null()))),
+            FnRow::sync("pv_unset", &["pvar"], RouteMask::ANY, "Sets the pseudo-variable to null (deletes it); always 1.", pv_unset),
+            FnRow::sync("is_int", &["pvar"], RouteMask::ANY, "True (1) when the pseudo-variable holds an integer; -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(matches!(v, Value::Int(_))))),
+            FnRow::sync("typeof", &["pvar", "vtype"], RouteMask::ANY, "True (1) when the value type is vtype (\"int\", \"str\" or \"null\"); -1 otherwise.", |_ctx: &mut MsgContext, v: Value, vtype: Bytes| Ok(Verdict::from(type_name(&v).as_bytes() == vtype.as_ref()))),
+            FnRow::sync("not_empty", &["pvar"], RouteMask::ANY, "True (1) when the pseudo-variable holds a non-empty string; -1 otherwise.", |_ctx: &mut MsgContext, v: Value| Ok(Verdict::from(is_not_empty(&v)))),
+            FnRow::declared::<()>("pv_xavp_print", &[], RouteMask::ANY, "Logs every XAVP (debugging); always 1."),
+            FnRow::declared::<()>("pv_xavu_print", &[], RouteMask::ANY, "Logs every XAVU (debugging); always 1."),
+            FnRow::declared::<()>("pv_xavi_print", &[], RouteMask::ANY, "Logs every XAVI (debugging); always 1."),
+            FnRow::declared::<(Bytes, Bytes)>("pv_var_to_xavp", &["varname", "xname"], RouteMask::ANY, "Copies $var(s) (or \"*\" for all) into an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("pv_xavp_to_var", &["xname"], RouteMask::ANY, "Copies the fields of an XAVP into $vars of the same names; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, i64, Bytes)>("xavp_copy", &["source_name", "source_index", "destination_name"], RouteMask::ANY, "Copies one XAVP item to another XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, i64, Bytes, i64)>("xavp_copy", &["source_name", "source_index", "destination_name", "destination_index"], RouteMask::ANY, "Copies one XAVP item into an existing item of another XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, Bytes, Bytes)>("xavp_slist_explode", &["slist", "sep", "mode", "xname"], RouteMask::ANY, "Splits a separated list into XAVP items; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("xavp_params_explode", SPARAMS_XNAME, RouteMask::ANY, "Parses \"a=b;c=d\" parameters into an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("xavp_xparams_explode", &["sparams", "sep", "xname"], RouteMask::ANY, "Parses parameters with a custom separator into an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, PvOut)>("xavp_params_implode", XNAME_PVNAME, RouteMask::ANY, "Writes the fields of an XAVP as \"a=b;c=d\" into a variable; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, PvOut)>("xavp_params_implode_qval", XNAME_PVNAME, RouteMask::ANY, "As xavp_params_implode() with values double-quoted; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("xavu_params_explode", SPARAMS_XNAME, RouteMask::ANY, "Parses \"a=b;c=d\" parameters into an XAVU; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, PvOut)>("xavu_params_implode", XNAME_PVNAME, RouteMask::ANY, "Writes the fields of an XAVU as parameters into a variable; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, i64)>("xavp_child_seti", RNAME_CNAME_IVAL, RouteMask::ANY, "Sets an integer child field of the first item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("xavp_child_sets", RNAME_CNAME_SVAL, RouteMask::ANY, "Sets a string child field of the first item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavp_rm", &["rname"], RouteMask::ANY, "Removes the first item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavp_rm_all", &["rname"], RouteMask::ANY, "Removes every item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("xavp_child_rm", RNAME_CNAME, RouteMask::ANY, "Removes a child field of the first item of an XAVP; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, i64)>("xavi_child_seti", RNAME_CNAME_IVAL, RouteMask::ANY, "Sets an integer child field of an XAVI (case-insensitive names); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("xavi_child_sets", RNAME_CNAME_SVAL, RouteMask::ANY, "Sets a string child field of an XAVI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavi_rm", &["rname"], RouteMask::ANY, "Removes the first item of an XAVI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavi_rm_all", &["rname"], RouteMask::ANY, "Removes every item of an XAVI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("xavi_child_rm", RNAME_CNAME, RouteMask::ANY, "Removes a child field of an XAVI; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, i64)>("xavp_lshift", &["xname", "idx"], RouteMask::ANY, "Rotates the items of an XAVP left by idx positions; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("xavp_push_dst", &["xname"], REQ_FAIL_BRANCH_EVENT, "Pushes the destination fields of an XAVP item into the branch (R-URI, $du, socket); 1 on success, -1 on failure."),
+            FnRow::declared::<()>("sbranch_set_ruri", &[], RouteMask::ANY, "Sets the R-URI and branch attributes from the static branch ($sbranch); 1 on success, -1 on failure."),
+            FnRow::declared::<()>("sbranch_append", &[], RouteMask::ANY, "Adds the static branch ($sbranch) as a new branch; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("sbranch_reset", &[], RouteMask::ANY, "Clears the static branch ($sbranch); always 1."),
+            FnRow::declared::<(PvOut, Bytes)>("pv_evalx", &["dst", "fmt"], RouteMask::ANY, "Evaluates fmt twice (the result is itself a format) and stores it in dst; 1 on success, -1 on failure."),
+        ]);
     }
 }
 

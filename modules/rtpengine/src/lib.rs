@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::args::PvOut;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `rtpengine` module.
@@ -184,231 +185,57 @@ impl Module for RtpengineModule {
             Value::Null,
             "Variable receiving the average MOS reported on delete.",
         );
-        m.function("rtpengine_manage")
-            .routes(RouteMask::ANY)
-            .doc("Offers, answers or deletes the session as suited to the message (INVITE/200/ACK/BYE...); 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpengine_manage")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("As rtpengine_manage() with ng flags (\"replace-origin trust-address RTP/AVP ...\"); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_manage")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc("As rtpengine_manage() with flags and a Via branch selector; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpengine_offer")
-            .routes(RouteMask::ANY)
-            .doc("Sends an offer for the SDP of the message and rewrites it; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpengine_offer")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an offer with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_offer")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc(
-                "Sends an offer with flags and a Via branch selector; 1 on success, -1 on failure.",
-            )
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpengine_answer")
-            .routes(RouteMask::ANY)
-            .doc("Sends an answer for the SDP of the message and rewrites it; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpengine_answer")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an answer with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_answer")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an answer with flags and a Via branch selector; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpengine_delete")
-            .routes(RouteMask::ANY)
-            .doc("Deletes the media session; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpengine_delete")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Deletes the media session with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_delete")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc("Deletes with flags and a Via branch selector; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpengine_destroy")
-            .routes(RouteMask::ANY)
-            .doc("Deletes the media session and ends the call at rtpengine; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpengine_destroy")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("As rtpengine_destroy() with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_destroy")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc("As rtpengine_destroy() with flags and a Via branch selector; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpengine_query")
-            .routes(RouteMask::ANY)
-            .doc(
-                "Queries session statistics (used for MOS variables); 1 on success, -1 on failure.",
-            )
-            .declared::<()>();
-        m.function("rtpengine_query")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Queries session statistics with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_query")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc("Queries with flags and a Via branch selector; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpengine_info")
-            .routes(RouteMask::ANY)
-            .doc("Sends session information to rtpengine; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpengine_info")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Sends session information with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_info")
-            .args(&["flags", "via_branch"])
-            .routes(RouteMask::ANY)
-            .doc("Sends session information with flags and a Via branch selector; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("set_rtpengine_set")
-            .args(&["setid"])
-            .routes(RouteMask::ANY)
-            .doc("Selects the rtpengine set for the next command; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("set_rtpengine_set")
-            .args(&["setid", "setid2"])
-            .routes(RouteMask::ANY)
-            .doc("Selects the sets for the offer and the answer side; 1 on success, -1 on failure.")
-            .declared::<(i64, i64)>();
-        m.function("start_recording")
-            .routes(RouteMask::ANY)
-            .doc("Starts call recording at rtpengine; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("start_recording")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Starts call recording with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("stop_recording")
-            .routes(RouteMask::ANY)
-            .doc("Stops call recording; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("stop_recording")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Stops call recording with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("block_dtmf")
-            .routes(RouteMask::ANY)
-            .doc("Blocks DTMF events of the call; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("block_dtmf")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Blocks DTMF with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("unblock_dtmf")
-            .routes(RouteMask::ANY)
-            .doc("Unblocks DTMF events of the call; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("unblock_dtmf")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Unblocks DTMF with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("block_media")
-            .routes(RouteMask::ANY)
-            .doc("Blocks the media of the call; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("block_media")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Blocks media with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("unblock_media")
-            .routes(RouteMask::ANY)
-            .doc("Unblocks the media of the call; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("unblock_media")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Unblocks media with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("silence_media")
-            .routes(RouteMask::ANY)
-            .doc("Replaces the media with silence; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("silence_media")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Silences media with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("unsilence_media")
-            .routes(RouteMask::ANY)
-            .doc("Stops silencing the media; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("unsilence_media")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Stops silencing with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("start_forwarding")
-            .routes(RouteMask::ANY)
-            .doc("Starts forwarding media to the recording daemon; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("start_forwarding")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Starts forwarding with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("stop_forwarding")
-            .routes(RouteMask::ANY)
-            .doc("Stops forwarding media; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("stop_forwarding")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Stops forwarding with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("play_media")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Plays a media file or prompt into the call; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("stop_media")
-            .routes(RouteMask::ANY)
-            .doc("Stops media playback; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("stop_media")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Stops media playback with ng flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("play_dtmf")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Injects DTMF tones into the call; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpengine_query_v")
-            .args(&["fmt", "var"])
-            .routes(RouteMask::ANY)
-            .doc("Queries session statistics into a variable (\"j\" JSON format); 1 on success, -1 on failure.")
-            .declared::<(Bytes, PvOut)>();
+        const FLAGS_VIA_BRANCH: &[&str] = &["flags", "via_branch"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("rtpengine_manage", &[], RouteMask::ANY, "Offers, answers or deletes the session as suited to the message (INVITE/200/ACK/BYE...); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_manage", &["flags"], RouteMask::ANY, "As rtpengine_manage() with ng flags (\"replace-origin trust-address RTP/AVP ...\"); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_manage", FLAGS_VIA_BRANCH, RouteMask::ANY, "As rtpengine_manage() with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpengine_offer", &[], RouteMask::ANY, "Sends an offer for the SDP of the message and rewrites it; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_offer", &["flags"], RouteMask::ANY, "Sends an offer with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_offer", FLAGS_VIA_BRANCH, RouteMask::ANY, "Sends an offer with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpengine_answer", &[], RouteMask::ANY, "Sends an answer for the SDP of the message and rewrites it; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_answer", &["flags"], RouteMask::ANY, "Sends an answer with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_answer", FLAGS_VIA_BRANCH, RouteMask::ANY, "Sends an answer with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpengine_delete", &[], RouteMask::ANY, "Deletes the media session; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_delete", &["flags"], RouteMask::ANY, "Deletes the media session with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_delete", FLAGS_VIA_BRANCH, RouteMask::ANY, "Deletes with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpengine_destroy", &[], RouteMask::ANY, "Deletes the media session and ends the call at rtpengine; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_destroy", &["flags"], RouteMask::ANY, "As rtpengine_destroy() with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_destroy", FLAGS_VIA_BRANCH, RouteMask::ANY, "As rtpengine_destroy() with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpengine_query", &[], RouteMask::ANY, "Queries session statistics (used for MOS variables); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_query", &["flags"], RouteMask::ANY, "Queries session statistics with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_query", FLAGS_VIA_BRANCH, RouteMask::ANY, "Queries with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpengine_info", &[], RouteMask::ANY, "Sends session information to rtpengine; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpengine_info", &["flags"], RouteMask::ANY, "Sends session information with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpengine_info", FLAGS_VIA_BRANCH, RouteMask::ANY, "Sends session information with flags and a Via branch selector; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("set_rtpengine_set", &["setid"], RouteMask::ANY, "Selects the rtpengine set for the next command; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64, i64)>("set_rtpengine_set", &["setid", "setid2"], RouteMask::ANY, "Selects the sets for the offer and the answer side; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("start_recording", &[], RouteMask::ANY, "Starts call recording at rtpengine; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("start_recording", &["flags"], RouteMask::ANY, "Starts call recording with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("stop_recording", &[], RouteMask::ANY, "Stops call recording; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("stop_recording", &["flags"], RouteMask::ANY, "Stops call recording with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("block_dtmf", &[], RouteMask::ANY, "Blocks DTMF events of the call; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("block_dtmf", &["flags"], RouteMask::ANY, "Blocks DTMF with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("unblock_dtmf", &[], RouteMask::ANY, "Unblocks DTMF events of the call; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("unblock_dtmf", &["flags"], RouteMask::ANY, "Unblocks DTMF with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("block_media", &[], RouteMask::ANY, "Blocks the media of the call; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("block_media", &["flags"], RouteMask::ANY, "Blocks media with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("unblock_media", &[], RouteMask::ANY, "Unblocks the media of the call; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("unblock_media", &["flags"], RouteMask::ANY, "Unblocks media with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("silence_media", &[], RouteMask::ANY, "Replaces the media with silence; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("silence_media", &["flags"], RouteMask::ANY, "Silences media with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("unsilence_media", &[], RouteMask::ANY, "Stops silencing the media; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("unsilence_media", &["flags"], RouteMask::ANY, "Stops silencing with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("start_forwarding", &[], RouteMask::ANY, "Starts forwarding media to the recording daemon; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("start_forwarding", &["flags"], RouteMask::ANY, "Starts forwarding with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("stop_forwarding", &[], RouteMask::ANY, "Stops forwarding media; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("stop_forwarding", &["flags"], RouteMask::ANY, "Stops forwarding with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("play_media", &["flags"], RouteMask::ANY, "Plays a media file or prompt into the call; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("stop_media", &[], RouteMask::ANY, "Stops media playback; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("stop_media", &["flags"], RouteMask::ANY, "Stops media playback with ng flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("play_dtmf", &["flags"], RouteMask::ANY, "Injects DTMF tones into the call; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, PvOut)>("rtpengine_query_v", &["fmt", "var"], RouteMask::ANY, "Queries session statistics into a variable (\"j\" JSON format); 1 on success, -1 on failure."),
+        ]);
     }
 }

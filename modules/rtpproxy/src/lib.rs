@@ -1,6 +1,7 @@
 //! `rtpproxy`: Media relaying through rtpproxy instances.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `rtpproxy` module.
@@ -80,92 +81,29 @@ impl Module for RtpproxyModule {
             Value::Null,
             "Variable receiving the address of the selected instance.",
         );
-        m.function("rtpproxy_manage")
-            .routes(RouteMask::ANY)
-            .doc("Offers, answers or deletes the session as suited to the message; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpproxy_manage")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("As rtpproxy_manage() with flags (\"c\" change c=, \"o\" change o=, \"r\" trust address, \"i\"/\"e\" directions...); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpproxy_manage")
-            .args(&["flags", "ip_address"])
-            .routes(RouteMask::ANY)
-            .doc("As rtpproxy_manage() with flags and the address to put into the SDP; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpproxy_offer")
-            .routes(RouteMask::ANY)
-            .doc("Sends an offer for the SDP and rewrites it; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpproxy_offer")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an offer with flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpproxy_offer")
-            .args(&["flags", "ip_address"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an offer with flags and a new SDP address; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpproxy_answer")
-            .routes(RouteMask::ANY)
-            .doc("Sends an answer for the SDP and rewrites it; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpproxy_answer")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an answer with flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("rtpproxy_answer")
-            .args(&["flags", "ip_address"])
-            .routes(RouteMask::ANY)
-            .doc("Sends an answer with flags and a new SDP address; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("rtpproxy_destroy")
-            .routes(RouteMask::ANY)
-            .doc("Deletes the media session; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpproxy_destroy")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Deletes the media session with flags; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("unforce_rtp_proxy")
-            .routes(RouteMask::ANY)
-            .doc("Alias of rtpproxy_destroy(); 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("unforce_rtp_proxy")
-            .args(&["flags"])
-            .routes(RouteMask::ANY)
-            .doc("Alias of rtpproxy_destroy(flags); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("set_rtp_proxy_set")
-            .args(&["setid"])
-            .routes(RouteMask::ANY)
-            .doc("Selects the rtpproxy set for the next command; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("start_recording")
-            .routes(RouteMask::ANY)
-            .doc("Starts recording the media of the session; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpproxy_stream2uac")
-            .args(&["prompt_name", "count"])
-            .routes(RouteMask::ANY)
-            .doc("Streams a prerecorded prompt to the caller count times (-1 forever); 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64)>();
-        m.function("rtpproxy_stream2uas")
-            .args(&["prompt_name", "count"])
-            .routes(RouteMask::ANY)
-            .doc("Streams a prerecorded prompt to the callee count times (-1 forever); 1 on success, -1 on failure.")
-            .declared::<(Bytes, i64)>();
-        m.function("rtpproxy_stop_stream2uac")
-            .routes(RouteMask::ANY)
-            .doc("Stops streaming to the caller; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("rtpproxy_stop_stream2uas")
-            .routes(RouteMask::ANY)
-            .doc("Stops streaming to the callee; 1 on success, -1 on failure.")
-            .declared::<()>();
+        const FLAGS_IP_ADDRESS: &[&str] = &["flags", "ip_address"];
+        const PROMPT_NAME_COUNT: &[&str] = &["prompt_name", "count"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("rtpproxy_manage", &[], RouteMask::ANY, "Offers, answers or deletes the session as suited to the message; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_manage", &["flags"], RouteMask::ANY, "As rtpproxy_manage() with flags (\"c\" change c=, \"o\" change o=, \"r\" trust address, \"i\"/\"e\" directions...); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpproxy_manage", FLAGS_IP_ADDRESS, RouteMask::ANY, "As rtpproxy_manage() with flags and the address to put into the SDP; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpproxy_offer", &[], RouteMask::ANY, "Sends an offer for the SDP and rewrites it; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_offer", &["flags"], RouteMask::ANY, "Sends an offer with flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpproxy_offer", FLAGS_IP_ADDRESS, RouteMask::ANY, "Sends an offer with flags and a new SDP address; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpproxy_answer", &[], RouteMask::ANY, "Sends an answer for the SDP and rewrites it; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_answer", &["flags"], RouteMask::ANY, "Sends an answer with flags; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("rtpproxy_answer", FLAGS_IP_ADDRESS, RouteMask::ANY, "Sends an answer with flags and a new SDP address; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpproxy_destroy", &[], RouteMask::ANY, "Deletes the media session; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("rtpproxy_destroy", &["flags"], RouteMask::ANY, "Deletes the media session with flags; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("unforce_rtp_proxy", &[], RouteMask::ANY, "Alias of rtpproxy_destroy(); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("unforce_rtp_proxy", &["flags"], RouteMask::ANY, "Alias of rtpproxy_destroy(flags); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("set_rtp_proxy_set", &["setid"], RouteMask::ANY, "Selects the rtpproxy set for the next command; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("start_recording", &[], RouteMask::ANY, "Starts recording the media of the session; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, i64)>("rtpproxy_stream2uac", PROMPT_NAME_COUNT, RouteMask::ANY, "Streams a prerecorded prompt to the caller count times (-1 forever); 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, i64)>("rtpproxy_stream2uas", PROMPT_NAME_COUNT, RouteMask::ANY, "Streams a prerecorded prompt to the callee count times (-1 forever); 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpproxy_stop_stream2uac", &[], RouteMask::ANY, "Stops streaming to the caller; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("rtpproxy_stop_stream2uas", &[], RouteMask::ANY, "Stops streaming to the callee; 1 on success, -1 on failure."),
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! `sl`: Stateless replies: answers a request without creating a transaction.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{FnError, FnResult, MsgContext, Verdict};
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
@@ -46,48 +47,24 @@ impl Module for SlModule {
             Value::Null,
             "KEMI function run instead of event_route[sl:local-response].",
         );
-        m.function("sl_send_reply")
-            .args(&["code", "reason"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends a stateless reply with the given code and reason; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason));
-        m.function("sl_reply")
-            .args(&["code", "reason"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Alias of sl_send_reply(); 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason));
-        m.function("send_reply")
-            .args(&["code", "reason"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replies statefully when a transaction exists, otherwise statelessly; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext, code: i64, reason: Bytes| send_reply(ctx, code, &reason));
-        m.function("send_reply_mode")
-            .args(&["code", "reason", "mode"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Like send_reply(), mode bit 1 forces a stateless reply even if a transaction exists; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes, i64)>();
-        m.function("send_reply_error")
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replies (stateful if possible) with the code derived from the last internal error; 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext| reply(ctx, 500, b"Server Internal Error"));
-        m.function("sl_reply_error")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends a stateless reply for the last internal error (e.g. 500 or 483); 1 on success, -1 on failure.")
-            .handler(|ctx: &mut MsgContext| reply(ctx, 500, b"Server Internal Error"));
-        m.function("sl_forward_reply")
-            .routes(RouteMask::ONREPLY)
-            .doc("Forwards the received reply statelessly to the next Via; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("sl_forward_reply")
-            .args(&["code"])
-            .routes(RouteMask::ONREPLY)
-            .doc("Forwards the reply statelessly after changing its status code; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("sl_forward_reply")
-            .args(&["code", "reason"])
-            .routes(RouteMask::ONREPLY)
-            .doc("Forwards the reply statelessly after changing its status code and reason; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        const REQ_FAIL_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT);
+        const CODE_REASON: &[&str] = &["code", "reason"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::sync("sl_send_reply", CODE_REASON, REQ_EVENT, "Sends a stateless reply with the given code and reason; 1 on success, -1 on failure.", |ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason)),
+            FnRow::sync("sl_reply", CODE_REASON, REQ_EVENT, "Alias of sl_send_reply(); 1 on success, -1 on failure.", |ctx: &mut MsgContext, code: i64, reason: Bytes| reply(ctx, code, &reason)),
+            FnRow::sync("send_reply", CODE_REASON, REQ_FAIL_REPLY_EVENT, "Replies statefully when a transaction exists, otherwise statelessly; 1 on success, -1 on failure.", |ctx: &mut MsgContext, code: i64, reason: Bytes| send_reply(ctx, code, &reason)),
+            FnRow::declared::<(i64, Bytes, i64)>("send_reply_mode", &["code", "reason", "mode"], REQ_FAIL_REPLY_EVENT, "Like send_reply(), mode bit 1 forces a stateless reply even if a transaction exists; 1 on success, -1 on failure."),
+            FnRow::sync("send_reply_error", &[], REQ_FAIL_REPLY_EVENT, "Replies (stateful if possible) with the code derived from the last internal error; 1 on success, -1 on failure.", |ctx: &mut MsgContext| reply(ctx, 500, b"Server Internal Error")),
+            FnRow::sync("sl_reply_error", &[], REQ_EVENT, "Sends a stateless reply for the last internal error (e.g. 500 or 483); 1 on success, -1 on failure.", |ctx: &mut MsgContext| reply(ctx, 500, b"Server Internal Error")),
+            FnRow::declared::<()>("sl_forward_reply", &[], RouteMask::ONREPLY, "Forwards the received reply statelessly to the next Via; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes,)>("sl_forward_reply", &["code"], RouteMask::ONREPLY, "Forwards the reply statelessly after changing its status code; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("sl_forward_reply", CODE_REASON, RouteMask::ONREPLY, "Forwards the reply statelessly after changing its status code and reason; 1 on success, -1 on failure."),
+        ]);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `speeddial`: Per-user speed dial: rewrites a short R-URI user to the number stored in a database table.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `speeddial` module.
@@ -61,15 +62,11 @@ impl Module for SpeeddialModule {
             "new_uri",
             "Database column holding the target URI.",
         );
-        m.function("sd_lookup")
-            .args(&["table"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replaces the R-URI with the entry of the From user for the R-URI user; 1 found, -1 otherwise.")
-            .declared::<(Bytes,)>();
-        m.function("sd_lookup")
-            .args(&["table", "owner"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As sd_lookup() with the owner given as a URI; 1 found, -1 otherwise.")
-            .declared::<(Bytes, Bytes)>();
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(Bytes,)>("sd_lookup", &["table"], REQ_EVENT, "Replaces the R-URI with the entry of the From user for the R-URI user; 1 found, -1 otherwise."),
+            FnRow::declared::<(Bytes, Bytes)>("sd_lookup", &["table", "owner"], REQ_EVENT, "As sd_lookup() with the owner given as a URI; 1 found, -1 otherwise."),
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! `tls`: TLS transport (OpenSSL in Kamailio): certificates, verification and per-domain profiles.
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `tls` module.
@@ -188,14 +189,11 @@ impl Module for TlsModule {
             0_i64,
             "When 1, the private key password may be asked interactively.",
         );
-        m.function("is_peer_verified")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("True (1) when the request came over TLS with a verified peer certificate; -1 otherwise.")
-            .declared::<()>();
-        m.function("tls_set_connect_server_id")
-            .args(&["srvid"])
-            .routes(RouteMask::ANY)
-            .doc("Selects the client profile (by server_id) for the next outgoing TLS connection; 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<()>("is_peer_verified", &[], REQ_EVENT, "True (1) when the request came over TLS with a verified peer certificate; -1 otherwise."),
+            FnRow::declared::<(Bytes,)>("tls_set_connect_server_id", &["srvid"], RouteMask::ANY, "Selects the client profile (by server_id) for the next outgoing TLS connection; 1 on success, -1 on failure."),
+        ]);
     }
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::pv::PvParamRule;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 mod funcs;
@@ -370,456 +371,121 @@ impl Module for TmModule {
             0_i64,
             "Bit 1: event_route[tm:local-request] also runs for hop-by-hop CANCELs.",
         );
-        m.function("t_relay")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error.")
-            .handler(funcs::t_relay);
-        m.function("t_relay")
-            .args(&["host", "port"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays the request statefully to host:port; 1 on success, negative on error.")
-            .handler(funcs::t_relay_to);
-        m.function("t_relay_to_udp")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over UDP to the R-URI destination; 1 on success, negative on error.")
-            .handler(funcs::t_relay_to_udp0);
-        m.function("t_relay_to_udp")
-            .args(&["ip", "port"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over UDP to ip:port; 1 on success, negative on error.")
-            .handler(funcs::t_relay_to_udp);
-        m.function("t_relay_to_tcp")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over TCP to the R-URI destination; 1 on success, negative on error.")
-            .handler(funcs::t_relay_to_tcp0);
-        m.function("t_relay_to_tcp")
-            .args(&["ip", "port"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over TCP to ip:port; 1 on success, negative on error.")
-            .handler(funcs::t_relay_to_tcp);
-        m.function("t_relay_to_tls")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over TLS to the R-URI destination; 1 on success, negative on error.")
-            .declared::<()>();
-        m.function("t_relay_to_tls")
-            .args(&["ip", "port"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over TLS to ip:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_relay_to_sctp")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over SCTP to the R-URI destination; 1 on success, negative on error.")
-            .declared::<()>();
-        m.function("t_relay_to_sctp")
-            .args(&["ip", "port"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully over SCTP to ip:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_relay_to")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully to the R-URI destination (generic form); 1 on success, negative on error.")
-            .declared::<()>();
-        m.function("t_relay_to")
-            .args(&["proxy"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully to a proxy given as \"proto:host:port\", or with relay flags when the argument is a number; 1 on success, negative on error.")
-            .declared::<(Bytes,)>();
-        m.function("t_relay_to")
-            .args(&["proxy", "flags"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully to \"proto:host:port\" with flags (0x01 no auto 100, 0x02 no internal error reply, 0x04 no DNS failover); 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_relay_to_proxy")
-            .args(&["proxy"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully to a proxy address \"[proto:]host[:port]\"; 1 on success, negative on error.")
-            .declared::<(Bytes,)>();
-        m.function("t_relay_to_proxy")
-            .args(&["proxy", "flags"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully to a proxy address with relay flags; 1 on success, negative on error (Kamailio declares this overload with arity 1 by mistake).")
-            .declared::<(Bytes, i64)>();
-        m.function("t_relay_to_avp")
-            .args(&["proto", "hostport"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays statefully using a protocol and a destination taken from AVPs; 1 on success, negative on error.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("t_relay_cancel")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Relays a CANCEL to the branches of its INVITE transaction; 0 (stop) when relayed, 1 when no INVITE transaction was found, negative on error.")
-            .declared::<()>();
-        m.function("t_replicate")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Statefully sends a copy of the request to $du/R-URI without affecting the reply upstream; 1 on success, negative on error.")
-            .declared::<()>();
-        m.function("t_replicate")
-            .args(&["params"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Statefully sends a copy of the request to the given SIP URI; 1 on success, negative on error.")
-            .declared::<(Bytes,)>();
-        m.function("t_replicate")
-            .args(&["host", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Statefully sends a copy of the request to host:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_replicate_udp")
-            .args(&["host", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replicates the request over UDP to host:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_replicate_tcp")
-            .args(&["host", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replicates the request over TCP to host:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_replicate_tls")
-            .args(&["host", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replicates the request over TLS to host:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_replicate_sctp")
-            .args(&["host", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replicates the request over SCTP to host:port; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_replicate_to")
-            .args(&["proto", "hostport"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Replicates the request with the given protocol to \"host:port\"; 1 on success, negative on error.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("t_forward_nonack")
-            .args(&["ip", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Forwards a non-ACK request statefully to ip:port (transaction must exist); 1 on success, negative on error.")
-            .handler(funcs::t_relay_to);
-        m.function("t_forward_nonack_uri")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Forwards a non-ACK request statefully to its R-URI; 1 on success, negative on error.")
-            .declared::<()>();
-        m.function("t_forward_nonack_udp")
-            .args(&["ip", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_forward_nonack() over UDP; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_forward_nonack_tcp")
-            .args(&["ip", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_forward_nonack() over TCP; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_forward_nonack_tls")
-            .args(&["ip", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_forward_nonack() over TLS; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_forward_nonack_sctp")
-            .args(&["ip", "port"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_forward_nonack() over SCTP; 1 on success, negative on error.")
-            .declared::<(Bytes, i64)>();
-        m.function("t_forward_nonack_to")
-            .args(&["proto", "hostport"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_forward_nonack() with protocol and \"host:port\"; 1 on success, negative on error.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("t_on_failure")
-            .args(&["failure_route"])
-            .routes(RouteMask::FAILURE | RouteMask::TM_ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Arms failure_route[NAME] for the transaction (runs when all branches fail); always 1.")
-            .handler(funcs::t_on_failure);
-        m.function("t_on_branch_failure")
-            .args(&["branch_failure_route"])
-            .routes(
-                RouteMask::FAILURE
-                    | RouteMask::TM_ONREPLY
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Arms event_route[tm:branch-failure:NAME], run for each failed branch; always 1.")
-            .declared::<(Bytes,)>();
-        m.function("t_on_reply")
-            .args(&["onreply_route"])
-            .routes(
-                RouteMask::FAILURE
-                    | RouteMask::TM_ONREPLY
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Arms onreply_route[NAME] for replies of the transaction; always 1.")
-            .handler(funcs::t_on_reply);
-        m.function("t_on_branch")
-            .args(&["branch_route"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Arms branch_route[NAME], run for each branch before it is sent; always 1.")
-            .handler(funcs::t_on_branch);
-        m.function("t_newtran")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Creates a transaction for the request (absorbs retransmissions from then on); 1 on success, 0 when it is a retransmission (stop), negative on error.")
-            .handler(funcs::t_newtran);
-        m.function("t_reply")
-            .args(&["code", "reason_phrase"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends a stateful reply through the request's transaction (t_newtran() or t_relay() creates it; an error without one); in failure_route, the final reply; 1 on success, -1 on failure.")
-            .handler(funcs::t_reply);
-        m.function("t_reply_error")
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends a stateful reply for the last internal error; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("t_send_reply")
-            .args(&["code", "reason"])
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends a stateful reply, creating the transaction first if needed; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes)>();
-        m.function("t_lookup_request")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Checks whether the request belongs to an existing transaction; 1 when found, -1 otherwise.")
-            .declared::<()>();
-        m.function("t_lookup_cancel")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("For a CANCEL, checks whether its INVITE transaction exists; 1 when found, -1 otherwise.")
-            .declared::<()>();
-        m.function("t_lookup_cancel")
-            .args(&["set_dst"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_lookup_cancel(); with 1 also sets $du/socket from the INVITE transaction; 1 when found, -1 otherwise.")
-            .declared::<(i64,)>();
-        m.function("t_retransmit_reply")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc(
-                "Retransmits the last reply sent for the transaction; 1 on success, -1 on failure.",
-            )
-            .declared::<()>();
-        m.function("t_release")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Frees the transaction of the request before its normal end; 1 on success, -1 on failure.")
-            .handler(funcs::t_release);
-        m.function("t_check_status")
-            .args(&["re"])
-            .routes(RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Matches the reply code (or the winning reply code in failure_route) against a regex; 1 on match, -1 otherwise.")
-            .handler(funcs::t_check_status);
-        m.function("t_check_trans")
-            .routes(RouteMask::ONREPLY | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Checks for a matching transaction; for retransmissions it retransmits/absorbs and stops the script (0), 1 when found (CANCEL/reply), -1 when not found.")
-            .handler(funcs::t_check_trans);
-        m.function("t_write_req")
-            .args(&["queue", "info"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Writes request information to a FIFO queue for an external application; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("t_write_unix")
-            .args(&["sock", "info"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Writes request information to a unix socket for an external application; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("t_set_fr")
-            .args(&["fr_inv_timeout"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sets fr_inv_timer in ms for the current/next transaction (0 keeps the default); 1 on success, -1 on failure.")
-            .handler(funcs::t_set_fr1);
-        m.function("t_set_fr")
-            .args(&["fr_inv_timeout", "fr_timeout"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sets fr_inv_timer and fr_timer in ms (0 keeps the default); 1 on success, -1 on failure.")
-            .handler(funcs::t_set_fr2);
-        m.function("t_reset_fr")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Restores fr_inv_timer and fr_timer to the configured values; 1 on success, -1 on failure.")
-            .handler(funcs::t_reset_fr);
-        m.function("t_set_retr")
-            .args(&["retr_t1_interval", "retr_t2_interval"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sets T1 and T2 retransmission intervals in ms (0 keeps the default); 1 on success, -1 on failure.")
-            .declared::<(i64, i64)>();
-        m.function("t_reset_retr")
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Restores T1 and T2 to the configured values; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("t_set_max_lifetime")
-            .args(&["inv_lifetime", "noninv_lifetime"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sets the maximum INVITE and non-INVITE transaction lifetimes in ms (0 keeps the default); 1 on success, -1 on failure.")
-            .declared::<(i64, i64)>();
-        m.function("t_reset_max_lifetime")
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Restores the maximum lifetimes to the configured values; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("t_set_auto_inv_100")
-            .args(&["enable"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Turns the automatic 100 Trying for this INVITE on (1) or off (0); 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_set_disable_6xx")
-            .args(&["disable"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Turns the special 6xx handling off (1) or on (0) for this transaction; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_set_no_auto_ack")
-            .args(&["enable"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("When 1, no ACK is generated automatically for negative replies of this transaction; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_set_disable_failover")
-            .args(&["disable"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Turns DNS failover off (1) or on (0) for this transaction; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_set_no_e2e_cancel_reason")
-            .args(&["disable"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("When 1, the Reason header of a received CANCEL is not copied to forwarded CANCELs; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_disable_e2e_cancel_reason")
-            .args(&["disable"])
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("Alias of t_set_no_e2e_cancel_reason(); 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_set_disable_internal_reply")
-            .args(&["disable"])
-            .routes(RouteMask::TM_ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("When 1, tm sends no reply by itself when relaying fails; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_branch_timeout")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("True (1) when the failed branch ended by timeout; -1 otherwise.")
-            .handler(funcs::t_branch_timeout);
-        m.function("t_branch_replied")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("True (1) when the failed branch received at least one reply; -1 otherwise.")
-            .handler(funcs::t_branch_replied);
-        m.function("t_any_timeout")
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when any branch of the transaction timed out; -1 otherwise.")
-            .handler(funcs::t_any_timeout);
-        m.function("t_any_replied")
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when any branch received a reply; -1 otherwise.")
-            .handler(funcs::t_any_replied);
-        m.function("t_is_canceled")
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when the transaction was canceled; -1 otherwise.")
-            .handler(funcs::t_is_canceled);
-        m.function("t_is_retr_async_reply")
-            .routes(RouteMask::TM_ONREPLY)
-            .doc("True (1) when the reply is a retransmission of one suspended by t_suspend(); -1 otherwise.")
-            .declared::<()>();
-        m.function("t_is_expired")
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when the transaction passed its maximum lifetime; -1 otherwise.")
-            .handler(funcs::t_is_expired);
-        m.function("t_grep_status")
-            .args(&["code"])
-            .routes(
-                RouteMask::TM_ONREPLY
-                    | RouteMask::FAILURE
-                    | RouteMask::BRANCH
-                    | RouteMask::REQUEST
-                    | RouteMask::EVENT,
-            )
-            .doc("True (1) when any branch received a reply with the given code; -1 otherwise.")
-            .declared::<(i64,)>();
-        m.function("t_drop_replies")
-            .routes(RouteMask::FAILURE)
-            .doc("Drops the replies received so far so they are not sent upstream; always 1.")
-            .handler(funcs::t_drop_replies0);
-        m.function("t_drop_replies")
-            .args(&["mode"])
-            .routes(RouteMask::FAILURE)
-            .doc("Drops received replies: \"a\" all, \"l\" those of the last branch set, \"n\" none; always 1.")
-            .handler(funcs::t_drop_replies1);
-        m.function("t_save_lumps")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Saves the current message changes into the transaction so later branches start from them; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("t_load_contacts")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Loads the R-URI and branches ordered by q value into contacts_avp for serial forking; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("t_load_contacts")
-            .args(&["mode"])
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("As t_load_contacts(); mode 1 treats equal q values as parallel-forked groups with proportional order; 1 on success, -1 on failure.")
-            .declared::<(i64,)>();
-        m.function("t_next_contacts")
-            .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Takes the next group of contacts loaded by t_load_contacts() into R-URI/branches; 1 on success, -1 when none are left or on error.")
-            .declared::<()>();
-        m.function("t_next_contact_flow")
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Takes the next RFC 5626 flow from contact_flows_avp as a new branch; 1 on success, -1 when none are left.")
-            .declared::<()>();
-        m.function("t_is_set")
-            .args(&["target"])
-            .routes(RouteMask::ANY)
-            .doc("True (1) when the given route (\"branch_route\", \"failure_route\", \"onreply_route\") is already armed; -1 otherwise.")
-            .handler(funcs::t_is_set);
-        m.function("t_use_uac_headers")
-            .routes(RouteMask::ANY)
-            .doc("Makes locally generated requests (CANCEL/ACK) use the headers changed by the script; always 1.")
-            .declared::<()>();
-        m.function("t_uac_send")
-            .args(&["method", "ruri", "nexthop", "socket", "headers", "body"])
-            .routes(RouteMask::ANY)
-            .doc("Sends a new request statefully from the proxy itself; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes, Bytes, Bytes, Bytes, Bytes)>();
-        m.function("t_get_status_code")
-            .routes(RouteMask::ONREPLY | RouteMask::FAILURE | RouteMask::BRANCH | RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Returns the status code of the transaction's reply as the return code, or -1 when none.")
-            .handler(funcs::t_get_status_code);
-        m.function("t_clean")
-            .routes(RouteMask::ANY)
-            .doc("Cleans up the transaction left in the context (e.g. after an asynchronous resume); always 1.")
-            .declared::<()>();
-        m.function("t_exists")
-            .routes(RouteMask::ANY)
-            .doc("True (1) when a transaction exists for the current message; -1 otherwise.")
-            .declared::<()>();
-        m.function("t_msg_apply_changes")
-            .routes(RouteMask::BRANCH)
-            .doc("Applies the changes done in branch_route to the branch request buffer; 1 on success, -1 on failure.")
-            .declared::<()>();
-        m.function("t_cell_append_branches")
-            .args(&["tindex", "tlabel"])
-            .routes(RouteMask::ANY)
-            .doc("Appends the branches of another transaction (by index and label) to the current message; 1 on success, -1 on failure.")
-            .declared::<(i64, i64)>();
+        const REQ_FAIL_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::EVENT);
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        const REQ_FAIL_BRANCH_TM_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::TM_ONREPLY)
+            .union(RouteMask::EVENT);
+        const REQ_FAIL_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT);
+        const REQ_BRANCH_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT);
+        const REQ_FAIL_BRANCH_REPLY_EVENT: RouteMask = RouteMask::REQUEST
+            .union(RouteMask::FAILURE)
+            .union(RouteMask::BRANCH)
+            .union(RouteMask::ONREPLY)
+            .union(RouteMask::EVENT);
+        const HOST_PORT: &[&str] = &["host", "port"];
+        const IP_PORT: &[&str] = &["ip", "port"];
+        const PROXY_FLAGS: &[&str] = &["proxy", "flags"];
+        const PROTO_HOSTPORT: &[&str] = &["proto", "hostport"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::sync("t_relay", &[], REQ_FAIL_EVENT, "Relays the request statefully to $du or the R-URI, creating the transaction if needed; 1 on success, negative on error.", funcs::t_relay),
+            FnRow::sync("t_relay", HOST_PORT, REQ_FAIL_EVENT, "Relays the request statefully to host:port; 1 on success, negative on error.", funcs::t_relay_to),
+            FnRow::sync("t_relay_to_udp", &[], REQ_FAIL_EVENT, "Relays statefully over UDP to the R-URI destination; 1 on success, negative on error.", funcs::t_relay_to_udp0),
+            FnRow::sync("t_relay_to_udp", IP_PORT, REQ_FAIL_EVENT, "Relays statefully over UDP to ip:port; 1 on success, negative on error.", funcs::t_relay_to_udp),
+            FnRow::sync("t_relay_to_tcp", &[], REQ_FAIL_EVENT, "Relays statefully over TCP to the R-URI destination; 1 on success, negative on error.", funcs::t_relay_to_tcp0),
+            FnRow::sync("t_relay_to_tcp", IP_PORT, REQ_FAIL_EVENT, "Relays statefully over TCP to ip:port; 1 on success, negative on error.", funcs::t_relay_to_tcp),
+            FnRow::declared::<()>("t_relay_to_tls", &[], REQ_FAIL_EVENT, "Relays statefully over TLS to the R-URI destination; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_relay_to_tls", IP_PORT, REQ_FAIL_EVENT, "Relays statefully over TLS to ip:port; 1 on success, negative on error."),
+            FnRow::declared::<()>("t_relay_to_sctp", &[], REQ_FAIL_EVENT, "Relays statefully over SCTP to the R-URI destination; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_relay_to_sctp", IP_PORT, REQ_FAIL_EVENT, "Relays statefully over SCTP to ip:port; 1 on success, negative on error."),
+            FnRow::declared::<()>("t_relay_to", &[], REQ_FAIL_EVENT, "Relays statefully to the R-URI destination (generic form); 1 on success, negative on error."),
+            FnRow::declared::<(Bytes,)>("t_relay_to", &["proxy"], REQ_FAIL_EVENT, "Relays statefully to a proxy given as \"proto:host:port\", or with relay flags when the argument is a number; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_relay_to", PROXY_FLAGS, REQ_FAIL_EVENT, "Relays statefully to \"proto:host:port\" with flags (0x01 no auto 100, 0x02 no internal error reply, 0x04 no DNS failover); 1 on success, negative on error."),
+            FnRow::declared::<(Bytes,)>("t_relay_to_proxy", &["proxy"], REQ_FAIL_EVENT, "Relays statefully to a proxy address \"[proto:]host[:port]\"; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_relay_to_proxy", PROXY_FLAGS, REQ_FAIL_EVENT, "Relays statefully to a proxy address with relay flags; 1 on success, negative on error (Kamailio declares this overload with arity 1 by mistake)."),
+            FnRow::declared::<(Bytes, Bytes)>("t_relay_to_avp", PROTO_HOSTPORT, REQ_EVENT, "Relays statefully using a protocol and a destination taken from AVPs; 1 on success, negative on error."),
+            FnRow::declared::<()>("t_relay_cancel", &[], REQ_EVENT, "Relays a CANCEL to the branches of its INVITE transaction; 0 (stop) when relayed, 1 when no INVITE transaction was found, negative on error."),
+            FnRow::declared::<()>("t_replicate", &[], REQ_EVENT, "Statefully sends a copy of the request to $du/R-URI without affecting the reply upstream; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes,)>("t_replicate", &["params"], REQ_EVENT, "Statefully sends a copy of the request to the given SIP URI; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_replicate", HOST_PORT, REQ_EVENT, "Statefully sends a copy of the request to host:port; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_replicate_udp", HOST_PORT, REQ_EVENT, "Replicates the request over UDP to host:port; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_replicate_tcp", HOST_PORT, REQ_EVENT, "Replicates the request over TCP to host:port; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_replicate_tls", HOST_PORT, REQ_EVENT, "Replicates the request over TLS to host:port; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_replicate_sctp", HOST_PORT, REQ_EVENT, "Replicates the request over SCTP to host:port; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, Bytes)>("t_replicate_to", PROTO_HOSTPORT, REQ_EVENT, "Replicates the request with the given protocol to \"host:port\"; 1 on success, negative on error."),
+            FnRow::sync("t_forward_nonack", IP_PORT, REQ_EVENT, "Forwards a non-ACK request statefully to ip:port (transaction must exist); 1 on success, negative on error.", funcs::t_relay_to),
+            FnRow::declared::<()>("t_forward_nonack_uri", &[], REQ_EVENT, "Forwards a non-ACK request statefully to its R-URI; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_forward_nonack_udp", IP_PORT, REQ_EVENT, "As t_forward_nonack() over UDP; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_forward_nonack_tcp", IP_PORT, REQ_EVENT, "As t_forward_nonack() over TCP; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_forward_nonack_tls", IP_PORT, REQ_EVENT, "As t_forward_nonack() over TLS; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, i64)>("t_forward_nonack_sctp", IP_PORT, REQ_EVENT, "As t_forward_nonack() over SCTP; 1 on success, negative on error."),
+            FnRow::declared::<(Bytes, Bytes)>("t_forward_nonack_to", PROTO_HOSTPORT, REQ_EVENT, "As t_forward_nonack() with protocol and \"host:port\"; 1 on success, negative on error."),
+            FnRow::sync("t_on_failure", &["failure_route"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Arms failure_route[NAME] for the transaction (runs when all branches fail); always 1.", funcs::t_on_failure),
+            FnRow::declared::<(Bytes,)>("t_on_branch_failure", &["branch_failure_route"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Arms event_route[tm:branch-failure:NAME], run for each failed branch; always 1."),
+            FnRow::sync("t_on_reply", &["onreply_route"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Arms onreply_route[NAME] for replies of the transaction; always 1.", funcs::t_on_reply),
+            FnRow::sync("t_on_branch", &["branch_route"], REQ_FAIL_EVENT, "Arms branch_route[NAME], run for each branch before it is sent; always 1.", funcs::t_on_branch),
+            FnRow::sync("t_newtran", &[], REQ_EVENT, "Creates a transaction for the request (absorbs retransmissions from then on); 1 on success, 0 when it is a retransmission (stop), negative on error.", funcs::t_newtran),
+            FnRow::sync("t_reply", &["code", "reason_phrase"], REQ_FAIL_REPLY_EVENT, "Sends a stateful reply through the request's transaction (t_newtran() or t_relay() creates it; an error without one); in failure_route, the final reply; 1 on success, -1 on failure.", funcs::t_reply),
+            FnRow::declared::<()>("t_reply_error", &[], REQ_FAIL_REPLY_EVENT, "Sends a stateful reply for the last internal error; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64, Bytes)>("t_send_reply", &["code", "reason"], REQ_FAIL_REPLY_EVENT, "Sends a stateful reply, creating the transaction first if needed; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("t_lookup_request", &[], REQ_EVENT, "Checks whether the request belongs to an existing transaction; 1 when found, -1 otherwise."),
+            FnRow::declared::<()>("t_lookup_cancel", &[], REQ_EVENT, "For a CANCEL, checks whether its INVITE transaction exists; 1 when found, -1 otherwise."),
+            FnRow::declared::<(i64,)>("t_lookup_cancel", &["set_dst"], REQ_EVENT, "As t_lookup_cancel(); with 1 also sets $du/socket from the INVITE transaction; 1 when found, -1 otherwise."),
+            FnRow::declared::<()>("t_retransmit_reply", &[], REQ_EVENT, "Retransmits the last reply sent for the transaction; 1 on success, -1 on failure."),
+            FnRow::sync("t_release", &[], REQ_EVENT, "Frees the transaction of the request before its normal end; 1 on success, -1 on failure.", funcs::t_release),
+            FnRow::sync("t_check_status", &["re"], REQ_FAIL_REPLY_EVENT, "Matches the reply code (or the winning reply code in failure_route) against a regex; 1 on match, -1 otherwise.", funcs::t_check_status),
+            FnRow::sync("t_check_trans", &[], REQ_BRANCH_REPLY_EVENT, "Checks for a matching transaction; for retransmissions it retransmits/absorbs and stops the script (0), 1 when found (CANCEL/reply), -1 when not found.", funcs::t_check_trans),
+            FnRow::declared::<(Bytes, Bytes)>("t_write_req", &["queue", "info"], REQ_FAIL_EVENT, "Writes request information to a FIFO queue for an external application; 1 on success, -1 on failure."),
+            FnRow::declared::<(Bytes, Bytes)>("t_write_unix", &["sock", "info"], REQ_FAIL_EVENT, "Writes request information to a unix socket for an external application; 1 on success, -1 on failure."),
+            FnRow::sync("t_set_fr", &["fr_inv_timeout"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Sets fr_inv_timer in ms for the current/next transaction (0 keeps the default); 1 on success, -1 on failure.", funcs::t_set_fr1),
+            FnRow::sync("t_set_fr", &["fr_inv_timeout", "fr_timeout"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Sets fr_inv_timer and fr_timer in ms (0 keeps the default); 1 on success, -1 on failure.", funcs::t_set_fr2),
+            FnRow::sync("t_reset_fr", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Restores fr_inv_timer and fr_timer to the configured values; 1 on success, -1 on failure.", funcs::t_reset_fr),
+            FnRow::declared::<(i64, i64)>("t_set_retr", &["retr_t1_interval", "retr_t2_interval"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Sets T1 and T2 retransmission intervals in ms (0 keeps the default); 1 on success, -1 on failure."),
+            FnRow::declared::<()>("t_reset_retr", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Restores T1 and T2 to the configured values; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64, i64)>("t_set_max_lifetime", &["inv_lifetime", "noninv_lifetime"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Sets the maximum INVITE and non-INVITE transaction lifetimes in ms (0 keeps the default); 1 on success, -1 on failure."),
+            FnRow::declared::<()>("t_reset_max_lifetime", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Restores the maximum lifetimes to the configured values; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_auto_inv_100", &["enable"], REQ_EVENT, "Turns the automatic 100 Trying for this INVITE on (1) or off (0); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_disable_6xx", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Turns the special 6xx handling off (1) or on (0) for this transaction; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_no_auto_ack", &["enable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, no ACK is generated automatically for negative replies of this transaction; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_disable_failover", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Turns DNS failover off (1) or on (0) for this transaction; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_no_e2e_cancel_reason", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, the Reason header of a received CANCEL is not copied to forwarded CANCELs; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_disable_e2e_cancel_reason", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "Alias of t_set_no_e2e_cancel_reason(); 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_set_disable_internal_reply", &["disable"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "When 1, tm sends no reply by itself when relaying fails; 1 on success, -1 on failure."),
+            FnRow::sync("t_branch_timeout", &[], REQ_FAIL_EVENT, "True (1) when the failed branch ended by timeout; -1 otherwise.", funcs::t_branch_timeout),
+            FnRow::sync("t_branch_replied", &[], REQ_FAIL_EVENT, "True (1) when the failed branch received at least one reply; -1 otherwise.", funcs::t_branch_replied),
+            FnRow::sync("t_any_timeout", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when any branch of the transaction timed out; -1 otherwise.", funcs::t_any_timeout),
+            FnRow::sync("t_any_replied", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when any branch received a reply; -1 otherwise.", funcs::t_any_replied),
+            FnRow::sync("t_is_canceled", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when the transaction was canceled; -1 otherwise.", funcs::t_is_canceled),
+            FnRow::declared::<()>("t_is_retr_async_reply", &[], RouteMask::TM_ONREPLY, "True (1) when the reply is a retransmission of one suspended by t_suspend(); -1 otherwise."),
+            FnRow::sync("t_is_expired", &[], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when the transaction passed its maximum lifetime; -1 otherwise.", funcs::t_is_expired),
+            FnRow::declared::<(i64,)>("t_grep_status", &["code"], REQ_FAIL_BRANCH_TM_REPLY_EVENT, "True (1) when any branch received a reply with the given code; -1 otherwise."),
+            FnRow::sync("t_drop_replies", &[], RouteMask::FAILURE, "Drops the replies received so far so they are not sent upstream; always 1.", funcs::t_drop_replies0),
+            FnRow::sync("t_drop_replies", &["mode"], RouteMask::FAILURE, "Drops received replies: \"a\" all, \"l\" those of the last branch set, \"n\" none; always 1.", funcs::t_drop_replies1),
+            FnRow::declared::<()>("t_save_lumps", &[], REQ_EVENT, "Saves the current message changes into the transaction so later branches start from them; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("t_load_contacts", &[], REQ_FAIL_EVENT, "Loads the R-URI and branches ordered by q value into contacts_avp for serial forking; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64,)>("t_load_contacts", &["mode"], REQ_FAIL_EVENT, "As t_load_contacts(); mode 1 treats equal q values as parallel-forked groups with proportional order; 1 on success, -1 on failure."),
+            FnRow::declared::<()>("t_next_contacts", &[], REQ_FAIL_EVENT, "Takes the next group of contacts loaded by t_load_contacts() into R-URI/branches; 1 on success, -1 when none are left or on error."),
+            FnRow::declared::<()>("t_next_contact_flow", &[], REQ_EVENT, "Takes the next RFC 5626 flow from contact_flows_avp as a new branch; 1 on success, -1 when none are left."),
+            FnRow::sync("t_is_set", &["target"], RouteMask::ANY, "True (1) when the given route (\"branch_route\", \"failure_route\", \"onreply_route\") is already armed; -1 otherwise.", funcs::t_is_set),
+            FnRow::declared::<()>("t_use_uac_headers", &[], RouteMask::ANY, "Makes locally generated requests (CANCEL/ACK) use the headers changed by the script; always 1."),
+            FnRow::declared::<(Bytes, Bytes, Bytes, Bytes, Bytes, Bytes)>("t_uac_send", &["method", "ruri", "nexthop", "socket", "headers", "body"], RouteMask::ANY, "Sends a new request statefully from the proxy itself; 1 on success, -1 on failure."),
+            FnRow::sync("t_get_status_code", &[], REQ_FAIL_BRANCH_REPLY_EVENT, "Returns the status code of the transaction's reply as the return code, or -1 when none.", funcs::t_get_status_code),
+            FnRow::declared::<()>("t_clean", &[], RouteMask::ANY, "Cleans up the transaction left in the context (e.g. after an asynchronous resume); always 1."),
+            FnRow::declared::<()>("t_exists", &[], RouteMask::ANY, "True (1) when a transaction exists for the current message; -1 otherwise."),
+            FnRow::declared::<()>("t_msg_apply_changes", &[], RouteMask::BRANCH, "Applies the changes done in branch_route to the branch request buffer; 1 on success, -1 on failure."),
+            FnRow::declared::<(i64, i64)>("t_cell_append_branches", &["tindex", "tlabel"], RouteMask::ANY, "Appends the branches of another transaction (by index and label) to the current message; 1 on success, -1 on failure."),
+        ]);
     }
 }
 

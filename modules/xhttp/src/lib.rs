@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::pv::PvParamRule;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
 
 /// The `xhttp` module.
@@ -37,10 +38,10 @@ impl Module for XhttpModule {
             Value::Null,
             "KEMI function run instead of event_route[xhttp:request].",
         );
-        m.function("xhttp_reply")
-            .args(&["code", "reason", "ctype", "body"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
-            .doc("Sends an HTTP reply with code, reason, Content-Type and body; 1 on success, -1 on failure.")
-            .declared::<(i64, Bytes, Bytes, Bytes)>();
+        const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::declared::<(i64, Bytes, Bytes, Bytes)>("xhttp_reply", &["code", "reason", "ctype", "body"], REQ_EVENT, "Sends an HTTP reply with code, reason, Content-Type and body; 1 on success, -1 on failure."),
+        ]);
     }
 }

@@ -4,6 +4,7 @@ pub mod emit;
 use emit::*;
 
 use bytes::Bytes;
+use ferrosip_api::registry::FnRow;
 use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Value};
 
 /// The `xlog` module.
@@ -71,86 +72,27 @@ impl Module for XlogModule {
             0_i64,
             "When 1, a newline is added to messages that do not end with one.",
         );
-        m.function("xlog")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at error level; always 1.")
-            .handler(xlog);
-        m.function("xlog")
-            .args(&["level", "format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.")
-            .handler(xlog_level);
-        m.function("xlog")
-            .args(&["facility", "level", "format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at level to a syslog facility; always 1.")
-            .handler(xlog_facility);
-        m.function("xdbg")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at debug level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_DBG, None, &t));
-        m.function("xinfo")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at info level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_INFO, None, &t));
-        m.function("xnotice")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at notice level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_NOTICE, None, &t));
-        m.function("xwarn")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at warning level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_WARN, None, &t));
-        m.function("xerr")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at error level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ERR, None, &t));
-        m.function("xbug")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at bug level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_BUG, None, &t));
-        m.function("xcrit")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at critical level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_CRIT, None, &t));
-        m.function("xalert")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Logs the format at alert level; always 1.")
-            .handler(|ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ALERT, None, &t));
-        m.function("xlogl")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Like xlog() with the config line number added; always 1.")
-            .declared::<(Bytes,)>();
-        m.function("xlogl")
-            .args(&["level", "format"])
-            .routes(RouteMask::ANY)
-            .doc("Like xlog(level, format) with the config line number added; always 1.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("xlogl")
-            .args(&["facility", "level", "format"])
-            .routes(RouteMask::ANY)
-            .doc("Like xlog(facility, level, format) with the config line number added; always 1.")
-            .declared::<(Bytes, Bytes, Bytes)>();
-        m.function("xdbgl")
-            .args(&["format"])
-            .routes(RouteMask::ANY)
-            .doc("Like xdbg() with the config line number added; always 1.")
-            .declared::<(Bytes,)>();
-        m.function("xlogm")
-            .args(&["level", "format"])
-            .routes(RouteMask::ANY)
-            .doc("Like xlog(level, format) but honors methods_filter; always 1.")
-            .declared::<(Bytes, Bytes)>();
+        const LEVEL_FORMAT: &[&str] = &["level", "format"];
+        const FACILITY_LEVEL_FORMAT: &[&str] = &["facility", "level", "format"];
+        #[rustfmt::skip]
+        m.functions([
+            FnRow::sync("xlog", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", xlog),
+            FnRow::sync("xlog", LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.", xlog_level),
+            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level to a syslog facility; always 1.", xlog_facility),
+            FnRow::sync("xdbg", &["format"], RouteMask::ANY, "Logs the format at debug level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_DBG, None, &t)),
+            FnRow::sync("xinfo", &["format"], RouteMask::ANY, "Logs the format at info level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_INFO, None, &t)),
+            FnRow::sync("xnotice", &["format"], RouteMask::ANY, "Logs the format at notice level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_NOTICE, None, &t)),
+            FnRow::sync("xwarn", &["format"], RouteMask::ANY, "Logs the format at warning level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_WARN, None, &t)),
+            FnRow::sync("xerr", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ERR, None, &t)),
+            FnRow::sync("xbug", &["format"], RouteMask::ANY, "Logs the format at bug level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_BUG, None, &t)),
+            FnRow::sync("xcrit", &["format"], RouteMask::ANY, "Logs the format at critical level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_CRIT, None, &t)),
+            FnRow::sync("xalert", &["format"], RouteMask::ANY, "Logs the format at alert level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ALERT, None, &t)),
+            FnRow::declared::<(Bytes,)>("xlogl", &["format"], RouteMask::ANY, "Like xlog() with the config line number added; always 1."),
+            FnRow::declared::<(Bytes, Bytes)>("xlogl", LEVEL_FORMAT, RouteMask::ANY, "Like xlog(level, format) with the config line number added; always 1."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("xlogl", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Like xlog(facility, level, format) with the config line number added; always 1."),
+            FnRow::declared::<(Bytes,)>("xdbgl", &["format"], RouteMask::ANY, "Like xdbg() with the config line number added; always 1."),
+            FnRow::declared::<(Bytes, Bytes)>("xlogm", LEVEL_FORMAT, RouteMask::ANY, "Like xlog(level, format) but honors methods_filter; always 1."),
+        ]);
     }
 }
 
