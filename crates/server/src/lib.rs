@@ -1,20 +1,29 @@
 //! Ferrosip's server runtime: binds the config's sockets, runs the route script for every
 //! message, and implements the services script functions use to reply and forward.
 
+// Layers, each calling only those below it: engine (the transports' sink) -> script
+// (a program version) -> server (stateless services) -> tm -> outbound -> transport.
+// `routes` runs a route for whichever layer needs one; `reload` builds a new script scope.
 pub mod config;
+pub mod engine;
 pub mod myself;
 pub mod outbound;
 pub mod reload;
+pub mod routes;
 pub mod script;
 pub mod server;
+pub mod stats;
 pub mod tm;
 pub mod transport;
 pub mod uac;
 
-pub use config::{ConfigError, Listen, ServerConfig};
+pub use config::{ConfigError, ServerConfig};
+pub use engine::Engine;
 pub use reload::{ReloadReport, Reloader};
 pub use script::ScriptScope;
-pub use server::{Engine, Server, Stats};
+pub use server::Server;
+pub use stats::Stats;
+pub use transport::Listen;
 
 use std::sync::Arc;
 
@@ -55,17 +64,29 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
-    let outbound = outbound::Outbound::new(
+    let outbound = Arc::new(outbound::Outbound::new(
         transports,
         config.listen.clone(),
         loaded.branch_hooks.clone(),
-    );
+    ));
+    let stats = Arc::new(Stats::default());
+    let tm = loaded.modules.get("tm").map(|params| {
+        let env = tm::TmEnv {
+            outbound: outbound.clone(),
+            stats: stats.clone(),
+            runtime: runtime.handle().clone(),
+        };
+        Arc::new(tm::TmLayer::new(Some(params), env))
+    });
     let server = Arc::new(Server {
         config,
+        uac: Arc::new(uac::LocalRequests::new(
+            outbound.clone(),
+            runtime.handle().clone(),
+        )),
         outbound,
-        stats: Stats::default(),
-        tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
-        uac: uac::LocalRequests::default(),
+        stats,
+        tm,
         runtime: runtime.handle().clone(),
     });
     let engine = Arc::new(Engine {
@@ -77,8 +98,8 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     for (_, hook) in &loaded.ready_hooks {
         hook(&services);
     }
-    if server.tm.is_some() {
-        tm::TmLayer::start_timer_thread(&server)
+    if let Some(tm) = &server.tm {
+        tm.start_timer_thread()
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;
     }
     let _tcp = tcp
