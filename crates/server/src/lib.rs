@@ -193,3 +193,46 @@ fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, engi
         }
     });
 }
+
+#[cfg(test)]
+mod layering {
+    /// The crate's modules from the top layer down; a module may use only those after it.
+    const LAYERS: &[(&str, &str)] = &[
+        ("engine", include_str!("engine.rs")),
+        ("reload", include_str!("reload.rs")),
+        ("script", include_str!("script.rs")),
+        ("server", include_str!("server.rs")),
+        ("uac", include_str!("uac.rs")),
+        ("tm", include_str!("tm.rs")),
+        ("routes", include_str!("routes.rs")),
+        ("stats", include_str!("stats.rs")),
+        ("outbound", include_str!("outbound.rs")),
+        ("config", include_str!("config.rs")),
+        ("myself", include_str!("myself.rs")),
+        ("transport", include_str!("transport/mod.rs")),
+    ];
+
+    /// The layers call downward only: no `crate::x` in a module names one above it
+    /// (transport's submodules reach their parent as `super::`, inside the layer).
+    #[test]
+    fn no_module_imports_a_layer_above_it() {
+        let mut upward = Vec::new();
+        for (rank, (name, text)) in LAYERS.iter().enumerate() {
+            for (line_no, line) in text.lines().enumerate() {
+                for used in line.split("crate::").skip(1) {
+                    let target: String = used
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let Some(target_rank) = LAYERS.iter().position(|(n, _)| *n == target) else {
+                        continue;
+                    };
+                    if target_rank <= rank && target != *name {
+                        upward.push(format!("{name}.rs:{}: {}", line_no + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(upward.is_empty(), "upward imports:\n{}", upward.join("\n"));
+    }
+}
