@@ -176,7 +176,9 @@ struct CellState {
     failure_rounds: u32,
     /// Our To tag for local replies; derived on first use (most transactions never send
     /// one beyond the 100) and then kept, so every local reply carries the same tag.
-    to_tag: Option<String>,
+    /// Boxed, not a `String`: a cell is allocated per transaction and a few bytes more
+    /// move it to the allocator's next size class.
+    to_tag: Option<Box<str>>,
     config: TimerConfig,
     is_invite: bool,
     /// A job's route is running (the cell is unlocked meanwhile).
@@ -906,8 +908,8 @@ impl TmLayer {
         let tag = (code > 100).then(|| {
             let request = &st.request;
             st.to_tag
-                .get_or_insert_with(|| request.stateless_to_tag())
-                .clone()
+                .get_or_insert_with(|| request.stateless_to_tag().into_boxed_str())
+                .to_string()
         });
         let mut b = st.request.reply(code, &reason);
         if let Some(tag) = tag {
@@ -1268,8 +1270,8 @@ impl TmLayer {
         let request = &st.request;
         let to_tag = st
             .to_tag
-            .get_or_insert_with(|| request.stateless_to_tag())
-            .clone();
+            .get_or_insert_with(|| request.stateless_to_tag().into_boxed_str())
+            .to_string();
         let outcomes = branch_outcomes(st);
         let best = choose_best(&outcomes);
         let Ok(bytes) = assemble_best(&st.request, &outcomes, &best, Some(to_tag.as_bytes()))
@@ -1814,6 +1816,16 @@ Content-Length: 0\n\n",
         st.branches[1].done = true;
         st.drop_settled_replies();
         assert!(st.branches.iter().all(|b| b.reply.is_none()));
+    }
+
+    /// A cell is allocated per transaction and lingers seconds after it (5 s wait timer):
+    /// at a few thousand calls/s tens of thousands are alive, and 8 bytes more than this
+    /// take glibc's next 16-byte size class (+0.5 MB PSS measured at 2,000 calls/s).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_cell_stays_in_its_allocation_size_class() {
+        let size = std::mem::size_of::<Cell>();
+        assert!(size <= 1304, "Cell is {size} bytes");
     }
 
     /// The timer thread parks while the wheel is empty; the first timer set must wake it,
