@@ -26,7 +26,13 @@ struct Cli {
     /// With -f: log level, as for `run`.
     #[arg(short = 'L', long = "log-level")]
     log_level: Option<String>,
+    /// With -f: sockets to listen on, as for `run`.
+    #[arg(short = 'l', long = "listen", value_name = LISTEN_FORMAT)]
+    listen: Vec<String>,
 }
+
+/// What `-l` takes, as Kamailio's `-l`.
+const LISTEN_FORMAT: &str = "[PROTO:]ADDR[:PORT][/ADVERTISE[:PORT]]";
 
 #[derive(Subcommand)]
 enum Command {
@@ -40,6 +46,10 @@ enum Command {
         /// Log level: error, warn, info, debug, trace (default: from the config's `debug=`).
         #[arg(short = 'L', long = "log-level")]
         log_level: Option<String>,
+        /// Listen on this socket too, like `kamailio -l` (repeat for more): added to the
+        /// config's `listen=` sockets; without a protocol, UDP and TCP.
+        #[arg(short = 'l', long = "listen", value_name = LISTEN_FORMAT)]
+        listen: Vec<String>,
     },
     /// Preprocess, parse and compile a config; report every error with its location.
     Check {
@@ -116,6 +126,7 @@ fn main() -> ExitCode {
             file,
             defines: cli.defines,
             log_level: cli.log_level,
+            listen: cli.listen,
         },
         (None, None) => {
             eprintln!("usage: ferrosip run -f FILE | ferrosip check -f FILE | ferrosip -f FILE (see --help)");
@@ -127,7 +138,8 @@ fn main() -> ExitCode {
             file,
             defines,
             log_level,
-        } => run(&file, &defines, log_level.as_deref()),
+            listen,
+        } => run(&file, &defines, log_level.as_deref(), &listen),
         Command::Check {
             file,
             defines,
@@ -179,8 +191,41 @@ fn keep_heap_mapped() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_heap_mapped() {}
 
-fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> ExitCode {
+/// A `-l` value as the config's `listen=` writes it: `[proto:]addr[:port]` then
+/// `advertise host[:port]` for Kamailio's `/host[:port]` suffix.
+fn listen_value(arg: &str) -> Result<String, String> {
+    let mut fields = arg.split('/');
+    let socket = fields.next().unwrap_or_default().trim();
+    if socket.is_empty() {
+        return Err(format!("-l {arg}: no address"));
+    }
+    let advertise = fields.next().map(str::trim);
+    if fields.next().is_some() {
+        return Err(format!(
+            "-l {arg}: socket names are not supported (give [PROTO:]ADDR[:PORT][/ADVERTISE[:PORT]])"
+        ));
+    }
+    match advertise {
+        None => Ok(socket.to_string()),
+        Some("") => Err(format!("-l {arg}: empty advertise address")),
+        Some(a) => Ok(format!("{socket} advertise {a}")),
+    }
+}
+
+fn run(
+    file: &std::path::Path,
+    defines: &[String],
+    log_level: Option<&str>,
+    listen: &[String],
+) -> ExitCode {
     keep_heap_mapped();
+    let listen: Vec<String> = match listen.iter().map(|l| listen_value(l)).collect() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // A script that uses a declared-only function or PV is refused: those calls would
     // fail on every message (`if (!pike_check_req()) exit;` would drop all traffic).
     let opts = ferrosip_script::LoadOptions {
@@ -221,6 +266,21 @@ fn run(file: &std::path::Path, defines: &[String], log_level: Option<&str>) -> E
     // A reload compiles the same file with the same defines and registry.
     let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded)
         .explained_by(catalog::registry);
+    // As Kamailio's, `-l` sockets are added to the config's. Added after the reloader
+    // took what the file says, so a reload compares file with file and does not take
+    // them for a change of `listen=`.
+    let mut loaded = loaded;
+    for value in listen {
+        loaded
+            .globals
+            .entry("listen".to_string())
+            .or_default()
+            .push(ferrosip_script::ast::GlobalValue {
+                raw: value,
+                span: Default::default(),
+                parsed: None,
+            });
+    }
     match ferrosip_server::run(loaded, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -303,5 +363,26 @@ fn check(file: &std::path::Path, defines: &[String], dump: bool, allow_declared:
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_value;
+
+    #[test]
+    fn listen_arguments_are_written_as_the_configs_listen() {
+        assert_eq!(
+            listen_value("udp:127.0.0.1:5080").unwrap(),
+            "udp:127.0.0.1:5080"
+        );
+        assert_eq!(listen_value("10.0.0.1").unwrap(), "10.0.0.1");
+        assert_eq!(
+            listen_value("udp:10.0.0.1:5060/203.0.113.7:5090").unwrap(),
+            "udp:10.0.0.1:5060 advertise 203.0.113.7:5090"
+        );
+        assert!(listen_value("").is_err());
+        assert!(listen_value("udp:10.0.0.1/").is_err());
+        assert!(listen_value("udp:10.0.0.1:5060/1.2.3.4/name").is_err());
     }
 }

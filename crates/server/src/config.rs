@@ -2,68 +2,10 @@
 //! `disable_tcp=`, `alias=`, `auto_aliases=`, ...).
 
 use crate::myself::Myself;
-use bytes::Bytes;
+pub use crate::transport::Listen;
 use ferrosip_api::Proto;
 use ferrosip_script::ast::GlobalValue;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-
-/// A socket to listen on, as `listen=proto:host:port [advertise host:port]` gives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listen {
-    pub proto: Proto,
-    pub addr: SocketAddr,
-    /// Host and port to put in Via/Record-Route instead of the bound address.
-    pub advertise: Option<(String, u16)>,
-    /// The host Via and Record-Route carry for this socket (the advertised one, else the
-    /// bound address, IPv6 in brackets), formatted once: every forwarded request needs it.
-    /// A wildcard socket (0.0.0.0, ::) has no single address: [`Listen::towards`] gives
-    /// the one that routes to a destination.
-    pub sent_by_host: Bytes,
-    pub sent_by_port: u16,
-}
-
-impl Listen {
-    pub fn new(proto: Proto, addr: SocketAddr, advertise: Option<(String, u16)>) -> Listen {
-        let (host, port) = match &advertise {
-            Some((h, p)) => (h.clone(), *p),
-            None => (host_text(addr.ip()), addr.port()),
-        };
-        Listen {
-            proto,
-            addr,
-            advertise,
-            sent_by_host: Bytes::from(host),
-            sent_by_port: port,
-        }
-    }
-
-    /// Whether this is a wildcard socket (0.0.0.0, ::) without an advertised address,
-    /// whose Via/Record-Route host depends on where a message goes.
-    pub fn is_wildcard(&self) -> bool {
-        self.addr.ip().is_unspecified() && self.advertise.is_none()
-    }
-
-    /// This socket as seen from `peer`: a wildcard socket takes, as its Via/Record-Route
-    /// host, the local address the kernel routes `peer` from; any other is itself.
-    pub fn towards(&self, peer: SocketAddr) -> Listen {
-        let mut l = self.clone();
-        if self.is_wildcard() {
-            if let Some(ip) = crate::transport::routed_source(peer) {
-                l.sent_by_host = Bytes::from(host_text(ip));
-            }
-        }
-        l
-    }
-}
-
-/// An address as a Via sent-by or URI host writes it (IPv6 in brackets).
-fn host_text(ip: IpAddr) -> String {
-    if ip.is_ipv6() {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    }
-}
 
 /// Everything the runtime needs from the config.
 #[derive(Clone, Debug)]

@@ -1,20 +1,29 @@
 //! Ferrosip's server runtime: binds the config's sockets, runs the route script for every
 //! message, and implements the services script functions use to reply and forward.
 
+// Layers, each calling only those below it: engine (the transports' sink) -> script
+// (a program version) -> server (stateless services) -> tm -> outbound -> transport.
+// `routes` runs a route for whichever layer needs one; `reload` builds a new script scope.
 pub mod config;
+pub mod engine;
 pub mod myself;
 pub mod outbound;
 pub mod reload;
+pub mod routes;
 pub mod script;
 pub mod server;
+pub mod stats;
 pub mod tm;
 pub mod transport;
 pub mod uac;
 
-pub use config::{ConfigError, Listen, ServerConfig};
+pub use config::{ConfigError, ServerConfig};
+pub use engine::Engine;
 pub use reload::{ReloadReport, Reloader};
 pub use script::ScriptScope;
-pub use server::{Engine, Server, Stats};
+pub use server::Server;
+pub use stats::Stats;
+pub use transport::Listen;
 
 use std::sync::Arc;
 
@@ -55,17 +64,29 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
-    let outbound = outbound::Outbound::new(
+    let outbound = Arc::new(outbound::Outbound::new(
         transports,
         config.listen.clone(),
         loaded.branch_hooks.clone(),
-    );
+    ));
+    let stats = Arc::new(Stats::default());
+    let tm = loaded.modules.get("tm").map(|params| {
+        let env = tm::TmEnv {
+            outbound: outbound.clone(),
+            stats: stats.clone(),
+            runtime: runtime.handle().clone(),
+        };
+        Arc::new(tm::TmLayer::new(Some(params), env))
+    });
     let server = Arc::new(Server {
         config,
+        uac: Arc::new(uac::LocalRequests::new(
+            outbound.clone(),
+            runtime.handle().clone(),
+        )),
         outbound,
-        stats: Stats::default(),
-        tm: loaded.modules.get("tm").map(|p| tm::TmLayer::new(Some(p))),
-        uac: uac::LocalRequests::default(),
+        stats,
+        tm,
         runtime: runtime.handle().clone(),
     });
     let engine = Arc::new(Engine {
@@ -77,8 +98,8 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     for (_, hook) in &loaded.ready_hooks {
         hook(&services);
     }
-    if server.tm.is_some() {
-        tm::TmLayer::start_timer_thread(&server)
+    if let Some(tm) = &server.tm {
+        tm.start_timer_thread()
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;
     }
     let _tcp = tcp
@@ -171,4 +192,47 @@ fn wait_for_signal(runtime: &tokio::runtime::Runtime, mut signals: Signals, engi
             }
         }
     });
+}
+
+#[cfg(test)]
+mod layering {
+    /// The crate's modules from the top layer down; a module may use only those after it.
+    const LAYERS: &[(&str, &str)] = &[
+        ("engine", include_str!("engine.rs")),
+        ("reload", include_str!("reload.rs")),
+        ("script", include_str!("script.rs")),
+        ("server", include_str!("server.rs")),
+        ("uac", include_str!("uac.rs")),
+        ("tm", include_str!("tm.rs")),
+        ("routes", include_str!("routes.rs")),
+        ("stats", include_str!("stats.rs")),
+        ("outbound", include_str!("outbound.rs")),
+        ("config", include_str!("config.rs")),
+        ("myself", include_str!("myself.rs")),
+        ("transport", include_str!("transport/mod.rs")),
+    ];
+
+    /// The layers call downward only: no `crate::x` in a module names one above it
+    /// (transport's submodules reach their parent as `super::`, inside the layer).
+    #[test]
+    fn no_module_imports_a_layer_above_it() {
+        let mut upward = Vec::new();
+        for (rank, (name, text)) in LAYERS.iter().enumerate() {
+            for (line_no, line) in text.lines().enumerate() {
+                for used in line.split("crate::").skip(1) {
+                    let target: String = used
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let Some(target_rank) = LAYERS.iter().position(|(n, _)| *n == target) else {
+                        continue;
+                    };
+                    if target_rank <= rank && target != *name {
+                        upward.push(format!("{name}.rs:{}: {}", line_no + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(upward.is_empty(), "upward imports:\n{}", upward.join("\n"));
+    }
 }

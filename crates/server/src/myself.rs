@@ -4,7 +4,7 @@
 //! the bound addresses have in reverse DNS, plus `localhost` for loopback addresses.
 //! Also the machine's interface addresses, which a config without `listen=` binds.
 
-use crate::config::Listen;
+use crate::transport::Listen;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 

@@ -3,8 +3,7 @@
 //! our Via, Content-Length), and the send through its transport. Stateless forwarding
 //! and the transaction layer both send through it; it knows neither.
 
-use crate::config::Listen;
-use crate::transport::Transports;
+use crate::transport::{Listen, Transports};
 use bytes::Bytes;
 use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
 use ferrosip_api::rr::SocketDesc;
@@ -404,4 +403,19 @@ impl BranchSockets for Sockets<'_> {
     fn outbound(&self) -> SocketDesc {
         socket_desc(&self.hop.local)
     }
+}
+
+/// Adds the header lines queued by `append_to_reply` to a local reply.
+pub fn with_reply_headers<'a>(
+    mut b: ferrosip_sip::ReplyBuilder<'a>,
+    extra: &ferrosip_api::ReplyHeaders,
+) -> ferrosip_sip::ReplyBuilder<'a> {
+    for line in extra.0.split(|c| *c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|c| *c == b':') {
+            let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+            b = b.header(&name, line[colon + 1..].trim_ascii());
+        }
+    }
+    b
 }

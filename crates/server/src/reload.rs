@@ -6,7 +6,8 @@
 
 use crate::config::{Globals, STARTUP_GLOBALS};
 use crate::script::ScriptScope;
-use crate::server::Engine;
+use crate::server::Server;
+use arc_swap::ArcSwap;
 use ferrosip_api::{ModuleParams, Registry};
 use ferrosip_script::{LoadOptions, Loaded};
 use indexmap::IndexMap;
@@ -106,16 +107,17 @@ impl Reloader {
     }
 }
 
-impl Engine {
-    /// Compiles the script again and, when it loads, makes it the program new messages
-    /// run; transactions in flight finish with the program they started with. Every
-    /// outcome is logged; the error messages carry their file:line:col.
-    pub fn reload_script(&self) -> Result<ReloadReport, Vec<String>> {
-        let Some(reloader) = &self.reloader else {
-            let why = "this server was not started from a script file".to_string();
-            tracing::error!("script not reloaded: {why}");
-            return Err(vec![why]);
-        };
+impl Reloader {
+    /// Compiles the script again and, when it loads, makes it `current`, the program new
+    /// messages run on `server`; transactions in flight finish with the program they
+    /// started with. Every outcome is logged; the error messages carry their
+    /// file:line:col.
+    pub fn reload(
+        &self,
+        current: &ArcSwap<ScriptScope>,
+        server: &Arc<Server>,
+    ) -> Result<ReloadReport, Vec<String>> {
+        let reloader = self;
         let _one_at_a_time = reloader.busy.lock().unwrap_or_else(|e| e.into_inner());
         let file = reloader.path.display().to_string();
         let options = LoadOptions {
@@ -171,13 +173,9 @@ impl Engine {
             tracing::warn!("{w}");
         }
         let needs_restart = reloader.restart_changes(&loaded);
-        let generation = self.script.load().generation + 1;
+        let generation = current.load().generation + 1;
         let routes = loaded.program.routes.len();
-        self.script.store(ScriptScope::new(
-            loaded.program,
-            generation,
-            self.server.clone(),
-        ));
+        current.store(ScriptScope::new(loaded.program, generation, server.clone()));
         if !needs_restart.is_empty() {
             tracing::warn!(
                 changes = %needs_restart.join(", "),

@@ -6,18 +6,18 @@
 //! (`t_relay`) keeps the same program for its branch, reply and failure routes, whose
 //! ids in `t_on_*` marks belong to that program.
 //!
-//! A route run is a future. It is polled once on the thread that has the message; when
-//! it waits on an async function (a database query, `sleep`), it moves to the runtime and
-//! the thread goes on. Nothing spins and nothing waits with a lock held.
+//! A route run is a future (see [`crate::routes`]): polled once on the thread that has
+//! the message, moved to the runtime when it waits. The transaction layer reaches the
+//! scope that created a transaction only as its [`TxnScope`].
 
+use crate::routes::{logged_outcome, RouteRun};
 use crate::server::Server;
+use crate::tm::TxnScope;
 use ferrosip_api::services::{LocalOutcome, LocalRequest};
 use ferrosip_api::tm::Transactions;
-use ferrosip_api::{FnError, MsgContext, Services, Target};
-use ferrosip_script::vm::{Outcome, RuntimeError, Vm};
+use ferrosip_api::{FnError, MsgContext, RouteKind, Services, Target};
+use ferrosip_script::vm::Vm;
 use ferrosip_script::{Program, RouteId};
-use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 /// One compiled program as the server runs it.
@@ -33,8 +33,7 @@ pub struct ScriptScope {
     me: Weak<ScriptScope>,
 }
 
-/// How a route run ended: its outcome, or the error that aborted it.
-pub type RouteResult = Result<Outcome, RuntimeError>;
+pub use crate::routes::RouteResult;
 
 impl ScriptScope {
     pub fn new(program: Arc<Program>, generation: u64, server: Arc<Server>) -> Arc<ScriptScope> {
@@ -58,65 +57,49 @@ impl ScriptScope {
     }
 }
 
-/// Polls a future once with a waker that does nothing: for a route run that may finish
-/// without waiting (most do), before deciding whether it must move to the runtime.
-pub(crate) fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
+impl ScriptScope {
+    /// Starts `route` of this program for `ctx` on `vm` ([`crate::routes::start`]).
+    #[inline]
+    pub fn start_route(&self, vm: &mut Vm, route: RouteId, ctx: MsgContext) -> RouteRun {
+        crate::routes::start(vm, &self.program, self.awaits, route, ctx)
     }
-}
 
-impl Server {
-    /// Runs `route` of `scope`'s program for `ctx`, then `then` with its result.
-    ///
-    /// A program without async functions runs inline on `vm`: nothing is allocated and
-    /// `then` runs before this returns. Otherwise the run is polled once; if it waits,
-    /// it moves (with its own VM) to the runtime and `then` runs there when it ends, and
-    /// the caller goes on at once.
-    pub(crate) fn run_route_then(
-        self: &Arc<Self>,
+    /// Runs `route` for `ctx`, then `then` with its result: before this returns when the
+    /// run does not wait (a program without async functions never does), else on the
+    /// runtime when it ends, while the caller goes on at once.
+    #[inline]
+    pub fn run_route_then(
+        &self,
         vm: &mut Vm,
-        scope: &Arc<ScriptScope>,
         route: RouteId,
         ctx: MsgContext,
         then: impl FnOnce(&Arc<Server>, RouteResult, MsgContext) + Send + 'static,
     ) {
-        let mut ctx = ctx;
-        if !scope.awaits {
-            let run = vm.run(&scope.program, route, &mut ctx);
-            let result = poll_once(std::pin::pin!(run)).unwrap_or_else(|| {
-                // Only an async function can leave a route pending; a program without
-                // any cannot get here.
-                Err(RuntimeError {
-                    location: String::new(),
-                    message: "a route without async functions did not finish".into(),
-                })
-            });
-            then(self, result, ctx);
-            return;
-        }
-        let program = scope.program.clone();
-        let mut owned_vm = std::mem::take(vm);
-        let mut run = Box::pin(async move {
-            let result = owned_vm.run(&program, route, &mut ctx).await;
-            (owned_vm, result, ctx)
+        let run = self.start_route(vm, route, ctx);
+        let server = &self.server;
+        crate::routes::then(server, run, &server.runtime, &server.stats, then);
+    }
+
+    /// Runs `event_route[name]` of this program on the runtime.
+    fn run_event_route_on(self: &Arc<Self>, name: &str, mut ctx: MsgContext) -> bool {
+        let Some(route) = self.program.named_route(RouteKind::Event, name) else {
+            return false;
+        };
+        ctx.route = RouteKind::Event;
+        ctx.services = Some(self.clone() as Arc<dyn Services>);
+        let scope = self.clone();
+        self.server.runtime.spawn(async move {
+            let mut vm = Vm::new();
+            let result = vm.run(&scope.program, route, &mut ctx).await;
+            logged_outcome(result, &ctx);
         });
-        match poll_once(run.as_mut()) {
-            Some((owned_vm, result, ctx)) => {
-                *vm = owned_vm;
-                then(self, result, ctx);
-            }
-            None => {
-                self.stats.suspended.fetch_add(1, Ordering::Relaxed);
-                let server = self.clone();
-                self.runtime.spawn(async move {
-                    let (_, result, ctx) = run.await;
-                    then(&server, result, ctx);
-                });
-            }
-        }
+        true
+    }
+}
+
+impl TxnScope for ScriptScope {
+    fn start_route(&self, vm: &mut Vm, route: RouteId, ctx: MsgContext) -> RouteRun {
+        ScriptScope::start_route(self, vm, route, ctx)
     }
 }
 
@@ -132,7 +115,9 @@ impl Services for ScriptScope {
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        self.server.is_myself_in(&self.program, host, port)
+        // The server's sockets, aliases and reverse-DNS names decide, whichever program
+        // version runs (a change of `listen=`/`alias=` needs a restart).
+        self.server.is_myself(host, port)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {
@@ -143,12 +128,12 @@ impl Services for ScriptScope {
         &self,
         request: LocalRequest,
     ) -> Result<ferrosip_api::registry::BoxFuture<'static, LocalOutcome>, FnError> {
-        self.server.send_local_request(request)
+        self.server.uac.send(request)
     }
 
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         match self.me() {
-            Ok(me) => self.server.run_event_route_in(&me, name, ctx),
+            Ok(me) => me.run_event_route_on(name, ctx),
             Err(_) => false,
         }
     }
@@ -156,23 +141,21 @@ impl Services for ScriptScope {
 
 impl Transactions for ScriptScope {
     fn relay(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<i32, FnError> {
-        let server = &self.server;
-        server.tm_layer()?.relay(server, &self.me()?, ctx, target)
+        let me: Arc<dyn TxnScope> = self.me()?;
+        self.server.tm_layer()?.relay(&me, ctx, target)
     }
 
     fn new_transaction(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
-        let server = &self.server;
-        server.tm_layer()?.new_transaction(server, &self.me()?, ctx)
+        let me: Arc<dyn TxnScope> = self.me()?;
+        self.server.tm_layer()?.new_transaction(&me, ctx)
     }
 
     fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<i32, FnError> {
-        let server = &self.server;
-        server.tm_layer()?.reply(server, ctx, code, reason)
+        self.server.tm_layer()?.reply(ctx, code, reason)
     }
 
     fn check(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
-        let server = &self.server;
-        server.tm_layer()?.check(server, ctx)
+        self.server.tm_layer()?.check(ctx)
     }
 
     fn exists(&self, ctx: &MsgContext) -> bool {

@@ -23,7 +23,7 @@ use ferrosip_transaction::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::server::Server;
+use crate::outbound::Outbound;
 
 /// Kamailio's default `fr_timer`: how long a request of ours waits for a final reply.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,19 +37,9 @@ pub struct LocalRequests {
     next: AtomicU64,
     /// Makes our Call-IDs and branches differ from those of an earlier run.
     boot: u64,
-}
-
-impl Default for LocalRequests {
-    fn default() -> Self {
-        let boot = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        LocalRequests {
-            pending: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
-            boot,
-        }
-    }
+    outbound: Arc<Outbound>,
+    /// Where each request's transaction runs.
+    runtime: tokio::runtime::Handle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,6 +47,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LocalRequests {
+    /// Requests sent through `outbound`, their transactions driven on `runtime`.
+    pub fn new(outbound: Arc<Outbound>, runtime: tokio::runtime::Handle) -> LocalRequests {
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        LocalRequests {
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            boot,
+            outbound,
+            runtime,
+        }
+    }
+
     /// A reply to one of our requests: handed to its transaction (`true`), else `false`.
     pub fn on_reply(&self, msg: &SipMessage) -> bool {
         let Ok(probe) = ClientKey::probe(msg) else {
@@ -90,14 +94,14 @@ fn one_line(what: &str, v: &[u8]) -> Result<(), FnError> {
     Ok(())
 }
 
-impl Server {
-    /// [`ferrosip_api::Services::send_request`].
-    pub(crate) fn send_local_request(
+impl LocalRequests {
+    /// Sends `req` on a transaction of its own ([`ferrosip_api::Services::send_request`]).
+    pub fn send(
         self: &Arc<Self>,
         req: LocalRequest,
     ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = LocalOutcome> + Send>>, FnError>
     {
-        let table = &self.uac;
+        let table = self;
         one_line("method", &req.method)?;
         one_line("request URI", &req.uri)?;
         one_line("From URI", &req.from)?;
@@ -151,7 +155,7 @@ impl Server {
         lock(&table.pending).insert(key.clone(), reply_tx);
         let (done_tx, done_rx) = oneshot::channel();
         let run = LocalTransaction {
-            server: self.clone(),
+            table: self.clone(),
             client,
             key,
             proto: hop.proto,
@@ -171,7 +175,8 @@ impl Server {
 
 /// One request of ours in flight.
 struct LocalTransaction {
-    server: Arc<Server>,
+    /// The table it is in, to leave when it ends, and the sending side.
+    table: Arc<LocalRequests>,
     client: ClientNonInvite,
     key: ClientKey,
     proto: Proto,
@@ -193,7 +198,8 @@ impl LocalTransaction {
                 match work[i].clone() {
                     Action::Send(bytes) => {
                         if let Err(e) =
-                            self.server
+                            self.table
+                                .outbound
                                 .send(self.proto, Some(self.local), self.dst, bytes)
                         {
                             tracing::debug!(peer = %self.dst, "request not sent: {}", e.message);
@@ -250,7 +256,7 @@ impl LocalTransaction {
                 }
             }
         }
-        lock(&self.server.uac.pending).remove(&self.key);
+        lock(&self.table.pending).remove(&self.key);
         // A transaction that ended without a final (cannot happen by the state machine,
         // but the caller must never wait forever).
         self.finish(LocalOutcome::local(408, "Request Timeout"));

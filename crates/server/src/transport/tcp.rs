@@ -2,8 +2,7 @@
 //! connection their request came on, and requests to a destination reuse an open
 //! connection (RFC 3261 §18).
 
-use super::{raw_error_reply, ConnectionId, Inbound, Sink, Transport};
-use crate::config::Listen;
+use super::{raw_error_reply, ConnectionId, Inbound, Listen, Sink, Transport};
 use bytes::{Bytes, BytesMut};
 use ferrosip_api::{FnError, Proto};
 use std::collections::HashMap;

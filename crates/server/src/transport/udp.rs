@@ -2,8 +2,7 @@
 //! every worker reads the same socket, so even a single peer's traffic spreads over all
 //! cores).
 
-use super::{pick_source, Inbound, Sink, Transport};
-use crate::config::Listen;
+use super::{pick_source, Inbound, Listen, Sink, Transport};
 use bytes::Bytes;
 use ferrosip_api::{FnError, Proto};
 use std::net::{SocketAddr, UdpSocket};

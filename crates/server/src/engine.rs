@@ -1,0 +1,249 @@
+//! The top of message processing: the [`Engine`] is the transports' sink. Received
+//! bytes -> parse -> the current program's route run, in the [`ScriptScope`] current when
+//! the message arrived; replies then go to their transaction or statelessly on. Below it
+//! the layers call only downward: script scope -> [`Server`] (stateless services) ->
+//! transaction layer -> outbound forwarder -> transports.
+
+use crate::routes::logged_outcome;
+use crate::script::ScriptScope;
+use crate::server::Server;
+use crate::transport::{raw_error_reply, Inbound, Sink};
+use ferrosip_api::tm::Transactions;
+use ferrosip_api::{FnError, MsgContext, NetInfo, Proto, RouteKind, Services, Target};
+use ferrosip_script::vm::{Outcome, Vm};
+use ferrosip_sip::SipMessage;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What the transports hand their messages to: the current program and the server it
+/// runs on.
+pub struct Engine {
+    pub server: Arc<Server>,
+    /// The routing program new messages run, replaced whole by a reload; messages and
+    /// transactions in flight keep the one they started with.
+    pub script: arc_swap::ArcSwap<ScriptScope>,
+    /// Compiles the script again for a reload (`None` when the server was not started
+    /// from a file).
+    pub reloader: Option<crate::reload::Reloader>,
+}
+
+impl Engine {
+    /// Processes one received message; a panic while doing so (a bug of ours) is logged
+    /// and counted, and the worker goes on with a fresh VM instead of dying.
+    pub fn handle_guarded(&self, vm: &mut Vm, inbound: Inbound) {
+        let source = inbound.source;
+        let run = std::panic::AssertUnwindSafe(|| self.handle(vm, inbound));
+        if std::panic::catch_unwind(run).is_err() {
+            self.server.stats.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(source = %source, "processing a message panicked; worker continues");
+            *vm = Vm::new();
+        }
+    }
+
+    /// Processes one received message.
+    pub fn handle(&self, vm: &mut Vm, inbound: Inbound) {
+        let server = &self.server;
+        let Inbound {
+            bytes: raw,
+            source,
+            local,
+            proto,
+            connection: _,
+        } = inbound;
+        let origin = NetInfo {
+            proto,
+            source,
+            local,
+        };
+        server.stats.received.fetch_add(1, Ordering::Relaxed);
+        let max = match origin.proto {
+            Proto::Udp => server.config.udp_max_size,
+            _ => server.config.tcp_max_size,
+        };
+        if raw.len() > max {
+            server.stats.oversized.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = raw_error_reply(&raw, 513, "Message Too Large") {
+                let _ = server.send(origin.proto, Some(origin.local), origin.source, r);
+            }
+            return;
+        }
+        let msg = match SipMessage::parse_or_return(raw) {
+            Ok(m) => m,
+            Err((e, raw)) => {
+                let code = if matches!(e, ferrosip_sip::ParseError::UnsupportedVersion { .. }) {
+                    505
+                } else {
+                    400
+                };
+                let reason = if code == 505 {
+                    "Version Not Supported".to_string()
+                } else {
+                    format!("Bad Request ({e})")
+                        .replace(['\r', '\n'], " ")
+                        .chars()
+                        .take(120)
+                        .collect()
+                };
+                match raw_error_reply(&raw, code, &reason) {
+                    Some(r) => {
+                        server
+                            .stats
+                            .malformed_answered
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(source = %origin.source, error = %e, "malformed request answered {code}");
+                        let _ = server.send(origin.proto, Some(origin.local), origin.source, r);
+                    }
+                    None => {
+                        server
+                            .stats
+                            .malformed_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(source = %origin.source, error = %e, "malformed message dropped");
+                    }
+                }
+                return;
+            }
+        };
+        let net = origin;
+        if msg.is_request() {
+            self.handle_request(vm, msg, net);
+        } else {
+            self.handle_reply(vm, msg, net);
+        }
+    }
+
+    fn handle_request(&self, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
+        let scope = self.script.load();
+        let Some(route) = scope.program.main_route(RouteKind::Request) else {
+            return;
+        };
+        let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+        ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                call_id = %String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default()),
+                method = %String::from_utf8_lossy(ctx.msg.method_bytes().unwrap_or_default()),
+                source = %net.source,
+                "request_route"
+            );
+        }
+        scope.run_route_then(vm, route, ctx, |_, result, ctx| {
+            logged_outcome(result, &ctx);
+        });
+    }
+
+    fn handle_reply(&self, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
+        let scope = self.script.load();
+        let mut ctx = MsgContext::new(msg, RouteKind::CoreOnReply, net);
+        match scope.program.main_route(RouteKind::CoreOnReply) {
+            Some(route) => {
+                ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
+                scope.run_route_then(vm, route, ctx, |server, result, mut ctx| {
+                    let outcome = logged_outcome(result, &ctx);
+                    if matches!(outcome, Some(Outcome::Drop) | None) {
+                        return;
+                    }
+                    server.relay_reply(&mut ctx);
+                })
+            }
+            None => self.server.relay_reply(&mut ctx),
+        }
+    }
+}
+
+impl Engine {
+    /// Compiles the script again and, when it loads, makes it the program new messages
+    /// run ([`crate::reload::Reloader::reload`]); every outcome is logged.
+    pub fn reload_script(&self) -> Result<crate::reload::ReloadReport, Vec<String>> {
+        match &self.reloader {
+            Some(reloader) => reloader.reload(&self.script, &self.server),
+            None => {
+                let why = "this server was not started from a script file".to_string();
+                tracing::error!("script not reloaded: {why}");
+                Err(vec![why])
+            }
+        }
+    }
+}
+
+/// The server is where transports hand what they receive: each receiving thread or
+/// connection keeps its own VM.
+impl Sink for Engine {
+    type Worker = Vm;
+
+    fn worker(&self) -> Vm {
+        Vm::new()
+    }
+
+    fn on_message(self: &Arc<Self>, vm: &mut Vm, inbound: Inbound) {
+        self.handle_guarded(vm, inbound);
+    }
+
+    fn on_framing_error(&self, _source: SocketAddr) {
+        self.server
+            .stats
+            .malformed_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The services of whatever program is current, for module code that runs outside a
+/// message (start-up hooks, timers): each call goes to the current [`ScriptScope`].
+impl Services for Engine {
+    fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<(), FnError> {
+        self.server.reply(ctx, code, reason)
+    }
+
+    fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
+        self.server.forward(ctx, target)
+    }
+
+    fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
+        self.server.is_myself(host, port)
+    }
+
+    fn transactions(&self) -> Option<&dyn Transactions> {
+        self.server.tm.as_ref().map(|_| self as &dyn Transactions)
+    }
+
+    fn send_request(
+        &self,
+        request: ferrosip_api::services::LocalRequest,
+    ) -> Result<
+        ferrosip_api::registry::BoxFuture<'static, ferrosip_api::services::LocalOutcome>,
+        FnError,
+    > {
+        self.server.uac.send(request)
+    }
+
+    fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
+        self.script.load().run_event_route(name, ctx)
+    }
+}
+
+impl Transactions for Engine {
+    fn relay(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<i32, FnError> {
+        self.script.load().relay(ctx, target)
+    }
+
+    fn new_transaction(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
+        self.script.load().new_transaction(ctx)
+    }
+
+    fn reply(&self, ctx: &mut MsgContext, code: u16, reason: &[u8]) -> Result<i32, FnError> {
+        Transactions::reply(&**self.script.load(), ctx, code, reason)
+    }
+
+    fn check(&self, ctx: &mut MsgContext) -> Result<i32, FnError> {
+        self.script.load().check(ctx)
+    }
+
+    fn exists(&self, ctx: &MsgContext) -> bool {
+        self.script.load().exists(ctx)
+    }
+
+    fn release(&self, ctx: &mut MsgContext) -> i32 {
+        self.script.load().release(ctx)
+    }
+}

@@ -1,0 +1,121 @@
+//! Running one route of a program, for whichever layer needs it: the script scope runs
+//! request and reply routes, the transaction layer its branch, onreply and failure
+//! routes. This module knows neither of them.
+//!
+//! A route run is a future. It is polled once on the thread that has the message; when
+//! it waits on an async function (a database query, `sleep`), it moves to the runtime and
+//! the thread goes on. Nothing spins and nothing waits with a lock held.
+
+use crate::stats::Stats;
+use ferrosip_api::MsgContext;
+use ferrosip_script::vm::{Outcome, RuntimeError, Vm};
+use ferrosip_script::{Program, RouteId};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// How a route run ended: its outcome, or the error that aborted it.
+pub type RouteResult = Result<Outcome, RuntimeError>;
+
+/// A route run that waits on an async function, to finish on the runtime.
+pub type WaitingRoute = Pin<Box<dyn Future<Output = (RouteResult, MsgContext)> + Send>>;
+
+/// A route run once started: most finish at once; some wait.
+// `Done` is the common case and carries the context by value: boxing it would cost an
+// allocation per message.
+#[allow(clippy::large_enum_variant)]
+pub enum RouteRun {
+    Done(RouteResult, MsgContext),
+    Waiting(WaitingRoute),
+}
+
+/// Polls a future once with a waker that does nothing: for a route run that may finish
+/// without waiting (most do), before deciding whether it must move to the runtime.
+pub(crate) fn poll_once<F: Future>(fut: Pin<&mut F>) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Starts `route` of `program` for `ctx` on `vm`. `awaits` says whether the program
+/// calls any async function.
+///
+/// A program without async functions runs inline on `vm`: nothing is allocated. Otherwise
+/// the run (with its own VM, taken from `vm`) is polled once; if it waits, it is handed
+/// back to be finished on the runtime, and `vm` is a fresh one.
+#[inline]
+pub fn start(
+    vm: &mut Vm,
+    program: &Arc<Program>,
+    awaits: bool,
+    route: RouteId,
+    mut ctx: MsgContext,
+) -> RouteRun {
+    if !awaits {
+        let run = vm.run(program, route, &mut ctx);
+        let result = poll_once(std::pin::pin!(run)).unwrap_or_else(|| {
+            // Only an async function can leave a route pending; a program without any
+            // cannot get here.
+            Err(RuntimeError {
+                location: String::new(),
+                message: "a route without async functions did not finish".into(),
+            })
+        });
+        return RouteRun::Done(result, ctx);
+    }
+    let program = program.clone();
+    let mut owned_vm = std::mem::take(vm);
+    let mut run = Box::pin(async move {
+        let result = owned_vm.run(&program, route, &mut ctx).await;
+        (owned_vm, result, ctx)
+    });
+    match poll_once(run.as_mut()) {
+        Some((owned_vm, result, ctx)) => {
+            *vm = owned_vm;
+            RouteRun::Done(result, ctx)
+        }
+        None => RouteRun::Waiting(Box::pin(async move {
+            let (_, result, ctx) = run.await;
+            (result, ctx)
+        })),
+    }
+}
+
+/// Calls `then` with the end of a started route run: before this returns when the run is
+/// done, else on `runtime` when it ends (counted in `stats.suspended`). `owner` is what
+/// `then` works on; it is cloned only for a run that waits.
+#[inline]
+pub fn then<C: Send + Sync + 'static>(
+    owner: &Arc<C>,
+    run: RouteRun,
+    runtime: &tokio::runtime::Handle,
+    stats: &Stats,
+    then: impl FnOnce(&Arc<C>, RouteResult, MsgContext) + Send + 'static,
+) {
+    match run {
+        RouteRun::Done(result, ctx) => then(owner, result, ctx),
+        RouteRun::Waiting(run) => {
+            stats.suspended.fetch_add(1, Ordering::Relaxed);
+            let owner = owner.clone();
+            runtime.spawn(async move {
+                let (result, ctx) = run.await;
+                then(&owner, result, ctx);
+            });
+        }
+    }
+}
+
+/// A route run's outcome, its error logged with the script location and Call-ID.
+pub fn logged_outcome(result: RouteResult, ctx: &MsgContext) -> Option<Outcome> {
+    match result {
+        Ok(o) => Some(o),
+        Err(e) => {
+            let call_id = String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default());
+            tracing::error!(location = %e.location, call_id = %call_id, "script aborted: {}", e.message);
+            None
+        }
+    }
+}

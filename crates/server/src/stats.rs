@@ -1,0 +1,19 @@
+//! Counters an operator (and the tests) can read, shared by every layer that counts.
+
+use std::sync::atomic::AtomicU64;
+
+/// Counters an operator (and the tests) can read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub malformed_dropped: AtomicU64,
+    pub malformed_answered: AtomicU64,
+    pub oversized: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub replies_sent: AtomicU64,
+    /// Messages whose processing panicked (a bug of ours; the worker carried on).
+    pub panics: AtomicU64,
+    /// Route runs that waited for an async function (database, DNS) and were finished on
+    /// the async runtime while the worker went on with other messages.
+    pub suspended: AtomicU64,
+}
