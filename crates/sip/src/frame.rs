@@ -47,6 +47,17 @@ mod tests {
     const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nl: 3\r\n\r\nabc";
 
     #[test]
+    fn a_second_content_length_is_refused_not_framed() {
+        // Smuggling: one reader frames 0 body bytes, another 40 and finds a request inside.
+        let two =
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nl: 0\r\nContent-Length: 40\r\n\r\n";
+        assert!(matches!(
+            frame_len(two, 1000),
+            Err(ParseError::DuplicateHeader { .. })
+        ));
+    }
+
+    #[test]
     fn frames() {
         for cut in 0..MSG.len() {
             assert_eq!(frame_len(&MSG[..cut], 1000), Ok(None), "cut {cut}");

@@ -30,8 +30,8 @@
 //! - header lines: a token name, a colon, CRLF (or bare LF) termination, no bare CR, an
 //!   empty line ending the header section;
 //! - Via (every value), From, To, Call-ID, CSeq (number within 32 bits), Max-Forwards
-//!   (0..=255), Content-Length (the first one frames the body; a body shorter than it
-//!   is refused).
+//!   (0..=255), Content-Length (one only: a second one is refused, as it would frame
+//!   the body a second way; a body shorter than it is refused).
 //!
 //! [`SipMessage::validate`] adds the checks a proxy makes on demand: mandatory headers
 //! present, single-instance headers not repeated, CSeq method equal to the request

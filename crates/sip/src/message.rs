@@ -382,7 +382,17 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
             b -= 1;
         }
         let kind = HeaderName::from_token(&buf[ns..ne]);
-        if kind == HeaderName::ContentLength && content_length.is_none() {
+        if kind == HeaderName::ContentLength {
+            // Two Content-Length headers frame the body two ways: whichever one a peer
+            // believes, the other side can smuggle a message inside the body (RFC 4475
+            // §3.3.9 expects an error reply), so the message is refused here, before
+            // anything can forward it.
+            if content_length.is_some() {
+                return Err(ParseError::DuplicateHeader {
+                    name: kind,
+                    offset: ns,
+                });
+            }
             content_length = Some(headers.len());
         }
         headers.push(Hdr {

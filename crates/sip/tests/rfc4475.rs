@@ -121,7 +121,7 @@ const CASES: &[(&str, Expect)] = &[
     ),
     (
         "mcl01.dat",
-        AInvalid(|e| {
+        RParse(|e| {
             matches!(
                 e,
                 ParseError::DuplicateHeader {
@@ -282,6 +282,4 @@ fn spot_checks() {
         m.request_uri_parsed().unwrap().kind(),
         ferrosip_sip::Scheme::Other
     );
-    let m = SipMessage::parse(load(&dir, "mcl01.dat")).unwrap();
-    assert_eq!(m.body(), b"There's no wa");
 }
