@@ -97,8 +97,7 @@ const VALID: [&str; 13] = [
 ];
 
 fn rfc4475_counts() -> Option<(usize, usize)> {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/rfc4475");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/rfc4475");
     let mut ours = 0;
     let mut theirs = 0;
     for f in VALID {
