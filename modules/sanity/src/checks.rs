@@ -40,8 +40,14 @@ pub const VIA1_HEADER: i64 = 1 << 14;
 pub const RFC3261_COMPLIANCE: i64 = 1 << 15;
 /// The size limits of the `size_*` parameters (no reply).
 pub const CHECK_SIZES: i64 = 1 << 16;
+/// Ferrosip's own bit, past Kamailio's: every header the RFC 3261 grammar covers is
+/// checked ([`SipMessage::validate`]: mandatory headers, single-instance headers not
+/// repeated, CSeq method, no headers in a `sip:` Request-URI, Contact/Route syntax,
+/// Expires, Date). Kamailio's bits leave these to the next hop; RFC 4475 §3.1.2 expects
+/// an element to answer them with 400 (reply 400).
+pub const RFC3261_GRAMMAR: i64 = 1 << 17;
 /// One past the highest message check bit.
-pub const MAX_CHECKS: i64 = 1 << 17;
+pub const MAX_CHECKS: i64 = 1 << 18;
 /// Kamailio's `default_checks`.
 pub const DEFAULT_CHECKS: i64 = RURI_SIP_VERSION
     | RURI_SCHEME
@@ -158,7 +164,7 @@ pub fn run(msg: &SipMessage, msg_checks: i64, uri_checks: i64, cfg: &Config) -> 
     if msg_checks & CHECK_SIZES != 0 || cfg.size_checks != 0 {
         check_sizes(msg, cfg)?;
     }
-    let steps: [(i64, &dyn Fn() -> Check); 14] = [
+    let steps: [(i64, &dyn Fn() -> Check); 15] = [
         (RURI_SIP_VERSION, &|| check_ruri_version(msg)),
         (RURI_SCHEME, &|| check_ruri_scheme(msg)),
         (REQUIRED_HEADERS, &|| check_required_headers(msg)),
@@ -176,6 +182,7 @@ pub fn run(msg: &SipMessage, msg_checks: i64, uri_checks: i64, cfg: &Config) -> 
         (CHECK_DIGEST, &|| check_digest(msg, false)),
         (CHECK_AUTHORIZATION, &|| check_digest(msg, true)),
         (CHECK_DUPTAGS, &|| check_duptags(msg)),
+        (RFC3261_GRAMMAR, &|| check_grammar(msg)),
     ];
     for (bit, step) in steps {
         if msg_checks & bit != 0 {
@@ -183,6 +190,19 @@ pub fn run(msg: &SipMessage, msg_checks: i64, uri_checks: i64, cfg: &Config) -> 
         }
     }
     Ok(())
+}
+
+/// The whole message against the RFC 3261 grammar ([`RFC3261_GRAMMAR`]).
+pub fn check_grammar(msg: &SipMessage) -> Check {
+    use ferrosip_sip::ParseError;
+    msg.validate().map_err(|e| match e {
+        // Without its transaction headers a message cannot be answered (as REQUIRED_HEADERS).
+        ParseError::MissingHeader { .. } => Failure::silent(),
+        ParseError::DuplicateHeader { .. } => Failure::reply(400, "Repeated Header"),
+        ParseError::CSeqMethodMismatch { .. } => Failure::reply(400, "CSeq method mismatch"),
+        ParseError::HeadersInRequestUri { .. } => Failure::reply(400, "Bad Request URI"),
+        _ => Failure::reply(400, "Bad Header"),
+    })
 }
 
 /// Request-Line version `SIP/2.0` (the part after `/` must be exactly `2.0`).

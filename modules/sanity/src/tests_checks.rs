@@ -401,3 +401,17 @@ request_route {\n if (!sanity_check()) { return(5); }\n if (!sanity_check(256)) 
     assert_eq!(run_with("Expires: soon\r\n"), 6);
     assert_eq!(run_with("Contact: <sip:a@h\r\n"), 7);
 }
+
+#[test]
+fn rfc3261_grammar_bit_answers_what_validate_refuses() {
+    assert_eq!(code(check_grammar(&opts(""))), None);
+    let headers_in_ruri = req("OPTIONS sip:b@h?Route=x SIP/2.0", "1 OPTIONS", "", "");
+    assert_eq!(code(check_grammar(&headers_in_ruri)), Some(400));
+    let bad_date = opts("Date: Fri, 01 Jan 2010 16:00:00 EST\r\n");
+    assert_eq!(code(check_grammar(&bad_date)), Some(400));
+    let mismatch = req("OPTIONS sip:b@h SIP/2.0", "1 INVITE", "", "");
+    assert_eq!(code(check_grammar(&mismatch)), Some(400));
+    // Outside Kamailio's bits (up to 1 << 16): a Kamailio mask never turns it on.
+    let kamailio_masks = DEFAULT_CHECKS | CHECK_SIZES | (CHECK_SIZES - 1);
+    assert_eq!(kamailio_masks & RFC3261_GRAMMAR, 0);
+}
