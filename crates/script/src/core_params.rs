@@ -277,6 +277,14 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "alias",
     "max_while_loops",
     "max_recursive_level",
+    "maxbuffer",
+    "disable_tcp",
+    "auto_aliases",
+    "tcp_max_msg_size",
+    "tcp_connection_lifetime",
+    "tcp_max_connections",
+    "tcp_conn_wq_max",
+    "tcp_msg_read_timeout",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

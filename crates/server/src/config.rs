@@ -15,8 +15,9 @@ pub struct ServerConfig {
     pub udp_max_size: usize,
     /// Socket buffer size asked for UDP sockets (`maxbuffer`, default 4 MiB).
     pub udp_buffer: usize,
-    pub tcp_max_size: usize,
-    pub tcp_idle_secs: u64,
+    /// `tcp_max_msg_size`, `tcp_connection_lifetime`, `tcp_max_connections`,
+    /// `tcp_conn_wq_max`, `tcp_msg_read_timeout`.
+    pub tcp: crate::transport::tcp::TcpLimits,
     /// `alias=` entries: host (lower case) and port (`None`: any port).
     pub aliases: Vec<(String, Option<u16>)>,
     /// `auto_aliases` (default on): the listen addresses' reverse-DNS names are ours too.
@@ -49,8 +50,34 @@ pub const STARTUP_GLOBALS: &[&str] = &[
     "maxbuffer",
     "tcp_max_msg_size",
     "tcp_connection_lifetime",
+    "tcp_max_connections",
+    "tcp_conn_wq_max",
+    "tcp_msg_read_timeout",
     "debug",
 ];
+
+/// The TCP limits, Kamailio's defaults where the config is silent. A limit of 0 or less
+/// is refused: it would refuse every connection or message rather than lift the limit.
+fn tcp_limits(g: &Globals) -> Result<crate::transport::tcp::TcpLimits, ConfigError> {
+    use std::time::Duration;
+    let d = crate::transport::tcp::TcpLimits::default();
+    let positive = |name: &str| -> Result<Option<u64>, ConfigError> {
+        match int(g, name)? {
+            Some(v) if v <= 0 => Err(err(name, format!("must be positive, not {v}"))),
+            v => Ok(v.map(|v| v as u64)),
+        }
+    };
+    Ok(crate::transport::tcp::TcpLimits {
+        max_msg_size: positive("tcp_max_msg_size")?
+            .map_or(d.max_msg_size, |v| (v as usize).max(1024)),
+        lifetime: positive("tcp_connection_lifetime")?.map_or(d.lifetime, Duration::from_secs),
+        max_connections: positive("tcp_max_connections")?.map_or(d.max_connections, |v| v as usize),
+        write_queue_max: positive("tcp_conn_wq_max")?
+            .map_or(d.write_queue_max, |v| (v as usize).max(4096)),
+        msg_read_timeout: positive("tcp_msg_read_timeout")?
+            .map_or(d.msg_read_timeout, Duration::from_secs),
+    })
+}
 
 fn err(param: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -219,8 +246,7 @@ impl ServerConfig {
             children,
             udp_max_size: 65535,
             udp_buffer: int(g, "maxbuffer")?.map_or(4 << 20, |v| v.clamp(65536, 64 << 20) as usize),
-            tcp_max_size: int(g, "tcp_max_msg_size")?.map_or(65536, |v| v.max(1024) as usize),
-            tcp_idle_secs: int(g, "tcp_connection_lifetime")?.map_or(120, |v| v.max(1) as u64),
+            tcp: tcp_limits(g)?,
             aliases,
             auto_aliases,
             listen_discovered,

@@ -59,7 +59,7 @@ impl Engine {
         server.stats.received.fetch_add(1, Ordering::Relaxed);
         let max = match origin.proto {
             Proto::Udp => server.config.udp_max_size,
-            _ => server.config.tcp_max_size,
+            _ => server.config.tcp.max_msg_size,
         };
         if raw.len() > max {
             server.stats.oversized.fetch_add(1, Ordering::Relaxed);

@@ -30,7 +30,8 @@ use std::sync::Arc;
 /// Starts the server for a loaded config and blocks until SIGINT/SIGTERM; SIGHUP reloads
 /// the script through `reloader` (a server without one logs that it cannot).
 pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Result<(), String> {
-    let config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
+    let mut config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
+    fit_open_files(&mut config.tcp);
     // Module I/O (database pools, expiry timers) and route runs that await it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.children.clamp(2, 8))
@@ -54,12 +55,8 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             .map_err(|e| format!("cannot bind UDP: {e}"))?,
     );
     let tcp = Arc::new(
-        transport::tcp::TcpTransport::<Engine>::bind(
-            &config.listen,
-            config.tcp_max_size,
-            config.tcp_idle_secs,
-        )
-        .map_err(|e| format!("cannot bind TCP: {e}"))?,
+        transport::tcp::TcpTransport::<Engine>::bind(&config.listen, config.tcp)
+            .map_err(|e| format!("cannot bind TCP: {e}"))?,
     );
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
@@ -131,6 +128,44 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
 }
 
 /// The sockets and the names that are ours, as Kamailio lists them at start.
+/// Descriptors kept for what is not a TCP connection: sockets, database pools, log and
+/// list files.
+const OTHER_FILES: u64 = 512;
+
+/// Raises the open-file limit to what `tcp_max_connections` needs; where the hard limit
+/// is lower, lowers the connection limit to fit and says so, so that accepts, outbound
+/// connections and database reconnects do not start failing near the limit instead.
+fn fit_open_files(tcp: &mut transport::tcp::TcpLimits) {
+    let needed = tcp.max_connections as u64 + OTHER_FILES;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur >= needed {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        lim.rlim_cur = raised.rlim_cur;
+    }
+    if lim.rlim_cur < needed {
+        let fits = lim.rlim_cur.saturating_sub(OTHER_FILES).max(16) as usize;
+        tracing::warn!(
+            tcp_max_connections = tcp.max_connections,
+            open_file_limit = lim.rlim_cur,
+            "the open-file limit is below what tcp_max_connections needs: at most {fits} TCP connections"
+        );
+        tcp.max_connections = fits;
+    }
+}
+
 fn log_sockets(config: &ServerConfig) {
     if config.listen_discovered {
         tracing::info!("no listen= in the config: listening on every interface address");

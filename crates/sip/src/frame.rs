@@ -13,6 +13,14 @@ use crate::message::{index, keepalive_len};
 /// A buffer of nothing but CRLFs needs more bytes; answer pings with [`keepalive_len`]
 /// first if the transport does RFC 5626 keep-alives.
 pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ParseError> {
+    Ok(frame_total(buf, max)?.filter(|&total| buf.len() >= total))
+}
+
+/// Length the first message at the start of a stream buffer will have, known as soon as
+/// its header section is complete (the body may still be on its way): a reader that
+/// keeps it waits for that many bytes without indexing the headers again on each read.
+/// `Ok(None)` while the header section is incomplete; errors as [`frame_len`].
+pub fn frame_total(buf: &[u8], max: usize) -> Result<Option<usize>, ParseError> {
     let idx = match index(buf) {
         Ok(idx) => idx,
         Err(ParseError::Truncated { .. }) | Err(ParseError::Empty) => {
@@ -33,11 +41,7 @@ pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ParseError> {
     if total - idx.base > max {
         return Err(ParseError::TooLarge { max });
     }
-    Ok(if buf.len() >= total {
-        Some(total)
-    } else {
-        None
-    })
+    Ok(Some(total))
 }
 
 #[cfg(test)]
@@ -71,6 +75,21 @@ mod tests {
         assert_eq!(keepalive_len(&ka), 4);
         assert_eq!(frame_len(&ka, 1000), Ok(Some(MSG.len() + 4)));
         assert_eq!(frame_len(b"\r\n\r\n", 1000), Ok(None));
+    }
+
+    #[test]
+    fn the_total_is_known_once_the_headers_are_in() {
+        let head = MSG.len() - 3;
+        for cut in 0..head {
+            assert_eq!(frame_total(&MSG[..cut], 1000), Ok(None), "cut {cut}");
+        }
+        for cut in head..=MSG.len() {
+            assert_eq!(
+                frame_total(&MSG[..cut], 1000),
+                Ok(Some(MSG.len())),
+                "cut {cut}"
+            );
+        }
     }
 
     #[test]

@@ -105,7 +105,7 @@ mod via;
 
 pub use bytes::Bytes;
 pub use error::ParseError;
-pub use frame::frame_len;
+pub use frame::{frame_len, frame_total};
 pub use header_name::HeaderName;
 pub use list::CommaList;
 pub use message::{keepalive_len, share_or_copy, SipMessage, MAX_BUFFER};

@@ -1,42 +1,158 @@
 //! TCP: a tokio runtime of its own with one task per connection. Replies go back on the
 //! connection their request came on, and requests to a destination reuse an open
 //! connection (RFC 3261 §18).
+//!
+//! Every resource a peer can make us hold has a limit ([`TcpLimits`]): the number of
+//! connections, the bytes queued for a peer that does not read, the time a message may
+//! take to arrive (slowloris), the idle time of a connection (refreshed by whole messages
+//! and keep-alives, not by single bytes), and the size of a message. Framing costs time
+//! linear in the bytes received: the header section is searched for its end only in the
+//! bytes that are new, and once it is complete the message's length is kept.
 
 use super::{raw_error_reply, ConnectionId, Inbound, Listen, Sink, Transport};
 use bytes::{Bytes, BytesMut};
 use ferrosip_api::{FnError, Proto};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
-type Connections = Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>;
+/// What one peer may hold, with Kamailio's parameter names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// `tcp_max_msg_size`: largest message accepted.
+    pub max_msg_size: usize,
+    /// `tcp_connection_lifetime`: a connection with no whole message (or keep-alive) in
+    /// this time is closed.
+    pub lifetime: Duration,
+    /// `tcp_max_connections`: open connections, accepted and opened by us together;
+    /// connections past it are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// `tcp_conn_wq_max`: bytes queued for one connection and not yet taken by the
+    /// kernel; a peer that lets more pile up (it does not read) is disconnected.
+    pub write_queue_max: usize,
+    /// `tcp_msg_read_timeout`: time from a message's first byte to its last.
+    pub msg_read_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> TcpLimits {
+        TcpLimits {
+            max_msg_size: 65536,
+            lifetime: Duration::from_secs(120),
+            max_connections: 2048,
+            write_queue_max: 32 * 1024,
+            msg_read_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The writing end of one connection, as senders see it.
+#[derive(Clone)]
+struct ConnHandle {
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes handed to the writer and not yet written to the socket.
+    queued: Arc<AtomicUsize>,
+    /// Wakes the connection's reader to close it (write queue over its limit).
+    close: Arc<Notify>,
+}
+
+impl ConnHandle {
+    fn new() -> (ConnHandle, mpsc::UnboundedReceiver<Bytes>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = ConnHandle {
+            tx,
+            queued: Arc::default(),
+            close: Arc::default(),
+        };
+        (handle, rx)
+    }
+
+    /// Queues `data`; false when the connection is gone or its queue would pass `max`
+    /// (the connection is then told to close).
+    fn push(&self, data: Bytes, max: usize) -> bool {
+        let len = data.len();
+        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > max {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.close.notify_one();
+            return false;
+        }
+        if self.tx.send(data).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+type Connections = Mutex<HashMap<SocketAddr, ConnHandle>>;
+
+/// What every connection task shares.
+struct Shared {
+    conns: Connections,
+    /// Connections open now (accepted and opened by us).
+    open: AtomicUsize,
+    limits: TcpLimits,
+    /// Set once the connection limit has been reached, so that it is logged once as a
+    /// warning (each refusal is logged at debug level).
+    limit_warned: AtomicBool,
+}
+
+impl Shared {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, ConnHandle>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a connection slot; `None` at the limit.
+    fn admit(self: &Arc<Self>) -> Option<Slot> {
+        let max = self.limits.max_connections;
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            Some(Slot(self.clone()))
+        } else {
+            if !self.limit_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    tcp_max_connections = max,
+                    "TCP connection limit reached: new connections are closed"
+                );
+            }
+            None
+        }
+    }
+}
+
+/// One open connection's place in the count, given back when the connection ends.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The TCP listeners and open connections, by remote address.
 pub struct TcpTransport<S: Sink> {
-    conns: Arc<Connections>,
+    shared: Arc<Shared>,
     listeners: Mutex<Vec<std::net::TcpListener>>,
     addrs: Vec<SocketAddr>,
-    /// Largest message accepted (`tcp_max_size`) and idle seconds before a connection
-    /// closes.
-    max: usize,
-    idle: u64,
     /// Set by [`TcpTransport::start`]: where connection tasks run, and the sink that
     /// connections we open hand their messages to. Weak: the sink owns the transports.
     running: OnceLock<(tokio::runtime::Handle, Weak<S>)>,
 }
 
-fn lock(
-    conns: &Connections,
-) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>> {
-    conns.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl<S: Sink> TcpTransport<S> {
     /// Binds every TCP listen socket of `listen`.
-    pub fn bind(listen: &[Listen], max: usize, idle: u64) -> std::io::Result<TcpTransport<S>> {
+    pub fn bind(listen: &[Listen], limits: TcpLimits) -> std::io::Result<TcpTransport<S>> {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for l in listen.iter().filter(|l| l.proto == Proto::Tcp) {
@@ -46,13 +162,21 @@ impl<S: Sink> TcpTransport<S> {
             listeners.push(s);
         }
         Ok(TcpTransport {
-            conns: Arc::default(),
+            shared: Arc::new(Shared {
+                conns: Mutex::default(),
+                open: AtomicUsize::new(0),
+                limits,
+                limit_warned: AtomicBool::new(false),
+            }),
             listeners: Mutex::new(listeners),
             addrs,
-            max,
-            idle,
             running: OnceLock::new(),
         })
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::Acquire)
     }
 
     /// Starts the TCP runtime (`threads` workers) and its listeners, handing every
@@ -76,17 +200,14 @@ impl<S: Sink> TcpTransport<S> {
             .running
             .set((rt.handle().clone(), Arc::downgrade(sink)));
         let sink = sink.clone();
-        let conns = self.conns.clone();
-        let (max, idle) = (self.max, self.idle);
+        let shared = self.shared.clone();
         let t = std::thread::Builder::new()
             .name("tcp-main".into())
             .spawn(move || {
                 rt.block_on(async move {
                     let mut tasks = Vec::new();
                     for l in listeners {
-                        let sink = sink.clone();
-                        let conns = conns.clone();
-                        tasks.push(tokio::spawn(accept(l, sink, conns, max, idle)));
+                        tasks.push(tokio::spawn(accept(l, sink.clone(), shared.clone())));
                     }
                     for t in tasks {
                         let _ = t.await;
@@ -97,13 +218,7 @@ impl<S: Sink> TcpTransport<S> {
     }
 }
 
-async fn accept<S: Sink>(
-    l: std::net::TcpListener,
-    sink: Arc<S>,
-    conns: Arc<Connections>,
-    max: usize,
-    idle: u64,
-) {
+async fn accept<S: Sink>(l: std::net::TcpListener, sink: Arc<S>, shared: Arc<Shared>) {
     let listener = match tokio::net::TcpListener::from_std(l) {
         Ok(l) => l,
         Err(e) => {
@@ -115,21 +230,27 @@ async fn accept<S: Sink>(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                lock(&conns).insert(peer, tx);
+                let Some(slot) = shared.admit() else {
+                    tracing::debug!(peer = %peer, "TCP connection refused: tcp_max_connections");
+                    drop(stream);
+                    continue;
+                };
+                let (handle, rx) = ConnHandle::new();
+                shared.conns().insert(peer, handle.clone());
                 let local = local.unwrap_or(peer);
                 tokio::spawn(serve_connection(
                     sink.clone(),
-                    conns.clone(),
+                    shared.clone(),
+                    slot,
                     stream,
                     peer,
                     local,
-                    rx,
-                    max,
-                    idle,
+                    (handle, rx),
                 ));
             }
             Err(e) => {
+                // Out of file descriptors (EMFILE) or a peer that reset before accept:
+                // wait a little rather than spin.
                 tracing::warn!(error = %e, "TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -153,9 +274,17 @@ impl<S: Sink> Transport for TcpTransport<S> {
         dst: SocketAddr,
         data: Bytes,
     ) -> Result<(), FnError> {
-        if let Some(tx) = lock(&self.conns).get(&dst) {
-            if tx.send(data.clone()).is_ok() {
+        let shared = &self.shared;
+        let max_queue = shared.limits.write_queue_max;
+        let existing = shared.conns().get(&dst).cloned();
+        if let Some(conn) = existing {
+            if conn.push(data.clone(), max_queue) {
                 return Ok(());
+            }
+            if conn.queued.load(Ordering::Acquire) > 0 {
+                return Err(FnError::new(format!(
+                    "TCP connection to {dst}: write queue full (tcp_conn_wq_max)"
+                )));
             }
         }
         let (handle, sink) = self
@@ -165,22 +294,26 @@ impl<S: Sink> Transport for TcpTransport<S> {
         let sink = sink
             .upgrade()
             .ok_or_else(|| FnError::new("server is stopping"))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(data);
-        lock(&self.conns).insert(dst, tx);
-        let conns = self.conns.clone();
-        let (max, idle) = (self.max, self.idle);
+        let slot = shared.admit().ok_or_else(|| {
+            FnError::new(format!(
+                "TCP connection to {dst}: tcp_max_connections reached"
+            ))
+        })?;
+        let (conn, rx) = ConnHandle::new();
+        conn.push(data, max_queue);
+        shared.conns().insert(dst, conn.clone());
+        let shared = shared.clone();
         handle.spawn(async move {
             match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(dst))
                 .await
             {
                 Ok(Ok(stream)) => {
                     let local = stream.local_addr().unwrap_or(dst);
-                    serve_connection(sink, conns, stream, dst, local, rx, max, idle).await;
+                    serve_connection(sink, shared, slot, stream, dst, local, (conn, rx)).await;
                 }
                 _ => {
                     tracing::warn!(destination = %dst, "TCP connect failed");
-                    lock(&conns).remove(&dst);
+                    forget(&shared, dst, &conn);
                 }
             }
         });
@@ -188,77 +321,201 @@ impl<S: Sink> Transport for TcpTransport<S> {
     }
 }
 
+/// Removes `conn` from the table unless another connection to the same address has
+/// taken its place meanwhile.
+fn forget(shared: &Shared, peer: SocketAddr, conn: &ConnHandle) {
+    let mut conns = shared.conns();
+    if conns
+        .get(&peer)
+        .is_some_and(|c| Arc::ptr_eq(&c.close, &conn.close))
+    {
+        conns.remove(&peer);
+    }
+}
+
+/// Why a connection's reader stopped.
+#[derive(Debug)]
+enum Closed {
+    Eof,
+    Idle,
+    SlowMessage,
+    WriteQueue,
+    Framing,
+}
+
 /// Reads framed messages from one connection and writes what is queued for it.
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection<S: Sink>(
     sink: Arc<S>,
-    conns: Arc<Connections>,
+    shared: Arc<Shared>,
+    _slot: Slot,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    max: usize,
-    idle: u64,
+    (conn, mut rx): (ConnHandle, mpsc::UnboundedReceiver<Bytes>),
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
+    let queued = conn.queued.clone();
     let writer = tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
+            let len = data.len();
             if wr.write_all(&data).await.is_err() {
                 break;
             }
+            queued.fetch_sub(len, Ordering::AcqRel);
         }
     });
+    let limits = shared.limits;
     let mut worker = sink.worker();
     let mut buf = BytesMut::with_capacity(8192);
-    loop {
+    // Framing state of the message at the start of `buf`: bytes already searched for
+    // the end of its header section, and its whole length once that end is found.
+    let mut searched = 0usize;
+    let mut total: Option<usize> = None;
+    let mut last_message = Instant::now();
+    let mut message_started: Option<Instant> = None;
+    let closed = 'conn: loop {
         // Consume complete messages (and CRLF keep-alives) already buffered.
         loop {
-            let ka = ferrosip_sip::keepalive_len(&buf);
-            if ka > 0 {
-                // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
-                if ka >= 4 {
-                    if let Some(tx) = lock(&conns).get(&peer) {
-                        let _ = tx.send(Bytes::from_static(b"\r\n"));
+            if total.is_none() && searched == 0 {
+                let ka = ferrosip_sip::keepalive_len(&buf);
+                if ka > 0 {
+                    // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
+                    if ka >= 4 {
+                        conn.push(Bytes::from_static(b"\r\n"), limits.write_queue_max);
                     }
-                }
-                let _ = buf.split_to(ka);
-                continue;
-            }
-            match ferrosip_sip::frame_len(&buf, max) {
-                Ok(Some(n)) => {
-                    let inbound = Inbound {
-                        bytes: buf.split_to(n).freeze(),
-                        source: peer,
-                        local,
-                        proto: Proto::Tcp,
-                        connection: Some(ConnectionId(peer)),
-                    };
-                    sink.on_message(&mut worker, inbound);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // Framing is lost: answer if possible, then close (RFC 3261 §18.3).
-                    tracing::debug!(peer = %peer, error = %e, "TCP framing error, closing");
-                    sink.on_framing_error(peer);
-                    if let Some(r) = raw_error_reply(&buf, 400, "Bad Request (framing)") {
-                        if let Some(tx) = lock(&conns).get(&peer) {
-                            let _ = tx.send(r);
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    lock(&conns).remove(&peer);
-                    writer.abort();
-                    return;
+                    let _ = buf.split_to(ka);
+                    last_message = Instant::now();
+                    continue;
                 }
             }
+            if total.is_none() {
+                if !header_end_in(&buf, searched) {
+                    searched = buf.len();
+                    if buf.len() > limits.max_msg_size {
+                        break 'conn framing_error(&sink, &conn, &buf, peer, limits).await;
+                    }
+                    break;
+                }
+                match ferrosip_sip::frame_total(&buf, limits.max_msg_size) {
+                    Ok(Some(n)) => total = Some(n),
+                    Ok(None) => {
+                        searched = buf.len();
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %peer, error = %e, "TCP framing error, closing");
+                        break 'conn framing_error(&sink, &conn, &buf, peer, limits).await;
+                    }
+                }
+            }
+            let Some(n) = total.filter(|&n| buf.len() >= n) else {
+                break;
+            };
+            total = None;
+            searched = 0;
+            last_message = Instant::now();
+            message_started = None;
+            let inbound = Inbound {
+                bytes: buf.split_to(n).freeze(),
+                source: peer,
+                local,
+                proto: Proto::Tcp,
+                connection: Some(ConnectionId(peer)),
+            };
+            sink.on_message(&mut worker, inbound);
         }
-        let read = tokio::time::timeout(Duration::from_secs(idle), rd.read_buf(&mut buf)).await;
-        match read {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(_)) => {}
+        if buf.is_empty() {
+            message_started = None;
+        } else if message_started.is_none() {
+            message_started = Some(Instant::now());
         }
+        let idle_deadline = last_message + limits.lifetime;
+        let message_deadline = message_started.map(|t| t + limits.msg_read_timeout);
+        let deadline = message_deadline.map_or(idle_deadline, |m| m.min(idle_deadline));
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break Closed::Eof,
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                break if message_deadline.is_some_and(|m| m <= idle_deadline) {
+                    Closed::SlowMessage
+                } else {
+                    Closed::Idle
+                };
+            }
+            () = conn.close.notified() => break Closed::WriteQueue,
+        }
+        if message_started.is_none() {
+            message_started = Some(Instant::now());
+        }
+    };
+    match closed {
+        Closed::WriteQueue => tracing::warn!(
+            peer = %peer,
+            tcp_conn_wq_max = limits.write_queue_max,
+            "TCP peer does not read its replies: write queue full, connection closed"
+        ),
+        Closed::SlowMessage => tracing::debug!(
+            peer = %peer,
+            "TCP message not complete within tcp_msg_read_timeout, connection closed"
+        ),
+        other => tracing::trace!(peer = %peer, reason = ?other, "TCP connection closed"),
     }
-    lock(&conns).remove(&peer);
+    forget(&shared, peer, &conn);
     writer.abort();
+}
+
+/// Whether the header section's end (an empty line, CRLF or bare LF) lies in `buf`,
+/// searching only from `searched` on (minus the 3 bytes an end can straddle).
+fn header_end_in(buf: &[u8], searched: usize) -> bool {
+    let from = searched.saturating_sub(3);
+    let tail = &buf[from..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
+
+/// Framing is lost: answer if possible, then close (RFC 3261 §18.3).
+async fn framing_error<S: Sink>(
+    sink: &Arc<S>,
+    conn: &ConnHandle,
+    buf: &[u8],
+    peer: SocketAddr,
+    limits: TcpLimits,
+) -> Closed {
+    sink.on_framing_error(peer);
+    if let Some(r) = raw_error_reply(buf, 400, "Bad Request (framing)") {
+        conn.push(r, limits.write_queue_max);
+    }
+    // Lets the writer put the answer on the wire before the connection is dropped.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Closed::Framing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_end_is_found_across_reads() {
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n";
+        for cut in 1..msg.len() {
+            let searched = if header_end_in(&msg[..cut], 0) {
+                continue;
+            } else {
+                cut
+            };
+            assert!(header_end_in(msg, searched), "cut {cut}");
+        }
+        assert!(header_end_in(b"A\n\nB", 0));
+        assert!(!header_end_in(b"A\r\nB\r\n", 0));
+    }
+
+    #[test]
+    fn a_full_write_queue_refuses_and_asks_to_close() {
+        let (conn, _rx) = ConnHandle::new();
+        assert!(conn.push(Bytes::from_static(&[0; 600]), 1000));
+        assert!(!conn.push(Bytes::from_static(&[0; 600]), 1000));
+        assert_eq!(conn.queued.load(Ordering::Acquire), 600);
+    }
 }
