@@ -285,6 +285,7 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "tcp_max_connections",
     "tcp_conn_wq_max",
     "tcp_msg_read_timeout",
+    "max_branches",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 pub struct ServerConfig {
     pub listen: Vec<Listen>,
     pub children: usize,
+    /// `max_branches` (Kamailio's default 12, at most 31): branches per transaction.
+    pub max_branches: usize,
     pub udp_max_size: usize,
     /// Socket buffer size asked for UDP sockets (`maxbuffer`, default 4 MiB).
     pub udp_buffer: usize,
@@ -53,6 +55,7 @@ pub const STARTUP_GLOBALS: &[&str] = &[
     "tcp_max_connections",
     "tcp_conn_wq_max",
     "tcp_msg_read_timeout",
+    "max_branches",
     "debug",
 ];
 
@@ -241,9 +244,15 @@ impl ServerConfig {
         }
         let auto_aliases = flag_default_on(g, "auto_aliases");
         let myself = Myself::new(&listen, &aliases, auto_aliases, &interfaces);
+        let max_branches = match int(g, "max_branches")? {
+            None => 12,
+            Some(n @ 1..=31) => n as usize,
+            Some(n) => return Err(err("max_branches", format!("must be 1 to 31, not {n}"))),
+        };
         Ok(ServerConfig {
             listen,
             children,
+            max_branches,
             udp_max_size: 65535,
             udp_buffer: int(g, "maxbuffer")?.map_or(4 << 20, |v| v.clamp(65536, 64 << 20) as usize),
             tcp: tcp_limits(g)?,

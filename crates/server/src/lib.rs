@@ -72,6 +72,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             outbound: outbound.clone(),
             stats: stats.clone(),
             runtime: runtime.handle().clone(),
+            max_branches: config.max_branches,
         };
         Arc::new(tm::TmLayer::new(Some(params), env))
     });

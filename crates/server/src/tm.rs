@@ -244,6 +244,8 @@ pub struct TmEnv {
     pub outbound: Arc<Outbound>,
     pub stats: Arc<Stats>,
     pub runtime: tokio::runtime::Handle,
+    /// `max_branches`: branches one transaction sends in all (parallel and serial).
+    pub max_branches: usize,
 }
 
 /// The program a transaction started with, as the layer that created it hands it down:
@@ -750,9 +752,23 @@ impl TmLayer {
         &self,
         cell: &Arc<Cell>,
         st: &mut CellState,
-        specs: Vec<BranchSpec>,
+        mut specs: Vec<BranchSpec>,
         branch_route: Option<RouteId>,
     ) -> usize {
+        // A location with hundreds of contacts (or a script that appends without end)
+        // must not turn one request into hundreds: the branches past `max_branches` are
+        // not sent, as in Kamailio.
+        let used = st.branches.len() + st.pending_branches() as usize;
+        let room = self.env.max_branches.saturating_sub(used);
+        if specs.len() > room {
+            tracing::warn!(
+                call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()),
+                max_branches = self.env.max_branches,
+                "{} branches not sent: max_branches reached",
+                specs.len() - room
+            );
+            specs.truncate(room);
+        }
         if let Some(route) = branch_route {
             let queue = st.queue();
             queue.pending_branches += specs.len() as u32;
@@ -1840,6 +1856,7 @@ Content-Length: 0\n\n",
             outbound: Arc::new(Outbound::new(Default::default(), Vec::new(), Vec::new())),
             stats: Arc::default(),
             runtime: runtime.handle().clone(),
+            max_branches: 12,
         };
         let tm = Arc::new(TmLayer::new(None, env));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
