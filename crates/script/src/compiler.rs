@@ -262,10 +262,14 @@ impl<'a> Compiler<'a> {
                         continue;
                     }
                     if !core_params::ACTIVE_PARAMS.contains(&name) {
-                        tracing::debug!(
-                            parameter = name,
-                            "core parameter accepted without effect in Ferrosip"
-                        );
+                        // Accepted so Kamailio configs load, but an operator must not
+                        // believe it is in force: `check` and `run` name it.
+                        self.warnings.push(Diagnostic::warning(
+                            span(&g.name_span),
+                            format!(
+                                "core parameter '{name}' is accepted for compatibility but has no effect in Ferrosip"
+                            ),
+                        ));
                     }
                     globals
                         .entry(name.to_string())

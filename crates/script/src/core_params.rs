@@ -1,5 +1,6 @@
 //! Kamailio's core (global) parameters. Every one is accepted so that existing configs
-//! load; those Ferrosip acts on are read by the server, the rest are logged at debug level.
+//! load; those Ferrosip acts on are read by the server, the rest draw a warning from `check`
+//! and `run` at their location.
 //! A name not in this list is an error ("did you mean").
 
 /// All core parameter names Kamailio's config grammar knows (aliases included).
@@ -106,6 +107,8 @@ pub const CORE_PARAMS: &[&str] = &[
     "log_prefix",
     "log_prefix_mode",
     "log_stderror",
+    // Ferrosip's own: RFC 3261 §16.3 step 4 loop detection (default on).
+    "loop_detection",
     "max_branches",
     "max_recursive_level",
     "max_while_loops",
@@ -286,6 +289,7 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "tcp_conn_wq_max",
     "tcp_msg_read_timeout",
     "max_branches",
+    "loop_detection",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

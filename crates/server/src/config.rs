@@ -14,6 +14,9 @@ pub struct ServerConfig {
     pub children: usize,
     /// `max_branches` (Kamailio's default 12, at most 31): branches per transaction.
     pub max_branches: usize,
+    /// `loop_detection` (default on): a request that comes back unchanged through one of
+    /// our Vias is answered 482 before the script runs (RFC 3261 §16.3 step 4).
+    pub loop_detection: bool,
     pub udp_max_size: usize,
     /// Socket buffer size asked for UDP sockets (`maxbuffer`, default 4 MiB).
     pub udp_buffer: usize,
@@ -56,6 +59,7 @@ pub const STARTUP_GLOBALS: &[&str] = &[
     "tcp_conn_wq_max",
     "tcp_msg_read_timeout",
     "max_branches",
+    "loop_detection",
     "debug",
 ];
 
@@ -253,6 +257,7 @@ impl ServerConfig {
             listen,
             children,
             max_branches,
+            loop_detection: flag_default_on(g, "loop_detection"),
             udp_max_size: 65535,
             udp_buffer: int(g, "maxbuffer")?.map_or(4 << 20, |v| v.clamp(65536, 64 << 20) as usize),
             tcp: tcp_limits(g)?,

@@ -118,7 +118,27 @@ impl Engine {
         let Some(route) = scope.program.main_route(RouteKind::Request) else {
             return;
         };
+        let loop_tag = match self.server.config.loop_detection {
+            true => Some(self.server.outbound.loop_tag(&msg, &net)),
+            false => None,
+        };
         let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+        if let Some(tag) = loop_tag {
+            if self.server.outbound.has_looped(&ctx.msg, tag) {
+                self.server.stats.loops.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    call_id = %String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default()),
+                    source = %net.source,
+                    "request looped back unchanged: 482 Loop Detected"
+                );
+                // An ACK is never answered; the loop ends with it.
+                if ctx.msg.method_bytes() != Some(b"ACK") {
+                    let _ = self.server.reply(&mut ctx, 482, b"Loop Detected");
+                }
+                return;
+            }
+            ctx.ext.insert(tag);
+        }
         ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(

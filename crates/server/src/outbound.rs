@@ -23,7 +23,24 @@ pub struct Outbound {
     transports: Transports,
     listen: Vec<Listen>,
     hooks: Vec<BranchHook>,
+    /// Keys the loop tags: a tag in a Via branch can only match one this process wrote.
+    loop_seed: foldhash::quality::RandomState,
 }
+
+/// The loop-detection part of our Via branches (RFC 3261 §16.6 step 8), computed when a
+/// request arrives from what a loop leaves unchanged: Request-URI, From and To tags,
+/// Call-ID, CSeq number, Route, Proxy-Require and Proxy-Authorization as received, and the
+/// socket it arrived on. Every branch we send for the request carries it as `-L` + 12 hex
+/// digits; when a request comes back with one of our Vias carrying the tag it would get
+/// again, nothing that decides its routing has changed: it has looped (§16.3 step 4). A
+/// request that comes back changed (a new Request-URI, one Route fewer, another socket)
+/// gets another tag and spirals on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopTag(pub u64);
+
+const LOOP_MARK: &[u8] = b"-L";
+const LOOP_HEX: usize = 12;
+const LOOP_MASK: u64 = (1 << (4 * LOOP_HEX)) - 1;
 
 /// Our Via branch for a statelessly forwarded request (RFC 3261 §16.11): a hash of what
 /// identifies the incoming transaction, so a retransmission — and the CANCEL of an
@@ -56,6 +73,16 @@ fn stateless_branch(msg: &SipMessage) -> u64 {
         }
     }
     h
+}
+
+/// The loop tag at the end of one of our branches.
+fn loop_tag_of_branch(branch: &[u8]) -> Option<u64> {
+    let at = branch.len().checked_sub(LOOP_HEX + LOOP_MARK.len())?;
+    let (mark, hex) = branch[at..].split_at(LOOP_MARK.len());
+    if mark != LOOP_MARK {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// An IP address written in a Via sent-by or a URI host (IPv6 in brackets).
@@ -96,6 +123,8 @@ pub struct Forwarding<'a> {
     pub flags: ForwardFlags,
     pub maxfwd_done: bool,
     pub ext: Option<&'a ferrosip_api::Extensions>,
+    /// Written after our branch when loop detection is on.
+    pub loop_tag: Option<LoopTag>,
 }
 
 impl<'a> Forwarding<'a> {
@@ -105,6 +134,7 @@ impl<'a> Forwarding<'a> {
             flags: ext.get::<ForwardFlags>().copied().unwrap_or_default(),
             maxfwd_done: ext.get::<MaxForwardsDone>().is_some(),
             ext: Some(ext),
+            loop_tag: ext.get::<LoopTag>().copied(),
         }
     }
 }
@@ -123,7 +153,37 @@ impl Outbound {
             transports,
             listen,
             hooks,
+            loop_seed: foldhash::quality::RandomState::default(),
         }
+    }
+
+    /// The [`LoopTag`] of a request as received on `net`.
+    pub fn loop_tag(&self, msg: &SipMessage, net: &NetInfo) -> LoopTag {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.loop_seed.build_hasher();
+        msg.request_uri().unwrap_or_default().hash(&mut h);
+        msg.from_tag().unwrap_or_default().hash(&mut h);
+        msg.to_tag().unwrap_or_default().hash(&mut h);
+        msg.call_id().unwrap_or_default().hash(&mut h);
+        msg.cseq().map(|c| c.seq).unwrap_or_default().hash(&mut h);
+        for name in ["Route", "Proxy-Require", "Proxy-Authorization"] {
+            for value in msg.headers_named(name) {
+                value.hash(&mut h);
+            }
+        }
+        net.local.hash(&mut h);
+        (net.proto as u8).hash(&mut h);
+        LoopTag(h.finish() & LOOP_MASK)
+    }
+
+    /// Whether one of the request's Vias is ours with the tag it would get again: it went
+    /// round and came back unchanged.
+    pub fn has_looped(&self, msg: &SipMessage, tag: LoopTag) -> bool {
+        msg.vias().any(|via| {
+            via.ok()
+                .and_then(|v| v.branch().and_then(loop_tag_of_branch))
+                .is_some_and(|t| t == tag.0)
+        })
     }
 
     /// The modules' per-branch hooks, in load order.
@@ -328,6 +388,10 @@ impl Outbound {
         via.push(b' ');
         via.extend_from_slice(&hop.local.sent_by_host);
         let _ = write!(via, ":{};branch={branch}", hop.local.sent_by_port);
+        if let Some(LoopTag(tag)) = fwd.loop_tag {
+            via.extend_from_slice(LOOP_MARK);
+            let _ = write!(via, "{tag:012x}");
+        }
         if flags.local_rport {
             via.extend_from_slice(b";rport");
         }

@@ -11,6 +11,9 @@ pub struct Stats {
     pub oversized: AtomicU64,
     pub forwarded: AtomicU64,
     pub replies_sent: AtomicU64,
+    /// Requests that came back unchanged through one of our Vias (answered 482 Loop
+    /// Detected, RFC 3261 §16.3 step 4).
+    pub loops: AtomicU64,
     /// Messages whose processing panicked (a bug of ours; the worker carried on).
     pub panics: AtomicU64,
     /// Route runs that waited for an async function (database, DNS) and were finished on

@@ -164,6 +164,8 @@ struct CellState {
     ext_kept: ferrosip_api::Extensions,
     ext_fwd: Option<ferrosip_api::ForwardFlags>,
     maxfwd_done: bool,
+    /// The request's loop tag, put in every branch's Via (`None`: loop detection off).
+    loop_tag: Option<crate::outbound::LoopTag>,
     branches: Vec<Branch>,
     cancels: Vec<CancelLeg>,
     /// A relayed INVITE runs a few at a time (server, branch, lifetime): inline.
@@ -476,6 +478,7 @@ impl TmLayer {
             .ext
             .get::<ferrosip_api::services::MaxForwardsDone>()
             .is_some();
+        st.loop_tag = ctx.ext.get::<crate::outbound::LoopTag>().copied();
         self.apply_timer_marks(&mut st);
         let extra = ctx
             .ext
@@ -486,6 +489,12 @@ impl TmLayer {
         // Exact capacity: a Vec's first growth would reserve four branches (2 KiB),
         // which is most of a cell's memory while it lingers.
         st.branches.reserve_exact(specs.len());
+        if specs.len() > 1 && max_breadth(&st.request) == 0 {
+            // RFC 5393 §5.3.3.1: no breadth left to fork with.
+            let replied = self.local_reply(&cell, &mut st, 440, b"Max-Breadth Exceeded", None);
+            self.drive(&cell, st);
+            return replied.map(|_| 1);
+        }
         let branch_route = st.marks.on_branch;
         let mut sent = self.add_branches(&cell, &mut st, specs, branch_route);
         if st.pending_branches() > 0 {
@@ -769,6 +778,7 @@ impl TmLayer {
             );
             specs.truncate(room);
         }
+        share_max_breadth(st, &mut specs);
         if let Some(route) = branch_route {
             let queue = st.queue();
             queue.pending_branches += specs.len() as u32;
@@ -815,7 +825,11 @@ impl TmLayer {
         let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
         let net = st.net;
         let fwd = match routed {
-            Some(ext) => Forwarding::of(ext),
+            // A branch route cannot change what the loop tag was computed from.
+            Some(ext) => Forwarding {
+                loop_tag: st.loop_tag,
+                ..Forwarding::of(ext)
+            },
             None => st.forwarding(),
         };
         let out = self
@@ -1615,6 +1629,53 @@ enum CellFor {
 #[derive(Clone, Copy, Debug)]
 pub struct OwnCell(pub u64);
 
+/// Max-Breadth when a request has none (RFC 5393 §5.3.3.1).
+const DEFAULT_MAX_BREADTH: u32 = 60;
+
+/// The request's Max-Breadth (RFC 5393), 60 when absent or unreadable.
+fn max_breadth(request: &SipMessage) -> usize {
+    request
+        .headers_named("Max-Breadth")
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_MAX_BREADTH) as usize
+}
+
+/// RFC 5393 Max-Breadth for branches sent at once: together they get no more than the
+/// request's Max-Breadth (60 when absent), each at least 1, so a chain of forking proxies
+/// cannot multiply one request without bound. A single branch is not parallel forking and
+/// carries the value unchanged. Branches past the breadth are not sent (logged); when none
+/// can be (`Max-Breadth: 0` and several targets) the transaction answers 440.
+fn share_max_breadth(st: &CellState, specs: &mut Vec<BranchSpec>) {
+    if specs.len() < 2 {
+        return;
+    }
+    let breadth = max_breadth(&st.request);
+    if specs.len() > breadth {
+        tracing::warn!(
+            call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()),
+            max_breadth = breadth,
+            "{} parallel branches not sent: Max-Breadth reached",
+            specs.len() - breadth
+        );
+        specs.truncate(breadth);
+    }
+    let (each, extra) = (breadth / specs.len().max(1), breadth % specs.len().max(1));
+    for (i, spec) in specs.iter_mut().enumerate() {
+        let share = each + usize::from(i < extra);
+        let mut digits = [0u8; 20];
+        let value = {
+            use std::io::Write;
+            let mut w = &mut digits[..];
+            let _ = write!(w, "{share}");
+            20 - w.len()
+        };
+        if let Err(e) = spec.msg.set_header("Max-Breadth", &digits[..value]) {
+            tracing::debug!("Max-Breadth not set on a branch: {e}");
+        }
+    }
+}
+
 /// Our branch id for branch `idx` of cell `cell_id`, written into `buf` (one per
 /// relayed request: no allocation for it).
 fn branch_id(buf: &mut [u8; 64], boot: u32, cell_id: u64, idx: usize) -> &str {
@@ -1677,6 +1738,7 @@ impl CellState {
             ext_kept: ferrosip_api::Extensions::default(),
             ext_fwd: None,
             maxfwd_done: false,
+            loop_tag: None,
             branches: Vec::new(),
             cancels: Vec::new(),
             timers: SmallVec::new(),
@@ -1729,6 +1791,7 @@ impl CellState {
             flags: self.ext_fwd.unwrap_or_default(),
             maxfwd_done: self.maxfwd_done,
             ext: Some(&self.ext_kept),
+            loop_tag: self.loop_tag,
         }
     }
 

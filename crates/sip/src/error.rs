@@ -60,6 +60,9 @@ pub enum ParseError {
     /// The Request-URI carries a header component (RFC 3261 §19.1.1, `validate`).
     #[error("Request-URI must not contain headers (byte {offset})")]
     HeadersInRequestUri { offset: usize },
+    /// More header lines than [`crate::MAX_HEADERS`].
+    #[error("more than {max} header lines")]
+    TooManyHeaders { max: usize },
     /// An edit was refused (bad name or value, or it does not apply to this message).
     #[error("invalid edit: {what}")]
     Edit { what: &'static str },
@@ -94,6 +97,7 @@ impl ParseError {
             ParseError::Truncated { .. } | ParseError::Empty => "Truncated message".into(),
             ParseError::Syntax { what, .. } => format!("Bad Request: {what}"),
             ParseError::Edit { what } => format!("Bad Request: {what}"),
+            ParseError::TooManyHeaders { .. } => "Too Many Headers".into(),
         }
     }
 

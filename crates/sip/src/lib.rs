@@ -108,7 +108,7 @@ pub use error::ParseError;
 pub use frame::{frame_len, frame_total};
 pub use header_name::HeaderName;
 pub use list::CommaList;
-pub use message::{keepalive_len, share_or_copy, SipMessage, MAX_BUFFER};
+pub use message::{keepalive_len, share_or_copy, SipMessage, MAX_BUFFER, MAX_HEADERS};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use params::{ParamIter, Params};

@@ -16,6 +16,11 @@ use crate::via::{via_list, Via};
 /// addressed past the end of the buffer, so half the range is kept for it.
 pub const MAX_BUFFER: usize = (u32::MAX / 2) as usize;
 
+/// Header lines one message may have. Real requests carry a few dozen (a long Record-Route
+/// set, a hundred); the cap bounds what one datagram or stream message costs to index, so
+/// a message of thousands of tiny headers is refused (400) instead of indexed.
+pub const MAX_HEADERS: usize = 256;
+
 /// A byte range. Offsets below `buf.len()` address the received buffer; offsets at or
 /// past it address `extra`, where edits put their bytes. One `u32` pair thus names
 /// bytes in either store, keeping a header entry small and its lookups branch-light.
@@ -394,6 +399,9 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
                 });
             }
             content_length = Some(headers.len());
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err(ParseError::TooManyHeaders { max: MAX_HEADERS });
         }
         headers.push(Hdr {
             line: Span::new(ns, next),
@@ -995,6 +1003,26 @@ v=0\r\nEXTRA";
         assert_eq!(top.host(), b"10.0.0.1");
         assert_eq!(top.transport(), b"TCP");
         assert_eq!(top.branch(), Some(&b"z9hG4bKnew"[..]));
+    }
+
+    #[test]
+    fn header_lines_past_the_cap_refuse_the_message() {
+        let with = |n: usize| {
+            let mut m = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+                .to_vec();
+            for i in 0..n - 5 {
+                m.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            m.extend_from_slice(b"\r\n");
+            SipMessage::parse(Bytes::from(m))
+        };
+        assert_eq!(with(MAX_HEADERS).unwrap().header_count(), MAX_HEADERS);
+        let err = with(MAX_HEADERS + 1).unwrap_err();
+        assert!(matches!(err, ParseError::TooManyHeaders { .. }), "{err:?}");
+        assert_eq!(err.status_code(), 400);
+        // Thousands of tiny headers in one datagram: refused at the cap, not indexed.
+        assert!(with(20_000).is_err());
     }
 
     #[test]
