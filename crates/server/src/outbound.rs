@@ -30,17 +30,16 @@ pub struct Outbound {
 /// The loop-detection part of our Via branches (RFC 3261 §16.6 step 8), computed when a
 /// request arrives from what a loop leaves unchanged: Request-URI, From and To tags,
 /// Call-ID, CSeq number, Route, Proxy-Require and Proxy-Authorization as received, and the
-/// socket it arrived on. Every branch we send for the request carries it as `-L` + 12 hex
+/// socket it arrived on. Every branch we send for the request carries it as `-L` + 8 hex
 /// digits; when a request comes back with one of our Vias carrying the tag it would get
 /// again, nothing that decides its routing has changed: it has looped (§16.3 step 4). A
 /// request that comes back changed (a new Request-URI, one Route fewer, another socket)
 /// gets another tag and spirals on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LoopTag(pub u64);
+pub struct LoopTag(pub std::num::NonZeroU32);
 
 const LOOP_MARK: &[u8] = b"-L";
-const LOOP_HEX: usize = 12;
-const LOOP_MASK: u64 = (1 << (4 * LOOP_HEX)) - 1;
+const LOOP_HEX: usize = 8;
 
 /// Our Via branch for a statelessly forwarded request (RFC 3261 §16.11): a hash of what
 /// identifies the incoming transaction, so a retransmission — and the CANCEL of an
@@ -76,13 +75,13 @@ fn stateless_branch(msg: &SipMessage) -> u64 {
 }
 
 /// The loop tag at the end of one of our branches.
-fn loop_tag_of_branch(branch: &[u8]) -> Option<u64> {
+fn loop_tag_of_branch(branch: &[u8]) -> Option<u32> {
     let at = branch.len().checked_sub(LOOP_HEX + LOOP_MARK.len())?;
     let (mark, hex) = branch[at..].split_at(LOOP_MARK.len());
     if mark != LOOP_MARK {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// An IP address written in a Via sent-by or a URI host (IPv6 in brackets).
@@ -173,7 +172,10 @@ impl Outbound {
         }
         net.local.hash(&mut h);
         (net.proto as u8).hash(&mut h);
-        LoopTag(h.finish() & LOOP_MASK)
+        // 32 bits: a transaction cell has room for no more. Zero is the cell's "none", so
+        // it is folded onto 1.
+        let tag = (h.finish() >> 32) as u32;
+        LoopTag(std::num::NonZeroU32::new(tag).unwrap_or(std::num::NonZeroU32::MIN))
     }
 
     /// Whether one of the request's Vias is ours with the tag it would get again: it went
@@ -182,7 +184,7 @@ impl Outbound {
         msg.vias().any(|via| {
             via.ok()
                 .and_then(|v| v.branch().and_then(loop_tag_of_branch))
-                .is_some_and(|t| t == tag.0)
+                .is_some_and(|t| t == tag.0.get())
         })
     }
 
@@ -390,7 +392,7 @@ impl Outbound {
         let _ = write!(via, ":{};branch={branch}", hop.local.sent_by_port);
         if let Some(LoopTag(tag)) = fwd.loop_tag {
             via.extend_from_slice(LOOP_MARK);
-            let _ = write!(via, "{tag:012x}");
+            let _ = write!(via, "{tag:08x}");
         }
         if flags.local_rport {
             via.extend_from_slice(b";rport");
@@ -482,4 +484,21 @@ pub fn with_reply_headers<'a>(
         }
     }
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_tag_of_ours_is_read_from_a_branch() {
+        assert_eq!(
+            loop_tag_of_branch(b"z9hG4bKf1a2b.0-L0badcafe"),
+            Some(0x0bad_cafe)
+        );
+        assert_eq!(loop_tag_of_branch(b"z9hG4bKf1a2b.0"), None);
+        assert_eq!(loop_tag_of_branch(b"z9hG4bK-Lzzzzzzzz"), None);
+        assert_eq!(loop_tag_of_branch(b"-L"), None);
+        assert_eq!(loop_tag_of_branch(b""), None);
+    }
 }

@@ -57,7 +57,7 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// Kamailio's default for how many times `failure_route` may add branches to one
 /// transaction (serial forking depth), against loops between failure routes.
-const MAX_FAILURE_ROUNDS: u32 = 12;
+const MAX_FAILURE_ROUNDS: u16 = 12;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -175,7 +175,8 @@ struct CellState {
     final_status: Option<u16>,
     canceled: bool,
     expired: bool,
-    failure_rounds: u32,
+    /// u16, not u32: with the loop tag, the cell stays in its allocation size class.
+    failure_rounds: u16,
     /// Our To tag for local replies; derived on first use (most transactions never send
     /// one beyond the 100) and then kept, so every local reply carries the same tag.
     /// Boxed, not a `String`: a cell is allocated per transaction and a few bytes more
