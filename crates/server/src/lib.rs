@@ -123,8 +123,17 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         panics = s.panics.load(Relaxed),
         "Ferrosip stopping"
     );
-    for (_, hook) in &loaded.stop_hooks {
-        hook(runtime.handle());
+    let unfinished = runtime.block_on(ferrosip_api::run_stop_hooks(
+        &loaded.stop_hooks,
+        runtime.handle().clone(),
+        ferrosip_api::STOP_HOOKS_LIMIT,
+    ));
+    for module in unfinished {
+        tracing::warn!(
+            module,
+            limit_s = ferrosip_api::STOP_HOOKS_LIMIT.as_secs(),
+            "module {module}: its stop hook did not finish in time, stopping without it"
+        );
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
