@@ -119,6 +119,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         malformed_dropped = s.malformed_dropped.load(Relaxed),
         open_transactions = server.tm.as_ref().map_or(0, |tm| tm.len()),
         suspended_routes = s.suspended.load(Relaxed),
+        panics = s.panics.load(Relaxed),
         "Ferrosip stopping"
     );
     for (_, hook) in &loaded.stop_hooks {
