@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 const STOCK_CFG: &str = "/etc/kamailio/kamailio.cfg";
 
+/// The two memory tests measure this process's RSS: they run one at a time.
+static MEMORY: Mutex<()> = Mutex::new(());
+
 /// Tests of this file that bind port 5060 (on every interface) take it in turn.
 static PORT_5060: Mutex<()> = Mutex::new(());
 
@@ -62,6 +65,7 @@ impl XorShift {
 /// floods afterwards is still counted once idle ones are forgotten.
 #[test]
 fn pike_memory_is_bounded_under_a_million_random_sources() {
+    let _alone = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let before = rss_kib(std::process::id());
     let pike = PikeCounter::new(PikeConfig {
         sampling_time_unit: 2,
@@ -98,6 +102,7 @@ fn pike_memory_is_bounded_under_a_million_random_sources() {
 /// it at its cap, and the process grows by less than the bound docs/flood.md states.
 #[test]
 fn htable_memory_is_bounded_by_maxsize() {
+    let _alone = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let before = rss_kib(std::process::id());
     let table =
         Table::new(TableSpec::parse("ipban=>size=8;autoexpire=300;maxsize=200000").unwrap());
