@@ -78,7 +78,7 @@ fn pike_memory_is_bounded_under_a_million_random_sources() {
     let mut seen = std::collections::HashSet::new();
     while seen.len() < 1_000_000 {
         let r = rng.next();
-        let ip = if r % 4 == 0 {
+        let ip = if r.is_multiple_of(4) {
             IpAddr::V6(Ipv6Addr::from(u128::from(r) << 64 | u128::from(rng.next())))
         } else {
             IpAddr::V4(Ipv4Addr::from(r as u32))
