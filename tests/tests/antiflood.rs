@@ -96,6 +96,7 @@ fn pike_memory_is_bounded_under_a_million_random_sources() {
         grown_mib < 120,
         "pike with 500,000 addresses grew the process by {grown_mib} MiB"
     );
+    eprintln!("pike: 1,000,000 sources, 500,000 tracked, RSS +{grown_mib} MiB");
 }
 
 /// The `ipban` table of the stock config with a `maxsize`: a million distinct keys leave
@@ -122,6 +123,7 @@ fn htable_memory_is_bounded_by_maxsize() {
         grown_mib < 60,
         "an ipban of 200,000 items grew the process by {grown_mib} MiB"
     );
+    eprintln!("htable: 1,000,000 keys offered, 200,000 kept, RSS +{grown_mib} MiB");
 }
 
 /// A SIPp instance sending from `local_ip`, its traces in `dir`.
