@@ -338,3 +338,74 @@ fn stock_config_antiflood_blocks_a_flood_and_calls_go_through() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Through the running server: one OPTIONS from each of 20,000 distinct loopback
+/// addresses (127.1.x.y) to a config that checks pike on every request, with
+/// `max_nodes` 5,000. Every request is answered (untracked sources are allowed), the
+/// server warns that the cap was reached, stays under 100 MiB resident and reports 0
+/// panics.
+#[test]
+fn pike_address_cap_through_the_server() {
+    let dir = test_dir("cap");
+    let port = free_port();
+    let cfg = dir.join("cap.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen=udp:127.0.0.1:{port}\nlisten=tcp:127.0.0.1:{port}\n\
+             loadmodule \"sl.so\"\nloadmodule \"pike.so\"\n\
+             modparam(\"pike\", \"max_nodes\", 5000)\n\
+             modparam(\"pike\", \"reqs_density_per_unit\", 16)\n\
+             request_route {{\n\
+                 if (!pike_check_req()) {{ exit; }}\n\
+                 sl_send_reply(\"200\", \"OK\");\n\
+             }}\n"
+        ),
+    )
+    .expect("cfg");
+    let server = Launch::new(&cfg)
+        .log(dir.join("ferrosip.log"))
+        .listening_on(port)
+        .start();
+    let pid = server.child.id();
+    let mut answered = 0;
+    let mut buf = [0u8; 2048];
+    for i in 0..20_000u32 {
+        let ip = Ipv4Addr::new(127, 1, (i >> 8) as u8, (i & 0xff) as u8);
+        let sock = UdpSocket::bind((ip, 0)).expect("bind a loopback address");
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let local = sock.local_addr().expect("local");
+        let request = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-cap{i}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:cap@{ip}>;tag=c{i}\r\n\
+             To: <sip:127.0.0.1>\r\n\
+             Call-ID: cap-{i}@test\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        sock.send_to(request.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        if sock
+            .recv(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"SIP/2.0 200"))
+        {
+            answered += 1;
+        }
+    }
+    // The sweep (every sampling_time_unit, 2 s) reports the untracked sources.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_mib = rss_kib(pid) / 1024;
+    let log = server.stop();
+    assert_eq!(answered, 20_000, "every source was answered\n{log}");
+    assert!(
+        log.contains("pike: address cap reached"),
+        "the cap was reported\n{log}"
+    );
+    assert!(rss_mib < 100, "server RSS {rss_mib} MiB");
+    assert_eq!(stat(&log, "panics"), Some(0), "{log}");
+    eprintln!("pike through the server: 20,000 sources, cap 5,000, RSS {rss_mib} MiB");
+    let _ = std::fs::remove_dir_all(&dir);
+}
