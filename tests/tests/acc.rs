@@ -37,7 +37,7 @@ fn config(db_url: &str, spool: &Path, port: u16, uas: u16, busy: u16, dead: u16)
 debug=2
 log_stderror=yes
 children=2
-listen=udp:127.0.0.1:{port}
+listen=127.0.0.1:{port}
 auto_aliases=no
 loadmodule "tm.so"
 loadmodule "sl.so"
