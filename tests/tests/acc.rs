@@ -462,7 +462,9 @@ impl PrivateServer {
     fn mariadb(dir: &Path) -> Option<PrivateServer> {
         let data = dir.join("mariadb");
         std::fs::create_dir_all(&data).ok()?;
+        // --no-defaults: the machine's my.cnf (log and socket paths) is not ours.
         let ok = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .args(["--user=root", "--auth-root-authentication-method=normal"])
             .stdout(Stdio::null())
