@@ -252,11 +252,11 @@ impl Task {
                             tracing::warn!(target: "acc", error = %e, "acc: database insert failed: records go to the spool until it answers");
                             db_ok = false;
                             next_retry = Instant::now() + RETRY;
-                            self.to_spool(&batch);
+                            self.spool_batch(&batch);
                         }
                     }
                 } else {
-                    self.to_spool(&batch);
+                    self.spool_batch(&batch);
                 }
             }
             if !db_ok && Instant::now() >= next_retry {
@@ -271,7 +271,7 @@ impl Task {
         }
     }
 
-    fn to_spool(&mut self, batch: &[Record]) {
+    fn spool_batch(&mut self, batch: &[Record]) {
         match self.spool.write(batch) {
             Ok(kept) => {
                 self.counters.spooled.fetch_add(kept as u64, Relaxed);
