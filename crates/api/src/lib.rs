@@ -29,6 +29,7 @@ pub mod route;
 pub mod rr;
 pub mod services;
 pub mod tm;
+pub mod tm_events;
 pub mod transform;
 pub mod value;
 
@@ -45,6 +46,7 @@ pub use registry::{
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};
+pub use tm_events::{FinalReply, TmObserver, TxnWatch};
 pub use transform::{Transform, TransformClass};
 pub use value::{Value, Verdict};
 

@@ -457,6 +457,8 @@ pub struct ModuleDef {
     pub stop: Vec<Arc<StopHook>>,
     /// Per-branch outbound hooks, run in load order on every request sent.
     pub branch: Vec<BranchHook>,
+    /// Builders of transaction observers (see [`crate::tm_events`]).
+    pub tm_observers: Vec<Arc<crate::tm_events::TmObserverBuild>>,
     /// Loaded without `loadmodule` (the core).
     pub always_loaded: bool,
     /// A Kamailio module whose job Ferrosip's core already does (`pv`, `kex`, `tmx`, ...):
@@ -609,6 +611,7 @@ impl Registry {
             ready: Vec::new(),
             stop: Vec::new(),
             branch: Vec::new(),
+            tm_observers: Vec::new(),
             always_loaded: false,
             absorbed: false,
             example: "",
@@ -645,6 +648,7 @@ impl Registry {
             && m.start.is_empty()
             && m.ready.is_empty()
             && m.stop.is_empty()
+            && m.tm_observers.is_empty()
             && m.rpcs.is_empty());
         if m.absorbed || m.always_loaded || has_behaviour_hooks {
             return false;
@@ -1102,6 +1106,23 @@ impl<'r> ModuleBuilder<'r> {
             run: Arc::new(run),
             keep,
         });
+        self
+    }
+
+    /// Watches transactions end (see [`crate::tm_events`]): `build` makes the observer
+    /// from the module's parameters each time a script loading the module is loaded
+    /// (the server keeps the one built at start).
+    pub fn on_tm_event(
+        &mut self,
+        build: impl Fn(
+                &ModuleParams,
+                &crate::pv::Binder<'_>,
+            ) -> Result<Option<Arc<dyn crate::tm_events::TmObserver>>, String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> &mut Self {
+        self.def().tm_observers.push(Arc::new(build));
         self
     }
 

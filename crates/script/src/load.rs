@@ -43,6 +43,9 @@ pub struct Loaded {
     pub stop_hooks: Vec<(&'static str, Arc<StopHook>)>,
     /// Per-branch outbound hooks, in load order.
     pub branch_hooks: Vec<ferrosip_api::registry::BranchHook>,
+    /// Transaction observers the loaded modules built, in load order (none when the
+    /// module init hooks were skipped).
+    pub tm_observers: Vec<Arc<dyn ferrosip_api::TmObserver>>,
 }
 
 /// Why a config did not load: every problem, rendered with its location.
@@ -96,6 +99,7 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
         ready_hooks,
         stop_hooks,
         branch_hooks,
+        tm_observers: Vec::new(),
     }
 }
 
@@ -193,11 +197,18 @@ fn load_preprocessed(
     }
     // Module init hooks see the final parameters; a bad value stops the load.
     // A reload keeps the state those hooks built (`skip_module_init`).
+    let mut tm_observers = Vec::new();
     for (name, params) in compiled.modules.iter().filter(|_| !opts.skip_module_init) {
         if let Some(def) = reg.module(name) {
             for hook in &def.init {
                 if let Err(e) = hook(params) {
                     errors.push(format!("error: module {name}: {e}"));
+                }
+            }
+            for build in &def.tm_observers {
+                match build(params, &ferrosip_api::pv::Binder::new(reg)) {
+                    Ok(observer) => tm_observers.extend(observer),
+                    Err(e) => errors.push(format!("error: module {name}: {e}")),
                 }
             }
         }
@@ -209,5 +220,7 @@ fn load_preprocessed(
             declared_uses: 0,
         });
     }
-    Ok(finish(compiled, &src, reg))
+    let mut loaded = finish(compiled, &src, reg);
+    loaded.tm_observers = tm_observers;
+    Ok(loaded)
 }

@@ -73,6 +73,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
             stats: stats.clone(),
             runtime: runtime.handle().clone(),
             max_branches: config.max_branches,
+            observers: loaded.tm_observers.clone().into(),
         };
         Arc::new(tm::TmLayer::new(Some(params), env))
     });

@@ -203,6 +203,11 @@ struct RouteQueue {
     /// `t_relay` returned while branch routes were still running: if none of them sends
     /// a branch, the cell answers the caller itself.
     relay_detached: bool,
+    /// What observing modules (acc) watch of this transaction, told of its final reply
+    /// once, then dropped. Kept here, not in the cell: a cell stays in its allocation
+    /// size class, and only watched cells allocate this queue for it (it is let go only
+    /// after the final reply, when the watches are gone already).
+    watches: Vec<Box<dyn ferrosip_api::TxnWatch>>,
 }
 
 /// Work `t_relay`/`t_reply` leave for the cell when called from `failure_route`.
@@ -249,6 +254,8 @@ pub struct TmEnv {
     pub runtime: tokio::runtime::Handle,
     /// `max_branches`: branches one transaction sends in all (parallel and serial).
     pub max_branches: usize,
+    /// The modules watching transactions end (`acc`); usually none.
+    pub observers: Arc<[Arc<dyn ferrosip_api::TmObserver>]>,
 }
 
 /// The program a transaction started with, as the layer that created it hands it down:
@@ -470,6 +477,7 @@ impl TmLayer {
         st.marks = ctx.ext.get::<TmMarks>().cloned().unwrap_or_default();
         st.flags = ctx.flags;
         st.avps = ctx.avps.clone();
+        self.observe(&mut st, ctx);
         st.ext_kept = ferrosip_api::Extensions::default();
         for hook in self.env.outbound.hooks() {
             (hook.keep)(&ctx.ext, &mut st.ext_kept);
@@ -565,6 +573,12 @@ impl TmLayer {
             ));
         };
         let mut st = lock(&cell.state);
+        if !self.env.observers.is_empty() && !st.watched() {
+            // The request route answers its transaction itself (t_newtran + t_reply):
+            // its flags now are what observers judge the transaction by.
+            st.flags = ctx.flags;
+            self.observe(&mut st, ctx);
+        }
         let headers = ctx.ext.remove::<ReplyHeaders>();
         let rc = self.local_reply(&cell, &mut st, code, reason, headers);
         self.drive(&cell, st);
@@ -952,6 +966,16 @@ impl TmLayer {
         let bytes = b.build().map_err(|e| FnError::new(e.to_string()))?;
         if code >= 200 {
             st.final_status = Some(code);
+            if st.watched() {
+                let to_tag = st.to_tag.clone();
+                Self::notify_final(
+                    st,
+                    code,
+                    reason.as_bytes(),
+                    to_tag.as_deref().map(str::as_bytes),
+                    true,
+                );
+            }
         }
         let actions = st.uas.send_reply(code, bytes);
         self.run(cell, st, Leg::Server, actions, None);
@@ -1170,6 +1194,10 @@ impl TmLayer {
             self.relay_up(cell, st, msg, code);
             if first {
                 st.final_status = Some(code);
+                if st.watched() {
+                    let reason = msg.reason().unwrap_or_default();
+                    Self::notify_final(st, code, reason, msg.to_tag(), false);
+                }
                 self.cancel_pending(cell, st, Some(i));
             }
             return;
@@ -1271,6 +1299,8 @@ impl TmLayer {
             // Answered while the route ran (the transaction's lifetime ended).
             return;
         }
+        // Flags failure_route set stay with the transaction (acc's missed-call flag).
+        st.flags = fctx.flags;
         let actions = fctx.ext.remove::<FailureActions>().unwrap_or_default();
         if let Some((code, reason, headers)) = actions.reply {
             let _ = self.local_reply(cell, st, code, &reason, headers);
@@ -1311,6 +1341,13 @@ impl TmLayer {
         };
         drop(outcomes);
         st.final_status = Some(best.status);
+        if st.watched() {
+            // Only watched cells parse the reply they send again, for its reason and tag.
+            let sent = SipMessage::parse(bytes.clone()).ok();
+            let reason = sent.as_ref().and_then(|m| m.reason()).unwrap_or_default();
+            let to_tag = sent.as_ref().and_then(|m| m.to_tag());
+            Self::notify_final(st, best.status, reason, to_tag, true);
+        }
         let actions = st.uas.send_reply(best.status, bytes);
         self.run(cell, st, Leg::Server, actions, None);
     }
@@ -1520,6 +1557,45 @@ impl TmLayer {
         }
     }
 
+    /// Asks the observers whether they watch this transaction (once per cell); one
+    /// branch and no allocation when no module observes.
+    fn observe(&self, st: &mut CellState, ctx: &MsgContext) {
+        if self.env.observers.is_empty() || st.watched() {
+            return;
+        }
+        let watches: Vec<_> = self
+            .env
+            .observers
+            .iter()
+            .filter_map(|o| o.on_request(ctx))
+            .collect();
+        if !watches.is_empty() {
+            st.queue().watches = watches;
+        }
+    }
+
+    /// Tells the watches the final reply that went upstream; they hear it once.
+    fn notify_final(
+        st: &mut CellState,
+        code: u16,
+        reason: &[u8],
+        to_tag: Option<&[u8]>,
+        local: bool,
+    ) {
+        let watches = st.take_watches();
+        let reply = ferrosip_api::FinalReply {
+            code,
+            reason,
+            to_tag,
+            request: &st.request,
+            flags: st.flags,
+            local,
+        };
+        for mut w in watches {
+            w.on_final(&reply);
+        }
+    }
+
     /// Removes what is over from the tables.
     fn cleanup(&self, cell: &Arc<Cell>, st: &mut CellState) {
         st.drop_settled_replies();
@@ -1559,6 +1635,9 @@ impl TmLayer {
     /// Drops a cell and its timers at once (`t_release`, a relay that sent nothing).
     fn forget(&self, cell: &Arc<Cell>) {
         let mut st = lock(&cell.state);
+        for mut w in st.take_watches() {
+            w.on_dropped();
+        }
         {
             let mut wheel = lock(&self.wheel);
             for (_, _, h) in st.timers.drain(..) {
@@ -1759,6 +1838,17 @@ impl CellState {
         self.routes.get_or_insert_with(Box::default)
     }
 
+    fn watched(&self) -> bool {
+        self.routes.as_ref().is_some_and(|q| !q.watches.is_empty())
+    }
+
+    fn take_watches(&mut self) -> Vec<Box<dyn ferrosip_api::TxnWatch>> {
+        self.routes
+            .as_mut()
+            .map(|q| std::mem::take(&mut q.watches))
+            .unwrap_or_default()
+    }
+
     fn next_job(&mut self) -> Option<Deferred> {
         let queue = self.routes.as_mut()?;
         (!queue.jobs.is_empty()).then(|| queue.jobs.remove(0))
@@ -1921,6 +2011,7 @@ Content-Length: 0\n\n",
             stats: Arc::default(),
             runtime: runtime.handle().clone(),
             max_branches: 12,
+            observers: Arc::new([]),
         };
         let tm = Arc::new(TmLayer::new(None, env));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

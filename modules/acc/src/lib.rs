@@ -1,7 +1,11 @@
 //! `acc`: Transaction accounting to syslog and database (CDR-like records of requests and missed calls).
 
-use bytes::Bytes;
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+mod acc;
+mod config;
+mod record;
+mod writer;
+
+use ferrosip_api::{Module, ModuleBuilder, ParamType, Value};
 
 /// The `acc` module.
 pub struct AccModule;
@@ -12,7 +16,8 @@ impl Module for AccModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("Transaction accounting to syslog and database (CDR-like records of requests and missed calls).");
+        m.doc("Transaction accounting to the log and the database: a record for each transaction whose flags ask for one, written when its final reply goes upstream, and missed calls (final reply >= 300). Database records go through a bounded queue to a writer thread and, while the database is down, to an on-disk spool replayed when it is back (docs/accounting.md).");
+        m.needs("tm");
         m.param(
             "early_media",
             ParamType::Int,
@@ -298,20 +303,36 @@ impl Module for AccModule {
             64_i64,
             "Maximum number of CDR extra attributes.",
         );
-        m.function("acc_log_request")
-            .args(&["comment"])
-            .routes(RouteMask::ANY)
-            .doc("Writes an accounting record for the request to syslog with the comment (e.g. \"403 Forbidden\"); 1 on success, -1 on failure.")
-            .declared::<(Bytes,)>();
-        m.function("acc_db_request")
-            .args(&["comment", "table"])
-            .routes(RouteMask::ANY)
-            .doc("Writes an accounting record for the request into the table; 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
-        m.function("acc_request")
-            .args(&["comment", "table"])
-            .routes(RouteMask::ANY)
-            .doc("Writes an accounting record to every enabled backend (syslog, database); 1 on success, -1 on failure.")
-            .declared::<(Bytes, Bytes)>();
+        m.param(
+            "spool_dir",
+            ParamType::Str,
+            "/var/spool/ferrosip/acc",
+            "Ferrosip: directory of the on-disk spool where database records wait while the database is unreachable.",
+        );
+        m.param(
+            "spool_max_records",
+            ParamType::Int,
+            1_000_000_i64,
+            "Ferrosip: records the spool holds at most; past it records are dropped, logged and counted.",
+        );
+        m.param(
+            "queue_size",
+            ParamType::Int,
+            100_000_i64,
+            "Ferrosip: database records waiting in memory for the writer at most; past it records are dropped, logged and counted.",
+        );
+        m.param(
+            "batch_size",
+            ParamType::Int,
+            200_i64,
+            "Ferrosip: records inserted per database transaction at most.",
+        );
+        m.param(
+            "db_timeout",
+            ParamType::Int,
+            2000_i64,
+            "Ferrosip: milliseconds one batch insert may take before its records go to the spool.",
+        );
+        acc::declare(m);
     }
 }

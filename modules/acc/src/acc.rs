@@ -1,0 +1,308 @@
+//! What the module does with its parameters: the transaction observer, the script
+//! functions and the writer's life.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+use ferrosip_api::{
+    FinalReply, FnError, FnResult, ModuleBuilder, MsgContext, RouteMask, TmObserver, TxnWatch,
+    Verdict,
+};
+
+use crate::config::AccConfig;
+use crate::record::{log_line, now, Outcome, Record, RequestPart};
+use crate::writer::Writer;
+
+/// The module's state for one load: its configuration and, once the server has started,
+/// the database writer.
+struct Acc {
+    cfg: AccConfig,
+    log_names: Vec<Arc<str>>,
+    table_acc: Arc<str>,
+    table_missed: Arc<str>,
+    writer: OnceLock<Writer>,
+}
+
+/// Which kind of record a log line is (Kamailio's prefixes).
+#[derive(Clone, Copy)]
+enum LogKind {
+    Answered,
+    Missed,
+    Request,
+}
+
+impl Acc {
+    fn new(cfg: AccConfig) -> Acc {
+        Acc {
+            log_names: cfg
+                .log_extra
+                .iter()
+                .map(|e| e.name.as_str().into())
+                .collect(),
+            table_acc: cfg.table_acc.as_str().into(),
+            table_missed: cfg.table_missed.as_str().into(),
+            cfg,
+            writer: OnceLock::new(),
+        }
+    }
+
+    fn log(&self, kind: LogKind, req: &RequestPart, out: &Outcome<'_>) {
+        let line = log_line(req, out);
+        let prefix = match kind {
+            LogKind::Answered => "ACC: transaction answered:",
+            LogKind::Missed => "ACC: call missed:",
+            LogKind::Request => "ACC: request accounted:",
+        };
+        match self.cfg.log_level {
+            tracing::Level::WARN => tracing::warn!(target: "acc", "{prefix} {line}"),
+            tracing::Level::INFO => tracing::info!(target: "acc", "{prefix} {line}"),
+            _ => tracing::debug!(target: "acc", "{prefix} {line}"),
+        }
+    }
+
+    fn store(&self, table: Arc<str>, req: &RequestPart, out: &Outcome<'_>) -> bool {
+        match self.writer.get() {
+            Some(w) => {
+                w.push(Record::new(&self.cfg, table, req, out));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The final reply of a watched transaction: the records its flags ask for.
+    fn account(&self, req: &RequestPart, reply: &FinalReply<'_>) {
+        let cfg = &self.cfg;
+        let flags = reply.flags;
+        let failed = reply.failed();
+        // A failed transaction is accounted as such only with failed_transaction_flag
+        // and a code failed_filter does not list (Kamailio's should_acc_reply).
+        let account = !failed
+            || (cfg.failed_transaction_flag.set_in(flags)
+                && !cfg.failed_filter.contains(&reply.code));
+        let log = cfg.log_flag.set_in(flags) && account;
+        let db = cfg.db_flag.set_in(flags) && account;
+        let log_missed = failed && cfg.log_missed_flag.set_in(flags);
+        let db_missed = failed && cfg.db_missed_flag.set_in(flags);
+        if !(log || db || log_missed || db_missed) {
+            return;
+        }
+        let code = reply.code.to_string();
+        let reason = String::from_utf8_lossy(reply.reason);
+        let to_tag = match reply.to_tag {
+            Some(t) => String::from_utf8_lossy(t),
+            None => req.to_tag.as_str().into(),
+        };
+        let out = Outcome {
+            code: &code,
+            reason: &reason,
+            to_tag: &to_tag,
+            time: now(),
+        };
+        if log {
+            self.log(LogKind::Answered, req, &out);
+        }
+        if log_missed {
+            self.log(LogKind::Missed, req, &out);
+        }
+        if db {
+            self.store(self.table_acc.clone(), req, &out);
+        }
+        if db_missed {
+            self.store(self.table_missed.clone(), req, &out);
+        }
+    }
+}
+
+struct Observer(Arc<Acc>);
+
+impl TmObserver for Observer {
+    fn on_request(&self, ctx: &MsgContext) -> Option<Box<dyn TxnWatch>> {
+        let acc = &self.0;
+        if !acc.cfg.watches(ctx.flags) {
+            return None;
+        }
+        Some(Box::new(Watch {
+            req: RequestPart::of(&acc.cfg, ctx, &acc.log_names),
+            acc: acc.clone(),
+        }))
+    }
+}
+
+struct Watch {
+    acc: Arc<Acc>,
+    req: RequestPart,
+}
+
+impl TxnWatch for Watch {
+    fn on_final(&mut self, reply: &FinalReply<'_>) {
+        self.acc.account(&self.req, reply);
+    }
+}
+
+/// `"403 Forbidden"` -> ("403", "Forbidden"); a comment not starting with a code is all
+/// reason (Kamailio's acc comment).
+fn split_comment(comment: &str) -> (&str, &str) {
+    let b = comment.as_bytes();
+    if b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit) && (b.len() == 3 || b[3] == b' ') {
+        (&comment[..3], comment[3..].trim_start())
+    } else {
+        ("", comment)
+    }
+}
+
+/// The load's state, for the script functions and the start and stop hooks.
+#[derive(Clone, Default)]
+struct Shared(Arc<RwLock<Option<Arc<Acc>>>>);
+
+impl Shared {
+    fn get(&self) -> Result<Arc<Acc>, FnError> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| FnError::new("module acc is not initialised"))
+    }
+    fn set(&self, acc: Arc<Acc>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(acc);
+    }
+}
+
+fn request_record(acc: &Acc, ctx: &MsgContext, comment: &Bytes) -> (RequestPart, String, String) {
+    let comment = String::from_utf8_lossy(comment);
+    let (code, reason) = split_comment(&comment);
+    (
+        RequestPart::of(&acc.cfg, ctx, &acc.log_names),
+        code.to_string(),
+        reason.to_string(),
+    )
+}
+
+fn acc_log_request(shared: &Shared, ctx: &mut MsgContext, comment: Bytes) -> FnResult {
+    let acc = shared.get()?;
+    let (req, code, reason) = request_record(&acc, ctx, &comment);
+    let out = Outcome {
+        code: &code,
+        reason: &reason,
+        to_tag: &req.to_tag,
+        time: now(),
+    };
+    acc.log(LogKind::Request, &req, &out);
+    Ok(Verdict::TRUE)
+}
+
+fn acc_db_request(shared: &Shared, ctx: &mut MsgContext, comment: Bytes, table: Bytes) -> FnResult {
+    let acc = shared.get()?;
+    let table = String::from_utf8_lossy(&table);
+    ferrosip_db::check_identifier(&table).map_err(|e| FnError::new(e.to_string()))?;
+    let (req, code, reason) = request_record(&acc, ctx, &comment);
+    let out = Outcome {
+        code: &code,
+        reason: &reason,
+        to_tag: &req.to_tag,
+        time: now(),
+    };
+    if !acc.store(table.as_ref().into(), &req, &out) {
+        return Err(FnError::new("acc_db_request: db_url is not set"));
+    }
+    Ok(Verdict::TRUE)
+}
+
+pub fn declare(m: &mut ModuleBuilder<'_>) {
+    let shared = Shared::default();
+    {
+        let shared = shared.clone();
+        m.on_tm_event(move |params, binder| {
+            let acc = Arc::new(Acc::new(AccConfig::from_params(params, binder)?));
+            shared.set(acc.clone());
+            let observer: Option<Arc<dyn TmObserver>> = acc
+                .cfg
+                .any_flag()
+                .then(|| Arc::new(Observer(acc)) as Arc<dyn TmObserver>);
+            Ok(observer)
+        });
+    }
+    {
+        let shared = shared.clone();
+        m.on_start(move |_env| {
+            let acc = shared.get();
+            async move {
+                let acc = acc.map_err(|e| e.message)?;
+                let Some(url) = acc.cfg.db_url.clone() else {
+                    return Ok(());
+                };
+                let mut tables = Vec::new();
+                if acc.cfg.version_check {
+                    if acc.cfg.db_flag.set_in(u64::MAX) {
+                        tables.push((acc.cfg.table_acc.clone(), 5));
+                    }
+                    if acc.cfg.db_missed_flag.set_in(u64::MAX) {
+                        tables.push((acc.cfg.table_missed.clone(), 4));
+                    }
+                }
+                let writer = crate::writer::start(url, tables, acc.cfg.writer.clone()).await?;
+                let _ = acc.writer.set(writer);
+                Ok(())
+            }
+        });
+    }
+    {
+        let shared = shared.clone();
+        m.on_stop(move |_| {
+            if let Ok(acc) = shared.get() {
+                if let Some(w) = acc.writer.get() {
+                    w.stop(std::time::Duration::from_secs(10));
+                }
+            }
+        });
+    }
+    {
+        let shared = shared.clone();
+        m.function("acc_log_request")
+            .args(&["comment"])
+            .routes(RouteMask::ANY)
+            .doc("Writes an accounting record of the request to the log with the comment (\"403 Forbidden\": code and reason); 1 on success.")
+            .handler(move |ctx: &mut MsgContext, comment: Bytes| {
+                acc_log_request(&shared, ctx, comment)
+            });
+    }
+    {
+        let shared = shared.clone();
+        m.function("acc_db_request")
+            .args(&["comment", "table"])
+            .routes(RouteMask::ANY)
+            .doc("Queues an accounting record of the request for the table (code and reason from the comment, as acc_log_request); 1 on success, an error without db_url.")
+            .handler(move |ctx: &mut MsgContext, comment: Bytes, table: Bytes| {
+                acc_db_request(&shared, ctx, comment, table)
+            });
+    }
+    {
+        let shared = shared.clone();
+        m.function("acc_request")
+            .args(&["comment", "table"])
+            .routes(RouteMask::ANY)
+            .doc("Writes an accounting record of the request to the log and, with db_url, queues it for the table; 1 on success.")
+            .handler(move |ctx: &mut MsgContext, comment: Bytes, table: Bytes| {
+                acc_log_request(&shared, ctx, comment.clone())?;
+                match shared.get()?.cfg.db_url {
+                    Some(_) => acc_db_request(&shared, ctx, comment, table),
+                    None => Ok(Verdict::TRUE),
+                }
+            });
+    }
+    m.rpc(
+        "acc.stats",
+        "Counters of the database writer: queued, inserted, spooled, replayed, already_stored, dropped_*.",
+        move |_| {
+            let acc = shared.get().map_err(|e| e.message)?;
+            let w = acc.writer.get().ok_or("no database writer (db_url unset)")?;
+            Ok(ferrosip_api::RpcValue::Struct(
+                w.counters
+                    .snapshot()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), ferrosip_api::RpcValue::Int(v as i64)))
+                    .collect(),
+            ))
+        },
+    );
+}
