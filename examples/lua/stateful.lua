@@ -118,7 +118,7 @@ function manage_failure()
 		return
 	end
 	if KSR.tm.t_branch_timeout() > 0 then
-		KSR.notice(KSR.pv.get("$ci") .. ": " .. KSR.pv.get("$du") .. " timed out")
+		KSR.notice(KSR.pv.get("$ci") .. ": " .. KSR.pv.getw("$du") .. " timed out")
 	end
 	KSR.pv.unset("$avp(failover)")
 	setdst(next_dst)
