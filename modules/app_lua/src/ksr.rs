@@ -348,6 +348,17 @@ fn split_header(text: &str) -> mlua::Result<(String, String)> {
     Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
+/// The value `KSR.x.exit()`/`drop()` raise: one table per state.
+fn exit_sentinel(lua: &Lua) -> mlua::Result<Table> {
+    const KEY: &str = "__ferrosip_exit";
+    if let Ok(t) = lua.named_registry_value::<Table>(KEY) {
+        return Ok(t);
+    }
+    let t = lua.create_table()?;
+    lua.set_named_registry_value(KEY, t.clone())?;
+    Ok(t)
+}
+
 /// Fills the state's `KSR` table.
 pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     let ksr = lua.create_table()?;
@@ -623,24 +634,31 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
 
     // KSR.x: exit, drop, modf.
     let x = lua.create_table()?;
-    x.set(
-        "exit",
-        lua.create_function(|lua, ()| -> mlua::Result<()> {
-            if let Some(d) = lua.app_data_ref::<StateData>() {
-                d.exit.set(Some(Outcome::Exit));
-            }
-            Err(mlua::Error::runtime("~~ksr~exit~~"))
-        })?,
-    )?;
-    x.set(
-        "drop",
-        lua.create_function(|lua, ()| -> mlua::Result<()> {
-            if let Some(d) = lua.app_data_ref::<StateData>() {
-                d.exit.set(Some(Outcome::Drop));
-            }
-            Err(mlua::Error::runtime("~~ksr~exit~~"))
-        })?,
-    )?;
+    // exit/drop raise a sentinel error from Lua: it unwinds the route (even through the
+    // script's own pcall, which cannot tell it from others: it is rethrown by the runner's
+    // handler only) without a Rust error and its traceback, which cost more than the
+    // route itself.
+    let set_exit = lua.create_function(|lua, drop: bool| {
+        if let Some(d) = lua.app_data_ref::<StateData>() {
+            d.exit
+                .set(Some(if drop { Outcome::Drop } else { Outcome::Exit }));
+        }
+        Ok(())
+    })?;
+    let (exit, drop): (mlua::Function, mlua::Function) = lua
+        .load(
+            "local set_exit, sentinel, error = ...\n\
+             return function() set_exit(false) error(sentinel, 0) end,\n\
+                    function() set_exit(true) error(sentinel, 0) end",
+        )
+        .set_name("=KSR.x")
+        .call((
+            set_exit,
+            exit_sentinel(lua)?,
+            lua.globals().get::<mlua::Function>("error")?,
+        ))?;
+    x.set("exit", exit)?;
+    x.set("drop", drop)?;
     let modf: mlua::Function = lua
         .load(
             "local all = ...\n\
@@ -683,14 +701,18 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     })?;
     let runner: mlua::Function = lua
         .load(
-            "local xpcall, traceback = xpcall, ...\n\
-             return function(f)\n\
+            "local xpcall, traceback, sentinel = xpcall, ...\n\
+             local function handler(e)\n\
+               if e == sentinel then return e end\n\
+               return traceback(e)\n\
+             end\n\
+             return function(f, arg)\n\
                if type(f) ~= 'function' then return false, 'the route function is not defined' end\n\
-               return xpcall(f, traceback)\n\
+               return xpcall(f, handler, arg)\n\
              end",
         )
         .set_name("=ferrosip")
-        .call(traceback)?;
+        .call((traceback, exit_sentinel(lua)?))?;
     lua.set_named_registry_value(RUNNER, runner)?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use ferrosip_api::{
 use ferrosip_script::vm::{Outcome, RuntimeError};
 use ferrosip_script::{CfgEngine, EngineInput, Program, RouteEngine, RouteId};
 use indexmap::IndexMap;
-use mlua::{Function, HookTriggers, Lua, VmState};
+use mlua::{Function, HookTriggers, Lua, Thread, ThreadStatus, VmState};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -90,6 +90,11 @@ struct LuaRoute {
     name: String,
 }
 
+/// Route ids from here on are events (`EVENT_BASE + index` in [`LuaEngine::events`]).
+const EVENT_BASE: RouteId = 1 << 30;
+/// Distinct event names an engine keeps (modules raise a handful).
+const MAX_EVENTS: usize = 256;
+
 /// What every Lua state of one engine shares.
 pub(crate) struct Shared {
     pub registry: Arc<Registry>,
@@ -106,7 +111,11 @@ pub struct LuaEngine {
     by_name: HashMap<String, RouteId>,
     request: Option<RouteId>,
     reply: Option<RouteId>,
-    pool: Mutex<Vec<Lua>>,
+    /// Idle states, each with its route coroutine (reset between runs, hook kept).
+    pool: Mutex<Vec<(Lua, Thread)>>,
+    /// Event names (`dispatcher:dst-down`) seen by [`RouteEngine::named_route`], each with
+    /// the function its module's `event_callback` parameter names.
+    events: Mutex<Vec<(String, RouteId)>>,
     permits: tokio::sync::Semaphore,
 }
 
@@ -150,6 +159,8 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         return Err(problems);
     }
     let first = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let first_thread =
+        route_thread(&first, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
     let mut routes = Vec::new();
     let mut by_name = HashMap::new();
     for pair in first.globals().pairs::<mlua::Value, mlua::Value>() {
@@ -183,7 +194,8 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         by_name,
         request: Some(request),
         reply,
-        pool: Mutex::new(vec![first]),
+        pool: Mutex::new(vec![(first, first_thread)]),
+        events: Mutex::new(Vec::new()),
         permits: tokio::sync::Semaphore::new(max_states),
     }))
 }
@@ -209,6 +221,15 @@ fn budget_hook(max: u64) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> 
     }
 }
 
+/// The coroutine a state runs its routes in: the runner, with the instruction budget hook
+/// (Lua hooks are per coroutine). Reset and reused run after run.
+fn route_thread(lua: &Lua, shared: &Shared) -> mlua::Result<Thread> {
+    let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
+    let thread = lua.create_thread(runner)?;
+    thread.set_hook(budget_triggers(), budget_hook(shared.max_instructions));
+    Ok(thread)
+}
+
 /// A new Lua state with the `KSR` table, the script loaded and the instruction budget hook.
 fn new_state(shared: &Arc<Shared>) -> mlua::Result<Lua> {
     let lua = Lua::new();
@@ -222,21 +243,58 @@ fn new_state(shared: &Arc<Shared>) -> mlua::Result<Lua> {
 }
 
 impl LuaEngine {
-    fn take_state(&self) -> Result<Lua, RuntimeError> {
-        if let Some(lua) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(lua);
+    /// The route of event `name` (`module:event`): the function the module's
+    /// `event_callback` parameter names, run with the event name (Kamailio's KEMI way).
+    fn event_route(&self, name: &str) -> Option<RouteId> {
+        let module = name.split(':').next()?;
+        let callback = self.shared.modules.get(module)?;
+        let function = callback.string("event_callback");
+        let target = *self.by_name.get(function.as_str())?;
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = events.iter().position(|(n, _)| n == name) {
+            return Some(EVENT_BASE + i as RouteId);
         }
-        new_state(&self.shared).map_err(|e| RuntimeError {
-            location: self.shared.path.display().to_string(),
-            message: format!("a new Lua state did not load: {e}"),
-        })
+        if events.len() >= MAX_EVENTS {
+            tracing::warn!(
+                event = name,
+                "app_lua: too many distinct event names; event not run"
+            );
+            return None;
+        }
+        events.push((name.to_string(), target));
+        Some(EVENT_BASE + (events.len() - 1) as RouteId)
     }
 
-    fn give_back(&self, lua: Lua) {
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(lua);
+    fn take_state(&self) -> Result<(Lua, Thread), RuntimeError> {
+        if let Some(state) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(state);
+        }
+        new_state(&self.shared)
+            .and_then(|lua| route_thread(&lua, &self.shared).map(|t| (lua, t)))
+            .map_err(|e| RuntimeError {
+                location: self.shared.path.display().to_string(),
+                message: format!("a new Lua state did not load: {e}"),
+            })
+    }
+
+    /// Puts a state back in the pool once its coroutine is ready for the next run; a
+    /// state whose coroutine cannot be reset is dropped.
+    fn give_back(&self, lua: Lua, thread: Thread) {
+        if !matches!(
+            thread.status(),
+            ThreadStatus::Finished | ThreadStatus::Error
+        ) {
+            return;
+        }
+        let Ok(runner) = lua.named_registry_value::<Function>(ksr::RUNNER) else {
+            return;
+        };
+        if thread.reset(runner).is_ok() {
+            self.pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((lua, thread));
+        }
     }
 }
 
@@ -258,6 +316,7 @@ impl RouteEngine for LuaEngine {
             RouteKind::Failure | RouteKind::Branch | RouteKind::TmOnReply | RouteKind::Request => {
                 self.by_name.get(name).copied()
             }
+            RouteKind::Event => self.event_route(name),
             _ => None,
         }
     }
@@ -270,6 +329,16 @@ impl RouteEngine for LuaEngine {
     ) -> BoxFuture<'a, Result<Outcome, RuntimeError>> {
         Box::pin(async move {
             let location = || self.shared.path.display().to_string();
+            // An event runs its callback with the event name as argument.
+            let (route, event) = if route >= EVENT_BASE {
+                let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+                match events.get((route - EVENT_BASE) as usize) {
+                    Some((name, target)) => (*target, Some(name.clone())),
+                    None => (route, None),
+                }
+            } else {
+                (route, None)
+            };
             let Some(r) = self.routes.get(route as usize) else {
                 return Err(RuntimeError {
                     location: location(),
@@ -282,37 +351,19 @@ impl RouteEngine for LuaEngine {
                 location: location(),
                 message: "the Lua engine is closed".into(),
             })?;
-            let lua = self.take_state()?;
-            let runner: Function = match lua.named_registry_value(ksr::RUNNER) {
-                Ok(f) => f,
-                Err(e) => {
-                    return Err(RuntimeError {
-                        location: location(),
-                        message: e.to_string(),
-                    })
-                }
-            };
+            let (lua, thread) = self.take_state()?;
             let target: mlua::Value = lua
                 .globals()
-                .get(r.name.as_str())
+                .raw_get(r.name.as_str())
                 .unwrap_or(mlua::Value::Nil);
-            // Each run is a coroutine of its own (it yields on async KSR calls) with the
-            // instruction budget hook (Lua hooks are per coroutine).
-            let thread = match lua.create_thread(runner) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.give_back(lua);
-                    return Err(RuntimeError {
-                        location: location(),
-                        message: e.to_string(),
-                    });
-                }
-            };
-            thread.set_hook(budget_triggers(), budget_hook(self.shared.max_instructions));
             ksr::begin_run(&lua, ctx, program);
-            let result = thread.into_async::<(bool, mlua::Value)>(target).await;
+            // The coroutine yields on async KSR calls; this future then waits.
+            let result = thread
+                .clone()
+                .into_async::<(bool, mlua::Value)>((target, event))
+                .await;
             let exit = ksr::end_run(&lua);
-            self.give_back(lua);
+            self.give_back(lua, thread);
             if let Some(outcome) = exit {
                 return Ok(outcome);
             }
