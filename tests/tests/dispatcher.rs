@@ -18,8 +18,19 @@ fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
 }
 
+/// Whether this file runs as tests/tests/lua_dispatcher.rs's module: the same tests on the
+/// Lua twin of the example.
+fn lua_twin() -> bool {
+    module_path!().starts_with("lua_dispatcher")
+}
+
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/load-balancer.cfg")
+    let cfg = if lua_twin() {
+        "../examples/lua/load-balancer.cfg"
+    } else {
+        "../examples/load-balancer.cfg"
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(cfg)
 }
 
 /// A running process killed when dropped.
@@ -248,7 +259,12 @@ fn from_hash_keeps_a_caller_on_one_uas() {
     // The same layout with algorithm 1 (From-URI hash) instead of round-robin.
     let cfg = std::fs::read_to_string(example())
         .expect("example")
-        .replace("#!define ALG_ROUND_ROBIN 4", "#!define ALG_ROUND_ROBIN 1");
+        .replace("#!define ALG_ROUND_ROBIN 4", "#!define ALG_ROUND_ROBIN 1")
+        // the copy lives elsewhere: the Lua twin's script by its full path
+        .replace(
+            "\"load-balancer.lua\"",
+            &format!("\"{}\"", example().with_extension("lua").display()),
+        );
     let cfg_path = lab.dir.join("hash.cfg");
     std::fs::write(&cfg_path, cfg).expect("cfg");
     let _pbx: Vec<Proc> = lab.uas.iter().map(|p| uas("pbx_uas.xml", *p)).collect();

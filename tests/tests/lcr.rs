@@ -24,7 +24,14 @@ fn scenarios() -> PathBuf {
 }
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/carrier-lcr.cfg")
+    // tests/tests/lua_lcr.rs includes this file as a module: the same tests then run on
+    // the Lua twin of the example.
+    let cfg = if module_path!().starts_with("lua_lcr") {
+        "../examples/lua/carrier-lcr.cfg"
+    } else {
+        "../examples/carrier-lcr.cfg"
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(cfg)
 }
 
 /// A running process killed when dropped.

@@ -20,8 +20,19 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn example(port: u16, url: &str, db_mode: u8) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registrar-auth.cfg");
-    let text = std::fs::read_to_string(path).expect("example");
+    // tests/tests/lua_phones.rs includes this file as a module: the same tests then run on
+    // the Lua twin of the example (its Lua file named by path: the config is copied).
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let (path, lua) = if module_path!().starts_with("lua_phones") {
+        let lua = examples.join("lua/registrar-auth.lua");
+        (
+            examples.join("lua/registrar-auth.cfg"),
+            format!("#!define REGISTRAR_LUA \"{}\"\n", lua.display()),
+        )
+    } else {
+        (examples.join("registrar-auth.cfg"), String::new())
+    };
+    let text = format!("{lua}{}", std::fs::read_to_string(path).expect("example"));
     // The example's #!trydef values give way to these, as with `ferrosip run -A`.
     format!(
         "#!define PROXY_PORT {port}\n#!define DBURL \"{url}\"\n#!define DBMODE {db_mode}\n#!define TIMER_INTERVAL 5\n{text}"

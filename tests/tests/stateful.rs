@@ -54,7 +54,14 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn example_cfg() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stateful.cfg")
+    // tests/tests/lua_stateful.rs includes this file as a module: the same flows then run
+    // on the Lua twin of the example.
+    let cfg = if module_path!().starts_with("lua_stateful") {
+        "../examples/lua/stateful.cfg"
+    } else {
+        "../examples/stateful.cfg"
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(cfg)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

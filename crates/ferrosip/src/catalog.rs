@@ -8,6 +8,9 @@ use std::path::Path;
 type Declare = fn(&mut Registry);
 pub const MODULES: &[(&str, Declare)] = &[
     ("acc", |r| r.register(&ferrosip_mod_acc::AccModule)),
+    ("app_lua", |r| {
+        r.register(&ferrosip_mod_app_lua::AppLuaModule)
+    }),
     ("alias_db", |r| {
         r.register(&ferrosip_mod_alias_db::AliasDbModule)
     }),
@@ -114,6 +117,22 @@ pub fn registry_for(modules: &[String]) -> Registry {
         }
     }
     reg
+}
+
+/// How a Lua script calls `def` (app_lua's `KSR` table is generated from the registry):
+/// the core's functions are at the top of `KSR`, a module's under its name.
+fn ksr_name(def: &ferrosip_api::FunctionDef) -> String {
+    let args: Vec<&str> = def.arg_names.to_vec();
+    let call = if def.module == "core" {
+        format!("`KSR.{}({})`", def.name, args.join(", "))
+    } else {
+        format!("`KSR.{}.{}({})`", def.module, def.name, args.join(", "))
+    };
+    match def.call {
+        Callable::Declared => format!("{call}, declared only (`ferrosip check` reports the call)"),
+        Callable::Async(_) => format!("{call}, returns an int; waits without blocking the worker"),
+        Callable::Sync(_) => format!("{call}, returns an int (negative is false)"),
+    }
 }
 
 fn routes_text(mask: RouteMask) -> String {
@@ -253,10 +272,11 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
                     };
                     let _ = writeln!(
                         page,
-                        "### `{}`{status}\n\n{}\n\nAllowed in: {}.\n",
+                        "### `{}`{status}\n\n{}\n\nAllowed in: {}.\n\nLua (app_lua): {}.\n",
                         def.signature(),
                         def.doc,
-                        routes_text(def.routes)
+                        routes_text(def.routes),
+                        ksr_name(def)
                     );
                 }
             }

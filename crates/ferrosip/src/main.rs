@@ -239,6 +239,9 @@ fn run(
         None => catalog::registry(),
     };
     let registry = std::sync::Arc::new(registry);
+    // A `cfgengine "lua"` engine keeps the registry for its calls by value.
+    let mut opts = opts;
+    opts.shared_registry = Some(ferrosip_script::SharedRegistry(registry.clone()));
     let loaded = match ferrosip_script::load_file(file, &opts, &registry) {
         Ok(l) => l,
         Err(errors) => {
@@ -298,11 +301,13 @@ fn explain_load_errors(
     opts: &ferrosip_script::LoadOptions,
     errors: ferrosip_script::LoadErrors,
 ) -> ferrosip_script::LoadErrors {
+    let full = std::sync::Arc::new(catalog::registry());
     let opts = ferrosip_script::LoadOptions {
         skip_module_init: true,
+        shared_registry: Some(ferrosip_script::SharedRegistry(full.clone())),
         ..opts.clone()
     };
-    ferrosip_script::load_file(file, &opts, &catalog::registry())
+    ferrosip_script::load_file(file, &opts, &full)
         .err()
         .unwrap_or(errors)
 }
@@ -326,10 +331,11 @@ fn print_load_errors(file: &std::path::Path, errors: &ferrosip_script::LoadError
 }
 
 fn check(file: &std::path::Path, defines: &[String], dump: bool, allow_declared: bool) -> ExitCode {
-    let registry = catalog::registry();
+    let registry = std::sync::Arc::new(catalog::registry());
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
         allow_declared,
+        shared_registry: Some(ferrosip_script::SharedRegistry(registry.clone())),
         ..Default::default()
     };
     match ferrosip_script::load_file(file, &opts, &registry) {

@@ -9,6 +9,7 @@ pub mod call_env;
 pub mod compiler;
 pub mod core_params;
 pub mod diag;
+pub mod engine;
 pub mod load;
 pub mod parser;
 pub mod program;
@@ -18,6 +19,7 @@ pub mod vm;
 
 pub use call_env::ScriptCallEnv;
 pub use diag::{Diagnostic, Location, SourceInfo};
+pub use engine::{CfgEngine, EngineInput, RouteEngine, SharedRegistry};
 pub use load::{load_file, load_str, loaded_module_names, LoadErrors, LoadOptions, Loaded};
 pub use program::{Program, RouteId};
 pub use vm::{Outcome, RuntimeError, Vm};

@@ -21,6 +21,10 @@ pub struct LoadOptions {
     /// Leave the modules' init hooks out: a running server reloading its script keeps
     /// the module state those hooks set up (they would reset it).
     pub skip_module_init: bool,
+    /// The registry passed to the load, shared: needed by a `cfgengine` other than the
+    /// native one, whose engine keeps it while the server runs. A config with
+    /// `cfgengine "lua"` loaded without it is refused.
+    pub shared_registry: Option<crate::engine::SharedRegistry>,
 }
 
 /// A loaded config, ready to run.
@@ -115,7 +119,7 @@ pub fn load_file(path: &Path, opts: &LoadOptions, reg: &Registry) -> Result<Load
         declared_uses: 0,
     })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
-    load_preprocessed(src, opts, reg)
+    load_preprocessed(src, opts, reg, path.parent())
 }
 
 /// The modules a config file loads (`loadmodule`, by registry name), read without a
@@ -159,13 +163,14 @@ pub fn load_str(
             declared_uses: 0,
         })?;
     let src = Arc::new(SourceInfo::new(pre.text, pre.map));
-    load_preprocessed(src, opts, reg)
+    load_preprocessed(src, opts, reg, None)
 }
 
 fn load_preprocessed(
     src: Arc<SourceInfo>,
     opts: &LoadOptions,
     reg: &Registry,
+    config_dir: Option<&Path>,
 ) -> Result<Loaded, LoadErrors> {
     let script = crate::parser::parse_script(src.text()).map_err(|errs| {
         let diags = errs
@@ -213,6 +218,13 @@ fn load_preprocessed(
             }
         }
     }
+    let mut compiled = compiled;
+    if errors.is_empty() {
+        match attach_engine(&mut compiled, opts, reg, config_dir) {
+            Ok(()) => {}
+            Err(e) => errors.extend(e),
+        }
+    }
     if !errors.is_empty() {
         return Err(LoadErrors {
             messages: errors,
@@ -223,4 +235,69 @@ fn load_preprocessed(
     let mut loaded = finish(compiled, &src, reg);
     loaded.tm_observers = tm_observers;
     Ok(loaded)
+}
+
+/// The `cfgengine` a config names (`cfgengine "lua"` or `cfgengine = "lua"`), lower-case;
+/// `None` for the native language.
+pub fn cfgengine(globals: &IndexMap<String, Vec<crate::ast::GlobalValue>>) -> Option<String> {
+    let value = globals.get("cfgengine")?.last()?;
+    let name = match &value.parsed {
+        Some(crate::ast::ParamValue::Str(s)) | Some(crate::ast::ParamValue::Ident(s)) => s.clone(),
+        _ => value.raw.trim().trim_matches('"').to_string(),
+    };
+    let name = name.to_ascii_lowercase();
+    (name != "native").then_some(name)
+}
+
+/// Builds the engine `cfgengine` names and makes it the program's.
+fn attach_engine(
+    compiled: &mut Compiled,
+    opts: &LoadOptions,
+    reg: &Registry,
+    config_dir: Option<&Path>,
+) -> Result<(), Vec<String>> {
+    let Some(name) = cfgengine(&compiled.globals) else {
+        return Ok(());
+    };
+    let Some(engine) = reg
+        .api::<crate::engine::CfgEngine>()
+        .filter(|e| e.name == name)
+    else {
+        let hint = if name == "lua" {
+            ": loadmodule \"app_lua.so\" and set modparam(\"app_lua\", \"load\", \"FILE.lua\")"
+        } else {
+            " (Ferrosip has \"native\" and \"lua\")"
+        };
+        return Err(vec![format!(
+            "error: cfgengine \"{name}\" is not available{hint}"
+        )]);
+    };
+    if !compiled.modules.contains_key(engine.module) {
+        return Err(vec![format!(
+            "error: cfgengine \"{name}\" needs loadmodule \"{}.so\"",
+            engine.module
+        )]);
+    }
+    if !compiled.program.routes.is_empty() {
+        return Err(vec![format!(
+            "error: with cfgengine \"{name}\" the routing comes from the {name} script; remove the route blocks from the config"
+        )]);
+    }
+    let Some(shared) = &opts.shared_registry else {
+        return Err(vec![format!(
+            "error: cfgengine \"{name}\": this tool loads the config without a shared registry"
+        )]);
+    };
+    if !std::ptr::eq(Arc::as_ptr(&shared.0), reg) {
+        return Err(vec![format!(
+            "error: cfgengine \"{name}\": the shared registry is not the one loaded against"
+        )]);
+    }
+    let built = (engine.build)(&crate::engine::EngineInput {
+        registry: &shared.0,
+        modules: &compiled.modules,
+        config_dir,
+    })?;
+    compiled.program.engine = Some(built);
+    Ok(())
 }

@@ -344,6 +344,7 @@ fn rule_name(r: &Rule) -> &'static str {
         | Rule::loadmodule
         | Rule::modparam
         | Rule::global_param
+        | Rule::cfgengine_stmt
         | Rule::cfg_var
         | Rule::loadpath => "a parameter, loadmodule, modparam or route block",
         Rule::route_block | Rule::route_kw => "a parameter, loadmodule, modparam or route block",
@@ -816,6 +817,21 @@ impl Builder {
                     value_span,
                     desc,
                     span,
+                })
+            }
+            Rule::cfgengine_stmt => {
+                let mut it = p.into_inner();
+                let kw = it.next()?;
+                let value = it.next()?;
+                let raw = value.as_str().to_string();
+                Item::GlobalParam(GlobalParam {
+                    name: "cfgengine".to_string(),
+                    name_span: sp(&kw),
+                    value: GlobalValue {
+                        parsed: param_value(&raw),
+                        raw,
+                        span: sp(&value),
+                    },
                 })
             }
             Rule::global_param => {

@@ -229,6 +229,9 @@ pub struct Program {
     pub source: Arc<SourceInfo>,
     by_name: HashMap<(RouteKind, String), RouteId>,
     main: HashMap<RouteKind, RouteId>,
+    /// Routes written in another language (`cfgengine "lua"`): when set, route lookups and
+    /// runs go to it instead of the bytecode (see [`crate::engine`]).
+    pub engine: Option<Arc<dyn crate::engine::RouteEngine>>,
 }
 
 impl Program {
@@ -274,17 +277,24 @@ impl Program {
             source,
             by_name,
             main,
+            engine: None,
         }
     }
 
     /// The unnamed route of a kind: `request_route`, the core `onreply_route`, `onsend_route`.
     pub fn main_route(&self, kind: RouteKind) -> Option<RouteId> {
+        if let Some(engine) = &self.engine {
+            return engine.main_route(kind);
+        }
         self.main.get(&kind).copied()
     }
 
     /// A named route: `failure_route[NAME]`, `event_route[dispatcher:dst-down]`; for
     /// `route[NAME]` subroutines use `RouteKind::Request`.
     pub fn named_route(&self, kind: RouteKind, name: &str) -> Option<RouteId> {
+        if let Some(engine) = &self.engine {
+            return engine.named_route(kind, name);
+        }
         self.by_name.get(&(kind, name.to_string())).copied()
     }
 

@@ -150,6 +150,9 @@ impl Vm {
         route: RouteId,
         ctx: &mut MsgContext,
     ) -> Result<Outcome, RuntimeError> {
+        if let Some(engine) = &prog.engine {
+            return engine.run(prog, route, ctx).await;
+        }
         self.stack.clear();
         self.frames.clear();
         if self.loop_counts.len() < prog.loops as usize {
@@ -539,5 +542,20 @@ pub fn run_blocking(
         }
         // A spurious unpark only costs one more poll.
         std::thread::park();
+    }
+}
+
+/// `myself` as the script's comparison does it, for other engines (Lua's
+/// `KSR.is_myself_ruri()`): `subject` names a message attribute, or with
+/// [`MyselfSubject::Value`] `value` is compared as a URI, else as a host.
+pub fn is_myself_subject(
+    prog: &Program,
+    ctx: &MsgContext,
+    subject: MyselfSubject,
+    value: &[u8],
+) -> bool {
+    match subject {
+        MyselfSubject::Value => myself_value(prog, ctx, value),
+        s => myself_subject(prog, s, ctx),
     }
 }

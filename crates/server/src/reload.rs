@@ -138,9 +138,17 @@ impl Reloader {
             Ok(l) => l,
             Err(errors) => {
                 let errors = match reloader.explain {
-                    Some(full) => ferrosip_script::load_file(&reloader.path, &options, &full())
-                        .err()
-                        .unwrap_or(errors),
+                    Some(full) => {
+                        // A `cfgengine` engine keeps the registry it loads against.
+                        let full = Arc::new(full());
+                        let options = LoadOptions {
+                            shared_registry: Some(ferrosip_script::SharedRegistry(full.clone())),
+                            ..options.clone()
+                        };
+                        ferrosip_script::load_file(&reloader.path, &options, &full)
+                            .err()
+                            .unwrap_or(errors)
+                    }
                     None => errors,
                 };
                 for m in &errors.messages {

@@ -37,10 +37,12 @@ pub use crate::routes::RouteResult;
 
 impl ScriptScope {
     pub fn new(program: Arc<Program>, generation: u64, server: Arc<Server>) -> Arc<ScriptScope> {
-        let awaits = program
-            .calls
-            .iter()
-            .any(|c| matches!(c.def.call, ferrosip_api::Callable::Async(_)));
+        // A route of another engine (Lua) may call any function, async ones included.
+        let awaits = program.engine.is_some()
+            || program
+                .calls
+                .iter()
+                .any(|c| matches!(c.def.call, ferrosip_api::Callable::Async(_)));
         Arc::new_cyclic(|me| ScriptScope {
             program,
             awaits,

@@ -211,6 +211,12 @@ impl Module for DispatcherModule {
             "From URI of the probing requests.",
         );
         m.param(
+            "event_callback",
+            ParamType::Str,
+            Value::Null,
+            "With `cfgengine \"lua\"` (app_lua): the Lua function run for the dst-down/dst-up events, given the event name (`dispatcher:dst-down`); native configs use event_route[dispatcher:...].",
+        );
+        m.param(
             "ds_ping_interval",
             ParamType::Int,
             0_i64,

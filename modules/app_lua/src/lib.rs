@@ -1,0 +1,386 @@
+//! `app_lua`: routing written in Lua, as Kamailio's KEMI (`cfgengine "lua"`).
+//!
+//! The config keeps its globals, `loadmodule` and `modparam` lines; the routes are the Lua
+//! file's functions: `ksr_request_route()`, `ksr_reply_route()`, and any function named by
+//! `KSR.tm.t_on_failure("name")` & co. The `KSR` table is generated from the registry:
+//! every function a loaded module registers is `KSR.<module>.<name>(...)`, called by value
+//! ([`ferrosip_api::FunctionDef::call_values`]).
+//!
+//! States: a pool of Lua states, each used by one route run at a time (see
+//! [`LuaEngine::run`]). A KSR call to an async function (database, DNS, sleep) yields the
+//! run's coroutine: the worker goes on with other messages, the run ends on the runtime.
+
+mod ksr;
+mod lint;
+
+use ferrosip_api::registry::BoxFuture;
+use ferrosip_api::{
+    Module, ModuleBuilder, ModuleParams, MsgContext, ParamType, Registry, RouteKind, RpcValue,
+    Value,
+};
+use ferrosip_script::vm::{Outcome, RuntimeError};
+use ferrosip_script::{CfgEngine, EngineInput, Program, RouteEngine, RouteId};
+use indexmap::IndexMap;
+use mlua::{Function, HookTriggers, Lua, Thread, ThreadStatus, VmState};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub struct AppLuaModule;
+
+/// Instructions between two checks of the run's budget.
+const HOOK_EVERY: u32 = 10_000;
+
+impl Module for AppLuaModule {
+    fn name(&self) -> &'static str {
+        "app_lua"
+    }
+
+    fn declare(&self, m: &mut ModuleBuilder<'_>) {
+        m.doc(
+            "Routing in Lua 5.4 (Kamailio's KEMI): with `cfgengine \"lua\"` the routes are the functions of the file \
+             `load` names (`ksr_request_route`, `ksr_reply_route`, and those named by `KSR.tm.t_on_failure(\"name\")`, \
+             `t_on_branch`, `t_on_reply`). `KSR.<module>.<function>(...)` calls any function a loaded module registers; \
+             a call that waits (database, DNS, sleep) suspends the Lua coroutine without blocking the worker. \
+             SIGHUP reloads the file with the config; a file that does not load keeps the old one. See docs/lua.md.",
+        );
+        m.param(
+            "load",
+            ParamType::Str,
+            Value::Null,
+            "The Lua file with the routing functions (required with `cfgengine \"lua\"`); a relative path is taken from the working directory, else (no such file there) from the config file's directory.",
+        );
+        m.param(
+            "max_instructions",
+            ParamType::Int,
+            100_000_000_i64,
+            "Ferrosip's: Lua instructions one route run may execute (waiting does not count) before it is aborted with an error; cuts a runaway loop.",
+        );
+        m.param(
+            "max_states",
+            ParamType::Int,
+            256_i64,
+            "Ferrosip's: Lua states (each one route run at a time); runs beyond it wait for a state.",
+        );
+        m.provide(Arc::new(CfgEngine {
+            name: "lua",
+            module: "app_lua",
+            build: Box::new(build_engine),
+        }));
+        m.rpc(
+            "app_lua.reload",
+            "Reloads the config and its Lua file, as SIGHUP does (same atomic rules: a file that does not load keeps the running one); the outcome is logged.",
+            |_args| {
+                // The reload is the server's (it recompiles the config with the Lua file);
+                // the module reaches it the way an operator does.
+                // SAFETY: kill(2) on our own pid with a signal the server handles.
+                let rc = unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+                if rc == 0 {
+                    Ok(RpcValue::Str("reload requested; see the log for its outcome".into()))
+                } else {
+                    Err(format!("reload not requested: {}", std::io::Error::last_os_error()))
+                }
+            },
+        );
+    }
+}
+
+/// One routing function of the script.
+struct LuaRoute {
+    name: String,
+}
+
+/// Route ids from here on are events (`EVENT_BASE + index` in [`LuaEngine::events`]).
+const EVENT_BASE: RouteId = 1 << 30;
+/// Distinct event names an engine keeps (modules raise a handful).
+const MAX_EVENTS: usize = 256;
+
+/// What every Lua state of one engine shares.
+pub(crate) struct Shared {
+    pub registry: Arc<Registry>,
+    pub modules: IndexMap<&'static str, ModuleParams>,
+    pub path: PathBuf,
+    pub source: Vec<u8>,
+    pub max_instructions: u64,
+}
+
+/// A loaded Lua script: its routes and a pool of states running it.
+pub struct LuaEngine {
+    shared: Arc<Shared>,
+    routes: Vec<LuaRoute>,
+    by_name: HashMap<String, RouteId>,
+    request: Option<RouteId>,
+    reply: Option<RouteId>,
+    /// Idle states, each with its route coroutine (reset between runs, hook kept).
+    pool: Mutex<Vec<(Lua, Thread)>>,
+    /// Event names (`dispatcher:dst-down`) seen by [`RouteEngine::named_route`], each with
+    /// the function its module's `event_callback` parameter names.
+    events: Mutex<Vec<(String, RouteId)>>,
+    permits: tokio::sync::Semaphore,
+}
+
+fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<String>> {
+    let params = input.modules.get("app_lua").ok_or_else(|| {
+        vec!["error: cfgengine \"lua\" needs loadmodule \"app_lua.so\"".to_string()]
+    })?;
+    let path = params.string("load");
+    if path.is_empty() {
+        return Err(vec![
+            "error: cfgengine \"lua\" needs modparam(\"app_lua\", \"load\", \"FILE.lua\")"
+                .to_string(),
+        ]);
+    }
+    // A relative path is taken from the working directory as Kamailio does; when no such
+    // file is there, from the config file's directory (a config and its script then move
+    // together whatever directory the server starts in).
+    let path = match input.config_dir {
+        Some(dir) if PathBuf::from(&path).is_relative() && !PathBuf::from(&path).exists() => {
+            dir.join(path)
+        }
+        _ => PathBuf::from(path),
+    };
+    let source = std::fs::read(&path).map_err(|e| {
+        vec![format!(
+            "error: app_lua: cannot read {}: {e}",
+            path.display()
+        )]
+    })?;
+    let max_instructions = params.int("max_instructions").max(HOOK_EVERY as i64) as u64;
+    let max_states = params.int("max_states").clamp(1, 65_536) as usize;
+    let shared = Arc::new(Shared {
+        registry: input.registry.clone(),
+        modules: input.modules.clone(),
+        path,
+        source,
+        max_instructions,
+    });
+    let problems = lint::check(&shared);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let first = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let first_thread =
+        route_thread(&first, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let mut routes = Vec::new();
+    let mut by_name = HashMap::new();
+    for pair in first.globals().pairs::<mlua::Value, mlua::Value>() {
+        let Ok((mlua::Value::String(k), mlua::Value::Function(_))) = pair else {
+            continue;
+        };
+        let Ok(name) = k.to_str().map(|s| s.to_string()) else {
+            continue;
+        };
+        if name.starts_with("__ferrosip") {
+            continue;
+        }
+        by_name.insert(name.clone(), routes.len() as RouteId);
+        routes.push(LuaRoute { name });
+    }
+    let file = shared.path.display().to_string();
+    let Some(request) = by_name.get("ksr_request_route").copied() else {
+        return Err(vec![format!(
+            "error: {file}: no function ksr_request_route() (cfgengine \"lua\" runs it for every request)"
+        )]);
+    };
+    if by_name.contains_key("ksr_onsend_route") {
+        return Err(vec![format!(
+            "error: {file}: ksr_onsend_route() is defined, but Ferrosip does not run onsend routes yet (remove it)"
+        )]);
+    }
+    let reply = by_name.get("ksr_reply_route").copied();
+    Ok(Arc::new(LuaEngine {
+        shared,
+        routes,
+        by_name,
+        request: Some(request),
+        reply,
+        pool: Mutex::new(vec![(first, first_thread)]),
+        events: Mutex::new(Vec::new()),
+        permits: tokio::sync::Semaphore::new(max_states),
+    }))
+}
+
+fn budget_triggers() -> HookTriggers {
+    HookTriggers::new().every_nth_instruction(HOOK_EVERY)
+}
+
+/// Counts the instructions of the run using the state; past `max` the run fails.
+fn budget_hook(max: u64) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> + Send + 'static {
+    move |lua, _debug| {
+        let Some(data) = lua.app_data_ref::<ksr::StateData>() else {
+            return Ok(VmState::Continue);
+        };
+        let used = data.instructions.get() + HOOK_EVERY as u64;
+        data.instructions.set(used);
+        if used > max {
+            return Err(mlua::Error::runtime(format!(
+                "the route ran more than {max} Lua instructions (app_lua max_instructions): aborted"
+            )));
+        }
+        Ok(VmState::Continue)
+    }
+}
+
+/// The coroutine a state runs its routes in: the runner, with the instruction budget hook
+/// (Lua hooks are per coroutine). Reset and reused run after run.
+fn route_thread(lua: &Lua, shared: &Shared) -> mlua::Result<Thread> {
+    let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
+    let thread = lua.create_thread(runner)?;
+    thread.set_hook(budget_triggers(), budget_hook(shared.max_instructions));
+    Ok(thread)
+}
+
+/// A new Lua state with the `KSR` table, the script loaded and the instruction budget hook.
+fn new_state(shared: &Arc<Shared>) -> mlua::Result<Lua> {
+    let lua = Lua::new();
+    lua.set_app_data(ksr::StateData::default());
+    ksr::install(&lua, shared)?;
+    // The script's top level runs under the same budget as a route.
+    lua.set_hook(budget_triggers(), budget_hook(shared.max_instructions));
+    let name = format!("@{}", shared.path.display());
+    lua.load(&shared.source[..]).set_name(name).exec()?;
+    Ok(lua)
+}
+
+impl LuaEngine {
+    /// The route of event `name` (`module:event`): the function the module's
+    /// `event_callback` parameter names, run with the event name (Kamailio's KEMI way).
+    fn event_route(&self, name: &str) -> Option<RouteId> {
+        let module = name.split(':').next()?;
+        let callback = self.shared.modules.get(module)?;
+        let function = callback.string("event_callback");
+        let target = *self.by_name.get(function.as_str())?;
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = events.iter().position(|(n, _)| n == name) {
+            return Some(EVENT_BASE + i as RouteId);
+        }
+        if events.len() >= MAX_EVENTS {
+            tracing::warn!(
+                event = name,
+                "app_lua: too many distinct event names; event not run"
+            );
+            return None;
+        }
+        events.push((name.to_string(), target));
+        Some(EVENT_BASE + (events.len() - 1) as RouteId)
+    }
+
+    fn take_state(&self) -> Result<(Lua, Thread), RuntimeError> {
+        if let Some(state) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(state);
+        }
+        new_state(&self.shared)
+            .and_then(|lua| route_thread(&lua, &self.shared).map(|t| (lua, t)))
+            .map_err(|e| RuntimeError {
+                location: self.shared.path.display().to_string(),
+                message: format!("a new Lua state did not load: {e}"),
+            })
+    }
+
+    /// Puts a state back in the pool once its coroutine is ready for the next run; a
+    /// state whose coroutine cannot be reset is dropped.
+    fn give_back(&self, lua: Lua, thread: Thread) {
+        if !matches!(
+            thread.status(),
+            ThreadStatus::Finished | ThreadStatus::Error
+        ) {
+            return;
+        }
+        let Ok(runner) = lua.named_registry_value::<Function>(ksr::RUNNER) else {
+            return;
+        };
+        if thread.reset(runner).is_ok() {
+            self.pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((lua, thread));
+        }
+    }
+}
+
+impl RouteEngine for LuaEngine {
+    fn name(&self) -> &'static str {
+        "lua"
+    }
+
+    fn main_route(&self, kind: RouteKind) -> Option<RouteId> {
+        match kind {
+            RouteKind::Request => self.request,
+            RouteKind::CoreOnReply => self.reply,
+            _ => None,
+        }
+    }
+
+    fn named_route(&self, kind: RouteKind, name: &str) -> Option<RouteId> {
+        match kind {
+            RouteKind::Failure | RouteKind::Branch | RouteKind::TmOnReply | RouteKind::Request => {
+                self.by_name.get(name).copied()
+            }
+            RouteKind::Event => self.event_route(name),
+            _ => None,
+        }
+    }
+
+    fn run<'a>(
+        &'a self,
+        program: &'a Program,
+        route: RouteId,
+        ctx: &'a mut MsgContext,
+    ) -> BoxFuture<'a, Result<Outcome, RuntimeError>> {
+        Box::pin(async move {
+            let location = || self.shared.path.display().to_string();
+            // An event runs its callback with the event name as argument.
+            let (route, event) = if route >= EVENT_BASE {
+                let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+                match events.get((route - EVENT_BASE) as usize) {
+                    Some((name, target)) => (*target, Some(name.clone())),
+                    None => (route, None),
+                }
+            } else {
+                (route, None)
+            };
+            let Some(r) = self.routes.get(route as usize) else {
+                return Err(RuntimeError {
+                    location: location(),
+                    message: format!("no Lua route #{route}"),
+                });
+            };
+            // One run per state at a time: the state's KSR functions reach this run's
+            // context through the state (`ksr::StateData`).
+            let _permit = self.permits.acquire().await.map_err(|_| RuntimeError {
+                location: location(),
+                message: "the Lua engine is closed".into(),
+            })?;
+            let (lua, thread) = self.take_state()?;
+            let target: mlua::Value = lua
+                .globals()
+                .raw_get(r.name.as_str())
+                .unwrap_or(mlua::Value::Nil);
+            ksr::begin_run(&lua, ctx, program);
+            // The coroutine yields on async KSR calls; this future then waits.
+            let result = thread
+                .clone()
+                .into_async::<(bool, mlua::Value)>((target, event))
+                .await;
+            let exit = ksr::end_run(&lua);
+            self.give_back(lua, thread);
+            if let Some(outcome) = exit {
+                return Ok(outcome);
+            }
+            match result {
+                Ok((true, _)) => Ok(Outcome::Return(1)),
+                Ok((false, err)) => Err(RuntimeError {
+                    location: format!("{} ({})", location(), r.name),
+                    message: match err {
+                        mlua::Value::String(s) => s.to_string_lossy().to_string(),
+                        other => format!("{other:?}"),
+                    },
+                }),
+                Err(e) => Err(RuntimeError {
+                    location: format!("{} ({})", location(), r.name),
+                    message: e.to_string(),
+                }),
+            }
+        })
+    }
+}
