@@ -324,7 +324,7 @@ impl Usrloc {
             return Ok(());
         }
         let url = &self.db_url;
-        let db = Db::connect(&url)
+        let db = Db::connect(url)
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
