@@ -334,6 +334,76 @@ fn registration_survives_a_restart_with_db_mode_1_on_sqlite() {
     );
 }
 
+#[test]
+fn write_back_is_flushed_by_the_stop_hook_with_db_mode_2_on_sqlite() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = temp_dir("write-back");
+    let db = TestDb::with_users(Backend::Sqlite, &dir, "usrloc", &[]);
+    let url = db.url.clone();
+    let port = free_port();
+    let phone = free_port();
+    // The timer never writes in this test: only the stop hook's flush can.
+    let first = Launch::new(example_cfg())
+        .define(format!("PROXY_PORT={port}"))
+        .define("DBMODE=2")
+        .define(format!("DBURL=\"{url}\""))
+        .define("TIMER_INTERVAL=3600")
+        .log(dir.join("proxy-first.log"))
+        .listening_on(port)
+        .terminate_on_drop()
+        .start();
+    run_ok(
+        &dir,
+        "reg",
+        "registrar/uac_register_ok.xml",
+        "wanda",
+        port,
+        phone,
+        Transport::Udp,
+        &["-key", "expires", "300"],
+    );
+    let log = first.stop();
+    assert!(
+        log.contains("usrloc: write-back cache flushed at stop") && log.contains("changes=1"),
+        "no flush logged at stop:\n{log}"
+    );
+    let second = start_registrar(&dir, "second", port, 2, &url);
+    let uas = sipp(
+        &dir,
+        "uas",
+        "call_uas.xml",
+        "wanda",
+        port,
+        phone,
+        Transport::Udp,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = wait_exit(
+        sipp(
+            &dir,
+            "uac",
+            "call_uac.xml",
+            "wanda",
+            port,
+            free_port(),
+            Transport::Udp,
+            &[],
+        ),
+        Duration::from_secs(30),
+    );
+    let uas = wait_exit(uas, Duration::from_secs(30));
+    assert_eq!(
+        (uac, uas),
+        (Some(0), Some(0)),
+        "the call after the clean stop failed:\n{}\n--- proxy\n{}",
+        log_tails(&dir),
+        second.log_text()
+    );
+}
+
 fn call_through_db_mode_1(server: Backend) {
     if !have_sipp() {
         return;

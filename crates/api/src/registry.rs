@@ -1072,8 +1072,8 @@ impl<'r> ModuleBuilder<'r> {
     /// Runs when the server starts (never during `ferrosip check`): connect, load, spawn
     /// timers on `env.runtime`. The hook returns a future (`move |env| { let x = ...;
     /// async move { ... } }`) that the server awaits on its runtime before taking traffic.
-    /// Module state a hook fills is typically an `Arc<OnceLock<State>>` created in
-    /// `declare` and captured by the function handlers.
+    /// What exists only once the server runs (a database pool, the runtime handle) goes
+    /// into the module's state: the hook clones the [`StateSlot`] and calls `get()`.
     pub fn on_start<F, Fut>(&mut self, hook: F) -> &mut Self
     where
         F: Fn(&StartEnv<'_>) -> Fut + Send + Sync + 'static,

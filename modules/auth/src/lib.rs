@@ -20,21 +20,22 @@ use bytes::Bytes;
 use engine::pv_flag;
 use ferrosip_api::args::PvOut;
 use ferrosip_api::pv::SetOp;
-use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, Value, Verdict};
+use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, StateSlot, Value, Verdict};
 use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask};
 use nonce::{round_down_pow2, NonceFactory, NonceSettings};
 use sha2::{Digest as _, Sha256};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-/// The engine of a loaded `auth` module, shared with the back-end modules that need it.
-/// Empty until the module's parameters are read (`loadmodule "auth.so"`).
-#[derive(Clone, Default)]
-pub struct AuthHandle(Arc<RwLock<Option<Arc<AuthEngine>>>>);
+/// The engine of a loaded `auth` module (its state, built from its parameters by init),
+/// shared with the back-end modules that need it through the registry
+/// (`m.uses::<AuthHandle>()`). Empty until a script loading `auth` is loaded.
+#[derive(Clone)]
+pub struct AuthHandle(StateSlot<AuthEngine>);
 
 impl AuthHandle {
     /// The engine, once `auth` is loaded.
     pub fn get(&self) -> Option<Arc<AuthEngine>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.get().ok()
     }
 
     /// The engine, or the error a function reports when `auth` is not loaded.
@@ -42,26 +43,15 @@ impl AuthHandle {
         self.get()
             .ok_or_else(|| FnError::new("the auth module is not loaded (loadmodule \"auth.so\")"))
     }
-
-    fn set(&self, engine: AuthEngine) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(engine));
-    }
 }
 
-/// The `auth` module. Back ends get its [`AuthHandle`] through the registry; tests may keep
-/// [`AuthModule::handle`] to look at the engine.
+/// The `auth` module. Back ends (and tests) get its [`AuthHandle`] through the registry.
 #[derive(Default)]
-pub struct AuthModule {
-    handle: AuthHandle,
-}
+pub struct AuthModule;
 
 impl AuthModule {
     pub fn new() -> AuthModule {
-        AuthModule::default()
-    }
-
-    pub fn handle(&self) -> AuthHandle {
-        self.handle.clone()
+        AuthModule
     }
 }
 
@@ -148,7 +138,6 @@ impl Module for AuthModule {
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
         m.example(include_str!("../example.cfg"));
-        m.provide(Arc::new(self.handle.clone()));
         m.doc("Digest authentication framework (RFC 3261 §22, RFC 7616, RFC 8760): challenges, signed nonces with replay protection, credential checks against passwords in variables.\n\nSends 401/407 challenges, issues self-contained nonces signed with HMAC-SHA256 (issue time inside, so expiry needs no state; optional replay protection by nonce count or one-time use in fixed-size arrays), checks credentials in MD5, SHA-256 or SHA-512-256 with qop auth/auth-int, compares responses in constant time, and logs repeated failures per user and source address (warning with the running count). Password back ends: variables here (pv_*), a database table in auth_db.\n\nReturn codes of the checking functions (Kamailio's): 1 authenticated, -1 error (malformed credentials, invalid nonce), -2 wrong password, -3 unknown user, -4 stale nonce (expired: challenge again, the challenge then says stale=true), -5 no credentials for the realm, -6 nonce reused (replay), -8 authentication user differs from From/To. ACK, CANCEL and PRACK are never challenged and return 1.");
         m.param(
             "secret",
@@ -264,13 +253,12 @@ impl Module for AuthModule {
             "When 1, a successful qop authentication queues an Authentication-Info header (nextnonce, rspauth, cnonce, nc) for the next local reply, so the user agent can check the server too.",
         );
 
-        let handle = self.handle.clone();
         let avps = m.registry().avp_names();
-        m.on_init(move |p| {
+        let handle = AuthHandle(m.state(move |p| {
             let avps = avps.clone();
-            handle.set(build_engine(p, &move |n: &str| avps.slot(n))?);
-            Ok(())
-        });
+            build_engine(p, &move |n: &str| avps.slot(n))
+        }));
+        m.provide(Arc::new(handle.clone()));
 
         m.function("consume_credentials")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -301,7 +289,7 @@ impl Module for AuthModule {
             ),
         ];
         for (name, doc2, doc3, pick) in kinds {
-            let h = self.handle.clone();
+            let h = handle.clone();
             m.function(name)
                 .args(&["realm", "flags"])
                 .routes(challenge_routes)
@@ -310,7 +298,7 @@ impl Module for AuthModule {
                     let header = pick(ctx);
                     h.engine()?.challenge(ctx, &realm, flags, header, None)
                 });
-            let h = self.handle.clone();
+            let h = handle.clone();
             m.function(name)
                 .args(&["realm", "flags", "algorithms"])
                 .routes(challenge_routes)
@@ -326,7 +314,7 @@ impl Module for AuthModule {
 
         const PV_DOC: &str = "Checks the Authorization credentials for the realm (empty: the To host) against the password argument; flags: 1 the password is an HA1, 2/4/8 on failure build a challenge with no qop / qop=auth / qop=auth-int into challenge_attr, 16 that challenge says stale=true, 32 a wrong password does not use up the nonce. 1 authenticated, -1 error, -2 wrong password, -4 stale nonce, -5 no credentials, -6 nonce reused.";
         for name in ["pv_www_authenticate", "pv_www_authorize"] {
-            let h = self.handle.clone();
+            let h = handle.clone();
             m.function(name)
                 .args(&["realm", "passwd", "flags"])
                 .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -343,7 +331,7 @@ impl Module for AuthModule {
                     },
                 );
         }
-        let h = self.handle.clone();
+        let h = handle.clone();
         m.function("pv_www_authenticate")
             .args(&["realm", "passwd", "flags", "method"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -356,7 +344,7 @@ impl Module for AuthModule {
                 },
             );
         for name in ["pv_proxy_authenticate", "pv_proxy_authorize"] {
-            let h = self.handle.clone();
+            let h = handle.clone();
             m.function(name)
                 .args(&["realm", "passwd", "flags"])
                 .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -373,7 +361,7 @@ impl Module for AuthModule {
                     },
                 );
         }
-        let h = self.handle.clone();
+        let h = handle.clone();
         m.function("pv_auth_check")
             .args(&["realm", "passwd", "flags", "checks"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
@@ -391,7 +379,7 @@ impl Module for AuthModule {
                     }
                 },
             );
-        let h = self.handle.clone();
+        let h = handle.clone();
         m.function("auth_get_www_authenticate")
             .args(&["realm", "flags", "pvdest"])
             .routes(RouteMask::ANY)

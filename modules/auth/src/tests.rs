@@ -269,7 +269,7 @@ fn load(params: &str, body: &str) -> Setup {
     );
     Setup {
         script: Script::load(&reg, &cfg),
-        handle: auth.handle(),
+        handle: reg.api::<AuthHandle>().map(|h| (*h).clone()).unwrap(),
         reg,
     }
 }
@@ -601,9 +601,14 @@ fn bad_parameters_stop_the_load() {
         "modparam(\"auth\", \"nonce_expire\", -1)",
     ] {
         let cfg = format!("loadmodule \"auth.so\"\n{bad}\nrequest_route {{ exit; }}\n");
+        let err = load_str("t.cfg", &cfg, &LoadOptions::default(), &reg)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} should be refused"))
+            .to_string();
+        let param = bad.split('"').nth(3).unwrap();
         assert!(
-            load_str("t.cfg", &cfg, &LoadOptions::default(), &reg).is_err(),
-            "{bad} should be refused"
+            err.contains("module auth") && err.contains(param),
+            "{bad}: {err}"
         );
     }
 }

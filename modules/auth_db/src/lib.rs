@@ -8,7 +8,9 @@
 
 use bytes::Bytes;
 use ferrosip_api::{apply_result, ApplyResult, AvpNames, FnError, MsgContext, Value, Verdict};
-use ferrosip_api::{Module, ModuleApi, ModuleBuilder, ModuleParams, ParamType, RouteMask};
+use ferrosip_api::{
+    Module, ModuleApi, ModuleBuilder, ModuleParams, ParamType, RouteMask, StateSlot,
+};
 use ferrosip_db::{Cond, Db, DbValue, Row};
 use ferrosip_mod_auth::engine::avp_name;
 use ferrosip_mod_auth::{check_identity, code, AuthHandle, CredHeader, PreAuth, Secret};
@@ -102,22 +104,22 @@ impl DbConfig {
     }
 }
 
-/// What the functions share: the configuration (from `on_init`), the database (from
-/// `on_start`) and the table versions already checked.
-#[derive(Default)]
+/// The module state, built by init from the parameters: the configuration, the database
+/// (connected by the start hook) and the table versions already checked.
 struct State {
-    config: RwLock<Option<Arc<DbConfig>>>,
+    config: Arc<DbConfig>,
     db: RwLock<Option<Db>>,
     /// Table name -> whether its version is the one this module reads.
     versions: Mutex<HashMap<String, bool>>,
 }
 
 impl State {
-    fn config(&self) -> Option<Arc<DbConfig>> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn new(config: DbConfig) -> State {
+        State {
+            config: Arc::new(config),
+            db: RwLock::new(None),
+            versions: Mutex::new(HashMap::new()),
+        }
     }
 
     fn db(&self) -> Result<Db, FnError> {
@@ -204,6 +206,7 @@ enum Prepared {
     Failed(FnError),
     Query {
         engine: Arc<ferrosip_mod_auth::AuthEngine>,
+        state: Arc<State>,
         cfg: Arc<DbConfig>,
         db: Db,
         table: String,
@@ -211,14 +214,21 @@ enum Prepared {
     },
 }
 
-fn prepare(auth: &AuthApi, state: &State, ctx: &mut MsgContext, call: &Check<'_>) -> Prepared {
+fn prepare(
+    auth: &AuthApi,
+    state: &StateSlot<State>,
+    ctx: &mut MsgContext,
+    call: &Check<'_>,
+) -> Prepared {
     let engine = match auth_engine(auth) {
         Ok(e) => e,
         Err(e) => return Prepared::Failed(e),
     };
-    let Some(cfg) = state.config() else {
-        return Prepared::Failed(FnError::new("auth_db: parameters not loaded"));
+    let state = match state.get() {
+        Ok(state) => state,
+        Err(e) => return Prepared::Failed(e),
     };
+    let cfg = state.config.clone();
     let db = match state.db() {
         Ok(db) => db,
         Err(e) => return Prepared::Failed(e),
@@ -232,6 +242,7 @@ fn prepare(auth: &AuthApi, state: &State, ctx: &mut MsgContext, call: &Check<'_>
         PreAuth::Done(rc) => Prepared::Done(rc),
         PreAuth::Verify(pending) => Prepared::Query {
             engine,
+            state,
             cfg,
             db,
             table,
@@ -244,24 +255,24 @@ fn prepare(auth: &AuthApi, state: &State, ctx: &mut MsgContext, call: &Check<'_>
 /// against the subscriber row of their user.
 fn authenticate(
     auth: &AuthApi,
-    state: &Arc<State>,
+    state: &StateSlot<State>,
     ctx: &mut MsgContext,
     call: Check<'_>,
 ) -> impl Future<Output = ApplyResult> + Send + 'static {
     let prepared = prepare(auth, state, ctx, &call);
     let identity = call.identity;
-    let state = state.clone();
     async move {
-        let (engine, cfg, db, table, pending) = match prepared {
+        let (engine, state, cfg, db, table, pending) = match prepared {
             Prepared::Failed(e) => return failed(e),
             Prepared::Done(rc) => return done(rc),
             Prepared::Query {
                 engine,
+                state,
                 cfg,
                 db,
                 table,
                 pending,
-            } => (engine, cfg, db, table, pending),
+            } => (engine, state, cfg, db, table, pending),
         };
         if cfg.version_table && !state.table_ok(&db, &table).await {
             return done(code::ERROR);
@@ -328,15 +339,14 @@ fn authenticate(
 /// row; its `load_credentials` columns go to AVPs unless flag 2. -2 when there is none,
 /// -1 on errors.
 fn is_subscriber(
-    state: &Arc<State>,
+    state: &StateSlot<State>,
     uri: &[u8],
     table: &[u8],
     flags: i64,
 ) -> impl Future<Output = ApplyResult> + Send + 'static {
     let prepared = (|| {
-        let cfg = state
-            .config()
-            .ok_or_else(|| FnError::new("auth_db: parameters not loaded"))?;
+        let state = state.get()?;
+        let cfg = state.config.clone();
         let db = state.db()?;
         let table = String::from_utf8_lossy(table).into_owned();
         let parsed = ferrosip_sip::Uri::parse(uri)
@@ -350,11 +360,10 @@ fn is_subscriber(
         if table.is_empty() {
             return Err(FnError::new("empty table name"));
         }
-        Ok((cfg, db, table, user, host))
+        Ok((state, cfg, db, table, user, host))
     })();
-    let state = state.clone();
     async move {
-        let (cfg, db, table, user, host) = match prepared {
+        let (state, cfg, db, table, user, host) = match prepared {
             Ok(p) => p,
             Err(e) => return failed(e),
         };
@@ -451,25 +460,17 @@ impl Module for AuthDbModule {
 
         m.needs("auth");
         let auth_api: AuthApi = m.uses();
-        let state = Arc::new(State::default());
-        {
-            let state = state.clone();
+        let state = {
             let avps = m.registry().avp_names();
-            m.on_init(move |p| {
-                let cfg = DbConfig::from_params(p, &avps)?;
-                *state.config.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(cfg));
-                Ok(())
-            });
-        }
+            m.state(move |p| Ok(State::new(DbConfig::from_params(p, &avps)?)))
+        };
         {
             let state = state.clone();
-            m.on_start(move |env| {
-                let url = match state.config() {
-                    Some(cfg) => cfg.db_url.clone(),
-                    None => env.params.string("db_url"),
-                };
-                let state = state.clone();
+            m.on_start(move |_env| {
+                let state = state.get();
                 async move {
+                    let state = state.map_err(|e| e.message)?;
+                    let url = state.config.db_url.clone();
                     let db = Db::connect(&url)
                         .await
                         .map_err(|e| format!("cannot connect to db_url: {e}"))?;

@@ -287,6 +287,15 @@ fn load_errors() {
         let cfg = format!(
             "loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n{bad}\nrequest_route {{ exit; }}\n"
         );
-        assert!(load(&cfg).is_err(), "{bad}");
+        let text = load(&cfg)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} should be refused"))
+            .messages
+            .join("\n");
+        let param = bad.split('"').nth(3).unwrap();
+        assert!(
+            text.contains("module auth_db") && text.contains(param),
+            "{bad}: {text}"
+        );
     }
 }

@@ -18,12 +18,10 @@ pub mod select;
 pub mod sets;
 pub mod state;
 
-use std::sync::{Arc, RwLock};
-
 use bytes::Bytes;
 use ferrosip_api::{
     apply_result, FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, RouteMask,
-    RpcValue, Value, Verdict,
+    RpcValue, StateSlot, Value, Verdict,
 };
 
 use funcs::{AlgArg, Mode};
@@ -32,24 +30,10 @@ use state::{Config, Dispatcher};
 const COLUMN_DOC: &str =
     "Column of the dispatcher table (setid_col, destination_col, flags_col, priority_col, attrs_col: set id, URI, flags, priority, attributes).";
 
-/// The module state, filled when the script is loaded (`on_init`) and shared by every
-/// handler.
-#[derive(Clone, Default)]
-pub struct Shared(Arc<RwLock<Option<Arc<Dispatcher>>>>);
-
-impl Shared {
-    pub fn get(&self) -> Result<Arc<Dispatcher>, FnError> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| FnError::new("dispatcher is not initialised"))
-    }
-
-    fn set(&self, d: Arc<Dispatcher>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(d);
-    }
-}
+/// The module state, built from the parameters when the script is loaded and shared by
+/// every handler; the runtime and the server's services reach it through the start and
+/// ready hooks.
+pub type Shared = StateSlot<Dispatcher>;
 
 /// The `dispatcher` module.
 pub struct DispatcherModule;
@@ -367,16 +351,9 @@ impl Module for DispatcherModule {
             0_i64,
             "When 1, ds_is_from_list() matches any address a destination hostname resolves to (accepted for compatibility; no effect yet).",
         );
-        let shared = Shared::default();
         let avps = m.registry().avp_names();
-        {
-            let shared = shared.clone();
-            m.on_init(move |params| {
-                let cfg = Config::from_params(params, &avps)?;
-                shared.set(Arc::new(Dispatcher::new(cfg)));
-                Ok(())
-            });
-        }
+        let shared: Shared =
+            m.state(move |params| Ok(Dispatcher::new(Config::from_params(params, &avps)?)));
         {
             let shared = shared.clone();
             m.on_start(move |env| {
@@ -770,12 +747,12 @@ mod rpc {
             move |args| set_state(&*s.get().map_err(|e| e.message)?, args),
         );
         let s = shared.clone();
-        m.rpc(
+        m.rpc_async(
             "dispatcher.reload",
             "Reloads the sets from the list file or the database; calls in flight keep their failover lists. Answers the number of destinations.",
             move |_args| {
-                let d = s.get().map_err(|e| e.message)?;
-                d.reload_blocking().map(|n| RpcValue::Int(n as i64))
+                let d = s.get().map_err(|e| e.message);
+                async move { d?.reload().await.map(|n| RpcValue::Int(n as i64)) }
             },
         );
     }

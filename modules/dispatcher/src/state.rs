@@ -221,19 +221,6 @@ impl Dispatcher {
         Ok(n)
     }
 
-    /// [`Dispatcher::reload`] from synchronous code (RPC), on the server's runtime.
-    pub fn reload_blocking(self: &Arc<Self>) -> Result<usize, String> {
-        let Some(rt) = self.runtime.get().cloned() else {
-            return Err("dispatcher is not running".into());
-        };
-        let me = self.clone();
-        std::thread::scope(|s| {
-            s.spawn(move || rt.block_on(me.reload()))
-                .join()
-                .unwrap_or_else(|_| Err("reload panicked".into()))
-        })
-    }
-
     pub fn set_runtime(&self, rt: tokio::runtime::Handle) {
         let _ = self.runtime.set(rt);
     }

@@ -13,9 +13,7 @@ use std::sync::atomic::Ordering;
 const ERROR: FnResult = Ok(Verdict::FALSE);
 
 fn config(st: &State) -> Result<&Config, ferrosip_api::FnError> {
-    st.config
-        .get()
-        .ok_or_else(|| ferrosip_api::FnError::new("lcr: parameters were not checked"))
+    Ok(&st.config)
 }
 
 /// `load_gws(lcr_id[, uri_user[, caller_uri]])`: 1 found, 2 none, -1 error.

@@ -18,7 +18,6 @@ use bytes::Bytes;
 use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteMask, RpcValue, Value};
 use funcs::Probe;
 use state::{Config, State};
-use std::sync::Arc;
 
 /// The `lcr` module.
 pub struct LcrModule;
@@ -320,23 +319,16 @@ impl Module for LcrModule {
         );
         m.example(include_str!("../example.cfg"));
 
-        let state = Arc::new(State::default());
-        {
-            let st = state.clone();
+        let state = {
             let names = m.registry().avp_names();
-            m.on_init(move |p| {
-                let cfg = Config::from_params(p, &names)?;
-                // `check` and `run` may both load the script in one process (tests): the
-                // first configuration stays, as the module state is per process.
-                let _ = st.config.set(cfg);
-                Ok(())
-            });
-        }
+            m.state(move |p| Ok(State::new(Config::from_params(p, &names)?)))
+        };
         {
             let st = state.clone();
             m.on_start(move |env| {
-                let (st, runtime) = (st.clone(), env.runtime.clone());
+                let (st, runtime) = (st.get(), env.runtime.clone());
                 async move {
+                    let st = st.map_err(|e| e.message)?;
                     st.start(&runtime).await?;
                     st.reload_on_sighup(&runtime);
                     Ok(())
@@ -345,10 +337,13 @@ impl Module for LcrModule {
         }
         {
             let st = state.clone();
-            m.rpc(
+            m.rpc_async(
                 "lcr.reload",
                 "Reads the LCR tables again and swaps them in at once; calls in progress keep the gateways they loaded. On an error the loaded tables stay. SIGHUP does the same.",
-                move |_| st.reload_blocking().map(RpcValue::Str),
+                move |_| {
+                    let st = st.get().map_err(|e| e.message);
+                    async move { st?.reload_started().await.map(RpcValue::Str) }
+                },
             );
         }
         {
@@ -356,7 +351,7 @@ impl Module for LcrModule {
             m.rpc(
                 "lcr.dump_gws",
                 "Lists the gateways of every instance with their defunct time.",
-                move |_| Ok(rpc::dump_gws(&st)),
+                move |_| Ok(rpc::dump_gws(&*st.get().map_err(|e| e.message)?)),
             );
         }
         {
@@ -364,7 +359,7 @@ impl Module for LcrModule {
             m.rpc(
                 "lcr.dump_rules",
                 "Lists the rules of every instance with their targets.",
-                move |_| Ok(rpc::dump_rules(&st)),
+                move |_| Ok(rpc::dump_rules(&*st.get().map_err(|e| e.message)?)),
             );
         }
         {
@@ -372,7 +367,7 @@ impl Module for LcrModule {
             m.rpc(
                 "lcr.defunct_gw",
                 "Parameters lcr_id gw_id period: the gateway is skipped for period seconds (the database is not changed).",
-                move |args| rpc::defunct_gw(&st, args),
+                move |args| rpc::defunct_gw(&*st.get().map_err(|e| e.message)?, args),
             );
         }
 
@@ -381,141 +376,128 @@ impl Module for LcrModule {
             .union(RouteMask::FAILURE)
             .union(RouteMask::ONREPLY);
         const LOAD_DOC: &str = "Finds the gateways of instance lcr_id whose rules match the R-URI user (longest prefix first), an empty caller URI and the R-URI; orders them by prefix length, priority (lower first) and randomized weight (or priority only, see priority_ordering), skips defunct ones, and stores them in gw_uri_avp for next_gw(). 1 when some were found, 2 when none, -1 on error (invalid lcr_id, R-URI without user).";
-        let st = state.clone();
         m.function("load_gws")
             .args(&["lcr_id"])
             .routes(SELECT)
             .doc(LOAD_DOC)
-            .handler(move |ctx: &mut MsgContext, lcr_id: i64| {
-                funcs::load_gws(&st, ctx, lcr_id, None, None)
-            });
-        let st = state.clone();
+            .handler(state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64| {
+                funcs::load_gws(st, ctx, lcr_id, None, None)
+            }));
         m.function("load_gws")
             .args(&["lcr_id", "uri_user"])
             .routes(SELECT)
             .doc("As load_gws(lcr_id), matching uri_user instead of the R-URI user; same return codes.")
-            .handler(move |ctx: &mut MsgContext, lcr_id: i64, user: Bytes| {
-                funcs::load_gws(&st, ctx, lcr_id, Some(user), None)
-            });
-        let st = state.clone();
+            .handler(state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64, user: Bytes| {
+                funcs::load_gws(st, ctx, lcr_id, Some(user), None)
+            }));
         m.function("load_gws")
             .args(&["lcr_id", "uri_user", "caller_uri"])
             .routes(SELECT)
             .doc("As load_gws(lcr_id, uri_user), matching caller_uri against the rules' from_uri regexes (Kamailio matches an empty caller URI when it is not given); same return codes.")
             .handler(
-                move |ctx: &mut MsgContext, lcr_id: i64, user: Bytes, caller: Bytes| {
-                    funcs::load_gws(&st, ctx, lcr_id, Some(user), Some(caller))
+                state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64, user: Bytes, caller: Bytes| {
+                    funcs::load_gws(st, ctx, lcr_id, Some(user), Some(caller))
                 },
-            );
-        let st = state.clone();
+            ));
         m.function("next_gw")
             .routes(SELECT)
             .doc("Takes the next gateway from gw_uri_avp and rewrites the R-URI: the user (from the R-URI the first time, saved in ruri_user_avp for the next calls) loses the gateway's strip count and gains its prefix (neither when dont_strip_or_prefix_flag is set), the host is the gateway's IP address or hostname with its port, transport and params; a gateway with both sets the hostname in the R-URI and the address in $du. Sets tag_avp, flags_avp and rule_id_avp when defined. 1 on success, -1 when no gateway is left or on error.")
-            .handler(move |ctx: &mut MsgContext| funcs::next_gw(&st, ctx));
-        let st = state.clone();
+            .handler(state.with(|st: &State, ctx: &mut MsgContext| funcs::next_gw(st, ctx)));
         m.function("defunct_gw")
             .args(&["period"])
             .routes(SELECT)
             .doc("Skips the gateway the last next_gw() chose for period seconds (in memory; the database is not changed). Needs defunct_capability. 1 on success, -1 on error.")
-            .handler(move |ctx: &mut MsgContext, period: i64| {
-                funcs::defunct_gw(&st, ctx, period)
-            });
+            .handler(state.with(|st: &State, ctx: &mut MsgContext, period: i64| {
+                funcs::defunct_gw(st, ctx, period)
+            }));
         m.function("inactivate_gw")
             .routes(SELECT)
             .doc("Marks the current gateway inactive until it answers OPTIONS probes (needs ping_interval, which is not implemented: use defunct_gw()); 1 on success, -1 on failure.")
             .declared::<()>();
-        let st = state.clone();
         m.function("from_gw")
             .args(&["lcr_id"])
             .routes(CHECK)
             .doc("1 when the message comes from a gateway of instance lcr_id: its source IP address and port are a gateway's address and port, and its transport is the gateway's (a gateway without transport matches only calls that give proto 0, as in Kamailio); the gateway's tag and flags go to tag_avp/flags_avp. -1 otherwise, and always when a gateway of the instance has no IP address.")
-            .handler(move |ctx: &mut MsgContext, lcr_id: i64| {
+            .handler(state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64| {
                 let probe = Probe::source(ctx);
-                funcs::is_gw(&st, ctx, lcr_id, probe, true)
-            });
-        let st = state.clone();
+                funcs::is_gw(st, ctx, lcr_id, probe, true)
+            }));
         m.function("from_gw")
             .args(&["lcr_id", "ip_addr", "proto"])
             .routes(CHECK)
             .doc("As from_gw(lcr_id) for the given address (port not compared) and proto (0 any, 1 udp, 2 tcp, 3 tls, 4 sctp); 1 or -1.")
             .handler(
-                move |ctx: &mut MsgContext, lcr_id: i64, ip: Bytes, proto: i64| {
-                    funcs::is_gw(&st, ctx, lcr_id, Probe::given(&ip, proto, 0), true)
+                state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64, ip: Bytes, proto: i64| {
+                    funcs::is_gw(st, ctx, lcr_id, Probe::given(&ip, proto, 0), true)
                 },
-            );
-        let st = state.clone();
+            ));
         m.function("from_gw")
             .args(&["lcr_id", "ip_addr", "proto", "src_port"])
             .routes(CHECK)
             .doc("As from_gw(lcr_id, ip_addr, proto) with the port compared too (0: not compared); 1 or -1.")
             .handler(
-                move |ctx: &mut MsgContext, lcr_id: i64, ip: Bytes, proto: i64, port: i64| {
-                    funcs::is_gw(&st, ctx, lcr_id, Probe::given(&ip, proto, port), true)
+                state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64, ip: Bytes, proto: i64, port: i64| {
+                    funcs::is_gw(st, ctx, lcr_id, Probe::given(&ip, proto, port), true)
                 },
-            );
-        let st = state.clone();
+            ));
         m.function("from_any_gw")
             .routes(CHECK)
             .doc("As from_gw() over every instance (those with a gateway without IP address are left out): the instance id of the first match, -1 when none.")
-            .handler(move |ctx: &mut MsgContext| {
+            .handler(state.with(|st: &State, ctx: &mut MsgContext| {
                 let probe = Probe::source(ctx);
-                funcs::is_any_gw(&st, ctx, probe, true)
-            });
-        let st = state.clone();
+                funcs::is_any_gw(st, ctx, probe, true)
+            }));
         m.function("from_any_gw")
             .args(&["ip_addr", "proto"])
             .routes(CHECK)
             .doc("As from_any_gw() for the given address and proto (port not compared); the instance id or -1.")
-            .handler(move |ctx: &mut MsgContext, ip: Bytes, proto: i64| {
-                funcs::is_any_gw(&st, ctx, Probe::given(&ip, proto, 0), true)
-            });
-        let st = state.clone();
+            .handler(state.with(|st: &State, ctx: &mut MsgContext, ip: Bytes, proto: i64| {
+                funcs::is_any_gw(st, ctx, Probe::given(&ip, proto, 0), true)
+            }));
         m.function("from_any_gw")
             .args(&["ip_addr", "proto", "src_port"])
             .routes(CHECK)
             .doc("As from_any_gw(ip_addr, proto) with the port compared too (0: not compared); the instance id or -1.")
             .handler(
-                move |ctx: &mut MsgContext, ip: Bytes, proto: i64, port: i64| {
-                    funcs::is_any_gw(&st, ctx, Probe::given(&ip, proto, port), true)
+                state.with(|st: &State, ctx: &mut MsgContext, ip: Bytes, proto: i64, port: i64| {
+                    funcs::is_any_gw(st, ctx, Probe::given(&ip, proto, port), true)
                 },
-            );
-        let st = state.clone();
+            ));
         m.function("to_gw")
             .args(&["lcr_id"])
             .routes(CHECK)
             .doc("1 when the R-URI host is the IP address of a gateway of instance lcr_id (and its transport parameter, when there is one, the gateway's transport); -1 otherwise, when the host is not an IP address, or when a gateway of the instance has no IP address.")
-            .handler(move |ctx: &mut MsgContext, lcr_id: i64| {
+            .handler(state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64| {
                 let probe = Probe::request_uri(ctx);
-                funcs::is_gw(&st, ctx, lcr_id, probe, false)
-            });
-        let st = state.clone();
+                funcs::is_gw(st, ctx, lcr_id, probe, false)
+            }));
         m.function("to_gw")
             .args(&["lcr_id", "ip_addr", "proto"])
             .routes(CHECK)
             .doc("As to_gw(lcr_id) for the given address and proto (0 any, 1 udp, 2 tcp, 3 tls, 4 sctp); 1 or -1.")
             .handler(
-                move |ctx: &mut MsgContext, lcr_id: i64, ip: Bytes, proto: i64| {
-                    funcs::is_gw(&st, ctx, lcr_id, Probe::given(&ip, proto, 0), false)
+                state.with(|st: &State, ctx: &mut MsgContext, lcr_id: i64, ip: Bytes, proto: i64| {
+                    funcs::is_gw(st, ctx, lcr_id, Probe::given(&ip, proto, 0), false)
                 },
-            );
-        let st = state.clone();
+            ));
         m.function("to_any_gw")
             .routes(CHECK)
             .doc(
                 "As to_gw() over every instance: the instance id of the first match, -1 when none.",
             )
-            .handler(move |ctx: &mut MsgContext| {
+            .handler(state.with(|st: &State, ctx: &mut MsgContext| {
                 let probe = Probe::request_uri(ctx);
-                funcs::is_any_gw(&st, ctx, probe, false)
-            });
-        let st = state;
+                funcs::is_any_gw(st, ctx, probe, false)
+            }));
         m.function("to_any_gw")
             .args(&["ip_addr", "proto"])
             .routes(CHECK)
             .doc("As to_any_gw() for the given address and proto; the instance id or -1.")
-            .handler(move |ctx: &mut MsgContext, ip: Bytes, proto: i64| {
-                funcs::is_any_gw(&st, ctx, Probe::given(&ip, proto, 0), false)
-            });
+            .handler(
+                state.with(|st: &State, ctx: &mut MsgContext, ip: Bytes, proto: i64| {
+                    funcs::is_any_gw(st, ctx, Probe::given(&ip, proto, 0), false)
+                }),
+            );
     }
 }
 
@@ -628,8 +610,9 @@ mod rpc {
 mod tests {
     use super::*;
     use crate::data::{Gateway, Instance, RuleRow, Snapshot, Target};
-    use ferrosip_api::{NetInfo, Registry, RouteKind};
+    use ferrosip_api::{ModuleParams, NetInfo, Registry, RouteKind};
     use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
 
     fn state(extra: &[(&str, Value)]) -> (Arc<State>, Config) {
         let mut reg = Registry::new();
@@ -646,9 +629,7 @@ mod tests {
             p.push(k, v.clone());
         }
         let cfg = Config::from_params(&p, &reg.avp_names()).unwrap();
-        let st = Arc::new(State::default());
-        st.config.set(cfg.clone()).unwrap();
-        (st, cfg)
+        (Arc::new(State::new(cfg.clone())), cfg)
     }
 
     fn gw(id: u32, ip: &str, strip: u32, prefix: &str, tag: &str) -> Gateway {
@@ -830,6 +811,30 @@ mod tests {
             funcs::is_any_gw(&st, &mut by_name, to, false).unwrap().rc(),
             -1
         );
+    }
+
+    #[test]
+    fn a_bad_parameter_fails_init_and_reload_is_async() {
+        let mut reg = Registry::new();
+        reg.register(&LcrModule);
+        let def = reg.module("lcr").unwrap();
+        let init_error = |p: &ModuleParams| def.init.iter().find_map(|h| h(p).err());
+        let mut p = def.default_params();
+        let e = init_error(&p).unwrap();
+        assert!(e.contains("gw_uri_avp"), "{e}");
+        p.push("gw_uri_avp", Value::from_static("$avp(a)"));
+        p.push("ruri_user_avp", Value::from_static("$avp(b)"));
+        assert_eq!(init_error(&p), None);
+        let reload = reg.rpc("lcr.reload").unwrap();
+        assert!(reload.is_async());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Initialised but not started: no database to read yet.
+        let e = rt.block_on(reload.call(vec![])).unwrap_err();
+        assert!(e.contains("not started"), "{e}");
+        let gws = rt.block_on(reg.rpc("lcr.dump_gws").unwrap().call(vec![]));
+        assert_eq!(gws, Ok(RpcValue::Array(vec![])));
     }
 
     #[test]

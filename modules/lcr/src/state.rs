@@ -119,10 +119,11 @@ impl Config {
     }
 }
 
-/// The module state shared by the handlers, the RPC commands and the reload signal.
-#[derive(Default)]
+/// The module state shared by the handlers, the RPC commands and the reload signal:
+/// built from the parameters by init; the database and the runtime come with the start
+/// hook.
 pub struct State {
-    pub config: OnceLock<Config>,
+    pub config: Config,
     snapshot: RwLock<Arc<Snapshot>>,
     db: OnceLock<Db>,
     runtime: OnceLock<tokio::runtime::Handle>,
@@ -134,6 +135,17 @@ pub struct State {
 }
 
 impl State {
+    pub fn new(config: Config) -> State {
+        State {
+            config,
+            snapshot: RwLock::default(),
+            db: OnceLock::new(),
+            runtime: OnceLock::new(),
+            reloading: tokio::sync::Mutex::new(()),
+            last_error: Mutex::new(None),
+        }
+    }
+
     /// The tables as last loaded; calls in flight keep the snapshot they took.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot
@@ -148,10 +160,7 @@ impl State {
 
     /// Connects and loads the tables the first time (awaited on the server's runtime).
     pub async fn start(&self, runtime: &tokio::runtime::Handle) -> Result<(), String> {
-        let cfg = self
-            .config
-            .get()
-            .ok_or("lcr: parameters were not checked")?;
+        let cfg = &self.config;
         let _ = self.runtime.set(runtime.clone());
         let db = Db::connect(&cfg.db_url)
             .await
@@ -165,10 +174,7 @@ impl State {
     /// Reads the tables again and swaps the snapshot; on an error the old one stays.
     pub async fn reload(&self) -> Result<String, String> {
         let _one_at_a_time = self.reloading.lock().await;
-        let cfg = self
-            .config
-            .get()
-            .ok_or("lcr: parameters were not checked")?;
+        let cfg = &self.config;
         let db = self.db.get().ok_or("lcr: not started (no database)")?;
         let started = std::time::Instant::now();
         let result = load::load(db, &cfg.tables, cfg.limits).await;
@@ -195,20 +201,13 @@ impl State {
         }
     }
 
-    /// Reload from a synchronous caller (an RPC command): runs on the server's runtime
-    /// from a helper thread, so it works whether or not the caller is inside the runtime.
-    pub fn reload_blocking(self: &Arc<Self>) -> Result<String, String> {
-        let rt = self
-            .runtime
-            .get()
-            .cloned()
-            .ok_or("lcr: not started (no server runtime)")?;
-        let me = self.clone();
-        std::thread::scope(|s| {
-            s.spawn(move || rt.block_on(me.reload()))
-                .join()
-                .unwrap_or_else(|_| Err("lcr reload panicked".into()))
-        })
+    /// Reload for the `lcr.reload` RPC command: refused before the server has started
+    /// (the tables are loaded by the start hook).
+    pub async fn reload_started(&self) -> Result<String, String> {
+        if self.runtime.get().is_none() {
+            return Err("lcr: not started (no server runtime)".into());
+        }
+        self.reload().await
     }
 
     /// Reloads on SIGHUP, until the runtime stops: the way to pick up a new rate import

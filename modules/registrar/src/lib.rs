@@ -24,12 +24,12 @@ use ferrosip_api::services::ReplyHeaders;
 use ferrosip_api::tm::Branches;
 use ferrosip_api::{
     apply_result, ApplyResult, FnError, FnResult, Module, ModuleApi, ModuleBuilder, MsgContext,
-    PvRef, RouteKind, RouteMask, Value, Verdict,
+    PvRef, RouteKind, RouteMask, StateSlot, Value, Verdict,
 };
 use ferrosip_mod_usrloc::contact::method_bit;
-use ferrosip_mod_usrloc::{unix_now, Change, Contact, DbMode, RecordEdit, Usrloc};
+use ferrosip_mod_usrloc::{unix_now, Change, Contact, DbMode, RecordEdit, Usrloc, UsrlocApi};
 use save::{apply_register, parse_register, reply_headers, RegError, RegisterRequest, SaveFlags};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The location table a function works on (its first argument, a literal as in
 /// Kamailio), with what save() needs from the module parameters at load.
@@ -56,7 +56,7 @@ impl ArgType for Table {
         };
         let table = Table::named(name, env)?;
         // The table must exist (and be loaded from the database) before the first request.
-        if let Some(ul) = env.binder().registry.api::<Usrloc>() {
+        if let Some(ul) = env.binder().registry.api::<UsrlocApi>() {
             ul.note_table(&table.name);
         }
         Ok(table)
@@ -164,10 +164,11 @@ impl ArgType for FlagBits {
     }
 }
 
-/// What the handlers share: usrloc's API (through the registry) and the parameters.
+/// What the handlers share: usrloc's API (through the registry) and the module state
+/// (its parameters, built by init).
 struct Shared {
-    ul: ModuleApi<Usrloc>,
-    cfg: RwLock<Arc<RegConfig>>,
+    ul: ModuleApi<UsrlocApi>,
+    cfg: StateSlot<RegConfig>,
 }
 
 impl Shared {
@@ -175,10 +176,9 @@ impl Shared {
         let ul = self
             .ul
             .get()
-            .cloned()
-            .ok_or_else(|| FnError::new("registrar: usrloc is not built in"))?;
-        let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok((ul, cfg))
+            .ok_or_else(|| FnError::new("registrar: usrloc is not built in"))?
+            .store()?;
+        Ok((ul, self.cfg.get()?))
     }
 }
 
@@ -680,17 +680,9 @@ impl Module for RegistrarModule {
         params::declare(m);
         m.needs("usrloc");
         let shared = Arc::new(Shared {
-            ul: m.uses::<Usrloc>(),
-            cfg: RwLock::default(),
+            ul: m.uses::<UsrlocApi>(),
+            cfg: m.state(RegConfig::from_params),
         });
-        {
-            let sh = shared.clone();
-            m.on_init(move |p| {
-                let cfg = RegConfig::from_params(p)?;
-                *sh.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
-                Ok(())
-            });
-        }
         let save_routes =
             RouteMask::FAILURE | RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT;
         let sh = shared.clone();

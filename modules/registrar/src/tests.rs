@@ -475,3 +475,28 @@ fn registrar_without_usrloc_does_not_load() {
         err.messages
     );
 }
+
+#[test]
+fn a_bad_parameter_fails_the_load_naming_module_and_param() {
+    let mut reg = Registry::new();
+    ferrosip_script::register_core(&mut reg);
+    reg.register(&ferrosip_mod_usrloc::UsrlocModule);
+    reg.register(&RegistrarModule);
+    for (module, param, value) in [
+        ("registrar", "default_q", "1001"),
+        ("usrloc", "db_mode", "9"),
+    ] {
+        let cfg = format!(
+            "loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"{module}\", \"{param}\", {value})\nrequest_route {{ lookup(\"location\"); }}\n"
+        );
+        let err = load_str("t.cfg", &cfg, &LoadOptions::default(), &reg)
+            .err()
+            .expect("refused")
+            .messages
+            .join("\n");
+        assert!(
+            err.contains(&format!("module {module}")) && err.contains(param),
+            "{err}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use ferrosip_api::pv::{Binder, FnPv, Pv, PvClass, PvError, PvIndex, PvParamRule}
 use ferrosip_api::rr::Direction;
 use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Value};
 use regex::bytes::Regex;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 pub mod ops;
 pub mod record;
@@ -78,67 +78,50 @@ impl Module for RrModule {
         // Record-Route is written on each branch as it leaves (the outbound socket is
         // known only then).
         m.on_branch(record::branch_hook, record::keep_plan);
-        let cfg = Arc::new(RwLock::new(RrConfig::default()));
-        {
-            let cfg = cfg.clone();
-            m.on_init(move |p| {
-                *cfg.write().unwrap_or_else(|e| e.into_inner()) = RrConfig::from_params(p);
-                Ok(())
-            });
-        }
-        let conf = move || *cfg.read().unwrap_or_else(|e| e.into_inner());
-        let c = conf.clone();
+        let cfg = m.state(RrConfig::from_params);
         m.function("loose_route")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Routes by the Route header set (RFC 3261 16.4/16.12, strict routers included): removes this proxy's top Route entry (two with r2=on) and sets $du from the next loose-router entry (or the R-URI for a strict router); 1 when routed by Route headers, -1 when there is no Route header, -3 when an initial request had only this proxy's Route entries (removed; route by the R-URI).")
-            .handler(move |ctx: &mut MsgContext| {
-                let cfg = c();
-                ops::loose_route(ctx, &cfg, cfg.loose_route_mode)
-            });
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext| {
+                ops::loose_route(ctx, cfg, cfg.loose_route_mode)
+            }));
         m.function("loose_route_preloaded")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs loose_route(); 1 when the request is initial (no To-tag) and its Route entries were only this proxy's (loose_route() gives -3), -1 otherwise.")
-            .handler(move |ctx: &mut MsgContext| ops::loose_route_preloaded(ctx, &c()));
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext| ops::loose_route_preloaded(ctx, cfg)));
         m.function("loose_route_mode")
             .args(&["vmode"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("loose_route() with a mode: 1 skips the strict-router handling of an R-URI that is this proxy (for application servers using the proxy address as Contact), 0 is loose_route(); same return codes.")
-            .handler(move |ctx: &mut MsgContext, mode: i64| ops::loose_route(ctx, &c(), mode));
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, mode: i64| ops::loose_route(ctx, cfg, mode)));
         m.function("record_route")
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Record-Route header (on top of any others) with the address of the inbound socket, written when the request is forwarded; two headers with r2=on when double record-routing applies. 1 on success, -1 on failure (also when the request is already record-routed).")
-            .handler(move |ctx: &mut MsgContext| ops::record_route(ctx, &c(), None));
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext| ops::record_route(ctx, cfg, None)));
         m.function("record_route")
             .args(&["sparams"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Like record_route() with extra URI parameters (\";name=value\", may hold pseudo-variables) in the Record-Route URI; 1 on success, -1 on failure.")
-            .handler(move |ctx: &mut MsgContext, p: Bytes| ops::record_route(ctx, &c(), Some(&p)));
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, p: Bytes| ops::record_route(ctx, cfg, Some(&p))));
         m.function("record_route_preset")
             .args(&["address"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Record-Route whose URI is sip:address (\"host[:port][;params]\", no scheme) with ftag and lr added; 1 on success, -1 on failure.")
-            .handler(move |ctx: &mut MsgContext, a: Bytes| ops::record_route_preset(ctx, &c(), &a, None));
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, a: Bytes| ops::record_route_preset(ctx, cfg, &a, None)));
         m.function("record_route_preset")
             .args(&["address", "second_address"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds two Record-Route headers: address for the outbound interface, second_address for the inbound one (add \";r2=on\" to both); needs enable_double_rr; 1 on success, -1 on failure.")
-            .handler(move |ctx: &mut MsgContext, a: Bytes, b: Bytes| {
-                ops::record_route_preset(ctx, &c(), &a, Some(&b))
-            });
-        let c = conf.clone();
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, a: Bytes, b: Bytes| {
+                ops::record_route_preset(ctx, cfg, &a, Some(&b))
+            }));
         m.function("record_route_advertised_address")
             .args(&["address"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Adds a Record-Route with the given address (\"host[:port]\") instead of the socket's; two headers with the sockets' transports when double record-routing is on and the transport changes. 1 on success, -1 on failure.")
-            .handler(move |ctx: &mut MsgContext, a: Bytes| {
-                ops::record_route_advertised_address(ctx, &c(), &a)
-            });
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, a: Bytes| {
+                ops::record_route_advertised_address(ctx, cfg, &a)
+            }));
         m.function("add_rr_param")
             .args(&["param"])
             .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
@@ -149,12 +132,11 @@ impl Module for RrModule {
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Matches the URI parameters of this proxy's Route entry (\";lr;ftag=...;nat=yes\", as loose_route() found it) against a regex; 1 on match, -1 otherwise.")
             .handler(|ctx: &mut MsgContext, re: Arc<Regex>| ops::check_route_param(ctx, &re));
-        let c = conf;
         m.function("is_direction")
             .args(&["dir"])
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks the direction of an in-dialog request after loose_route(): \"downstream\" (caller to callee) or \"upstream\", from the ftag of this proxy's Route entry versus the From tag; 1 on match, -1 otherwise.")
-            .handler(move |ctx: &mut MsgContext, dir: Bytes| ops::is_direction(ctx, &c(), &dir));
+            .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, dir: Bytes| ops::is_direction(ctx, cfg, &dir)));
         m.function("remove_record_route")
             .routes(RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Cancels the Record-Route this proxy was going to add (and its add_rr_param() parameters); always 1.")

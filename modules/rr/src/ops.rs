@@ -42,18 +42,29 @@ impl Default for RrConfig {
 }
 
 impl RrConfig {
-    pub fn from_params(p: &ModuleParams) -> RrConfig {
-        RrConfig {
+    /// The configuration, or the first parameter whose value is out of its range.
+    pub fn from_params(p: &ModuleParams) -> Result<RrConfig, String> {
+        let double_rr = p.int("enable_double_rr");
+        if !(0..=2).contains(&double_rr) {
+            return Err(format!(
+                "enable_double_rr must be 0, 1 or 2, not {double_rr}"
+            ));
+        }
+        let mode = p.int("loose_route_mode");
+        if !(0..=1).contains(&mode) {
+            return Err(format!("loose_route_mode must be 0 or 1, not {mode}"));
+        }
+        Ok(RrConfig {
             append_fromtag: p.int("append_fromtag") != 0,
-            double_rr: DoubleRr::from_param(p.int("enable_double_rr")),
+            double_rr: DoubleRr::from_param(double_rr),
             full_lr: p.int("enable_full_lr") != 0,
             add_username: p.int("add_username") != 0,
             force_send_socket: p.int("force_send_socket") != 0,
             ignore_sips: p.int("ignore_sips") != 0,
             sockname_mode: p.int("sockname_mode") != 0,
-            loose_route_mode: p.int("loose_route_mode"),
+            loose_route_mode: mode,
             socket_mismatch_warning: p.int("enable_socket_mismatch_warning") != 0,
-        }
+        })
     }
 }
 

@@ -655,3 +655,25 @@ request_route {\n\
         ["<sip:10.0.0.1;lr=on;m=INVITE;nat=yes>"]
     );
 }
+
+#[test]
+fn out_of_range_parameters_fail_the_load_naming_module_and_param() {
+    for (param, value) in [("enable_double_rr", "3"), ("loose_route_mode", "2")] {
+        let cfg_text = format!(
+            "loadmodule \"rr.so\"\nmodparam(\"rr\", \"{param}\", {value})\nrequest_route {{ return(1); }}\n"
+        );
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&RrModule);
+        let err = ferrosip_script::load_str(
+            "t.cfg",
+            &cfg_text,
+            &ferrosip_script::LoadOptions::default(),
+            &reg,
+        )
+        .err()
+        .expect("the load fails")
+        .to_string();
+        assert!(err.contains("module rr") && err.contains(param), "{err}");
+    }
+}

@@ -2,8 +2,6 @@
 
 pub mod checks;
 
-use std::sync::{Arc, RwLock};
-
 use ferrosip_api::services::ReplyHeaders;
 use ferrosip_api::{FnResult, Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Verdict};
 
@@ -85,8 +83,31 @@ pub fn sanity_reply(ctx: &mut MsgContext, cfg: &Config) -> FnResult {
     })
 }
 
-fn load_config(p: &ferrosip_api::ModuleParams) -> Config {
-    Config {
+/// The configuration, or the first parameter with a negative value (masks and sizes).
+fn load_config(p: &ferrosip_api::ModuleParams) -> Result<Config, String> {
+    for name in [
+        "default_checks",
+        "uri_checks",
+        "size_checks",
+        "size_message",
+        "size_method",
+        "size_ruri",
+        "size_from_uri",
+        "size_to_uri",
+        "size_contact_uri",
+        "size_route_uri",
+        "size_path_uri",
+        "size_pai_uri",
+        "size_header",
+        "size_headers",
+        "size_body",
+    ] {
+        let v = p.int(name);
+        if v < 0 {
+            return Err(format!("{name} must not be negative, not {v}"));
+        }
+    }
+    Ok(Config {
         default_checks: p.int("default_checks"),
         uri_checks: p.int("uri_checks"),
         autodrop: p.int("autodrop") != 0,
@@ -105,7 +126,7 @@ fn load_config(p: &ferrosip_api::ModuleParams) -> Config {
         size_headers: p.int("size_headers"),
         size_body: p.int("size_body"),
         proxy_require: checks::parse_list(&p.string("proxy_require")),
-    }
+    })
 }
 
 /// The `sanity` module.
@@ -217,51 +238,33 @@ impl Module for SanityModule {
             0_i64,
             "When 1, no error reply is sent on a failed check (use sanity_reply()).",
         );
-        let cfg = Arc::new(RwLock::new(Config::default()));
-        {
-            let cfg = cfg.clone();
-            m.on_init(move |p| {
-                *cfg.write().map_err(|e| e.to_string())? = load_config(p);
-                Ok(())
-            });
-        }
-        let get = {
-            let cfg = cfg.clone();
-            move || cfg.read().map(|c| c.clone()).unwrap_or_default()
-        };
-        let g = get.clone();
+        let cfg = m.state(load_config);
         m.function("sanity_check")
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the default_checks; 1 when the message passed, 0 (stop) or -1 (autodrop off) when it failed.")
-            .handler(move |ctx: &mut MsgContext| {
-                let c = g();
-                sanity_check(ctx, c.default_checks, c.uri_checks, &c)
-            });
+            .handler(cfg.with(|c: &Config, ctx: &mut MsgContext| {
+                sanity_check(ctx, c.default_checks, c.uri_checks, c)
+            }));
         m.function("sanity_check")
             .args(&["msg_checks"])
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the checks of the bit mask (Kamailio's bits, plus 131072: the RFC 3261 grammar of every header, answered 400 as RFC 4475 expects); 1 passed, 0 or -1 failed.")
-            .handler({
-                let g = get.clone();
-                move |ctx: &mut MsgContext, msg_checks: i64| {
-                    let c = g();
-                    sanity_check(ctx, msg_checks, c.uri_checks, &c)
-                }
-            });
+            .handler(cfg.with(|c: &Config, ctx: &mut MsgContext, msg_checks: i64| {
+                sanity_check(ctx, msg_checks, c.uri_checks, c)
+            }));
         m.function("sanity_check")
             .args(&["msg_checks", "uri_checks"])
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Runs the checks and URI checks of the bit masks; 1 passed, 0 or -1 failed.")
-            .handler({
-                let g = get.clone();
-                move |ctx: &mut MsgContext, msg_checks: i64, uri_checks: i64| {
-                    sanity_check(ctx, msg_checks, uri_checks, &g())
-                }
-            });
+            .handler(cfg.with(
+                |c: &Config, ctx: &mut MsgContext, msg_checks: i64, uri_checks: i64| {
+                    sanity_check(ctx, msg_checks, uri_checks, c)
+                },
+            ));
         m.function("sanity_reply")
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Sends the error reply prepared by a failed sanity_check() when noreply is set; 1 on success, -1 on failure.")
-            .handler(move |ctx: &mut MsgContext| sanity_reply(ctx, &get()));
+            .handler(cfg.with(|c: &Config, ctx: &mut MsgContext| sanity_reply(ctx, c)));
     }
 }
 

@@ -8,6 +8,7 @@ use ferrosip_script::vm::Outcome;
 use ferrosip_sip::SipMessage;
 use ferrosip_tests::services::SentReply;
 use ferrosip_tests::{FakeServices, Script};
+use std::sync::Arc;
 
 const VIA: &str = "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n";
 const FROM: &str = "From: <sip:a@example.com>;tag=9\r\n";
@@ -414,4 +415,29 @@ fn rfc3261_grammar_bit_answers_what_validate_refuses() {
     // Outside Kamailio's bits (up to 1 << 16): a Kamailio mask never turns it on.
     let kamailio_masks = DEFAULT_CHECKS | CHECK_SIZES | (CHECK_SIZES - 1);
     assert_eq!(kamailio_masks & RFC3261_GRAMMAR, 0);
+}
+
+#[test]
+fn a_negative_mask_or_size_fails_the_load_naming_module_and_param() {
+    for param in ["default_checks", "uri_checks", "size_message", "size_body"] {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&SanityModule);
+        let cfg = format!(
+            "loadmodule \"sanity.so\"\nmodparam(\"sanity\", \"{param}\", -1)\nrequest_route {{ return(1); }}\n"
+        );
+        let err = ferrosip_script::load_str(
+            "t.cfg",
+            &cfg,
+            &ferrosip_script::LoadOptions::default(),
+            &reg,
+        )
+        .err()
+        .expect("the load fails")
+        .to_string();
+        assert!(
+            err.contains("module sanity") && err.contains(param),
+            "{err}"
+        );
+    }
 }

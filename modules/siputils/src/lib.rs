@@ -4,12 +4,13 @@ use bytes::Bytes;
 use ferrosip_api::args::PvOut;
 use ferrosip_api::{Module, ModuleBuilder, MsgContext, ParamType, RouteMask, Verdict};
 use ops::*;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 
 pub mod ops;
 #[cfg(test)]
 mod tests_ops;
+
+/// The module's state: the `e164_max_len` parameter (with the leading "+").
+struct E164MaxLen(usize);
 
 /// The `siputils` module.
 pub struct SiputilsModule;
@@ -76,16 +77,15 @@ impl Module for SiputilsModule {
             16_i64,
             "Maximum length (with the leading \"+\") accepted as an E.164 number.",
         );
-        let e164_max = Arc::new(AtomicI64::new(16));
-        {
-            let e164_max = e164_max.clone();
-            m.on_init(move |p| {
-                e164_max.store(p.int("e164_max_len"), Ordering::Relaxed);
-                Ok(())
-            });
-        }
-        let max1 = e164_max.clone();
-        let max2 = e164_max;
+        let e164_max = m.state(|p| {
+            let max = p.int("e164_max_len");
+            if !(3..=64).contains(&max) {
+                return Err(format!(
+                    "e164_max_len must be 3..64 (\"+\" and at least 2 digits), not {max}"
+                ));
+            }
+            Ok(E164MaxLen(max as usize))
+        });
         m.function("options_reply")
             .routes(RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Answers an OPTIONS request addressed to the server (no user part) with 200 and the Accept/Supported headers; 1 on success, -1 otherwise.")
@@ -150,17 +150,16 @@ impl Module for SiputilsModule {
             .args(&["number"])
             .routes(RouteMask::FAILURE | RouteMask::LOCAL | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("True (1) when the value is an E.164 number (\"+\" and 2..15 digits); -1 otherwise.")
-            .handler(move |_ctx: &mut MsgContext, n: Bytes| Ok(Verdict::from(e164(&n, max1.load(Ordering::Relaxed) as usize))));
+            .handler(e164_max.with(|max: &E164MaxLen, _ctx: &mut MsgContext, n: Bytes| Ok(Verdict::from(e164(&n, max.0)))));
         m.function("is_uri_user_e164")
             .args(&["uri"])
             .routes(RouteMask::ANY)
             .doc("True (1) when the user part of the URI is an E.164 number; -1 otherwise.")
-            .handler(move |_ctx: &mut MsgContext, u: Bytes| {
-                Ok(Verdict::from(uri_user_e164(
-                    &u,
-                    max2.load(Ordering::Relaxed) as usize,
-                )))
-            });
+            .handler(
+                e164_max.with(|max: &E164MaxLen, _ctx: &mut MsgContext, u: Bytes| {
+                    Ok(Verdict::from(uri_user_e164(&u, max.0)))
+                }),
+            );
         m.function("encode_contact")
             .args(&["encoding_prefix", "hostpart"])
             .routes(RouteMask::ONREPLY | RouteMask::REQUEST | RouteMask::EVENT)

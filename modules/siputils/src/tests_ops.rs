@@ -145,3 +145,28 @@ request_route {
         Some(&b"sip:bob@example.com;transport=tcp;lr;x=1"[..])
     );
 }
+
+#[test]
+fn an_impossible_e164_max_len_fails_the_load_naming_module_and_param() {
+    for value in [0, 2, 65] {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&SiputilsModule);
+        let cfg = format!(
+            "loadmodule \"siputils.so\"\nmodparam(\"siputils\", \"e164_max_len\", {value})\nrequest_route {{ return(1); }}\n"
+        );
+        let err = ferrosip_script::load_str(
+            "t.cfg",
+            &cfg,
+            &ferrosip_script::LoadOptions::default(),
+            &reg,
+        )
+        .err()
+        .expect("the load fails")
+        .to_string();
+        assert!(
+            err.contains("module siputils") && err.contains("e164_max_len"),
+            "{err}"
+        );
+    }
+}

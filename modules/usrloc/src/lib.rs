@@ -21,7 +21,7 @@ pub mod store;
 pub use contact::{Contact, ContactInfo, Field, ALL_METHODS};
 pub use store::{Change, Domain, RecordEdit};
 
-use ferrosip_api::{Module, ModuleBuilder, ModuleParams, RpcValue};
+use ferrosip_api::{FnError, Module, ModuleBuilder, ModuleParams, RpcValue, StateSlot};
 use ferrosip_db::Db;
 use std::collections::HashMap;
 use std::future::Future;
@@ -169,15 +169,13 @@ pub type PendingWrite = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
 
 /// The user location store of one registry.
 pub struct Usrloc {
-    config: RwLock<UlConfig>,
-    db_url: RwLock<String>,
+    config: UlConfig,
+    db_url: String,
     domains: RwLock<HashMap<String, Arc<Domain>>>,
     db: RwLock<Option<Db>>,
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     ruid_prefix: String,
     ruid_counter: AtomicU64,
-    /// Tables the script being compiled names (registrar's arguments), created by init.
-    noted_tables: Mutex<Vec<String>>,
 }
 
 impl Default for Usrloc {
@@ -199,23 +197,38 @@ impl Usrloc {
         // the pid mixed with the sub-second clock.
         let salt = (std::process::id()).wrapping_mul(2_654_435_761) ^ now.subsec_nanos();
         Usrloc {
-            config: RwLock::new(config),
-            db_url: RwLock::new(String::new()),
+            config,
+            db_url: String::new(),
             domains: RwLock::new(HashMap::new()),
             db: RwLock::new(None),
             timer: Mutex::new(None),
             ruid_prefix: format!("uloc-{:x}-{:x}-", now.as_secs(), salt),
             ruid_counter: AtomicU64::new(0),
-            noted_tables: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn config(&self) -> UlConfig {
-        *self.config.read().unwrap_or_else(|e| e.into_inner())
+    /// The store the module's init builds: its parameters checked, `tables` (those the
+    /// script names, and `preload`) created, to be loaded from the database at start.
+    pub fn from_params(p: &ModuleParams, tables: Vec<String>) -> Result<Usrloc, String> {
+        let cfg = UlConfig::from_params(p)?;
+        let db_url = p.string("db_url");
+        if cfg.db_mode != DbMode::Memory && db_url.is_empty() {
+            return Err("db_mode needs a db_url".to_string());
+        }
+        let mut ul = Usrloc::new(cfg);
+        ul.db_url = db_url;
+        let preload = p.string("preload");
+        for t in tables
+            .iter()
+            .chain((!preload.is_empty()).then_some(&preload))
+        {
+            ul.domain(t);
+        }
+        Ok(ul)
     }
 
-    pub fn set_config(&self, config: UlConfig) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    pub fn config(&self) -> UlConfig {
+        self.config
     }
 
     /// The table named `name`, created empty on first use.
@@ -310,8 +323,8 @@ impl Usrloc {
         if cfg.db_mode == DbMode::Memory {
             return Ok(());
         }
-        let url = read(&self.db_url);
-        let db = Db::connect(&url)
+        let url = &self.db_url;
+        let db = Db::connect(url)
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
@@ -414,47 +427,46 @@ impl Usrloc {
         }
     }
 
-    fn stop(&self, rt: &tokio::runtime::Handle) {
+    /// The stop hook: ends the timer and, in write-back mode, writes the pending changes.
+    async fn stop(&self) {
         if let Some(t) = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             t.abort();
         }
         if self.config().db_mode == DbMode::WriteBack {
             let pending: usize = self.domains().iter().map(|d| d.pending_len()).sum();
-            let _ = block_on(rt, async {
-                for dom in self.domains() {
-                    self.flush(&dom).await;
-                }
-            });
+            for dom in self.domains() {
+                self.flush(&dom).await;
+            }
+            let left: usize = self.domains().iter().map(|d| d.pending_len()).sum();
             tracing::info!(
-                changes = pending,
+                changes = pending.saturating_sub(left),
+                unwritten = left,
                 "usrloc: write-back cache flushed at stop"
             );
         }
     }
 }
 
-/// Runs a future to completion on `rt` from the synchronous stop hook, on a helper
-/// thread so that it works whether or not the caller is inside the runtime.
-fn block_on<F>(rt: &tokio::runtime::Handle, f: F) -> Result<F::Output, String>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| rt.block_on(f))
-            .join()
-            .map_err(|_| "usrloc: start/stop task panicked".to_string())
-    })
+/// What other modules get of usrloc through the registry (Kamailio's `bind_usrloc`):
+/// the store built by the module's init, and the tables a script names, collected while
+/// it compiles so that init creates (and start loads) them before the first request.
+pub struct UsrlocApi {
+    store: StateSlot<Usrloc>,
+    noted_tables: Arc<Mutex<Vec<String>>>,
 }
 
-impl Usrloc {
-    /// Called by registrar's argument fixup for every table a script names, so that the
-    /// table exists (and is loaded from the database) before the first request.
+impl UsrlocApi {
+    /// Called by registrar's argument fixup for every table a script names.
     pub fn note_table(&self, name: &str) {
         let mut t = self.noted_tables.lock().unwrap_or_else(|e| e.into_inner());
         if !t.iter().any(|n| n == name) {
             t.push(name.to_string());
         }
+    }
+
+    /// The store, once a script loading usrloc has been loaded.
+    pub fn store(&self) -> Result<Arc<Usrloc>, FnError> {
+        self.store.get()
     }
 }
 
@@ -470,35 +482,25 @@ impl Module for UsrlocModule {
         m.doc("User location storage (the registrar's contact table): in memory, sharded by address of record, with optional persistence in Kamailio's `location` table (db_mode 1 write-through, 2 write-back, 3 database only). No script functions of its own: registrar's save(), lookup() and registered() use it.");
         m.example(include_str!("../example.cfg"));
         params::declare(m);
-        let ul = Arc::new(Usrloc::default());
-        // registrar reaches this instance through the registry.
-        m.provide(ul.clone());
+        let noted_tables = Arc::new(Mutex::new(Vec::new()));
+        let store = {
+            let noted = noted_tables.clone();
+            m.state(move |p| {
+                let tables = std::mem::take(&mut *noted.lock().unwrap_or_else(|e| e.into_inner()));
+                Usrloc::from_params(p, tables)
+            })
+        };
+        // registrar reaches the store through the registry.
+        m.provide(Arc::new(UsrlocApi {
+            store: store.clone(),
+            noted_tables,
+        }));
         {
-            let ul = ul.clone();
-            m.on_init(move |p| {
-                let cfg = UlConfig::from_params(p)?;
-                if cfg.db_mode != DbMode::Memory && p.string("db_url").is_empty() {
-                    return Err("db_mode needs a db_url".to_string());
-                }
-                ul.set_config(cfg);
-                *ul.db_url.write().unwrap_or_else(|e| e.into_inner()) = p.string("db_url");
-                let mut tables =
-                    std::mem::take(&mut *ul.noted_tables.lock().unwrap_or_else(|e| e.into_inner()));
-                let preload = p.string("preload");
-                if !preload.is_empty() {
-                    tables.push(preload);
-                }
-                for t in tables {
-                    ul.domain(&t);
-                }
-                Ok(())
-            });
-        }
-        {
-            let ul = ul.clone();
+            let store = store.clone();
             m.on_start(move |env| {
-                let (ul, rt) = (ul.clone(), env.runtime.clone());
+                let (ul, rt) = (store.get(), env.runtime.clone());
                 async move {
+                    let ul = ul.map_err(|e| e.message)?;
                     ul.clone().start().await?;
                     ul.start_timer(&rt);
                     Ok(())
@@ -506,21 +508,29 @@ impl Module for UsrlocModule {
             });
         }
         {
-            let ul = ul.clone();
-            m.on_stop(move |rt| ul.stop(rt));
+            let store = store.clone();
+            m.on_stop_async(move |_env| {
+                let ul = store.get();
+                async move {
+                    if let Ok(ul) = ul {
+                        ul.stop().await;
+                    }
+                }
+            });
         }
         {
-            let ul = ul.clone();
+            let store = store.clone();
             m.rpc(
                 "ul.dump",
                 "Lists every location table with its addresses of record and contacts (memory; empty in db_mode 3).",
-                move |_args| Ok(dump(&ul)),
+                move |_args| Ok(dump(&*store.get().map_err(|e| e.message)?)),
             );
         }
         m.rpc(
             "ul.stats",
             "Number of records and contacts per location table.",
             move |_args| {
+                let ul = store.get().map_err(|e| e.message)?;
                 Ok(RpcValue::Array(
                     ul.domains()
                         .iter()
@@ -605,6 +615,48 @@ mod tests {
         assert!(UlConfig::from_params(&p).is_ok());
         p.push("user_column", Value::from_string("user".into()));
         assert!(UlConfig::from_params(&p).is_err());
+    }
+
+    #[test]
+    fn a_bad_parameter_fails_the_init_naming_it() {
+        let mut reg = ferrosip_api::Registry::new();
+        reg.register(&UsrlocModule);
+        let def = reg.module("usrloc").unwrap();
+        let init_error = |p: &ModuleParams| def.init.iter().find_map(|h| h(p).err());
+        let mut p = def.default_params();
+        assert_eq!(init_error(&p), None);
+        p.push("db_mode", Value::Int(2));
+        p.push("db_url", Value::from_string(String::new()));
+        let e = init_error(&p).unwrap();
+        assert!(e.contains("db_mode") && e.contains("db_url"), "{e}");
+        let mut p = def.default_params();
+        p.push("db_mode", Value::Int(7));
+        assert!(init_error(&p).unwrap().contains("db_mode"));
+    }
+
+    #[test]
+    fn tables_noted_through_the_api_exist_after_init() {
+        let mut reg = ferrosip_api::Registry::new();
+        reg.register(&UsrlocModule);
+        let api = reg.api::<UsrlocApi>().unwrap();
+        assert!(api.store().is_err(), "no state before init");
+        api.note_table("location");
+        api.note_table("aliases");
+        let def = reg.module("usrloc").unwrap();
+        let mut p = def.default_params();
+        p.push("preload", Value::from_string("pbx".into()));
+        for h in &def.init {
+            h(&p).unwrap();
+        }
+        let mut names: Vec<_> = api
+            .store()
+            .unwrap()
+            .domains()
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["aliases", "location", "pbx"]);
     }
 
     #[tokio::test]
