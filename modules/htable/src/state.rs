@@ -10,6 +10,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+/// Most `event_route[htable:expired:<table>]` runs started by one sweep of one table: each
+/// run is a task with a message of its own, and a million items expiring together must not
+/// become a million tasks at once.
+pub const MAX_EXPIRED_EVENTS: usize = 10_000;
+
 /// Database columns and options (the module parameters of the same names).
 #[derive(Clone, Debug)]
 pub struct DbConfig {
@@ -160,7 +165,8 @@ impl Htable {
                 continue;
             };
             let event = format!("htable:expired:{}", table.name());
-            for (key, value) in expired {
+            let count = expired.len();
+            for (key, value) in expired.into_iter().take(MAX_EXPIRED_EVENTS) {
                 let Some(mut ctx) = Self::event_ctx() else {
                     break;
                 };
@@ -168,6 +174,14 @@ impl Htable {
                 if !services.run_event_route(&event, ctx) {
                     break; // no such route: nothing to run for the others either
                 }
+            }
+            if count > MAX_EXPIRED_EVENTS {
+                tracing::warn!(
+                    table = table.name(),
+                    expired = count,
+                    ran = MAX_EXPIRED_EVENTS,
+                    "htable: more items expired in one sweep than event routes are run for"
+                );
             }
         }
         total
