@@ -254,7 +254,13 @@ fn the_stock_ipban_block_and_the_pvs_in_a_script() {
         .iter()
         .find(|r| r.name == "htable.get")
         .unwrap();
-    let got = (rpc.handler)(&[Value::from("c"), Value::from("n")]).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = runtime
+        .block_on(rpc.call(vec![Value::from("c"), Value::from("n")]))
+        .unwrap();
     assert_eq!(
         got,
         ferrosip_api::RpcValue::Struct(vec![
