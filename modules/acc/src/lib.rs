@@ -336,3 +336,47 @@ impl Module for AccModule {
         acc::declare(m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::pv::Binder;
+    use ferrosip_api::Registry;
+
+    /// What is not built refuses the load, naming the parameter; what is built loads.
+    /// (The core PVs the extras name come with the script crate: tests/tests/acc.rs.)
+    #[test]
+    fn unbuilt_parameters_refuse_the_load_by_name() {
+        let mut reg = Registry::new();
+        reg.register(&AccModule);
+        let def = reg.module("acc").expect("acc");
+        let build = |set: &[(&str, Value)]| {
+            let mut p = def.default_params();
+            for (k, v) in set {
+                p.push(k, v.clone());
+            }
+            def.tm_observers[0](&p, &Binder::new(&reg)).map(|o| o.is_some())
+        };
+        assert_eq!(build(&[]), Ok(false), "no flag: nothing to watch");
+        assert_eq!(
+            build(&[("log_flag", Value::Int(1)), ("report_ack", Value::Int(0)),]),
+            Ok(true)
+        );
+        for (name, value) in [
+            ("report_ack", Value::Int(1)),
+            ("report_cancels", Value::Int(1)),
+            ("early_media", Value::Int(1)),
+            ("time_mode", Value::Int(2)),
+            ("cdr_enable", Value::Int(1)),
+            ("log_facility", Value::from_static("LOG_LOCAL0")),
+            ("multi_leg_info", Value::from_static("x=$avp(x)")),
+        ] {
+            let e = build(&[(name, value)]).expect_err(name);
+            assert!(e.contains(&format!("\"{name}\"")), "{e}");
+        }
+        let e = build(&[("db_flag", Value::Int(1))]).expect_err("db_url");
+        assert!(e.contains("db_url"), "{e}");
+        let e = build(&[("db_extra", Value::from_static("bad col=$si"))]).expect_err("column");
+        assert!(e.contains("db_extra"), "{e}");
+    }
+}

@@ -208,6 +208,9 @@ struct Task {
 
 /// How long the writer waits after a failed replay before it tries again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the first record of a batch waits for others when the queue holds fewer
+/// than `batch_size`.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
 /// Spool files replayed between two looks at the queue.
 const REPLAY_FILES_PER_ROUND: usize = 8;
 
@@ -233,6 +236,10 @@ impl Task {
             }
             if stopping {
                 self.rx.close();
+            } else if !batch.is_empty() && self.rx.len() + 1 < self.cfg.batch_size {
+                // Let a batch gather: one transaction per record costs the proxy several
+                // times the CPU of one per few dozen, and a record may well wait 20 ms.
+                tokio::time::sleep(BATCH_LINGER).await;
             }
             while batch.len() < self.cfg.batch_size {
                 match self.rx.try_recv() {
