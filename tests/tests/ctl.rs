@@ -4,6 +4,11 @@
 //! socket, against a live server that goes on answering SIP; and `ferrosip ctl reload`
 //! under SIPp load with no failed call.
 
+// The binary's catalog, to know every module's RPC commands.
+#[path = "../../crates/ferrosip/src/catalog.rs"]
+#[allow(dead_code)]
+mod catalog;
+
 use ferrosip_tests::{ferrosip_bin, free_port, have_sipp, log_tails, traced_sipp, Launch, Proxy};
 use std::io::{Read, Write};
 use std::net::UdpSocket;
@@ -474,5 +479,25 @@ request_route {{
         5,
         "{}",
         proxy.log_text()
+    );
+}
+
+fn operations_page() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"))
+        .expect("docs/operations.md")
+}
+
+#[test]
+fn the_operations_page_names_every_module_command() {
+    let page = operations_page();
+    let reg = catalog::registry();
+    let missing: Vec<&str> = reg
+        .rpcs()
+        .map(|r| r.name)
+        .filter(|n| !page.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/operations.md does not name {missing:?}"
     );
 }

@@ -38,9 +38,10 @@ pub use error::{FnError, Span};
 pub use format::Format;
 pub use pv::{Pv, PvClass, PvError, PvIndex, PvRef, SetOp};
 pub use registry::{
-    apply_result, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef, ModuleApi,
-    ModuleBuilder, ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcDef, RpcValue,
-    StartEnv, StartHook, StateSlot, StopHook, ValueCallable, WithState,
+    apply_result, run_stop_hooks, ApplyResult, AvpNames, CallOutcome, Callable, FnRow, FunctionDef,
+    ModuleApi, ModuleBuilder, ModuleDef, ModuleParams, ParamDef, ParamType, Registry, RpcCallable,
+    RpcDef, RpcValue, StartEnv, StartHook, StateSlot, StopEnv, StopHook, ValueCallable, WithState,
+    STOP_HOOKS_LIMIT,
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};

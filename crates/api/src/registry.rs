@@ -269,14 +269,69 @@ pub enum RpcValue {
     Struct(Vec<(String, RpcValue)>),
 }
 
+/// A synchronous RPC handler ([`ModuleBuilder::rpc`]).
 pub type RpcHandler = dyn Fn(&[Value]) -> Result<RpcValue, String> + Send + Sync;
+/// An asynchronous RPC handler ([`ModuleBuilder::rpc_async`]): database reloads, flushes.
+pub type AsyncRpcHandler =
+    dyn Fn(Vec<Value>) -> BoxFuture<'static, Result<RpcValue, String>> + Send + Sync;
+
+/// How an RPC command runs.
+#[derive(Clone)]
+pub enum RpcCallable {
+    /// Runs on the async runtime's blocking pool when called through [`RpcDef::call`]: it
+    /// may read a file or take a lock without stalling the runtime's workers.
+    Sync(Arc<RpcHandler>),
+    /// Awaited on the runtime (its I/O is async).
+    Async(Arc<AsyncRpcHandler>),
+}
 
 /// An RPC command (`dispatcher.list`, ...).
 #[derive(Clone)]
 pub struct RpcDef {
     pub name: &'static str,
     pub doc: &'static str,
-    pub handler: Arc<RpcHandler>,
+    /// The module that declared it.
+    pub module: &'static str,
+    pub handler: RpcCallable,
+}
+
+impl RpcDef {
+    /// Runs the command with its arguments, whichever kind it is. Inside a Tokio runtime a
+    /// synchronous handler runs on the blocking pool (`spawn_blocking`) and an async one on
+    /// a task of its own, so a handler that panics answers an error instead of taking the
+    /// caller down; outside a runtime (tests, tools) a synchronous handler runs inline.
+    pub fn call(&self, args: Vec<Value>) -> BoxFuture<'static, Result<RpcValue, String>> {
+        let name = self.name;
+        let panicked = move |e: tokio::task::JoinError| format!("rpc {name} failed: {e}");
+        match &self.handler {
+            RpcCallable::Sync(handler) => {
+                let handler = handler.clone();
+                Box::pin(async move {
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => rt
+                            .spawn_blocking(move || handler(&args))
+                            .await
+                            .unwrap_or_else(|e| Err(panicked(e))),
+                        Err(_) => handler(&args),
+                    }
+                })
+            }
+            RpcCallable::Async(handler) => {
+                let work = handler(args);
+                Box::pin(async move {
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => rt.spawn(work).await.unwrap_or_else(|e| Err(panicked(e))),
+                        Err(_) => work.await,
+                    }
+                })
+            }
+        }
+    }
+
+    /// True for an [`RpcCallable::Async`] command.
+    pub fn is_async(&self) -> bool {
+        matches!(self.handler, RpcCallable::Async(_))
+    }
 }
 
 pub type InitHook = dyn Fn(&ModuleParams) -> Result<(), String> + Send + Sync;
@@ -297,7 +352,65 @@ pub type StartHook = dyn Fn(&StartEnv<'_>) -> BoxFuture<'static, Result<(), Stri
 /// for modules that send requests of their own (dispatcher's probes) or run event routes.
 pub type ReadyHook = dyn Fn(&Arc<dyn crate::services::Services>) + Send + Sync;
 /// Runs when the server stops (flush write-back caches); the runtime is still up.
-pub type StopHook = dyn Fn(&tokio::runtime::Handle) + Send + Sync;
+/// Sync hooks run on the runtime's blocking pool, async ones as tasks; see
+/// [`run_stop_hooks`].
+pub enum StopHook {
+    Sync(Box<dyn Fn(&tokio::runtime::Handle) + Send + Sync>),
+    Async(Box<dyn Fn(StopEnv) -> BoxFuture<'static, ()> + Send + Sync>),
+}
+
+/// What a stop hook sees: the runtime is still up while stop hooks run.
+#[derive(Clone)]
+pub struct StopEnv {
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// How long the server gives its stop hooks, all together: a database that does not answer
+/// a write-back flush must not keep the process from ending.
+pub const STOP_HOOKS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs every stop hook at once (sync ones on the blocking pool, async ones as tasks) and
+/// waits for them at most `limit` in all. Answers the modules whose hooks had not finished
+/// by then, once each in hook order, for the caller to log; an async hook still running is
+/// aborted, a sync one is left to the runtime's shutdown. A hook that panics counts as
+/// finished (its panic is the runtime's to report).
+pub async fn run_stop_hooks(
+    hooks: &[(&'static str, Arc<StopHook>)],
+    runtime: tokio::runtime::Handle,
+    limit: std::time::Duration,
+) -> Vec<&'static str> {
+    let tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)> = hooks
+        .iter()
+        .map(|(module, hook)| {
+            let hook = hook.clone();
+            let task = match &*hook {
+                StopHook::Sync(_) => {
+                    let rt = runtime.clone();
+                    runtime.spawn_blocking(move || {
+                        if let StopHook::Sync(run) = &*hook {
+                            run(&rt)
+                        }
+                    })
+                }
+                StopHook::Async(run) => runtime.spawn(run(StopEnv {
+                    runtime: runtime.clone(),
+                })),
+            };
+            (*module, task)
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut unfinished: Vec<&'static str> = Vec::new();
+    for (module, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+            if !unfinished.contains(&module) {
+                unfinished.push(module);
+            }
+        }
+    }
+    unfinished
+}
 
 /// A request leaving on one branch, as per-branch outbound hooks see it: already
 /// prepared (received/rport, Max-Forwards, our Via, Content-Length).
@@ -627,9 +740,19 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// An RPC command by name (`dispatcher.reload`), with the module that declared it.
+    pub fn rpc(&self, name: &str) -> Option<RpcDef> {
+        self.rpcs().find(|r| r.name == name).cloned()
+    }
+
+    /// Every RPC command, module by module in registration order ([`RpcDef::module`]).
+    pub fn rpcs(&self) -> impl Iterator<Item = &RpcDef> {
+        self.modules.values().flat_map(|m| m.rpcs.iter())
+    }
+
     /// Mistakes in the modules' declarations, one line each: argument names that do not
     /// match the handler's arity, a name and arity registered twice by one module (the
-    /// later one replaced the earlier). Empty for a correct build; the test suite checks it.
+    /// later one replaced the earlier), an RPC name declared twice (the first one kept). Empty for a correct build; the test suite checks it.
     pub fn declaration_errors(&self) -> &[String] {
         &self.declaration_errors
     }
@@ -856,16 +979,59 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// An RPC command with a synchronous handler, for cheap in-memory work (listing a
+    /// table, setting a state). Called through [`RpcDef::call`] it runs on the blocking
+    /// pool; anything that awaits I/O belongs in [`ModuleBuilder::rpc_async`].
     pub fn rpc(
         &mut self,
         name: &'static str,
         doc: &'static str,
         handler: impl Fn(&[Value]) -> Result<RpcValue, String> + Send + Sync + 'static,
     ) -> &mut Self {
+        self.add_rpc(name, doc, RpcCallable::Sync(Arc::new(handler)))
+    }
+
+    /// An RPC command whose handler is async (a reload from a database, a flush):
+    /// `m.rpc_async("x.reload", "doc", move |args: Vec<Value>| { let s = s.clone(); async
+    /// move { ... } })`.
+    pub fn rpc_async<F, Fut>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(Vec<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<RpcValue, String>> + Send + 'static,
+    {
+        let handler = move |args: Vec<Value>| -> BoxFuture<'static, Result<RpcValue, String>> {
+            Box::pin(handler(args))
+        };
+        self.add_rpc(name, doc, RpcCallable::Async(Arc::new(handler)))
+    }
+
+    /// Records an RPC command; a name some module already declared is a declaration error
+    /// (the control interface finds commands by name alone).
+    fn add_rpc(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        handler: RpcCallable,
+    ) -> &mut Self {
+        if let Some(first) = self.reg.rpc(name) {
+            let error = format!(
+                "module {}: rpc {name} is already declared by module {}",
+                self.module, first.module
+            );
+            self.reg.declaration_errors.push(error);
+            return self;
+        }
+        let module = self.module;
         self.def().rpcs.push(RpcDef {
             name,
             doc,
-            handler: Arc::new(handler),
+            module,
+            handler,
         });
         self
     }
@@ -939,12 +1105,30 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
-    /// Runs when the server stops, before the runtime shuts down.
+    /// Runs when the server stops, before the runtime shuts down, on the runtime's blocking
+    /// pool (it may block); with every other stop hook under [`STOP_HOOKS_LIMIT`] in all.
     pub fn on_stop(
         &mut self,
         hook: impl Fn(&tokio::runtime::Handle) + Send + Sync + 'static,
     ) -> &mut Self {
-        self.def().stop.push(Arc::new(hook));
+        self.def()
+            .stop
+            .push(Arc::new(StopHook::Sync(Box::new(hook))));
+        self
+    }
+
+    /// An async stop hook (a write-back flush to a database): `m.on_stop_async(move |env|
+    /// { let s = s.clone(); async move { ... } })`, awaited as a task with the other stop
+    /// hooks under [`STOP_HOOKS_LIMIT`] in all.
+    pub fn on_stop_async<F, Fut>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(StopEnv) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hook = move |env: StopEnv| -> BoxFuture<'static, ()> { Box::pin(hook(env)) };
+        self.def()
+            .stop
+            .push(Arc::new(StopHook::Async(Box::new(hook))));
         self
     }
 
@@ -1545,6 +1729,7 @@ mod tests {
                 ),
                 FnRow::declared::<(Bytes,)>("h", &["text"], RouteMask::ANY, ""),
             ]);
+            m.rpc("sloppy.list", "A list.", |_| Ok(RpcValue::Int(1)));
         }
     }
 
@@ -1556,6 +1741,7 @@ mod tests {
         fn declare(&self, m: &mut ModuleBuilder<'_>) {
             m.function("g")
                 .handler(|_ctx: &mut MsgContext| Ok(Verdict::FALSE));
+            m.rpc("sloppy.list", "Also a list.", |_| Ok(RpcValue::Int(2)));
         }
     }
 
@@ -1687,10 +1873,202 @@ mod tests {
                 "module sloppy: f/1 is registered twice",
                 "module sloppy: h/1 names 0 arguments ()",
                 "module sloppy: h/1 is registered twice",
+                "module also_g: rpc sloppy.list is already declared by module sloppy",
             ]
         );
+        // The first declaration of an RPC name stays.
+        let list = reg.rpc("sloppy.list").unwrap();
+        assert_eq!((list.module, list.doc), ("sloppy", "A list."));
+        assert_eq!(reg.rpcs().count(), 1);
         // Two modules may offer the same name and arity.
         assert_eq!(reg.function("g").unwrap().len(), 2);
         assert_eq!(reg.function("f").unwrap().len(), 1);
+    }
+
+    struct Rpcs;
+    impl Module for Rpcs {
+        fn name(&self) -> &'static str {
+            "rpcs"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.rpc("rpcs.sum", "Adds its integer arguments.", |args| {
+                Ok(RpcValue::Int(args.iter().filter_map(|v| v.as_int()).sum()))
+            });
+            m.rpc("rpcs.where", "The thread it runs on.", |_| {
+                Ok(RpcValue::Str(format!("{:?}", std::thread::current().id())))
+            });
+            m.rpc_async(
+                "rpcs.later",
+                "Echoes its first argument after a yield.",
+                |args: Vec<Value>| async move {
+                    tokio::task::yield_now().await;
+                    match args.first() {
+                        Some(Value::Str(s)) => {
+                            Ok(RpcValue::Str(String::from_utf8_lossy(s).into_owned()))
+                        }
+                        _ => Err("rpcs.later needs a string".to_string()),
+                    }
+                },
+            );
+            m.rpc("rpcs.panics", "Panics.", |_| panic!("rpc handler bug"));
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn rpcs_are_found_by_name_and_called_whichever_kind() {
+        let mut reg = Registry::new();
+        reg.register(&Demo);
+        reg.register(&Rpcs);
+        let names: Vec<_> = reg
+            .rpcs()
+            .map(|r| (r.module, r.name, r.is_async()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("rpcs", "rpcs.sum", false),
+                ("rpcs", "rpcs.where", false),
+                ("rpcs", "rpcs.later", true),
+                ("rpcs", "rpcs.panics", false),
+            ]
+        );
+        assert!(reg.rpc("rpcs.nothing").is_none());
+        let rt = runtime();
+        let call = |name: &str, args: Vec<Value>| rt.block_on(reg.rpc(name).unwrap().call(args));
+        assert_eq!(
+            call("rpcs.sum", vec![Value::Int(2), Value::Int(40)]),
+            Ok(RpcValue::Int(42))
+        );
+        assert_eq!(
+            call("rpcs.later", vec![Value::from("x")]),
+            Ok(RpcValue::Str("x".into()))
+        );
+        assert!(call("rpcs.later", vec![]).is_err());
+        // A synchronous handler runs on the blocking pool, not on the runtime's thread.
+        let Ok(RpcValue::Str(thread)) = call("rpcs.where", vec![]) else {
+            panic!("rpcs.where answers a string");
+        };
+        assert_ne!(thread, format!("{:?}", std::thread::current().id()));
+        // A handler that panics answers an error.
+        let err = call("rpcs.panics", vec![]).unwrap_err();
+        assert!(err.contains("rpc rpcs.panics failed"), "{err}");
+        // Outside a runtime a synchronous handler runs inline.
+        let sum = reg.rpc("rpcs.sum").unwrap().call(vec![Value::Int(1)]);
+        assert_eq!(futures_block_on(sum), Ok(RpcValue::Int(1)));
+    }
+
+    /// Polls a future that never waits (no runtime around).
+    fn futures_block_on<T>(fut: BoxFuture<'static, T>) -> T {
+        let mut fut = fut;
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the future waited"),
+        }
+    }
+
+    struct Stoppers;
+    impl Module for Stoppers {
+        fn name(&self) -> &'static str {
+            "stoppers"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            // The sync hook blocks until the async one has run: on a single-threaded
+            // runtime that only ends if the sync hook is on another thread.
+            let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
+            let rx = Mutex::new(rx);
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let sync_seen = seen.clone();
+            m.on_stop(move |_rt| {
+                let got = rx.lock().unwrap().recv().unwrap();
+                sync_seen.lock().unwrap().push(got);
+            });
+            let tx = Mutex::new(tx);
+            m.on_stop_async(move |env: StopEnv| {
+                let tx = tx.lock().unwrap().clone();
+                async move {
+                    tokio::task::yield_now().await;
+                    env.runtime.spawn(async {}).await.unwrap();
+                    tx.send("async ran").unwrap();
+                }
+            });
+            m.rpc(
+                "stoppers.seen",
+                "What the sync stop hook received.",
+                move |_| {
+                    Ok(RpcValue::Array(
+                        seen.lock()
+                            .unwrap()
+                            .iter()
+                            .map(|s| RpcValue::Str(s.to_string()))
+                            .collect(),
+                    ))
+                },
+            );
+        }
+    }
+
+    struct Hung;
+    impl Module for Hung {
+        fn name(&self) -> &'static str {
+            "hung"
+        }
+        fn declare(&self, m: &mut ModuleBuilder<'_>) {
+            m.on_stop_async(|_env| std::future::pending::<()>());
+        }
+    }
+
+    fn stop_hooks(reg: &Registry) -> Vec<(&'static str, Arc<StopHook>)> {
+        reg.modules()
+            .flat_map(|m| m.stop.iter().map(|h| (m.name, h.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn stop_hooks_run_sync_ones_on_the_blocking_pool() {
+        let mut reg = Registry::new();
+        reg.register(&Stoppers);
+        let hooks = stop_hooks(&reg);
+        assert_eq!(hooks.len(), 2);
+        let rt = runtime();
+        let unfinished = rt.block_on(run_stop_hooks(
+            &hooks,
+            rt.handle().clone(),
+            STOP_HOOKS_LIMIT,
+        ));
+        assert!(unfinished.is_empty(), "{unfinished:?}");
+        let seen = rt.block_on(reg.rpc("stoppers.seen").unwrap().call(vec![]));
+        assert_eq!(
+            seen,
+            Ok(RpcValue::Array(vec![RpcValue::Str("async ran".into())]))
+        );
+    }
+
+    #[test]
+    fn a_hung_stop_hook_is_named_and_does_not_hold_the_others() {
+        let mut reg = Registry::new();
+        reg.register(&Hung);
+        reg.register(&Stoppers);
+        let hooks = stop_hooks(&reg);
+        let rt = runtime();
+        let unfinished = rt.block_on(run_stop_hooks(
+            &hooks,
+            rt.handle().clone(),
+            std::time::Duration::from_millis(200),
+        ));
+        assert_eq!(unfinished, ["hung"]);
+        let seen = rt.block_on(reg.rpc("stoppers.seen").unwrap().call(vec![]));
+        assert_eq!(
+            seen,
+            Ok(RpcValue::Array(vec![RpcValue::Str("async ran".into())]))
+        );
     }
 }

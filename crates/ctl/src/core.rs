@@ -154,10 +154,10 @@ fn statistics(methods: &Methods) -> Vec<Stat> {
     }));
     // usrloc's counts come from its own command (the module keeps them).
     if let Some(ul) = methods.get("ul.stats") {
-        let handler = ul.handler.clone();
+        let ul = ul.clone();
         let sum = move |key: &'static str| {
-            let handler = handler.clone();
-            move |_: &CoreEnv| match handler(&[]) {
+            let ul = ul.clone();
+            move |_: &CoreEnv| match ul.call_blocking(&[]) {
                 Ok(RpcValue::Array(tables)) => tables
                     .iter()
                     .map(|t| match t {

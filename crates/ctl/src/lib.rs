@@ -76,6 +76,9 @@ pub struct Settings {
     pub fifo: Option<(PathBuf, FileAccess)>,
     pub fifo_reply_dir: PathBuf,
     pub dgram: Option<(PathBuf, FileAccess)>,
+    /// Whether the FIFO and datagram paths are the defaults (as `default_stream`).
+    pub default_fifo: bool,
+    pub default_dgram: bool,
     pub dgram_timeout: Duration,
     pub limits: Limits,
 }
@@ -131,6 +134,8 @@ impl Settings {
             fifo: None,
             fifo_reply_dir: PathBuf::from("/tmp/"),
             dgram: None,
+            default_fifo: false,
+            default_dgram: false,
             dgram_timeout: Duration::from_millis(2000),
             limits: Limits {
                 max_clients: 16,
@@ -191,6 +196,7 @@ impl Settings {
                     group: opt_string(p, "fifo_group"),
                 };
                 settings.fifo = Some((in_runtime_dir(&p.string("fifo_name")), access));
+                settings.default_fifo = !p.is_set("fifo_name");
                 settings.fifo_reply_dir = PathBuf::from(p.string("fifo_reply_dir"));
             }
             if wants(4) {
@@ -200,6 +206,7 @@ impl Settings {
                     group: opt_string(p, "dgram_group"),
                 };
                 settings.dgram = Some((in_runtime_dir(&p.string("dgram_socket")), access));
+                settings.default_dgram = !p.is_set("dgram_socket");
                 if p.int("dgram_workers") != 1 {
                     tracing::info!("jsonrpcs dgram_workers: one task serves the datagram socket");
                 }
@@ -369,40 +376,62 @@ pub fn start(
         }
     }
     if let Some((path, access)) = &settings.dgram {
-        prepare_socket_path(path)?;
-        let sock = tokio::net::UnixDatagram::bind(path).map_err(|e| {
-            format!(
-                "cannot bind the JSON-RPC datagram socket {}: {e}",
-                path.display()
-            )
-        })?;
-        iface.files.push(path.clone());
-        apply_access(path, access)?;
-        tracing::info!("JSON-RPC datagram socket {}", path.display());
-        iface.tasks.push(tokio::spawn(serve::serve_dgram(
-            sock,
-            shared.clone(),
-            settings.dgram_timeout,
-        )));
+        match bind_dgram(path) {
+            Ok(sock) => {
+                iface.files.push(path.clone());
+                apply_access(path, access)?;
+                tracing::info!("JSON-RPC datagram socket {}", path.display());
+                iface.tasks.push(tokio::spawn(serve::serve_dgram(
+                    sock,
+                    shared.clone(),
+                    settings.dgram_timeout,
+                )));
+            }
+            Err(e) if settings.default_dgram => tracing::error!(
+                "{e}: no JSON-RPC datagram socket (set modparam(\"jsonrpcs\", \"dgram_socket\", \"/path\"))"
+            ),
+            Err(e) => return Err(e),
+        }
     }
     if let Some((path, access)) = &settings.fifo {
-        make_fifo(path)?;
-        iface.files.push(path.clone());
-        apply_access(path, access)?;
-        // Opened for reading and writing: the FIFO never reports an end when a client
-        // closes its end.
-        let receiver = tokio::net::unix::pipe::OpenOptions::new()
-            .read_write(true)
-            .open_receiver(path)
-            .map_err(|e| format!("cannot open the JSON-RPC FIFO {}: {e}", path.display()))?;
-        tracing::info!("JSON-RPC FIFO {}", path.display());
-        iface.tasks.push(tokio::spawn(serve::serve_fifo(
-            receiver,
-            shared.clone(),
-            settings.fifo_reply_dir.clone(),
-        )));
+        match open_fifo(path) {
+            Ok(receiver) => {
+                iface.files.push(path.clone());
+                apply_access(path, access)?;
+                tracing::info!("JSON-RPC FIFO {}", path.display());
+                iface.tasks.push(tokio::spawn(serve::serve_fifo(
+                    receiver,
+                    shared.clone(),
+                    settings.fifo_reply_dir.clone(),
+                )));
+            }
+            Err(e) if settings.default_fifo => tracing::error!(
+                "{e}: no JSON-RPC FIFO (set modparam(\"jsonrpcs\", \"fifo_name\", \"/path\"))"
+            ),
+            Err(e) => return Err(e),
+        }
     }
     Ok(iface)
+}
+
+fn bind_dgram(path: &Path) -> Result<tokio::net::UnixDatagram, String> {
+    prepare_socket_path(path)?;
+    tokio::net::UnixDatagram::bind(path).map_err(|e| {
+        format!(
+            "cannot bind the JSON-RPC datagram socket {}: {e}",
+            path.display()
+        )
+    })
+}
+
+/// Creates the FIFO and opens it for reading and writing: it then never reports an end
+/// when a client closes its end.
+fn open_fifo(path: &Path) -> Result<tokio::net::unix::pipe::Receiver, String> {
+    make_fifo(path)?;
+    tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(path)
+        .map_err(|e| format!("cannot open the JSON-RPC FIFO {}: {e}", path.display()))
 }
 
 /// Creates the FIFO (a stale one is replaced; any other file there is an error).

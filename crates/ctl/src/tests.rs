@@ -38,10 +38,12 @@ fn settings(dir: &Path, max_clients: usize) -> Settings {
         fifo: Some((dir.join("rpc.fifo"), FileAccess::default())),
         fifo_reply_dir: dir.to_path_buf(),
         dgram: Some((dir.join("rpc.sock"), FileAccess::default())),
+        default_fifo: false,
+        default_dgram: false,
         dgram_timeout: Duration::from_secs(1),
         limits: Limits {
             max_clients,
-            read_timeout: Duration::from_millis(800),
+            read_timeout: Duration::from_millis(2000),
             max_request: 4096,
             pretty: false,
         },
@@ -76,21 +78,22 @@ fn stream(r: &Running) -> UnixStream {
     s
 }
 
-/// Reads one JSON document from the stream.
+/// Reads one JSON document from the stream, byte by byte: what follows it stays in the
+/// socket for the next call.
 fn read_json(s: &mut UnixStream) -> serde_json::Value {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    let mut byte = [0u8; 1];
     loop {
         if let json::Framed::Doc(d, _) = json::frame(&buf) {
             return d;
         }
-        let n = s.read(&mut chunk).expect("read");
+        let n = s.read(&mut byte).expect("read");
         assert!(
             n > 0,
             "closed before an answer: {:?}",
             String::from_utf8_lossy(&buf)
         );
-        buf.extend_from_slice(&chunk[..n]);
+        buf.push(byte[0]);
     }
 }
 
@@ -111,9 +114,16 @@ fn read_binrpc(s: &mut UnixStream) -> (u8, u32, Vec<RpcValue>) {
     }
 }
 
+/// Whether the server closes the connection with nothing more than whitespace sent.
 fn closed(s: &mut UnixStream) -> bool {
     let mut b = [0u8; 16];
-    matches!(s.read(&mut b), Ok(0))
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(n) if b[..n].iter().all(u8::is_ascii_whitespace) => continue,
+            _ => return false,
+        }
+    }
 }
 
 #[test]
@@ -300,4 +310,58 @@ fn endpoints_and_modes_read_as_kamailio_writes_them() {
     assert_eq!(file_mode(660).unwrap(), 0o660);
     assert_eq!(file_mode(600).unwrap(), 0o600);
     assert!(file_mode(99999).is_err());
+}
+
+/// A module with one sync and one async command.
+struct Demo;
+
+impl ferrosip_api::Module for Demo {
+    fn name(&self) -> &'static str {
+        "demo"
+    }
+
+    fn declare(&self, m: &mut ferrosip_api::ModuleBuilder<'_>) {
+        m.rpc("demo.sync", "Sync.", |args| {
+            Ok(RpcValue::Int(args.len() as i64))
+        });
+        m.rpc_async("demo.async", "Async.", |args: Vec<Value>| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            match args.first() {
+                Some(Value::Int(i)) => Ok(RpcValue::Int(i * 2)),
+                _ => Err("give a number".to_string()),
+            }
+        });
+    }
+}
+
+#[test]
+fn module_commands_run_sync_and_async_and_core_ones_read_them() {
+    let mut reg = Registry::new();
+    reg.register(&Demo);
+    let methods = Methods::from_registry(&reg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        assert_eq!(
+            methods.call("demo.async", vec![Value::Int(21)]).await,
+            Ok(RpcValue::Int(42))
+        );
+        assert_eq!(
+            methods.call("demo.async", vec![]).await,
+            Err(RpcError::failed("give a number"))
+        );
+        assert_eq!(
+            methods.call("demo.sync", vec![Value::Null]).await,
+            Ok(RpcValue::Int(1))
+        );
+    });
+    // A core command on the blocking pool reading an async module command.
+    let method = methods.get("demo.async").expect("declared").clone();
+    let got = rt
+        .block_on(rt.spawn_blocking(move || method.call_blocking(&[Value::Int(5)])))
+        .expect("join");
+    assert_eq!(got, Ok(RpcValue::Int(10)));
 }

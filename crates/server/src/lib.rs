@@ -140,8 +140,17 @@ pub fn run_with(
         "Ferrosip stopping"
     );
     drop(attached);
-    for (_, hook) in &loaded.stop_hooks {
-        hook(runtime.handle());
+    let unfinished = runtime.block_on(ferrosip_api::run_stop_hooks(
+        &loaded.stop_hooks,
+        runtime.handle().clone(),
+        ferrosip_api::STOP_HOOKS_LIMIT,
+    ));
+    for module in unfinished {
+        tracing::warn!(
+            module,
+            limit_s = ferrosip_api::STOP_HOOKS_LIMIT.as_secs(),
+            "module {module}: its stop hook did not finish in time, stopping without it"
+        );
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
