@@ -351,7 +351,7 @@ fn ferrosip_ctl_and_bad_json_rpc_while_sip_goes_on() {
     );
     assert!(wrong.contains("\"error\""), "{wrong}");
     let mut huge = br#"{"jsonrpc":"2.0","method":"core.uptime","params":[""#.to_vec();
-    huge.extend(std::iter::repeat(b'x').take(200_000));
+    huge.extend_from_slice(&vec![b'x'; 200_000]);
     let huge = raw(&dir, &huge);
     assert!(huge.contains("-32600"), "{huge}");
 

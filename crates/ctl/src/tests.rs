@@ -184,7 +184,7 @@ fn bad_input_gets_errors_and_the_socket_keeps_serving() {
 
     let mut s = stream(&r);
     let mut huge = b"{\"method\":\"test.echo\",\"params\":[\"".to_vec();
-    huge.extend(std::iter::repeat(b'x').take(10_000));
+    huge.extend_from_slice(&[b'x'; 10_000]);
     let _ = s.write_all(&huge);
     assert_eq!(read_json(&mut s)["error"]["code"], -32600);
 
