@@ -28,6 +28,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("counters", |r| {
         r.register(&ferrosip_mod_counters::CountersModule)
     }),
+    ("ctl", |r| r.register(&ferrosip_mod_ctl::CtlModule)),
     ("debugger", |r| {
         r.register(&ferrosip_mod_debugger::DebuggerModule)
     }),

@@ -1,6 +1,7 @@
 //! The `ferrosip` command.
 
 mod catalog;
+mod ctl;
 mod db;
 mod lcr;
 
@@ -83,6 +84,8 @@ enum Command {
         #[command(subcommand)]
         command: lcr::LcrCommand,
     },
+    /// Run an RPC command on the running server (like kamcmd): `ferrosip ctl core.uptime`.
+    Ctl(ctl::CtlArgs),
 }
 
 /// Runs an async CLI command (`db`, `lcr`) to completion on a one-thread runtime,
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
         },
         Command::Db { command } => db::run(command),
         Command::Lcr { command } => lcr::run(command),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 
@@ -171,6 +175,23 @@ fn level_from_debug(debug: Option<i64>) -> &'static str {
         Some(_) => "trace",
         None => "info",
     }
+}
+
+/// Kamailio's `debug=` number for one of our levels (what `cfg.get core debug` says).
+fn debug_from_level(level: &str) -> i64 {
+    match level {
+        "error" => -1,
+        "warn" => 0,
+        "debug" => 3,
+        "trace" => 4,
+        _ => 2,
+    }
+}
+
+/// The log filter for a level (the grammar's own tracing stays at warn).
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(format!("{level},pest=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 /// glibc hands the free top of an arena back to the kernel at once and maps it again on
@@ -256,17 +277,33 @@ fn run(
         .and_then(|v| v.last())
         .and_then(|v| v.unquoted().trim().parse().ok());
     let level = log_level.unwrap_or(level_from_debug(debug));
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},pest=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The filter is reloadable: the control interface changes the level at run time.
+    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .init();
+    }
+    let log_level = std::sync::Arc::new(ferrosip_ctl::LogLevel::new(
+        debug_from_level(level),
+        move |debug| {
+            filter_handle
+                .reload(log_filter(level_from_debug(Some(debug))))
+                .map_err(|e| e.to_string())
+        },
+    ));
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
     // A reload compiles the same file with the same defines and registry.
+    let ctl_registry = registry.clone();
     let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded)
         .explained_by(catalog::registry);
     // As Kamailio's, `-l` sockets are added to the config's. Added after the reloader
@@ -284,7 +321,20 @@ fn run(
                 parsed: None,
             });
     }
-    match ferrosip_server::run(loaded, Some(reloader)) {
+    // The control interface (ctl, jsonrpcs), started with the server's engine.
+    let ctl_params = loaded.modules.get("ctl").cloned();
+    let jsonrpcs_params = loaded.modules.get("jsonrpcs").cloned();
+    let attach_ctl: ferrosip_server::Attachment = Box::new(move |engine| {
+        let iface = ferrosip_ctl::attach(
+            engine,
+            &ctl_registry,
+            ctl_params.as_ref(),
+            jsonrpcs_params.as_ref(),
+            Some(log_level),
+        )?;
+        Ok(Box::new(iface) as Box<dyn std::any::Any>)
+    });
+    match ferrosip_server::run_with(loaded, Some(reloader), vec![attach_ctl]) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

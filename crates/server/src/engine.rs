@@ -107,8 +107,10 @@ impl Engine {
         };
         let net = origin;
         if msg.is_request() {
+            server.stats.rcv_requests.fetch_add(1, Ordering::Relaxed);
             self.handle_request(vm, msg, net);
         } else {
+            server.stats.rcv_replies.fetch_add(1, Ordering::Relaxed);
             self.handle_reply(vm, msg, net);
         }
     }

@@ -27,9 +27,23 @@ pub use transport::Listen;
 
 use std::sync::Arc;
 
+/// Something started with the server (the control interface): it gets the engine once
+/// the modules are ready, before SIP traffic; what it returns lives until the server
+/// stops.
+pub type Attachment = Box<dyn FnOnce(&Arc<Engine>) -> Result<Box<dyn std::any::Any>, String>>;
+
 /// Starts the server for a loaded config and blocks until SIGINT/SIGTERM; SIGHUP reloads
 /// the script through `reloader` (a server without one logs that it cannot).
 pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Result<(), String> {
+    run_with(loaded, reloader, Vec::new())
+}
+
+/// [`run`], with `attachments` started before the SIP sockets take traffic.
+pub fn run_with(
+    loaded: ferrosip_script::Loaded,
+    reloader: Option<Reloader>,
+    attachments: Vec<Attachment>,
+) -> Result<(), String> {
     let mut config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
     fit_open_files(&mut config.tcp);
     // Module I/O (database pools, expiry timers) and route runs that await it.
@@ -97,6 +111,10 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
     for (_, hook) in &loaded.ready_hooks {
         hook(&services);
     }
+    let attached = attachments
+        .into_iter()
+        .map(|attach| attach(&engine))
+        .collect::<Result<Vec<_>, String>>()?;
     if let Some(tm) = &server.tm {
         tm.start_timer_thread()
             .map_err(|e| format!("cannot start the timer thread: {e}"))?;
@@ -124,6 +142,7 @@ pub fn run(loaded: ferrosip_script::Loaded, reloader: Option<Reloader>) -> Resul
         panics = s.panics.load(Relaxed),
         "Ferrosip stopping"
     );
+    drop(attached);
     let unfinished = runtime.block_on(ferrosip_api::run_stop_hooks(
         &loaded.stop_hooks,
         runtime.handle().clone(),

@@ -68,6 +68,7 @@ impl Server {
         self.outbound
             .forward_reply(ctx, |host, port| self.is_myself(host, port))?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.stats.fwd_replies.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -6,10 +6,16 @@ use std::sync::atomic::AtomicU64;
 #[derive(Debug, Default)]
 pub struct Stats {
     pub received: AtomicU64,
+    /// Parsed requests and replies (Kamailio's core rcv_requests, rcv_replies).
+    pub rcv_requests: AtomicU64,
+    pub rcv_replies: AtomicU64,
     pub malformed_dropped: AtomicU64,
     pub malformed_answered: AtomicU64,
     pub oversized: AtomicU64,
+    /// Requests and replies forwarded (replies also in `fwd_replies`).
     pub forwarded: AtomicU64,
+    /// Replies forwarded statelessly (Kamailio's core fwd_replies).
+    pub fwd_replies: AtomicU64,
     pub replies_sent: AtomicU64,
     /// Requests that came back unchanged through one of our Vias (answered 482 Loop
     /// Detected, RFC 3261 §16.3 step 4).

@@ -8,7 +8,6 @@ use ferrosip_api::Registry;
 
 /// `(name, what does the job in Ferrosip)` for every absorbed module.
 pub const ABSORBED: &[(&str, &str)] = &[
-    ("ctl", "Binary RPC control socket (kamcmd); Ferrosip's own control interface replaces it."),
     ("cfg_rpc", "RPC commands to read and set config variables at run time; built into Ferrosip's RPC layer."),
     ("mi_fifo", "Legacy MI interface over a FIFO; Ferrosip's RPC layer replaces it."),
     ("mi_rpc", "Legacy MI-to-RPC bridge; Ferrosip's RPC layer replaces it."),

@@ -13,7 +13,25 @@ impl Module for JsonrpcsModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("JSON-RPC 2.0 server for the RPC commands, over HTTP (xhttp), FIFO and unix datagram sockets.");
+        m.doc("JSON-RPC 2.0 server for the RPC commands over a FIFO (kamctl's transport) and a unix datagram socket, served by the control interface (crates/ctl) with every RPC command the loaded modules declare; HTTP goes through xhttp's event route and jsonrpc_dispatch().");
+        // The control interface reads these parameters when the server starts; this
+        // check refuses values it could not serve at load time, with the config's location.
+        m.on_init(|p| {
+            let transport = p.int("transport");
+            if !(0..=15).contains(&transport) {
+                return Err(format!(
+                    "transport {transport}: give 0 (all) or a sum of 1 HTTP, 2 FIFO, 4 datagram, 8 TCP"
+                ));
+            }
+            let wants = |bit: i64| transport == 0 || transport & bit != 0;
+            if wants(2) && p.string("fifo_name").trim().is_empty() {
+                return Err("fifo_name is empty while the FIFO transport is on".into());
+            }
+            if wants(4) && p.string("dgram_socket").trim().is_empty() {
+                return Err("dgram_socket is empty while the datagram transport is on".into());
+            }
+            Ok(())
+        });
         m.param(
             "pretty_format",
             ParamType::Int,
@@ -29,8 +47,8 @@ impl Module for JsonrpcsModule {
         m.param(
             "fifo_name",
             ParamType::Str,
-            "kamailio_rpc.fifo",
-            "Path of the FIFO file (relative to the runtime directory).",
+            "ferrosip_rpc.fifo",
+            "Path of the FIFO file (a relative name is in /run/ferrosip; kamctl's RPCFIFOPATH names it).",
         );
         m.param(
             "fifo_mode",
@@ -59,14 +77,14 @@ impl Module for JsonrpcsModule {
         m.param(
             "dgram_socket",
             ParamType::Str,
-            "kamailio_rpc.sock",
-            "Path of the datagram socket (relative to the runtime directory).",
+            "ferrosip_rpc.sock",
+            "Path of the datagram socket (a relative name is in /run/ferrosip).",
         );
         m.param(
             "dgram_workers",
             ParamType::Int,
             1_i64,
-            "Number of datagram worker processes.",
+            "Number of datagram worker processes (one task serves the socket; other values are logged).",
         );
         m.param(
             "dgram_timeout",
@@ -96,7 +114,7 @@ impl Module for JsonrpcsModule {
             "tcp_socket",
             ParamType::Str,
             "",
-            "TCP socket address for JSON-RPC (\"tcp:host:port\").",
+            "TCP socket address for JSON-RPC: not served (the server refuses to start when it is set); the ctl socket takes JSON-RPC over tcp:ADDRESS:PORT.",
         );
         const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
         #[rustfmt::skip]
