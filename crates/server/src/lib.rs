@@ -139,6 +139,7 @@ pub fn run_with(
         open_transactions = server.tm.as_ref().map_or(0, |tm| tm.len()),
         suspended_routes = s.suspended.load(Relaxed),
         loops = s.loops.load(Relaxed),
+        overloaded = s.overloaded.load(Relaxed),
         panics = s.panics.load(Relaxed),
         "Ferrosip stopping"
     );

@@ -20,6 +20,8 @@ pub struct Stats {
     /// Requests that came back unchanged through one of our Vias (answered 482 Loop
     /// Detected, RFC 3261 §16.3 step 4).
     pub loops: AtomicU64,
+    /// Requests answered 503 because `max_transactions` transactions were open.
+    pub overloaded: AtomicU64,
     /// Messages whose processing panicked (a bug of ours; the worker carried on).
     pub panics: AtomicU64,
     /// Route runs that waited for an async function (database, DNS) and were finished on

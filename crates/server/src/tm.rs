@@ -239,6 +239,13 @@ pub struct TmLayer {
     defaults: TimerConfig,
     max_inv_lifetime: Duration,
     max_noninv_lifetime: Duration,
+    /// `max_transactions`: open server transactions (cells) at most; past it a request
+    /// that would open one is answered 503, so a flood of requests to a destination that
+    /// never answers cannot grow memory without bound.
+    max_transactions: usize,
+    /// When the last "full" warning was logged (seconds since start): one a second.
+    full_warned: AtomicU64,
+    started: Instant,
     next_id: AtomicU64,
     /// Makes our branch ids differ from those of an earlier run of the server.
     boot: u32,
@@ -295,6 +302,7 @@ impl TmLayer {
         let mut defaults = TimerConfig::default();
         let mut max_inv_lifetime = Duration::from_secs(180);
         let mut max_noninv_lifetime = Duration::from_secs(32);
+        let mut max_transactions = DEFAULT_MAX_TRANSACTIONS;
         if let Some(p) = params {
             max_inv_lifetime = ms(p.int("max_inv_lifetime"), max_inv_lifetime);
             max_noninv_lifetime = ms(p.int("max_noninv_lifetime"), max_noninv_lifetime);
@@ -309,6 +317,10 @@ impl TmLayer {
             if p.is_set("retr_timer2") {
                 defaults.t2 = ms(p.int("retr_timer2"), defaults.t2);
             }
+            let n = p.int("max_transactions");
+            if n > 0 {
+                max_transactions = n as usize;
+            }
         }
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -321,9 +333,52 @@ impl TmLayer {
             defaults,
             max_inv_lifetime,
             max_noninv_lifetime,
+            max_transactions,
+            full_warned: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
             next_id: AtomicU64::new(1),
             boot,
             env,
+        }
+    }
+
+    /// Answers a request that would open a transaction past `max_transactions`: 503 with
+    /// Retry-After, sent statelessly (nothing is kept for it), counted.
+    fn refuse_overloaded(&self, ctx: &MsgContext) {
+        self.env.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+        let now = self.started.elapsed().as_secs();
+        let last = self.full_warned.load(Ordering::Relaxed);
+        if last != now
+            && self
+                .full_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_transactions = self.max_transactions,
+                "transaction table full: requests answered 503 until transactions end"
+            );
+        }
+        if ctx.msg.method_bytes() == Some(b"ACK") {
+            return;
+        }
+        let tag = ctx.msg.stateless_to_tag();
+        let reply = ctx
+            .msg
+            .reply(503, "Service Unavailable")
+            .to_tag(tag)
+            .header("Retry-After", b"5")
+            .build();
+        if let Ok(data) = reply {
+            let net = &ctx.net;
+            if self
+                .env
+                .outbound
+                .send(net.proto, Some(net.local), net.source, data)
+                .is_ok()
+            {
+                self.env.stats.replies_sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -462,7 +517,7 @@ impl TmLayer {
             _ => {}
         }
         let (cell, created) = match self.cell_for(scope, ctx)? {
-            CellFor::Retransmission => return Ok(0),
+            CellFor::Retransmission | CellFor::Full => return Ok(0),
             CellFor::Cell(c, created) => (c, created),
         };
         let mut st = lock(&cell.state);
@@ -544,7 +599,7 @@ impl TmLayer {
             return Err(FnError::new("t_newtran: an ACK gets no transaction"));
         }
         match self.cell_for(scope, ctx)? {
-            CellFor::Retransmission => Ok(0),
+            CellFor::Retransmission | CellFor::Full => Ok(0),
             CellFor::Cell(..) => Ok(1),
         }
     }
@@ -702,13 +757,22 @@ impl TmLayer {
         ctx: &mut MsgContext,
     ) -> Result<CellFor, FnError> {
         let probe = ServerKey::probe(&ctx.msg).map_err(|e| FnError::new(format!("{e:?}")))?;
-        let existing = lock(&self.server_txns).get(probe.as_bytes()).cloned();
+        let (existing, full) = {
+            let table = lock(&self.server_txns);
+            let existing = table.get(probe.as_bytes()).cloned();
+            (existing, table.len() >= self.max_transactions)
+        };
         if let Some(cell) = existing {
             if ctx.ext.get::<OwnCell>().is_some_and(|o| o.0 == cell.id) {
                 return Ok(CellFor::Cell(cell, false));
             }
             self.absorb_retransmission(&cell, &ctx.msg);
             return Ok(CellFor::Retransmission);
+        }
+        if full {
+            // Before anything is built for it: under a flood this path is the hot one.
+            self.refuse_overloaded(ctx);
+            return Ok(CellFor::Full);
         }
         let reliable = ctx.net.proto != Proto::Udp;
         let uas = ServerTransaction::new(&ctx.msg, reliable, self.defaults)
@@ -740,6 +804,11 @@ impl TmLayer {
                 drop(table);
                 self.absorb_retransmission(&other, &ctx.msg);
                 return Ok(CellFor::Retransmission);
+            }
+            if table.len() >= self.max_transactions {
+                drop(table);
+                self.refuse_overloaded(ctx);
+                return Ok(CellFor::Full);
             }
             table.insert(cell.key.clone(), cell.clone());
         }
@@ -919,7 +988,7 @@ impl TmLayer {
         };
         // The CANCEL's own transaction answers it (and its retransmissions) with 200.
         let cancel_cell = match self.cell_for(scope, ctx)? {
-            CellFor::Retransmission => return Ok(0),
+            CellFor::Retransmission | CellFor::Full => return Ok(0),
             CellFor::Cell(c, _) => c,
         };
         {
@@ -1700,6 +1769,8 @@ fn response_address(msg: &SipMessage, net: &NetInfo) -> SocketAddr {
 
 enum CellFor {
     Retransmission,
+    /// `max_transactions` are open: the request was answered 503 and gets none.
+    Full,
     /// The cell, and whether this call created it.
     Cell(Arc<Cell>, bool),
 }
@@ -1708,6 +1779,11 @@ enum CellFor {
 /// `t_relay` on the same message is not a retransmission).
 #[derive(Clone, Copy, Debug)]
 pub struct OwnCell(pub u64);
+
+/// `max_transactions` when the tm module does not set it: ~3 KiB a cell with its
+/// request and one branch, so at most ~600 MiB of transactions; 5,000 stateful calls/s keep
+/// ~75,000 open (each lingers `wt_timer` after its final reply).
+const DEFAULT_MAX_TRANSACTIONS: usize = 200_000;
 
 /// Max-Breadth when a request has none (RFC 5393 §5.3.3.1).
 const DEFAULT_MAX_BREADTH: u32 = 60;

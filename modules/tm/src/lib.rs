@@ -62,6 +62,12 @@ impl Module for TmModule {
             "Maximum lifetime in ms of a non-INVITE transaction (RFC 3261 timer F).",
         );
         m.param(
+            "max_transactions",
+            ParamType::Int,
+            200000_i64,
+            "Ferrosip's own: open transactions at most; past it a request that would open one is answered 503 (Retry-After: 5) and counted, so a flood to a destination that never answers cannot grow memory without bound.",
+        );
+        m.param(
             "wt_timer",
             ParamType::Int,
             5000_i64,
