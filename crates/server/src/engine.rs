@@ -202,6 +202,10 @@ impl Sink for Engine {
         self.handle_guarded(vm, inbound);
     }
 
+    fn on_panic(&self) {
+        self.server.stats.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn on_framing_error(&self, _source: SocketAddr) {
         self.server
             .stats

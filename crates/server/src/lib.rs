@@ -6,6 +6,7 @@
 // `routes` runs a route for whichever layer needs one; `reload` builds a new script scope.
 pub mod config;
 pub mod engine;
+pub mod guard;
 pub mod myself;
 pub mod outbound;
 pub mod reload;
@@ -278,6 +279,7 @@ mod layering {
         ("config", include_str!("config.rs")),
         ("myself", include_str!("myself.rs")),
         ("transport", include_str!("transport/mod.rs")),
+        ("guard", include_str!("guard.rs")),
     ];
 
     /// The layers call downward only: no `crate::x` in a module names one above it

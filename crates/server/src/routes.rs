@@ -92,7 +92,7 @@ pub fn then<C: Send + Sync + 'static>(
     owner: &Arc<C>,
     run: RouteRun,
     runtime: &tokio::runtime::Handle,
-    stats: &Stats,
+    stats: &Arc<Stats>,
     then: impl FnOnce(&Arc<C>, RouteResult, MsgContext) + Send + 'static,
 ) {
     match run {
@@ -100,10 +100,14 @@ pub fn then<C: Send + Sync + 'static>(
         RouteRun::Waiting(run) => {
             stats.suspended.fetch_add(1, Ordering::Relaxed);
             let owner = owner.clone();
-            runtime.spawn(async move {
+            let counted = stats.clone();
+            let on_panic = move || {
+                counted.panics.fetch_add(1, Ordering::Relaxed);
+            };
+            runtime.spawn(crate::guard::guarded(on_panic, "route run", async move {
                 let (result, ctx) = run.await;
                 then(&owner, result, ctx);
-            });
+            }));
         }
     }
 }

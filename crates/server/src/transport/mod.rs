@@ -99,6 +99,10 @@ pub trait Sink: Send + Sync + 'static {
 
     /// A stream lost its framing (the transport answered 400 where it could and closes).
     fn on_framing_error(&self, source: SocketAddr);
+
+    /// A transport's task (a connection: its framing, its reads and writes) panicked, a
+    /// bug of ours; the task ended, the transport goes on.
+    fn on_panic(&self) {}
 }
 
 /// One protocol's way of sending.

@@ -238,14 +238,19 @@ async fn accept<S: Sink>(l: std::net::TcpListener, sink: Arc<S>, shared: Arc<Sha
                 let (handle, rx) = ConnHandle::new();
                 shared.conns().insert(peer, handle.clone());
                 let local = local.unwrap_or(peer);
-                tokio::spawn(serve_connection(
-                    sink.clone(),
-                    shared.clone(),
-                    slot,
-                    stream,
-                    peer,
-                    local,
-                    (handle, rx),
+                let counted = sink.clone();
+                tokio::spawn(crate::guard::guarded(
+                    move || counted.on_panic(),
+                    "tcp connection",
+                    serve_connection(
+                        sink.clone(),
+                        shared.clone(),
+                        slot,
+                        stream,
+                        peer,
+                        local,
+                        (handle, rx),
+                    ),
                 ));
             }
             Err(e) => {
