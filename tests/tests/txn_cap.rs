@@ -2,7 +2,7 @@
 //! destination that never answers, with no flood blocking in the script. Past
 //! `max_transactions` the proxy answers 503 instead of keeping a transaction, its memory
 //! stays bounded, and once the burst's transactions have ended, a call from another address
-//! goes through.
+//! goes through. The same for route runs waiting for I/O past `max_waiting_routes`.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -160,4 +160,61 @@ request_route {{
         peak_rss < rss_before + 64 * 1024,
         "RSS grew from {rss_before} to {peak_rss} KiB"
     );
+}
+
+#[test]
+fn past_max_waiting_routes_new_requests_get_503() {
+    let port = free_port();
+    let cfg = format!(
+        r#"listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+children=1
+max_waiting_routes=5
+loadmodule "sl.so"
+loadmodule "cfgutils.so"
+request_route {{
+    usleep(1000000);
+    sl_send_reply("200", "OK");
+}}
+"#
+    );
+    let dir =
+        std::env::temp_dir().join(format!("ferrosip-test-{}-waiting-cap", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("proxy.cfg"), cfg).expect("cfg");
+    let proxy = Launch::new(dir.join("proxy.cfg"))
+        .log(dir.join("proxy.log"))
+        .listening_on(port)
+        .start();
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let local = client.local_addr().expect("addr").port();
+    for i in 0..20 {
+        let options = format!(
+            "OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKwait{i}\r\n\
+             From: <sip:w@127.0.0.1>;tag=w{i}\r\nTo: <sip:ping@127.0.0.1>\r\n\
+             Call-ID: wait-{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        client
+            .send_to(options.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(reply) = recv_text(&client) {
+        if reply.starts_with("SIP/2.0 200") {
+            ok += 1;
+        } else if reply.starts_with("SIP/2.0 503") {
+            refused += 1;
+        }
+        if ok + refused == 20 {
+            break;
+        }
+    }
+    let log = proxy.stop();
+    assert_eq!((ok, refused), (5, 15), "{log}");
+    assert!(log.contains("overloaded=15"), "{log}");
+    assert!(log.contains("panics=0"), "{log}");
 }

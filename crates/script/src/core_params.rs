@@ -111,6 +111,8 @@ pub const CORE_PARAMS: &[&str] = &[
     "loop_detection",
     "max_branches",
     "max_recursive_level",
+    // Ferrosip's own: route runs waiting for I/O at most (503 past it).
+    "max_waiting_routes",
     "max_while_loops",
     "maxbuffer",
     "maxsndbuffer",
@@ -290,6 +292,7 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "tcp_msg_read_timeout",
     "max_branches",
     "loop_detection",
+    "max_waiting_routes",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

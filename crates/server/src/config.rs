@@ -17,6 +17,9 @@ pub struct ServerConfig {
     /// `loop_detection` (default on): a request that comes back unchanged through one of
     /// our Vias is answered 482 before the script runs (RFC 3261 §16.3 step 4).
     pub loop_detection: bool,
+    /// `max_waiting_routes` (Ferrosip's own, default 10,000): route runs waiting for I/O
+    /// (database, DNS, sleep) at most; while that many wait, new requests are answered 503.
+    pub max_waiting_routes: u64,
     pub udp_max_size: usize,
     /// Socket buffer size asked for UDP sockets (`maxbuffer`, default 4 MiB).
     pub udp_buffer: usize,
@@ -60,6 +63,7 @@ pub const STARTUP_GLOBALS: &[&str] = &[
     "tcp_msg_read_timeout",
     "max_branches",
     "loop_detection",
+    "max_waiting_routes",
     "debug",
 ];
 
@@ -258,6 +262,16 @@ impl ServerConfig {
             children,
             max_branches,
             loop_detection: flag_default_on(g, "loop_detection"),
+            max_waiting_routes: match int(g, "max_waiting_routes")? {
+                None => 10_000,
+                Some(n) if n > 0 => n as u64,
+                Some(n) => {
+                    return Err(err(
+                        "max_waiting_routes",
+                        format!("must be positive, not {n}"),
+                    ))
+                }
+            },
             udp_max_size: 65535,
             udp_buffer: int(g, "maxbuffer")?.map_or(4 << 20, |v| v.clamp(65536, 64 << 20) as usize),
             tcp: tcp_limits(g)?,

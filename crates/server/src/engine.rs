@@ -125,6 +125,17 @@ impl Engine {
             false => None,
         };
         let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+        if self.server.stats.waiting_routes.load(Ordering::Relaxed)
+            >= self.server.config.max_waiting_routes
+            && !matches!(ctx.msg.method_bytes(), Some(b"ACK" | b"CANCEL"))
+        {
+            // Every waiting run holds its message and its state: past the cap a new
+            // request is turned away before it starts one (ACK and CANCEL still end calls).
+            self.server.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(source = %net.source, "max_waiting_routes reached: 503");
+            let _ = self.server.reply(&mut ctx, 503, b"Service Unavailable");
+            return;
+        }
         if let Some(tag) = loop_tag {
             if self.server.outbound.has_looped(&ctx.msg, tag) {
                 self.server.stats.loops.fetch_add(1, Ordering::Relaxed);

@@ -99,16 +99,30 @@ pub fn then<C: Send + Sync + 'static>(
         RouteRun::Done(result, ctx) => then(owner, result, ctx),
         RouteRun::Waiting(run) => {
             stats.suspended.fetch_add(1, Ordering::Relaxed);
+            stats.waiting_routes.fetch_add(1, Ordering::Relaxed);
             let owner = owner.clone();
             let counted = stats.clone();
             let on_panic = move || {
                 counted.panics.fetch_add(1, Ordering::Relaxed);
             };
+            // Leaves the gauge however the run ends (finished, panicked, or dropped with
+            // the runtime at shutdown).
+            let waiting = WaitingRun(stats.clone());
             runtime.spawn(crate::guard::guarded(on_panic, "route run", async move {
+                let _waiting = waiting;
                 let (result, ctx) = run.await;
                 then(&owner, result, ctx);
             }));
         }
+    }
+}
+
+/// One route run counted in [`Stats::waiting_routes`] while it lives.
+struct WaitingRun(Arc<Stats>);
+
+impl Drop for WaitingRun {
+    fn drop(&mut self) {
+        self.0.waiting_routes.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

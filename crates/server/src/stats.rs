@@ -27,4 +27,7 @@ pub struct Stats {
     /// Route runs that waited for an async function (database, DNS) and were finished on
     /// the async runtime while the worker went on with other messages.
     pub suspended: AtomicU64,
+    /// Route runs waiting now (a gauge): new requests are answered 503 while it is at
+    /// `max_waiting_routes`.
+    pub waiting_routes: AtomicU64,
 }
