@@ -243,6 +243,7 @@ impl Lab {
             stop_line.contains("panics=0"),
             "stop line: {stop_line:?}\n{log}"
         );
+        eprintln!("{}", stop_line.trim());
         log
     }
 }
