@@ -233,6 +233,10 @@ fn metrics_pass_promtool_under_load_and_count_what_sipp_sent() {
     assert_eq!(http(metrics_port, "GET / HTTP/1.1\r\n\r\n").0, 404);
     assert_eq!(http(metrics_port, "POST /metrics HTTP/1.1\r\n\r\n").0, 405);
     assert_eq!(http(metrics_port, "nonsense\r\n\r\n").0, 400);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    assert_eq!(http(metrics_port, &huge).0, 431);
+    let (status, head_only) = http(metrics_port, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!((status, head_only.as_str()), (200, ""));
 
     let callee = uas(&dir, uas_port, CALLS);
     std::thread::sleep(Duration::from_millis(200));

@@ -148,6 +148,20 @@ async fn serve_connection(mut stream: TcpStream, sources: &Sources, prefix: &str
         stream.shutdown().await
     })
     .await;
+    // Closing with unread input makes the kernel send a reset, which can discard the
+    // answer before the client reads it (a refused oversized head): what the client
+    // still sends is read and dropped first, up to a bound and for a short time.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
