@@ -344,6 +344,22 @@ fn metrics_pass_promtool_under_load_and_count_what_sipp_sent() {
         value(&end, "ferrosip_core_rcv_replies_total{class=\"4xx\"}"),
         0
     );
+    // Each call's INVITE, ACK and BYE went on to the UAS once (REGISTERs were answered
+    // here); a retransmission tm absorbed is not forwarded again, a repeated 2xx ACK is.
+    let relayed: u64 = ["INVITE", "ACK", "BYE"]
+        .iter()
+        .map(|m| {
+            value(
+                &end,
+                &format!("ferrosip_core_rcv_requests_total{{method=\"{m}\"}}"),
+            )
+        })
+        .sum();
+    let forwarded = value(&end, "ferrosip_core_fwd_requests_total");
+    assert!(
+        (3 * u64::from(CALLS)..=relayed).contains(&forwarded),
+        "{forwarded} requests forwarded, {relayed} received"
+    );
     // Every request ran request_route once.
     let requests: u64 = ["INVITE", "ACK", "BYE", "REGISTER"]
         .iter()

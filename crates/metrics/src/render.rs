@@ -107,19 +107,17 @@ pub async fn render(sources: &Sources, prefix: &str) -> String {
             n.load(Relaxed),
         );
     }
-    let forwarded = s.forwarded.load(Relaxed);
-    let fwd_replies = s.fwd_replies.load(Relaxed);
     out.single(
         "core_fwd_requests_total",
         "counter",
-        "SIP requests forwarded.",
-        forwarded.saturating_sub(fwd_replies),
+        "SIP requests forwarded (stateless and every tm branch).",
+        s.fwd_requests.load(Relaxed),
     );
     out.single(
         "core_fwd_replies_total",
         "counter",
         "SIP replies forwarded statelessly.",
-        fwd_replies,
+        s.fwd_replies.load(Relaxed),
     );
     out.single(
         "core_err_requests_total",

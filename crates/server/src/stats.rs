@@ -17,6 +17,10 @@ pub struct Stats {
     pub forwarded: AtomicU64,
     /// Replies forwarded statelessly (Kamailio's core fwd_replies).
     pub fwd_replies: AtomicU64,
+    /// Requests forwarded, statelessly or as a tm branch (Kamailio's core fwd_requests):
+    /// its own counter, so a reader never sees it go down as `forwarded - fwd_replies`
+    /// can between two loads.
+    pub fwd_requests: AtomicU64,
     pub replies_sent: AtomicU64,
     /// Requests that came back unchanged through one of our Vias (answered 482 Loop
     /// Detected, RFC 3261 §16.3 step 4).
