@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
+# promtool validates /metrics (tests/tests/metrics.rs); its package's service is kept
+# from starting by the same policy-rc.d guard and disabled afterwards.
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 [ -f /etc/kamailio/kamailio.cfg ] || need_pkgs+=(kamailio)
 # Kamailio's own table creation scripts, which the stock-config tests load.
 [ -f /usr/share/kamailio/mysql/standard-create.sql ] || need_pkgs+=(kamailio-mysql-modules)
@@ -31,8 +34,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     [ "$status" -eq 0 ] || exit "$status"
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     else
         $SUDO update-rc.d kamailio disable >/dev/null 2>&1 || true
+        $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
     fi
 fi
 

@@ -86,6 +86,9 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("tmx", |r| r.register(&ferrosip_mod_tmx::TmxModule)),
     ("usrloc", |r| r.register(&ferrosip_mod_usrloc::UsrlocModule)),
     ("xhttp", |r| r.register(&ferrosip_mod_xhttp::XhttpModule)),
+    ("xhttp_prom", |r| {
+        r.register(&ferrosip_mod_xhttp_prom::XhttpPromModule)
+    }),
     ("xlog", |r| r.register(&ferrosip_mod_xlog::XlogModule)),
 ];
 

@@ -304,6 +304,7 @@ fn run(
     }
     // A reload compiles the same file with the same defines and registry.
     let ctl_registry = registry.clone();
+    let prom_registry = registry.clone();
     let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded)
         .explained_by(catalog::registry);
     // As Kamailio's, `-l` sockets are added to the config's. Added after the reloader
@@ -334,7 +335,13 @@ fn run(
         )?;
         Ok(Box::new(iface) as Box<dyn std::any::Any>)
     });
-    match ferrosip_server::run_with(loaded, Some(reloader), vec![attach_ctl]) {
+    // The Prometheus exporter (xhttp_prom), started with the server's engine.
+    let prom_params = loaded.modules.get("xhttp_prom").cloned();
+    let attach_metrics: ferrosip_server::Attachment = Box::new(move |engine| {
+        let exporter = ferrosip_metrics::attach(engine, &prom_registry, prom_params.as_ref())?;
+        Ok(Box::new(exporter) as Box<dyn std::any::Any>)
+    });
+    match ferrosip_server::run_with(loaded, Some(reloader), vec![attach_ctl, attach_metrics]) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

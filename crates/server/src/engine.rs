@@ -108,9 +108,14 @@ impl Engine {
         let net = origin;
         if msg.is_request() {
             server.stats.rcv_requests.fetch_add(1, Ordering::Relaxed);
+            let m = crate::stats::method_index(msg.method_bytes().unwrap_or_default());
+            server.stats.rcv_requests_by_method[m].fetch_add(1, Ordering::Relaxed);
             self.handle_request(vm, msg, net);
         } else {
             server.stats.rcv_replies.fetch_add(1, Ordering::Relaxed);
+            // The parser accepts only status codes 100-699.
+            let class = usize::from(msg.status().unwrap_or(0) / 100).clamp(1, 6) - 1;
+            server.stats.rcv_replies_by_class[class].fetch_add(1, Ordering::Relaxed);
             self.handle_reply(vm, msg, net);
         }
     }
@@ -161,7 +166,9 @@ impl Engine {
                 "request_route"
             );
         }
-        scope.run_route_then(vm, route, ctx, |_, result, ctx| {
+        let started = std::time::Instant::now();
+        scope.run_route_then(vm, route, ctx, move |server, result, ctx| {
+            server.stats.route_run.observe(started.elapsed());
             logged_outcome(result, &ctx);
         });
     }

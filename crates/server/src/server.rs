@@ -108,6 +108,7 @@ impl Server {
         }
         self.outbound.forward_stateless(ctx, target)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.stats.fwd_requests.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

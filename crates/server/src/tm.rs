@@ -945,6 +945,7 @@ impl TmLayer {
         });
         lock(&self.client_txns).insert(key, (cell.clone(), Leg::Branch(idx)));
         self.env.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.env.stats.fwd_requests.fetch_add(1, Ordering::Relaxed);
         self.run(cell, st, Leg::Branch(idx), actions, None);
         Ok(true)
     }
@@ -958,6 +959,7 @@ impl TmLayer {
     ) -> Result<(), FnError> {
         self.env.outbound.forward_stateless(ctx, target)?;
         self.env.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.env.stats.fwd_requests.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
