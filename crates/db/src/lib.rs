@@ -19,6 +19,8 @@ mod url;
 pub mod accounts;
 pub mod schema;
 
+#[doc(hidden)]
+pub use text::reparse_table_text;
 pub use url::{DbKind, DbUrl};
 
 /// One value read from or written to a column.

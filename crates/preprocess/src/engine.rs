@@ -886,10 +886,13 @@ impl Engine<'_> {
         while i < len {
             let c = b[i];
             if *comment_depth > 0 {
-                if text[i..].starts_with("/*") {
+                // Inside a comment `i` steps byte by byte, so it can stop inside a
+                // multi-byte character: compare bytes, not `str` slices (found by the
+                // `cfg` fuzz target; slicing there panicked).
+                if b[i..].starts_with(b"/*") {
                     *comment_depth += 1;
                     i += 2;
-                } else if text[i..].starts_with("*/") {
+                } else if b[i..].starts_with(b"*/") {
                     *comment_depth -= 1;
                     i += 2;
                 } else {

@@ -362,13 +362,15 @@ pub(crate) fn index(buf: &[u8]) -> Result<Index, ParseError> {
         let mut p = vs;
         let (line_end, next) = loop {
             match eol(buf, p) {
-                Ok(Some((e, n))) => {
-                    if matches!(buf.get(n), Some(b' ' | b'\t')) {
-                        p = n;
-                        continue;
-                    }
-                    break (e, n);
-                }
+                Ok(Some((e, n))) => match buf.get(n) {
+                    Some(b' ' | b'\t') => p = n,
+                    // The next byte may fold this line: on a stream it has not arrived
+                    // yet, so the line is not judged (a second Content-Length refused)
+                    // before it is complete. Framing then decides the same wherever the
+                    // stream was cut (found by the `framing` fuzz target).
+                    None => return Err(truncated(n, "header section not ended by an empty line")),
+                    Some(_) => break (e, n),
+                },
                 Ok(None) => return Err(truncated(buf.len(), "header line not terminated")),
                 Err(at) => {
                     return Err(ParseError::HeaderLine {
