@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole Ferrosip test suite on a fresh machine: installs the real peers the tests
 # talk to (SIPp; Kamailio's packages for its stock kamailio.cfg and its SQL scripts, which
-# the config tests load and run), then builds and runs every test of the workspace.
+# the config tests load and run, and its kamcmd/kamctl; Prometheus's promtool, which checks
+# /metrics), then builds and runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
