@@ -288,6 +288,10 @@ pub struct MsgContext {
     /// `$T_branch_idx`.
     pub branch_idx: i32,
     pub ext: Extensions,
+    /// The loop-detection tag the server computed for the request as received (RFC 3261
+    /// §16.6 step 8), written into every branch it sends; `None` when detection is off.
+    /// A field, not an extension: every request has one, and an extension is boxed.
+    pub loop_tag: Option<std::num::NonZeroU32>,
     /// The running server, when there is one.
     pub services: Option<std::sync::Arc<dyn crate::services::Services>>,
 }
@@ -312,6 +316,7 @@ impl MsgContext {
             rc: 1,
             branch_idx: 0,
             ext: Extensions::default(),
+            loop_tag: None,
             services: None,
         }
     }

@@ -125,10 +125,6 @@ impl Engine {
         let Some(route) = scope.program.main_route(RouteKind::Request) else {
             return;
         };
-        let loop_tag = match self.server.config.loop_detection {
-            true => Some(self.server.outbound.loop_tag(&msg, &net)),
-            false => None,
-        };
         let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
         if self.server.stats.waiting_routes.load(Ordering::Relaxed)
             >= self.server.config.max_waiting_routes
@@ -141,7 +137,10 @@ impl Engine {
             let _ = self.server.reply(&mut ctx, 503, b"Service Unavailable");
             return;
         }
-        if let Some(tag) = loop_tag {
+        if self.server.config.loop_detection {
+            // Computed before the script can change the request: the tag is of the
+            // request as received.
+            let tag = self.server.outbound.loop_tag(&ctx.msg, &net);
             if self.server.outbound.has_looped(&ctx.msg, tag) {
                 self.server.stats.loops.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
@@ -155,7 +154,7 @@ impl Engine {
                 }
                 return;
             }
-            ctx.ext.insert(tag);
+            ctx.loop_tag = Some(tag.0);
         }
         ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
         if tracing::enabled!(tracing::Level::DEBUG) {

@@ -122,18 +122,19 @@ pub struct Forwarding<'a> {
     pub flags: ForwardFlags,
     pub maxfwd_done: bool,
     pub ext: Option<&'a ferrosip_api::Extensions>,
-    /// Written after our branch when loop detection is on.
+    /// Written after our branch when loop detection is on ([`MsgContext::loop_tag`]).
     pub loop_tag: Option<LoopTag>,
 }
 
 impl<'a> Forwarding<'a> {
-    /// As a route left it in its context's extensions.
+    /// As a route left it in its context's extensions (the loop tag is the caller's to
+    /// add: it is on the context, not in the extensions).
     pub fn of(ext: &'a ferrosip_api::Extensions) -> Forwarding<'a> {
         Forwarding {
             flags: ext.get::<ForwardFlags>().copied().unwrap_or_default(),
             maxfwd_done: ext.get::<MaxForwardsDone>().is_some(),
             ext: Some(ext),
-            loop_tag: ext.get::<LoopTag>().copied(),
+            loop_tag: None,
         }
     }
 }
@@ -325,7 +326,10 @@ impl Outbound {
         branch: &str,
     ) -> Result<SipMessage, FnError> {
         self.prepare_request(
-            Forwarding::of(&ctx.ext),
+            Forwarding {
+                loop_tag: ctx.loop_tag.map(LoopTag),
+                ..Forwarding::of(&ctx.ext)
+            },
             &ctx.net,
             msg.clone_for_edit(),
             hop,

@@ -542,7 +542,7 @@ impl TmLayer {
             .ext
             .get::<ferrosip_api::services::MaxForwardsDone>()
             .is_some();
-        st.loop_tag = ctx.ext.get::<crate::outbound::LoopTag>().copied();
+        st.loop_tag = ctx.loop_tag.map(crate::outbound::LoopTag);
         self.apply_timer_marks(&mut st);
         let extra = ctx
             .ext
