@@ -1821,14 +1821,8 @@ fn share_max_breadth(st: &CellState, specs: &mut Vec<BranchSpec>) {
     let (each, extra) = (breadth / specs.len().max(1), breadth % specs.len().max(1));
     for (i, spec) in specs.iter_mut().enumerate() {
         let share = each + usize::from(i < extra);
-        let mut digits = [0u8; 20];
-        let value = {
-            use std::io::Write;
-            let mut w = &mut digits[..];
-            let _ = write!(w, "{share}");
-            20 - w.len()
-        };
-        if let Err(e) = spec.msg.set_header("Max-Breadth", &digits[..value]) {
+        // Only forking requests get here: a String per branch is not on the common path.
+        if let Err(e) = spec.msg.set_header("Max-Breadth", share.to_string()) {
             tracing::debug!("Max-Breadth not set on a branch: {e}");
         }
     }
