@@ -7,6 +7,7 @@
 
 pub mod bin;
 pub mod db;
+pub mod packaged;
 pub mod peer;
 pub mod proxy;
 pub mod script;
@@ -14,6 +15,7 @@ pub mod services;
 pub mod sipp;
 
 pub use bin::ferrosip_bin;
+pub use packaged::{kamailio_sql_dir, kamailio_stock_cfg, kamctl_command, packaged_path, promtool};
 pub use peer::{header, recv_text, uas_reply};
 pub use proxy::{free_port, start_proxy, Launch, Proxy};
 pub use script::Script;

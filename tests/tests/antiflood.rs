@@ -5,14 +5,12 @@
 
 use ferrosip_mod_htable::table::{ItemValue, Table, TableSpec, WriteError};
 use ferrosip_mod_pike::counter::{PikeConfig, PikeCounter};
-use ferrosip_tests::{free_port, have_sipp, log_tails, wait_exit, Launch};
+use ferrosip_tests::{free_port, have_sipp, kamailio_stock_cfg, log_tails, wait_exit, Launch};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-const STOCK_CFG: &str = "/etc/kamailio/kamailio.cfg";
 
 /// The two memory tests measure this process's RSS: they run one at a time.
 static MEMORY: Mutex<()> = Mutex::new(());
@@ -199,10 +197,11 @@ fn stat(log: &str, name: &str) -> Option<u64> {
 /// times and stays under 200 MiB resident.
 #[test]
 fn stock_config_antiflood_blocks_a_flood_and_calls_go_through() {
-    if !have_sipp() || !Path::new(STOCK_CFG).exists() {
+    let stock_cfg = kamailio_stock_cfg();
+    if !have_sipp() || !stock_cfg.exists() {
         assert!(
             std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh installs kamailio and sipp"
+            "scripts/test.sh installs sipp and unpacks kamailio"
         );
         eprintln!("skipped: SIPp or Kamailio's stock config is missing");
         return;
@@ -213,7 +212,7 @@ fn stock_config_antiflood_blocks_a_flood_and_calls_go_through() {
         "port 5060 on 127.0.0.1 is taken by another process: this test needs it free"
     );
     let dir = test_dir("stock");
-    let server = Launch::new(STOCK_CFG)
+    let server = Launch::new(&stock_cfg)
         .args(["-A", "WITH_ANTIFLOOD"])
         .log(dir.join("ferrosip.log"))
         .listening_on(5060)

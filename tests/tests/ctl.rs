@@ -9,7 +9,10 @@
 #[allow(dead_code)]
 mod catalog;
 
-use ferrosip_tests::{ferrosip_bin, free_port, have_sipp, log_tails, traced_sipp, Launch, Proxy};
+use ferrosip_tests::{
+    ferrosip_bin, free_port, have_sipp, kamctl_command, log_tails, packaged_path, traced_sipp,
+    Launch, Proxy,
+};
 use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -25,7 +28,7 @@ fn test_dir(name: &str) -> PathBuf {
 }
 
 fn have(tool: &str) -> bool {
-    Path::new("/usr/sbin").join(tool).exists()
+    packaged_path(&format!("/usr/sbin/{tool}")).exists()
 }
 
 /// A registrar with dispatcher and both control modules, every file in `dir`.
@@ -84,7 +87,7 @@ fn text(o: &Output) -> String {
 
 fn kamcmd(dir: &Path, args: &[&str]) -> Output {
     let sock = format!("unix:{}/ctl", dir.display());
-    Command::new("/usr/sbin/kamcmd")
+    Command::new(packaged_path("/usr/sbin/kamcmd"))
         .args(["-s", &sock])
         .args(args)
         .output()
@@ -229,7 +232,7 @@ fn kamctl_talks_over_the_jsonrpcs_fifo() {
     let port = free_port();
     let proxy = start(&dir, port);
     let kamctl = |args: &[&str]| {
-        Command::new("/usr/sbin/kamctl")
+        kamctl_command()
             .args(args)
             .env("RPCFIFOPATH", dir.join("rpc.fifo"))
             .output()

@@ -3,7 +3,7 @@
 //! counters only grow, and at the end the per-method request and per-class reply counters
 //! equal what SIPp sent (counted in SIPp's own message traces, retransmissions included).
 
-use ferrosip_tests::{free_port, have_sipp, log_tails, traced_sipp, Launch, Proxy};
+use ferrosip_tests::{free_port, have_sipp, log_tails, promtool, traced_sipp, Launch, Proxy};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,16 +21,16 @@ fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
 }
 
-/// Whether promtool is installed; scripts/test.sh installs it, and under its
+/// Whether promtool is there; scripts/test.sh unpacks it, and under its
 /// FERROSIP_REQUIRE_STOCK_CFG a missing one fails instead of skipping.
 fn have_promtool() -> bool {
-    let found = Command::new("promtool").arg("--version").output().is_ok();
+    let found = Command::new(promtool()).arg("--version").output().is_ok();
     if !found {
         assert!(
             std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh installs prometheus (promtool), but promtool is missing"
+            "scripts/test.sh unpacks prometheus (promtool), but promtool is missing"
         );
-        eprintln!("skipped: promtool not installed (scripts/test.sh installs it)");
+        eprintln!("skipped: promtool not there (scripts/test.sh unpacks it)");
     }
     found
 }
@@ -123,7 +123,7 @@ fn scrape(port: u16) -> String {
 
 /// `promtool check metrics` on `text`: passes with no lint problem.
 fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(promtool())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

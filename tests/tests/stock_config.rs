@@ -10,15 +10,15 @@
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
 use ferrosip_tests::db::{Backend, TestDb};
-use ferrosip_tests::{free_port, have_sipp, log_tails, traced_sipp, wait_exit, Launch, Proxy};
+use ferrosip_tests::{
+    free_port, have_sipp, kamailio_sql_dir, kamailio_stock_cfg, log_tails, traced_sipp, wait_exit,
+    Launch, Proxy,
+};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Duration;
-
-const STOCK_CFG: &str = "/etc/kamailio/kamailio.cfg";
-const KAMAILIO_SQL: &str = "/usr/share/kamailio";
 
 /// Held by each test for as long as its server has port 5060.
 static PORT_5060: Mutex<()> = Mutex::new(());
@@ -27,22 +27,21 @@ fn lock_5060() -> std::sync::MutexGuard<'static, ()> {
     PORT_5060.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether Kamailio's package (its config and SQL scripts) is installed; under
-/// `FERROSIP_REQUIRE_STOCK_CFG` (scripts/test.sh, which installs it) it must be.
+/// Whether Kamailio's packaged files (its config and SQL scripts) are there; under
+/// `FERROSIP_REQUIRE_STOCK_CFG` (scripts/test.sh, which unpacks them) they must be.
 fn have_stock_package() -> bool {
-    let found = Path::new(STOCK_CFG).exists()
-        && Path::new(KAMAILIO_SQL)
-            .join("mysql/standard-create.sql")
-            .exists()
-        && Path::new(KAMAILIO_SQL)
-            .join("postgres/standard-create.sql")
-            .exists();
+    let sql = kamailio_sql_dir();
+    let found = kamailio_stock_cfg().exists()
+        && sql.join("mysql/standard-create.sql").exists()
+        && sql.join("postgres/standard-create.sql").exists();
     if !found {
         assert!(
             std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh installs kamailio, kamailio-mysql-modules and kamailio-postgres-modules, but {STOCK_CFG} or {KAMAILIO_SQL}/{{mysql,postgres}} is missing"
+            "scripts/test.sh unpacks kamailio, kamailio-mysql-modules and kamailio-postgres-modules, but {} or {}/{{mysql,postgres}} is missing",
+            kamailio_stock_cfg().display(),
+            sql.display()
         );
-        eprintln!("skipped: Kamailio's packages are not installed (scripts/test.sh installs them)");
+        eprintln!("skipped: Kamailio's packages are not there (scripts/test.sh unpacks them)");
     }
     found
 }
@@ -148,7 +147,7 @@ enum SqlInput<'a> {
 /// the modules the config loads with these defines: auth_db and usrloc).
 fn kamailio_database(backend: Backend, dir: &Path) -> TestDb {
     let db = TestDb::empty(backend, dir);
-    let scripts = Path::new(KAMAILIO_SQL).join(match backend {
+    let scripts = kamailio_sql_dir().join(match backend {
         Backend::Mariadb => "mysql",
         _ => "postgres",
     });
@@ -193,7 +192,7 @@ fn stock_config_with_database(backend: Backend) {
     .iter()
     .flat_map(|d| ["-A".to_string(), d.clone()])
     .collect();
-    let server = start_server(&dir, Path::new(STOCK_CFG), &defines);
+    let server = start_server(&dir, &kamailio_stock_cfg(), &defines);
     let call_id = format!("stock-{backend:?}-%u");
     let phone = sipp(
         &dir,
@@ -260,7 +259,7 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
     }
     let _port = lock_5060();
     let dir = test_dir("plain");
-    let server = start_server(&dir, Path::new(STOCK_CFG), &[]);
+    let server = start_server(&dir, &kamailio_stock_cfg(), &[]);
     let keepalive = sipp(&dir, "keepalive", "options_uac.xml", &[]);
     let keepalive_rc = wait_exit(keepalive, Duration::from_secs(20));
     let call_id = "stock-plain-%u";
