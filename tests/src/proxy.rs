@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How to start `ferrosip run -f <config>`: `-A` defines, other arguments, where its log
+/// How to start `ferrosip run -E -f <config>`: `-A` defines, other arguments, where its log
 /// goes, which port to wait for, how to stop it.
 pub struct Launch {
     cfg: PathBuf,
@@ -67,7 +67,9 @@ impl Launch {
     /// Starts it; panics with its log when it ends or does not listen in time.
     pub fn start(self) -> Proxy {
         let mut cmd = Command::new(crate::ferrosip_bin());
-        cmd.args(["run", "-f"])
+        // -E: the log goes to stderr (the test reads it) whatever the config says; without
+        // it, a config without log_stderror=yes logs to syslog, as Kamailio's does.
+        cmd.args(["run", "-E", "-f"])
             .arg(&self.cfg)
             .args(&self.args)
             .stdin(Stdio::null());

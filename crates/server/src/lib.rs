@@ -45,6 +45,25 @@ pub fn run_with(
     reloader: Option<Reloader>,
     attachments: Vec<Attachment>,
 ) -> Result<(), String> {
+    run_with_lifecycle(loaded, reloader, attachments, Lifecycle::default())
+}
+
+/// What the process tells its service manager (sd_notify `READY=1`, `STOPPING=1`).
+#[derive(Default)]
+pub struct Lifecycle {
+    /// Called once every socket is bound and its workers run.
+    pub started: Option<Box<dyn FnOnce()>>,
+    /// Called when a stop signal came, before modules stop.
+    pub stopping: Option<Box<dyn FnOnce()>>,
+}
+
+/// [`run_with`], telling `lifecycle` when the server is up and when it stops.
+pub fn run_with_lifecycle(
+    loaded: ferrosip_script::Loaded,
+    reloader: Option<Reloader>,
+    attachments: Vec<Attachment>,
+    mut lifecycle: Lifecycle,
+) -> Result<(), String> {
     let mut config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
     fit_open_files(&mut config.tcp);
     // Module I/O (database pools, expiry timers) and route runs that await it.
@@ -128,7 +147,13 @@ pub fn run_with(
         .map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
+    if let Some(started) = lifecycle.started.take() {
+        started();
+    }
     wait_for_signal(&runtime, signals, &engine);
+    if let Some(stopping) = lifecycle.stopping.take() {
+        stopping();
+    }
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
