@@ -162,6 +162,8 @@ pub struct Layers {
     pub clock: tm::Clock,
     /// Told of every route run.
     pub observer: Option<Arc<dyn routes::RouteObserver>>,
+    /// DNS answers instead of the system resolver, for next hops.
+    pub dns: Option<outbound::DnsTable>,
 }
 
 /// The server's layers, bottom up, over `transports`: outbound, tm (when the script
@@ -175,11 +177,12 @@ pub fn assemble(
     layers: Layers,
     reloader: Option<Reloader>,
 ) -> Arc<Engine> {
-    let outbound = Arc::new(outbound::Outbound::new(
-        transports,
-        config.listen.clone(),
-        loaded.branch_hooks.clone(),
-    ));
+    let mut outbound =
+        outbound::Outbound::new(transports, config.listen.clone(), loaded.branch_hooks.clone());
+    if let Some(table) = layers.dns {
+        outbound = outbound.with_dns_table(table);
+    }
+    let outbound = Arc::new(outbound);
     let stats = Arc::new(Stats::default());
     let tm = loaded.modules.get("tm").map(|params| {
         let env = tm::TmEnv {

@@ -154,6 +154,9 @@ struct CellState {
     uas_terminated: bool,
     /// The request as the script relayed it (what failure_route sees).
     request: SipMessage,
+    /// `$du` as the script relayed the request: failure_route sees it too (Kamailio's
+    /// faked request keeps the transaction's destination URI).
+    request_dst_uri: Option<Bytes>,
     net: NetInfo,
     marks: TmMarks,
     flags: u64,
@@ -581,6 +584,7 @@ impl TmLayer {
             st.request = ctx.msg.clone();
         }
         st.marks = ctx.ext.get::<TmMarks>().cloned().unwrap_or_default();
+        st.request_dst_uri = ctx.dst_uri.clone();
         st.flags = ctx.flags;
         st.avps = ctx.avps.clone();
         self.observe(&mut st, ctx);
@@ -1391,6 +1395,7 @@ impl TmLayer {
             .unwrap_or(best.status);
         drop(outcomes);
         let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
+        fctx.dst_uri = st.request_dst_uri.clone();
         fctx.flags = st.flags;
         fctx.avps = st.avps.clone();
         fctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
@@ -1934,6 +1939,7 @@ impl CellState {
             uas_peer,
             uas_terminated: false,
             request,
+            request_dst_uri: None,
             net,
             marks: TmMarks::default(),
             flags,
