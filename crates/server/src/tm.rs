@@ -154,9 +154,6 @@ struct CellState {
     uas_terminated: bool,
     /// The request as the script relayed it (what failure_route sees).
     request: SipMessage,
-    /// `$du` as the script relayed the request: failure_route sees it too (Kamailio's
-    /// faked request keeps the transaction's destination URI).
-    request_dst_uri: Option<Bytes>,
     net: NetInfo,
     marks: TmMarks,
     flags: u64,
@@ -212,6 +209,12 @@ struct RouteQueue {
     /// after the final reply, when the watches are gone already).
     watches: Vec<Box<dyn ferrosip_api::TxnWatch>>,
 }
+
+/// `$du` as the script relayed the request: failure_route sees it too, as Kamailio's
+/// faked request keeps the transaction's destination URI. Kept among the cell's
+/// extensions: a field would grow every cell past its allocation size class.
+#[derive(Clone)]
+struct RelayedDstUri(Bytes);
 
 /// Work `t_relay`/`t_reply` leave for the cell when called from `failure_route`.
 #[derive(Default)]
@@ -584,13 +587,15 @@ impl TmLayer {
             st.request = ctx.msg.clone();
         }
         st.marks = ctx.ext.get::<TmMarks>().cloned().unwrap_or_default();
-        st.request_dst_uri = ctx.dst_uri.clone();
         st.flags = ctx.flags;
         st.avps = ctx.avps.clone();
         self.observe(&mut st, ctx);
         st.ext_kept = ferrosip_api::Extensions::default();
         for hook in self.env.outbound.hooks() {
             (hook.keep)(&ctx.ext, &mut st.ext_kept);
+        }
+        if let Some(du) = &ctx.dst_uri {
+            st.ext_kept.insert(RelayedDstUri(du.clone()));
         }
         st.ext_fwd = ctx.ext.get::<ferrosip_api::ForwardFlags>().copied();
         st.maxfwd_done = ctx
@@ -1395,7 +1400,7 @@ impl TmLayer {
             .unwrap_or(best.status);
         drop(outcomes);
         let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
-        fctx.dst_uri = st.request_dst_uri.clone();
+        fctx.dst_uri = st.ext_kept.get::<RelayedDstUri>().map(|d| d.0.clone());
         fctx.flags = st.flags;
         fctx.avps = st.avps.clone();
         fctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
@@ -1939,7 +1944,6 @@ impl CellState {
             uas_peer,
             uas_terminated: false,
             request,
-            request_dst_uri: None,
             net,
             marks: TmMarks::default(),
             flags,
