@@ -28,6 +28,7 @@ pub mod registry;
 pub mod route;
 pub mod rr;
 pub mod services;
+pub mod tls;
 pub mod tm;
 pub mod tm_events;
 pub mod transform;

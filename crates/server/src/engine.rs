@@ -263,6 +263,10 @@ impl Services for Engine {
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         self.script.load().run_event_route(name, ctx)
     }
+
+    fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.server.outbound.tls()
+    }
 }
 
 impl Transactions for Engine {

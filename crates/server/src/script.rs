@@ -136,6 +136,10 @@ impl Services for ScriptScope {
         self.server.uac.send(request)
     }
 
+    fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.server.outbound.tls()
+    }
+
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         match self.me() {
             Ok(me) => me.run_event_route_on(name, ctx),
