@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use ferrosip_api::registry::FnRow;
+use ferrosip_api::services::LocalHosts;
 use ferrosip_api::{
     AvpNames, FnResult, Module, ModuleBuilder, ModuleParams, MsgContext, ParamType, RouteMask,
     RpcValue, Value, Verdict,
@@ -292,12 +293,23 @@ impl Module for DomainModule {
             "register_myself",
             ParamType::Int,
             0_i64,
-            "When 1, the local domains are also matched by \"myself\" and is_myself() (any port).",
+            "When 1, the local domains are also matched by \"myself\" and is_myself() (any port), after the server's own addresses and aliases; a domain.reload changes them at once.",
         );
         let state = {
             let avps = m.registry().avp_names();
             m.state(move |p| Ok(State::new(Config::from_params(p)?, avps.clone())))
         };
+        {
+            // Kamailio's register_myself: the core's myself check asks the domain table
+            // too. Offered whenever the module is registered; it answers only for a
+            // loaded module with the parameter set.
+            let st = state.clone();
+            m.provide(Arc::new(LocalHosts(Arc::new(move |host: &[u8]| {
+                st.get().is_ok_and(|s| {
+                    s.config.register_myself && s.snapshot().did(host_of(host)).is_some()
+                })
+            }))));
+        }
         {
             let st = state.clone();
             m.on_start(move |_env| {

@@ -19,6 +19,10 @@ fn s(v: &str) -> DbValue {
 
 impl Setup {
     fn new(route: &str) -> Setup {
+        Setup::with_params("", route)
+    }
+
+    fn with_params(params: &str, route: &str) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/domain.db", dir.path().display());
         let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -52,7 +56,7 @@ impl Setup {
         ferrosip_script::register_core(&mut reg);
         reg.register(&DomainModule);
         let cfg = format!(
-            "loadmodule \"domain.so\"\nmodparam(\"domain\", \"db_url\", \"{url}\")\n\
+            "loadmodule \"domain.so\"\nmodparam(\"domain\", \"db_url\", \"{url}\")\n{params}\n\
              request_route {{\n{route}\n}}\n"
         );
         let script = Script::load(&reg, &cfg);
@@ -125,6 +129,25 @@ fn local_checks_and_attributes() {
     for v in ["f", "u", "d", "l", "l2"] {
         assert_eq!(s.int(&ctx, v), Some(-1), "{v}");
     }
+}
+
+#[test]
+fn register_myself_extends_myself() {
+    let s = Setup::new("if (uri == myself) { $var(m) = 1; } else { $var(m) = -1; }");
+    let ctx = s.run("sip:a@x", "sip:bob@example.com");
+    assert_eq!(
+        s.int(&ctx, "m"),
+        Some(-1),
+        "register_myself is 0 by default"
+    );
+    let s = Setup::with_params(
+        "modparam(\"domain\", \"register_myself\", 1)",
+        "if (uri == myself) { $var(m) = 1; } else { $var(m) = -1; }",
+    );
+    let ctx = s.run("sip:a@x", "sip:bob@EXAMPLE.com:5099");
+    assert_eq!(s.int(&ctx, "m"), Some(1), "any port, any case");
+    let ctx = s.run("sip:a@x", "sip:bob@elsewhere.net");
+    assert_eq!(s.int(&ctx, "m"), Some(-1));
 }
 
 #[test]
