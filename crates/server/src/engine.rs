@@ -243,7 +243,7 @@ impl Services for Engine {
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        self.server.is_myself(host, port)
+        self.server.is_myself(host, port) || self.script.load().program.is_module_local(host)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {

@@ -122,7 +122,7 @@ impl Services for ScriptScope {
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
         // The server's sockets, aliases and reverse-DNS names decide, whichever program
         // version runs (a change of `listen=`/`alias=` needs a restart).
-        self.server.is_myself(host, port)
+        self.server.is_myself(host, port) || self.program.is_module_local(host)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {
