@@ -71,6 +71,18 @@ enum Command {
     },
     /// Run an RPC command on the running server (like kamcmd): `ferrosip ctl core.uptime`.
     Ctl(ctl::CtlArgs),
+    /// Run route-script test files (*.test.toml, docs/testing.md) with no network: exit 0
+    /// all passed, 1 a test failed, 2 a test file could not run.
+    Test {
+        /// Test files, or directories holding *.test.toml (default: the current one).
+        paths: Vec<PathBuf>,
+        /// Only the tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Level of the log lines tests can assert on (`log`, `no_log`).
+        #[arg(short = 'L', long = "log-level", default_value = "debug")]
+        log_level: String,
+    },
 }
 
 /// Runs an async CLI command (`db`, `lcr`) to completion on a one-thread runtime,
@@ -164,6 +176,15 @@ fn main() -> ExitCode {
         Command::Db { command } => db::run(command),
         Command::Lcr { command } => lcr::run(command),
         Command::Ctl(args) => ctl::run(args),
+        Command::Test {
+            paths,
+            filter,
+            log_level,
+        } => {
+            ferrosip_scripttest::logs::install(&log_level);
+            let options = ferrosip_scripttest::Options { paths, filter };
+            ExitCode::from(ferrosip_scripttest::run(&options, catalog::registry_for))
+        }
     }
 }
 
