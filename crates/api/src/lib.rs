@@ -47,7 +47,7 @@ pub use registry::{
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};
-pub use tm_events::{FinalReply, TmObserver, TxnWatch};
+pub use tm_events::{E2eAck, FinalReply, TmObserver, TxnWatch};
 pub use transform::{Transform, TransformClass};
 pub use value::{Value, Verdict};
 
