@@ -69,6 +69,8 @@ pub struct Step {
     // ----- how -----
     /// `send`: who sends it, `[proto:]host:port` (default udp:192.0.2.10:5060).
     pub from: Option<String>,
+    /// `send`: credentials answering the last 401/407 the proxy sent in this test.
+    pub auth: Option<Auth>,
     /// `respond`: which forwarded request is answered, 1 for the test's first (default:
     /// the last one).
     pub forward: Option<usize>,
@@ -110,6 +112,13 @@ pub struct Step {
     /// Database rows after the step.
     #[serde(default)]
     pub db: Vec<ExpectRows>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub user: String,
+    pub password: String,
 }
 
 /// An expected message: a bare status (`200`) or a table.

@@ -8,6 +8,7 @@
 //! (see [`session::Recorder`]): [`Options::observer`] is handed every route run.
 
 pub mod check;
+pub mod digest;
 pub mod file;
 pub mod logs;
 pub mod session;
@@ -179,6 +180,8 @@ fn run_test(
     let mut failures = Vec::new();
     // Requests the proxy sent so far in this test (a `respond` answers one of them).
     let mut forwarded: Vec<session::Sent> = Vec::new();
+    // Replies the proxy sent so far (an `auth` answers the last challenge).
+    let mut forwarded_replies: Vec<session::Sent> = Vec::new();
     for (i, step) in test.steps.iter().enumerate() {
         let line = file::line_of(text, step.span().start);
         let at = |e: String| format!("{}:{line}: {e}", path.display());
@@ -202,7 +205,11 @@ fn run_test(
             // A new transaction per message sent; a `respond` step's `{branch}` is still
             // the one of the request it answers.
             names.branch = format!("z9hG4bK{}", unique("s"));
-            let bytes = session::wire_message(&names.fill(msg));
+            let mut text = names.fill(msg);
+            if let Some(auth) = &s.auth {
+                text = with_credentials(&text, auth, &forwarded_replies).map_err(at)?;
+            }
+            let bytes = session::wire_message(&text);
             let local = session.proxy;
             session.receive(proto, peer, local, bytes);
         } else if let Some(code) = s.respond {
@@ -228,6 +235,7 @@ fn run_test(
             .filter(|m| !m.retransmission)
             .collect();
         forwarded.extend(sent.iter().filter(|m| !m.is_reply()).cloned());
+        forwarded_replies.extend(sent.iter().filter(|m| m.is_reply()).cloned());
         let runs = session.recorder.runs_since(runs_before);
         let log = logs::since(logs_before);
         let mut step_failures = check::step(session, s, &sent, &runs, &log, &names).map_err(at)?;
@@ -240,4 +248,33 @@ fn run_test(
         }
     }
     Ok(failures)
+}
+
+/// `text` (a request) with the credentials answering the last 401/407 of the test.
+fn with_credentials(text: &str, auth: &file::Auth, replies: &[session::Sent]) -> Result<String, String> {
+    let (challenge, proxy) = replies
+        .iter()
+        .rev()
+        .find_map(|r| {
+            let m = ferrosip_sip::SipMessage::parse(r.data.clone()).ok()?;
+            let (name, proxy) = match m.status()? {
+                401 => ("WWW-Authenticate", false),
+                407 => ("Proxy-Authenticate", true),
+                _ => return None,
+            };
+            let v = String::from_utf8_lossy(m.header(name)?).into_owned();
+            Some((v, proxy))
+        })
+        .ok_or("auth: the proxy sent no 401/407 challenge in this test")?;
+    let request_line = text.lines().next().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let (method, uri) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (name, value) =
+        digest::credentials(&challenge, proxy, &auth.user, &auth.password, method, uri)?;
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = format!("{name}: {value}");
+    lines.insert(1, &header);
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Ok(out)
 }
