@@ -23,6 +23,10 @@ pub struct TestFile {
     /// DNS answers: a host name to its addresses; a name not listed does not resolve.
     #[serde(default)]
     pub dns: BTreeMap<String, Vec<String>>,
+    /// Methods of requests left out of every step's `forwards`: what the server sends on
+    /// its own real-time timers (dispatcher's OPTIONS probes), which no step can expect.
+    #[serde(default)]
+    pub ignore_requests: Vec<String>,
     #[serde(default, rename = "test")]
     pub tests: Vec<Spanned<Test>>,
 }

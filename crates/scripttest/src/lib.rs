@@ -146,7 +146,7 @@ fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result
         let full_name = format!("{}: {}", path.display(), t.name);
         let mut session = Session::start(&file, dir, &t.rows, registry_for)
             .map_err(|e| format!("{}:{line}: {}", path.display(), e.0))?;
-        match run_test(&mut session, t, &text, path) {
+        match run_test(&mut session, &file.ignore_requests, t, &text, path) {
             Ok(failures) if failures.is_empty() => {
                 println!("test {} ... ok", t.name);
                 outcome.passed += 1;
@@ -165,6 +165,7 @@ fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result
 /// step the runner cannot carry out (a bad address, an unknown PV): exit 2, file:line.
 fn run_test(
     session: &mut Session,
+    ignore: &[String],
     test: &file::Test,
     text: &str,
     path: &Path,
@@ -232,7 +233,7 @@ fn run_test(
         }
         let sent: Vec<session::Sent> = session::lock_slice(&session.sent, sent_before)
             .into_iter()
-            .filter(|m| !m.retransmission)
+            .filter(|m| !m.retransmission && !ignored(m, ignore))
             .collect();
         forwarded.extend(sent.iter().filter(|m| !m.is_reply()).cloned());
         forwarded_replies.extend(sent.iter().filter(|m| m.is_reply()).cloned());
@@ -277,4 +278,12 @@ fn with_credentials(text: &str, auth: &file::Auth, replies: &[session::Sent]) ->
     let mut out = lines.join("\n");
     out.push('\n');
     Ok(out)
+}
+
+/// A request of a method the test file ignores.
+fn ignored(m: &session::Sent, ignore: &[String]) -> bool {
+    !m.is_reply()
+        && ignore.iter().any(|method| {
+            m.data.starts_with(method.as_bytes()) && m.data.get(method.len()) == Some(&b' ')
+        })
 }
