@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How to start `ferrosip run -f <config>`: `-A` defines, other arguments, where its log
+/// How to start `ferrosip run -E -f <config>`: `-A` defines, other arguments, where its log
 /// goes, which port to wait for, how to stop it.
 pub struct Launch {
     binary: Option<PathBuf>,
@@ -76,7 +76,9 @@ impl Launch {
     pub fn start(self) -> Proxy {
         let binary = self.binary.clone().unwrap_or_else(crate::ferrosip_bin);
         let mut cmd = Command::new(binary);
-        cmd.args(["run", "-f"])
+        // -E: the log goes to stderr (the test reads it) whatever the config says; without
+        // it, a config without log_stderror=yes logs to syslog, as Kamailio's does.
+        cmd.args(["run", "-E", "-f"])
             .arg(&self.cfg)
             .args(&self.args)
             .stdin(Stdio::null());

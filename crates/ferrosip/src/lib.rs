@@ -18,12 +18,16 @@
 //! binary an operator runs; `templates/binary` is a binary crate to start from.
 
 pub mod catalog;
+mod cli;
 mod ctl;
 mod db;
 mod lcr;
+mod logging;
+mod privileges;
 
 pub use catalog::Catalog;
 use clap::{Parser, Subcommand};
+use cli::ServerOpts;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -40,6 +44,11 @@ fn binary_catalog() -> &'static Catalog {
 /// The registry with every module of this binary (`check`, docs, error messages).
 fn full_registry() -> ferrosip_api::Registry {
     binary_catalog().registry()
+}
+
+/// The registry for a script loading `modules`, from this binary's modules.
+fn registry_for(modules: &[String]) -> ferrosip_api::Registry {
+    binary_catalog().registry_for(modules)
 }
 
 /// The `ferrosip` command with the built-in modules and those a custom binary adds.
@@ -100,7 +109,10 @@ impl ServerBuilder {
             eprintln!("error: a process runs one ferrosip command line");
             return ExitCode::FAILURE;
         }
-        command_line(Cli::parse_from(args))
+        match parse_cli(args) {
+            Ok(cli) => command_line(cli),
+            Err(code) => code,
+        }
     }
 }
 
@@ -113,50 +125,31 @@ pub fn main() -> ExitCode {
 #[command(
     name = "ferrosip",
     version,
-    about = "SIP routing engine with Kamailio-compatible scripts"
+    about = "SIP routing engine with Kamailio-compatible scripts",
+    after_help = "Without a command, runs the server as `kamailio` does: `ferrosip -f FILE -DD -E`; without -f, on /etc/ferrosip/ferrosip.cfg."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Shortcut for `ferrosip run -f FILE`.
-    #[arg(short = 'f', long = "file")]
-    file: Option<PathBuf>,
-    /// With -f: defines, as for `run`.
-    #[arg(short = 'A', value_name = "NAME[=VALUE]")]
-    defines: Vec<String>,
-    /// With -f: log level, as for `run`.
-    #[arg(short = 'L', long = "log-level")]
-    log_level: Option<String>,
-    /// With -f: sockets to listen on, as for `run`.
-    #[arg(short = 'l', long = "listen", value_name = LISTEN_FORMAT)]
-    listen: Vec<String>,
+    /// Check the config and exit (0 when it loads), like `kamailio -c`.
+    #[arg(short = 'c', long = "check")]
+    check: bool,
+    #[command(flatten)]
+    server: ServerOpts,
 }
-
-/// What `-l` takes, as Kamailio's `-l`.
-const LISTEN_FORMAT: &str = "[PROTO:]ADDR[:PORT][/ADVERTISE[:PORT]]";
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the server on a config, in the foreground (SIGINT/SIGTERM stop it).
     Run {
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
-        /// Define NAME (or NAME=value) for #!ifdef, like `kamailio -A`.
-        #[arg(short = 'A', value_name = "NAME[=VALUE]")]
-        defines: Vec<String>,
-        /// Log level: error, warn, info, debug, trace (default: from the config's `debug=`).
-        #[arg(short = 'L', long = "log-level")]
-        log_level: Option<String>,
-        /// Listen on this socket too, like `kamailio -l` (repeat for more): added to the
-        /// config's `listen=` sockets; without a protocol, UDP and TCP.
-        #[arg(short = 'l', long = "listen", value_name = LISTEN_FORMAT)]
-        listen: Vec<String>,
+        #[command(flatten)]
+        server: ServerOpts,
     },
     /// Preprocess, parse and compile a config; report every error with its location.
     Check {
-        /// The config file.
+        /// The config file (default /etc/ferrosip/ferrosip.cfg).
         #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        file: Option<PathBuf>,
         /// Define NAME (or NAME=value) for #!ifdef, like `kamailio -A`.
         #[arg(short = 'A', value_name = "NAME[=VALUE]")]
         defines: Vec<String>,
@@ -186,6 +179,18 @@ enum Command {
     },
     /// Run an RPC command on the running server (like kamcmd): `ferrosip ctl core.uptime`.
     Ctl(ctl::CtlArgs),
+    /// Run route-script test files (*.test.toml, docs/testing.md) with no network: exit 0
+    /// all passed, 1 a test failed, 2 a test file could not run.
+    Test {
+        /// Test files, or directories holding *.test.toml (default: the current one).
+        paths: Vec<PathBuf>,
+        /// Only the tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Level of the log lines tests can assert on (`log`, `no_log`).
+        #[arg(short = 'L', long = "log-level", default_value = "debug")]
+        log_level: String,
+    },
 }
 
 /// Runs an async CLI command (`db`, `lcr`) to completion on a one-thread runtime,
@@ -221,33 +226,51 @@ fn parse_defines(defs: &[String]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-fn command_line(cli: Cli) -> ExitCode {
-    let command = match (cli.command, cli.file) {
-        (Some(c), _) => c,
-        (None, Some(file)) => Command::Run {
-            file,
-            defines: cli.defines,
-            log_level: cli.log_level,
-            listen: cli.listen,
-        },
-        (None, None) => {
-            eprintln!("usage: ferrosip run -f FILE | ferrosip check -f FILE | ferrosip -f FILE (see --help)");
-            return ExitCode::from(2);
+/// Parses the command line; an unknown flag is answered with the Kamailio flags ferrosip
+/// knows (a unit file or entrypoint written for Kamailio may carry one it does not).
+fn parse_cli<I, T>(args: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            let unknown = e.kind() == clap::error::ErrorKind::UnknownArgument;
+            let _ = e.print();
+            if unknown {
+                eprintln!(
+                    "ferrosip knows these of Kamailio's flags: {}; see docs/coming-from-kamailio.md",
+                    cli::KNOWN_FLAGS
+                );
+            }
+            Err(ExitCode::from(e.exit_code().clamp(0, 255) as u8))
         }
+    }
+}
+
+fn command_line(cli: Cli) -> ExitCode {
+    let command = match cli.command {
+        Some(c) => c,
+        None if cli.check => Command::Check {
+            file: Some(cli.server.config()),
+            defines: cli.server.defines,
+            dump: false,
+            allow_declared: false,
+        },
+        None => Command::Run { server: cli.server },
     };
     match command {
-        Command::Run {
-            file,
-            defines,
-            log_level,
-            listen,
-        } => run(&file, &defines, log_level.as_deref(), &listen),
+        Command::Run { server } => run(&server),
         Command::Check {
             file,
             defines,
             dump,
             allow_declared,
-        } => check(&file, &defines, dump, allow_declared),
+        } => {
+            let file = file.unwrap_or_else(|| PathBuf::from(cli::DEFAULT_CONFIG));
+            check(&file, &defines, dump, allow_declared)
+        }
         Command::Docs { out } => match catalog::write_docs_of(&full_registry(), &out) {
             Ok(n) => {
                 println!("wrote {n} module pages to {}", out.display());
@@ -261,36 +284,77 @@ fn command_line(cli: Cli) -> ExitCode {
         Command::Db { command } => db::run(command),
         Command::Lcr { command } => lcr::run(command),
         Command::Ctl(args) => ctl::run(args),
+        Command::Test {
+            paths,
+            filter,
+            log_level,
+        } => {
+            ferrosip_scripttest::logs::install(&log_level);
+            let options = ferrosip_scripttest::Options { paths, filter };
+            ExitCode::from(ferrosip_scripttest::run(&options, registry_for))
+        }
     }
 }
 
-/// Kamailio's `debug=` levels mapped to ours.
-fn level_from_debug(debug: Option<i64>) -> &'static str {
-    match debug {
-        Some(d) if d <= -1 => "error",
-        Some(0) => "warn",
-        Some(1) | Some(2) => "info",
-        Some(3) => "debug",
-        Some(_) => "trace",
-        None => "info",
+/// The config's last value of a core parameter, unquoted.
+fn global(loaded: &ferrosip_script::Loaded, name: &str) -> Option<String> {
+    loaded
+        .globals
+        .get(name)
+        .and_then(|v| v.last())
+        .map(|v| v.unquoted().trim().to_string())
+}
+
+/// Kamailio's yes/no/on/off/1/0.
+fn yes(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "on" | "true" | "1" => Some(true),
+        "no" | "off" | "false" | "0" => Some(false),
+        _ => None,
     }
 }
 
-/// Kamailio's `debug=` number for one of our levels (what `cfg.get core debug` says).
-fn debug_from_level(level: &str) -> i64 {
-    match level {
-        "error" => -1,
-        "warn" => 0,
-        "debug" => 3,
-        "trace" => 4,
-        _ => 2,
+/// Where and how to log: the command line first, then the config (Kamailio's
+/// `log_stderror`, `log_facility`, `log_name`, `log_engine_type`).
+fn log_settings(
+    server: &ServerOpts,
+    loaded: &ferrosip_script::Loaded,
+) -> Result<(logging::Destination, logging::Format), String> {
+    let engine = server
+        .log_engine
+        .clone()
+        .or_else(|| global(loaded, "log_engine_type"))
+        .unwrap_or_default();
+    let format = logging::Format::from_engine(&engine)?;
+    let stderr = match global(loaded, "log_stderror") {
+        _ if server.log_stderr => true,
+        Some(v) => yes(&v).ok_or_else(|| format!("log_stderror={v}: give yes or no"))?,
+        None => false,
+    };
+    if stderr {
+        return Ok((logging::Destination::Stderr, format));
     }
+    let facility = match global(loaded, "log_facility") {
+        Some(name) => logging::facility_from_name(&name).ok_or_else(|| {
+            format!("log_facility={name}: not a syslog facility (LOG_DAEMON, LOG_LOCAL0..LOG_LOCAL7, ...)")
+        })?,
+        None => logging::DEFAULT_FACILITY,
+    };
+    let name = global(loaded, "log_name")
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "ferrosip".to_string());
+    Ok((logging::Destination::Syslog { facility, name }, format))
 }
 
-/// The log filter for a level (the grammar's own tracing stays at warn).
-fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_new(format!("{level},pest=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+/// The log level: `--log-level`, else the config's `debug=` raised by one step per `-d`.
+fn log_level(server: &ServerOpts, debug: Option<i64>) -> Result<&'static str, String> {
+    if let Some(level) = &server.log_level {
+        return logging::parse_level(level).ok_or_else(|| {
+            format!("--log-level {level}: give error, warn, info, debug, trace or a debug= number")
+        });
+    }
+    let debug = debug.unwrap_or(2) + i64::from(server.debug_steps);
+    Ok(logging::level_from_debug(debug))
 }
 
 /// glibc hands the free top of an arena back to the kernel at once and maps it again on
@@ -332,30 +396,55 @@ fn listen_value(arg: &str) -> Result<String, String> {
     }
 }
 
-fn run(
-    file: &std::path::Path,
-    defines: &[String],
-    log_level: Option<&str>,
-    listen: &[String],
-) -> ExitCode {
+fn run(server: &ServerOpts) -> ExitCode {
     keep_heap_mapped();
-    let listen: Vec<String> = match listen.iter().map(|l| listen_value(l)).collect() {
+    if let Some(why) = server.refusal() {
+        eprintln!("error: {why}");
+        return ExitCode::from(2);
+    }
+    let listen: Vec<String> = match server.listen.iter().map(|l| listen_value(l)).collect() {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    // Up before the config is read, on stderr, so what loading says shows.
+    let early_format = server
+        .log_engine
+        .as_deref()
+        .map_or(Ok(logging::Format::Plain), logging::Format::from_engine)
+        .unwrap_or(logging::Format::Plain);
+    let early_level = match log_level(server, None) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let logger = logging::Logger::install(early_level, early_format, server.colors);
+    for note in server.notices() {
+        tracing::info!("{note}");
+    }
+    let file = server.config();
+    let file = file.as_path();
+    if server.file.is_none() && !file.exists() {
+        eprintln!(
+            "error: no -f given and the default config {} does not exist",
+            file.display()
+        );
+        return ExitCode::FAILURE;
+    }
     // A script that uses a declared-only function or PV is refused: those calls would
     // fail on every message (`if (!pike_check_req()) exit;` would drop all traffic).
     let opts = ferrosip_script::LoadOptions {
-        defines: parse_defines(defines),
+        defines: parse_defines(&server.defines),
         allow_declared: false,
         ..Default::default()
     };
     // Only the modules the script loads are declared (see `catalog::registry_for`).
     let registry = match ferrosip_script::loaded_module_names(file, &opts) {
-        Some(names) => binary_catalog().registry_for(&names),
+        Some(names) => registry_for(&names),
         None => full_registry(),
     };
     let registry = std::sync::Arc::new(registry);
@@ -370,33 +459,53 @@ fn run(
             return ExitCode::FAILURE;
         }
     };
-    let debug = loaded
-        .globals
-        .get("debug")
-        .and_then(|v| v.last())
-        .and_then(|v| v.unquoted().trim().parse().ok());
-    let level = log_level.unwrap_or(level_from_debug(debug));
-    // The filter is reloadable: the control interface changes the level at run time.
-    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
-    {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-            )
-            .init();
+    let debug = global(&loaded, "debug").and_then(|v| v.parse().ok());
+    let level = match log_level(server, debug) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (destination, format) = match log_settings(server, &loaded) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run_as = privileges::RunAs {
+        user: (server.user.clone())
+            .or_else(|| global(&loaded, "user"))
+            .or_else(|| global(&loaded, "uid")),
+        group: (server.group.clone())
+            .or_else(|| global(&loaded, "group"))
+            .or_else(|| global(&loaded, "gid")),
+    };
+    let ids = match run_as.resolve() {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Written as root, before the drop, as Kamailio does: /run is root's.
+    let _pid_file = match server.pid_file.as_deref().map(privileges::PidFile::write) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    if let Err(e) = logger.set_level(level) {
+        tracing::warn!("cannot set the log level: {e}");
     }
+    logger.configure(&destination, format);
+    let level_logger = logger.clone();
     let log_level = std::sync::Arc::new(ferrosip_ctl::LogLevel::new(
-        debug_from_level(level),
-        move |debug| {
-            filter_handle
-                .reload(log_filter(level_from_debug(Some(debug))))
-                .map_err(|e| e.to_string())
-        },
+        logging::debug_from_level(level),
+        move |debug| level_logger.set_level(logging::level_from_debug(debug)),
     ));
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -410,6 +519,17 @@ fn run(
     // took what the file says, so a reload compares file with file and does not take
     // them for a change of `listen=`.
     let mut loaded = loaded;
+    if let Some(children) = server.children {
+        loaded
+            .globals
+            .entry("children".to_string())
+            .or_default()
+            .push(ferrosip_script::ast::GlobalValue {
+                raw: children.to_string(),
+                span: Default::default(),
+                parsed: None,
+            });
+    }
     for value in listen {
         loaded
             .globals
@@ -440,10 +560,27 @@ fn run(
         let exporter = ferrosip_metrics::attach(engine, &prom_registry, prom_params.as_ref())?;
         Ok(Box::new(exporter) as Box<dyn std::any::Any>)
     });
-    match ferrosip_server::run_with(loaded, Some(reloader), vec![attach_ctl, attach_metrics]) {
+    // Root is given up last: every socket (SIP, ctl, metrics) is bound by then.
+    let drop_privileges: ferrosip_server::Attachment = Box::new(move |_engine| {
+        if let Some(ids) = &ids {
+            privileges::drop_to(ids).map_err(|e| format!("cannot drop privileges: {e}"))?;
+            let uid = ids.user.as_ref().map(|u| u.0);
+            tracing::info!(uid = ?uid, gid = ids.gid, "dropped root after binding");
+        }
+        Ok(Box::new(()) as Box<dyn std::any::Any>)
+    });
+    let lifecycle = ferrosip_server::Lifecycle {
+        started: Some(Box::new(|| privileges::sd_notify("READY=1"))),
+        stopping: Some(Box::new(|| privileges::sd_notify("STOPPING=1"))),
+    };
+    let attachments = vec![attach_ctl, attach_metrics, drop_privileges];
+    match ferrosip_server::run_with_lifecycle(loaded, Some(reloader), attachments, lifecycle) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            tracing::error!("{e}");
+            if destination != logging::Destination::Stderr {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -25,7 +25,13 @@ pub struct Outbound {
     hooks: Vec<BranchHook>,
     /// Keys the loop tags: a tag in a Via branch can only match one this process wrote.
     loop_seed: foldhash::quality::RandomState,
+    /// Answers instead of the system resolver (`ferrosip test`'s `[dns]`): a name not in
+    /// the table does not resolve. `None` in a server.
+    dns: Option<DnsTable>,
 }
+
+/// Host names (lower case) to their addresses, standing in for DNS.
+pub type DnsTable = std::sync::Arc<std::collections::HashMap<String, Vec<IpAddr>>>;
 
 /// The loop-detection part of our Via branches (RFC 3261 §16.6 step 8), computed when a
 /// request arrives from what a loop leaves unchanged: Request-URI, From and To tags,
@@ -99,7 +105,7 @@ fn default_port(proto: Proto, sips: bool) -> u16 {
     }
 }
 
-fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
+fn resolve(host: &[u8], port: u16, dns: Option<&DnsTable>) -> Result<SocketAddr, FnError> {
     if let Some(ip) = host_ip(host) {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -107,6 +113,13 @@ fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
     let h = h.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = h.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
+    }
+    if let Some(table) = dns {
+        return table
+            .get(&h.to_ascii_lowercase())
+            .and_then(|ips| ips.first())
+            .map(|ip| SocketAddr::new(*ip, port))
+            .ok_or_else(|| FnError::new(format!("cannot resolve {h}: not in the DNS table")));
     }
     (h, port)
         .to_socket_addrs()
@@ -154,7 +167,14 @@ impl Outbound {
             listen,
             hooks,
             loop_seed: foldhash::quality::RandomState::default(),
+            dns: None,
         }
+    }
+
+    /// Resolves host names from `table` instead of the system resolver.
+    pub fn with_dns_table(mut self, table: DnsTable) -> Outbound {
+        self.dns = Some(table);
+        self
     }
 
     /// The [`LoopTag`] of a request as received on `net`.
@@ -261,7 +281,7 @@ impl Outbound {
                 Some(Some(p)) => p,
                 _ => next.port().unwrap_or(default_port(proto, false)),
             };
-            (proto, resolve(host, port)?)
+            (proto, resolve(host, port, self.dns.as_ref())?)
         };
         if proto != Proto::Udp && ctx.msg.content_length().is_none() {
             let body = ctx.msg.body_bytes();
@@ -306,7 +326,7 @@ impl Outbound {
                 (uri_bytes.slice_ref(host), port, proto)
             }
         };
-        let dst = resolve(&host, port)?;
+        let dst = resolve(&host, port, self.dns.as_ref())?;
         let local = self
             .local_for(proto, &dst)
             .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;

@@ -63,7 +63,10 @@ impl ScriptScope {
     /// Starts `route` of this program for `ctx` on `vm` ([`crate::routes::start`]).
     #[inline]
     pub fn start_route(&self, vm: &mut Vm, route: RouteId, ctx: MsgContext) -> RouteRun {
-        crate::routes::start(vm, &self.program, self.awaits, route, ctx)
+        match &self.server.observer {
+            None => crate::routes::start(vm, &self.program, self.awaits, route, ctx),
+            Some(o) => crate::routes::start_observed(o, vm, &self.program, self.awaits, route, ctx),
+        }
     }
 
     /// Runs `route` for `ctx`, then `then` with its result: before this returns when the
