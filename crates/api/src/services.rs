@@ -11,8 +11,11 @@ use std::time::Duration;
 /// A destination given explicitly (`forward("10.0.0.1", 5070)`), else `$du` / the R-URI.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// Host name or IP address.
     pub host: Bytes,
+    /// The port; the protocol's default (or DNS) when none.
     pub port: Option<u16>,
+    /// The transport; as the URI or the socket says when none.
     pub proto: Option<Proto>,
 }
 
@@ -87,6 +90,7 @@ pub struct LocalRequest {
     pub to: Bytes,
     /// Extra header lines, each ending in CRLF.
     pub headers: Bytes,
+    /// The body (with a Content-Type among `headers`).
     pub body: Bytes,
     /// How long to wait for a final reply (`None`: tm's `fr_timer`, 30 s by default).
     pub timeout: Option<Duration>,
@@ -96,8 +100,11 @@ pub struct LocalRequest {
 /// (`local`): 408 when nothing answered in time, 503 when it could not be sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalOutcome {
+    /// The final status code.
     pub code: u16,
+    /// Its reason phrase.
     pub reason: Bytes,
+    /// Made up by the server (408, 503), not received.
     pub local: bool,
 }
 
@@ -115,7 +122,10 @@ impl LocalOutcome {
 /// Headers to add to the next locally generated reply (`append_to_reply`), each line
 /// ending in CRLF.
 #[derive(Clone, Debug, Default)]
-pub struct ReplyHeaders(pub Vec<u8>);
+pub struct ReplyHeaders(
+    /// The header lines, each ending in CRLF.
+    pub Vec<u8>,
+);
 
 /// Per-message choices that change how the server forwards or replies.
 #[derive(Clone, Copy, Debug, Default)]

@@ -87,7 +87,9 @@ pub struct E2eAck<'a> {
 
 /// The final reply of a transaction, as its watches see it.
 pub struct FinalReply<'a> {
+    /// The status code.
     pub code: u16,
+    /// The reason phrase.
     pub reason: &'a [u8],
     /// The To tag of the reply sent upstream, when it has one.
     pub to_tag: Option<&'a [u8]>,

@@ -1,6 +1,23 @@
-//! The `ferrosip` command.
+//! The `ferrosip` command as a library, so that a custom binary can add its own modules:
+//!
+//! ```no_run
+//! # struct MyModule;
+//! # impl ferrosip_api::Module for MyModule {
+//! #     fn name(&self) -> &'static str { "my_module" }
+//! #     fn declare(&self, _m: &mut ferrosip_api::ModuleBuilder<'_>) {}
+//! # }
+//! fn main() -> std::process::ExitCode {
+//!     ferrosip::Server::builder().module(MyModule).run()
+//! }
+//! ```
+//!
+//! The binary built from this crate (`src/bin/ferrosip.rs`) is exactly that with no added
+//! module. Rust has no stable ABI, so modules are linked in, not loaded: `loadmodule
+//! "NAME.so"` finds a compiled-in module by name, and an unknown name lists the modules
+//! this binary has. `docs/dev/modules.md` shows the whole way, from an empty crate to a
+//! binary an operator runs; `templates/binary` is a binary crate to start from.
 
-mod catalog;
+pub mod catalog;
 mod cli;
 mod ctl;
 mod db;
@@ -8,10 +25,101 @@ mod lcr;
 mod logging;
 mod privileges;
 
+pub use catalog::Catalog;
 use clap::{Parser, Subcommand};
 use cli::ServerOpts;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
+
+/// The modules of the running binary: set once by [`ServerBuilder::run`] (built-in only
+/// until then). A process runs one binary, and the reloader's error explanations take a
+/// plain `fn`, so this is process-wide.
+static CATALOG: OnceLock<Catalog> = OnceLock::new();
+
+fn binary_catalog() -> &'static Catalog {
+    CATALOG.get_or_init(Catalog::builtin)
+}
+
+/// The registry with every module of this binary (`check`, docs, error messages).
+fn full_registry() -> ferrosip_api::Registry {
+    binary_catalog().registry()
+}
+
+/// The registry for a script loading `modules`, from this binary's modules.
+fn registry_for(modules: &[String]) -> ferrosip_api::Registry {
+    binary_catalog().registry_for(modules)
+}
+
+/// The `ferrosip` command with the built-in modules and those a custom binary adds.
+pub struct Server;
+
+impl Server {
+    /// A server with the built-in modules; add yours with [`ServerBuilder::module`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            catalog: Catalog::builtin(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// Collects the modules of a custom binary, then runs the `ferrosip` command line
+/// (`run`, `check`, `docs`, `db`, `lcr`, `ctl`) with them.
+pub struct ServerBuilder {
+    catalog: Catalog,
+    errors: Vec<String>,
+}
+
+impl ServerBuilder {
+    /// Builds `module` into this binary: scripts load it with `loadmodule "NAME.so"`
+    /// (NAME is [`Module::name`](ferrosip_api::Module::name)), `ferrosip docs` writes its
+    /// page, Lua calls its functions as `KSR.NAME.fn()`. A name the binary already has
+    /// is refused when [`ServerBuilder::run`] starts.
+    pub fn module<M: ferrosip_api::Module>(mut self, module: M) -> ServerBuilder {
+        if let Err(e) = self.catalog.add(module) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// The modules this binary will have.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Runs the command line of this process (`std::env::args`).
+    pub fn run(self) -> ExitCode {
+        self.run_with_args(std::env::args_os())
+    }
+
+    /// Runs the command line `args` (the first is the program name).
+    pub fn run_with_args<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        if !self.errors.is_empty() {
+            for e in &self.errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+        if CATALOG.set(self.catalog).is_err() {
+            eprintln!("error: a process runs one ferrosip command line");
+            return ExitCode::FAILURE;
+        }
+        match parse_cli(args) {
+            Ok(cli) => command_line(cli),
+            Err(code) => code,
+        }
+    }
+}
+
+/// `ferrosip` with the built-in modules: what `src/bin/ferrosip.rs` runs.
+pub fn main() -> ExitCode {
+    Server::builder().run()
+}
 
 #[derive(Parser)]
 #[command(
@@ -120,8 +228,12 @@ fn parse_defines(defs: &[String]) -> Vec<(String, Option<String>)> {
 
 /// Parses the command line; an unknown flag is answered with the Kamailio flags ferrosip
 /// knows (a unit file or entrypoint written for Kamailio may carry one it does not).
-fn parse_cli() -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
+fn parse_cli<I, T>(args: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
         Ok(cli) => Ok(cli),
         Err(e) => {
             let unknown = e.kind() == clap::error::ErrorKind::UnknownArgument;
@@ -137,11 +249,7 @@ fn parse_cli() -> Result<Cli, ExitCode> {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = match parse_cli() {
-        Ok(cli) => cli,
-        Err(code) => return code,
-    };
+fn command_line(cli: Cli) -> ExitCode {
     let command = match cli.command {
         Some(c) => c,
         None if cli.check => Command::Check {
@@ -163,7 +271,7 @@ fn main() -> ExitCode {
             let file = file.unwrap_or_else(|| PathBuf::from(cli::DEFAULT_CONFIG));
             check(&file, &defines, dump, allow_declared)
         }
-        Command::Docs { out } => match catalog::write_docs(&out) {
+        Command::Docs { out } => match catalog::write_docs_of(&full_registry(), &out) {
             Ok(n) => {
                 println!("wrote {n} module pages to {}", out.display());
                 ExitCode::SUCCESS
@@ -183,7 +291,7 @@ fn main() -> ExitCode {
         } => {
             ferrosip_scripttest::logs::install(&log_level);
             let options = ferrosip_scripttest::Options { paths, filter };
-            ExitCode::from(ferrosip_scripttest::run(&options, catalog::registry_for))
+            ExitCode::from(ferrosip_scripttest::run(&options, registry_for))
         }
     }
 }
@@ -336,8 +444,8 @@ fn run(server: &ServerOpts) -> ExitCode {
     };
     // Only the modules the script loads are declared (see `catalog::registry_for`).
     let registry = match ferrosip_script::loaded_module_names(file, &opts) {
-        Some(names) => catalog::registry_for(&names),
-        None => catalog::registry(),
+        Some(names) => registry_for(&names),
+        None => full_registry(),
     };
     let registry = std::sync::Arc::new(registry);
     // A `cfgengine "lua"` engine keeps the registry for its calls by value.
@@ -406,7 +514,7 @@ fn run(server: &ServerOpts) -> ExitCode {
     let ctl_registry = registry.clone();
     let prom_registry = registry.clone();
     let reloader = ferrosip_server::Reloader::new(file.to_path_buf(), opts, registry, &loaded)
-        .explained_by(catalog::registry);
+        .explained_by(full_registry);
     // As Kamailio's, `-l` sockets are added to the config's. Added after the reloader
     // took what the file says, so a reload compares file with file and does not take
     // them for a change of `listen=`.
@@ -486,7 +594,7 @@ fn explain_load_errors(
     opts: &ferrosip_script::LoadOptions,
     errors: ferrosip_script::LoadErrors,
 ) -> ferrosip_script::LoadErrors {
-    let full = std::sync::Arc::new(catalog::registry());
+    let full = std::sync::Arc::new(full_registry());
     let opts = ferrosip_script::LoadOptions {
         skip_module_init: true,
         shared_registry: Some(ferrosip_script::SharedRegistry(full.clone())),
@@ -516,7 +624,7 @@ fn print_load_errors(file: &std::path::Path, errors: &ferrosip_script::LoadError
 }
 
 fn check(file: &std::path::Path, defines: &[String], dump: bool, allow_declared: bool) -> ExitCode {
-    let registry = std::sync::Arc::new(catalog::registry());
+    let registry = std::sync::Arc::new(full_registry());
     let opts = ferrosip_script::LoadOptions {
         defines: parse_defines(defines),
         allow_declared,
