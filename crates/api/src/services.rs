@@ -27,6 +27,7 @@ pub struct Target {
 pub struct LocalHosts(pub std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>);
 
 impl LocalHosts {
+    /// Whether `host` names this server (the `myself` test the provider answers).
     pub fn is_local(&self, host: &[u8]) -> bool {
         (self.0)(host)
     }

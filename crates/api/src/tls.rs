@@ -13,24 +13,39 @@ pub struct TlsCertInfo {
     /// Subject in OpenSSL's one-line form (`/C=DE/O=Example/CN=sip.example.com`), as
     /// Kamailio prints it.
     pub subject: String,
+    /// Issuer in the same one-line form.
     pub issuer: String,
+    /// The subject's common name (CN).
     pub subject_cn: String,
+    /// The issuer's common name (CN).
     pub issuer_cn: String,
+    /// The subject's organization (O).
     pub subject_organization: String,
+    /// The subject's organizational unit (OU).
     pub subject_unit: String,
+    /// The subject's country (C).
     pub subject_country: String,
+    /// The subject's state or province (ST).
     pub subject_state: String,
+    /// The subject's locality (L).
     pub subject_locality: String,
+    /// The issuer's organization (O).
     pub issuer_organization: String,
     /// Serial number, in decimal.
     pub serial: String,
     /// The X.509 version field as encoded (2 for a v3 certificate).
     pub version: i64,
+    /// Start of the validity period, as OpenSSL prints it.
     pub not_before: String,
+    /// End of the validity period, as OpenSSL prints it.
     pub not_after: String,
+    /// DNS names of the subject alternative name extension.
     pub san_dns: Vec<String>,
+    /// E-mail addresses of the subject alternative name extension.
     pub san_email: Vec<String>,
+    /// URIs of the subject alternative name extension.
     pub san_uri: Vec<String>,
+    /// IP addresses of the subject alternative name extension.
     pub san_ip: Vec<String>,
     /// Outside its validity period now (checked when the connection was made).
     pub expired: bool,
@@ -49,7 +64,9 @@ pub struct TlsSessionInfo {
     pub cipher_bits: i64,
     /// The peer sent a certificate and it was verified against the profile's CA list.
     pub peer_verified: bool,
+    /// The peer's certificate, when it sent one.
     pub peer: Option<Arc<TlsCertInfo>>,
+    /// Our certificate on this connection.
     pub mine: Option<Arc<TlsCertInfo>>,
     /// The server name (SNI) the client asked for; on a connection we opened, the one we
     /// sent.
@@ -64,8 +81,11 @@ pub struct TlsSessionInfo {
 /// One open TLS connection, for `tls.list`.
 #[derive(Clone, Debug)]
 pub struct TlsConnection {
+    /// The other end's address.
     pub peer: SocketAddr,
+    /// Our end's address.
     pub local: SocketAddr,
+    /// What the handshake negotiated.
     pub session: Arc<TlsSessionInfo>,
     /// Seconds since the handshake ended.
     pub age_secs: u64,
