@@ -15,7 +15,7 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrosip_db::accounts::{add_user, NewUser};
@@ -314,9 +314,13 @@ fn outcomes(trace: &Path, method: &str) -> Vec<Outcome> {
         .collect()
 }
 
+/// When each probe was sent (seconds since the epoch) and how long its answer took
+/// (`None`: no answer within 1 s).
+type Probes = Vec<(f64, Option<Duration>)>;
+
 /// Sends an OPTIONS every 20 ms until told to stop, waiting for each answer; returns
-/// every answer's delay (`None`: no answer within 1 s) and the codes that were not 200.
-fn probe_options(port: u16, stop: Arc<AtomicBool>) -> (Vec<Option<Duration>>, Vec<String>) {
+/// every probe and the answers that were not 200.
+fn probe_options(port: u16, stop: Arc<AtomicBool>) -> (Probes, Vec<String>) {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
@@ -331,6 +335,7 @@ fn probe_options(port: u16, stop: Arc<AtomicBool>) -> (Vec<Option<Duration>>, Ve
             "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-probe-{n}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: probe-{n}@test\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
         );
         let sent = Instant::now();
+        let sent_at = now_s();
         sock.send_to(msg.as_bytes(), ("127.0.0.1", port))
             .expect("send");
         let want = format!("probe-{n}@test");
@@ -349,7 +354,7 @@ fn probe_options(port: u16, stop: Arc<AtomicBool>) -> (Vec<Option<Duration>>, Ve
                 Err(_) => break None,
             }
         };
-        delays.push(delay);
+        delays.push((sent_at, delay));
         std::thread::sleep(Duration::from_millis(20));
     }
     (delays, bad)
@@ -380,10 +385,15 @@ fn uac(dir: &Path, tag: &str, xml: &str, proxy: u16, calls: u32, extra: &[&str])
         .expect("sipp uac")
 }
 
+/// One faulty run at a time: the OPTIONS bound is about the proxy, not about two
+/// proxies, two database servers and six SIPp sharing the CI machine's two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn database_restarted_under_load(backend: Backend) {
     if !have_sipp() {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut dir = TestDir::new(&format!("{backend:?}"));
     let (server, driver, timeout_param) = match backend {
         Backend::Postgres => (PrivateServer::postgres(&dir.path), "db_postgres", "timeout"),
@@ -526,11 +536,20 @@ fn database_restarted_under_load(backend: Backend) {
         "an error answer took {slowest_error:.3} s (timeout {limit} s)"
     );
     let last_failure = failed.iter().map(|o| o.sent).fold(f64::MIN, f64::max);
-    let options_max = delays.iter().flatten().max().copied().unwrap_or_default();
+    let options_max = delays.iter().filter_map(|p| p.1).max().unwrap_or_default();
+    // When the slow ones came, relative to the stop: the bound is tight on a shared machine.
+    let slow: Vec<String> = delays
+        .iter()
+        .filter_map(|&(at, d)| {
+            d.filter(|d| *d > Duration::from_millis(10))
+                .map(|d| (at, d))
+        })
+        .map(|(at, d)| format!("{:+.2} s: {d:.1?}", at - down_at))
+        .collect();
     eprintln!(
         "{backend:?}: {} of {} requests answered 500 (REGISTER {}, INVITE {}), the slowest \
          500 after {:.0} ms; the database was away {:.2} s; last failing request sent {:.0} ms \
-         after it answered again; {} OPTIONS, slowest {:?}",
+         after it answered again; {} OPTIONS, slowest {:?}; over 10 ms: {slow:?}",
         failed.len(),
         all.len(),
         failed.iter().filter(|o| o.method == "REGISTER").count(),
@@ -542,15 +561,23 @@ fn database_restarted_under_load(backend: Backend) {
         options_max,
     );
     assert!(
-        delays.iter().all(Option::is_some),
+        delays.iter().all(|p| p.1.is_some()),
         "OPTIONS unanswered: {} of {}",
-        delays.iter().filter(|d| d.is_none()).count(),
+        delays.iter().filter(|p| p.1.is_none()).count(),
         delays.len()
     );
     assert!(bad_options.is_empty(), "{bad_options:?}");
+    // A worker held by a database wait would delay every probe of the outage (about 125);
+    // a 2-core machine shared with builds delays one now and then, outage or not (88 ms
+    // seen 1.5 s before a stop). So: at most 1 % of the probes over the bound.
+    let late: Vec<String> = delays
+        .iter()
+        .filter_map(|&(at, d)| d.filter(|d| *d >= OPTIONS_BOUND).map(|d| (at, d)))
+        .map(|(at, d)| format!("{:+.2} s: {d:.1?}", at - down_at))
+        .collect();
     assert!(
-        options_max < OPTIONS_BOUND,
-        "slowest OPTIONS answer {options_max:?}"
+        late.len() * 100 <= delays.len(),
+        "OPTIONS answered in {OPTIONS_BOUND:?} or more (time from the stop): {late:?}"
     );
 
     // No contact lost: one row per phone (db_mode 3 wrote every 200 through).

@@ -387,8 +387,9 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             }
-            if def.absorbed {
-                // Parameters of modules whose work the core does are accepted unchecked.
+            if def.absorbed && def.param(&mp.param).is_none() {
+                // Parameters of modules whose work the core does are accepted unchecked,
+                // but for the few such a module declares (the database drivers' timeouts).
                 continue;
             }
             let Some(p) = def.param(&mp.param) else {
