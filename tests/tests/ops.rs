@@ -167,7 +167,8 @@ fn without_e_lines_go_to_syslog_with_the_configs_facility_and_name() {
     // LOG_LOCAL3 (19) * 8 + info (6): the server's own start line.
     let started = recv_until(&socket, "Ferrosip started", &mut seen);
     assert!(
-        started.starts_with("<158>") && started.contains(&format!(" fsip-test[{pid}]: ")),
+        started.starts_with("<158>")
+            && started.contains(&format!(" fsip-test[{pid}]: INFO ferrosip_server: ")),
         "{started}"
     );
     assert!(options(port).is_some_and(|r| r.starts_with("SIP/2.0 200")));
@@ -238,7 +239,7 @@ fn stderr_that_is_the_journal_gets_priority_prefixes() {
         .lines()
         .find(|l| l.contains("Ferrosip started"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(started.starts_with("<6> INFO ferrosip_server: "), "{text}");
+    assert!(started.starts_with("<6>INFO ferrosip_server: "), "{text}");
     assert!(
         text.lines()
             .any(|l| l.starts_with("<5>") && l.contains("got OPTIONS")),
