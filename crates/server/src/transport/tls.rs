@@ -330,8 +330,7 @@ async fn serve_accepted<S: Sink>(
         );
         Ok::<_, std::io::Error>((tls, info))
     };
-    let (tls, info) = match tokio::time::timeout(shared.limits.msg_read_timeout, handshake).await
-    {
+    let (tls, info) = match tokio::time::timeout(shared.limits.msg_read_timeout, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
