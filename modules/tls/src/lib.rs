@@ -73,7 +73,7 @@ fn is_peer_verified(ctx: &mut MsgContext) -> FnResult {
 
 /// A `$tls_*` variable: one field of the message's TLS session, `$null` on another
 /// transport.
-struct SessionPv(fn(&TlsSessionInfo) -> Value);
+struct SessionPv(SessionField);
 
 impl Pv for SessionPv {
     fn get(&self, ctx: &MsgContext, _index: PvIndex) -> Result<Value, PvError> {
@@ -97,9 +97,12 @@ fn mine(s: &TlsSessionInfo, f: fn(&TlsCertInfo) -> Value) -> Value {
     s.mine.as_deref().map_or(Value::Null, f)
 }
 
+/// Reads one field of a session.
+type SessionField = fn(&TlsSessionInfo) -> Value;
+
 /// Name, doc and reader of every `$tls_*` variable.
 #[rustfmt::skip]
-const SESSION_PVS: &[(&str, &str, fn(&TlsSessionInfo) -> Value)] = &[
+const SESSION_PVS: &[(&str, &str, SessionField)] = &[
     ("tls_version", "TLS version of the connection (TLSv1.2, TLSv1.3).", |s| text(&s.version)),
     ("tls_description", "The cipher suite and the TLS version.", |s| Value::from_string(format!("{} {}", s.cipher, s.version))),
     ("tls_cipher_info", "Name of the negotiated cipher suite.", |s| text(&s.cipher)),
