@@ -157,8 +157,8 @@ impl<S: Sink> TlsTransport<S> {
         self.shared.open()
     }
 
-    /// Starts the TLS runtime (`threads` workers) and its listeners. Without listeners
-    /// the runtime still starts: requests may go out over TLS.
+    /// Starts the TLS runtime (`threads` workers), its listeners, and the runtime the
+    /// connections we open run on.
     pub fn start(
         &self,
         sink: &Arc<S>,
