@@ -392,6 +392,34 @@ mod tests {
     }
 
     #[test]
+    fn tls_sockets_take_the_tls_port_unless_given_one() {
+        let c = ServerConfig::from_globals(&globals(&[
+            ("listen", "tls:127.0.0.1"),
+            ("listen", "tls:127.0.0.1:5071"),
+            ("tls_max_connections", "100"),
+        ]))
+        .unwrap();
+        let ports: Vec<(Proto, u16)> = c.listen.iter().map(|l| (l.proto, l.addr.port())).collect();
+        assert_eq!(ports, [(Proto::Tls, 5061), (Proto::Tls, 5071)]);
+        assert_eq!(c.tls_max_connections, 100);
+        // enable_tls adds TLS on tls_port_no beside a protocol-less listen=.
+        let c = ServerConfig::from_globals(&globals(&[
+            ("listen", "127.0.0.1:5080"),
+            ("enable_tls", "yes"),
+            ("tls_port_no", "5081"),
+        ]))
+        .unwrap();
+        let ports: Vec<(Proto, u16)> = c.listen.iter().map(|l| (l.proto, l.addr.port())).collect();
+        assert_eq!(
+            ports,
+            [(Proto::Udp, 5080), (Proto::Tcp, 5080), (Proto::Tls, 5081)]
+        );
+        let c = ServerConfig::from_globals(&globals(&[("listen", "127.0.0.1:5080")])).unwrap();
+        assert!(c.listen.iter().all(|l| l.proto != Proto::Tls));
+        assert!(ServerConfig::from_globals(&globals(&[("listen", "ws:127.0.0.1:80")])).is_err());
+    }
+
+    #[test]
     fn a_wildcard_socket_advertises_the_address_that_routes_to_the_peer() {
         let any = Listen::new(Proto::Udp, "0.0.0.0:5060".parse().unwrap(), None);
         assert!(any.is_wildcard());

@@ -185,9 +185,8 @@ fn start_tls(
         }
         return Ok(None);
     };
-    let settings =
-        transport::tls_config::TlsSettings::from_params(params, config_dir)
-            .map_err(|e| format!("tls: {e}"))?;
+    let settings = transport::tls_config::TlsSettings::from_params(params, config_dir)
+        .map_err(|e| format!("tls: {e}"))?;
     let state = transport::tls::TlsState::new(settings).map_err(|e| format!("tls: {e}"))?;
     let mut limits = config.tcp;
     limits.max_connections = config.tls_max_connections;

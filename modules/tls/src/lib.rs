@@ -73,7 +73,7 @@ fn is_peer_verified(ctx: &mut MsgContext) -> FnResult {
 
 /// A `$tls_*` variable: one field of the message's TLS session, `$null` on another
 /// transport.
-struct SessionPv(fn(&TlsSessionInfo) -> Value);
+struct SessionPv(SessionField);
 
 impl Pv for SessionPv {
     fn get(&self, ctx: &MsgContext, _index: PvIndex) -> Result<Value, PvError> {
@@ -97,9 +97,12 @@ fn mine(s: &TlsSessionInfo, f: fn(&TlsCertInfo) -> Value) -> Value {
     s.mine.as_deref().map_or(Value::Null, f)
 }
 
+/// Reads one field of a session.
+type SessionField = fn(&TlsSessionInfo) -> Value;
+
 /// Name, doc and reader of every `$tls_*` variable.
 #[rustfmt::skip]
-const SESSION_PVS: &[(&str, &str, fn(&TlsSessionInfo) -> Value)] = &[
+const SESSION_PVS: &[(&str, &str, SessionField)] = &[
     ("tls_version", "TLS version of the connection (TLSv1.2, TLSv1.3).", |s| text(&s.version)),
     ("tls_description", "The cipher suite and the TLS version.", |s| Value::from_string(format!("{} {}", s.cipher, s.version))),
     ("tls_cipher_info", "Name of the negotiated cipher suite.", |s| text(&s.cipher)),
@@ -406,5 +409,51 @@ impl Module for TlsModule {
             FnRow::sync("is_peer_verified", &[], REQ_EVENT, "True (1) when the request came over TLS with a verified peer certificate; -1 otherwise.", is_peer_verified),
             FnRow::declared::<(Bytes,)>("tls_set_connect_server_id", &["srvid"], RouteMask::ANY, "Selects the client profile (by server_id) for the next outgoing TLS connection; 1 on success, -1 on failure."),
         ]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosip_api::Registry;
+
+    /// Loads a script with `modparams` (the load runs the module's init): the error.
+    fn init(modparams: &str) -> Result<(), String> {
+        let mut reg = Registry::new();
+        ferrosip_script::register_core(&mut reg);
+        reg.register(&TlsModule);
+        let cfg = format!("loadmodule \"tls.so\"\n{modparams}\nrequest_route {{ exit; }}\n");
+        ferrosip_script::load::load_str("t.cfg", &cfg, &Default::default(), &reg)
+            .map(|_| ())
+            .map_err(|e| e.messages.join("\n"))
+    }
+
+    #[test]
+    fn openssl_only_parameters_are_refused_unless_they_say_what_rustls_does() {
+        assert!(init("modparam(\"tls\", \"config\", \"/etc/ferrosip/tls.cfg\")").is_ok());
+        assert!(init("modparam(\"tls\", \"tls_disable_compression\", 1)").is_ok());
+        assert!(init("modparam(\"tls\", \"renegotiation\", 0)").is_ok());
+        let e = init("modparam(\"tls\", \"cipher_list\", \"HIGH\")").unwrap_err();
+        assert!(
+            e.contains("module tls: cipher_list is an OpenSSL setting"),
+            "{e}"
+        );
+        assert!(init("modparam(\"tls\", \"renegotiation\", 1)").is_err());
+        assert!(init("modparam(\"tls\", \"session_cache\", 1)").is_err());
+        let e = init("modparam(\"tls\", \"verify_depth\", 0)").unwrap_err();
+        assert!(
+            e.contains("module tls: verify_depth must be 1 to 100, not 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn without_a_tls_connection_the_variables_are_null_and_the_peer_unverified() {
+        let mut ctx = ferrosip_tests::script::request(
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
+        );
+        assert_eq!(is_peer_verified(&mut ctx).unwrap(), Verdict::FALSE);
+        let pv = SessionPv(SESSION_PVS[0].2);
+        assert_eq!(pv.get(&ctx, PvIndex::default()).unwrap(), Value::Null);
     }
 }

@@ -488,7 +488,9 @@ pub(super) async fn serve_connection<S, R, W>(
             "{} message not complete within tcp_msg_read_timeout, connection closed",
             proto.name()
         ),
-        other => tracing::trace!(peer = %peer, reason = ?other, "{} connection closed", proto.name()),
+        other => {
+            tracing::trace!(peer = %peer, reason = ?other, "{} connection closed", proto.name())
+        }
     }
     forget(&shared, peer, &conn);
     writer.abort();

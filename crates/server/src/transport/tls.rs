@@ -157,8 +157,8 @@ impl<S: Sink> TlsTransport<S> {
         self.shared.open()
     }
 
-    /// Starts the TLS runtime (`threads` workers) and its listeners. Without listeners
-    /// the runtime still starts: requests may go out over TLS.
+    /// Starts the TLS runtime (`threads` workers), its listeners, and the runtime the
+    /// connections we open run on.
     pub fn start(
         &self,
         sink: &Arc<S>,
@@ -330,8 +330,7 @@ async fn serve_accepted<S: Sink>(
         );
         Ok::<_, std::io::Error>((tls, info))
     };
-    let (tls, info) = match tokio::time::timeout(shared.limits.msg_read_timeout, handshake).await
-    {
+    let (tls, info) = match tokio::time::timeout(shared.limits.msg_read_timeout, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");

@@ -12,8 +12,8 @@
 //! rustls speaks TLS 1.2 and 1.3 only: a `method` that allows older versions (`SSLv23`,
 //! `TLSv1+`) gets 1.2 and 1.3, one that names only an older version is refused.
 
-use ferrosip_api::{ModuleParams, Value};
 use ferrosip_api::tls::TlsCertInfo;
+use ferrosip_api::{ModuleParams, Value};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -156,14 +156,19 @@ pub fn parse_profiles(text: &str, file: &str) -> Result<Vec<ProfileSpec>, String
             let side = match side.trim().to_ascii_lowercase().as_str() {
                 "server" => Side::Server,
                 "client" => Side::Client,
-                other => return Err(format!("{at}: unknown profile kind '{other}' (server or client)")),
+                other => {
+                    return Err(format!(
+                        "{at}: unknown profile kind '{other}' (server or client)"
+                    ))
+                }
             };
             let scope = match scope.trim() {
                 s if s.eq_ignore_ascii_case("default") => Scope::Default,
                 s if s.eq_ignore_ascii_case("any") => Scope::Any,
-                s => Scope::Addr(parse_addr(s).ok_or_else(|| {
-                    format!("{at}: '{s}' is not default, any or IP:PORT")
-                })?),
+                s => Scope::Addr(
+                    parse_addr(s)
+                        .ok_or_else(|| format!("{at}: '{s}' is not default, any or IP:PORT"))?,
+                ),
             };
             let spec = ProfileSpec {
                 side,
@@ -193,9 +198,8 @@ pub fn parse_profiles(text: &str, file: &str) -> Result<Vec<ProfileSpec>, String
             .last_mut()
             .ok_or_else(|| format!("{at}: '{key}' before any [server:...] or [client:...]"))?;
         let s = &mut profile.settings;
-        let flag = |v: &str| {
-            yes_no(v).ok_or_else(|| format!("{at}: {key} must be yes or no, not '{v}'"))
-        };
+        let flag =
+            |v: &str| yes_no(v).ok_or_else(|| format!("{at}: {key} must be yes or no, not '{v}'"));
         match key.as_str() {
             "method" | "tls_method" => s.method = Some(value),
             "certificate" => s.certificate = Some(value),
@@ -352,8 +356,18 @@ impl Profiles {
         // which only the aws-lc provider has; aws-lc needs cmake and nasm to build.
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut servers = vec![build_server("server:default", Scope::Default, &server_default, &provider)?];
-        let mut clients = vec![build_client("client:default", Scope::Default, &client_default, &provider)?];
+        let mut servers = vec![build_server(
+            "server:default",
+            Scope::Default,
+            &server_default,
+            &provider,
+        )?];
+        let mut clients = vec![build_client(
+            "client:default",
+            Scope::Default,
+            &client_default,
+            &provider,
+        )?];
         for p in specs {
             let name = p.name();
             match p.side {
@@ -391,8 +405,16 @@ impl Profiles {
         self.servers
             .iter()
             .find(|p| at_local(p) && named(p))
-            .or_else(|| self.servers.iter().find(|p| p.scope == Scope::Any && named(p)))
-            .or_else(|| self.servers.iter().find(|p| at_local(p) && p.server_name.is_none()))
+            .or_else(|| {
+                self.servers
+                    .iter()
+                    .find(|p| p.scope == Scope::Any && named(p))
+            })
+            .or_else(|| {
+                self.servers
+                    .iter()
+                    .find(|p| at_local(p) && p.server_name.is_none())
+            })
             .or_else(|| self.servers.iter().find(at_local))
             .unwrap_or(&self.servers[0])
     }
@@ -418,7 +440,9 @@ fn matches_addr(scope: &Scope, addr: SocketAddr) -> bool {
 }
 
 /// TLS versions for a `method` value.
-fn versions(method: Option<&str>) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+fn versions(
+    method: Option<&str>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
     let both = vec![&rustls::version::TLS13, &rustls::version::TLS12];
     let m = method.unwrap_or("TLSv1.2+").to_ascii_uppercase();
     match m.as_str() {
@@ -520,7 +544,11 @@ fn build_server(
             provider.clone(),
         )
         .with_crls(crls(s)?);
-        let v = if require { v } else { v.allow_unauthenticated() };
+        let v = if require {
+            v
+        } else {
+            v.allow_unauthenticated()
+        };
         builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
     } else {
         builder.with_no_client_auth()
@@ -702,8 +730,8 @@ pub fn cert_info(der: &CertificateDer<'_>) -> Option<TlsCertInfo> {
                 GeneralName::URI(s) => info.san_uri.push(s.to_string()),
                 GeneralName::IPAddress(b) => {
                     let ip = match b.len() {
-                        4 => <[u8; 4]>::try_from(*b).ok().map(|a| std::net::IpAddr::from(a)),
-                        16 => <[u8; 16]>::try_from(*b).ok().map(|a| std::net::IpAddr::from(a)),
+                        4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
                         _ => None,
                     };
                     if let Some(ip) = ip {
@@ -729,12 +757,12 @@ mod tests {
         assert_eq!(p[0].scope, Scope::Default);
         assert_eq!(p[0].settings.require_certificate, Some(true));
         assert_eq!(p[0].settings.verify_certificate, Some(false));
-        assert_eq!(
-            p[1].scope,
-            Scope::Addr("10.0.0.1:5061".parse().unwrap())
-        );
+        assert_eq!(p[1].scope, Scope::Addr("10.0.0.1:5061".parse().unwrap()));
         assert_eq!(p[1].side, Side::Client);
-        assert_eq!(p[1].settings.server_name.as_deref(), Some("sip.example.com"));
+        assert_eq!(
+            p[1].settings.server_name.as_deref(),
+            Some("sip.example.com")
+        );
         assert_eq!(p[2].scope, Scope::Any);
     }
 
@@ -746,8 +774,8 @@ mod tests {
         assert!(e.starts_with("t.cfg:1: 'method' before any"), "{e}");
         let e = parse_profiles("[server:default]\n[server:default]\n", "t.cfg").unwrap_err();
         assert!(e.contains("already defined at t.cfg:1"), "{e}");
-        let e = parse_profiles("[server:default]\nverify_certificate = maybe\n", "t.cfg")
-            .unwrap_err();
+        let e =
+            parse_profiles("[server:default]\nverify_certificate = maybe\n", "t.cfg").unwrap_err();
         assert!(e.contains("yes or no"), "{e}");
         let e = parse_profiles("[server:default]\ncipher_list = HIGH\n", "t.cfg").unwrap_err();
         assert!(e.contains("not supported"), "{e}");
@@ -786,9 +814,18 @@ mod tests {
     #[test]
     fn relative_files_start_at_the_config_directory() {
         let base = Path::new("/etc/ferrosip");
-        assert_eq!(resolve_path("/a/cert.pem", Some(base)), Path::new("/a/cert.pem"));
-        assert_eq!(resolve_path("tls/cert.pem", Some(base)), Path::new("/etc/ferrosip/tls/cert.pem"));
-        assert_eq!(resolve_path("./cert.pem", Some(base)), Path::new("./cert.pem"));
+        assert_eq!(
+            resolve_path("/a/cert.pem", Some(base)),
+            Path::new("/a/cert.pem")
+        );
+        assert_eq!(
+            resolve_path("tls/cert.pem", Some(base)),
+            Path::new("/etc/ferrosip/tls/cert.pem")
+        );
+        assert_eq!(
+            resolve_path("./cert.pem", Some(base)),
+            Path::new("./cert.pem")
+        );
         assert_eq!(resolve_path("cert.pem", None), Path::new("cert.pem"));
     }
 }
