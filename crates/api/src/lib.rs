@@ -30,6 +30,7 @@ pub mod rr;
 pub mod services;
 pub mod tm;
 pub mod tm_events;
+pub mod trace;
 pub mod transform;
 pub mod value;
 

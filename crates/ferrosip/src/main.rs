@@ -51,6 +51,10 @@ enum Command {
         /// config's `listen=` sockets; without a protocol, UDP and TCP.
         #[arg(short = 'l', long = "listen", value_name = LISTEN_FORMAT)]
         listen: Vec<String>,
+        /// Trace every statement the routes execute (file:line, route, values read,
+        /// return codes) to the log, as the debugger's `cfgtrace` does; see docs/debugging.md.
+        #[arg(long)]
+        trace: bool,
     },
     /// Preprocess, parse and compile a config; report every error with its location.
     Check {
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
             defines: cli.defines,
             log_level: cli.log_level,
             listen: cli.listen,
+            trace: false,
         },
         (None, None) => {
             eprintln!("usage: ferrosip run -f FILE | ferrosip check -f FILE | ferrosip -f FILE (see --help)");
@@ -142,7 +147,8 @@ fn main() -> ExitCode {
             defines,
             log_level,
             listen,
-        } => run(&file, &defines, log_level.as_deref(), &listen),
+            trace,
+        } => run(&file, &defines, log_level.as_deref(), &listen, trace),
         Command::Check {
             file,
             defines,
@@ -238,6 +244,7 @@ fn run(
     defines: &[String],
     log_level: Option<&str>,
     listen: &[String],
+    trace: bool,
 ) -> ExitCode {
     keep_heap_mapped();
     let listen: Vec<String> = match listen.iter().map(|l| listen_value(l)).collect() {
@@ -271,6 +278,9 @@ fn run(
             return ExitCode::FAILURE;
         }
     };
+    if trace {
+        registry.cfg_trace().set_on(true);
+    }
     let debug = loaded
         .globals
         .get("debug")

@@ -1224,10 +1224,11 @@ pub fn compile(
             .map_or(256, |v| v.clamp(1, 10_000) as u32),
     };
     let myself = local_identity(&globals);
-    let program = Program::new(
+    let mut program = Program::new(
         c.code, c.spans, c.consts, c.pvs, c.regexes, c.calls, c.switches, routes, c.loops, limits,
         myself, source,
     );
+    program.trace = Some(reg.cfg_trace());
     Ok(Compiled {
         program,
         modules: c.loaded,

@@ -76,6 +76,7 @@ pub fn run_with(
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
+    transports.set_taps(loaded.message_taps.clone());
     let outbound = Arc::new(outbound::Outbound::new(
         transports,
         config.listen.clone(),
