@@ -4,7 +4,7 @@
 //! and a Lua route's KSR calls with their Lua file:line.
 
 use ferrosip_api::trace::{TraceLines, TraceSink};
-use ferrosip_api::{Registry, RouteKind};
+use ferrosip_api::Registry;
 use ferrosip_tests::script::request;
 use ferrosip_tests::{ferrosip_bin, free_port, Launch, Proxy, Script};
 use std::net::UdpSocket;
@@ -112,7 +112,6 @@ fn the_debugger_refuses_what_it_does_not_do() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("breakpoint is not supported"), "{err}");
-    let _ = RouteKind::Request;
 }
 
 fn options(call_id: &str, port: u16, local: u16) -> Vec<u8> {
