@@ -518,6 +518,8 @@ pub mod tls;
 pub mod tm;
 /// Transaction events for modules watching transactions end.
 pub mod tm_events;
+/// Statement trace (`cfgtrace`) and message taps (`siptrace`).
+pub mod trace;
 /// The transformation framework (`{class.name,args}`).
 pub mod transform;
 /// The script value type and function verdicts.

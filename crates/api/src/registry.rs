@@ -514,6 +514,8 @@ pub struct ModuleDef {
     pub branch: Vec<BranchHook>,
     /// Builders of transaction observers (see [`crate::tm_events`]).
     pub tm_observers: Vec<Arc<crate::tm_events::TmObserverBuild>>,
+    /// Taps that see every message received and sent (see [`crate::trace::MessageTap`]).
+    pub taps: Vec<Arc<dyn crate::trace::MessageTap>>,
     /// Loaded without `loadmodule` (the core).
     pub always_loaded: bool,
     /// A Kamailio module whose job Ferrosip's core already does (`pv`, `kex`, `tmx`, ...):
@@ -554,6 +556,7 @@ pub struct Registry {
     vars: Mutex<IndexSet<String>>,
     avps: AvpNames,
     cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
+    cfg_trace: Arc<crate::trace::CfgTrace>,
     declaration_errors: Vec<String>,
     /// Typed module APIs by type: each an `Arc<OnceLock<Arc<T>>>` (see [`ModuleApi`]).
     apis: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
@@ -669,6 +672,7 @@ impl Registry {
             stop: Vec::new(),
             branch: Vec::new(),
             tm_observers: Vec::new(),
+            taps: Vec::new(),
             always_loaded: false,
             absorbed: false,
             example: "",
@@ -769,6 +773,11 @@ impl Registry {
     /// Custom config variables (`group.name = value desc "..."`), read by `$sel(cfg_get.group.name)`.
     pub fn cfg_vars(&self) -> Arc<std::sync::RwLock<HashMap<String, Value>>> {
         self.cfg_vars.clone()
+    }
+
+    /// The statement trace switch of the scripts loaded against this registry.
+    pub fn cfg_trace(&self) -> Arc<crate::trace::CfgTrace> {
+        self.cfg_trace.clone()
     }
 
     /// Names of all `$var`s interned so far, by slot.
@@ -1195,6 +1204,13 @@ impl<'r> ModuleBuilder<'r> {
             + 'static,
     ) -> &mut Self {
         self.def().tm_observers.push(Arc::new(build));
+        self
+    }
+
+    /// Sees every SIP message the server receives and sends while a script loading this
+    /// module runs (siptrace's `trace_mode`).
+    pub fn message_tap(&mut self, tap: Arc<dyn crate::trace::MessageTap>) -> &mut Self {
+        self.def().taps.push(tap);
         self
     }
 

@@ -76,6 +76,9 @@ pub const MODULES: &[(&str, Declare)] = &[
         r.register(&ferrosip_mod_rtpproxy::RtpproxyModule)
     }),
     ("sanity", |r| r.register(&ferrosip_mod_sanity::SanityModule)),
+    ("siptrace", |r| {
+        r.register(&ferrosip_mod_siptrace::SiptraceModule)
+    }),
     ("siputils", |r| {
         r.register(&ferrosip_mod_siputils::SiputilsModule)
     }),

@@ -73,6 +73,10 @@ pub struct ServerOpts {
     /// Worker threads per UDP socket, like `kamailio -n` (overrides `children=`).
     #[arg(short = 'n', value_name = "N")]
     pub children: Option<u32>,
+    /// Trace every statement the routes execute (file:line, route, values read,
+    /// return codes) to the log, as the debugger's `cfgtrace` does; see docs/debugging.md.
+    #[arg(long)]
+    pub trace: bool,
 }
 
 impl ServerOpts {

@@ -459,6 +459,9 @@ fn run(server: &ServerOpts) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if server.trace {
+        registry.cfg_trace().set_on(true);
+    }
     let debug = global(&loaded, "debug").and_then(|v| v.parse().ok());
     let level = match log_level(server, debug) {
         Ok(l) => l,

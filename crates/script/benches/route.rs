@@ -122,6 +122,26 @@ fn bench(c: &mut Criterion) {
             criterion::black_box(out);
         })
     });
+    // The same route with the statement trace on, its events discarded: what tracing a
+    // message costs (with the trace off, the bench above runs the untraced loop).
+    struct Discard;
+    impl ferrosip_api::trace::TraceSink for Discard {
+        fn event(&self, e: &ferrosip_api::trace::TraceEvent<'_>) {
+            criterion::black_box(e);
+        }
+    }
+    let trace = reg.cfg_trace();
+    trace.set_sink(Some(std::sync::Arc::new(Discard)));
+    trace.set_on(true);
+    c.bench_function("request_route_40_statements_traced", |b| {
+        b.iter(|| {
+            let msg = SipMessage::parse(buf.clone()).expect("parses");
+            let mut ctx = MsgContext::new(msg, RouteKind::Request, net);
+            let out = run_blocking(&mut vm, &prog, route, &mut ctx).expect("runs");
+            criterion::black_box(out);
+        })
+    });
+    trace.set_on(false);
     let msg = SipMessage::parse(buf.clone()).expect("parses");
     c.bench_function("parse_only_same_invite", |b| {
         b.iter(|| criterion::black_box(SipMessage::parse(buf.clone()).expect("parses")))

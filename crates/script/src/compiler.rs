@@ -1230,6 +1230,7 @@ pub fn compile(
         myself, source,
     );
     program.local_hosts = reg.api::<ferrosip_api::services::LocalHosts>();
+    program.trace = Some(reg.cfg_trace());
     Ok(Compiled {
         program,
         modules: c.loaded,

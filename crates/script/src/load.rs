@@ -50,6 +50,8 @@ pub struct Loaded {
     /// Transaction observers the loaded modules built, in load order (none when the
     /// module init hooks were skipped).
     pub tm_observers: Vec<Arc<dyn ferrosip_api::TmObserver>>,
+    /// Taps of the loaded modules that see every message received and sent.
+    pub message_taps: Vec<Arc<dyn ferrosip_api::trace::MessageTap>>,
 }
 
 /// Why a config did not load: every problem, rendered with its location.
@@ -84,12 +86,14 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
     let mut ready_hooks = Vec::new();
     let mut stop_hooks = Vec::new();
     let mut branch_hooks = Vec::new();
+    let mut message_taps = Vec::new();
     for name in compiled.modules.keys() {
         if let Some(def) = reg.module(name) {
             start_hooks.extend(def.start.iter().map(|h| (def.name, h.clone())));
             ready_hooks.extend(def.ready.iter().map(|h| (def.name, h.clone())));
             stop_hooks.extend(def.stop.iter().map(|h| (def.name, h.clone())));
             branch_hooks.extend(def.branch.iter().cloned());
+            message_taps.extend(def.taps.iter().cloned());
         }
     }
     let warnings = compiled.warnings.iter().map(|w| w.render(src)).collect();
@@ -104,6 +108,7 @@ fn finish(compiled: Compiled, src: &SourceInfo, reg: &Registry) -> Loaded {
         stop_hooks,
         branch_hooks,
         tm_observers: Vec::new(),
+        message_taps,
     }
 }
 

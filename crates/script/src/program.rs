@@ -234,6 +234,9 @@ pub struct Program {
     /// Routes written in another language (`cfgengine "lua"`): when set, route lookups and
     /// runs go to it instead of the bytecode (see [`crate::engine`]).
     pub engine: Option<Arc<dyn crate::engine::RouteEngine>>,
+    /// The statement trace switch of the registry the program was compiled against
+    /// (`None` for a program built without one): looked at once per route run.
+    pub trace: Option<Arc<ferrosip_api::trace::CfgTrace>>,
 }
 
 impl Program {
@@ -281,6 +284,7 @@ impl Program {
             by_name,
             main,
             engine: None,
+            trace: None,
         }
     }
 
@@ -321,11 +325,7 @@ impl Program {
             let end = entries
                 .get(n + 1)
                 .map_or(self.code.len() as u32, |(e, _)| *e);
-            let title = match (&r.kind, &r.name) {
-                (RouteKind::Request, Some(name)) => format!("route[{name}]"),
-                (k, Some(name)) => format!("{}[{name}]", k.keyword().trim_end_matches("[...]")),
-                (k, None) => k.keyword().to_string(),
-            };
+            let title = self.route_title(*ri as RouteId);
             let loc = self.source.locate(r.span.start);
             let _ = writeln!(out, "{title}  ; {loc}");
             for pc in *entry..end {
@@ -335,6 +335,19 @@ impl Program {
             out.push('\n');
         }
         out
+    }
+
+    /// How a route is written in the config: `request_route`, `route[AUTH]`,
+    /// `failure_route[MISSED]`.
+    pub fn route_title(&self, id: RouteId) -> String {
+        let Some(r) = self.routes.get(id as usize) else {
+            return format!("route #{id}");
+        };
+        match (&r.kind, &r.name) {
+            (RouteKind::Request, Some(name)) => format!("route[{name}]"),
+            (k, Some(name)) => format!("{}[{name}]", k.keyword().trim_end_matches("[...]")),
+            (k, None) => k.keyword().to_string(),
+        }
     }
 
     fn describe(&self, op: &Op) -> String {

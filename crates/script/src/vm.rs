@@ -6,7 +6,8 @@
 //! runs to completion without yielding.
 
 use crate::program::{BinOp, Keyword, MyselfSubject, Op, Program, RouteId, UnOp};
-use ferrosip_api::{Callable, FnResult, MsgContext, Value};
+use ferrosip_api::trace::{statement_text, CfgTrace, TraceEvent, TraceKind};
+use ferrosip_api::{Callable, FnResult, MsgContext, Span, Value};
 use smallvec::SmallVec;
 use std::cmp::Ordering;
 
@@ -162,6 +163,35 @@ impl Vm {
             Some(r) => r.entry,
             None => return Err(self.error(prog, 0, format!("no route #{route}"))),
         };
+        // The switch is read once per run; the untraced loop is compiled without any of
+        // the trace code (`TRACE` is a constant in each copy).
+        match prog.trace.as_deref().filter(|t| t.is_on()) {
+            Some(trace) => {
+                let mut tracer = Tracer::new(trace, route);
+                tracer.emit(
+                    prog,
+                    ctx,
+                    prog.routes[route as usize].span,
+                    TraceKind::Enter,
+                    None,
+                );
+                self.exec::<true>(prog, entry, ctx, &mut tracer).await
+            }
+            None => {
+                let mut tracer = Tracer::off();
+                self.exec::<false>(prog, entry, ctx, &mut tracer).await
+            }
+        }
+    }
+
+    /// The interpreter loop; with `TRACE` every statement is reported to `tracer`.
+    async fn exec<const TRACE: bool>(
+        &mut self,
+        prog: &Program,
+        entry: u32,
+        ctx: &mut MsgContext,
+        tracer: &mut Tracer<'_>,
+    ) -> Result<Outcome, RuntimeError> {
         let mut pc = entry;
         loop {
             let Some(op) = prog.code.get(pc as usize) else {
@@ -179,12 +209,19 @@ impl Vm {
                             Value::Null
                         }
                     };
+                    if TRACE {
+                        tracer.read(prog.pvs[*i as usize].text(), &v);
+                    }
                     self.stack.push(v);
                 }
                 Op::StorePv(i, set_op) => {
                     let v = self.pop();
+                    let stored = TRACE.then(|| v.clone());
                     if let Err(e) = prog.pvs[*i as usize].set(ctx, *set_op, v) {
                         self.log_error(prog, here, ctx, &e.to_string());
+                    }
+                    if TRACE {
+                        tracer.emit_at(prog, ctx, here, TraceKind::Set, stored);
                     }
                 }
                 Op::Defined(i) => {
@@ -192,10 +229,17 @@ impl Vm {
                         .get(ctx)
                         .map(|v| !v.is_null())
                         .unwrap_or(false);
+                    if TRACE {
+                        let text = format!("defined {}", prog.pvs[*i as usize].text());
+                        tracer.read(&text, &Value::Int(defined as i64));
+                    }
                     self.stack.push(Value::Int(defined as i64));
                 }
                 Op::Keyword(k) => {
                     let v = keyword(*k, ctx);
+                    if TRACE {
+                        tracer.read(keyword_name(*k), &v);
+                    }
                     self.stack.push(v);
                 }
                 Op::Unary(u) => {
@@ -300,6 +344,15 @@ impl Vm {
                         }
                     };
                     ctx.rc = rc;
+                    if TRACE {
+                        tracer.emit_at(
+                            prog,
+                            ctx,
+                            here,
+                            TraceKind::Call,
+                            Some(Value::Int(rc as i64)),
+                        );
+                    }
                     if rc == 0 {
                         return Ok(Outcome::Exit);
                     }
@@ -310,12 +363,20 @@ impl Vm {
                 }
                 Op::CallRoute(r, push) => {
                     pc = self.enter(prog, here, pc, *r, *push)?;
+                    if TRACE {
+                        tracer.enter(prog, ctx, *r);
+                    }
                 }
                 Op::CallRouteDynamic(push) => {
                     let name = self.pop();
                     let name = String::from_utf8_lossy(&bytes_of(&name)).into_owned();
                     match prog.named_route(ferrosip_api::RouteKind::Request, &name) {
-                        Some(r) => pc = self.enter(prog, here, pc, r, *push)?,
+                        Some(r) => {
+                            pc = self.enter(prog, here, pc, r, *push)?;
+                            if TRACE {
+                                tracer.enter(prog, ctx, r);
+                            }
+                        }
                         None => {
                             self.log_error(prog, here, ctx, &format!("no route[{name}]"));
                             ctx.rc = -1;
@@ -327,12 +388,20 @@ impl Vm {
                 }
                 Op::Jump(t) => pc = *t,
                 Op::JumpIfFalse(t) => {
-                    if !self.pop().truthy() {
+                    let truth = self.pop().truthy();
+                    if TRACE {
+                        tracer.test(prog, ctx, here, truth);
+                    }
+                    if !truth {
                         pc = *t;
                     }
                 }
                 Op::JumpIfTrue(t) => {
-                    if self.pop().truthy() {
+                    let truth = self.pop().truthy();
+                    if TRACE {
+                        tracer.test(prog, ctx, here, truth);
+                    }
+                    if truth {
                         pc = *t;
                     }
                 }
@@ -341,6 +410,9 @@ impl Vm {
                 }
                 Op::Switch(i) => {
                     let v = self.pop();
+                    if TRACE {
+                        tracer.emit_at(prog, ctx, here, TraceKind::Switch, Some(v.clone()));
+                    }
                     let table = &prog.switches[*i as usize];
                     let target = match &v {
                         Value::Int(n) => table.ints.get(n),
@@ -373,6 +445,16 @@ impl Vm {
                     } else {
                         1
                     };
+                    if TRACE {
+                        tracer.emit_at(
+                            prog,
+                            ctx,
+                            here,
+                            TraceKind::Return,
+                            Some(Value::Int(rc as i64)),
+                        );
+                        tracer.routes.pop();
+                    }
                     if rc == 0 {
                         return Ok(Outcome::Exit);
                     }
@@ -388,8 +470,18 @@ impl Vm {
                         None => return Ok(Outcome::Return(rc)),
                     }
                 }
-                Op::Exit => return Ok(Outcome::Exit),
-                Op::Drop => return Ok(Outcome::Drop),
+                Op::Exit => {
+                    if TRACE {
+                        tracer.emit_at(prog, ctx, here, TraceKind::Exit, None);
+                    }
+                    return Ok(Outcome::Exit);
+                }
+                Op::Drop => {
+                    if TRACE {
+                        tracer.emit_at(prog, ctx, here, TraceKind::Drop, None);
+                    }
+                    return Ok(Outcome::Drop);
+                }
             }
         }
     }
@@ -429,6 +521,125 @@ impl Vm {
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .unwrap_or_default();
         tracing::error!(location = %loc, call_id = %call_id, "{message}");
+    }
+}
+
+/// The state of a traced run: the route of each frame (for the route name of an event) and
+/// the values read since the last event. Empty, and never touched, when the trace is off.
+struct Tracer<'t> {
+    trace: Option<&'t CfgTrace>,
+    routes: SmallVec<[RouteId; 8]>,
+    reads: Vec<(String, Value)>,
+}
+
+/// Values one statement may report: a looping expression must not grow a line forever.
+const TRACE_READS_MAX: usize = 16;
+
+impl<'t> Tracer<'t> {
+    fn off() -> Self {
+        Tracer {
+            trace: None,
+            routes: SmallVec::new(),
+            reads: Vec::new(),
+        }
+    }
+
+    fn new(trace: &'t CfgTrace, route: RouteId) -> Self {
+        let mut routes = SmallVec::new();
+        routes.push(route);
+        Tracer {
+            trace: Some(trace),
+            routes,
+            reads: Vec::new(),
+        }
+    }
+
+    fn read(&mut self, name: &str, v: &Value) {
+        if self.reads.len() < TRACE_READS_MAX {
+            self.reads.push((name.to_string(), v.clone()));
+        }
+    }
+
+    fn enter(&mut self, prog: &Program, ctx: &MsgContext, route: RouteId) {
+        self.routes.push(route);
+        let span = prog.routes[route as usize].span;
+        self.emit(prog, ctx, span, TraceKind::Enter, None);
+    }
+
+    fn test(&mut self, prog: &Program, ctx: &MsgContext, pc: u32, truth: bool) {
+        self.emit_at(
+            prog,
+            ctx,
+            pc,
+            TraceKind::Test,
+            Some(Value::Int(truth as i64)),
+        );
+    }
+
+    fn emit_at(
+        &mut self,
+        prog: &Program,
+        ctx: &MsgContext,
+        pc: u32,
+        kind: TraceKind,
+        result: Option<Value>,
+    ) {
+        let span = prog.spans.get(pc as usize).copied().unwrap_or_default();
+        self.emit(prog, ctx, span, kind, result);
+    }
+
+    fn emit(
+        &mut self,
+        prog: &Program,
+        ctx: &MsgContext,
+        span: Span,
+        kind: TraceKind,
+        result: Option<Value>,
+    ) {
+        let Some(trace) = self.trace else {
+            return;
+        };
+        let loc = prog.source.locate(span.start);
+        let source = prog
+            .source
+            .text()
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or("");
+        // A route's span covers its whole block: its header line says enough.
+        let text = statement_text(source);
+        let route = self
+            .routes
+            .last()
+            .map_or_else(String::new, |r| prog.route_title(*r));
+        trace.emit(&TraceEvent {
+            file: &loc.file,
+            line: loc.line,
+            route: &route,
+            kind,
+            text: &text,
+            result,
+            values: &self.reads,
+            call_id: ctx.msg.call_id().unwrap_or_default(),
+        });
+        self.reads.clear();
+    }
+}
+
+fn keyword_name(k: Keyword) -> &'static str {
+    match k {
+        Keyword::Method => "method",
+        Keyword::Uri => "uri",
+        Keyword::FromUri => "from_uri",
+        Keyword::ToUri => "to_uri",
+        Keyword::SrcIp => "src_ip",
+        Keyword::SrcPort => "src_port",
+        Keyword::DstIp => "dst_ip",
+        Keyword::DstPort => "dst_port",
+        Keyword::Proto => "proto",
+        Keyword::Af => "af",
+        Keyword::Status => "status",
+        Keyword::MsgLen => "msg_len",
+        Keyword::RetCode => "retcode",
     }
 }
 

@@ -57,6 +57,19 @@ impl Engine {
             local,
         };
         server.stats.received.fetch_add(1, Ordering::Relaxed);
+        let taps = server.outbound.taps();
+        if !taps.is_empty() {
+            let tapped = ferrosip_api::trace::TappedMessage {
+                direction: ferrosip_api::trace::Direction::Received,
+                proto,
+                source,
+                destination: local,
+                data: &raw,
+            };
+            for tap in taps {
+                tap.message(&tapped);
+            }
+        }
         let max = match origin.proto {
             Proto::Udp => server.config.udp_max_size,
             _ => server.config.tcp.max_msg_size,

@@ -246,6 +246,8 @@ pub fn assemble(
     layers: Layers,
     reloader: Option<Reloader>,
 ) -> Arc<Engine> {
+    let mut transports = transports;
+    transports.set_taps(loaded.message_taps.clone());
     let mut outbound =
         outbound::Outbound::new(transports, config.listen.clone(), loaded.branch_hooks.clone());
     if let Some(table) = layers.dns {

@@ -223,6 +223,11 @@ impl Outbound {
         })
     }
 
+    /// The loaded modules' message taps (see [`Transports::taps`]).
+    pub fn taps(&self) -> &[std::sync::Arc<dyn ferrosip_api::trace::MessageTap>] {
+        self.transports.taps()
+    }
+
     /// The modules' per-branch hooks, in load order.
     pub fn hooks(&self) -> &[BranchHook] {
         &self.hooks

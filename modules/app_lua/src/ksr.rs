@@ -134,6 +134,39 @@ fn rc_of(lua: &Lua, name: &str, result: FnResult) -> i64 {
     }
 }
 
+/// Reports a KSR call to the statement trace with the Lua file:line and function calling
+/// it, its arguments and its return code.
+fn trace_call(lua: &Lua, shared: &Shared, what: &str, args: &[Value], rc: i64) {
+    let (file, line, function) = lua
+        .inspect_stack(1)
+        .map(|d| {
+            let src = d.source();
+            (
+                src.short_src.as_deref().unwrap_or("?").to_string(),
+                d.curr_line().max(0) as u32,
+                d.names().name.as_deref().unwrap_or("lua").to_string(),
+            )
+        })
+        .unwrap_or_else(|| ("?".into(), 0, "lua".into()));
+    let args: Vec<String> = args
+        .iter()
+        .map(|v| ferrosip_api::trace::TraceValue(v).to_string())
+        .collect();
+    let text = format!("{what}({})", args.join(", "));
+    let _ = with_ctx(lua, |ctx, _, _| {
+        shared.trace.emit(&ferrosip_api::trace::TraceEvent {
+            file: &file,
+            line,
+            route: &function,
+            kind: ferrosip_api::trace::TraceKind::Ksr,
+            text: &text,
+            result: Some(Value::Int(rc)),
+            values: &[],
+            call_id: ctx.msg.call_id().unwrap_or_default(),
+        })
+    });
+}
+
 /// The overload of `defs` taking `n` arguments.
 fn pick<'d>(
     defs: &'d [Arc<FunctionDef>],
@@ -181,7 +214,11 @@ fn module_function(
                     )),
                 }
             })?;
-            Ok(rc_of(lua, &what, result))
+            let rc = rc_of(lua, &what, result);
+            if shared.trace.is_on() {
+                trace_call(lua, &shared, &what, &values, rc);
+            }
+            Ok(rc)
         });
     }
     lua.create_async_function(move |lua, args: MultiValue| {
@@ -204,7 +241,11 @@ fn module_function(
                     with_ctx(&lua, |ctx, _, _| apply(ctx))?
                 }
             };
-            Ok(rc_of(&lua, &what, result))
+            let rc = rc_of(&lua, &what, result);
+            if shared.trace.is_on() {
+                trace_call(&lua, &shared, &what, &values, rc);
+            }
+            Ok(rc)
         }
     })
 }

@@ -102,6 +102,8 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     pub source: Vec<u8>,
     pub max_instructions: u64,
+    /// The statement trace switch: KSR calls are reported while it is on.
+    pub trace: Arc<ferrosip_api::trace::CfgTrace>,
 }
 
 /// A loaded Lua script: its routes and a pool of states running it.
@@ -153,6 +155,7 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         path,
         source,
         max_instructions,
+        trace: input.registry.cfg_trace(),
     });
     let problems = lint::check(&shared);
     if !problems.is_empty() {

@@ -1,8 +1,50 @@
 //! `debugger`: Script debugging: config trace, breakpoints, variable dumps and per-module log levels.
+//!
+//! What works is the statement trace (`cfgtrace`, with `log_level`, `log_prefix`,
+//! `log_level_name` and the RPC `dbg.trace on|off`): it drives the registry's
+//! [`ferrosip_api::trace::CfgTrace`], which the script VM reads once per route run.
+//! Breakpoints, per-module log levels and the other switches are refused at load when set
+//! to anything but their default, rather than accepted and ignored.
 
 use bytes::Bytes;
 use ferrosip_api::registry::FnRow;
-use ferrosip_api::{Module, ModuleBuilder, ParamType, RouteMask, Value};
+use ferrosip_api::trace::TraceLog;
+use ferrosip_api::{Module, ModuleBuilder, ModuleParams, ParamType, RouteMask, RpcValue, Value};
+
+/// Parameters this version does not implement, with the default a script may still
+/// write (`None`: any value is refused): a script that sets one otherwise is refused at
+/// load, not run with the setting ignored.
+const UNSUPPORTED: &[(&str, Option<i64>)] = &[
+    ("cfgtrace_format", Some(0)),
+    ("breakpoint", Some(0)),
+    ("log_facility", None),
+    ("log_assign", Some(0)),
+    ("step_usleep", Some(100000)),
+    ("step_loops", Some(200)),
+    ("mod_hash_size", Some(0)),
+    ("mod_level_mode", Some(0)),
+    ("mod_level", None),
+    ("mod_facility_mode", Some(0)),
+    ("mod_facility", None),
+    ("reset_msgid", Some(0)),
+    ("cfgpkgcheck", Some(0)),
+    ("cfgtest", Some(0)),
+];
+
+fn check_supported(p: &ModuleParams) -> Result<(), String> {
+    for (name, default) in UNSUPPORTED {
+        let refused = p
+            .all(name)
+            .iter()
+            .any(|v| default.is_none() || v.as_int() != *default);
+        if refused {
+            return Err(format!(
+                "{name} is not supported by Ferrosip's debugger (cfgtrace, log_level, log_prefix and log_level_name are)"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The `debugger` module.
 pub struct DebuggerModule;
@@ -119,6 +161,36 @@ impl Module for DebuggerModule {
             ParamType::Int,
             0_i64,
             "When 1, the unit-test hooks of the config are enabled.",
+        );
+        let trace = m.registry().cfg_trace();
+        let init_trace = trace.clone();
+        m.on_init(move |p| {
+            check_supported(p)?;
+            let level_name = p.string("log_level_name");
+            init_trace.set_log(TraceLog {
+                prefix: p.string("log_prefix"),
+                level: p.int("log_level"),
+                level_name: (!level_name.is_empty()).then_some(level_name),
+            });
+            // Only switches on: `ferrosip run --trace` or an RPC may have turned it on
+            // already, and a script without `cfgtrace` must not turn that off.
+            if p.int("cfgtrace") != 0 {
+                init_trace.set_on(true);
+            }
+            Ok(())
+        });
+        m.rpc(
+            "dbg.trace",
+            "Turns the statement trace on or off (\"on\" / \"off\"); without an argument, says whether it is on.",
+            move |args| {
+                match args.first().map(|v| v.to_string().to_ascii_lowercase()) {
+                    None => {}
+                    Some(a) if a == "on" || a == "1" => trace.set_on(true),
+                    Some(a) if a == "off" || a == "0" => trace.set_on(false),
+                    Some(other) => return Err(format!("dbg.trace: \"{other}\": give on or off")),
+                }
+                Ok(RpcValue::Str(if trace.is_on() { "on" } else { "off" }.into()))
+            },
         );
         const REQ_REPLY_EVENT: RouteMask = RouteMask::REQUEST
             .union(RouteMask::ONREPLY)

@@ -126,9 +126,20 @@ pub struct Transports {
     /// The TLS transport's sessions and profiles, when it runs (the `tls` module's
     /// variables and RPC commands read them).
     pub tls: Option<Arc<dyn ferrosip_api::tls::TlsControl>>,
+    /// The loaded modules' message taps (siptrace): they see each message sent, and the
+    /// engine shows them each one received. Usually empty.
+    taps: Vec<Arc<dyn ferrosip_api::trace::MessageTap>>,
 }
 
 impl Transports {
+    pub fn set_taps(&mut self, taps: Vec<Arc<dyn ferrosip_api::trace::MessageTap>>) {
+        self.taps = taps;
+    }
+
+    pub fn taps(&self) -> &[Arc<dyn ferrosip_api::trace::MessageTap>] {
+        &self.taps
+    }
+
     pub fn add(&mut self, transport: Arc<dyn Transport>) {
         self.list.push(transport);
     }
@@ -146,6 +157,22 @@ impl Transports {
         data: Bytes,
     ) -> Result<(), FnError> {
         match self.get(proto) {
+            Some(t) if !self.taps.is_empty() => {
+                let source = local
+                    .or_else(|| t.local_addrs().first().copied())
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let tapped = ferrosip_api::trace::TappedMessage {
+                    direction: ferrosip_api::trace::Direction::Sent,
+                    proto,
+                    source,
+                    destination: dst,
+                    data: &data,
+                };
+                for tap in &self.taps {
+                    tap.message(&tapped);
+                }
+                t.send(local, dst, data)
+            }
             Some(t) => t.send(local, dst, data),
             None => Err(FnError::new(format!(
                 "{} transport is not available",
