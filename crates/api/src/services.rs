@@ -24,7 +24,10 @@ pub struct Target {
 /// and `is_myself()` match them on any port. A module offers it with
 /// `m.provide(Arc::new(LocalHosts(...)))`; the compiler keeps it in the program.
 #[derive(Clone)]
-pub struct LocalHosts(pub std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>);
+pub struct LocalHosts(pub std::sync::Arc<IsLocalHost>);
+
+/// Whether a host (as written in a URI, brackets removed) is local.
+pub type IsLocalHost = dyn Fn(&[u8]) -> bool + Send + Sync;
 
 impl LocalHosts {
     /// Whether `host` names this server (the `myself` test the provider answers).

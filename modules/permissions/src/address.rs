@@ -143,7 +143,7 @@ impl AddressTable {
         mode: SubnetMatch,
     ) -> Option<&AddrEntry> {
         let ip = canonical(ip);
-        let wanted = |e: &&AddrEntry| e.port_matches(port) && grp.map_or(true, |g| e.grp == g);
+        let wanted = |e: &&AddrEntry| e.port_matches(port) && grp.is_none_or(|g| e.grp == g);
         if let Some(e) = self.exact.get(&ip).and_then(|l| l.iter().find(wanted)) {
             return Some(e);
         }
@@ -164,7 +164,7 @@ impl AddressTable {
             if mode == SubnetMatch::MostSpecific {
                 return Some(e);
             }
-            if best.map_or(true, |b| e.grp < b.grp) {
+            if best.is_none_or(|b| e.grp < b.grp) {
                 best = Some(e);
             }
         }

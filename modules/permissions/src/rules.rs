@@ -209,7 +209,7 @@ fn expr_list(tokens: &[Token]) -> Result<Vec<Regex>, String> {
             _ => return Err("expected a list of quoted expressions separated by ','".into()),
         }
     }
-    if tokens.len() % 2 == 0 {
+    if tokens.len().is_multiple_of(2) {
         return Err("a list ends with ','".into());
     }
     Ok(out)

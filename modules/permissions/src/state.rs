@@ -285,7 +285,7 @@ impl State {
     pub async fn load_trusted(&self) -> Result<String, String> {
         let rows = trusted_rows(self.started_db()?, &self.config.cols, None).await?;
         let table = TrustedTable::build(rows);
-        let n = table.len();
+        let n = table.count();
         self.install_trusted(table);
         Ok(format!("loaded {n} trusted peers"))
     }

@@ -111,7 +111,7 @@ pub fn key(src: &str) -> String {
 
 /// Sorts entries for matching: higher priority first, table order otherwise.
 pub fn order(entries: &mut [TrustedEntry]) {
-    entries.sort_by(|a, b| b.priority.cmp(&a.priority));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
 }
 
 /// What a trusted check found: the tags to add (in order) and how many entries matched.
@@ -164,7 +164,7 @@ impl TrustedTable {
         TrustedTable { by_src, count }
     }
 
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.count
     }
 

@@ -97,7 +97,7 @@ fn sd_lookup(
                     .msg
                     .from()
                     .map_err(|_| FnError::new("sd_lookup: no valid From header"))?;
-                from.uri().clone()
+                *from.uri()
             }
         };
         let mut keys = vec![(
