@@ -84,7 +84,10 @@ fn every_example_config_passes_its_test_file() {
             .map(|e| e.path())
             .collect::<Vec<_>>()
     };
-    for cfg in configs("examples").into_iter().chain(configs("examples/lua")) {
+    for cfg in configs("examples")
+        .into_iter()
+        .chain(configs("examples/lua"))
+    {
         let test_file = cfg.with_extension("test.toml");
         assert!(
             test_file.exists(),
@@ -147,7 +150,10 @@ replies = [200]
         out.contains("$var(seen) after request_route:\n  - INVITE\n  + OPTIONS"),
         "{out}"
     );
-    assert!(out.contains("flag 5 is not set after request_route"), "{out}");
+    assert!(
+        out.contains("flag 5 is not set after request_route"),
+        "{out}"
+    );
     // The message as sent, for context.
     assert!(out.contains("| SIP/2.0 200 Keepalive"), "{out}");
     assert!(out.contains("1 passed; 1 failed"), "{out}");
@@ -179,8 +185,13 @@ fn a_step_the_runner_cannot_carry_out_exits_2_with_its_line() {
 
 #[test]
 fn a_config_that_does_not_load_exits_2() {
-    let tests = format!("config = \"proxy.cfg\"\n[[test]]\nname = \"t\"\n[[test.step]]\n{OPTIONS}\n");
-    let scratch = Scratch::new("badcfg", "request_route {\n\tno_such_function();\n}\n", &tests);
+    let tests =
+        format!("config = \"proxy.cfg\"\n[[test]]\nname = \"t\"\n[[test.step]]\n{OPTIONS}\n");
+    let scratch = Scratch::new(
+        "badcfg",
+        "request_route {\n\tno_such_function();\n}\n",
+        &tests,
+    );
     let (code, out) = ferrosip_test(&[&scratch.test_file()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no_such_function"), "{out}");

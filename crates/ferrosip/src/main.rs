@@ -180,7 +180,11 @@ fn main() -> ExitCode {
             log_level,
         } => {
             ferrosip_scripttest::logs::install(&log_level);
-            let options = ferrosip_scripttest::Options { paths, filter };
+            let options = ferrosip_scripttest::Options {
+                paths,
+                filter,
+                observer: None,
+            };
             ExitCode::from(ferrosip_scripttest::run(&options, catalog::registry_for))
         }
     }

@@ -88,7 +88,11 @@ pub fn lints(script: &ast::Script) -> Vec<Diagnostic> {
             };
             out.push(Diagnostic::warning(
                 span(&name.span),
-                format!("{}[{}] is never used: {how}", kind_keyword(r.kind), name.value),
+                format!(
+                    "{}[{}] is never used: {how}",
+                    kind_keyword(r.kind),
+                    name.value
+                ),
             ));
         }
     }
@@ -248,7 +252,11 @@ impl Uses {
             };
             match number {
                 Some(n) => {
-                    let map = if is_set { &mut self.set } else { &mut self.tested };
+                    let map = if is_set {
+                        &mut self.set
+                    } else {
+                        &mut self.tested
+                    };
                     map.entry((n, *branch)).or_insert(c.span);
                 }
                 None => self.dynamic_flags = true,
