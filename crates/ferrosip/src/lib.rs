@@ -290,7 +290,11 @@ fn command_line(cli: Cli) -> ExitCode {
             log_level,
         } => {
             ferrosip_scripttest::logs::install(&log_level);
-            let options = ferrosip_scripttest::Options { paths, filter };
+            let options = ferrosip_scripttest::Options {
+                paths,
+                filter,
+                observer: None,
+            };
             ExitCode::from(ferrosip_scripttest::run(&options, registry_for))
         }
     }

@@ -104,7 +104,7 @@ pub enum Literal {
     Str(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RouteKindAst {
     /// `request_route`, `route`, `route[NAME]`
     Request,

@@ -1206,6 +1206,7 @@ pub fn compile(
     if !c.diags.is_empty() {
         return Err(c.diags);
     }
+    c.warnings.extend(crate::lint::lints(script));
     let routes = c
         .routes
         .iter()

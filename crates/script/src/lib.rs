@@ -10,6 +10,7 @@ pub mod compiler;
 pub mod core_params;
 pub mod diag;
 pub mod engine;
+pub mod lint;
 pub mod load;
 pub mod parser;
 pub mod program;

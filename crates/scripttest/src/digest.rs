@@ -118,7 +118,10 @@ mod tests {
             "/dir/index.html",
         )
         .unwrap();
-        assert!(v.contains("response=\"6629fae49393a05397450978507c4ef1\""), "{v}");
+        assert!(
+            v.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{v}"
+        );
         assert!(v.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
     }
 }

@@ -25,6 +25,9 @@ pub struct Options {
     pub paths: Vec<PathBuf>,
     /// Only tests whose name contains this.
     pub filter: Option<String>,
+    /// Told of every route run of every test after the runner's own recorder: where a
+    /// statement trace (`ferrosip test --trace`) plugs in.
+    pub observer: Option<std::sync::Arc<dyn ferrosip_server::routes::RouteObserver>>,
 }
 
 /// The exit status: 0 passed, 1 a test failed, 2 a file could not run.
@@ -118,7 +121,11 @@ struct FileOutcome {
 
 /// Runs every test of one file. `Err` (exit 2) when the file cannot run: it does not
 /// parse (with its line), or its config does not load.
-fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result<FileOutcome, String> {
+fn run_file(
+    path: &Path,
+    options: &Options,
+    registry_for: RegistryFor,
+) -> Result<FileOutcome, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: TestFile = toml::from_str(&text).map_err(|e| {
         let line = e.span().map_or(1, |s| file::line_of(&text, s.start));
@@ -144,8 +151,9 @@ fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result
         let line = file::line_of(&text, test.span().start);
         let t = test.get_ref();
         let full_name = format!("{}: {}", path.display(), t.name);
-        let mut session = Session::start(&file, dir, &t.rows, registry_for)
-            .map_err(|e| format!("{}:{line}: {}", path.display(), e.0))?;
+        let mut session =
+            Session::start(&file, dir, &t.rows, registry_for, options.observer.clone())
+                .map_err(|e| format!("{}:{line}: {}", path.display(), e.0))?;
         match run_test(&mut session, &file.ignore_requests, t, &text, path) {
             Ok(failures) if failures.is_empty() => {
                 println!("test {} ... ok", t.name);
@@ -215,9 +223,12 @@ fn run_test(
             session.receive(proto, peer, local, bytes);
         } else if let Some(code) = s.respond {
             let target = match s.forward {
-                Some(n) => forwarded
-                    .get(n.wrapping_sub(1))
-                    .ok_or_else(|| at(format!("forward = {n}: the test forwarded {} request(s)", forwarded.len())))?,
+                Some(n) => forwarded.get(n.wrapping_sub(1)).ok_or_else(|| {
+                    at(format!(
+                        "forward = {n}: the test forwarded {} request(s)",
+                        forwarded.len()
+                    ))
+                })?,
                 None => forwarded
                     .iter()
                     .rev()
@@ -252,7 +263,11 @@ fn run_test(
 }
 
 /// `text` (a request) with the credentials answering the last 401/407 of the test.
-fn with_credentials(text: &str, auth: &file::Auth, replies: &[session::Sent]) -> Result<String, String> {
+fn with_credentials(
+    text: &str,
+    auth: &file::Auth,
+    replies: &[session::Sent],
+) -> Result<String, String> {
     let (challenge, proxy) = replies
         .iter()
         .rev()
@@ -269,7 +284,10 @@ fn with_credentials(text: &str, auth: &file::Auth, replies: &[session::Sent]) ->
         .ok_or("auth: the proxy sent no 401/407 challenge in this test")?;
     let request_line = text.lines().next().unwrap_or_default();
     let mut parts = request_line.split_whitespace();
-    let (method, uri) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, uri) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let (name, value) =
         digest::credentials(&challenge, proxy, &auth.user, &auth.password, method, uri)?;
     let mut lines: Vec<&str> = text.lines().collect();

@@ -102,6 +102,8 @@ pub struct RouteRecord {
 pub struct Recorder {
     wanted: Mutex<Vec<(String, ferrosip_api::pv::PvRef)>>,
     runs: Mutex<Vec<RouteRecord>>,
+    /// Told of every route run too (a statement trace).
+    next: Option<Arc<dyn RouteObserver>>,
 }
 
 /// A route's name as the config writes it.
@@ -144,6 +146,12 @@ pub fn value_text(v: &Value) -> String {
 }
 
 impl RouteObserver for Recorder {
+    fn route_starting(&self, program: &Program, route: RouteId, ctx: &mut MsgContext) {
+        if let Some(next) = &self.next {
+            next.route_starting(program, route, ctx);
+        }
+    }
+
     fn route_done(
         &self,
         program: &Program,
@@ -171,6 +179,9 @@ impl RouteObserver for Recorder {
             flags: ctx.flags,
             error,
         });
+        if let Some(next) = &self.next {
+            next.route_done(program, route, result, ctx);
+        }
     }
 }
 
@@ -296,6 +307,7 @@ impl Session {
         file_dir: &Path,
         rows: &[Row],
         registry_for: RegistryFor,
+        trace: Option<Arc<dyn RouteObserver>>,
     ) -> Result<Session, LoadFailure> {
         let tmp = TempDir::new().map_err(LoadFailure)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -381,7 +393,10 @@ impl Session {
             }
             Some(Arc::new(table))
         };
-        let recorder = Arc::new(Recorder::default());
+        let recorder = Arc::new(Recorder {
+            next: trace,
+            ..Recorder::default()
+        });
         let clock = Clock::manual();
         runtime
             .block_on(ferrosip_server::run_start_hooks(&loaded, runtime.handle()))
@@ -525,7 +540,10 @@ impl Session {
 /// Where the proxy listens: the test file's `proxy`, else the config's first UDP
 /// `listen=`, else 127.0.0.1 on the config's `port`. Sockets the config does not have are
 /// added as `-l` adds them.
-fn proxy_address(file: &TestFile, loaded: &mut ferrosip_script::Loaded) -> Result<SocketAddr, String> {
+fn proxy_address(
+    file: &TestFile,
+    loaded: &mut ferrosip_script::Loaded,
+) -> Result<SocketAddr, String> {
     let has_listen = loaded.globals.get("listen").is_some_and(|v| !v.is_empty());
     let addr: SocketAddr = match &file.proxy {
         Some(p) => p
@@ -579,7 +597,9 @@ async fn seed(
     modules: &[String],
     rows: impl Iterator<Item = &Row>,
 ) -> Result<ferrosip_db::Db, String> {
-    let db = ferrosip_db::Db::connect(url).await.map_err(|e| e.to_string())?;
+    let db = ferrosip_db::Db::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
     let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
     ferrosip_db::schema::init(&db, Some(&modules))
         .await
@@ -604,7 +624,10 @@ pub fn lock_len(sent: &Mutex<Vec<Sent>>) -> usize {
 
 /// What was sent from index `from` on.
 pub fn lock_slice(sent: &Mutex<Vec<Sent>>, from: usize) -> Vec<Sent> {
-    lock(sent).get(from..).map(<[Sent]>::to_vec).unwrap_or_default()
+    lock(sent)
+        .get(from..)
+        .map(<[Sent]>::to_vec)
+        .unwrap_or_default()
 }
 
 impl Recorder {
@@ -613,6 +636,9 @@ impl Recorder {
     }
 
     pub fn runs_since(&self, from: usize) -> Vec<RouteRecord> {
-        lock(&self.runs).get(from..).map(<[RouteRecord]>::to_vec).unwrap_or_default()
+        lock(&self.runs)
+            .get(from..)
+            .map(<[RouteRecord]>::to_vec)
+            .unwrap_or_default()
     }
 }

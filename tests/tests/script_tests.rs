@@ -1,0 +1,199 @@
+//! `ferrosip test` (docs/testing.md): every example config's test file passes through the
+//! real binary, and the runner itself reports a failed assertion as a diff (exit 1) and a
+//! test file it cannot run with its file:line (exit 2).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `ferrosip test args` from the repository root: (exit code, stdout + stderr).
+fn ferrosip_test(args: &[&Path]) -> (i32, String) {
+    let out = Command::new(ferrosip_tests::ferrosip_bin())
+        .current_dir(repo())
+        .arg("test")
+        .args(args)
+        .output()
+        .expect("ferrosip runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A directory of the test's own with a config and a test file.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, cfg: &str, tests: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ferrosip-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("proxy.cfg"), cfg).expect("cfg");
+        std::fs::write(dir.join("proxy.test.toml"), tests).expect("test file");
+        Scratch(dir)
+    }
+
+    fn test_file(&self) -> PathBuf {
+        self.0.join("proxy.test.toml")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const KEEPALIVE_CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "xlog.so"
+request_route {
+	$var(seen) = $rm;
+	setflag(3);
+	xlog("L_INFO", "keepalive from $si\n");
+	sl_send_reply("200", "Keepalive");
+	exit;
+}
+"#;
+
+const OPTIONS: &str = r#"send = """
+OPTIONS sip:{proxy} SIP/2.0
+Via: SIP/2.0/UDP {peer};branch={branch}
+From: <sip:monitor@example.com>;tag={tag}
+To: <sip:{proxy}>
+Call-ID: {call_id}
+CSeq: 1 OPTIONS
+Max-Forwards: 70
+""""#;
+
+#[test]
+fn every_example_config_passes_its_test_file() {
+    let (code, out) = ferrosip_test(&[Path::new("examples"), Path::new("examples/lua")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("test result: ok."), "{out}");
+    // One test file per example config, native and Lua.
+    let configs = |dir: &str| {
+        std::fs::read_dir(repo().join(dir))
+            .expect("examples")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cfg"))
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    for cfg in configs("examples")
+        .into_iter()
+        .chain(configs("examples/lua"))
+    {
+        let test_file = cfg.with_extension("test.toml");
+        assert!(
+            test_file.exists(),
+            "{} has no test file {}",
+            cfg.display(),
+            test_file.display()
+        );
+    }
+}
+
+#[test]
+fn a_passing_test_checks_replies_pvs_flags_and_logs() {
+    let tests = format!(
+        r#"config = "proxy.cfg"
+[[test]]
+name = "keepalive"
+[[test.step]]
+{OPTIONS}
+replies = [{{ status = 200, reason = "Keepalive", to = "udp:{{peer}}" }}]
+forwards = []
+pv = {{ "$var(seen)" = "OPTIONS", "$rU" = "<null>" }}
+flags = [3]
+no_flags = [4]
+log = ["keepalive from 192.0.2.10"]
+"#
+    );
+    let scratch = Scratch::new("pass", KEEPALIVE_CFG, &tests);
+    let (code, out) = ferrosip_test(&[&scratch.test_file()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("test keepalive ... ok"), "{out}");
+    assert!(out.contains("1 passed; 0 failed"), "{out}");
+}
+
+#[test]
+fn a_failing_assertion_shows_a_diff_and_exits_1() {
+    let tests = format!(
+        r#"config = "proxy.cfg"
+[[test]]
+name = "expects a 404"
+[[test.step]]
+{OPTIONS}
+replies = [{{ status = 404 }}]
+pv = {{ "$var(seen)" = "INVITE" }}
+flags = [5]
+
+[[test]]
+name = "still passes"
+[[test.step]]
+{OPTIONS}
+replies = [200]
+"#
+    );
+    let scratch = Scratch::new("fail", KEEPALIVE_CFG, &tests);
+    let (code, out) = ferrosip_test(&[&scratch.test_file()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("test expects a 404 ... FAILED"), "{out}");
+    assert!(out.contains("test still passes ... ok"), "{out}");
+    assert!(out.contains("reply 1: status:\n  - 404\n  + 200"), "{out}");
+    assert!(
+        out.contains("$var(seen) after request_route:\n  - INVITE\n  + OPTIONS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("flag 5 is not set after request_route"),
+        "{out}"
+    );
+    // The message as sent, for context.
+    assert!(out.contains("| SIP/2.0 200 Keepalive"), "{out}");
+    assert!(out.contains("1 passed; 1 failed"), "{out}");
+}
+
+#[test]
+fn a_bad_test_file_exits_2_with_its_line() {
+    let tests = "config = \"proxy.cfg\"\n[[test]]\nname = \"typo\"\n[[test.step]]\nsend = \"x\"\nreplys = [200]\n";
+    let scratch = Scratch::new("bad", KEEPALIVE_CFG, tests);
+    let (code, out) = ferrosip_test(&[&scratch.test_file()]);
+    assert_eq!(code, 2, "{out}");
+    let at = format!("{}:6:", scratch.test_file().display());
+    assert!(out.contains(&at), "expected {at} in:\n{out}");
+    assert!(out.contains("replys"), "{out}");
+}
+
+#[test]
+fn a_step_the_runner_cannot_carry_out_exits_2_with_its_line() {
+    let tests = format!(
+        "config = \"proxy.cfg\"\n[[test]]\nname = \"bad peer\"\n\n[[test.step]]\nfrom = \"not an address\"\n{OPTIONS}\n"
+    );
+    let scratch = Scratch::new("badstep", KEEPALIVE_CFG, &tests);
+    let (code, out) = ferrosip_test(&[&scratch.test_file()]);
+    assert_eq!(code, 2, "{out}");
+    let at = format!("{}:5:", scratch.test_file().display());
+    assert!(out.contains(&at), "expected {at} in:\n{out}");
+    assert!(out.contains("not an address"), "{out}");
+}
+
+#[test]
+fn a_config_that_does_not_load_exits_2() {
+    let tests =
+        format!("config = \"proxy.cfg\"\n[[test]]\nname = \"t\"\n[[test.step]]\n{OPTIONS}\n");
+    let scratch = Scratch::new(
+        "badcfg",
+        "request_route {\n\tno_such_function();\n}\n",
+        &tests,
+    );
+    let (code, out) = ferrosip_test(&[&scratch.test_file()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no_such_function"), "{out}");
+    assert!(out.contains("proxy.cfg"), "{out}");
+}
