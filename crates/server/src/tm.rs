@@ -1300,15 +1300,17 @@ impl TmLayer {
         if (200..300).contains(&code) {
             // Every 2xx goes up (§16.7 step 5), the late ones too.
             let first = st.final_status.is_none();
+            if first && st.watched() {
+                // Before the 2xx leaves: its ACK may come back (to another worker) before
+                // this one is done, and must find the watches waiting for it.
+                let watches = st.take_watches();
+                let waiting =
+                    Self::tell_final(st.is_invite, watches, &Self::relayed(st, msg, code));
+                self.wait_for_ack(cell, st, waiting);
+            }
             self.relay_up(cell, st, msg, code);
             if first {
                 st.final_status = Some(code);
-                if st.watched() {
-                    let watches = st.take_watches();
-                    let waiting =
-                        Self::tell_final(st.is_invite, watches, &Self::relayed(st, msg, code));
-                    self.wait_for_ack(cell, st, waiting);
-                }
                 self.cancel_pending(cell, st, Some(i));
             }
             return;
