@@ -19,11 +19,25 @@ pub enum Backend {
 
 /// `ferrosip db ...`, which must succeed.
 pub fn ferrosip_db(args: &[&str]) {
-    let out = Command::new(crate::ferrosip_bin())
+    ferrosip_db_with_input(args, "");
+}
+
+/// `ferrosip db ...` with `input` on its stdin (add-user reads the password there), which
+/// must succeed.
+pub fn ferrosip_db_with_input(args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = Command::new(crate::ferrosip_bin())
         .arg("db")
         .args(args)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("ferrosip runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("ferrosip ends");
     assert!(
         out.status.success(),
         "ferrosip db {args:?}: {}",
@@ -115,14 +129,10 @@ impl TestDb {
         let db = TestDb::empty(backend, dir);
         ferrosip_db(&["init", "--db-url", &db.url, "--modules", modules]);
         for (user, password) in users {
-            ferrosip_db(&[
-                "add-user",
-                user,
-                password,
-                "--db-url",
-                &db.url,
-                "--store-password",
-            ]);
+            ferrosip_db_with_input(
+                &["add-user", user, "--db-url", &db.url, "--store-password"],
+                &format!("{password}\n"),
+            );
         }
         db
     }

@@ -1,7 +1,7 @@
 //! Ferrosip's testkit, shared by the integration tests in `tests/tests/` and by the
 //! modules' unit tests (as a dev-dependency): the `ferrosip` binary built fresh for the
 //! test's profile ([`bin`]), a proxy started on a config and stopped by PID
-//! ([`proxy`]), free ports, SIPp ([`sipp`]), plain-socket SIP peers ([`peer`]), test databases ([`db`]), one fake
+//! ([`proxy`]), free ports, SIPp ([`sipp`]), plain-socket SIP peers ([`peer`]), test databases ([`db`]), private database servers to stop and restart ([`private_db`]), one fake
 //! [`Services`](ferrosip_api::Services) ([`services`]) and one script harness
 //! ([`script`]).
 
@@ -9,6 +9,7 @@ pub mod bin;
 pub mod db;
 pub mod packaged;
 pub mod peer;
+pub mod private_db;
 pub mod proxy;
 pub mod script;
 pub mod services;

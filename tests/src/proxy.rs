@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How to start `ferrosip run -f <config>`: `-A` defines, other arguments, where its log
+/// How to start `ferrosip run -E -f <config>`: `-A` defines, other arguments, where its log
 /// goes, which port to wait for, how to stop it.
 pub struct Launch {
+    binary: Option<PathBuf>,
     cfg: PathBuf,
     args: Vec<OsString>,
     log: Option<PathBuf>,
@@ -23,6 +24,7 @@ impl Launch {
     /// `ferrosip run -f cfg`, its output discarded, not waited for.
     pub fn new(cfg: impl AsRef<Path>) -> Launch {
         Launch {
+            binary: None,
             cfg: cfg.as_ref().to_path_buf(),
             args: Vec::new(),
             log: None,
@@ -30,6 +32,12 @@ impl Launch {
             startup: Duration::from_secs(20),
             terminate_on_drop: false,
         }
+    }
+
+    /// Runs `binary` instead of `ferrosip` (a custom binary with modules of its own).
+    pub fn binary(mut self, binary: impl Into<PathBuf>) -> Launch {
+        self.binary = Some(binary.into());
+        self
     }
 
     /// `-A define` (`NAME=value`, `#!define` from the command line).
@@ -66,8 +74,11 @@ impl Launch {
 
     /// Starts it; panics with its log when it ends or does not listen in time.
     pub fn start(self) -> Proxy {
-        let mut cmd = Command::new(crate::ferrosip_bin());
-        cmd.args(["run", "-f"])
+        let binary = self.binary.clone().unwrap_or_else(crate::ferrosip_bin);
+        let mut cmd = Command::new(binary);
+        // -E: the log goes to stderr (the test reads it) whatever the config says; without
+        // it, a config without log_stderror=yes logs to syslog, as Kamailio's does.
+        cmd.args(["run", "-E", "-f"])
             .arg(&self.cfg)
             .args(&self.args)
             .stdin(Stdio::null());

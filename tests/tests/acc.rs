@@ -20,11 +20,12 @@
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ferrosip_db::{Db, DbValue};
 use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::private_db::PrivateServer;
 use ferrosip_tests::sipp::{log_tails, traced_sipp};
 use ferrosip_tests::{free_port, have_sipp, wait_exit, Launch};
 
@@ -363,175 +364,6 @@ fn calls_are_accounted_in_postgresql() {
     calls_are_accounted(Backend::Postgres);
 }
 
-/// A private database server of the test's own, ended by its PID.
-struct PrivateServer {
-    child: Option<Child>,
-    start: Box<dyn Fn() -> Child>,
-    ready: Box<dyn Fn() -> bool>,
-    stop_signal: i32,
-    pub url: String,
-}
-
-impl PrivateServer {
-    fn run(&mut self) {
-        self.child = Some((self.start)());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !(self.ready)() {
-            assert!(Instant::now() < deadline, "private database did not start");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Stops the server as an operator (or a crash) would: by its PID.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe {
-                libc::kill(c.id() as i32, self.stop_signal);
-            }
-            let _ = c.wait();
-        }
-    }
-
-    fn postgres(dir: &Path) -> Option<PrivateServer> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("postgres").exists())?;
-        let data = dir.join("pgdata");
-        std::fs::create_dir_all(&data).ok()?;
-        // PostgreSQL refuses to run as root: the data belong to the postgres user.
-        let as_postgres = |prog: &Path| {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ])
-            .arg(prog);
-            c
-        };
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir)
-            .status()
-            .ok()?;
-        let ok = as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?
-            .success();
-        assert!(ok, "initdb failed");
-        let port = free_port();
-        let postgres = bin.join("postgres");
-        let log = dir.join("postgres.log");
-        let start = move || {
-            let out = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("log");
-            as_postgres(&postgres)
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .arg("-k")
-                .arg(data.parent().unwrap_or(&data))
-                .stdout(out.try_clone().expect("log"))
-                .stderr(out)
-                .spawn()
-                .expect("postgres starts")
-        };
-        let ready = move || {
-            Command::new("psql")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-                .args(["-d", "postgres", "-c", "SELECT 1"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let mut server = PrivateServer {
-            child: None,
-            start: Box::new(start),
-            ready: Box::new(ready),
-            // Fast shutdown: clients are disconnected at once.
-            stop_signal: libc::SIGINT,
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        };
-        server.run();
-        Some(server)
-    }
-
-    fn mariadb(dir: &Path) -> Option<PrivateServer> {
-        let data = dir.join("mariadb");
-        std::fs::create_dir_all(&data).ok()?;
-        // --no-defaults: the machine's my.cnf (log and socket paths) is not ours.
-        let ok = Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .args(["--user=root", "--auth-root-authentication-method=normal"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?
-            .success();
-        assert!(ok, "mariadb-install-db failed");
-        let port = free_port();
-        let log = dir.join("mariadb.log");
-        let sock = dir.join("mariadb.sock");
-        let start = move || {
-            Command::new("mariadbd")
-                .arg("--no-defaults")
-                .arg(format!("--datadir={}", data.display()))
-                .arg(format!("--socket={}", sock.display()))
-                .arg(format!("--log-error={}", log.display()))
-                .arg(format!("--pid-file={}", data.join("pid").display()))
-                .args([
-                    "--user=root",
-                    "--bind-address=127.0.0.1",
-                    "--skip-grant-tables",
-                ])
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("mariadbd starts")
-        };
-        let ready = move || {
-            Command::new("mysql")
-                .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root"])
-                .args(["-e", "CREATE DATABASE IF NOT EXISTS acc"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let mut server = PrivateServer {
-            child: None,
-            start: Box::new(start),
-            ready: Box::new(ready),
-            stop_signal: libc::SIGTERM,
-            url: format!("mysql://root@127.0.0.1:{port}/acc"),
-        };
-        server.run();
-        Some(server)
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 const OUTAGE_CALLS: u32 = 400;
 const OUTAGE_RATE: u32 = 40;
 
@@ -544,7 +376,7 @@ fn no_record_lost_across_an_outage(backend: Backend) {
     let mut dir = TestDir::new(&format!("outage-{backend:?}"));
     let mut server = match backend {
         Backend::Postgres => PrivateServer::postgres(&dir.path),
-        _ => PrivateServer::mariadb(&dir.path),
+        _ => PrivateServer::mariadb(&dir.path, "acc"),
     }
     .expect("a private database server");
     ferrosip_tests::db::ferrosip_db(&["init", "--db-url", &server.url, "--modules", "acc"]);

@@ -2,21 +2,39 @@
 //! db_text directory, checked against MD5 values computed outside Ferrosip
 //! (`echo -n 'alice:example.com:secret' | md5sum`).
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 use ferrosip_db::{Cond, Db, DbValue};
 
 fn ferrosip_db(args: &[&str]) -> Output {
-    Command::new(ferrosip_tests::ferrosip_bin())
+    ferrosip_db_password(args, "")
+}
+
+/// `ferrosip db ARGS` with `password` on stdin (where add-user reads it).
+fn ferrosip_db_password(args: &[&str], password: &str) -> Output {
+    let mut child = Command::new(ferrosip_tests::ferrosip_bin())
         .arg("db")
         .args(args)
         .env_remove("SIP_DOMAIN")
-        .output()
-        .expect("run ferrosip")
+        .env_remove("FERROSIP_DB_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ferrosip");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "{password}");
+    }
+    child.wait_with_output().expect("ferrosip ends")
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = ferrosip_db(args);
+    ok_password(args, "")
+}
+
+fn ok_password(args: &[&str], password: &str) -> String {
+    let out = ferrosip_db_password(args, password);
     assert!(
         out.status.success(),
         "ferrosip db {args:?}: {}{}",
@@ -51,7 +69,10 @@ async fn init_and_users(url: &str) {
     let out = ok(&["init", "--db-url", url, "--modules", "auth_db"]);
     assert!(out.contains("every table exists already"), "{out}");
 
-    let out = ok(&["add-user", "alice@example.com", "secret", "--db-url", url]);
+    let out = ok_password(
+        &["add-user", "alice@example.com", "--db-url", url],
+        "secret",
+    );
     assert!(
         out.contains("added alice@example.com (realm example.com)"),
         "{out}"
@@ -67,16 +88,18 @@ async fn init_and_users(url: &str) {
     );
 
     // Another realm, and the password kept in clear when asked.
-    ok(&[
-        "add-user",
-        "bob@example.org",
+    ok_password(
+        &[
+            "add-user",
+            "bob@example.org",
+            "--db-url",
+            url,
+            "--realm",
+            "sip.example.net",
+            "--store-password",
+        ],
         "pa:ss",
-        "--db-url",
-        url,
-        "--realm",
-        "sip.example.net",
-        "--store-password",
-    ]);
+    );
     assert_eq!(
         subscriber(url, "bob").await,
         vec![vec![
@@ -88,7 +111,7 @@ async fn init_and_users(url: &str) {
     );
 
     // kamctl refuses an existing account; so do we.
-    let dup = ferrosip_db(&["add-user", "alice@example.com", "other", "--db-url", url]);
+    let dup = ferrosip_db_password(&["add-user", "alice@example.com", "--db-url", url], "other");
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
 
@@ -123,7 +146,10 @@ async fn db_init_and_add_user_on_db_text() {
 #[test]
 fn db_usage_errors() {
     // No domain anywhere.
-    let out = ferrosip_db(&["add-user", "alice", "pw", "--db-url", "sqlite://:memory:"]);
+    let out = ferrosip_db_password(
+        &["add-user", "alice", "--db-url", "sqlite://:memory:"],
+        "pw",
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("USER@DOMAIN"));
     // A bad URL is reported without its password.

@@ -401,7 +401,7 @@ fn a_metrics_address_that_does_not_parse_fails_the_start() {
     std::fs::write(&path, cfg).expect("cfg");
     let log = dir.join("bad.log");
     let child = Command::new(ferrosip_tests::ferrosip_bin())
-        .arg("-f")
+        .args(["-E", "-f"])
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))

@@ -243,7 +243,7 @@ fn start_proxy_with_timers(dir: &RunDir, p: Ports, fr_timer: u32, fr_inv_timer: 
         }
         None => {
             let mut c = Command::new(ferrosip_tests::ferrosip_bin());
-            c.args(["run", "-f"]).arg(example_cfg());
+            c.args(["run", "-E", "-f"]).arg(example_cfg());
             c
         }
     };

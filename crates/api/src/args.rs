@@ -39,6 +39,7 @@ pub enum RawArg {
 }
 
 impl RawArg {
+    /// The argument as the script wrote it, for error messages.
     pub fn describe(&self) -> String {
         match self {
             RawArg::Int(i) => format!("{i}"),
@@ -65,6 +66,7 @@ pub enum RouteTable {
 }
 
 impl RouteTable {
+    /// The block keyword of the table (`failure_route`, ...).
     pub const fn keyword(self) -> &'static str {
         match self {
             RouteTable::Named => "route",
@@ -82,6 +84,7 @@ impl RouteTable {
 /// [`crate::FunctionDef::call_values`] does, for the program that is running
 /// (`ferrosip_script::ScriptCallEnv`).
 pub trait CallEnv {
+    /// Parses pseudo-variables and formats against the registry.
     fn binder(&self) -> Binder<'_>;
     /// Index of the route `name` in `table`, if the script defines it.
     fn route_index(&self, table: RouteTable, name: &str) -> Option<u32>;
@@ -101,19 +104,26 @@ pub use self::CallEnv as FixupEnv;
 /// The kind of an argument, for docs, error messages and the Lua binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArgKind {
+    /// An integer (`i64`): a literal, or a string or PV holding a decimal number.
     Int,
+    /// A string ([`Bytes`]), possibly with PVs inside (a format).
     Str,
+    /// Any script value ([`Value`]): null, integer or string.
     Value,
+    /// A regular expression, compiled once at load when literal.
     Regex,
     /// A writable pseudo-variable.
     PvOut,
+    /// A message or branch flag number, 0..63.
     Flag,
+    /// The name of a route of the given table, resolved at load.
     Route(RouteTable),
     /// A module-specific type, named for the docs.
     Custom(&'static str),
 }
 
 impl ArgKind {
+    /// How the docs and error messages name the kind.
     pub fn describe(self) -> &'static str {
         match self {
             ArgKind::Int => "int",
@@ -132,10 +142,12 @@ impl ArgKind {
 pub struct FixedArg(Box<dyn Any + Send + Sync>);
 
 impl FixedArg {
+    /// Keeps `value` for run time.
     pub fn new<T: Any + Send + Sync>(value: T) -> FixedArg {
         FixedArg(Box::new(value))
     }
 
+    /// The value kept, as the type the fixup stored; an internal error otherwise.
     pub fn downcast<T: Any>(&self) -> Result<&T, FnError> {
         self.0
             .downcast_ref()
@@ -153,6 +165,7 @@ impl std::fmt::Debug for FixedArg {
 pub trait ArgType: Sized + 'static {
     /// What fixup keeps for run time.
     type Fixed: Send + Sync + 'static;
+    /// The kind, for the docs, error messages and the Lua binding.
     const KIND: ArgKind;
     /// Load time: checks and converts the script's argument once.
     fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String>;
@@ -227,7 +240,9 @@ pub fn cached_regex(
 
 /// Either known at load time or computed per call.
 pub enum Fixable<T> {
+    /// Known at load: the value itself.
     Const(T),
+    /// Computed per call from a format with PVs.
     Dynamic(Format),
 }
 
@@ -375,7 +390,10 @@ pub fn compile_regex(text: &str) -> Result<Arc<regex::bytes::Regex>, String> {
 
 /// A pseudo-variable the function writes to (e.g. the output of `ds_select` helpers).
 #[derive(Clone, Debug)]
-pub struct PvOut(pub PvRef);
+pub struct PvOut(
+    /// The pseudo-variable, as bound at load.
+    pub PvRef,
+);
 
 impl ArgType for PvOut {
     type Fixed = PvRef;
@@ -428,7 +446,10 @@ fn writable_pv(text: &str, env: &dyn CallEnv) -> Result<PvRef, String> {
 
 /// A message or branch flag number, 0..=63.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flag(pub u8);
+pub struct Flag(
+    /// The flag number, 0..=63.
+    pub u8,
+);
 
 impl ArgType for Flag {
     type Fixed = Fixable<u8>;
@@ -480,7 +501,10 @@ macro_rules! route_arg {
     ($(#[$doc:meta])* $name:ident, $table:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct $name(pub u32);
+        pub struct $name(
+            /// The route's index in its table of the program.
+            pub u32,
+        );
 
         impl ArgType for $name {
             type Fixed = u32;

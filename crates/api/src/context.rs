@@ -11,12 +11,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// Transport protocol of a socket or a message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Proto {
+    /// UDP.
     #[default]
     Udp,
+    /// TCP.
     Tcp,
+    /// TLS over TCP.
     Tls,
+    /// SCTP.
     Sctp,
+    /// WebSocket.
     Ws,
+    /// WebSocket over TLS.
     Wss,
 }
 
@@ -45,6 +51,7 @@ impl Proto {
         }
     }
 
+    /// A protocol name, any case (`udp`, `TLS`, ...).
     pub fn parse(s: &str) -> Option<Proto> {
         Proto::from_bytes(s.as_bytes())
     }
@@ -69,8 +76,11 @@ impl Proto {
 /// Where a message came from and which local socket received it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetInfo {
+    /// The transport it came over.
     pub proto: Proto,
+    /// The peer's address (`$si`, `$sp`).
     pub source: SocketAddr,
+    /// The local socket that received it (`$Ri`, `$Rp`).
     pub local: SocketAddr,
 }
 
@@ -95,11 +105,13 @@ pub struct Vars {
 }
 
 impl Vars {
+    /// The value of the `$var` in `slot`; null when unset.
     pub fn get(&self, slot: u32) -> &Value {
         static NULL: Value = Value::Null;
         self.slots.get(slot as usize).unwrap_or(&NULL)
     }
 
+    /// Sets the `$var` in `slot`.
     pub fn set(&mut self, slot: u32, value: Value) {
         let i = slot as usize;
         if i >= self.slots.len() {
@@ -108,6 +120,7 @@ impl Vars {
         self.slots[i] = value;
     }
 
+    /// Unsets every `$var`.
     pub fn clear(&mut self) {
         self.slots.clear();
     }
@@ -172,6 +185,7 @@ impl Avps {
         }
     }
 
+    /// Removes every value of `slot`.
     pub fn remove_all(&mut self, slot: u32) {
         self.entries.retain(|(s, _)| *s != slot);
     }
@@ -182,6 +196,7 @@ impl Avps {
         Some(self.entries.remove(pos).1)
     }
 
+    /// Removes the `index`-th newest value of `slot` and returns it.
     pub fn remove_nth(&mut self, slot: u32, index: usize) -> Option<Value> {
         let pos = self
             .entries
@@ -194,10 +209,12 @@ impl Avps {
         Some(self.entries.remove(pos).1)
     }
 
+    /// How many values `slot` holds.
     pub fn count(&self, slot: u32) -> usize {
         self.entries.iter().filter(|(s, _)| *s == slot).count()
     }
 
+    /// Removes every AVP.
     pub fn clear(&mut self) {
         self.entries.clear();
     }
@@ -213,6 +230,7 @@ pub struct Extensions {
 }
 
 impl Extensions {
+    /// The value of type `T`, if one was attached.
     pub fn get<T: Any + Send>(&self) -> Option<&T> {
         let id = TypeId::of::<T>();
         self.items
@@ -221,6 +239,7 @@ impl Extensions {
             .and_then(|(_, b)| b.downcast_ref())
     }
 
+    /// The value of type `T` to change in place, if one was attached.
     pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
         let id = TypeId::of::<T>();
         self.items
@@ -229,12 +248,14 @@ impl Extensions {
             .and_then(|(_, b)| b.downcast_mut())
     }
 
+    /// Attaches `value`, replacing (and returning) the one of the same type.
     pub fn insert<T: Any + Send>(&mut self, value: T) -> Option<T> {
         let old = self.remove::<T>();
         self.items.push((TypeId::of::<T>(), Box::new(value)));
         old
     }
 
+    /// The value of type `T`, attached first from `f` when there is none.
     pub fn get_or_insert_with<T: Any + Send>(&mut self, f: impl FnOnce() -> T) -> &mut T {
         let id = TypeId::of::<T>();
         let pos = match self.items.iter().position(|(t, _)| *t == id) {
@@ -250,6 +271,7 @@ impl Extensions {
             .expect("extension stored under its own TypeId")
     }
 
+    /// Takes the value of type `T` off the context.
     pub fn remove<T: Any + Send>(&mut self) -> Option<T> {
         let id = TypeId::of::<T>();
         let pos = self.items.iter().position(|(t, _)| *t == id)?;
@@ -271,9 +293,11 @@ impl std::fmt::Debug for Extensions {
 /// One message being processed by a route, with everything the script can read or change.
 #[derive(Debug)]
 pub struct MsgContext {
+    /// The message: parsed lazily, edited in place (edits apply when it is sent).
     pub msg: SipMessage,
     /// The phase now running.
     pub route: RouteKind,
+    /// Where the message came from and which socket received it.
     pub net: NetInfo,
     /// Message flags (`setflag`/`isflagset`), 0..=63.
     pub flags: u64,
@@ -281,12 +305,15 @@ pub struct MsgContext {
     pub bflags: u64,
     /// `$du`: where the request is actually sent, overriding the R-URI.
     pub dst_uri: Option<Bytes>,
+    /// `$avp(...)`: travel with the transaction to its other routes.
     pub avps: Avps,
+    /// `$var(...)`: this message's only, empty at the start of each.
     pub vars: Vars,
     /// `$rc` / `$retcode`: the last function or route return code.
     pub rc: i32,
     /// `$T_branch_idx`.
     pub branch_idx: i32,
+    /// Typed state modules attach to the message (one value per type).
     pub ext: Extensions,
     /// The loop-detection tag the server computed for the request as received (RFC 3261
     /// §16.6 step 8), written into every branch it sends; `None` when detection is off.
@@ -303,6 +330,7 @@ impl std::fmt::Debug for dyn crate::services::Services {
 }
 
 impl MsgContext {
+    /// A context for `msg` about to run a route of `route`, received as `net` says.
     pub fn new(msg: SipMessage, route: RouteKind, net: NetInfo) -> MsgContext {
         MsgContext {
             msg,

@@ -30,14 +30,19 @@ pub enum PvIndex {
 /// value (AVPs) while `:=` replaces all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetOp {
+    /// `=`: assign (on an AVP, add a value).
     Assign,
+    /// `:=`: replace every value.
     Replace,
 }
 
+/// Why a pseudo-variable could not be read or written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PvError {
+    /// The PV (named) cannot be written.
     #[error("${0} is read-only")]
     ReadOnly(String),
+    /// Any other failure, explained.
     #[error("{0}")]
     Invalid(String),
 }
@@ -58,6 +63,7 @@ pub trait Pv: Send + Sync + 'static {
         Err(PvError::ReadOnly("pseudo-variable".into()))
     }
 
+    /// True when [`Pv::set`] is implemented: the compiler refuses an assignment otherwise.
     fn writable(&self) -> bool {
         false
     }
@@ -66,13 +72,17 @@ pub trait Pv: Send + Sync + 'static {
 /// Whether a PV class takes a `(...)` parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PvParamRule {
+    /// `$name` only.
     None,
+    /// `$name(param)` only.
     Required,
+    /// Either.
     Optional,
 }
 
 /// A family of pseudo-variables sharing a name (`$hdr(...)`, `$var(...)`) or one fixed PV.
 pub trait PvClass: Send + Sync + 'static {
+    /// Whether the class takes a `(...)` parameter (checked before [`PvClass::bind`]).
     fn param_rule(&self) -> PvParamRule;
     /// Binds `$name` or `$name(param)` once, at load time. Errors are shown to the
     /// operator at the PV's location.
@@ -125,6 +135,7 @@ impl PvRef {
         &self.0.text
     }
 
+    /// True when an assignment to it is allowed (writable, no transformation).
     pub fn is_writable(&self) -> bool {
         self.0.transforms.is_empty() && self.0.pv.writable()
     }
@@ -144,6 +155,7 @@ impl PvRef {
         }
     }
 
+    /// Reads the value, index and transformations applied.
     pub fn get(&self, ctx: &MsgContext) -> Result<Value, PvError> {
         let mut v = self.0.pv.get(ctx, self.index(ctx)?)?;
         for t in &self.0.transforms {
@@ -152,6 +164,7 @@ impl PvRef {
         Ok(v)
     }
 
+    /// Writes the value (null deletes).
     pub fn set(&self, ctx: &mut MsgContext, op: SetOp, value: Value) -> Result<(), PvError> {
         if !self.0.transforms.is_empty() {
             return Err(PvError::ReadOnly(format!(
@@ -173,13 +186,16 @@ impl fmt::Debug for PvRef {
 /// Parses PV syntax against the registry. Given to PV and transformation classes so that
 /// they can parse inner PVs and formats of their parameters.
 pub struct Binder<'r> {
+    /// The registry PV names are looked up in.
     pub registry: &'r Registry,
 }
 
 /// Where a PV failed to parse: byte offset within the text given, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PvParseError {
+    /// Byte offset of the error in the text given.
     pub offset: usize,
+    /// Why it did not parse.
     pub message: String,
 }
 
@@ -214,6 +230,7 @@ fn find_close(s: &[u8], start: usize, open: u8, close: u8) -> Option<usize> {
 }
 
 impl<'r> Binder<'r> {
+    /// A binder looking PVs up in `registry`.
     pub fn new(registry: &'r Registry) -> Self {
         Binder { registry }
     }
@@ -506,8 +523,11 @@ fn split_top_level_commas(text: &str) -> Vec<(usize, &str)> {
 
 /// A PV built from closures, for the many fixed PVs (`$ci`, `$rm`, ...).
 pub struct FnPv<G, S = fn(&mut MsgContext, SetOp, Value) -> Result<(), PvError>> {
+    /// The PV's name, for the read-only error.
     pub name: &'static str,
+    /// Reads the value.
     pub get: G,
+    /// Writes it; `None` for a read-only PV.
     pub set: Option<S>,
 }
 
@@ -540,7 +560,9 @@ where
 
 /// A parameterless PV class wrapping one handler.
 pub struct FixedPvClass {
+    /// The one handler.
     pub pv: Arc<dyn Pv>,
+    /// One line for the docs.
     pub doc: &'static str,
 }
 
@@ -563,8 +585,11 @@ impl PvClass for FixedPvClass {
 /// a script that reads or writes it. A program loaded anyway (`check --allow-declared`,
 /// tests) gets an error naming it at each access.
 pub struct DeclaredPvClass {
+    /// The class name, for the error at each access.
     pub name: &'static str,
+    /// Whether it takes a parameter.
     pub rule: PvParamRule,
+    /// One line for the docs.
     pub doc: &'static str,
 }
 

@@ -46,11 +46,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// A boxed future borrowing the message context.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A synchronous function called with fixed-up arguments (compiled scripts).
 pub type SyncCall = dyn Fn(&mut MsgContext, &[FixedArg]) -> FnResult + Send + Sync;
 /// What an async function's future resolves to: the step that applies its result to the
 /// message (set the R-URI, add branches, ...) once the awaited work is done. The future
 /// itself owns what it needs, so no borrow of the context is held across the await.
 pub type ApplyResult = Box<dyn FnOnce(&mut MsgContext) -> FnResult + Send>;
+/// An asynchronous function called with fixed-up arguments; the future is as in [`ApplyResult`].
 pub type AsyncCall =
     dyn Fn(&mut MsgContext, &[FixedArg]) -> BoxFuture<'static, ApplyResult> + Send + Sync;
 
@@ -58,6 +60,7 @@ pub type AsyncCall =
 pub fn apply_result(f: impl FnOnce(&mut MsgContext) -> FnResult + Send + 'static) -> ApplyResult {
     Box::new(f)
 }
+/// Fixes up every argument of a call at load; an error names the argument (0-based) and why.
 pub type FixupFn =
     dyn Fn(Vec<RawArg>, &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)> + Send + Sync;
 
@@ -71,15 +74,20 @@ pub type AsyncValueCall = dyn Fn(&mut MsgContext, &[Value], &dyn CallEnv) -> Box
 /// How a function runs when called by value; always the same kind as its [`Callable`].
 #[derive(Clone)]
 pub enum ValueCallable {
+    /// A synchronous handler.
     Sync(Arc<SyncValueCall>),
+    /// An asynchronous handler.
     Async(Arc<AsyncValueCall>),
+    /// Declared only: a call is an error.
     Declared,
 }
 
 /// What [`FunctionDef::call_values`] gives: the result of a synchronous function, or the
 /// future of an asynchronous one, whose output is then applied to the context.
 pub enum CallOutcome {
+    /// A synchronous function ran: its result.
     Done(FnResult),
+    /// An asynchronous function's work, to await and then apply.
     Pending(BoxFuture<'static, ApplyResult>),
 }
 
@@ -100,6 +108,7 @@ impl CallOutcome {
 /// How a function runs.
 #[derive(Clone)]
 pub enum Callable {
+    /// Runs inline on the thread that has the message.
     Sync(Arc<SyncCall>),
     /// Awaited by the VM without blocking other messages (database, DNS).
     Async(Arc<AsyncCall>),
@@ -120,12 +129,19 @@ impl std::fmt::Debug for Callable {
 
 /// One overload of a script function.
 pub struct FunctionDef {
+    /// The name scripts call.
     pub name: &'static str,
+    /// The module that declared it.
     pub module: String,
+    /// The kind of each argument, from the handler's parameter types.
     pub arg_kinds: Vec<ArgKind>,
+    /// The name of each argument (`.args(..)`), for docs and messages.
     pub arg_names: Vec<&'static str>,
+    /// The route kinds it may be called in.
     pub routes: RouteMask,
+    /// What it does and what its return codes mean.
     pub doc: &'static str,
+    /// Checks and converts a compiled call's arguments at load.
     pub fixup: Arc<FixupFn>,
     /// The call with fixed-up arguments (compiled scripts).
     pub call: Callable,
@@ -134,6 +150,7 @@ pub struct FunctionDef {
 }
 
 impl FunctionDef {
+    /// How many arguments it takes.
     pub fn arity(&self) -> usize {
         self.arg_kinds.len()
     }
@@ -204,18 +221,24 @@ impl std::fmt::Debug for FunctionDef {
 /// Type of a module parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamType {
+    /// An integer.
     Int,
+    /// A string.
     Str,
 }
 
 /// A module parameter (`modparam`).
 #[derive(Clone, Debug)]
 pub struct ParamDef {
+    /// The name `modparam` gives.
     pub name: &'static str,
+    /// Integer or string.
     pub ty: ParamType,
+    /// The value when the script sets none (Kamailio's default).
     pub default: Value,
     /// May be given several times, each adding a value (e.g. `htable`'s `htable`).
     pub repeatable: bool,
+    /// What it sets, for the docs.
     pub doc: &'static str,
 }
 
@@ -227,6 +250,7 @@ pub struct ModuleParams {
 }
 
 impl ModuleParams {
+    /// The value of `name`: the script's last one, else the default, else null.
     pub fn get(&self, name: &str) -> Value {
         self.values
             .get(name)
@@ -235,10 +259,12 @@ impl ModuleParams {
             .unwrap_or_default()
     }
 
+    /// [`ModuleParams::get`] as an integer (0 when it is none).
     pub fn int(&self, name: &str) -> i64 {
         self.get(name).as_int().unwrap_or(0)
     }
 
+    /// [`ModuleParams::get`] as text (empty for null).
     pub fn string(&self, name: &str) -> String {
         self.get(name)
             .to_bytes()
@@ -250,10 +276,12 @@ impl ModuleParams {
         self.values.get(name).map_or(&[], |v| v.as_slice())
     }
 
+    /// True when the script set `name`.
     pub fn is_set(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
 
+    /// Adds a value the script gave `name` (the loader calls it for each `modparam`).
     pub fn push(&mut self, name: &str, value: Value) {
         self.values.entry(name.to_string()).or_default().push(value);
     }
@@ -262,10 +290,15 @@ impl ModuleParams {
 /// A value returned by an RPC command (JSON-RPC compatible shape).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RpcValue {
+    /// No value.
     Null,
+    /// An integer.
     Int(i64),
+    /// A string.
     Str(String),
+    /// A list.
     Array(Vec<RpcValue>),
+    /// Named members, in order.
     Struct(Vec<(String, RpcValue)>),
 }
 
@@ -288,10 +321,13 @@ pub enum RpcCallable {
 /// An RPC command (`dispatcher.list`, ...).
 #[derive(Clone)]
 pub struct RpcDef {
+    /// The command's name (`module.command`).
     pub name: &'static str,
+    /// What it does, for the docs and `system.listMethods`-style help.
     pub doc: &'static str,
     /// The module that declared it.
     pub module: &'static str,
+    /// How it runs.
     pub handler: RpcCallable,
 }
 
@@ -334,6 +370,7 @@ impl RpcDef {
     }
 }
 
+/// Runs after each load of a script loading the module, with its parameters ([`ModuleBuilder::on_init`]).
 pub type InitHook = dyn Fn(&ModuleParams) -> Result<(), String> + Send + Sync;
 
 /// What a module sees when the server starts (not during `ferrosip check`).
@@ -355,13 +392,16 @@ pub type ReadyHook = dyn Fn(&Arc<dyn crate::services::Services>) + Send + Sync;
 /// Sync hooks run on the runtime's blocking pool, async ones as tasks; see
 /// [`run_stop_hooks`].
 pub enum StopHook {
+    /// Runs on the blocking pool ([`ModuleBuilder::on_stop`]).
     Sync(Box<dyn Fn(&tokio::runtime::Handle) + Send + Sync>),
+    /// Awaited as a task ([`ModuleBuilder::on_stop_async`]).
     Async(Box<dyn Fn(StopEnv) -> BoxFuture<'static, ()> + Send + Sync>),
 }
 
 /// What a stop hook sees: the runtime is still up while stop hooks run.
 #[derive(Clone)]
 pub struct StopEnv {
+    /// The server's runtime.
     pub runtime: tokio::runtime::Handle,
 }
 
@@ -415,6 +455,7 @@ pub async fn run_stop_hooks(
 /// A request leaving on one branch, as per-branch outbound hooks see it: already
 /// prepared (received/rport, Max-Forwards, our Via, Content-Length).
 pub struct OutgoingBranch<'a> {
+    /// The request as it will be sent; hooks edit it.
     pub request: &'a mut ferrosip_sip::SipMessage,
     /// The socket the request came in on and the one it leaves from.
     pub sockets: &'a dyn BranchSockets,
@@ -426,7 +467,9 @@ pub struct OutgoingBranch<'a> {
 /// depends on the peer and costs a system call to learn, so only a hook that writes it
 /// asks.
 pub trait BranchSockets {
+    /// The socket the request came in on.
     fn inbound(&self) -> crate::rr::SocketDesc;
+    /// The socket the request leaves from.
     fn outbound(&self) -> crate::rr::SocketDesc;
 }
 
@@ -439,21 +482,33 @@ pub type BranchHookFn = dyn Fn(&mut OutgoingBranch<'_>) -> Result<(), crate::FnE
 /// context of each route the transaction runs.
 #[derive(Clone)]
 pub struct BranchHook {
+    /// Edits the request on each branch.
     pub run: Arc<BranchHookFn>,
+    /// Copies what `run` reads from one extension set to another.
     pub keep: fn(from: &crate::Extensions, to: &mut crate::Extensions),
 }
 
 /// What the registry knows about one module.
 pub struct ModuleDef {
+    /// The name `loadmodule` gives.
     pub name: &'static str,
+    /// What it does (its first line is the docs index's summary).
     pub doc: &'static str,
+    /// Its parameters.
     pub params: Vec<ParamDef>,
+    /// The names of its functions (overloads are in the registry).
     pub functions: Vec<&'static str>,
+    /// The names of its PV classes.
     pub pvs: Vec<String>,
+    /// Its RPC commands.
     pub rpcs: Vec<RpcDef>,
+    /// Init hooks, run after each load.
     pub init: Vec<Arc<InitHook>>,
+    /// Start hooks, awaited before traffic.
     pub start: Vec<Arc<StartHook>>,
+    /// Ready hooks, run once the server is up.
     pub ready: Vec<Arc<ReadyHook>>,
+    /// Stop hooks.
     pub stop: Vec<Arc<StopHook>>,
     /// Per-branch outbound hooks, run in load order on every request sent.
     pub branch: Vec<BranchHook>,
@@ -471,6 +526,7 @@ pub struct ModuleDef {
 }
 
 impl ModuleDef {
+    /// The declared parameter `name`.
     pub fn param(&self, name: &str) -> Option<&ParamDef> {
         self.params.iter().find(|p| p.name == name)
     }
@@ -575,6 +631,7 @@ impl<T> ModuleApi<T> {
 }
 
 impl Registry {
+    /// An empty registry (no core, no module).
     pub fn new() -> Registry {
         Registry::default()
     }
@@ -619,10 +676,12 @@ impl Registry {
         })
     }
 
+    /// The module `name`, if registered.
     pub fn module(&self, name: &str) -> Option<&ModuleDef> {
         self.modules.get(name)
     }
 
+    /// Every module, in registration order.
     pub fn modules(&self) -> impl Iterator<Item = &ModuleDef> {
         self.modules.values()
     }
@@ -633,6 +692,7 @@ impl Registry {
         self.functions.get(name).map(|v| v.as_slice())
     }
 
+    /// Every overload of every function.
     pub fn functions(&self) -> impl Iterator<Item = &Arc<FunctionDef>> {
         self.functions.values().flatten()
     }
@@ -669,6 +729,7 @@ impl Registry {
         functions_declared && pvs_declared
     }
 
+    /// The PV class `name` (`$name`, `$name(...)`).
     pub fn pv_class(&self, name: &str) -> Option<Arc<dyn PvClass>> {
         self.pv_classes.get(name).map(|(c, _)| c.clone())
     }
@@ -678,18 +739,22 @@ impl Registry {
         self.pv_classes.get(name).map(|(_, m)| *m)
     }
 
+    /// The names of every PV class.
     pub fn pv_names(&self) -> impl Iterator<Item = &str> {
         self.pv_classes.keys().map(String::as_str)
     }
 
+    /// The transformation class `name` (`{name.*}`).
     pub fn transform_class(&self, name: &str) -> Option<Arc<dyn TransformClass>> {
         self.transforms.get(name).cloned()
     }
 
+    /// The slot of `$var(name)`, allocated at its first use.
     pub fn intern_var(&self, name: &str) -> u32 {
         intern(&self.vars, name)
     }
 
+    /// The slot of `$avp(name)`, allocated at its first use.
     pub fn intern_avp(&self, name: &str) -> u32 {
         self.avps.slot(name)
     }
@@ -717,11 +782,13 @@ impl Registry {
         suggest(name, self.functions.keys().copied())
     }
 
+    /// ", did you mean $X?" for an unknown PV name, or "".
     pub fn suggest_pv(&self, name: &str) -> String {
         suggest(name, self.pv_classes.keys().map(String::as_str))
             .replace("did you mean ", "did you mean $")
     }
 
+    /// ", did you mean X?" for an unknown module name, or "".
     pub fn suggest_module(&self, name: &str) -> String {
         suggest(name, self.modules.keys().copied())
     }
@@ -831,6 +898,7 @@ impl<'r> ModuleBuilder<'r> {
         self.reg.ensure_module(self.module)
     }
 
+    /// What the module does; its first line is the docs index's summary.
     pub fn doc(&mut self, doc: &'static str) -> &mut Self {
         self.def().doc = doc;
         self
@@ -848,6 +916,7 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// A parameter `modparam` may set, with its type, default and doc.
     pub fn param(
         &mut self,
         name: &'static str,
@@ -937,6 +1006,7 @@ impl<'r> ModuleBuilder<'r> {
         }
     }
 
+    /// Declares one overload of a function (see [`FunctionBuilder`]).
     pub fn function(&mut self, name: &'static str) -> FunctionBuilder<'_, 'r> {
         FunctionBuilder {
             module: self,
@@ -947,6 +1017,7 @@ impl<'r> ModuleBuilder<'r> {
         }
     }
 
+    /// A PV class: `$name` or `$name(param)` (see [`crate::pv`]).
     pub fn pv(&mut self, name: &str, class: impl PvClass) -> &mut Self {
         let module = self.module;
         self.reg
@@ -978,6 +1049,7 @@ impl<'r> ModuleBuilder<'r> {
         self.pv(name, crate::pv::DeclaredPvClass { name, rule, doc })
     }
 
+    /// A transformation class: `{class.name,args}` (see [`crate::transform`]).
     pub fn transform(&mut self, class: &str, tc: impl TransformClass) -> &mut Self {
         self.reg.transforms.insert(class.to_string(), Arc::new(tc));
         self
@@ -1180,6 +1252,7 @@ impl<'r> ModuleBuilder<'r> {
         self
     }
 
+    /// The registry being declared into (for a fixup binder or an API lookup).
     pub fn registry(&self) -> &Registry {
         self.reg
     }
@@ -1291,6 +1364,7 @@ impl<'b, 'r> FunctionBuilder<'b, 'r> {
         self
     }
 
+    /// What the function does and what its return codes mean.
     pub fn doc(mut self, doc: &'static str) -> Self {
         self.doc = doc;
         self
@@ -1370,9 +1444,13 @@ pub trait ArgList: 'static {
     type SyncFn: ?Sized + Send + Sync;
     /// `dyn Fn(&mut MsgContext, A0, A1, ..) -> BoxFuture<ApplyResult>`.
     type AsyncFn: ?Sized + Send + Sync;
+    /// The kind of each argument.
     fn arg_kinds() -> Vec<ArgKind>;
+    /// Fixes up a compiled call's arguments at load.
     fn fixup(raw: Vec<RawArg>, env: &dyn FixupEnv) -> Result<Vec<FixedArg>, (usize, String)>;
+    /// A synchronous handler as both calls (fixed-up arguments, values).
     fn sync_calls(handler: Arc<Self::SyncFn>) -> (Arc<SyncCall>, Arc<SyncValueCall>);
+    /// An asynchronous handler as both calls (fixed-up arguments, values).
     fn async_calls(handler: Arc<Self::AsyncFn>) -> (Arc<AsyncCall>, Arc<AsyncValueCall>);
 }
 

@@ -40,6 +40,7 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
+    /// Every route kind.
     pub const ALL: [RouteKind; 9] = [
         RouteKind::Request,
         RouteKind::Failure,
@@ -67,6 +68,7 @@ impl RouteKind {
         }
     }
 
+    /// The mask holding this kind only.
     pub const fn mask(self) -> RouteMask {
         RouteMask(1 << self as u16)
     }
@@ -88,36 +90,51 @@ impl fmt::Display for RouteKind {
 pub struct RouteMask(u16);
 
 impl RouteMask {
+    /// No route kind.
     pub const NONE: RouteMask = RouteMask(0);
+    /// `request_route` (and the `route[X]` it calls).
     pub const REQUEST: RouteMask = RouteKind::Request.mask();
+    /// `failure_route[X]`.
     pub const FAILURE: RouteMask = RouteKind::Failure.mask();
+    /// `onreply_route[X]`, armed by `t_on_reply`.
     pub const TM_ONREPLY: RouteMask = RouteKind::TmOnReply.mask();
+    /// The unnamed `onreply_route` / `reply_route`.
     pub const CORE_ONREPLY: RouteMask = RouteKind::CoreOnReply.mask();
     /// Both reply routes, as Kamailio's `ONREPLY_ROUTE`.
     pub const ONREPLY: RouteMask = RouteMask(Self::TM_ONREPLY.0 | Self::CORE_ONREPLY.0);
+    /// `branch_route[X]`.
     pub const BRANCH: RouteMask = RouteKind::Branch.mask();
+    /// `onsend_route`.
     pub const ONSEND: RouteMask = RouteKind::OnSend.mask();
+    /// `event_route[X]`.
     pub const EVENT: RouteMask = RouteKind::Event.mask();
+    /// `local_route`.
     pub const LOCAL: RouteMask = RouteKind::Local.mask();
+    /// `error_route`.
     pub const ERROR: RouteMask = RouteKind::Error.mask();
     /// The kinds that handle a request: request, failure, branch, local and event routes.
     pub const REQUEST_LIKE: RouteMask = RouteMask(
         Self::REQUEST.0 | Self::FAILURE.0 | Self::BRANCH.0 | Self::LOCAL.0 | Self::EVENT.0,
     );
+    /// Every route kind (the default of a function).
     pub const ANY: RouteMask = RouteMask(0x1ff);
 
+    /// Both sets (`|`, usable in a `const`).
     pub const fn union(self, other: RouteMask) -> RouteMask {
         RouteMask(self.0 | other.0)
     }
 
+    /// True when `kind` is in the set.
     pub const fn contains(self, kind: RouteKind) -> bool {
         self.0 & (1 << kind as u16) != 0
     }
 
+    /// True for the empty set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// The kinds in the set, in [`RouteKind::ALL`] order.
     pub fn kinds(self) -> impl Iterator<Item = RouteKind> {
         RouteKind::ALL
             .into_iter()

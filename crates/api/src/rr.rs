@@ -22,6 +22,7 @@ use bytes::Bytes;
 /// A local socket as Record-Route (and any per-branch hook) shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketDesc {
+    /// Its transport.
     pub proto: Proto,
     /// The host to write: the advertised address when the socket has one, else the bound
     /// IP. An IPv6 address may be given with or without brackets.
@@ -34,6 +35,7 @@ pub struct SocketDesc {
 }
 
 impl SocketDesc {
+    /// A socket without a name.
     pub fn new(proto: Proto, host: impl Into<Bytes>, port: u16) -> SocketDesc {
         SocketDesc {
             proto,
@@ -115,9 +117,13 @@ pub fn direction_of(ftag: Option<&[u8]>, from_tag: Option<&[u8]>) -> Direction {
 /// `sockname_mode`). The server sends from the local socket matching it, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteSendSocket {
+    /// The transport the Route entry names, if any.
     pub proto: Option<Proto>,
+    /// The host of the Route entry.
     pub host: Bytes,
+    /// The port of the Route entry, if any.
     pub port: Option<u16>,
+    /// The socket name (`;sn=`), if any.
     pub name: Option<Bytes>,
 }
 

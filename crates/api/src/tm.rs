@@ -43,11 +43,15 @@ pub trait Transactions: Send + Sync {
 /// route starts with the marks cleared, as in Kamailio (arm again to fail over again).
 #[derive(Clone, Debug, Default)]
 pub struct TmMarks {
+    /// `t_on_failure`: the failure route armed.
     pub on_failure: Option<u32>,
+    /// `t_on_branch`: the branch route armed.
     pub on_branch: Option<u32>,
+    /// `t_on_reply`: the reply route armed.
     pub on_reply: Option<u32>,
     /// `t_set_fr(inv, noninv)`: `fr_inv_timer` and `fr_timer` for this transaction.
     pub fr_inv_timer: Option<Duration>,
+    /// See `fr_inv_timer`.
     pub fr_timer: Option<Duration>,
     /// `t_drop_replies()` in failure_route: the replies of the failed branches are not
     /// considered for the final reply.
@@ -60,6 +64,7 @@ pub struct TmState {
     /// The reply being processed (onreply_route) or the winning one (failure_route);
     /// 408 for a branch that timed out.
     pub reply_code: u16,
+    /// Its reason phrase.
     pub reply_reason: Bytes,
     /// The reply itself when one was received (`$T_rpl(pv)`).
     pub reply: Option<SipMessage>,
@@ -73,22 +78,31 @@ pub struct TmState {
     pub expired: bool,
     /// The failed branch (failure_route) timed out / got a reply.
     pub branch_timeout: bool,
+    /// See `branch_timeout`.
     pub branch_replied: bool,
     /// Any branch of the transaction timed out / got a reply.
     pub any_timeout: bool,
+    /// See `any_timeout`.
     pub any_replied: bool,
 }
 
 /// One extra destination of a request, added by `append_branch` (Kamailio's "dset").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BranchTarget {
+    /// The branch's Request-URI.
     pub uri: Bytes,
+    /// Its `$du`, when set.
     pub dst_uri: Option<Bytes>,
+    /// Its q value, as written.
     pub q: Option<Bytes>,
+    /// Its branch flags.
     pub bflags: u64,
 }
 
 /// The branches `append_branch` added beside the R-URI one; `t_relay` sends to the R-URI
 /// and to each of these (parallel forking) and clears the set.
 #[derive(Clone, Debug, Default)]
-pub struct Branches(pub Vec<BranchTarget>);
+pub struct Branches(
+    /// The branches, in the order they were added.
+    pub Vec<BranchTarget>,
+);

@@ -77,9 +77,10 @@ pub trait TxnWatch: Send {
 pub struct E2eAck<'a> {
     /// The ACK, with what the request route did to it so far.
     pub ctx: &'a MsgContext,
-    /// The status of the final reply the ACK acknowledges, and its standard reason
-    /// phrase (Kamailio's acc reports these for an ACK).
+    /// The status of the final reply the ACK acknowledges (Kamailio's acc reports it for
+    /// an ACK).
     pub code: u16,
+    /// That status's standard reason phrase.
     pub reason: &'a [u8],
     /// The INVITE transaction's flags now.
     pub flags: u64,
@@ -87,7 +88,9 @@ pub struct E2eAck<'a> {
 
 /// The final reply of a transaction, as its watches see it.
 pub struct FinalReply<'a> {
+    /// The status code.
     pub code: u16,
+    /// The reason phrase.
     pub reason: &'a [u8],
     /// The To tag of the reply sent upstream, when it has one.
     pub to_tag: Option<&'a [u8]>,

@@ -8,11 +8,14 @@ use std::sync::Arc;
 /// An argument of a transformation as written: literal text, or a PV read at run time.
 #[derive(Clone, Debug)]
 pub enum TrArg {
+    /// Literal text.
     Lit(String),
+    /// A pseudo-variable, read per message.
     Pv(PvRef),
 }
 
 impl TrArg {
+    /// The argument's value for `ctx`.
     pub fn eval(&self, ctx: &MsgContext) -> Result<Value, PvError> {
         match self {
             TrArg::Lit(s) => Ok(Value::from_string(s.clone())),
@@ -31,6 +34,7 @@ impl TrArg {
 
 /// A bound transformation.
 pub trait Transform: Send + Sync + 'static {
+    /// Transforms `value` (read from a PV on `ctx`).
     fn apply(&self, ctx: &MsgContext, value: Value) -> Result<Value, PvError>;
 }
 
@@ -52,7 +56,10 @@ pub trait TransformClass: Send + Sync + 'static {
 }
 
 /// A transformation from a closure.
-pub struct FnTransform<F>(pub F);
+pub struct FnTransform<F>(
+    /// `Fn(&MsgContext, Value) -> Result<Value, PvError>`.
+    pub F,
+);
 
 impl<F> Transform for FnTransform<F>
 where

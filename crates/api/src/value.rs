@@ -7,21 +7,27 @@ use std::fmt;
 /// most string values are zero-copy slices of the received message.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Value {
+    /// No value (an unset variable, a missing header).
     #[default]
     Null,
+    /// A signed integer.
     Int(i64),
+    /// A byte string.
     Str(Bytes),
 }
 
 impl Value {
+    /// A string value without copying.
     pub fn from_static(s: &'static str) -> Value {
         Value::Str(Bytes::from_static(s.as_bytes()))
     }
 
+    /// A string value owning `s`.
     pub fn from_string(s: String) -> Value {
         Value::Str(Bytes::from(s))
     }
 
+    /// True for [`Value::Null`].
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
@@ -70,6 +76,7 @@ impl Value {
         }
     }
 
+    /// `null`, `int` or `string`, for messages.
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Null => "null",
@@ -149,14 +156,17 @@ impl Verdict {
         Verdict(code)
     }
 
+    /// The return code the script sees.
     pub const fn rc(self) -> i32 {
         self.0
     }
 
+    /// True for a code > 0.
     pub const fn is_true(self) -> bool {
         self.0 > 0
     }
 
+    /// True for 0 (stop the script).
     pub const fn is_stop(self) -> bool {
         self.0 == 0
     }

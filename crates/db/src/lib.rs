@@ -14,6 +14,7 @@ use std::sync::Arc;
 mod sql;
 mod text;
 mod time;
+mod timeout;
 mod url;
 
 pub mod accounts;
@@ -21,6 +22,7 @@ pub mod schema;
 
 #[doc(hidden)]
 pub use text::reparse_table_text;
+pub use timeout::{set_timeout, timeout, DEFAULT_TIMEOUT};
 pub use url::{DbKind, DbUrl};
 
 /// One value read from or written to a column.
@@ -284,7 +286,22 @@ impl Db {
         let url_shown = url.to_string();
         let backend = match url.kind {
             DbKind::Text => Backend::Text(text::TextDb::open(&url, &url_shown)?),
-            _ => Backend::Sql(sql::SqlDb::connect(&url, &url_shown).await?),
+            kind => {
+                let connect = sql::SqlDb::connect(&url, &url_shown);
+                let db = match timeout::timeout(kind) {
+                    Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
+                        DbError::Connect {
+                            url: url_shown.clone(),
+                            message: format!(
+                                "no answer within the {} ms database timeout",
+                                limit.as_millis()
+                            ),
+                        }
+                    })?,
+                    None => connect.await,
+                }?;
+                Backend::Sql(db)
+            }
         };
         Ok(Db {
             inner: Arc::new(Inner {
@@ -319,7 +336,10 @@ impl Db {
         self.check_conds(table, conds)?;
         let order = order_by.map(parse_order_by).transpose()?;
         match &self.inner.backend {
-            Backend::Sql(s) => s.select(table, cols, conds, order).await,
+            Backend::Sql(s) => {
+                self.bounded(table, s.select(table, cols, conds, order))
+                    .await
+            }
             Backend::Text(t) => t.select(table, cols, conds, order),
         }
     }
@@ -333,7 +353,7 @@ impl Db {
     ) -> Result<u64, DbError> {
         self.check_row(table, cols, vals)?;
         match &self.inner.backend {
-            Backend::Sql(s) => s.insert(table, cols, vals).await,
+            Backend::Sql(s) => self.bounded(table, s.insert(table, cols, vals)).await,
             Backend::Text(t) => t.insert(table, cols, vals),
         }
     }
@@ -352,7 +372,10 @@ impl Db {
             return Err(self.invalid(table, "replace: key columns must be among the columns"));
         }
         match &self.inner.backend {
-            Backend::Sql(s) => s.replace(table, key_cols, cols, vals).await,
+            Backend::Sql(s) => {
+                self.bounded(table, s.replace(table, key_cols, cols, vals))
+                    .await
+            }
             Backend::Text(t) => t.replace(table, key_cols, cols, vals),
         }
     }
@@ -373,7 +396,7 @@ impl Db {
             check_identifier(c)?;
         }
         match &self.inner.backend {
-            Backend::Sql(s) => s.update(table, conds, set).await,
+            Backend::Sql(s) => self.bounded(table, s.update(table, conds, set)).await,
             Backend::Text(t) => t.update(table, conds, set),
         }
     }
@@ -383,7 +406,7 @@ impl Db {
         check_identifier(table)?;
         self.check_conds(table, conds)?;
         match &self.inner.backend {
-            Backend::Sql(s) => s.delete(table, conds).await,
+            Backend::Sql(s) => self.bounded(table, s.delete(table, conds)).await,
             Backend::Text(t) => t.delete(table, conds),
         }
     }
@@ -453,6 +476,31 @@ impl Db {
         Ok(())
     }
 
+    /// Runs one operation within the driver's timeout (see [`set_timeout`]): past it the
+    /// operation is dropped (sqlx discards a connection left mid-statement) and the caller
+    /// gets a connection error, as when the server is gone.
+    async fn bounded<T>(
+        &self,
+        table: &str,
+        op: impl std::future::Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        let Some(limit) = timeout::timeout(self.kind()) else {
+            return op.await;
+        };
+        match tokio::time::timeout(limit, op).await {
+            Ok(r) => r,
+            Err(_) => Err(DbError::Query {
+                url: self.inner.url_shown.clone(),
+                table: table.to_string(),
+                message: format!(
+                    "no answer within the {} ms database timeout",
+                    limit.as_millis()
+                ),
+                connection_lost: true,
+            }),
+        }
+    }
+
     fn invalid(&self, table: &str, message: &str) -> DbError {
         DbError::Invalid {
             url: self.inner.url_shown.clone(),
@@ -469,7 +517,7 @@ impl Db {
     pub async fn transaction(&self) -> Result<Transaction, DbError> {
         match &self.inner.backend {
             Backend::Sql(s) => Ok(Transaction {
-                tx: s.begin().await?,
+                tx: self.bounded("", s.begin()).await?,
                 db: self.clone(),
             }),
             Backend::Text(_) => Err(self.invalid("", "db_text has no transactions")),

@@ -20,10 +20,12 @@ use crate::time::{format_local, from_local_naive, parse_local, to_local_naive};
 use crate::url::{DbKind, DbUrl};
 use crate::{Cond, DbError, DbValue, OrderBy, Row};
 
-/// How long a query waits for a pooled connection (or for the server to accept a new one)
-/// before failing: long enough to ride out a quick server restart, short enough that SIP
-/// transactions waiting on it still get an answer.
+/// How long an SQLite query waits for a pooled connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The pools' own limit on waiting for a connection to MariaDB/PostgreSQL: only a
+/// backstop, since the driver timeout (`crate::timeout`, 2 s by default) ends each
+/// operation first; it is read at every operation, so the pool cannot carry it.
+const SERVER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const SERVER_POOL_SIZE: u32 = 8;
 const SQLITE_POOL_SIZE: u32 = 4;
@@ -172,7 +174,7 @@ impl SqlDb {
                 }
                 let pool = MySqlPoolOptions::new()
                     .max_connections(SERVER_POOL_SIZE)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .acquire_timeout(SERVER_ACQUIRE_TIMEOUT)
                     .idle_timeout(IDLE_TIMEOUT)
                     .test_before_acquire(true)
                     .connect_with(opts)
@@ -193,7 +195,7 @@ impl SqlDb {
                 }
                 let pool = PgPoolOptions::new()
                     .max_connections(SERVER_POOL_SIZE)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .acquire_timeout(SERVER_ACQUIRE_TIMEOUT)
                     .idle_timeout(IDLE_TIMEOUT)
                     .test_before_acquire(true)
                     .connect_with(opts)

@@ -1,11 +1,19 @@
 //! Every module built into this binary, and the operator docs generated from them.
+//!
+//! [`MODULES`] is the list of the modules this workspace builds in; a [`Catalog`] is that
+//! list plus the modules a custom binary adds (`ferrosip::Server::builder().module(..)`):
+//! the one place `loadmodule`, `check`, `docs` and the error messages take module names
+//! from.
 
-use ferrosip_api::{Callable, Registry, RouteMask};
+use ferrosip_api::{Callable, Module, Registry, RouteMask};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
+
+/// How a built-in module is declared into a registry.
+pub type Declare = fn(&mut Registry);
 
 /// Every built-in module by the name `loadmodule` gives, with how to declare it.
-type Declare = fn(&mut Registry);
 pub const MODULES: &[(&str, Declare)] = &[
     ("acc", |r| r.register(&ferrosip_mod_acc::AccModule)),
     ("app_lua", |r| {
@@ -102,25 +110,81 @@ fn core_registry() -> Registry {
 
 /// The registry with every built-in module (`check`, docs, error messages).
 pub fn registry() -> Registry {
-    let mut reg = core_registry();
-    for (_, declare) in MODULES {
-        declare(&mut reg);
-    }
-    reg
+    Catalog::builtin().registry()
 }
 
 /// The registry a server needs for a script loading `modules`: the core and those modules
 /// only (an absorbed module needs nothing declared). Declaring a module builds its functions' entry points, which pages its code in;
 /// a stateless proxy that declared all ~40 started with ~3 MiB more resident.
 pub fn registry_for(modules: &[String]) -> Registry {
-    let mut reg = core_registry();
-    for (name, declare) in MODULES {
-        // `core` is always loaded: every script has its functions.
-        if *name == "core" || modules.iter().any(|m| m == name) {
-            declare(&mut reg);
+    Catalog::builtin().registry_for(modules)
+}
+
+/// A module a [`Catalog`] declares on demand.
+type DeclareModule = Arc<dyn Fn(&mut Registry) + Send + Sync>;
+
+/// The modules of one binary, by the name `loadmodule "NAME.so"` gives: the built-in
+/// [`MODULES`] and those a custom binary adds with [`Catalog::add`].
+#[derive(Clone)]
+pub struct Catalog {
+    modules: Vec<(&'static str, DeclareModule)>,
+}
+
+impl Catalog {
+    /// The modules this workspace builds in.
+    pub fn builtin() -> Catalog {
+        Catalog {
+            modules: MODULES
+                .iter()
+                .map(|(name, declare)| {
+                    let declare = *declare;
+                    (*name, Arc::new(declare) as DeclareModule)
+                })
+                .collect(),
         }
     }
-    reg
+
+    /// Adds a module; refused, naming it, when the catalog already has a module of that
+    /// name (a script's `loadmodule` must mean one module).
+    pub fn add<M: Module>(&mut self, module: M) -> Result<(), String> {
+        let name = module.name();
+        if self.modules.iter().any(|(n, _)| *n == name) {
+            return Err(format!(
+                "module {name} is already in this binary; give the added module another name"
+            ));
+        }
+        let module = Arc::new(module);
+        self.modules
+            .push((name, Arc::new(move |r: &mut Registry| r.register(&*module))));
+        Ok(())
+    }
+
+    /// The names of the modules, in the order they are declared.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.modules.iter().map(|(n, _)| *n)
+    }
+
+    /// The registry with every module of the catalog (`check`, docs, error messages).
+    pub fn registry(&self) -> Registry {
+        let mut reg = core_registry();
+        for (_, declare) in &self.modules {
+            declare(&mut reg);
+        }
+        reg
+    }
+
+    /// The registry for a script loading `modules`: the core and those modules only (see
+    /// [`registry_for`]).
+    pub fn registry_for(&self, modules: &[String]) -> Registry {
+        let mut reg = core_registry();
+        for (name, declare) in &self.modules {
+            // `core` is always loaded: every script has its functions.
+            if *name == "core" || modules.iter().any(|m| m == name) {
+                declare(&mut reg);
+            }
+        }
+        reg
+    }
 }
 
 /// How a Lua script calls `def` (app_lua's `KSR` table is generated from the registry):
@@ -189,9 +253,14 @@ fn overload_counts(reg: &Registry, m: &ferrosip_api::ModuleDef) -> (usize, usize
     })
 }
 
-/// Writes one Markdown page per module (parameters, functions, PVs, RPC) and an index.
+/// Writes one Markdown page per built-in module (parameters, functions, PVs, RPC) and an
+/// index.
 pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
-    let reg = registry();
+    write_docs_of(&registry(), dir)
+}
+
+/// Writes one Markdown page per module of `reg` and an index (`ferrosip docs`).
+pub fn write_docs_of(reg: &Registry, dir: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     let mut mods: Vec<_> = reg.modules().collect();
     mods.sort_by_key(|m| m.name);
@@ -231,8 +300,10 @@ pub fn write_docs(dir: &Path) -> std::io::Result<usize> {
                 done + declared
             );
         }
-        if m.absorbed {
+        if m.absorbed && m.params.is_empty() {
             page.push_str("Ferrosip's core does this module's work: `loadmodule` accepts it and it adds nothing; its `modparam`s are accepted and ignored.\n");
+        } else if m.absorbed {
+            page.push_str("Ferrosip's core does this module's work: `loadmodule` accepts it; the parameters below take effect, any other `modparam` of it is accepted and ignored.\n\n");
         }
         if m.always_loaded {
             page.push_str("Always loaded (no `loadmodule` needed).\n\n");

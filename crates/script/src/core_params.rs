@@ -293,6 +293,20 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "max_branches",
     "loop_detection",
     "max_waiting_routes",
+    // Read by the binary (crates/ferrosip): logging and the user to run as.
+    "log_facility",
+    "log_name",
+    "log_engine_type",
+    "user",
+    "uid",
+    "group",
+    "gid",
+    "enable_tls",
+    "tls_enable",
+    "disable_tls",
+    "tls_disable",
+    "tls_port_no",
+    "tls_max_connections",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

@@ -45,6 +45,25 @@ pub fn run_with(
     reloader: Option<Reloader>,
     attachments: Vec<Attachment>,
 ) -> Result<(), String> {
+    run_with_lifecycle(loaded, reloader, attachments, Lifecycle::default())
+}
+
+/// What the process tells its service manager (sd_notify `READY=1`, `STOPPING=1`).
+#[derive(Default)]
+pub struct Lifecycle {
+    /// Called once every socket is bound and its workers run.
+    pub started: Option<Box<dyn FnOnce()>>,
+    /// Called when a stop signal came, before modules stop.
+    pub stopping: Option<Box<dyn FnOnce()>>,
+}
+
+/// [`run_with`], telling `lifecycle` when the server is up and when it stops.
+pub fn run_with_lifecycle(
+    loaded: ferrosip_script::Loaded,
+    reloader: Option<Reloader>,
+    attachments: Vec<Attachment>,
+    mut lifecycle: Lifecycle,
+) -> Result<(), String> {
     let mut config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
     fit_open_files(&mut config.tcp);
     // Module I/O (database pools, expiry timers) and route runs that await it.
@@ -55,16 +74,7 @@ pub fn run_with(
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let signals = register_signals(&runtime);
-    for (module, hook) in &loaded.start_hooks {
-        let params = loaded.modules.get(module).cloned().unwrap_or_default();
-        let env = ferrosip_api::StartEnv {
-            params: &params,
-            runtime: runtime.handle().clone(),
-        };
-        runtime
-            .block_on(hook(&env))
-            .map_err(|e| format!("module {module}: {e}"))?;
-    }
+    runtime.block_on(run_start_hooks(&loaded, runtime.handle()))?;
     let udp = Arc::new(
         transport::udp::UdpTransport::bind(&config.listen, config.udp_buffer)
             .map_err(|e| format!("cannot bind UDP: {e}"))?,
@@ -73,45 +83,27 @@ pub fn run_with(
         transport::tcp::TcpTransport::<Engine>::bind(&config.listen, config.tcp)
             .map_err(|e| format!("cannot bind TCP: {e}"))?,
     );
+    let config_dir = reloader
+        .as_ref()
+        .and_then(|r| r.path().parent().map(std::path::Path::to_path_buf));
+    let tls = start_tls(&loaded, &config, config_dir.as_deref())?;
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
-    let outbound = Arc::new(outbound::Outbound::new(
-        transports,
-        config.listen.clone(),
-        loaded.branch_hooks.clone(),
-    ));
-    let stats = Arc::new(Stats::default());
-    let tm = loaded.modules.get("tm").map(|params| {
-        let env = tm::TmEnv {
-            outbound: outbound.clone(),
-            stats: stats.clone(),
-            runtime: runtime.handle().clone(),
-            max_branches: config.max_branches,
-            observers: loaded.tm_observers.clone().into(),
-        };
-        Arc::new(tm::TmLayer::new(Some(params), env))
-    });
-    let server = Arc::new(Server {
-        config,
-        uac: Arc::new(uac::LocalRequests::new(
-            outbound.clone(),
-            runtime.handle().clone(),
-        )),
-        outbound,
-        stats,
-        tm,
-        runtime: runtime.handle().clone(),
-    });
-    let engine = Arc::new(Engine {
-        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, server.clone())),
-        reloader,
-        server: server.clone(),
-    });
-    let services = engine.clone() as Arc<dyn ferrosip_api::Services>;
-    for (_, hook) in &loaded.ready_hooks {
-        hook(&services);
+    if let Some(tls) = &tls {
+        transports.add(tls.clone());
+        transports.tls = Some(tls.control());
     }
+    let engine = assemble(
+        &loaded,
+        config,
+        transports,
+        runtime.handle().clone(),
+        Layers::default(),
+        reloader,
+    );
+    let server = engine.server.clone();
+    run_ready_hooks(&loaded, &engine);
     let attached = attachments
         .into_iter()
         .map(|attach| attach(&engine))
@@ -123,12 +115,25 @@ pub fn run_with(
     let _tcp = tcp
         .start(&engine, server.config.children)
         .map_err(|e| format!("cannot start TCP: {e}"))?;
+    let _tls = match &tls {
+        Some(tls) => Some(
+            tls.start(&engine, server.config.children)
+                .map_err(|e| format!("cannot start TLS: {e}"))?,
+        ),
+        None => None,
+    };
     let _udp = udp
         .start(&engine, server.config.children, &server.runtime)
         .map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
+    if let Some(started) = lifecycle.started.take() {
+        started();
+    }
     wait_for_signal(&runtime, signals, &engine);
+    if let Some(stopping) = lifecycle.stopping.take() {
+        stopping();
+    }
     let s = &server.stats;
     use std::sync::atomic::Ordering::Relaxed;
     tracing::info!(
@@ -159,6 +164,121 @@ pub fn run_with(
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// The TLS transport, when the script loads the `tls` module: its profiles loaded (a bad
+/// certificate or profile file stops the start) and its sockets bound.
+fn start_tls(
+    loaded: &ferrosip_script::Loaded,
+    config: &ServerConfig,
+    config_dir: Option<&std::path::Path>,
+) -> Result<Option<Arc<transport::tls::TlsTransport<Engine>>>, String> {
+    let wants_listen = config
+        .listen
+        .iter()
+        .any(|l| l.proto == ferrosip_api::Proto::Tls);
+    let Some(params) = loaded.modules.get("tls") else {
+        if wants_listen {
+            return Err(
+                "listen=tls: needs loadmodule \"tls.so\" (its certificates and profiles)".into(),
+            );
+        }
+        return Ok(None);
+    };
+    let settings =
+        transport::tls_config::TlsSettings::from_params(params, config_dir)
+            .map_err(|e| format!("tls: {e}"))?;
+    let state = transport::tls::TlsState::new(settings).map_err(|e| format!("tls: {e}"))?;
+    let mut limits = config.tcp;
+    limits.max_connections = config.tls_max_connections;
+    let tls = transport::tls::TlsTransport::bind(&config.listen, limits, Arc::new(state))
+        .map_err(|e| format!("cannot bind TLS: {e}"))?;
+    Ok(Some(Arc::new(tls)))
+}
+
+/// Runs the modules' start hooks (database pools, timers), in load order, before
+/// anything takes traffic; the first failure names its module.
+pub async fn run_start_hooks(
+    loaded: &ferrosip_script::Loaded,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), String> {
+    for (module, hook) in &loaded.start_hooks {
+        let params = loaded.modules.get(module).cloned().unwrap_or_default();
+        let env = ferrosip_api::StartEnv {
+            params: &params,
+            runtime: runtime.clone(),
+        };
+        hook(&env)
+            .await
+            .map_err(|e| format!("module {module}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Hands the modules' ready hooks the engine's services, once it is assembled.
+pub fn run_ready_hooks(loaded: &ferrosip_script::Loaded, engine: &Arc<Engine>) {
+    let services = engine.clone() as Arc<dyn ferrosip_api::Services>;
+    for (_, hook) in &loaded.ready_hooks {
+        hook(&services);
+    }
+}
+
+/// What [`assemble`] can be given instead of the server's defaults: the seams a script
+/// test (`ferrosip test`) runs the real engine through.
+#[derive(Default)]
+pub struct Layers {
+    /// The clock of transaction timers ([`tm::Clock::system`] by default; with a manual
+    /// clock nobody starts the timer thread: the owner fires timers).
+    pub clock: tm::Clock,
+    /// Told of every route run.
+    pub observer: Option<Arc<dyn routes::RouteObserver>>,
+    /// DNS answers instead of the system resolver, for next hops.
+    pub dns: Option<outbound::DnsTable>,
+}
+
+/// The server's layers, bottom up, over `transports`: outbound, tm (when the script
+/// loads it), local requests, the server and the engine running `loaded`'s program.
+/// Nothing is started: no socket reads and no timer thread runs yet.
+pub fn assemble(
+    loaded: &ferrosip_script::Loaded,
+    config: ServerConfig,
+    transports: transport::Transports,
+    runtime: tokio::runtime::Handle,
+    layers: Layers,
+    reloader: Option<Reloader>,
+) -> Arc<Engine> {
+    let mut outbound =
+        outbound::Outbound::new(transports, config.listen.clone(), loaded.branch_hooks.clone());
+    if let Some(table) = layers.dns {
+        outbound = outbound.with_dns_table(table);
+    }
+    let outbound = Arc::new(outbound);
+    let stats = Arc::new(Stats::default());
+    let tm = loaded.modules.get("tm").map(|params| {
+        let env = tm::TmEnv {
+            outbound: outbound.clone(),
+            stats: stats.clone(),
+            runtime: runtime.clone(),
+            max_branches: config.max_branches,
+            observers: loaded.tm_observers.clone().into(),
+            clock: layers.clock,
+        };
+        Arc::new(tm::TmLayer::new(Some(params), env))
+    });
+    let server = Arc::new(Server {
+        config,
+        uac: Arc::new(uac::LocalRequests::new(outbound.clone(), runtime.clone())),
+        outbound,
+        stats,
+        tm,
+        runtime,
+        observer: layers.observer,
+    });
+    Arc::new(Engine {
+        script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, server.clone())),
+        reloader,
+        server,
+    })
 }
 
 /// The sockets and the names that are ours, as Kamailio lists them at start.

@@ -25,7 +25,13 @@ pub struct Outbound {
     hooks: Vec<BranchHook>,
     /// Keys the loop tags: a tag in a Via branch can only match one this process wrote.
     loop_seed: foldhash::quality::RandomState,
+    /// Answers instead of the system resolver (`ferrosip test`'s `[dns]`): a name not in
+    /// the table does not resolve. `None` in a server.
+    dns: Option<DnsTable>,
 }
+
+/// Host names (lower case) to their addresses, standing in for DNS.
+pub type DnsTable = std::sync::Arc<std::collections::HashMap<String, Vec<IpAddr>>>;
 
 /// The loop-detection part of our Via branches (RFC 3261 §16.6 step 8), computed when a
 /// request arrives from what a loop leaves unchanged: Request-URI, From and To tags,
@@ -91,6 +97,20 @@ fn host_ip(host: &[u8]) -> Option<IpAddr> {
     std::str::from_utf8(host).ok()?.parse().ok()
 }
 
+/// The transport a `sips:` URI is reached over (RFC 3261 §26.2.2, RFC 5630 §3.1.3):
+/// TLS on every hop, `transport=tcp` naming TLS's underlying TCP and `transport=ws` a
+/// secure WebSocket; there is no SIPS over UDP.
+fn secure(proto: Proto) -> Result<Proto, FnError> {
+    match proto {
+        Proto::Tcp | Proto::Tls => Ok(Proto::Tls),
+        Proto::Ws | Proto::Wss => Ok(Proto::Wss),
+        other => Err(FnError::new(format!(
+            "a sips: URI cannot be reached over {} (RFC 3261 §26.2.2: TLS only)",
+            other.name()
+        ))),
+    }
+}
+
 fn default_port(proto: Proto, sips: bool) -> u16 {
     if sips || matches!(proto, Proto::Tls | Proto::Wss) {
         5061
@@ -99,7 +119,7 @@ fn default_port(proto: Proto, sips: bool) -> u16 {
     }
 }
 
-fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
+fn resolve(host: &[u8], port: u16, dns: Option<&DnsTable>) -> Result<SocketAddr, FnError> {
     if let Some(ip) = host_ip(host) {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -107,6 +127,13 @@ fn resolve(host: &[u8], port: u16) -> Result<SocketAddr, FnError> {
     let h = h.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = h.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
+    }
+    if let Some(table) = dns {
+        return table
+            .get(&h.to_ascii_lowercase())
+            .and_then(|ips| ips.first())
+            .map(|ip| SocketAddr::new(*ip, port))
+            .ok_or_else(|| FnError::new(format!("cannot resolve {h}: not in the DNS table")));
     }
     (h, port)
         .to_socket_addrs()
@@ -154,7 +181,14 @@ impl Outbound {
             listen,
             hooks,
             loop_seed: foldhash::quality::RandomState::default(),
+            dns: None,
         }
+    }
+
+    /// Resolves host names from `table` instead of the system resolver.
+    pub fn with_dns_table(mut self, table: DnsTable) -> Outbound {
+        self.dns = Some(table);
+        self
     }
 
     /// The [`LoopTag`] of a request as received on `net`.
@@ -192,6 +226,11 @@ impl Outbound {
     /// The modules' per-branch hooks, in load order.
     pub fn hooks(&self) -> &[BranchHook] {
         &self.hooks
+    }
+
+    /// The TLS transport's sessions and profiles, when it runs.
+    pub fn tls(&self) -> Option<std::sync::Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.transports.tls.clone()
     }
 
     /// Sends bytes over `proto` to `dst` (from `local` when given).
@@ -261,7 +300,7 @@ impl Outbound {
                 Some(Some(p)) => p,
                 _ => next.port().unwrap_or(default_port(proto, false)),
             };
-            (proto, resolve(host, port)?)
+            (proto, resolve(host, port, self.dns.as_ref())?)
         };
         if proto != Proto::Udp && ctx.msg.content_length().is_none() {
             let body = ctx.msg.body_bytes();
@@ -302,11 +341,12 @@ impl Outbound {
                     None if sips => Proto::Tls,
                     None => Proto::Udp,
                 };
+                let proto = if sips { secure(proto)? } else { proto };
                 let port = uri.port().unwrap_or(default_port(proto, sips));
                 (uri_bytes.slice_ref(host), port, proto)
             }
         };
-        let dst = resolve(&host, port)?;
+        let dst = resolve(&host, port, self.dns.as_ref())?;
         let local = self
             .local_for(proto, &dst)
             .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
@@ -504,5 +544,15 @@ mod tests {
         assert_eq!(loop_tag_of_branch(b"z9hG4bK-Lzzzzzzzz"), None);
         assert_eq!(loop_tag_of_branch(b"-L"), None);
         assert_eq!(loop_tag_of_branch(b""), None);
+    }
+
+    #[test]
+    fn a_sips_uri_goes_over_tls_only() {
+        assert_eq!(secure(Proto::Tcp).unwrap(), Proto::Tls);
+        assert_eq!(secure(Proto::Tls).unwrap(), Proto::Tls);
+        assert_eq!(secure(Proto::Ws).unwrap(), Proto::Wss);
+        assert!(secure(Proto::Udp).is_err());
+        assert_eq!(default_port(Proto::Tls, false), 5061);
+        assert_eq!(default_port(Proto::Tcp, true), 5061);
     }
 }

@@ -126,6 +126,53 @@ impl Drop for WaitingRun {
     }
 }
 
+/// Watches every route run of the server's programs: `ferrosip test` reads the
+/// pseudo-variables and flags a route left, and a statement trace can start and end its
+/// record per route here. The server runs without one (`Server::observer` is `None`):
+/// then a route run costs one branch more.
+pub trait RouteObserver: Send + Sync {
+    /// Before `route` of `program` runs for `ctx`.
+    fn route_starting(&self, _program: &Program, _route: RouteId, _ctx: &mut MsgContext) {}
+
+    /// After `route` ran (or aborted) for `ctx`, with its result.
+    fn route_done(
+        &self,
+        _program: &Program,
+        _route: RouteId,
+        _result: &RouteResult,
+        _ctx: &MsgContext,
+    ) {
+    }
+}
+
+/// [`start`], with `observer` told when the run starts and when it ends (on the runtime
+/// for a run that waits).
+pub fn start_observed(
+    observer: &Arc<dyn RouteObserver>,
+    vm: &mut Vm,
+    program: &Arc<Program>,
+    awaits: bool,
+    route: RouteId,
+    mut ctx: MsgContext,
+) -> RouteRun {
+    observer.route_starting(program, route, &mut ctx);
+    match start(vm, program, awaits, route, ctx) {
+        RouteRun::Done(result, ctx) => {
+            observer.route_done(program, route, &result, &ctx);
+            RouteRun::Done(result, ctx)
+        }
+        RouteRun::Waiting(run) => {
+            let observer = observer.clone();
+            let program = program.clone();
+            RouteRun::Waiting(Box::pin(async move {
+                let (result, ctx) = run.await;
+                observer.route_done(&program, route, &result, &ctx);
+                (result, ctx)
+            }))
+        }
+    }
+}
+
 /// A route run's outcome, its error logged with the script location and Call-ID.
 pub fn logged_outcome(result: RouteResult, ctx: &MsgContext) -> Option<Outcome> {
     match result {

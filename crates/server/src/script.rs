@@ -63,7 +63,10 @@ impl ScriptScope {
     /// Starts `route` of this program for `ctx` on `vm` ([`crate::routes::start`]).
     #[inline]
     pub fn start_route(&self, vm: &mut Vm, route: RouteId, ctx: MsgContext) -> RouteRun {
-        crate::routes::start(vm, &self.program, self.awaits, route, ctx)
+        match &self.server.observer {
+            None => crate::routes::start(vm, &self.program, self.awaits, route, ctx),
+            Some(o) => crate::routes::start_observed(o, vm, &self.program, self.awaits, route, ctx),
+        }
     }
 
     /// Runs `route` for `ctx`, then `then` with its result: before this returns when the
@@ -119,7 +122,7 @@ impl Services for ScriptScope {
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
         // The server's sockets, aliases and reverse-DNS names decide, whichever program
         // version runs (a change of `listen=`/`alias=` needs a restart).
-        self.server.is_myself(host, port)
+        self.server.is_myself(host, port) || self.program.is_module_local(host)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {
@@ -131,6 +134,10 @@ impl Services for ScriptScope {
         request: LocalRequest,
     ) -> Result<ferrosip_api::registry::BoxFuture<'static, LocalOutcome>, FnError> {
         self.server.uac.send(request)
+    }
+
+    fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.server.outbound.tls()
     }
 
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {

@@ -27,6 +27,8 @@ pub struct Server {
     pub uac: Arc<LocalRequests>,
     /// Where module I/O (database pools, timers) and suspended route runs execute.
     pub runtime: tokio::runtime::Handle,
+    /// Told of every route run (`ferrosip test`, a trace); `None` in a plain server.
+    pub observer: Option<Arc<dyn crate::routes::RouteObserver>>,
 }
 
 fn fnerr(e: impl std::fmt::Display) -> FnError {

@@ -215,6 +215,12 @@ struct RouteQueue {
     ack_to_tag: Option<Box<[u8]>>,
 }
 
+/// `$du` as the script relayed the request: failure_route sees it too, as Kamailio's
+/// faked request keeps the transaction's destination URI. Kept among the cell's
+/// extensions: a field would grow every cell past its allocation size class.
+#[derive(Clone)]
+struct RelayedDstUri(Bytes);
+
 /// Work `t_relay`/`t_reply` leave for the cell when called from `failure_route`.
 #[derive(Default)]
 struct FailureActions {
@@ -273,6 +279,46 @@ pub struct TmEnv {
     pub max_branches: usize,
     /// The modules watching transactions end (`acc`); usually none.
     pub observers: Arc<[Arc<dyn ferrosip_api::TmObserver>]>,
+    /// What the timers measure time with: the system's, or a test's (`ferrosip test`).
+    pub clock: Clock,
+}
+
+/// The time transaction timers run on. The server runs on the system clock and its
+/// timer thread; a script test (`ferrosip test`) runs on a manual clock it advances and
+/// fires the due timers itself ([`TmLayer::fire_due_timers`]), so a 30 s `fr_inv_timer`
+/// takes no real time and a timeout test cannot be flaky.
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Mutex<Instant>>>,
+}
+
+impl Clock {
+    /// The system's monotonic clock.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    /// A clock that stands still until [`Clock::advance`] moves it.
+    pub fn manual() -> Clock {
+        Clock {
+            manual: Some(Arc::new(Mutex::new(Instant::now()))),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        match &self.manual {
+            None => Instant::now(),
+            Some(t) => *lock(t),
+        }
+    }
+
+    /// Moves a manual clock forward (a system clock cannot be moved: no effect).
+    pub fn advance(&self, by: Duration) {
+        if let Some(t) = &self.manual {
+            let mut t = lock(t);
+            *t += by;
+        }
+    }
 }
 
 /// The program a transaction started with, as the layer that created it hands it down:
@@ -338,7 +384,7 @@ impl TmLayer {
         TmLayer {
             server_txns: Mutex::new(HashMap::default()),
             client_txns: Mutex::new(HashMap::default()),
-            wheel: Mutex::new(TimerWheel::new(Instant::now(), Duration::from_millis(1))),
+            wheel: Mutex::new(TimerWheel::new(env.clock.now(), Duration::from_millis(1))),
             timer_thread: std::sync::OnceLock::new(),
             defaults,
             max_inv_lifetime,
@@ -425,27 +471,38 @@ impl TmLayer {
                     let Some(tm) = weak.upgrade() else {
                         return;
                     };
-                    {
-                        let mut wheel = lock(&tm.wheel);
-                        wheel.advance_into(Instant::now(), &mut due);
-                        idle = wheel.is_empty();
-                    }
-                    for entry in due.drain(..) {
-                        if let Some(cell) = entry.cell.upgrade() {
-                            let fire = std::panic::AssertUnwindSafe(|| match entry.id {
-                                Some(id) => tm.on_timer(&cell, entry.leg, id),
-                                None => tm.end_of_life(&cell),
-                            });
-                            if std::panic::catch_unwind(fire).is_err() {
-                                tm.env.stats.panics.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!("a transaction timer panicked; timers go on");
-                            }
-                        }
-                    }
+                    idle = tm.fire_due_into(&mut due);
                 }
             })?;
         let _ = self.timer_thread.set(thread.thread().clone());
         Ok(())
+    }
+
+    /// Fires every timer due by the layer's clock; whether no timer is left set. The
+    /// timer thread calls it each tick; a script test calls it after moving its clock.
+    pub fn fire_due_timers(self: &Arc<Self>) -> bool {
+        self.fire_due_into(&mut Vec::new())
+    }
+
+    fn fire_due_into(self: &Arc<Self>, due: &mut Vec<TimerEntry>) -> bool {
+        let idle = {
+            let mut wheel = lock(&self.wheel);
+            wheel.advance_into(self.env.clock.now(), due);
+            wheel.is_empty()
+        };
+        for entry in due.drain(..) {
+            if let Some(cell) = entry.cell.upgrade() {
+                let fire = std::panic::AssertUnwindSafe(|| match entry.id {
+                    Some(id) => self.on_timer(&cell, entry.leg, id),
+                    None => self.end_of_life(&cell),
+                });
+                if std::panic::catch_unwind(fire).is_err() {
+                    self.env.stats.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("a transaction timer panicked; timers go on");
+                }
+            }
+        }
+        idle
     }
 
     /// Sets a timer, waking the timer thread when it was idle.
@@ -453,7 +510,7 @@ impl TmLayer {
         let (handle, was_empty) = {
             let mut wheel = lock(&self.wheel);
             let was_empty = wheel.is_empty();
-            (wheel.insert(Instant::now(), after, entry), was_empty)
+            (wheel.insert(self.env.clock.now(), after, entry), was_empty)
         };
         if was_empty {
             if let Some(t) = self.timer_thread.get() {
@@ -547,6 +604,9 @@ impl TmLayer {
         st.ext_kept = ferrosip_api::Extensions::default();
         for hook in self.env.outbound.hooks() {
             (hook.keep)(&ctx.ext, &mut st.ext_kept);
+        }
+        if let Some(du) = &ctx.dst_uri {
+            st.ext_kept.insert(RelayedDstUri(du.clone()));
         }
         st.ext_fwd = ctx.ext.get::<ferrosip_api::ForwardFlags>().copied();
         st.maxfwd_done = ctx
@@ -1384,6 +1444,7 @@ impl TmLayer {
             .unwrap_or(best.status);
         drop(outcomes);
         let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
+        fctx.dst_uri = st.ext_kept.get::<RelayedDstUri>().map(|d| d.0.clone());
         fctx.flags = st.flags;
         fctx.avps = st.avps.clone();
         fctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
@@ -2326,6 +2387,7 @@ Content-Length: 0\n\n",
             runtime: runtime.handle().clone(),
             max_branches: 12,
             observers: Arc::new([]),
+            clock: Clock::system(),
         };
         let tm = Arc::new(TmLayer::new(None, env));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

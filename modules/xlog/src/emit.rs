@@ -46,8 +46,59 @@ pub fn tracing_level(level: i64) -> tracing::Level {
     }
 }
 
+/// A syslog facility by Kamailio's names (`LOG_LOCAL0`, `LOG_DAEMON`; the `LOG_` prefix
+/// and case optional): the number RFC 3164 multiplies by 8. The server's logger uses it
+/// for `log_facility=` too.
+pub fn syslog_facility(name: &str) -> Option<u8> {
+    let upper = name.trim().trim_matches('"').to_ascii_uppercase();
+    let bare = upper.strip_prefix("LOG_").unwrap_or(&upper);
+    const NAMES: [(&str, u8); 20] = [
+        ("KERN", 0),
+        ("USER", 1),
+        ("MAIL", 2),
+        ("DAEMON", 3),
+        ("AUTH", 4),
+        ("SYSLOG", 5),
+        ("LPR", 6),
+        ("NEWS", 7),
+        ("UUCP", 8),
+        ("CRON", 9),
+        ("AUTHPRIV", 10),
+        ("FTP", 11),
+        ("LOCAL0", 16),
+        ("LOCAL1", 17),
+        ("LOCAL2", 18),
+        ("LOCAL3", 19),
+        ("LOCAL4", 20),
+        ("LOCAL5", 21),
+        ("LOCAL6", 22),
+        ("LOCAL7", 23),
+    ];
+    NAMES.iter().find(|(n, _)| *n == bare).map(|(_, f)| *f)
+}
+
+/// The module's parameters that shape every line: `prefix` before the message, and
+/// `log_facility` for lines whose call names none.
+#[derive(Debug, Default)]
+pub struct XlogConfig {
+    pub prefix: String,
+    pub facility: Option<String>,
+}
+
 /// Emits `text` at `level`; always 1, as Kamailio's xlog.
 pub fn emit(ctx: &MsgContext, level: i64, facility: Option<&[u8]>, text: &[u8]) -> FnResult {
+    emit_with(&XlogConfig::default(), ctx, level, facility, text)
+}
+
+/// [`emit`] with the module's `prefix` and `log_facility`. A facility that is not a
+/// syslog name is an error (as Kamailio's fixup refuses it).
+pub fn emit_with(
+    cfg: &XlogConfig,
+    ctx: &MsgContext,
+    level: i64,
+    facility: Option<&[u8]>,
+    text: &[u8],
+) -> FnResult {
     let call_id = String::from_utf8_lossy(ctx.msg.call_id().unwrap_or_default());
     let method = match ctx.msg.method_bytes() {
         Some(m) => String::from_utf8_lossy(m).into_owned(),
@@ -60,10 +111,20 @@ pub fn emit(ctx: &MsgContext, level: i64, facility: Option<&[u8]>, text: &[u8]) 
     let src = ctx.net.source;
     let msg = String::from_utf8_lossy(text);
     let msg = msg.trim_end_matches(['\r', '\n']);
-    let facility = facility.map(String::from_utf8_lossy).unwrap_or_default();
+    let prefix = &cfg.prefix;
+    let facility = match facility {
+        Some(f) => {
+            let f = String::from_utf8_lossy(f);
+            if syslog_facility(&f).is_none() {
+                return Err(FnError::new(format!("unknown syslog facility \"{f}\"")));
+            }
+            f.into_owned()
+        }
+        None => cfg.facility.clone().unwrap_or_default(),
+    };
     macro_rules! ev {
         ($lvl:expr) => {
-            tracing::event!(target: "xlog", $lvl, call_id = %call_id, method = %method, src = %src, facility = %facility, level = level, "{msg}")
+            tracing::event!(target: "xlog", $lvl, call_id = %call_id, method = %method, src = %src, facility = %facility, level = level, "{prefix}{msg}")
         };
     }
     match tracing_level(level) {
@@ -75,16 +136,22 @@ pub fn emit(ctx: &MsgContext, level: i64, facility: Option<&[u8]>, text: &[u8]) 
     Ok(Verdict::TRUE)
 }
 
-pub fn xlog(ctx: &mut MsgContext, text: Bytes) -> FnResult {
-    emit(ctx, L_ERR, None, &text)
+pub fn xlog(cfg: &XlogConfig, ctx: &mut MsgContext, text: Bytes) -> FnResult {
+    emit_with(cfg, ctx, L_ERR, None, &text)
 }
 
-pub fn xlog_level(ctx: &mut MsgContext, level: Bytes, text: Bytes) -> FnResult {
+pub fn xlog_level(cfg: &XlogConfig, ctx: &mut MsgContext, level: Bytes, text: Bytes) -> FnResult {
     let l = parse_level(&level)?;
-    emit(ctx, l, None, &text)
+    emit_with(cfg, ctx, l, None, &text)
 }
 
-pub fn xlog_facility(ctx: &mut MsgContext, facility: Bytes, level: Bytes, text: Bytes) -> FnResult {
+pub fn xlog_facility(
+    cfg: &XlogConfig,
+    ctx: &mut MsgContext,
+    facility: Bytes,
+    level: Bytes,
+    text: Bytes,
+) -> FnResult {
     let l = parse_level(&level)?;
-    emit(ctx, l, Some(&facility), &text)
+    emit_with(cfg, ctx, l, Some(&facility), &text)
 }

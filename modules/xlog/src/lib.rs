@@ -72,21 +72,39 @@ impl Module for XlogModule {
             0_i64,
             "When 1, a newline is added to messages that do not end with one.",
         );
+        let cfg = m.state(|p| {
+            let facility = p.string("log_facility");
+            let facility = (!facility.is_empty()).then_some(facility);
+            if let Some(f) = &facility {
+                if syslog_facility(f).is_none() {
+                    return Err(format!(
+                        "xlog log_facility \"{f}\": not a syslog facility (LOG_LOCAL0..LOG_LOCAL7, LOG_DAEMON, ...)"
+                    ));
+                }
+            }
+            if p.int("prefix_mode") != 0 {
+                return Err("xlog prefix_mode 1 (a prefix with pseudo-variables) is not supported: give a plain prefix".into());
+            }
+            Ok(XlogConfig {
+                prefix: p.string("prefix"),
+                facility,
+            })
+        });
         const LEVEL_FORMAT: &[&str] = &["level", "format"];
         const FACILITY_LEVEL_FORMAT: &[&str] = &["facility", "level", "format"];
         #[rustfmt::skip]
         m.functions([
-            FnRow::sync("xlog", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", xlog),
-            FnRow::sync("xlog", LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.", xlog_level),
-            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level to a syslog facility; always 1.", xlog_facility),
-            FnRow::sync("xdbg", &["format"], RouteMask::ANY, "Logs the format at debug level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_DBG, None, &t)),
-            FnRow::sync("xinfo", &["format"], RouteMask::ANY, "Logs the format at info level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_INFO, None, &t)),
-            FnRow::sync("xnotice", &["format"], RouteMask::ANY, "Logs the format at notice level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_NOTICE, None, &t)),
-            FnRow::sync("xwarn", &["format"], RouteMask::ANY, "Logs the format at warning level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_WARN, None, &t)),
-            FnRow::sync("xerr", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ERR, None, &t)),
-            FnRow::sync("xbug", &["format"], RouteMask::ANY, "Logs the format at bug level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_BUG, None, &t)),
-            FnRow::sync("xcrit", &["format"], RouteMask::ANY, "Logs the format at critical level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_CRIT, None, &t)),
-            FnRow::sync("xalert", &["format"], RouteMask::ANY, "Logs the format at alert level; always 1.", |ctx: &mut MsgContext, t: Bytes| emit(ctx, L_ALERT, None, &t)),
+            FnRow::sync("xlog", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", cfg.with(xlog)),
+            FnRow::sync("xlog", LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.", cfg.with(xlog_level)),
+            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level to a syslog facility; always 1.", cfg.with(xlog_facility)),
+            FnRow::sync("xdbg", &["format"], RouteMask::ANY, "Logs the format at debug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_DBG, None, &t))),
+            FnRow::sync("xinfo", &["format"], RouteMask::ANY, "Logs the format at info level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_INFO, None, &t))),
+            FnRow::sync("xnotice", &["format"], RouteMask::ANY, "Logs the format at notice level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_NOTICE, None, &t))),
+            FnRow::sync("xwarn", &["format"], RouteMask::ANY, "Logs the format at warning level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_WARN, None, &t))),
+            FnRow::sync("xerr", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_ERR, None, &t))),
+            FnRow::sync("xbug", &["format"], RouteMask::ANY, "Logs the format at bug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_BUG, None, &t))),
+            FnRow::sync("xcrit", &["format"], RouteMask::ANY, "Logs the format at critical level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_CRIT, None, &t))),
+            FnRow::sync("xalert", &["format"], RouteMask::ANY, "Logs the format at alert level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_ALERT, None, &t))),
             FnRow::declared::<(Bytes,)>("xlogl", &["format"], RouteMask::ANY, "Like xlog() with the config line number added; always 1."),
             FnRow::declared::<(Bytes, Bytes)>("xlogl", LEVEL_FORMAT, RouteMask::ANY, "Like xlog(level, format) with the config line number added; always 1."),
             FnRow::declared::<(Bytes, Bytes, Bytes)>("xlogl", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Like xlog(facility, level, format) with the config line number added; always 1."),
