@@ -9,6 +9,14 @@
 //! The outage tests never touch the machine's own MariaDB and PostgreSQL: each starts a
 //! private server (its own data directory in the test's directory, its own port) and
 //! ends it by its PID.
+//!
+//! Kamailio's finer semantics (`kamailio_semantics_*`): early media (a record for the 183
+//! with SDP), `report_ack` (a record for the ACK of the 2xx), `detect_direction` (the
+//! callee's BYE recorded with the caller's tags in `from_tag`), `report_cancels` (the
+//! CANCEL's own record), missed calls at the first failed attempt only unless
+//! failure_route sets the flag again, `reason_from_hf` (the Reason header of a 603) and
+//! `time_mode` 1 (SQLite: seconds and microseconds columns) and 3 (PostgreSQL: a
+//! formatted time column).
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -424,4 +432,381 @@ fn no_record_lost_when_postgresql_stops_mid_run() {
 #[test]
 fn no_record_lost_when_mariadb_stops_mid_run() {
     no_record_lost_across_an_outage(Backend::Mariadb);
+}
+
+/// The semantics proxy: `$rU` picks the callee ("early" answers with early media and
+/// hangs up itself, "decline" answers 603 with a Reason header, "ring" rings until the
+/// caller CANCELs, "serial" and "serial-again" are busy and then fail over to a socket
+/// that never answers; "serial-again" sets the missed-call flag again in failure_route
+/// and fails over to the declining callee).
+fn semantics_config(
+    db_url: &str,
+    spool: &Path,
+    port: u16,
+    time_mode: &str,
+    peers: &SemanticsPeers,
+) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+listen=127.0.0.1:{port}
+auto_aliases=no
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "textops.so"
+loadmodule "acc.so"
+modparam("tm", "fr_timer", 1000)
+modparam("tm", "fr_inv_timer", 5000)
+modparam("acc", "db_url", "{db_url}")
+modparam("acc", "log_flag", 2)
+modparam("acc", "log_missed_flag", 3)
+modparam("acc", "db_flag", 2)
+modparam("acc", "db_missed_flag", 3)
+modparam("acc", "early_media", 1)
+modparam("acc", "report_ack", 1)
+modparam("acc", "report_cancels", 1)
+modparam("acc", "detect_direction", 1)
+modparam("acc", "reason_from_hf", 1)
+{time_mode}
+modparam("acc", "db_extra", "callee=$rU")
+modparam("acc", "spool_dir", "{spool}")
+
+request_route {{
+    if ($tt != $null) {{
+        if (loose_route()) {{
+            if (is_method("BYE")) {{
+                setflag(2);
+            }}
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            # the ACK of a negative reply ends at its transaction
+            t_check_trans();
+        }}
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        setflag(2);
+        t_relay();
+        exit;
+    }}
+    record_route();
+    setflag(2);
+    setflag(3);
+    if ($rU == "early") {{
+        $du = "sip:127.0.0.1:{early}";
+    }} else if ($rU == "decline") {{
+        $du = "sip:127.0.0.1:{decline}";
+    }} else if ($rU == "ring") {{
+        $du = "sip:127.0.0.1:{ring}";
+    }} else {{
+        $du = "sip:127.0.0.1:{busy}";
+        t_on_failure("NEXT");
+    }}
+    t_relay();
+}}
+
+failure_route[NEXT] {{
+    if ($rU == "serial-again") {{
+        setflag(3);
+        $du = "sip:127.0.0.1:{decline}";
+    }} else {{
+        $du = "sip:127.0.0.1:{dead}";
+    }}
+    t_relay();
+}}
+"#,
+        spool = spool.display(),
+        early = peers.ports[0],
+        decline = peers.ports[1],
+        ring = peers.ports[2],
+        busy = peers.ports[3],
+        dead = peers.ports[4],
+    )
+}
+
+struct SemanticsPeers {
+    uas: Vec<Child>,
+    _dead: UdpSocket,
+    /// early, decline, ring, busy, dead.
+    ports: [u16; 5],
+}
+
+impl SemanticsPeers {
+    fn start(dir: &Path) -> SemanticsPeers {
+        let dead = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let ports = [
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            dead.local_addr().expect("addr").port(),
+        ];
+        let uas = vec![
+            uas(dir, "early", "uas_early_media.xml", ports[0]),
+            uas(dir, "decline", "uas_decline_reason.xml", ports[1]),
+            uas(dir, "ring", "uas_ring_cancel.xml", ports[2]),
+            uas(dir, "busy", "uas_busy.xml", ports[3]),
+        ];
+        SemanticsPeers {
+            uas,
+            _dead: dead,
+            ports,
+        }
+    }
+}
+
+impl Drop for SemanticsPeers {
+    fn drop(&mut self) {
+        for c in &mut self.uas {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn text(v: &DbValue) -> String {
+    match v {
+        DbValue::Null => String::new(),
+        DbValue::Int(i) | DbValue::Time(i) => i.to_string(),
+        DbValue::Double(d) => d.to_string(),
+        DbValue::Str(s) => s.clone(),
+    }
+}
+
+/// `cols` of every row of `table`, as text.
+fn select(url: &str, table: &str, cols: &[&str]) -> Vec<Vec<String>> {
+    block_on(async {
+        let db = Db::connect(url).await.expect("connect");
+        db.select(table, cols, &[], None)
+            .await
+            .expect("select")
+            .into_iter()
+            .map(|r| r.iter().map(text).collect())
+            .collect()
+    })
+}
+
+/// (method, code, reason, callee) of the rows of `table`, counted and sorted.
+fn tally(rows: &[Vec<String>]) -> Vec<(String, String, String, String, usize)> {
+    let mut keys: Vec<(String, String, String, String)> = rows
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone()))
+        .collect();
+    keys.sort();
+    let mut out: Vec<(String, String, String, String, usize)> = Vec::new();
+    for k in keys {
+        match out.last_mut() {
+            Some(last) if (&last.0, &last.1, &last.2, &last.3) == (&k.0, &k.1, &k.2, &k.3) => {
+                last.4 += 1
+            }
+            _ => out.push((k.0, k.1, k.2, k.3, 1)),
+        }
+    }
+    out
+}
+
+fn t(
+    method: &str,
+    code: &str,
+    reason: &str,
+    callee: &str,
+    n: usize,
+) -> (String, String, String, String, usize) {
+    (method.into(), code.into(), reason.into(), callee.into(), n)
+}
+
+const EARLY: u32 = 3;
+/// The Reason header of uas_decline_reason.xml's 603 (reason_from_hf).
+const DECLINE_REASON: &str = "Q.850;cause=21;text=\"Call rejected\"";
+const PAIRS: u32 = 2;
+
+fn kamailio_semantics(backend: Backend, time_mode: u8) {
+    if !have_sipp() {
+        return;
+    }
+    let mut dir = TestDir::new(&format!("semantics-{backend:?}"));
+    let db = TestDb::with_users(backend, &dir.path, "acc", &[]);
+    let (time_cfg, time_cols): (&str, &[(&str, &str)]) = match time_mode {
+        1 => (
+            "modparam(\"acc\", \"time_mode\", 1)",
+            &[("time_attr", "INTEGER"), ("time_exten", "INTEGER")],
+        ),
+        _ => (
+            "modparam(\"acc\", \"time_mode\", 3)\nmodparam(\"acc\", \"time_format\", \"%Y-%m-%d %H:%M:%S\")",
+            &[("time_attr", "VARCHAR(64)")],
+        ),
+    };
+    for table in ["acc", "missed_calls"] {
+        let mut cols = vec![("callee", "VARCHAR(64)")];
+        cols.extend_from_slice(time_cols);
+        for (col, ty) in cols {
+            exec_sql(
+                &db.url,
+                &format!("ALTER TABLE {table} ADD COLUMN {col} {ty} DEFAULT NULL"),
+            );
+        }
+    }
+    let peers = SemanticsPeers::start(&dir.path);
+    let port = free_port();
+    let cfg = dir.path.join("proxy.cfg");
+    std::fs::write(
+        &cfg,
+        semantics_config(&db.url, &dir.path.join("spool"), port, time_cfg, &peers),
+    )
+    .expect("cfg");
+    let proxy = Launch::new(&cfg)
+        .log(dir.path.join("proxy.log"))
+        .listening_on(port)
+        .terminate_on_drop()
+        .start();
+    let started = super_now();
+    let cancel =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/stateful/uac_cancel.xml");
+    let runs: [(&str, &str, u32); 5] = [
+        ("early", "uac_early_media.xml", EARLY),
+        ("decline", "uac_rejected.xml", PAIRS),
+        ("ring", "", PAIRS),
+        ("serial", "uac_rejected.xml", PAIRS),
+        ("serial-again", "uac_rejected.xml", PAIRS),
+    ];
+    for (service, xml, calls) in runs {
+        let uac = if xml.is_empty() {
+            traced_sipp(&dir.path, service, &cancel, &format!("127.0.0.1:{port}"))
+                .args(["-p", &free_port().to_string(), "-s", service])
+                .args(["-m", &calls.to_string(), "-r", "10"])
+                .args(["-timeout", "60", "-timeout_error"])
+                .spawn()
+                .expect("sipp uac")
+        } else {
+            run_uac(&dir.path, service, xml, service, port, calls, 10)
+        };
+        let code = wait_exit(uac, Duration::from_secs(60));
+        assert_eq!(
+            code,
+            Some(0),
+            "{service}: SIPp calls failed\n{}",
+            log_tails(&dir.path)
+        );
+    }
+    let want_acc = (EARLY * 4 + PAIRS) as usize;
+    let want_missed = (PAIRS * 5) as usize;
+    let cols = [
+        "method",
+        "sip_code",
+        "sip_reason",
+        "callee",
+        "from_tag",
+        "to_tag",
+        "callid",
+        "time_attr",
+    ];
+    let acc_n = wait_for(Duration::from_secs(20), want_acc, || {
+        select(&db.url, "acc", &["id"]).len()
+    });
+    let missed_n = wait_for(Duration::from_secs(20), want_missed, || {
+        select(&db.url, "missed_calls", &["id"]).len()
+    });
+    let ended = super_now();
+    let log = proxy.stop();
+    let acc = select(&db.url, "acc", &cols);
+    let missed = select(&db.url, "missed_calls", &cols);
+    assert_eq!(
+        (acc_n, missed_n),
+        (want_acc, want_missed),
+        "{acc:?}\n{missed:?}\n{log}"
+    );
+    let e = EARLY as usize;
+    let p = PAIRS as usize;
+    // The ACK's Request-URI is the callee's Contact, the callee's BYE's the caller's.
+    assert_eq!(
+        tally(&acc),
+        vec![
+            t("ACK", "200", "OK", "callee", e),
+            t("BYE", "200", "OK", "caller", e),
+            t("CANCEL", "200", "Canceling", "ring", p),
+            t("INVITE", "183", "Session Progress", "early", e),
+            t("INVITE", "200", "OK", "early", e),
+        ],
+        "{acc:?}\n{log}"
+    );
+    assert_eq!(
+        tally(&missed),
+        vec![
+            t("INVITE", "486", "Busy Here", "serial", p),
+            t("INVITE", "486", "Busy Here", "serial-again", p),
+            t("INVITE", "487", "Request Terminated", "ring", p),
+            t("INVITE", "603", DECLINE_REASON, "decline", p),
+            t("INVITE", "603", DECLINE_REASON, "serial-again", p),
+        ],
+        "{missed:?}\n{log}"
+    );
+    // detect_direction: every record of an early call, the callee's BYE included, has
+    // the caller's tag (e<n>) as from_tag and the callee's (u<n>) as to_tag.
+    for r in acc.iter().filter(|r| r[0] != "CANCEL") {
+        assert!(
+            r[4].starts_with('e') && r[5].starts_with('u'),
+            "tags of {r:?}\n{log}"
+        );
+    }
+    // The time columns of the mode, and the log's form of it.
+    for r in acc.iter().chain(&missed) {
+        match time_mode {
+            1 => {
+                let secs: i64 = r[7].parse().unwrap_or(0);
+                assert!((started..=ended).contains(&secs), "time_attr of {r:?}");
+            }
+            _ => {
+                let b = r[7].as_bytes();
+                let shape = b.len() == 19
+                    && b.iter().enumerate().all(|(i, c)| match i {
+                        4 | 7 => *c == b'-',
+                        10 => *c == b' ',
+                        13 | 16 => *c == b':',
+                        _ => c.is_ascii_digit(),
+                    });
+                assert!(shape, "time_attr of {r:?}");
+            }
+        }
+    }
+    let time_key = if time_mode == 1 {
+        ";time_exten="
+    } else {
+        ";time_attr="
+    };
+    let acked = log
+        .lines()
+        .filter(|l| l.contains("ACC: request acknowledged:") && l.contains(time_key))
+        .count();
+    assert_eq!(acked, e, "{log}");
+    if time_mode == 1 {
+        let exten = select(&db.url, "acc", &["time_exten"]);
+        assert!(
+            exten.iter().all(|r| r[0]
+                .parse::<i64>()
+                .is_ok_and(|u| (0..1_000_000).contains(&u))),
+            "{exten:?}"
+        );
+    }
+    dir.passed = true;
+}
+
+fn super_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[test]
+fn kamailio_semantics_in_sqlite_with_time_mode_1() {
+    kamailio_semantics(Backend::Sqlite, 1);
+}
+
+#[test]
+fn kamailio_semantics_in_postgresql_with_time_mode_3() {
+    kamailio_semantics(Backend::Postgres, 3);
 }

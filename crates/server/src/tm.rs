@@ -1360,15 +1360,17 @@ impl TmLayer {
         if (200..300).contains(&code) {
             // Every 2xx goes up (§16.7 step 5), the late ones too.
             let first = st.final_status.is_none();
+            if first && st.watched() {
+                // Before the 2xx leaves: its ACK may come back (to another worker) before
+                // this one is done, and must find the watches waiting for it.
+                let watches = st.take_watches();
+                let waiting =
+                    Self::tell_final(st.is_invite, watches, &Self::relayed(st, msg, code));
+                self.wait_for_ack(cell, st, waiting);
+            }
             self.relay_up(cell, st, msg, code);
             if first {
                 st.final_status = Some(code);
-                if st.watched() {
-                    let watches = st.take_watches();
-                    let waiting =
-                        Self::tell_final(st.is_invite, watches, &Self::relayed(st, msg, code));
-                    self.wait_for_ack(cell, st, waiting);
-                }
                 self.cancel_pending(cell, st, Some(i));
             }
             return;
@@ -1864,6 +1866,10 @@ impl TmLayer {
 
     /// The ACK of a 2xx: the watches of its INVITE waiting for it hear it, once.
     fn e2e_ack(&self, ctx: &MsgContext) {
+        if self.env.observers.is_empty() {
+            // No module watches transactions: one branch per ACK, no lock.
+            return;
+        }
         let (cell, key) = {
             let mut table = lock(&self.e2e_acks);
             if table.is_empty() {
