@@ -33,13 +33,16 @@ pub enum TraceKind {
     Switch,
     /// `return` (`result` is the route's return code).
     Return,
+    /// `exit`: the route run ended.
     Exit,
+    /// `drop`: the message was dropped.
     Drop,
     /// A `KSR.*` call from a Lua route (`result` is its return code).
     Ksr,
 }
 
 impl TraceKind {
+    /// The kind's word in a trace line (`enter`, `call`, ...).
     pub fn word(self) -> &'static str {
         match self {
             TraceKind::Enter => "enter",
@@ -60,9 +63,11 @@ impl TraceKind {
 pub struct TraceEvent<'a> {
     /// The config (or Lua) file and line of the statement.
     pub file: &'a str,
+    /// The statement's line in `file`.
     pub line: u32,
     /// `request_route`, `route[AUTH]`, `failure_route[MISSED]`; for Lua the function name.
     pub route: &'a str,
+    /// What happened.
     pub kind: TraceKind,
     /// The statement's source text (its first line, shortened).
     pub text: &'a str,
@@ -120,6 +125,7 @@ impl fmt::Display for TraceEvent<'_> {
 
 /// Where trace events go instead of the log (a test runner's collector).
 pub trait TraceSink: Send + Sync {
+    /// Called for each traced statement, on the thread running the route.
     fn event(&self, event: &TraceEvent<'_>);
 }
 
@@ -183,6 +189,7 @@ impl CfgTrace {
         self.on.load(Ordering::Relaxed)
     }
 
+    /// Turns the trace on or off for routes started from now on.
     pub fn set_on(&self, on: bool) {
         self.on.store(on, Ordering::Relaxed);
     }
@@ -192,10 +199,12 @@ impl CfgTrace {
         *self.sink.write().unwrap_or_else(|e| e.into_inner()) = sink;
     }
 
+    /// How trace lines go to the log (level, prefix, level name).
     pub fn set_log(&self, log: TraceLog) {
         *self.log.write().unwrap_or_else(|e| e.into_inner()) = log;
     }
 
+    /// The current [`TraceLog`] settings.
     pub fn log_style(&self) -> TraceLog {
         self.log.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -224,17 +233,24 @@ impl CfgTrace {
 /// Which way a tapped message went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
+    /// Read from a socket.
     Received,
+    /// Written to a socket.
     Sent,
 }
 
 /// A SIP message as it crossed a socket, for a [`MessageTap`].
 #[derive(Clone, Copy, Debug)]
 pub struct TappedMessage<'a> {
+    /// Received or sent.
     pub direction: Direction,
+    /// The transport it crossed.
     pub proto: crate::Proto,
+    /// Where it came from.
     pub source: std::net::SocketAddr,
+    /// Where it went.
     pub destination: std::net::SocketAddr,
+    /// The message's bytes as on the wire.
     pub data: &'a [u8],
 }
 
@@ -242,6 +258,7 @@ pub struct TappedMessage<'a> {
 /// module adds one with [`crate::ModuleBuilder::message_tap`]; the server calls the taps of
 /// the loaded modules on its receiving and sending threads, so a tap must not block.
 pub trait MessageTap: Send + Sync {
+    /// Called for each message; must return quickly.
     fn message(&self, message: &TappedMessage<'_>);
 }
 
