@@ -101,22 +101,17 @@ pub fn step(
         let run = match &s.route {
             Some(name) => runs.iter().find(|r| &r.name == name).ok_or_else(|| {
                 let ran: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-                format!(
-                    "route = {name:?} did not run in this step (ran: {})",
-                    ran.join(", ")
-                )
+                format!("route = {name:?} did not run in this step (ran: {})", ran.join(", "))
             })?,
-            None => runs.first().ok_or("pv/flags: no route ran in this step")?,
+            None => runs
+                .first()
+                .ok_or("pv/flags: no route ran in this step")?,
         };
         for (text, expected) in &s.pv {
             let expected = match expected {
                 toml::Value::String(v) => names.fill(v),
                 toml::Value::Integer(i) => i.to_string(),
-                other => {
-                    return Err(format!(
-                        "pv {text:?}: compare with a string or an integer, not {other:?}"
-                    ))
-                }
+                other => return Err(format!("pv {text:?}: compare with a string or an integer, not {other:?}")),
             };
             let found = run
                 .values
@@ -124,11 +119,7 @@ pub fn step(
                 .find(|(t, _)| t == text)
                 .map_or("<not recorded>".to_string(), |(_, v)| v.clone());
             if found != expected {
-                out.push(diff(
-                    &format!("{text} after {}", run.name),
-                    &expected,
-                    &found,
-                ));
+                out.push(diff(&format!("{text} after {}", run.name), &expected, &found));
             }
         }
         for f in &s.flags {
@@ -173,20 +164,10 @@ fn diff(what: &str, expected: &str, found: &str) -> String {
 
 fn first_line(m: &Sent) -> String {
     let text = String::from_utf8_lossy(&m.data);
-    format!(
-        "{} -> {}",
-        text.lines().next().unwrap_or_default(),
-        m.to_text()
-    )
+    format!("{} -> {}", text.lines().next().unwrap_or_default(), m.to_text())
 }
 
-fn messages(
-    kind: &str,
-    expected: &[ExpectMessage],
-    found: &[&Sent],
-    names: &Names,
-    out: &mut Vec<String>,
-) {
+fn messages(kind: &str, expected: &[ExpectMessage], found: &[&Sent], names: &Names, out: &mut Vec<String>) {
     if expected.len() != found.len() {
         let list = |v: Vec<String>| {
             if v.is_empty() {
@@ -216,21 +197,14 @@ fn messages(
         let msg = match SipMessage::parse(m.data.clone()) {
             Ok(msg) => msg,
             Err(err) => {
-                out.push(format!(
-                    "  {what} does not parse ({err}):\n{}",
-                    indent(&m.data)
-                ));
+                out.push(format!("  {what} does not parse ({err}):\n{}", indent(&m.data)));
                 continue;
             }
         };
         let before = out.len();
         message(&what, &e, &msg, m, names, out);
         if out.len() > before {
-            out.push(format!(
-                "  {what} as sent to {}:\n{}",
-                m.to_text(),
-                indent(&m.data)
-            ));
+            out.push(format!("  {what} as sent to {}:\n{}", m.to_text(), indent(&m.data)));
         }
     }
 }
@@ -257,19 +231,10 @@ fn describe(e: &ExpectMessage) -> String {
     }
 }
 
-fn message(
-    what: &str,
-    e: &ExpectFull,
-    msg: &SipMessage,
-    sent: &Sent,
-    names: &Names,
-    out: &mut Vec<String>,
-) {
+fn message(what: &str, e: &ExpectFull, msg: &SipMessage, sent: &Sent, names: &Names, out: &mut Vec<String>) {
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     if let Some(s) = e.status {
-        let found = msg
-            .status()
-            .map_or("a request".to_string(), |c| c.to_string());
+        let found = msg.status().map_or("a request".to_string(), |c| c.to_string());
         if found != s.to_string() {
             out.push(diff(&format!("{what}: status"), &s.to_string(), &found));
         }
@@ -352,14 +317,7 @@ fn indent(data: &[u8]) -> String {
 pub fn context(sent: &[Sent], runs: &[RouteRecord], log: &[String]) -> String {
     let mut s = String::from("  what the step did:");
     let ran: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-    s.push_str(&format!(
-        "\n    routes: {}",
-        if ran.is_empty() {
-            "(none)".into()
-        } else {
-            ran.join(", ")
-        }
-    ));
+    s.push_str(&format!("\n    routes: {}", if ran.is_empty() { "(none)".into() } else { ran.join(", ") }));
     for m in sent {
         s.push_str(&format!("\n    sent: {}", first_line(m)));
     }

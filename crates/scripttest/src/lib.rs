@@ -117,11 +117,7 @@ struct FileOutcome {
 
 /// Runs every test of one file. `Err` (exit 2) when the file cannot run: it does not
 /// parse (with its line), or its config does not load.
-fn run_file(
-    path: &Path,
-    options: &Options,
-    registry_for: RegistryFor,
-) -> Result<FileOutcome, String> {
+fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result<FileOutcome, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: TestFile = toml::from_str(&text).map_err(|e| {
         let line = e.span().map_or(1, |s| file::line_of(&text, s.start));
@@ -211,12 +207,9 @@ fn run_test(
             session.receive(proto, peer, local, bytes);
         } else if let Some(code) = s.respond {
             let target = match s.forward {
-                Some(n) => forwarded.get(n.wrapping_sub(1)).ok_or_else(|| {
-                    at(format!(
-                        "forward = {n}: the test forwarded {} request(s)",
-                        forwarded.len()
-                    ))
-                })?,
+                Some(n) => forwarded
+                    .get(n.wrapping_sub(1))
+                    .ok_or_else(|| at(format!("forward = {n}: the test forwarded {} request(s)", forwarded.len())))?,
                 None => forwarded
                     .iter()
                     .rev()

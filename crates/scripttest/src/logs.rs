@@ -34,10 +34,7 @@ pub fn len() -> usize {
 
 /// Lines logged from index `from` on.
 pub fn since(from: usize) -> Vec<String> {
-    lines()
-        .get(from..)
-        .map(<[String]>::to_vec)
-        .unwrap_or_default()
+    lines().get(from..).map(<[String]>::to_vec).unwrap_or_default()
 }
 
 struct Capture;
@@ -63,11 +60,7 @@ impl Visit for Line {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
         let mut line = Line(format!("{} ", event.metadata().level()));
         event.record(&mut line);
         let mut lines = lines();

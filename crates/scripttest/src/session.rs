@@ -518,10 +518,7 @@ impl Session {
 /// Where the proxy listens: the test file's `proxy`, else the config's first UDP
 /// `listen=`, else 127.0.0.1 on the config's `port`. Sockets the config does not have are
 /// added as `-l` adds them.
-fn proxy_address(
-    file: &TestFile,
-    loaded: &mut ferrosip_script::Loaded,
-) -> Result<SocketAddr, String> {
+fn proxy_address(file: &TestFile, loaded: &mut ferrosip_script::Loaded) -> Result<SocketAddr, String> {
     let has_listen = loaded.globals.get("listen").is_some_and(|v| !v.is_empty());
     let addr: SocketAddr = match &file.proxy {
         Some(p) => p
@@ -575,9 +572,7 @@ async fn seed(
     modules: &[String],
     rows: impl Iterator<Item = &Row>,
 ) -> Result<ferrosip_db::Db, String> {
-    let db = ferrosip_db::Db::connect(url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = ferrosip_db::Db::connect(url).await.map_err(|e| e.to_string())?;
     let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
     ferrosip_db::schema::init(&db, Some(&modules))
         .await
@@ -602,10 +597,7 @@ pub fn lock_len(sent: &Mutex<Vec<Sent>>) -> usize {
 
 /// What was sent from index `from` on.
 pub fn lock_slice(sent: &Mutex<Vec<Sent>>, from: usize) -> Vec<Sent> {
-    lock(sent)
-        .get(from..)
-        .map(<[Sent]>::to_vec)
-        .unwrap_or_default()
+    lock(sent).get(from..).map(<[Sent]>::to_vec).unwrap_or_default()
 }
 
 impl Recorder {
@@ -614,9 +606,6 @@ impl Recorder {
     }
 
     pub fn runs_since(&self, from: usize) -> Vec<RouteRecord> {
-        lock(&self.runs)
-            .get(from..)
-            .map(<[RouteRecord]>::to_vec)
-            .unwrap_or_default()
+        lock(&self.runs).get(from..).map(<[RouteRecord]>::to_vec).unwrap_or_default()
     }
 }

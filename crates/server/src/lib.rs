@@ -202,11 +202,8 @@ pub fn assemble(
     layers: Layers,
     reloader: Option<Reloader>,
 ) -> Arc<Engine> {
-    let mut outbound = outbound::Outbound::new(
-        transports,
-        config.listen.clone(),
-        loaded.branch_hooks.clone(),
-    );
+    let mut outbound =
+        outbound::Outbound::new(transports, config.listen.clone(), loaded.branch_hooks.clone());
     if let Some(table) = layers.dns {
         outbound = outbound.with_dns_table(table);
     }
