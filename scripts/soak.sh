@@ -95,7 +95,12 @@ caller_pid=$!; pids+=("$caller_pid")
 
 echo "elapsed_s,rss_kb" > "$work/rss.csv"
 start=$(date +%s)
+# A call whose final reply or BYE answer never comes would keep SIPp (and the soak) waiting
+# for ever: past the planned time plus 5 minutes the caller is stopped and such calls are
+# counted as unfinished (a failure).
+deadline=$(( start + total_s + 300 ))
 while kill -0 "$caller_pid" 2>/dev/null; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then kill -TERM "$caller_pid" 2>/dev/null || true; fi
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$proxy_pid/status" 2>/dev/null || echo 0)
     echo "$(( $(date +%s) - start + 60 )),$rss" >> "$work/rss.csv"
     sleep 10
@@ -123,9 +128,12 @@ growth = 100.0 * (end - base) / base
 log = open(f"{work}/proxy.log", errors="replace").read()
 m = re.search(r"panics=(\d+)", log)
 panics = int(m.group(1)) if m else -1
-ok = (int(calls["FailedCall(C)"]) == 0 and int(regs["FailedCall(C)"]) == 0 and growth < 5.0
+unfinished = (int(calls["TotalCallCreated"]) - int(calls["SuccessfulCall(C)"])
+              - int(calls["FailedCall(C)"]))
+ok = (int(calls["FailedCall(C)"]) == 0 and unfinished == 0 and int(regs["FailedCall(C)"]) == 0 and growth < 5.0
       and panics == 0 and calls_rc == 0)
-print(f"calls: {calls['SuccessfulCall(C)']} ok, {calls['FailedCall(C)']} failed "
+print(f"calls: {calls['TotalCallCreated']} made, {calls['SuccessfulCall(C)']} ok, "
+      f"{calls['FailedCall(C)']} failed, {unfinished} unfinished "
       f"(sipp exit {calls_rc}); registrations: {regs['SuccessfulCall(C)']} ok, "
       f"{regs['FailedCall(C)']} failed")
 print(f"RSS after warm-up ({warmup} s): {base/1024:.1f} MiB, end {end/1024:.1f} MiB, "

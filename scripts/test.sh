@@ -14,6 +14,8 @@ SUDO=""
 need_pkgs=()
 command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
 ldconfig -p | grep -q 'libreadline\.so\.8 ' || need_pkgs+=(libreadline8)
+# tests/tls.rs makes its certificates and checks SNI with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"

@@ -119,12 +119,15 @@ function ksr_request_route()
 	KSR.hdr.remove("Route")
 	KSR.rr.record_route()
 	KSR.setflag(FLT_ACC)
-	KSR.setflag(FLT_ACCMISSED)
 	KSR.setflag(FLT_ACCFAILED)
+	-- FLT_ACCMISSED is set in next_carrier: acc writes a missed call at the first
+	-- failed attempt that has it, and a call failing over is not missed yet
 	carrier()
 end
 
 function next_carrier()
+	-- a missed call (written with the final reply) unless another carrier takes it
+	KSR.setflag(FLT_ACCMISSED)
 	if KSR.tm.t_is_canceled() > 0 then
 		return
 	end
@@ -135,6 +138,7 @@ function next_carrier()
 	if KSR.tm.t_check_status("408|5[0-9][0-9]") > 0 and KSR.dispatcher.ds_next_dst() > 0 then
 		KSR.info("edge: " .. KSR.kx.get_callid() .. " failing over to " .. KSR.kx.get_duri() .. " after "
 			.. KSR.pv.get("$T_reply_code"))
+		KSR.resetflag(FLT_ACCMISSED)
 		KSR.tm.t_on_failure("next_carrier")
 		KSR.tm.t_relay()
 	end

@@ -83,6 +83,28 @@ fn build() -> Result<PathBuf, String> {
     if let Some(triple) = &layout.triple {
         cmd.args(["--target", triple]);
     }
+    // Cargo gives a test process its package's variables (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, ...). Build scripts that track them (ring's, through
+    // rerun-if-env-changed) would see them change between this build and one from a
+    // shell, and each would rebuild ring and all above it for the other.
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CARGO_PKG_")
+            || n.starts_with("CARGO_BIN_")
+            || matches!(
+                &*n,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(&name);
+        }
+    }
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {cargo:?} to build the ferrosip binary: {e}"))?;

@@ -77,12 +77,22 @@ struct Server(Child);
 
 impl Server {
     fn start(args: &[&str], envs: &[(&str, &str)], port: u16) -> Server {
+        Server::start_logging(args, envs, port, Stdio::null())
+    }
+
+    /// [`Server::start`] with stderr to `stderr`.
+    fn start_logging(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        port: u16,
+        stderr: impl Into<Stdio>,
+    ) -> Server {
         let child = Command::new(ferrosip_tests::ferrosip_bin())
             .args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("ferrosip starts");
         let mut server = Server(child);
@@ -157,7 +167,8 @@ fn without_e_lines_go_to_syslog_with_the_configs_facility_and_name() {
     // LOG_LOCAL3 (19) * 8 + info (6): the server's own start line.
     let started = recv_until(&socket, "Ferrosip started", &mut seen);
     assert!(
-        started.starts_with("<158>") && started.contains(&format!(" fsip-test[{pid}]: ")),
+        started.starts_with("<158>")
+            && started.contains(&format!(" fsip-test[{pid}]: INFO ferrosip_server: ")),
         "{started}"
     );
     assert!(options(port).is_some_and(|r| r.starts_with("SIP/2.0 200")));
@@ -199,6 +210,47 @@ fn json_log_lines_parse() {
         .unwrap_or_else(|| panic!("{log}"));
     assert_eq!(xlog["method"], "OPTIONS", "{xlog}");
     assert_eq!(xlog["call_id"], format!("ops-{port}"), "{xlog}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stderr_that_is_the_journal_gets_priority_prefixes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = test_dir("journal");
+    let port = free_port();
+    let cfg = write_config(&dir, &config(port, ""));
+    let log_path = dir.join("journal.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let meta = log.metadata().expect("metadata");
+    // What systemd sets for a service whose stderr is the journal's stream.
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let server = Server::start_logging(
+        &["-E", "-f", cfg.to_str().unwrap()],
+        &[("JOURNAL_STREAM", stream.as_str())],
+        port,
+        log,
+    );
+    assert!(options(port).is_some_and(|r| r.starts_with("SIP/2.0 200")));
+    assert!(server.stop().success());
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    // info is 6, xlog's L_NOTICE 5 and L_ERR 3; no time (the journal stamps lines) and
+    // no colour.
+    let started = text
+        .lines()
+        .find(|l| l.contains("Ferrosip started"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(started.starts_with("<6>INFO ferrosip_server: "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("<5>") && l.contains("got OPTIONS")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("<3>") && l.contains("facility form")),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -367,7 +419,7 @@ fn db_takes_its_url_from_the_environment_and_the_password_from_stdin() {
         .expect("query")
     });
     let expected = ferrosip_db::accounts::ha1("alice", "example.com", "s3cret");
-    assert_eq!(rows, vec![vec![ferrosip_db::DbValue::Str(expected.into())]]);
+    assert_eq!(rows, vec![vec![ferrosip_db::DbValue::Str(expected)]]);
     // No URL at all: the message says where it is looked for.
     let none = ferrosip(&["db", "add-user", "bob@example.com"], &[], "pw\n");
     let text = String::from_utf8_lossy(&none.stderr);

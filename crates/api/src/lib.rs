@@ -512,6 +512,8 @@ pub mod route;
 pub mod rr;
 /// What the running server offers functions.
 pub mod services;
+/// TLS connection facts (`$tls_*` variables) as the transport shares them with modules.
+pub mod tls;
 /// The transaction layer as the `tm` functions see it.
 pub mod tm;
 /// Transaction events for modules watching transactions end.
@@ -540,7 +542,7 @@ pub use registry::{
 };
 pub use route::{RouteKind, RouteMask};
 pub use services::{ForwardFlags, ReplyHeaders, Services, Target};
-pub use tm_events::{FinalReply, TmObserver, TxnWatch};
+pub use tm_events::{E2eAck, FinalReply, TmObserver, TxnWatch};
 pub use transform::{Transform, TransformClass};
 pub use value::{Value, Verdict};
 

@@ -19,6 +19,20 @@ pub struct Target {
     pub proto: Option<Proto>,
 }
 
+/// Hosts a module makes local beyond the server's sockets and aliases (Kamailio's
+/// `register_check_self_func`, used by the `domain` module's `register_myself`): `myself`
+/// and `is_myself()` match them on any port. A module offers it with
+/// `m.provide(Arc::new(LocalHosts(...)))`; the compiler keeps it in the program.
+#[derive(Clone)]
+pub struct LocalHosts(pub std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>);
+
+impl LocalHosts {
+    /// Whether `host` names this server (the `myself` test the provider answers).
+    pub fn is_local(&self, host: &[u8]) -> bool {
+        (self.0)(host)
+    }
+}
+
 /// Services of the running server.
 pub trait Services: Send + Sync {
     /// Sends a stateless reply to the request being processed (`sl_send_reply`), with the
@@ -53,6 +67,11 @@ pub trait Services: Send + Sync {
     /// runtime, without waiting for it; `false` when the script has no such route.
     fn run_event_route(&self, _name: &str, _ctx: MsgContext) -> bool {
         false
+    }
+
+    /// The TLS transport, when the server runs one (`listen=tls:...`).
+    fn tls(&self) -> Option<std::sync::Arc<dyn crate::tls::TlsControl>> {
+        None
     }
 }
 

@@ -397,6 +397,27 @@ const DOMAIN_ATTRS: TableDef = TableDef {
     indexes: &[("domain_attrs_idx", &["did", "name"])],
 };
 
+const SPEED_DIAL: TableDef = TableDef {
+    name: "speed_dial",
+    version: 2,
+    columns: &[
+        ID,
+        c("username", Varchar(64), DStr("")),
+        c("domain", Varchar(64), DStr("")),
+        c("sd_username", Varchar(64), DStr("")),
+        c("sd_domain", Varchar(64), DStr("")),
+        c("new_uri", Varchar(128), DStr("")),
+        c("fname", Varchar(64), DStr("")),
+        c("lname", Varchar(64), DStr("")),
+        c("description", Varchar(64), DStr("")),
+    ],
+    unique: &[(
+        "speed_dial_idx",
+        &["username", "domain", "sd_domain", "sd_username"],
+    )],
+    indexes: &[],
+};
+
 /// Every module with tables, in `kamdbctl create` order. `standard` (the `version` table)
 /// is always created.
 pub const MODULES: &[ModuleTables] = &[
@@ -443,6 +464,10 @@ pub const MODULES: &[ModuleTables] = &[
     ModuleTables {
         module: "domain",
         tables: &[DOMAIN, DOMAIN_ATTRS],
+    },
+    ModuleTables {
+        module: "speeddial",
+        tables: &[SPEED_DIAL],
     },
 ];
 
@@ -685,6 +710,10 @@ mod tests {
             ("htable", 2),
             ("address", 6),
             ("trusted", 6),
+            ("dbaliases", 1),
+            ("domain", 2),
+            ("domain_attrs", 1),
+            ("speed_dial", 2),
         ] {
             assert_eq!(table(t).map(|t| t.version), Some(v), "{t}");
         }

@@ -46,3 +46,20 @@ pub fn set_timeout(kind: DbKind, limit: Duration) {
 pub fn timeout(kind: DbKind) -> Option<Duration> {
     slot(kind).map(|s| Duration::from_millis(s.load(Ordering::Relaxed)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_driver_with_zero_keeping_the_default() {
+        assert_eq!(timeout(DbKind::Sqlite), None);
+        assert_eq!(timeout(DbKind::Text), None);
+        // Other tests of this process may use PostgreSQL: only ever raise it, then restore.
+        set_timeout(DbKind::Postgres, Duration::from_secs(7));
+        assert_eq!(timeout(DbKind::Postgres), Some(Duration::from_secs(7)));
+        set_timeout(DbKind::Postgres, Duration::ZERO);
+        assert_eq!(timeout(DbKind::Postgres), Some(DEFAULT_TIMEOUT));
+        assert_eq!(timeout(DbKind::Mysql), Some(DEFAULT_TIMEOUT));
+    }
+}

@@ -303,8 +303,10 @@ pub fn write_docs_of(reg: &Registry, dir: &Path) -> std::io::Result<usize> {
                 done + declared
             );
         }
-        if m.absorbed {
+        if m.absorbed && m.params.is_empty() {
             page.push_str("Ferrosip's core does this module's work: `loadmodule` accepts it and it adds nothing; its `modparam`s are accepted and ignored.\n");
+        } else if m.absorbed {
+            page.push_str("Ferrosip's core does this module's work: `loadmodule` accepts it; the parameters below take effect, any other `modparam` of it is accepted and ignored.\n\n");
         }
         if m.always_loaded {
             page.push_str("Always loaded (no `loadmodule` needed).\n\n");

@@ -299,7 +299,7 @@ impl<S: Subscriber> Layer<S> for OutputLayer {
                 );
                 match output.format {
                     Format::Json => line.json(&mut text),
-                    Format::Plain => line.plain(&mut text, false),
+                    Format::Plain => line.plain(&mut text, false, false),
                 }
                 let mut end = text.len().min(SYSLOG_MAX_LINE);
                 while !text.is_char_boundary(end) {
@@ -317,12 +317,12 @@ impl<S: Subscriber> Layer<S> for OutputLayer {
                     Format::Json => line.json(&mut text),
                     Format::Plain if output.journal => {
                         let _ = write!(text, "<{}>", line.severity());
-                        line.plain(&mut text, false);
+                        line.plain(&mut text, false, false);
                     }
                     Format::Plain => {
                         text.push_str(&rfc3339_now());
                         text.push(' ');
-                        line.plain(&mut text, output.colors);
+                        line.plain(&mut text, output.colors, true);
                     }
                 }
                 text.push('\n');
@@ -425,13 +425,15 @@ impl Line<'_> {
         }
     }
 
-    fn plain(&self, out: &mut String, colors: bool) {
-        let name = match self.level {
-            Level::ERROR => "ERROR",
-            Level::WARN => " WARN",
-            Level::INFO => " INFO",
-            Level::DEBUG => "DEBUG",
-            Level::TRACE => "TRACE",
+    /// `LEVEL target: message key=value ...`; `aligned` pads the level to five columns
+    /// (stderr lines under a timestamp; syslog and the journal have columns of their own).
+    fn plain(&self, out: &mut String, colors: bool, aligned: bool) {
+        let padded;
+        let name = if aligned {
+            padded = format!("{:>5}", self.level.as_str());
+            padded.as_str()
+        } else {
+            self.level.as_str()
         };
         if colors {
             let color = match self.level {

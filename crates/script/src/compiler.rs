@@ -387,8 +387,9 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             }
-            if def.absorbed {
-                // Parameters of modules whose work the core does are accepted unchecked.
+            if def.absorbed && def.param(&mp.param).is_none() {
+                // Parameters of modules whose work the core does are accepted unchecked,
+                // but for the few such a module declares (the database drivers' timeouts).
                 continue;
             }
             let Some(p) = def.param(&mp.param) else {
@@ -1224,10 +1225,11 @@ pub fn compile(
             .map_or(256, |v| v.clamp(1, 10_000) as u32),
     };
     let myself = local_identity(&globals);
-    let program = Program::new(
+    let mut program = Program::new(
         c.code, c.spans, c.consts, c.pvs, c.regexes, c.calls, c.switches, routes, c.loops, limits,
         myself, source,
     );
+    program.local_hosts = reg.api::<ferrosip_api::services::LocalHosts>();
     Ok(Compiled {
         program,
         modules: c.loaded,

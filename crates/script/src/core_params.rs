@@ -301,6 +301,12 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "uid",
     "group",
     "gid",
+    "enable_tls",
+    "tls_enable",
+    "disable_tls",
+    "tls_disable",
+    "tls_port_no",
+    "tls_max_connections",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

@@ -225,6 +225,8 @@ pub struct Program {
     pub loops: u32,
     pub limits: Limits,
     pub myself: LocalIdentity,
+    /// Hosts a module made local (`domain`'s `register_myself`), asked after `myself`.
+    pub local_hosts: Option<Arc<ferrosip_api::services::LocalHosts>>,
     /// Maps spans back to file:line:column.
     pub source: Arc<SourceInfo>,
     by_name: HashMap<(RouteKind, String), RouteId>,
@@ -274,11 +276,17 @@ impl Program {
             loops,
             limits,
             myself,
+            local_hosts: None,
             source,
             by_name,
             main,
             engine: None,
         }
+    }
+
+    /// Whether a module made `host` local ([`Program::local_hosts`]).
+    pub fn is_module_local(&self, host: &[u8]) -> bool {
+        self.local_hosts.as_ref().is_some_and(|h| h.is_local(host))
     }
 
     /// The unnamed route of a kind: `request_route`, the core `onreply_route`, `onsend_route`.

@@ -464,7 +464,7 @@ fn keyword(k: Keyword, ctx: &MsgContext) -> Value {
 fn is_myself(prog: &Program, ctx: &MsgContext, host: &[u8], port: Option<u16>) -> bool {
     match &ctx.services {
         Some(services) => services.is_myself(host, port),
-        None => prog.myself.matches(host, port),
+        None => prog.myself.matches(host, port) || prog.is_module_local(host),
     }
 }
 

@@ -146,10 +146,28 @@ pub fn step(
         }
     }
     for rows in &s.db {
-        let found = session.count_rows(&rows.table, &rows.conditions)?;
+        let conditions = rows
+            .conditions
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(t) => toml::Value::String(names.fill(t)),
+                    other => other.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        // A module may write from the runtime after the route (usrloc's write-through):
+        // the count gets a moment to come true, and only a wrong count waits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut found = session.count_rows(&rows.table, &conditions)?;
+        while found != rows.count && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = session.count_rows(&rows.table, &conditions)?;
+        }
         if found != rows.count {
             out.push(diff(
-                &format!("rows of {} where {:?}", rows.table, rows.conditions),
+                &format!("rows of {} where {}", rows.table, where_text(&conditions)),
                 &rows.count.to_string(),
                 &found.to_string(),
             ));
@@ -326,4 +344,16 @@ pub fn context(sent: &[Sent], runs: &[RouteRecord], log: &[String]) -> String {
         s.push_str(&format!("\n    log: {l}"));
     }
     s
+}
+
+fn where_text(conditions: &std::collections::BTreeMap<String, toml::Value>) -> String {
+    conditions
+        .iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(t) => format!("{k} = {t:?}"),
+            toml::Value::Integer(i) => format!("{k} = {i}"),
+            other => format!("{k} = {other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
 }

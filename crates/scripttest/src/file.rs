@@ -23,6 +23,10 @@ pub struct TestFile {
     /// DNS answers: a host name to its addresses; a name not listed does not resolve.
     #[serde(default)]
     pub dns: BTreeMap<String, Vec<String>>,
+    /// Methods of requests left out of every step's `forwards`: what the server sends on
+    /// its own real-time timers (dispatcher's OPTIONS probes), which no step can expect.
+    #[serde(default)]
+    pub ignore_requests: Vec<String>,
     #[serde(default, rename = "test")]
     pub tests: Vec<Spanned<Test>>,
 }
@@ -69,6 +73,8 @@ pub struct Step {
     // ----- how -----
     /// `send`: who sends it, `[proto:]host:port` (default udp:192.0.2.10:5060).
     pub from: Option<String>,
+    /// `send`: credentials answering the last 401/407 the proxy sent in this test.
+    pub auth: Option<Auth>,
     /// `respond`: which forwarded request is answered, 1 for the test's first (default:
     /// the last one).
     pub forward: Option<usize>,
@@ -110,6 +116,13 @@ pub struct Step {
     /// Database rows after the step.
     #[serde(default)]
     pub db: Vec<ExpectRows>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub user: String,
+    pub password: String,
 }
 
 /// An expected message: a bare status (`200`) or a table.

@@ -8,6 +8,7 @@
 //! (see [`session::Recorder`]): [`Options::observer`] is handed every route run.
 
 pub mod check;
+pub mod digest;
 pub mod file;
 pub mod logs;
 pub mod session;
@@ -145,7 +146,7 @@ fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result
         let full_name = format!("{}: {}", path.display(), t.name);
         let mut session = Session::start(&file, dir, &t.rows, registry_for)
             .map_err(|e| format!("{}:{line}: {}", path.display(), e.0))?;
-        match run_test(&mut session, t, &text, path) {
+        match run_test(&mut session, &file.ignore_requests, t, &text, path) {
             Ok(failures) if failures.is_empty() => {
                 println!("test {} ... ok", t.name);
                 outcome.passed += 1;
@@ -164,6 +165,7 @@ fn run_file(path: &Path, options: &Options, registry_for: RegistryFor) -> Result
 /// step the runner cannot carry out (a bad address, an unknown PV): exit 2, file:line.
 fn run_test(
     session: &mut Session,
+    ignore: &[String],
     test: &file::Test,
     text: &str,
     path: &Path,
@@ -179,6 +181,8 @@ fn run_test(
     let mut failures = Vec::new();
     // Requests the proxy sent so far in this test (a `respond` answers one of them).
     let mut forwarded: Vec<session::Sent> = Vec::new();
+    // Replies the proxy sent so far (an `auth` answers the last challenge).
+    let mut forwarded_replies: Vec<session::Sent> = Vec::new();
     for (i, step) in test.steps.iter().enumerate() {
         let line = file::line_of(text, step.span().start);
         let at = |e: String| format!("{}:{line}: {e}", path.display());
@@ -202,7 +206,11 @@ fn run_test(
             // A new transaction per message sent; a `respond` step's `{branch}` is still
             // the one of the request it answers.
             names.branch = format!("z9hG4bK{}", unique("s"));
-            let bytes = session::wire_message(&names.fill(msg));
+            let mut text = names.fill(msg);
+            if let Some(auth) = &s.auth {
+                text = with_credentials(&text, auth, &forwarded_replies).map_err(at)?;
+            }
+            let bytes = session::wire_message(&text);
             let local = session.proxy;
             session.receive(proto, peer, local, bytes);
         } else if let Some(code) = s.respond {
@@ -225,9 +233,10 @@ fn run_test(
         }
         let sent: Vec<session::Sent> = session::lock_slice(&session.sent, sent_before)
             .into_iter()
-            .filter(|m| !m.retransmission)
+            .filter(|m| !m.retransmission && !ignored(m, ignore))
             .collect();
         forwarded.extend(sent.iter().filter(|m| !m.is_reply()).cloned());
+        forwarded_replies.extend(sent.iter().filter(|m| m.is_reply()).cloned());
         let runs = session.recorder.runs_since(runs_before);
         let log = logs::since(logs_before);
         let mut step_failures = check::step(session, s, &sent, &runs, &log, &names).map_err(at)?;
@@ -240,4 +249,41 @@ fn run_test(
         }
     }
     Ok(failures)
+}
+
+/// `text` (a request) with the credentials answering the last 401/407 of the test.
+fn with_credentials(text: &str, auth: &file::Auth, replies: &[session::Sent]) -> Result<String, String> {
+    let (challenge, proxy) = replies
+        .iter()
+        .rev()
+        .find_map(|r| {
+            let m = ferrosip_sip::SipMessage::parse(r.data.clone()).ok()?;
+            let (name, proxy) = match m.status()? {
+                401 => ("WWW-Authenticate", false),
+                407 => ("Proxy-Authenticate", true),
+                _ => return None,
+            };
+            let v = String::from_utf8_lossy(m.header(name)?).into_owned();
+            Some((v, proxy))
+        })
+        .ok_or("auth: the proxy sent no 401/407 challenge in this test")?;
+    let request_line = text.lines().next().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let (method, uri) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (name, value) =
+        digest::credentials(&challenge, proxy, &auth.user, &auth.password, method, uri)?;
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = format!("{name}: {value}");
+    lines.insert(1, &header);
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Ok(out)
+}
+
+/// A request of a method the test file ignores.
+fn ignored(m: &session::Sent, ignore: &[String]) -> bool {
+    !m.is_reply()
+        && ignore.iter().any(|method| {
+            m.data.starts_with(method.as_bytes()) && m.data.get(method.len()) == Some(&b' ')
+        })
 }

@@ -105,11 +105,23 @@ pub struct Recorder {
 }
 
 /// A route's name as the config writes it.
-pub fn route_name(program: &Program, route: RouteId) -> String {
+pub fn route_name(program: &Program, route: RouteId, ctx_kind: RouteKind) -> String {
     let Some(info) = program.routes.get(route as usize) else {
-        return format!("route #{route}");
+        // A route of another engine (Lua): known by its kind only.
+        return match ctx_kind {
+            RouteKind::Request => "request_route".into(),
+            other => kind_name(other).into(),
+        };
     };
-    let kind = match info.kind {
+    match (&info.name, info.kind) {
+        (None, RouteKind::Request) => "request_route".into(),
+        (None, kind) => kind_name(kind).into(),
+        (Some(n), kind) => format!("{}[{n}]", kind_name(kind)),
+    }
+}
+
+fn kind_name(kind: RouteKind) -> &'static str {
+    match kind {
         RouteKind::Request => "route",
         RouteKind::Failure => "failure_route",
         RouteKind::TmOnReply => "onreply_route",
@@ -119,11 +131,6 @@ pub fn route_name(program: &Program, route: RouteId) -> String {
         RouteKind::Event => "event_route",
         RouteKind::Local => "local_route",
         RouteKind::Error => "error_route",
-    };
-    match (&info.name, info.kind) {
-        (None, RouteKind::Request) => "request_route".into(),
-        (None, _) => kind.into(),
-        (Some(n), _) => format!("{kind}[{n}]"),
     }
 }
 
@@ -159,7 +166,7 @@ impl RouteObserver for Recorder {
             .err()
             .map(|e| format!("{}: {}", e.location, e.message));
         lock(&self.runs).push(RouteRecord {
-            name: route_name(program, route),
+            name: route_name(program, route, ctx.route),
             values,
             flags: ctx.flags,
             error,

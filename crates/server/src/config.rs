@@ -26,6 +26,12 @@ pub struct ServerConfig {
     /// `tcp_max_msg_size`, `tcp_connection_lifetime`, `tcp_max_connections`,
     /// `tcp_conn_wq_max`, `tcp_msg_read_timeout`.
     pub tcp: crate::transport::tcp::TcpLimits,
+    /// `enable_tls` (or `tls_disable=no`): TLS sockets are added where a listen= without a
+    /// protocol, or no listen= at all, opens UDP and TCP (Kamailio's behaviour).
+    pub enable_tls: bool,
+    /// `tls_max_connections` (default 2048): open TLS connections at most, apart from
+    /// `tcp_max_connections`.
+    pub tls_max_connections: usize,
     /// `alias=` entries: host (lower case) and port (`None`: any port).
     pub aliases: Vec<(String, Option<u16>)>,
     /// `auto_aliases` (default on): the listen addresses' reverse-DNS names are ours too.
@@ -167,25 +173,40 @@ impl ServerConfig {
             u16::try_from(p).map_err(|_| err("port", "out of range"))
         })?;
         let disable_tcp = flag(g, "disable_tcp");
+        // Kamailio's TLS is off unless enable_tls (tls_enable) is on or disable_tls
+        // (tls_disable) is given and off.
+        let disabled_off = |name: &str| last(g, name).is_some() && !flag(g, name);
+        let enable_tls = (flag(g, "enable_tls")
+            || flag(g, "tls_enable")
+            || disabled_off("disable_tls")
+            || disabled_off("tls_disable"))
+            && !flag(g, "disable_tls")
+            && !flag(g, "tls_disable");
+        let tls_port = int(g, "tls_port_no")?.map_or(Ok(5061), |p| {
+            u16::try_from(p).map_err(|_| err("tls_port_no", "out of range"))
+        })?;
         let mut listen = Vec::new();
         for v in g.get("listen").into_iter().flatten() {
             let raw = v.unquoted().trim().to_string();
             let mut words = raw.split_whitespace();
             let sock = words.next().ok_or_else(|| err("listen", "empty value"))?;
-            let (protos, rest): (Vec<Proto>, &str) = match sock.split_once(':') {
+            let (protos, rest, explicit): (Vec<Proto>, &str, bool) = match sock.split_once(':') {
                 Some((p, r)) if Proto::parse(p).is_some() => {
-                    (vec![Proto::parse(p).unwrap_or_default()], r)
+                    (vec![Proto::parse(p).unwrap_or_default()], r, true)
                 }
                 _ => {
                     let mut p = vec![Proto::Udp];
                     if !disable_tcp {
                         p.push(Proto::Tcp);
                     }
-                    (p, sock)
+                    if enable_tls {
+                        p.push(Proto::Tls);
+                    }
+                    (p, sock, false)
                 }
             };
-            let (host, port) = split_host_port(rest);
-            let port = port.unwrap_or(default_port);
+            let (host, given_port) = split_host_port(rest);
+            let port = given_port.unwrap_or(default_port);
             let ip = resolve(&host, port, "listen")?;
             let mut advertise = None;
             while let Some(w) = words.next() {
@@ -198,11 +219,11 @@ impl ServerConfig {
                 }
             }
             for proto in protos {
-                if matches!(proto, Proto::Tls | Proto::Sctp | Proto::Ws | Proto::Wss) {
+                if matches!(proto, Proto::Sctp | Proto::Ws | Proto::Wss) {
                     return Err(err(
                         "listen",
                         format!(
-                            "{} listeners are not available yet (UDP and TCP are)",
+                            "{} listeners are not available yet (UDP, TCP and TLS are)",
                             proto.name()
                         ),
                     ));
@@ -210,11 +231,15 @@ impl ServerConfig {
                 if proto == Proto::Tcp && disable_tcp {
                     continue;
                 }
-                listen.push(Listen::new(
-                    proto,
-                    SocketAddr::new(ip, port),
-                    advertise.clone(),
-                ));
+                // A TLS socket without a port of its own takes the TLS port (5061), as
+                // does the TLS socket a protocol-less listen= adds beside UDP and TCP.
+                let tls_own_port = proto == Proto::Tls && (!explicit || given_port.is_none());
+                let (port, advertise) = if tls_own_port {
+                    (tls_port, advertise.clone().map(|(h, _)| (h, tls_port)))
+                } else {
+                    (port, advertise.clone())
+                };
+                listen.push(Listen::new(proto, SocketAddr::new(ip, port), advertise));
             }
         }
         let interfaces = crate::myself::interface_addresses().unwrap_or_else(|e| {
@@ -235,6 +260,9 @@ impl ServerConfig {
                 listen.push(Listen::new(Proto::Udp, addr, None));
                 if !disable_tcp {
                     listen.push(Listen::new(Proto::Tcp, addr, None));
+                }
+                if enable_tls {
+                    listen.push(Listen::new(Proto::Tls, SocketAddr::new(ip, tls_port), None));
                 }
             }
         }
@@ -275,6 +303,17 @@ impl ServerConfig {
             udp_max_size: 65535,
             udp_buffer: int(g, "maxbuffer")?.map_or(4 << 20, |v| v.clamp(65536, 64 << 20) as usize),
             tcp: tcp_limits(g)?,
+            enable_tls,
+            tls_max_connections: match int(g, "tls_max_connections")? {
+                None => 2048,
+                Some(n) if n > 0 => n as usize,
+                Some(n) => {
+                    return Err(err(
+                        "tls_max_connections",
+                        format!("must be positive, not {n}"),
+                    ))
+                }
+            },
             aliases,
             auto_aliases,
             listen_discovered,
@@ -350,6 +389,34 @@ mod tests {
         assert!(me.matches(b"sip.example.com", Some(1234)));
         assert!(me.matches(b"pbx.example.com", Some(5099)));
         assert!(!me.matches(b"pbx.example.com", Some(5060)));
+    }
+
+    #[test]
+    fn tls_sockets_take_the_tls_port_unless_given_one() {
+        let c = ServerConfig::from_globals(&globals(&[
+            ("listen", "tls:127.0.0.1"),
+            ("listen", "tls:127.0.0.1:5071"),
+            ("tls_max_connections", "100"),
+        ]))
+        .unwrap();
+        let ports: Vec<(Proto, u16)> = c.listen.iter().map(|l| (l.proto, l.addr.port())).collect();
+        assert_eq!(ports, [(Proto::Tls, 5061), (Proto::Tls, 5071)]);
+        assert_eq!(c.tls_max_connections, 100);
+        // enable_tls adds TLS on tls_port_no beside a protocol-less listen=.
+        let c = ServerConfig::from_globals(&globals(&[
+            ("listen", "127.0.0.1:5080"),
+            ("enable_tls", "yes"),
+            ("tls_port_no", "5081"),
+        ]))
+        .unwrap();
+        let ports: Vec<(Proto, u16)> = c.listen.iter().map(|l| (l.proto, l.addr.port())).collect();
+        assert_eq!(
+            ports,
+            [(Proto::Udp, 5080), (Proto::Tcp, 5080), (Proto::Tls, 5081)]
+        );
+        let c = ServerConfig::from_globals(&globals(&[("listen", "127.0.0.1:5080")])).unwrap();
+        assert!(c.listen.iter().all(|l| l.proto != Proto::Tls));
+        assert!(ServerConfig::from_globals(&globals(&[("listen", "ws:127.0.0.1:80")])).is_err());
     }
 
     #[test]

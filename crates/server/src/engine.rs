@@ -243,7 +243,7 @@ impl Services for Engine {
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
-        self.server.is_myself(host, port)
+        self.server.is_myself(host, port) || self.script.load().program.is_module_local(host)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {
@@ -262,6 +262,10 @@ impl Services for Engine {
 
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         self.script.load().run_event_route(name, ctx)
+    }
+
+    fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.server.outbound.tls()
     }
 }
 

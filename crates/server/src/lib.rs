@@ -83,9 +83,17 @@ pub fn run_with_lifecycle(
         transport::tcp::TcpTransport::<Engine>::bind(&config.listen, config.tcp)
             .map_err(|e| format!("cannot bind TCP: {e}"))?,
     );
+    let config_dir = reloader
+        .as_ref()
+        .and_then(|r| r.path().parent().map(std::path::Path::to_path_buf));
+    let tls = start_tls(&loaded, &config, config_dir.as_deref())?;
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
+    if let Some(tls) = &tls {
+        transports.add(tls.clone());
+        transports.tls = Some(tls.control());
+    }
     let engine = assemble(
         &loaded,
         config,
@@ -107,6 +115,13 @@ pub fn run_with_lifecycle(
     let _tcp = tcp
         .start(&engine, server.config.children)
         .map_err(|e| format!("cannot start TCP: {e}"))?;
+    let _tls = match &tls {
+        Some(tls) => Some(
+            tls.start(&engine, server.config.children)
+                .map_err(|e| format!("cannot start TLS: {e}"))?,
+        ),
+        None => None,
+    };
     let _udp = udp
         .start(&engine, server.config.children, &server.runtime)
         .map_err(|e| format!("cannot start workers: {e}"))?;
@@ -149,6 +164,35 @@ pub fn run_with_lifecycle(
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// The TLS transport, when the script loads the `tls` module: its profiles loaded (a bad
+/// certificate or profile file stops the start) and its sockets bound.
+fn start_tls(
+    loaded: &ferrosip_script::Loaded,
+    config: &ServerConfig,
+    config_dir: Option<&std::path::Path>,
+) -> Result<Option<Arc<transport::tls::TlsTransport<Engine>>>, String> {
+    let wants_listen = config
+        .listen
+        .iter()
+        .any(|l| l.proto == ferrosip_api::Proto::Tls);
+    let Some(params) = loaded.modules.get("tls") else {
+        if wants_listen {
+            return Err(
+                "listen=tls: needs loadmodule \"tls.so\" (its certificates and profiles)".into(),
+            );
+        }
+        return Ok(None);
+    };
+    let settings = transport::tls_config::TlsSettings::from_params(params, config_dir)
+        .map_err(|e| format!("tls: {e}"))?;
+    let state = transport::tls::TlsState::new(settings).map_err(|e| format!("tls: {e}"))?;
+    let mut limits = config.tcp;
+    limits.max_connections = config.tls_max_connections;
+    let tls = transport::tls::TlsTransport::bind(&config.listen, limits, Arc::new(state))
+        .map_err(|e| format!("cannot bind TLS: {e}"))?;
+    Ok(Some(Arc::new(tls)))
 }
 
 /// Runs the modules' start hooks (database pools, timers), in load order, before

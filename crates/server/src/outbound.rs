@@ -97,6 +97,20 @@ fn host_ip(host: &[u8]) -> Option<IpAddr> {
     std::str::from_utf8(host).ok()?.parse().ok()
 }
 
+/// The transport a `sips:` URI is reached over (RFC 3261 §26.2.2, RFC 5630 §3.1.3):
+/// TLS on every hop, `transport=tcp` naming TLS's underlying TCP and `transport=ws` a
+/// secure WebSocket; there is no SIPS over UDP.
+fn secure(proto: Proto) -> Result<Proto, FnError> {
+    match proto {
+        Proto::Tcp | Proto::Tls => Ok(Proto::Tls),
+        Proto::Ws | Proto::Wss => Ok(Proto::Wss),
+        other => Err(FnError::new(format!(
+            "a sips: URI cannot be reached over {} (RFC 3261 §26.2.2: TLS only)",
+            other.name()
+        ))),
+    }
+}
+
 fn default_port(proto: Proto, sips: bool) -> u16 {
     if sips || matches!(proto, Proto::Tls | Proto::Wss) {
         5061
@@ -214,6 +228,11 @@ impl Outbound {
         &self.hooks
     }
 
+    /// The TLS transport's sessions and profiles, when it runs.
+    pub fn tls(&self) -> Option<std::sync::Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.transports.tls.clone()
+    }
+
     /// Sends bytes over `proto` to `dst` (from `local` when given).
     pub fn send(
         &self,
@@ -322,6 +341,7 @@ impl Outbound {
                     None if sips => Proto::Tls,
                     None => Proto::Udp,
                 };
+                let proto = if sips { secure(proto)? } else { proto };
                 let port = uri.port().unwrap_or(default_port(proto, sips));
                 (uri_bytes.slice_ref(host), port, proto)
             }
@@ -524,5 +544,15 @@ mod tests {
         assert_eq!(loop_tag_of_branch(b"z9hG4bK-Lzzzzzzzz"), None);
         assert_eq!(loop_tag_of_branch(b"-L"), None);
         assert_eq!(loop_tag_of_branch(b""), None);
+    }
+
+    #[test]
+    fn a_sips_uri_goes_over_tls_only() {
+        assert_eq!(secure(Proto::Tcp).unwrap(), Proto::Tls);
+        assert_eq!(secure(Proto::Tls).unwrap(), Proto::Tls);
+        assert_eq!(secure(Proto::Ws).unwrap(), Proto::Wss);
+        assert!(secure(Proto::Udp).is_err());
+        assert_eq!(default_port(Proto::Tls, false), 5061);
+        assert_eq!(default_port(Proto::Tcp, true), 5061);
     }
 }

@@ -62,6 +62,11 @@ impl Reloader {
 
     /// Words load errors with `full` (a registry of every module), so a call to a
     /// function of a module the server did not load names that module.
+    /// The script file the server was started from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub fn explained_by(mut self, full: fn() -> Registry) -> Reloader {
         self.explain = Some(full);
         self

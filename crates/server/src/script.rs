@@ -122,7 +122,7 @@ impl Services for ScriptScope {
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
         // The server's sockets, aliases and reverse-DNS names decide, whichever program
         // version runs (a change of `listen=`/`alias=` needs a restart).
-        self.server.is_myself(host, port)
+        self.server.is_myself(host, port) || self.program.is_module_local(host)
     }
 
     fn transactions(&self) -> Option<&dyn Transactions> {
@@ -134,6 +134,10 @@ impl Services for ScriptScope {
         request: LocalRequest,
     ) -> Result<ferrosip_api::registry::BoxFuture<'static, LocalOutcome>, FnError> {
         self.server.uac.send(request)
+    }
+
+    fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
+        self.server.outbound.tls()
     }
 
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {

@@ -208,6 +208,11 @@ struct RouteQueue {
     /// size class, and only watched cells allocate this queue for it (it is let go only
     /// after the final reply, when the watches are gone already).
     watches: Vec<Box<dyn ferrosip_api::TxnWatch>>,
+    /// Watches waiting for the ACK of the 2xx they heard (`TxnWatch::wants_e2e_ack`),
+    /// with that 2xx's To tag: the ACK of another fork's 2xx is not theirs. The cell is
+    /// in `TmLayer::e2e_acks` meanwhile.
+    ack_watches: Vec<Box<dyn ferrosip_api::TxnWatch>>,
+    ack_to_tag: Option<Box<[u8]>>,
 }
 
 /// `$du` as the script relayed the request: failure_route sees it too, as Kamailio's
@@ -255,6 +260,11 @@ pub struct TmLayer {
     next_id: AtomicU64,
     /// Makes our branch ids differ from those of an earlier run of the server.
     boot: u32,
+    /// INVITE cells whose watches wait for the ACK of their 2xx, by the ACK's dialog
+    /// keys ([`e2e_ack_key`]): an ACK of a 2xx has a Via branch of its own, so it does
+    /// not find its INVITE through `server_txns`. Only watched cells are here, each until
+    /// its ACK or its end, so it holds at most `max_transactions` entries.
+    e2e_acks: Mutex<HashMap<Box<[u8]>, Weak<Cell>, KeyHasher>>,
     env: TmEnv,
 }
 
@@ -384,6 +394,7 @@ impl TmLayer {
             started: Instant::now(),
             next_id: AtomicU64::new(1),
             boot,
+            e2e_acks: Mutex::new(HashMap::default()),
             env,
         }
     }
@@ -718,7 +729,12 @@ impl TmLayer {
                 // The ACK of a negative reply ends here (hop by hop); a 2xx ACK that
                 // matched goes on with the script.
                 Some(cell) => Ok(if self.absorb_ack(&cell) { 0 } else { 1 }),
-                None => Ok(-1),
+                None => {
+                    // An ACK of a 2xx whose watches wait for it (acc's report_ack) is
+                    // theirs; it still is no transaction's own (-1).
+                    self.e2e_ack(ctx);
+                    Ok(-1)
+                }
             },
             _ => match self.find(msg) {
                 Some(cell) => {
@@ -1032,6 +1048,7 @@ impl TmLayer {
             return Ok(0);
         }
         // A 2xx ACK is end to end: forwarded statelessly (RFC 3261 §16.6, §17.1.1.3).
+        self.e2e_ack(ctx);
         self.forward_stateless(ctx, target).map(|()| 1)
     }
 
@@ -1055,6 +1072,8 @@ impl TmLayer {
         };
         {
             let mut st = lock(&cancel_cell.state);
+            // The CANCEL's own transaction is watched like any (acc's report_cancels).
+            self.observe(&mut st, ctx);
             let _ = self.local_reply(&cancel_cell, &mut st, 200, b"Canceling", None);
             self.cleanup(&cancel_cell, &mut st);
         }
@@ -1097,15 +1116,26 @@ impl TmLayer {
         let bytes = b.build().map_err(|e| FnError::new(e.to_string()))?;
         if code >= 200 {
             st.final_status = Some(code);
-            if st.watched() {
-                let to_tag = st.to_tag.clone();
-                Self::notify_final(
-                    st,
-                    code,
-                    reason.as_bytes(),
-                    to_tag.as_deref().map(str::as_bytes),
-                    true,
-                );
+        }
+        if st.watched() && code > 100 {
+            let mut watches = st.take_watches();
+            let reply = ferrosip_api::FinalReply {
+                code,
+                reason: reason.as_bytes(),
+                to_tag: st.to_tag.as_deref().map(str::as_bytes),
+                request: &st.request,
+                flags: st.flags,
+                local: true,
+                reply: None,
+            };
+            if code >= 200 {
+                let waiting = Self::tell_final(st.is_invite, watches, &reply);
+                self.wait_for_ack(cell, st, waiting);
+            } else {
+                for w in &mut watches {
+                    w.on_provisional(&reply);
+                }
+                st.queue().watches = watches;
             }
         }
         let actions = st.uas.send_reply(code, bytes);
@@ -1309,6 +1339,14 @@ impl TmLayer {
             // was sent already.
             if code > 100 && st.final_status.is_none() {
                 self.relay_up(cell, st, msg, code);
+                if st.watched() {
+                    let mut watches = st.take_watches();
+                    let reply = Self::relayed(st, msg, code);
+                    for w in &mut watches {
+                        w.on_provisional(&reply);
+                    }
+                    st.queue().watches = watches;
+                }
             }
             return;
         }
@@ -1326,8 +1364,10 @@ impl TmLayer {
             if first {
                 st.final_status = Some(code);
                 if st.watched() {
-                    let reason = msg.reason().unwrap_or_default();
-                    Self::notify_final(st, code, reason, msg.to_tag(), false);
+                    let watches = st.take_watches();
+                    let waiting =
+                        Self::tell_final(st.is_invite, watches, &Self::relayed(st, msg, code));
+                    self.wait_for_ack(cell, st, waiting);
                 }
                 self.cancel_pending(cell, st, Some(i));
             }
@@ -1372,11 +1412,13 @@ impl TmLayer {
             return;
         }
         if st.marks.on_failure.is_some() && st.failure_rounds < MAX_FAILURE_ROUNDS {
+            // The watches hear of the failure when the route is about to run.
             let queue = st.queue();
             queue.failure_pending = true;
             queue.jobs.push(Deferred::Failure { failed });
             return;
         }
+        self.notify_failure(st);
         self.send_best(cell, st);
     }
 
@@ -1476,9 +1518,18 @@ impl TmLayer {
         if st.watched() {
             // Only watched cells parse the reply they send again, for its reason and tag.
             let sent = SipMessage::parse(bytes.clone()).ok();
-            let reason = sent.as_ref().and_then(|m| m.reason()).unwrap_or_default();
-            let to_tag = sent.as_ref().and_then(|m| m.to_tag());
-            Self::notify_final(st, best.status, reason, to_tag, true);
+            let watches = st.take_watches();
+            let reply = ferrosip_api::FinalReply {
+                code: best.status,
+                reason: sent.as_ref().and_then(|m| m.reason()).unwrap_or_default(),
+                to_tag: sent.as_ref().and_then(|m| m.to_tag()),
+                request: &st.request,
+                flags: st.flags,
+                local: true,
+                reply: sent.as_ref(),
+            };
+            let waiting = Self::tell_final(st.is_invite, watches, &reply);
+            self.wait_for_ack(cell, st, waiting);
         }
         let actions = st.uas.send_reply(best.status, bytes);
         self.run(cell, st, Leg::Server, actions, None);
@@ -1581,6 +1632,7 @@ impl TmLayer {
                     }
                 };
                 st.failure_rounds += 1;
+                self.notify_failure(st);
                 let fctx = self.failure_context(self.env.outbound.hooks(), cell, st, failed);
                 Some(RouteJob {
                     route,
@@ -1706,30 +1758,186 @@ impl TmLayer {
         }
     }
 
-    /// Tells the watches the final reply that went upstream; they hear it once.
-    fn notify_final(
-        st: &mut CellState,
+    /// A reply relayed from a branch, as the watches see it.
+    fn relayed<'a>(
+        st: &'a CellState,
+        msg: &'a SipMessage,
         code: u16,
-        reason: &[u8],
-        to_tag: Option<&[u8]>,
-        local: bool,
-    ) {
-        let watches = st.take_watches();
-        let reply = ferrosip_api::FinalReply {
+    ) -> ferrosip_api::FinalReply<'a> {
+        ferrosip_api::FinalReply {
             code,
-            reason,
-            to_tag,
+            reason: msg.reason().unwrap_or_default(),
+            to_tag: msg.to_tag(),
             request: &st.request,
             flags: st.flags,
-            local,
+            local: false,
+            reply: Some(msg),
+        }
+    }
+
+    /// Tells `watches` (taken from the cell) the final reply that went upstream; they
+    /// hear it once. Returns those that want the ACK of a 2xx to an INVITE, with the To
+    /// tag that ACK will carry.
+    fn tell_final(
+        is_invite: bool,
+        watches: Vec<Box<dyn ferrosip_api::TxnWatch>>,
+        reply: &ferrosip_api::FinalReply<'_>,
+    ) -> Option<AckWait> {
+        let ack_possible = is_invite && (200..300).contains(&reply.code);
+        let mut waiting = Vec::new();
+        for mut w in watches {
+            w.on_final(reply);
+            if ack_possible && w.wants_e2e_ack() {
+                waiting.push(w);
+            }
+        }
+        (!waiting.is_empty()).then(|| AckWait {
+            watches: waiting,
+            to_tag: reply.to_tag.map(Box::from),
+        })
+    }
+
+    /// Keeps the watches waiting for the ACK of a 2xx with the cell, findable by the ACK.
+    fn wait_for_ack(&self, cell: &Arc<Cell>, st: &mut CellState, waiting: Option<AckWait>) {
+        let Some(waiting) = waiting else {
+            return;
+        };
+        let Some(key) = e2e_ack_key(&st.request) else {
+            return;
+        };
+        let queue = st.queue();
+        queue.ack_watches = waiting.watches;
+        queue.ack_to_tag = waiting.to_tag;
+        lock(&self.e2e_acks).insert(key, Arc::downgrade(cell));
+    }
+
+    /// Every branch ended without a 2xx: the watches hear it before `failure_route` (or
+    /// the best final), and the flags they return are reset in the transaction.
+    fn notify_failure(&self, st: &mut CellState) {
+        if !st.watched() {
+            return;
+        }
+        let mut watches = st.take_watches();
+        let outcomes = branch_outcomes(st);
+        let best = choose_best(&outcomes);
+        let code = best
+            .branch
+            .and_then(|i| outcomes.get(i))
+            .and_then(|o| o.status())
+            .unwrap_or(best.status);
+        drop(outcomes);
+        let winner = best.branch.and_then(|b| st.branches[b].reply.as_ref());
+        // A branch that never answered has no reply: the standard reason and the To tag
+        // this proxy's own final would carry.
+        let request = &st.request;
+        let local_tag = match winner {
+            Some(_) => None,
+            None => Some(
+                st.to_tag
+                    .get_or_insert_with(|| request.stateless_to_tag().into_boxed_str())
+                    .clone(),
+            ),
+        };
+        let winner = best.branch.and_then(|b| st.branches[b].reply.as_ref());
+        let failed = ferrosip_api::FinalReply {
+            code,
+            reason: match winner {
+                Some(r) => r.reason().unwrap_or_default(),
+                None => ferrosip_transaction::reason_phrase(code).as_bytes(),
+            },
+            to_tag: match winner {
+                Some(r) => r.to_tag(),
+                None => local_tag.as_deref().map(str::as_bytes),
+            },
+            request: &st.request,
+            flags: st.flags,
+            local: winner.is_none(),
+            reply: winner,
+        };
+        let mut reset = 0;
+        for w in &mut watches {
+            reset |= w.on_failure(&failed);
+        }
+        st.flags &= !reset;
+        st.queue().watches = watches;
+    }
+
+    /// The ACK of a 2xx: the watches of its INVITE waiting for it hear it, once.
+    fn e2e_ack(&self, ctx: &MsgContext) {
+        let (cell, key) = {
+            let mut table = lock(&self.e2e_acks);
+            if table.is_empty() {
+                return;
+            }
+            let Some(key) = e2e_ack_key(&ctx.msg) else {
+                return;
+            };
+            match table.get(&key).map(Weak::upgrade) {
+                Some(Some(cell)) => (cell, key),
+                Some(None) => {
+                    table.remove(&key);
+                    return;
+                }
+                None => return,
+            }
+        };
+        let (watches, code, flags) = {
+            let mut st = lock(&cell.state);
+            let Some(q) = st.routes.as_mut() else {
+                return;
+            };
+            if q.ack_watches.is_empty() || q.ack_to_tag.as_deref() != ctx.msg.to_tag() {
+                return;
+            }
+            q.ack_to_tag = None;
+            let watches = std::mem::take(&mut q.ack_watches);
+            (watches, st.final_status.unwrap_or(200), st.flags)
+        };
+        {
+            let mut table = lock(&self.e2e_acks);
+            if table
+                .get(&key)
+                .is_some_and(|w| w.ptr_eq(&Arc::downgrade(&cell)))
+            {
+                table.remove(&key);
+            }
+        }
+        let ack = ferrosip_api::E2eAck {
+            ctx,
+            code,
+            reason: ferrosip_transaction::reason_phrase(code).as_bytes(),
+            flags,
         };
         for mut w in watches {
-            w.on_final(&reply);
+            w.on_e2e_ack(&ack);
+        }
+    }
+
+    /// A cell leaving with watches still waiting for an ACK takes its entry along.
+    fn forget_e2e_ack(&self, cell: &Arc<Cell>, st: &mut CellState) {
+        let Some(q) = st.routes.as_mut() else {
+            return;
+        };
+        if q.ack_watches.is_empty() {
+            return;
+        }
+        q.ack_watches.clear();
+        if let Some(key) = e2e_ack_key(&st.request) {
+            let mut table = lock(&self.e2e_acks);
+            if table
+                .get(&key)
+                .is_some_and(|w| w.ptr_eq(&Arc::downgrade(cell)))
+            {
+                table.remove(&key);
+            }
         }
     }
 
     /// Removes what is over from the tables.
     fn cleanup(&self, cell: &Arc<Cell>, st: &mut CellState) {
+        if st.uas_terminated {
+            self.forget_e2e_ack(cell, st);
+        }
         st.drop_settled_replies();
         if st.uas_terminated
             && st.branches.iter().all(|b| b.terminated)
@@ -1770,6 +1978,7 @@ impl TmLayer {
         for mut w in st.take_watches() {
             w.on_dropped();
         }
+        self.forget_e2e_ack(cell, &mut st);
         {
             let mut wheel = lock(&self.wheel);
             for (_, _, h) in st.timers.drain(..) {
@@ -1794,6 +2003,28 @@ impl TmLayer {
             table.remove(&cell.key);
         }
     }
+}
+
+/// Watches that heard a 2xx and wait for its ACK.
+struct AckWait {
+    watches: Vec<Box<dyn ferrosip_api::TxnWatch>>,
+    to_tag: Option<Box<[u8]>>,
+}
+
+/// What an ACK of a 2xx shares with its INVITE, whatever its Via and Request-URI:
+/// Call-ID, CSeq number and From tag (RFC 3261 §17.2.3 cannot match it: the ACK of a 2xx
+/// is a transaction of its own).
+fn e2e_ack_key(msg: &SipMessage) -> Option<Box<[u8]>> {
+    let call_id = msg.call_id()?;
+    let seq = msg.cseq().ok()?.seq;
+    let from_tag = msg.from_tag().unwrap_or_default();
+    let mut key = Vec::with_capacity(call_id.len() + from_tag.len() + 12);
+    key.extend_from_slice(call_id);
+    key.push(b' ');
+    key.extend_from_slice(seq.to_string().as_bytes());
+    key.push(b' ');
+    key.extend_from_slice(from_tag);
+    Some(key.into())
 }
 
 /// The outcome of each branch for best-response selection.
@@ -2002,7 +2233,12 @@ impl CellState {
             for b in &mut self.branches {
                 b.reply = None;
             }
-            if !self.route_running && self.routes.as_ref().is_some_and(|q| q.jobs.is_empty()) {
+            if !self.route_running
+                && self
+                    .routes
+                    .as_ref()
+                    .is_some_and(|q| q.jobs.is_empty() && q.ack_watches.is_empty())
+            {
                 // The job queue of a cell that ran routes; a lingering cell needs none.
                 self.routes = None;
             }

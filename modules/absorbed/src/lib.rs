@@ -4,9 +4,9 @@
 //! export no script functions are listed here; modules that do (`pv`, `kex`, `corex`, `tmx`,
 //! `jsonrpcs`, `textopsx`, ...) have their own crates declaring those functions.
 //!
-//! `db_mysql` and `db_postgres` are drivers the core replaces too, but their timeout
-//! parameters still mean something: they are small modules of their own here
-//! ([`DbMysqlModule`], [`DbPostgresModule`]) that hand the value to `ferrosip-db`.
+//! `db_mysql` and `db_postgres` are absorbed too, but their timeout parameters still mean
+//! something: each declares that one parameter ([`DbMysqlModule`], [`DbPostgresModule`])
+//! and hands its value to `ferrosip-db`; their other parameters stay accepted unchecked.
 
 use std::time::Duration;
 
@@ -27,9 +27,16 @@ pub fn register_absorbed(reg: &mut Registry) {
     for (name, doc) in ABSORBED {
         reg.register_absorbed(name, doc);
     }
+    // Still absorbed (their other Kamailio parameters are accepted unchecked, as before);
+    // only the declared timeout is read.
     reg.register(&DbMysqlModule);
+    reg.register_absorbed("db_mysql", DB_MYSQL_DOC);
     reg.register(&DbPostgresModule);
+    reg.register_absorbed("db_postgres", DB_POSTGRES_DOC);
 }
+
+const DB_MYSQL_DOC: &str = "MariaDB/MySQL driver for db_url: database access is provided by Ferrosip's core; of its parameters only timeout_interval has an effect.";
+const DB_POSTGRES_DOC: &str = "PostgreSQL driver for db_url: database access is provided by Ferrosip's core; of its parameters only timeout has an effect.";
 
 /// Declares a driver module: its one timeout parameter, in seconds, set for every pool of
 /// `kind` when the config loads.
@@ -71,7 +78,7 @@ impl Module for DbMysqlModule {
             m,
             DbKind::Mysql,
             "timeout_interval",
-            "MariaDB/MySQL driver for db_url: database access is provided by Ferrosip's core; loading this module only makes its timeout settable.",
+            DB_MYSQL_DOC,
             "Seconds one database operation on a mysql:// db_url may take (waiting for a pooled connection, connecting, the statement and its one retry) before it fails as a connection error: the module function returns its error code (save() answers 500). Applies to every mysql:// URL of the process. 0 keeps the default.",
         );
     }
@@ -91,7 +98,7 @@ impl Module for DbPostgresModule {
             m,
             DbKind::Postgres,
             "timeout",
-            "PostgreSQL driver for db_url: database access is provided by Ferrosip's core; loading this module only makes its timeout settable.",
+            DB_POSTGRES_DOC,
             "Seconds one database operation on a postgres:// db_url may take (waiting for a pooled connection, connecting, the statement and its one retry) before it fails as a connection error: the module function returns its error code (save() answers 500). Applies to every postgres:// URL of the process. 0 keeps the default (Kamailio's 0 means no timeout; Ferrosip always keeps one).",
         );
     }

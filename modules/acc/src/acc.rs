@@ -4,9 +4,10 @@
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
+use ferrosip_api::rr::{Direction, LocalRoute};
 use ferrosip_api::{
-    FinalReply, FnError, FnResult, ModuleBuilder, MsgContext, RouteMask, TmObserver, TxnWatch,
-    Verdict,
+    E2eAck, FinalReply, FnError, FnResult, ModuleBuilder, MsgContext, RouteMask, TmObserver,
+    TxnWatch, Verdict,
 };
 
 use crate::config::AccConfig;
@@ -29,6 +30,7 @@ enum LogKind {
     Answered,
     Missed,
     Request,
+    Acked,
 }
 
 impl Acc {
@@ -47,11 +49,12 @@ impl Acc {
     }
 
     fn log(&self, kind: LogKind, req: &RequestPart, out: &Outcome<'_>) {
-        let line = log_line(req, out);
+        let line = log_line(&self.cfg.time_mode, req, out);
         let prefix = match kind {
             LogKind::Answered => "ACC: transaction answered:",
             LogKind::Missed => "ACC: call missed:",
             LogKind::Request => "ACC: request accounted:",
+            LogKind::Acked => "ACC: request acknowledged:",
         };
         match self.cfg.log_level {
             tracing::Level::WARN => tracing::warn!(target: "acc", "{prefix} {line}"),
@@ -70,25 +73,23 @@ impl Acc {
         }
     }
 
-    /// The final reply of a watched transaction: the records its flags ask for.
-    fn account(&self, req: &RequestPart, reply: &FinalReply<'_>) {
-        let cfg = &self.cfg;
-        let flags = reply.flags;
-        let failed = reply.failed();
-        // A failed transaction is accounted as such only with failed_transaction_flag
-        // and a code failed_filter does not list (Kamailio's should_acc_reply).
-        let account = !failed
-            || (cfg.failed_transaction_flag.set_in(flags)
-                && !cfg.failed_filter.contains(&reply.code));
-        let log = cfg.log_flag.set_in(flags) && account;
-        let db = cfg.db_flag.set_in(flags) && account;
-        let log_missed = failed && cfg.log_missed_flag.set_in(flags);
-        let db_missed = failed && cfg.db_missed_flag.set_in(flags);
-        if !(log || db || log_missed || db_missed) {
-            return;
-        }
+    /// Writes the records `log` and `db` ask for, from a reply.
+    fn write(
+        &self,
+        kind: LogKind,
+        log: bool,
+        db: Option<&Arc<str>>,
+        req: &RequestPart,
+        reply: &FinalReply<'_>,
+    ) {
         let code = reply.code.to_string();
-        let reason = String::from_utf8_lossy(reply.reason);
+        // reason_from_hf: the Reason header of a reply that came from a branch, whole
+        // (e.g. `Q.850;cause=16;text="Normal call clearing"`), as Kamailio stores it.
+        let reason_hf = reply
+            .reply
+            .filter(|_| self.cfg.reason_from_hf)
+            .and_then(|r| r.header("Reason"));
+        let reason = String::from_utf8_lossy(reason_hf.unwrap_or(reply.reason));
         let to_tag = match reply.to_tag {
             Some(t) => String::from_utf8_lossy(t),
             None => req.to_tag.as_str().into(),
@@ -100,16 +101,86 @@ impl Acc {
             time: now(),
         };
         if log {
-            self.log(LogKind::Answered, req, &out);
+            self.log(kind, req, &out);
         }
-        if log_missed {
-            self.log(LogKind::Missed, req, &out);
+        if let Some(table) = db {
+            self.store(table.clone(), req, &out);
+        }
+    }
+
+    /// A reply going upstream (a final, or a provisional with early media): the
+    /// transaction's records, as its flags now ask (Kamailio's should_acc_reply).
+    fn answered(&self, req: &RequestPart, reply: &FinalReply<'_>) {
+        let cfg = &self.cfg;
+        let flags = reply.flags;
+        // A failed transaction is accounted as such only with failed_transaction_flag
+        // and a code failed_filter does not list.
+        let account = !reply.failed()
+            || (cfg.failed_transaction_flag.set_in(flags)
+                && !cfg.failed_filter.contains(&reply.code));
+        let log = cfg.log_flag.set_in(flags) && account;
+        let db = cfg.db_flag.set_in(flags) && account;
+        if log || db {
+            self.write(
+                LogKind::Answered,
+                log,
+                db.then_some(&self.table_acc),
+                req,
+                reply,
+            );
+        }
+    }
+
+    /// A failed INVITE: a missed call if its flags ask; returns the missed-call flags
+    /// that were set, for the caller to reset (only the first failed attempt counts,
+    /// unless failure_route sets them again).
+    fn missed(&self, req: &RequestPart, reply: &FinalReply<'_>) -> u64 {
+        let cfg = &self.cfg;
+        let log = cfg.log_missed_flag.set_in(reply.flags);
+        let db = cfg.db_missed_flag.set_in(reply.flags);
+        if !(log || db) {
+            return 0;
+        }
+        self.write(
+            LogKind::Missed,
+            log,
+            db.then_some(&self.table_missed),
+            req,
+            reply,
+        );
+        let mut reset = 0;
+        if log {
+            reset |= cfg.log_missed_flag.bit();
         }
         if db {
-            self.store(self.table_acc.clone(), req, &out);
+            reset |= cfg.db_missed_flag.bit();
         }
-        if db_missed {
-            self.store(self.table_missed.clone(), req, &out);
+        reset
+    }
+
+    /// The ACK of an accounted 2xx (`report_ack`): its own record, with the ACK's values
+    /// and extras and the 2xx's code, as the transaction's flags now ask.
+    fn acked(&self, ack: &E2eAck<'_>) {
+        let cfg = &self.cfg;
+        let log = cfg.log_flag.set_in(ack.flags);
+        let db = cfg.db_flag.set_in(ack.flags);
+        if !(log || db) {
+            return;
+        }
+        let req = RequestPart::of(cfg, ack.ctx, &self.log_names);
+        let code = ack.code.to_string();
+        let reason = String::from_utf8_lossy(ack.reason);
+        let out = Outcome {
+            code: &code,
+            reason: &reason,
+            to_tag: &req.to_tag,
+            time: now(),
+        };
+        if log {
+            self.log(LogKind::Acked, &req, &out);
+        }
+        if db {
+            self.store(self.table_acc.clone(), &req, &out);
         }
     }
 }
@@ -119,11 +190,29 @@ struct Observer(Arc<Acc>);
 impl TmObserver for Observer {
     fn on_request(&self, ctx: &MsgContext) -> Option<Box<dyn TxnWatch>> {
         let acc = &self.0;
-        if !acc.cfg.watches(ctx.flags) {
+        let cfg = &acc.cfg;
+        if !cfg.watches(ctx.flags) {
             return None;
         }
+        let method = ctx.msg.method_bytes();
+        if method == Some(b"CANCEL") && !cfg.report_cancels {
+            return None;
+        }
+        let mut req = RequestPart::of(cfg, ctx, &acc.log_names);
+        // Upstream: the request's From tag is not the one this proxy's Route entry
+        // recorded (rr's ftag; needs loose_route() first, as in Kamailio).
+        req.upstream = cfg.detect_direction
+            && ctx
+                .ext
+                .get::<LocalRoute>()
+                .is_some_and(|l| l.direction(ctx.msg.from_tag()) == Direction::Upstream);
         Some(Box::new(Watch {
-            req: RequestPart::of(&acc.cfg, ctx, &acc.log_names),
+            invite: method == Some(b"INVITE"),
+            // Kamailio decides it when the transaction starts: report_ack and an
+            // accounting flag set then.
+            ack: cfg.report_ack
+                && (cfg.log_flag.set_in(ctx.flags) || cfg.db_flag.set_in(ctx.flags)),
+            req,
             acc: acc.clone(),
         }))
     }
@@ -132,11 +221,41 @@ impl TmObserver for Observer {
 struct Watch {
     acc: Arc<Acc>,
     req: RequestPart,
+    /// Missed calls are INVITEs only (Kamailio's acc).
+    invite: bool,
+    /// `report_ack` applies to this transaction.
+    ack: bool,
 }
 
 impl TxnWatch for Watch {
     fn on_final(&mut self, reply: &FinalReply<'_>) {
-        self.acc.account(&self.req, reply);
+        if self.invite && reply.failed() {
+            // Still set at the final: the failure had none before (a local reply, a
+            // CANCEL), or failure_route set the flags again.
+            self.acc.missed(&self.req, reply);
+        }
+        self.acc.answered(&self.req, reply);
+    }
+
+    fn on_provisional(&mut self, reply: &FinalReply<'_>) {
+        if self.acc.cfg.early_media && reply.has_body() {
+            self.acc.answered(&self.req, reply);
+        }
+    }
+
+    fn on_failure(&mut self, failed: &FinalReply<'_>) -> u64 {
+        match self.invite {
+            true => self.acc.missed(&self.req, failed),
+            false => 0,
+        }
+    }
+
+    fn wants_e2e_ack(&self) -> bool {
+        self.ack
+    }
+
+    fn on_e2e_ack(&mut self, ack: &E2eAck<'_>) {
+        self.acc.acked(ack);
     }
 }
 

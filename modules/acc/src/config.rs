@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::format::Item;
+
 use ferrosip_api::pv::Binder;
 use ferrosip_api::{ModuleParams, PvRef};
 
@@ -22,6 +24,11 @@ impl Flag {
     pub fn set_in(self, flags: u64) -> bool {
         self.0.is_some_and(|bit| flags & bit != 0)
     }
+
+    /// The flag's bit (0 when unset).
+    pub fn bit(self) -> u64 {
+        self.0.unwrap_or(0)
+    }
 }
 
 /// The names of the core columns (`acc_*_column`).
@@ -35,6 +42,24 @@ struct Columns {
     pub time: String,
 }
 
+/// `time_mode`: what a record says of its time beside `timestamp=` (log) and the
+/// `time` column (database), Kamailio's modes 0-4.
+pub enum TimeMode {
+    /// 0: nothing more.
+    Seconds,
+    /// 1: the seconds again in `time_attr` (database) and the microseconds in
+    /// `time_exten` (log and database).
+    Micros { attr: String, exten: String },
+    /// 2: seconds with milliseconds (`1733450000.123`) in `time_attr`.
+    Millis { attr: String },
+    /// 3 (local time) and 4 (UTC): `time_format` (strftime) in `time_attr`.
+    Formatted {
+        attr: String,
+        items: Vec<Item<'static>>,
+        utc: bool,
+    },
+}
+
 pub struct AccConfig {
     pub log_flag: Flag,
     pub log_missed_flag: Flag,
@@ -45,6 +70,17 @@ pub struct AccConfig {
     pub prepare_always: bool,
     /// Reply codes `failed_transaction_flag` does not account.
     pub failed_filter: Vec<u16>,
+    /// `early_media`: a provisional reply with a body is accounted like a final.
+    pub early_media: bool,
+    /// `report_ack`: the ACK of an accounted 2xx gets a record of its own.
+    pub report_ack: bool,
+    /// `report_cancels`: CANCEL transactions are watched like the others.
+    pub report_cancels: bool,
+    /// `detect_direction`: From and To tags swapped in records of upstream requests.
+    pub detect_direction: bool,
+    /// `reason_from_hf`: the reason is a reply's Reason header when it has one.
+    pub reason_from_hf: bool,
+    pub time_mode: TimeMode,
     pub log_level: tracing::Level,
     pub log_extra: Vec<Extra>,
     pub db_extra: Vec<Extra>,
@@ -133,45 +169,72 @@ pub fn parse_extras(
     Ok(out)
 }
 
+/// A 0/1 switch.
+fn bool_param(p: &ModuleParams, name: &str) -> Result<bool, String> {
+    match p.int(name) {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(format!("{name} = {n}: 0 or 1")),
+    }
+}
+
+/// `time_mode` with the parameters it uses; those it does not use refuse the load (a
+/// name set for nothing is a mistake worth knowing).
+fn time_mode(p: &ModuleParams) -> Result<TimeMode, String> {
+    let mode = p.int("time_mode");
+    let used: &[&str] = match mode {
+        0 => &[],
+        1 => &["time_attr", "time_exten"],
+        2 => &["time_attr"],
+        3 | 4 => &["time_attr", "time_format"],
+        n => return Err(format!("time_mode = {n}: 0..4")),
+    };
+    for name in ["time_attr", "time_exten", "time_format"] {
+        if p.is_set(name) && !used.contains(&name) {
+            return Err(format!(
+                "modparam(\"acc\", \"{name}\", ...): not used by time_mode {mode}"
+            ));
+        }
+    }
+    // Kamailio's defaults for the names.
+    let name = |param: &str, default: &str| -> String {
+        Some(p.string(param))
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let attr = name("time_attr", "time_attr");
+    Ok(match mode {
+        0 => TimeMode::Seconds,
+        1 => TimeMode::Micros {
+            attr,
+            exten: name("time_exten", "time_exten"),
+        },
+        2 => TimeMode::Millis { attr },
+        _ => {
+            let format = p.string("time_format");
+            let items = chrono::format::StrftimeItems::new(&format)
+                .parse_to_owned()
+                .map_err(|_| format!("time_format \"{format}\": not a strftime format"))?;
+            TimeMode::Formatted {
+                attr,
+                items,
+                utc: mode == 4,
+            }
+        }
+    })
+}
+
 const NEEDS_DIALOG: &str = "dialog-based CDRs are not built in Ferrosip (see docs/accounting.md)";
 
 impl AccConfig {
     pub fn from_params(p: &ModuleParams, binder: &Binder<'_>) -> Result<AccConfig, String> {
         refuse_int(
             p,
-            "early_media",
-            &[0],
-            "accounting of 183 early media is not built",
-        )?;
-        refuse_int(p, "report_ack", &[0], "accounting of ACKs is not built")?;
-        refuse_int(
-            p,
-            "report_cancels",
-            &[0],
-            "accounting of CANCEL transactions is not built",
-        )?;
-        refuse_int(p, "detect_direction", &[0], "detect_direction is not built")?;
-        refuse_int(p, "reason_from_hf", &[0], "reason_from_hf is not built")?;
-        refuse_int(
-            p,
             "db_insert_mode",
             &[0, 2],
             "INSERT DELAYED is not built; every insert is asynchronous already",
         )?;
-        refuse_int(
-            p,
-            "time_mode",
-            &[0],
-            "only time_mode 0 (the time column) is built",
-        )?;
-        for name in ["time_attr", "time_exten"] {
-            refuse_set(p, name, "only used by time_mode 1..4, which are not built")?;
-        }
-        refuse_set(
-            p,
-            "time_format",
-            "only used by time_mode 3, which is not built",
-        )?;
+        let time_mode = time_mode(p)?;
         refuse_set(p, "multi_leg_info", "multi-leg accounting is not built")?;
         refuse_int(
             p,
@@ -242,6 +305,14 @@ impl AccConfig {
             sip_reason: column("acc_sip_reason_column")?,
             time: column("acc_time_column")?,
         };
+        let time_columns: Vec<String> = match &time_mode {
+            TimeMode::Seconds => Vec::new(),
+            TimeMode::Micros { attr, exten } => vec![attr.clone(), exten.clone()],
+            TimeMode::Millis { attr } | TimeMode::Formatted { attr, .. } => vec![attr.clone()],
+        };
+        for c in &time_columns {
+            ferrosip_db::check_identifier(c).map_err(|e| format!("time_attr / time_exten: {e}"))?;
+        }
         let db_columns: Arc<[String]> = [
             &columns.method,
             &columns.from_tag,
@@ -253,6 +324,7 @@ impl AccConfig {
         ]
         .into_iter()
         .cloned()
+        .chain(time_columns)
         .chain(db_extra.iter().map(|e| e.name.clone()))
         .collect();
         let db_url = Some(p.string("db_url")).filter(|u| !u.is_empty());
@@ -288,6 +360,12 @@ impl AccConfig {
             prepare_flag: flag(p, "acc_prepare_flag")?,
             prepare_always: p.int("acc_prepare_always") != 0,
             failed_filter,
+            early_media: bool_param(p, "early_media")?,
+            report_ack: bool_param(p, "report_ack")?,
+            report_cancels: bool_param(p, "report_cancels")?,
+            detect_direction: bool_param(p, "detect_direction")?,
+            reason_from_hf: bool_param(p, "reason_from_hf")?,
+            time_mode,
             log_level,
             log_extra,
             db_extra,

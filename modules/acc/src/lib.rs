@@ -16,13 +16,13 @@ impl Module for AccModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("Transaction accounting to the log and the database: a record for each transaction whose flags ask for one, written when its final reply goes upstream, and missed calls (final reply >= 300). Database records go through a bounded queue to a writer thread and, while the database is down, to an on-disk spool replayed when it is back (docs/accounting.md).");
+        m.doc("Transaction accounting to the log and the database: a record for each transaction whose flags ask for one, written when its final reply goes upstream (and for early media, the ACK of the 2xx, CANCELs as configured), and missed calls (an INVITE's first failed attempt). Database records go through a bounded queue to a writer thread and, while the database is down, to an on-disk spool replayed when it is back (docs/accounting.md).");
         m.needs("tm");
         m.param(
             "early_media",
             ParamType::Int,
             0_i64,
-            "When 1, accounting also triggers on 183 with early media.",
+            "When 1, a provisional reply with a body (183 with SDP: early media) going upstream is accounted like a final one.",
         );
         m.param("failed_transaction_flag", ParamType::Int, -1_i64, "Message flag that makes failed transactions (final reply >= 300) accounted (-1: none).");
         m.param(
@@ -35,13 +35,13 @@ impl Module for AccModule {
             "report_ack",
             ParamType::Int,
             0_i64,
-            "When 1, ACKs of accounted calls are accounted too.",
+            "When 1, the ACK of an accounted 2xx gets a record of its own (method ACK, the 2xx's code), when t_relay() or t_check_trans() sees it.",
         );
         m.param(
             "report_cancels",
             ParamType::Int,
             0_i64,
-            "When 1, CANCELs are accounted.",
+            "When 1, a CANCEL's own transaction is accounted with its flags (its 200 Canceling).",
         );
         m.param(
             "multi_leg_info",
@@ -53,7 +53,7 @@ impl Module for AccModule {
             "detect_direction",
             ParamType::Int,
             0_i64,
-            "When 1, From/To are swapped in records of upstream in-dialog requests.",
+            "When 1, records of upstream in-dialog requests (From tag not the ftag of this proxy's Record-Route; after loose_route()) carry the To tag as from_tag and the From tag as to_tag.",
         );
         m.param("acc_prepare_flag", ParamType::Int, -1_i64, "Flag that makes tm keep the data needed by acc even when no accounting flag is set yet (-1: none).");
         m.param(
@@ -66,7 +66,7 @@ impl Module for AccModule {
             "reason_from_hf",
             ParamType::Int,
             0_i64,
-            "When 1, the reason is taken from the Reason header when present.",
+            "When 1, the reason of a record is the whole Reason header of the reply when it has one.",
         );
         m.param(
             "acc_extra_nullable",
@@ -194,24 +194,24 @@ impl Module for AccModule {
             "time",
             "Database column holding the record time.",
         );
-        m.param("time_mode", ParamType::Int, 0_i64, "How time is stored: 0 seconds in time column, 1 plus microseconds, 2 plus milliseconds, 3 formatted, 4 float.");
+        m.param("time_mode", ParamType::Int, 0_i64, "What records say of their time beside timestamp/time: 0 nothing, 1 seconds in time_attr and microseconds in time_exten, 2 seconds.milliseconds in time_attr, 3 time_format in local time in time_attr, 4 the same in UTC.");
         m.param(
             "time_attr",
             ParamType::Str,
             Value::Null,
-            "Extra attribute name for the time part of time_mode 1/2.",
+            "Column / log key of the time of time_mode 1..4.",
         );
         m.param(
             "time_exten",
             ParamType::Str,
             Value::Null,
-            "Extra attribute name for the sub-second part of time_mode 1/2.",
+            "Column / log key of the microseconds of time_mode 1.",
         );
         m.param(
             "time_format",
             ParamType::Str,
             "%Y-%m-%d %H:%M:%S",
-            "strftime format for time_mode 3.",
+            "strftime format of time_mode 3 and 4.",
         );
         m.param(
             "cdr_enable",
@@ -343,7 +343,8 @@ mod tests {
     use ferrosip_api::pv::Binder;
     use ferrosip_api::Registry;
 
-    /// What is not built refuses the load, naming the parameter; what is built loads.
+    /// What is not built (or is set for nothing) refuses the load, naming the parameter;
+    /// what is built loads.
     /// (The core PVs the extras name come with the script crate: tests/tests/acc.rs.)
     #[test]
     fn unbuilt_parameters_refuse_the_load_by_name() {
@@ -362,18 +363,45 @@ mod tests {
             build(&[("log_flag", Value::Int(1)), ("report_ack", Value::Int(0)),]),
             Ok(true)
         );
+        for set in [
+            &[("report_ack", Value::Int(1))][..],
+            &[("report_cancels", Value::Int(1))],
+            &[("early_media", Value::Int(1))],
+            &[("detect_direction", Value::Int(1))],
+            &[("reason_from_hf", Value::Int(1))],
+            &[
+                ("time_mode", Value::Int(1)),
+                ("time_exten", Value::from_static("usec")),
+            ],
+            &[("time_mode", Value::Int(2))],
+            &[
+                ("time_mode", Value::Int(3)),
+                ("time_format", Value::from_static("%s")),
+            ],
+            &[("time_mode", Value::Int(4))],
+        ] {
+            let mut with_flag = vec![("log_flag", Value::Int(1))];
+            with_flag.extend(set.iter().cloned());
+            assert_eq!(build(&with_flag), Ok(true), "{set:?}");
+        }
         for (name, value) in [
-            ("report_ack", Value::Int(1)),
-            ("report_cancels", Value::Int(1)),
-            ("early_media", Value::Int(1)),
-            ("time_mode", Value::Int(2)),
             ("cdr_enable", Value::Int(1)),
             ("log_facility", Value::from_static("LOG_LOCAL0")),
             ("multi_leg_info", Value::from_static("x=$avp(x)")),
+            ("report_ack", Value::Int(2)),
+            ("time_mode", Value::Int(5)),
+            ("time_exten", Value::from_static("usec")),
+            ("time_format", Value::from_static("%H")),
         ] {
             let e = build(&[(name, value)]).expect_err(name);
-            assert!(e.contains(&format!("\"{name}\"")), "{e}");
+            assert!(e.contains(name), "{e}");
         }
+        let e = build(&[
+            ("time_mode", Value::Int(3)),
+            ("time_format", Value::from_static("%Q %")),
+        ])
+        .expect_err("time_format");
+        assert!(e.contains("time_format"), "{e}");
         let e = build(&[("db_flag", Value::Int(1))]).expect_err("db_url");
         assert!(e.contains("db_url"), "{e}");
         let e = build(&[("db_extra", Value::from_static("bad col=$si"))]).expect_err("column");

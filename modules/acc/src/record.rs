@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferrosip_api::{MsgContext, Value};
 use ferrosip_db::DbValue;
 
-use crate::config::{AccConfig, Extra};
+use crate::config::{AccConfig, Extra, TimeMode};
 
 /// The request's side of a record, taken when the transaction starts (Kamailio evaluates
 /// the extras against the transaction's request).
@@ -18,6 +18,10 @@ pub struct RequestPart {
     pub to_tag: String,
     pub log_extra: Vec<(Arc<str>, Value)>,
     pub db_extra: Vec<Value>,
+    /// An in-dialog request from callee to caller (`detect_direction`): its records
+    /// carry the To tag as `from_tag` and the From tag as `to_tag`, so that both
+    /// directions of a dialog read the same.
+    pub upstream: bool,
 }
 
 fn text(b: Option<&[u8]>) -> String {
@@ -46,6 +50,16 @@ impl RequestPart {
                 .zip(eval(&cfg.log_extra, ctx))
                 .collect(),
             db_extra: eval(&cfg.db_extra, ctx),
+            upstream: false,
+        }
+    }
+
+    /// The record's (from_tag, to_tag) with the outcome's To tag.
+    fn tags<'a>(&'a self, out: &'a Outcome<'_>) -> (&'a str, &'a str) {
+        if self.upstream {
+            (out.to_tag, &self.from_tag)
+        } else {
+            (&self.from_tag, out.to_tag)
         }
     }
 }
@@ -55,22 +69,67 @@ pub struct Outcome<'a> {
     pub code: &'a str,
     pub reason: &'a str,
     pub to_tag: &'a str,
-    /// Unix seconds.
-    pub time: i64,
+    pub time: Stamp,
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
+/// When a record was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp {
+    /// Unix seconds.
+    pub secs: i64,
+    pub micros: u32,
+}
+
+pub fn now() -> Stamp {
+    let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .unwrap_or_default();
+    Stamp {
+        secs: d.as_secs() as i64,
+        micros: d.subsec_micros(),
+    }
+}
+
+impl Stamp {
+    /// Seconds with milliseconds, as `time_mode` 2 stores them.
+    fn millis(self) -> f64 {
+        self.secs as f64 + f64::from(self.micros / 1000) / 1000.0
+    }
+
+    /// `time_format` in local time or UTC (`time_mode` 3 and 4).
+    fn formatted(self, items: &[chrono::format::Item<'static>], utc: bool) -> String {
+        use chrono::TimeZone;
+        let fmt = |t: Option<String>| t.unwrap_or_default();
+        if utc {
+            fmt(chrono::Utc
+                .timestamp_opt(self.secs, 0)
+                .single()
+                .map(|t| t.format_with_items(items.iter()).to_string()))
+        } else {
+            fmt(chrono::Local
+                .timestamp_opt(self.secs, 0)
+                .single()
+                .map(|t| t.format_with_items(items.iter()).to_string()))
+        }
+    }
 }
 
 /// Kamailio's log line: `timestamp=..;method=..;from_tag=..;to_tag=..;call_id=..;
 /// code=..;reason=..` and the `log_extra` values.
-pub fn log_line(req: &RequestPart, out: &Outcome<'_>) -> String {
+pub fn log_line(mode: &TimeMode, req: &RequestPart, out: &Outcome<'_>) -> String {
+    let (from_tag, to_tag) = req.tags(out);
+    let t = out.time;
+    let time = match mode {
+        TimeMode::Seconds => String::new(),
+        TimeMode::Micros { exten, .. } => format!(";{exten}={}", t.micros),
+        TimeMode::Millis { attr } => format!(";{attr}={:.3}", t.millis()),
+        TimeMode::Formatted { attr, items, utc } => {
+            format!(";{attr}={}", t.formatted(items, *utc))
+        }
+    };
     let mut s = format!(
-        "timestamp={};method={};from_tag={};to_tag={};call_id={};code={};reason={}",
-        out.time, req.method, req.from_tag, out.to_tag, req.callid, out.code, out.reason
+        "timestamp={}{time};method={};from_tag={from_tag};to_tag={to_tag};call_id={};code={};reason={}",
+        t.secs, req.method, req.callid, out.code, out.reason
     );
     for (name, v) in &req.log_extra {
         s.push(';');
@@ -104,15 +163,27 @@ fn extra_value(v: &Value, nullable: bool) -> DbValue {
 impl Record {
     pub fn new(cfg: &AccConfig, table: Arc<str>, req: &RequestPart, out: &Outcome<'_>) -> Record {
         let mut vals = Vec::with_capacity(cfg.db_columns.len());
+        let (from_tag, to_tag) = req.tags(out);
+        let t = out.time;
         vals.extend([
             DbValue::Str(req.method.clone()),
-            DbValue::Str(req.from_tag.clone()),
-            DbValue::Str(out.to_tag.to_string()),
+            DbValue::Str(from_tag.to_string()),
+            DbValue::Str(to_tag.to_string()),
             DbValue::Str(req.callid.clone()),
             DbValue::Str(out.code.to_string()),
             DbValue::Str(out.reason.to_string()),
-            DbValue::Time(out.time),
+            DbValue::Time(t.secs),
         ]);
+        match &cfg.time_mode {
+            TimeMode::Seconds => {}
+            TimeMode::Micros { .. } => {
+                vals.extend([DbValue::Int(t.secs), DbValue::Int(i64::from(t.micros))])
+            }
+            TimeMode::Millis { .. } => vals.push(DbValue::Double(t.millis())),
+            TimeMode::Formatted { items, utc, .. } => {
+                vals.push(DbValue::Str(t.formatted(items, *utc)))
+            }
+        }
         vals.extend(
             req.db_extra
                 .iter()
@@ -213,6 +284,58 @@ fn unescape(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(upstream: bool) -> RequestPart {
+        RequestPart {
+            method: "BYE".into(),
+            from_tag: "callee-tag".into(),
+            callid: "c1".into(),
+            to_tag: "caller-tag".into(),
+            log_extra: Vec::new(),
+            db_extra: Vec::new(),
+            upstream,
+        }
+    }
+
+    /// time_mode 1-4 in the log as Kamailio prints them, and detect_direction's swap.
+    #[test]
+    fn log_lines_carry_the_time_mode_and_the_direction() {
+        let out = Outcome {
+            code: "200",
+            reason: "OK",
+            to_tag: "caller-tag",
+            time: Stamp {
+                secs: 1_733_450_000,
+                micros: 123_456,
+            },
+        };
+        let fmt = |f: &str| {
+            chrono::format::StrftimeItems::new(f)
+                .parse_to_owned()
+                .unwrap()
+        };
+        let line = |mode: TimeMode, upstream: bool| log_line(&mode, &request(upstream), &out);
+        assert_eq!(
+            line(TimeMode::Seconds, false),
+            "timestamp=1733450000;method=BYE;from_tag=callee-tag;to_tag=caller-tag;call_id=c1;code=200;reason=OK"
+        );
+        assert!(line(TimeMode::Seconds, true).contains(";from_tag=caller-tag;to_tag=callee-tag;"));
+        let micros = TimeMode::Micros {
+            attr: "time_attr".into(),
+            exten: "usec".into(),
+        };
+        assert!(line(micros, false).starts_with("timestamp=1733450000;usec=123456;method=BYE;"));
+        let millis = TimeMode::Millis { attr: "t".into() };
+        assert!(line(millis, false).starts_with("timestamp=1733450000;t=1733450000.123;method="));
+        let utc = TimeMode::Formatted {
+            attr: "when".into(),
+            items: fmt("%Y-%m-%d %H:%M:%S"),
+            utc: true,
+        };
+        assert!(
+            line(utc, false).starts_with("timestamp=1733450000;when=2024-12-06 01:53:20;method=")
+        );
+    }
 
     #[test]
     fn spool_lines_round_trip() {

@@ -76,6 +76,15 @@ pub fn t_relay_to_tcp0(ctx: &mut MsgContext) -> FnResult {
     relay_over(ctx, Proto::Tcp, "t_relay_to_tcp")
 }
 
+pub fn t_relay_to_tls0(ctx: &mut MsgContext) -> FnResult {
+    relay_over(ctx, Proto::Tls, "t_relay_to_tls")
+}
+
+pub fn t_relay_to_tls(ctx: &mut MsgContext, host: Bytes, port: i64) -> FnResult {
+    let t = target(host, port, Some(Proto::Tls))?;
+    with_tm(ctx, "t_relay_to_tls", |tm, ctx| tm.relay(ctx, Some(t))).and_then(code)
+}
+
 pub fn t_relay_to_udp(ctx: &mut MsgContext, host: Bytes, port: i64) -> FnResult {
     let t = target(host, port, Some(Proto::Udp))?;
     with_tm(ctx, "t_relay_to_udp", |tm, ctx| tm.relay(ctx, Some(t))).and_then(code)

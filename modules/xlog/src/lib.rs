@@ -40,13 +40,13 @@ impl Module for XlogModule {
             "prefix",
             ParamType::Str,
             "<script>: ",
-            "Text put before every xlog message (plain text: prefix_mode 1 is refused).",
+            "Text put before every xlog message.",
         );
         m.param(
             "log_facility",
             ParamType::Str,
             Value::Null,
-            "Syslog facility for xlog messages (\"LOG_LOCAL0\"..; default: the core's log_facility); used when the server logs to syslog.",
+            "Syslog facility for xlog messages (default: the core's).",
         );
         m.param(
             "log_colors",
@@ -96,7 +96,7 @@ impl Module for XlogModule {
         m.functions([
             FnRow::sync("xlog", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", cfg.with(xlog)),
             FnRow::sync("xlog", LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.", cfg.with(xlog_level)),
-            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level to a syslog facility (\"LOG_LOCAL0\"..; used when the server logs to syslog); always 1.", cfg.with(xlog_facility)),
+            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level to a syslog facility; always 1.", cfg.with(xlog_facility)),
             FnRow::sync("xdbg", &["format"], RouteMask::ANY, "Logs the format at debug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_DBG, None, &t))),
             FnRow::sync("xinfo", &["format"], RouteMask::ANY, "Logs the format at info level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_INFO, None, &t))),
             FnRow::sync("xnotice", &["format"], RouteMask::ANY, "Logs the format at notice level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_NOTICE, None, &t))),

@@ -4,6 +4,8 @@
 //! A transport knows SIP only as far as framing needs; it never parses or routes.
 
 pub mod tcp;
+pub mod tls;
+pub mod tls_config;
 pub mod udp;
 
 use bytes::{Bytes, BytesMut};
@@ -121,6 +123,9 @@ pub trait Transport: Send + Sync {
 #[derive(Default)]
 pub struct Transports {
     list: smallvec::SmallVec<[Arc<dyn Transport>; 2]>,
+    /// The TLS transport's sessions and profiles, when it runs (the `tls` module's
+    /// variables and RPC commands read them).
+    pub tls: Option<Arc<dyn ferrosip_api::tls::TlsControl>>,
 }
 
 impl Transports {

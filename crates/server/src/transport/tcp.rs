@@ -53,16 +53,16 @@ impl Default for TcpLimits {
 
 /// The writing end of one connection, as senders see it.
 #[derive(Clone)]
-struct ConnHandle {
+pub(super) struct ConnHandle {
     tx: mpsc::UnboundedSender<Bytes>,
     /// Bytes handed to the writer and not yet written to the socket.
-    queued: Arc<AtomicUsize>,
+    pub(super) queued: Arc<AtomicUsize>,
     /// Wakes the connection's reader to close it (write queue over its limit).
     close: Arc<Notify>,
 }
 
 impl ConnHandle {
-    fn new() -> (ConnHandle, mpsc::UnboundedReceiver<Bytes>) {
+    pub(super) fn new() -> (ConnHandle, mpsc::UnboundedReceiver<Bytes>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = ConnHandle {
             tx,
@@ -74,7 +74,7 @@ impl ConnHandle {
 
     /// Queues `data`; false when the connection is gone or its queue would pass `max`
     /// (the connection is then told to close).
-    fn push(&self, data: Bytes, max: usize) -> bool {
+    pub(super) fn push(&self, data: Bytes, max: usize) -> bool {
         let len = data.len();
         let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
         if queued > max {
@@ -92,24 +92,40 @@ impl ConnHandle {
 
 type Connections = Mutex<HashMap<SocketAddr, ConnHandle>>;
 
-/// What every connection task shares.
-struct Shared {
-    conns: Connections,
+/// What every connection task of one stream transport (TCP, TLS) shares.
+pub(super) struct Shared {
+    pub(super) conns: Connections,
     /// Connections open now (accepted and opened by us).
     open: AtomicUsize,
-    limits: TcpLimits,
+    pub(super) limits: TcpLimits,
+    /// The transport, for the logs.
+    proto: Proto,
     /// Set once the connection limit has been reached, so that it is logged once as a
     /// warning (each refusal is logged at debug level).
     limit_warned: AtomicBool,
 }
 
 impl Shared {
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, ConnHandle>> {
+    pub(super) fn new(proto: Proto, limits: TcpLimits) -> Shared {
+        Shared {
+            conns: Mutex::default(),
+            open: AtomicUsize::new(0),
+            limits,
+            proto,
+            limit_warned: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    pub(super) fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, ConnHandle>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes a connection slot; `None` at the limit.
-    fn admit(self: &Arc<Self>) -> Option<Slot> {
+    pub(super) fn admit(self: &Arc<Self>) -> Option<Slot> {
         let max = self.limits.max_connections;
         let taken = self
             .open
@@ -122,8 +138,9 @@ impl Shared {
         } else {
             if !self.limit_warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    tcp_max_connections = max,
-                    "TCP connection limit reached: new connections are closed"
+                    max_connections = max,
+                    "{} connection limit reached: new connections are closed",
+                    self.proto.name()
                 );
             }
             None
@@ -132,7 +149,7 @@ impl Shared {
 }
 
 /// One open connection's place in the count, given back when the connection ends.
-struct Slot(Arc<Shared>);
+pub(super) struct Slot(Arc<Shared>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -162,12 +179,7 @@ impl<S: Sink> TcpTransport<S> {
             listeners.push(s);
         }
         Ok(TcpTransport {
-            shared: Arc::new(Shared {
-                conns: Mutex::default(),
-                open: AtomicUsize::new(0),
-                limits,
-                limit_warned: AtomicBool::new(false),
-            }),
+            shared: Arc::new(Shared::new(Proto::Tcp, limits)),
             listeners: Mutex::new(listeners),
             addrs,
             running: OnceLock::new(),
@@ -176,7 +188,7 @@ impl<S: Sink> TcpTransport<S> {
 
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        self.shared.open.load(Ordering::Acquire)
+        self.shared.open()
     }
 
     /// Starts the TCP runtime (`threads` workers) and its listeners, handing every
@@ -239,6 +251,8 @@ async fn accept<S: Sink>(l: std::net::TcpListener, sink: Arc<S>, shared: Arc<Sha
                 shared.conns().insert(peer, handle.clone());
                 let local = local.unwrap_or(peer);
                 let counted = sink.clone();
+                let _ = stream.set_nodelay(true);
+                let (rd, wr) = stream.into_split();
                 tokio::spawn(crate::guard::guarded(
                     move || counted.on_panic(),
                     "tcp connection",
@@ -246,7 +260,7 @@ async fn accept<S: Sink>(l: std::net::TcpListener, sink: Arc<S>, shared: Arc<Sha
                         sink.clone(),
                         shared.clone(),
                         slot,
-                        stream,
+                        (rd, wr),
                         peer,
                         local,
                         (handle, rx),
@@ -314,7 +328,9 @@ impl<S: Sink> Transport for TcpTransport<S> {
             {
                 Ok(Ok(stream)) => {
                     let local = stream.local_addr().unwrap_or(dst);
-                    serve_connection(sink, shared, slot, stream, dst, local, (conn, rx)).await;
+                    let _ = stream.set_nodelay(true);
+                    let halves = stream.into_split();
+                    serve_connection(sink, shared, slot, halves, dst, local, (conn, rx)).await;
                 }
                 _ => {
                     tracing::warn!(destination = %dst, "TCP connect failed");
@@ -328,7 +344,7 @@ impl<S: Sink> Transport for TcpTransport<S> {
 
 /// Removes `conn` from the table unless another connection to the same address has
 /// taken its place meanwhile.
-fn forget(shared: &Shared, peer: SocketAddr, conn: &ConnHandle) {
+pub(super) fn forget(shared: &Shared, peer: SocketAddr, conn: &ConnHandle) {
     let mut conns = shared.conns();
     if conns
         .get(&peer)
@@ -348,23 +364,27 @@ enum Closed {
     Framing,
 }
 
-/// Reads framed messages from one connection and writes what is queued for it.
-async fn serve_connection<S: Sink>(
+/// Reads framed messages from one connection (its two halves: a TCP socket's, or a TLS
+/// stream's over one) and writes what is queued for it, under the transport's limits.
+pub(super) async fn serve_connection<S, R, W>(
     sink: Arc<S>,
     shared: Arc<Shared>,
     _slot: Slot,
-    stream: tokio::net::TcpStream,
+    (mut rd, mut wr): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
     (conn, mut rx): (ConnHandle, mpsc::UnboundedReceiver<Bytes>),
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    S: Sink,
+    R: tokio::io::AsyncRead + Unpin + Send,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let proto = shared.proto;
     let queued = conn.queued.clone();
     let writer = tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
             let len = data.len();
-            if wr.write_all(&data).await.is_err() {
+            if wr.write_all(&data).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
             queued.fetch_sub(len, Ordering::AcqRel);
@@ -409,7 +429,7 @@ async fn serve_connection<S: Sink>(
                         break;
                     }
                     Err(e) => {
-                        tracing::debug!(peer = %peer, error = %e, "TCP framing error, closing");
+                        tracing::debug!(peer = %peer, error = %e, "{} framing error, closing", proto.name());
                         break 'conn framing_error(&sink, &conn, &buf, peer, limits).await;
                     }
                 }
@@ -425,7 +445,7 @@ async fn serve_connection<S: Sink>(
                 bytes: buf.split_to(n).freeze(),
                 source: peer,
                 local,
-                proto: Proto::Tcp,
+                proto,
                 connection: Some(ConnectionId(peer)),
             };
             sink.on_message(&mut worker, inbound);
@@ -460,13 +480,17 @@ async fn serve_connection<S: Sink>(
         Closed::WriteQueue => tracing::warn!(
             peer = %peer,
             tcp_conn_wq_max = limits.write_queue_max,
-            "TCP peer does not read its replies: write queue full, connection closed"
+            "{} peer does not read its replies: write queue full, connection closed",
+            proto.name()
         ),
         Closed::SlowMessage => tracing::debug!(
             peer = %peer,
-            "TCP message not complete within tcp_msg_read_timeout, connection closed"
+            "{} message not complete within tcp_msg_read_timeout, connection closed",
+            proto.name()
         ),
-        other => tracing::trace!(peer = %peer, reason = ?other, "TCP connection closed"),
+        other => {
+            tracing::trace!(peer = %peer, reason = ?other, "{} connection closed", proto.name())
+        }
     }
     forget(&shared, peer, &conn);
     writer.abort();
