@@ -53,7 +53,7 @@
 //!     }
 //!     fn declare(&self, m: &mut ModuleBuilder<'_>) {
 //!         m.param("greeting", ParamType::Str, "hello", "What greet() answers.");
-//!         m.param("max_len", ParamType::Int, 64, "Longest greeting, 1..1024.");
+//!         m.param("max_len", ParamType::Int, 64_i64, "Longest greeting, 1..1024.");
 //!         m.on_init(|p| match p.int("max_len") {
 //!             1..=1024 => Ok(()),
 //!             n => Err(format!("max_len {n} is out of 1..1024")),
@@ -66,7 +66,7 @@
 //! let def = reg.module("greeter").unwrap();
 //! let mut params = def.default_params();
 //! assert_eq!(params.string("greeting"), "hello");
-//! params.push("max_len", 5000.into());
+//! params.push("max_len", ferrosip_api::Value::Int(5000));
 //! assert!(def.init[0](&params).is_err()); // the load fails: "module greeter: max_len ..."
 //! ```
 //!
@@ -89,7 +89,7 @@
 //!         "limiter"
 //!     }
 //!     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-//!         m.param("max", ParamType::Int, 10, "The limit.");
+//!         m.param("max", ParamType::Int, 10_i64, "The limit.");
 //!         let st = m.state(|p| Ok(Limits { max: p.int("max") }));
 //!         m.function("under_limit").args(&["n"]).handler(st.with(
 //!             |limits: &Limits, _ctx: &mut MsgContext, n: i64| {
@@ -143,7 +143,7 @@
 //!             "True when the header appears at most COUNT times.",
 //!             |ctx: &mut MsgContext, name: Bytes, count: i64| {
 //!                 let n = ctx.msg.headers_named(&String::from_utf8_lossy(&name)).count();
-//!                 Ok(if n as i64 <= count { Verdict::TRUE } else { Verdict::FALSE })
+//!                 Ok(if (n as i64) <= count { Verdict::TRUE } else { Verdict::FALSE })
 //!             },
 //!         )]);
 //!     }
@@ -294,7 +294,7 @@
 //!         if name != "bytes" || !args.is_empty() {
 //!             return Err(format!("{{rev.{name}}}: only {{rev.bytes}} exists"));
 //!         }
-//!         Ok(Arc::new(FnTransform(|_: &MsgContext, v: Value| {
+//!         Ok(Arc::new(FnTransform(|_: &MsgContext, v: Value| -> Result<Value, PvError> {
 //!             let mut b = v.to_bytes().unwrap_or_default().to_vec();
 //!             b.reverse();
 //!             Ok(Value::from(ferrosip_api::bytes::Bytes::from(b)))
@@ -352,7 +352,7 @@
 //! let mut reg = Registry::new();
 //! reg.register(&Admin);
 //! let rt = ferrosip_api::tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! let sum = rt.block_on(reg.rpc("admin.sum").unwrap().call(vec![2.into(), 40.into()]));
+//! let sum = rt.block_on(reg.rpc("admin.sum").unwrap().call(vec![Value::Int(2), Value::Int(40)]));
 //! assert_eq!(sum, Ok(RpcValue::Int(42)));
 //! ```
 //!

@@ -235,7 +235,10 @@ const INDEX_AUTHORS: &str = "
 
 One crate per Kamailio module: `modules/<name>` is package `ferrosip-mod-<name>` (lib
 `ferrosip_mod_<name>`), exporting `pub struct <Name>Module` that implements
-`ferrosip_api::Module`, registered in `crates/ferrosip/src/catalog.rs`.
+`ferrosip_api::Module`, registered in `crates/ferrosip/src/catalog.rs`. A module kept
+outside this repository is built into a custom binary
+(`ferrosip::Server::builder().module(..).run()`); `docs/dev/modules.md` is the guide and
+`templates/` holds a module and a binary to start from.
 
 Route kinds: Kamailio's `EVENT_ROUTE` is `REQUEST_ROUTE | ONEVENT_ROUTE`, so every function
 Kamailio allows in `REQUEST_ROUTE` also runs in `event_route` blocks (the stock config calls
