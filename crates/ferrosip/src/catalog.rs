@@ -271,7 +271,7 @@ pub fn write_docs_of(reg: &Registry, dir: &Path) -> std::io::Result<usize> {
     let mut mods: Vec<_> = reg.modules().collect();
     mods.sort_by_key(|m| m.name);
     let (all_done, all_declared) = mods.iter().fold((0, 0), |(a, b), m| {
-        let (d, n) = overload_counts(&reg, m);
+        let (d, n) = overload_counts(reg, m);
         (a + d, b + n)
     });
     let mut index = String::from(INDEX_HEAD);
@@ -284,7 +284,7 @@ pub fn write_docs_of(reg: &Registry, dir: &Path) -> std::io::Result<usize> {
     for m in mods {
         n += 1;
         let declared_only = reg.module_is_declared_only(m.name);
-        let (done, declared) = overload_counts(&reg, m);
+        let (done, declared) = overload_counts(reg, m);
         let summary = m.doc.lines().next().unwrap_or("");
         let summary = if declared_only {
             format!("*Not implemented yet.* {summary}")

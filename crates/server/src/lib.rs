@@ -248,8 +248,11 @@ pub fn assemble(
 ) -> Arc<Engine> {
     let mut transports = transports;
     transports.set_taps(loaded.message_taps.clone());
-    let mut outbound =
-        outbound::Outbound::new(transports, config.listen.clone(), loaded.branch_hooks.clone());
+    let mut outbound = outbound::Outbound::new(
+        transports,
+        config.listen.clone(),
+        loaded.branch_hooks.clone(),
+    );
     if let Some(table) = layers.dns {
         outbound = outbound.with_dns_table(table);
     }
