@@ -234,7 +234,7 @@ fn run_names_the_module_of_a_function_the_script_does_not_load() {
     );
 }
 
-/// A module whose behaviour is not built (speeddial) still loads and takes its parameters: `run`
+/// A module whose behaviour is not built (presence) still loads and takes its parameters: `run`
 /// starts, and says at each `modparam` that it has no effect.
 #[test]
 fn run_starts_and_warns_for_parameters_of_an_unbuilt_module() {
@@ -246,7 +246,7 @@ fn run_starts_and_warns_for_parameters_of_an_unbuilt_module() {
         .port();
     let p = write_cfg(
         "acc.cfg",
-        &format!("listen=udp:127.0.0.1:{port}\nloadmodule \"tm.so\"\nloadmodule \"speeddial.so\"\nmodparam(\"speeddial\", \"db_url\", \"sqlite:///nowhere.db\")\nrequest_route {{\n\texit;\n}}\n"),
+        &format!("listen=udp:127.0.0.1:{port}\nloadmodule \"tm.so\"\nloadmodule \"presence.so\"\nmodparam(\"presence\", \"db_url\", \"sqlite:///nowhere.db\")\nrequest_route {{\n\texit;\n}}\n"),
     );
     let mut child = bin()
         .arg("run")
@@ -272,7 +272,7 @@ fn run_starts_and_warns_for_parameters_of_an_unbuilt_module() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                warned = line.contains("acc.cfg:4:23: warning: speeddial: the module is declared but not implemented yet: parameter db_url has no effect");
+                warned = line.contains("acc.cfg:4:22: warning: presence: the module is declared but not implemented yet: parameter db_url has no effect");
                 seen.push(line);
             }
             Err(_) => break,

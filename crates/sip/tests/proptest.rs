@@ -326,7 +326,9 @@ proptest! {
                 }
                 Edit::Set(n, v) => {
                     if m.set_header(&n, &v).is_ok() {
-                        prop_assert_eq!(m.header(&n), Some(&v[..]));
+                        // Edits store a value without its surrounding blanks, as a parser
+                        // reads it back (crates/sip/src/edit.rs).
+                        prop_assert_eq!(m.header(&n), Some(v.trim_ascii()));
                     }
                 }
             }
