@@ -190,6 +190,10 @@ enum Command {
         /// Level of the log lines tests can assert on (`log`, `no_log`).
         #[arg(short = 'L', long = "log-level", default_value = "debug")]
         log_level: String,
+        /// Show the statement trace (file:line, route, values, return codes) of each
+        /// failing test.
+        #[arg(long)]
+        trace: bool,
     },
 }
 
@@ -288,12 +292,14 @@ fn command_line(cli: Cli) -> ExitCode {
             paths,
             filter,
             log_level,
+            trace,
         } => {
             ferrosip_scripttest::logs::install(&log_level);
             let options = ferrosip_scripttest::Options {
                 paths,
                 filter,
                 observer: None,
+                trace,
             };
             ExitCode::from(ferrosip_scripttest::run(&options, registry_for))
         }

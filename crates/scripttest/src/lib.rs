@@ -28,6 +28,9 @@ pub struct Options {
     /// Told of every route run of every test after the runner's own recorder: where a
     /// statement trace (`ferrosip test --trace`) plugs in.
     pub observer: Option<std::sync::Arc<dyn ferrosip_server::routes::RouteObserver>>,
+    /// Trace every statement each test runs (`ferrosip test --trace`); a failing test's
+    /// report ends with its trace lines (docs/debugging.md has their format).
+    pub trace: bool,
 }
 
 /// The exit status: 0 passed, 1 a test failed, 2 a file could not run.
@@ -154,7 +157,21 @@ fn run_file(
         let mut session =
             Session::start(&file, dir, &t.rows, registry_for, options.observer.clone())
                 .map_err(|e| format!("{}:{line}: {}", path.display(), e.0))?;
+        let trace = options.trace.then(|| {
+            let lines = std::sync::Arc::new(ferrosip_api::trace::TraceLines::default());
+            let switch = session.registry.cfg_trace();
+            switch.set_sink(Some(lines.clone()));
+            switch.set_on(true);
+            lines
+        });
         match run_test(&mut session, &file.ignore_requests, t, &text, path) {
+            Ok(mut failures) if !failures.is_empty() && trace.is_some() => {
+                let lines = trace.as_ref().map(|l| l.take()).unwrap_or_default();
+                failures.push(format!("statement trace ({} lines):", lines.len()));
+                failures.extend(lines.into_iter().map(|l| format!("  {l}")));
+                println!("test {} ... FAILED", t.name);
+                outcome.failed.push((full_name, failures.join("\n")));
+            }
             Ok(failures) if failures.is_empty() => {
                 println!("test {} ... ok", t.name);
                 outcome.passed += 1;
