@@ -15,6 +15,21 @@ pub struct Script {
 }
 
 impl Script {
+    /// Runs the loaded modules' start hooks (database pools, timers) on `runtime`, in load
+    /// order, as the server does before it takes traffic; a hook that fails panics.
+    pub fn start(&self, runtime: &ferrosip_api::tokio::runtime::Runtime) {
+        for (module, hook) in &self.loaded.start_hooks {
+            let params = self.loaded.modules.get(module).cloned().unwrap_or_default();
+            let env = ferrosip_api::StartEnv {
+                params: &params,
+                runtime: runtime.handle().clone(),
+            };
+            runtime
+                .block_on(hook(&env))
+                .unwrap_or_else(|e| panic!("module {module} does not start: {e}"));
+        }
+    }
+
     /// Loads `cfg` against `reg`; panics with the load errors.
     pub fn load(reg: &Registry, cfg: &str) -> Script {
         match load_str("t.cfg", cfg, &LoadOptions::default(), reg) {

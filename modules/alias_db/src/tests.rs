@@ -2,7 +2,7 @@
 
 use super::*;
 use ferrosip_api::tm::Branches;
-use ferrosip_api::{NetInfo, Registry, RouteKind, StartEnv};
+use ferrosip_api::{NetInfo, Registry, RouteKind};
 use ferrosip_tests::script::message_with;
 use ferrosip_tests::Script;
 
@@ -46,19 +46,7 @@ impl Setup {
              request_route {{\n{route}\n}}\n"
         );
         let script = Script::load(&reg, &cfg);
-        for (module, hook) in &script.loaded.start_hooks {
-            let params = script
-                .loaded
-                .modules
-                .get(module)
-                .cloned()
-                .unwrap_or_default();
-            let env = StartEnv {
-                params: &params,
-                runtime: rt.handle().clone(),
-            };
-            rt.block_on(hook(&env)).expect("module starts");
-        }
+        script.start(&rt);
         Setup {
             script,
             reg,

@@ -2,7 +2,7 @@
 //! tokio runtime as the server runs them.
 
 use super::*;
-use ferrosip_api::{NetInfo, Registry, RouteKind, StartEnv};
+use ferrosip_api::{NetInfo, Registry, RouteKind};
 use ferrosip_mod_auth::digest::{ha1, response, Algorithm, DigestAlgorithm, ResponseInput};
 use ferrosip_mod_auth::AuthModule;
 use ferrosip_script::{load_str, LoadOptions};
@@ -67,19 +67,7 @@ impl Setup {
              request_route {{\n{route}\n}}\n"
         );
         let script = Script::load(&reg, &cfg);
-        for (module, hook) in &script.loaded.start_hooks {
-            let params = script
-                .loaded
-                .modules
-                .get(module)
-                .cloned()
-                .unwrap_or_default();
-            let env = StartEnv {
-                params: &params,
-                runtime: rt.handle().clone(),
-            };
-            rt.block_on(hook(&env)).expect("module starts");
-        }
+        script.start(&rt);
         Setup {
             script,
             reg,

@@ -1,7 +1,7 @@
 //! The functions through the script engine against a real SQLite domain table.
 
 use super::*;
-use ferrosip_api::{NetInfo, Registry, RouteKind, StartEnv};
+use ferrosip_api::{NetInfo, Registry, RouteKind};
 use ferrosip_tests::script::message_with;
 use ferrosip_tests::Script;
 
@@ -60,19 +60,7 @@ impl Setup {
              request_route {{\n{route}\n}}\n"
         );
         let script = Script::load(&reg, &cfg);
-        for (module, hook) in &script.loaded.start_hooks {
-            let params = script
-                .loaded
-                .modules
-                .get(module)
-                .cloned()
-                .unwrap_or_default();
-            let env = StartEnv {
-                params: &params,
-                runtime: rt.handle().clone(),
-            };
-            rt.block_on(hook(&env)).expect("module starts");
-        }
+        script.start(&rt);
         Setup {
             script,
             reg,

@@ -2,7 +2,7 @@
 //! table and real rule files, on a tokio runtime as the server runs them.
 
 use super::*;
-use ferrosip_api::{NetInfo, Proto, Registry, RouteKind, StartEnv};
+use ferrosip_api::{NetInfo, Proto, Registry, RouteKind};
 use ferrosip_db::{Db, DbValue};
 use ferrosip_tests::script::message_with;
 use ferrosip_tests::Script;
@@ -87,19 +87,7 @@ impl Setup {
             route.replace("BASE", &base)
         );
         let script = Script::load(&reg, &cfg);
-        for (module, hook) in &script.loaded.start_hooks {
-            let params = script
-                .loaded
-                .modules
-                .get(module)
-                .cloned()
-                .unwrap_or_default();
-            let env = StartEnv {
-                params: &params,
-                runtime: rt.handle().clone(),
-            };
-            rt.block_on(hook(&env)).expect("module starts");
-        }
+        script.start(&rt);
         Setup {
             script,
             reg,
