@@ -47,9 +47,13 @@ fn layout() -> Result<Layout, String> {
     let parent = profile_dir
         .parent()
         .ok_or_else(|| format!("{}: no target directory", profile_dir.display()))?;
-    // The target directory holds CACHEDIR.TAG; without it, `parent` is a `--target <triple>`
+    // The target directory holds cargo's `.rustc_info.json`, and CACHEDIR.TAG when cargo
+    // created it (not when something else made `target/` first, as scripts/test.sh does
+    // for the unpacked packages); without either, `parent` is a `--target <triple>`
     // directory inside it.
-    let (target_dir, triple) = if parent.join("CACHEDIR.TAG").exists() {
+    let is_target_dir =
+        parent.join(".rustc_info.json").exists() || parent.join("CACHEDIR.TAG").exists();
+    let (target_dir, triple) = if is_target_dir {
         (parent.to_path_buf(), None)
     } else {
         let triple = parent
