@@ -605,7 +605,7 @@ impl Module for SqlopsModule {
             128_i64,
             "Accepted for Kamailio configs; no effect (queries are logged whole at debug level).",
         );
-        let state = m.state(|p| State::from_params(p));
+        let state = m.state(State::from_params);
         {
             let st = state.clone();
             m.on_start(move |_env| {

@@ -356,7 +356,7 @@ fn replace(
         .map_err(|e| FnError::new(format!("{name} header: {e}")))?;
     let display: Option<Vec<u8>> = match display {
         // The two-argument form sets the display name; an empty one removes it.
-        Some(d) if d.is_empty() => None,
+        Some([]) => None,
         Some(d) => Some(d.to_vec()),
         None => parsed.display_name().map(<[u8]>::to_vec),
     };
@@ -912,7 +912,7 @@ impl Module for UacModule {
                 "Sends an un-REGISTER for a remote registration now; 1 sent, -1 not found."),
         ]);
         m.example(
-            "loadmodule \"sl.so\"\nloadmodule \"uac.so\"\n\
+            "loadmodule \"sl.so\"\nloadmodule \"textops.so\"\nloadmodule \"uac.so\"\n\
              request_route {\n    \
                  if (is_method(\"REGISTER\")) {\n        \
                      sl_send_reply(\"200\", \"OK\");\n        \
