@@ -345,6 +345,13 @@ impl Session {
         };
         let names = ferrosip_script::loaded_module_names(&config_path, &opts).unwrap_or_default();
         let registry = Arc::new(registry_for(&names));
+        // Stopped before anything loads, so that modules and pseudo-variables read the
+        // test's time from the first message on, and only `wait` moves it.
+        let clock = registry.clock();
+        match file.now {
+            Some(ref now) => clock.stop_at(now.to_system_time().map_err(LoadFailure)?),
+            None => clock.stop(),
+        }
         let opts = ferrosip_script::LoadOptions {
             shared_registry: Some(ferrosip_script::SharedRegistry(registry.clone())),
             ..opts
@@ -397,7 +404,6 @@ impl Session {
             next: trace,
             ..Recorder::default()
         });
-        let clock = Clock::manual();
         runtime
             .block_on(ferrosip_server::run_start_hooks(&loaded, runtime.handle()))
             .map_err(LoadFailure)?;

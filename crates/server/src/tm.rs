@@ -286,40 +286,9 @@ pub struct TmEnv {
 /// The time transaction timers run on. The server runs on the system clock and its
 /// timer thread; a script test (`ferrosip test`) runs on a manual clock it advances and
 /// fires the due timers itself ([`TmLayer::fire_due_timers`]), so a 30 s `fr_inv_timer`
-/// takes no real time and a timeout test cannot be flaky.
-#[derive(Clone, Default)]
-pub struct Clock {
-    manual: Option<Arc<Mutex<Instant>>>,
-}
-
-impl Clock {
-    /// The system's monotonic clock.
-    pub fn system() -> Clock {
-        Clock::default()
-    }
-
-    /// A clock that stands still until [`Clock::advance`] moves it.
-    pub fn manual() -> Clock {
-        Clock {
-            manual: Some(Arc::new(Mutex::new(Instant::now()))),
-        }
-    }
-
-    pub fn now(&self) -> Instant {
-        match &self.manual {
-            None => Instant::now(),
-            Some(t) => *lock(t),
-        }
-    }
-
-    /// Moves a manual clock forward (a system clock cannot be moved: no effect).
-    pub fn advance(&self, by: Duration) {
-        if let Some(t) = &self.manual {
-            let mut t = lock(t);
-            *t += by;
-        }
-    }
-}
+/// takes no real time and a timeout test cannot be flaky. It is the registry's clock, so
+/// the modules' notion of time moves with it.
+pub use ferrosip_api::clock::Clock;
 
 /// The program a transaction started with, as the layer that created it hands it down:
 /// it runs the transaction's branch, onreply and failure routes and is the [`Services`]
