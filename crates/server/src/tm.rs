@@ -875,7 +875,12 @@ impl TmLayer {
         if is_invite {
             // RFC 3261 §16.2 / §17.2.1: answer 100 at once so the caller stops
             // retransmitting while the next hop is tried.
-            if let Ok(bytes) = trying(&ctx.msg) {
+            let force_rport = ctx
+                .ext
+                .get::<ferrosip_api::ForwardFlags>()
+                .is_some_and(|f| f.force_rport);
+            let basis = crate::outbound::reply_basis(&ctx.msg, &ctx.net, force_rport);
+            if let Ok(bytes) = trying(&basis) {
                 let mut st = lock(&cell.state);
                 let actions = st.uas.send_reply(100, bytes);
                 self.run(&cell, &mut st, Leg::Server, actions, None);
@@ -1075,7 +1080,9 @@ impl TmLayer {
                 .get_or_insert_with(|| request.stateless_to_tag().into_boxed_str())
                 .to_string()
         });
-        let mut b = st.request.reply(code, &reason);
+        let force_rport = st.ext_fwd.is_some_and(|f| f.force_rport);
+        let basis = crate::outbound::reply_basis(&st.request, &st.net, force_rport);
+        let mut b = basis.reply(code, &reason);
         if let Some(tag) = tag {
             b = b.to_tag(tag);
         }
