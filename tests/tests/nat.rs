@@ -138,12 +138,15 @@ fn natted_phone_call(
 
 const REGISTRAR: &str = r#"
 listen=udp:127.0.0.1:PORT
+listen=tcp:127.0.0.1:PORT
 children=2
 auto_aliases=no
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "siputils.so"
+loadmodule "textops.so"
+loadmodule "kex.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "nathelper.so"
@@ -159,7 +162,8 @@ modparam("nathelper", "sipping_bflag", 7)
 request_route {
 	force_rport();
 	if (is_method("REGISTER")) {
-		if (nat_uac_test("19")) {
+		# Behind an SBC (Path) the SBC handles the NAT.
+		if (!is_present_hf("Path") && nat_uac_test("19")) {
 			fix_nated_register();
 			setbflag(6);
 			if ($ua =~ "sipping") {
@@ -191,8 +195,9 @@ request_route {
 }
 
 onreply_route {
-	# The callee behind NAT answers with its private Contact.
-	if (nat_uac_test("1")) {
+	# The callee behind NAT answers with its private Contact (not when an SBC in front
+	# of it already aliased it).
+	if (nat_uac_test("1") && !($ct =~ ";alias=")) {
 		fix_nated_contact();
 	}
 }
@@ -312,12 +317,14 @@ fn reply_200(request: &str) -> String {
 
 const SBC: &str = r#"
 listen=udp:127.0.0.1:PORT
+listen=tcp:127.0.0.1:PORT
 children=2
 auto_aliases=no
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "siputils.so"
+loadmodule "textops.so"
 loadmodule "nathelper.so"
 loadmodule "path.so"
 
