@@ -66,6 +66,19 @@ pub trait Services: Send + Sync {
         ))
     }
 
+    /// Sends `data` as it is (no SIP processing) over `proto` to `dst`, from the listen
+    /// socket bound to `local` when given: NAT keepalive packets, which must leave from
+    /// the socket a phone registered through so that its NAT binding stays open.
+    fn send_raw(
+        &self,
+        _proto: Proto,
+        _local: Option<std::net::SocketAddr>,
+        _dst: std::net::SocketAddr,
+        _data: Bytes,
+    ) -> Result<(), FnError> {
+        Err(FnError::new("sending packets needs a running server"))
+    }
+
     /// Runs `event_route[name]` (e.g. `dispatcher:dst-down`) for `ctx` on the server's
     /// runtime, without waiting for it; `false` when the script has no such route.
     fn run_event_route(&self, _name: &str, _ctx: MsgContext) -> bool {

@@ -54,6 +54,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("nathelper", |r| {
         r.register(&ferrosip_mod_nathelper::NathelperModule)
     }),
+    ("path", |r| r.register(&ferrosip_mod_path::PathModule)),
     ("permissions", |r| {
         r.register(&ferrosip_mod_permissions::PermissionsModule)
     }),
