@@ -143,13 +143,39 @@ fn scenario(name: &str) -> PathBuf {
 
 /// Runs `calls` capped calls of "alice" (held `hold_ms`) against the proxy, with the
 /// built-in UAS answering on `uas_port`; SIPp's exit code.
-fn capped_calls(dir: &Path, tag: &str, port: u16, uac_port: u16, calls: u32, hold_ms: u32) -> std::process::Child {
-    traced_sipp(dir, tag, &scenario("uac_capped.xml"), &format!("127.0.0.1:{port}"))
-        .args(["-s", "bob", "-p", &uac_port.to_string(), "-t", "u1"])
-        .args(["-m", &calls.to_string(), "-l", &calls.to_string(), "-r", "50"])
-        .args(["-d", &hold_ms.to_string(), "-timeout", "60s", "-recv_timeout", "20000"])
-        .spawn()
-        .expect("sipp starts")
+fn capped_calls(
+    dir: &Path,
+    tag: &str,
+    port: u16,
+    uac_port: u16,
+    calls: u32,
+    hold_ms: u32,
+) -> std::process::Child {
+    traced_sipp(
+        dir,
+        tag,
+        &scenario("uac_capped.xml"),
+        &format!("127.0.0.1:{port}"),
+    )
+    .args(["-s", "bob", "-p", &uac_port.to_string(), "-t", "u1"])
+    .args([
+        "-m",
+        &calls.to_string(),
+        "-l",
+        &calls.to_string(),
+        "-r",
+        "50",
+    ])
+    .args([
+        "-d",
+        &hold_ms.to_string(),
+        "-timeout",
+        "60s",
+        "-recv_timeout",
+        "20000",
+    ])
+    .spawn()
+    .expect("sipp starts")
 }
 
 #[test]
@@ -162,7 +188,15 @@ fn a_profile_caps_concurrent_calls_per_customer_under_sipp_load() {
     let cfg = config(&dir, port, uas_port, "", CAP);
     let proxy = start(&dir, &cfg, port, "proxy.log");
     let uas = Command::new("sipp")
-        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"])
+        .args([
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-nostdin",
+        ])
         .args(["-t", "u1", "-timeout", "90s", "-trace_err", "-error_file"])
         .arg(dir.join("uas-errors.log"))
         .stdout(std::process::Stdio::null())
@@ -204,11 +238,18 @@ fn a_profile_caps_concurrent_calls_per_customer_under_sipp_load() {
 
     // After the BYEs the customer may call again: 5 new calls all pass.
     let uac = capped_calls(&dir, "uac2", port, uac_port, 5, 500);
-    assert_eq!(wait_exit(uac, Duration::from_secs(30)), Some(0), "{}", log_tails(&dir));
+    assert_eq!(
+        wait_exit(uac, Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        log_tails(&dir)
+    );
     let log = proxy.log_text();
     assert_eq!(log.matches("CAP-ACCEPTED").count(), 10, "{log}");
     assert_eq!(log.matches("CAP-REFUSED").count(), 15, "{log}");
-    eventually("the profile empty again", || profile_size(&dir, "alice") == "0");
+    eventually("the profile empty again", || {
+        profile_size(&dir, "alice") == "0"
+    });
     drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -296,7 +337,14 @@ fn peers() -> (UdpSocket, u16, UdpSocket, u16) {
     (caller, caller_port, callee, callee_port)
 }
 
-fn establish(caller: UdpSocket, caller_port: u16, callee: UdpSocket, callee_port: u16, port: u16, call_id: &str) -> Call {
+fn establish(
+    caller: UdpSocket,
+    caller_port: u16,
+    callee: UdpSocket,
+    callee_port: u16,
+    port: u16,
+    call_id: &str,
+) -> Call {
     let invite = format!(
         "INVITE sip:bob@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_port};branch=z9hG4bK-{call_id}-1\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=alice1\r\nTo: <sip:bob@127.0.0.1>\r\n\
@@ -306,18 +354,34 @@ fn establish(caller: UdpSocket, caller_port: u16, callee: UdpSocket, callee_port
         .send_to(invite.as_bytes(), ("127.0.0.1", port))
         .expect("send");
     let inv = next_request(&callee, "INVITE");
-    let rr = header(&inv, "Record-Route").expect("record-routed").to_string();
-    assert!(rr.contains(";did="), "the dialog id in the Record-Route: {rr}");
-    let ok = reply(&inv, "200 OK", "bob1", Some(&format!("sip:bob@127.0.0.1:{callee_port}")));
-    callee.send_to(ok.as_bytes(), ("127.0.0.1", port)).expect("send");
+    let rr = header(&inv, "Record-Route")
+        .expect("record-routed")
+        .to_string();
+    assert!(
+        rr.contains(";did="),
+        "the dialog id in the Record-Route: {rr}"
+    );
+    let ok = reply(
+        &inv,
+        "200 OK",
+        "bob1",
+        Some(&format!("sip:bob@127.0.0.1:{callee_port}")),
+    );
+    callee
+        .send_to(ok.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
     let ok = next_reply(&caller, "200");
-    let route = header(&ok, "Record-Route").expect("RR in the 200").to_string();
+    let route = header(&ok, "Record-Route")
+        .expect("RR in the 200")
+        .to_string();
     let ack = format!(
         "ACK sip:bob@127.0.0.1:{callee_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_port};branch=z9hG4bK-{call_id}-2\r\n\
          Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=alice1\r\nTo: <sip:bob@127.0.0.1>;tag=bob1\r\n\
          Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
     );
-    caller.send_to(ack.as_bytes(), ("127.0.0.1", port)).expect("send");
+    caller
+        .send_to(ack.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
     next_request(&callee, "ACK");
     Call {
         caller,
@@ -342,28 +406,59 @@ fn a_dialog_timeout_sends_bye_to_both_legs() {
         "$dlg_ctx(timeout) = 2;\n        set_dlg_profile(\"caller\", \"$fU\");",
     );
     let proxy = start(&dir, &cfg, port, "proxy.log");
-    let call = establish(caller, caller_port, callee, callee_port, port, "timeout-1@test");
+    let call = establish(
+        caller,
+        caller_port,
+        callee,
+        callee_port,
+        port,
+        "timeout-1@test",
+    );
     assert_eq!(profile_size(&dir, "alice"), "1");
     let started = Instant::now();
 
     let bye = next_request(&call.callee, "BYE");
-    assert!(started.elapsed() >= Duration::from_millis(1500), "not before the timeout");
-    assert!(bye.starts_with(&format!("BYE sip:bob@127.0.0.1:{} SIP/2.0", call.callee_port)), "{bye}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before the timeout"
+    );
+    assert!(
+        bye.starts_with(&format!(
+            "BYE sip:bob@127.0.0.1:{} SIP/2.0",
+            call.callee_port
+        )),
+        "{bye}"
+    );
     assert_eq!(header(&bye, "Call-ID"), Some(call.call_id.as_str()));
-    assert!(header(&bye, "From").unwrap().contains("tag=alice1"), "{bye}");
+    assert!(
+        header(&bye, "From").unwrap().contains("tag=alice1"),
+        "{bye}"
+    );
     assert!(header(&bye, "To").unwrap().contains("tag=bob1"), "{bye}");
     assert!(header(&bye, "CSeq").unwrap().ends_with("BYE"), "{bye}");
     call.callee
-        .send_to(reply(&bye, "200 OK", "bob1", None).as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            reply(&bye, "200 OK", "bob1", None).as_bytes(),
+            ("127.0.0.1", port),
+        )
         .expect("send");
 
     let bye = next_request(&call.caller, "BYE");
-    assert!(bye.starts_with(&format!("BYE sip:alice@127.0.0.1:{} SIP/2.0", call.caller_port)), "{bye}");
+    assert!(
+        bye.starts_with(&format!(
+            "BYE sip:alice@127.0.0.1:{} SIP/2.0",
+            call.caller_port
+        )),
+        "{bye}"
+    );
     assert_eq!(header(&bye, "Call-ID"), Some(call.call_id.as_str()));
     assert!(header(&bye, "From").unwrap().contains("tag=bob1"), "{bye}");
     assert!(header(&bye, "To").unwrap().contains("tag=alice1"), "{bye}");
     call.caller
-        .send_to(reply(&bye, "200 OK", "alice1", None).as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            reply(&bye, "200 OK", "alice1", None).as_bytes(),
+            ("127.0.0.1", port),
+        )
         .expect("send");
 
     assert_eq!(profile_size(&dir, "alice"), "0");
@@ -389,7 +484,14 @@ fn restart_keeps_the_dialog(backend: Backend) {
         "set_dlg_profile(\"caller\", \"$fU\");\n        $dlg_var(customer) = $fU;",
     );
     let proxy = start(&dir, &cfg, port, "proxy1.log");
-    let call = establish(caller, caller_port, callee, callee_port, port, "restart-1@test");
+    let call = establish(
+        caller,
+        caller_port,
+        callee,
+        callee_port,
+        port,
+        "restart-1@test",
+    );
     assert_eq!(profile_size(&dir, "alice"), "1");
     proxy.stop();
 
@@ -397,7 +499,11 @@ fn restart_keeps_the_dialog(backend: Backend) {
     let list = ctl(&dir, &["dlg.list"]);
     assert!(list.contains("restart-1@test"), "loaded back: {list}");
     assert!(list.contains("alice"), "{list}");
-    assert_eq!(profile_size(&dir, "alice"), "1", "its profile counted again");
+    assert_eq!(
+        profile_size(&dir, "alice"),
+        "1",
+        "its profile counted again"
+    );
 
     let bye = format!(
         "BYE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-restart-3\r\n\
@@ -411,13 +517,22 @@ fn restart_keeps_the_dialog(backend: Backend) {
     let got = next_request(&call.callee, "BYE");
     assert_eq!(header(&got, "Call-ID"), Some(call.call_id.as_str()));
     call.callee
-        .send_to(reply(&got, "200 OK", "bob1", None).as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            reply(&got, "200 OK", "bob1", None).as_bytes(),
+            ("127.0.0.1", port),
+        )
         .expect("send");
     next_reply(&call.caller, "200");
     let log = proxy.log_text();
-    assert!(log.contains("DLG-BYE known=") && log.contains("var=alice"), "the BYE found the loaded dialog:\n{log}");
+    assert!(
+        log.contains("DLG-BYE known=") && log.contains("var=alice"),
+        "the BYE found the loaded dialog:\n{log}"
+    );
     assert_eq!(profile_size(&dir, "alice"), "0");
-    assert_eq!(ctl(&dir, &["dlg.list"]).matches("restart-1@test").count(), 0);
+    assert_eq!(
+        ctl(&dir, &["dlg.list"]).matches("restart-1@test").count(),
+        0
+    );
     // The row is gone too: a third start loads nothing.
     proxy.stop();
     let proxy = start(&dir, &cfg, port, "proxy3.log");

@@ -17,6 +17,8 @@ mod store;
 mod table;
 
 use bytes::Bytes;
+use ferrosip_api::args::PvOut;
+use ferrosip_api::pv::SetOp;
 use ferrosip_api::registry::FnRow;
 use ferrosip_api::rr::LocalRoute;
 use ferrosip_api::services::{InDialog, LocalRequest, Services};
@@ -24,15 +26,13 @@ use ferrosip_api::{
     E2eAck, FinalReply, FnError, FnResult, Module, ModuleBuilder, ModuleParams, MsgContext,
     ParamType, RouteMask, TmObserver, TxnWatch, Value, Verdict,
 };
-use ferrosip_api::args::PvOut;
-use ferrosip_api::pv::SetOp;
 use ferrosip_sip::{Method, SipMessage};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use store::Store;
-pub use table::{Dialog, Dir, DlgState, Table};
 use table::{now_ms, NewDialog};
+pub use table::{Dialog, Dir, DlgState, Table};
 
 /// How often the timeout timer looks for dialogs that are due.
 const TIMER_TICK: Duration = Duration::from_millis(250);
@@ -94,11 +94,15 @@ impl Config {
     pub fn from_params(p: &ModuleParams) -> Result<Config, String> {
         let dlg_flag = p.int("dlg_flag");
         if !(-1..=63).contains(&dlg_flag) {
-            return Err(format!("dlg_flag {dlg_flag} is not a flag (0..63, -1 for none)"));
+            return Err(format!(
+                "dlg_flag {dlg_flag} is not a flag (0..63, -1 for none)"
+            ));
         }
         let default_timeout = p.int("default_timeout");
         if !(1..=i64::from(u32::MAX)).contains(&default_timeout) {
-            return Err(format!("default_timeout {default_timeout} is not a number of seconds"));
+            return Err(format!(
+                "default_timeout {default_timeout} is not a number of seconds"
+            ));
         }
         let match_mode = p.int("dlg_match_mode");
         if !(0..=2).contains(&match_mode) {
@@ -110,7 +114,9 @@ impl Config {
         }
         let period = p.int("db_update_period");
         if period < 1 {
-            return Err(format!("db_update_period {period} must be 1 second or more"));
+            return Err(format!(
+                "db_update_period {period} must be 1 second or more"
+            ));
         }
         let hash_size = p.int("hash_size");
         if !(1..=1 << 20).contains(&hash_size) {
@@ -132,11 +138,19 @@ impl Config {
         let with_value = profile_names(p, "profiles_with_value")?;
         let no_value = profile_names(p, "profiles_no_value")?;
         if let Some(dup) = with_value.iter().find(|n| no_value.contains(n)) {
-            return Err(format!("profile {dup} is declared both with and without values"));
+            return Err(format!(
+                "profile {dup} is declared both with and without values"
+            ));
         }
         let rr_param = p.string("rr_param");
-        if rr_param.is_empty() || !rr_param.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
-            return Err(format!("rr_param \"{rr_param}\" is not a URI parameter name"));
+        if rr_param.is_empty()
+            || !rr_param
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        {
+            return Err(format!(
+                "rr_param \"{rr_param}\" is not a URI parameter name"
+            ));
         }
         Ok(Config {
             dlg_flag,
@@ -234,7 +248,13 @@ impl Shared {
                     to_tag: live.to_tag.clone(),
                     cseq: live.caller_cseq,
                 };
-                (live.callee_contact.clone(), live.callee_route_set.clone(), d.from_uri.clone(), d.to_uri.clone(), ids)
+                (
+                    live.callee_contact.clone(),
+                    live.callee_route_set.clone(),
+                    d.from_uri.clone(),
+                    d.to_uri.clone(),
+                    ids,
+                )
             } else {
                 live.callee_cseq = live.callee_cseq.max(1).saturating_add(1);
                 let ids = InDialog {
@@ -243,11 +263,19 @@ impl Shared {
                     to_tag: d.from_tag.clone(),
                     cseq: live.callee_cseq,
                 };
-                (d.caller_contact.clone(), d.caller_route_set.clone(), d.to_uri.clone(), d.from_uri.clone(), ids)
+                (
+                    d.caller_contact.clone(),
+                    d.caller_route_set.clone(),
+                    d.to_uri.clone(),
+                    d.from_uri.clone(),
+                    ids,
+                )
             }
         };
         if uri.is_empty() || (to_callee && ids.to_tag.is_empty()) {
-            return Err(FnError::new("dialog: the dialog has no target for a BYE yet"));
+            return Err(FnError::new(
+                "dialog: the dialog has no target for a BYE yet",
+            ));
         }
         let mut headers = Vec::new();
         for r in &route {
@@ -351,19 +379,34 @@ fn is_initial_invite(msg: &SipMessage) -> bool {
 fn parse_did(v: &[u8]) -> Option<(u32, u32)> {
     let t = std::str::from_utf8(v).ok()?;
     let (e, i) = t.split_once('.')?;
-    Some((u32::from_str_radix(e, 16).ok()?, u32::from_str_radix(i, 16).ok()?))
+    Some((
+        u32::from_str_radix(e, 16).ok()?,
+        u32::from_str_radix(i, 16).ok()?,
+    ))
 }
 
 /// The dialog of an in-dialog request: by the `did` of this proxy's Route, then (match
 /// mode 1, 2) by Call-ID and tags.
-fn match_request(cfg: &Config, sh: &Shared, msg: &SipMessage, route: Option<&LocalRoute>) -> Option<(Arc<Dialog>, Dir)> {
+fn match_request(
+    cfg: &Config,
+    sh: &Shared,
+    msg: &SipMessage,
+    route: Option<&LocalRoute>,
+) -> Option<(Arc<Dialog>, Dir)> {
     let callid = msg.call_id()?;
     let ftag = msg.from_tag().unwrap_or_default();
     let ttag = msg.to_tag().filter(|t| !t.is_empty())?;
     if cfg.match_mode != 2 {
-        if let Some((e, i)) = route.and_then(|r| r.param(&cfg.rr_param)).and_then(parse_did) {
+        if let Some((e, i)) = route
+            .and_then(|r| r.param(&cfg.rr_param))
+            .and_then(parse_did)
+        {
             if let Some(d) = sh.table.get(e, i).filter(|d| d.callid == callid) {
-                let dir = if d.from_tag == ftag { Dir::Downstream } else { Dir::Upstream };
+                let dir = if d.from_tag == ftag {
+                    Dir::Downstream
+                } else {
+                    Dir::Upstream
+                };
                 return Some((d, dir));
             }
         }
@@ -391,7 +434,10 @@ fn new_dialog(cfg: &Config, ctx: &MsgContext) -> Result<NewDialog, FnError> {
     let bad = |what: &str| FnError::new(format!("dialog: the INVITE has no valid {what}"));
     let callid = msg.call_id_bytes().ok_or_else(|| bad("Call-ID"))?;
     let from = msg.from().map_err(|_| bad("From"))?;
-    let from_tag = from.tag().filter(|t| !t.is_empty()).ok_or_else(|| bad("From tag"))?;
+    let from_tag = from
+        .tag()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("From tag"))?;
     let to = msg.to().map_err(|_| bad("To"))?;
     let contact = msg
         .contacts()
@@ -411,10 +457,15 @@ fn new_dialog(cfg: &Config, ctx: &MsgContext) -> Result<NewDialog, FnError> {
         from_uri: msg.bytes_of(from.uri_bytes()),
         from_tag: msg.bytes_of(from_tag),
         to_uri: msg.bytes_of(to.uri_bytes()),
-        req_uri: msg.request_uri().map(|u| msg.bytes_of(u)).unwrap_or_default(),
+        req_uri: msg
+            .request_uri()
+            .map(|u| msg.bytes_of(u))
+            .unwrap_or_default(),
         caller_contact: contact,
         caller_route_set,
-        caller_sock: Bytes::from(format!("{}:{}", ctx.net.proto.name(), ctx.net.local).into_bytes()),
+        caller_sock: Bytes::from(
+            format!("{}:{}", ctx.net.proto.name(), ctx.net.local).into_bytes(),
+        ),
         caller_cseq: cseq,
         lifetime: dctx.and_then(|c| c.timeout).unwrap_or(cfg.default_timeout),
         timeout_bye: dctx.and_then(|c| c.timeout_bye).unwrap_or(cfg.send_bye),
@@ -479,7 +530,11 @@ fn dlg_manage(st: &Dlg, ctx: &mut MsgContext) -> FnResult {
     match current(st, ctx) {
         Some((dlg, dir)) => {
             if ctx.ext.get::<Current>().is_none() {
-                ctx.ext.insert(Current { dlg, dir, owner: None });
+                ctx.ext.insert(Current {
+                    dlg,
+                    dir,
+                    owner: None,
+                });
             }
             Ok(Verdict::TRUE)
         }
@@ -506,7 +561,9 @@ fn set_profile(st: &Dlg, ctx: &mut MsgContext, profile: Bytes, value: Option<Byt
     let (name, has_value) = st.cfg.profile(&profile)?;
     let value = profile_value(has_value, &profile, value)?;
     let Some(d) = dialog_for_profile(st, ctx)? else {
-        return Err(FnError::new("set_dlg_profile: the message has no dialog (call dlg_manage() first)"));
+        return Err(FnError::new(
+            "set_dlg_profile: the message has no dialog (call dlg_manage() first)",
+        ));
     };
     if !st.shared.table.set_profile(&d, &name, value) {
         return Ok(Verdict::FALSE);
@@ -543,7 +600,13 @@ fn in_profile(st: &Dlg, ctx: &mut MsgContext, profile: Bytes, value: Option<Byte
     Ok(if hit { Verdict::TRUE } else { Verdict::FALSE })
 }
 
-fn profile_size(st: &Dlg, ctx: &mut MsgContext, profile: Bytes, value: Option<Bytes>, out: PvOut) -> FnResult {
+fn profile_size(
+    st: &Dlg,
+    ctx: &mut MsgContext,
+    profile: Bytes,
+    value: Option<Bytes>,
+    out: PvOut,
+) -> FnResult {
     let (name, _) = st.cfg.profile(&profile)?;
     let n = st.shared.table.profile_size(&name, value.as_deref());
     out.0.set(ctx, SetOp::Assign, Value::Int(n as i64))?;
@@ -559,7 +622,9 @@ fn bit(flag: i64) -> Result<u32, FnError> {
 
 fn set_timeout(st: &Dlg, d: &Arc<Dialog>, secs: i64) -> FnResult {
     if !(1..=i64::from(u32::MAX)).contains(&secs) {
-        return Err(FnError::new(format!("dlg_set_timeout: {secs} is not a number of seconds")));
+        return Err(FnError::new(format!(
+            "dlg_set_timeout: {secs} is not a number of seconds"
+        )));
     }
     {
         let mut live = d.live();
@@ -768,22 +833,70 @@ impl Module for DialogModule {
         m.example(include_str!("../example.cfg"));
         m.needs("tm");
         m.needs("rr");
-        m.param("enable_stats", ParamType::Int, 1_i64, "Kept for Kamailio configs: the counts are always available through dlg.stats_active.");
+        m.param(
+            "enable_stats",
+            ParamType::Int,
+            1_i64,
+            "Kept for Kamailio configs: the counts are always available through dlg.stats_active.",
+        );
         m.param("hash_size", ParamType::Int, 4096_i64, "Number of hash buckets of the dialog table ($dlg(h_entry) is the bucket of the Call-ID).");
-        m.param("rr_param", ParamType::Str, "did", "Name of the Record-Route parameter holding the dialog id.");
+        m.param(
+            "rr_param",
+            ParamType::Str,
+            "did",
+            "Name of the Record-Route parameter holding the dialog id.",
+        );
         m.param("dlg_flag", ParamType::Int, -1_i64, "Message flag that makes t_relay() of an initial INVITE create a dialog (-1: only dlg_manage() does).");
-        m.param("timeout_avp", ParamType::Str, Value::Null, "Not built: setting it is a load error (use $dlg_ctx(timeout) or dlg_set_timeout()).");
+        m.param(
+            "timeout_avp",
+            ParamType::Str,
+            Value::Null,
+            "Not built: setting it is a load error (use $dlg_ctx(timeout) or dlg_set_timeout()).",
+        );
         m.param("default_timeout", ParamType::Int, 43200_i64, "Lifetime of a dialog in seconds, counted from its 2xx; when it ends the dialog is removed (and BYEs sent with send_bye).");
         m.param("send_bye", ParamType::Int, 0_i64, "When 1, a dialog that times out gets a BYE sent to both sides ($dlg_ctx(timeout_bye) per dialog).");
-        m.param("dlg_extra_hdrs", ParamType::Str, Value::Null, "Header lines (each ending in \\r\\n) added to the BYEs the module sends.");
+        m.param(
+            "dlg_extra_hdrs",
+            ParamType::Str,
+            Value::Null,
+            "Header lines (each ending in \\r\\n) added to the BYEs the module sends.",
+        );
         m.param("dlg_match_mode", ParamType::Int, 1_i64, "How in-dialog requests find their dialog: 0 the did parameter of this proxy's Route only, 1 did then Call-ID and tags, 2 Call-ID and tags only.");
-        m.param("db_url", ParamType::Str, "mysql://kamailio:kamailiorw@localhost/kamailio", "Database of the dialog tables (db_mode 1..3).");
+        m.param(
+            "db_url",
+            ParamType::Str,
+            "mysql://kamailio:kamailiorw@localhost/kamailio",
+            "Database of the dialog tables (db_mode 1..3).",
+        );
         m.param("db_mode", ParamType::Int, 0_i64, "0: memory only; 1: each change written at once; 2: changes written every db_update_period; 3: written when the server stops. Stored dialogs load at start.");
-        m.param("db_update_period", ParamType::Int, 60_i64, "Seconds between writes in db_mode 2.");
-        m.param("table_name", ParamType::Str, "dialog", "Table of the dialogs.");
-        m.param("vars_table_name", ParamType::Str, "dialog_vars", "Table of the dialog variables.");
-        m.repeatable_param("profiles_with_value", ParamType::Str, "Profiles whose members carry a value (\"caller;trunk\"); may be given more than once.");
-        m.repeatable_param("profiles_no_value", ParamType::Str, "Profiles without values (\"calls;inbound\"); may be given more than once.");
+        m.param(
+            "db_update_period",
+            ParamType::Int,
+            60_i64,
+            "Seconds between writes in db_mode 2.",
+        );
+        m.param(
+            "table_name",
+            ParamType::Str,
+            "dialog",
+            "Table of the dialogs.",
+        );
+        m.param(
+            "vars_table_name",
+            ParamType::Str,
+            "dialog_vars",
+            "Table of the dialog variables.",
+        );
+        m.repeatable_param(
+            "profiles_with_value",
+            ParamType::Str,
+            "Profiles whose members carry a value (\"caller;trunk\"); may be given more than once.",
+        );
+        m.repeatable_param(
+            "profiles_no_value",
+            ParamType::Str,
+            "Profiles without values (\"calls;inbound\"); may be given more than once.",
+        );
 
         let shared = Arc::new(Shared::default());
         let state = {
@@ -827,10 +940,16 @@ impl Module for DialogModule {
                         let db = ferrosip_db::Db::connect(&cfg.db_url)
                             .await
                             .map_err(|e| format!("cannot connect to db_url: {e}"))?;
-                        let store = Arc::new(Store::new(db, cfg.db_mode, cfg.table.clone(), cfg.vars_table.clone()));
+                        let store = Arc::new(Store::new(
+                            db,
+                            cfg.db_mode,
+                            cfg.table.clone(),
+                            cfg.vars_table.clone(),
+                        ));
                         let n = store.load(&shared.table).await?;
                         tracing::info!(dialogs = n, "dialog: stored dialogs loaded");
-                        let period = (cfg.db_mode == 2).then(|| Duration::from_secs(cfg.db_update_period));
+                        let period =
+                            (cfg.db_mode == 2).then(|| Duration::from_secs(cfg.db_update_period));
                         runtime.spawn(store.clone().run_writer(period));
                         let _ = shared.store.set(store);
                     }

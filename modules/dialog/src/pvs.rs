@@ -150,10 +150,18 @@ impl Pv for VarPv {
             .map_or(Value::Null, |(_, v)| Value::Str(v.clone())))
     }
 
-    fn set(&self, ctx: &mut MsgContext, _i: PvIndex, _op: SetOp, value: Value) -> Result<(), PvError> {
+    fn set(
+        &self,
+        ctx: &mut MsgContext,
+        _i: PvIndex,
+        _op: SetOp,
+        value: Value,
+    ) -> Result<(), PvError> {
         let st = state(&self.slot)?;
         let Some((d, _)) = current(&st, ctx) else {
-            return Err(PvError::Invalid("$dlg_var: the message has no dialog".into()));
+            return Err(PvError::Invalid(
+                "$dlg_var: the message has no dialog".into(),
+            ));
         };
         {
             let mut live = d.live();
@@ -251,7 +259,13 @@ impl Pv for CtxPv {
         })
     }
 
-    fn set(&self, ctx: &mut MsgContext, _i: PvIndex, _op: SetOp, value: Value) -> Result<(), PvError> {
+    fn set(
+        &self,
+        ctx: &mut MsgContext,
+        _i: PvIndex,
+        _op: SetOp,
+        value: Value,
+    ) -> Result<(), PvError> {
         let n = value.as_int().unwrap_or(0);
         let st = state(&self.slot)?;
         match self.key {

@@ -128,13 +128,17 @@ pub fn declare(m: &mut ModuleBuilder<'_>, shared: &Arc<Shared>) {
     }
     {
         let sh = shared.clone();
-        m.rpc("dlg.profile_get_size", "dlg.profile_get_size profile [value]: live dialogs in the profile (with that value).", move |args| {
-            let p = str_arg(args, 0).ok_or("a profile name is needed")?;
-            let v = str_arg(args, 1);
-            Ok(RpcValue::Int(
-                sh.table.profile_size(&p, v.as_deref().map(str::as_bytes)) as i64,
-            ))
-        });
+        m.rpc(
+            "dlg.profile_get_size",
+            "dlg.profile_get_size profile [value]: live dialogs in the profile (with that value).",
+            move |args| {
+                let p = str_arg(args, 0).ok_or("a profile name is needed")?;
+                let v = str_arg(args, 1);
+                Ok(RpcValue::Int(
+                    sh.table.profile_size(&p, v.as_deref().map(str::as_bytes)) as i64,
+                ))
+            },
+        );
     }
     {
         let sh = shared.clone();

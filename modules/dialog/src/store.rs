@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use crate::table::{DlgState, Dialog, Live, Table};
+use crate::table::{Dialog, DlgState, Live, Table};
 
 /// Changes waiting for the writer, at most.
 pub const QUEUE: usize = 65_536;
@@ -130,7 +130,10 @@ fn parse_xdata(v: Option<&DbValue>) -> Vec<(Arc<str>, Bytes)> {
     for item in json["profiles"].as_array().into_iter().flatten() {
         for (k, v) in item.as_object().into_iter().flatten() {
             let value = v.as_str().unwrap_or_default();
-            out.push((Arc::from(k.as_str()), Bytes::copy_from_slice(value.as_bytes())));
+            out.push((
+                Arc::from(k.as_str()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            ));
         }
     }
     out
@@ -158,7 +161,11 @@ fn row(d: &Dialog) -> Vec<DbValue> {
         DbValue::Int(live.start_ts),
         DbValue::Int(live.expires_ms.map_or(0, |e| e / 1000)),
         DbValue::Int(i64::from(live.sflags)),
-        DbValue::Int(if live.timeout_bye { IFLAG_TIMEOUT_BYE } else { 0 }),
+        DbValue::Int(if live.timeout_bye {
+            IFLAG_TIMEOUT_BYE
+        } else {
+            0
+        }),
         DbValue::Null,
         s(&d.req_uri),
         xdata(&live),
@@ -339,10 +346,15 @@ impl Store {
         let mut n = 0;
         for r in rows {
             let get = |i: usize| r.get(i);
-            let text = |i: usize| Bytes::copy_from_slice(get(i).and_then(DbValue::as_str).unwrap_or("").as_bytes());
+            let text = |i: usize| {
+                Bytes::copy_from_slice(get(i).and_then(DbValue::as_str).unwrap_or("").as_bytes())
+            };
             let int = |i: usize| {
                 get(i)
-                    .and_then(|v| v.as_int().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                    .and_then(|v| {
+                        v.as_int()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    })
                     .unwrap_or(0)
             };
             let state = DlgState::from_code(int(15)).unwrap_or(DlgState::Confirmed);

@@ -287,7 +287,8 @@ impl Table {
     pub fn restore(&self, d: Dialog) -> Arc<Dialog> {
         let d = Arc::new(d);
         let mut ix = self.index();
-        self.next_id.fetch_max(d.h_id.wrapping_add(1), Ordering::Relaxed);
+        self.next_id
+            .fetch_max(d.h_id.wrapping_add(1), Ordering::Relaxed);
         Self::insert_locked(&mut ix, d.clone());
         d
     }
@@ -298,10 +299,17 @@ impl Table {
     }
 
     /// The dialog an in-dialog request belongs to, by Call-ID and tags, and its direction.
-    pub fn find(&self, callid: &[u8], from_tag: &[u8], to_tag: &[u8]) -> Option<(Arc<Dialog>, Dir)> {
+    pub fn find(
+        &self,
+        callid: &[u8],
+        from_tag: &[u8],
+        to_tag: &[u8],
+    ) -> Option<(Arc<Dialog>, Dir)> {
         let ix = self.index();
         for key in ix.by_callid.get(callid)? {
-            let Some(d) = ix.by_key.get(key) else { continue };
+            let Some(d) = ix.by_key.get(key) else {
+                continue;
+            };
             let live = d.live();
             if live.to_tag.is_empty() {
                 continue;

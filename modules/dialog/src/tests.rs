@@ -32,10 +32,12 @@ fn a_dialog_refused_by_the_script_leaves_its_profiles() {
     let reg = registry();
     let s = Script::load(
         &reg,
-        &cfg("dlg_manage();\nset_dlg_profile(\"caller\", \"$fU\");\nset_dlg_profile(\"calls\");\n\
+        &cfg(
+            "dlg_manage();\nset_dlg_profile(\"caller\", \"$fU\");\nset_dlg_profile(\"calls\");\n\
               get_profile_size(\"caller\", \"$fU\", \"$var(n)\");\n\
               $dlg_var(x) = \"y\";\n$var(state) = $dlg(state);\n$var(x) = $dlg_var(x);\n\
-              if (!is_in_profile(\"caller\", \"alice\")) { $var(n) = -1; }"),
+              if (!is_in_profile(\"caller\", \"alice\")) { $var(n) = -1; }",
+        ),
     );
     let (_, ctx) = s.run(request(INVITE));
     assert_eq!(ctx.vars.get(reg.intern_var("n")), &Value::Int(1));
@@ -58,13 +60,26 @@ fn bad_profiles_and_keys_are_refused() {
     let reg = registry();
     let s = Script::load(&reg, &cfg("dlg_manage();\nif (set_dlg_profile(\"nope\", \"x\")) { $var(r) = 1; } else { $var(r) = 2; }"));
     let (_, ctx) = s.run(request(INVITE));
-    assert_eq!(ctx.vars.get(reg.intern_var("r")), &Value::Int(2), "an undeclared profile fails");
+    assert_eq!(
+        ctx.vars.get(reg.intern_var("r")),
+        &Value::Int(2),
+        "an undeclared profile fails"
+    );
     let s = Script::load(&reg, &cfg("dlg_manage();\nif (set_dlg_profile(\"caller\")) { $var(r) = 1; } else { $var(r) = 2; }"));
     let (_, ctx) = s.run(request(INVITE));
-    assert_eq!(ctx.vars.get(reg.intern_var("r")), &Value::Int(2), "a valued profile needs a value");
-    let err = ferrosip_script::load_str("t.cfg", &cfg("$var(x) = $dlg(nonsense);"), &Default::default(), &reg)
-        .err()
-        .expect("refused");
+    assert_eq!(
+        ctx.vars.get(reg.intern_var("r")),
+        &Value::Int(2),
+        "a valued profile needs a value"
+    );
+    let err = ferrosip_script::load_str(
+        "t.cfg",
+        &cfg("$var(x) = $dlg(nonsense);"),
+        &Default::default(),
+        &reg,
+    )
+    .err()
+    .expect("refused");
     let msg = err.messages.join("\n");
     assert!(msg.contains("unknown $dlg key"), "{msg}");
 }
@@ -84,12 +99,26 @@ fn matching_finds_the_dialog_of_an_in_dialog_request() {
         live.state = DlgState::Confirmed;
     }
     drop(ctx);
-    assert_eq!(shared.table.len(), 1, "a relayed dialog outlives its INVITE");
+    assert_eq!(
+        shared.table.len(),
+        1,
+        "a relayed dialog outlives its INVITE"
+    );
     let bye = "BYE sip:alice@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2\r\n\
 From: <sip:bob@example.com>;tag=b1\r\nTo: <sip:alice@example.com>;tag=a1\r\nCall-ID: c1@x\r\nCSeq: 7 BYE\r\n\
 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    let s = Script::load(&reg, &cfg("if (dlg_manage()) { $var(dir) = $dlg_ctx(dir); $var(h) = $dlg(h_id); }"));
+    let s = Script::load(
+        &reg,
+        &cfg("if (dlg_manage()) { $var(dir) = $dlg_ctx(dir); $var(h) = $dlg(h_id); }"),
+    );
     let (_, ctx) = s.run(request(bye));
-    assert_eq!(ctx.vars.get(reg.intern_var("dir")), &Value::Int(2), "upstream");
-    assert_eq!(ctx.vars.get(reg.intern_var("h")), &Value::Int(i64::from(d.h_id)));
+    assert_eq!(
+        ctx.vars.get(reg.intern_var("dir")),
+        &Value::Int(2),
+        "upstream"
+    );
+    assert_eq!(
+        ctx.vars.get(reg.intern_var("h")),
+        &Value::Int(i64::from(d.h_id))
+    );
 }
