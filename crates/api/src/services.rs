@@ -111,6 +111,24 @@ pub struct LocalRequest {
     pub body: Bytes,
     /// How long to wait for a final reply (`None`: tm's `fr_timer`, 30 s by default).
     pub timeout: Option<Duration>,
+    /// The dialog the request belongs to (the BYEs the `dialog` module sends): its
+    /// Call-ID, tags and CSeq replace the fresh ones of the server's. Route headers go in
+    /// `headers`, the first hop in `dst_uri`.
+    pub in_dialog: Option<InDialog>,
+}
+
+/// The identifiers of an established dialog, as seen by the side a [`LocalRequest`]
+/// speaks for: its From tag is that side's tag.
+#[derive(Clone, Debug, Default)]
+pub struct InDialog {
+    /// The dialog's Call-ID.
+    pub call_id: Bytes,
+    /// The tag of the side the request is sent for (written in From).
+    pub from_tag: Bytes,
+    /// The tag of the side the request goes to (written in To).
+    pub to_tag: Bytes,
+    /// The CSeq number to use.
+    pub cseq: u32,
 }
 
 /// How a [`LocalRequest`] ended: the final reply's status, or one the server made up

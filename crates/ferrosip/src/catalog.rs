@@ -37,6 +37,7 @@ pub const MODULES: &[(&str, Declare)] = &[
         r.register(&ferrosip_mod_counters::CountersModule)
     }),
     ("ctl", |r| r.register(&ferrosip_mod_ctl::CtlModule)),
+    ("dialog", |r| r.register(&ferrosip_mod_dialog::DialogModule)),
     ("debugger", |r| {
         r.register(&ferrosip_mod_debugger::DebuggerModule)
     }),
