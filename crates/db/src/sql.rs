@@ -19,7 +19,7 @@ use sqlx::{Column, ConnectOptions, Database, Row as _, TypeInfo, ValueRef};
 
 use crate::time::{format_local, from_local_naive, parse_local, to_local_naive};
 use crate::url::{DbKind, DbUrl};
-use crate::{Cond, DbError, DbValue, OrderBy, Row};
+use crate::{Cond, DbError, DbValue, OrderBy, RawResult, Row};
 
 /// How long an SQLite query waits for a pooled connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -433,6 +433,59 @@ impl SqlDb {
         }
     }
 
+    pub(crate) async fn raw_query(&self, sql: &str, max_rows: usize) -> Result<RawResult, DbError> {
+        use futures_util::TryStreamExt as _;
+        let mut out = RawResult::default();
+        let no_time_cols = HashSet::new();
+        let r: Result<(), sqlx::Error> = async {
+            match &self.pool {
+                Pool::Sqlite(p) => {
+                    let mut rows = sqlx::query(sql).fetch(p);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push(sqlite_row(&row, &no_time_cols)?);
+                    }
+                }
+                Pool::Mysql(p) => {
+                    let mut rows = sqlx::query(sql).fetch(p);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push(mysql_row(&row)?);
+                    }
+                }
+                Pool::Postgres(p) => {
+                    let mut rows = sqlx::query(sql).fetch(p);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push(pg_row(&row)?);
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        r.map_err(|e| self.error("(query)", e))?;
+        Ok(out)
+    }
+
     pub(crate) async fn execute_ddl(
         &self,
         table: &str,
@@ -619,6 +672,10 @@ fn bind_pg<'q>(q: Query<'q, sqlx::Postgres>, v: &'q DbValue) -> Query<'q, sqlx::
 /// 0.9 reads as 0.9, not 0.899999976).
 fn widen(f: f32) -> f64 {
     f.to_string().parse().unwrap_or(f as f64)
+}
+
+fn column_names<C: Column>(cols: &[C]) -> Vec<String> {
+    cols.iter().map(|c| c.name().to_string()).collect()
 }
 
 fn lossy(bytes: &[u8]) -> String {

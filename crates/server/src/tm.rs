@@ -1114,7 +1114,7 @@ impl TmLayer {
                 st.queue().watches = watches;
             }
         }
-        let actions = st.uas.send_reply(code, bytes);
+        let actions = st.uas.send_reply(code, upstream(st, bytes));
         self.run(cell, st, Leg::Server, actions, None);
         self.env.stats.replies_sent.fetch_add(1, Ordering::Relaxed);
         if code >= 200 {
@@ -1375,7 +1375,7 @@ impl TmLayer {
                 Err(_) => return,
             }
         };
-        let actions = st.uas.send_reply(code, bytes);
+        let actions = st.uas.send_reply(code, upstream(st, bytes));
         self.run(cell, st, Leg::Server, actions, None);
     }
 
@@ -1509,7 +1509,7 @@ impl TmLayer {
             let waiting = Self::tell_final(st.is_invite, watches, &reply);
             self.wait_for_ack(cell, st, waiting);
         }
-        let actions = st.uas.send_reply(best.status, bytes);
+        let actions = st.uas.send_reply(best.status, upstream(st, bytes));
         self.run(cell, st, Leg::Server, actions, None);
     }
 
@@ -2257,6 +2257,15 @@ struct BranchSpec {
     dst_uri: Option<Bytes>,
     target: Option<Target>,
     bflags: u64,
+}
+
+/// A reply as it goes upstream: with the From/To the request came with when a module
+/// replaced them (uac's restore); one extension lookup otherwise.
+fn upstream(st: &CellState, bytes: Bytes) -> Bytes {
+    match st.ext_kept.get::<ferrosip_api::tm::UpstreamHeaders>() {
+        Some(original) => original.apply(bytes),
+        None => bytes,
+    }
 }
 
 #[cfg(test)]
