@@ -66,6 +66,19 @@ pub trait Services: Send + Sync {
         ))
     }
 
+    /// Sends `data` as it is (no SIP processing) over `proto` to `dst`, from the listen
+    /// socket bound to `local` when given: NAT keepalive packets, which must leave from
+    /// the socket a phone registered through so that its NAT binding stays open.
+    fn send_raw(
+        &self,
+        _proto: Proto,
+        _local: Option<std::net::SocketAddr>,
+        _dst: std::net::SocketAddr,
+        _data: Bytes,
+    ) -> Result<(), FnError> {
+        Err(FnError::new("sending packets needs a running server"))
+    }
+
     /// Runs `event_route[name]` (e.g. `dispatcher:dst-down`) for `ctx` on the server's
     /// runtime, without waiting for it; `false` when the script has no such route.
     fn run_event_route(&self, _name: &str, _ctx: MsgContext) -> bool {
@@ -99,8 +112,26 @@ pub struct LocalRequest {
     pub body: Bytes,
     /// How long to wait for a final reply (`None`: tm's `fr_timer`, 30 s by default).
     pub timeout: Option<Duration>,
+    /// The dialog the request belongs to (the BYEs the `dialog` module sends): its
+    /// Call-ID, tags and CSeq replace the fresh ones of the server's. Route headers go in
+    /// `headers`, the first hop in `dst_uri`.
+    pub in_dialog: Option<InDialog>,
     /// The Call-ID to use (`$uac_req(callid)`); the server makes one up when `None`.
     pub call_id: Option<Bytes>,
+}
+
+/// The identifiers of an established dialog, as seen by the side a [`LocalRequest`]
+/// speaks for: its From tag is that side's tag.
+#[derive(Clone, Debug, Default)]
+pub struct InDialog {
+    /// The dialog's Call-ID.
+    pub call_id: Bytes,
+    /// The tag of the side the request is sent for (written in From).
+    pub from_tag: Bytes,
+    /// The tag of the side the request goes to (written in To).
+    pub to_tag: Bytes,
+    /// The CSeq number to use.
+    pub cseq: u32,
 }
 
 /// How a [`LocalRequest`] ended: the final reply's status, or one the server made up

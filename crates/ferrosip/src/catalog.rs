@@ -38,6 +38,7 @@ pub const MODULES: &[(&str, Declare)] = &[
         r.register(&ferrosip_mod_counters::CountersModule)
     }),
     ("ctl", |r| r.register(&ferrosip_mod_ctl::CtlModule)),
+    ("dialog", |r| r.register(&ferrosip_mod_dialog::DialogModule)),
     ("debugger", |r| {
         r.register(&ferrosip_mod_debugger::DebuggerModule)
     }),
@@ -55,6 +56,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("nathelper", |r| {
         r.register(&ferrosip_mod_nathelper::NathelperModule)
     }),
+    ("path", |r| r.register(&ferrosip_mod_path::PathModule)),
     ("permissions", |r| {
         r.register(&ferrosip_mod_permissions::PermissionsModule)
     }),

@@ -268,6 +268,7 @@ fn uac_req_send(st: &State, ctx: &mut MsgContext) -> FnResult {
         body: r.body.clone(),
         timeout: (r.fr_timeout > 0).then(|| Duration::from_millis(r.fr_timeout as u64)),
         call_id: (!r.callid.is_empty()).then(|| r.callid.clone()),
+        ..LocalRequest::default()
     };
     let outcome = services.send_request(request)?;
     if r.evroute == 0 {
