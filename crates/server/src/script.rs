@@ -140,6 +140,10 @@ impl Services for ScriptScope {
         self.server.outbound.tls()
     }
 
+    fn cached_addresses(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
+        self.server.outbound.cached_addresses(host)
+    }
+
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         match self.me() {
             Ok(me) => me.run_event_route_on(name, ctx),
