@@ -213,7 +213,13 @@ fn call(dir: &Path, proxy: u16, user: &str, calls: u32) -> Option<i32> {
             .arg(scenarios().join("call_uac.xml"))
             .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-s", user])
             .args(["-m", &calls.to_string(), "-l", "1", "-r", "20"])
-            .args(["-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err"])
+            .args([
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+            ])
             .arg("-error_file")
             .arg(dir.join(format!("uac-{port}-errors.log")))
             .arg(format!("127.0.0.1:{proxy}"))
@@ -235,7 +241,7 @@ const CFG: &str = r#"#!KAMAILIO
 debug=3
 log_stderror=yes
 children=2
-listen=udp:127.0.0.1:PROXY_PORT
+listen=127.0.0.1:PROXY_PORT
 auto_aliases=no
 dns_nameserver="127.0.0.1:DNS_PORT"
 use_dns_failover=FAILOVER
@@ -246,6 +252,7 @@ loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "pv.so"
 loadmodule "siputils.so"
+loadmodule "textops.so"
 loadmodule "xlog.so"
 loadmodule "dispatcher.so"
 
@@ -297,10 +304,8 @@ failure_route[FAILED] {
 
 impl Lab {
     fn new(name: &str) -> Lab {
-        let dir = std::env::temp_dir().join(format!(
-            "ferrosip-test-{}-dns-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("ferrosip-test-{}-dns-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         Lab {
             dir,
@@ -341,14 +346,22 @@ fn calls_go_to_the_srv_target_of_lowest_priority() {
     lab.dns.srv(
         "_sip._udp.order.example.test",
         300,
-        &[(20, 0, second, "b.example.test"), (10, 0, first, "a.example.test")],
+        &[
+            (20, 0, second, "b.example.test"),
+            (10, 0, first, "a.example.test"),
+        ],
     );
     lab.dns.a("a.example.test", 300);
     lab.dns.a("b.example.test", 300);
     let _proxy = lab.proxy(false, false, "");
     let mut uas_a = uas(&lab.dir, first, 3);
     let _uas_b = uas(&lab.dir, second, 1);
-    assert_eq!(call(&lab.dir, lab.port, "order", 3), Some(0), "{}", lab.logs());
+    assert_eq!(
+        call(&lab.dir, lab.port, "order", 3),
+        Some(0),
+        "{}",
+        lab.logs()
+    );
     assert_eq!(
         uas_a.wait_exit(Duration::from_secs(10)),
         Some(0),
@@ -357,7 +370,8 @@ fn calls_go_to_the_srv_target_of_lowest_priority() {
     );
     // Three calls, one lookup: the answer was kept for its TTL.
     assert_eq!(
-        lab.dns.asked("_sip._udp.order.example.test", RecordType::SRV),
+        lab.dns
+            .asked("_sip._udp.order.example.test", RecordType::SRV),
         1
     );
 }
@@ -372,7 +386,10 @@ fn a_silent_srv_target_fails_over_to_the_next_one() {
     lab.dns.srv(
         "_sip._udp.failover.example.test",
         300,
-        &[(10, 0, silent, "dead.example.test"), (20, 0, live, "live.example.test")],
+        &[
+            (10, 0, silent, "dead.example.test"),
+            (20, 0, live, "live.example.test"),
+        ],
     );
     lab.dns.a("dead.example.test", 300);
     lab.dns.a("live.example.test", 300);
@@ -412,7 +429,10 @@ fn without_failover_a_silent_first_target_fails_the_call() {
     lab.dns.srv(
         "_sip._udp.nofo.example.test",
         300,
-        &[(10, 0, silent, "dead.example.test"), (20, 0, live, "live.example.test")],
+        &[
+            (10, 0, silent, "dead.example.test"),
+            (20, 0, live, "live.example.test"),
+        ],
     );
     lab.dns.a("dead.example.test", 300);
     lab.dns.a("live.example.test", 300);
@@ -431,20 +451,39 @@ fn a_changed_record_is_used_once_its_ttl_ran_out() {
     }
     let lab = Lab::new("ttl");
     let (old, new) = (free_port(), free_port());
-    lab.dns
-        .srv("_sip._udp.ttl.example.test", 1, &[(10, 0, old, "t.example.test")]);
+    lab.dns.srv(
+        "_sip._udp.ttl.example.test",
+        1,
+        &[(10, 0, old, "t.example.test")],
+    );
     lab.dns.a("t.example.test", 1);
     let _proxy = lab.proxy(false, false, "");
     let mut old_uas = uas(&lab.dir, old, 1);
-    assert_eq!(call(&lab.dir, lab.port, "ttl", 1), Some(0), "{}", lab.logs());
+    assert_eq!(
+        call(&lab.dir, lab.port, "ttl", 1),
+        Some(0),
+        "{}",
+        lab.logs()
+    );
     assert_eq!(old_uas.wait_exit(Duration::from_secs(10)), Some(0));
-    lab.dns
-        .srv("_sip._udp.ttl.example.test", 1, &[(10, 0, new, "t.example.test")]);
+    lab.dns.srv(
+        "_sip._udp.ttl.example.test",
+        1,
+        &[(10, 0, new, "t.example.test")],
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let mut new_uas = uas(&lab.dir, new, 1);
-    assert_eq!(call(&lab.dir, lab.port, "ttl", 1), Some(0), "{}", lab.logs());
+    assert_eq!(
+        call(&lab.dir, lab.port, "ttl", 1),
+        Some(0),
+        "{}",
+        lab.logs()
+    );
     assert_eq!(new_uas.wait_exit(Duration::from_secs(10)), Some(0));
-    assert_eq!(lab.dns.asked("_sip._udp.ttl.example.test", RecordType::SRV), 2);
+    assert_eq!(
+        lab.dns.asked("_sip._udp.ttl.example.test", RecordType::SRV),
+        2
+    );
 }
 
 #[test]
@@ -459,7 +498,7 @@ fn naptr_leads_to_its_srv_name() {
         RecordType::NAPTR,
         300,
         vec![
-            // TCP is preferred by order but the proxy has no TCP socket: skipped.
+            // TCP comes first by order, but its SRV name has no records: the UDP one is next.
             RData::NAPTR(NAPTR::new(
                 10,
                 10,

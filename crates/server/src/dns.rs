@@ -181,7 +181,10 @@ fn order_srv(mut records: Vec<Srv>, load_balance: bool) -> Vec<Srv> {
     let mut out = Vec::with_capacity(records.len());
     let mut rest = records.as_slice();
     while let Some(first) = rest.first() {
-        let same = rest.iter().take_while(|r| r.priority == first.priority).count();
+        let same = rest
+            .iter()
+            .take_while(|r| r.priority == first.priority)
+            .count();
         let mut group: Vec<Srv> = rest[..same].to_vec();
         rest = &rest[same..];
         while !group.is_empty() {
@@ -300,7 +303,9 @@ impl Resolver {
         let ips = table
             .get(&q.host)
             .filter(|ips| !ips.is_empty())
-            .ok_or_else(|| FnError::new(format!("cannot resolve {}: not in the DNS table", q.host)))?;
+            .ok_or_else(|| {
+                FnError::new(format!("cannot resolve {}: not in the DNS table", q.host))
+            })?;
         Ok(ips
             .iter()
             .map(|ip| Destination {
@@ -362,7 +367,8 @@ impl Resolver {
         dns: &TokioAsyncResolver,
         q: &Question,
     ) -> Result<(Vec<Destination>, Instant), String> {
-        let mut until = Instant::now() + self.settings.max_ttl.unwrap_or(Duration::from_secs(86400));
+        let mut until =
+            Instant::now() + self.settings.max_ttl.unwrap_or(Duration::from_secs(86400));
         let mut out = Vec::new();
         if let Some(port) = q.port {
             // A port: A/AAAA only (§4.2), on the URI's transport.
@@ -476,12 +482,7 @@ impl Resolver {
                     if (q.sips && !secure) || !self.supported.contains(&proto) {
                         return None;
                     }
-                    Some((
-                        n.order(),
-                        n.preference(),
-                        n.replacement().to_ascii(),
-                        proto,
-                    ))
+                    Some((n.order(), n.preference(), n.replacement().to_ascii(), proto))
                 }
                 _ => None,
             })
@@ -563,7 +564,12 @@ mod tests {
     fn load_balancing_keeps_priorities_apart() {
         for _ in 0..50 {
             let ordered = order_srv(
-                vec![srv(20, 5, "c"), srv(10, 1, "b"), srv(10, 9, "a"), srv(10, 0, "z")],
+                vec![
+                    srv(20, 5, "c"),
+                    srv(10, 1, "b"),
+                    srv(10, 9, "a"),
+                    srv(10, 0, "z"),
+                ],
                 true,
             );
             assert_eq!(ordered.len(), 4);

@@ -3,6 +3,7 @@
 //! our Via, Content-Length), and the send through its transport. Stateless forwarding
 //! and the transaction layer both send through it; it knows neither.
 
+use crate::dns::{Destination, Question, Resolver};
 use crate::transport::{Listen, Transports};
 use bytes::Bytes;
 use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
@@ -10,7 +11,6 @@ use ferrosip_api::rr::SocketDesc;
 use ferrosip_api::services::MaxForwardsDone;
 use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, Target};
 use ferrosip_sip::{SipMessage, Uri};
-use crate::dns::{Destination, Question, Resolver};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -431,10 +431,7 @@ impl Outbound {
             if let Err(e) = resolver.resolve(&q).await {
                 tracing::info!("{}", e.message);
             }
-            warming
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&q);
+            warming.lock().unwrap_or_else(|e| e.into_inner()).remove(&q);
         });
     }
 

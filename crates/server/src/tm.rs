@@ -1593,7 +1593,12 @@ impl TmLayer {
     }
 
     /// What failure_route decided: a local reply, new branches, or the best final.
-    fn after_failure_route(self: &Arc<Self>, cell: &Arc<Cell>, st: &mut CellState, mut fctx: MsgContext) {
+    fn after_failure_route(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        mut fctx: MsgContext,
+    ) {
         if fctx.ext.get::<TmMarks>().is_some_and(|m| m.drop_replies) {
             for b in &mut st.branches {
                 b.dropped = true;
