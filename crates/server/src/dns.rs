@@ -112,7 +112,7 @@ struct Cached {
 }
 
 enum Backend {
-    Dns(TokioAsyncResolver),
+    Dns(Box<TokioAsyncResolver>),
     Table(DnsTable),
 }
 
@@ -262,7 +262,7 @@ impl Resolver {
         };
         opts.use_hosts_file = settings.nameservers.is_empty();
         Ok(Resolver {
-            backend: Backend::Dns(TokioAsyncResolver::tokio(config, opts)),
+            backend: Backend::Dns(Box::new(TokioAsyncResolver::tokio(config, opts))),
             settings,
             supported,
             cache: Mutex::new(HashMap::new()),
@@ -288,7 +288,7 @@ impl Resolver {
     /// table, or one cached and not expired. `None`: [`Resolver::resolve`] must be awaited.
     pub fn cached(&self, q: &Question) -> Option<Result<Destinations, FnError>> {
         match &self.backend {
-            Backend::Table(t) => Some(self.from_table_answer(t, q)),
+            Backend::Table(t) => Some(self.table_answer(t, q)),
             Backend::Dns(_) => {
                 let cache = lock(&self.cache);
                 let c = cache.get(q)?;
@@ -297,7 +297,7 @@ impl Resolver {
         }
     }
 
-    fn from_table_answer(&self, table: &DnsTable, q: &Question) -> Result<Destinations, FnError> {
+    fn table_answer(&self, table: &DnsTable, q: &Question) -> Result<Destinations, FnError> {
         let proto = self.plain_proto(q);
         let port = q.port.unwrap_or(default_port(proto, q.sips));
         let ips = table
@@ -487,7 +487,7 @@ impl Resolver {
                 _ => None,
             })
             .collect();
-        found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        found.sort_by_key(|a| (a.0, a.1));
         found.truncate(MAX_SRV_TARGETS);
         found
             .into_iter()

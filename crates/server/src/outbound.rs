@@ -457,10 +457,10 @@ impl Outbound {
                     .host()
                     .ok_or_else(|| FnError::new("destination URI has no host"))?;
                 let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
-                let proto = match uri.param("transport").flatten() {
-                    Some(t) => Some(Proto::from_bytes(t).unwrap_or(Proto::Udp)),
-                    None => None,
-                };
+                let proto = uri
+                    .param("transport")
+                    .flatten()
+                    .map(|t| Proto::from_bytes(t).unwrap_or(Proto::Udp));
                 let proto = match (proto, sips) {
                     (Some(p), true) => Some(secure(p)?),
                     (p, _) => p,

@@ -1332,7 +1332,7 @@ impl TmLayer {
             let rest = (!failover.hops.is_empty()).then(|| {
                 Box::new(Failover {
                     msg: failover.msg.clone(),
-                    hops: std::mem::take(&mut failover.hops),
+                    hops: failover.hops.clone(),
                 })
             });
             tracing::info!(
@@ -1343,12 +1343,8 @@ impl TmLayer {
             match self.send_branch_via(cell, st, msg, None, hop, rest) {
                 Ok(true) => return true,
                 Ok(false) => return false,
-                Err(e) => {
-                    self.log_unsent(st, &e);
-                    // send_branch_via kept nothing: the hops after this one are lost
-                    // with it, so stop here.
-                    break;
-                }
+                // This address could not be used (no socket for it): the next one.
+                Err(e) => self.log_unsent(st, &e),
             }
         }
         // Nothing could be sent: the failed branch's outcome counts after all.
@@ -2457,6 +2453,7 @@ Content-Length: 0\n\n",
             dropped: false,
             done: true,
             terminated: false,
+            failover: None,
         });
         st
     }
