@@ -85,6 +85,18 @@ pub trait Services: Send + Sync {
         false
     }
 
+    /// The addresses of a host name (A/AAAA) as the server's resolver knows them now,
+    /// without waiting: `None` when not known yet, in which case the lookup is started and
+    /// a later call finds its answer (kept for the records' TTL). An IP address is its own
+    /// answer. An empty list: the name does not resolve.
+    fn cached_addresses(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+            .map(|ip| vec![ip])
+    }
+
     /// The TLS transport, when the server runs one (`listen=tls:...`).
     fn tls(&self) -> Option<std::sync::Arc<dyn crate::tls::TlsControl>> {
         None

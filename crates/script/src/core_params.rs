@@ -43,6 +43,8 @@ pub const CORE_PARAMS: &[&str] = &[
     "dns_cache_negative_ttl",
     "dns_cache_rec_pref",
     "dns_naptr_ignore_rfc",
+    // Ferrosip's own: the DNS servers to ask instead of /etc/resolv.conf's.
+    "dns_nameserver",
     "dns_retr_no",
     "dns_retr_time",
     "dns_rev_via",
@@ -307,6 +309,21 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "tls_disable",
     "tls_port_no",
     "tls_max_connections",
+    // Read by the server's resolver (crates/server/src/dns.rs).
+    "dns_try_naptr",
+    "dns_srv_lb",
+    "dns_srv_loadbalancing",
+    "use_dns_cache",
+    "dns_use_cache",
+    "use_dns_failover",
+    "dns_use_failover",
+    "dns_try_ipv6",
+    "dns_retr_time",
+    "dns_retr_no",
+    "dns_cache_max_ttl",
+    "dns_cache_min_ttl",
+    "dns_cache_negative_ttl",
+    "dns_nameserver",
 ];
 
 pub fn is_core_param(name: &str) -> bool {

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub listen_discovered: bool,
     /// What `myself` matches: built from the above once, at load.
     pub myself: Myself,
+    /// How host names are resolved (`dns_*`, `use_dns_*`, `dns_nameserver`).
+    pub dns: crate::dns::DnsSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,20 @@ pub const STARTUP_GLOBALS: &[&str] = &[
     "loop_detection",
     "max_waiting_routes",
     "debug",
+    "dns_try_naptr",
+    "dns_srv_lb",
+    "dns_srv_loadbalancing",
+    "use_dns_cache",
+    "dns_use_cache",
+    "use_dns_failover",
+    "dns_use_failover",
+    "dns_try_ipv6",
+    "dns_retr_time",
+    "dns_retr_no",
+    "dns_cache_max_ttl",
+    "dns_cache_min_ttl",
+    "dns_cache_negative_ttl",
+    "dns_nameserver",
 ];
 
 /// The TCP limits, Kamailio's defaults where the config is silent. A limit of 0 or less
@@ -318,8 +334,64 @@ impl ServerConfig {
             auto_aliases,
             listen_discovered,
             myself,
+            dns: dns_settings(g)?,
         })
     }
+}
+
+/// The last value of the first of `names` the config gives (Kamailio's aliases).
+fn first_of<'a>(g: &'a Globals, names: &[&'a str]) -> Option<&'a str> {
+    names.iter().copied().find(|n| last(g, n).is_some())
+}
+
+/// The resolver's settings from `dns_*` / `use_dns_*` (Kamailio's names and defaults)
+/// and Ferrosip's `dns_nameserver`.
+fn dns_settings(g: &Globals) -> Result<crate::dns::DnsSettings, ConfigError> {
+    use std::time::Duration;
+    let mut s = crate::dns::DnsSettings::default();
+    let on = |names: &[&str], default: bool| match first_of(g, names) {
+        None => default,
+        Some(n) => flag(g, n),
+    };
+    s.try_naptr = on(&["dns_try_naptr"], s.try_naptr);
+    s.srv_lb = on(&["dns_srv_lb", "dns_srv_loadbalancing"], s.srv_lb);
+    s.use_cache = on(&["use_dns_cache", "dns_use_cache"], s.use_cache);
+    s.use_failover = on(&["use_dns_failover", "dns_use_failover"], s.use_failover);
+    s.try_ipv6 = on(&["dns_try_ipv6"], s.try_ipv6);
+    let seconds = |name: &str, min: i64| -> Result<Option<Duration>, ConfigError> {
+        match int(g, name)? {
+            None => Ok(None),
+            Some(v) if v < min => Err(err(name, format!("must be at least {min}, not {v}"))),
+            Some(v) => Ok(Some(Duration::from_secs(v as u64))),
+        }
+    };
+    if let Some(d) = seconds("dns_retr_time", 1)? {
+        s.retr_time = d;
+    }
+    if let Some(n) = int(g, "dns_retr_no")? {
+        if !(1..=10).contains(&n) {
+            return Err(err("dns_retr_no", format!("must be 1 to 10, not {n}")));
+        }
+        s.retr_no = n as usize;
+    }
+    s.max_ttl = seconds("dns_cache_max_ttl", 1)?;
+    s.min_ttl = seconds("dns_cache_min_ttl", 0)?;
+    if let Some(d) = seconds("dns_cache_negative_ttl", 0)? {
+        s.negative_ttl = d;
+    }
+    for v in g.get("dns_nameserver").into_iter().flatten() {
+        let text = v.unquoted();
+        let text = text.trim();
+        let (host, port) = split_host_port(text);
+        let ip: IpAddr = host.parse().map_err(|_| {
+            err(
+                "dns_nameserver",
+                format!("'{text}' is not an IP address with an optional port"),
+            )
+        })?;
+        s.nameservers.push(SocketAddr::new(ip, port.unwrap_or(53)));
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

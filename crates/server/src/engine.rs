@@ -290,6 +290,10 @@ impl Services for Engine {
     fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
         self.server.outbound.tls()
     }
+
+    fn cached_addresses(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
+        self.server.outbound.cached_addresses(host)
+    }
 }
 
 impl Transactions for Engine {

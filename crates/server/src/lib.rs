@@ -5,6 +5,7 @@
 // (a program version) -> server (stateless services) -> tm -> outbound -> transport.
 // `routes` runs a route for whichever layer needs one; `reload` builds a new script scope.
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod guard;
 pub mod myself;
@@ -232,7 +233,7 @@ pub struct Layers {
     /// Told of every route run.
     pub observer: Option<Arc<dyn routes::RouteObserver>>,
     /// DNS answers instead of the system resolver, for next hops.
-    pub dns: Option<outbound::DnsTable>,
+    pub dns: Option<dns::DnsTable>,
 }
 
 /// The server's layers, bottom up, over `transports`: outbound, tm (when the script
@@ -253,8 +254,19 @@ pub fn assemble(
         config.listen.clone(),
         loaded.branch_hooks.clone(),
     );
-    if let Some(table) = layers.dns {
-        outbound = outbound.with_dns_table(table);
+    let protocols = outbound.protocols();
+    let resolver = match layers.dns {
+        Some(table) => Some(dns::Resolver::from_table(table, protocols)),
+        None => match dns::Resolver::new(config.dns.clone(), protocols) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!("host names will not resolve: {e}");
+                None
+            }
+        },
+    };
+    if let Some(resolver) = resolver {
+        outbound = outbound.with_resolver(Arc::new(resolver), runtime.clone());
     }
     let outbound = Arc::new(outbound);
     let stats = Arc::new(Stats::default());
@@ -401,6 +413,7 @@ mod layering {
         ("stats", include_str!("stats.rs")),
         ("outbound", include_str!("outbound.rs")),
         ("config", include_str!("config.rs")),
+        ("dns", include_str!("dns.rs")),
         ("myself", include_str!("myself.rs")),
         ("transport", include_str!("transport/mod.rs")),
         ("guard", include_str!("guard.rs")),

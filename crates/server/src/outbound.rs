@@ -3,6 +3,7 @@
 //! our Via, Content-Length), and the send through its transport. Stateless forwarding
 //! and the transaction layer both send through it; it knows neither.
 
+use crate::dns::{Destination, Question, Resolver};
 use crate::transport::{Listen, Transports};
 use bytes::Bytes;
 use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
@@ -11,7 +12,8 @@ use ferrosip_api::services::MaxForwardsDone;
 use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, Target};
 use ferrosip_sip::{SipMessage, Uri};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 fn fnerr(e: impl std::fmt::Display) -> FnError {
     FnError::new(e.to_string())
@@ -25,13 +27,27 @@ pub struct Outbound {
     hooks: Vec<BranchHook>,
     /// Keys the loop tags: a tag in a Via branch can only match one this process wrote.
     loop_seed: foldhash::quality::RandomState,
-    /// Answers instead of the system resolver (`ferrosip test`'s `[dns]`): a name not in
-    /// the table does not resolve. `None` in a server.
-    dns: Option<DnsTable>,
+    /// Host names to addresses (RFC 3263); without one only IP addresses are reached.
+    resolver: Option<Arc<Resolver>>,
+    /// Lookups started for a forward that could not wait for them (stateless forwarding,
+    /// a reply to a Via host name): each question once at a time, so many at most.
+    warming: Arc<Mutex<std::collections::HashSet<Question>>>,
+    /// Where those lookups run.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
-/// Host names (lower case) to their addresses, standing in for DNS.
-pub type DnsTable = std::sync::Arc<std::collections::HashMap<String, Vec<IpAddr>>>;
+/// Lookups started in the background at most at once (see [`Outbound::warm`]).
+const MAX_WARMING: usize = 256;
+
+pub use crate::dns::DnsTable;
+
+/// The next hops of a request as far as they are known without waiting.
+pub enum HopsNow {
+    /// Known: in the order to try them (RFC 3263), at least one.
+    Ready(Vec<Hop>),
+    /// The host name must be looked up first ([`Outbound::lookup`]).
+    Lookup(Question),
+}
 
 /// The loop-detection part of our Via branches (RFC 3261 §16.6 step 8), computed when a
 /// request arrives from what a loop leaves unchanged: Request-URI, From and To tags,
@@ -90,11 +106,11 @@ fn loop_tag_of_branch(branch: &[u8]) -> Option<u32> {
     u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
+use crate::dns::ip_literal;
+
 /// An IP address written in a Via sent-by or a URI host (IPv6 in brackets).
 fn host_ip(host: &[u8]) -> Option<IpAddr> {
-    let host = host.strip_prefix(b"[").unwrap_or(host);
-    let host = host.strip_suffix(b"]").unwrap_or(host);
-    std::str::from_utf8(host).ok()?.parse().ok()
+    ip_literal(host)
 }
 
 /// The transport a `sips:` URI is reached over (RFC 3261 §26.2.2, RFC 5630 §3.1.3):
@@ -117,29 +133,6 @@ fn default_port(proto: Proto, sips: bool) -> u16 {
     } else {
         5060
     }
-}
-
-fn resolve(host: &[u8], port: u16, dns: Option<&DnsTable>) -> Result<SocketAddr, FnError> {
-    if let Some(ip) = host_ip(host) {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let h = String::from_utf8_lossy(host);
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = h.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    if let Some(table) = dns {
-        return table
-            .get(&h.to_ascii_lowercase())
-            .and_then(|ips| ips.first())
-            .map(|ip| SocketAddr::new(*ip, port))
-            .ok_or_else(|| FnError::new(format!("cannot resolve {h}: not in the DNS table")));
-    }
-    (h, port)
-        .to_socket_addrs()
-        .map_err(|e| FnError::new(format!("cannot resolve {h}: {e}")))?
-        .next()
-        .ok_or_else(|| FnError::new(format!("{h} has no address")))
 }
 
 /// What the script decided about forwarding a request beside the message itself
@@ -181,14 +174,45 @@ impl Outbound {
             listen,
             hooks,
             loop_seed: foldhash::quality::RandomState::default(),
-            dns: None,
+            resolver: None,
+            warming: Arc::default(),
+            runtime: None,
         }
     }
 
-    /// Resolves host names from `table` instead of the system resolver.
-    pub fn with_dns_table(mut self, table: DnsTable) -> Outbound {
-        self.dns = Some(table);
+    /// Resolves host names through `resolver`; lookups nobody waits for run on `runtime`.
+    pub fn with_resolver(
+        mut self,
+        resolver: Arc<Resolver>,
+        runtime: tokio::runtime::Handle,
+    ) -> Outbound {
+        self.resolver = Some(resolver);
+        self.runtime = Some(runtime);
         self
+    }
+
+    /// The transports the server has sockets for (what DNS answers are filtered by).
+    pub fn protocols(&self) -> Vec<Proto> {
+        let mut protos: Vec<Proto> = Vec::new();
+        for l in &self.listen {
+            if !protos.contains(&l.proto) {
+                protos.push(l.proto);
+            }
+        }
+        protos
+    }
+
+    /// The resolver, when host names are resolved.
+    pub fn resolver(&self) -> Option<&Arc<Resolver>> {
+        self.resolver.as_ref()
+    }
+
+    /// Whether a stateful branch that fails is tried on its next DNS target
+    /// (`use_dns_failover`).
+    pub fn dns_failover(&self) -> bool {
+        self.resolver
+            .as_ref()
+            .is_some_and(|r| r.settings().use_failover)
     }
 
     /// The [`LoopTag`] of a request as received on `net`.
@@ -305,7 +329,17 @@ impl Outbound {
                 Some(Some(p)) => p,
                 _ => next.port().unwrap_or(default_port(proto, false)),
             };
-            (proto, resolve(host, port, self.dns.as_ref())?)
+            let question = Question {
+                host: String::from_utf8_lossy(host).to_ascii_lowercase(),
+                port: Some(port),
+                proto: Some(proto),
+                sips: false,
+            };
+            let dst = match ip_literal(host) {
+                Some(ip) => SocketAddr::new(ip, port),
+                None => self.known_now(&question)?.addr,
+            };
+            (proto, dst)
         };
         if proto != Proto::Udp && ctx.msg.content_length().is_none() {
             let body = ctx.msg.body_bytes();
@@ -315,20 +349,102 @@ impl Outbound {
         self.send(proto, None, dst, data)
     }
 
-    /// The next hop of a request: an explicit target, else `dst_uri` ($du), else the
-    /// R-URI of `msg` (RFC 3263 without DNS SRV/NAPTR yet: host, port, `transport=`).
+    /// The next hop of a request when it is known without waiting (an IP address, a
+    /// cached DNS answer); else the lookup is started for the next request to the same
+    /// place and this one fails. Only for senders that cannot wait: the transaction layer
+    /// uses [`Outbound::hops_now`] and [`Outbound::lookup`].
     pub fn next_hop(
         &self,
         target: Option<Target>,
         dst_uri: Option<&Bytes>,
         msg: &SipMessage,
     ) -> Result<Hop, FnError> {
-        let (host, port, proto) = match target {
-            Some(t) => {
-                let proto = t.proto.unwrap_or(Proto::Udp);
-                let port = t.port.unwrap_or(default_port(proto, false));
-                (t.host, port, proto)
+        match self.hops_now(target, dst_uri, msg)? {
+            HopsNow::Ready(mut hops) => Ok(hops.swap_remove(0)),
+            HopsNow::Lookup(q) => {
+                self.warm(&q);
+                Err(FnError::new(format!(
+                    "{} is being resolved: not sent this time",
+                    q.host
+                )))
             }
+        }
+    }
+
+    /// The first destination of `q` if known now; else starts its lookup and fails.
+    fn known_now(&self, q: &Question) -> Result<Destination, FnError> {
+        let resolver = self
+            .resolver
+            .as_ref()
+            .ok_or_else(|| FnError::new(format!("cannot resolve {}: no resolver", q.host)))?;
+        match resolver.cached(q) {
+            Some(answer) => Ok(answer?[0]),
+            None => {
+                self.warm(q);
+                Err(FnError::new(format!(
+                    "{} is being resolved: not sent this time",
+                    q.host
+                )))
+            }
+        }
+    }
+
+    /// The addresses of `host` (A/AAAA) if known now; else starts the lookup (see
+    /// [`ferrosip_api::Services::cached_addresses`]).
+    pub fn cached_addresses(&self, host: &str) -> Option<Vec<IpAddr>> {
+        if let Some(ip) = ip_literal(host.as_bytes()) {
+            return Some(vec![ip]);
+        }
+        let resolver = self.resolver.as_ref()?;
+        let q = Question {
+            host: host.to_ascii_lowercase(),
+            port: Some(5060),
+            proto: Some(Proto::Udp),
+            sips: false,
+        };
+        match resolver.cached(&q) {
+            Some(Ok(dests)) => Some(dests.iter().map(|d| d.addr.ip()).collect()),
+            Some(Err(_)) => Some(Vec::new()),
+            None => {
+                self.warm(&q);
+                None
+            }
+        }
+    }
+
+    /// Starts looking `q` up on the runtime, so that the next message to it finds the
+    /// answer cached; at most [`MAX_WARMING`] at once, one per question.
+    fn warm(&self, q: &Question) {
+        let (Some(resolver), Some(runtime)) = (&self.resolver, &self.runtime) else {
+            return;
+        };
+        {
+            let mut warming = self.warming.lock().unwrap_or_else(|e| e.into_inner());
+            if warming.len() >= MAX_WARMING || !warming.insert(q.clone()) {
+                return;
+            }
+        }
+        let resolver = resolver.clone();
+        let warming = self.warming.clone();
+        let q = q.clone();
+        runtime.spawn(async move {
+            if let Err(e) = resolver.resolve(&q).await {
+                tracing::info!("{}", e.message);
+            }
+            warming.lock().unwrap_or_else(|e| e.into_inner()).remove(&q);
+        });
+    }
+
+    /// Where a request goes (an explicit target, else `dst_uri` ($du), else the R-URI of
+    /// `msg`) as a DNS question, or the hop itself for an IP address.
+    fn question(
+        &self,
+        target: Option<Target>,
+        dst_uri: Option<&Bytes>,
+        msg: &SipMessage,
+    ) -> Result<Result<Hop, Question>, FnError> {
+        let (host, port, proto, sips) = match target {
+            Some(t) => (t.host, t.port, t.proto, false),
             None => {
                 let uri_bytes = match dst_uri {
                     Some(d) => d.clone(),
@@ -341,21 +457,80 @@ impl Outbound {
                     .host()
                     .ok_or_else(|| FnError::new("destination URI has no host"))?;
                 let sips = uri.scheme().eq_ignore_ascii_case(b"sips");
-                let proto = match uri.param("transport").flatten() {
-                    Some(t) => Proto::from_bytes(t).unwrap_or(Proto::Udp),
-                    None if sips => Proto::Tls,
-                    None => Proto::Udp,
+                let proto = uri
+                    .param("transport")
+                    .flatten()
+                    .map(|t| Proto::from_bytes(t).unwrap_or(Proto::Udp));
+                let proto = match (proto, sips) {
+                    (Some(p), true) => Some(secure(p)?),
+                    (p, _) => p,
                 };
-                let proto = if sips { secure(proto)? } else { proto };
-                let port = uri.port().unwrap_or(default_port(proto, sips));
-                (uri_bytes.slice_ref(host), port, proto)
+                (uri_bytes.slice_ref(host), uri.port(), proto, sips)
             }
         };
-        let dst = resolve(&host, port, self.dns.as_ref())?;
+        if let Some(ip) = ip_literal(&host) {
+            let proto = proto.unwrap_or(if sips { Proto::Tls } else { Proto::Udp });
+            let dst = SocketAddr::new(ip, port.unwrap_or(default_port(proto, sips)));
+            return self.hop_to(proto, dst).map(Ok);
+        }
+        Ok(Err(Question {
+            host: String::from_utf8_lossy(&host).to_ascii_lowercase(),
+            port,
+            proto,
+            sips,
+        }))
+    }
+
+    fn hop_to(&self, proto: Proto, dst: SocketAddr) -> Result<Hop, FnError> {
         let local = self
             .local_for(proto, &dst)
             .ok_or_else(|| FnError::new(format!("no {} socket to send from", proto.name())))?;
         Ok(Hop { proto, dst, local })
+    }
+
+    /// The hops of resolved destinations we have a socket for, in their order.
+    fn hops_of(&self, host: &str, dests: &[Destination]) -> Result<Vec<Hop>, FnError> {
+        let hops: Vec<Hop> = dests
+            .iter()
+            .filter_map(|d| self.hop_to(d.proto, d.addr).ok())
+            .collect();
+        if hops.is_empty() {
+            return Err(FnError::new(format!(
+                "{host}: no socket to send from to any of its addresses"
+            )));
+        }
+        Ok(hops)
+    }
+
+    /// The next hops of a request (RFC 3263), or the question to look up first.
+    pub fn hops_now(
+        &self,
+        target: Option<Target>,
+        dst_uri: Option<&Bytes>,
+        msg: &SipMessage,
+    ) -> Result<HopsNow, FnError> {
+        let q = match self.question(target, dst_uri, msg)? {
+            Ok(hop) => return Ok(HopsNow::Ready(vec![hop])),
+            Err(q) => q,
+        };
+        let resolver = self
+            .resolver
+            .as_ref()
+            .ok_or_else(|| FnError::new(format!("cannot resolve {}: no resolver", q.host)))?;
+        match resolver.cached(&q) {
+            Some(answer) => self.hops_of(&q.host, &answer?).map(HopsNow::Ready),
+            None => Ok(HopsNow::Lookup(q)),
+        }
+    }
+
+    /// Looks `q` up (on the runtime: this awaits the DNS) and gives its hops.
+    pub async fn lookup(&self, q: &Question) -> Result<Vec<Hop>, FnError> {
+        let resolver = self
+            .resolver
+            .as_ref()
+            .ok_or_else(|| FnError::new(format!("cannot resolve {}: no resolver", q.host)))?;
+        let answer = resolver.resolve(q).await?;
+        self.hops_of(&q.host, &answer)
     }
 
     /// The request as it leaves for `hop`: `received`/`rport` noted in the sender's Via

@@ -140,6 +140,10 @@ impl Services for ScriptScope {
         self.server.outbound.tls()
     }
 
+    fn cached_addresses(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
+        self.server.outbound.cached_addresses(host)
+    }
+
     fn send_raw(
         &self,
         proto: ferrosip_api::Proto,

@@ -41,7 +41,7 @@ use ferrosip_transaction::{
     TimerId, TimerWheel, TuEvent,
 };
 
-use crate::outbound::{Forwarding, Hop, Outbound};
+use crate::outbound::{Forwarding, Hop, HopsNow, Outbound};
 use crate::routes::{RouteResult, RouteRun};
 use crate::stats::Stats;
 use ferrosip_api::registry::BranchHook;
@@ -139,6 +139,15 @@ struct Branch {
     dropped: bool,
     done: bool,
     terminated: bool,
+    /// The DNS targets left to try if this one fails (`use_dns_failover`).
+    failover: Option<Box<Failover>>,
+}
+
+/// What a branch needs to be sent again to the next target of its DNS answer
+/// (RFC 3263 §4.3): the request as it was before this hop's Via, and the hops left.
+struct Failover {
+    msg: SipMessage,
+    hops: Vec<Hop>,
 }
 
 struct CancelLeg {
@@ -892,7 +901,7 @@ impl TmLayer {
     /// Creates and sends branches; the number that went out now. With a `branch_route`,
     /// each branch is queued to run it first (`pending_branches`) and none goes out here.
     fn add_branches(
-        &self,
+        self: &Arc<Self>,
         cell: &Arc<Cell>,
         st: &mut CellState,
         mut specs: Vec<BranchSpec>,
@@ -939,22 +948,78 @@ impl TmLayer {
     }
 
     /// Sends a branch: `routed` is the context its `branch_route` left (what it decided
-    /// about forwarding), `None` when it ran none.
+    /// about forwarding), `None` when it ran none. A destination whose host name must be
+    /// looked up first is looked up on the runtime and sent from there: the branch is
+    /// pending meanwhile, as one in its branch route is.
     fn send_branch(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        spec: BranchSpec,
+        routed: Option<ferrosip_api::Extensions>,
+    ) -> Result<bool, FnError> {
+        let hops = match self.env.outbound.hops_now(
+            spec.target.clone(),
+            spec.dst_uri.as_ref(),
+            &spec.msg,
+        )? {
+            HopsNow::Ready(hops) => hops,
+            HopsNow::Lookup(question) => {
+                st.queue().pending_branches += 1;
+                let tm = self.clone();
+                let cell = cell.clone();
+                self.env.runtime.spawn(async move {
+                    let hops = tm.env.outbound.lookup(&question).await;
+                    let mut st = lock(&cell.state);
+                    st.queue().pending_branches -= 1;
+                    if st.final_status.is_none() && !st.canceled {
+                        let sent = hops.and_then(|hops| {
+                            tm.send_to(&cell, &mut st, spec, routed.as_ref(), hops)
+                        });
+                        if let Err(e) = sent {
+                            tm.log_unsent(&st, &e);
+                        }
+                    }
+                    tm.branch_settled(&cell, &mut st);
+                    tm.drive(&cell, st);
+                });
+                return Ok(false);
+            }
+        };
+        self.send_to(cell, st, spec, routed.as_ref(), hops)
+    }
+
+    /// Sends a branch to the first of `hops`, keeping the others for failover when
+    /// `use_dns_failover` is on.
+    fn send_to(
         &self,
         cell: &Arc<Cell>,
         st: &mut CellState,
         spec: BranchSpec,
         routed: Option<&ferrosip_api::Extensions>,
+        mut hops: Vec<Hop>,
     ) -> Result<bool, FnError> {
-        let BranchSpec {
-            msg,
-            dst_uri,
-            target,
-            ..
-        } = spec;
+        let hop = hops.remove(0);
+        let failover = (!hops.is_empty() && self.env.outbound.dns_failover()).then(|| {
+            Box::new(Failover {
+                msg: spec.msg.clone(),
+                hops,
+            })
+        });
+        self.send_branch_via(cell, st, spec.msg, routed, hop, failover)
+    }
+
+    /// Sends `msg` as a new branch to `hop`.
+    fn send_branch_via(
+        &self,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        msg: SipMessage,
+        routed: Option<&ferrosip_api::Extensions>,
+        hop: Hop,
+        failover: Option<Box<Failover>>,
+    ) -> Result<bool, FnError> {
         let idx = st.branches.len();
-        let hop: Hop = self.env.outbound.next_hop(target, dst_uri.as_ref(), &msg)?;
         let mut branch_buf = [0u8; 64];
         let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
         let net = st.net;
@@ -992,6 +1057,7 @@ impl TmLayer {
             dropped: false,
             done: false,
             terminated: false,
+            failover,
         });
         lock(&self.client_txns).insert(key, (cell.clone(), Leg::Branch(idx)));
         self.env.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -1211,6 +1277,10 @@ impl TmLayer {
                 }
             }
             TuEvent::Timeout(kind) => {
+                // No answer at all, not even a provisional: the next DNS target.
+                if !st.branches[i].replied && self.fail_over(cell, st, i) {
+                    return;
+                }
                 let b = &mut st.branches[i];
                 if !b.done {
                     b.done = true;
@@ -1222,6 +1292,9 @@ impl TmLayer {
                 }
             }
             TuEvent::TransportError => {
+                if self.fail_over(cell, st, i) {
+                    return;
+                }
                 let b = &mut st.branches[i];
                 if !b.done {
                     b.done = true;
@@ -1232,6 +1305,52 @@ impl TmLayer {
             TuEvent::SendCancel => self.send_cancel(cell, st, i),
             TuEvent::AckReceived => {}
         }
+    }
+
+    /// Tries branch `i`'s request on the next target of its DNS answer (RFC 3263 §4.3,
+    /// `use_dns_failover`); the failed branch ends without counting. `false` when there
+    /// is no target left (or the transaction is over): the failure stands.
+    fn fail_over(&self, cell: &Arc<Cell>, st: &mut CellState, i: usize) -> bool {
+        if st.final_status.is_some() || st.canceled || st.branches[i].done {
+            return false;
+        }
+        if st.branches.len() >= self.env.max_branches {
+            return false;
+        }
+        let Some(mut failover) = st.branches[i].failover.take() else {
+            return false;
+        };
+        {
+            let b = &mut st.branches[i];
+            b.done = true;
+            b.dropped = true;
+        }
+        while !failover.hops.is_empty() {
+            let hop = failover.hops.remove(0);
+            let dst = hop.dst;
+            let msg = failover.msg.clone();
+            let rest = (!failover.hops.is_empty()).then(|| {
+                Box::new(Failover {
+                    msg: failover.msg.clone(),
+                    hops: failover.hops.clone(),
+                })
+            });
+            tracing::info!(
+                call_id = %String::from_utf8_lossy(st.request.call_id().unwrap_or_default()),
+                next = %dst,
+                "DNS failover: trying the next target"
+            );
+            match self.send_branch_via(cell, st, msg, None, hop, rest) {
+                Ok(true) => return true,
+                Ok(false) => return false,
+                // This address could not be used (no socket for it): the next one.
+                Err(e) => self.log_unsent(st, &e),
+            }
+        }
+        // Nothing could be sent: the failed branch's outcome counts after all.
+        st.branches[i].dropped = false;
+        st.branches[i].done = false;
+        false
     }
 
     fn send_cancel(&self, cell: &Arc<Cell>, st: &mut CellState, i: usize) {
@@ -1287,6 +1406,11 @@ impl TmLayer {
         msg: &SipMessage,
         code: u16,
     ) {
+        // RFC 3263 §4.3: a 503 from one target sends the request to the next one; the
+        // 503 itself goes no further (neither upstream nor to the routes).
+        if code == 503 && self.fail_over(cell, st, i) {
+            return;
+        }
         if let Some(route) = st.marks.on_reply {
             // onreply_route runs before the reply goes anywhere: queued, in order.
             st.queue().jobs.push(Deferred::Reply {
@@ -1441,7 +1565,12 @@ impl TmLayer {
     }
 
     /// What failure_route decided: a local reply, new branches, or the best final.
-    fn after_failure_route(&self, cell: &Arc<Cell>, st: &mut CellState, mut fctx: MsgContext) {
+    fn after_failure_route(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        st: &mut CellState,
+        mut fctx: MsgContext,
+    ) {
         if fctx.ext.get::<TmMarks>().is_some_and(|m| m.drop_replies) {
             for b in &mut st.branches {
                 b.dropped = true;
@@ -1623,7 +1752,7 @@ impl TmLayer {
 
     /// Applies, under the lock, what a job's route decided.
     fn finish_job(
-        &self,
+        self: &Arc<Self>,
         cell: &Arc<Cell>,
         st: &mut CellState,
         end: JobEnd,
@@ -1657,7 +1786,7 @@ impl TmLayer {
                         target,
                         bflags,
                     };
-                    if let Err(e) = self.send_branch(cell, st, spec, Some(&ext)) {
+                    if let Err(e) = self.send_branch(cell, st, spec, Some(ext)) {
                         self.log_unsent(st, &e);
                     }
                 }
@@ -2324,6 +2453,7 @@ Content-Length: 0\n\n",
             dropped: false,
             done: true,
             terminated: false,
+            failover: None,
         });
         st
     }

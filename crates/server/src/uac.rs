@@ -23,7 +23,7 @@ use ferrosip_transaction::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::outbound::Outbound;
+use crate::outbound::{Hop, HopsNow, Outbound};
 
 /// Kamailio's default `fr_timer`: how long a request of ours waits for a final reply.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -158,10 +158,51 @@ impl LocalRequests {
         raw.extend_from_slice(&req.headers);
         raw.extend_from_slice(b"\r\n");
         raw.extend_from_slice(&req.body);
-        let mut msg = SipMessage::parse(Bytes::from(raw))
+        let msg = SipMessage::parse(Bytes::from(raw))
             .map_err(|e| FnError::new(format!("cannot build the {method} request: {e}")))?;
         let target = req.dst_uri.clone().unwrap_or_else(|| req.uri.clone());
-        let hop = self.outbound.next_hop(None, Some(&target), &msg)?;
+        let timeout = req.timeout;
+        let done_rx = match self.outbound.hops_now(None, Some(&target), &msg)? {
+            HopsNow::Ready(mut hops) => self.launch(msg, hops.swap_remove(0), n, timeout)?,
+            HopsNow::Lookup(question) => {
+                // The host name is looked up in the request's own future, on the runtime.
+                let table = self.clone();
+                return Ok(Box::pin(async move {
+                    let hop = match table.outbound.lookup(&question).await {
+                        Ok(mut hops) => hops.swap_remove(0),
+                        Err(e) => {
+                            tracing::info!("{}", e.message);
+                            return LocalOutcome::local(503, "Unresolvable Destination");
+                        }
+                    };
+                    match table.launch(msg, hop, n, timeout) {
+                        Ok(rx) => rx
+                            .await
+                            .unwrap_or_else(|_| LocalOutcome::local(500, "Server Stopping")),
+                        Err(e) => {
+                            tracing::info!("{}", e.message);
+                            LocalOutcome::local(503, "Service Unavailable")
+                        }
+                    }
+                }));
+            }
+        };
+        Ok(Box::pin(async move {
+            done_rx
+                .await
+                .unwrap_or_else(|_| LocalOutcome::local(500, "Server Stopping"))
+        }))
+    }
+
+    /// Puts our Via on `msg`, opens its transaction towards `hop` and starts it.
+    fn launch(
+        self: &Arc<Self>,
+        mut msg: SipMessage,
+        hop: Hop,
+        n: u64,
+        timeout: Option<Duration>,
+    ) -> Result<oneshot::Receiver<LocalOutcome>, FnError> {
+        let table = self;
         let host = String::from_utf8_lossy(&hop.local.sent_by_host);
         let port = hop.local.sent_by_port;
         let via = format!(
@@ -173,7 +214,7 @@ impl LocalRequests {
             .map_err(|e| FnError::new(e.to_string()))?;
         let key = ClientKey::of_request(&msg).map_err(|e| FnError::new(format!("{e:?}")))?;
         let config = TimerConfig {
-            fr_timer: req.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            fr_timer: timeout.unwrap_or(DEFAULT_TIMEOUT),
             ..TimerConfig::default()
         };
         let (client, actions) =
@@ -192,11 +233,7 @@ impl LocalRequests {
             done: Some(done_tx),
         };
         self.runtime.spawn(run.drive(actions));
-        Ok(Box::pin(async move {
-            done_rx
-                .await
-                .unwrap_or_else(|_| LocalOutcome::local(500, "Server Stopping"))
-        }))
+        Ok(done_rx)
     }
 }
 

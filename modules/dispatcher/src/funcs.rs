@@ -337,14 +337,16 @@ impl Dispatcher {
         let (ip, port, proto) = match uri.filter(|u| !u.is_empty()) {
             Some(u) => {
                 let (host, port, proto) = address_of(u);
+                // A host name goes through the server's resolver, which never blocks
+                // this worker: an answer not cached yet is looked up meanwhile and this
+                // call does not match.
                 let Some(ip) = host.and_then(|h| {
                     h.parse::<IpAddr>().ok().or_else(|| {
-                        use std::net::ToSocketAddrs;
-                        (h.as_str(), port)
-                            .to_socket_addrs()
-                            .ok()?
-                            .next()
-                            .map(|a| a.ip())
+                        ctx.services
+                            .as_ref()?
+                            .cached_addresses(&h)?
+                            .first()
+                            .copied()
                     })
                 }) else {
                     return verdict(false);
