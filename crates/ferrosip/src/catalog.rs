@@ -96,6 +96,9 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("tm", |r| r.register(&ferrosip_mod_tm::TmModule)),
     ("tmx", |r| r.register(&ferrosip_mod_tmx::TmxModule)),
     ("usrloc", |r| r.register(&ferrosip_mod_usrloc::UsrlocModule)),
+    ("websocket", |r| {
+        r.register(&ferrosip_mod_websocket::WebsocketModule)
+    }),
     ("xhttp", |r| r.register(&ferrosip_mod_xhttp::XhttpModule)),
     ("xhttp_prom", |r| {
         r.register(&ferrosip_mod_xhttp_prom::XhttpPromModule)

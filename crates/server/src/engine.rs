@@ -280,6 +280,10 @@ impl Services for Engine {
     fn tls(&self) -> Option<Arc<dyn ferrosip_api::tls::TlsControl>> {
         self.server.outbound.tls()
     }
+
+    fn websocket(&self) -> Option<Arc<dyn ferrosip_api::websocket::WsControl>> {
+        self.server.outbound.websocket()
+    }
 }
 
 impl Transactions for Engine {
