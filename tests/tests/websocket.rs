@@ -352,8 +352,11 @@ request_route {{
             t_relay();
             exit;
         }}
-        if (is_method("ACK") && t_check_trans()) {{
-            t_relay();
+        if (is_method("ACK")) {{
+            # The ACK of a challenge (stateless): nothing to relay.
+            if (t_check_trans()) {{
+                t_relay();
+            }}
             exit;
         }}
         sl_send_reply("404", "Not here");
@@ -413,9 +416,12 @@ fn sipjs_registers_over_ws_and_wss_and_calls_a_sipp_uas() {
     let (udp, ws, wss, uas) = (free_port(), free_port(), free_port(), free_port());
     let _proxy = start(&dir, &registrar_config(&dir, &db.url, (udp, ws, wss)), udp);
     let uas_port = uas.to_string();
+    // A UAS that keeps the Record-Route in its answers (SIPp's built-in one does not).
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/call_uas.xml");
+    let scenario = scenario.to_string_lossy().into_owned();
     let sipp = ferrosip_tests::sipp::spawn_sipp(&[
-        "-sn",
-        "uas",
+        "-sf",
+        &scenario,
         "-i",
         "127.0.0.1",
         "-p",
