@@ -487,7 +487,7 @@ impl Db {
         let Some(limit) = timeout::timeout(self.kind()) else {
             return op.await;
         };
-        match tokio::time::timeout(limit, op).await {
+        let result = match tokio::time::timeout(limit, op).await {
             Ok(r) => r,
             Err(_) => Err(DbError::Query {
                 url: self.inner.url_shown.clone(),
@@ -498,7 +498,13 @@ impl Db {
                 ),
                 connection_lost: true,
             }),
+        };
+        if let (Err(e), Backend::Sql(sql)) = (&result, &self.inner.backend) {
+            if e.is_connection_error() {
+                sql.reconnect_in_background();
+            }
         }
+        result
     }
 
     fn invalid(&self, table: &str, message: &str) -> DbError {
