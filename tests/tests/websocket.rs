@@ -69,7 +69,9 @@ fn open(port: u16, protocol: Option<&str>) -> Result<Ws, u16> {
             );
             Ok(ws)
         }
-        Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            Err(resp.status().as_u16())
+        }
         Err(e) => panic!("upgrade failed: {e}"),
     }
 }
