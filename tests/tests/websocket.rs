@@ -113,8 +113,8 @@ fn config(dir: &Path, udp: u16, ws: u16) -> String {
         r#"
 debug=2
 log_stderror=yes
-tcp_max_msg_size=4096
 listen=udp:127.0.0.1:{udp}
+listen=tcp:127.0.0.1:{udp}
 listen=ws:127.0.0.1:{ws}
 loadmodule "sl.so"
 loadmodule "pv.so"
@@ -189,12 +189,12 @@ fn a_ws_client_is_answered_and_refused_upgrades_do_not_stop_the_server() {
     assert!(dump.status.success(), "{dump:?}");
     assert!(dump_text.contains(&conid.to_string()), "{dump_text}");
 
-    // A frame over tcp_max_msg_size (4096) closes the connection with 1009.
+    // A frame over tcp_max_msg_size (65536 by default) closes the connection with 1009.
     let mut big = open(ws_port, Some("sip")).expect("upgrade");
     let huge = format!(
         "{}X-Pad: {}\r\n\r\n",
         options("b1").trim_end(),
-        "x".repeat(6000)
+        "x".repeat(70000)
     );
     big.send(Message::text(huge)).expect("send big");
     match next_message(&mut big) {
@@ -326,6 +326,7 @@ debug=2
 children=2
 tcp_connection_lifetime=3605
 listen=udp:127.0.0.1:{udp}
+listen=tcp:127.0.0.1:{udp}
 listen=ws:127.0.0.1:{ws}
 listen=wss:127.0.0.1:{wss}
 loadmodule "tm.so"
