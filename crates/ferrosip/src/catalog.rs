@@ -101,6 +101,9 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("tmx", |r| r.register(&ferrosip_mod_tmx::TmxModule)),
     ("uac", |r| r.register(&ferrosip_mod_uac::UacModule)),
     ("usrloc", |r| r.register(&ferrosip_mod_usrloc::UsrlocModule)),
+    ("websocket", |r| {
+        r.register(&ferrosip_mod_websocket::WebsocketModule)
+    }),
     ("xhttp", |r| r.register(&ferrosip_mod_xhttp::XhttpModule)),
     ("xhttp_prom", |r| {
         r.register(&ferrosip_mod_xhttp_prom::XhttpPromModule)

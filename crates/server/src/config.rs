@@ -235,11 +235,11 @@ impl ServerConfig {
                 }
             }
             for proto in protos {
-                if matches!(proto, Proto::Sctp | Proto::Ws | Proto::Wss) {
+                if proto == Proto::Sctp {
                     return Err(err(
                         "listen",
                         format!(
-                            "{} listeners are not available yet (UDP, TCP and TLS are)",
+                            "{} listeners are not available yet (UDP, TCP, TLS, WS and WSS are)",
                             proto.name()
                         ),
                     ));

@@ -294,6 +294,10 @@ impl Services for Engine {
     fn cached_addresses(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
         self.server.outbound.cached_addresses(host)
     }
+
+    fn websocket(&self) -> Option<Arc<dyn ferrosip_api::websocket::WsControl>> {
+        self.server.outbound.websocket()
+    }
 }
 
 impl Transactions for Engine {

@@ -88,12 +88,19 @@ pub fn run_with_lifecycle(
         .as_ref()
         .and_then(|r| r.path().parent().map(std::path::Path::to_path_buf));
     let tls = start_tls(&loaded, &config, config_dir.as_deref())?;
+    let websockets = bind_websockets(&loaded, &config, tls.as_ref())?;
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
     if let Some(tls) = &tls {
         transports.add(tls.clone());
         transports.tls = Some(tls.control());
+    }
+    if let Some((table, list)) = &websockets {
+        for ws in list {
+            transports.add(ws.clone());
+        }
+        transports.websocket = Some(table.clone());
     }
     let engine = assemble(
         &loaded,
@@ -123,6 +130,12 @@ pub fn run_with_lifecycle(
         ),
         None => None,
     };
+    let _websockets = websockets
+        .iter()
+        .flat_map(|(_, list)| list)
+        .map(|ws| ws.start(&engine, server.config.children))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot start WebSocket: {e}"))?;
     let _udp = udp
         .start(&engine, server.config.children, &server.runtime)
         .map_err(|e| format!("cannot start workers: {e}"))?;
@@ -194,6 +207,58 @@ fn start_tls(
     let tls = transport::tls::TlsTransport::bind(&config.listen, limits, Arc::new(state))
         .map_err(|e| format!("cannot bind TLS: {e}"))?;
     Ok(Some(Arc::new(tls)))
+}
+
+/// The WS and WSS transports of the `listen=ws:`/`wss:` sockets, which need the
+/// `websocket` module (its keep-alive parameters) and, for WSS, the `tls` module's
+/// profiles; with the table of their connections. None without such a socket.
+#[allow(clippy::type_complexity)]
+fn bind_websockets(
+    loaded: &ferrosip_script::Loaded,
+    config: &ServerConfig,
+    tls: Option<&Arc<transport::tls::TlsTransport<Engine>>>,
+) -> Result<
+    Option<(
+        Arc<transport::ws::WsTable>,
+        Vec<Arc<transport::ws::WsTransport<Engine>>>,
+    )>,
+    String,
+> {
+    use ferrosip_api::Proto;
+    let table = Arc::new(transport::ws::WsTable::default());
+    let mut out = Vec::new();
+    for proto in [Proto::Ws, Proto::Wss] {
+        if !config.listen.iter().any(|l| l.proto == proto) {
+            continue;
+        }
+        let name = proto.name();
+        let params = loaded.modules.get("websocket").ok_or_else(|| {
+            format!("listen={name}: needs loadmodule \"websocket.so\" (its keep-alive parameters)")
+        })?;
+        let settings = ferrosip_api::websocket::WsSettings::from_params(params)
+            .map_err(|e| format!("websocket: {e}"))?;
+        let mut limits = config.tcp;
+        let tls_state = if proto == Proto::Wss {
+            let tls = tls.ok_or_else(|| {
+                "listen=wss: needs loadmodule \"tls.so\" (its certificates and profiles)"
+                    .to_string()
+            })?;
+            limits.max_connections = config.tls_max_connections;
+            Some(tls.control())
+        } else {
+            None
+        };
+        let ws = transport::ws::WsTransport::bind(
+            proto,
+            &config.listen,
+            (limits, settings),
+            tls_state,
+            table.clone(),
+        )
+        .map_err(|e| format!("cannot bind {}: {e}", name.to_uppercase()))?;
+        out.push(Arc::new(ws));
+    }
+    Ok((!out.is_empty()).then_some((table, out)))
 }
 
 /// Runs the modules' start hooks (database pools, timers), in load order, before

@@ -262,6 +262,11 @@ impl Outbound {
         self.transports.tls.clone()
     }
 
+    /// The WebSocket transports' connections, when they run.
+    pub fn websocket(&self) -> Option<std::sync::Arc<dyn ferrosip_api::websocket::WsControl>> {
+        self.transports.websocket.clone()
+    }
+
     /// Sends bytes over `proto` to `dst` (from `local` when given).
     pub fn send(
         &self,

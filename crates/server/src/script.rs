@@ -154,6 +154,10 @@ impl Services for ScriptScope {
         self.server.outbound.send(proto, local, dst, data)
     }
 
+    fn websocket(&self) -> Option<Arc<dyn ferrosip_api::websocket::WsControl>> {
+        self.server.outbound.websocket()
+    }
+
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         match self.me() {
             Ok(me) => me.run_event_route_on(name, ctx),

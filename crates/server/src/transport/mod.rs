@@ -7,6 +7,7 @@ pub mod tcp;
 pub mod tls;
 pub mod tls_config;
 pub mod udp;
+pub mod ws;
 
 use bytes::{Bytes, BytesMut};
 use ferrosip_api::{FnError, Proto};
@@ -126,6 +127,9 @@ pub struct Transports {
     /// The TLS transport's sessions and profiles, when it runs (the `tls` module's
     /// variables and RPC commands read them).
     pub tls: Option<Arc<dyn ferrosip_api::tls::TlsControl>>,
+    /// The WS and WSS transports' connections, when one runs (the `websocket` module's
+    /// variables, functions and RPC commands read them).
+    pub websocket: Option<Arc<dyn ferrosip_api::websocket::WsControl>>,
     /// The loaded modules' message taps (siptrace): they see each message sent, and the
     /// engine shows them each one received. Usually empty.
     taps: Vec<Arc<dyn ferrosip_api::trace::MessageTap>>,

@@ -58,7 +58,7 @@ pub(super) struct ConnHandle {
     /// Bytes handed to the writer and not yet written to the socket.
     pub(super) queued: Arc<AtomicUsize>,
     /// Wakes the connection's reader to close it (write queue over its limit).
-    close: Arc<Notify>,
+    pub(super) close: Arc<Notify>,
 }
 
 impl ConnHandle {
@@ -99,7 +99,7 @@ pub(super) struct Shared {
     open: AtomicUsize,
     pub(super) limits: TcpLimits,
     /// The transport, for the logs.
-    proto: Proto,
+    pub(super) proto: Proto,
     /// Set once the connection limit has been reached, so that it is logged once as a
     /// warning (each refusal is logged at debug level).
     limit_warned: AtomicBool,
@@ -293,53 +293,101 @@ impl<S: Sink> Transport for TcpTransport<S> {
         dst: SocketAddr,
         data: Bytes,
     ) -> Result<(), FnError> {
-        let shared = &self.shared;
-        let max_queue = shared.limits.write_queue_max;
-        let existing = shared.conns().get(&dst).cloned();
-        if let Some(conn) = existing {
-            if conn.push(data.clone(), max_queue) {
-                return Ok(());
+        let Some(data) = queue_on_open(&self.shared, dst, data)? else {
+            return Ok(());
+        };
+        let limit = (dst, Duration::from_secs(5));
+        send_on_new(&self.shared, &self.running, limit, data, |_| async move {
+            let stream = tokio::net::TcpStream::connect(dst).await?;
+            let local = stream.local_addr()?;
+            let _ = stream.set_nodelay(true);
+            Ok((stream, local, ()))
+        })
+    }
+}
+
+/// Queues `data` on the open connection to `dst`. `Ok(None)` when it is queued,
+/// `Ok(Some(data))` when there is no usable connection (none, or one that has gone),
+/// an error when the connection's write queue is full.
+pub(super) fn queue_on_open(
+    shared: &Shared,
+    dst: SocketAddr,
+    data: Bytes,
+) -> Result<Option<Bytes>, FnError> {
+    let max_queue = shared.limits.write_queue_max;
+    let existing = shared.conns().get(&dst).cloned();
+    if let Some(conn) = existing {
+        if conn.push(data.clone(), max_queue) {
+            return Ok(None);
+        }
+        if conn.queued.load(Ordering::Acquire) > 0 {
+            return Err(FnError::new(format!(
+                "{} connection to {dst}: write queue full (tcp_conn_wq_max)",
+                shared.proto.name()
+            )));
+        }
+    }
+    Ok(Some(data))
+}
+
+/// Opens a connection to `dst` with `connect` (the TCP connect and, for TLS, the
+/// handshake; it gets a clone of `shared`), queues `data` on it at once, and serves it
+/// as a stream connection (TCP, TLS). `connect` also returns a guard dropped when the
+/// connection ends (TLS forgets its session then). `limit` holds for all of `connect`.
+pub(super) fn send_on_new<S, St, G, F, Fut>(
+    shared: &Arc<Shared>,
+    running: &OnceLock<(tokio::runtime::Handle, Weak<S>)>,
+    (dst, limit): (SocketAddr, Duration),
+    data: Bytes,
+    connect: F,
+) -> Result<(), FnError>
+where
+    S: Sink,
+    St: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    G: Send + 'static,
+    F: FnOnce(Arc<Shared>) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<(St, SocketAddr, G)>> + Send + 'static,
+{
+    let proto = shared.proto.name();
+    let (handle, sink) = running
+        .get()
+        .ok_or_else(|| FnError::new(format!("{proto} is not running")))?;
+    let sink = sink
+        .upgrade()
+        .ok_or_else(|| FnError::new("server is stopping"))?;
+    let slot = shared.admit().ok_or_else(|| {
+        FnError::new(format!(
+            "{proto} connection to {dst}: {}_max_connections reached",
+            if shared.proto == Proto::Tcp {
+                "tcp"
+            } else {
+                "tls"
             }
-            if conn.queued.load(Ordering::Acquire) > 0 {
-                return Err(FnError::new(format!(
-                    "TCP connection to {dst}: write queue full (tcp_conn_wq_max)"
-                )));
+        ))
+    })?;
+    let (conn, rx) = ConnHandle::new();
+    conn.push(data, shared.limits.write_queue_max);
+    shared.conns().insert(dst, conn.clone());
+    let shared = shared.clone();
+    let connecting = connect(shared.clone());
+    handle.spawn(async move {
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(Ok((stream, local, guard))) => {
+                let halves = tokio::io::split(stream);
+                serve_connection(sink, shared, slot, halves, dst, local, (conn, rx)).await;
+                drop(guard);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(destination = %dst, error = %e, "{proto} connection failed");
+                forget(&shared, dst, &conn);
+            }
+            Err(_) => {
+                tracing::warn!(destination = %dst, "{proto} connection timed out");
+                forget(&shared, dst, &conn);
             }
         }
-        let (handle, sink) = self
-            .running
-            .get()
-            .ok_or_else(|| FnError::new("TCP is disabled"))?;
-        let sink = sink
-            .upgrade()
-            .ok_or_else(|| FnError::new("server is stopping"))?;
-        let slot = shared.admit().ok_or_else(|| {
-            FnError::new(format!(
-                "TCP connection to {dst}: tcp_max_connections reached"
-            ))
-        })?;
-        let (conn, rx) = ConnHandle::new();
-        conn.push(data, max_queue);
-        shared.conns().insert(dst, conn.clone());
-        let shared = shared.clone();
-        handle.spawn(async move {
-            match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(dst))
-                .await
-            {
-                Ok(Ok(stream)) => {
-                    let local = stream.local_addr().unwrap_or(dst);
-                    let _ = stream.set_nodelay(true);
-                    let halves = stream.into_split();
-                    serve_connection(sink, shared, slot, halves, dst, local, (conn, rx)).await;
-                }
-                _ => {
-                    tracing::warn!(destination = %dst, "TCP connect failed");
-                    forget(&shared, dst, &conn);
-                }
-            }
-        });
-        Ok(())
-    }
+    });
+    Ok(())
 }
 
 /// Removes `conn` from the table unless another connection to the same address has

@@ -10,7 +10,7 @@
 //! profiles ([`super::tls_config`]) are swapped whole by `tls.reload`: a handshake uses
 //! the profiles current when it starts, an open connection keeps what it negotiated.
 
-use super::tcp::{forget, serve_connection, ConnHandle, Shared, TcpLimits};
+use super::tcp::{queue_on_open, send_on_new, serve_connection, ConnHandle, Shared, TcpLimits};
 use super::tls_config::{cert_info, Profiles, TlsSettings};
 use super::{Listen, Sink, Transport};
 use arc_swap::ArcSwap;
@@ -20,7 +20,6 @@ use ferrosip_api::{FnError, Proto};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -65,7 +64,7 @@ impl TlsState {
     }
 
     /// Forgets `info`'s session unless another connection to the peer replaced it.
-    fn closed(&self, peer: SocketAddr, info: &Arc<TlsSessionInfo>) {
+    pub(super) fn closed(&self, peer: SocketAddr, info: &Arc<TlsSessionInfo>) {
         let mut sessions = self.sessions();
         if sessions
             .get(&peer)
@@ -311,6 +310,31 @@ async fn serve_accepted<S: Sink>(
     peer: SocketAddr,
     local: SocketAddr,
 ) {
+    let Some((tls, info)) =
+        handshake_accepted(&state, stream, peer, local, shared.limits.msg_read_timeout).await
+    else {
+        return;
+    };
+    let (handle, rx) = ConnHandle::new();
+    shared.conns().insert(peer, handle.clone());
+    let halves = tokio::io::split(tls);
+    serve_connection(sink, shared, slot, halves, peer, local, (handle, rx)).await;
+    state.closed(peer, &info);
+}
+
+/// The server side of the TLS handshake on an accepted connection (the profile for its
+/// socket and server name), within `limit`; the session is noted open (the caller tells
+/// [`TlsState::closed`] when the connection ends). `None` when it failed (logged).
+pub(super) async fn handshake_accepted(
+    state: &Arc<TlsState>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    limit: Duration,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Arc<TlsSessionInfo>,
+)> {
     let _ = stream.set_nodelay(true);
     let handshake = async {
         let start =
@@ -330,24 +354,20 @@ async fn serve_accepted<S: Sink>(
         );
         Ok::<_, std::io::Error>((tls, info))
     };
-    let (tls, info) = match tokio::time::timeout(shared.limits.msg_read_timeout, handshake).await {
+    let (tls, info) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(peer = %peer, "TLS handshake not done within tcp_msg_read_timeout");
-            return;
+            return None;
         }
     };
     let info = Arc::new(info);
-    let (handle, rx) = ConnHandle::new();
-    shared.conns().insert(peer, handle.clone());
     state.opened(peer, local, &info);
-    let halves = tokio::io::split(tls);
-    serve_connection(sink, shared, slot, halves, peer, local, (handle, rx)).await;
-    state.closed(peer, &info);
+    Some((tls, info))
 }
 
 impl<S: Sink> Transport for TlsTransport<S> {
@@ -367,44 +387,23 @@ impl<S: Sink> Transport for TlsTransport<S> {
         dst: SocketAddr,
         data: Bytes,
     ) -> Result<(), FnError> {
-        let shared = &self.shared;
-        let max_queue = shared.limits.write_queue_max;
-        let existing = shared.conns().get(&dst).cloned();
-        if let Some(conn) = existing {
-            if conn.push(data.clone(), max_queue) {
-                return Ok(());
-            }
-            if conn.queued.load(Ordering::Acquire) > 0 {
-                return Err(FnError::new(format!(
-                    "TLS connection to {dst}: write queue full (tcp_conn_wq_max)"
-                )));
-            }
-        }
-        let (handle, sink) = self
-            .running
-            .get()
-            .ok_or_else(|| FnError::new("TLS is not running"))?;
-        let sink = sink
-            .upgrade()
-            .ok_or_else(|| FnError::new("server is stopping"))?;
-        let slot = shared.admit().ok_or_else(|| {
-            FnError::new(format!(
-                "TLS connection to {dst}: tls_max_connections reached"
-            ))
-        })?;
-        let (conn, rx) = ConnHandle::new();
-        conn.push(data, max_queue);
-        shared.conns().insert(dst, conn.clone());
-        let shared = shared.clone();
+        let Some(data) = queue_on_open(&self.shared, dst, data)? else {
+            return Ok(());
+        };
         let state = self.state.clone();
-        handle.spawn(async move {
-            let profiles = state.profiles.load_full();
-            let profile = profiles.client_for(dst);
-            let name = match &profile.server_name {
-                Some(n) => ServerName::try_from(n.clone()).ok(),
-                None => Some(ServerName::IpAddress(dst.ip().into())),
-            };
-            let connect = async {
+        let limit = Duration::from_secs(5).max(self.shared.limits.msg_read_timeout);
+        send_on_new(
+            &self.shared,
+            &self.running,
+            (dst, limit),
+            data,
+            |_| async move {
+                let profiles = state.profiles.load_full();
+                let profile = profiles.client_for(dst);
+                let name = match &profile.server_name {
+                    Some(n) => ServerName::try_from(n.clone()).ok(),
+                    None => Some(ServerName::IpAddress(dst.ip().into())),
+                };
                 let name = name.ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad server_name")
                 })?;
@@ -413,36 +412,39 @@ impl<S: Sink> Transport for TlsTransport<S> {
                 let local = tcp.local_addr()?;
                 let connector = tokio_rustls::TlsConnector::from(profile.config.clone());
                 let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>((tls, local))
-            };
-            let limit = Duration::from_secs(5).max(shared.limits.msg_read_timeout);
-            match tokio::time::timeout(limit, connect).await {
-                Ok(Ok((tls, local))) => {
-                    let info = Arc::new(session_info(
-                        tls.get_ref().1,
-                        profile.verify,
-                        profile.cert.clone(),
-                        profile.server_name.clone(),
-                        &profile.name,
-                        true,
-                    ));
-                    drop(profiles);
-                    state.opened(dst, local, &info);
-                    let halves = tokio::io::split(tls);
-                    serve_connection(sink, shared, slot, halves, dst, local, (conn, rx)).await;
-                    state.closed(dst, &info);
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(destination = %dst, error = %e, "TLS connection failed");
-                    forget(&shared, dst, &conn);
-                }
-                Err(_) => {
-                    tracing::warn!(destination = %dst, "TLS connection timed out");
-                    forget(&shared, dst, &conn);
-                }
-            }
-        });
-        Ok(())
+                let info = Arc::new(session_info(
+                    tls.get_ref().1,
+                    profile.verify,
+                    profile.cert.clone(),
+                    profile.server_name.clone(),
+                    &profile.name,
+                    true,
+                ));
+                state.opened(dst, local, &info);
+                Ok((
+                    tls,
+                    local,
+                    SessionGuard {
+                        state,
+                        peer: dst,
+                        info,
+                    },
+                ))
+            },
+        )
+    }
+}
+
+/// Forgets a connection's session when the connection ends.
+struct SessionGuard {
+    state: Arc<TlsState>,
+    peer: SocketAddr,
+    info: Arc<TlsSessionInfo>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.state.closed(self.peer, &self.info);
     }
 }
 
