@@ -28,6 +28,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("auth_db", |r| {
         r.register(&ferrosip_mod_auth_db::AuthDbModule)
     }),
+    ("avpops", |r| r.register(&ferrosip_mod_avpops::AvpopsModule)),
     ("cfgutils", |r| {
         r.register(&ferrosip_mod_cfgutils::CfgutilsModule)
     }),
@@ -55,6 +56,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("nathelper", |r| {
         r.register(&ferrosip_mod_nathelper::NathelperModule)
     }),
+    ("path", |r| r.register(&ferrosip_mod_path::PathModule)),
     ("permissions", |r| {
         r.register(&ferrosip_mod_permissions::PermissionsModule)
     }),
@@ -87,6 +89,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("speeddial", |r| {
         r.register(&ferrosip_mod_speeddial::SpeeddialModule)
     }),
+    ("sqlops", |r| r.register(&ferrosip_mod_sqlops::SqlopsModule)),
     ("textops", |r| {
         r.register(&ferrosip_mod_textops::TextopsModule)
     }),
@@ -96,6 +99,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("tls", |r| r.register(&ferrosip_mod_tls::TlsModule)),
     ("tm", |r| r.register(&ferrosip_mod_tm::TmModule)),
     ("tmx", |r| r.register(&ferrosip_mod_tmx::TmxModule)),
+    ("uac", |r| r.register(&ferrosip_mod_uac::UacModule)),
     ("usrloc", |r| r.register(&ferrosip_mod_usrloc::UsrlocModule)),
     ("xhttp", |r| r.register(&ferrosip_mod_xhttp::XhttpModule)),
     ("xhttp_prom", |r| {

@@ -117,6 +117,13 @@ impl LocalRequests {
         } else {
             String::from_utf8_lossy(&req.to)
         };
+        let call_id = match &req.call_id {
+            Some(c) => {
+                one_line("Call-ID", c)?;
+                String::from_utf8_lossy(c).into_owned()
+            }
+            None => format!("{:x}-{n:x}@ferrosip", table.boot),
+        };
         let mut text = String::with_capacity(384 + req.body.len());
         let from = String::from_utf8_lossy(&req.from);
         match &req.in_dialog {
@@ -124,9 +131,8 @@ impl LocalRequests {
                 let _ = write!(
                     text,
                     "{method} {uri} SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <{from}>;tag={:x}\r\nTo: <{to}>\r\n\
-                     Call-ID: {:x}-{n:x}@ferrosip\r\nCSeq: 10 {method}\r\nContent-Length: {}\r\n",
+                     Call-ID: {call_id}\r\nCSeq: 10 {method}\r\nContent-Length: {}\r\n",
                     table.boot ^ n.rotate_left(17),
-                    table.boot,
                     req.body.len()
                 );
             }
