@@ -9,7 +9,7 @@ use ferrosip_api::services::LocalRequest;
 use ferrosip_api::sip::{CommaList, NameAddr, Uri};
 use ferrosip_api::tokio;
 use ferrosip_api::{Proto, Services};
-use ferrosip_mod_usrloc::{unix_now, Contact, Usrloc};
+use ferrosip_mod_usrloc::{Contact, Usrloc};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -249,7 +249,7 @@ impl Pinger {
 
     /// One round over every contact in memory.
     fn round(&self, rt: &tokio::runtime::Handle, services: &Arc<dyn Services>, store: &Usrloc) {
-        let now = unix_now();
+        let now = store.unix_now();
         let nat_bflag = store.config().nat_bflag;
         let mut pings = Vec::new();
         for domain in store.domains() {
