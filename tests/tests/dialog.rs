@@ -345,8 +345,10 @@ fn establish(
     port: u16,
     call_id: &str,
 ) -> Call {
+    // A Via branch is a token: no '@'.
+    let branch = call_id.replace('@', "-");
     let invite = format!(
-        "INVITE sip:bob@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_port};branch=z9hG4bK-{call_id}-1\r\n\
+        "INVITE sip:bob@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_port};branch=z9hG4bK-{branch}-1\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=alice1\r\nTo: <sip:bob@127.0.0.1>\r\n\
          Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{caller_port}>\r\nContent-Length: 0\r\n\r\n"
     );
@@ -375,7 +377,7 @@ fn establish(
         .expect("RR in the 200")
         .to_string();
     let ack = format!(
-        "ACK sip:bob@127.0.0.1:{callee_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_port};branch=z9hG4bK-{call_id}-2\r\n\
+        "ACK sip:bob@127.0.0.1:{callee_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_port};branch=z9hG4bK-{branch}-2\r\n\
          Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=alice1\r\nTo: <sip:bob@127.0.0.1>;tag=bob1\r\n\
          Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
     );
