@@ -465,3 +465,18 @@ fn module_examples_pass_check() {
     }
     assert!(checked >= 10, "only {checked} module examples found");
 }
+
+/// `onsend_route` is parsed but the server does not run it yet: a config defining it is
+/// refused with the route's location instead of being loaded with its drops skipped.
+#[test]
+fn onsend_route_is_refused_with_its_location() {
+    let cfg = "loadmodule \"sl.so\"\nrequest_route {\n\tforward(\"127.0.0.1\", 5099);\n}\nonsend_route {\n\tif (to_ip == 127.0.0.1) {\n\t\tdrop;\n\t}\n}\n";
+    let p = write_cfg("onsend.cfg", cfg);
+    let path = p.to_string_lossy().into_owned();
+    let (ok, out) = check(&["-f", &path]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("onsend.cfg:5:1: error: onsend_route (module core) is declared but not implemented yet: a script that defines it cannot run"),
+        "{out}"
+    );
+}

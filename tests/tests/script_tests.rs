@@ -209,3 +209,73 @@ fn a_config_that_does_not_load_exits_2() {
     assert!(out.contains("no_such_function"), "{out}");
     assert!(out.contains("proxy.cfg"), "{out}");
 }
+
+const CLOCK_CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "htable.so"
+loadmodule "pike.so"
+modparam("htable", "htable", "seen=>size=4;autoexpire=10;")
+modparam("pike", "sampling_time_unit", 2)
+modparam("pike", "reqs_density_per_unit", 3)
+modparam("pike", "remove_latency", 4)
+request_route {
+	if (!pike_check_req()) {
+		sl_send_reply("503", "Flooding");
+		exit;
+	}
+	if ($sht(seen=>$fU) == $null) {
+		$sht(seen=>$fU) = $Ts;
+		sl_send_reply("200", "First");
+		exit;
+	}
+	sl_send_reply("200", "Again");
+}
+"#;
+
+/// `now` and `wait` are the only time a test sees: the time pseudo-variables, htable's
+/// autoexpire and pike's sampling windows all read the test's clock.
+#[test]
+fn time_pvs_htable_expiry_and_pike_windows_follow_the_test_clock() {
+    let step = |reason: &str, extra: &str| {
+        format!("[[test.step]]\n{OPTIONS}\nreplies = [{{ status = 200, reason = \"{reason}\" }}]\n{extra}\n")
+    };
+    let flood = |status: u16| format!("[[test.step]]\n{OPTIONS}\nreplies = [{status}]\n");
+    let tests = format!(
+        r#"config = "proxy.cfg"
+now = 2026-03-01T09:00:00Z
+
+[[test]]
+name = "time and expiry"
+{first}
+[[test.step]]
+wait = "5s"
+{again}
+[[test.step]]
+wait = "6s"
+{expired}
+[[test]]
+name = "flood window"
+{f1}{f2}{f3}{f4}
+[[test.step]]
+wait = "10s"
+{f5}"#,
+        first = step(
+            "First",
+            r#"pv = { "$Ts" = 1772355600, "$TS" = 1772355600, "$TV(Sn)" = "1772355600.000000", "$utimef(%Y-%m-%d %H:%M:%S)" = "2026-03-01 09:00:00", "$sht(seen=>monitor)" = 1772355600 }"#
+        ),
+        again = step(
+            "Again",
+            r#"pv = { "$Ts" = 1772355605, "$TV(s)" = 1772355605 }"#
+        ),
+        expired = step("First", r#"pv = { "$sht(seen=>monitor)" = 1772355611 }"#),
+        f1 = flood(200),
+        f2 = flood(200),
+        f3 = flood(503),
+        f4 = flood(503),
+        f5 = flood(200),
+    );
+    let scratch = Scratch::new("clock", CLOCK_CFG, &tests);
+    let (code, out) = ferrosip_test(&[&scratch.test_file()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 passed; 0 failed"), "{out}");
+}

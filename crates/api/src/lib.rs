@@ -496,6 +496,8 @@
 
 /// Typed function arguments and their load-time fixups.
 pub mod args;
+/// The clocks the server and modules read (stopped and moved by `ferrosip test`).
+pub mod clock;
 /// The per-message context a route runs against.
 pub mod context;
 /// Script spans and function errors.
@@ -532,6 +534,7 @@ pub use ferrosip_sip as sip;
 pub use tokio;
 
 pub use args::{ArgKind, ArgType, CallEnv, FixedArg, FixupEnv, RawArg};
+pub use clock::Clock;
 pub use context::{Avps, Extensions, MsgContext, NetInfo, Proto, Vars};
 pub use error::{FnError, Span};
 pub use format::Format;

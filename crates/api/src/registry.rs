@@ -557,6 +557,7 @@ pub struct Registry {
     avps: AvpNames,
     cfg_vars: Arc<std::sync::RwLock<HashMap<String, Value>>>,
     cfg_trace: Arc<crate::trace::CfgTrace>,
+    clock: crate::clock::Clock,
     declaration_errors: Vec<String>,
     /// Typed module APIs by type: each an `Arc<OnceLock<Arc<T>>>` (see [`ModuleApi`]).
     apis: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
@@ -780,6 +781,12 @@ impl Registry {
         self.cfg_trace.clone()
     }
 
+    /// The clock of everything loaded against this registry (the system's, unless
+    /// `ferrosip test` stopped it: [`crate::Clock::stop`]).
+    pub fn clock(&self) -> crate::clock::Clock {
+        self.clock.clone()
+    }
+
     /// Names of all `$var`s interned so far, by slot.
     pub fn var_names(&self) -> Vec<String> {
         let set = self.vars.lock().unwrap_or_else(|e| e.into_inner());
@@ -917,6 +924,12 @@ impl<'r> ModuleBuilder<'r> {
     pub fn example(&mut self, config: &'static str) -> &mut Self {
         self.def().example = config;
         self
+    }
+
+    /// The registry's clock: what the module reads the time from (never the system's
+    /// clocks directly, so that `ferrosip test` can move time for it).
+    pub fn clock(&self) -> crate::clock::Clock {
+        self.reg.clock()
     }
 
     /// Marks the module as loaded without `loadmodule` (the core).

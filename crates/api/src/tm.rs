@@ -106,3 +106,40 @@ pub struct Branches(
     /// The branches, in the order they were added.
     pub Vec<BranchTarget>,
 );
+
+/// The From and To header values a request had before a module replaced them (uac's
+/// `uac_replace_from`/`uac_replace_to`). A module's branch hook keeps it in the
+/// transaction (`BranchHook::keep`), and the transaction layer puts the originals back
+/// into every reply it sends upstream, so the caller sees the From and To it sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamHeaders {
+    /// The original From value (with its tag).
+    pub from: Option<Bytes>,
+    /// The original To value; a reply's To tag is kept on it.
+    pub to: Option<Bytes>,
+}
+
+impl UpstreamHeaders {
+    /// `reply` with the original From/To back; unchanged when it does not parse.
+    pub fn apply(&self, reply: Bytes) -> Bytes {
+        let Ok(mut msg) = SipMessage::parse(reply.clone()) else {
+            return reply;
+        };
+        if let Some(from) = &self.from {
+            if msg.set_header("From", from).is_err() {
+                return reply;
+            }
+        }
+        if let Some(to) = &self.to {
+            let mut value = to.to_vec();
+            if let Some(tag) = msg.to_tag().map(<[u8]>::to_vec) {
+                value.extend_from_slice(b";tag=");
+                value.extend_from_slice(&tag);
+            }
+            if msg.set_header("To", value).is_err() {
+                return reply;
+            }
+        }
+        msg.to_bytes()
+    }
+}

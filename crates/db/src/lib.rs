@@ -130,6 +130,17 @@ impl<T: Into<DbValue>> From<Option<T>> for DbValue {
 /// One result row, in the order of the selected columns.
 pub type Row = Vec<DbValue>;
 
+/// The result of [`Db::raw_query`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawResult {
+    /// The column names, in order (empty when no row came back).
+    pub columns: Vec<String>,
+    /// The rows kept.
+    pub rows: Vec<Row>,
+    /// More rows came than were kept.
+    pub truncated: bool,
+}
+
 /// Comparison of a WHERE term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -467,6 +478,18 @@ impl Db {
         }))
     }
 
+    /// Runs one SQL statement written by the operator (sqlops' `sql_query`), with no
+    /// values bound: the caller has escaped what it put inside. Keeps at most `max_rows`
+    /// rows (`truncated` says more came); a statement that returns no rows gives none.
+    /// The column names come from the first row (none without rows). Not retried: the
+    /// statement may not be idempotent. db_text has no SQL and refuses it.
+    pub async fn raw_query(&self, sql: &str, max_rows: usize) -> Result<RawResult, DbError> {
+        match &self.inner.backend {
+            Backend::Sql(s) => self.bounded("(query)", s.raw_query(sql, max_rows)).await,
+            Backend::Text(_) => Err(self.invalid("(query)", "db_text has no SQL")),
+        }
+    }
+
     /// Runs statements that take no values (DDL from [`schema`]). Not for anything built
     /// from runtime data.
     pub(crate) async fn execute_ddl(
@@ -525,7 +548,7 @@ impl Db {
         let Some(limit) = timeout::timeout(self.kind()) else {
             return op.await;
         };
-        match tokio::time::timeout(limit, op).await {
+        let result = match tokio::time::timeout(limit, op).await {
             Ok(r) => r,
             Err(_) => Err(DbError::Query {
                 url: self.inner.url_shown.clone(),
@@ -536,7 +559,13 @@ impl Db {
                 ),
                 connection_lost: true,
             }),
+        };
+        if let (Err(e), Backend::Sql(sql)) = (&result, &self.inner.backend) {
+            if e.is_connection_error() {
+                sql.reconnect_in_background();
+            }
         }
+        result
     }
 
     fn limit(&self) -> Option<std::time::Duration> {

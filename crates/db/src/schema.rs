@@ -418,6 +418,53 @@ const SPEED_DIAL: TableDef = TableDef {
     indexes: &[],
 };
 
+const DIALOG: TableDef = TableDef {
+    name: "dialog",
+    version: 7,
+    columns: &[
+        ID,
+        req("hash_entry", UInt),
+        req("hash_id", UInt),
+        req("callid", Varchar(255)),
+        req("from_uri", Varchar(255)),
+        req("from_tag", Varchar(128)),
+        req("to_uri", Varchar(255)),
+        req("to_tag", Varchar(128)),
+        req("caller_cseq", Varchar(20)),
+        req("callee_cseq", Varchar(20)),
+        opt("caller_route_set", Varchar(512)),
+        opt("callee_route_set", Varchar(512)),
+        req("caller_contact", Varchar(255)),
+        req("callee_contact", Varchar(255)),
+        req("caller_sock", Varchar(64)),
+        req("callee_sock", Varchar(64)),
+        req("state", UInt),
+        req("start_time", UInt),
+        c("timeout", UInt, DInt(0)),
+        c("sflags", UInt, DInt(0)),
+        c("iflags", UInt, DInt(0)),
+        opt("toroute_name", Varchar(32)),
+        req("req_uri", Varchar(255)),
+        opt("xdata", Varchar(512)),
+    ],
+    unique: &[],
+    indexes: &[("hash_idx", &["hash_entry", "hash_id"])],
+};
+
+const DIALOG_VARS: TableDef = TableDef {
+    name: "dialog_vars",
+    version: 1,
+    columns: &[
+        ID,
+        req("hash_entry", UInt),
+        req("hash_id", UInt),
+        req("dialog_key", Varchar(128)),
+        req("dialog_value", Varchar(512)),
+    ],
+    unique: &[],
+    indexes: &[("hash_idx", &["hash_entry", "hash_id"])],
+};
+
 /// Every module with tables, in `kamdbctl create` order. `standard` (the `version` table)
 /// is always created.
 pub const MODULES: &[ModuleTables] = &[
@@ -468,6 +515,10 @@ pub const MODULES: &[ModuleTables] = &[
     ModuleTables {
         module: "speeddial",
         tables: &[SPEED_DIAL],
+    },
+    ModuleTables {
+        module: "dialog",
+        tables: &[DIALOG, DIALOG_VARS],
     },
 ];
 
@@ -714,6 +765,8 @@ mod tests {
             ("domain", 2),
             ("domain_attrs", 1),
             ("speed_dial", 2),
+            ("dialog", 7),
+            ("dialog_vars", 1),
         ] {
             assert_eq!(table(t).map(|t| t.version), Some(v), "{t}");
         }

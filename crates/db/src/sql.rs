@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use sqlx::{Column, ConnectOptions, Database, Row as _, TypeInfo, ValueRef};
 
 use crate::time::{format_local, from_local_naive, parse_local, to_local_naive};
 use crate::url::{DbKind, DbUrl};
-use crate::{Cond, DbError, DbValue, OrderBy, Row};
+use crate::{Cond, DbError, DbValue, OrderBy, RawResult, Row};
 
 /// How long an SQLite query waits for a pooled connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -40,18 +41,59 @@ enum Dialect {
     Postgres,
 }
 
+#[derive(Clone)]
 enum Pool {
     Sqlite(SqlitePool),
     Mysql(MySqlPool),
     Postgres(PgPool),
 }
 
+/// Connections the background reconnect opens (and hands to the pool) once the server
+/// answers again.
+const RECONNECT_WARM: usize = (SERVER_POOL_SIZE / 2) as usize;
+/// Pause between reconnect attempts while the server refuses connections.
+const RECONNECT_RETRY: Duration = Duration::from_millis(200);
+
+impl Pool {
+    /// Opens up to `n` connections and returns them to the pool; true when at least one
+    /// opened.
+    async fn warm(&self, n: usize) -> bool {
+        macro_rules! hold {
+            ($pool:expr) => {{
+                let mut held = Vec::with_capacity(n);
+                while held.len() < n {
+                    match $pool.acquire().await {
+                        Ok(c) => held.push(c),
+                        Err(_) => break,
+                    }
+                }
+                !held.is_empty()
+            }};
+        }
+        match self {
+            Pool::Sqlite(p) => hold!(p),
+            Pool::Mysql(p) => hold!(p),
+            Pool::Postgres(p) => hold!(p),
+        }
+    }
+}
+
 pub(crate) struct SqlDb {
     pool: Pool,
+    /// A background reconnect is running (at most one per pool).
+    reconnecting: Arc<AtomicBool>,
     url: String,
     /// SQLite only: the DATETIME/TIMESTAMP columns of each table. SQLite stores them as
     /// text, so only the declared type says a value is a time.
     sqlite_time_cols: Mutex<HashMap<String, Arc<HashSet<String>>>>,
+}
+
+fn is_closed(pool: &Pool) -> bool {
+    match pool {
+        Pool::Sqlite(p) => p.is_closed(),
+        Pool::Mysql(p) => p.is_closed(),
+        Pool::Postgres(p) => p.is_closed(),
+    }
 }
 
 /// A statement being built: SQL text with placeholders, and the values to bind in order.
@@ -209,9 +251,40 @@ impl SqlDb {
         };
         Ok(SqlDb {
             pool,
+            reconnecting: Arc::default(),
             url: shown.to_string(),
             sqlite_time_cols: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// After a lost connection: opens connections again in a task of its own, retrying
+    /// until the server answers. A caller's operation is bounded by the driver timeout
+    /// and gives up its connection attempt with it; on a loaded machine opening a
+    /// PostgreSQL connection can take longer than that timeout, and then no caller would
+    /// ever finish one and the pool would stay empty after the server is back. This task
+    /// is bounded only by the pool's own acquire timeout, so its connections complete and
+    /// wait, idle, for the next callers.
+    pub(crate) fn reconnect_in_background(&self) {
+        if matches!(self.pool, Pool::Sqlite(_)) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = self.pool.clone();
+        let reconnecting = self.reconnecting.clone();
+        runtime.spawn(async move {
+            while !pool.warm(RECONNECT_WARM).await {
+                if is_closed(&pool) {
+                    break;
+                }
+                tokio::time::sleep(RECONNECT_RETRY).await;
+            }
+            reconnecting.store(false, Ordering::Release);
+        });
     }
 
     fn dialect(&self) -> Dialect {
@@ -426,6 +499,59 @@ impl SqlDb {
         }
     }
 
+    pub(crate) async fn raw_query(&self, sql: &str, max_rows: usize) -> Result<RawResult, DbError> {
+        use futures_util::TryStreamExt as _;
+        let mut out = RawResult::default();
+        let no_time_cols = HashSet::new();
+        let r: Result<(), sqlx::Error> = async {
+            match &self.pool {
+                Pool::Sqlite(p) => {
+                    let mut rows = sqlx::query(sql).fetch(p);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push(sqlite_row(&row, &no_time_cols)?);
+                    }
+                }
+                Pool::Mysql(p) => {
+                    let mut rows = sqlx::query(sql).fetch(p);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push(mysql_row(&row)?);
+                    }
+                }
+                Pool::Postgres(p) => {
+                    let mut rows = sqlx::query(sql).fetch(p);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push(pg_row(&row)?);
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        r.map_err(|e| self.error("(query)", e))?;
+        Ok(out)
+    }
+
     pub(crate) async fn execute_ddl(
         &self,
         table: &str,
@@ -612,6 +738,10 @@ fn bind_pg<'q>(q: Query<'q, sqlx::Postgres>, v: &'q DbValue) -> Query<'q, sqlx::
 /// 0.9 reads as 0.9, not 0.899999976).
 fn widen(f: f32) -> f64 {
     f.to_string().parse().unwrap_or(f as f64)
+}
+
+fn column_names<C: Column>(cols: &[C]) -> Vec<String> {
+    cols.iter().map(|c| c.name().to_string()).collect()
 }
 
 fn lossy(bytes: &[u8]) -> String {

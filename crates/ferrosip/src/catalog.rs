@@ -28,6 +28,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("auth_db", |r| {
         r.register(&ferrosip_mod_auth_db::AuthDbModule)
     }),
+    ("avpops", |r| r.register(&ferrosip_mod_avpops::AvpopsModule)),
     ("cfgutils", |r| {
         r.register(&ferrosip_mod_cfgutils::CfgutilsModule)
     }),
@@ -37,6 +38,7 @@ pub const MODULES: &[(&str, Declare)] = &[
         r.register(&ferrosip_mod_counters::CountersModule)
     }),
     ("ctl", |r| r.register(&ferrosip_mod_ctl::CtlModule)),
+    ("dialog", |r| r.register(&ferrosip_mod_dialog::DialogModule)),
     ("debugger", |r| {
         r.register(&ferrosip_mod_debugger::DebuggerModule)
     }),
@@ -54,6 +56,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("nathelper", |r| {
         r.register(&ferrosip_mod_nathelper::NathelperModule)
     }),
+    ("path", |r| r.register(&ferrosip_mod_path::PathModule)),
     ("permissions", |r| {
         r.register(&ferrosip_mod_permissions::PermissionsModule)
     }),
@@ -86,6 +89,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("speeddial", |r| {
         r.register(&ferrosip_mod_speeddial::SpeeddialModule)
     }),
+    ("sqlops", |r| r.register(&ferrosip_mod_sqlops::SqlopsModule)),
     ("textops", |r| {
         r.register(&ferrosip_mod_textops::TextopsModule)
     }),
@@ -95,6 +99,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("tls", |r| r.register(&ferrosip_mod_tls::TlsModule)),
     ("tm", |r| r.register(&ferrosip_mod_tm::TmModule)),
     ("tmx", |r| r.register(&ferrosip_mod_tmx::TmxModule)),
+    ("uac", |r| r.register(&ferrosip_mod_uac::UacModule)),
     ("usrloc", |r| r.register(&ferrosip_mod_usrloc::UsrlocModule)),
     ("xhttp", |r| r.register(&ferrosip_mod_xhttp::XhttpModule)),
     ("xhttp_prom", |r| {

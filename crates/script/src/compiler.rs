@@ -322,7 +322,17 @@ impl<'a> Compiler<'a> {
                                 (RouteKind::CoreOnReply, false)
                             }
                         }
-                        RouteKindAst::OnSend => (RouteKind::OnSend, false),
+                        RouteKindAst::OnSend => {
+                            // The server does not run it yet: accepting it would silently
+                            // skip the drops and checks operators write there.
+                            self.declared_use(
+                                span(&r.span),
+                                "onsend_route".to_string(),
+                                "core",
+                                "defines",
+                            );
+                            (RouteKind::OnSend, false)
+                        }
                         RouteKindAst::Event => (RouteKind::Event, true),
                         RouteKindAst::Local => (RouteKind::Local, false),
                         RouteKindAst::Error => (RouteKind::Error, false),

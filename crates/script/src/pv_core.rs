@@ -828,17 +828,7 @@ impl Module for CorePvModule {
             "Process id.",
             ro("pp", |_| Value::Int(std::process::id() as i64)),
         );
-        m.pv_fixed(
-            "Ts",
-            "Unix time in seconds.",
-            ro("Ts", |_| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                Value::Int(now as i64)
-            }),
-        );
+        crate::pv_time::declare(m);
         m.pv_fixed(
             "mt",
             "Message type: 1 request, 2 reply.",

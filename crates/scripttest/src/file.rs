@@ -23,12 +23,85 @@ pub struct TestFile {
     /// DNS answers: a host name to its addresses; a name not listed does not resolve.
     #[serde(default)]
     pub dns: BTreeMap<String, Vec<String>>,
+    /// The wall-clock time the tests start at (`$Ts`, `$TV`, expiry times): a TOML
+    /// date-time (`2026-03-01T09:00:00Z`) or Unix seconds; by default the real time when
+    /// the test starts. Only `wait` steps move it.
+    pub now: Option<StartTime>,
     /// Methods of requests left out of every step's `forwards`: what the server sends on
     /// its own real-time timers (dispatcher's OPTIONS probes), which no step can expect.
     #[serde(default)]
     pub ignore_requests: Vec<String>,
     #[serde(default, rename = "test")]
     pub tests: Vec<Spanned<Test>>,
+}
+
+/// `now = ...`: when the test clock starts.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum StartTime {
+    UnixSeconds(u64),
+    DateTime(toml::value::Datetime),
+}
+
+impl StartTime {
+    pub fn to_system_time(&self) -> Result<std::time::SystemTime, String> {
+        let secs = match self {
+            StartTime::UnixSeconds(secs) => *secs,
+            StartTime::DateTime(dt) => datetime_to_unix(dt)?,
+        };
+        Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+}
+
+/// Seconds since the epoch of a TOML date-time with a date, a time and an offset (a
+/// local time would depend on the machine running the test).
+fn datetime_to_unix(dt: &toml::value::Datetime) -> Result<u64, String> {
+    let bad = || format!("now = {dt}: give a date, a time and an offset (2026-03-01T09:00:00Z)");
+    let (Some(date), Some(time), Some(offset)) = (dt.date, dt.time, dt.offset) else {
+        return Err(bad());
+    };
+    let offset_minutes = match offset {
+        toml::value::Offset::Z => 0_i64,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    let days = days_from_civil(i64::from(date.year), date.month.into(), date.day.into());
+    let secs = days * 86_400
+        + i64::from(time.hour) * 3_600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second)
+        - offset_minutes * 60;
+    u64::try_from(secs).map_err(|_| bad())
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn toml_datetimes_become_unix_seconds() {
+        let file: toml::Value = toml::from_str(
+            "a = 2026-03-01T09:00:00Z\nb = 1970-01-01T01:00:00+01:00\nc = 2000-02-29T00:00:00Z",
+        )
+        .unwrap();
+        let at = |k: &str| match file[k].clone() {
+            toml::Value::Datetime(dt) => datetime_to_unix(&dt).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at("a"), 1_772_355_600);
+        assert_eq!(at("b"), 0);
+        assert_eq!(at("c"), 951_782_400);
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]

@@ -345,6 +345,13 @@ impl Session {
         };
         let names = ferrosip_script::loaded_module_names(&config_path, &opts).unwrap_or_default();
         let registry = Arc::new(registry_for(&names));
+        // Stopped before anything loads, so that modules and pseudo-variables read the
+        // test's time from the first message on, and only `wait` moves it.
+        let clock = registry.clock();
+        match file.now {
+            Some(ref now) => clock.stop_at(now.to_system_time().map_err(LoadFailure)?),
+            None => clock.stop(),
+        }
         let opts = ferrosip_script::LoadOptions {
             shared_registry: Some(ferrosip_script::SharedRegistry(registry.clone())),
             ..opts
@@ -397,7 +404,6 @@ impl Session {
             next: trace,
             ..Recorder::default()
         });
-        let clock = Clock::manual();
         runtime
             .block_on(ferrosip_server::run_start_hooks(&loaded, runtime.handle()))
             .map_err(LoadFailure)?;
@@ -464,7 +470,9 @@ impl Session {
         self.settle();
     }
 
-    /// Moves the test clock by `by` in 10 ms ticks, firing tm's timers as they fall due.
+    /// Moves the test clock by `by` in 10 ms ticks, firing tm's timers as they fall due;
+    /// once no tm timer is left, the rest of the wait passes in one move (nothing else
+    /// fires on the test clock: expiry times are compared when read).
     pub fn wait(&mut self, by: Duration) {
         let _in_runtime = self.runtime.enter();
         let tick = Duration::from_millis(10);
@@ -477,6 +485,18 @@ impl Session {
                 tm.fire_due_timers();
             }
             self.settle();
+            // Asked after the step settled: what fired or ran may have armed new timers.
+            let idle = self
+                .engine
+                .server
+                .tm
+                .as_ref()
+                .is_none_or(|tm| tm.fire_due_timers());
+            if idle && !left.is_zero() {
+                self.clock.advance(left);
+                left = Duration::ZERO;
+                self.settle();
+            }
         }
     }
 

@@ -273,6 +273,16 @@ impl Services for Engine {
         self.server.uac.send(request)
     }
 
+    fn send_raw(
+        &self,
+        proto: ferrosip_api::Proto,
+        local: Option<std::net::SocketAddr>,
+        dst: std::net::SocketAddr,
+        data: bytes::Bytes,
+    ) -> Result<(), FnError> {
+        self.server.outbound.send(proto, local, dst, data)
+    }
+
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         self.script.load().run_event_route(name, ctx)
     }

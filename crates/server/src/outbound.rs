@@ -393,35 +393,7 @@ impl Outbound {
         branch: &str,
     ) -> Result<SipMessage, FnError> {
         let flags = fwd.flags;
-        let received = {
-            let top = out.top_via().map_err(fnerr)?;
-            let src_ip = net.source.ip();
-            let sent_by_ip = host_ip(top.host());
-            // On a stream the reply must find the connection again, whose port is the
-            // peer's ephemeral one: note it as rport, as if the client had asked.
-            let stream = net.proto != Proto::Udp;
-            let wants_rport = matches!(top.rport(), Some(None)) || flags.force_rport || stream;
-            let add_received =
-                (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
-            let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
-            (add_received || add_rport).then(|| {
-                let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
-                v.extend_from_slice(top.as_bytes());
-                if matches!(top.rport(), Some(None)) {
-                    // Replace the bare ";rport" instead of adding a second one.
-                    if let Some(p) = find_bare_rport(&v) {
-                        v.drain(p..p + 6);
-                    }
-                }
-                if add_received {
-                    let _ = write!(v, ";received={src_ip}");
-                }
-                if add_rport {
-                    let _ = write!(v, ";rport={}", net.source.port());
-                }
-                v
-            })
-        };
+        let received = received_top_via(&out, net, flags.force_rport)?;
         if let Some(new_top) = received {
             replace_top_via(&mut out, &new_top)?;
         }
@@ -485,6 +457,63 @@ fn find_bare_rport(v: &[u8]) -> Option<usize> {
         i = at + 6;
     }
     None
+}
+
+/// The top Via as the server transport marks a received request (RFC 3261 §18.2.1,
+/// RFC 3581): `received` when the sent-by host is not the source address (or rport is
+/// wanted), `rport` filled in when the client asked for it, `force_rport()` was called or
+/// the request came on a stream. `None` when the Via needs nothing.
+fn received_top_via(
+    msg: &SipMessage,
+    net: &NetInfo,
+    force_rport: bool,
+) -> Result<Option<Vec<u8>>, FnError> {
+    let top = msg.top_via().map_err(fnerr)?;
+    let src_ip = net.source.ip();
+    let sent_by_ip = host_ip(top.host());
+    // On a stream the reply must find the connection again, whose port is the
+    // peer's ephemeral one: note it as rport, as if the client had asked.
+    let stream = net.proto != Proto::Udp;
+    let wants_rport = matches!(top.rport(), Some(None)) || force_rport || stream;
+    let add_received = (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
+    let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
+    Ok((add_received || add_rport).then(|| {
+        let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
+        v.extend_from_slice(top.as_bytes());
+        if matches!(top.rport(), Some(None)) {
+            // Replace the bare ";rport" instead of adding a second one.
+            if let Some(p) = find_bare_rport(&v) {
+                v.drain(p..p + 6);
+            }
+        }
+        if add_received {
+            let _ = write!(v, ";received={src_ip}");
+        }
+        if add_rport {
+            let _ = write!(v, ";rport={}", net.source.port());
+        }
+        v
+    }))
+}
+
+/// The request a local reply is built from: `req` itself, or a copy whose top Via carries
+/// the `received`/`rport` the server transport notes (see [`received_top_via`]), so that
+/// the client learns the address it was seen from, as in a relayed reply.
+pub fn reply_basis<'m>(
+    req: &'m SipMessage,
+    net: &NetInfo,
+    force_rport: bool,
+) -> std::borrow::Cow<'m, SipMessage> {
+    match received_top_via(req, net, force_rport) {
+        Ok(Some(top)) => {
+            let mut copy = req.clone();
+            match replace_top_via(&mut copy, &top) {
+                Ok(()) => std::borrow::Cow::Owned(copy),
+                Err(_) => std::borrow::Cow::Borrowed(req),
+            }
+        }
+        _ => std::borrow::Cow::Borrowed(req),
+    }
 }
 
 /// Replaces the first Via entry's value with `new_value`.

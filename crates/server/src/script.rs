@@ -140,6 +140,16 @@ impl Services for ScriptScope {
         self.server.outbound.tls()
     }
 
+    fn send_raw(
+        &self,
+        proto: ferrosip_api::Proto,
+        local: Option<std::net::SocketAddr>,
+        dst: std::net::SocketAddr,
+        data: bytes::Bytes,
+    ) -> Result<(), FnError> {
+        self.server.outbound.send(proto, local, dst, data)
+    }
+
     fn run_event_route(&self, name: &str, ctx: MsgContext) -> bool {
         match self.me() {
             Ok(me) => me.run_event_route_on(name, ctx),

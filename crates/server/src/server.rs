@@ -90,7 +90,12 @@ impl Server {
         }
         let reason = String::from_utf8_lossy(reason).into_owned();
         let tag = ctx.msg.stateless_to_tag();
-        let mut b = ctx.msg.reply(code, &reason).to_tag(tag);
+        let force_rport = ctx
+            .ext
+            .get::<ferrosip_api::ForwardFlags>()
+            .is_some_and(|f| f.force_rport);
+        let basis = crate::outbound::reply_basis(&ctx.msg, &ctx.net, force_rport);
+        let mut b = basis.reply(code, &reason).to_tag(tag);
         if let Some(extra) = ctx.ext.remove::<ReplyHeaders>() {
             b = with_reply_headers(b, &extra);
         }

@@ -286,40 +286,9 @@ pub struct TmEnv {
 /// The time transaction timers run on. The server runs on the system clock and its
 /// timer thread; a script test (`ferrosip test`) runs on a manual clock it advances and
 /// fires the due timers itself ([`TmLayer::fire_due_timers`]), so a 30 s `fr_inv_timer`
-/// takes no real time and a timeout test cannot be flaky.
-#[derive(Clone, Default)]
-pub struct Clock {
-    manual: Option<Arc<Mutex<Instant>>>,
-}
-
-impl Clock {
-    /// The system's monotonic clock.
-    pub fn system() -> Clock {
-        Clock::default()
-    }
-
-    /// A clock that stands still until [`Clock::advance`] moves it.
-    pub fn manual() -> Clock {
-        Clock {
-            manual: Some(Arc::new(Mutex::new(Instant::now()))),
-        }
-    }
-
-    pub fn now(&self) -> Instant {
-        match &self.manual {
-            None => Instant::now(),
-            Some(t) => *lock(t),
-        }
-    }
-
-    /// Moves a manual clock forward (a system clock cannot be moved: no effect).
-    pub fn advance(&self, by: Duration) {
-        if let Some(t) = &self.manual {
-            let mut t = lock(t);
-            *t += by;
-        }
-    }
-}
+/// takes no real time and a timeout test cannot be flaky. It is the registry's clock, so
+/// the modules' notion of time moves with it.
+pub use ferrosip_api::clock::Clock;
 
 /// The program a transaction started with, as the layer that created it hands it down:
 /// it runs the transaction's branch, onreply and failure routes and is the [`Services`]
@@ -906,7 +875,12 @@ impl TmLayer {
         if is_invite {
             // RFC 3261 §16.2 / §17.2.1: answer 100 at once so the caller stops
             // retransmitting while the next hop is tried.
-            if let Ok(bytes) = trying(&ctx.msg) {
+            let force_rport = ctx
+                .ext
+                .get::<ferrosip_api::ForwardFlags>()
+                .is_some_and(|f| f.force_rport);
+            let basis = crate::outbound::reply_basis(&ctx.msg, &ctx.net, force_rport);
+            if let Ok(bytes) = trying(&basis) {
                 let mut st = lock(&cell.state);
                 let actions = st.uas.send_reply(100, bytes);
                 self.run(&cell, &mut st, Leg::Server, actions, None);
@@ -1106,7 +1080,9 @@ impl TmLayer {
                 .get_or_insert_with(|| request.stateless_to_tag().into_boxed_str())
                 .to_string()
         });
-        let mut b = st.request.reply(code, &reason);
+        let force_rport = st.ext_fwd.is_some_and(|f| f.force_rport);
+        let basis = crate::outbound::reply_basis(&st.request, &st.net, force_rport);
+        let mut b = basis.reply(code, &reason);
         if let Some(tag) = tag {
             b = b.to_tag(tag);
         }
@@ -1138,7 +1114,7 @@ impl TmLayer {
                 st.queue().watches = watches;
             }
         }
-        let actions = st.uas.send_reply(code, bytes);
+        let actions = st.uas.send_reply(code, upstream(st, bytes));
         self.run(cell, st, Leg::Server, actions, None);
         self.env.stats.replies_sent.fetch_add(1, Ordering::Relaxed);
         if code >= 200 {
@@ -1399,7 +1375,7 @@ impl TmLayer {
                 Err(_) => return,
             }
         };
-        let actions = st.uas.send_reply(code, bytes);
+        let actions = st.uas.send_reply(code, upstream(st, bytes));
         self.run(cell, st, Leg::Server, actions, None);
     }
 
@@ -1533,7 +1509,7 @@ impl TmLayer {
             let waiting = Self::tell_final(st.is_invite, watches, &reply);
             self.wait_for_ack(cell, st, waiting);
         }
-        let actions = st.uas.send_reply(best.status, bytes);
+        let actions = st.uas.send_reply(best.status, upstream(st, bytes));
         self.run(cell, st, Leg::Server, actions, None);
     }
 
@@ -2281,6 +2257,15 @@ struct BranchSpec {
     dst_uri: Option<Bytes>,
     target: Option<Target>,
     bflags: u64,
+}
+
+/// A reply as it goes upstream: with the From/To the request came with when a module
+/// replaced them (uac's restore); one extension lookup otherwise.
+fn upstream(st: &CellState, bytes: Bytes) -> Bytes {
+    match st.ext_kept.get::<ferrosip_api::tm::UpstreamHeaders>() {
+        Some(original) => original.apply(bytes),
+        None => bytes,
+    }
 }
 
 #[cfg(test)]

@@ -117,16 +117,43 @@ impl LocalRequests {
         } else {
             String::from_utf8_lossy(&req.to)
         };
+        let call_id = match &req.call_id {
+            Some(c) => {
+                one_line("Call-ID", c)?;
+                String::from_utf8_lossy(c).into_owned()
+            }
+            None => format!("{:x}-{n:x}@ferrosip", table.boot),
+        };
         let mut text = String::with_capacity(384 + req.body.len());
-        let _ = write!(
-            text,
-            "{method} {uri} SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <{}>;tag={:x}\r\nTo: <{to}>\r\n\
-             Call-ID: {:x}-{n:x}@ferrosip\r\nCSeq: 10 {method}\r\nContent-Length: {}\r\n",
-            String::from_utf8_lossy(&req.from),
-            table.boot ^ n.rotate_left(17),
-            table.boot,
-            req.body.len()
-        );
+        let from = String::from_utf8_lossy(&req.from);
+        match &req.in_dialog {
+            None => {
+                let _ = write!(
+                    text,
+                    "{method} {uri} SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <{from}>;tag={:x}\r\nTo: <{to}>\r\n\
+                     Call-ID: {call_id}\r\nCSeq: 10 {method}\r\nContent-Length: {}\r\n",
+                    table.boot ^ n.rotate_left(17),
+                    req.body.len()
+                );
+            }
+            Some(d) => {
+                // The dialog's identifiers come from messages of the network: refuse a
+                // line break rather than write it into a header.
+                one_line("Call-ID", &d.call_id)?;
+                one_line("From tag", &d.from_tag)?;
+                one_line("To tag", &d.to_tag)?;
+                let _ = write!(
+                    text,
+                    "{method} {uri} SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <{from}>;tag={}\r\nTo: <{to}>;tag={}\r\n\
+                     Call-ID: {}\r\nCSeq: {} {method}\r\nContent-Length: {}\r\n",
+                    String::from_utf8_lossy(&d.from_tag),
+                    String::from_utf8_lossy(&d.to_tag),
+                    String::from_utf8_lossy(&d.call_id),
+                    d.cseq,
+                    req.body.len()
+                );
+            }
+        }
         let mut raw = text.into_bytes();
         raw.extend_from_slice(&req.headers);
         raw.extend_from_slice(b"\r\n");

@@ -11,7 +11,7 @@ use ferrosip_api::{
 };
 
 use crate::config::AccConfig;
-use crate::record::{log_line, now, Outcome, Record, RequestPart};
+use crate::record::{log_line, Outcome, Record, RequestPart, Stamp};
 use crate::writer::Writer;
 
 /// The module's state for one load: its configuration and, once the server has started,
@@ -22,6 +22,8 @@ struct Acc {
     table_acc: Arc<str>,
     table_missed: Arc<str>,
     writer: OnceLock<Writer>,
+    /// Records are stamped from the registry's clock (`ferrosip test` moves it).
+    clock: ferrosip_api::Clock,
 }
 
 /// Which kind of record a log line is (Kamailio's prefixes).
@@ -34,8 +36,9 @@ enum LogKind {
 }
 
 impl Acc {
-    fn new(cfg: AccConfig) -> Acc {
+    fn new(cfg: AccConfig, clock: ferrosip_api::Clock) -> Acc {
         Acc {
+            clock,
             log_names: cfg
                 .log_extra
                 .iter()
@@ -46,6 +49,10 @@ impl Acc {
             cfg,
             writer: OnceLock::new(),
         }
+    }
+
+    fn now(&self) -> Stamp {
+        Stamp::at(self.clock.since_epoch())
     }
 
     fn log(&self, kind: LogKind, req: &RequestPart, out: &Outcome<'_>) {
@@ -98,7 +105,7 @@ impl Acc {
             code: &code,
             reason: &reason,
             to_tag: &to_tag,
-            time: now(),
+            time: self.now(),
         };
         if log {
             self.log(kind, req, &out);
@@ -174,7 +181,7 @@ impl Acc {
             code: &code,
             reason: &reason,
             to_tag: &req.to_tag,
-            time: now(),
+            time: self.now(),
         };
         if log {
             self.log(LogKind::Acked, &req, &out);
@@ -304,7 +311,7 @@ fn acc_log_request(shared: &Shared, ctx: &mut MsgContext, comment: Bytes) -> FnR
         code: &code,
         reason: &reason,
         to_tag: &req.to_tag,
-        time: now(),
+        time: acc.now(),
     };
     acc.log(LogKind::Request, &req, &out);
     Ok(Verdict::TRUE)
@@ -319,7 +326,7 @@ fn acc_db_request(shared: &Shared, ctx: &mut MsgContext, comment: Bytes, table: 
         code: &code,
         reason: &reason,
         to_tag: &req.to_tag,
-        time: now(),
+        time: acc.now(),
     };
     if !acc.store(table.as_ref().into(), &req, &out) {
         return Err(FnError::new("acc_db_request: db_url is not set"));
@@ -331,8 +338,12 @@ pub fn declare(m: &mut ModuleBuilder<'_>) {
     let shared = Shared::default();
     {
         let shared = shared.clone();
+        let clock = m.clock();
         m.on_tm_event(move |params, binder| {
-            let acc = Arc::new(Acc::new(AccConfig::from_params(params, binder)?));
+            let acc = Arc::new(Acc::new(
+                AccConfig::from_params(params, binder)?,
+                clock.clone(),
+            ));
             shared.set(acc.clone());
             let observer: Option<Arc<dyn TmObserver>> = acc
                 .cfg

@@ -80,17 +80,15 @@ pub struct Stamp {
     pub micros: u32,
 }
 
-pub fn now() -> Stamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Stamp {
-        secs: d.as_secs() as i64,
-        micros: d.subsec_micros(),
-    }
-}
-
 impl Stamp {
+    /// The stamp of a time since the Unix epoch.
+    pub fn at(since_epoch: std::time::Duration) -> Stamp {
+        Stamp {
+            secs: since_epoch.as_secs() as i64,
+            micros: since_epoch.subsec_micros(),
+        }
+    }
+
     /// Seconds with milliseconds, as `time_mode` 2 stores them.
     fn millis(self) -> f64 {
         self.secs as f64 + f64::from(self.micros / 1000) / 1000.0

@@ -335,6 +335,8 @@ pub struct AuthEngine {
     pub config: AuthConfig,
     nonces: NonceFactory,
     failures: FailureLog,
+    /// Nonces carry their issue time and expire on this clock (the registry's).
+    clock: ferrosip_api::Clock,
 }
 
 /// What a challenge offers.
@@ -347,20 +349,25 @@ pub struct Offer {
     pub algorithms: Option<Vec<Algorithm>>,
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl AuthEngine {
     pub fn new(config: AuthConfig, nonces: NonceFactory) -> AuthEngine {
         AuthEngine {
             config,
             nonces,
             failures: FailureLog::new(FAILURE_LOG_CAPACITY),
+            clock: ferrosip_api::Clock::system(),
         }
+    }
+
+    /// Issues and checks nonces on `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: ferrosip_api::Clock) -> AuthEngine {
+        self.clock = clock;
+        self
+    }
+
+    /// Seconds since the Unix epoch on the engine's clock.
+    pub fn unix_now(&self) -> u64 {
+        self.clock.unix_secs()
     }
 
     /// Failed attempts logged for a user from a source address (tests, diagnostics).
@@ -496,19 +503,19 @@ impl AuthEngine {
         };
         let nc = credentials.nonce_count();
         let (mask, checked) = self.message_checks(ctx);
-        let replay_and_nonce =
-            self.nonces
-                .verify(&credentials.nonce, unix_now())
-                .and_then(|info| {
-                    let check = self.nonces.replay_check(&info, nc);
-                    // Kamailio: an nc tracked by nonce_count replaces the message checks.
-                    if !matches!(check, ReplayCheck::NonceCount(_)) {
-                        self.nonces
-                            .verify_message_checks(&credentials.nonce, mask, &checked)?;
-                    }
-                    self.nonces.check_replay(&info, check, record_use)?;
-                    Ok((info, check))
-                });
+        let replay_and_nonce = self
+            .nonces
+            .verify(&credentials.nonce, self.unix_now())
+            .and_then(|info| {
+                let check = self.nonces.replay_check(&info, nc);
+                // Kamailio: an nc tracked by nonce_count replaces the message checks.
+                if !matches!(check, ReplayCheck::NonceCount(_)) {
+                    self.nonces
+                        .verify_message_checks(&credentials.nonce, mask, &checked)?;
+                }
+                self.nonces.check_replay(&info, check, record_use)?;
+                Ok((info, check))
+            });
         let (nonce, replay) = match replay_and_nonce {
             Ok(ok) => ok,
             Err(NonceError::Invalid) => {
@@ -645,7 +652,7 @@ impl AuthEngine {
         let rspauth = digest::response(pending.algorithm, ha1, &input);
         let next = if pending.nonce.flags & 2 != 0 {
             let (mask, checked) = self.message_checks(ctx);
-            self.nonces.issue(unix_now(), mask, &checked)
+            self.nonces.issue(self.unix_now(), mask, &checked)
         } else {
             String::from_utf8_lossy(&c.nonce).into_owned()
         };
@@ -681,7 +688,7 @@ impl AuthEngine {
             .or_else(|| Self::state(ctx).algorithms.clone())
             .unwrap_or_else(|| self.config.algorithms.clone());
         let (mask, checked) = self.message_checks(ctx);
-        let nonce = self.nonces.issue(unix_now(), mask, &checked);
+        let nonce = self.nonces.issue(self.unix_now(), mask, &checked);
         let name = match header {
             CredHeader::Authorization => &self.config.www_header,
             CredHeader::ProxyAuthorization => &self.config.proxy_header,

@@ -254,9 +254,10 @@ impl Module for AuthModule {
         );
 
         let avps = m.registry().avp_names();
+        let clock = m.clock();
         let handle = AuthHandle(m.state(move |p| {
             let avps = avps.clone();
-            build_engine(p, &move |n: &str| avps.slot(n))
+            Ok(build_engine(p, &move |n: &str| avps.slot(n))?.with_clock(clock.clone()))
         }));
         m.provide(Arc::new(handle.clone()));
 

@@ -448,7 +448,7 @@ fn stale_nonce_gets_a_stale_challenge() {
         otn_slots: 0,
         pools: 1,
     })
-    .issue(engine::unix_now() - 3600, 0, b"");
+    .issue(ferrosip_api::Clock::system().unix_secs() - 3600, 0, b"");
     let creds = answer(
         "Authorization",
         "MD5",

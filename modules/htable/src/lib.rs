@@ -197,7 +197,8 @@ impl Module for HtableModule {
             "htable",
             "DMQ peer name used for replication (DMQ is refused in this version).",
         );
-        let state = m.state(Htable::from_params);
+        let clock = m.clock();
+        let state = m.state(move |p| Htable::from_params(p, clock.clone()));
         let runtime: Arc<OnceLock<tokio::runtime::Handle>> = Arc::default();
         declare_pvs(m, &state);
         declare_hooks(m, &state, &runtime);

@@ -1,7 +1,7 @@
 //! The module's state: the tables by name, the database settings, and the work done
 //! outside messages (loading, write-back, the expiry sweeper and its event routes).
 
-use crate::table::{unix_now, Item, ItemValue, Table, TableSpec};
+use crate::table::{Item, ItemValue, Table, TableSpec};
 use bytes::Bytes;
 use ferrosip_api::{ModuleParams, MsgContext, NetInfo, RouteKind, Services};
 use ferrosip_db::{Db, DbKind, DbValue};
@@ -38,6 +38,7 @@ pub struct Htable {
     services: OnceLock<Arc<dyn Services>>,
     connection: OnceLock<Db>,
     next_token: AtomicU64,
+    clock: ferrosip_api::Clock,
 }
 
 /// The record an `event_route[htable:expired:<table>]` sees as `$shtrecord(key)` and
@@ -53,7 +54,7 @@ pub struct ExpiredRecord {
 pub struct LockToken(pub u64);
 
 impl Htable {
-    pub fn from_params(p: &ModuleParams) -> Result<Htable, String> {
+    pub fn from_params(p: &ModuleParams, clock: ferrosip_api::Clock) -> Result<Htable, String> {
         let mut tables = HashMap::new();
         let mut order = Vec::new();
         for def in p.all("htable") {
@@ -62,7 +63,7 @@ impl Htable {
             if tables.contains_key(&spec.name) {
                 return Err(format!("htable {} is defined twice", spec.name));
             }
-            let table = Arc::new(Table::new(spec));
+            let table = Arc::new(Table::with_clock(spec, clock.clone()));
             tables.insert(table.name().to_string(), table.clone());
             order.push(table);
         }
@@ -109,6 +110,7 @@ impl Htable {
             services: OnceLock::new(),
             connection: OnceLock::new(),
             next_token: AtomicU64::new(1),
+            clock,
         })
     }
 
@@ -156,7 +158,7 @@ impl Htable {
     /// One sweep: removes the expired items of every table and runs
     /// `event_route[htable:expired:<table>]` for each (when the script has it).
     pub fn sweep(&self) -> usize {
-        let now = unix_now();
+        let now = self.clock.unix_secs();
         let mut total = 0;
         for table in &self.order {
             let expired = table.take_expired(now);
@@ -258,7 +260,7 @@ impl Htable {
             .select(dbtable, &cols, &[], None)
             .await
             .map_err(|e| format!("htable {}: {e}", table.name()))?;
-        let now = unix_now();
+        let now = self.clock.unix_secs();
         let mut arrays: HashMap<String, i64> = HashMap::new();
         let mut n = 0;
         for row in rows {

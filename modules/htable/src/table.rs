@@ -8,24 +8,16 @@
 //! so no message ever scans a table.
 
 use bytes::Bytes;
+use ferrosip_api::Clock;
 use ferrosip_api::Value;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Default cap on items per table when the definition gives no `maxsize`.
 pub const DEFAULT_MAX_SIZE: usize = 1_000_000;
-
-/// Seconds since the Unix epoch (Kamailio keeps item expiry as absolute time, and the
-/// database `expires` column holds it).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// A table definition: `name=>size=8;autoexpire=300;...`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +211,9 @@ pub struct Table {
     count: AtomicUsize,
     /// When "table full" was last logged (Unix seconds).
     full_logged: AtomicU64,
+    /// Expiry is absolute Unix time (as Kamailio keeps it, and the database `expires`
+    /// column holds it), read from the registry's clock so that tests move it.
+    clock: Clock,
 }
 
 /// A match operator of `sht_rm_name`, `sht_match_name`, ...
@@ -326,7 +321,13 @@ pub struct TableStats {
 }
 
 impl Table {
+    /// A table on the system clock.
     pub fn new(spec: TableSpec) -> Table {
+        Table::with_clock(spec, Clock::system())
+    }
+
+    /// A table whose expiry times are read from `clock`.
+    pub fn with_clock(spec: TableSpec, clock: Clock) -> Table {
         let slots = (0..1usize << spec.size)
             .map(|_| Slot {
                 items: Mutex::new(HashMap::new()),
@@ -339,7 +340,13 @@ impl Table {
             hasher: RandomState::new(),
             count: AtomicUsize::new(0),
             full_logged: AtomicU64::new(0),
+            clock,
         }
+    }
+
+    /// Seconds since the Unix epoch on the table's clock.
+    pub fn unix_now(&self) -> u64 {
+        self.clock.unix_secs()
     }
 
     pub fn name(&self) -> &str {
@@ -365,7 +372,7 @@ impl Table {
 
     /// True at most once a minute: whether to log that the table is full now.
     pub fn note_full(&self) -> bool {
-        let now = unix_now();
+        let now = self.unix_now();
         let last = self.full_logged.load(Ordering::Relaxed);
         now >= last + 60
             && self
@@ -408,7 +415,7 @@ impl Table {
 
     /// The item's value (expired items are absent); `initval` when missing.
     pub fn get(&self, key: &[u8]) -> Option<ItemValue> {
-        let now = unix_now();
+        let now = self.unix_now();
         let slot = self.slot(key);
         match slot.get(key) {
             Some(item) if !item.expired(now) => Some(item.value.clone()),
@@ -418,7 +425,7 @@ impl Table {
 
     /// Whether a live item exists (initval aside).
     pub fn contains(&self, key: &[u8]) -> bool {
-        let now = unix_now();
+        let now = self.unix_now();
         self.slot(key).get(key).is_some_and(|it| !it.expired(now))
     }
 
@@ -429,7 +436,7 @@ impl Table {
         value: ItemValue,
         expires: Option<u64>,
     ) -> Result<(), WriteError> {
-        let now = unix_now();
+        let now = self.unix_now();
         let mut slot = self.slot(key);
         if let Some(item) = slot.get_mut(key) {
             let renew = item.expired(now) || self.spec.updateexpire || expires.is_some();
@@ -476,7 +483,7 @@ impl Table {
     /// expired); the new value. As Kamailio, a missing item in a table without
     /// `initval` is an error, and so is a string item.
     pub fn add(&self, key: &[u8], delta: i64) -> Result<i64, WriteError> {
-        let now = unix_now();
+        let now = self.unix_now();
         let mut slot = self.slot(key);
         if let Some(item) = slot.get_mut(key) {
             if item.expired(now) {
@@ -516,7 +523,7 @@ impl Table {
         if self.spec.autoexpire == 0 {
             return 0;
         }
-        let now = unix_now();
+        let now = self.unix_now();
         match self.slot(key).get(key) {
             Some(item) if item.expires != 0 => item.expires as i64 - now as i64,
             _ => 0,
@@ -529,7 +536,7 @@ impl Table {
         if self.spec.autoexpire == 0 {
             return;
         }
-        let now = unix_now();
+        let now = self.unix_now();
         if let Some(item) = self.slot(key).get_mut(key) {
             item.expires = if secs > 0 { now + secs } else { 0 };
         }
@@ -540,7 +547,7 @@ impl Table {
         if matches!(m, Matcher::All) {
             return self.len();
         }
-        let now = unix_now();
+        let now = self.unix_now();
         (0..self.slots.len())
             .map(|i| {
                 self.lock_slot(i)
@@ -560,7 +567,7 @@ impl Table {
 
     /// True when some live item's name (or value) matches.
     pub fn any(&self, m: &Matcher, by_value: bool) -> bool {
-        let now = unix_now();
+        let now = self.unix_now();
         (0..self.slots.len()).any(|i| {
             self.lock_slot(i).iter().any(|(k, it)| {
                 !it.expired(now)
@@ -624,7 +631,7 @@ impl Table {
 
     /// A copy of the live items of slot `i` (iterators).
     pub fn slot_items(&self, i: usize) -> Vec<(Bytes, Item)> {
-        let now = unix_now();
+        let now = self.unix_now();
         self.lock_slot(i)
             .iter()
             .filter(|(_, it)| !it.expired(now))
@@ -634,7 +641,7 @@ impl Table {
 
     /// A copy of the live items, slot by slot (dump, iterators, write-back).
     pub fn snapshot(&self) -> Vec<(Bytes, Item)> {
-        let now = unix_now();
+        let now = self.unix_now();
         let mut out = Vec::with_capacity(self.len());
         for i in 0..self.slots.len() {
             let slot = self.lock_slot(i);

@@ -86,7 +86,7 @@ fn expired_items_read_as_absent_and_the_sweep_removes_them() {
     t.set(b"old", ItemValue::Int(1), Some(1)).unwrap();
     t.set(b"live", ItemValue::Int(2), None).unwrap();
     assert!((99..=100).contains(&t.expires_in(b"live")));
-    let later = super::table::unix_now() + 5;
+    let later = t.unix_now() + 5;
     let expired = t.take_expired(later);
     assert_eq!(
         expired,

@@ -77,6 +77,8 @@ struct Node {
     curr: u32,
     /// Seconds since the counter started, at the last request.
     last_hit: u32,
+    /// The sampling unit `curr` counts (seconds since the start / `sampling_time_unit`).
+    unit: u32,
     /// Hot when last checked (blocked); cleared by the sweeper once it cools down.
     red: bool,
 }
@@ -100,6 +102,8 @@ pub struct PikeCounter {
     nodes: AtomicUsize,
     /// New addresses not tracked because the cap was reached (since the last sweep).
     untracked: AtomicU64,
+    /// Windows are measured on this clock (the registry's, so `ferrosip test` moves them).
+    clock: ferrosip_api::Clock,
     started: Instant,
 }
 
@@ -112,14 +116,21 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl PikeCounter {
+    /// A counter on the system clock.
     pub fn new(cfg: PikeConfig) -> PikeCounter {
+        PikeCounter::with_clock(cfg, ferrosip_api::Clock::system())
+    }
+
+    /// A counter whose sampling windows are measured on `clock`.
+    pub fn with_clock(cfg: PikeConfig, clock: ferrosip_api::Clock) -> PikeCounter {
         let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
         PikeCounter {
             cfg,
             shards,
             nodes: AtomicUsize::new(0),
             untracked: AtomicU64::new(0),
-            started: Instant::now(),
+            started: clock.now(),
+            clock,
         }
     }
 
@@ -128,7 +139,8 @@ impl PikeCounter {
     }
 
     fn now(&self) -> u32 {
-        u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
+        let elapsed = self.clock.now().saturating_duration_since(self.started);
+        u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX)
     }
 
     fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, Node>> {
@@ -143,6 +155,30 @@ impl PikeCounter {
             }
         };
         &self.shards[low % SHARDS]
+    }
+
+    fn unit_of(&self, now: u32) -> u32 {
+        now / self.cfg.sampling_time_unit.max(1)
+    }
+
+    /// Brings a node's counts to the unit of `now`: the counts of the unit before become
+    /// the previous ones, older ones are dropped. Counting by unit number rather than
+    /// by the sweeper's ticks keeps the counts exact when the sweeper runs late, and lets
+    /// a test clock drive them.
+    fn roll(&self, n: &mut Node, now: u32) {
+        let unit = self.unit_of(now);
+        match unit.saturating_sub(n.unit) {
+            0 => {}
+            1 => {
+                n.prev = n.curr;
+                n.curr = 0;
+            }
+            _ => {
+                n.prev = 0;
+                n.curr = 0;
+            }
+        }
+        n.unit = unit;
     }
 
     fn is_hot(&self, n: &Node) -> bool {
@@ -173,10 +209,12 @@ impl PikeCounter {
                     prev: 0,
                     curr: 0,
                     last_hit: now,
+                    unit: self.unit_of(now),
                     red: false,
                 })
             }
         };
+        self.roll(node, now);
         node.curr = node.curr.saturating_add(1);
         node.last_hit = now;
         if !self.is_hot(node) {
@@ -190,7 +228,7 @@ impl PikeCounter {
         }
     }
 
-    /// The end of a sampling unit: the current counts become the previous ones, cooled
+    /// The end of a sampling unit: counts are brought to the present unit, cooled
     /// addresses are unblocked, idle ones forgotten. Returns the addresses unblocked and
     /// how many new addresses went untracked since the last sweep. The sweeper task
     /// calls it every `sampling_time_unit` seconds; messages never scan.
@@ -201,8 +239,7 @@ impl PikeCounter {
             let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
             let before = map.len();
             map.retain(|ip, n| {
-                n.prev = n.curr;
-                n.curr = 0;
+                self.roll(n, now);
                 if n.red && !self.is_hot(n) {
                     n.red = false;
                     unblocked.push(*ip);
@@ -235,6 +272,9 @@ impl PikeCounter {
         for shard in self.shards.iter() {
             let map = shard.lock().unwrap_or_else(|e| e.into_inner());
             for (ip, n) in map.iter() {
+                let mut n = *n;
+                self.roll(&mut n, now);
+                let n = &n;
                 let hot = self.is_hot(n);
                 let warm = !hot && (n.prev.max(n.curr) >= limit / 2);
                 let keep = match filter {

@@ -28,9 +28,9 @@ pub struct Pike {
 }
 
 impl Pike {
-    pub fn new(cfg: PikeConfig) -> Pike {
+    pub fn new(cfg: PikeConfig, clock: ferrosip_api::Clock) -> Pike {
         Pike {
-            counter: PikeCounter::new(cfg),
+            counter: PikeCounter::with_clock(cfg, clock),
             services: OnceLock::new(),
         }
     }
@@ -145,7 +145,8 @@ impl Module for PikeModule {
             500_000_i64,
             "Ferrosip's bound: most source addresses tracked at once (about 100 bytes each); past it a new address is not counted until idle ones are forgotten.",
         );
-        let state = m.state(|p| Ok(Pike::new(config_from(p)?)));
+        let clock = m.clock();
+        let state = m.state(move |p| Ok(Pike::new(config_from(p)?, clock.clone())));
         {
             let state = state.clone();
             m.on_start(move |env| {

@@ -5,21 +5,31 @@ use ferrosip_tests::script::{message_with, Script};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 fn counter(density: u32, max_nodes: usize) -> PikeCounter {
-    PikeCounter::new(PikeConfig {
-        sampling_time_unit: 2,
-        reqs_density_per_unit: density,
-        remove_latency: 4,
-        log_level: 1,
-        max_nodes,
-    })
+    counter_on(density, max_nodes, ferrosip_api::Clock::system())
 }
+
+fn counter_on(density: u32, max_nodes: usize, clock: ferrosip_api::Clock) -> PikeCounter {
+    PikeCounter::with_clock(
+        PikeConfig {
+            sampling_time_unit: 2,
+            reqs_density_per_unit: density,
+            remove_latency: 4,
+            log_level: 1,
+            max_nodes,
+        },
+        clock,
+    )
+}
+
+const UNIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
 #[test]
 fn blocks_at_the_density_then_reports_blocked_until_it_cools() {
-    let c = counter(16, 100);
+    let clock = ferrosip_api::Clock::manual();
+    let c = counter_on(16, 100, clock.clone());
     for i in 1..16 {
         assert_eq!(c.check(A), Check::Allowed, "request {i}");
     }
@@ -28,13 +38,31 @@ fn blocks_at_the_density_then_reports_blocked_until_it_cools() {
     // Another address is not affected.
     assert_eq!(c.check(B), Check::Allowed);
     // Next unit: the previous unit still holds 17 (>= 16), so still blocked.
+    clock.advance(UNIT);
     let (unblocked, _) = c.sweep();
     assert!(unblocked.is_empty());
     assert_eq!(c.check(A), Check::Blocked);
     // One more unit: 1 request in the previous unit, none now: cooled, unblocked.
+    clock.advance(UNIT);
     let (unblocked, _) = c.sweep();
     assert_eq!(unblocked, vec![A]);
     assert_eq!(c.check(A), Check::Allowed);
+}
+
+#[test]
+fn counts_follow_the_clock_even_when_the_sweeper_is_late() {
+    let clock = ferrosip_api::Clock::manual();
+    let c = counter_on(3, 100, clock.clone());
+    assert_eq!(c.check(A), Check::Allowed);
+    assert_eq!(c.check(A), Check::Allowed);
+    // Two units later with no sweep in between: the old counts are gone.
+    clock.advance(UNIT * 2);
+    assert_eq!(c.check(A), Check::Allowed);
+    assert_eq!(c.check(A), Check::Allowed);
+    assert_eq!(c.check(A), Check::JustBlocked);
+    // One unit later the previous unit's 3 still make it hot.
+    clock.advance(UNIT);
+    assert_eq!(c.check(A), Check::Blocked);
 }
 
 #[test]

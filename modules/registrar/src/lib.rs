@@ -27,7 +27,7 @@ use ferrosip_api::{
     PvRef, RouteKind, RouteMask, StateSlot, Value, Verdict,
 };
 use ferrosip_mod_usrloc::contact::method_bit;
-use ferrosip_mod_usrloc::{unix_now, Change, Contact, DbMode, RecordEdit, Usrloc, UsrlocApi};
+use ferrosip_mod_usrloc::{Change, Contact, DbMode, RecordEdit, Usrloc, UsrlocApi};
 use save::{apply_register, parse_register, reply_headers, RegError, RegisterRequest, SaveFlags};
 use std::sync::Arc;
 
@@ -281,7 +281,7 @@ fn save(
     };
     let ulcfg = ul.config();
     let flags = SaveFlags::from_bits(flags);
-    let now = unix_now();
+    let now = ul.unix_now();
     let req = match parse_register(
         ctx,
         &cfg,
@@ -424,9 +424,10 @@ fn lookup(
         dset_only,
         path_check_local: cfg.path_check_local,
     };
+    let clock = ul.clock();
     with_contacts(&ul, &table.name, vec![aor], ctx, move |ctx, all| {
         let contacts = all.into_iter().next().unwrap_or_default();
-        match lookup::pick(&contacts, unix_now(), method, desc_time) {
+        match lookup::pick(&contacts, clock.unix_secs() as i64, method, desc_time) {
             Ok(targets) => lookup::route_to(ctx, targets, opts),
             Err(rc) => Ok(Verdict::code(rc)),
         }
@@ -475,8 +476,9 @@ fn lookup_branches(
         dset_only: false,
         path_check_local: cfg.path_check_local,
     };
+    let clock = ul.clock();
     with_contacts(&ul, &table.name, aors, ctx, move |ctx, all| {
-        let now = unix_now();
+        let now = clock.unix_secs() as i64;
         let mut all = all.into_iter();
         let main_contacts = all.next().unwrap_or_default();
         if !kept.is_empty() {
@@ -527,8 +529,9 @@ fn registered(
     let Some(aor) = target_aor(ctx, &ul, &cfg, uri.as_deref()) else {
         return ready(Ok(Verdict::code(-1)));
     };
+    let clock = ul.clock();
     with_contacts(&ul, &table.name, vec![aor], ctx, move |_, all| {
-        let now = unix_now();
+        let now = clock.unix_secs() as i64;
         let found = all.iter().flatten().any(|c| c.is_valid(now));
         Ok(Verdict::code(if found { 1 } else { -1 }))
     })

@@ -7,7 +7,7 @@
 //! cargo run --release -p ferrosip-mod-usrloc --example ul_memory [-- CONTACTS]
 //! ```
 
-use ferrosip_mod_usrloc::{unix_now, ContactInfo, Usrloc, ALL_METHODS};
+use ferrosip_mod_usrloc::{ContactInfo, Usrloc, ALL_METHODS};
 use std::time::Instant;
 
 /// Resident set size of this process, in bytes (Linux).
@@ -27,7 +27,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let ul = Usrloc::default();
     let dom = ul.domain("location");
-    let now = unix_now();
+    let now = ul.unix_now();
     let before = rss();
     let start = Instant::now();
     let mut string_bytes = 0u64;

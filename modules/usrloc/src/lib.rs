@@ -157,13 +157,6 @@ const COLUMN_PARAMS: [&str; 21] = [
     "partition_column",
 ];
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// A database write to await (db_mode 1) before answering.
 pub type PendingWrite = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -176,6 +169,9 @@ pub struct Usrloc {
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     ruid_prefix: String,
     ruid_counter: AtomicU64,
+    /// Expiry times are absolute Unix seconds on this clock (the registry's, so that
+    /// `ferrosip test` moves it).
+    clock: ferrosip_api::Clock,
 }
 
 impl Default for Usrloc {
@@ -204,6 +200,7 @@ impl Usrloc {
             timer: Mutex::new(None),
             ruid_prefix: format!("uloc-{:x}-{:x}-", now.as_secs(), salt),
             ruid_counter: AtomicU64::new(0),
+            clock: ferrosip_api::Clock::system(),
         }
     }
 
@@ -225,6 +222,22 @@ impl Usrloc {
             ul.domain(t);
         }
         Ok(ul)
+    }
+
+    /// Reads expiry times from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: ferrosip_api::Clock) -> Usrloc {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock expiry times are measured on.
+    pub fn clock(&self) -> ferrosip_api::Clock {
+        self.clock.clone()
+    }
+
+    /// Seconds since the Unix epoch on the store's clock.
+    pub fn unix_now(&self) -> i64 {
+        self.clock.unix_secs() as i64
     }
 
     pub fn config(&self) -> UlConfig {
@@ -331,7 +344,7 @@ impl Usrloc {
         if !cfg.db_load || cfg.db_mode == DbMode::DbOnly {
             return Ok(());
         }
-        let now = unix_now();
+        let now = self.unix_now();
         for dom in self.domains() {
             let rows = db
                 .select(dom.name(), &db::COLUMNS, &[], None)
@@ -414,7 +427,8 @@ impl Usrloc {
             loop {
                 ticks.tick().await;
                 let Some(ul) = ul.upgrade() else { return };
-                ul.tick(unix_now()).await;
+                let now = ul.unix_now();
+                ul.tick(now).await;
             }
         });
         if let Some(old) = self
@@ -485,9 +499,10 @@ impl Module for UsrlocModule {
         let noted_tables = Arc::new(Mutex::new(Vec::new()));
         let store = {
             let noted = noted_tables.clone();
+            let clock = m.clock();
             m.state(move |p| {
                 let tables = std::mem::take(&mut *noted.lock().unwrap_or_else(|e| e.into_inner()));
-                Usrloc::from_params(p, tables)
+                Ok(Usrloc::from_params(p, tables)?.with_clock(clock.clone()))
             })
         };
         // registrar reaches the store through the registry.
@@ -549,7 +564,7 @@ impl Module for UsrlocModule {
 }
 
 fn dump(ul: &Usrloc) -> RpcValue {
-    let now = unix_now();
+    let now = ul.unix_now();
     let text = |b: &[u8]| RpcValue::Str(String::from_utf8_lossy(b).into_owned());
     let mut tables = Vec::new();
     for dom in ul.domains() {
@@ -663,7 +678,7 @@ mod tests {
     async fn timer_expires_contacts_in_memory() {
         let ul = Arc::new(Usrloc::default());
         let dom = ul.domain("location");
-        let now = unix_now();
+        let now = ul.unix_now();
         dom.edit(b"alice", None, |r| {
             r.insert(ContactInfo {
                 uri: b"sip:alice@10.0.0.1".to_vec(),
