@@ -9,6 +9,7 @@
 //! dialect, so nothing a SIP message carries ever becomes SQL text.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 mod sql;
@@ -355,6 +356,43 @@ impl Db {
         }
     }
 
+    /// Like [`Db::select`], but hands the rows to `each` one at a time (Kamailio's
+    /// `fetch_rows`): the result is never held in memory as a whole, so loading a table of
+    /// millions of rows costs what the caller keeps of each. `each` returns
+    /// `ControlFlow::Break` to stop early. The driver timeout bounds each wait for rows,
+    /// not the whole read. Returns the number of rows handed out.
+    pub async fn select_each(
+        &self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        order_by: Option<&str>,
+        mut each: impl FnMut(&[DbValue]) -> ControlFlow<()> + Send,
+    ) -> Result<u64, DbError> {
+        check_identifier(table)?;
+        for c in cols {
+            check_identifier(c)?;
+        }
+        self.check_conds(table, conds)?;
+        let order = order_by.map(parse_order_by).transpose()?;
+        match &self.inner.backend {
+            Backend::Sql(s) => {
+                s.select_each(table, cols, conds, order, self.limit(), &mut each)
+                    .await
+            }
+            Backend::Text(t) => {
+                let mut n = 0;
+                for row in t.select(table, cols, conds, order)? {
+                    n += 1;
+                    if each(&row).is_break() {
+                        break;
+                    }
+                }
+                Ok(n)
+            }
+        }
+    }
+
     /// Inserts one row; returns the number of rows inserted (1).
     pub async fn insert(
         &self,
@@ -530,6 +568,10 @@ impl Db {
         result
     }
 
+    fn limit(&self) -> Option<std::time::Duration> {
+        timeout::timeout(self.kind())
+    }
+
     fn invalid(&self, table: &str, message: &str) -> DbError {
         DbError::Invalid {
             url: self.inner.url_shown.clone(),
@@ -584,6 +626,51 @@ impl Transaction {
         self.db.check_row(table, cols, vals)?;
         check_identifier(id_col)?;
         self.tx.insert_returning_id(table, cols, vals, id_col).await
+    }
+
+    /// Inserts many rows at once: `values` holds them one after the other, `cols.len()`
+    /// values each. Sent as multi-row INSERTs (a few thousand rows per statement), the
+    /// bulk path of all three SQL databases; returns the number of rows inserted.
+    pub async fn insert_rows(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        values: &[DbValue],
+    ) -> Result<u64, DbError> {
+        check_identifier(table)?;
+        for c in cols {
+            check_identifier(c)?;
+        }
+        if cols.is_empty() || values.len() % cols.len() != 0 {
+            return Err(self.db.invalid(
+                table,
+                &format!(
+                    "{} values do not make rows of {} columns",
+                    values.len(),
+                    cols.len()
+                ),
+            ));
+        }
+        self.tx.insert_rows(table, cols, values).await
+    }
+
+    /// [`Db::select_each`] inside the transaction: it sees the rows written by it.
+    pub async fn select_each(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        mut each: impl FnMut(&[DbValue]) -> ControlFlow<()> + Send,
+    ) -> Result<u64, DbError> {
+        check_identifier(table)?;
+        for c in cols {
+            check_identifier(c)?;
+        }
+        self.db.check_conds(table, conds)?;
+        let limit = self.db.limit();
+        self.tx
+            .select_each(table, cols, conds, limit, &mut each)
+            .await
     }
 
     /// `DELETE FROM table WHERE conds`; returns the rows deleted.

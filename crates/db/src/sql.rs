@@ -5,11 +5,13 @@
 //! PostgreSQL must know a parameter's type, and a NULL has none we could honestly give.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
@@ -302,6 +304,16 @@ impl SqlDb {
         }
     }
 
+    fn select_stmt<'v>(
+        &self,
+        table: &str,
+        cols: &[&str],
+        conds: &'v [Cond<'_>],
+        order: Option<OrderBy<'_>>,
+    ) -> Stmt<'v> {
+        select_stmt(self.dialect(), table, cols, conds, order)
+    }
+
     pub(crate) async fn select(
         &self,
         table: &str,
@@ -309,23 +321,7 @@ impl SqlDb {
         conds: &[Cond<'_>],
         order: Option<OrderBy<'_>>,
     ) -> Result<Vec<Row>, DbError> {
-        let mut st = Stmt::new(self.dialect());
-        st.push("SELECT ");
-        if cols.is_empty() {
-            st.push("*");
-        }
-        for (i, c) in cols.iter().enumerate() {
-            if i > 0 {
-                st.push(", ");
-            }
-            st.ident(c);
-        }
-        st.push(" FROM ").ident(table).where_clause(conds);
-        if let Some(o) = order {
-            st.push(" ORDER BY ")
-                .ident(o.col)
-                .push(if o.desc { " DESC" } else { " ASC" });
-        }
+        let st = self.select_stmt(table, cols, conds, order);
         // A SELECT is idempotent: retry once on a lost connection.
         match self.fetch(table, &st).await {
             Err(e) if is_connection_error(&e) => {
@@ -335,6 +331,76 @@ impl SqlDb {
             r => r,
         }
         .map_err(|e| self.error(table, e))
+    }
+
+    /// Streams the rows of a SELECT to `each`, one at a time, in one reused row buffer:
+    /// a table of millions of rows never exists in memory as a whole. `limit` bounds the
+    /// wait for each next batch of rows, not the whole read. Retried once on a lost
+    /// connection when no row was handed out yet.
+    pub(crate) async fn select_each(
+        &self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        order: Option<OrderBy<'_>>,
+        limit: Option<Duration>,
+        each: &mut (dyn FnMut(&[DbValue]) -> ControlFlow<()> + Send),
+    ) -> Result<u64, DbError> {
+        let st = self.select_stmt(table, cols, conds, order);
+        let mut first = true;
+        loop {
+            let r = match &self.pool {
+                Pool::Sqlite(p) => {
+                    let time_cols = self
+                        .sqlite_time_columns(p, table)
+                        .await
+                        .map_err(|e| self.error(table, e))?;
+                    let mut q = sqlx::query(&st.sql);
+                    for v in &st.binds {
+                        q = bind_sqlite(q, v);
+                    }
+                    let mut is_time: Option<Vec<bool>> = None;
+                    drain(
+                        q.fetch(p),
+                        limit,
+                        |r, out| {
+                            let flags =
+                                is_time.get_or_insert_with(|| sqlite_time_flags(r, &time_cols));
+                            sqlite_row_into(r, flags, out)
+                        },
+                        each,
+                    )
+                    .await
+                }
+                Pool::Mysql(p) => {
+                    let mut q = sqlx::query(&st.sql);
+                    for v in &st.binds {
+                        q = bind_mysql(q, v);
+                    }
+                    drain(q.fetch(p), limit, mysql_row_into, each).await
+                }
+                Pool::Postgres(p) => {
+                    let mut q = sqlx::query(&st.sql);
+                    for v in &st.binds {
+                        q = bind_pg(q, v);
+                    }
+                    drain(q.fetch(p), limit, pg_row_into, each).await
+                }
+            };
+            match r {
+                Ok(n) => return Ok(n),
+                Err(Drained::Error(e, 0)) if first && is_connection_error(&e) => {
+                    self.log_retry(table, &e);
+                    first = false;
+                }
+                Err(Drained::Error(e, _)) => return Err(self.error(table, e)),
+                Err(Drained::Stalled) => return Err(self.stalled(table, limit)),
+            }
+        }
+    }
+
+    fn stalled(&self, table: &str, limit: Option<Duration>) -> DbError {
+        stalled_error(&self.url, table, limit)
     }
 
     pub(crate) async fn insert(
@@ -684,15 +750,27 @@ fn lossy(bytes: &[u8]) -> String {
 
 fn sqlite_row(row: &SqliteRow, time_cols: &HashSet<String>) -> Result<Row, sqlx::Error> {
     let mut out = Vec::with_capacity(row.len());
+    sqlite_row_into(row, &sqlite_time_flags(row, time_cols), &mut out)?;
+    Ok(out)
+}
+
+/// Which columns of a result are DATETIME ones (the same for every row of a query).
+fn sqlite_time_flags(row: &SqliteRow, time_cols: &HashSet<String>) -> Vec<bool> {
+    (0..row.len())
+        .map(|i| time_cols.contains(&row.column(i).name().to_ascii_lowercase()))
+        .collect()
+}
+
+fn sqlite_row_into(row: &SqliteRow, is_time: &[bool], out: &mut Row) -> Result<(), sqlx::Error> {
+    out.clear();
     for i in 0..row.len() {
         let raw = row.try_get_raw(i)?;
         if raw.is_null() {
             out.push(DbValue::Null);
             continue;
         }
-        let storage = raw.type_info().name().to_string();
-        let is_time = time_cols.contains(&row.column(i).name().to_ascii_lowercase());
-        let v = match storage.as_str() {
+        let is_time = is_time.get(i).copied().unwrap_or(false);
+        let v = match raw.type_info().name() {
             "INTEGER" if is_time => DbValue::Time(row.try_get_unchecked::<i64, _>(i)?),
             "INTEGER" => DbValue::Int(row.try_get_unchecked::<i64, _>(i)?),
             "REAL" if is_time => DbValue::Time(row.try_get_unchecked::<f64, _>(i)? as i64),
@@ -708,11 +786,17 @@ fn sqlite_row(row: &SqliteRow, time_cols: &HashSet<String>) -> Result<Row, sqlx:
         };
         out.push(v);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn mysql_row(row: &MySqlRow) -> Result<Row, sqlx::Error> {
     let mut out = Vec::with_capacity(row.len());
+    mysql_row_into(row, &mut out)?;
+    Ok(out)
+}
+
+fn mysql_row_into(row: &MySqlRow, out: &mut Row) -> Result<(), sqlx::Error> {
+    out.clear();
     for i in 0..row.len() {
         if row.try_get_raw(i)?.is_null() {
             out.push(DbValue::Null);
@@ -750,11 +834,17 @@ fn mysql_row(row: &MySqlRow) -> Result<Row, sqlx::Error> {
         };
         out.push(v);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn pg_row(row: &PgRow) -> Result<Row, sqlx::Error> {
     let mut out = Vec::with_capacity(row.len());
+    pg_row_into(row, &mut out)?;
+    Ok(out)
+}
+
+fn pg_row_into(row: &PgRow, out: &mut Row) -> Result<(), sqlx::Error> {
+    out.clear();
     for i in 0..row.len() {
         if row.try_get_raw(i)?.is_null() {
             out.push(DbValue::Null);
@@ -794,7 +884,7 @@ fn pg_row(row: &PgRow) -> Result<Row, sqlx::Error> {
         };
         out.push(v);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// An open transaction on one pooled connection.
@@ -922,6 +1012,71 @@ impl SqlTx {
         r.map_err(|e| self.error(table, e))
     }
 
+    /// Inserts many rows (`values` holds them one after the other, `cols.len()` values
+    /// each) with multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows: one round trip and
+    /// one statement execution per batch instead of per row.
+    pub(crate) async fn insert_rows(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        values: &[DbValue],
+    ) -> Result<u64, DbError> {
+        let per_stmt = rows_per_insert(cols.len());
+        let mut done = 0;
+        for batch in values.chunks(per_stmt * cols.len()) {
+            let st = insert_rows_stmt(self.dialect, table, cols, batch);
+            done += self.exec(&st).await.map_err(|e| self.error(table, e))?;
+        }
+        Ok(done)
+    }
+
+    /// [`SqlDb::select_each`] inside the transaction (it sees the transaction's writes).
+    pub(crate) async fn select_each(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        limit: Option<Duration>,
+        each: &mut (dyn FnMut(&[DbValue]) -> ControlFlow<()> + Send),
+    ) -> Result<u64, DbError> {
+        let st = select_stmt(self.dialect, table, cols, conds, None);
+        let r = match &mut self.conn {
+            TxConn::Sqlite(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_sqlite(q, v);
+                }
+                // Only for the import's read-back of ids and prefixes: no DATETIME columns.
+                drain(
+                    q.fetch(&mut **tx),
+                    limit,
+                    |r, out| sqlite_row_into(r, &[], out),
+                    each,
+                )
+                .await
+            }
+            TxConn::Mysql(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_mysql(q, v);
+                }
+                drain(q.fetch(&mut **tx), limit, mysql_row_into, each).await
+            }
+            TxConn::Postgres(tx) => {
+                let mut q = sqlx::query(&st.sql);
+                for v in &st.binds {
+                    q = bind_pg(q, v);
+                }
+                drain(q.fetch(&mut **tx), limit, pg_row_into, each).await
+            }
+        };
+        match r {
+            Ok(n) => Ok(n),
+            Err(Drained::Error(e, _)) => Err(self.error(table, e)),
+            Err(Drained::Stalled) => Err(stalled_error(&self.url, table, limit)),
+        }
+    }
+
     pub(crate) async fn delete(&mut self, table: &str, conds: &[Cond<'_>]) -> Result<u64, DbError> {
         let mut st = Stmt::new(self.dialect);
         st.push("DELETE FROM ").ident(table).where_clause(conds);
@@ -963,4 +1118,131 @@ fn insert_stmt<'v>(dialect: Dialect, table: &str, cols: &[&str], vals: &'v [DbVa
     }
     st.push(")");
     st
+}
+
+/// `INSERT INTO table (cols...) VALUES (...), (...), ...` for the rows laid end to end
+/// in `vals`.
+fn insert_rows_stmt<'v>(
+    dialect: Dialect,
+    table: &str,
+    cols: &[&str],
+    vals: &'v [DbValue],
+) -> Stmt<'v> {
+    let mut st = Stmt::new(dialect);
+    st.push("INSERT INTO ").ident(table).push(" (");
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            st.push(", ");
+        }
+        st.ident(c);
+    }
+    st.push(") VALUES ");
+    for (r, row) in vals.chunks(cols.len()).enumerate() {
+        st.push(if r == 0 { "(" } else { ", (" });
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.value(v);
+        }
+        st.push(")");
+    }
+    st
+}
+
+/// The most rows one multi-row INSERT carries.
+pub(crate) const ROWS_PER_INSERT: usize = 2_000;
+
+/// Rows per INSERT for `cols` columns: SQLite binds at most 32,766 values per statement,
+/// PostgreSQL and MariaDB 65,535.
+fn rows_per_insert(cols: usize) -> usize {
+    (30_000 / cols.max(1)).clamp(1, ROWS_PER_INSERT)
+}
+
+fn select_stmt<'v>(
+    dialect: Dialect,
+    table: &str,
+    cols: &[&str],
+    conds: &'v [Cond<'_>],
+    order: Option<OrderBy<'_>>,
+) -> Stmt<'v> {
+    let mut st = Stmt::new(dialect);
+    st.push("SELECT ");
+    if cols.is_empty() {
+        st.push("*");
+    }
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            st.push(", ");
+        }
+        st.ident(c);
+    }
+    st.push(" FROM ").ident(table).where_clause(conds);
+    if let Some(o) = order {
+        st.push(" ORDER BY ")
+            .ident(o.col)
+            .push(if o.desc { " DESC" } else { " ASC" });
+    }
+    st
+}
+
+/// Why a streamed read stopped early.
+enum Drained {
+    /// The driver's error, and how many rows had been handed out before it.
+    Error(sqlx::Error, u64),
+    /// No row arrived within the limit.
+    Stalled,
+}
+
+fn stalled_error(url: &str, table: &str, limit: Option<Duration>) -> DbError {
+    DbError::Query {
+        url: url.to_string(),
+        table: table.to_string(),
+        message: format!(
+            "no rows within the {} ms database timeout",
+            limit.unwrap_or_default().as_millis()
+        ),
+        connection_lost: true,
+    }
+}
+
+/// Hands the rows of `stream` to `each` in one reused buffer until the end, an error or
+/// `each` breaks. With a `limit`, the read fails when a whole `limit` passes without a
+/// row (a watchdog re-armed while rows flow: no timer per row).
+async fn drain<R>(
+    mut stream: BoxStream<'_, Result<R, sqlx::Error>>,
+    limit: Option<Duration>,
+    mut convert: impl FnMut(&R, &mut Row) -> Result<(), sqlx::Error>,
+    each: &mut (dyn FnMut(&[DbValue]) -> ControlFlow<()> + Send),
+) -> Result<u64, Drained> {
+    let mut buf: Row = Vec::new();
+    let mut n = 0u64;
+    let watchdog = tokio::time::sleep(limit.unwrap_or(Duration::from_secs(86_400)));
+    tokio::pin!(watchdog);
+    let mut seen_at_last_check = 0u64;
+    loop {
+        let item = tokio::select! {
+            biased;
+            item = stream.next() => item,
+            _ = &mut watchdog, if limit.is_some() => {
+                if n == seen_at_last_check {
+                    return Err(Drained::Stalled);
+                }
+                seen_at_last_check = n;
+                watchdog
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + limit.unwrap_or_default());
+                continue;
+            }
+        };
+        let Some(row) = item else {
+            return Ok(n);
+        };
+        let row = row.map_err(|e| Drained::Error(e, n))?;
+        convert(&row, &mut buf).map_err(|e| Drained::Error(e, n))?;
+        n += 1;
+        if each(&buf).is_break() {
+            return Ok(n);
+        }
+    }
 }

@@ -94,6 +94,120 @@ async fn transaction_suite(db: &Db) {
         .is_err());
     drop(tx);
     assert_eq!(rule_prefixes(db).await, ["32", "33"]);
+
+    bulk_and_streamed(db).await;
+}
+
+/// `insert_rows` (multi-row INSERTs, more rows than one statement carries, NULLs among
+/// the values) and `select_each` (every row once, in a reused buffer, stoppable), inside
+/// and outside a transaction.
+async fn bulk_and_streamed(db: &Db) {
+    let n = 12_345usize;
+    let cols = ["lcr_id", "prefix", "from_uri", "stopper"];
+    let mut values = Vec::with_capacity(n * cols.len());
+    for i in 0..n {
+        values.extend([
+            DbValue::Int(2),
+            s(&format!("9{i}")),
+            if i % 2 == 0 {
+                DbValue::Null
+            } else {
+                s("^sip:a@")
+            },
+            DbValue::Int((i % 2) as i64),
+        ]);
+    }
+    let mut tx = db.transaction().await.unwrap();
+    assert_eq!(
+        tx.insert_rows("lcr_rule", &cols, &values).await.unwrap(),
+        n as u64
+    );
+    assert!(
+        tx.insert_rows("lcr_rule", &cols, &values[..3])
+            .await
+            .is_err(),
+        "values that do not fill whole rows"
+    );
+    let mut seen_in_tx = 0;
+    let handed = tx
+        .select_each(
+            "lcr_rule",
+            &["prefix"],
+            &[Cond::eq("lcr_id", 2_i64)],
+            |_| {
+                seen_in_tx += 1;
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((handed, seen_in_tx), (n as u64, n));
+    let outside = db
+        .select_each(
+            "lcr_rule",
+            &["id"],
+            &[Cond::eq("lcr_id", 2_i64)],
+            None,
+            |_| std::ops::ControlFlow::Continue(()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outside, 0, "not visible before commit");
+    tx.commit().await.unwrap();
+
+    let mut prefixes = Vec::new();
+    let mut with_regex = 0;
+    let handed = db
+        .select_each(
+            "lcr_rule",
+            &["prefix", "from_uri", "stopper"],
+            &[Cond::eq("lcr_id", 2_i64)],
+            Some("id"),
+            |row| {
+                prefixes.push(row[0].to_string());
+                match (&row[1], row[2].as_int()) {
+                    (DbValue::Null, Some(0)) => {}
+                    (DbValue::Str(r), Some(1)) if r == "^sip:a@" => with_regex += 1,
+                    other => panic!("row {row:?}: {other:?}"),
+                }
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(handed, n as u64);
+    assert_eq!(with_regex, n / 2);
+    let expected: Vec<String> = (0..n).map(|i| format!("9{i}")).collect();
+    assert_eq!(prefixes, expected, "every row once, in id order");
+
+    let mut first = Vec::new();
+    let handed = db
+        .select_each(
+            "lcr_rule",
+            &["prefix"],
+            &[Cond::eq("lcr_id", 2_i64)],
+            Some("id"),
+            |row| {
+                first.push(row[0].to_string());
+                if first.len() == 3 {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (handed, first),
+        (3, vec!["90".to_string(), "91".into(), "92".into()])
+    );
+    assert!(db
+        .select_each("no_such_table", &["x"], &[], None, |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .is_err());
 }
 
 #[tokio::test]

@@ -1,16 +1,23 @@
-//! Scale check (not a test): N prefix rules (default 1,000,000) with two targets each in a
-//! SQLite database, loaded the way the module loads them at start and on reload; prints
-//! the load time, the resident memory it added and the cost of one load_gws() lookup.
+//! Scale check (not a test): N prefix rules (default 1,000,000) with two targets each,
+//! written by the import (`ferrosip lcr import`'s code: CSV text parsed, planned and
+//! written in one transaction) and loaded the way the module loads them at start and on
+//! reload; prints the import and load times, the resident memory the load kept, the peak
+//! during a reload (with the old snapshot still serving) and the cost of one load_gws()
+//! lookup.
 //!
 //! ```sh
-//! cargo run --release -p ferrosip-mod-lcr --example lcr_scale [-- RULES [DB_FILE]]
+//! cargo run --release -p ferrosip-mod-lcr --example lcr_scale [-- RULES [DB_URL_OR_FILE]]
 //! ```
+//! DB_URL_OR_FILE: an SQLite file (default: a temporary one) or a db_url such as
+//! `postgres://postgres@127.0.0.1/lcrscale` (the database must exist).
 //! The prefixes are the numbers 10..10+RULES (2 to 7 digits), so a dialled number matches
 //! up to six rules of different lengths, as national/area/exchange prefixes do.
 
 use ferrosip_db::{schema, Db, DbValue};
 use ferrosip_mod_lcr::data::GwOrdering;
+use ferrosip_mod_lcr::import;
 use ferrosip_mod_lcr::load::{self, Limits, Tables};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Resident and peak resident memory of this process, in KiB.
@@ -27,9 +34,28 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Resets VmHWM to the current RSS, so the next peak is the reload's own.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn count_rules(db: &Db) -> u64 {
+    db.select_each(
+        "lcr_rule",
+        &["id"],
+        &[],
+        None,
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap_or(0)
+}
+
 async fn fill(db: &Db, rules: u64) {
-    schema::init(db, Some(&["lcr"])).await.expect("schema");
-    let mut gw_ids = Vec::new();
+    if db.select("lcr_gw", &["id"], &[], None).await.is_err() {
+        schema::init(db, Some(&["lcr"])).await.expect("schema");
+    }
+    db.delete("lcr_gw", &[]).await.expect("clear gateways");
     for (name, port) in [("alpha", 5080_i64), ("beta", 5081)] {
         db.insert(
             "lcr_gw",
@@ -45,44 +71,34 @@ async fn fill(db: &Db, rules: u64) {
         .await
         .expect("gateway");
     }
-    for row in db
-        .select("lcr_gw", &["id"], &[], Some("id"))
-        .await
-        .expect("gateways")
-    {
-        gw_ids.push(row[0].as_int().expect("id"));
-    }
-    let mut tx = db.transaction().await.expect("transaction");
+    // The rate sheet: alternate which carrier is cheaper.
+    let mut csv = String::with_capacity(rules as usize * 40);
+    csv.push_str("carrier,prefix,rate\n");
     for i in 0..rules {
-        let prefix = (10 + i).to_string();
-        let rule = tx
-            .insert_returning_id(
-                "lcr_rule",
-                &["lcr_id", "prefix"],
-                &[DbValue::Int(1), DbValue::Str(prefix)],
-                "id",
-            )
-            .await
-            .expect("rule");
-        for (k, gw) in gw_ids.iter().enumerate() {
-            // Alternate which carrier is cheaper.
-            let priority = ((i as usize + k) % 2) as i64;
-            tx.insert(
-                "lcr_rule_target",
-                &["lcr_id", "rule_id", "gw_id", "priority", "weight"],
-                &[
-                    DbValue::Int(1),
-                    DbValue::Int(rule),
-                    DbValue::Int(*gw),
-                    DbValue::Int(priority),
-                    DbValue::Int(1),
-                ],
-            )
-            .await
-            .expect("target");
-        }
+        let prefix = 10 + i;
+        let (a, b) = if i % 2 == 0 {
+            ("0.010", "0.012")
+        } else {
+            ("0.012", "0.010")
+        };
+        csv.push_str(&format!("alpha,{prefix},{a}\nbeta,{prefix},{b}\n"));
     }
-    tx.commit().await.expect("commit");
+    let t = Instant::now();
+    let rows = import::parse_csv(&csv).expect("sheet");
+    let plan = import::plan(&rows, 0).expect("plan");
+    drop(rows);
+    let parsed = t.elapsed();
+    let s = import::write(db, &Tables::kamailio(), 1, &plan)
+        .await
+        .expect("import");
+    println!(
+        "import: {} rules, {} targets in {:.1} s ({:.1} s parsing and planning the CSV, \
+         the rest writing in one transaction)",
+        s.rules,
+        s.targets,
+        t.elapsed().as_secs_f64(),
+        parsed.as_secs_f64()
+    );
 }
 
 fn main() {
@@ -92,51 +108,62 @@ fn main() {
         .map(|a| a.parse().expect("RULES is a number"))
         .unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let path = args
-        .next()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| tmp.path().join("lcr-scale.db"));
-    let url = format!("sqlite://{}", path.display());
+    let url = match args.next() {
+        Some(u) if u.contains("://") => u,
+        Some(path) => format!("sqlite://{path}"),
+        None => format!("sqlite://{}", tmp.path().join("lcr-scale.db").display()),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     let db = rt.block_on(Db::connect(&url)).expect("connect");
-    let have = rt
-        .block_on(db.select("lcr_rule", &["id"], &[], None))
-        .map(|r| r.len() as u64)
-        .unwrap_or(0);
-    if have != rules {
-        let t = Instant::now();
+    if rt.block_on(count_rules(&db)) != rules {
         rt.block_on(fill(&db, rules));
-        println!(
-            "filled {path:?}: {rules} rules, {} targets in {:.1} s (one transaction)",
-            rules * 2,
-            t.elapsed().as_secs_f64()
-        );
     }
     let limits = Limits {
         lcr_count: 1,
         gw_count: 128,
     };
     let (rss0, _) = rss_kib();
+    reset_peak();
     let t = Instant::now();
     let snap = rt
         .block_on(load::load(&db, &Tables::kamailio(), limits))
         .expect("load");
     let load_time = t.elapsed();
-    let (rss1, peak) = rss_kib();
+    let (rss1, peak1) = rss_kib();
+    // A reload: the new snapshot is built while the old one still serves.
+    reset_peak();
+    let t = Instant::now();
+    let again = rt
+        .block_on(load::load(&db, &Tables::kamailio(), limits))
+        .expect("reload");
+    let reload_time = t.elapsed();
+    let (rss2, peak2) = rss_kib();
+    drop(snap);
+    let snap = again;
     let inst = snap.instance(1).expect("instance 1");
     println!(
-        "load: {} rules, {} targets in {:.2} s; RSS {} MiB -> {} MiB (+{} MiB kept), peak {} MiB",
+        "load ({url}): {} rules, {} targets in {:.2} s; RSS {} MiB -> {} MiB (+{} MiB kept), \
+         peak {} MiB",
         inst.rules.len(),
         inst.targets.len(),
         load_time.as_secs_f64(),
         rss0 / 1024,
         rss1 / 1024,
         rss1.saturating_sub(rss0) / 1024,
-        peak / 1024
+        peak1 / 1024
+    );
+    println!(
+        "reload with the old snapshot serving: {:.2} s; RSS {} MiB with both, peak {} MiB \
+         (+{} MiB over the first load's, {:.2}x the kept memory)",
+        reload_time.as_secs_f64(),
+        rss2 / 1024,
+        peak2 / 1024,
+        peak2.saturating_sub(rss0) / 1024,
+        peak2.saturating_sub(rss0) as f64 / rss1.saturating_sub(rss0).max(1) as f64
     );
 
     // Dialled numbers: a random prefix of the table followed by digits.

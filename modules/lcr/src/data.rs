@@ -3,6 +3,7 @@
 //! times change) and is swapped as a whole on reload, so a lookup sees one consistent load.
 
 use regex::bytes::Regex;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -120,22 +121,33 @@ pub struct Target {
     /// Index into the instance's gateways.
     pub gw: u32,
     pub priority: u8,
-    pub weight: u32,
+    /// 1-254, as the loader checks.
+    pub weight: u8,
 }
 
-/// One enabled `lcr_rule` row with its targets.
-#[derive(Debug)]
+/// One enabled `lcr_rule` row with its targets: a small fixed-size record, no heap. Its
+/// prefix lives in the instance's prefix index and its regexes in the instance's shared
+/// filter table (a million rules usually share a handful of patterns, or none).
+#[derive(Clone, Copy, Debug)]
 pub struct Rule {
     pub id: u32,
-    pub prefix: Box<[u8]>,
-    pub from_uri: Option<Regex>,
-    pub request_uri: Option<Regex>,
-    pub stopper: bool,
     /// Range into the instance's targets.
     pub targets: (u32, u32),
+    /// Index into `Instance::filters`; 0 is the filter without regexes.
+    pub filter: u32,
+    pub prefix_len: u16,
+    pub stopper: bool,
 }
 
-/// A rule as read from the database, before indexing.
+/// The From URI and Request-URI regexes of rules (either may be absent).
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub from_uri: Option<Regex>,
+    pub request_uri: Option<Regex>,
+}
+
+/// A rule as read from the database, before indexing (tests and small loads; the
+/// database loader feeds an [`InstanceBuilder`] row by row instead).
 #[derive(Debug)]
 pub struct RuleRow {
     pub id: u32,
@@ -145,35 +157,146 @@ pub struct RuleRow {
     pub stopper: bool,
 }
 
-/// Rules whose prefixes all have one length, sorted by prefix: a binary search over
-/// fixed-width keys laid end to end (no allocation per prefix, so a million prefixes cost
-/// their bytes plus four bytes each).
-#[derive(Debug, Default)]
+/// The keys of one prefix length, sorted.
+#[derive(Debug)]
+enum Keys {
+    /// Every prefix of this length is made of digits and fits in a u64 (up to 19
+    /// digits, as telephone prefixes do): its number, with a bucket index over the
+    /// number range so a lookup touches a cache line or two instead of a binary search
+    /// over the whole table.
+    Digits {
+        values: Vec<u64>,
+        /// `buckets[b]..buckets[b + 1]`: the values whose bucket is `b`.
+        buckets: Vec<u32>,
+        /// bucket(v) = (v * scale) >> 64.
+        scale: u128,
+    },
+    /// Any other prefixes: `len` bytes each, laid end to end.
+    Bytes(Vec<u8>),
+}
+
+/// Rules whose prefixes all have one length, sorted by prefix.
+#[derive(Debug)]
 struct LengthTable {
     len: usize,
-    /// The distinct prefixes of this length, sorted, `len` bytes each.
-    keys: Vec<u8>,
+    keys: Keys,
     /// `starts[i]..starts[i + 1]`: the rules (indexes into `Instance::rules`) of key `i`.
     starts: Vec<u32>,
 }
 
+/// The longest all-digit prefix kept as a number (10^19 < 2^64).
+const MAX_NUMERIC_LEN: usize = 19;
+
 impl LengthTable {
-    fn find(&self, key: &[u8]) -> Option<std::ops::Range<usize>> {
-        let n = self.starts.len().saturating_sub(1);
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let k = &self.keys[mid * self.len..(mid + 1) * self.len];
-            match k.cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    return Some(self.starts[mid] as usize..self.starts[mid + 1] as usize)
+    fn key_count(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    fn rules_of(&self, i: usize) -> std::ops::Range<usize> {
+        self.starts[i] as usize..self.starts[i + 1] as usize
+    }
+
+    /// Turns byte keys into numbers when they are all digits.
+    fn from_bytes(len: usize, bytes: Vec<u8>, starts: Vec<u32>) -> LengthTable {
+        let numeric = len <= MAX_NUMERIC_LEN && bytes.iter().all(u8::is_ascii_digit);
+        if !numeric {
+            return LengthTable {
+                len,
+                keys: Keys::Bytes(bytes),
+                starts,
+            };
+        }
+        let values: Vec<u64> = if len == 0 {
+            vec![0; starts.len().saturating_sub(1)]
+        } else {
+            bytes.chunks(len).map(digits_value).collect()
+        };
+        drop(bytes);
+        let range = 10u128.pow(len as u32);
+        let n = values.len();
+        let nb = ((n / 4).max(1).next_power_of_two() as u128).min(range);
+        let scale = (nb << 64) / range;
+        let mut buckets = Vec::with_capacity(nb as usize + 1);
+        let mut i = 0;
+        for b in 0..nb as usize {
+            while i < n && bucket_of(values[i], scale) < b {
+                i += 1;
+            }
+            buckets.push(i as u32);
+        }
+        buckets.push(n as u32);
+        LengthTable {
+            len,
+            keys: Keys::Digits {
+                values,
+                buckets,
+                scale,
+            },
+            starts,
+        }
+    }
+
+    /// The rules of the key that `user` starts with; `numbers[k]` is the number of the
+    /// user's first k characters when they are all digits (k < `digit_run`).
+    fn find(
+        &self,
+        user: &[u8],
+        numbers: &[u64; MAX_NUMERIC_LEN + 1],
+        digit_run: usize,
+    ) -> Option<std::ops::Range<usize>> {
+        match &self.keys {
+            Keys::Digits {
+                values,
+                buckets,
+                scale,
+            } => {
+                if self.len > digit_run {
+                    return None;
                 }
+                let key = numbers[self.len];
+                let b = bucket_of(key, *scale);
+                let (lo, hi) = (buckets[b] as usize, buckets[b + 1] as usize);
+                let i = lo + values[lo..hi].binary_search(&key).ok()?;
+                Some(self.rules_of(i))
+            }
+            Keys::Bytes(keys) => {
+                let key = &user[..self.len];
+                let (mut lo, mut hi) = (0usize, self.key_count());
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    let k = &keys[mid * self.len..(mid + 1) * self.len];
+                    match k.cmp(key) {
+                        std::cmp::Ordering::Less => lo = mid + 1,
+                        std::cmp::Ordering::Greater => hi = mid,
+                        std::cmp::Ordering::Equal => return Some(self.rules_of(mid)),
+                    }
+                }
+                None
             }
         }
-        None
     }
+
+    /// The prefix of key `i`.
+    fn key(&self, i: usize) -> Vec<u8> {
+        match &self.keys {
+            Keys::Digits { .. } if self.len == 0 => Vec::new(),
+            Keys::Digits { values, .. } => {
+                format!("{:0width$}", values[i], width = self.len).into_bytes()
+            }
+            Keys::Bytes(keys) => keys[i * self.len..(i + 1) * self.len].to_vec(),
+        }
+    }
+}
+
+fn bucket_of(value: u64, scale: u128) -> usize {
+    ((u128::from(value) * scale) >> 64) as usize
+}
+
+/// The number an all-digit string spells (at most 19 digits).
+fn digits_value(digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'))
 }
 
 /// One LCR instance (`lcr_id`).
@@ -183,6 +306,8 @@ pub struct Instance {
     /// Sorted by (prefix length descending, prefix, rule id).
     pub rules: Vec<Rule>,
     pub targets: Vec<Target>,
+    /// The rules' regexes, each distinct pair once; index 0 has none.
+    pub filters: Vec<Filter>,
     /// One table per prefix length, longest first (Kamailio's prefix-length list).
     lengths: Vec<LengthTable>,
     /// Some gateway has no IP address: from_gw()/to_gw() refuse this instance, as
@@ -211,30 +336,160 @@ pub enum GwOrdering {
     PriorityOnly,
 }
 
-impl Instance {
-    /// Builds an instance: `targets` are `(rule_id, target)` pairs; targets of rules that
-    /// are not loaded (disabled) are dropped, as Kamailio skips them.
-    pub fn build(
-        gateways: Vec<Gateway>,
-        mut rules: Vec<RuleRow>,
-        mut targets: Vec<(u32, Target)>,
-    ) -> Instance {
-        rules.sort_by(|a, b| {
-            b.prefix
-                .len()
-                .cmp(&a.prefix.len())
-                .then_with(|| a.prefix.cmp(&b.prefix))
+/// A rule waiting for the build: its prefix is a slice of the builder's arena.
+#[derive(Clone, Copy, Debug)]
+struct PendingRule {
+    id: u32,
+    prefix_at: u32,
+    prefix_len: u16,
+    stopper: bool,
+    filter: u32,
+}
+
+/// Collects one instance's rules and targets as the database hands them out, each in a
+/// fixed-size record (prefixes in one shared byte arena, regexes compiled once per
+/// distinct pattern), then sorts and indexes them in [`InstanceBuilder::finish`].
+#[derive(Debug)]
+pub struct InstanceBuilder {
+    rules: Vec<PendingRule>,
+    prefixes: Vec<u8>,
+    filters: Vec<Filter>,
+    filter_ids: HashMap<(Box<str>, Box<str>), u32>,
+    targets: Vec<(u32, Target)>,
+}
+
+impl Default for InstanceBuilder {
+    fn default() -> Self {
+        InstanceBuilder {
+            rules: Vec::new(),
+            prefixes: Vec::new(),
+            filters: vec![Filter::default()],
+            filter_ids: HashMap::from([((Box::from(""), Box::from("")), 0)]),
+            targets: Vec::new(),
+        }
+    }
+}
+
+impl InstanceBuilder {
+    /// Adds an enabled rule; empty patterns mean "no regex". A pattern that does not
+    /// compile is an error naming the rule.
+    pub fn add_rule(
+        &mut self,
+        id: u32,
+        prefix: &[u8],
+        from_uri: &str,
+        request_uri: &str,
+        stopper: bool,
+    ) -> Result<(), String> {
+        let filter = match self
+            .filter_ids
+            .get(&(Box::from(from_uri), Box::from(request_uri)))
+        {
+            Some(&f) => f,
+            None => {
+                let compile = |pattern: &str, what: &str| -> Result<Option<Regex>, String> {
+                    if pattern.is_empty() {
+                        return Ok(None);
+                    }
+                    Regex::new(pattern)
+                        .map(Some)
+                        .map_err(|e| format!("lcr rule {id}: {what} regex '{pattern}': {e}"))
+                };
+                let f = Filter {
+                    from_uri: compile(from_uri, "from_uri")?,
+                    request_uri: compile(request_uri, "request_uri")?,
+                };
+                self.intern(from_uri, request_uri, f)
+            }
+        };
+        self.push_rule(id, prefix, stopper, filter)
+    }
+
+    /// Adds a rule whose regexes are already compiled.
+    pub fn add_rule_row(&mut self, r: RuleRow) -> Result<(), String> {
+        let pattern = |re: &Option<Regex>| re.as_ref().map_or("", Regex::as_str).to_string();
+        let (from, ruri) = (pattern(&r.from_uri), pattern(&r.request_uri));
+        let filter = match self
+            .filter_ids
+            .get(&(Box::from(from.as_str()), Box::from(ruri.as_str())))
+        {
+            Some(&f) => f,
+            None => self.intern(
+                &from,
+                &ruri,
+                Filter {
+                    from_uri: r.from_uri,
+                    request_uri: r.request_uri,
+                },
+            ),
+        };
+        self.push_rule(r.id, r.prefix.as_bytes(), r.stopper, filter)
+    }
+
+    fn intern(&mut self, from_uri: &str, request_uri: &str, f: Filter) -> u32 {
+        let id = self.filters.len() as u32;
+        self.filters.push(f);
+        self.filter_ids
+            .insert((Box::from(from_uri), Box::from(request_uri)), id);
+        id
+    }
+
+    fn push_rule(
+        &mut self,
+        id: u32,
+        prefix: &[u8],
+        stopper: bool,
+        filter: u32,
+    ) -> Result<(), String> {
+        let prefix_len = u16::try_from(prefix.len()).map_err(|_| {
+            format!(
+                "lcr rule {id}: prefix of {} bytes is too long",
+                prefix.len()
+            )
+        })?;
+        let prefix_at = u32::try_from(self.prefixes.len())
+            .map_err(|_| "lcr: more than 4 GiB of rule prefixes".to_string())?;
+        self.prefixes.extend_from_slice(prefix);
+        self.rules.push(PendingRule {
+            id,
+            prefix_at,
+            prefix_len,
+            stopper,
+            filter,
+        });
+        Ok(())
+    }
+
+    /// Adds a target of rule `rule_id` (one of a rule not added is dropped at the build).
+    pub fn add_target(&mut self, rule_id: u32, target: Target) {
+        self.targets.push((rule_id, target));
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Sorts and indexes the rules: targets of rules that are not loaded (disabled) are
+    /// dropped, as Kamailio skips them.
+    pub fn finish(self, gateways: Vec<Gateway>) -> Instance {
+        let InstanceBuilder {
+            mut rules,
+            prefixes,
+            filters,
+            mut targets,
+            ..
+        } = self;
+        let prefix_of = |r: &PendingRule| {
+            &prefixes[r.prefix_at as usize..r.prefix_at as usize + r.prefix_len as usize]
+        };
+        rules.sort_unstable_by(|a, b| {
+            b.prefix_len
+                .cmp(&a.prefix_len)
+                .then_with(|| prefix_of(a).cmp(prefix_of(b)))
                 .then(a.id.cmp(&b.id))
         });
-        targets.sort_by_key(|(rule, t)| (*rule, t.priority, t.gw));
+        targets.sort_unstable_by_key(|(rule, t)| (*rule, t.priority, t.gw));
         let gw_without_ip = gateways.iter().any(|g| g.ip.is_none());
-        let mut inst = Instance {
-            gateways,
-            rules: Vec::with_capacity(rules.len()),
-            targets: Vec::with_capacity(targets.len()),
-            lengths: Vec::new(),
-            gw_without_ip,
-        };
         // Rule ids are unique: find each rule's targets by merging two sorted lists.
         let mut by_id: Vec<(u32, u32)> = rules
             .iter()
@@ -256,54 +511,101 @@ impl Instance {
             }
             ranges[*idx as usize] = (start, kept.len() as u32);
         }
-        inst.targets = kept;
-        for (i, r) in rules.into_iter().enumerate() {
-            let prefix: Box<[u8]> = r.prefix.into_bytes().into_boxed_slice();
-            let len = prefix.len();
-            if inst.lengths.last().is_none_or(|t| t.len != len) {
-                inst.lengths.push(LengthTable {
-                    len,
-                    ..LengthTable::default()
+        drop(by_id);
+        drop(targets);
+        kept.shrink_to_fit();
+
+        let mut lengths = Vec::new();
+        let mut out_rules = Vec::with_capacity(rules.len());
+        let mut i = 0;
+        while i < rules.len() {
+            let len = rules[i].prefix_len as usize;
+            let mut keys: Vec<u8> = Vec::new();
+            let mut starts: Vec<u32> = Vec::new();
+            while i < rules.len() && rules[i].prefix_len as usize == len {
+                let r = rules[i];
+                let prefix = prefix_of(&r);
+                let n = starts.len();
+                if n == 0 || keys[(n - 1) * len..] != *prefix {
+                    keys.extend_from_slice(prefix);
+                    starts.push(i as u32);
+                }
+                out_rules.push(Rule {
+                    id: r.id,
+                    targets: ranges[i],
+                    filter: r.filter,
+                    prefix_len: r.prefix_len,
+                    stopper: r.stopper,
                 });
+                i += 1;
             }
-            let table = inst.lengths.last_mut().expect("pushed above");
-            let n = table.starts.len();
-            let same_key = n > 0 && table.keys[(n - 1) * len..] == prefix[..];
-            if !same_key {
-                table.keys.extend_from_slice(&prefix);
-                table.starts.push(i as u32);
-            }
-            inst.rules.push(Rule {
-                id: r.id,
-                prefix,
-                from_uri: r.from_uri,
-                request_uri: r.request_uri,
-                stopper: r.stopper,
-                targets: ranges[i],
-            });
+            starts.push(i as u32);
+            starts.shrink_to_fit();
+            lengths.push(LengthTable::from_bytes(len, keys, starts));
         }
-        let total = inst.rules.len() as u32;
-        for t in &mut inst.lengths {
-            t.starts.push(total);
+        Instance {
+            gateways,
+            rules: out_rules,
+            targets: kept,
+            filters,
+            lengths,
+            gw_without_ip,
         }
-        // Each table's last start is its own end: fix the ends to the next table's first.
-        let firsts: Vec<u32> = inst.lengths.iter().map(|t| t.starts[0]).collect();
-        for (k, t) in inst.lengths.iter_mut().enumerate() {
-            let end = firsts.get(k + 1).copied().unwrap_or(total);
-            if let Some(last) = t.starts.last_mut() {
-                *last = end;
-            }
+    }
+}
+
+impl Instance {
+    /// Builds an instance: `targets` are `(rule_id, target)` pairs; targets of rules that
+    /// are not loaded (disabled) are dropped, as Kamailio skips them.
+    pub fn build(
+        gateways: Vec<Gateway>,
+        rules: Vec<RuleRow>,
+        targets: Vec<(u32, Target)>,
+    ) -> Instance {
+        let mut b = InstanceBuilder::default();
+        for r in rules {
+            // A prefix of 64 KiB or more cannot come from a test's rows.
+            b.add_rule_row(r).expect("a prefix shorter than 64 KiB");
         }
-        inst
+        for (rule, t) in targets {
+            b.add_target(rule, t);
+        }
+        b.finish(gateways)
+    }
+
+    /// The regexes of a rule.
+    pub fn filter(&self, rule: &Rule) -> &Filter {
+        &self.filters[rule.filter as usize]
     }
 
     /// The rules whose prefix is a prefix of `user`, longest prefix first.
     pub fn rules_for<'a>(&'a self, user: &'a [u8]) -> impl Iterator<Item = &'a Rule> + 'a {
+        let mut numbers = [0u64; MAX_NUMERIC_LEN + 1];
+        let mut digit_run = 0;
+        while digit_run < MAX_NUMERIC_LEN
+            && digit_run < user.len()
+            && user[digit_run].is_ascii_digit()
+        {
+            numbers[digit_run + 1] = numbers[digit_run] * 10 + u64::from(user[digit_run] - b'0');
+            digit_run += 1;
+        }
         self.lengths
             .iter()
             .filter(move |t| t.len <= user.len())
-            .filter_map(move |t| t.find(&user[..t.len]))
+            .filter_map(move |t| t.find(user, &numbers, digit_run))
             .flat_map(move |r| self.rules[r].iter())
+    }
+
+    /// Every rule with its prefix, in the rules' order (for dumps).
+    pub fn rules_with_prefixes(&self) -> impl Iterator<Item = (Vec<u8>, &Rule)> + '_ {
+        self.lengths.iter().flat_map(move |t| {
+            (0..t.key_count()).flat_map(move |i| {
+                let prefix = t.key(i);
+                self.rules[t.rules_of(i)]
+                    .iter()
+                    .map(move |r| (prefix.clone(), r))
+            })
+        })
     }
 
     /// The matching gateways in the order `next_gw()` tries them (Kamailio's load_gws()):
@@ -320,12 +622,13 @@ impl Instance {
     ) -> Vec<Matched> {
         let mut out = Vec::new();
         for rule in self.rules_for(user) {
-            if let Some(re) = &rule.from_uri {
+            let filter = self.filter(rule);
+            if let Some(re) = &filter.from_uri {
                 if !re.is_match(from_uri) {
                     continue;
                 }
             }
-            if let Some(re) = &rule.request_uri {
+            if let Some(re) = &filter.request_uri {
                 if !re.is_match(request_uri) {
                     continue;
                 }
@@ -341,7 +644,7 @@ impl Instance {
                 out.push(Matched {
                     gw: t.gw,
                     rule_id: rule.id,
-                    prefix_len: rule.prefix.len() as u32,
+                    prefix_len: u32::from(rule.prefix_len),
                     priority: t.priority,
                     weight_key: u64::from(t.weight) * (random() & 0x7f_ffff),
                 });
@@ -359,15 +662,16 @@ impl Instance {
                 .then(a.priority.cmp(&b.priority))
                 .then(b.weight_key.cmp(&a.weight_key))
         });
-        let mut seen = Vec::with_capacity(out.len());
-        out.retain(|m| {
-            if seen.contains(&m.gw) {
-                false
-            } else {
-                seen.push(m.gw);
-                true
+        // Keep each gateway's first (best) place; the list is a handful long.
+        let mut kept = 0;
+        for i in 0..out.len() {
+            let m = out[i];
+            if !out[..kept].iter().any(|k| k.gw == m.gw) {
+                out[kept] = m;
+                kept += 1;
             }
-        });
+        }
+        out.truncate(kept);
         out
     }
 
@@ -444,7 +748,7 @@ mod tests {
         }
     }
 
-    fn t(gw: u32, priority: u8, weight: u32) -> Target {
+    fn t(gw: u32, priority: u8, weight: u8) -> Target {
         Target {
             gw,
             priority,
@@ -605,6 +909,103 @@ mod tests {
             assert_eq!(ids, vec![i + 1], "{p}");
         }
         assert_eq!(inst.rules_for(b"10001").count(), 0);
+    }
+
+    #[test]
+    fn digit_and_other_prefixes_side_by_side() {
+        let gws = vec![gw(1, "10.0.0.1")];
+        // "0049" and "049" must stay apart (same number, other lengths), "+49" and "49a"
+        // are not all digits, "" matches everything.
+        let prefixes = [
+            "0049",
+            "049",
+            "+49",
+            "49a",
+            "",
+            "49",
+            "4",
+            "9999999999999999999",
+        ];
+        let rules: Vec<RuleRow> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| rule(i as u32 + 1, p))
+            .collect();
+        let targets = (1..=prefixes.len() as u32)
+            .map(|i| (i, t(0, 0, 1)))
+            .collect();
+        let inst = Instance::build(gws, rules, targets);
+        let ids =
+            |user: &str| -> Vec<u32> { inst.rules_for(user.as_bytes()).map(|r| r.id).collect() };
+        assert_eq!(ids("00491"), vec![1, 5]);
+        assert_eq!(ids("0491"), vec![2, 5]);
+        assert_eq!(ids("+491"), vec![3, 5]);
+        assert_eq!(ids("49a1"), vec![4, 6, 7, 5]);
+        assert_eq!(ids("491"), vec![6, 7, 5]);
+        assert_eq!(ids("99999999999999999999"), vec![8, 5]);
+        assert_eq!(ids("x"), vec![5]);
+        let dumped: Vec<(String, u32)> = inst
+            .rules_with_prefixes()
+            .map(|(p, r)| (String::from_utf8(p).unwrap(), r.id))
+            .collect();
+        assert_eq!(
+            dumped,
+            vec![
+                ("9999999999999999999".to_string(), 8),
+                ("0049".to_string(), 1),
+                ("+49".to_string(), 3),
+                ("049".to_string(), 2),
+                ("49a".to_string(), 4),
+                ("49".to_string(), 6),
+                ("4".to_string(), 7),
+                (String::new(), 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn bucket_index_finds_every_key_of_a_dense_table() {
+        let gws = vec![gw(1, "10.0.0.1")];
+        // Every third 6-digit number from 100000: dense enough for many keys per bucket,
+        // with gaps a lookup must not fall into.
+        let rules: Vec<RuleRow> = (0..50_000u32)
+            .map(|i| rule(i + 1, &(100_000 + i * 3).to_string()))
+            .collect();
+        let targets = (0..50_000u32).map(|i| (i + 1, t(0, 0, 1))).collect();
+        let inst = Instance::build(gws, rules, targets);
+        for n in 100_000u32..250_000 {
+            let ids: Vec<u32> = inst
+                .rules_for(format!("{n}12").as_bytes())
+                .map(|r| r.id)
+                .collect();
+            let want = if (n - 100_000) % 3 == 0 {
+                vec![(n - 100_000) / 3 + 1]
+            } else {
+                vec![]
+            };
+            assert_eq!(ids, want, "{n}");
+        }
+        assert_eq!(inst.rules_for(b"099999").count(), 0);
+        assert_eq!(inst.rules_for(b"999999").count(), 0);
+    }
+
+    #[test]
+    fn shared_regexes_are_compiled_once() {
+        let mut b = InstanceBuilder::default();
+        for i in 0..100u32 {
+            b.add_rule(i + 1, format!("{i}").as_bytes(), "^sip:a@", "", false)
+                .unwrap();
+        }
+        b.add_rule(500, b"1", "", "", false).unwrap();
+        let e = b.add_rule(501, b"1", "(", "", false).unwrap_err();
+        assert!(e.contains("lcr rule 501") && e.contains("from_uri"), "{e}");
+        let inst = b.finish(vec![gw(1, "10.0.0.1")]);
+        assert_eq!(
+            inst.filters.len(),
+            2,
+            "the no-regex filter and one shared pair"
+        );
+        assert_eq!(inst.rules.len(), 101);
     }
 
     #[test]

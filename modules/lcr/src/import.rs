@@ -16,6 +16,10 @@
 use crate::load::Tables;
 use ferrosip_db::{Cond, Db, DbValue};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+
+/// Rows per batch handed to the database's bulk insert.
+const BATCH_ROWS: usize = 10_000;
 
 /// Kamailio's `lcr_rule.prefix` is VARCHAR(16).
 const MAX_PREFIX_LEN: usize = 16;
@@ -296,38 +300,96 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
         .delete(&t.rule_table, &[Cond::eq(&t.lcr_id, lcr)])
         .await
         .map_err(|e| e.to_string())?;
+    // The bulk path: multi-row INSERTs of the rules, their ids read back by prefix (unique
+    // in the plan), then multi-row INSERTs of the targets; batches bound the memory.
+    let rule_cols = [t.lcr_id.as_str(), &t.prefix, &t.stopper, &t.enabled];
+    let mut batch: Vec<DbValue> = Vec::with_capacity(BATCH_ROWS * 5);
+    for prefix in plan.rules.keys() {
+        batch.extend([
+            DbValue::Int(lcr),
+            DbValue::Str(prefix.clone()),
+            DbValue::Int(0),
+            DbValue::Int(1),
+        ]);
+        if batch.len() >= BATCH_ROWS * rule_cols.len() {
+            tx.insert_rows(&t.rule_table, &rule_cols, &batch)
+                .await
+                .map_err(|e| e.to_string())?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        tx.insert_rows(&t.rule_table, &rule_cols, &batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        batch.clear();
+    }
+    let prefixes: Vec<&str> = plan.rules.keys().map(String::as_str).collect();
+    let mut rule_ids = vec![-1i64; prefixes.len()];
+    let mut failed = None;
+    tx.select_each(
+        &t.rule_table,
+        &[&t.id, &t.prefix],
+        &[Cond::eq(&t.lcr_id, lcr)],
+        |row| {
+            let id = row.first().and_then(DbValue::as_int);
+            let prefix = row.get(1).and_then(DbValue::as_str).unwrap_or_default();
+            match (id, prefixes.binary_search(&prefix)) {
+                (Some(id), Ok(k)) if rule_ids[k] < 0 => {
+                    rule_ids[k] = id;
+                    ControlFlow::Continue(())
+                }
+                _ => {
+                    failed = Some(format!(
+                        "{}: a rule with prefix '{prefix}' appeared that the import did not                          write once (another writer?)",
+                        t.rule_table
+                    ));
+                    ControlFlow::Break(())
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if rule_ids.contains(&-1) {
+        return Err(format!(
+            "{}: some imported rules did not read back",
+            t.rule_table
+        ));
+    }
+    let target_cols = [
+        t.lcr_id.as_str(),
+        &t.rule_id,
+        &t.gw_id,
+        &t.priority,
+        &t.weight,
+    ];
     let mut targets = 0;
-    for (prefix, carriers) in &plan.rules {
-        let rule_id = tx
-            .insert_returning_id(
-                &t.rule_table,
-                &[&t.lcr_id, &t.prefix, &t.stopper, &t.enabled],
-                &[
-                    DbValue::Int(lcr),
-                    DbValue::Str(prefix.clone()),
-                    DbValue::Int(0),
-                    DbValue::Int(1),
-                ],
-                &t.id,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+    for (carriers, rule_id) in plan.rules.values().zip(&rule_ids) {
         for (carrier, priority) in carriers {
-            tx.insert(
-                &t.target_table,
-                &[&t.lcr_id, &t.rule_id, &t.gw_id, &t.priority, &t.weight],
-                &[
-                    DbValue::Int(lcr),
-                    DbValue::Int(rule_id),
-                    DbValue::Int(by_name[carrier]),
-                    DbValue::Int(i64::from(*priority)),
-                    DbValue::Int(1),
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            batch.extend([
+                DbValue::Int(lcr),
+                DbValue::Int(*rule_id),
+                DbValue::Int(by_name[carrier]),
+                DbValue::Int(i64::from(*priority)),
+                DbValue::Int(1),
+            ]);
             targets += 1;
         }
+        if batch.len() >= BATCH_ROWS * target_cols.len() {
+            tx.insert_rows(&t.target_table, &target_cols, &batch)
+                .await
+                .map_err(|e| e.to_string())?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        tx.insert_rows(&t.target_table, &target_cols, &batch)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(Summary {

@@ -545,7 +545,7 @@ mod rpc {
         let snap = st.snapshot();
         let mut out = Vec::new();
         for (lcr_id, inst) in snap.instances.iter().enumerate().skip(1) {
-            for r in &inst.rules {
+            for (prefix, r) in inst.rules_with_prefixes() {
                 let (a, b) = r.targets;
                 let targets = inst.targets[a as usize..b as usize]
                     .iter()
@@ -562,12 +562,16 @@ mod rpc {
                         .map(|r| r.as_str().to_string())
                         .unwrap_or_default())
                 };
+                let filter = inst.filter(r);
                 out.push(RpcValue::Struct(vec![
                     ("lcr_id".into(), i(lcr_id as i64)),
                     ("rule_id".into(), i(r.id)),
-                    ("prefix".into(), s(String::from_utf8_lossy(&r.prefix))),
-                    ("from_uri".into(), re(&r.from_uri)),
-                    ("request_uri".into(), re(&r.request_uri)),
+                    (
+                        "prefix".into(),
+                        s(String::from_utf8_lossy(&prefix).into_owned()),
+                    ),
+                    ("from_uri".into(), re(&filter.from_uri)),
+                    ("request_uri".into(), re(&filter.request_uri)),
                     ("stopper".into(), i(i64::from(r.stopper))),
                     ("targets".into(), RpcValue::Array(targets)),
                 ]));

@@ -2,11 +2,12 @@
 //! would refuse makes the whole load fail (the running snapshot stays), rows it skips
 //! (disabled rules, gateways defunct for ever, targets of either) are skipped.
 
-use crate::data::{Gateway, GwTransport, Instance, RuleRow, Snapshot, Target};
+use crate::data::{Gateway, GwTransport, Instance, InstanceBuilder, Snapshot, Target};
 use ferrosip_api::ModuleParams;
 use ferrosip_db::{Cond, Db, DbValue};
-use regex::bytes::Regex;
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::AtomicU64;
 
 /// A `defunct` value at or above this means "not in use": the gateway is not loaded.
@@ -133,23 +134,21 @@ fn int(v: Option<&DbValue>) -> Option<i64> {
 
 /// A text column; NULL reads as empty.
 fn text(v: Option<&DbValue>) -> String {
+    text_ref(v).into_owned()
+}
+
+/// A text column without copying it when it is text.
+fn text_ref(v: Option<&DbValue>) -> Cow<'_, str> {
     match v {
-        None | Some(DbValue::Null) => String::new(),
-        Some(DbValue::Str(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        None | Some(DbValue::Null) => Cow::Borrowed(""),
+        Some(DbValue::Str(s)) => Cow::Borrowed(s),
+        Some(other) => Cow::Owned(other.to_string()),
     }
 }
 
-fn regex_of(pattern: &str, what: &str, rule_id: u32) -> Result<Option<Regex>, String> {
-    if pattern.is_empty() {
-        return Ok(None);
-    }
-    Regex::new(pattern)
-        .map(Some)
-        .map_err(|e| format!("lcr rule {rule_id}: {what} regex '{pattern}': {e}"))
-}
-
-/// Loads every instance from the database.
+/// Loads every instance from the database. Rules and targets are streamed from the
+/// database into compact records (no table of rows in memory), while the running
+/// snapshot keeps serving.
 pub async fn load(db: &Db, t: &Tables, limits: Limits) -> Result<Snapshot, String> {
     let mut instances = vec![Instance::default()];
     let shared = load_gateways(db, t, 0).await?;
@@ -163,9 +162,10 @@ pub async fn load(db: &Db, t: &Tables, limits: Limits) -> Result<Snapshot, Strin
                 limits.gw_count
             ));
         }
-        let rules = load_rules(db, t, lcr_id).await?;
-        let targets = load_targets(db, t, lcr_id, &gws).await?;
-        instances.push(Instance::build(gws, rules, targets));
+        let mut builder = InstanceBuilder::default();
+        load_rules(db, t, lcr_id, &mut builder).await?;
+        load_targets(db, t, lcr_id, &gws, &mut builder).await?;
+        instances.push(builder.finish(gws));
     }
     Ok(Snapshot {
         instances,
@@ -282,7 +282,12 @@ pub(crate) fn gateway_row(row: &[DbValue]) -> Result<Option<Gateway>, String> {
     }))
 }
 
-async fn load_rules(db: &Db, t: &Tables, lcr_id: u32) -> Result<Vec<RuleRow>, String> {
+async fn load_rules(
+    db: &Db,
+    t: &Tables,
+    lcr_id: u32,
+    builder: &mut InstanceBuilder,
+) -> Result<(), String> {
     let cols = [
         t.id.as_str(),
         &t.prefix,
@@ -291,39 +296,49 @@ async fn load_rules(db: &Db, t: &Tables, lcr_id: u32) -> Result<Vec<RuleRow>, St
         &t.stopper,
         &t.enabled,
     ];
-    let rows = db
-        .select(
-            &t.rule_table,
-            &cols,
-            &[Cond::eq(&t.lcr_id, i64::from(lcr_id))],
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id = int(row.first())
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or("lcr_rule row without a valid id")?;
-        let flag = |i: usize, name: &str| -> Result<bool, String> {
-            match int(row.get(i)) {
-                Some(0) => Ok(false),
-                Some(1) => Ok(true),
-                other => Err(format!("lcr rule {id}: {name} is {other:?}, not 0 or 1")),
+    let mut failed = None;
+    db.select_each(
+        &t.rule_table,
+        &cols,
+        &[Cond::eq(&t.lcr_id, i64::from(lcr_id))],
+        None,
+        |row| match rule_row(row, builder) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
             }
-        };
-        if !flag(5, "enabled")? {
-            continue;
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// One `lcr_rule` row (columns in the order `load_rules` selects them) into the builder;
+/// a disabled rule is skipped.
+fn rule_row(row: &[DbValue], builder: &mut InstanceBuilder) -> Result<(), String> {
+    let id = int(row.first())
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or("lcr_rule row without a valid id")?;
+    let flag = |i: usize, name: &str| -> Result<bool, String> {
+        match int(row.get(i)) {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            other => Err(format!("lcr rule {id}: {name} is {other:?}, not 0 or 1")),
         }
-        out.push(RuleRow {
-            id,
-            prefix: text(row.get(1)),
-            from_uri: regex_of(&text(row.get(2)), "from_uri", id)?,
-            request_uri: regex_of(&text(row.get(3)), "request_uri", id)?,
-            stopper: flag(4, "stopper")?,
-        });
+    };
+    if !flag(5, "enabled")? {
+        return Ok(());
     }
-    Ok(out)
+    let stopper = flag(4, "stopper")?;
+    builder.add_rule(
+        id,
+        text_ref(row.get(1)).as_bytes(),
+        &text_ref(row.get(2)),
+        &text_ref(row.get(3)),
+        stopper,
+    )
 }
 
 async fn load_targets(
@@ -331,55 +346,68 @@ async fn load_targets(
     t: &Tables,
     lcr_id: u32,
     gws: &[Gateway],
-) -> Result<Vec<(u32, Target)>, String> {
+    builder: &mut InstanceBuilder,
+) -> Result<(), String> {
     let cols = [t.rule_id.as_str(), &t.gw_id, &t.priority, &t.weight];
-    let rows = db
-        .select(
-            &t.target_table,
-            &cols,
-            &[Cond::eq(&t.lcr_id, i64::from(lcr_id))],
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
     let mut index: Vec<(u32, u32)> = gws
         .iter()
         .enumerate()
         .map(|(i, g)| (g.id, i as u32))
         .collect();
     index.sort_unstable();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let num = |i: usize, name: &str| -> Result<i64, String> {
-            int(row.get(i)).ok_or_else(|| format!("lcr_rule_target: {name} is not a number"))
-        };
-        let rule_id = num(0, "rule_id")? as u32;
-        let gw_id = num(1, "gw_id")? as u32;
-        let priority = num(2, "priority")?;
-        let priority = u8::try_from(priority).map_err(|_| {
-            format!("lcr_rule_target rule {rule_id} gw {gw_id}: priority {priority} is not 0-255")
-        })?;
-        let weight = num(3, "weight")?;
-        if !(1..=254).contains(&weight) {
-            return Err(format!(
-                "lcr_rule_target rule {rule_id} gw {gw_id}: weight {weight} is not 1-254"
-            ));
-        }
-        // A target whose gateway is not loaded (out of use, or of another instance) is
-        // skipped, as Kamailio does.
-        let Ok(pos) = index.binary_search_by_key(&gw_id, |(id, _)| *id) else {
-            continue;
-        };
-        out.push((
-            rule_id,
-            Target {
-                gw: index[pos].1,
-                priority,
-                weight: weight as u32,
-            },
+    let mut failed = None;
+    db.select_each(
+        &t.target_table,
+        &cols,
+        &[Cond::eq(&t.lcr_id, i64::from(lcr_id))],
+        None,
+        |row| match target_row(row, &index) {
+            Ok(Some((rule_id, target))) => {
+                builder.add_target(rule_id, target);
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// One `lcr_rule_target` row; `None` for a target whose gateway is not loaded (out of
+/// use, or of another instance), which Kamailio skips. `gw_index` maps gateway ids to
+/// their indexes, sorted.
+fn target_row(row: &[DbValue], gw_index: &[(u32, u32)]) -> Result<Option<(u32, Target)>, String> {
+    let num = |i: usize, name: &str| -> Result<i64, String> {
+        int(row.get(i)).ok_or_else(|| format!("lcr_rule_target: {name} is not a number"))
+    };
+    let rule_id = num(0, "rule_id")? as u32;
+    let gw_id = num(1, "gw_id")? as u32;
+    let priority = num(2, "priority")?;
+    let priority = u8::try_from(priority).map_err(|_| {
+        format!("lcr_rule_target rule {rule_id} gw {gw_id}: priority {priority} is not 0-255")
+    })?;
+    let weight = num(3, "weight")?;
+    if !(1..=254).contains(&weight) {
+        return Err(format!(
+            "lcr_rule_target rule {rule_id} gw {gw_id}: weight {weight} is not 1-254"
         ));
     }
-    Ok(out)
+    let Ok(pos) = gw_index.binary_search_by_key(&gw_id, |(id, _)| *id) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        rule_id,
+        Target {
+            gw: gw_index[pos].1,
+            priority,
+            weight: weight as u8,
+        },
+    )))
 }
 
 #[cfg(test)]
