@@ -29,7 +29,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A SIPp run from `ip` (the phone on 127.0.0.2, the caller on 127.0.0.1), `-m 1`.
+/// A SIPp run from `ip` (the phone on 127.0.0.2, the caller on 127.0.0.1), `-m 1`; each
+/// argument is one of its command-line choices.
+#[allow(clippy::too_many_arguments)]
 fn sipp(
     dir: &Path,
     tag: &str,

@@ -641,7 +641,7 @@ impl Transaction {
         for c in cols {
             check_identifier(c)?;
         }
-        if cols.is_empty() || values.len() % cols.len() != 0 {
+        if cols.is_empty() || !values.len().is_multiple_of(cols.len()) {
             return Err(self.db.invalid(
                 table,
                 &format!(

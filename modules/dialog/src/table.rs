@@ -425,6 +425,11 @@ impl Table {
     pub fn len(&self) -> usize {
         self.index().by_key.len()
     }
+
+    /// No dialog is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.index().by_key.is_empty()
+    }
 }
 
 #[cfg(test)]
