@@ -188,15 +188,9 @@ fn a_profile_caps_concurrent_calls_per_customer_under_sipp_load() {
     let cfg = config(&dir, port, uas_port, "", CAP);
     let proxy = start(&dir, &cfg, port, "proxy.log");
     let uas = Command::new("sipp")
-        .args([
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-nostdin",
-        ])
+        .arg("-sf")
+        .arg(scenario("uas_rr.xml"))
+        .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"])
         .args(["-t", "u1", "-timeout", "90s", "-trace_err", "-error_file"])
         .arg(dir.join("uas-errors.log"))
         .stdout(std::process::Stdio::null())

@@ -303,3 +303,52 @@ fn check_reports_unknown_and_declared_ksr_calls_with_their_line() {
         );
     }
 }
+
+/// `app_lua.reload` over the control socket does what SIGHUP does: the new file serves the
+/// next message; a broken one is refused with its location and the running one goes on.
+#[test]
+fn app_lua_reload_rpc_loads_the_new_file_and_keeps_the_old_when_broken() {
+    let port = free_port();
+    let version = |n: u32| {
+        format!("function ksr_request_route()\n    KSR.sl.sl_send_reply(200, \"v{n}\")\nend\n")
+    };
+    let ctl = format!(
+        "loadmodule \"ctl.so\"\nmodparam(\"ctl\", \"binrpc\", \"unix:{}/ctl\")",
+        test_dir("reload-rpc").display()
+    );
+    let (proxy, dir) = start("reload-rpc", port, &config(port, &ctl), &version(1));
+    let sock = format!("unix:{}/ctl", dir.display());
+    let reload = || {
+        let out = std::process::Command::new(ferrosip_bin())
+            .args(["ctl", "-s", &sock, "app_lua.reload"])
+            .output()
+            .expect("ferrosip ctl runs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let peer = Peer::new(port);
+    peer.send("rr-1", "");
+    assert_eq!(status_line(&peer.recv()), "SIP/2.0 200 v1");
+    std::fs::write(dir.join("routes.lua"), version(2)).unwrap();
+    let said = reload();
+    proxy.wait_log("reload", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    peer.send("rr-2", "");
+    assert_eq!(
+        status_line(&peer.recv()),
+        "SIP/2.0 200 v2",
+        "ctl said: {said}"
+    );
+    std::fs::write(
+        dir.join("routes.lua"),
+        "function ksr_request_route()\n    if then\nend\n",
+    )
+    .unwrap();
+    reload();
+    proxy.wait_log("routes.lua:2:", 1);
+    peer.send("rr-3", "");
+    assert_eq!(status_line(&peer.recv()), "SIP/2.0 200 v2");
+}

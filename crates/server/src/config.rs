@@ -488,7 +488,9 @@ mod tests {
         );
         let c = ServerConfig::from_globals(&globals(&[("listen", "127.0.0.1:5080")])).unwrap();
         assert!(c.listen.iter().all(|l| l.proto != Proto::Tls));
-        assert!(ServerConfig::from_globals(&globals(&[("listen", "ws:127.0.0.1:80")])).is_err());
+        // WebSocket sockets are their own protocols (RFC 7118), never TLS ones.
+        let c = ServerConfig::from_globals(&globals(&[("listen", "ws:127.0.0.1:8080")])).unwrap();
+        assert_eq!(c.listen[0].proto, Proto::Ws);
     }
 
     #[test]
