@@ -377,8 +377,11 @@ impl Db {
         let order = order_by.map(parse_order_by).transpose()?;
         match &self.inner.backend {
             Backend::Sql(s) => {
-                s.select_each(table, cols, conds, order, self.limit(), &mut each)
-                    .await
+                let result = s
+                    .select_each(table, cols, conds, order, self.limit(), &mut each)
+                    .await;
+                self.after_sql(&result);
+                result
             }
             Backend::Text(t) => {
                 let mut n = 0;
@@ -560,12 +563,18 @@ impl Db {
                 connection_lost: true,
             }),
         };
-        if let (Err(e), Backend::Sql(sql)) = (&result, &self.inner.backend) {
+        self.after_sql(&result);
+        result
+    }
+
+    /// After an SQL operation: a lost connection starts the pool's background reconnect
+    /// (see `SqlDb::reconnect_in_background`), whichever way the operation read.
+    fn after_sql<T>(&self, result: &Result<T, DbError>) {
+        if let (Err(e), Backend::Sql(sql)) = (result, &self.inner.backend) {
             if e.is_connection_error() {
                 sql.reconnect_in_background();
             }
         }
-        result
     }
 
     fn limit(&self) -> Option<std::time::Duration> {

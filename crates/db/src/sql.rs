@@ -504,46 +504,26 @@ impl SqlDb {
         let mut out = RawResult::default();
         let no_time_cols = HashSet::new();
         let r: Result<(), sqlx::Error> = async {
+            // The same loop for each pool; only the row decoder differs.
+            macro_rules! read {
+                ($pool:expr, $decode:expr) => {{
+                    let mut rows = sqlx::query(sql).fetch($pool);
+                    while let Some(row) = rows.try_next().await? {
+                        if out.rows.len() == max_rows {
+                            out.truncated = true;
+                            break;
+                        }
+                        if out.columns.is_empty() {
+                            out.columns = column_names(row.columns());
+                        }
+                        out.rows.push($decode(&row)?);
+                    }
+                }};
+            }
             match &self.pool {
-                Pool::Sqlite(p) => {
-                    let mut rows = sqlx::query(sql).fetch(p);
-                    while let Some(row) = rows.try_next().await? {
-                        if out.rows.len() == max_rows {
-                            out.truncated = true;
-                            break;
-                        }
-                        if out.columns.is_empty() {
-                            out.columns = column_names(row.columns());
-                        }
-                        out.rows.push(sqlite_row(&row, &no_time_cols)?);
-                    }
-                }
-                Pool::Mysql(p) => {
-                    let mut rows = sqlx::query(sql).fetch(p);
-                    while let Some(row) = rows.try_next().await? {
-                        if out.rows.len() == max_rows {
-                            out.truncated = true;
-                            break;
-                        }
-                        if out.columns.is_empty() {
-                            out.columns = column_names(row.columns());
-                        }
-                        out.rows.push(mysql_row(&row)?);
-                    }
-                }
-                Pool::Postgres(p) => {
-                    let mut rows = sqlx::query(sql).fetch(p);
-                    while let Some(row) = rows.try_next().await? {
-                        if out.rows.len() == max_rows {
-                            out.truncated = true;
-                            break;
-                        }
-                        if out.columns.is_empty() {
-                            out.columns = column_names(row.columns());
-                        }
-                        out.rows.push(pg_row(&row)?);
-                    }
-                }
+                Pool::Sqlite(p) => read!(p, |r| sqlite_row(r, &no_time_cols)),
+                Pool::Mysql(p) => read!(p, mysql_row),
+                Pool::Postgres(p) => read!(p, pg_row),
             }
             Ok(())
         }
