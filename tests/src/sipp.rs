@@ -88,3 +88,31 @@ pub fn log_tails(dir: &Path) -> String {
     }
     out
 }
+
+/// A SIPp process killed (and reaped) when dropped, so a failing test leaves no peer
+/// running.
+pub struct Sipp(pub Child);
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Sipp {
+    /// Its exit code once it ends within `limit`; `None` when it did not (or was killed
+    /// by a signal).
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -14,39 +14,15 @@
 
 use ferrosip_db::Db;
 use ferrosip_tests::db::{Backend, TestDb};
+use ferrosip_tests::sipp::Sipp;
 use ferrosip_tests::{free_port, have_sipp, log_tails, Launch, Proxy};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/scenarios/{name}"))
-}
-
-/// A SIPp process killed when dropped.
-struct Sipp(Child);
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Sipp {
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 fn test_dir(name: &str) -> PathBuf {
