@@ -132,12 +132,12 @@ fn kamailio_stock_config_with_antiflood_passes() {
 
 const DECLARED_CFG: &str = "#!KAMAILIO
 listen=udp:127.0.0.1:PORT
-loadmodule \"rtpengine.so\"
+loadmodule \"presence.so\"
 loadmodule \"tm.so\"
 loadmodule \"xlog.so\"
-modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\")
+modparam(\"presence\", \"db_url\", \"mysql://kamailio@localhost/kamailio\")
 request_route {
-\tif (!rtpengine_manage()) {
+\tif (!handle_publish()) {
 \t\texit;
 \t}
 \t$var(banned) = $T_reply_last;
@@ -149,7 +149,7 @@ request_route {
 
 /// The message of each declared-only use, at its exact location, for `check` and `run`.
 const DECLARED_USES: [&str; 4] = [
-    "declared.cfg:8:7: error: rtpengine_manage() (module rtpengine) is declared but not implemented yet: a script that calls it cannot run\n    | \tif (!rtpengine_manage()) {\n    | \t     ^^^^^^^^^^^^^^^^",
+    "declared.cfg:8:7: error: rtpengine_manage() (module rtpengine) is declared but not implemented yet: a script that calls it cannot run\n    | \tif (!handle_publish()) {\n    | \t     ^^^^^^^^^^^^^^^^",
     "declared.cfg:11:17: error: $T_reply_last (module tm) is declared but not implemented yet: a script that reads it cannot run\n    | \t$var(banned) = $T_reply_last;\n    | \t               ^^^^^^^^^^^^^",
     "declared.cfg:12:2: error: $T_reply_last (module tm) is declared but not implemented yet: a script that writes it cannot run\n    | \t$T_reply_last = 1;\n    | \t^^^^^^^^^^^^^",
     "declared.cfg:13:26: error: $T_reply_last (module tm) is declared but not implemented yet: a script that reads it cannot run",
@@ -172,7 +172,7 @@ fn declared_only_uses_fail_check_with_locations() {
         "{out}"
     );
 
-    // --allow-declared: the same uses as warnings, exit 0, the parameter of rtpengine said to do nothing.
+    // --allow-declared: the same uses as warnings, exit 0, the parameter of presence said to do nothing.
     let (ok, out) = check(&["-f", &path, "--allow-declared"]);
     assert!(ok, "{out}");
     for use_ in DECLARED_USES {
@@ -180,12 +180,12 @@ fn declared_only_uses_fail_check_with_locations() {
         assert!(out.contains(&warning), "wanted:\n{warning}\n---\n{out}");
     }
     assert!(
-        out.contains("declared.cfg:6:23: warning: rtpengine: the module is declared but not implemented yet: parameter rtpengine_sock has no effect"),
+        out.contains("declared.cfg:6:22: warning: presence: the module is declared but not implemented yet: parameter db_url has no effect"),
         "{out}"
     );
     assert!(
         out.contains(
-            "(allowed by --allow-declared; `run` refuses this config): $T_reply_last, rtpengine_manage()"
+            "(allowed by --allow-declared; `run` refuses this config): $T_reply_last, handle_publish()"
         ),
         "{out}"
     );

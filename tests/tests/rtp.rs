@@ -7,7 +7,8 @@
 //! over the ng port. Kamailio's stock config with WITH_NAT passes `check` with the
 //! rtpproxy module built.
 
-use ferrosip_tests::{free_port, have_sipp, log_tails, packaged_path, traced_sipp, Launch, Sipp};
+use ferrosip_tests::sipp::Sipp;
+use ferrosip_tests::{free_port, have_sipp, log_tails, packaged_path, traced_sipp, Launch};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
