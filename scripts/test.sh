@@ -24,11 +24,12 @@ fi
 # Packages that come with a system service are unpacked into target/packaged, never
 # installed, so the suite creates, starts and enables no service: Kamailio's (its stock
 # kamailio.cfg and SQL scripts, which the config tests load and run, and kamcmd/kamctl,
-# which talk to our control socket) and Prometheus's (promtool checks /metrics). The tests
-# find them through FERROSIP_PACKAGED_ROOT (tests/src/packaged.rs).
+# which talk to our control socket), Prometheus's (promtool checks /metrics) and
+# rtpengine's (tests/rtp.rs runs the daemon in the foreground as the media relay). The
+# tests find them through FERROSIP_PACKAGED_ROOT (tests/src/packaged.rs).
 packaged=target/packaged
-unpack_pkgs=(kamailio kamailio-mysql-modules kamailio-postgres-modules prometheus)
-if [ ! -f "$packaged/.unpacked" ]; then
+unpack_pkgs=(kamailio kamailio-mysql-modules kamailio-postgres-modules prometheus rtpengine-daemon)
+if [ ! -f "$packaged/.unpacked" ] || [ ! -x "$packaged/usr/bin/rtpengine" ]; then
     debs=$(mktemp -d)
     if ! (cd "$debs" && apt-get download -qq "${unpack_pkgs[@]}" 2>/dev/null); then
         $SUDO apt-get update -qq
@@ -41,6 +42,17 @@ if [ ! -f "$packaged/.unpacked" ]; then
     touch "$packaged/.unpacked"
 fi
 export FERROSIP_PACKAGED_ROOT="$PWD/$packaged"
+
+# The unpacked rtpengine needs its shared libraries, which are installed (libraries create
+# no service); only when the loader misses some.
+if ldd "$packaged/usr/bin/rtpengine" | grep -q "not found"; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        libpcre3 libevent-2.1-7 libevent-pthreads-2.1-7 libxmlrpc-core-c3 libhiredis0.14 \
+        libjson-glib-1.0-0 libwebsockets17 libip4tc2 libip6tc2 libavcodec59 libavformat59 \
+        libavutil57 libswresample4 libspandsp2 libbcg729-0 libmosquitto1 libmariadb3 \
+        libpcap0.8 libglib2.0-0 libssl3
+fi
 
 export FERROSIP_REQUIRE_STOCK_CFG=1
 # The `ci` profile (Cargo.toml) builds without LTO or debug info: the whole build and run
