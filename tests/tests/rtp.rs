@@ -88,7 +88,10 @@ impl Rtpengine {
             .expect("rtpengine starts");
         let r = Rtpengine { child, ng, log };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while r.ng_command("d7:command4:pinge").is_none_or(|a| !a.contains("pong")) {
+        while r
+            .ng_command("d7:command4:pinge")
+            .is_none_or(|a| !a.contains("pong"))
+        {
             assert!(
                 Instant::now() < deadline,
                 "rtpengine did not answer ping:\n{}",
@@ -214,7 +217,8 @@ fn relayed_call(via: Via) {
     let dir = temp_dir(if via == Via::Ng { "ng" } else { "call" });
     let control = free_udp_port();
     // A port range of its own per test process and test, away from SIPp's media port (6000).
-    let base = 30_000 + (std::process::id() % 400) as u16 * 40 + if via == Via::Ng { 20 } else { 0 };
+    let base =
+        30_000 + (std::process::id() % 400) as u16 * 40 + if via == Via::Ng { 20 } else { 0 };
     let ports = (base, base + 19);
     let Some(relay) = Rtpengine::start(&dir, control, ports) else {
         return;
@@ -313,7 +317,8 @@ fn relayed_call(via: Via) {
     }
     // `o` / replace-origin rewrote the origin too.
     assert!(
-        invite.contains(&format!("IN IP4 {RELAY_IP}\r\ns=")) || invite.contains(&format!("IN IP4 {RELAY_IP}\ns=")),
+        invite.contains(&format!("IN IP4 {RELAY_IP}\r\ns="))
+            || invite.contains(&format!("IN IP4 {RELAY_IP}\ns=")),
         "o= not rewritten:\n{invite}"
     );
     let ok = received(&dir.join("uac-messages.log"), "SIP/2.0 200");
@@ -405,9 +410,25 @@ fn a_dead_relay_fails_the_function_without_blocking_the_call() {
         .spawn()
         .expect("sipp uac"),
     );
-    let failed = |what: &str| format!("{what}\n{}\n--- proxy\n{}", log_tails(&dir), proxy.log_text());
-    assert_eq!(uac.wait(Duration::from_secs(30)), Some(0), "{}", failed("caller failed"));
-    assert_eq!(uas.wait(Duration::from_secs(30)), Some(0), "{}", failed("callee failed"));
+    let failed = |what: &str| {
+        format!(
+            "{what}\n{}\n--- proxy\n{}",
+            log_tails(&dir),
+            proxy.log_text()
+        )
+    };
+    assert_eq!(
+        uac.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        failed("caller failed")
+    );
+    assert_eq!(
+        uas.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        failed("callee failed")
+    );
     let invite = received(&dir.join("uas-messages.log"), "INVITE ");
     assert!(!invite.contains("a=nortpproxy"), "{invite}");
     let log = proxy.log_text();

@@ -144,7 +144,10 @@ fn string(b: &[u8], pos: &mut usize) -> Result<Bval, String> {
         .and_then(|s| s.parse::<usize>().ok())
         .ok_or("a bad string length")?;
     let start = colon + 1;
-    let end = start.checked_add(len).filter(|&e| e <= b.len()).ok_or("truncated")?;
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= b.len())
+        .ok_or("truncated")?;
     *pos = end;
     Ok(Bval::Str(b[start..end].to_vec()))
 }
@@ -164,7 +167,10 @@ mod tests {
     fn values_round_trip_and_bad_input_is_refused() {
         let v = Bval::Dict(vec![
             (b"command".to_vec(), Bval::str("offer")),
-            (b"flags".to_vec(), Bval::List(vec![Bval::str("trust-address")])),
+            (
+                b"flags".to_vec(),
+                Bval::List(vec![Bval::str("trust-address")]),
+            ),
             (b"n".to_vec(), Bval::Int(-3)),
         ]);
         let bytes = v.to_bytes();
@@ -173,7 +179,10 @@ mod tests {
             b"d7:command5:offer5:flagsl13:trust-addresse1:ni-3ee".to_vec()
         );
         assert_eq!(decode(&bytes).unwrap(), v);
-        assert_eq!(v.get("command").and_then(Bval::as_bytes), Some(&b"offer"[..]));
+        assert_eq!(
+            v.get("command").and_then(Bval::as_bytes),
+            Some(&b"offer"[..])
+        );
         for bad in [
             &b"d3:abc"[..],
             b"5:ab",

@@ -118,7 +118,14 @@ const PROFILES: &[&str] = &[
     "UDP/TLS/RTP/SAVPF",
 ];
 const CODEC_ACTIONS: &[&str] = &[
-    "strip", "offer", "transcode", "mask", "set", "accept", "consume", "except",
+    "strip",
+    "offer",
+    "transcode",
+    "mask",
+    "set",
+    "accept",
+    "consume",
+    "except",
 ];
 /// Keys the module computes itself: a flags string may not set them.
 const RESERVED: &[&str] = &["command", "sdp", "received-from"];
@@ -161,9 +168,14 @@ fn parse_ng_flags(s: &[u8]) -> Result<NgFlags, String> {
                 "from-tag" => f.from_tag = Some(v.as_bytes().to_vec()),
                 "to-tag" => f.to_tag = Some(v.as_bytes().to_vec()),
                 "via-branch" => {
-                    return Err("via-branch is not supported by this version of the rtpengine module".into())
+                    return Err(
+                        "via-branch is not supported by this version of the rtpengine module"
+                            .into(),
+                    )
                 }
-                k if RESERVED.contains(&k) => return Err(format!("flag {k}= is set by the module")),
+                k if RESERVED.contains(&k) => {
+                    return Err(format!("flag {k}= is set by the module"))
+                }
                 k if k.is_empty() => return Err(format!("flag '{word}' has no name")),
                 k => {
                     if let Bval::Dict(d) = &mut dict {
@@ -239,7 +251,9 @@ impl Inner {
             return Err(format!("rtpengine_retr {retr}: expected 1..20"));
         }
         if !(0..=86_400).contains(&disable) {
-            return Err(format!("rtpengine_disable_tout {disable}: expected 0..86400 seconds"));
+            return Err(format!(
+                "rtpengine_disable_tout {disable}: expected 0..86400 seconds"
+            ));
         }
         let default_set = u32::try_from(p.int("setid_default"))
             .map_err(|_| "setid_default: expected a set id >= 0".to_string())?;
@@ -379,7 +393,10 @@ impl Inner {
                     .unwrap_or_else(|e| e.into_inner())
                     .add(call_id);
             }
-            let sdp = answer.get("sdp").and_then(Bval::as_bytes).map(<[u8]>::to_vec);
+            let sdp = answer
+                .get("sdp")
+                .and_then(Bval::as_bytes)
+                .map(<[u8]>::to_vec);
             apply_result(move |ctx| {
                 if let (Op::Offer | Op::Answer, Some(sdp)) = (op, sdp) {
                     ctx.msg.set_body(sdp);
@@ -519,7 +536,10 @@ async fn ping(r: Arc<Inner>, url: String) -> Result<RpcValue, String> {
                 Ok(a) => bencode::decode(&a)
                     .ok()
                     .and_then(|v| v.get("result").and_then(Bval::as_bytes).map(<[u8]>::to_vec))
-                    .map_or_else(|| "bad answer".to_string(), |b| String::from_utf8_lossy(&b).into_owned()),
+                    .map_or_else(
+                        || "bad answer".to_string(),
+                        |b| String::from_utf8_lossy(&b).into_owned(),
+                    ),
                 Err(e) => e,
             };
             rows.push(RpcValue::Struct(vec![

@@ -21,7 +21,8 @@ fn returned(outcome: Outcome) -> i32 {
     }
 }
 
-const SDP: &str = "v=0\no=- 1 1 IN IP4 192.168.1.20\ns=-\nc=IN IP4 192.168.1.20\nt=0 0\nm=audio 4000 RTP/AVP 0\n";
+const SDP: &str =
+    "v=0\no=- 1 1 IN IP4 192.168.1.20\ns=-\nc=IN IP4 192.168.1.20\nt=0 0\nm=audio 4000 RTP/AVP 0\n";
 const RELAYED: &str = "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 35000 RTP/AVP 0\r\n";
 
 fn message(first_line: &str, cseq: &str, to_tag: &str, body: &str) -> MsgContext {
@@ -58,7 +59,11 @@ fn peer(rt: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<Bval>>>) {
             let (n, from) = sock.recv_from(&mut buf).await.unwrap();
             let pos = buf[..n].iter().position(|&c| c == b' ').unwrap();
             let cmd = bencode::decode(&buf[pos + 1..n]).unwrap();
-            let name = cmd.get("command").and_then(Bval::as_bytes).unwrap().to_vec();
+            let name = cmd
+                .get("command")
+                .and_then(Bval::as_bytes)
+                .unwrap()
+                .to_vec();
             log.lock().unwrap().push(cmd);
             let answer = match name.as_slice() {
                 b"offer" | b"answer" => Bval::Dict(vec![
@@ -120,13 +125,25 @@ fn offer_answer_and_delete_speak_ng() {
     assert_eq!(text(offer.get("sdp")), SDP.replace('\n', "\r\n"));
     assert_eq!(
         offer.get("received-from"),
-        Some(&Bval::List(vec![Bval::str("IP4"), Bval::str("198.51.100.7")]))
+        Some(&Bval::List(vec![
+            Bval::str("IP4"),
+            Bval::str("198.51.100.7")
+        ]))
     );
-    assert_eq!(offer.get("flags"), Some(&Bval::List(vec![Bval::str("trust-address")])));
-    assert_eq!(offer.get("replace"), Some(&Bval::List(vec![Bval::str("origin")])));
+    assert_eq!(
+        offer.get("flags"),
+        Some(&Bval::List(vec![Bval::str("trust-address")]))
+    );
+    assert_eq!(
+        offer.get("replace"),
+        Some(&Bval::List(vec![Bval::str("origin")]))
+    );
     assert_eq!(text(offer.get("transport-protocol")), "RTP/AVP");
     assert_eq!(text(offer.get("ICE")), "remove");
-    assert_eq!(offer.get("direction"), Some(&Bval::List(vec![Bval::str("internal")])));
+    assert_eq!(
+        offer.get("direction"),
+        Some(&Bval::List(vec![Bval::str("internal")]))
+    );
     assert_eq!(
         offer.get("codec").and_then(|c| c.get("strip")),
         Some(&Bval::List(vec![Bval::str("PCMA")]))
@@ -195,18 +212,27 @@ fn unsupported_flags_and_parameters_fail_the_load() {
     for (params, call, wanted) in [
         ("", "rtpengine_offer(\"via-branch=1\")", "via-branch"),
         ("", "rtpengine_offer(\"sdp=x\")", "set by the module"),
-        ("modparam(\"rtpengine\", \"hash_table_size\", 16)", "rtpengine_manage()", "hash_table_size"),
-        ("modparam(\"rtpengine\", \"rtpengine_sock\", \"unix:/tmp/x\")", "rtpengine_manage()", "UDP"),
+        (
+            "modparam(\"rtpengine\", \"hash_table_size\", 16)",
+            "rtpengine_manage()",
+            "hash_table_size",
+        ),
+        (
+            "modparam(\"rtpengine\", \"rtpengine_sock\", \"unix:/tmp/x\")",
+            "rtpengine_manage()",
+            "UDP",
+        ),
     ] {
         let err = ferrosip_script::load_str("t.cfg", &cfg(params, call), &Default::default(), &reg)
             .err()
             .unwrap_or_else(|| panic!("{call} with {params} loads"));
-        assert!(err.messages.join("\n").contains(wanted), "{:?}", err.messages);
+        assert!(
+            err.messages.join("\n").contains(wanted),
+            "{:?}",
+            err.messages
+        );
     }
-    assert_eq!(
-        parse_ng_flags(b"  ").unwrap(),
-        NgFlags::default()
-    );
+    assert_eq!(parse_ng_flags(b"  ").unwrap(), NgFlags::default());
 }
 
 #[test]

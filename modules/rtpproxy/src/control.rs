@@ -131,9 +131,10 @@ fn parse_node(spec: &str) -> Result<Node, String> {
             .ok_or_else(|| {
                 format!("'{spec}' is neither udp:host:port, udp6:host:port nor unix:/path")
             })?;
-        Endpoint::Udp(parse_host_port(rest).ok_or_else(|| {
-            format!("'{spec}': expected an IP address and a port")
-        })?)
+        Endpoint::Udp(
+            parse_host_port(rest)
+                .ok_or_else(|| format!("'{spec}': expected an IP address and a port"))?,
+        )
     };
     Ok(Node {
         url: url.to_string(),
@@ -260,7 +261,12 @@ impl Relays {
 
     /// Sends `command` to one relay (`rtpengine.ping`): its answer, or why none; a relay
     /// that does not answer is disabled as after a failed command.
-    pub async fn send_to(&self, set_id: u32, index: usize, command: &[u8]) -> Result<Vec<u8>, String> {
+    pub async fn send_to(
+        &self,
+        set_id: u32,
+        index: usize,
+        command: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let node = self
             .set(set_id)
             .and_then(|s| s.nodes.get(index))
@@ -341,9 +347,7 @@ impl Relays {
             let mut s = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            s.write_all(command)
-                .await
-                .map_err(|e| e.to_string())?;
+            s.write_all(command).await.map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; MAX_ANSWER];
             let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
             if n == 0 {

@@ -15,8 +15,8 @@ use control::{parse_sets, Endpoint, OfferLog, Relays, Timing};
 use ferrosip_api::registry::{BoxFuture, FnRow, RpcValue, StateSlot};
 use ferrosip_api::sip::Method;
 use ferrosip_api::{
-    apply_result, ArgKind, ArgType, CallEnv, FixupEnv, FnError, FnResult, Format,
-    Module, ModuleBuilder, MsgContext, ParamType, RawArg, RouteKind, RouteMask, Value, Verdict,
+    apply_result, ArgKind, ArgType, CallEnv, FixupEnv, FnError, FnResult, Format, Module,
+    ModuleBuilder, MsgContext, ParamType, RawArg, RouteKind, RouteMask, Value, Verdict,
 };
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -160,7 +160,9 @@ impl Inner {
             return Err(format!("rtpproxy_retr {retr}: expected 1..20"));
         }
         if !(0..=86_400).contains(&disable) {
-            return Err(format!("rtpproxy_disable_tout {disable}: expected 0..86400 seconds"));
+            return Err(format!(
+                "rtpproxy_disable_tout {disable}: expected 0..86400 seconds"
+            ));
         }
         for unsupported in [
             "timeout_socket",
@@ -217,7 +219,10 @@ impl Inner {
         let mut to_tag = msg.to_tag().map(Bytes::copy_from_slice);
         // The control protocol separates fields with blanks and tags from stream numbers
         // with ';': a value holding either would change the command.
-        for v in [Some(&call_id), Some(&from_tag), to_tag.as_ref()].into_iter().flatten() {
+        for v in [Some(&call_id), Some(&from_tag), to_tag.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if v.is_empty() || !v.iter().all(|c| c.is_ascii_graphic() && *c != b';') {
                 return Err(fail("the Call-ID or a tag cannot be sent to rtpproxy"));
             }
@@ -288,7 +293,10 @@ impl Inner {
                     cmd.push(' ');
                     cmd.push_str(to);
                 }
-                let r = self.relays.send(job.set, &job.call_id, cmd.as_bytes()).await;
+                let r = self
+                    .relays
+                    .send(job.set, &job.call_id, cmd.as_bytes())
+                    .await;
                 return apply_result(move |_| match r {
                     Ok((a, _)) if !a.starts_with(b"E") => Ok(Verdict::TRUE),
                     Ok((a, _)) => Err(fail(format!(
@@ -334,18 +342,23 @@ impl Inner {
                 if let Some(to) = &to {
                     cmd.push_str(&format!(" {to};{}", s.index));
                 }
-                let (answer, node) =
-                    match self.relays.send(job.set, &job.call_id, cmd.as_bytes()).await {
-                        Ok((a, n)) => (String::from_utf8_lossy(&a).trim().to_string(), n),
-                        Err(e) => return apply_result(move |_| Err(fail(e.to_string()))),
-                    };
+                let (answer, node) = match self
+                    .relays
+                    .send(job.set, &job.call_id, cmd.as_bytes())
+                    .await
+                {
+                    Ok((a, n)) => (String::from_utf8_lossy(&a).trim().to_string(), n),
+                    Err(e) => return apply_result(move |_| Err(fail(e.to_string()))),
+                };
                 let mut words = answer.split_ascii_whitespace();
                 let port = words.next().and_then(|p| p.parse::<u16>().ok());
                 let port = match port {
                     Some(p) if p != 0 => p,
                     _ => {
                         return apply_result(move |_| {
-                            Err(fail(format!("the relay did not relay the stream: {answer}")))
+                            Err(fail(format!(
+                                "the relay did not relay the stream: {answer}"
+                            )))
                         })
                     }
                 };
@@ -400,7 +413,10 @@ impl Inner {
         }
     }
 
-    fn destroy(self: Arc<Self>, ctx: &mut MsgContext) -> BoxFuture<'static, ferrosip_api::ApplyResult> {
+    fn destroy(
+        self: Arc<Self>,
+        ctx: &mut MsgContext,
+    ) -> BoxFuture<'static, ferrosip_api::ApplyResult> {
         match self.job(ctx, None) {
             Ok(job) => self.run(job),
             Err(e) => done(Err(e)),
@@ -423,7 +439,9 @@ impl Inner {
             });
         if msg.is_request() {
             let method = msg.method();
-            if matches!(method, Some(Method::Bye | Method::Cancel)) || ctx.route == RouteKind::Failure {
+            if matches!(method, Some(Method::Bye | Method::Cancel))
+                || ctx.route == RouteKind::Failure
+            {
                 return self.destroy(ctx);
             }
             match method {
@@ -597,17 +615,34 @@ impl Module for RtpproxyModule {
 
         const FLAGS_IP_ADDRESS: &[&str] = &["flags", "ip_address"];
         const PROMPT_NAME_COUNT: &[&str] = &["prompt_name", "count"];
-        let manage0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().manage(ctx, Flags::default(), None));
-        let manage1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| s.arc().manage(ctx, f, None));
-        let manage2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| s.arc().manage(ctx, f, Some(ip)));
-        let offer0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().exchange(ctx, true, Flags::default(), None));
-        let offer1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| s.arc().exchange(ctx, true, f, None));
-        let offer2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| s.arc().exchange(ctx, true, f, Some(ip)));
-        let answer0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().exchange(ctx, false, Flags::default(), None));
-        let answer1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| s.arc().exchange(ctx, false, f, None));
-        let answer2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| s.arc().exchange(ctx, false, f, Some(ip)));
+        let manage0 = st
+            .with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().manage(ctx, Flags::default(), None));
+        let manage1 =
+            st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| s.arc().manage(ctx, f, None));
+        let manage2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| {
+            s.arc().manage(ctx, f, Some(ip))
+        });
+        let offer0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| {
+            s.arc().exchange(ctx, true, Flags::default(), None)
+        });
+        let offer1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| {
+            s.arc().exchange(ctx, true, f, None)
+        });
+        let offer2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| {
+            s.arc().exchange(ctx, true, f, Some(ip))
+        });
+        let answer0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| {
+            s.arc().exchange(ctx, false, Flags::default(), None)
+        });
+        let answer1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| {
+            s.arc().exchange(ctx, false, f, None)
+        });
+        let answer2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| {
+            s.arc().exchange(ctx, false, f, Some(ip))
+        });
         let destroy0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().destroy(ctx));
-        let destroy1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, _f: Flags| s.arc().destroy(ctx));
+        let destroy1 =
+            st.with(|s: &Rtpproxy, ctx: &mut MsgContext, _f: Flags| s.arc().destroy(ctx));
         let set_set = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, id: i64| {
             let id = u32::try_from(id).map_err(|_| fail(format!("set {id} is out of range")))?;
             if s.inner.relays.set(id).is_none() {

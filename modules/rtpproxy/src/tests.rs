@@ -22,7 +22,8 @@ fn returned(outcome: Outcome) -> i32 {
     }
 }
 
-const SDP: &str = "v=0\no=- 1 1 IN IP4 192.168.1.20\ns=-\nc=IN IP4 192.168.1.20\nt=0 0\nm=audio 4000 RTP/AVP 0\n";
+const SDP: &str =
+    "v=0\no=- 1 1 IN IP4 192.168.1.20\ns=-\nc=IN IP4 192.168.1.20\nt=0 0\nm=audio 4000 RTP/AVP 0\n";
 
 fn message(first_line: &str, cseq: &str, to_tag: &str, body: &str) -> MsgContext {
     let raw = format!(
@@ -187,7 +188,11 @@ fn bad_flags_and_parameters_fail_the_load() {
     let err = ferrosip_script::load_str("t.cfg", sock, &Default::default(), &reg)
         .err()
         .expect("bad socket refused");
-    assert!(err.messages.join("\n").contains("tcp:127.0.0.1:7722"), "{:?}", err.messages);
+    assert!(
+        err.messages.join("\n").contains("tcp:127.0.0.1:7722"),
+        "{:?}",
+        err.messages
+    );
     let set = "loadmodule \"rtpproxy.so\"\nmodparam(\"rtpproxy\", \"rtpproxy_sock\", \"udp:127.0.0.1:7722\")\nrequest_route {\n\tif (!set_rtp_proxy_set(\"3\")) {\n\t\treturn -5;\n\t}\n\trtpproxy_manage();\n}\n";
     let script = Script::load(&reg, set);
     let rt = runtime();
