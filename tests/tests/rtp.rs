@@ -162,6 +162,7 @@ loadmodule \"tm.so\"
 loadmodule \"sl.so\"
 loadmodule \"rr.so\"
 loadmodule \"siputils.so\"
+loadmodule \"textops.so\"
 loadmodule \"xlog.so\"
 loadmodule \"rtpproxy.so\"
 modparam(\"rtpproxy\", \"rtpproxy_sock\", \"udp:127.0.0.1:CONTROL_PORT\")

@@ -507,7 +507,7 @@ fn enable(r: &Inner, args: &[Value]) -> Result<RpcValue, String> {
         .and_then(Value::to_bytes)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or("usage: rtpproxy.enable <url> <0|1>")?;
-    let on = match args.get(1).map(|v| ferrosip_api::args::value_to_int(v)) {
+    let on = match args.get(1).map(ferrosip_api::args::value_to_int) {
         Some(Ok(0)) => false,
         Some(Ok(1)) => true,
         _ => return Err("usage: rtpproxy.enable <url> <0|1>".into()),
