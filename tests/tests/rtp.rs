@@ -158,6 +158,7 @@ fn assert_relayed(msg: &str, ports: (u16, u16), who: &str) {
 
 const PROXY_CFG: &str = "#!KAMAILIO
 listen=udp:127.0.0.1:PROXY_PORT
+listen=tcp:127.0.0.1:PROXY_PORT
 loadmodule \"tm.so\"
 loadmodule \"sl.so\"
 loadmodule \"rr.so\"
