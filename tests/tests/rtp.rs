@@ -106,12 +106,21 @@ impl Rtpengine {
     fn ng_command(&self, dict: &str) -> Option<String> {
         let s = UdpSocket::bind("127.0.0.1:0").ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-        s.send_to(format!("t1 {dict}").as_bytes(), ("127.0.0.1", self.ng))
-            .ok()?;
+        // rtpengine answers a cookie it has seen from its cache: each command needs its own.
+        static COOKIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let cookie = format!(
+            "t{}",
+            COOKIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        s.send_to(
+            format!("{cookie} {dict}").as_bytes(),
+            ("127.0.0.1", self.ng),
+        )
+        .ok()?;
         let mut buf = [0u8; 65536];
         let (n, _) = s.recv_from(&mut buf).ok()?;
         let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        text.strip_prefix("t1 ").map(str::to_string)
+        text.strip_prefix(&format!("{cookie} ")).map(str::to_string)
     }
 
     /// The Call-IDs rtpengine holds (ng `list`: `d5:callsl<string>...e6:result2:oke`).
