@@ -106,7 +106,7 @@ fn kamailio_stock_config_passes_with_all_features_on_and_off() {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, out) = check(&refs);
     assert!(ok, "stock config, all features on ({features:?}):\n{out}");
-    assert!(out.contains("rtpengine_manage()"), "{out}");
+    assert!(out.contains("handle_publish()"), "{out}");
 }
 
 /// With WITH_ANTIFLOOD, the stock config asks pike whether to drop each request and keeps
@@ -149,7 +149,7 @@ request_route {
 
 /// The message of each declared-only use, at its exact location, for `check` and `run`.
 const DECLARED_USES: [&str; 4] = [
-    "declared.cfg:8:7: error: rtpengine_manage() (module rtpengine) is declared but not implemented yet: a script that calls it cannot run\n    | \tif (!handle_publish()) {\n    | \t     ^^^^^^^^^^^^^^^^",
+    "declared.cfg:8:7: error: handle_publish() (module presence) is declared but not implemented yet: a script that calls it cannot run\n    | \tif (!handle_publish()) {\n    | \t     ^^^^^^^^^^^^^^",
     "declared.cfg:11:17: error: $T_reply_last (module tm) is declared but not implemented yet: a script that reads it cannot run\n    | \t$var(banned) = $T_reply_last;\n    | \t               ^^^^^^^^^^^^^",
     "declared.cfg:12:2: error: $T_reply_last (module tm) is declared but not implemented yet: a script that writes it cannot run\n    | \t$T_reply_last = 1;\n    | \t^^^^^^^^^^^^^",
     "declared.cfg:13:26: error: $T_reply_last (module tm) is declared but not implemented yet: a script that reads it cannot run",
