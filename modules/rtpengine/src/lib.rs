@@ -176,7 +176,7 @@ fn parse_ng_flags(s: &[u8]) -> Result<NgFlags, String> {
                 k if RESERVED.contains(&k) => {
                     return Err(format!("flag {k}= is set by the module"))
                 }
-                k if k.is_empty() => return Err(format!("flag '{word}' has no name")),
+                "" => return Err(format!("flag '{word}' has no name")),
                 k => {
                     if let Bval::Dict(d) = &mut dict {
                         d.push((k.as_bytes().to_vec(), Bval::str(v)));
