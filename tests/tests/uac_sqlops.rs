@@ -659,6 +659,7 @@ fn restore_flow(mode: &str) {
 debug=2
 children=2
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
@@ -831,6 +832,7 @@ fn async_flow(backend: Backend, name: &str) {
 debug=2
 children=2
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
 loadmodule "sl.so"
 loadmodule "sqlops.so"
 modparam("sqlops", "sqlcon", "log=>{url}")
@@ -952,6 +954,7 @@ fn uac_reg_flow(backend: Backend, name: &str) {
 debug=2
 children=2
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "uac.so"
