@@ -730,12 +730,14 @@ request_route {{
     let read = |tag: &str| {
         std::fs::read_to_string(dir.join(format!("{tag}-messages.log"))).unwrap_or_default()
     };
-    let message = |log: &str, start: &str| -> String {
+    // A message of a SIPp trace: its first line starts with `start`, and it has `with`.
+    let message_with = |log: &str, start: &str, with: &str| -> String {
         log.split("-----")
-            .find(|m| m.trim_start().starts_with(start))
-            .unwrap_or_else(|| panic!("no {start}:\n{log}"))
+            .find(|m| m.lines().any(|l| l.starts_with(start)) && m.contains(with))
+            .unwrap_or_else(|| panic!("no {start} with {with}:\n{log}"))
             .to_string()
     };
+    let message = |log: &str, start: &str| message_with(log, start, "");
     let header = |m: &str, name: &str| -> String {
         m.lines()
             .find(|l| l.starts_with(&format!("{name}:")))
@@ -783,7 +785,7 @@ request_route {{
             "{ack}"
         );
         // The reply to the restored BYE goes back to the callee as it sent the BYE.
-        let ok = message(&callee_log, "SIP/2.0 200");
+        let ok = message_with(&callee_log, "SIP/2.0 200", "CSeq: 1 BYE");
         assert!(
             header(&ok, "To").contains("sip:anonymous@anonymous.invalid"),
             "{ok}"
