@@ -575,7 +575,7 @@ fn encode_restore(old: &[u8], new: &[u8], passwd: &[u8]) -> String {
         }
     }
     let mut out = RESTORE_B64.encode(&buf);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push('-');
     }
     out

@@ -162,7 +162,7 @@ fn restore_param_round_trips_both_ways() {
         (b"sip:same@length.aa", b"sip:diff@length.bb", b"p"),
     ] {
         let enc = encode_restore(old, new, pw);
-        assert!(enc.len() % 4 == 0 && !enc.contains('='), "{enc}");
+        assert!(enc.len().is_multiple_of(4) && !enc.contains('='), "{enc}");
         // The request carrying the new URI gets the old one back, and the other way round.
         assert_eq!(
             decode_restore(enc.as_bytes(), new, pw).as_deref(),
