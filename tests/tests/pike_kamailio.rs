@@ -24,6 +24,7 @@ fn config(port: u16) -> String {
     format!(
         "#!KAMAILIO\n\
          listen=udp:127.0.0.1:{port}\n\
+         listen=tcp:127.0.0.1:{port}\n\
          children=1\n\
          loadmodule \"sl.so\"\n\
          loadmodule \"pike.so\"\n\
