@@ -45,6 +45,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("dispatcher", |r| {
         r.register(&ferrosip_mod_dispatcher::DispatcherModule)
     }),
+    ("dlgs", |r| r.register(&ferrosip_mod_dlgs::DlgsModule)),
     ("domain", |r| r.register(&ferrosip_mod_domain::DomainModule)),
     ("htable", |r| r.register(&ferrosip_mod_htable::HtableModule)),
     ("jsonrpcs", |r| {
