@@ -189,7 +189,8 @@ impl Dlgs {
     }
 
     fn count(&self, field: Field, op: Op, value: &[u8]) -> FnResult {
-        let filter = Filter::new(field, op, value).map_err(|e| FnError::new(format!("dlgs_count: {e}")))?;
+        let filter =
+            Filter::new(field, op, value).map_err(|e| FnError::new(format!("dlgs_count: {e}")))?;
         Ok(nonzero(self.table.count(&filter)))
     }
 
@@ -200,7 +201,11 @@ impl Dlgs {
         if tag.is_empty() {
             return Ok(Verdict::FALSE);
         }
-        Ok(if self.table.tags_add(cid, tag) { Verdict::TRUE } else { Verdict::FALSE })
+        Ok(if self.table.tags_add(cid, tag) {
+            Verdict::TRUE
+        } else {
+            Verdict::FALSE
+        })
     }
 
     fn tags_rm(&self, ctx: &MsgContext, tag: &[u8]) -> FnResult {
@@ -211,7 +216,11 @@ impl Dlgs {
             return Ok(Verdict::FALSE);
         }
         // Kamailio answers 1 for a record without that tag too: only a missing record fails.
-        Ok(if self.table.tags_rm(cid, tag).is_some() { Verdict::TRUE } else { Verdict::FALSE })
+        Ok(if self.table.tags_rm(cid, tag).is_some() {
+            Verdict::TRUE
+        } else {
+            Verdict::FALSE
+        })
     }
 }
 
@@ -281,15 +290,27 @@ fn eval_word<T: Copy>(
         Fixable::Dynamic(f) => {
             let b = f.eval(ctx)?;
             parse(&b).ok_or_else(|| {
-                FnError::new(format!("unknown {what} \"{}\"", String::from_utf8_lossy(&b)))
+                FnError::new(format!(
+                    "unknown {what} \"{}\"",
+                    String::from_utf8_lossy(&b)
+                ))
             })
         }
     }
 }
 
-fn word_from_value<T>(value: Value, parse: fn(&[u8]) -> Option<T>, what: &str) -> Result<T, FnError> {
+fn word_from_value<T>(
+    value: Value,
+    parse: fn(&[u8]) -> Option<T>,
+    what: &str,
+) -> Result<T, FnError> {
     let b = ferrosip_api::args::value_to_bytes(value)?;
-    parse(&b).ok_or_else(|| FnError::new(format!("unknown {what} \"{}\"", String::from_utf8_lossy(&b))))
+    parse(&b).ok_or_else(|| {
+        FnError::new(format!(
+            "unknown {what} \"{}\"",
+            String::from_utf8_lossy(&b)
+        ))
+    })
 }
 
 const FIELD: &str = "field (any, src, dst or data)";
@@ -393,12 +414,32 @@ impl Module for DlgsModule {
         m.doc("Stateless call tracking (Kamailio's dlgs): dlgs_init() records an INVITE with src, dst and data fields; the replies the proxy sends and the ACK, CANCEL and BYE given to dlgs_update() move the call from init to progress, answered, confirmed, then terminated or notanswered; dlgs_count() and tags count live calls, RPCs list them, and each record is forgotten when the lifetime of its state is over.");
         m.example(include_str!("../example.cfg"));
         m.param("init_lifetime", ParamType::Int, 180_i64, "Seconds a call may stay unanswered (init, progress, or answered without ACK) before its record is removed.");
-        m.param("active_lifetime", ParamType::Int, 10800_i64, "Seconds an answered and acknowledged call is kept, from its 2xx.");
-        m.param("finish_lifetime", ParamType::Int, 10_i64, "Seconds an ended call (terminated or not answered) stays listed.");
+        m.param(
+            "active_lifetime",
+            ParamType::Int,
+            10800_i64,
+            "Seconds an answered and acknowledged call is kept, from its 2xx.",
+        );
+        m.param(
+            "finish_lifetime",
+            ParamType::Int,
+            10_i64,
+            "Seconds an ended call (terminated or not answered) stays listed.",
+        );
         m.param("timer_interval", ParamType::Int, 30_i64, "Seconds between two runs of the timer that removes records past their lifetime (0 or less: 30).");
-        m.param("hash_size", ParamType::Int, 9_i64, "The table has 2^hash_size slots (at most 2^16; 0 or 1: 2^9).");
+        m.param(
+            "hash_size",
+            ParamType::Int,
+            9_i64,
+            "The table has 2^hash_size slots (at most 2^16; 0 or 1: 2^9).",
+        );
         m.param("max_items", ParamType::Int, 100_000_i64, "Ferrosip's bound on the records kept: dlgs_init() fails (-1, logged) for a new call beyond it.");
-        m.param("max_tags", ParamType::Int, 32_i64, "Ferrosip's bound on the tags of one call: dlgs_tags_add() fails beyond it.");
+        m.param(
+            "max_tags",
+            ParamType::Int,
+            32_i64,
+            "Ferrosip's bound on the tags of one call: dlgs_tags_add() fails beyond it.",
+        );
         m.param("max_item_size", ParamType::Int, 65536_i64, "Ferrosip's bound, in bytes, on a call's fields (src, dst, data, Call-ID, tags, branch) and on its tags together (Kamailio's limit on one record).");
 
         let shared = Arc::new(Shared::default());
@@ -484,31 +525,43 @@ impl Module for DlgsModule {
 
         {
             let shared = shared.clone();
-            m.rpc("dlgs.stats", "Records per state now (active) and records removed per their final state (final).", move |_| {
-                let Some(t) = shared.table() else {
-                    return Ok(RpcValue::Null);
-                };
-                let (active, fin) = t.stats();
-                let part = |v: [(State, u64); 6]| {
-                    RpcValue::Struct(v.iter().map(|(s, n)| (s.name().to_string(), RpcValue::Int(*n as i64))).collect())
-                };
-                Ok(RpcValue::Struct(vec![
-                    ("final".into(), part(fin)),
-                    ("active".into(), part(active)),
-                ]))
-            });
+            m.rpc(
+                "dlgs.stats",
+                "Records per state now (active) and records removed per their final state (final).",
+                move |_| {
+                    let Some(t) = shared.table() else {
+                        return Ok(RpcValue::Null);
+                    };
+                    let (active, fin) = t.stats();
+                    let part = |v: [(State, u64); 6]| {
+                        RpcValue::Struct(
+                            v.iter()
+                                .map(|(s, n)| (s.name().to_string(), RpcValue::Int(*n as i64)))
+                                .collect(),
+                        )
+                    };
+                    Ok(RpcValue::Struct(vec![
+                        ("final".into(), part(fin)),
+                        ("active".into(), part(active)),
+                    ]))
+                },
+            );
         }
         {
             let shared = shared.clone();
-            m.rpc("dlgs.list", "Every record with all its fields (at most 10000).", move |_| {
-                Ok(rpc_list(&shared, None, RPC_LIST_MAX, false))
-            });
+            m.rpc(
+                "dlgs.list",
+                "Every record with all its fields (at most 10000).",
+                move |_| Ok(rpc_list(&shared, None, RPC_LIST_MAX, false)),
+            );
         }
         {
             let shared = shared.clone();
-            m.rpc("dlgs.briefing", "Every record with src, dst, Call-ID, branch and state (at most 10000).", move |_| {
-                Ok(rpc_list(&shared, None, RPC_LIST_MAX, true))
-            });
+            m.rpc(
+                "dlgs.briefing",
+                "Every record with src, dst, Call-ID, branch and state (at most 10000).",
+                move |_| Ok(rpc_list(&shared, None, RPC_LIST_MAX, true)),
+            );
         }
         {
             let shared = shared.clone();
@@ -519,18 +572,26 @@ impl Module for DlgsModule {
         }
         {
             let shared = shared.clone();
-            m.rpc("dlgs.getall", "Every record matching field, operator and value (at most 10000).", move |args| {
-                let f = rpc_filter(args)?;
-                Ok(rpc_list(&shared, Some(&f), RPC_LIST_MAX, false))
-            });
+            m.rpc(
+                "dlgs.getall",
+                "Every record matching field, operator and value (at most 10000).",
+                move |args| {
+                    let f = rpc_filter(args)?;
+                    Ok(rpc_list(&shared, Some(&f), RPC_LIST_MAX, false))
+                },
+            );
         }
         {
             let shared = shared.clone();
-            m.rpc("dlgs.count", "The number of live calls matching field, operator and value (as dlgs_count).", move |args| {
-                let f = rpc_filter(args)?;
-                let t = shared.table().ok_or("DLGS not initialized")?;
-                Ok(RpcValue::Int(t.count(&f) as i64))
-            });
+            m.rpc(
+                "dlgs.count",
+                "The number of live calls matching field, operator and value (as dlgs_count).",
+                move |args| {
+                    let f = rpc_filter(args)?;
+                    let t = shared.table().ok_or("DLGS not initialized")?;
+                    Ok(RpcValue::Int(t.count(&f) as i64))
+                },
+            );
         }
     }
 }

@@ -384,7 +384,9 @@ impl Table {
 
     /// Live records passing `filter`.
     pub fn count(&self, filter: &Filter) -> usize {
-        self.fold(0, |n, it| n + usize::from(it.state.live() && filter.matches(it)))
+        self.fold(0, |n, it| {
+            n + usize::from(it.state.live() && filter.matches(it))
+        })
     }
 
     /// Adds `tag` to the record of `callid`; false when there is no record or it has

@@ -77,18 +77,33 @@ fn cancel_and_negative_replies_end_a_call_unanswered_and_a_new_branch_starts_ove
     assert_eq!(state(&t, "c2"), Some(State::NotAnswered));
     // Serial forking: a new INVITE branch of an ended call is a new attempt.
     assert_eq!(
-        t.add(sf("c2", "b2"), Bytes::new(), Bytes::new(), Bytes::new(), 1002),
+        t.add(
+            sf("c2", "b2"),
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::new(),
+            1002
+        ),
         Ok(true)
     );
     assert_eq!(state(&t, "c2"), Some(State::Init));
     // A new branch of a live call (a spiral or a parallel fork) is not tracked apart.
     assert_eq!(
-        t.add(sf("c2", "b3"), Bytes::new(), Bytes::new(), Bytes::new(), 1002),
+        t.add(
+            sf("c2", "b3"),
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::new(),
+            1002
+        ),
         Ok(false)
     );
     assert_eq!(t.len(), 2);
     let (_, finished) = t.stats();
-    assert_eq!(finished[State::NotAnswered as usize], (State::NotAnswered, 1));
+    assert_eq!(
+        finished[State::NotAnswered as usize],
+        (State::NotAnswered, 1)
+    );
 }
 
 #[test]
@@ -102,7 +117,11 @@ fn counts_by_field_and_operator_take_only_live_calls() {
     assert_eq!(count(Field::Any, Op::Eq, "whatever"), 2);
     assert_eq!(count(Field::Src, Op::Eq, "sip:alice@a.example"), 1);
     assert_eq!(count(Field::Src, Op::Ne, "sip:alice@a.example"), 1);
-    assert_eq!(count(Field::Src, Op::Re, "^sip:alice@"), 2, "re ignores case");
+    assert_eq!(
+        count(Field::Src, Op::Re, "^sip:alice@"),
+        2,
+        "re ignores case"
+    );
     assert_eq!(count(Field::Src, Op::Sw, "sip:alice"), 1);
     assert_eq!(count(Field::Src, Op::Fm, "sip:*@?.example"), 2);
     assert_eq!(count(Field::Data, Op::Eq, "srcip=10.0.0.1"), 2);
