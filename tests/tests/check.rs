@@ -172,7 +172,10 @@ fn kamailio_stock_configs_pass_with_each_feature_and_all() {
         );
         // acc is loaded and set up for flag-driven accounting, which is built: no warning.
         assert!(!out.contains("warning: acc:"), "{out}");
-        let mut sets: Vec<Vec<String>> = features.iter().map(|f| with_prerequisites(f)).collect();
+        let mut sets: Vec<Vec<String>> = features
+            .iter()
+            .map(|f| with_prerequisites(f.as_str()))
+            .collect();
         sets.push(features.clone());
         let results: Vec<(Vec<String>, Result<Vec<String>, String>)> = std::thread::scope(|s| {
             let halves: Vec<_> = sets
