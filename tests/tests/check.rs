@@ -73,19 +73,33 @@ fn stock_features(text: &str) -> Vec<String> {
 /// that bring it in together (any release; features not listed bring in nothing). `check`
 /// passes these only with `--allow-declared`, and `run` refuses them; everything else is
 /// built.
-const STOCK_DECLARED_ONLY: &[(&[&str], &[&str])] = &[
+/// Each row: the features that must be on, those that must be off, the uses.
+type DeclaredRow = (
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+const STOCK_DECLARED_ONLY: &[DeclaredRow] = &[
     (
         &["WITH_JSONRPC"],
+        &[],
         &["$hu", "jsonrpc_dispatch()", "xhttp_reply()"],
     ),
-    (&["WITH_NAT"], &["rtpproxy_manage()"]),
-    (&["WITH_NAT", "WITH_RTPENGINE"], &["rtpengine_manage()"]),
+    // With WITH_RTPENGINE the config relays media with rtpengine instead.
+    (&["WITH_NAT"], &["WITH_RTPENGINE"], &["rtpproxy_manage()"]),
+    (
+        &["WITH_NAT", "WITH_RTPENGINE"],
+        &[],
+        &["rtpengine_manage()"],
+    ),
     (
         &["WITH_PRESENCE"],
+        &[],
         &["handle_publish()", "handle_subscribe()"],
     ),
     (
         &["WITH_PRESENCE", "WITH_MSGREBUILD"],
+        &[],
         &["msg_apply_changes()"],
     ),
 ];
@@ -135,8 +149,11 @@ fn declared_only_uses(cfg: &str, defines: &[String]) -> Result<Vec<String>, Stri
 fn expected_declared(features: &[String]) -> Vec<String> {
     let mut names: Vec<String> = STOCK_DECLARED_ONLY
         .iter()
-        .filter(|(needs, _)| needs.iter().all(|n| features.iter().any(|f| f == n)))
-        .flat_map(|(_, names)| names.iter().map(|n| n.to_string()))
+        .filter(|(on, off, _)| {
+            on.iter().all(|n| features.iter().any(|f| f == n))
+                && !off.iter().any(|n| features.iter().any(|f| f == n))
+        })
+        .flat_map(|(_, _, names)| names.iter().map(|n| n.to_string()))
         .collect();
     names.sort();
     names.dedup();

@@ -323,8 +323,8 @@ fn release(version: &'static str) -> Option<Kamailio> {
     k
 }
 
-/// The `ALTER TABLE acc ...` statements the stock config asks for in its `ACCDB_COMMENT`
-/// block (the columns of its `db_extra`).
+/// The `ALTER TABLE acc|missed_calls ...` statements the stock config asks for in its
+/// `ACCDB_COMMENT` block (the columns of its `db_extra`).
 fn acc_columns(cfg_text: &str) -> Vec<String> {
     cfg_text
         .lines()
@@ -365,7 +365,11 @@ fn stock_config_with_every_database_feature(k: &Kamailio) {
     }
     let cfg_text = std::fs::read_to_string(k.stock_cfg()).expect("stock config");
     let alters = acc_columns(&cfg_text);
-    assert_eq!(alters.len(), 6, "the config's acc columns: {alters:?}");
+    assert_eq!(
+        alters.len(),
+        12,
+        "the config's acc and missed_calls columns: {alters:?}"
+    );
     for alter in &alters {
         run(alter);
     }
