@@ -23,7 +23,7 @@ use ferrosip_sip::{Method, SipMessage};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub use table::{AddError, Field, Filter, Item, Limits, Op, SipFields, State, Table};
+pub use table::{AddError, Field, Filter, Item, Limits, Op, SipFields, State, StateCounts, Table};
 
 /// The parameters of the loaded script.
 #[derive(Clone, Copy, Debug)]
@@ -533,7 +533,7 @@ impl Module for DlgsModule {
                         return Ok(RpcValue::Null);
                     };
                     let (active, fin) = t.stats();
-                    let part = |v: [(State, u64); 6]| {
+                    let part = |v: StateCounts| {
                         RpcValue::Struct(
                             v.iter()
                                 .map(|(s, n)| (s.name().to_string(), RpcValue::Int(*n as i64)))

@@ -53,6 +53,9 @@ impl State {
     }
 }
 
+/// A number of records for each state, in Kamailio's order.
+pub type StateCounts = [(State, u64); 6];
+
 /// One tracked call.
 #[derive(Clone, Debug)]
 pub struct Item {
@@ -439,7 +442,7 @@ impl Table {
     }
 
     /// Records per state now, and records removed per their state at removal.
-    pub fn stats(&self) -> ([(State, u64); 6], [(State, u64); 6]) {
+    pub fn stats(&self) -> (StateCounts, StateCounts) {
         let mut active = [0u64; 6];
         self.fold((), |(), it| active[it.state as usize] += 1);
         let a = State::ALL.map(|s| (s, active[s as usize]));
