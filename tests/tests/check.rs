@@ -122,7 +122,7 @@ fn with_prerequisites(feature: &str) -> Vec<String> {
 
 /// The declared-only uses of `check --allow-declared` on `cfg` with `defines` (sorted), or
 /// the output when it fails anyway.
-fn declared_only_uses(cfg: &str, defines: &[String]) -> Result<Vec<String>, String> {
+fn declared_only_uses(cfg: &str, defines: &[String]) -> CheckOutcome {
     let mut args = vec!["-f", cfg, "--allow-declared"];
     for d in defines {
         args.push("-A");
@@ -144,6 +144,9 @@ fn declared_only_uses(cfg: &str, defines: &[String]) -> Result<Vec<String>, Stri
     names.dedup();
     Ok(names)
 }
+
+/// The declared-only uses `check --allow-declared` named, or its output when it failed.
+type CheckOutcome = Result<Vec<String>, String>;
 
 /// What [`STOCK_DECLARED_ONLY`] expects with `features` on.
 fn expected_declared(features: &[String]) -> Vec<String> {
@@ -194,7 +197,7 @@ fn kamailio_stock_configs_pass_with_each_feature_and_all() {
             .map(|f| with_prerequisites(f.as_str()))
             .collect();
         sets.push(features.clone());
-        let results: Vec<(Vec<String>, Result<Vec<String>, String>)> = std::thread::scope(|s| {
+        let results: Vec<(Vec<String>, CheckOutcome)> = std::thread::scope(|s| {
             let halves: Vec<_> = sets
                 .chunks(sets.len().div_ceil(2))
                 .map(|chunk| {
