@@ -547,7 +547,7 @@ pub use registry::{
     STOP_HOOKS_LIMIT,
 };
 pub use route::{RouteKind, RouteMask};
-pub use services::{ForwardFlags, ReplyHeaders, Services, Target};
+pub use services::{ForwardFlags, ReplyHeaders, SendInfo, Services, Target};
 pub use tm_events::{E2eAck, FinalReply, TmObserver, TxnWatch};
 pub use transform::{Transform, TransformClass};
 pub use value::{Value, Verdict};

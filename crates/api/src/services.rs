@@ -203,3 +203,20 @@ pub struct ForwardFlags {
 /// decrement it a second time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MaxForwardsDone;
+
+/// A message about to leave, as `onsend_route` sees it (Kamailio's onsend info): attached
+/// to the route's context by the server, read by `$snd(...)`, `$sndto(...)`,
+/// `$sndfrom(...)` and the `snd_*`/`to_*` keywords. Its bytes are exactly what goes on
+/// the wire; the context's message is the request before the server's own edits (Via,
+/// Max-Forwards), so changing it there changes nothing that is sent.
+#[derive(Clone, Debug)]
+pub struct SendInfo {
+    /// The transport it leaves over.
+    pub proto: Proto,
+    /// The local socket it leaves from.
+    pub local: std::net::SocketAddr,
+    /// Where it goes.
+    pub dst: std::net::SocketAddr,
+    /// The bytes sent.
+    pub buf: Bytes,
+}

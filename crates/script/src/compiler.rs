@@ -322,17 +322,7 @@ impl<'a> Compiler<'a> {
                                 (RouteKind::CoreOnReply, false)
                             }
                         }
-                        RouteKindAst::OnSend => {
-                            // The server does not run it yet: accepting it would silently
-                            // skip the drops and checks operators write there.
-                            self.declared_use(
-                                span(&r.span),
-                                "onsend_route".to_string(),
-                                "core",
-                                "defines",
-                            );
-                            (RouteKind::OnSend, false)
-                        }
+                        RouteKindAst::OnSend => (RouteKind::OnSend, false),
                         RouteKindAst::Event => (RouteKind::Event, true),
                         RouteKindAst::Local => (RouteKind::Local, false),
                         RouteKindAst::Error => (RouteKind::Error, false),
@@ -859,14 +849,14 @@ impl<'a> Compiler<'a> {
             ast::Keyword::ToUri => Keyword::ToUri,
             ast::Keyword::SrcIp => Keyword::SrcIp,
             ast::Keyword::SrcPort => Keyword::SrcPort,
-            // The send-side keywords (onsend_route) read the destination until the VM
-            // knows the outgoing socket.
-            ast::Keyword::DstIp | ast::Keyword::SndIp | ast::Keyword::ToIp => Keyword::DstIp,
-            ast::Keyword::DstPort | ast::Keyword::SndPort | ast::Keyword::ToPort => {
-                Keyword::DstPort
-            }
-            ast::Keyword::SndProto => Keyword::Proto,
-            ast::Keyword::SndAf => Keyword::Af,
+            ast::Keyword::DstIp => Keyword::DstIp,
+            ast::Keyword::DstPort => Keyword::DstPort,
+            ast::Keyword::SndIp => Keyword::SndIp,
+            ast::Keyword::SndPort => Keyword::SndPort,
+            ast::Keyword::ToIp => Keyword::ToIp,
+            ast::Keyword::ToPort => Keyword::ToPort,
+            ast::Keyword::SndProto => Keyword::SndProto,
+            ast::Keyword::SndAf => Keyword::SndAf,
             ast::Keyword::Proto => Keyword::Proto,
             ast::Keyword::Af => Keyword::Af,
             ast::Keyword::Status => Keyword::Status,

@@ -15,6 +15,7 @@ pub mod load;
 pub mod parser;
 pub mod program;
 pub mod pv_core;
+pub mod pv_snd;
 pub mod pv_time;
 pub mod transforms;
 pub mod vm;

@@ -829,6 +829,7 @@ impl Module for CorePvModule {
             ro("pp", |_| Value::Int(std::process::id() as i64)),
         );
         crate::pv_time::declare(m);
+        crate::pv_snd::declare(m);
         m.pv_fixed(
             "mt",
             "Message type: 1 request, 2 reply.",
