@@ -74,12 +74,12 @@ fn bad_pv_arguments_fail_check_at_their_column() {
     let (code, out) = ferrosip(&["check", "-f", &cfg]);
     assert_ne!(code, 0, "{out}");
     for want in [
-        "bad.cfg:4:12: error: $xavp: bad index 'x' in 'a[x]'",
-        "bad.cfg:5:12: error: $msg: unknown attribute 'first_line' (one of: len, buf, body",
-        "bad.cfg:6:12: error: $sel: unknown Via part 'nosuch'",
-        "bad.cfg:7:12: error: $xavu: an $xavu holds one item per name: no index",
-        "bad.cfg:8:12: error: $sel: unknown URI part 'usr'",
-        "bad.cfg:9:12: error: $sel: 'via[0]': selects count from 1",
+        "bad.cfg:4:13: error: $xavp: bad index 'x' in 'a[x]'",
+        "bad.cfg:5:13: error: $msg: unknown attribute 'first_line' (one of: len, buf, body",
+        "bad.cfg:6:13: error: $sel: unknown Via part 'nosuch'",
+        "bad.cfg:7:13: error: $xavu: an $xavu holds one item per name: no index",
+        "bad.cfg:8:13: error: $sel: unknown URI part 'usr'",
+        "bad.cfg:9:13: error: $sel: 'via[0]': selects count from 1",
     ] {
         assert!(out.contains(want), "wanted:\n{want}\n---\n{out}");
     }
