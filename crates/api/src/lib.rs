@@ -527,6 +527,7 @@ pub mod transform;
 /// The script value type and function verdicts.
 pub mod value;
 pub mod websocket;
+pub mod xavp;
 
 // What a module's signatures name, re-exported so that a module needs this crate only,
 // at the versions Ferrosip itself uses.

@@ -794,13 +794,11 @@ impl<'a> Compiler<'a> {
                     self.emit(Op::LoadPv(i), sp);
                 }
             }
+            // `@via[1].branch` is the same select as `$sel(via[1].branch)`.
             Expr::Select(text, _) => {
-                self.err(
-                    sp,
-                    format!(
-                        "select expressions like @{text} are not supported; use $sel(...) or a PV"
-                    ),
-                );
+                if let Some(i) = self.pv(&format!("$sel({text})"), sp) {
+                    self.emit(Op::LoadPv(i), sp);
+                }
             }
             Expr::Keyword(k, _) => self.keyword(*k, sp),
             Expr::Defined(inner, _) => match inner.as_ref() {
