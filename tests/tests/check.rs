@@ -597,17 +597,27 @@ fn module_examples_pass_check() {
     assert!(checked >= 10, "only {checked} module examples found");
 }
 
-/// `onsend_route` is parsed but the server does not run it yet: a config defining it is
-/// refused with the route's location instead of being loaded with its drops skipped.
+/// In `onsend_route` only what inspects runs (flags, logging, `search`, the send-side
+/// keywords and PVs): a function that would edit or send the message is refused with its
+/// location, also in a route only onsend_route calls.
 #[test]
-fn onsend_route_is_refused_with_its_location() {
-    let cfg = "loadmodule \"sl.so\"\nrequest_route {\n\tforward(\"127.0.0.1\", 5099);\n}\nonsend_route {\n\tif (to_ip == 127.0.0.1) {\n\t\tdrop;\n\t}\n}\n";
-    let p = write_cfg("onsend.cfg", cfg);
-    let path = p.to_string_lossy().into_owned();
-    let (ok, out) = check(&["-f", &path]);
+fn onsend_route_refuses_functions_not_allowed_there() {
+    let head = "loadmodule \"sl.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\nrequest_route {\n\tforward(\"127.0.0.1\", 5099);\n}\nonsend_route {\n\tif (to_ip == \"127.0.0.2\" && !isflagset(3) && search(\"^INVITE\")) {\n\t\txlog(\"L_INFO\", \"blocked $snd(ip) $sndfrom(port)\\n\");\n\t\tdrop;\n\t}\n";
+    let good = write_cfg("onsend-ok.cfg", &format!("{head}}}\n"));
+    let (ok, out) = check(&["-f", &good.to_string_lossy()]);
+    assert!(ok, "{out}");
+    let bad = write_cfg(
+        "onsend.cfg",
+        &format!("{head}\tappend_hf(\"X-Late: 1\\r\\n\");\n\troute(MORE);\n}}\nroute[MORE] {{\n\tsl_send_reply(\"403\", \"No\");\n}}\n"),
+    );
+    let (ok, out) = check(&["-f", &bad.to_string_lossy()]);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("onsend.cfg:5:1: error: onsend_route (module core) is declared but not implemented yet: a script that defines it cannot run"),
+        out.contains("onsend.cfg:12:2: error: append_hf() is not allowed in onsend_route"),
+        "{out}"
+    );
+    assert!(
+        out.contains("onsend.cfg:16:2: error: sl_send_reply() is not allowed in onsend_route"),
         "{out}"
     );
 }

@@ -136,6 +136,9 @@ pub struct LocalRequest {
     pub in_dialog: Option<InDialog>,
     /// The Call-ID to use (`$uac_req(callid)`); the server makes one up when `None`.
     pub call_id: Option<Bytes>,
+    /// The CSeq number of a request outside a dialog (10 when `None`): the REGISTERs of
+    /// one binding share a Call-ID and count up (RFC 3261 §10.2).
+    pub cseq: Option<u32>,
 }
 
 /// The identifiers of an established dialog, as seen by the side a [`LocalRequest`]
@@ -162,6 +165,9 @@ pub struct LocalOutcome {
     pub reason: Bytes,
     /// Made up by the server (408, 503), not received.
     pub local: bool,
+    /// The final reply as received (empty when `local`): a 401/407's challenge, a
+    /// REGISTER's granted expiry.
+    pub reply: Bytes,
 }
 
 impl LocalOutcome {
@@ -171,6 +177,7 @@ impl LocalOutcome {
             code,
             reason: Bytes::from_static(reason.as_bytes()),
             local: true,
+            reply: Bytes::new(),
         }
     }
 }
@@ -196,3 +203,20 @@ pub struct ForwardFlags {
 /// decrement it a second time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MaxForwardsDone;
+
+/// A message about to leave, as `onsend_route` sees it (Kamailio's onsend info): attached
+/// to the route's context by the server, read by `$snd(...)`, `$sndto(...)`,
+/// `$sndfrom(...)` and the `snd_*`/`to_*` keywords. Its bytes are exactly what goes on
+/// the wire; the context's message is the request before the server's own edits (Via,
+/// Max-Forwards), so changing it there changes nothing that is sent.
+#[derive(Clone, Debug)]
+pub struct SendInfo {
+    /// The transport it leaves over.
+    pub proto: Proto,
+    /// The local socket it leaves from.
+    pub local: std::net::SocketAddr,
+    /// Where it goes.
+    pub dst: std::net::SocketAddr,
+    /// The bytes sent.
+    pub buf: Bytes,
+}

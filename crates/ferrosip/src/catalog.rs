@@ -216,8 +216,10 @@ fn ksr_name(def: &ferrosip_api::FunctionDef) -> String {
 }
 
 fn routes_text(mask: RouteMask) -> String {
-    if mask == RouteMask::ANY {
+    if mask == RouteMask::ALL {
         "any route".to_string()
+    } else if mask == RouteMask::ANY {
+        "any route but onsend_route".to_string()
     } else {
         mask.to_string()
     }

@@ -188,18 +188,35 @@ impl Engine {
     fn handle_reply(&self, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
         let scope = self.script.load();
         let mut ctx = MsgContext::new(msg, RouteKind::CoreOnReply, net);
+        // The program whose onsend_route sees the reply relayed statelessly, when
+        // `onsend_route_reply` asks for it.
+        let onsend = (self.server.config.onsend_route_reply && scope.onsend.is_some())
+            .then(|| Arc::clone(&scope));
         match scope.program.main_route(RouteKind::CoreOnReply) {
             Some(route) => {
                 ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
-                scope.run_route_then(vm, route, ctx, |server, result, mut ctx| {
+                scope.run_route_then(vm, route, ctx, move |server, result, mut ctx| {
                     let outcome = logged_outcome(result, &ctx);
                     if matches!(outcome, Some(Outcome::Drop) | None) {
                         return;
                     }
-                    server.relay_reply(&mut ctx);
+                    relay_reply(server, &mut ctx, onsend.as_deref());
                 })
             }
-            None => self.server.relay_reply(&mut ctx),
+            None => relay_reply(&self.server, &mut ctx, onsend.as_deref()),
+        }
+    }
+}
+
+/// [`Server::relay_reply`] past `onsend`'s `onsend_route` when there is one.
+fn relay_reply(server: &Server, ctx: &mut MsgContext, onsend: Option<&ScriptScope>) {
+    match onsend.and_then(|scope| scope.onsend.map(|route| (scope, route))) {
+        None => server.relay_reply(ctx, None),
+        Some((scope, route)) => {
+            let gate = |c: &MsgContext, send: ferrosip_api::SendInfo| {
+                scope.run_onsend(route, crate::script::onsend_view(c), send)
+            };
+            server.relay_reply(ctx, Some(&gate));
         }
     }
 }
@@ -252,7 +269,8 @@ impl Services for Engine {
     }
 
     fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
-        self.server.forward(ctx, target)
+        // Through the current program, for its onsend_route.
+        Services::forward(&**self.script.load(), ctx, target)
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {

@@ -343,6 +343,7 @@ pub fn assemble(
             max_branches: config.max_branches,
             observers: loaded.tm_observers.clone().into(),
             clock: layers.clock,
+            onsend_route_reply: config.onsend_route_reply,
         };
         Arc::new(tm::TmLayer::new(Some(params), env))
     });

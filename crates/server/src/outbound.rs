@@ -9,7 +9,7 @@ use bytes::Bytes;
 use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
 use ferrosip_api::rr::SocketDesc;
 use ferrosip_api::services::MaxForwardsDone;
-use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, Target};
+use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, SendInfo, Target};
 use ferrosip_sip::{SipMessage, Uri};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +18,10 @@ use std::sync::{Arc, Mutex};
 fn fnerr(e: impl std::fmt::Display) -> FnError {
     FnError::new(e.to_string())
 }
+
+/// The program's `onsend_route` as the senders below the script see it: asked with the
+/// context of the message and what is about to be sent; `false` stops the send.
+pub type OnSendGate<'a> = dyn Fn(&MsgContext, SendInfo) -> bool + 'a;
 
 /// The sending side of the server: its transports, listen sockets and the modules'
 /// per-branch hooks.
@@ -287,11 +291,13 @@ impl Outbound {
     }
 
     /// Stateless forwarding of the context's request (RFC 3261 §16.11): next hop, the
-    /// request prepared with a branch derived from the incoming transaction, send.
+    /// request prepared with a branch derived from the incoming transaction, `onsend`
+    /// asked, send.
     pub fn forward_stateless(
         &self,
         ctx: &MsgContext,
         target: Option<Target>,
+        onsend: Option<&OnSendGate<'_>>,
     ) -> Result<(), FnError> {
         let hop = self.next_hop(target, ctx.dst_uri.as_ref(), &ctx.msg)?;
         // "z9hG4bKsl" + 16 hex digits, written without a heap allocation.
@@ -303,7 +309,22 @@ impl Outbound {
         );
         let branch = std::str::from_utf8(&branch).unwrap_or_default();
         let out = self.outgoing_request(ctx, &ctx.msg, &hop, branch)?;
-        self.send(hop.proto, Some(hop.local.addr), hop.dst, out.to_bytes())
+        let data = out.to_bytes();
+        if let Some(gate) = onsend {
+            let send = SendInfo {
+                proto: hop.proto,
+                local: hop.local.addr,
+                dst: hop.dst,
+                buf: data.clone(),
+            };
+            if !gate(ctx, send) {
+                return Err(FnError::new(format!(
+                    "onsend_route dropped the request to {}",
+                    hop.dst
+                )));
+            }
+        }
+        self.send(hop.proto, Some(hop.local.addr), hop.dst, data)
     }
 
     /// Stateless reply forwarding (RFC 3261 §16.7 step 3 and §18.2.2 as a stateless
@@ -312,6 +333,7 @@ impl Outbound {
         &self,
         ctx: &mut MsgContext,
         is_ours: impl Fn(&[u8], Option<u16>) -> bool,
+        onsend: Option<&OnSendGate<'_>>,
     ) -> Result<(), FnError> {
         {
             let top = ctx.msg.top_via().map_err(fnerr)?;
@@ -351,6 +373,21 @@ impl Outbound {
             ctx.msg.set_body(body);
         }
         let data = ctx.msg.to_bytes();
+        if let Some(gate) = onsend {
+            let send = SendInfo {
+                proto,
+                local: self
+                    .local_for(proto, &dst)
+                    .map_or(ctx.net.local, |l| l.addr),
+                dst,
+                buf: data.clone(),
+            };
+            if !gate(ctx, send) {
+                return Err(FnError::new(format!(
+                    "onsend_route dropped the reply to {dst}"
+                )));
+            }
+        }
         self.send(proto, None, dst, data)
     }
 
