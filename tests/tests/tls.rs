@@ -859,20 +859,29 @@ fn tls_set_connect_server_id_picks_the_client_profile_of_the_next_connection() {
              Call-ID: {tag}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
              X-Port: {uas}\r\n{extra}Content-Length: 0\r\n\r\n"
         );
-        udp.send_to(msg.as_bytes(), ("127.0.0.1", port)).expect("send");
+        udp.send_to(msg.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
     };
 
     let (chosen_port, chosen) = cert_seeing_uas(&dir);
     send(chosen_port, Some("phones"), "srvid1");
     let (cn, request) = chosen.join().expect("uas thread");
-    assert!(request.starts_with("OPTIONS sip:uas@"), "{request}\n{}", proxy.log_text());
+    assert!(
+        request.starts_with("OPTIONS sip:uas@"),
+        "{request}\n{}",
+        proxy.log_text()
+    );
     assert_eq!(cn, "alice.example.com", "the phones profile's certificate");
 
     // Without the function: the default client profile, no client certificate.
     let (plain_port, plain) = cert_seeing_uas(&dir);
     send(plain_port, None, "srvid2");
     let (cn, request) = plain.join().expect("uas thread");
-    assert!(request.starts_with("OPTIONS sip:uas@"), "{request}\n{}", proxy.log_text());
+    assert!(
+        request.starts_with("OPTIONS sip:uas@"),
+        "{request}\n{}",
+        proxy.log_text()
+    );
     assert_eq!(cn, "", "the default client profile sends no certificate");
     drop(proxy);
 }

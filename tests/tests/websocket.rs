@@ -612,7 +612,10 @@ request_route {{
         tcp,
         &format!("GET /private/x HTTP/1.1\r\nHost: 127.0.0.1:{tcp}\r\n\r\n"),
     );
-    assert!(skipped.starts_with("HTTP/1.1 404 Not Found\r\n"), "{skipped}");
+    assert!(
+        skipped.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{skipped}"
+    );
     // A body over tcp_max_msg_size is refused before it is read.
     let big = http_exchange(
         tcp,
@@ -626,7 +629,10 @@ request_route {{
         "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
-    assert!(foreign.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{foreign}");
+    assert!(
+        foreign.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+        "{foreign}"
+    );
     assert_eq!(open(tcp, None).err(), Some(400));
     assert_eq!(open(tcp, Some("msrp")).err(), Some(400));
 

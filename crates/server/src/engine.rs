@@ -253,10 +253,7 @@ impl Sink for Engine {
     ) -> ferrosip_api::registry::BoxFuture<'static, HttpOutcome> {
         use ferrosip_api::websocket::{HttpReply, HttpRequest, WsUpgrade};
         let scope = self.script.load_full();
-        let Some(route) = scope
-            .program
-            .named_route(RouteKind::Event, "xhttp:request")
-        else {
+        let Some(route) = scope.program.named_route(RouteKind::Event, "xhttp:request") else {
             let reply = crate::transport::http::plain_reply(404, "Not Found");
             return Box::pin(std::future::ready(HttpOutcome::Reply(reply)));
         };
@@ -311,7 +308,10 @@ impl Sink for Engine {
             source: peer,
             local,
         };
-        scope.run_event_route("websocket:closed", MsgContext::new(msg, RouteKind::Event, net));
+        scope.run_event_route(
+            "websocket:closed",
+            MsgContext::new(msg, RouteKind::Event, net),
+        );
     }
 }
 

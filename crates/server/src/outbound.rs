@@ -388,7 +388,10 @@ impl Outbound {
         data: Bytes,
     ) -> Result<(), FnError> {
         let (Some(resolver), Some(runtime)) = (&self.resolver, &self.runtime) else {
-            return Err(FnError::new(format!("cannot resolve {}: no resolver", q.host)));
+            return Err(FnError::new(format!(
+                "cannot resolve {}: no resolver",
+                q.host
+            )));
         };
         let waiting = self
             .waiting

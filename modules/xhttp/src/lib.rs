@@ -60,7 +60,13 @@ fn build_reply(code: i64, reason: &[u8], ctype: &[u8], body: &[u8]) -> Result<By
     Ok(out.freeze())
 }
 
-fn xhttp_reply(ctx: &mut MsgContext, code: i64, reason: Bytes, ctype: Bytes, body: Bytes) -> FnResult {
+fn xhttp_reply(
+    ctx: &mut MsgContext,
+    code: i64,
+    reason: Bytes,
+    ctype: Bytes,
+    body: Bytes,
+) -> FnResult {
     if ctx.ext.get::<HttpRequest>().is_none() {
         return Err(FnError::new(
             "xhttp_reply: not handling an HTTP request (only in event_route[xhttp:request])",

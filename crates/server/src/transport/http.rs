@@ -136,7 +136,14 @@ pub fn sip_shaped(req: &HttpInbound) -> Option<SipMessage> {
         std::net::IpAddr::V6(ip) => out.put_slice(format!("[{ip}]").as_bytes()),
         ip => out.put_slice(ip.to_string().as_bytes()),
     }
-    out.put_slice(format!(":{};transport={} SIP/2.0\r\n", req.local.port(), req.proto.name()).as_bytes());
+    out.put_slice(
+        format!(
+            ":{};transport={} SIP/2.0\r\n",
+            req.local.port(),
+            req.proto.name()
+        )
+        .as_bytes(),
+    );
     let mut has_length = false;
     for line in head.split(|c| *c == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -147,7 +154,10 @@ pub fn sip_shaped(req: &HttpInbound) -> Option<SipMessage> {
             .iter()
             .position(|c| *c == b':')
             .map_or(line, |colon| line[..colon].trim_ascii());
-        if SIP_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes())) {
+        if SIP_ONLY
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        {
             continue;
         }
         has_length |= name.eq_ignore_ascii_case(b"content-length");
@@ -221,7 +231,10 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\nVia: 1.1 proxy\r\n\r
         // RFC 6455 §1.3's example.
         let r = switching_protocols(b"dGhlIHNhbXBsZSBub25jZQ==");
         let text = std::str::from_utf8(&r).unwrap();
-        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{text}");
+        assert!(
+            text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -605,7 +605,10 @@ async fn serve_http<S, R, W>(
         };
         let body_len = match http::header(&buf[..head_len], "content-length") {
             None => 0,
-            Some(v) => match std::str::from_utf8(v).ok().and_then(|v| v.parse::<usize>().ok()) {
+            Some(v) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            {
                 Some(n) => n,
                 None => break 'reply Some(answer(400, "Bad Request (Content-Length)")),
             },
@@ -630,8 +633,7 @@ async fn serve_http<S, R, W>(
         if !side.handles(&url) {
             break 'reply Some(answer(404, "Not Found"));
         }
-        let key = http::header(&request[..head_len], "sec-websocket-key")
-            .map(<[u8]>::to_vec);
+        let key = http::header(&request[..head_len], "sec-websocket-key").map(<[u8]>::to_vec);
         let outcome = sink
             .on_http(http::HttpInbound {
                 bytes: request,
