@@ -454,7 +454,7 @@ event_route[xhttp:request] {{
             && $rm =~ "GET") {{
 
         # Validate Host: the client must use an address of ours.
-        if ($hdr(Host) == $null || !is_myself("sip:" + $hdr(Host))) {{
+        if ($hdr(Host) == $null || !is_myself("sip:$hdr(Host)")) {{
             xlog("L_WARN", "Bad host $hdr(Host)\n");
             xhttp_reply("403", "Forbidden", "", "");
             exit;
@@ -576,6 +576,7 @@ fn kamailio_style_http_on_a_tcp_socket_is_answered_upgraded_or_refused() {
 debug=3
 log_stderror=yes
 listen=udp:127.0.0.1:{udp}
+listen=tcp:127.0.0.1:{udp}
 listen=tcp:127.0.0.1:{tcp}
 tcp_accept_no_cl=yes
 loadmodule "sl.so"
