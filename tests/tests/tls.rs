@@ -841,6 +841,7 @@ fn tls_set_connect_server_id_picks_the_client_profile_of_the_next_connection() {
     profiles.push_str(&format!(
         "\n[client:any]\n\
          server_id = phones\n\
+         server_name = uas.example.com\n\
          certificate = {d}/client.pem\n\
          private_key = {d}/client.key\n"
     ));
