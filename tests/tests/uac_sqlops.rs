@@ -637,3 +637,415 @@ fn replace_from_restored_and_auth_answered_upstream() {
         lab.trace("auth")
     );
 }
+
+/// The callee hangs up a call whose From and To the proxy replaced (restore_mode auto,
+/// restore_passwd set): the callee's BYE goes back through the proxy, which finds the
+/// originals in its Route entry; the caller gets the BYE with its own From URI in the To
+/// and the To URI it dialled in the From. The caller's ACK reaches the callee with the
+/// replaced ones.
+fn restore_flow(mode: &str) {
+    let dir = test_dir(&format!("restore-{mode}"));
+    let (callee_port, port) = (free_port(), free_port());
+    let callee = uas(&dir, "callee", "uac/uas_hangup.xml", callee_port, 1);
+    // Manual mode: the script restores, and only the BYE (the ACK keeps what the caller
+    // sent: the callee then sees the caller's own URI, which the test checks too).
+    let in_dialog = if mode == "manual" {
+        "if (method == \"BYE\") { uac_restore_from(); uac_restore_to(); }"
+    } else {
+        ""
+    };
+    let cfg = format!(
+        r#"#!KAMAILIO
+debug=2
+children=2
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "uac.so"
+modparam("uac", "restore_mode", "{mode}")
+modparam("uac", "restore_passwd", "k3y")
+request_route {{
+    if (loose_route()) {{
+        {in_dialog}
+        if (method == "ACK") {{
+            forward();
+            exit;
+        }}
+        t_relay();
+        exit;
+    }}
+    record_route();
+    uac_replace_from("Anonymous", "sip:anonymous@anonymous.invalid");
+    uac_replace_to("sip:+15550001@carrier.test");
+    $du = "sip:127.0.0.1:{callee_port}";
+    t_relay();
+}}
+"#
+    );
+    let path = dir.join("proxy.cfg");
+    std::fs::write(&path, cfg).expect("cfg");
+    let _proxy = Launch::new(&path)
+        .log(dir.join("proxy.log"))
+        .listening_on(port)
+        .start();
+    let mut caller = Sipp(
+        Command::new("sipp")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-sf")
+            .arg(scenario("uac/caller_hungup.xml"))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-s",
+                "dialled",
+                "-key",
+                "from_user",
+                "caller",
+            ])
+            .args(["-m", "1", "-nostdin", "-timeout", "20s"])
+            .args(["-trace_err", "-trace_msg", "-error_file"])
+            .arg(dir.join("caller-errors.log"))
+            .arg("-message_file")
+            .arg(dir.join("caller-messages.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp starts"),
+    );
+    assert_eq!(
+        caller.wait(Duration::from_secs(25)),
+        Some(0),
+        "{}",
+        log_tails(&dir)
+    );
+    let mut callee = callee;
+    assert_eq!(
+        callee.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        log_tails(&dir)
+    );
+    let read = |tag: &str| {
+        std::fs::read_to_string(dir.join(format!("{tag}-messages.log"))).unwrap_or_default()
+    };
+    // A message of a SIPp trace: its first line starts with `start`, and it has `with`.
+    let message_with = |log: &str, start: &str, with: &str| -> String {
+        log.split("-----")
+            .find(|m| m.lines().any(|l| l.starts_with(start)) && m.contains(with))
+            .unwrap_or_else(|| panic!("no {start} with {with}:\n{log}"))
+            .to_string()
+    };
+    let message = |log: &str, start: &str| message_with(log, start, "");
+    let header = |m: &str, name: &str| -> String {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+            .to_string()
+    };
+    let (caller_log, callee_log) = (read("caller"), read("callee"));
+    // The initial request carries the encoded originals, never the URIs in clear.
+    let invite = message(&callee_log, "INVITE sip:dialled@");
+    assert!(
+        header(&invite, "From").contains("sip:anonymous@anonymous.invalid"),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "To").contains("sip:+15550001@carrier.test"),
+        "{invite}"
+    );
+    let rr = header(&invite, "Record-Route");
+    assert!(rr.contains(";vsf=") && rr.contains(";vst="), "{rr}");
+    assert!(!invite.contains("caller@example.test"), "{invite}");
+    assert!(!invite.contains("dialled@example.test>"), "{invite}");
+    // The callee's BYE reaches the caller with the caller's URIs back.
+    let bye = message(&caller_log, "BYE ");
+    let (from, to) = (header(&bye, "From"), header(&bye, "To"));
+    assert!(to.contains("<sip:caller@example.test>;tag=t1"), "{bye}");
+    assert!(from.contains("<sip:dialled@example.test>;tag="), "{bye}");
+    assert!(
+        !bye.contains("anonymous.invalid") && !bye.contains("carrier.test"),
+        "{bye}"
+    );
+    let ack = message(&callee_log, "ACK ");
+    if mode == "auto" {
+        // The caller's ACK goes downstream: it leaves with the replaced URIs.
+        assert!(
+            header(&ack, "From").contains("sip:anonymous@anonymous.invalid"),
+            "{ack}"
+        );
+        assert!(
+            header(&ack, "To").contains("sip:+15550001@carrier.test"),
+            "{ack}"
+        );
+    } else {
+        assert!(
+            header(&ack, "From").contains("sip:caller@example.test"),
+            "{ack}"
+        );
+        // The reply to the restored BYE goes back to the callee as it sent the BYE.
+        let ok = message_with(&callee_log, "SIP/2.0 200", "CSeq: 1 BYE");
+        assert!(
+            header(&ok, "To").contains("sip:anonymous@anonymous.invalid"),
+            "{ok}"
+        );
+        assert!(header(&ok, "CSeq").contains("BYE"), "{ok}");
+    }
+}
+
+#[test]
+fn callee_hangup_restores_from_and_to_auto() {
+    if !have_sipp() {
+        return;
+    }
+    restore_flow("auto");
+}
+
+#[test]
+fn callee_hangup_restores_from_and_to_manual() {
+    if !have_sipp() {
+        return;
+    }
+    restore_flow("manual");
+}
+
+/// `sql_query_async`: each OPTIONS queues an INSERT and is answered at once; the rows
+/// all arrive, in order, written by the module's writer task.
+fn async_flow(backend: Backend, name: &str) {
+    let dir = test_dir(&format!("async-{name}"));
+    let db = TestDb::empty(backend, &dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let conn = Db::connect(&db.url).await.expect("db");
+        conn.raw_query(
+            "CREATE TABLE pings (n INTEGER NOT NULL, callid VARCHAR(128) NOT NULL)",
+            0,
+        )
+        .await
+        .expect("create");
+    });
+    let port = free_port();
+    let cfg = format!(
+        r#"#!KAMAILIO
+debug=2
+children=2
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+loadmodule "sl.so"
+loadmodule "sqlops.so"
+modparam("sqlops", "sqlcon", "log=>{url}")
+request_route {{
+    $var(n) = $(hdr(X-N){{s.int}});
+    if (!sql_query_async("log", "insert into pings (n, callid) values ($var(n), '$ci')")) {{
+        sl_send_reply("500", "Not Queued");
+        exit;
+    }}
+    sl_send_reply("200", "OK");
+}}
+"#,
+        url = db.url
+    );
+    let path = dir.join("proxy.cfg");
+    std::fs::write(&path, cfg).expect("cfg");
+    let _proxy = Launch::new(&path)
+        .log(dir.join("proxy.log"))
+        .listening_on(port)
+        .start();
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = sock.local_addr().expect("addr");
+    const N: i64 = 50;
+    for n in 0..N {
+        let req = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKa{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:m@example.test>;tag=a{n}\r\nTo: <sip:127.0.0.1>\r\n\
+             Call-ID: async-{n}-x'y\r\nCSeq: 1 OPTIONS\r\nX-N: {n}\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(req.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        let (len, _) = sock.recv_from(&mut buf).expect("reply");
+        let reply = String::from_utf8_lossy(&buf[..len]);
+        assert!(
+            reply.starts_with("SIP/2.0 200"),
+            "{reply}\n{}",
+            log_tails(&dir)
+        );
+    }
+    let rows = rt.block_on(async {
+        let conn = Db::connect(&db.url).await.expect("db");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = conn
+                .raw_query("SELECT n, callid FROM pings", 1000)
+                .await
+                .expect("select");
+            if r.rows.len() as i64 >= N || Instant::now() > deadline {
+                return r.rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(rows.len() as i64, N, "{}", log_tails(&dir));
+    let mut ns: Vec<i64> = rows.iter().map(|r| r[0].as_int().expect("n")).collect();
+    ns.sort();
+    assert_eq!(ns, (0..N).collect::<Vec<_>>());
+    // The quote in the Call-ID was escaped, not executed.
+    assert!(
+        rows.iter().any(|r| r[1].as_str() == Some("async-7-x'y")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn sql_query_async_sqlite() {
+    async_flow(Backend::Sqlite, "sqlite");
+}
+
+#[test]
+fn sql_query_async_mariadb() {
+    async_flow(Backend::Mariadb, "mariadb");
+}
+
+#[test]
+fn sql_query_async_postgres() {
+    async_flow(Backend::Postgres, "postgres");
+}
+
+/// Remote registration (uac_reg) from a `uacreg` row: the carrier's registrar (SIPp)
+/// challenges with 401, the proxy answers with the row's credentials, gets a 3 second
+/// binding and refreshes it before it runs out (a second challenged registration).
+/// `uac_reg_status` and `uac_reg_lookup` answer from the script meanwhile.
+fn uac_reg_flow(backend: Backend, name: &str) {
+    if !have_sipp() {
+        return;
+    }
+    let dir = test_dir(&format!("reg-{name}"));
+    let db = TestDb::empty(backend, &dir);
+    let (carrier_port, port) = (free_port(), free_port());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let conn = Db::connect(&db.url).await.expect("db");
+        // As `ferrosip db init --modules uac` creates it.
+        ferrosip_db::schema::init(&conn, Some(&["uac"]))
+            .await
+            .expect("uacreg");
+        conn.raw_query(
+            &format!(
+                "INSERT INTO uacreg (l_uuid, l_username, l_domain, r_username, r_domain, realm, \
+                 auth_username, auth_password, auth_proxy, expires) VALUES ('trunk1', 'pbx', \
+                 'local.test', '4415550100', 'carrier.test', '', 'acct77', 's3cret', \
+                 'sip:127.0.0.1:{carrier_port}', 60)"
+            ),
+            0,
+        )
+        .await
+        .expect("row");
+    });
+    let mut carrier = uas(&dir, "carrier", "uac/uas_registrar.xml", carrier_port, 2);
+    let cfg = format!(
+        r#"#!KAMAILIO
+debug=2
+children=2
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "uac.so"
+modparam("uac", "reg_db_url", "{url}")
+modparam("uac", "reg_contact_addr", "127.0.0.1:{port}")
+modparam("uac", "reg_timer_interval", 1)
+request_route {{
+    uac_reg_status("trunk1");
+    $var(rc) = $rc;
+    uac_reg_lookup("trunk1", "$var(local)");
+    sl_send_reply("200", "status $var(rc) local $var(local)");
+}}
+"#,
+        url = db.url
+    );
+    let path = dir.join("proxy.cfg");
+    std::fs::write(&path, cfg).expect("cfg");
+    let _proxy = Launch::new(&path)
+        .log(dir.join("proxy.log"))
+        .listening_on(port)
+        .start();
+    // Two registrations, each challenged: the first and its refresh.
+    assert_eq!(
+        carrier.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        log_tails(&dir)
+    );
+    let trace = std::fs::read_to_string(dir.join("carrier-messages.log")).unwrap_or_default();
+    let answers: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.starts_with("Authorization:"))
+        .collect();
+    assert_eq!(answers.len(), 2, "{trace}");
+    for line in answers {
+        let (nonce, cnonce, uri, nc) = (
+            digest_param(line, "nonce"),
+            digest_param(line, "cnonce"),
+            digest_param(line, "uri"),
+            digest_param(line, "nc"),
+        );
+        assert_eq!(digest_param(line, "username"), "acct77", "{line}");
+        assert_eq!(uri, "sip:carrier.test", "{line}");
+        let ha1 = md5_hex("acct77:carrier.test:s3cret");
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        let want = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        assert_eq!(digest_param(line, "response"), want, "{line}");
+    }
+    assert!(
+        trace.contains(&format!("Contact: <sip:trunk1@127.0.0.1:{port}>")),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("To: <sip:4415550100@carrier.test>"),
+        "{trace}"
+    );
+    // Registered now (the refresh answered): the script sees it.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = sock.local_addr().expect("addr");
+    let req = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:m@example.test>;tag=r1\r\nTo: <sip:127.0.0.1>\r\n\
+         Call-ID: reg-status-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(req.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (len, _) = sock.recv_from(&mut buf).expect("reply");
+    let reply = String::from_utf8_lossy(&buf[..len]);
+    assert!(
+        reply.starts_with("SIP/2.0 200 status 1 local sip:pbx@local.test"),
+        "{reply}\n{}",
+        log_tails(&dir)
+    );
+}
+
+#[test]
+fn uac_reg_registers_and_refreshes_sqlite() {
+    uac_reg_flow(Backend::Sqlite, "sqlite");
+}
+
+#[test]
+fn uac_reg_registers_and_refreshes_mariadb() {
+    uac_reg_flow(Backend::Mariadb, "mariadb");
+}
+
+#[test]
+fn uac_reg_registers_and_refreshes_postgres() {
+    uac_reg_flow(Backend::Postgres, "postgres");
+}

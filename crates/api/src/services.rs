@@ -148,6 +148,9 @@ pub struct LocalRequest {
     pub in_dialog: Option<InDialog>,
     /// The Call-ID to use (`$uac_req(callid)`); the server makes one up when `None`.
     pub call_id: Option<Bytes>,
+    /// The CSeq number of a request outside a dialog (10 when `None`): the REGISTERs of
+    /// one binding share a Call-ID and count up (RFC 3261 §10.2).
+    pub cseq: Option<u32>,
 }
 
 /// The identifiers of an established dialog, as seen by the side a [`LocalRequest`]
@@ -174,6 +177,9 @@ pub struct LocalOutcome {
     pub reason: Bytes,
     /// Made up by the server (408, 503), not received.
     pub local: bool,
+    /// The final reply as received (empty when `local`): a 401/407's challenge, a
+    /// REGISTER's granted expiry.
+    pub reply: Bytes,
 }
 
 impl LocalOutcome {
@@ -183,6 +189,7 @@ impl LocalOutcome {
             code,
             reason: Bytes::from_static(reason.as_bytes()),
             local: true,
+            reply: Bytes::new(),
         }
     }
 }

@@ -465,6 +465,51 @@ const DIALOG_VARS: TableDef = TableDef {
     indexes: &[("hash_idx", &["hash_entry", "hash_id"])],
 };
 
+const UACREG: TableDef = TableDef {
+    name: "uacreg",
+    version: 5,
+    columns: &[
+        ID,
+        c("l_uuid", Varchar(64), DStr("")),
+        c("l_username", Varchar(64), DStr("")),
+        c("l_domain", Varchar(64), DStr("")),
+        c("r_username", Varchar(64), DStr("")),
+        c("r_domain", Varchar(64), DStr("")),
+        c("realm", Varchar(64), DStr("")),
+        c("auth_username", Varchar(64), DStr("")),
+        c("auth_password", Varchar(64), DStr("")),
+        c("auth_ha1", Varchar(128), DStr("")),
+        c("auth_proxy", Varchar(255), DStr("")),
+        c("expires", Int, DInt(0)),
+        c("flags", Int, DInt(0)),
+        c("reg_delay", Int, DInt(0)),
+        c("contact_addr", Varchar(255), DStr("")),
+        c("socket", Varchar(128), DStr("")),
+    ],
+    unique: &[("l_uuid_idx", &["l_uuid"])],
+    indexes: &[],
+};
+
+const USR_PREFERENCES: TableDef = TableDef {
+    name: "usr_preferences",
+    version: 2,
+    columns: &[
+        ID,
+        c("uuid", Varchar(64), DStr("")),
+        c("username", Varchar(255), DInt(0)),
+        c("domain", Varchar(64), DStr("")),
+        c("attribute", Varchar(32), DStr("")),
+        c("type", Int, DInt(0)),
+        c("value", Varchar(128), DStr("")),
+        c("last_modified", DateTime, DStr("2000-01-01 00:00:01")),
+    ],
+    unique: &[],
+    indexes: &[
+        ("ua_idx", &["uuid", "attribute"]),
+        ("uda_idx", &["username", "domain", "attribute"]),
+    ],
+};
+
 /// Every module with tables, in `kamdbctl create` order. `standard` (the `version` table)
 /// is always created.
 pub const MODULES: &[ModuleTables] = &[
@@ -519,6 +564,14 @@ pub const MODULES: &[ModuleTables] = &[
     ModuleTables {
         module: "dialog",
         tables: &[DIALOG, DIALOG_VARS],
+    },
+    ModuleTables {
+        module: "uac",
+        tables: &[UACREG],
+    },
+    ModuleTables {
+        module: "avpops",
+        tables: &[USR_PREFERENCES],
     },
 ];
 
@@ -767,6 +820,8 @@ mod tests {
             ("speed_dial", 2),
             ("dialog", 7),
             ("dialog_vars", 1),
+            ("uacreg", 5),
+            ("usr_preferences", 2),
         ] {
             assert_eq!(table(t).map(|t| t.version), Some(v), "{t}");
         }
@@ -797,6 +852,27 @@ mod tests {
         let pg = create_statements(DbKind::Postgres, &LCR_GW);
         assert!(pg[0].contains("port INTEGER,"), "ports above 32767 fit");
         assert!(pg[0].contains("transport SMALLINT,"));
+    }
+
+    #[test]
+    fn uacreg_and_usr_preferences_render_like_kamailio() {
+        let my = create_statements(DbKind::Mysql, &UACREG);
+        assert!(my[0].contains("`auth_proxy` VARCHAR(255) DEFAULT '' NOT NULL,"));
+        assert!(
+            my[0].contains("`reg_delay` INT(11) DEFAULT 0 NOT NULL,")
+                || my[0].contains("`reg_delay` INT DEFAULT 0 NOT NULL,")
+        );
+        assert!(my[0].contains("CONSTRAINT l_uuid_idx UNIQUE (`l_uuid`)"));
+        let my = create_statements(DbKind::Mysql, &USR_PREFERENCES);
+        assert!(
+            my[0].contains("`username` VARCHAR(255) DEFAULT 0 NOT NULL,"),
+            "{}",
+            my[0]
+        );
+        assert_eq!(
+            my[1],
+            "CREATE INDEX ua_idx ON `usr_preferences` (`uuid`, `attribute`)"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::outbound::{Hop, HopsNow, Outbound};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A reply routed to a waiting transaction: status and reason phrase.
-type ReplyMsg = (u16, Bytes);
+type ReplyMsg = (u16, Bytes, Bytes);
 
 /// The table of open locally originated transactions.
 pub struct LocalRequests {
@@ -71,7 +71,13 @@ impl LocalRequests {
         };
         let status = msg.status().unwrap_or(500);
         let reason = msg.reason().map(Bytes::copy_from_slice).unwrap_or_default();
-        let _ = tx.send((status, reason));
+        // Only a final reply is handed to the sender.
+        let raw = if status >= 200 {
+            msg.to_bytes()
+        } else {
+            Bytes::new()
+        };
+        let _ = tx.send((status, reason, raw));
         true
     }
 
@@ -131,8 +137,9 @@ impl LocalRequests {
                 let _ = write!(
                     text,
                     "{method} {uri} SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <{from}>;tag={:x}\r\nTo: <{to}>\r\n\
-                     Call-ID: {call_id}\r\nCSeq: 10 {method}\r\nContent-Length: {}\r\n",
+                     Call-ID: {call_id}\r\nCSeq: {} {method}\r\nContent-Length: {}\r\n",
                     table.boot ^ n.rotate_left(17),
+                    req.cseq.unwrap_or(10),
                     req.body.len()
                 );
             }
@@ -254,6 +261,7 @@ impl LocalTransaction {
     async fn drive(mut self, first: Actions) {
         let mut timers: Vec<(Instant, TimerId)> = Vec::new();
         let mut reason = Bytes::new();
+        let mut reply = Bytes::new();
         let mut work: Vec<Action> = first.into_vec();
         let mut over = false;
         while !over {
@@ -277,6 +285,7 @@ impl LocalTransaction {
                             code,
                             reason: reason.clone(),
                             local: false,
+                            reply: reply.clone(),
                         })
                     }
                     Action::ToTu(TuEvent::Timeout(_)) => {
@@ -301,8 +310,9 @@ impl LocalTransaction {
                 .map(|(i, t)| (i, *t));
             tokio::select! {
                 got = self.replies.recv() => match got {
-                    Some((code, why)) => {
+                    Some((code, why, raw)) => {
                         reason = why;
+                        reply = raw;
                         work.extend(self.client.on_status(code));
                     }
                     None => break,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use ferrosip_api::args::{value_to_bytes, ArgKind, ArgType, CallEnv, FixupEnv};
 use ferrosip_api::pv::{Binder, PvParamRule};
 use ferrosip_api::registry::{apply_result, ApplyResult, FnRow};
+use ferrosip_api::tokio::sync::mpsc;
 use ferrosip_api::tokio::sync::OnceCell;
 use ferrosip_api::{
     FnError, FnResult, Module, ModuleBuilder, ModuleParams, MsgContext, ParamType, Pv, PvClass,
@@ -20,7 +21,7 @@ use ferrosip_api::{
 use ferrosip_db::{Db, DbKind, DbValue, RawResult};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One named connection (`sqlcon`).
 pub struct Connection {
@@ -46,6 +47,55 @@ pub struct State {
     pub connect_mode: i64,
     pub results_maxsize: usize,
     pub results_maxrows: usize,
+    /// `sql_query_async` statements waiting for the writer task, at most
+    /// `async_queue_size`; set by the start hook.
+    async_queue: OnceLock<mpsc::Sender<AsyncQuery>>,
+    pub async_queue_size: usize,
+}
+
+/// A statement of `sql_query_async`, its values already put in.
+struct AsyncQuery {
+    con: Arc<Connection>,
+    query: Evaluated,
+}
+
+/// Runs the queued statements one after the other, in the order the script queued them
+/// (an INSERT then an UPDATE of the same row stay in that order). Ends with the state.
+async fn async_writer(mut rx: mpsc::Receiver<AsyncQuery>) {
+    while let Some(AsyncQuery { con, query }) = rx.recv().await {
+        let run = async {
+            let db = con.db().await?;
+            let sql = query.assemble(db.kind())?;
+            tracing::debug!(connection = %con.name, sql, "sqlops: async query");
+            db.raw_query(&sql, 0)
+                .await
+                .map_err(|e| FnError::new(format!("sqlops: {e}")))
+        };
+        if let Err(e) = run.await {
+            tracing::warn!(connection = %con.name, "sql_query_async: {}", e.message);
+        }
+    }
+}
+
+/// `sql_query_async(con, query)`: queues the statement and returns at once; the worker
+/// never waits for the database. A full queue (the database slower than the traffic for
+/// too long) refuses the statement rather than grow.
+fn sql_query_async(st: &State, ctx: &mut MsgContext, con: Bytes, query: QueryText) -> FnResult {
+    let con = st.connection(&con)?;
+    let query = query.eval(ctx)?;
+    let Some(tx) = st.async_queue.get() else {
+        return Err(FnError::new("sql_query_async: the server is not started"));
+    };
+    match tx.try_send(AsyncQuery { con, query }) {
+        Ok(()) => Ok(Verdict::TRUE),
+        Err(mpsc::error::TrySendError::Full(q)) => Err(FnError::new(format!(
+            "sql_query_async: {} statements are waiting for connection {} already (async_queue_size); this one is dropped",
+            st.async_queue_size, q.con.name
+        ))),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(FnError::new("sql_query_async: the writer has stopped"))
+        }
+    }
 }
 
 impl State {
@@ -89,6 +139,8 @@ impl State {
             connect_mode,
             results_maxsize: bounded("results_maxsize", 1024)?,
             results_maxrows: bounded("results_maxrows", 100_000)?,
+            async_queue: OnceLock::new(),
+            async_queue_size: bounded("async_queue_size", 1_000_000)?,
         })
     }
 
@@ -594,6 +646,12 @@ impl Module for SqlopsModule {
             "Ferrosip's bound on the rows a result keeps; further rows are dropped with a warning.",
         );
         m.param(
+            "async_queue_size",
+            ParamType::Int,
+            1024_i64,
+            "Ferrosip's bound on the sql_query_async statements waiting for the database; when it is full, sql_query_async returns -1 and the statement is dropped.",
+        );
+        m.param(
             "tr_buf_size",
             ParamType::Int,
             2048_i64,
@@ -608,10 +666,15 @@ impl Module for SqlopsModule {
         let state = m.state(State::from_params);
         {
             let st = state.clone();
-            m.on_start(move |_env| {
+            m.on_start(move |env| {
                 let st = st.get();
+                let rt = env.runtime.clone();
                 async move {
                     let st: Arc<State> = st.map_err(|e| e.message)?;
+                    let (tx, rx) = mpsc::channel(st.async_queue_size);
+                    if st.async_queue.set(tx).is_ok() {
+                        rt.spawn(async_writer(rx));
+                    }
                     if st.connect_mode == 2 {
                         return Ok(());
                     }
@@ -651,8 +714,9 @@ impl Module for SqlopsModule {
                 }),
             FnRow::declared::<(Bytes, Bytes, Bytes)>("sql_xquery", &["con", "query", "xavp"], RouteMask::ANY,
                 "Runs QUERY and stores the rows in XAVP (one item per row, fields by column name); 1 rows, 2 no rows, -1 error."),
-            FnRow::declared::<(Bytes, Bytes)>("sql_query_async", &["con", "query"], RouteMask::ANY,
-                "Runs QUERY without waiting for it (no result); 1 queued, -1 error."),
+            FnRow::sync("sql_query_async", &["con", "query"], RouteMask::ANY,
+                "Queues QUERY (its pseudo-variables evaluated and escaped now) for connection CON and returns without waiting: a writer task runs the queued statements one after the other, in order; an error is logged, no result is kept. 1 queued, -1 unknown connection, a bare value that is not a number, or the queue (async_queue_size) full. Statements still queued when the server stops are lost.",
+                s.with(|st: &State, ctx: &mut MsgContext, con: Bytes, query: QueryText| sql_query_async(st, ctx, con, query))),
         ]);
         m.example(
             "loadmodule \"sl.so\"\nloadmodule \"sqlops.so\"\n\

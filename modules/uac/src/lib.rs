@@ -9,12 +9,17 @@
 //!
 //! `uac_replace_from/to` rewrite the request's header and leave the original in the
 //! message's extensions; a branch hook keeps it with the transaction, which restores it in
-//! the replies it sends upstream ([`UpstreamHeaders`]). `uac_auth` answers the Digest
+//! the replies it sends upstream ([`UpstreamHeaders`]). The original also goes into a
+//! Record-Route parameter (Kamailio's `vsf`/`vst` encoding), from which the dialog's
+//! in-dialog requests get it back: `uac_restore_from/to` in the script, or the branch hook
+//! as each such request leaves (restore_mode auto). `uac_auth` answers the Digest
 //! challenge of the reply failure_route sees, for `t_relay()` to send again.
 
 use bytes::Bytes;
+use ferrosip_api::args::PvOut;
 use ferrosip_api::pv::{Binder, PvParamRule};
-use ferrosip_api::registry::FnRow;
+use ferrosip_api::registry::RpcValue;
+use ferrosip_api::registry::{FnRow, OutgoingBranch};
 use ferrosip_api::services::LocalRequest;
 use ferrosip_api::tm::UpstreamHeaders;
 use ferrosip_api::tokio::runtime::Handle;
@@ -223,11 +228,117 @@ pub struct State {
     runtime: OnceLock<Handle>,
     /// restore_mode is not "none": replies get the original From/To back.
     restore: bool,
+    /// restore_mode "auto": in-dialog requests get their From/To restored as they leave.
+    auto_restore: bool,
+    /// The Record-Route parameters that carry the original From and To.
+    rr_from: String,
+    rr_to: String,
+    /// `restore_passwd`: mixed into those parameters so they do not show the URI.
+    passwd: Bytes,
     /// `credential` params: (username, realm, password).
     credentials: Vec<(Bytes, Bytes, Bytes)>,
     auth_username_avp: Option<u32>,
     auth_realm_avp: Option<u32>,
     auth_password_avp: Option<u32>,
+    /// Remote registrations (`reg_db_url` set).
+    reg: Option<Arc<reg::Registrations>>,
+}
+
+impl State {
+    fn reg(&self, what: &str) -> Result<&Arc<reg::Registrations>, FnError> {
+        self.reg.as_ref().ok_or_else(|| {
+            FnError::new(format!(
+                "{what}: remote registrations are off (modparam(\"uac\", \"reg_db_url\", ...) is not set)"
+            ))
+        })
+    }
+}
+
+/// `uac_reg_lookup(uuid, dst)`: the local URI of a remote registration.
+fn reg_lookup(st: &State, ctx: &mut MsgContext, uuid: Bytes, dst: PvOut) -> FnResult {
+    let reg = st.reg("uac_reg_lookup")?;
+    let uuid = String::from_utf8_lossy(&uuid);
+    let found = reg.find("l_uuid", &uuid).map_err(FnError::new)?;
+    let Some(r) = found.first() else {
+        return Ok(Verdict::FALSE);
+    };
+    let uri = format!("sip:{}@{}", r.l_username, r.l_domain);
+    dst.0
+        .set(ctx, SetOp::Assign, Value::from_string(uri))
+        .map_err(|e| FnError::new(format!("uac_reg_lookup: {e}")))?;
+    Ok(Verdict::TRUE)
+}
+
+/// `uac_reg_request_to(user, mode)`: sends the request to the carrier of a remote
+/// registration, with the credentials in the auth AVPs for `uac_auth()`.
+fn reg_request_to(st: &State, ctx: &mut MsgContext, user: Bytes, mode: i64) -> FnResult {
+    let reg = st.reg("uac_reg_request_to")?;
+    let attr = match mode & 1 {
+        0 => "l_uuid",
+        _ => "auth_username",
+    };
+    let (Some(u), Some(r), Some(p)) = (
+        st.auth_username_avp,
+        st.auth_realm_avp,
+        st.auth_password_avp,
+    ) else {
+        return Err(FnError::new(
+            "uac_reg_request_to: set the auth_username_avp, auth_realm_avp and auth_password_avp parameters",
+        ));
+    };
+    let found = reg
+        .find(attr, &String::from_utf8_lossy(&user))
+        .map_err(FnError::new)?;
+    let Some(rec) = found.first() else {
+        return Ok(Verdict::FALSE);
+    };
+    ctx.msg
+        .set_request_uri(format!("sip:{}@{}", rec.r_username, rec.r_domain))
+        .map_err(|e| FnError::new(format!("uac_reg_request_to: {e}")))?;
+    if !rec.auth_proxy.is_empty() {
+        ctx.dst_uri = Some(Bytes::from(rec.auth_proxy.clone()));
+    }
+    let user = if rec.auth_username.is_empty() {
+        &rec.r_username
+    } else {
+        &rec.auth_username
+    };
+    ctx.avps.push(u, Value::from_string(user.clone()));
+    ctx.avps.push(r, Value::from_string(rec.realm.clone()));
+    let secret = if rec.auth_password.is_empty() {
+        &rec.auth_ha1
+    } else {
+        &rec.auth_password
+    };
+    ctx.avps.push(p, Value::from_string(secret.clone()));
+    Ok(Verdict::TRUE)
+}
+
+fn reg_switch(st: &State, attr: Bytes, val: Bytes, on: bool) -> FnResult {
+    let reg = st.reg(if on {
+        "uac_reg_enable"
+    } else {
+        "uac_reg_disable"
+    })?;
+    let (attr, val) = (
+        String::from_utf8_lossy(&attr),
+        String::from_utf8_lossy(&val),
+    );
+    let n = if on {
+        reg.enable(&attr, &val)
+    } else {
+        reg.disable(&attr, &val)
+    }
+    .map_err(FnError::new)?;
+    Ok(if n > 0 { Verdict::TRUE } else { Verdict::FALSE })
+}
+
+fn rpc_text(args: &[Value], i: usize, what: &str) -> Result<String, String> {
+    args.get(i)
+        .and_then(|v| v.to_bytes())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("missing {what}"))
 }
 
 /// Header lines as the script wrote them, made to end in CRLF.
@@ -355,35 +466,20 @@ fn replace(
         .ok_or_else(|| FnError::new(format!("no {name} header")))?;
     let parsed = ferrosip_sip::NameAddr::parse(&original)
         .map_err(|e| FnError::new(format!("{name} header: {e}")))?;
-    let display: Option<Vec<u8>> = match display {
-        // The two-argument form sets the display name; an empty one removes it.
-        Some([]) => None,
-        Some(d) => Some(d.to_vec()),
-        None => parsed.display_name().map(<[u8]>::to_vec),
-    };
-    let mut value = Vec::with_capacity(original.len() + uri.len());
-    if let Some(d) = &display {
-        value.push(b'"');
-        value.extend_from_slice(d);
-        value.extend_from_slice(b"\" ");
-    }
-    value.push(b'<');
-    value.extend_from_slice(uri);
-    value.push(b'>');
-    let params = parsed.params().as_bytes();
-    if !params.is_empty() {
-        value.push(b';');
-        value.extend_from_slice(params);
-    }
-    ferrosip_sip::NameAddr::parse(&value).map_err(|e| {
-        FnError::new(format!(
-            "new {name} \"{}\": {e}",
-            String::from_utf8_lossy(&value)
-        ))
-    })?;
+    let value = rebuild(name, &parsed, display, uri)?;
     ctx.msg
         .set_header(name, &value)
         .map_err(|e| FnError::new(format!("cannot set {name}: {e}")))?;
+    if st.restore && ctx.msg.to_tag().is_none() {
+        // The dialog's later requests find the original URI in this proxy's Route entry
+        // (Kamailio's encoding, so either proxy can restore the other's dialogs).
+        let param = match which {
+            Which::From => &st.rr_from,
+            Which::To => &st.rr_to,
+        };
+        let encoded = encode_restore(parsed.uri_bytes(), uri, &st.passwd);
+        ferrosip_mod_rr::ops::add_rr_param(ctx, format!(";{param}={encoded}").as_bytes())?;
+    }
     if st.restore {
         let kept = ctx.ext.get_or_insert_with(UpstreamHeaders::default);
         // A second replacement keeps the first original: that is what the caller sent.
@@ -409,6 +505,222 @@ fn replace(
         }
     }
     Ok(Verdict::TRUE)
+}
+
+/// The name-addr `parsed` with URI `uri` and, when `display` is given, that display name
+/// (empty: none); the header parameters (the tag) are kept.
+fn rebuild(
+    name: &str,
+    parsed: &ferrosip_sip::NameAddr<'_>,
+    display: Option<&[u8]>,
+    uri: &[u8],
+) -> Result<Vec<u8>, FnError> {
+    let display: Option<Vec<u8>> = match display {
+        // The two-argument form sets the display name; an empty one removes it.
+        Some([]) => None,
+        Some(d) => Some(d.to_vec()),
+        None => parsed.display_name().map(<[u8]>::to_vec),
+    };
+    let mut value = Vec::with_capacity(parsed.as_bytes().len() + uri.len());
+    if let Some(d) = &display {
+        value.push(b'"');
+        value.extend_from_slice(d);
+        value.extend_from_slice(b"\" ");
+    }
+    value.push(b'<');
+    value.extend_from_slice(uri);
+    value.push(b'>');
+    let params = parsed.params().as_bytes();
+    if !params.is_empty() {
+        value.push(b';');
+        value.extend_from_slice(params);
+    }
+    ferrosip_sip::NameAddr::parse(&value).map_err(|e| {
+        FnError::new(format!(
+            "new {name} \"{}\": {e}",
+            String::from_utf8_lossy(&value)
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Kamailio's `MAX_URI_SIZE`: a Route parameter cannot make us decode more than this.
+const MAX_RESTORE_URI: usize = 1024;
+
+/// Base64 as Kamailio's uac writes it: the standard alphabet, `-` for padding (`=` would
+/// end the URI parameter's value).
+const RESTORE_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
+
+/// The Route parameter value that lets an in-dialog request get `old` back from `new`:
+/// the longer URI with the shorter XORed over its start, XORed with the password, in
+/// base64. Which of the two a request carries decides which one comes out.
+fn encode_restore(old: &[u8], new: &[u8], passwd: &[u8]) -> String {
+    use base64::Engine;
+    let (mut buf, other) = if old.len() > new.len() {
+        (old.to_vec(), new)
+    } else {
+        (new.to_vec(), old)
+    };
+    for (b, o) in buf.iter_mut().zip(other) {
+        *b ^= o;
+    }
+    if !passwd.is_empty() {
+        for (b, p) in buf.iter_mut().zip(passwd.iter().cycle()) {
+            *b ^= p;
+        }
+    }
+    let mut out = RESTORE_B64.encode(&buf);
+    while !out.len().is_multiple_of(4) {
+        out.push('-');
+    }
+    out
+}
+
+/// The other URI of a pair [`encode_restore`] wrote, given the one the request carries;
+/// `None` when the value is not ours (bad base64, too long, shorter than `current`).
+fn decode_restore(value: &[u8], current: &[u8], passwd: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let trimmed = value
+        .strip_suffix(b"--")
+        .or_else(|| value.strip_suffix(b"-"))
+        .unwrap_or(value);
+    if trimmed.len() > MAX_RESTORE_URI * 4 / 3 + 4 {
+        return None;
+    }
+    let mut buf = RESTORE_B64.decode(trimmed).ok()?;
+    if !passwd.is_empty() {
+        for (b, p) in buf.iter_mut().zip(passwd.iter().cycle()) {
+            *b ^= p;
+        }
+    }
+    if buf.len() < current.len() {
+        return None;
+    }
+    for (i, c) in current.iter().enumerate() {
+        buf[i] ^= c;
+        // The current URI was the longer one: the rest of the buffer is its own tail.
+        if buf[i] == 0 {
+            buf.truncate(i);
+            break;
+        }
+    }
+    (!buf.is_empty()).then_some(buf)
+}
+
+/// Marks a request whose From/To a restore has handled already (uac_restore_from/to in
+/// the script): the auto-mode hook leaves it alone.
+#[derive(Clone, Copy, Debug, Default)]
+struct Restored;
+
+/// Restores, in the in-dialog request `msg`, the URI the Route parameter `param` of this
+/// proxy's Route entry keeps (Kamailio's rule: the From parameter restores the From of a
+/// request going downstream and the To of one going upstream; the To parameter the
+/// other way round). Returns the header changed and its value before; `None` when the
+/// Route entry has no such parameter or it does not decode against the header.
+fn restore_in(
+    msg: &mut SipMessage,
+    local: &ferrosip_api::rr::LocalRoute,
+    param: &str,
+    which: Which,
+    passwd: &[u8],
+) -> Result<Option<(Which, Bytes)>, FnError> {
+    use ferrosip_api::rr::Direction;
+    let Some(value) = local.param(param) else {
+        return Ok(None);
+    };
+    let upstream = local.direction(msg.from_tag()) == Direction::Upstream;
+    let target = match (which, upstream) {
+        (Which::From, false) | (Which::To, true) => Which::From,
+        _ => Which::To,
+    };
+    let name = target.header();
+    let Some(original) = msg.header_bytes(name) else {
+        return Ok(None);
+    };
+    let parsed = ferrosip_sip::NameAddr::parse(&original)
+        .map_err(|e| FnError::new(format!("{name} header: {e}")))?;
+    let Some(uri) = decode_restore(value, parsed.uri_bytes(), passwd) else {
+        tracing::debug!(
+            param,
+            "uac: Route parameter does not decode against the {name} URI"
+        );
+        return Ok(None);
+    };
+    clean("restored URI", &uri, b"<> \"")?;
+    let rebuilt = rebuild(name, &parsed, None, &uri)?;
+    msg.set_header(name, &rebuilt)
+        .map_err(|e| FnError::new(format!("cannot set {name}: {e}")))?;
+    Ok(Some((target, original)))
+}
+
+/// `uac_restore_from()` / `uac_restore_to()`: the restore of one parameter in the
+/// script (restore_mode manual, or auto where the script wants it earlier); the replies
+/// carry the header back as the request came.
+fn restore(st: &State, ctx: &mut MsgContext, which: Which) -> FnResult {
+    let Some(local) = ctx.ext.get::<ferrosip_api::rr::LocalRoute>().cloned() else {
+        return Ok(Verdict::FALSE);
+    };
+    let param = match which {
+        Which::From => &st.rr_from,
+        Which::To => &st.rr_to,
+    };
+    let Some((target, original)) = restore_in(&mut ctx.msg, &local, param, which, &st.passwd)?
+    else {
+        return Ok(Verdict::FALSE);
+    };
+    // A re-INVITE that is record-routed again keeps the parameter in the new route set.
+    if let Some(value) = local.param(param) {
+        let mut p = format!(";{param}=").into_bytes();
+        p.extend_from_slice(value);
+        ferrosip_mod_rr::ops::add_rr_param(ctx, &p)?;
+    }
+    ctx.ext.insert(Restored);
+    let kept = ctx.ext.get_or_insert_with(UpstreamHeaders::default);
+    match target {
+        Which::From => {
+            kept.from.get_or_insert(original);
+        }
+        Which::To => {
+            let mut v = original.to_vec();
+            if let Some(i) = find_tag_param(&v) {
+                v.truncate(i);
+            }
+            kept.to.get_or_insert(Bytes::from(v));
+        }
+    }
+    Ok(Verdict::TRUE)
+}
+
+/// What the auto-mode hook needs from the request's extensions, kept with a transaction.
+fn keep_restore(from: &ferrosip_api::Extensions, to: &mut ferrosip_api::Extensions) {
+    if let Some(kept) = from.get::<UpstreamHeaders>() {
+        to.insert(kept.clone());
+    }
+    if let Some(local) = from.get::<ferrosip_api::rr::LocalRoute>() {
+        to.insert(local.clone());
+    }
+    if from.get::<Restored>().is_some() {
+        to.insert(Restored);
+    }
+}
+
+/// restore_mode auto: an in-dialog request this proxy routed by its own Route entry
+/// leaves with the From/To its Route parameters restore.
+fn auto_restore(st: &State, branch: &mut OutgoingBranch<'_>) -> Result<(), FnError> {
+    if !st.auto_restore || branch.ext.get::<Restored>().is_some() {
+        return Ok(());
+    }
+    let Some(local) = branch.ext.get::<ferrosip_api::rr::LocalRoute>() else {
+        return Ok(());
+    };
+    restore_in(branch.request, local, &st.rr_from, Which::From, &st.passwd)?;
+    restore_in(branch.request, local, &st.rr_to, Which::To, &st.passwd)?;
+    Ok(())
 }
 
 /// Where `;tag=` starts in a header value (outside the `<>`), to drop it.
@@ -642,38 +954,38 @@ impl Module for UacModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("Requests sent by the proxy itself (uac_req_send() with $uac_req), From/To replacement restored in the replies, digest authentication towards an upstream that challenges (uac_auth in failure_route). Registrations to carriers (uac_reg_*, the reg_* parameters) are declared only.\n\nuac_req_send() needs no tm module: the request runs on a client transaction of the server's own. With $uac_req(evroute) = 1 its outcome runs event_route[uac:reply] ($uac_req(evcode) the status, $uac_req(evtype) 1 for a reply received, 2 for a timeout or a send failure).");
-        m.param("rr_from_store_param", ParamType::Str, "vsf", "Record-Route parameter that would keep the original From for in-dialog requests; no effect yet (in-dialog requests are not rewritten).");
+        m.doc("Requests sent by the proxy itself (uac_req_send() with $uac_req), From/To replacement restored in the replies and in the dialog's in-dialog requests (Record-Route parameters, as Kamailio), digest authentication towards an upstream that challenges (uac_auth in failure_route). Registrations to upstream carriers from the uacreg table (reg_* parameters, uac_reg_* functions, uac.reg_* RPCs), with Digest authentication and refresh before expiry.\n\nuac_req_send() needs no tm module: the request runs on a client transaction of the server's own. With $uac_req(evroute) = 1 its outcome runs event_route[uac:reply] ($uac_req(evcode) the status, $uac_req(evtype) 1 for a reply received, 2 for a timeout or a send failure).");
+        m.param("rr_from_store_param", ParamType::Str, "vsf", "Record-Route parameter that keeps the original From (encoded as Kamailio does) for the in-dialog requests of a dialog whose initial request had it replaced.");
         m.param(
             "rr_to_store_param",
             ParamType::Str,
             "vst",
-            "As rr_from_store_param, for the To; no effect yet.",
+            "As rr_from_store_param, for the To.",
         );
-        m.param("restore_mode", ParamType::Str, "auto", "none: replies keep the replaced From/To; auto or manual: the replies of the transaction get the original back (in-dialog requests are not rewritten yet).");
+        m.param("restore_mode", ParamType::Str, "auto", "none: nothing is restored; manual: the replies of the transaction get the original From/To back, uac_restore_from()/uac_restore_to() restore in-dialog requests; auto: as manual, and every in-dialog request this proxy routes by its own Route entry (loose_route) leaves with the From/To restored (the replies to those in-dialog requests are restored only after uac_restore_from/to in the script). Direction is told by the rr ftag parameter (rr append_fromtag, on by default).");
         m.param(
             "restore_dlg",
             ParamType::Int,
             0_i64,
-            "Accepted for Kamailio configs; no effect yet (in-dialog restore is not built).",
+            "0 only: 1 (keep the URIs in the dialog instead of Record-Route) is declared, and refused at load.",
         );
         m.param(
             "restore_passwd",
             ParamType::Str,
             "",
-            "Accepted for Kamailio configs; no effect (nothing is stored in Record-Route).",
+            "A password XORed into the rr_from/to_store_param values, so the Route parameter does not show the original URI.",
         );
         m.param(
             "restore_from_avp",
             ParamType::Str,
             "",
-            "Accepted for Kamailio configs; no effect yet.",
+            "Declared: a value is refused at load (the original From travels with the transaction instead).",
         );
         m.param(
             "restore_to_avp",
             ParamType::Str,
             "",
-            "Accepted for Kamailio configs; no effect yet.",
+            "Declared: a value is refused at load.",
         );
         m.repeatable_param(
             "credential",
@@ -720,49 +1032,49 @@ impl Module for UacModule {
             "reg_timer_interval",
             ParamType::Int,
             90_i64,
-            "Seconds between checks of the remote registrations.",
+            "Seconds between two rounds of the registration timer: a binding is refreshed in the last round before it expires (at half its life when that is shorter).",
         );
         m.param(
             "reg_retry_interval",
             ParamType::Int,
             0_i64,
-            "Seconds before a failed registration is tried again.",
+            "Seconds before a failed registration is tried again; 0: not until uac.reg_reload, uac.reg_refresh or uac_reg_enable after a disable.",
         );
         m.param(
             "reg_keep_callid",
             ParamType::Int,
             0_i64,
-            "1: keep the Call-ID of a registration across refreshes.",
+            "1: refreshes of a registration keep its Call-ID (RFC 3261 10.2.4); a new one after a failure.",
         );
         m.param(
             "reg_random_delay",
             ParamType::Int,
             0_i64,
-            "Random delay (seconds) of the first registrations.",
+            "Declared: a non-zero value (random delay of the first registrations) is refused at load; the rows' reg_delay works.",
         );
         m.param(
             "reg_active",
             ParamType::Int,
             1_i64,
-            "0: remote registrations start disabled.",
+            "0: no REGISTER is sent until the RPC uac.reg_active 1.",
         );
         m.param(
             "reg_gc_interval",
             ParamType::Int,
             150_i64,
-            "Seconds before removed registrations are freed.",
+            "Accepted for Kamailio configs: removed registrations are freed at once, there is nothing to collect later.",
         );
         m.param(
             "reg_hash_size",
             ParamType::Int,
             4_i64,
-            "Size (power of two) of the registrations' hash table.",
+            "Accepted for Kamailio configs: the registrations are bounded by reg_max_records, not a hash table.",
         );
         m.param(
             "reg_use_domain",
             ParamType::Int,
             0_i64,
-            "1: registrations are looked up by user and domain.",
+            "Declared: 1 (matching by user and domain) is refused at load.",
         );
         m.param(
             "default_socket",
@@ -780,9 +1092,16 @@ impl Module for UacModule {
             "reload_delta",
             ParamType::Int,
             30_i64,
-            "Seconds between two reloads of the registrations.",
+            "uac.reg_reload is refused when the last load was less than this many seconds ago.",
+        );
+        m.param(
+            "reg_max_records",
+            ParamType::Int,
+            10_000_i64,
+            "Ferrosip's bound on the remote registrations: a uacreg table with more rows is refused at start and by uac.reg_reload.",
         );
         let avps = m.registry().avp_names();
+        let clock = m.clock();
         let state = m.state(move |p| {
             let rr_from = p.string("rr_from_store_param");
             let rr_to = p.string("rr_to_store_param");
@@ -791,12 +1110,17 @@ impl Module for UacModule {
                     return Err(format!("{name} \"{v}\" is not a URI parameter name"));
                 }
             }
-            if !p.string("reg_db_url").is_empty() {
-                return Err("reg_db_url: remote registrations (uac_reg) are declared but not implemented yet".into());
-            }
             let mode = p.string("restore_mode");
             if !matches!(mode.as_str(), "none" | "manual" | "auto") {
                 return Err(format!("restore_mode \"{mode}\" is not none, manual or auto"));
+            }
+            if p.int("restore_dlg") != 0 {
+                return Err("restore_dlg 1 (URIs kept in the dialog) is declared but not implemented: leave it 0, the Record-Route parameters carry them".into());
+            }
+            for name in ["restore_from_avp", "restore_to_avp"] {
+                if !p.string(name).is_empty() {
+                    return Err(format!("{name} is declared but not implemented: the originals travel with the transaction"));
+                }
             }
             for v in p.all("credential") {
                 let c = v.to_bytes().unwrap_or_default();
@@ -832,22 +1156,30 @@ impl Module for UacModule {
             Ok(State {
                 runtime: OnceLock::new(),
                 restore: mode != "none",
+                auto_restore: mode == "auto",
+                rr_from,
+                rr_to,
+                passwd: Bytes::from(p.string("restore_passwd").into_bytes()),
                 credentials,
                 auth_username_avp: avp("auth_username_avp")?,
                 auth_realm_avp: avp("auth_realm_avp")?,
                 auth_password_avp: avp("auth_password_avp")?,
+                reg: reg::RegConfig::from_params(p)?
+                    .map(|cfg| Arc::new(reg::Registrations::new(cfg, clock.clone()))),
             })
         });
         // The originals travel with the transaction, which restores them in the replies
         // it sends upstream.
-        m.on_branch(
-            |_branch| Ok(()),
-            |from, to| {
-                if let Some(kept) = from.get::<UpstreamHeaders>() {
-                    to.insert(kept.clone());
-                }
-            },
-        );
+        {
+            let st = state.clone();
+            m.on_branch(
+                move |branch| match st.get() {
+                    Ok(st) => auto_restore(&st, branch),
+                    Err(_) => Ok(()),
+                },
+                keep_restore,
+            );
+        }
         {
             let st = state.clone();
             m.on_start(move |env| {
@@ -855,11 +1187,27 @@ impl Module for UacModule {
                 let rt = env.runtime.clone();
                 Box::pin(async move {
                     let st: Arc<State> = st.map_err(|e| e.message)?;
-                    let _ = st.runtime.set(rt);
+                    let _ = st.runtime.set(rt.clone());
+                    if let Some(reg) = &st.reg {
+                        reg.set_runtime(rt);
+                        let n = reg.reload().await?;
+                        tracing::info!(records = n, "uac: remote registrations loaded");
+                    }
                     Ok(())
                 })
             });
         }
+        {
+            let st = state.clone();
+            m.on_ready(move |services| {
+                if let Ok(st) = st.get() {
+                    if let Some(reg) = &st.reg {
+                        reg.start(services.clone());
+                    }
+                }
+            });
+        }
+        declare_rpcs(m, &state);
         m.pv("uac_req", UacReqClass);
         const FAIL_EVENT: RouteMask = RouteMask::FAILURE.union(RouteMask::EVENT);
         let s = &state;
@@ -874,16 +1222,18 @@ impl Module for UacModule {
             FnRow::sync("uac_replace_from", &["uri"], RouteMask::REQUEST,
                 "As uac_replace_from(display, uri), keeping the display name.",
                 s.with(|st: &State, ctx: &mut MsgContext, uri: Bytes| replace(st, ctx, Which::From, None, &uri))),
-            FnRow::declared::<()>("uac_restore_from", &[], RouteMask::REQUEST,
-                "Restores the From replaced earlier in the dialog in an in-dialog request (restore_mode manual); 1 done, -1 nothing to restore."),
+            FnRow::sync("uac_restore_from", &[], RouteMask::REQUEST,
+                "After loose_route(), in an in-dialog request: restores the URI rr_from_store_param of this proxy's Route entry keeps (the From of a request going to the callee, the To of one coming back), and the reply gets the header back as it came; 1 done, -1 nothing to restore (no such parameter, no loose_route(), a value that does not decode).",
+                s.with(|st: &State, ctx: &mut MsgContext| restore(st, ctx, Which::From))),
             FnRow::sync("uac_replace_to", &["display", "uri"], RouteMask::REQUEST,
                 "Replaces the To of the request with DISPLAY (empty: none) and URI; with restore_mode auto or manual the replies of the transaction carry the original To (with the callee's tag). 1 done, -1 on failure.",
                 s.with(|st: &State, ctx: &mut MsgContext, display: Bytes, uri: Bytes| replace(st, ctx, Which::To, Some(&display[..]), &uri))),
             FnRow::sync("uac_replace_to", &["uri"], RouteMask::REQUEST,
                 "As uac_replace_to(display, uri), keeping the display name.",
                 s.with(|st: &State, ctx: &mut MsgContext, uri: Bytes| replace(st, ctx, Which::To, None, &uri))),
-            FnRow::declared::<()>("uac_restore_to", &[], RouteMask::REQUEST,
-                "Restores the To replaced earlier in the dialog in an in-dialog request; 1 done, -1 nothing to restore."),
+            FnRow::sync("uac_restore_to", &[], RouteMask::REQUEST,
+                "As uac_restore_from(), for the To replaced by uac_replace_to() (rr_to_store_param).",
+                s.with(|st: &State, ctx: &mut MsgContext| restore(st, ctx, Which::To))),
             FnRow::sync("uac_auth", &[], FAIL_EVENT,
                 "In failure_route: answers the winning 401/407 (its WWW-/Proxy-Authenticate Digest MD5 challenge) with an Authorization/Proxy-Authorization header computed from the auth_*_avp AVPs when set, else the credential params of the challenged realm; then t_relay() sends the request again. 1 done, -1 no credentials for the realm, an error when there is no 401/407.",
                 s.with(|st: &State, ctx: &mut MsgContext| uac_auth(st, ctx, 0))),
@@ -893,20 +1243,38 @@ impl Module for UacModule {
             FnRow::sync("uac_auth_mode", &["mode"], FAIL_EVENT,
                 "As uac_auth(mode).",
                 s.with(|st: &State, ctx: &mut MsgContext, mode: i64| uac_auth(st, ctx, mode))),
-            FnRow::declared::<(Bytes, ferrosip_api::args::PvOut)>("uac_reg_lookup", &["uuid", "dst"], RouteMask::ANY,
-                "Stores in DST the local URI of the remote registration UUID; 1 found, -1 not found."),
-            FnRow::declared::<(Bytes, ferrosip_api::args::PvOut)>("uac_reg_lookup_uri", &["uri", "dst"], RouteMask::ANY,
+            FnRow::sync("uac_reg_lookup", &["uuid", "dst"], RouteMask::ANY,
+                "Stores in DST the local URI (sip:l_username@l_domain) of the remote registration whose l_uuid is UUID; 1 found, -1 not found (an error when reg_db_url is not set).",
+                s.with(|st: &State, ctx: &mut MsgContext, uuid: Bytes, dst: PvOut| reg_lookup(st, ctx, uuid, dst))),
+            FnRow::declared::<(Bytes, PvOut)>("uac_reg_lookup_uri", &["uri", "dst"], RouteMask::ANY,
                 "Stores in DST the uuid of the remote registration of URI; 1 found, -1 not found."),
-            FnRow::declared::<(Bytes,)>("uac_reg_status", &["id"], RouteMask::ANY,
-                "1 when the remote registration is active, negative codes otherwise."),
-            FnRow::declared::<(Bytes, i64)>("uac_reg_request_to", &["user", "mode"], RouteMask::REQUEST.union(RouteMask::FAILURE),
-                "Sets the R-URI (and auth AVPs) to the remote registration of USER; 1 found, -1 not found."),
-            FnRow::declared::<(Bytes, Bytes)>("uac_reg_enable", &["attr", "val"], RouteMask::ANY,
-                "Enables a remote registration; 1 done, -1 not found."),
-            FnRow::declared::<(Bytes, Bytes)>("uac_reg_disable", &["attr", "val"], RouteMask::ANY,
-                "Disables a remote registration; 1 done, -1 not found."),
-            FnRow::declared::<(Bytes,)>("uac_reg_refresh", &["luuid"], RouteMask::ANY,
-                "Reloads one remote registration from the database; 1 done, -1 not found."),
+            FnRow::sync("uac_reg_status", &["uuid"], RouteMask::ANY,
+                "The state of the remote registration UUID: 1 registered (and not expired), -2 a REGISTER in progress, -3 disabled, -99 not registered (failed or not yet), -1 no such registration.",
+                s.with(|st: &State, _ctx: &mut MsgContext, uuid: Bytes| -> FnResult {
+                    let code = st.reg("uac_reg_status")?.status(&String::from_utf8_lossy(&uuid));
+                    Ok(Verdict::code(code as i32))
+                })),
+            FnRow::sync("uac_reg_request_to", &["user", "mode"], RouteMask::REQUEST.union(RouteMask::FAILURE),
+                "Sends the request to the carrier of the remote registration whose l_uuid (MODE 0) or auth_username (MODE 1) is USER: the R-URI becomes sip:r_username@r_domain, $du the auth_proxy when set, and the auth_username/realm/password AVPs get its credentials for uac_auth() (auth_password, else auth_ha1: then call uac_auth(1)). 1 found, -1 not found; an error without the three auth AVP parameters.",
+                s.with(|st: &State, ctx: &mut MsgContext, user: Bytes, mode: i64| reg_request_to(st, ctx, user, mode))),
+            FnRow::sync("uac_reg_enable", &["attr", "val"], RouteMask::ANY,
+                "Enables the remote registrations whose ATTR (l_uuid, l_username, r_username, auth_username) is VAL; a disabled one registers at the next timer round. 1 some matched, -1 none.",
+                s.with(|st: &State, _ctx: &mut MsgContext, attr: Bytes, val: Bytes| reg_switch(st, attr, val, true))),
+            FnRow::sync("uac_reg_disable", &["attr", "val"], RouteMask::ANY,
+                "Disables the remote registrations whose ATTR is VAL: no more REGISTERs for them (the registrar's binding runs out). 1 some matched, -1 none.",
+                s.with(|st: &State, _ctx: &mut MsgContext, attr: Bytes, val: Bytes| reg_switch(st, attr, val, false))),
+            FnRow::asynchronous("uac_reg_refresh", &["luuid"], RouteMask::ANY,
+                "Loads the uacreg row LUUID again (added, changed or removed since the start) and registers it anew; 1 done, -1 not in the table nor in memory, or a database error.",
+                s.with(|st: &State, _ctx: &mut MsgContext, luuid: Bytes| {
+                    let reg = st.reg("uac_reg_refresh").map(Arc::clone);
+                    async move {
+                        let done = match reg {
+                            Ok(reg) => reg.refresh(&String::from_utf8_lossy(&luuid)).await.map_err(FnError::new),
+                            Err(e) => Err(e),
+                        };
+                        ferrosip_api::registry::apply_result(move |_| done.map(|found| if found { Verdict::TRUE } else { Verdict::FALSE }))
+                    }
+                })),
             FnRow::declared::<(Bytes, Bytes)>("uac_reg_send_register", &["attr", "val"], RouteMask::ANY,
                 "Sends a REGISTER for a remote registration now; 1 sent, -1 not found."),
             FnRow::declared::<(Bytes, Bytes)>("uac_reg_send_unregister", &["attr", "val"], RouteMask::ANY,
@@ -926,6 +1294,93 @@ impl Module for UacModule {
         );
     }
 }
+
+fn declare_rpcs(m: &mut ModuleBuilder<'_>, state: &ferrosip_api::registry::StateSlot<State>) {
+    let reg_of = |state: &ferrosip_api::registry::StateSlot<State>| -> Result<Arc<reg::Registrations>, String> {
+        let st = state.get().map_err(|e| e.message)?;
+        st.reg
+            .clone()
+            .ok_or_else(|| "remote registrations are off (reg_db_url is not set)".to_string())
+    };
+    {
+        let s = state.clone();
+        m.rpc("uac.reg_dump", "Every remote registration: its row, flags (1 disabled, 2 in progress, 4 registered, 8 credentials sent, 16 loaded), seconds left (diff_expires), the last status.", move |_| {
+            Ok(reg_of(&s)?.dump())
+        });
+    }
+    {
+        let s = state.clone();
+        m.rpc("uac.reg_info", "uac.reg_info attr val: the registration whose attr (l_uuid, l_username, r_username, auth_username) is val.", move |args| {
+            let reg = reg_of(&s)?;
+            reg.info(&rpc_text(args, 0, "attribute")?, &rpc_text(args, 1, "value")?)
+        });
+    }
+    for (name, on) in [("uac.reg_enable", true), ("uac.reg_disable", false)] {
+        let s = state.clone();
+        let doc = if on {
+            "uac.reg_enable attr val: enables the matching registrations (they register at the next timer round)."
+        } else {
+            "uac.reg_disable attr val: disables the matching registrations (no more REGISTERs)."
+        };
+        m.rpc(name, doc, move |args| {
+            let reg = reg_of(&s)?;
+            let (attr, val) = (rpc_text(args, 0, "attribute")?, rpc_text(args, 1, "value")?);
+            let n = if on {
+                reg.enable(&attr, &val)
+            } else {
+                reg.disable(&attr, &val)
+            }?;
+            if n == 0 {
+                return Err(format!("no registration with {attr} {val}"));
+            }
+            Ok(RpcValue::Int(n as i64))
+        });
+    }
+    {
+        let s = state.clone();
+        m.rpc(
+            "uac.reg_active",
+            "uac.reg_active 0|1: stops or resumes sending REGISTERs (reg_active at run time).",
+            move |args| {
+                let reg = reg_of(&s)?;
+                let on = args
+                    .first()
+                    .and_then(|v| v.as_int())
+                    .ok_or("missing 0 or 1")?;
+                reg.set_active(on != 0);
+                Ok(RpcValue::Int(on))
+            },
+        );
+    }
+    {
+        let s = state.clone();
+        m.rpc_async("uac.reg_reload", "Loads the uacreg table again: new and changed rows register anew, removed ones stop; unchanged ones keep their binding. At most once per reload_delta.", move |_| {
+            let reg = reg_of(&s);
+            async move { Ok(RpcValue::Int(reg?.reload_rpc().await? as i64)) }
+        });
+    }
+    {
+        let s = state.clone();
+        m.rpc_async(
+            "uac.reg_refresh",
+            "uac.reg_refresh l_uuid: loads that row again and registers it anew.",
+            move |args| {
+                let reg = reg_of(&s);
+                let uuid = rpc_text(&args, 0, "l_uuid");
+                async move {
+                    let uuid = uuid?;
+                    if reg?.refresh(&uuid).await? {
+                        Ok(RpcValue::Int(1))
+                    } else {
+                        Err(format!("no registration {uuid}"))
+                    }
+                }
+            },
+        );
+    }
+}
+
+mod reg;
 
 #[cfg(test)]
 mod tests;

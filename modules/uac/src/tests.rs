@@ -145,3 +145,78 @@ fn replace_from_keeps_the_tag_and_remembers_the_original() {
     };
     assert!(e.contains("not allowed in failure_route"), "{e}");
 }
+
+#[test]
+fn restore_param_round_trips_both_ways() {
+    for (old, new, pw) in [
+        (
+            &b"sip:caller@example.test"[..],
+            &b"sip:anonymous@anonymous.invalid"[..],
+            &b""[..],
+        ),
+        (
+            b"sip:a-much-longer-original-uri@example.test",
+            b"sip:x@y",
+            b"k3y",
+        ),
+        (b"sip:same@length.aa", b"sip:diff@length.bb", b"p"),
+    ] {
+        let enc = encode_restore(old, new, pw);
+        assert!(enc.len().is_multiple_of(4) && !enc.contains('='), "{enc}");
+        // The request carrying the new URI gets the old one back, and the other way round.
+        assert_eq!(
+            decode_restore(enc.as_bytes(), new, pw).as_deref(),
+            Some(old)
+        );
+        assert_eq!(
+            decode_restore(enc.as_bytes(), old, pw).as_deref(),
+            Some(new)
+        );
+    }
+    // Kamailio's encoding of the same pair (its base64 alphabet, '-' padding).
+    assert_eq!(encode_restore(b"sip:a@b", b"sip:c@d", b""), "AAAAAAIABg--");
+    assert_eq!(decode_restore(b"!!!!", b"sip:a@b", b""), None);
+    assert_eq!(
+        decode_restore(b"AAAA", b"sip:a@b", b""),
+        None,
+        "shorter than the URI"
+    );
+}
+
+#[test]
+fn restore_in_follows_the_direction() {
+    let enc = encode_restore(b"sip:caller@example.test", b"sip:anon@anon.invalid", b"");
+    let local = ferrosip_api::rr::LocalRoute {
+        params: Some(Bytes::from(format!(";lr;ftag=t1;vsf={enc}"))),
+        next_hop_route: false,
+    };
+    // The callee's BYE (From tag differs from ftag): the To gets the caller's URI.
+    let mut bye = SipMessage::parse(Bytes::from_static(
+        b"BYE sip:caller@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2\r\n\
+          From: <sip:callee@example.test>;tag=c9\r\nTo: \"Anonymous\" <sip:anon@anon.invalid>;tag=t1\r\n\
+          Call-ID: c1@h\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+    ))
+    .unwrap();
+    let done = restore_in(&mut bye, &local, "vsf", Which::From, b"").unwrap();
+    assert!(matches!(done, Some((Which::To, _))));
+    assert_eq!(
+        bye.header_bytes("To").unwrap(),
+        Bytes::from_static(b"\"Anonymous\" <sip:caller@example.test>;tag=t1")
+    );
+    // The caller's request (From tag = ftag): the From gets the replaced URI.
+    let mut ack = SipMessage::parse(Bytes::from_static(
+        b"ACK sip:callee@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK3\r\n\
+          From: <sip:caller@example.test>;tag=t1\r\nTo: <sip:callee@example.test>;tag=c9\r\n\
+          Call-ID: c1@h\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+    ))
+    .unwrap();
+    restore_in(&mut ack, &local, "vsf", Which::From, b"").unwrap();
+    assert_eq!(
+        ack.header_bytes("From").unwrap(),
+        Bytes::from_static(b"<sip:anon@anon.invalid>;tag=t1")
+    );
+    // No such parameter: nothing happens.
+    assert!(restore_in(&mut ack, &local, "vst", Which::To, b"")
+        .unwrap()
+        .is_none());
+}
