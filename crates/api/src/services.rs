@@ -46,6 +46,18 @@ pub trait Services: Send + Sync {
     /// the R-URI, with our Via on top; a reply to the address in its second Via.
     fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError>;
 
+    /// For a stateless forward of a request whose next hop (`target`, else `$du` / the
+    /// R-URI) is a host name not in the DNS cache: a future that looks it up and gives the
+    /// hop as an address, to [`Services::forward`] to once it is ready (the route waits
+    /// for it without holding a worker). `None`: forward at once.
+    fn forward_lookup(
+        &self,
+        _ctx: &MsgContext,
+        _target: Option<&Target>,
+    ) -> Option<BoxFuture<'static, Result<Target, FnError>>> {
+        None
+    }
+
     /// Whether `host[:port]` is this server (listen addresses, aliases).
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool;
 

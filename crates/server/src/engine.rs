@@ -7,6 +7,7 @@
 use crate::routes::logged_outcome;
 use crate::script::ScriptScope;
 use crate::server::Server;
+use crate::transport::http::{HttpInbound, HttpOutcome};
 use crate::transport::{raw_error_reply, Inbound, Sink};
 use ferrosip_api::tm::Transactions;
 use ferrosip_api::{FnError, MsgContext, NetInfo, Proto, RouteKind, Services, Target};
@@ -258,6 +259,76 @@ impl Sink for Engine {
             .stats
             .malformed_dropped
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `event_route[xhttp:request]` on the runtime with the request made SIP-shaped
+    /// (see [`crate::transport::http::sip_shaped`]); what its functions left in the
+    /// context decides.
+    fn on_http(
+        self: &Arc<Self>,
+        request: HttpInbound,
+    ) -> ferrosip_api::registry::BoxFuture<'static, HttpOutcome> {
+        use ferrosip_api::websocket::{HttpReply, HttpRequest, WsUpgrade};
+        let scope = self.script.load_full();
+        let Some(route) = scope.program.named_route(RouteKind::Event, "xhttp:request") else {
+            let reply = crate::transport::http::plain_reply(404, "Not Found");
+            return Box::pin(std::future::ready(HttpOutcome::Reply(reply)));
+        };
+        let Some(msg) = crate::transport::http::sip_shaped(&request) else {
+            let reply = crate::transport::http::plain_reply(400, "Bad Request");
+            return Box::pin(std::future::ready(HttpOutcome::Reply(reply)));
+        };
+        self.server.stats.received.fetch_add(1, Ordering::Relaxed);
+        let net = NetInfo {
+            proto: request.proto,
+            source: request.source,
+            local: request.local,
+        };
+        let mut ctx = MsgContext::new(msg, RouteKind::Event, net);
+        ctx.ext.insert(HttpRequest { url: request.url });
+        ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
+        let run = self.server.runtime.spawn(async move {
+            let mut vm = Vm::new();
+            let result = vm.run(&scope.program, route, &mut ctx).await;
+            logged_outcome(result, &ctx);
+            if ctx.ext.get::<WsUpgrade>().is_some() {
+                HttpOutcome::Upgrade
+            } else {
+                match ctx.ext.remove::<HttpReply>() {
+                    Some(HttpReply(r)) => HttpOutcome::Reply(r),
+                    None => HttpOutcome::Nothing,
+                }
+            }
+        });
+        Box::pin(async move { run.await.unwrap_or(HttpOutcome::Nothing) })
+    }
+
+    /// Runs `event_route[websocket:closed]` when the script has one; `$si`/`$sp` are the
+    /// client's, `$proto` ws or wss.
+    fn on_ws_closed(&self, proto: Proto, peer: SocketAddr, local: SocketAddr) {
+        let scope = self.script.load_full();
+        if scope
+            .program
+            .named_route(RouteKind::Event, "websocket:closed")
+            .is_none()
+        {
+            return;
+        }
+        let raw = "OPTIONS sip:websocket@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS 127.0.0.1;branch=z9hG4bKwsclosed\r\n\
+                   From: <sip:websocket@127.0.0.1>;tag=ws\r\nTo: <sip:websocket@127.0.0.1>\r\n\
+                   Call-ID: websocket-closed\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let Ok(msg) = SipMessage::parse(bytes::Bytes::from_static(raw.as_bytes())) else {
+            return;
+        };
+        let net = NetInfo {
+            proto,
+            source: peer,
+            local,
+        };
+        scope.run_event_route(
+            "websocket:closed",
+            MsgContext::new(msg, RouteKind::Event, net),
+        );
     }
 }
 

@@ -193,6 +193,19 @@ impl Services for ScriptScope {
         }
     }
 
+    fn forward_lookup(
+        &self,
+        ctx: &MsgContext,
+        target: Option<&Target>,
+    ) -> Option<ferrosip_api::registry::BoxFuture<'static, Result<Target, FnError>>> {
+        if !ctx.msg.is_request() {
+            return None;
+        }
+        self.server
+            .outbound
+            .stateless_lookup(target.cloned(), ctx.dst_uri.as_ref(), &ctx.msg)
+    }
+
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {
         // The server's sockets, aliases and reverse-DNS names decide, whichever program
         // version runs (a change of `listen=`/`alias=` needs a restart).
