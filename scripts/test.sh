@@ -53,6 +53,39 @@ if ldd "$packaged/usr/bin/rtpengine" | grep -q "not found"; then
         libavutil57 libswresample4 libspandsp2 libbcg729-0 libmosquitto1 libmariadb3 \
         libpcap0.8 libglib2.0-0 libssl3
 fi
+# Kamailio's newer stock configs come from Debian suites apt does not know here (trixie:
+# 6.0, sid: 6.1), so their debs are fetched over plain HTTP: the file name and SHA256 are
+# read from the suite's index, so a point release does not break the download and a
+# corrupted or substituted file is refused. Each is unpacked beside target/packaged
+# (packaged-6.0, packaged-6.1), where tests/src/packaged.rs looks for them.
+unpack_suite_pkgs() {
+    local suite=$1 dir=$2
+    shift 2
+    [ -f "$dir/.unpacked" ] && return 0
+    local mirror=http://deb.debian.org/debian tmp
+    tmp=$(mktemp -d)
+    curl -fsS -o "$tmp/Packages.xz" "$mirror/dists/$suite/main/binary-amd64/Packages.xz"
+    xz -d "$tmp/Packages.xz"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    local pkg file sha
+    for pkg in "$@"; do
+        read -r file sha < <(awk -v want="$pkg" '
+            /^Package: / { p = $2 }
+            p == want && /^Filename: / { f = $2 }
+            p == want && /^SHA256: / { s = $2 }
+            /^$/ { if (f != "" && s != "") { print f, s; exit } p = ""; f = ""; s = "" }
+        ' "$tmp/Packages")
+        [ -n "${file:-}" ] || { echo "no $pkg in $suite" >&2; exit 1; }
+        curl -fsS -o "$tmp/$pkg.deb" "$mirror/$file"
+        echo "$sha  $tmp/$pkg.deb" | sha256sum -c --quiet -
+        dpkg-deb -x "$tmp/$pkg.deb" "$dir"
+    done
+    rm -rf "$tmp"
+    touch "$dir/.unpacked"
+}
+unpack_suite_pkgs trixie target/packaged-6.0 kamailio kamailio-mysql-modules kamailio-postgres-modules
+unpack_suite_pkgs sid target/packaged-6.1 kamailio kamailio-mysql-modules kamailio-postgres-modules
 
 export FERROSIP_REQUIRE_STOCK_CFG=1
 # The `ci` profile (Cargo.toml) builds without LTO or debug info: the whole build and run

@@ -16,7 +16,10 @@ pub mod services;
 pub mod sipp;
 
 pub use bin::ferrosip_bin;
-pub use packaged::{kamailio_sql_dir, kamailio_stock_cfg, kamctl_command, packaged_path, promtool};
+pub use packaged::{
+    kamailio, kamailio_releases, kamailio_sql_dir, kamailio_stock_cfg, kamctl_command,
+    packaged_path, promtool, Kamailio, KAMAILIO_RELEASES,
+};
 pub use peer::{header, recv_text, uas_reply};
 pub use proxy::{free_port, start_proxy, Launch, Proxy};
 pub use script::Script;

@@ -5,6 +5,11 @@
 //! instead of installing them, so the suite never creates, starts or enables a system
 //! service. Without that variable (a developer running `cargo test` on a machine where the
 //! packages are installed) the installed files are used.
+//!
+//! Newer Kamailio releases come from Debian suites apt does not know here; scripts/test.sh
+//! unpacks each beside the first folder, with the release as suffix (`packaged-6.0`,
+//! `packaged-6.1`), or `FERROSIP_PACKAGED_ROOT_6_0` (...) names the folder. [`kamailio`]
+//! finds them; an installed Kamailio is only ever the first release.
 
 use std::path::PathBuf;
 
@@ -46,4 +51,84 @@ pub fn promtool() -> PathBuf {
     } else {
         PathBuf::from("promtool")
     }
+}
+
+/// The Kamailio releases whose stock files the suite uses: Debian bookworm's (the one apt
+/// installs here), trixie's and sid's.
+pub const KAMAILIO_RELEASES: [&str; 3] = ["5.6", "6.0", "6.1"];
+
+/// One Kamailio release's packaged files.
+#[derive(Clone, Debug)]
+pub struct Kamailio {
+    /// `5.6`, `6.0`, `6.1`.
+    pub version: &'static str,
+    root: PathBuf,
+}
+
+impl Kamailio {
+    /// The file installed at the absolute path `installed`, in this release's folder.
+    pub fn path(&self, installed: &str) -> PathBuf {
+        self.root.join(installed.trim_start_matches('/'))
+    }
+
+    /// The release's stock `kamailio.cfg`.
+    pub fn stock_cfg(&self) -> PathBuf {
+        self.path("/etc/kamailio/kamailio.cfg")
+    }
+
+    /// The release's database scripts (`mysql/`, `postgres/`, ...).
+    pub fn sql_dir(&self) -> PathBuf {
+        self.path("/usr/share/kamailio")
+    }
+
+    /// Whether its stock config and its MySQL and PostgreSQL scripts are there.
+    pub fn is_unpacked(&self) -> bool {
+        let sql = self.sql_dir();
+        self.stock_cfg().exists()
+            && sql.join("mysql/standard-create.sql").exists()
+            && sql.join("postgres/standard-create.sql").exists()
+    }
+}
+
+/// Where release `version` (one of [`KAMAILIO_RELEASES`]) is unpacked for this run; `None`
+/// when it cannot be (no `FERROSIP_PACKAGED_ROOT`, and a release other than the
+/// installed one).
+pub fn kamailio(version: &'static str) -> Option<Kamailio> {
+    let first = std::env::var_os("FERROSIP_PACKAGED_ROOT").map(PathBuf::from);
+    let root = if version == KAMAILIO_RELEASES[0] {
+        first.unwrap_or_else(|| PathBuf::from("/"))
+    } else {
+        let var = format!("FERROSIP_PACKAGED_ROOT_{}", version.replace('.', "_"));
+        match std::env::var_os(var) {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let first = first?;
+                let mut name = first.file_name()?.to_os_string();
+                name.push(format!("-{version}"));
+                first.with_file_name(name)
+            }
+        }
+    };
+    Some(Kamailio { version, root })
+}
+
+/// The releases that are unpacked. Under `FERROSIP_REQUIRE_STOCK_CFG` (scripts/test.sh,
+/// which unpacks them all) a missing one fails the test; otherwise it is skipped, and said.
+pub fn kamailio_releases() -> Vec<Kamailio> {
+    let required = std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_some();
+    let mut found = Vec::new();
+    for version in KAMAILIO_RELEASES {
+        match kamailio(version).filter(Kamailio::is_unpacked) {
+            Some(k) => found.push(k),
+            None => {
+                assert!(
+                    !required,
+                    "scripts/test.sh unpacks Kamailio {version}'s packages, but they are not there ({:?})",
+                    kamailio(version).map(|k| k.root)
+                );
+                eprintln!("skipped: Kamailio {version}'s packages are not unpacked (scripts/test.sh does it)");
+            }
+        }
+    }
+    found
 }

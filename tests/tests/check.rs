@@ -69,44 +69,175 @@ fn stock_features(text: &str) -> Vec<String> {
     names
 }
 
+/// What the stock configs use that is declared but not built, by the `WITH_*` features
+/// that bring it in together (any release; features not listed bring in nothing). `check`
+/// passes these only with `--allow-declared`, and `run` refuses them; everything else is
+/// built.
+/// Each row: the features that must be on, those that must be off, the uses.
+type DeclaredRow = (
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+const STOCK_DECLARED_ONLY: &[DeclaredRow] = &[
+    (
+        &["WITH_JSONRPC"],
+        &[],
+        &["$hu", "jsonrpc_dispatch()", "xhttp_reply()"],
+    ),
+    // With WITH_RTPENGINE the config relays media with rtpengine instead.
+    (&["WITH_NAT"], &["WITH_RTPENGINE"], &["rtpproxy_manage()"]),
+    (
+        &["WITH_NAT", "WITH_RTPENGINE"],
+        &[],
+        &["rtpengine_manage()"],
+    ),
+    (
+        &["WITH_PRESENCE"],
+        &[],
+        &["handle_publish()", "handle_subscribe()"],
+    ),
+    (
+        &["WITH_PRESENCE", "WITH_MSGREBUILD"],
+        &[],
+        &["msg_apply_changes()"],
+    ),
+];
+
+/// The features a feature needs, as the config's header says ("enable mysql"): without
+/// `WITH_MYSQL` there is no `DBURL`, and Kamailio refuses the config as well.
+fn with_prerequisites(feature: &str) -> Vec<String> {
+    let needs: &[&str] = match feature {
+        "WITH_AUTH" | "WITH_USRLOCDB" | "WITH_ACCDB" | "WITH_ALIASDB" | "WITH_SPEEDDIAL"
+        | "WITH_MULTIDOMAIN" | "WITH_PRESENCE" => &["WITH_MYSQL"],
+        "WITH_IPAUTH" => &["WITH_MYSQL", "WITH_AUTH"],
+        _ => &[],
+    };
+    needs
+        .iter()
+        .map(|n| n.to_string())
+        .chain([feature.to_string()])
+        .collect()
+}
+
+/// The declared-only uses of `check --allow-declared` on `cfg` with `defines` (sorted), or
+/// the output when it fails anyway.
+fn declared_only_uses(cfg: &str, defines: &[String]) -> CheckOutcome {
+    let mut args = vec!["-f", cfg, "--allow-declared"];
+    for d in defines {
+        args.push("-A");
+        args.push(d);
+    }
+    let (ok, out) = check(&args);
+    if !ok || !out.contains(": OK (") {
+        return Err(out);
+    }
+    let marker = "(allowed by --allow-declared; `run` refuses this config): ";
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_once(marker).map(|(_, names)| names))
+        .flat_map(|names| names.split(", "))
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The declared-only uses `check --allow-declared` named, or its output when it failed.
+type CheckOutcome = Result<Vec<String>, String>;
+
+/// What [`STOCK_DECLARED_ONLY`] expects with `features` on.
+fn expected_declared(features: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = STOCK_DECLARED_ONLY
+        .iter()
+        .filter(|(on, off, _)| {
+            on.iter().all(|n| features.iter().any(|f| f == n))
+                && !off.iter().any(|n| features.iter().any(|f| f == n))
+        })
+        .flat_map(|(_, _, names)| names.iter().map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Kamailio's stock config of every release (5.6, 6.0, 6.1) passes `check` with every
+/// feature off, with each `WITH_*` feature on (with the features it needs), and with all
+/// of them on; what each
+/// uses that is declared-only is exactly [`STOCK_DECLARED_ONLY`]. Two `check`s run at a
+/// time.
 #[test]
-fn kamailio_stock_config_passes_with_all_features_on_and_off() {
-    let stock_path = ferrosip_tests::kamailio_stock_cfg();
-    let stock = stock_path.as_path();
-    let stock_arg = stock.to_str().expect("UTF-8 path");
-    if !stock.exists() {
+fn kamailio_stock_configs_pass_with_each_feature_and_all() {
+    let releases = ferrosip_tests::kamailio_releases();
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for k in &releases {
+        let stock = k.stock_cfg();
+        let stock_arg = stock.to_str().expect("UTF-8 path").to_string();
+        let text = std::fs::read_to_string(&stock).expect("readable");
+        let features = stock_features(&text);
         assert!(
-            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh unpacks kamailio, but {} is missing",
-            stock.display()
+            features.len() >= 20,
+            "{}: found only {features:?}",
+            k.version
         );
-        eprintln!(
-            "skipped: {} not there (scripts/test.sh unpacks it)",
-            stock.display()
+        // Without any feature nothing declared-only is used: `check` passes as `run` loads it.
+        let (ok, out) = check(&["-f", &stock_arg]);
+        assert!(
+            ok,
+            "Kamailio {} stock config, all features off:\n{out}",
+            k.version
         );
-        return;
+        // acc is loaded and set up for flag-driven accounting, which is built: no warning.
+        assert!(!out.contains("warning: acc:"), "{out}");
+        let mut sets: Vec<Vec<String>> = features
+            .iter()
+            .map(|f| with_prerequisites(f.as_str()))
+            .collect();
+        sets.push(features.clone());
+        let results: Vec<(Vec<String>, CheckOutcome)> = std::thread::scope(|s| {
+            let halves: Vec<_> = sets
+                .chunks(sets.len().div_ceil(2))
+                .map(|chunk| {
+                    let stock_arg = &stock_arg;
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|set| (set.clone(), declared_only_uses(stock_arg, set)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            halves
+                .into_iter()
+                .flat_map(|h| h.join().expect("check thread"))
+                .collect()
+        });
+        for (set, result) in results {
+            runs += 1;
+            let label = if set.len() == features.len() {
+                "all features".to_string()
+            } else {
+                set.join(" ")
+            };
+            match result {
+                Err(out) => failures.push(format!(
+                    "Kamailio {} with {label}: check fails:\n{out}",
+                    k.version
+                )),
+                Ok(names) if names != expected_declared(&set) => failures.push(format!(
+                    "Kamailio {} with {label}: declared-only {names:?}, expected {:?}",
+                    k.version,
+                    expected_declared(&set)
+                )),
+                Ok(_) => {}
+            }
+        }
     }
-    let text = std::fs::read_to_string(stock).expect("readable");
-    let features = stock_features(&text);
-    assert!(features.len() >= 10, "found only {features:?}");
-    // Without any feature it uses nothing declared-only: it passes as `run` would load it.
-    let (ok, out) = check(&["-f", stock_arg]);
-    assert!(ok, "stock config, all features off:\n{out}");
-    // acc is loaded and set up for flag-driven accounting, which is built: no warning.
-    assert!(!out.contains("warning: acc:"), "{out}");
-    let mut args = vec![
-        "-f".to_string(),
-        stock_arg.to_string(),
-        "--allow-declared".to_string(),
-    ];
-    for f in &features {
-        args.push("-A".into());
-        args.push(f.clone());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out) = check(&refs);
-    assert!(ok, "stock config, all features on ({features:?}):\n{out}");
-    assert!(out.contains("handle_publish()"), "{out}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    eprintln!("{runs} checks of {} releases", releases.len());
 }
 
 /// With WITH_ANTIFLOOD, the stock config asks pike whether to drop each request and keeps
@@ -466,17 +597,27 @@ fn module_examples_pass_check() {
     assert!(checked >= 10, "only {checked} module examples found");
 }
 
-/// `onsend_route` is parsed but the server does not run it yet: a config defining it is
-/// refused with the route's location instead of being loaded with its drops skipped.
+/// In `onsend_route` only what inspects runs (flags, logging, `search`, the send-side
+/// keywords and PVs): a function that would edit or send the message is refused with its
+/// location, also in a route only onsend_route calls.
 #[test]
-fn onsend_route_is_refused_with_its_location() {
-    let cfg = "loadmodule \"sl.so\"\nrequest_route {\n\tforward(\"127.0.0.1\", 5099);\n}\nonsend_route {\n\tif (to_ip == 127.0.0.1) {\n\t\tdrop;\n\t}\n}\n";
-    let p = write_cfg("onsend.cfg", cfg);
-    let path = p.to_string_lossy().into_owned();
-    let (ok, out) = check(&["-f", &path]);
+fn onsend_route_refuses_functions_not_allowed_there() {
+    let head = "loadmodule \"sl.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\nrequest_route {\n\tforward(\"127.0.0.1\", 5099);\n}\nonsend_route {\n\tif (to_ip == \"127.0.0.2\" && !isflagset(3) && search(\"^INVITE\")) {\n\t\txlog(\"L_INFO\", \"blocked $snd(ip) $sndfrom(port)\\n\");\n\t\tdrop;\n\t}\n";
+    let good = write_cfg("onsend-ok.cfg", &format!("{head}}}\n"));
+    let (ok, out) = check(&["-f", &good.to_string_lossy()]);
+    assert!(ok, "{out}");
+    let bad = write_cfg(
+        "onsend.cfg",
+        &format!("{head}\tappend_hf(\"X-Late: 1\\r\\n\");\n\troute(MORE);\n}}\nroute[MORE] {{\n\tsl_send_reply(\"403\", \"No\");\n}}\n"),
+    );
+    let (ok, out) = check(&["-f", &bad.to_string_lossy()]);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("onsend.cfg:5:1: error: onsend_route (module core) is declared but not implemented yet: a script that defines it cannot run"),
+        out.contains("onsend.cfg:12:2: error: append_hf() is not allowed in onsend_route"),
+        "{out}"
+    );
+    assert!(
+        out.contains("onsend.cfg:16:2: error: sl_send_reply() is not allowed in onsend_route"),
         "{out}"
     );
 }

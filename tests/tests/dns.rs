@@ -10,7 +10,11 @@
 //! - TTL: the SRV record changes; once its 1 s TTL has run out the next call goes to
 //!   the new target;
 //! - NAPTR: `dns_try_naptr=yes` follows a NAPTR record to its SRV name;
-//! - a dispatcher set whose destination is a host name.
+//! - a dispatcher set whose destination is a host name;
+//! - stateless `forward()` to a name not yet cached: the request goes out on its first
+//!   try once the SRV and A answers arrive, and the reply to a Via whose sent-by is a
+//!   name (no `received`) is sent once that name is looked up; a name that does not
+//!   resolve makes `forward()` fail (the script answers 500).
 //!
 //! Every SIPp runs with `-m CALLS` and must exit 0: a UAS has then handled exactly that
 //! many calls.
@@ -281,6 +285,14 @@ request_route {
 		}
 		exit;
 	}
+	if ($rU =~ "^sl") {
+		# Stateless: the route waits for the lookup of the next hop's name.
+		$du = "sip:" + $rU + ".example.test";
+		if (!forward()) {
+			sl_send_reply("500", "Not forwarded");
+		}
+		exit;
+	}
 	record_route();
 	if ($rU == "ds") {
 		if (!ds_select_dst("1", "4")) {
@@ -547,4 +559,91 @@ fn a_dispatcher_destination_given_by_name_is_resolved() {
     assert_eq!(call(&lab.dir, lab.port, "ds", 2), Some(0), "{}", lab.logs());
     assert_eq!(pbx.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(lab.dns.asked("pbx.example.test", RecordType::A) >= 1);
+}
+
+/// Reads one datagram within `limit` as text.
+fn recv_text(socket: &UdpSocket, limit: Duration) -> Option<(String, std::net::SocketAddr)> {
+    socket.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 8192];
+    let (n, from) = socket.recv_from(&mut buf).ok()?;
+    Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+}
+
+/// An OPTIONS to `user` through the proxy, from a client whose Via names it by host name.
+fn options_from_named_client(client: &UdpSocket, proxy: u16, user: &str, branch: &str) {
+    let port = client.local_addr().unwrap().port();
+    let msg = format!(
+        "OPTIONS sip:{user}@127.0.0.1:{proxy} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP client.example.test:{port};branch=z9hG4bK{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:edge@example.test>;tag=f{branch}\r\n\
+         To: <sip:{user}@example.test>\r\n\
+         Call-ID: {branch}@client.example.test\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    client
+        .send_to(msg.as_bytes(), ("127.0.0.1", proxy))
+        .expect("send");
+}
+
+#[test]
+fn a_stateless_forward_waits_for_the_lookup_of_its_next_hop() {
+    let lab = Lab::new("stateless");
+    let uas = UdpSocket::bind("127.0.0.1:0").expect("uas");
+    let uas_port = uas.local_addr().unwrap().port();
+    lab.dns.srv(
+        "_sip._udp.sl.example.test",
+        300,
+        &[(10, 0, uas_port, "s.example.test")],
+    );
+    lab.dns.a("s.example.test", 300);
+    lab.dns.a("client.example.test", 300);
+    let _proxy = lab.proxy(false, false, "");
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+
+    // Sent once, no retransmission: it reaches the UAS only if forward() waited.
+    options_from_named_client(&client, lab.port, "sl", "stateless1");
+    let (request, from) = recv_text(&uas, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the request was not forwarded\n{}", lab.logs()));
+    assert!(request.starts_with("OPTIONS sip:sl@"), "{request}");
+    assert_eq!(from.port(), lab.port);
+    assert_eq!(lab.dns.asked("s.example.test", RecordType::A), 1);
+
+    // The reply, with the client's Via as it was sent (its `received` taken off): the
+    // proxy must look client.example.test up to send it.
+    let mut reply = String::from("SIP/2.0 200 OK\r\n");
+    for line in request.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("via:") {
+            reply.push_str(&line.replace(";received=127.0.0.1", ""));
+            reply.push_str("\r\n");
+        } else if ["from:", "to:", "call-id:", "cseq:"]
+            .iter()
+            .any(|h| lower.starts_with(h))
+        {
+            reply.push_str(line);
+            if lower.starts_with("to:") {
+                reply.push_str(";tag=uas1");
+            }
+            reply.push_str("\r\n");
+        }
+    }
+    reply.push_str("Content-Length: 0\r\n\r\n");
+    assert!(reply.contains("client.example.test"), "{reply}");
+    uas.send_to(reply.as_bytes(), from).expect("reply");
+    let (answer, _) = recv_text(&client, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the reply was not forwarded\n{}", lab.logs()));
+    assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
+    assert!(lab.dns.asked("client.example.test", RecordType::A) >= 1);
+
+    // A name with no records: forward() fails once the answer says so.
+    options_from_named_client(&client, lab.port, "slnx", "stateless2");
+    let (answer, _) = recv_text(&client, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer for an unknown name\n{}", lab.logs()));
+    assert!(answer.starts_with("SIP/2.0 500 Not forwarded"), "{answer}");
+    assert!(recv_text(&uas, Duration::from_millis(300)).is_none());
 }

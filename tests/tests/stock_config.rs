@@ -7,12 +7,20 @@
 //! config answers OPTIONS keepalives and relays between two registered phones. A small
 //! script checks what `myself` matches when listening on every interface.
 //!
+//! Then the feature set of issue 21 on MariaDB, for the stock config of each Kamailio
+//! release (5.6, 6.0, 6.1) with that release's SQL scripts: `WITH_MYSQL WITH_AUTH
+//! WITH_USRLOCDB WITH_ANTIFLOOD WITH_IPAUTH WITH_ALIASDB WITH_SPEEDDIAL WITH_MULTIDOMAIN
+//! WITH_ACCDB`. A phone registers and takes four calls: from a registered subscriber,
+//! to an `alias_db` alias, to a speed-dial number, and from a caller trusted by its
+//! source address (127.0.0.2 in `address`) without credentials; `acc` writes a record of
+//! each. (`WITH_NAT` needs rtpproxy, not part of this run yet.)
+//!
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
 use ferrosip_tests::db::{Backend, TestDb};
 use ferrosip_tests::{
-    free_port, have_sipp, kamailio_sql_dir, kamailio_stock_cfg, log_tails, traced_sipp, wait_exit,
-    Launch, Proxy,
+    free_port, have_sipp, kamailio, kamailio_sql_dir, kamailio_stock_cfg, log_tails, traced_sipp,
+    wait_exit, Kamailio, Launch, Proxy,
 };
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -286,6 +294,234 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
         log_tails(&dir)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The defines of the issue-21 run (everything but `WITH_NAT`, see the module doc).
+const FULL_FEATURES: [&str; 9] = [
+    "WITH_MYSQL",
+    "WITH_AUTH",
+    "WITH_USRLOCDB",
+    "WITH_ANTIFLOOD",
+    "WITH_IPAUTH",
+    "WITH_ALIASDB",
+    "WITH_SPEEDDIAL",
+    "WITH_MULTIDOMAIN",
+    "WITH_ACCDB",
+];
+
+/// Kamailio `version`'s packaged files, if unpacked; under `FERROSIP_REQUIRE_STOCK_CFG`
+/// they must be.
+fn release(version: &'static str) -> Option<Kamailio> {
+    let k = kamailio(version).filter(Kamailio::is_unpacked);
+    if k.is_none() {
+        assert!(
+            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
+            "scripts/test.sh unpacks Kamailio {version}, but it is not there"
+        );
+        eprintln!("skipped: Kamailio {version}'s packages are not unpacked");
+    }
+    k
+}
+
+/// The `ALTER TABLE acc|missed_calls ...` statements the stock config asks for in its
+/// `ACCDB_COMMENT` block (the columns of its `db_extra`).
+fn acc_columns(cfg_text: &str) -> Vec<String> {
+    cfg_text
+        .lines()
+        .skip_while(|l| !l.starts_with("#!ifdef ACCDB_COMMENT"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("#!endif"))
+        .map(str::trim)
+        .filter(|l| l.starts_with("ALTER TABLE"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every issue-21 feature on MariaDB, with release `k`'s config and SQL scripts.
+fn stock_config_with_every_database_feature(k: &Kamailio) {
+    if !have_sipp() {
+        return;
+    }
+    let _port = lock_5060();
+    let dir = test_dir(&format!("full-{}", k.version));
+    let backend = Backend::Mariadb;
+    let db = TestDb::empty(backend, &dir);
+    let name = db_name(&db.url).to_string();
+    let run = |statement: &str| sql(backend, &name, SqlInput::Statement(statement));
+    // As an operator following Kamailio's install docs: the release's own scripts for the
+    // modules these features load, then the acc columns the config's comment lists.
+    for module in [
+        "standard",
+        "auth_db",
+        "usrloc",
+        "acc",
+        "alias_db",
+        "speeddial",
+        "permissions",
+        "domain",
+    ] {
+        let file = k.sql_dir().join(format!("mysql/{module}-create.sql"));
+        sql(backend, &name, SqlInput::File(&file));
+    }
+    let cfg_text = std::fs::read_to_string(k.stock_cfg()).expect("stock config");
+    let alters = acc_columns(&cfg_text);
+    assert_eq!(
+        alters.len(),
+        12,
+        "the config's acc and missed_calls columns: {alters:?}"
+    );
+    for alter in &alters {
+        run(alter);
+    }
+    kamctl_add(backend, &db, "alice", "127.0.0.1", "secret");
+    kamctl_add(backend, &db, "bob", "127.0.0.1", "bobpw");
+    // What `kamctl domain add`, `kamctl address add 1 127.0.0.2 32 0`, `kamctl alias_db
+    // add` and a speed-dial entry write.
+    run("INSERT INTO domain (domain) VALUES ('127.0.0.1')");
+    run(
+        "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (1, '127.0.0.2', 32, 0, 'pbx')",
+    );
+    run("INSERT INTO dbaliases (alias_username, alias_domain, username, domain) VALUES ('alicealias', '127.0.0.1', 'alice', '127.0.0.1')");
+    run("INSERT INTO speed_dial (username, domain, sd_username, sd_domain, new_uri, fname, lname, description) VALUES ('bob', '127.0.0.1', '11', '127.0.0.1', 'sip:alice@127.0.0.1', 'Alice', 'A', 'alice')");
+
+    let mut defines: Vec<String> = FULL_FEATURES.iter().map(|f| f.to_string()).collect();
+    defines.push(format!("DBURL=\"{}\"", db.url));
+    let defines: Vec<String> = defines
+        .iter()
+        .flat_map(|d| ["-A".to_string(), d.clone()])
+        .collect();
+    let server = start_server(&dir, &k.stock_cfg(), &defines);
+    let call_id = format!("stock-full-{}-%u", k.version);
+    // alice's phone is at 127.0.0.3: with WITH_MULTIDOMAIN, `myself` matches the domain
+    // 127.0.0.1 on any port (domain's register_myself, as in Kamailio), so a phone at
+    // 127.0.0.1 would have its in-dialog requests taken for the proxy's own.
+    let phone = sipp(
+        &dir,
+        "alice",
+        "stock/uas_phone_four_calls.xml",
+        &[
+            "-i",
+            "127.0.0.3",
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "secret",
+            "-cid_str",
+            &call_id,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let bob = |tag: &str, file: &str, callee: &str| {
+        let c = sipp(
+            &dir,
+            tag,
+            file,
+            &[
+                "-s", callee, "-au", "bob", "-ap", "bobpw", "-cid_str", &call_id,
+            ],
+        );
+        wait_exit(c, Duration::from_secs(40))
+    };
+    let direct = bob("bob", "stock/uac_register_call_auth.xml", "alice");
+    let alias = bob("bob-alias", "phones/uac_call_auth.xml", "alicealias");
+    let speeddial = bob("bob-speeddial", "phones/uac_call_auth.xml", "11");
+    let carol = sipp(
+        &dir,
+        "carol",
+        "stock/uac_call_by_address.xml",
+        &[
+            "-i",
+            "127.0.0.2",
+            "-key",
+            "caller",
+            "carol",
+            "-s",
+            "alice",
+            "-cid_str",
+            &call_id,
+        ],
+    );
+    let by_address = wait_exit(carol, Duration::from_secs(40));
+    let phone_rc = wait_exit(phone, Duration::from_secs(40));
+    // Kamailio 6's config tracks each call with dlgs; the four calls share one Call-ID
+    // (see the phone's scenario), so each new INVITE replaced the ended record of the
+    // previous call: three removed as terminated, the last one terminated by its BYE.
+    let dlgs = (k.version != "5.6").then(|| {
+        let out = Command::new(ferrosip_tests::packaged_path("/usr/sbin/kamcmd"))
+            .args(["-s", "unix:/run/ferrosip/ferrosip_ctl", "dlgs.stats"])
+            .output()
+            .expect("kamcmd runs");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let log = server.stop();
+    if let Some(stats) = dlgs {
+        assert_eq!(
+            stats,
+            "{ final: { init: 0 progress: 0 answered: 0 confirmed: 0 terminated: 3 notanswered: 0 } \
+             active: { init: 0 progress: 0 answered: 0 confirmed: 0 terminated: 1 notanswered: 0 } }",
+            "Kamailio {}: dlgs.stats\n{log}",
+            k.version
+        );
+    }
+    assert_eq!(
+        (direct, alias, speeddial, by_address, phone_rc),
+        (Some(0), Some(0), Some(0), Some(0), Some(0)),
+        "Kamailio {}: calls (direct, alias, speed dial, by address) or the phone failed\n{}",
+        k.version,
+        log_tails(&dir)
+    );
+    // One accounting record per answered INVITE, with the config's extra columns: the
+    // number dialled (dst_ouser), where it led (dst_user) and the caller's address.
+    let acc = run("SELECT method, sip_code, src_user, src_ip, dst_ouser, dst_user FROM acc WHERE method = 'INVITE' ORDER BY id");
+    let rows: Vec<&str> = acc.lines().collect();
+    assert_eq!(
+        rows,
+        [
+            "INVITE|200|bob|127.0.0.1|alice|alice",
+            "INVITE|200|bob|127.0.0.1|alicealias|alice",
+            "INVITE|200|bob|127.0.0.1|11|alice",
+            "INVITE|200|carol|127.0.0.2|alice|alice",
+        ],
+        "Kamailio {}: acc holds {acc}\n{log}",
+        k.version
+    );
+    let byes = run("SELECT COUNT(*) FROM acc WHERE method = 'BYE' AND sip_code = '200'");
+    assert_eq!(
+        byes.trim(),
+        "4",
+        "Kamailio {}: BYE records\n{log}",
+        k.version
+    );
+    let users = run("SELECT username FROM location ORDER BY username");
+    assert_eq!(users.lines().collect::<Vec<_>>(), ["alice", "bob"], "{log}");
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kamailio_5_6_stock_config_with_every_database_feature_on_mariadb() {
+    if let Some(k) = release("5.6") {
+        stock_config_with_every_database_feature(&k);
+    }
+}
+
+#[test]
+fn kamailio_6_0_stock_config_with_every_database_feature_on_mariadb() {
+    if let Some(k) = release("6.0") {
+        stock_config_with_every_database_feature(&k);
+    }
+}
+
+#[test]
+fn kamailio_6_1_stock_config_with_every_database_feature_on_mariadb() {
+    if let Some(k) = release("6.1") {
+        stock_config_with_every_database_feature(&k);
+    }
 }
 
 /// A request to the server whose reply says what the script found `myself`; the reply

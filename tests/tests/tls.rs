@@ -4,7 +4,8 @@
 //! the stateful proxy; a profile with `require_certificate` refuses a client without a
 //! certificate; `tls.reload` gives new connections a new certificate while an open one
 //! goes on; `openssl s_client -servername` gets the certificate of the profile for that
-//! name.
+//! name; `tls_set_connect_server_id()` picks the client profile (and so the client
+//! certificate) of the connection a relayed request opens.
 
 use ferrosip_tests::{ferrosip_bin, free_port, have_sipp, header, log_tails, Launch, Proxy};
 use rustls::pki_types::pem::PemObject;
@@ -156,7 +157,11 @@ fn connect(
 
 /// The CN of the certificate the server showed on `s`.
 fn peer_cn(s: &TlsClient) -> String {
-    let der = s.conn.peer_certificates().expect("server certificate")[0].clone();
+    cert_cn(&s.conn.peer_certificates().expect("server certificate")[0])
+}
+
+/// The subject CN of a certificate, as `openssl x509` reads it.
+fn cert_cn(der: &CertificateDer<'_>) -> String {
     let pem = format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         base64(der.as_ref())
@@ -766,5 +771,118 @@ fn the_shipped_example_serves_tls() {
         "{}",
         proxy.log_text()
     );
+    drop(proxy);
+}
+
+/// A TLS server in a thread that asks for a client certificate (accepting none): accepts
+/// one connection, reads one request; gives the client certificate's CN ("" for none)
+/// and the request.
+fn cert_seeing_uas(dir: &Path) -> (u16, std::thread::JoinHandle<(String, String)>) {
+    let chain = CertificateDer::pem_file_iter(dir.join("uas.pem"))
+        .expect("cert")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert");
+    let key = PrivateKeyDer::from_pem_file(dir.join("uas.key")).expect("key");
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots(dir), provider())
+            .allow_unauthenticated()
+            .build()
+            .expect("verifier");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("uas config"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let conn = rustls::ServerConnection::new(config).expect("conn");
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = Vec::new();
+        let request = read_message(&mut s, &mut buf).unwrap_or_default();
+        let cn = s
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(cert_cn)
+            .unwrap_or_default();
+        (cn, request)
+    });
+    (port, t)
+}
+
+#[test]
+fn tls_set_connect_server_id_picks_the_client_profile_of_the_next_connection() {
+    let dir = test_dir("server-id");
+    make_certs(&dir, STD_CERTS);
+    let (port, strict) = (free_port(), free_port());
+    let cfg = base_cfg(
+        &dir,
+        port,
+        strict,
+        r#"request_route {
+    if ($hdr(X-Profile) == "phones") {
+        tls_set_connect_server_id("phones");
+    }
+    $du = "sip:127.0.0.1:" + $hdr(X-Port) + ";transport=tls";
+    t_relay();
+}"#,
+    );
+    // A client profile reachable only by its server_id, with the client certificate
+    // (CN alice.example.com); the default client profile has none.
+    let d = dir.display();
+    let mut profiles = std::fs::read_to_string(dir.join("tls.cfg")).expect("tls.cfg");
+    profiles.push_str(&format!(
+        "\n[client:any]\n\
+         server_id = phones\n\
+         server_name = uas.example.com\n\
+         certificate = {d}/client.pem\n\
+         private_key = {d}/client.key\n"
+    ));
+    std::fs::write(dir.join("tls.cfg"), profiles).expect("tls.cfg");
+    let proxy = start(&dir, &cfg, port);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let local = udp.local_addr().expect("addr").port();
+    let send = |uas: u16, profile: Option<&str>, tag: &str| {
+        let extra = profile
+            .map(|p| format!("X-Profile: {p}\r\n"))
+            .unwrap_or_default();
+        let msg = format!(
+            "OPTIONS sip:uas@127.0.0.1:{uas} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{tag}\r\n\
+             From: <sip:a@example.com>;tag={tag}\r\nTo: <sip:uas@example.com>\r\n\
+             Call-ID: {tag}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+             X-Port: {uas}\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        udp.send_to(msg.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+    };
+
+    let (chosen_port, chosen) = cert_seeing_uas(&dir);
+    send(chosen_port, Some("phones"), "srvid1");
+    let (cn, request) = chosen.join().expect("uas thread");
+    assert!(
+        request.starts_with("OPTIONS sip:uas@"),
+        "{request}\n{}",
+        proxy.log_text()
+    );
+    assert_eq!(cn, "alice.example.com", "the phones profile's certificate");
+
+    // Without the function: the default client profile, no client certificate.
+    let (plain_port, plain) = cert_seeing_uas(&dir);
+    send(plain_port, None, "srvid2");
+    let (cn, request) = plain.join().expect("uas thread");
+    assert!(
+        request.starts_with("OPTIONS sip:uas@"),
+        "{request}\n{}",
+        proxy.log_text()
+    );
+    assert_eq!(cn, "", "the default client profile sends no certificate");
     drop(proxy);
 }

@@ -3,7 +3,10 @@
 //! frame is one SIP message answered in a frame, a frame over `tcp_max_msg_size` closes
 //! the connection (status 1009) and the server goes on serving; `$proto`, `$ws_conid`,
 //! `ws_close()` and the `ws.dump` / `ws.close` commands. The browser-library flow
-//! (JsSIP registering over WS and WSS and calling a SIPp UAS) is `jssip_*` below.
+//! (SIP.js registering over WS and WSS and calling a SIPp UAS) is `sipjs_*` below, once
+//! on `listen=ws:`/`wss:` sockets and once with Kamailio's own WebSocket config (HTTP on
+//! `tcp`/`tls` sockets, `event_route[xhttp:request]` and `ws_handle_handshake()`), whose
+//! HTTP side `kamailio_style_*` tests with raw requests.
 
 use ferrosip_tests::{ferrosip_bin, free_port, Launch, Proxy};
 use std::net::TcpStream;
@@ -317,9 +320,22 @@ fn make_cert(dir: &Path) {
 /// address it registered from (received_avp, what nathelper's fix_nated_register() does),
 /// so that requests to it find its connection; calls are record-routed (double, WS and
 /// UDP) and relayed; in-dialog requests follow the Route set.
-fn registrar_config(dir: &Path, db_url: &str, ports: (u16, u16, u16)) -> String {
+fn registrar_config(dir: &Path, db_url: &str, ports: (u16, u16, u16), style: Style) -> String {
     let (udp, ws, wss) = ports;
     let d = dir.display();
+    let (sockets, xhttp) = match style {
+        Style::WsSockets => (
+            format!("listen=ws:127.0.0.1:{ws}\nlisten=wss:127.0.0.1:{wss}"),
+            String::new(),
+        ),
+        Style::Kamailio => (
+            format!(
+                "listen=tcp:127.0.0.1:{ws}\nlisten=tls:127.0.0.1:{wss}\ntcp_accept_no_cl=yes\n\
+                 loadmodule \"kex.so\"\nloadmodule \"xhttp.so\""
+            ),
+            kamailio_xhttp_route(ws, wss),
+        ),
+    };
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -327,8 +343,7 @@ children=2
 tcp_connection_lifetime=3605
 listen=udp:127.0.0.1:{udp}
 listen=tcp:127.0.0.1:{udp}
-listen=ws:127.0.0.1:{ws}
-listen=wss:127.0.0.1:{wss}
+{sockets}
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
@@ -398,17 +413,88 @@ request_route {{
     }}
     sl_send_reply("405", "Method Not Allowed");
 }}
+{xhttp}
+"#
+    )
+}
+
+/// Where WebSocket clients connect: `listen=ws:`/`wss:` sockets, or Kamailio's way
+/// (HTTP on `tcp`/`tls` sockets upgraded by `ws_handle_handshake()`).
+#[derive(Clone, Copy)]
+enum Style {
+    WsSockets,
+    Kamailio,
+}
+
+/// The `event_route[xhttp:request]` of Kamailio's WebSocket example configs (the
+/// websocket module's documentation), for WS on `ws_port` and WSS on `wss_port`, and its
+/// `event_route[websocket:closed]`.
+fn kamailio_xhttp_route(ws_port: u16, wss_port: u16) -> String {
+    format!(
+        r#"
+event_route[xhttp:request] {{
+    set_reply_close();
+    set_reply_no_connect();
+
+    if ($Rp != {ws_port} && $Rp != {wss_port}) {{
+        xlog("L_WARN", "HTTP request received on $Rp\n");
+        xhttp_reply("403", "Forbidden", "", "");
+        exit;
+    }}
+
+    xlog("L_DBG", "HTTP Request Received\n");
+
+    if ($hu == "/health") {{
+        xhttp_reply("200", "OK", "text/plain", "up $si\n");
+        exit;
+    }}
+
+    if ($hdr(Upgrade) =~ "websocket"
+            && $hdr(Connection) =~ "Upgrade"
+            && $rm =~ "GET") {{
+
+        # Validate Host: the client must use an address of ours.
+        if ($hdr(Host) == $null || !is_myself("sip:$hdr(Host)")) {{
+            xlog("L_WARN", "Bad host $hdr(Host)\n");
+            xhttp_reply("403", "Forbidden", "", "");
+            exit;
+        }}
+
+        # ws_handle_handshake() exits (no further configuration file
+        # processing of the request) when complete.
+        if (ws_handle_handshake()) {{
+            exit;
+        }}
+    }}
+
+    xhttp_reply("404", "Not Found", "", "");
+}}
+
+event_route[websocket:closed] {{
+    xlog("L_INFO", "WebSocket connection from $si:$sp has closed\n");
+}}
 "#
     )
 }
 
 #[test]
 fn sipjs_registers_over_ws_and_wss_and_calls_a_sipp_uas() {
+    sipjs_flow("sipjs", Style::WsSockets);
+}
+
+/// The same flow against Kamailio's WebSocket config: `listen=tcp:`/`tls:` sockets and
+/// the xhttp event route upgrading the connections.
+#[test]
+fn sipjs_works_with_kamailios_xhttp_websocket_config() {
+    sipjs_flow("sipjs-xhttp", Style::Kamailio);
+}
+
+fn sipjs_flow(name: &str, style: Style) {
     if !ferrosip_tests::have_sipp() {
         return;
     }
     let js = js_client_dir();
-    let dir = test_dir("sipjs");
+    let dir = test_dir(name);
     make_cert(&dir);
     let db = ferrosip_tests::db::TestDb::with_users(
         ferrosip_tests::db::Backend::Sqlite,
@@ -417,7 +503,11 @@ fn sipjs_registers_over_ws_and_wss_and_calls_a_sipp_uas() {
         &[("alice@example.com", "secret")],
     );
     let (udp, ws, wss, uas) = (free_port(), free_port(), free_port(), free_port());
-    let _proxy = start(&dir, &registrar_config(&dir, &db.url, (udp, ws, wss)), udp);
+    let _proxy = start(
+        &dir,
+        &registrar_config(&dir, &db.url, (udp, ws, wss), style),
+        udp,
+    );
     let uas_port = uas.to_string();
     // A UAS that keeps the Record-Route in its answers (SIPp's built-in one does not).
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/call_uas.xml");
@@ -462,5 +552,111 @@ fn sipjs_registers_over_ws_and_wss_and_calls_a_sipp_uas() {
         ferrosip_tests::sipp::wait_exit(sipp, Duration::from_secs(10)),
         Some(0),
         "the SIPp UAS did not complete its 2 calls"
+    );
+}
+
+/// Sends raw bytes on a new connection to `port` and reads until the server closes it.
+fn http_exchange(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("tcp connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    tcp.write_all(request.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = tcp.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn kamailio_style_http_on_a_tcp_socket_is_answered_upgraded_or_refused() {
+    let dir = test_dir("xhttp");
+    let (udp, tcp) = (free_port(), free_port());
+    let cfg = format!(
+        r#"#!KAMAILIO
+debug=3
+log_stderror=yes
+listen=udp:127.0.0.1:{udp}
+listen=tcp:127.0.0.1:{udp}
+listen=tcp:127.0.0.1:{tcp}
+tcp_accept_no_cl=yes
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "kex.so"
+loadmodule "xhttp.so"
+loadmodule "websocket.so"
+modparam("xhttp", "url_skip", "^/private")
+request_route {{
+    sl_send_reply("200", "OK $proto $ws_conid");
+}}
+{route}"#,
+        route = kamailio_xhttp_route(tcp, tcp)
+    );
+    let proxy = start(&dir, &cfg, udp);
+
+    // xhttp_reply() answers a plain GET, then the connection closes.
+    let health = http_exchange(
+        tcp,
+        &format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{tcp}\r\n\r\n"),
+    );
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.contains("Content-Type: text/plain\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nup 127.0.0.1\n"), "{health}");
+    // A request with a body (bounded by tcp_max_msg_size) reaches the route too.
+    let posted = http_exchange(
+        tcp,
+        &format!("POST /other HTTP/1.1\r\nHost: 127.0.0.1:{tcp}\r\nContent-Length: 5\r\n\r\nhello"),
+    );
+    assert!(posted.starts_with("HTTP/1.1 404 Not Found\r\n"), "{posted}");
+    // url_skip: not handed to the route at all.
+    let skipped = http_exchange(
+        tcp,
+        &format!("GET /private/x HTTP/1.1\r\nHost: 127.0.0.1:{tcp}\r\n\r\n"),
+    );
+    assert!(
+        skipped.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{skipped}"
+    );
+    // A body over tcp_max_msg_size is refused before it is read.
+    let big = http_exchange(
+        tcp,
+        &format!("POST /rpc HTTP/1.1\r\nHost: 127.0.0.1:{tcp}\r\nContent-Length: 900000\r\n\r\n"),
+    );
+    assert!(big.starts_with("HTTP/1.1 413 "), "{big}");
+    // The script refuses a foreign Host; ws_handle_handshake() an upgrade without the sip
+    // subprotocol.
+    let foreign = http_exchange(
+        tcp,
+        "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert!(
+        foreign.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+        "{foreign}"
+    );
+    assert_eq!(open(tcp, None).err(), Some(400));
+    assert_eq!(open(tcp, Some("msrp")).err(), Some(400));
+
+    // SIP over the same socket is still SIP.
+    let sip = http_exchange(
+        tcp,
+        "OPTIONS sip:probe@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKtcp1\r\n\
+         From: <sip:a@example.com>;tag=t1\r\nTo: <sip:probe@example.com>\r\nCall-ID: tcp1@test\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(sip.starts_with("SIP/2.0 200 OK tcp"), "{sip}");
+
+    // The upgrade with `sip`: the connection carries SIP over WebSocket from then on.
+    let mut ws = open(tcp, Some("sip")).expect("upgrade on the tcp socket");
+    let first = ask(&mut ws, "x1");
+    assert!(first.starts_with("SIP/2.0 200 OK ws "), "{first}");
+    assert_eq!(ask(&mut ws, "x2"), first, "the same connection");
+    let local = ws.get_ref().local_addr().expect("addr").port();
+    ws.close(None).expect("close");
+    let _ = next_message(&mut ws);
+    drop(ws);
+    proxy.wait_log(
+        &format!("WebSocket connection from 127.0.0.1:{local} has closed"),
+        1,
     );
 }

@@ -131,6 +131,10 @@ impl Vars {
 #[derive(Clone, Debug, Default)]
 pub struct Avps {
     entries: Vec<(u32, Value)>,
+    /// `$xavp`/`$xavu`/`$xavi`. Kept here because Kamailio's tm saves a transaction's XAVPs
+    /// with its AVPs: whatever carries the AVPs into branch, failure and reply routes
+    /// carries these too.
+    pub xavps: crate::xavp::Xavps,
 }
 
 impl Avps {
@@ -214,9 +218,10 @@ impl Avps {
         self.entries.iter().filter(|(s, _)| *s == slot).count()
     }
 
-    /// Removes every AVP.
+    /// Removes every AVP and XAVP.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.xavps = Default::default();
     }
 }
 

@@ -527,6 +527,7 @@ pub mod transform;
 /// The script value type and function verdicts.
 pub mod value;
 pub mod websocket;
+pub mod xavp;
 
 // What a module's signatures name, re-exported so that a module needs this crate only,
 // at the versions Ferrosip itself uses.
@@ -547,7 +548,7 @@ pub use registry::{
     STOP_HOOKS_LIMIT,
 };
 pub use route::{RouteKind, RouteMask};
-pub use services::{ForwardFlags, ReplyHeaders, Services, Target};
+pub use services::{ForwardFlags, ReplyHeaders, SendInfo, Services, Target};
 pub use tm_events::{E2eAck, FinalReply, TmObserver, TxnWatch};
 pub use transform::{Transform, TransformClass};
 pub use value::{Value, Verdict};

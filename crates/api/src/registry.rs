@@ -471,6 +471,8 @@ pub trait BranchSockets {
     fn inbound(&self) -> crate::rr::SocketDesc;
     /// The socket the request leaves from.
     fn outbound(&self) -> crate::rr::SocketDesc;
+    /// Where the request is sent: its transport and the next hop's address.
+    fn destination(&self) -> (crate::Proto, std::net::SocketAddr);
 }
 
 /// Edits a request as it leaves on a branch (rr's Record-Route).

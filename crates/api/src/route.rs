@@ -28,7 +28,12 @@ pub enum RouteKind {
     /// `branch_route[NAME]` (armed by `t_on_branch`): runs for each outgoing branch just before
     /// it is sent, with that branch's R-URI, `$du` and branch flags. `drop` cancels the branch.
     Branch,
-    /// `onsend_route`: runs just before a request is sent out (read-only inspection, may `drop`).
+    /// `onsend_route`: runs just before a request leaves (each stateless forward and each
+    /// transaction branch, not retransmissions), with the message as it was before the
+    /// server's own edits and the bytes on the wire in `$snd(buf)`. `drop` stops the send
+    /// (a branch then fails as on a send error); anything else lets it go. It inspects
+    /// only: a function runs here only when it says so ([`RouteMask::ONSEND`]), so nothing
+    /// that would change or send a message is accepted where it could not take effect.
     OnSend,
     /// `event_route[module:event]`: runs when a module raises the event (e.g.
     /// `dispatcher:dst-down`), usually with a dummy message.
@@ -116,8 +121,12 @@ impl RouteMask {
     pub const REQUEST_LIKE: RouteMask = RouteMask(
         Self::REQUEST.0 | Self::FAILURE.0 | Self::BRANCH.0 | Self::LOCAL.0 | Self::EVENT.0,
     );
-    /// Every route kind (the default of a function).
-    pub const ANY: RouteMask = RouteMask(0x1ff);
+    /// Every route kind that processes a message (the default of a function):
+    /// `onsend_route` is left out, a function opts in to it with [`RouteMask::ONSEND`]
+    /// (what Kamailio allows there: flags, logging, `search`).
+    pub const ANY: RouteMask = RouteMask(0x1ff & !Self::ONSEND.0);
+    /// Every route kind, `onsend_route` included.
+    pub const ALL: RouteMask = RouteMask(0x1ff);
 
     /// Both sets (`|`, usable in a `const`).
     pub const fn union(self, other: RouteMask) -> RouteMask {
@@ -179,6 +188,8 @@ mod tests {
         assert!(m.contains(RouteKind::Failure));
         assert!(!m.contains(RouteKind::Branch));
         assert!(RouteMask::ONREPLY.contains(RouteKind::CoreOnReply));
-        assert_eq!(RouteMask::ANY.kinds().count(), RouteKind::ALL.len());
+        assert_eq!(RouteMask::ALL.kinds().count(), RouteKind::ALL.len());
+        assert!(!RouteMask::ANY.contains(RouteKind::OnSend));
+        assert_eq!(RouteMask::ANY | RouteMask::ONSEND, RouteMask::ALL);
     }
 }

@@ -46,6 +46,18 @@ pub trait Services: Send + Sync {
     /// the R-URI, with our Via on top; a reply to the address in its second Via.
     fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError>;
 
+    /// For a stateless forward of a request whose next hop (`target`, else `$du` / the
+    /// R-URI) is a host name not in the DNS cache: a future that looks it up and gives the
+    /// hop as an address, to [`Services::forward`] to once it is ready (the route waits
+    /// for it without holding a worker). `None`: forward at once.
+    fn forward_lookup(
+        &self,
+        _ctx: &MsgContext,
+        _target: Option<&Target>,
+    ) -> Option<BoxFuture<'static, Result<Target, FnError>>> {
+        None
+    }
+
     /// Whether `host[:port]` is this server (listen addresses, aliases).
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool;
 
@@ -203,3 +215,20 @@ pub struct ForwardFlags {
 /// decrement it a second time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MaxForwardsDone;
+
+/// A message about to leave, as `onsend_route` sees it (Kamailio's onsend info): attached
+/// to the route's context by the server, read by `$snd(...)`, `$sndto(...)`,
+/// `$sndfrom(...)` and the `snd_*`/`to_*` keywords. Its bytes are exactly what goes on
+/// the wire; the context's message is the request before the server's own edits (Via,
+/// Max-Forwards), so changing it there changes nothing that is sent.
+#[derive(Clone, Debug)]
+pub struct SendInfo {
+    /// The transport it leaves over.
+    pub proto: Proto,
+    /// The local socket it leaves from.
+    pub local: std::net::SocketAddr,
+    /// Where it goes.
+    pub dst: std::net::SocketAddr,
+    /// The bytes sent.
+    pub buf: Bytes,
+}

@@ -102,4 +102,9 @@ pub trait TlsControl: Send + Sync {
 
     /// The open connections.
     fn connections(&self) -> Vec<TlsConnection>;
+
+    /// Makes the next connection we open to `dst` use the client profile whose
+    /// `server_id` is `server_id` (`tls_set_connect_server_id()`); nothing when a
+    /// connection to `dst` is open already (it is reused, whatever its profile).
+    fn connect_with(&self, dst: SocketAddr, server_id: &str);
 }

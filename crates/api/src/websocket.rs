@@ -116,3 +116,24 @@ impl WsSettings {
         })
     }
 }
+
+/// An HTTP request received on a SIP TCP or TLS socket (Kamailio's `xhttp`), in the
+/// extensions of the context `event_route[xhttp:request]` runs with. The context's
+/// message is the request made SIP-shaped: its method and header lines as received,
+/// a Request-URI naming the socket; `$hu` is [`HttpRequest::url`].
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    /// The request target as received (`/ws`, `/rpc?x=1`).
+    pub url: Bytes,
+}
+
+/// The HTTP reply `xhttp_reply()` built, whole (status line, headers, body); sent once
+/// the event route has ended, then the connection is closed.
+#[derive(Clone, Debug)]
+pub struct HttpReply(pub Bytes);
+
+/// Set by `ws_handle_handshake()` once the request is a valid WebSocket upgrade offering
+/// the `sip` subprotocol: the transport answers 101 and carries SIP over WebSocket on
+/// the connection from then on.
+#[derive(Clone, Copy, Debug)]
+pub struct WsUpgrade;

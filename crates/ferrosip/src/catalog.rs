@@ -45,6 +45,7 @@ pub const MODULES: &[(&str, Declare)] = &[
     ("dispatcher", |r| {
         r.register(&ferrosip_mod_dispatcher::DispatcherModule)
     }),
+    ("dlgs", |r| r.register(&ferrosip_mod_dlgs::DlgsModule)),
     ("domain", |r| r.register(&ferrosip_mod_domain::DomainModule)),
     ("htable", |r| r.register(&ferrosip_mod_htable::HtableModule)),
     ("jsonrpcs", |r| {
@@ -215,8 +216,10 @@ fn ksr_name(def: &ferrosip_api::FunctionDef) -> String {
 }
 
 fn routes_text(mask: RouteMask) -> String {
-    if mask == RouteMask::ANY {
+    if mask == RouteMask::ALL {
         "any route".to_string()
+    } else if mask == RouteMask::ANY {
+        "any route but onsend_route".to_string()
     } else {
         mask.to_string()
     }

@@ -322,17 +322,7 @@ impl<'a> Compiler<'a> {
                                 (RouteKind::CoreOnReply, false)
                             }
                         }
-                        RouteKindAst::OnSend => {
-                            // The server does not run it yet: accepting it would silently
-                            // skip the drops and checks operators write there.
-                            self.declared_use(
-                                span(&r.span),
-                                "onsend_route".to_string(),
-                                "core",
-                                "defines",
-                            );
-                            (RouteKind::OnSend, false)
-                        }
+                        RouteKindAst::OnSend => (RouteKind::OnSend, false),
                         RouteKindAst::Event => (RouteKind::Event, true),
                         RouteKindAst::Local => (RouteKind::Local, false),
                         RouteKindAst::Error => (RouteKind::Error, false),
@@ -804,13 +794,11 @@ impl<'a> Compiler<'a> {
                     self.emit(Op::LoadPv(i), sp);
                 }
             }
+            // `@via[1].branch` is the same select as `$sel(via[1].branch)`.
             Expr::Select(text, _) => {
-                self.err(
-                    sp,
-                    format!(
-                        "select expressions like @{text} are not supported; use $sel(...) or a PV"
-                    ),
-                );
+                if let Some(i) = self.pv(&format!("$sel({text})"), sp) {
+                    self.emit(Op::LoadPv(i), sp);
+                }
             }
             Expr::Keyword(k, _) => self.keyword(*k, sp),
             Expr::Defined(inner, _) => match inner.as_ref() {
@@ -859,14 +847,14 @@ impl<'a> Compiler<'a> {
             ast::Keyword::ToUri => Keyword::ToUri,
             ast::Keyword::SrcIp => Keyword::SrcIp,
             ast::Keyword::SrcPort => Keyword::SrcPort,
-            // The send-side keywords (onsend_route) read the destination until the VM
-            // knows the outgoing socket.
-            ast::Keyword::DstIp | ast::Keyword::SndIp | ast::Keyword::ToIp => Keyword::DstIp,
-            ast::Keyword::DstPort | ast::Keyword::SndPort | ast::Keyword::ToPort => {
-                Keyword::DstPort
-            }
-            ast::Keyword::SndProto => Keyword::Proto,
-            ast::Keyword::SndAf => Keyword::Af,
+            ast::Keyword::DstIp => Keyword::DstIp,
+            ast::Keyword::DstPort => Keyword::DstPort,
+            ast::Keyword::SndIp => Keyword::SndIp,
+            ast::Keyword::SndPort => Keyword::SndPort,
+            ast::Keyword::ToIp => Keyword::ToIp,
+            ast::Keyword::ToPort => Keyword::ToPort,
+            ast::Keyword::SndProto => Keyword::SndProto,
+            ast::Keyword::SndAf => Keyword::SndAf,
             ast::Keyword::Proto => Keyword::Proto,
             ast::Keyword::Af => Keyword::Af,
             ast::Keyword::Status => Keyword::Status,

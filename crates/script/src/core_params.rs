@@ -295,6 +295,8 @@ pub const ACTIVE_PARAMS: &[&str] = &[
     "max_branches",
     "loop_detection",
     "max_waiting_routes",
+    // Read by the server: onsend_route for relayed replies too.
+    "onsend_route_reply",
     // Read by the binary (crates/ferrosip): logging and the user to run as.
     "log_facility",
     "log_name",

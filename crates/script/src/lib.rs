@@ -15,7 +15,10 @@ pub mod load;
 pub mod parser;
 pub mod program;
 pub mod pv_core;
+mod pv_msg;
+pub mod pv_snd;
 pub mod pv_time;
+mod pv_xavp;
 pub mod transforms;
 pub mod vm;
 

@@ -65,6 +65,15 @@ pub enum Keyword {
     Status,
     MsgLen,
     RetCode,
+    /// The send side, in `onsend_route` only (null elsewhere): the local socket a message
+    /// leaves from (`snd_ip`, `snd_port`), its transport and family (`snd_proto`,
+    /// `snd_af`), where it goes (`to_ip`, `to_port`).
+    SndIp,
+    SndPort,
+    SndProto,
+    SndAf,
+    ToIp,
+    ToPort,
 }
 
 /// Which value a `myself` comparison looks at.

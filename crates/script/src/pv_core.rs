@@ -4,6 +4,7 @@
 use crate::program::MyselfSubject;
 use bytes::Bytes;
 use ferrosip_api::pv::{Binder, FnPv, PvClass, PvParamRule};
+use ferrosip_api::xavp::XKind;
 use ferrosip_api::{Format, Module, ModuleBuilder, MsgContext, Pv, PvError, PvIndex, SetOp, Value};
 use ferrosip_sip::Uri;
 use std::net::IpAddr;
@@ -464,43 +465,6 @@ impl PvClass for AvpClass {
     }
 }
 
-/// `$sel(cfg_get.group.name)`: custom config variables.
-struct SelClass;
-
-impl PvClass for SelClass {
-    fn param_rule(&self) -> PvParamRule {
-        PvParamRule::Required
-    }
-
-    fn bind(&self, param: Option<&str>, binder: &Binder<'_>) -> Result<Arc<dyn Pv>, String> {
-        let p = param.unwrap_or("").trim();
-        let Some(name) = p.strip_prefix("cfg_get.") else {
-            return Err(format!(
-                "only $sel(cfg_get.group.name) selects are supported, not '{p}'"
-            ));
-        };
-        let store = binder.registry.cfg_vars();
-        let known = store.read().map(|m| m.contains_key(name)).unwrap_or(false);
-        if !known {
-            return Err(format!(
-                "no config variable {name} (declare it as `{name} = value desc \"...\"`)"
-            ));
-        }
-        let name = name.to_string();
-        Ok(Arc::new(FnPv::<_> {
-            name: "sel",
-            get: move |_ctx: &MsgContext| {
-                store
-                    .read()
-                    .ok()
-                    .and_then(|m| m.get(&name).cloned())
-                    .unwrap_or_default()
-            },
-            set: None,
-        }))
-    }
-}
-
 /// Flags as a bitmask: `$mf` message flags, `$bf` branch flags.
 fn flags_pv(branch: bool) -> impl Pv {
     FnPv {
@@ -829,6 +793,7 @@ impl Module for CorePvModule {
             ro("pp", |_| Value::Int(std::process::id() as i64)),
         );
         crate::pv_time::declare(m);
+        crate::pv_snd::declare(m);
         m.pv_fixed(
             "mt",
             "Message type: 1 request, 2 reply.",
@@ -855,6 +820,9 @@ impl Module for CorePvModule {
         m.pv("hdrc", HdrCountClass);
         m.pv("var", VarClass);
         m.pv("avp", AvpClass);
-        m.pv("sel", SelClass);
+        m.pv("xavp", crate::pv_xavp::XavpClass(XKind::Xavp));
+        m.pv("xavu", crate::pv_xavp::XavpClass(XKind::Xavu));
+        m.pv("xavi", crate::pv_xavp::XavpClass(XKind::Xavi));
+        crate::pv_msg::declare(m);
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::program::{BinOp, Keyword, MyselfSubject, Op, Program, RouteId, UnOp};
 use ferrosip_api::trace::{statement_text, CfgTrace, TraceEvent, TraceKind};
-use ferrosip_api::{Callable, FnResult, MsgContext, Span, Value};
+use ferrosip_api::{Callable, FnResult, MsgContext, SendInfo, Span, Value};
 use smallvec::SmallVec;
 use std::cmp::Ordering;
 
@@ -640,6 +640,12 @@ fn keyword_name(k: Keyword) -> &'static str {
         Keyword::Status => "status",
         Keyword::MsgLen => "msg_len",
         Keyword::RetCode => "retcode",
+        Keyword::SndIp => "snd_ip",
+        Keyword::SndPort => "snd_port",
+        Keyword::SndProto => "snd_proto",
+        Keyword::SndAf => "snd_af",
+        Keyword::ToIp => "to_ip",
+        Keyword::ToPort => "to_port",
     }
 }
 
@@ -665,8 +671,31 @@ fn keyword(k: Keyword, ctx: &MsgContext) -> Value {
             .status()
             .map(|s| Value::Int(s as i64))
             .unwrap_or_default(),
-        Keyword::MsgLen => Value::Int(ctx.msg.len() as i64),
+        // In onsend_route, the length on the wire (Kamailio's msg:len there).
+        Keyword::MsgLen => match ctx.ext.get::<SendInfo>() {
+            Some(snd) => Value::Int(snd.buf.len() as i64),
+            None => Value::Int(ctx.msg.len() as i64),
+        },
         Keyword::RetCode => Value::Int(ctx.rc as i64),
+        Keyword::SndIp | Keyword::SndPort | Keyword::SndProto | Keyword::SndAf => {
+            match ctx.ext.get::<SendInfo>() {
+                Some(snd) => match k {
+                    Keyword::SndIp => ip_value(snd.local.ip()),
+                    Keyword::SndPort => Value::Int(snd.local.port() as i64),
+                    Keyword::SndProto => Value::Int(snd.proto.id()),
+                    _ => Value::Int(if snd.dst.is_ipv4() { 4 } else { 6 }),
+                },
+                None => Value::Null,
+            }
+        }
+        Keyword::ToIp => ctx
+            .ext
+            .get::<SendInfo>()
+            .map_or(Value::Null, |snd| ip_value(snd.dst.ip())),
+        Keyword::ToPort => ctx
+            .ext
+            .get::<SendInfo>()
+            .map_or(Value::Null, |snd| Value::Int(snd.dst.port() as i64)),
     }
 }
 

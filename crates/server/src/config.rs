@@ -17,6 +17,9 @@ pub struct ServerConfig {
     /// `loop_detection` (default on): a request that comes back unchanged through one of
     /// our Vias is answered 482 before the script runs (RFC 3261 §16.3 step 4).
     pub loop_detection: bool,
+    /// `onsend_route_reply` (default off): `onsend_route` runs for the replies the proxy
+    /// relays too (statelessly or by a transaction), as Kamailio 5's does.
+    pub onsend_route_reply: bool,
     /// `max_waiting_routes` (Ferrosip's own, default 10,000): route runs waiting for I/O
     /// (database, DNS, sleep) at most; while that many wait, new requests are answered 503.
     pub max_waiting_routes: u64,
@@ -71,6 +74,7 @@ pub const STARTUP_GLOBALS: &[&str] = &[
     "tcp_msg_read_timeout",
     "max_branches",
     "loop_detection",
+    "onsend_route_reply",
     "max_waiting_routes",
     "debug",
     "dns_try_naptr",
@@ -306,6 +310,7 @@ impl ServerConfig {
             children,
             max_branches,
             loop_detection: flag_default_on(g, "loop_detection"),
+            onsend_route_reply: flag(g, "onsend_route_reply"),
             max_waiting_routes: match int(g, "max_waiting_routes")? {
                 None => 10_000,
                 Some(n) if n > 0 => n as u64,

@@ -7,6 +7,7 @@
 use crate::routes::logged_outcome;
 use crate::script::ScriptScope;
 use crate::server::Server;
+use crate::transport::http::{HttpInbound, HttpOutcome};
 use crate::transport::{raw_error_reply, Inbound, Sink};
 use ferrosip_api::tm::Transactions;
 use ferrosip_api::{FnError, MsgContext, NetInfo, Proto, RouteKind, Services, Target};
@@ -188,18 +189,35 @@ impl Engine {
     fn handle_reply(&self, vm: &mut Vm, msg: SipMessage, net: NetInfo) {
         let scope = self.script.load();
         let mut ctx = MsgContext::new(msg, RouteKind::CoreOnReply, net);
+        // The program whose onsend_route sees the reply relayed statelessly, when
+        // `onsend_route_reply` asks for it.
+        let onsend = (self.server.config.onsend_route_reply && scope.onsend.is_some())
+            .then(|| Arc::clone(&scope));
         match scope.program.main_route(RouteKind::CoreOnReply) {
             Some(route) => {
                 ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
-                scope.run_route_then(vm, route, ctx, |server, result, mut ctx| {
+                scope.run_route_then(vm, route, ctx, move |server, result, mut ctx| {
                     let outcome = logged_outcome(result, &ctx);
                     if matches!(outcome, Some(Outcome::Drop) | None) {
                         return;
                     }
-                    server.relay_reply(&mut ctx);
+                    relay_reply(server, &mut ctx, onsend.as_deref());
                 })
             }
-            None => self.server.relay_reply(&mut ctx),
+            None => relay_reply(&self.server, &mut ctx, onsend.as_deref()),
+        }
+    }
+}
+
+/// [`Server::relay_reply`] past `onsend`'s `onsend_route` when there is one.
+fn relay_reply(server: &Server, ctx: &mut MsgContext, onsend: Option<&ScriptScope>) {
+    match onsend.and_then(|scope| scope.onsend.map(|route| (scope, route))) {
+        None => server.relay_reply(ctx, None),
+        Some((scope, route)) => {
+            let gate = |c: &MsgContext, send: ferrosip_api::SendInfo| {
+                scope.run_onsend(route, crate::script::onsend_view(c), send)
+            };
+            server.relay_reply(ctx, Some(&gate));
         }
     }
 }
@@ -242,6 +260,76 @@ impl Sink for Engine {
             .malformed_dropped
             .fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Runs `event_route[xhttp:request]` on the runtime with the request made SIP-shaped
+    /// (see [`crate::transport::http::sip_shaped`]); what its functions left in the
+    /// context decides.
+    fn on_http(
+        self: &Arc<Self>,
+        request: HttpInbound,
+    ) -> ferrosip_api::registry::BoxFuture<'static, HttpOutcome> {
+        use ferrosip_api::websocket::{HttpReply, HttpRequest, WsUpgrade};
+        let scope = self.script.load_full();
+        let Some(route) = scope.program.named_route(RouteKind::Event, "xhttp:request") else {
+            let reply = crate::transport::http::plain_reply(404, "Not Found");
+            return Box::pin(std::future::ready(HttpOutcome::Reply(reply)));
+        };
+        let Some(msg) = crate::transport::http::sip_shaped(&request) else {
+            let reply = crate::transport::http::plain_reply(400, "Bad Request");
+            return Box::pin(std::future::ready(HttpOutcome::Reply(reply)));
+        };
+        self.server.stats.received.fetch_add(1, Ordering::Relaxed);
+        let net = NetInfo {
+            proto: request.proto,
+            source: request.source,
+            local: request.local,
+        };
+        let mut ctx = MsgContext::new(msg, RouteKind::Event, net);
+        ctx.ext.insert(HttpRequest { url: request.url });
+        ctx.services = Some(Arc::clone(&scope) as Arc<dyn Services>);
+        let run = self.server.runtime.spawn(async move {
+            let mut vm = Vm::new();
+            let result = vm.run(&scope.program, route, &mut ctx).await;
+            logged_outcome(result, &ctx);
+            if ctx.ext.get::<WsUpgrade>().is_some() {
+                HttpOutcome::Upgrade
+            } else {
+                match ctx.ext.remove::<HttpReply>() {
+                    Some(HttpReply(r)) => HttpOutcome::Reply(r),
+                    None => HttpOutcome::Nothing,
+                }
+            }
+        });
+        Box::pin(async move { run.await.unwrap_or(HttpOutcome::Nothing) })
+    }
+
+    /// Runs `event_route[websocket:closed]` when the script has one; `$si`/`$sp` are the
+    /// client's, `$proto` ws or wss.
+    fn on_ws_closed(&self, proto: Proto, peer: SocketAddr, local: SocketAddr) {
+        let scope = self.script.load_full();
+        if scope
+            .program
+            .named_route(RouteKind::Event, "websocket:closed")
+            .is_none()
+        {
+            return;
+        }
+        let raw = "OPTIONS sip:websocket@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS 127.0.0.1;branch=z9hG4bKwsclosed\r\n\
+                   From: <sip:websocket@127.0.0.1>;tag=ws\r\nTo: <sip:websocket@127.0.0.1>\r\n\
+                   Call-ID: websocket-closed\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let Ok(msg) = SipMessage::parse(bytes::Bytes::from_static(raw.as_bytes())) else {
+            return;
+        };
+        let net = NetInfo {
+            proto,
+            source: peer,
+            local,
+        };
+        scope.run_event_route(
+            "websocket:closed",
+            MsgContext::new(msg, RouteKind::Event, net),
+        );
+    }
 }
 
 /// The services of whatever program is current, for module code that runs outside a
@@ -252,7 +340,8 @@ impl Services for Engine {
     }
 
     fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
-        self.server.forward(ctx, target)
+        // Through the current program, for its onsend_route.
+        Services::forward(&**self.script.load(), ctx, target)
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {

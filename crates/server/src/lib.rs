@@ -67,6 +67,10 @@ pub fn run_with_lifecycle(
 ) -> Result<(), String> {
     let mut config = ServerConfig::from_globals(&loaded.globals).map_err(|e| e.to_string())?;
     fit_open_files(&mut config.tcp);
+    let http = http_filters(&loaded)?;
+    if http.is_some() && loaded.modules.contains_key("websocket") {
+        carry_websockets(&mut config.listen);
+    }
     // Module I/O (database pools, expiry timers) and route runs that await it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.children.clamp(2, 8))
@@ -89,6 +93,27 @@ pub fn run_with_lifecycle(
         .and_then(|r| r.path().parent().map(std::path::Path::to_path_buf));
     let tls = start_tls(&loaded, &config, config_dir.as_deref())?;
     let websockets = bind_websockets(&loaded, &config, tls.as_ref())?;
+    if let Some((url_match, url_skip)) = http {
+        use transport::Transport;
+        let carrier = |proto: ferrosip_api::Proto| {
+            websockets
+                .iter()
+                .flat_map(|(_, list)| list)
+                .find(|ws| ws.proto() == proto)
+                .map(|ws| Arc::new(ws.carrier()))
+        };
+        let side = |ws: Option<Arc<transport::ws::Carrier>>| {
+            Arc::new(transport::http::HttpSide {
+                url_match: url_match.clone(),
+                url_skip: url_skip.clone(),
+                ws,
+            })
+        };
+        tcp.serve_http(side(carrier(ferrosip_api::Proto::Ws)));
+        if let Some(tls) = &tls {
+            tls.serve_http(side(carrier(ferrosip_api::Proto::Wss)));
+        }
+    }
     let mut transports = transport::Transports::default();
     transports.add(udp.clone());
     transports.add(tcp.clone());
@@ -207,6 +232,47 @@ fn start_tls(
     let tls = transport::tls::TlsTransport::bind(&config.listen, limits, Arc::new(state))
         .map_err(|e| format!("cannot bind TLS: {e}"))?;
     Ok(Some(Arc::new(tls)))
+}
+
+/// `xhttp`'s URL filters (`url_match`, `url_skip`) when the module is loaded: HTTP
+/// requests on the TCP and TLS sockets then run `event_route[xhttp:request]`.
+#[allow(clippy::type_complexity)]
+fn http_filters(
+    loaded: &ferrosip_script::Loaded,
+) -> Result<Option<(Option<regex::bytes::Regex>, Option<regex::bytes::Regex>)>, String> {
+    let Some(params) = loaded.modules.get("xhttp") else {
+        return Ok(None);
+    };
+    let regex = |name: &str| -> Result<Option<regex::bytes::Regex>, String> {
+        let re = params.string(name);
+        if re.is_empty() {
+            return Ok(None);
+        }
+        regex::bytes::Regex::new(&re)
+            .map(Some)
+            .map_err(|e| format!("xhttp: {name}: {e}"))
+    };
+    Ok(Some((regex("url_match")?, regex("url_skip")?)))
+}
+
+/// Kamailio's WebSocket over `tcp`/`tls` sockets (`xhttp` and `websocket` loaded): each
+/// `tcp` socket gets a `ws` side and each `tls` socket a `wss` one, at the same address.
+/// Nothing more is bound (see [`transport::ws::Carrier`]); the sides are what requests
+/// to WebSocket clients leave from and what their Via and Record-Route name.
+fn carry_websockets(listen: &mut Vec<transport::Listen>) {
+    use ferrosip_api::Proto;
+    let mut sides = Vec::new();
+    for l in listen.iter() {
+        let proto = match l.proto {
+            Proto::Tcp => Proto::Ws,
+            Proto::Tls => Proto::Wss,
+            _ => continue,
+        };
+        if !listen.iter().any(|o| o.proto == proto && o.addr == l.addr) {
+            sides.push(transport::Listen::new(proto, l.addr, l.advertise.clone()));
+        }
+    }
+    listen.extend(sides);
 }
 
 /// The WS and WSS transports of the `listen=ws:`/`wss:` sockets, which need the
@@ -343,6 +409,7 @@ pub fn assemble(
             max_branches: config.max_branches,
             observers: loaded.tm_observers.clone().into(),
             clock: layers.clock,
+            onsend_route_reply: config.onsend_route_reply,
         };
         Arc::new(tm::TmLayer::new(Some(params), env))
     });

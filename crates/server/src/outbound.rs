@@ -6,18 +6,23 @@
 use crate::dns::{Destination, Question, Resolver};
 use crate::transport::{Listen, Transports};
 use bytes::Bytes;
-use ferrosip_api::registry::{BranchHook, BranchSockets, OutgoingBranch};
+use ferrosip_api::registry::{BoxFuture, BranchHook, BranchSockets, OutgoingBranch};
 use ferrosip_api::rr::SocketDesc;
 use ferrosip_api::services::MaxForwardsDone;
-use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, Target};
+use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, SendInfo, Target};
 use ferrosip_sip::{SipMessage, Uri};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 fn fnerr(e: impl std::fmt::Display) -> FnError {
     FnError::new(e.to_string())
 }
+
+/// The program's `onsend_route` as the senders below the script see it: asked with the
+/// context of the message and what is about to be sent; `false` stops the send.
+pub type OnSendGate<'a> = dyn Fn(&MsgContext, SendInfo) -> bool + 'a;
 
 /// The sending side of the server: its transports, listen sockets and the modules'
 /// per-branch hooks.
@@ -34,10 +39,15 @@ pub struct Outbound {
     warming: Arc<Mutex<std::collections::HashSet<Question>>>,
     /// Where those lookups run.
     runtime: Option<tokio::runtime::Handle>,
+    /// Replies waiting for the DNS answer of their Via's host (at most [`MAX_WAITING`]).
+    waiting: AtomicUsize,
 }
 
 /// Lookups started in the background at most at once (see [`Outbound::warm`]).
 const MAX_WARMING: usize = 256;
+
+/// Replies waiting for a DNS answer at most at once (see [`Outbound::forward_reply`]).
+const MAX_WAITING: usize = 1024;
 
 pub use crate::dns::DnsTable;
 
@@ -177,6 +187,7 @@ impl Outbound {
             resolver: None,
             warming: Arc::default(),
             runtime: None,
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -287,11 +298,13 @@ impl Outbound {
     }
 
     /// Stateless forwarding of the context's request (RFC 3261 §16.11): next hop, the
-    /// request prepared with a branch derived from the incoming transaction, send.
+    /// request prepared with a branch derived from the incoming transaction, `onsend`
+    /// asked, send.
     pub fn forward_stateless(
         &self,
         ctx: &MsgContext,
         target: Option<Target>,
+        onsend: Option<&OnSendGate<'_>>,
     ) -> Result<(), FnError> {
         let hop = self.next_hop(target, ctx.dst_uri.as_ref(), &ctx.msg)?;
         // "z9hG4bKsl" + 16 hex digits, written without a heap allocation.
@@ -303,15 +316,34 @@ impl Outbound {
         );
         let branch = std::str::from_utf8(&branch).unwrap_or_default();
         let out = self.outgoing_request(ctx, &ctx.msg, &hop, branch)?;
-        self.send(hop.proto, Some(hop.local.addr), hop.dst, out.to_bytes())
+        let data = out.to_bytes();
+        if let Some(gate) = onsend {
+            let send = SendInfo {
+                proto: hop.proto,
+                local: hop.local.addr,
+                dst: hop.dst,
+                buf: data.clone(),
+            };
+            if !gate(ctx, send) {
+                return Err(FnError::new(format!(
+                    "onsend_route dropped the request to {}",
+                    hop.dst
+                )));
+            }
+        }
+        self.send(hop.proto, Some(hop.local.addr), hop.dst, data)
     }
 
     /// Stateless reply forwarding (RFC 3261 §16.7 step 3 and §18.2.2 as a stateless
     /// proxy does it): drop our top Via, send to the next one's received/rport or sent-by.
+    /// A sent-by host name that is not in the DNS cache is looked up on the runtime and
+    /// the reply sent from there once the answer arrives (at most [`MAX_WAITING`] replies
+    /// wait at once; past that the reply is dropped as any unsendable one).
     pub fn forward_reply(
-        &self,
+        self: &Arc<Self>,
         ctx: &mut MsgContext,
         is_ours: impl Fn(&[u8], Option<u16>) -> bool,
+        onsend: Option<&OnSendGate<'_>>,
     ) -> Result<(), FnError> {
         {
             let top = ctx.msg.top_via().map_err(fnerr)?;
@@ -341,8 +373,8 @@ impl Outbound {
                 sips: false,
             };
             let dst = match ip_literal(host) {
-                Some(ip) => SocketAddr::new(ip, port),
-                None => self.known_now(&question)?.addr,
+                Some(ip) => Ok(SocketAddr::new(ip, port)),
+                None => self.cached_first(&question)?.ok_or(question),
             };
             (proto, dst)
         };
@@ -351,7 +383,129 @@ impl Outbound {
             ctx.msg.set_body(body);
         }
         let data = ctx.msg.to_bytes();
+        let dst = match (dst, onsend) {
+            (Ok(dst), _) => dst,
+            (Err(question), None) => return self.send_when_resolved(question, proto, data),
+            // onsend_route needs the destination before the send and the message while it
+            // runs: a reply to a Via host name not yet in the cache is not sent this time
+            // (its retransmission finds the answer), rather than sent around the route.
+            (Err(question), Some(_)) => {
+                self.warm(&question);
+                return Err(FnError::new(format!(
+                    "{} is being resolved: reply not sent this time (onsend_route)",
+                    question.host
+                )));
+            }
+        };
+        if let Some(gate) = onsend {
+            let send = SendInfo {
+                proto,
+                local: self
+                    .local_for(proto, &dst)
+                    .map_or(ctx.net.local, |l| l.addr),
+                dst,
+                buf: data.clone(),
+            };
+            if !gate(ctx, send) {
+                return Err(FnError::new(format!(
+                    "onsend_route dropped the reply to {dst}"
+                )));
+            }
+        }
         self.send(proto, None, dst, data)
+    }
+
+    /// The first destination of `q` when the cache has its answer (an error for a name
+    /// known not to resolve); `None` when it must be looked up.
+    fn cached_first(&self, q: &Question) -> Result<Option<SocketAddr>, FnError> {
+        let resolver = self
+            .resolver
+            .as_ref()
+            .ok_or_else(|| FnError::new(format!("cannot resolve {}: no resolver", q.host)))?;
+        match resolver.cached(q) {
+            Some(answer) => Ok(Some(answer?[0].addr)),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks `q` up on the runtime, then sends `data` over `proto` to its first address.
+    fn send_when_resolved(
+        self: &Arc<Self>,
+        q: Question,
+        proto: Proto,
+        data: Bytes,
+    ) -> Result<(), FnError> {
+        let (Some(resolver), Some(runtime)) = (&self.resolver, &self.runtime) else {
+            return Err(FnError::new(format!(
+                "cannot resolve {}: no resolver",
+                q.host
+            )));
+        };
+        let waiting = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WAITING).then_some(n + 1)
+            });
+        if waiting.is_err() {
+            return Err(FnError::new(format!(
+                "{}: too many messages wait for DNS answers",
+                q.host
+            )));
+        }
+        let resolver = resolver.clone();
+        let me = self.clone();
+        runtime.spawn(async move {
+            match resolver.resolve(&q).await {
+                Ok(answer) => {
+                    if let Err(e) = me.send(proto, None, answer[0].addr, data) {
+                        tracing::debug!(host = %q.host, "reply not forwarded: {}", e.message);
+                    }
+                }
+                Err(e) => tracing::info!("reply not forwarded: {}", e.message),
+            }
+            me.waiting.fetch_sub(1, Ordering::AcqRel);
+        });
+        Ok(())
+    }
+
+    /// For a stateless forward whose next hop is a host name not in the DNS cache: a
+    /// future that looks it up (on the runtime) and gives the first destination we have
+    /// a socket for as an address. `None` when the hop is known now, or when finding it
+    /// fails at once: the forward then goes (or fails) without waiting.
+    pub fn stateless_lookup(
+        &self,
+        target: Option<Target>,
+        dst_uri: Option<&Bytes>,
+        msg: &SipMessage,
+    ) -> Option<BoxFuture<'static, Result<Target, FnError>>> {
+        let Ok(HopsNow::Lookup(q)) = self.hops_now(target, dst_uri, msg) else {
+            return None;
+        };
+        let resolver = self.resolver.clone()?;
+        let runtime = self.runtime.clone()?;
+        let protos = self.protocols();
+        Some(Box::pin(async move {
+            let host = q.host.clone();
+            // Spawned: the route's future may be polled outside the runtime the resolver
+            // needs; the join handle can be awaited anywhere.
+            let answer = runtime
+                .spawn(async move { resolver.resolve(&q).await })
+                .await
+                .map_err(|e| FnError::new(format!("lookup of {host} failed: {e}")))??;
+            let d = answer
+                .iter()
+                .find(|d| protos.contains(&d.proto))
+                .ok_or_else(|| {
+                    FnError::new(format!(
+                        "{host}: no socket to send from to any of its addresses"
+                    ))
+                })?;
+            Ok(Target {
+                host: Bytes::from(d.addr.ip().to_string()),
+                port: Some(d.addr.port()),
+                proto: Some(d.proto),
+            })
+        }))
     }
 
     /// The next hop of a request when it is known without waiting (an IP address, a
@@ -368,24 +522,6 @@ impl Outbound {
             HopsNow::Ready(mut hops) => Ok(hops.swap_remove(0)),
             HopsNow::Lookup(q) => {
                 self.warm(&q);
-                Err(FnError::new(format!(
-                    "{} is being resolved: not sent this time",
-                    q.host
-                )))
-            }
-        }
-    }
-
-    /// The first destination of `q` if known now; else starts its lookup and fails.
-    fn known_now(&self, q: &Question) -> Result<Destination, FnError> {
-        let resolver = self
-            .resolver
-            .as_ref()
-            .ok_or_else(|| FnError::new(format!("cannot resolve {}: no resolver", q.host)))?;
-        match resolver.cached(q) {
-            Some(answer) => Ok(answer?[0]),
-            None => {
-                self.warm(q);
                 Err(FnError::new(format!(
                     "{} is being resolved: not sent this time",
                     q.host
@@ -726,6 +862,10 @@ impl BranchSockets for Sockets<'_> {
 
     fn outbound(&self) -> SocketDesc {
         socket_desc(&self.hop.local)
+    }
+
+    fn destination(&self) -> (Proto, SocketAddr) {
+        (self.hop.proto, self.hop.dst)
     }
 }
 

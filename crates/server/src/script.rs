@@ -15,7 +15,9 @@ use crate::server::Server;
 use crate::tm::TxnScope;
 use ferrosip_api::services::{LocalOutcome, LocalRequest};
 use ferrosip_api::tm::Transactions;
+use ferrosip_api::SendInfo;
 use ferrosip_api::{FnError, MsgContext, RouteKind, Services, Target};
+use ferrosip_script::vm::Outcome;
 use ferrosip_script::vm::Vm;
 use ferrosip_script::{Program, RouteId};
 use std::sync::{Arc, Weak};
@@ -28,6 +30,9 @@ pub struct ScriptScope {
     pub awaits: bool,
     /// 1 for the program the server started with, +1 for each reload.
     pub generation: u64,
+    /// The program's `onsend_route` (`ksr_onsend_route` in Lua): a send without one
+    /// costs this one check.
+    pub onsend: Option<RouteId>,
     server: Arc<Server>,
     /// The scope's own `Arc`, for the cells it creates (functions reach it as `&self`).
     me: Weak<ScriptScope>,
@@ -43,10 +48,12 @@ impl ScriptScope {
                 .calls
                 .iter()
                 .any(|c| matches!(c.def.call, ferrosip_api::Callable::Async(_)));
+        let onsend = program.main_route(RouteKind::OnSend);
         Arc::new_cyclic(|me| ScriptScope {
             program,
             awaits,
             generation,
+            onsend,
             server,
             me: me.clone(),
         })
@@ -85,6 +92,41 @@ impl ScriptScope {
         crate::routes::then(server, run, &server.runtime, &server.stats, then);
     }
 
+    /// Runs `onsend_route` for `view`, the message about to leave as `send` says (its
+    /// bytes, socket and destination); `false` when the route dropped it. The route runs
+    /// to its end before the send, on a spare VM (the caller's may be in the middle of the
+    /// route that sends); a route that would wait cannot (onsend functions are all
+    /// synchronous) and counts as an error. As in Kamailio only `drop` stops the send: an
+    /// error is logged and the message goes.
+    pub fn run_onsend(&self, route: RouteId, mut view: MsgContext, send: SendInfo) -> bool {
+        view.route = RouteKind::OnSend;
+        if let Ok(me) = self.me() {
+            view.services = Some(me as Arc<dyn Services>);
+        }
+        let dst = send.dst;
+        view.ext.insert(send);
+        let run = crate::tm::with_vm(|vm| match &self.server.observer {
+            None => crate::routes::start(vm, &self.program, false, route, view),
+            Some(o) => crate::routes::start_observed(o, vm, &self.program, false, route, view),
+        });
+        let (result, view) = match run {
+            RouteRun::Done(result, view) => (result, view),
+            // Not reached: a run started as not awaiting is finished or failed.
+            RouteRun::Waiting(_) => return true,
+        };
+        match logged_outcome(result, &view) {
+            Some(Outcome::Drop) => {
+                tracing::info!(
+                    call_id = %String::from_utf8_lossy(view.msg.call_id().unwrap_or_default()),
+                    destination = %dst,
+                    "message dropped by onsend_route"
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// Runs `event_route[name]` of this program on the runtime.
     fn run_event_route_on(self: &Arc<Self>, name: &str, mut ctx: MsgContext) -> bool {
         let Some(route) = self.program.named_route(RouteKind::Event, name) else {
@@ -106,6 +148,31 @@ impl TxnScope for ScriptScope {
     fn start_route(&self, vm: &mut Vm, route: RouteId, ctx: MsgContext) -> RouteRun {
         ScriptScope::start_route(self, vm, route, ctx)
     }
+
+    fn has_onsend(&self) -> bool {
+        self.onsend.is_some()
+    }
+
+    fn onsend_allows(&self, view: MsgContext, send: SendInfo) -> bool {
+        match self.onsend {
+            Some(route) => self.run_onsend(route, view, send),
+            None => true,
+        }
+    }
+}
+
+/// What `onsend_route` runs with for a message a route sends: a copy of its context (the
+/// request as the script left it, its flags, AVPs and variables). What the route changes
+/// there stays there: the bytes are already built.
+pub(crate) fn onsend_view(ctx: &MsgContext) -> MsgContext {
+    let mut view = MsgContext::new(ctx.msg.clone(), RouteKind::OnSend, ctx.net);
+    view.flags = ctx.flags;
+    view.bflags = ctx.bflags;
+    view.dst_uri = ctx.dst_uri.clone();
+    view.avps = ctx.avps.clone();
+    view.vars = ctx.vars.clone();
+    view.branch_idx = ctx.branch_idx;
+    view
 }
 
 /// The services a message's functions reach: the server's, with this program for the
@@ -116,7 +183,27 @@ impl Services for ScriptScope {
     }
 
     fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
-        self.server.forward(ctx, target)
+        match self.onsend {
+            None => self.server.forward(ctx, target, None),
+            Some(route) => {
+                let gate =
+                    |c: &MsgContext, send: SendInfo| self.run_onsend(route, onsend_view(c), send);
+                self.server.forward(ctx, target, Some(&gate))
+            }
+        }
+    }
+
+    fn forward_lookup(
+        &self,
+        ctx: &MsgContext,
+        target: Option<&Target>,
+    ) -> Option<ferrosip_api::registry::BoxFuture<'static, Result<Target, FnError>>> {
+        if !ctx.msg.is_request() {
+            return None;
+        }
+        self.server
+            .outbound
+            .stateless_lookup(target.cloned(), ctx.dst_uri.as_ref(), &ctx.msg)
     }
 
     fn is_myself(&self, host: &[u8], port: Option<u16>) -> bool {

@@ -4,7 +4,7 @@
 //! above holds the server it runs on, and the engine above that owns both.
 
 use crate::config::ServerConfig;
-use crate::outbound::{with_reply_headers, Outbound};
+use crate::outbound::{with_reply_headers, OnSendGate, Outbound};
 use crate::tm::TmLayer;
 use crate::uac::LocalRequests;
 use bytes::Bytes;
@@ -49,8 +49,9 @@ impl Server {
 }
 
 impl Server {
-    /// After the core reply route: to its transaction, else statelessly by Via.
-    pub fn relay_reply(&self, ctx: &mut MsgContext) {
+    /// After the core reply route: to its transaction, else statelessly by Via (past
+    /// `onsend`, the program's `onsend_route`, when `onsend_route_reply` is on).
+    pub fn relay_reply(&self, ctx: &mut MsgContext, onsend: Option<&OnSendGate<'_>>) {
         if self.uac.on_reply(&ctx.msg) {
             return;
         }
@@ -59,16 +60,21 @@ impl Server {
                 return;
             }
         }
-        if let Err(e) = self.forward_reply(ctx) {
+        if let Err(e) = self.forward_reply(ctx, onsend) {
             tracing::debug!(source = %ctx.net.source, "reply not forwarded: {}", e.message);
         }
     }
 
     /// Stateless reply forwarding (RFC 3261 §16.7 step 3 and §18.2.2 as a stateless
     /// proxy does it): when the top Via is ours (one of our addresses), by the next Via.
-    fn forward_reply(&self, ctx: &mut MsgContext) -> Result<(), FnError> {
+    fn forward_reply(
+        &self,
+        ctx: &mut MsgContext,
+        onsend: Option<&OnSendGate<'_>>,
+    ) -> Result<(), FnError> {
+        let onsend = onsend.filter(|_| self.config.onsend_route_reply);
         self.outbound
-            .forward_reply(ctx, |host, port| self.is_myself(host, port))?;
+            .forward_reply(ctx, |host, port| self.is_myself(host, port), onsend)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         self.stats.fwd_replies.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -108,12 +114,18 @@ impl Server {
     }
 
     /// Stateless forwarding of the context's message ([`ferrosip_api::Services::forward`]): a reply by
-    /// its Via, a request to its next hop.
-    pub fn forward(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<(), FnError> {
+    /// its Via, a request to its next hop, past `onsend` (the program's `onsend_route`)
+    /// when there is one.
+    pub fn forward(
+        &self,
+        ctx: &mut MsgContext,
+        target: Option<Target>,
+        onsend: Option<&OnSendGate<'_>>,
+    ) -> Result<(), FnError> {
         if !ctx.msg.is_request() {
-            return self.forward_reply(ctx);
+            return self.forward_reply(ctx, onsend);
         }
-        self.outbound.forward_stateless(ctx, target)?;
+        self.outbound.forward_stateless(ctx, target, onsend)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         self.stats.fwd_requests.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -290,6 +290,8 @@ pub struct TmEnv {
     pub observers: Arc<[Arc<dyn ferrosip_api::TmObserver>]>,
     /// What the timers measure time with: the system's, or a test's (`ferrosip test`).
     pub clock: Clock,
+    /// `onsend_route_reply`: the program's `onsend_route` runs for relayed replies too.
+    pub onsend_route_reply: bool,
 }
 
 /// The time transaction timers run on. The server runs on the system clock and its
@@ -307,6 +309,14 @@ pub use ferrosip_api::clock::Clock;
 pub trait TxnScope: ferrosip_api::Services {
     /// Starts `route` for `ctx` on `vm` (see [`crate::routes::start`]).
     fn start_route(&self, vm: &mut Vm, route: RouteId, ctx: MsgContext) -> RouteRun;
+
+    /// Whether the program has an `onsend_route`: asked before a branch's view of the
+    /// message is built, so a program without one pays this check only.
+    fn has_onsend(&self) -> bool;
+
+    /// Runs the program's `onsend_route` for `view`, about to leave as `send`; `false`
+    /// when the route dropped it (the branch then fails as on a send error).
+    fn onsend_allows(&self, view: MsgContext, send: ferrosip_api::SendInfo) -> bool;
 }
 
 thread_local! {
@@ -315,7 +325,7 @@ thread_local! {
     static SPARE_VMS: RefCell<Vec<Vm>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
+pub(crate) fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
     let mut vm = SPARE_VMS.with(|v| v.borrow_mut().pop()).unwrap_or_default();
     let r = f(&mut vm);
     SPARE_VMS.with(|v| v.borrow_mut().push(vm));
@@ -558,7 +568,7 @@ impl TmLayer {
             return Ok(1);
         }
         match ctx.msg.method_bytes() {
-            Some(b"ACK") => return self.relay_ack(ctx, target),
+            Some(b"ACK") => return self.relay_ack(scope, ctx, target),
             Some(b"CANCEL") => return self.relay_cancel(scope, ctx, target),
             _ => {}
         }
@@ -1031,10 +1041,33 @@ impl TmLayer {
             },
             None => st.forwarding(),
         };
+        // onsend_route sees the branch's request before our edits (Via, Max-Forwards),
+        // with the transaction's flags and AVPs, and the bytes that go out.
+        let view = cell.scope.has_onsend().then(|| {
+            let mut view = MsgContext::new(msg.clone(), RouteKind::OnSend, net);
+            view.flags = st.flags;
+            view.avps = st.avps.clone();
+            view.branch_idx = idx as i32;
+            view
+        });
         let out = self
             .env
             .outbound
             .prepare_request(fwd, &net, msg, &hop, branch_id)?;
+        if let Some(view) = view {
+            let send = ferrosip_api::SendInfo {
+                proto: hop.proto,
+                local: hop.local.addr,
+                dst: hop.dst,
+                buf: out.to_bytes(),
+            };
+            if !cell.scope.onsend_allows(view, send) {
+                return Err(FnError::new(format!(
+                    "onsend_route dropped the request to {}",
+                    hop.dst
+                )));
+            }
+        }
         let key = ClientKey::of_request(&out).map_err(|e| FnError::new(format!("{e:?}")))?;
         let reliable = hop.proto != Proto::Udp;
         // fr_timer until the first provisional, then fr_inv_timer (the client INVITE
@@ -1067,19 +1100,31 @@ impl TmLayer {
     }
 
     /// Stateless forwarding of a request the layer does not keep (a 2xx ACK, a CANCEL
-    /// without its INVITE here).
+    /// without its INVITE here), past the program's `onsend_route`.
     fn forward_stateless(
         &self,
+        scope: &Arc<dyn TxnScope>,
         ctx: &mut MsgContext,
         target: Option<Target>,
     ) -> Result<(), FnError> {
-        self.env.outbound.forward_stateless(ctx, target)?;
+        let gate = |c: &MsgContext, send: ferrosip_api::SendInfo| {
+            scope.onsend_allows(crate::script::onsend_view(c), send)
+        };
+        let onsend = scope
+            .has_onsend()
+            .then_some(&gate as &crate::outbound::OnSendGate<'_>);
+        self.env.outbound.forward_stateless(ctx, target, onsend)?;
         self.env.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         self.env.stats.fwd_requests.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn relay_ack(&self, ctx: &mut MsgContext, target: Option<Target>) -> Result<i32, FnError> {
+    fn relay_ack(
+        &self,
+        scope: &Arc<dyn TxnScope>,
+        ctx: &mut MsgContext,
+        target: Option<Target>,
+    ) -> Result<i32, FnError> {
         // The ACK of a negative reply we sent is absorbed by its transaction.
         if self
             .find(&ctx.msg)
@@ -1089,7 +1134,7 @@ impl TmLayer {
         }
         // A 2xx ACK is end to end: forwarded statelessly (RFC 3261 §16.6, §17.1.1.3).
         self.e2e_ack(ctx);
-        self.forward_stateless(ctx, target).map(|()| 1)
+        self.forward_stateless(scope, ctx, target).map(|()| 1)
     }
 
     fn relay_cancel(
@@ -1103,7 +1148,7 @@ impl TmLayer {
             .and_then(|p| lock(&self.server_txns).get(p.as_bytes()).cloned());
         let Some(invite) = invite else {
             // No transaction to cancel here: pass it on statelessly, as Kamailio does.
-            return self.forward_stateless(ctx, target).map(|()| 1);
+            return self.forward_stateless(scope, ctx, target).map(|()| 1);
         };
         // The CANCEL's own transaction answers it (and its retransmissions) with 200.
         let cancel_cell = match self.cell_for(scope, ctx)? {
@@ -1499,8 +1544,39 @@ impl TmLayer {
                 Err(_) => return,
             }
         };
-        let actions = st.uas.send_reply(code, upstream(st, bytes));
+        let bytes = upstream(st, bytes);
+        let dropped = self.env.onsend_route_reply
+            && cell.scope.has_onsend()
+            && !self.reply_onsend(cell, st, msg, &bytes);
+        let mut actions = st.uas.send_reply(code, bytes);
+        if dropped {
+            // The transaction goes on as if it was sent (as Kamailio's does); only the
+            // bytes stay here.
+            actions.retain(|a| !matches!(a, Action::Send(_)));
+        }
         self.run(cell, st, Leg::Server, actions, None);
+    }
+
+    /// `onsend_route` for a reply relayed upstream as `bytes` (`onsend_route_reply`); the
+    /// route sees the reply as received. `false` when it dropped it.
+    fn reply_onsend(
+        &self,
+        cell: &Arc<Cell>,
+        st: &CellState,
+        msg: &SipMessage,
+        bytes: &Bytes,
+    ) -> bool {
+        let mut view = MsgContext::new(msg.clone(), RouteKind::OnSend, st.net);
+        view.flags = st.flags;
+        view.avps = st.avps.clone();
+        let peer = st.uas_peer;
+        let send = ferrosip_api::SendInfo {
+            proto: peer.proto,
+            local: peer.local.unwrap_or(st.net.local),
+            dst: peer.remote,
+            buf: bytes.clone(),
+        };
+        cell.scope.onsend_allows(view, send)
     }
 
     /// When every branch has ended without a 2xx: failure_route (queued), else the best
@@ -2503,6 +2579,7 @@ Content-Length: 0\n\n",
             max_branches: 12,
             observers: Arc::new([]),
             clock: Clock::system(),
+            onsend_route_reply: false,
         };
         let tm = Arc::new(TmLayer::new(None, env));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

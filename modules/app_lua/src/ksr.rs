@@ -9,7 +9,7 @@
 use crate::Shared;
 use bytes::Bytes;
 use ferrosip_api::registry::{CallOutcome, ValueCallable};
-use ferrosip_api::{FnResult, FunctionDef, MsgContext, PvRef, SetOp, Value};
+use ferrosip_api::{FnResult, FunctionDef, MsgContext, PvRef, RouteKind, SetOp, Value};
 use ferrosip_script::program::MyselfSubject;
 use ferrosip_script::vm::{is_myself_subject, Outcome};
 use ferrosip_script::{Program, ScriptCallEnv};
@@ -81,6 +81,17 @@ fn with_ctx<R>(
     // Lua runs inside that poll.
     let (ctx, program) = unsafe { (&mut *run.ctx, &*run.program) };
     Ok(f(ctx, program, &data))
+}
+
+/// In `ksr_onsend_route`, whether `what` (a KSR function that edits the message) must be
+/// refused: there the bytes are already built, so the edit could not take effect. The
+/// call then fails (-1, logged), as a registry function outside its route kinds does.
+fn refused_in_onsend(lua: &Lua, what: &str) -> mlua::Result<bool> {
+    if !with_ctx(lua, |ctx, _, _| ctx.route == RouteKind::OnSend)? {
+        return Ok(false);
+    }
+    tracing::error!(location = %caller(lua), "{what} is not allowed in onsend_route");
+    Ok(true)
 }
 
 fn to_value(v: &LuaValue, what: &str, i: usize) -> mlua::Result<Value> {
@@ -498,6 +509,9 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
         "setdsturi",
         lua.create_function(|lua, uri: mlua::String| {
             let uri = Bytes::copy_from_slice(&uri.as_bytes());
+            if refused_in_onsend(lua, "KSR.setdsturi")? {
+                return Ok(-1);
+            }
             with_ctx(lua, |ctx, _, _| {
                 ctx.dst_uri = Some(uri);
                 1
@@ -507,6 +521,9 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     ksr.set(
         "resetdsturi",
         lua.create_function(|lua, ()| {
+            if refused_in_onsend(lua, "KSR.resetdsturi")? {
+                return Ok(-1);
+            }
             with_ctx(lua, |ctx, _, _| {
                 ctx.dst_uri = None;
                 1
@@ -615,6 +632,9 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
         "append",
         lua.create_function(|lua, text: String| {
             let (name, value) = split_header(&text)?;
+            if refused_in_onsend(lua, "KSR.hdr.append")? {
+                return Ok(-1);
+            }
             with_ctx(lua, |ctx, _, _| {
                 if ctx.msg.add_header(&name, value).is_ok() {
                     1
@@ -628,6 +648,9 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
         "insert",
         lua.create_function(|lua, text: String| {
             let (name, value) = split_header(&text)?;
+            if refused_in_onsend(lua, "KSR.hdr.insert")? {
+                return Ok(-1);
+            }
             with_ctx(lua, |ctx, _, _| {
                 if ctx.msg.insert_header_first(&name, value).is_ok() {
                     1
@@ -640,6 +663,9 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     hdr.set(
         "remove",
         lua.create_function(|lua, name: String| {
+            if refused_in_onsend(lua, "KSR.hdr.remove")? {
+                return Ok(-1);
+            }
             with_ctx(lua, |ctx, _, _| {
                 if ctx.msg.remove_headers(&name) > 0 {
                     1

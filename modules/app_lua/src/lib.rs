@@ -113,6 +113,8 @@ pub struct LuaEngine {
     by_name: HashMap<String, RouteId>,
     request: Option<RouteId>,
     reply: Option<RouteId>,
+    /// `ksr_onsend_route`, run before each request leaves (Kamailio's KEMI onsend).
+    onsend: Option<RouteId>,
     /// Idle states, each with its route coroutine (reset between runs, hook kept).
     pool: Mutex<Vec<(Lua, Thread)>>,
     /// Event names (`dispatcher:dst-down`) seen by [`RouteEngine::named_route`], each with
@@ -185,18 +187,15 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
             "error: {file}: no function ksr_request_route() (cfgengine \"lua\" runs it for every request)"
         )]);
     };
-    if by_name.contains_key("ksr_onsend_route") {
-        return Err(vec![format!(
-            "error: {file}: ksr_onsend_route() is defined, but Ferrosip does not run onsend routes yet (remove it)"
-        )]);
-    }
     let reply = by_name.get("ksr_reply_route").copied();
+    let onsend = by_name.get("ksr_onsend_route").copied();
     Ok(Arc::new(LuaEngine {
         shared,
         routes,
         by_name,
         request: Some(request),
         reply,
+        onsend,
         pool: Mutex::new(vec![(first, first_thread)]),
         events: Mutex::new(Vec::new()),
         permits: tokio::sync::Semaphore::new(max_states),
@@ -310,6 +309,7 @@ impl RouteEngine for LuaEngine {
         match kind {
             RouteKind::Request => self.request,
             RouteKind::CoreOnReply => self.reply,
+            RouteKind::OnSend => self.onsend,
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 //! `core`: Core actions of the Kamailio config language that look like function calls (drop, exit, return, route() are statements of the script grammar).
 
 use bytes::Bytes;
-use ferrosip_api::registry::FnRow;
+use ferrosip_api::registry::{apply_result, ApplyResult, BoxFuture, FnRow};
 use ferrosip_api::{FnError, FnResult, Proto, Target};
 pub use uri_ops::ConnFlags;
 use uri_ops::*;
@@ -35,26 +35,26 @@ impl Module for CoreModule {
         };
         #[rustfmt::skip]
         m.functions([
-            FnRow::sync("forward", &[], RouteMask::ANY, "Forwards the message statelessly to $du or the R-URI (replies to the next Via); 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_to(ctx, None, None, None)),
-            FnRow::sync("forward", &["host"], RouteMask::ANY, "Forwards statelessly to the host (port 5060 or from SRV); 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, None)),
-            FnRow::sync("forward", HOST_PORT, RouteMask::ANY, "Forwards statelessly to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), None)),
-            FnRow::sync("forward_udp", &[], RouteMask::ANY, "Forwards statelessly over UDP to $du or the R-URI; 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_to(ctx, None, None, Some(Proto::Udp))),
-            FnRow::sync("forward_udp", &["host"], RouteMask::ANY, "Forwards statelessly over UDP to the host; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Udp))),
-            FnRow::sync("forward_udp", HOST_PORT, RouteMask::ANY, "Forwards statelessly over UDP to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Udp))),
-            FnRow::sync("forward_tcp", &[], RouteMask::ANY, "Forwards statelessly over TCP to $du or the R-URI; 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_to(ctx, None, None, Some(Proto::Tcp))),
-            FnRow::sync("forward_tcp", &["host"], RouteMask::ANY, "Forwards statelessly over TCP to the host; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Tcp))),
-            FnRow::sync("forward_tcp", HOST_PORT, RouteMask::ANY, "Forwards statelessly over TCP to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Tcp))),
-            FnRow::sync("forward_tls", &[], RouteMask::ANY, "Forwards statelessly over TLS to $du or the R-URI; 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_to(ctx, None, None, Some(Proto::Tls))),
-            FnRow::sync("forward_tls", &["host"], RouteMask::ANY, "Forwards statelessly over TLS to the host (port 5061); 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_to(ctx, Some(host), None, Some(Proto::Tls))),
-            FnRow::sync("forward_tls", HOST_PORT, RouteMask::ANY, "Forwards statelessly over TLS to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_to(ctx, Some(host), Some(port), Some(Proto::Tls))),
+            FnRow::asynchronous("forward", &[], RouteMask::ANY, "Forwards the message statelessly to $du or the R-URI (replies to the next Via); 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_async(ctx, None, None, None)),
+            FnRow::asynchronous("forward", &["host"], RouteMask::ANY, "Forwards statelessly to the host (port 5060 or from SRV); 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_async(ctx, Some(host), None, None)),
+            FnRow::asynchronous("forward", HOST_PORT, RouteMask::ANY, "Forwards statelessly to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_async(ctx, Some(host), Some(port), None)),
+            FnRow::asynchronous("forward_udp", &[], RouteMask::ANY, "Forwards statelessly over UDP to $du or the R-URI; 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_async(ctx, None, None, Some(Proto::Udp))),
+            FnRow::asynchronous("forward_udp", &["host"], RouteMask::ANY, "Forwards statelessly over UDP to the host; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_async(ctx, Some(host), None, Some(Proto::Udp))),
+            FnRow::asynchronous("forward_udp", HOST_PORT, RouteMask::ANY, "Forwards statelessly over UDP to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_async(ctx, Some(host), Some(port), Some(Proto::Udp))),
+            FnRow::asynchronous("forward_tcp", &[], RouteMask::ANY, "Forwards statelessly over TCP to $du or the R-URI; 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_async(ctx, None, None, Some(Proto::Tcp))),
+            FnRow::asynchronous("forward_tcp", &["host"], RouteMask::ANY, "Forwards statelessly over TCP to the host; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_async(ctx, Some(host), None, Some(Proto::Tcp))),
+            FnRow::asynchronous("forward_tcp", HOST_PORT, RouteMask::ANY, "Forwards statelessly over TCP to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_async(ctx, Some(host), Some(port), Some(Proto::Tcp))),
+            FnRow::asynchronous("forward_tls", &[], RouteMask::ANY, "Forwards statelessly over TLS to $du or the R-URI; 1 on success, -1 on failure.", |ctx: &mut MsgContext| forward_async(ctx, None, None, Some(Proto::Tls))),
+            FnRow::asynchronous("forward_tls", &["host"], RouteMask::ANY, "Forwards statelessly over TLS to the host (port 5061); 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes| forward_async(ctx, Some(host), None, Some(Proto::Tls))),
+            FnRow::asynchronous("forward_tls", HOST_PORT, RouteMask::ANY, "Forwards statelessly over TLS to host:port; 1 on success, -1 on failure.", |ctx: &mut MsgContext, host: Bytes, port: i64| forward_async(ctx, Some(host), Some(port), Some(Proto::Tls))),
             FnRow::declared::<()>("forward_sctp", &[], RouteMask::ANY, "Forwards statelessly over SCTP to $du or the R-URI; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes,)>("forward_sctp", &["host"], RouteMask::ANY, "Forwards statelessly over SCTP to the host; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64)>("forward_sctp", HOST_PORT, RouteMask::ANY, "Forwards statelessly over SCTP to host:port; 1 on success, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("log", &["message"], RouteMask::ANY, "Logs a plain message (no pseudo-variables) at the default level; always 1."),
-            FnRow::declared::<(i64, Bytes)>("log", &["level", "message"], RouteMask::ANY, "Logs a plain message at the numeric level; always 1."),
-            FnRow::sync("setflag", &["flag"], RouteMask::ANY, "Sets a message flag (0..63), visible to tm/acc/registrar for the whole transaction; always 1.", setflag),
-            FnRow::sync("resetflag", &["flag"], RouteMask::ANY, "Resets a message flag; always 1.", resetflag),
-            FnRow::sync("isflagset", &["flag"], RouteMask::ANY, "True (1) when the message flag is set; -1 otherwise.", |ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.flags, f)))),
+            FnRow::declared::<(Bytes,)>("log", &["message"], RouteMask::ALL, "Logs a plain message (no pseudo-variables) at the default level; always 1."),
+            FnRow::declared::<(i64, Bytes)>("log", &["level", "message"], RouteMask::ALL, "Logs a plain message at the numeric level; always 1."),
+            FnRow::sync("setflag", &["flag"], RouteMask::ALL, "Sets a message flag (0..63), visible to tm/acc/registrar for the whole transaction; always 1.", setflag),
+            FnRow::sync("resetflag", &["flag"], RouteMask::ALL, "Resets a message flag; always 1.", resetflag),
+            FnRow::sync("isflagset", &["flag"], RouteMask::ALL, "True (1) when the message flag is set; -1 otherwise.", |ctx: &mut MsgContext, f: Flag| Ok(Verdict::from(bit_is_set(ctx.flags, f)))),
             FnRow::declared::<(Bytes, i64)>("setavpflag", AVP_FLAG, RouteMask::ANY, "Sets a flag declared with avpflags on an AVP; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64)>("resetavpflag", AVP_FLAG, RouteMask::ANY, "Resets an AVP flag; 1 on success, -1 on failure."),
             FnRow::declared::<(Bytes, i64)>("isavpflagset", AVP_FLAG, RouteMask::ANY, "True (1) when the AVP flag is set; -1 otherwise."),
@@ -118,18 +118,20 @@ fn bit_is_set(bits: u64, f: Flag) -> bool {
 
 /// Stateless forwarding through the server: to `host[:port]` when given, else to `$du` or
 /// the R-URI (with `proto` forced when given).
-fn forward_to(
-    ctx: &mut MsgContext,
+/// Where `forward*()` sends: an explicit host, else `$du` / the R-URI (with `forward_tcp()`
+/// and the like, over their transport).
+fn forward_target(
+    ctx: &MsgContext,
     host: Option<Bytes>,
     port: Option<i64>,
     proto: Option<Proto>,
-) -> FnResult {
+) -> Result<Option<Target>, FnError> {
     let port = match port {
         Some(p) if (1..=65535).contains(&p) => Some(p as u16),
         Some(p) => return Err(FnError::new(format!("port {p} is out of range"))),
         None => None,
     };
-    let target = match host {
+    Ok(match host {
         Some(host) => Some(Target { host, port, proto }),
         None => match (&ctx.dst_uri, proto) {
             // forward_tcp() without a host: the usual destination, over TCP.
@@ -151,9 +153,39 @@ fn forward_to(
             }
             _ => None,
         },
-    };
+    })
+}
+
+fn forward_now(ctx: &mut MsgContext, target: Option<Target>) -> FnResult {
     ctx.services("forward")?.forward(ctx, target)?;
     Ok(Verdict::TRUE)
+}
+
+/// `forward*()`: a next hop whose host name is not in the DNS cache is looked up first;
+/// the route waits for the answer (RFC 3263) without holding a worker, then sends.
+fn forward_async(
+    ctx: &mut MsgContext,
+    host: Option<Bytes>,
+    port: Option<i64>,
+    proto: Option<Proto>,
+) -> BoxFuture<'static, ApplyResult> {
+    let target = match forward_target(ctx, host, port, proto) {
+        Ok(t) => t,
+        Err(e) => return Box::pin(std::future::ready(apply_result(move |_| Err(e)))),
+    };
+    let lookup = ctx
+        .services
+        .as_ref()
+        .and_then(|s| s.forward_lookup(ctx, target.as_ref()));
+    match lookup {
+        None => Box::pin(std::future::ready(apply_result(move |ctx| {
+            forward_now(ctx, target)
+        }))),
+        Some(lookup) => Box::pin(async move {
+            let hop = lookup.await;
+            apply_result(move |ctx| forward_now(ctx, Some(hop?)))
+        }),
+    }
 }
 
 #[cfg(test)]

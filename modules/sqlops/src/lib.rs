@@ -1,6 +1,7 @@
 //! `sqlops` (Kamailio's module of the same name): SQL statements written in the routing
 //! script, on named connections (`sqlcon` "name=>db_url"), their rows read back through
-//! `$dbr(result=>...)` or written into pseudo-variables (`sql_pvquery`).
+//! `$dbr(result=>...)`, written into pseudo-variables (`sql_pvquery`) or into an XAVP
+//! (`sql_xquery`).
 //!
 //! Values of pseudo-variables put into a query are never trusted: inside a quoted SQL
 //! string they are escaped for the connection's dialect, outside quotes they must be a
@@ -14,6 +15,7 @@ use ferrosip_api::pv::{Binder, PvParamRule};
 use ferrosip_api::registry::{apply_result, ApplyResult, FnRow};
 use ferrosip_api::tokio::sync::mpsc;
 use ferrosip_api::tokio::sync::OnceCell;
+use ferrosip_api::xavp::{XKind, XList, XVal};
 use ferrosip_api::{
     FnError, FnResult, Module, ModuleBuilder, ModuleParams, MsgContext, ParamType, Pv, PvClass,
     PvError, PvIndex, PvRef, RawArg, RouteMask, SetOp, Value, Verdict,
@@ -482,6 +484,51 @@ fn sql_pvquery(
     }
 }
 
+fn sql_xquery(
+    st: &State,
+    ctx: &mut MsgContext,
+    con: Bytes,
+    query: QueryText,
+    xavp: Bytes,
+) -> impl Future<Output = ApplyResult> + Send + 'static {
+    let run = run_query(st, ctx, &con, &query);
+    async move {
+        let result = match run {
+            Ok(f) => f.await,
+            Err(e) => return failed(e),
+        };
+        apply_result(move |ctx: &mut MsgContext| -> FnResult {
+            let result = result?;
+            let name = std::str::from_utf8(&xavp)
+                .ok()
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| FnError::new("sqlops: sql_xquery needs an XAVP name"))?;
+            if result.rows.is_empty() {
+                return Ok(Verdict::code(2));
+            }
+            let cells: usize = result.rows.iter().map(|r| r.len() + 1).sum();
+            ctx.avps
+                .xavps
+                .room(cells)
+                .map_err(|e| FnError::new(format!("sqlops: sql_xquery: {e}")))?;
+            // Rows go to the head one by one from the last, so the first row ends at
+            // index 0 (as Kamailio's); fields keep the column order.
+            for row in result.rows.iter().rev() {
+                let mut fields = XList::default();
+                for (col, v) in result.columns.iter().zip(row) {
+                    fields.push_back(col, XVal::Value(to_value(v)));
+                }
+                ctx.avps
+                    .xavps
+                    .add_list(XKind::Xavp, name, fields)
+                    .map_err(|e| FnError::new(format!("sqlops: sql_xquery: {e}")))?;
+            }
+            Ok(Verdict::TRUE)
+        })
+    }
+}
+
 /// `$dbr(name=>field)`.
 #[derive(Clone)]
 enum DbrField {
@@ -712,8 +759,9 @@ impl Module for SqlopsModule {
                     }
                     Ok(Verdict::TRUE)
                 }),
-            FnRow::declared::<(Bytes, Bytes, Bytes)>("sql_xquery", &["con", "query", "xavp"], RouteMask::ANY,
-                "Runs QUERY and stores the rows in XAVP (one item per row, fields by column name); 1 rows, 2 no rows, -1 error."),
+            FnRow::asynchronous("sql_xquery", &["con", "query", "xavp"], RouteMask::ANY,
+                "Runs QUERY and adds its rows to $xavp(XAVP): one item per row, the first row at index 0, one field per column named as the column ($xavp(XAVP[i]=>column)); a NULL column is a field with no value. 1 rows, 2 no rows, -1 error (also when the rows would pass the per-message XAVP limit).",
+                s.with(|st: &State, ctx: &mut MsgContext, con: Bytes, query: QueryText, xavp: Bytes| sql_xquery(st, ctx, con, query, xavp))),
             FnRow::sync("sql_query_async", &["con", "query"], RouteMask::ANY,
                 "Queues QUERY (its pseudo-variables evaluated and escaped now) for connection CON and returns without waiting: a writer task runs the queued statements one after the other, in order; an error is logged, no result is kept. 1 queued, -1 unknown connection, a bare value that is not a number, or the queue (async_queue_size) full. Statements still queued when the server stops are lost.",
                 s.with(|st: &State, ctx: &mut MsgContext, con: Bytes, query: QueryText| sql_query_async(st, ctx, con, query))),

@@ -47,7 +47,7 @@ impl Module for TextopsModule {
         const CONTENT_TYPE_OPV: &[&str] = &["content_type", "opv"];
         #[rustfmt::skip]
         m.functions([
-            FnRow::sync("search", &["re"], RouteMask::ANY, "Searches the whole message for a regex; 1 on match, -1 otherwise.", search),
+            FnRow::sync("search", &["re"], RouteMask::ALL, "Searches the whole message for a regex; 1 on match, -1 otherwise.", search),
             FnRow::sync("search_body", &["re"], RouteMask::ANY, "Searches the message body for a regex; 1 on match, -1 otherwise.", search_body),
             FnRow::sync("search_hf", &["hf", "re", "flags"], RouteMask::ANY, "Searches the bodies of headers named hf for a regex; flags \"f\" first, \"l\" last instance; 1 on match, -1 otherwise.", search_hf),
             FnRow::sync("search_append", RE_TXT, RouteMask::ANY, "Appends txt after the first match of the regex in the message; 1 on success, -1 when nothing matched.", search_append),

@@ -56,6 +56,29 @@ fn check_params(p: &ModuleParams) -> Result<(), String> {
 /// The transport's sessions, once the server runs.
 type ControlSlot = Arc<OnceLock<Arc<dyn TlsControl>>>;
 
+/// `tls_set_connect_server_id()`'s choice, in the message's extensions: the branch hook
+/// hands it to the transport for the destination of each TLS branch. Kamailio keeps it
+/// in the process until the next connect; here it goes with the message (and its
+/// transaction's branches), since workers are not processes.
+#[derive(Clone)]
+struct ConnectServerId(Arc<str>);
+
+fn keep_server_id(from: &ferrosip_api::Extensions, to: &mut ferrosip_api::Extensions) {
+    if let Some(id) = from.get::<ConnectServerId>() {
+        to.insert(id.clone());
+    }
+}
+
+fn set_connect_server_id(ctx: &mut MsgContext, id: Bytes) -> FnResult {
+    if id.is_empty() {
+        ctx.ext.remove::<ConnectServerId>();
+    } else {
+        let id = String::from_utf8_lossy(&id);
+        ctx.ext.insert(ConnectServerId(Arc::from(id.as_ref())));
+    }
+    Ok(Verdict::TRUE)
+}
+
 /// The session of the connection `ctx`'s message came on, if it came over TLS.
 fn session_of(ctx: &MsgContext) -> Option<Arc<TlsSessionInfo>> {
     if ctx.net.proto != Proto::Tls {
@@ -394,7 +417,7 @@ impl Module for TlsModule {
                 Ok(list(&**control))
             },
         );
-        let c = control;
+        let c = control.clone();
         m.rpc(
             "tls.reload",
             "Reads the profile file and every certificate, key and CA list again: new connections use them, open connections keep theirs. On an error the old profiles stay and the error is answered.",
@@ -403,11 +426,28 @@ impl Module for TlsModule {
                 control.reload().map(RpcValue::Str)
             },
         );
+        {
+            m.on_branch(
+                move |branch| {
+                    let Some(ConnectServerId(id)) = branch.ext.get::<ConnectServerId>() else {
+                        return Ok(());
+                    };
+                    let (proto, dst) = branch.sockets.destination();
+                    if proto == Proto::Tls {
+                        if let Some(c) = control.get() {
+                            c.connect_with(dst, id);
+                        }
+                    }
+                    Ok(())
+                },
+                keep_server_id,
+            );
+        }
         const REQ_EVENT: RouteMask = RouteMask::REQUEST.union(RouteMask::EVENT);
         #[rustfmt::skip]
         m.functions([
             FnRow::sync("is_peer_verified", &[], REQ_EVENT, "True (1) when the request came over TLS with a verified peer certificate; -1 otherwise.", is_peer_verified),
-            FnRow::declared::<(Bytes,)>("tls_set_connect_server_id", &["srvid"], RouteMask::ANY, "Selects the client profile (by server_id) for the next outgoing TLS connection; 1 on success, -1 on failure."),
+            FnRow::sync("tls_set_connect_server_id", &["srvid"], RouteMask::ANY, "Chooses the client profile whose server_id is SRVID (tls.cfg) for the TLS connections this message's forwarding opens (t_relay, forward, their branches); the default client profile when none has it. A connection already open to the destination is reused as it is. An empty SRVID clears the choice. Always 1.", set_connect_server_id),
         ]);
     }
 }

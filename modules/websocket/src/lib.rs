@@ -1,11 +1,13 @@
 //! `websocket`: SIP over WebSocket (RFC 7118), as Kamailio's module of that name. The
-//! transport itself is the server's (`listen=ws:` and `listen=wss:` sockets); it reads
-//! this module's keep-alive parameters. Here: the checks of those parameters,
-//! `$ws_conid`, `ws_close()` and the `ws.dump` / `ws.close` RPC commands.
+//! transport itself is the server's (`listen=ws:` and `listen=wss:` sockets, and
+//! connections upgraded on `tcp`/`tls` sockets by `ws_handle_handshake()` in
+//! `event_route[xhttp:request]`); it reads this module's keep-alive parameters. Here: the
+//! checks of those parameters, the upgrade check, `$ws_conid`, `ws_close()` and the
+//! `ws.dump` / `ws.close` RPC commands.
 
 use bytes::Bytes;
 use ferrosip_api::registry::FnRow;
-use ferrosip_api::websocket::{WsControl, WsSettings};
+use ferrosip_api::websocket::{HttpReply, HttpRequest, WsControl, WsSettings, WsUpgrade};
 use ferrosip_api::{
     FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, Proto, Pv, PvError, PvIndex,
     RouteMask, RpcValue, Value, Verdict,
@@ -65,6 +67,65 @@ fn close(ctx: &MsgContext, code: i64, reason: &[u8], conid: Option<i64>) -> FnRe
         Some((control, id)) if control.close(id, code, &reason) => Verdict::TRUE,
         _ => Verdict::FALSE,
     })
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &[u8]) -> bool {
+    values.into_iter().any(|v| {
+        v.split(|c| *c == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Why an HTTP request is not a WebSocket upgrade we take (RFC 6455 §4.2.1, RFC 7118
+/// §4): the status and reason to answer, or `None` when it is one.
+fn upgrade_refusal(msg: &ferrosip_sip::SipMessage) -> Option<(u16, &'static str)> {
+    if !msg
+        .method_bytes()
+        .is_some_and(|m| m.eq_ignore_ascii_case(b"GET"))
+    {
+        return Some((400, "Bad Request (not a GET)"));
+    }
+    if !has_token(msg.headers_named("Upgrade"), b"websocket")
+        || !has_token(msg.headers_named("Connection"), b"upgrade")
+    {
+        return Some((400, "Bad Request (not a WebSocket upgrade)"));
+    }
+    if msg
+        .header("Sec-WebSocket-Key")
+        .is_none_or(|k| k.trim_ascii().is_empty())
+    {
+        return Some((400, "Bad Request (no Sec-WebSocket-Key)"));
+    }
+    if msg.header("Sec-WebSocket-Version").map(<[u8]>::trim_ascii) != Some(b"13") {
+        return Some((426, "Upgrade Required"));
+    }
+    if !has_token(msg.headers_named("Sec-WebSocket-Protocol"), b"sip") {
+        return Some((400, "Bad Request (the sip subprotocol is not offered)"));
+    }
+    None
+}
+
+fn handle_handshake(ctx: &mut MsgContext) -> FnResult {
+    if ctx.ext.get::<HttpRequest>().is_none() {
+        return Err(FnError::new(
+            "ws_handle_handshake: not handling an HTTP request (only in event_route[xhttp:request])",
+        ));
+    }
+    match upgrade_refusal(&ctx.msg) {
+        None => {
+            ctx.ext.remove::<HttpReply>();
+            ctx.ext.insert(WsUpgrade);
+        }
+        Some((code, reason)) => {
+            let reply = format!(
+                "HTTP/1.1 {code} {reason}\r\nServer: Ferrosip\r\nConnection: close\r\n{}Content-Length: 0\r\n\r\n",
+                if code == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" }
+            );
+            ctx.ext.insert(HttpReply(Bytes::from(reply)));
+        }
+    }
+    Ok(Verdict::STOP)
 }
 
 fn dump(control: &dyn WsControl) -> RpcValue {
@@ -178,7 +239,7 @@ impl Module for WebsocketModule {
             FnRow::sync("ws_close", &[], RouteMask::ANY, "Closes the WebSocket connection the message came on with status 1000 (Normal closure); 1 when it was open, -1 otherwise (another transport, already closed).", |ctx: &mut MsgContext| close(ctx, 1000, b"Normal closure", None)),
             FnRow::sync("ws_close", &["status", "reason"], RouteMask::ANY, "Closes the message's WebSocket connection with STATUS (1000-1003, 1007-1011, 3000-4999) and REASON; 1 when it was open, -1 otherwise.", |ctx: &mut MsgContext, code: i64, reason: Bytes| close(ctx, code, &reason, None)),
             FnRow::sync("ws_close", &["status", "reason", "connection_id"], RouteMask::ANY, "Closes WebSocket connection CONNECTION_ID ($ws_conid of one of its messages) with STATUS and REASON; 1 when it was open, -1 otherwise.", |ctx: &mut MsgContext, code: i64, reason: Bytes, id: i64| close(ctx, code, &reason, Some(id))),
-            FnRow::declared::<()>("ws_handle_handshake", &[], RouteMask::REQUEST.union(RouteMask::EVENT), "Kamailio's upgrade of an HTTP request received on a TCP/TLS socket in event_route[xhttp:request]. Not available: use listen=ws:/wss: sockets, which upgrade on their own (docs/websocket.md)."),
+            FnRow::sync("ws_handle_handshake", &[], RouteMask::REQUEST.union(RouteMask::EVENT), "In event_route[xhttp:request]: checks the HTTP request is a WebSocket upgrade (GET, Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Key, Sec-WebSocket-Version 13) offering the sip subprotocol, and upgrades the connection (101 Switching Protocols) when the route ends; otherwise answers 400 Bad Request (426 for another version). Ends the route (0) either way, as Kamailio's; -1 outside an HTTP request.", handle_handshake),
         ]);
         m.example(
             r#"loadmodule "sl.so"

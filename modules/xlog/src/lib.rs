@@ -94,22 +94,22 @@ impl Module for XlogModule {
         const FACILITY_LEVEL_FORMAT: &[&str] = &["facility", "level", "format"];
         #[rustfmt::skip]
         m.functions([
-            FnRow::sync("xlog", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", cfg.with(xlog)),
-            FnRow::sync("xlog", LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.", cfg.with(xlog_level)),
-            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Logs the format at level to a syslog facility; always 1.", cfg.with(xlog_facility)),
-            FnRow::sync("xdbg", &["format"], RouteMask::ANY, "Logs the format at debug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_DBG, None, &t))),
-            FnRow::sync("xinfo", &["format"], RouteMask::ANY, "Logs the format at info level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_INFO, None, &t))),
-            FnRow::sync("xnotice", &["format"], RouteMask::ANY, "Logs the format at notice level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_NOTICE, None, &t))),
-            FnRow::sync("xwarn", &["format"], RouteMask::ANY, "Logs the format at warning level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_WARN, None, &t))),
-            FnRow::sync("xerr", &["format"], RouteMask::ANY, "Logs the format at error level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_ERR, None, &t))),
-            FnRow::sync("xbug", &["format"], RouteMask::ANY, "Logs the format at bug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_BUG, None, &t))),
-            FnRow::sync("xcrit", &["format"], RouteMask::ANY, "Logs the format at critical level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_CRIT, None, &t))),
-            FnRow::sync("xalert", &["format"], RouteMask::ANY, "Logs the format at alert level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_ALERT, None, &t))),
-            FnRow::declared::<(Bytes,)>("xlogl", &["format"], RouteMask::ANY, "Like xlog() with the config line number added; always 1."),
-            FnRow::declared::<(Bytes, Bytes)>("xlogl", LEVEL_FORMAT, RouteMask::ANY, "Like xlog(level, format) with the config line number added; always 1."),
-            FnRow::declared::<(Bytes, Bytes, Bytes)>("xlogl", FACILITY_LEVEL_FORMAT, RouteMask::ANY, "Like xlog(facility, level, format) with the config line number added; always 1."),
-            FnRow::declared::<(Bytes,)>("xdbgl", &["format"], RouteMask::ANY, "Like xdbg() with the config line number added; always 1."),
-            FnRow::declared::<(Bytes, Bytes)>("xlogm", LEVEL_FORMAT, RouteMask::ANY, "Like xlog(level, format) but honors methods_filter; always 1."),
+            FnRow::sync("xlog", &["format"], RouteMask::ALL, "Logs the format at error level; always 1.", cfg.with(xlog)),
+            FnRow::sync("xlog", LEVEL_FORMAT, RouteMask::ALL, "Logs the format at level (\"L_ALERT\"..\"L_DBG\", or a PV); always 1.", cfg.with(xlog_level)),
+            FnRow::sync("xlog", FACILITY_LEVEL_FORMAT, RouteMask::ALL, "Logs the format at level to a syslog facility; always 1.", cfg.with(xlog_facility)),
+            FnRow::sync("xdbg", &["format"], RouteMask::ALL, "Logs the format at debug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_DBG, None, &t))),
+            FnRow::sync("xinfo", &["format"], RouteMask::ALL, "Logs the format at info level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_INFO, None, &t))),
+            FnRow::sync("xnotice", &["format"], RouteMask::ALL, "Logs the format at notice level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_NOTICE, None, &t))),
+            FnRow::sync("xwarn", &["format"], RouteMask::ALL, "Logs the format at warning level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_WARN, None, &t))),
+            FnRow::sync("xerr", &["format"], RouteMask::ALL, "Logs the format at error level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_ERR, None, &t))),
+            FnRow::sync("xbug", &["format"], RouteMask::ALL, "Logs the format at bug level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_BUG, None, &t))),
+            FnRow::sync("xcrit", &["format"], RouteMask::ALL, "Logs the format at critical level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_CRIT, None, &t))),
+            FnRow::sync("xalert", &["format"], RouteMask::ALL, "Logs the format at alert level; always 1.", cfg.with(|c: &XlogConfig, ctx: &mut MsgContext, t: Bytes| emit_with(c, ctx, L_ALERT, None, &t))),
+            FnRow::declared::<(Bytes,)>("xlogl", &["format"], RouteMask::ALL, "Like xlog() with the config line number added; always 1."),
+            FnRow::declared::<(Bytes, Bytes)>("xlogl", LEVEL_FORMAT, RouteMask::ALL, "Like xlog(level, format) with the config line number added; always 1."),
+            FnRow::declared::<(Bytes, Bytes, Bytes)>("xlogl", FACILITY_LEVEL_FORMAT, RouteMask::ALL, "Like xlog(facility, level, format) with the config line number added; always 1."),
+            FnRow::declared::<(Bytes,)>("xdbgl", &["format"], RouteMask::ALL, "Like xdbg() with the config line number added; always 1."),
+            FnRow::declared::<(Bytes, Bytes)>("xlogm", LEVEL_FORMAT, RouteMask::ALL, "Like xlog(level, format) but honors methods_filter; always 1."),
         ]);
     }
 }

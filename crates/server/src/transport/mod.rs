@@ -3,6 +3,7 @@
 //! UDP ([`udp`]) and TCP ([`tcp`]) now; TLS, WS and WSS are further implementations.
 //! A transport knows SIP only as far as framing needs; it never parses or routes.
 
+pub mod http;
 pub mod tcp;
 pub mod tls;
 pub mod tls_config;
@@ -106,6 +107,16 @@ pub trait Sink: Send + Sync + 'static {
     /// A transport's task (a connection: its framing, its reads and writes) panicked, a
     /// bug of ours; the task ended, the transport goes on.
     fn on_panic(&self) {}
+
+    /// An HTTP request on a SIP stream socket (with `xhttp` loaded): what
+    /// `event_route[xhttp:request]` decided.
+    fn on_http(
+        self: &Arc<Self>,
+        request: http::HttpInbound,
+    ) -> ferrosip_api::registry::BoxFuture<'static, http::HttpOutcome>;
+
+    /// A WebSocket connection ended (`event_route[websocket:closed]`).
+    fn on_ws_closed(&self, proto: Proto, peer: SocketAddr, local: SocketAddr);
 }
 
 /// One protocol's way of sending.

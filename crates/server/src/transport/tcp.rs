@@ -103,6 +103,9 @@ pub(super) struct Shared {
     /// Set once the connection limit has been reached, so that it is logged once as a
     /// warning (each refusal is logged at debug level).
     limit_warned: AtomicBool,
+    /// HTTP on this transport's connections (`xhttp` loaded, TCP and TLS only): without
+    /// it an HTTP request is a framing error, as any non-SIP bytes.
+    pub(super) http: OnceLock<Arc<super::http::HttpSide>>,
 }
 
 impl Shared {
@@ -113,6 +116,7 @@ impl Shared {
             limits,
             proto,
             limit_warned: AtomicBool::new(false),
+            http: OnceLock::new(),
         }
     }
 
@@ -189,6 +193,11 @@ impl<S: Sink> TcpTransport<S> {
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         self.shared.open()
+    }
+
+    /// Takes HTTP requests on the connections (`xhttp`); before [`TcpTransport::start`].
+    pub fn serve_http(&self, side: Arc<super::http::HttpSide>) {
+        let _ = self.shared.http.set(side);
     }
 
     /// Starts the TCP runtime (`threads` workers) and its listeners, handing every
@@ -403,13 +412,15 @@ pub(super) fn forget(shared: &Shared, peer: SocketAddr, conn: &ConnHandle) {
 }
 
 /// Why a connection's reader stopped.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Closed {
     Eof,
     Idle,
     SlowMessage,
     WriteQueue,
     Framing,
+    /// An HTTP request starts at the head of the buffer (`xhttp`).
+    Http,
 }
 
 /// Reads framed messages from one connection (its two halves: a TCP socket's, or a TLS
@@ -417,26 +428,37 @@ enum Closed {
 pub(super) async fn serve_connection<S, R, W>(
     sink: Arc<S>,
     shared: Arc<Shared>,
-    _slot: Slot,
+    slot: Slot,
     (mut rd, mut wr): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
     (conn, mut rx): (ConnHandle, mpsc::UnboundedReceiver<Bytes>),
 ) where
     S: Sink,
-    R: tokio::io::AsyncRead + Unpin + Send,
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let proto = shared.proto;
     let queued = conn.queued.clone();
+    // Stopped (and the socket's writing half given back) when the connection turns to
+    // HTTP; aborted otherwise.
+    let (stop_writer, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
-        while let Some(data) = rx.recv().await {
-            let len = data.len();
-            if wr.write_all(&data).await.is_err() || wr.flush().await.is_err() {
-                break;
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                data = rx.recv() => {
+                    let Some(data) = data else { break };
+                    let len = data.len();
+                    if wr.write_all(&data).await.is_err() || wr.flush().await.is_err() {
+                        break;
+                    }
+                    queued.fetch_sub(len, Ordering::AcqRel);
+                }
             }
-            queued.fetch_sub(len, Ordering::AcqRel);
         }
+        wr
     });
     let limits = shared.limits;
     let mut worker = sink.worker();
@@ -469,6 +491,9 @@ pub(super) async fn serve_connection<S, R, W>(
                         break 'conn framing_error(&sink, &conn, &buf, peer, limits).await;
                     }
                     break;
+                }
+                if shared.http.get().is_some() && super::http::is_request(&buf) {
+                    break 'conn Closed::Http;
                 }
                 match ferrosip_sip::frame_total(&buf, limits.max_msg_size) {
                     Ok(Some(n)) => total = Some(n),
@@ -541,7 +566,118 @@ pub(super) async fn serve_connection<S, R, W>(
         }
     }
     forget(&shared, peer, &conn);
+    if matches!(closed, Closed::Http) {
+        let _ = stop_writer.send(());
+        if let Ok(wr) = writer.await {
+            serve_http(sink, &shared, slot, (rd, wr), buf, (peer, local)).await;
+        }
+        return;
+    }
     writer.abort();
+}
+
+/// An HTTP request at the head of `buf` (its header section complete), on a connection
+/// the SIP side has let go: its body read within `tcp_msg_read_timeout` and
+/// `tcp_max_msg_size`, `event_route[xhttp:request]` run, then its reply sent and the
+/// connection closed, or the connection upgraded to WebSocket in place.
+async fn serve_http<S, R, W>(
+    sink: Arc<S>,
+    shared: &Arc<Shared>,
+    slot: Slot,
+    (mut rd, mut wr): (R, W),
+    mut buf: BytesMut,
+    (peer, local): (SocketAddr, SocketAddr),
+) where
+    S: Sink,
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use super::http::{self, HttpOutcome};
+    let Some(side) = shared.http.get().cloned() else {
+        return;
+    };
+    let limits = shared.limits;
+    let proto = shared.proto.name();
+    let answer = |code: u16, reason: &str| http::plain_reply(code, reason);
+    let reply = 'reply: {
+        let Some(head_len) = http::head_len(&buf) else {
+            break 'reply Some(answer(400, "Bad Request"));
+        };
+        let body_len = match http::header(&buf[..head_len], "content-length") {
+            None => 0,
+            Some(v) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                Some(n) => n,
+                None => break 'reply Some(answer(400, "Bad Request (Content-Length)")),
+            },
+        };
+        let total = head_len.saturating_add(body_len);
+        if total > limits.max_msg_size {
+            break 'reply Some(answer(413, "Content Too Large"));
+        }
+        let deadline = Instant::now() + limits.msg_read_timeout;
+        while buf.len() < total {
+            match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "{proto} HTTP request not complete within tcp_msg_read_timeout");
+                    return;
+                }
+            }
+        }
+        let request = buf.split_to(total).freeze();
+        let url = http::url(&request);
+        if !side.handles(&url) {
+            break 'reply Some(answer(404, "Not Found"));
+        }
+        let key = http::header(&request[..head_len], "sec-websocket-key").map(<[u8]>::to_vec);
+        let outcome = sink
+            .on_http(http::HttpInbound {
+                bytes: request,
+                url,
+                source: peer,
+                local,
+                proto: shared.proto,
+            })
+            .await;
+        match outcome {
+            HttpOutcome::Reply(r) => Some(r),
+            HttpOutcome::Nothing => None,
+            HttpOutcome::Upgrade => {
+                let (Some(carrier), Some(key)) = (side.ws.clone(), key) else {
+                    break 'reply Some(answer(500, "No WebSocket transport"));
+                };
+                let accepted = http::switching_protocols(&key);
+                let sent = tokio::time::timeout(limits.msg_read_timeout, async {
+                    wr.write_all(&accepted).await?;
+                    wr.flush().await
+                })
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return;
+                }
+                tracing::debug!(peer = %peer, "{proto} connection upgraded to {}", carrier.proto().name());
+                let taken = buf.to_vec();
+                drop(buf);
+                carrier
+                    .upgraded(sink, slot, tokio::io::join(rd, wr), taken, (peer, local))
+                    .await;
+                return;
+            }
+        }
+    };
+    if let Some(reply) = reply {
+        let _ = tokio::time::timeout(limits.msg_read_timeout, async {
+            wr.write_all(&reply).await?;
+            wr.flush().await?;
+            wr.shutdown().await
+        })
+        .await;
+    }
+    drop(slot);
 }
 
 /// Whether the header section's end (an empty line, CRLF or bare LF) lies in `buf`,

@@ -29,7 +29,17 @@ pub struct TlsState {
     settings: TlsSettings,
     profiles: ArcSwap<Profiles>,
     sessions: Mutex<HashMap<SocketAddr, OpenSession>>,
+    /// Client profiles chosen by `server_id` for the next connection to an address
+    /// (`tls_set_connect_server_id()`), taken when that connection is opened; at most
+    /// [`MAX_CHOICES`], each for [`CHOICE_LIFETIME`].
+    choices: Mutex<HashMap<SocketAddr, (Arc<str>, Instant)>>,
 }
+
+/// Client profile choices kept at most at once (see [`TlsState::connect_with`]).
+const MAX_CHOICES: usize = 1024;
+/// How long a choice waits for its connection: a send gives up on a connection
+/// sooner than this.
+const CHOICE_LIFETIME: Duration = Duration::from_secs(60);
 
 struct OpenSession {
     info: Arc<TlsSessionInfo>,
@@ -45,6 +55,7 @@ impl TlsState {
             settings,
             profiles: ArcSwap::from_pointee(profiles),
             sessions: Mutex::default(),
+            choices: Mutex::default(),
         })
     }
 
@@ -61,6 +72,15 @@ impl TlsState {
                 since: Instant::now(),
             },
         );
+    }
+
+    /// The `server_id` chosen for the connection being opened to `dst`, if any.
+    fn take_choice(&self, dst: SocketAddr) -> Option<Arc<str>> {
+        let mut choices = self.choices.lock().unwrap_or_else(|e| e.into_inner());
+        choices
+            .remove(&dst)
+            .filter(|(_, at)| at.elapsed() < CHOICE_LIFETIME)
+            .map(|(id, _)| id)
     }
 
     /// Forgets `info`'s session unless another connection to the peer replaced it.
@@ -90,6 +110,21 @@ impl TlsControl for TlsState {
         self.profiles.store(Arc::new(profiles));
         tracing::info!("tls.reload: {summary}");
         Ok(summary)
+    }
+
+    fn connect_with(&self, dst: SocketAddr, server_id: &str) {
+        if self.sessions().contains_key(&dst) {
+            return;
+        }
+        let mut choices = self.choices.lock().unwrap_or_else(|e| e.into_inner());
+        if choices.len() >= MAX_CHOICES {
+            choices.retain(|_, (_, at)| at.elapsed() < CHOICE_LIFETIME);
+        }
+        if choices.len() >= MAX_CHOICES && !choices.contains_key(&dst) {
+            tracing::warn!(destination = %dst, server_id, "tls_set_connect_server_id: too many connections waiting to be opened; the address's own profile is used");
+            return;
+        }
+        choices.insert(dst, (Arc::from(server_id), Instant::now()));
     }
 
     fn connections(&self) -> Vec<TlsConnection> {
@@ -154,6 +189,11 @@ impl<S: Sink> TlsTransport<S> {
     /// Connections open now (handshaking ones included).
     pub fn open_connections(&self) -> usize {
         self.shared.open()
+    }
+
+    /// Takes HTTP requests on the connections (`xhttp`); before [`TlsTransport::start`].
+    pub fn serve_http(&self, side: Arc<super::http::HttpSide>) {
+        let _ = self.shared.http.set(side);
     }
 
     /// Starts the TLS runtime (`threads` workers), its listeners, and the runtime the
@@ -399,7 +439,10 @@ impl<S: Sink> Transport for TlsTransport<S> {
             data,
             |_| async move {
                 let profiles = state.profiles.load_full();
-                let profile = profiles.client_for(dst);
+                let profile = match state.take_choice(dst) {
+                    Some(id) => profiles.client_by_id(&id, dst),
+                    None => profiles.client_for(dst),
+                };
                 let name = match &profile.server_name {
                     Some(n) => ServerName::try_from(n.clone()).ok(),
                     None => Some(ServerName::IpAddress(dst.ip().into())),

@@ -419,6 +419,22 @@ impl Profiles {
             .unwrap_or(&self.servers[0])
     }
 
+    /// The client profile whose `server_id` is `id`, else the default one (as Kamailio,
+    /// which then looks no further at the address).
+    pub fn client_by_id(&self, id: &str, dst: SocketAddr) -> &ClientProfile {
+        match self
+            .clients
+            .iter()
+            .find(|p| p.server_id.as_deref() == Some(id))
+        {
+            Some(p) => p,
+            None => {
+                tracing::warn!(server_id = id, destination = %dst, "no TLS client profile has this server_id: the default one is used");
+                &self.clients[0]
+            }
+        }
+    }
+
     /// The client profile for a connection to `dst`.
     pub fn client_for(&self, dst: SocketAddr) -> &ClientProfile {
         self.clients

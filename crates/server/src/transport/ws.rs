@@ -1,5 +1,6 @@
-//! SIP over WebSocket (RFC 7118): `listen=ws:` and `listen=wss:` sockets. A runtime of its
-//! own per protocol, one task per connection. A connection starts as HTTP: the upgrade is
+//! SIP over WebSocket (RFC 7118): `listen=ws:` and `listen=wss:` sockets, and connections
+//! upgraded on `tcp`/`tls` sockets (Kamailio's `xhttp` + `ws_handle_handshake()`, see
+//! [`Carrier`]). A runtime of its own per protocol, one task per connection. A connection starts as HTTP: the upgrade is
 //! accepted only when the client offers the `sip` subprotocol (`Sec-WebSocket-Protocol`),
 //! which the answer names. After it, each text or binary frame carries one whole SIP
 //! message (no Content-Length framing), and each message we send goes out as one frame
@@ -186,7 +187,15 @@ impl<S: Sink> WsTransport<S> {
     ) -> std::io::Result<WsTransport<S>> {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        for l in listen.iter().filter(|l| l.proto == proto) {
+        // A ws (wss) socket at the address of a tcp (tls) one is that socket's WebSocket
+        // side (its connections upgrade there, see [`Carrier`]): nothing to bind.
+        let under = if proto == Proto::Wss {
+            Proto::Tls
+        } else {
+            Proto::Tcp
+        };
+        let carried = |l: &Listen| listen.iter().any(|o| o.proto == under && o.addr == l.addr);
+        for l in listen.iter().filter(|l| l.proto == proto && !carried(l)) {
             let s = std::net::TcpListener::bind(l.addr)?;
             s.set_nonblocking(true)?;
             addrs.push(s.local_addr()?);
@@ -202,6 +211,15 @@ impl<S: Sink> WsTransport<S> {
             addrs,
             running: OnceLock::new(),
         })
+    }
+
+    /// Serves connections upgraded on the TCP (WS) or TLS (WSS) sockets.
+    pub fn carrier(&self) -> Carrier {
+        Carrier {
+            shared: self.shared.clone(),
+            settings: self.settings.clone(),
+            table: self.table.clone(),
+        }
     }
 
     /// Connections open now (those still in their handshake included).
@@ -352,12 +370,7 @@ impl<S: Sink> Accepting<S> {
                 .insert("sec-websocket-protocol", HeaderValue::from_static("sip"));
             Ok(resp)
         };
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_write_buffer_size(limits.write_queue_max.max(4096) * 2)
-            .max_message_size(Some(limits.max_msg_size))
-            .max_frame_size(Some(limits.max_msg_size));
+        let config = ws_config(&limits);
         let handshake =
             tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
         let ws = match tokio::time::timeout(limits.msg_read_timeout, handshake).await {
@@ -371,17 +384,91 @@ impl<S: Sink> Accepting<S> {
                 return;
             }
         };
-        let (id, control) = self.table.opened(self.shared.proto, peer, local);
-        let settings = self.settings.clone();
+        let carrier = Carrier {
+            shared: self.shared,
+            settings: self.settings,
+            table: self.table,
+        };
+        carrier.serve(self.sink, slot, ws, peer, local).await;
+    }
+}
+
+/// The frames' limits: `tcp_max_msg_size` for a frame and a message, the write buffer
+/// after `tcp_conn_wq_max`.
+fn ws_config(limits: &TcpLimits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.write_queue_max.max(4096) * 2)
+        .max_message_size(Some(limits.max_msg_size))
+        .max_frame_size(Some(limits.max_msg_size))
+}
+
+/// What serves a WebSocket connection once upgraded: the WS or WSS transport's table of
+/// connections (sends find the client there), its keep-alive settings and the list
+/// `ws.dump` shows. Connections accepted on `listen=ws:`/`wss:` sockets use it, and so do
+/// those upgraded on a `tcp`/`tls` socket by `ws_handle_handshake()`.
+pub struct Carrier {
+    shared: Arc<Shared>,
+    settings: Arc<WsSettings>,
+    table: Arc<WsTable>,
+}
+
+impl Carrier {
+    /// WS or WSS.
+    pub fn proto(&self) -> Proto {
+        self.shared.proto
+    }
+
+    /// Takes over a connection whose HTTP upgrade was answered `101`: `taken` is what was
+    /// read after the upgrade request (frames the client sent at once). `slot` is the
+    /// connection's place in its listener's count, kept while it lives.
+    pub(super) async fn upgraded<S, St>(
+        &self,
+        sink: Arc<S>,
+        slot: Slot,
+        stream: St,
+        taken: Vec<u8>,
+        (peer, local): (SocketAddr, SocketAddr),
+    ) where
+        S: Sink,
+        St: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let config = ws_config(&self.shared.limits);
+        let ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+            stream,
+            taken,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            Some(config),
+        )
+        .await;
+        self.serve(sink, slot, ws, peer, local).await;
+    }
+
+    async fn serve<S, St>(
+        &self,
+        sink: Arc<S>,
+        slot: Slot,
+        ws: tokio_tungstenite::WebSocketStream<St>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) where
+        S: Sink,
+        St: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let proto = self.shared.proto;
+        let (id, control) = self.table.opened(proto, peer, local);
         serve_frames(
-            (self.sink, self.shared, slot),
+            (sink.clone(), self.shared.clone(), slot),
             ws,
             (peer, local),
-            &settings,
+            &self.settings,
             &control,
         )
         .await;
         self.table.closed(id);
+        // Kamailio's event_route[websocket:closed], when the script has one.
+        sink.on_ws_closed(proto, peer, local);
     }
 }
 
