@@ -85,13 +85,6 @@ const STOCK_DECLARED_ONLY: &[DeclaredRow] = &[
         &[],
         &["$hu", "jsonrpc_dispatch()", "xhttp_reply()"],
     ),
-    // With WITH_RTPENGINE the config relays media with rtpengine instead.
-    (&["WITH_NAT"], &["WITH_RTPENGINE"], &["rtpproxy_manage()"]),
-    (
-        &["WITH_NAT", "WITH_RTPENGINE"],
-        &[],
-        &["rtpengine_manage()"],
-    ),
     (
         &["WITH_PRESENCE"],
         &[],
