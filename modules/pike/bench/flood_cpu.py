@@ -4,7 +4,7 @@
 Both engines run Kamailio's stock /etc/kamailio/kamailio.cfg with WITH_ANTIFLOOD (a
 private copy for Kamailio, on its own port; Ferrosip reads it unmodified with -A and
 -l). SIPp floods OPTIONS from 127.0.0.3 (N requests at R/s, nothing waited for); pike
-blocks the source after 16 requests and the config bans it in ipban, so all but the
+blocks the source at its 22nd request (as Kamailio) and the config bans it in ipban, so all but the
 first few are rejected by `$sht(ipban=>$si) != $null` -> exit. The CPU time of every
 process of the engine's session (workers included) is read from /proc before and after
 the flood; an idle interval of the same length is measured and subtracted.

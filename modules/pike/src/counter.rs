@@ -1,24 +1,37 @@
-//! Kamailio's pike counting: per source IP, the requests of the current and of the
-//! previous sampling unit; an address is "hot" (blocked) while either unit reached
-//! `reqs_density_per_unit` (or their mean did), and forgotten `remove_latency` seconds
-//! after its last request.
+//! Kamailio's pike counting: a prefix tree with one level per address byte, in which a
+//! request is counted at the deepest node its address reaches, and the tree grows one
+//! byte deeper only where a prefix is busy. The verdict is made at the node of the full
+//! address, so a source only reaches the counting that can block it after its prefixes
+//! were busy; with Kamailio's parameters our first block falls on the same request as
+//! Kamailio 5.6's (tests/tests/pike_kamailio.rs runs both side by side).
 //!
-//! Kamailio keeps the counters in a byte trie whose inner nodes only exist to spread
-//! allocation; the decision is made at the leaf (one full address), as here. The
-//! addresses live in a fixed number of shards, each behind its own lock (a worker
-//! locks one shard for one counter update), with a hard cap on the number of
-//! addresses tracked so that a flood from many random sources cannot grow memory
-//! without bound: past the cap a new address is not tracked (and so not blocked) until
-//! the sweeper has forgotten idle ones. The cap and its memory cost are in docs/flood.md.
+//! The rules, as in Kamailio 5.6 (`ip_tree.c`, `pike_funcs.c`), for `max` =
+//! `reqs_density_per_unit`:
+//! - the first request of an unknown first byte creates that byte's node, counted once;
+//! - a request whose address stops at a prefix node counts there; once that prefix is
+//!   *hot* (`max / 4` in the current or the previous unit, or their mean) the next byte
+//!   of the address gets its own node, which inherits the prefix's count minus one;
+//! - a request that reaches the node of its full address counts in that node's own
+//!   ("leaf") counters; the address is blocked ("red") once they reach `max` in a unit
+//!   (or the mean of two units does), and stays red until a unit ends with it cooled;
+//! - every node lives `remove_latency` seconds: a full address from its last request, a
+//!   prefix from its creation (requests stopping at a prefix do not renew it, so idle
+//!   prefixes go); a node with children is kept until its last child is gone, and then
+//!   gets a fresh `remove_latency`.
+//!
+//! Differences that are ours: the tree of each first byte is an arena behind its own
+//! lock (Kamailio's 256 branch locks) whose children are found through a hash map
+//! instead of a sibling list; units are numbers on the registry's clock and a node's
+//! counts are brought to the present unit when it is touched, so a late sweeper changes
+//! nothing; and the whole tree holds at most `max_nodes` nodes: past it a new node is not
+//! made (the request is allowed, as Kamailio does when its memory runs out) until the
+//! sweeper has removed idle ones. The bound and its cost are in docs/flood.md.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// Number of shards (a power of two): enough that the workers rarely meet on one lock.
-const SHARDS: usize = 64;
 
 /// Pike's parameters, as the script set them.
 #[derive(Clone, Debug)]
@@ -27,11 +40,11 @@ pub struct PikeConfig {
     pub sampling_time_unit: u32,
     /// Requests per unit from one address that make it hot (`reqs_density_per_unit`).
     pub reqs_density_per_unit: u32,
-    /// Seconds an address is kept after its last request (`remove_latency`).
+    /// Seconds a node is kept (`remove_latency`).
     pub remove_latency: u32,
     /// Kamailio log level of the "blocked" / "unblocked" lines (`pike_log_level`).
     pub log_level: i64,
-    /// Most addresses tracked at once (`max_nodes`, Ferrosip's bound).
+    /// Most tree nodes at once (`max_nodes`, Ferrosip's bound).
     pub max_nodes: usize,
 }
 
@@ -70,17 +83,87 @@ impl Check {
     }
 }
 
+const NONE: u32 = u32::MAX;
+const PREV: usize = 0;
+const CURR: usize = 1;
+/// Kamailio counts in 16 bits and stops one below the top.
+const COUNT_CAP: u16 = u16::MAX - 1;
+
+/// A full address ends at this node (Kamailio's IP leaf).
+const LEAF: u8 = 1;
+/// Blocked.
+const RED: u8 = 2;
+/// Expires at `expires` (full addresses and nodes without children).
+const IN_TIMER: u8 = 4;
+/// The arena slot holds a node.
+const LIVE: u8 = 8;
+
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    /// Requests in the previous and in the current unit.
-    prev: u32,
-    curr: u32,
-    /// Seconds since the counter started, at the last request.
-    last_hit: u32,
-    /// The sampling unit `curr` counts (seconds since the start / `sampling_time_unit`).
+    parent: u32,
+    /// Second (since the counter started) at which the node is removed, if `IN_TIMER`.
+    expires: u32,
+    /// The sampling unit the `CURR` counts belong to.
     unit: u32,
-    /// Hot when last checked (blocked); cleared by the sweeper once it cools down.
-    red: bool,
+    /// Requests that stopped at this node as a prefix, previous and current unit.
+    hits: [u16; 2],
+    /// Requests from the full address of this node, previous and current unit.
+    leaf: [u16; 2],
+    kids: u16,
+    byte: u8,
+    flags: u8,
+}
+
+/// The subtree of one first byte, behind one lock.
+struct Branch {
+    root: u32,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    /// [`kid_key`] (parent, next byte) -> child. SipHash with a random key, so chosen
+    /// addresses cannot make one bucket long.
+    kids: HashMap<u64, u32>,
+}
+
+impl Branch {
+    fn new() -> Branch {
+        Branch {
+            root: NONE,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            kids: HashMap::new(),
+        }
+    }
+
+    /// The address bytes from the first one down to node `i`.
+    fn path(&self, mut i: u32) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(16);
+        while i != NONE {
+            let n = &self.nodes[i as usize];
+            bytes.push(n.byte);
+            i = n.parent;
+        }
+        bytes.reverse();
+        bytes
+    }
+}
+
+/// One integer for (parent, byte): one hash write per level of the walk.
+fn kid_key(parent: u32, byte: u8) -> u64 {
+    (u64::from(parent) << 8) | u64::from(byte)
+}
+
+fn address(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        16 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(bytes);
+            Some(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+        _ => None,
+    }
 }
 
 /// One address as `pike.top` shows it.
@@ -95,14 +178,17 @@ pub struct NodeView {
     pub warm: bool,
 }
 
-/// The counters of every source address.
+/// The prefix tree of every source address.
 pub struct PikeCounter {
     cfg: PikeConfig,
-    shards: Box<[Mutex<HashMap<IpAddr, Node>>]>,
+    /// `reqs_density_per_unit` in Kamailio's 16 bits.
+    max: u16,
+    branches: Box<[Mutex<Branch>]>,
     nodes: AtomicUsize,
-    /// New addresses not tracked because the cap was reached (since the last sweep).
+    /// New nodes not made because the cap was reached (since the last sweep).
     untracked: AtomicU64,
-    /// Windows are measured on this clock (the registry's, so `ferrosip test` moves them).
+    /// Units and expiry are measured on this clock (the registry's, so `ferrosip test`
+    /// moves them).
     clock: ferrosip_api::Clock,
     started: Instant,
 }
@@ -121,12 +207,13 @@ impl PikeCounter {
         PikeCounter::with_clock(cfg, ferrosip_api::Clock::system())
     }
 
-    /// A counter whose sampling windows are measured on `clock`.
+    /// A counter whose units and expiry are measured on `clock`.
     pub fn with_clock(cfg: PikeConfig, clock: ferrosip_api::Clock) -> PikeCounter {
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let branches = (0..256).map(|_| Mutex::new(Branch::new())).collect();
         PikeCounter {
+            max: u16::try_from(cfg.reqs_density_per_unit).unwrap_or(u16::MAX),
             cfg,
-            shards,
+            branches,
             nodes: AtomicUsize::new(0),
             untracked: AtomicU64::new(0),
             started: clock.now(),
@@ -143,118 +230,240 @@ impl PikeCounter {
         u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, Node>> {
-        // The shard comes from the address's low bits (the part a flood from one
-        // network varies most); the map inside hashes with a random key (SipHash), so
-        // chosen addresses cannot make one bucket long.
-        let low = match ip {
-            IpAddr::V4(v4) => u32::from(*v4) as usize,
-            IpAddr::V6(v6) => {
-                let o = v6.octets();
-                usize::from(o[15]) ^ (usize::from(o[14]) << 8) ^ (usize::from(o[7]) << 3)
-            }
-        };
-        &self.shards[low % SHARDS]
-    }
-
     fn unit_of(&self, now: u32) -> u32 {
         now / self.cfg.sampling_time_unit.max(1)
     }
 
-    /// Brings a node's counts to the unit of `now`: the counts of the unit before become
-    /// the previous ones, older ones are dropped. Counting by unit number rather than
-    /// by the sweeper's ticks keeps the counts exact when the sweeper runs late, and lets
-    /// a test clock drive them.
-    fn roll(&self, n: &mut Node, now: u32) {
-        let unit = self.unit_of(now);
+    fn hot_leaf(&self, n: &Node) -> bool {
+        let max = self.max;
+        n.leaf[PREV] >= max
+            || n.leaf[CURR] >= max
+            || ((u32::from(n.leaf[PREV]) + u32::from(n.leaf[CURR])) >> 1) >= u32::from(max)
+    }
+
+    fn hot_prefix(&self, n: &Node) -> bool {
+        let quarter = self.max >> 2;
+        n.hits[PREV] >= quarter
+            || n.hits[CURR] >= quarter
+            || ((u32::from(n.hits[PREV]) + u32::from(n.hits[CURR])) >> 1) >= u32::from(quarter)
+    }
+
+    /// Brings a node's counts to `unit`: what Kamailio's swap timer does at the end of
+    /// every unit, done when the node is next looked at. Returns true when this
+    /// unblocks it.
+    fn roll(&self, n: &mut Node, unit: u32) -> bool {
         match unit.saturating_sub(n.unit) {
-            0 => {}
+            0 => return false,
             1 => {
-                n.prev = n.curr;
-                n.curr = 0;
+                n.hits = [n.hits[CURR], 0];
+                n.leaf = [n.leaf[CURR], 0];
             }
             _ => {
-                n.prev = 0;
-                n.curr = 0;
+                n.hits = [0, 0];
+                n.leaf = [0, 0];
             }
         }
         n.unit = unit;
+        if n.flags & RED != 0 && !self.hot_leaf(n) {
+            n.flags &= !RED;
+            return true;
+        }
+        false
     }
 
-    fn is_hot(&self, n: &Node) -> bool {
-        let limit = self.cfg.reqs_density_per_unit;
-        n.prev >= limit || n.curr >= limit || (n.prev.saturating_add(n.curr) >> 1) >= limit
+    /// A new node in `b`, unless the cap is reached.
+    fn alloc(&self, b: &mut Branch, parent: u32, byte: u8, unit: u32, now: u32) -> Option<u32> {
+        let reserved = self
+            .nodes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.cfg.max_nodes).then_some(n + 1)
+            })
+            .is_ok();
+        if !reserved {
+            self.untracked.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let node = Node {
+            parent,
+            expires: now.saturating_add(self.cfg.remove_latency),
+            unit,
+            hits: [0, 0],
+            leaf: [0, 0],
+            kids: 0,
+            byte,
+            flags: LIVE | IN_TIMER,
+        };
+        Some(match b.free.pop() {
+            Some(i) => {
+                b.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                b.nodes.push(node);
+                (b.nodes.len() - 1) as u32
+            }
+        })
     }
 
     /// Counts one request from `ip`.
     pub fn check(&self, ip: IpAddr) -> Check {
-        let ip = canonical(ip);
-        let now = self.now();
-        let mut shard = self.shard(&ip).lock().unwrap_or_else(|e| e.into_inner());
-        let node = match shard.get_mut(&ip) {
-            Some(n) => n,
-            None => {
-                // Reserve a place under the cap before inserting.
-                let reserved = self
-                    .nodes
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < self.cfg.max_nodes).then_some(n + 1)
-                    })
-                    .is_ok();
-                if !reserved {
-                    self.untracked.fetch_add(1, Ordering::Relaxed);
-                    return Check::Allowed;
-                }
-                shard.entry(ip).or_insert(Node {
-                    prev: 0,
-                    curr: 0,
-                    last_hit: now,
-                    unit: self.unit_of(now),
-                    red: false,
-                })
-            }
-        };
-        self.roll(node, now);
-        node.curr = node.curr.saturating_add(1);
-        node.last_hit = now;
-        if !self.is_hot(node) {
-            return Check::Allowed;
-        }
-        if node.red {
-            Check::Blocked
-        } else {
-            node.red = true;
-            Check::JustBlocked
-        }
+        self.check_noting_unblock(ip).0
     }
 
-    /// The end of a sampling unit: counts are brought to the present unit, cooled
-    /// addresses are unblocked, idle ones forgotten. Returns the addresses unblocked and
-    /// how many new addresses went untracked since the last sweep. The sweeper task
-    /// calls it every `sampling_time_unit` seconds; messages never scan.
+    /// As [`check`](Self::check), also saying whether the address was unblocked on the
+    /// way (a unit ended since it was last seen and it had cooled).
+    pub fn check_noting_unblock(&self, ip: IpAddr) -> (Check, bool) {
+        let octets: [u8; 16];
+        let bytes: &[u8] = match canonical(ip) {
+            IpAddr::V4(v4) => {
+                let mut o = [0u8; 16];
+                o[..4].copy_from_slice(&v4.octets());
+                octets = o;
+                &octets[..4]
+            }
+            IpAddr::V6(v6) => {
+                octets = v6.octets();
+                &octets[..]
+            }
+        };
+        let now = self.now();
+        let unit = self.unit_of(now);
+        let mut guard = self.branches[usize::from(bytes[0])]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let b = &mut *guard;
+        if b.root == NONE {
+            if let Some(i) = self.alloc(b, NONE, bytes[0], unit, now) {
+                b.nodes[i as usize].hits[CURR] = 1;
+                b.root = i;
+            }
+            return (Check::Allowed, false);
+        }
+        // The longest prefix of the address already in the tree.
+        let mut at = b.root;
+        let mut depth = 1;
+        while depth < bytes.len() {
+            match b.kids.get(&kid_key(at, bytes[depth])) {
+                Some(&kid) => {
+                    at = kid;
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        if depth == bytes.len() {
+            let n = &mut b.nodes[at as usize];
+            let unblocked = self.roll(n, unit);
+            n.flags |= LEAF | IN_TIMER;
+            if n.leaf[CURR] < COUNT_CAP {
+                n.leaf[CURR] += 1;
+            }
+            n.expires = now.saturating_add(self.cfg.remove_latency);
+            let check = if n.flags & RED != 0 {
+                Check::Blocked
+            } else if self.hot_leaf(n) {
+                n.flags |= RED;
+                Check::JustBlocked
+            } else {
+                Check::Allowed
+            };
+            return (check, unblocked);
+        }
+        // Only a prefix is known: count there, and once it is busy give the next byte
+        // its own node.
+        let n = &mut b.nodes[at as usize];
+        let unblocked = self.roll(n, unit);
+        if n.hits[CURR] < COUNT_CAP {
+            n.hits[CURR] += 1;
+        }
+        if self.hot_prefix(n) {
+            let hits = n.hits[CURR].saturating_sub(1);
+            // Kamailio's split also hands down the leaf counts of a prefix that is
+            // itself an address (an IPv4 address at the head of an IPv6 one).
+            let leaf_prev = if n.leaf[CURR] >= 1 {
+                n.leaf[PREV].saturating_sub(1)
+            } else {
+                0
+            };
+            if let Some(kid) = self.alloc(b, at, bytes[depth], unit, now) {
+                let k = &mut b.nodes[kid as usize];
+                k.hits[CURR] = hits;
+                k.leaf[PREV] = leaf_prev;
+                b.kids.insert(kid_key(at, bytes[depth]), kid);
+                let dad = &mut b.nodes[at as usize];
+                dad.kids += 1;
+                // A prefix with children lives as long as they do.
+                if dad.flags & LEAF == 0 && dad.kids == 1 {
+                    dad.flags &= !IN_TIMER;
+                }
+            }
+        }
+        (Check::Allowed, unblocked)
+    }
+
+    /// Removes node `i` (expired), or, if it has children, only ends it as an address.
+    fn expire(&self, b: &mut Branch, i: u32, now: u32) {
+        let n = b.nodes[i as usize];
+        if n.kids > 0 {
+            let n = &mut b.nodes[i as usize];
+            n.flags &= !(LEAF | IN_TIMER);
+            n.leaf[CURR] = 0;
+            return;
+        }
+        if n.parent == NONE {
+            b.root = NONE;
+        } else {
+            b.kids.remove(&kid_key(n.parent, n.byte));
+            let dad = &mut b.nodes[n.parent as usize];
+            dad.kids -= 1;
+            if dad.kids == 0 && dad.flags & LEAF == 0 {
+                dad.flags |= IN_TIMER;
+                dad.expires = now.saturating_add(self.cfg.remove_latency);
+            }
+        }
+        b.nodes[i as usize].flags = 0;
+        b.free.push(i);
+        self.nodes.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Kamailio's two timers in one pass: counts are brought to the present unit
+    /// (unblocking cooled addresses) and nodes whose time is up are removed. Returns the
+    /// addresses unblocked and how many new nodes were refused by the cap since the last
+    /// sweep. The sweeper task calls it every second; messages never scan.
     pub fn sweep(&self) -> (Vec<IpAddr>, u64) {
         let now = self.now();
+        let unit = self.unit_of(now);
         let mut unblocked = Vec::new();
-        for shard in self.shards.iter() {
-            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let before = map.len();
-            map.retain(|ip, n| {
-                self.roll(n, now);
-                if n.red && !self.is_hot(n) {
-                    n.red = false;
-                    unblocked.push(*ip);
+        for branch in self.branches.iter() {
+            let mut guard = branch.lock().unwrap_or_else(|e| e.into_inner());
+            let b = &mut *guard;
+            if b.root == NONE {
+                continue;
+            }
+            for i in 0..b.nodes.len() as u32 {
+                let n = &mut b.nodes[i as usize];
+                if n.flags & LIVE == 0 {
+                    continue;
                 }
-                now.saturating_sub(n.last_hit) < self.cfg.remove_latency || n.red
-            });
-            let removed = before - map.len();
-            if removed > 0 {
-                self.nodes.fetch_sub(removed, Ordering::AcqRel);
+                if self.roll(n, unit) {
+                    if let Some(ip) = address(&b.path(i)) {
+                        unblocked.push(ip);
+                    }
+                }
+                let n = &b.nodes[i as usize];
+                if n.flags & IN_TIMER != 0 && n.expires <= now {
+                    self.expire(b, i, now);
+                }
+            }
+            if b.root == NONE {
+                // The branch emptied: give its memory back.
+                *b = Branch::new();
             }
         }
         (unblocked, self.untracked.swap(0, Ordering::Relaxed))
     }
 
-    /// Addresses tracked now.
+    /// Tree nodes now.
     pub fn len(&self) -> usize {
         self.nodes.load(Ordering::Acquire)
     }
@@ -263,31 +472,37 @@ impl PikeCounter {
         self.len() == 0
     }
 
-    /// The tracked addresses (`pike.top`): all, or only the hot or warm ones (warm: at
-    /// least half the limit in a unit).
+    /// The addresses in the tree (`pike.top`): all, or only the hot or warm ones. As in
+    /// Kamailio, HOT is the blocking rule and WARM means the node's prefix count reached
+    /// a quarter of the limit in the current unit.
     pub fn top(&self, filter: TopFilter) -> Vec<NodeView> {
         let now = self.now();
-        let limit = self.cfg.reqs_density_per_unit;
+        let unit = self.unit_of(now);
         let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for (ip, n) in map.iter() {
+        for branch in self.branches.iter() {
+            let b = branch.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, n) in b.nodes.iter().enumerate() {
+                if n.flags & (LIVE | LEAF) != LIVE | LEAF {
+                    continue;
+                }
                 let mut n = *n;
-                self.roll(&mut n, now);
-                let n = &n;
-                let hot = self.is_hot(n);
-                let warm = !hot && (n.prev.max(n.curr) >= limit / 2);
+                self.roll(&mut n, unit);
+                let hot = self.hot_leaf(&n);
+                let warm = !hot && n.hits[CURR] >= self.max >> 2;
                 let keep = match filter {
                     TopFilter::All => true,
                     TopFilter::Hot => hot,
                     TopFilter::Warm => warm,
                 };
+                let Some(ip) = address(&b.path(i as u32)) else {
+                    continue;
+                };
                 if keep {
                     out.push(NodeView {
-                        ip: *ip,
-                        hits_prev: n.prev,
-                        hits_curr: n.curr,
-                        expires_in: (n.last_hit + self.cfg.remove_latency).saturating_sub(now),
+                        ip,
+                        hits_prev: u32::from(n.leaf[PREV]),
+                        hits_curr: u32::from(n.leaf[CURR]),
+                        expires_in: n.expires.saturating_sub(now),
                         hot,
                         warm,
                     });

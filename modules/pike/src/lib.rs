@@ -37,7 +37,13 @@ impl Pike {
 
     /// Counts a request from `ip`, logging and raising the event when it becomes blocked.
     pub fn check(&self, ip: IpAddr) -> Check {
-        let check = self.counter.check(ip);
+        let (check, unblocked) = self.counter.check_noting_unblock(ip);
+        if unblocked {
+            log_at(
+                self.counter.config().log_level,
+                &format!("PIKE - UNBLOCKing ip {ip}"),
+            );
+        }
         if check == Check::JustBlocked {
             log_at(
                 self.counter.config().log_level,
@@ -92,9 +98,16 @@ fn config_from(p: &ModuleParams) -> Result<PikeConfig, String> {
             .ok_or_else(|| format!("pike: {name} must be a positive number, not {v}"))
     };
     let max_nodes = p.int("max_nodes");
+    // Kamailio keeps the counts and the limit in 16 bits.
+    let density = positive("reqs_density_per_unit")?;
+    if density > u32::from(u16::MAX) {
+        return Err(format!(
+            "pike: reqs_density_per_unit must be at most 65535 (Kamailio counts in 16 bits), not {density}"
+        ));
+    }
     Ok(PikeConfig {
         sampling_time_unit: positive("sampling_time_unit")?,
-        reqs_density_per_unit: positive("reqs_density_per_unit")?,
+        reqs_density_per_unit: density,
         remove_latency: positive("remove_latency")?,
         log_level: p.int("pike_log_level"),
         max_nodes: usize::try_from(max_nodes)
@@ -131,7 +144,7 @@ impl Module for PikeModule {
             "remove_latency",
             ParamType::Int,
             120_i64,
-            "Seconds an idle IP stays in the tree (and blocked) after its last request.",
+            "Seconds an address stays in the tree after its last request (a prefix: after it was made).",
         );
         m.param(
             "pike_log_level",
@@ -143,7 +156,7 @@ impl Module for PikeModule {
             "max_nodes",
             ParamType::Int,
             500_000_i64,
-            "Ferrosip's bound: most source addresses tracked at once (about 100 bytes each); past it a new address is not counted until idle ones are forgotten.",
+            "Ferrosip's bound: most nodes of pike's address tree at once (one per busy prefix byte and per counted address, under 100 bytes each); past it a new node is not made (its request is allowed) until idle ones are removed.",
         );
         let clock = m.clock();
         let state = m.state(move |p| Ok(Pike::new(config_from(p)?, clock.clone())));
@@ -155,28 +168,35 @@ impl Module for PikeModule {
                 async move {
                     let pike = pike.map_err(|e| e.message)?;
                     let weak = Arc::downgrade(&pike);
-                    let unit =
-                        Duration::from_secs(u64::from(pike.counter.config().sampling_time_unit));
+                    let unit = u64::from(pike.counter.config().sampling_time_unit);
                     runtime.spawn(async move {
-                        let mut tick = tokio::time::interval(unit);
+                        // Every second, as Kamailio's cleaning timer: node expiry is
+                        // counted in seconds.
+                        let mut tick = tokio::time::interval(Duration::from_secs(1));
                         tick.tick().await;
+                        let mut seconds = 0u64;
+                        let mut untracked = 0u64;
                         loop {
                             tick.tick().await;
                             let Some(pike) = weak.upgrade() else {
                                 return;
                             };
-                            let (unblocked, untracked) = pike.counter.sweep();
+                            let (unblocked, refused) = pike.counter.sweep();
                             let level = pike.counter.config().log_level;
                             for ip in unblocked {
                                 log_at(level, &format!("PIKE - UNBLOCKing ip {ip}"));
                             }
-                            if untracked > 0 {
+                            // The cap warning at most once per sampling unit.
+                            untracked += refused;
+                            seconds += 1;
+                            if untracked > 0 && seconds.is_multiple_of(unit) {
                                 tracing::warn!(
                                     target: "pike",
                                     untracked,
                                     max_nodes = pike.counter.config().max_nodes,
                                     "pike: address cap reached, new sources were not counted"
                                 );
+                                untracked = 0;
                             }
                         }
                     });
@@ -214,11 +234,11 @@ impl Module for PikeModule {
             let state = state.clone();
             m.rpc(
                 "pike.top",
-                "Lists the tracked source addresses with their request counts; optional filter ALL (default), HOT or WARM.",
+                "Lists the source addresses in pike's tree with their request counts; optional filter HOT (default, as Kamailio), ALL or WARM.",
                 move |args: &[Value]| {
                     let pike = state.get().map_err(|e| e.message)?;
                     let filter = match args.first().and_then(Value::to_bytes) {
-                        None => TopFilter::All,
+                        None => TopFilter::Hot,
                         Some(f) => match f.to_ascii_uppercase().as_slice() {
                             b"ALL" => TopFilter::All,
                             b"HOT" => TopFilter::Hot,
