@@ -361,3 +361,75 @@ fn a_503_from_the_cheapest_carrier_fails_over_to_the_next() {
         lab.log()
     );
 }
+
+/// A deck of `n` six-digit prefixes (100000..) plus 4930, each with both carriers;
+/// `cheap` is the cheaper one everywhere.
+fn big_deck(n: u32, cheap: &str) -> String {
+    let dear = if cheap == "alpha" { "beta" } else { "alpha" };
+    let mut csv = String::with_capacity(n as usize * 40);
+    csv.push_str("carrier,prefix,rate\n");
+    for p in std::iter::once(4930).chain(100_000..100_000 + n) {
+        csv.push_str(&format!("{cheap},{p},0.010\n{dear},{p},0.020\n"));
+    }
+    csv
+}
+
+/// Issue 22's reload point: a deck of 100,000 prefixes reloaded while SIPp sends 500
+/// calls/s through the LCR route: no call fails, calls before the swap went to the old
+/// cheapest carrier and calls after it go to the new one. The new deck is written before
+/// the traffic starts (the running server keeps the old one until told), so the time the
+/// import takes cannot push the reload past the end of the run.
+#[test]
+fn reload_of_a_large_deck_under_500_calls_per_second() {
+    if !have_sipp() {
+        return;
+    }
+    let mut lab = Lab::new("busy", Backend::Sqlite);
+    let alpha = Carrier::start(&lab.dir, "alpha", "call_uas.xml");
+    let beta = Carrier::start(&lab.dir, "beta", "call_uas.xml");
+    lab.add_gateways(&[&alpha, &beta]);
+    let out = lab.import(&big_deck(100_000, "alpha"));
+    assert!(out.contains("100001 rules and 200002 targets"), "{out}");
+    lab.start_proxy();
+    let out = lab.import(&big_deck(100_000, "beta"));
+    assert!(out.contains("100001 rules replaced"), "{out}");
+
+    let calls = 5_000;
+    let port = free_port();
+    let mut busy = Proc(
+        Command::new("sipp")
+            .arg(format!("127.0.0.1:{}", lab.proxy_port))
+            .arg("-sf")
+            .arg(scenarios().join("auth/uac_invite.xml"))
+            .args(["-s", "4930777", "-au", "alice", "-ap", "secret"])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &calls.to_string(), "-l", "1000", "-r", "500"])
+            .args(["-timeout", "120s", "-timeout_error", "-nostdin"])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(lab.dir.join("caller-busy.log")).expect("caller log"),
+            )
+            .spawn()
+            .expect("sipp starts"),
+    );
+    std::thread::sleep(Duration::from_millis(2_000));
+    lab.reload();
+    assert_eq!(
+        busy.wait_exit(Duration::from_secs(150)),
+        Some(0),
+        "a call failed across the reload (SIPp log: {})\n{}",
+        std::fs::read_to_string(lab.dir.join("caller-busy.log")).unwrap_or_default(),
+        lab.log()
+    );
+    let (a, b) = (alpha.invites("4930777"), beta.invites("4930777"));
+    assert_eq!(a + b, calls as usize, "alpha {a} beta {b}");
+    assert!(a > 0 && b > 0, "the swap fell inside the run: alpha {a} beta {b}");
+    // Every call after the reload is on the new deck.
+    assert_eq!(lab.call("4930778", 5), Some(0), "{}", lab.log());
+    assert_eq!(
+        [alpha.invites("4930778"), beta.invites("4930778")],
+        [0, 5],
+        "{}",
+        lab.log()
+    );
+}

@@ -993,14 +993,18 @@ impl SqlTx {
     }
 
     /// Inserts many rows (`values` holds them one after the other, `cols.len()` values
-    /// each) with multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows: one round trip and
-    /// one statement execution per batch instead of per row.
+    /// each): PostgreSQL's `COPY ... FROM STDIN`, the others multi-row INSERTs of up to
+    /// [`ROWS_PER_INSERT`] rows; one round trip per batch instead of per row.
     pub(crate) async fn insert_rows(
         &mut self,
         table: &str,
         cols: &[&str],
         values: &[DbValue],
     ) -> Result<u64, DbError> {
+        if let TxConn::Postgres(tx) = &mut self.conn {
+            let r = pg_copy_rows(&mut **tx, table, cols, values).await;
+            return r.map_err(|e| self.error(table, e));
+        }
         let per_stmt = rows_per_insert(cols.len());
         let mut done = 0;
         for batch in values.chunks(per_stmt * cols.len()) {
@@ -1102,6 +1106,75 @@ fn insert_stmt<'v>(dialect: Dialect, table: &str, cols: &[&str], vals: &'v [DbVa
 
 /// `INSERT INTO table (cols...) VALUES (...), (...), ...` for the rows laid end to end
 /// in `vals`.
+/// COPY's text format: one line per row, tab-separated, `\\N` for NULL, backslash escapes.
+fn pg_copy_text(out: &mut Vec<u8>, v: &DbValue) {
+    use std::io::Write;
+    match v {
+        DbValue::Null => out.extend_from_slice(b"\\N"),
+        DbValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        DbValue::Double(d) => {
+            let _ = write!(out, "{d:?}");
+        }
+        DbValue::Time(t) => out.extend_from_slice(format_local(*t).as_bytes()),
+        DbValue::Str(s) => {
+            for &b in s.as_bytes() {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    _ => out.push(b),
+                }
+            }
+        }
+    }
+}
+
+/// PostgreSQL's bulk path: the rows streamed through one `COPY ... FROM STDIN` in chunks
+/// of about a megabyte, several times faster than INSERTs with bound values.
+async fn pg_copy_rows(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    cols: &[&str],
+    values: &[DbValue],
+) -> Result<u64, sqlx::Error> {
+    const CHUNK: usize = 1 << 20;
+    if values.is_empty() || cols.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = format!("COPY \"{table}\" (");
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('"');
+        sql.push_str(c);
+        sql.push('"');
+    }
+    sql.push_str(") FROM STDIN");
+    let mut copy = conn.copy_in_raw(&sql).await?;
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    for row in values.chunks(cols.len()) {
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                buf.push(b'\t');
+            }
+            pg_copy_text(&mut buf, v);
+        }
+        buf.push(b'\n');
+        if buf.len() >= CHUNK {
+            copy.send(std::mem::take(&mut buf)).await?;
+            buf.reserve(CHUNK + 4096);
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf).await?;
+    }
+    copy.finish().await
+}
+
 fn insert_rows_stmt<'v>(
     dialect: Dialect,
     table: &str,

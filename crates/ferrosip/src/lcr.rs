@@ -50,11 +50,11 @@ async fn execute(command: LcrCommand) -> Result<(), String> {
             }
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let rows = import::parse_csv(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let sheet = import::parse_csv(&text).map_err(|e| format!("{}: {e}", file.display()))?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            let plan = import::plan(&rows, now).map_err(|e| format!("{}: {e}", file.display()))?;
+            let plan = import::plan(&sheet, now).map_err(|e| format!("{}: {e}", file.display()))?;
             let db = Db::connect(&db_url).await.map_err(|e| e.to_string())?;
             let s = import::write(&db, &Tables::kamailio(), lcr_id, &plan).await?;
             println!(

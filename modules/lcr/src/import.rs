@@ -3,19 +3,24 @@
 //!
 //! The sheet has a header line naming its columns (any order): `carrier`, `prefix`, `rate`
 //! and optionally `effective_date` (`YYYY-MM-DD`, optionally followed by ` HH:MM:SS`,
-//! UTC). A carrier is an existing `lcr_gw` row with that `gw_name` in the instance or in
-//! instance 0; the import never creates gateways (a misspelt carrier is an error, not a
-//! new gateway). Rows whose effective date is still to come are skipped; when a carrier
-//! has several current rates for one prefix, the one with the latest date applies.
+//! UTC). Fields are RFC 4180 CSV (a field in double quotes may hold commas and doubled
+//! quotes); spaces around a field are dropped. A carrier is an existing `lcr_gw` row with
+//! that `gw_name` in the instance or in instance 0; the import never creates gateways (a
+//! misspelt carrier is an error, not a new gateway). Rows whose effective date is still to
+//! come are skipped; when a carrier has several current rates for one prefix, the one with
+//! the latest date applies.
 //!
 //! For each prefix the carriers are ordered by rate: the cheapest gets priority 0 (in LCR,
 //! a lower value is a higher priority), the next rate priority 1, and so on; carriers with
 //! the same rate share a priority (and weight 1), so calls spread over them at random.
 //! Every rule and target of the instance is replaced in one transaction.
+//!
+//! A deck of a million prefixes is ordinary, so nothing here makes a heap object per row:
+//! carriers are interned, a prefix is one `u128`, and the plan is three flat vectors.
 
 use crate::load::Tables;
 use ferrosip_db::{Cond, Db, DbValue};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 /// Rows per batch handed to the database's bulk insert.
@@ -24,50 +29,100 @@ const BATCH_ROWS: usize = 10_000;
 /// Kamailio's `lcr_rule.prefix` is VARCHAR(16).
 const MAX_PREFIX_LEN: usize = 16;
 
+/// A prefix of at most 16 bytes packed big-endian into a `u128`, zero-padded: since a
+/// prefix holds no control byte, the integer order is the prefix's byte order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix(u128);
+
+impl Prefix {
+    /// `None` when it is longer than 16 bytes or holds whitespace, a control byte or `|`.
+    pub fn new(s: &str) -> Option<Prefix> {
+        let b = s.as_bytes();
+        if b.len() > MAX_PREFIX_LEN || b.iter().any(|&c| c <= b' ' || c == b'|' || c == 0x7f) {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_PREFIX_LEN];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(Prefix(u128::from_be_bytes(bytes)))
+    }
+
+    pub fn to_str(self) -> String {
+        let bytes = self.0.to_be_bytes();
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(MAX_PREFIX_LEN);
+        String::from_utf8_lossy(&bytes[..len]).into_owned()
+    }
+}
+
+impl std::fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_str())
+    }
+}
+
 /// One line of the sheet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateRow {
-    pub line: usize,
-    pub carrier: String,
-    pub prefix: String,
+    pub line: u64,
+    /// Index into [`Sheet::carriers`].
+    pub carrier: u32,
+    pub prefix: Prefix,
     pub rate: f64,
     /// Unix seconds (UTC) from which the rate applies.
     pub effective: Option<i64>,
 }
 
-/// Splits one CSV line: commas separate fields; a field in double quotes may hold commas
-/// and doubled quotes.
-fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => cur.push(c),
-            (false, '"') if cur.trim().is_empty() && !was_quoted => {
-                cur.clear();
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, ',') => {
-                fields.push(std::mem::take(&mut cur).trim().to_string());
-                was_quoted = false;
-            }
-            (false, c) => cur.push(c),
+/// A parsed sheet: its rows, and the carrier names they point to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sheet {
+    pub carriers: Vec<String>,
+    pub rows: Vec<RateRow>,
+    carrier_ids: HashMap<String, u32>,
+}
+
+impl Sheet {
+    /// Adds one row; `line` is where it was read, for messages.
+    pub fn push(
+        &mut self,
+        line: u64,
+        carrier: &str,
+        prefix: &str,
+        rate: f64,
+        effective: Option<i64>,
+    ) -> Result<(), String> {
+        if carrier.is_empty() {
+            return Err(format!("line {line}: empty carrier"));
         }
+        let prefix = Prefix::new(prefix).ok_or_else(|| {
+            format!(
+                "line {line}: prefix '{prefix}' (at most {MAX_PREFIX_LEN} characters, no spaces)"
+            )
+        })?;
+        if !(rate.is_finite() && rate >= 0.0) {
+            return Err(format!("line {line}: rate '{rate}' is not a number >= 0"));
+        }
+        let carrier = match self.carrier_ids.get(carrier) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.carriers.len())
+                    .map_err(|_| format!("line {line}: too many carriers"))?;
+                self.carriers.push(carrier.to_string());
+                self.carrier_ids.insert(carrier.to_string(), id);
+                id
+            }
+        };
+        self.rows.push(RateRow {
+            line,
+            carrier,
+            prefix,
+            rate,
+            effective,
+        });
+        Ok(())
     }
-    if quoted {
-        return Err("unterminated quoted field".into());
+
+    pub fn carrier(&self, row: &RateRow) -> &str {
+        &self.carriers[row.carrier as usize]
     }
-    fields.push(cur.trim().to_string());
-    Ok(fields)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
@@ -88,8 +143,10 @@ pub fn parse_date(s: &str) -> Result<i64, String> {
         Some((d, t)) => (d, Some(t)),
         None => (s, None),
     };
-    let parts: Vec<&str> = date.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     let (y, m, d): (i64, i64, i64) = (
@@ -119,128 +176,253 @@ pub fn parse_date(s: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
+/// One field of a record as text, for messages and parsing.
+fn field(rec: &csv::ByteRecord, i: usize, line: u64) -> Result<&str, String> {
+    std::str::from_utf8(&rec[i]).map_err(|_| format!("line {line}: field {} is not UTF-8", i + 1))
+}
+
 /// Parses a rate sheet. Blank lines and lines starting with `#` are ignored.
-pub fn parse_csv(text: &str) -> Result<Vec<RateRow>, String> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let (hline, header) = lines.next().ok_or("the file is empty (no header line)")?;
-    let names: Vec<String> = split_csv_line(header)
-        .map_err(|e| format!("line {hline}: {e}"))?
-        .into_iter()
-        .map(|n| n.to_ascii_lowercase())
-        .collect();
+pub fn parse_csv(text: &str) -> Result<Sheet, String> {
+    // The csv crate's reader (RFC 4180 quoting, one reused record buffer) rather than a
+    // hand-written splitter: rate decks come from many exporters.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let mut rec = csv::ByteRecord::new();
+    // The reader's own line count skips some blank and comment lines, and a record's
+    // offset is where the reader started, before the blank and comment lines it passed
+    // over: lines are counted here from the first byte of the record itself, walking the
+    // text once in all.
+    let (mut counted_to, mut lines_before) = (0usize, 0u64);
+    let bytes = text.as_bytes();
+    let mut line_of = |rec: &csv::ByteRecord| {
+        let mut at = rec
+            .position()
+            .map_or(0, |p| p.byte() as usize)
+            .min(text.len());
+        loop {
+            match bytes.get(at) {
+                Some(b'\r' | b'\n') => at += 1,
+                Some(b'#') if at == 0 || bytes[at - 1] == b'\n' => {
+                    at = bytes[at..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(bytes.len(), |n| at + n + 1);
+                }
+                _ => break,
+            }
+        }
+        if at >= counted_to {
+            lines_before += bytes[counted_to..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted_to = at;
+        }
+        lines_before + 1
+    };
+    let skip = |rec: &csv::ByteRecord| {
+        (rec.len() == 1 && rec[0].is_empty()) || rec.get(0).is_some_and(|f| f.starts_with(b"#"))
+    };
+    let read = |reader: &mut csv::Reader<&[u8]>, rec: &mut csv::ByteRecord| {
+        reader
+            .read_byte_record(rec)
+            .map_err(|e| match e.position() {
+                Some(p) => {
+                    let at = (p.byte() as usize).min(text.len());
+                    let line = 1 + text.as_bytes()[..at]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count();
+                    format!("line {line}: {e}")
+                }
+                None => e.to_string(),
+            })
+    };
+    let names: Vec<String> = loop {
+        if !read(&mut reader, &mut rec)? {
+            return Err("the file is empty (no header line)".into());
+        }
+        if !skip(&rec) {
+            break rec
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+                .collect();
+        }
+    };
+    let hline = line_of(&rec);
     let col = |name: &str| names.iter().position(|n| n == name);
     let (Some(c_carrier), Some(c_prefix), Some(c_rate)) =
         (col("carrier"), col("prefix"), col("rate"))
     else {
         return Err(format!(
             "line {hline}: the header must name the columns carrier, prefix, rate \
-             [, effective_date]; found: {header}"
+             [, effective_date]; found: {}",
+            names.join(",")
         ));
     };
     let c_date = col("effective_date");
-    let mut rows = Vec::new();
-    for (n, line) in lines {
-        let f = split_csv_line(line).map_err(|e| format!("line {n}: {e}"))?;
-        if f.len() != names.len() {
+    let mut sheet = Sheet::default();
+    while read(&mut reader, &mut rec)? {
+        if skip(&rec) {
+            continue;
+        }
+        let n = line_of(&rec);
+        if rec.len() != names.len() {
             return Err(format!(
                 "line {n}: {} fields, the header has {}",
-                f.len(),
+                rec.len(),
                 names.len()
             ));
         }
-        let carrier = f[c_carrier].clone();
-        if carrier.is_empty() {
-            return Err(format!("line {n}: empty carrier"));
-        }
-        let prefix = f[c_prefix].clone();
-        if prefix.len() > MAX_PREFIX_LEN
-            || prefix.bytes().any(|b| b.is_ascii_whitespace() || b == b'|')
-        {
-            return Err(format!(
-                "line {n}: prefix '{prefix}' (at most {MAX_PREFIX_LEN} characters, no spaces)"
-            ));
-        }
-        let rate: f64 = f[c_rate]
+        let rate_text = field(&rec, c_rate, n)?;
+        let rate: f64 = rate_text
             .parse()
             .ok()
             .filter(|r: &f64| r.is_finite() && *r >= 0.0)
-            .ok_or_else(|| format!("line {n}: rate '{}' is not a number >= 0", f[c_rate]))?;
-        let effective = match c_date.map(|c| f[c].as_str()) {
+            .ok_or_else(|| format!("line {n}: rate '{rate_text}' is not a number >= 0"))?;
+        let effective = match c_date.map(|c| field(&rec, c, n)).transpose()? {
             None | Some("") => None,
             Some(d) => Some(parse_date(d).map_err(|e| format!("line {n}: {e}"))?),
         };
-        rows.push(RateRow {
-            line: n,
-            carrier,
-            prefix,
+        sheet.push(
+            n,
+            field(&rec, c_carrier, n)?,
+            field(&rec, c_prefix, n)?,
             rate,
             effective,
-        });
+        )?;
     }
-    Ok(rows)
+    Ok(sheet)
 }
 
-/// The rules to write: for each prefix, the carriers with their priority.
+/// The rules to write: for each prefix (in order), its carriers with their priority.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// prefix -> (carrier, priority), best first.
-    pub rules: BTreeMap<String, Vec<(String, u8)>>,
+    pub carriers: Vec<String>,
+    prefixes: Vec<Prefix>,
+    /// `targets[starts[i]..starts[i + 1]]` are the carriers of `prefixes[i]`, best first.
+    starts: Vec<u32>,
+    /// (index into `carriers`, priority)
+    targets: Vec<(u32, u8)>,
     /// Rows skipped because their effective date is after `now`.
     pub future_rows: usize,
 }
 
+impl Plan {
+    /// How many rules (prefixes) it writes.
+    pub fn len(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    fn targets_at(&self, i: usize) -> &[(u32, u8)] {
+        &self.targets[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+
+    /// The carriers of one prefix with their priority, best first.
+    pub fn targets_of(&self, prefix: &str) -> Option<Vec<(&str, u8)>> {
+        let i = self.prefixes.binary_search(&Prefix::new(prefix)?).ok()?;
+        Some(
+            self.targets_at(i)
+                .iter()
+                .map(|&(c, p)| (self.carriers[c as usize].as_str(), p))
+                .collect(),
+        )
+    }
+}
+
 /// Orders the carriers of every prefix by the rate in force at `now` (unix seconds).
-pub fn plan(rows: &[RateRow], now: i64) -> Result<Plan, String> {
-    let mut current: HashMap<(&str, &str), &RateRow> = HashMap::new();
+pub fn plan(sheet: &Sheet, now: i64) -> Result<Plan, String> {
+    let mut current: Vec<&RateRow> = Vec::with_capacity(sheet.rows.len());
     let mut future_rows = 0;
-    for r in rows {
+    for r in &sheet.rows {
         if r.effective.is_some_and(|t| t > now) {
             future_rows += 1;
-            continue;
-        }
-        let key = (r.prefix.as_str(), r.carrier.as_str());
-        match current.get(&key) {
-            Some(prev) if prev.effective.unwrap_or(i64::MIN) > r.effective.unwrap_or(i64::MIN) => {}
-            Some(prev) if prev.effective == r.effective => {
-                return Err(format!(
-                    "lines {} and {}: two rates of {} for prefix '{}' with the same date",
-                    prev.line, r.line, r.carrier, r.prefix
-                ));
-            }
-            _ => {
-                current.insert(key, r);
-            }
+        } else {
+            current.push(r);
         }
     }
-    let mut by_prefix: BTreeMap<String, Vec<(&str, f64)>> = BTreeMap::new();
-    for ((prefix, carrier), r) in current {
-        by_prefix
-            .entry(prefix.to_string())
-            .or_default()
-            .push((carrier, r.rate));
+    // Equal rates are ordered by carrier name, so the plan does not depend on row order.
+    let mut by_name: Vec<u32> = (0..sheet.carriers.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| sheet.carriers[a as usize].cmp(&sheet.carriers[b as usize]));
+    let mut name_rank = vec![0u32; by_name.len()];
+    for (rank, &c) in by_name.iter().enumerate() {
+        name_rank[c as usize] = rank as u32;
     }
-    let mut rules = BTreeMap::new();
-    for (prefix, mut carriers) in by_prefix {
-        carriers.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
-        let mut out = Vec::with_capacity(carriers.len());
+    // Each (prefix, carrier) group starts with its latest-dated row.
+    current.sort_unstable_by(|a, b| {
+        (a.prefix, a.carrier)
+            .cmp(&(b.prefix, b.carrier))
+            .then(b.effective.cmp(&a.effective))
+            .then(a.line.cmp(&b.line))
+    });
+    let mut plan = Plan {
+        carriers: sheet.carriers.clone(),
+        future_rows,
+        ..Plan::default()
+    };
+    plan.starts.push(0);
+    let mut of_prefix: Vec<(f64, u32)> = Vec::new();
+    let mut k = 0;
+    while k < current.len() {
+        let prefix = current[k].prefix;
+        of_prefix.clear();
+        while k < current.len() && current[k].prefix == prefix {
+            let first = current[k];
+            of_prefix.push((first.rate, first.carrier));
+            k += 1;
+            if let Some(next) = current.get(k) {
+                if next.prefix == prefix && next.carrier == first.carrier {
+                    if next.effective == first.effective {
+                        return Err(format!(
+                            "lines {} and {}: two rates of {} for prefix '{}' with the same date",
+                            first.line,
+                            next.line,
+                            sheet.carrier(first),
+                            prefix.to_str()
+                        ));
+                    }
+                    while k < current.len()
+                        && current[k].prefix == prefix
+                        && current[k].carrier == first.carrier
+                    {
+                        k += 1;
+                    }
+                }
+            }
+        }
+        of_prefix.sort_unstable_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then(name_rank[a.1 as usize].cmp(&name_rank[b.1 as usize]))
+        });
         let mut priority: i64 = -1;
         let mut last_rate = None;
-        for (carrier, rate) in carriers {
+        for &(rate, carrier) in &of_prefix {
             if last_rate != Some(rate) {
                 priority += 1;
                 last_rate = Some(rate);
             }
-            let p = u8::try_from(priority)
-                .map_err(|_| format!("prefix '{prefix}': more than 256 different rates"))?;
-            out.push((carrier.to_string(), p));
+            let p = u8::try_from(priority).map_err(|_| {
+                format!(
+                    "prefix '{}': more than 256 different rates",
+                    prefix.to_str()
+                )
+            })?;
+            plan.targets.push((carrier, p));
         }
-        rules.insert(prefix, out);
+        plan.prefixes.push(prefix);
+        plan.starts.push(
+            u32::try_from(plan.targets.len()).map_err(|_| "more than 2^32 targets".to_string())?,
+        );
     }
-    Ok(Plan { rules, future_rows })
+    Ok(plan)
 }
 
 /// What an import wrote.
@@ -276,15 +458,24 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
             ));
         }
     }
+    let mut used = vec![false; plan.carriers.len()];
+    for &(c, _) in &plan.targets {
+        used[c as usize] = true;
+    }
+    let gw_of: Vec<Option<i64>> = plan
+        .carriers
+        .iter()
+        .map(|c| by_name.get(c).copied())
+        .collect();
     let mut unknown: Vec<&str> = plan
-        .rules
-        .values()
-        .flatten()
-        .map(|(c, _)| c.as_str())
-        .filter(|c| !by_name.contains_key(*c))
+        .carriers
+        .iter()
+        .zip(&gw_of)
+        .zip(&used)
+        .filter(|((_, gw), used)| **used && gw.is_none())
+        .map(|((c, _), _)| c.as_str())
         .collect();
     unknown.sort_unstable();
-    unknown.dedup();
     if !unknown.is_empty() {
         return Err(format!(
             "no gateway named {} in {} (lcr_id {lcr_id} or 0); add the carriers' gateways first",
@@ -304,10 +495,10 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
     // in the plan), then multi-row INSERTs of the targets; batches bound the memory.
     let rule_cols = [t.lcr_id.as_str(), &t.prefix, &t.stopper, &t.enabled];
     let mut batch: Vec<DbValue> = Vec::with_capacity(BATCH_ROWS * 5);
-    for prefix in plan.rules.keys() {
+    for prefix in &plan.prefixes {
         batch.extend([
             DbValue::Int(lcr),
-            DbValue::Str(prefix.clone()),
+            DbValue::Str(prefix.to_str()),
             DbValue::Int(0),
             DbValue::Int(1),
         ]);
@@ -324,8 +515,7 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
             .map_err(|e| e.to_string())?;
         batch.clear();
     }
-    let prefixes: Vec<&str> = plan.rules.keys().map(String::as_str).collect();
-    let mut rule_ids = vec![-1i64; prefixes.len()];
+    let mut rule_ids = vec![-1i64; plan.prefixes.len()];
     let mut failed = None;
     tx.select_each(
         &t.rule_table,
@@ -333,15 +523,17 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
         &[Cond::eq(&t.lcr_id, lcr)],
         |row| {
             let id = row.first().and_then(DbValue::as_int);
-            let prefix = row.get(1).and_then(DbValue::as_str).unwrap_or_default();
-            match (id, prefixes.binary_search(&prefix)) {
-                (Some(id), Ok(k)) if rule_ids[k] < 0 => {
+            let text = row.get(1).and_then(DbValue::as_str).unwrap_or_default();
+            let at = Prefix::new(text).and_then(|p| plan.prefixes.binary_search(&p).ok());
+            match (id, at) {
+                (Some(id), Some(k)) if rule_ids[k] < 0 => {
                     rule_ids[k] = id;
                     ControlFlow::Continue(())
                 }
                 _ => {
                     failed = Some(format!(
-                        "{}: a rule with prefix '{prefix}' appeared that the import did not                          write once (another writer?)",
+                        "{}: a rule with prefix '{text}' appeared that the import did not \
+                         write once (another writer?)",
                         t.rule_table
                     ));
                     ControlFlow::Break(())
@@ -367,17 +559,16 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
         &t.priority,
         &t.weight,
     ];
-    let mut targets = 0;
-    for (carriers, rule_id) in plan.rules.values().zip(&rule_ids) {
-        for (carrier, priority) in carriers {
+    for (i, rule_id) in rule_ids.iter().enumerate() {
+        for &(carrier, priority) in plan.targets_at(i) {
+            let gw = gw_of[carrier as usize].expect("every used carrier has a gateway");
             batch.extend([
                 DbValue::Int(lcr),
                 DbValue::Int(*rule_id),
-                DbValue::Int(by_name[carrier]),
-                DbValue::Int(i64::from(*priority)),
+                DbValue::Int(gw),
+                DbValue::Int(i64::from(priority)),
                 DbValue::Int(1),
             ]);
-            targets += 1;
         }
         if batch.len() >= BATCH_ROWS * target_cols.len() {
             tx.insert_rows(&t.target_table, &target_cols, &batch)
@@ -393,8 +584,8 @@ pub async fn write(db: &Db, t: &Tables, lcr_id: u32, plan: &Plan) -> Result<Summ
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(Summary {
-        rules: plan.rules.len(),
-        targets,
+        rules: plan.len(),
+        targets: plan.targets.len(),
         future_rows: plan.future_rows,
         replaced_rules,
     })
@@ -406,22 +597,22 @@ mod tests {
 
     #[test]
     fn csv_fields_and_header() {
-        assert_eq!(
-            split_csv_line(r#"a, "b,c" ,"d""e",,f"#).unwrap(),
-            vec!["a", "b,c", "d\"e", "", "f"]
-        );
-        assert!(split_csv_line(r#"a,"b"#).is_err());
-        let rows = parse_csv(
-            "# daily sheet\nPrefix,Carrier,Rate,Effective_Date\r\n49,alpha,0.010,2020-01-01\n\n4930,beta,0.0085,\n",
+        let sheet = parse_csv(
+            "# daily sheet\nPrefix,Carrier,Rate,Effective_Date\r\n49,alpha,0.010,2020-01-01\n\n \
+             4930 ,\"beta, \"\"the\"\" carrier\",0.0085,\n   \n",
         )
         .unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].carrier, "alpha");
-        assert_eq!(rows[0].prefix, "49");
-        assert_eq!(rows[0].effective, Some(parse_date("2020-01-01").unwrap()));
-        assert_eq!(rows[1].effective, None);
-        assert_eq!(rows[1].line, 5);
+        assert_eq!(sheet.rows.len(), 2);
+        let (a, b) = (&sheet.rows[0], &sheet.rows[1]);
+        assert_eq!(sheet.carrier(a), "alpha");
+        assert_eq!(a.prefix, Prefix::new("49").unwrap());
+        assert_eq!(a.effective, Some(parse_date("2020-01-01").unwrap()));
+        assert_eq!(sheet.carrier(b), "beta, \"the\" carrier");
+        assert_eq!(b.prefix.to_str(), "4930");
+        assert_eq!(b.effective, None);
+        assert_eq!(b.line, 5);
         assert!(parse_csv("").is_err());
+        assert!(parse_csv("# only a comment\n").is_err());
         assert!(
             parse_csv("carrier,prefix\nx,1\n").is_err(),
             "no rate column"
@@ -429,12 +620,33 @@ mod tests {
         let e = parse_csv("carrier,prefix,rate\nx,1,cheap\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
         assert!(parse_csv("carrier,prefix,rate\nx,1,-1\n").is_err());
-        assert!(
-            parse_csv("carrier,prefix,rate\nx,1\n").is_err(),
-            "short line"
-        );
+        let e = parse_csv("carrier,prefix,rate\nx,1,1\ny,2\n").unwrap_err();
+        assert!(e.contains("line 3"), "short line: {e}");
         assert!(parse_csv("carrier,prefix,rate\nx,12345678901234567,1\n").is_err());
+        assert!(parse_csv("carrier,prefix,rate\nx,1 2,1\n").is_err());
+        assert!(
+            parse_csv("carrier,prefix,rate\n,1,1\n").is_err(),
+            "empty carrier"
+        );
         assert!(parse_csv("carrier,prefix,rate,effective_date\nx,1,1,2024-13-01\n").is_err());
+        let e = parse_csv("carrier,prefix,rate\n\n# note\nx,1,1\ny,\"2,1\n").unwrap_err();
+        assert!(e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn prefixes_order_as_their_bytes() {
+        let mut v: Vec<Prefix> = ["49", "4", "+49", "490", "5", "1234567890123456", "A1"]
+            .iter()
+            .map(|s| Prefix::new(s).unwrap())
+            .collect();
+        v.sort();
+        let s: Vec<String> = v.iter().map(|p| p.to_str()).collect();
+        let mut want = vec!["49", "4", "+49", "490", "5", "1234567890123456", "A1"];
+        want.sort();
+        assert_eq!(s, want);
+        assert!(Prefix::new("12345678901234567").is_none());
+        assert!(Prefix::new("1\u{0}").is_none());
+        assert!(Prefix::new("1|2").is_none());
     }
 
     #[test]
@@ -444,48 +656,62 @@ mod tests {
         assert_eq!(parse_date("2024-02-29 12:30:15").unwrap(), 1_709_209_815);
         assert_eq!(parse_date("2024-02-29T12:30").unwrap(), 1_709_209_800);
         assert!(parse_date("2024-02-29 25:00").is_err());
+        assert!(parse_date("2024-02-29-01").is_err());
         assert!(parse_date("yesterday").is_err());
     }
 
-    fn row(line: usize, carrier: &str, prefix: &str, rate: f64, date: Option<&str>) -> RateRow {
-        RateRow {
-            line,
-            carrier: carrier.into(),
-            prefix: prefix.into(),
-            rate,
-            effective: date.map(|d| parse_date(d).unwrap()),
+    fn sheet(rows: &[(u64, &str, &str, f64, Option<&str>)]) -> Sheet {
+        let mut s = Sheet::default();
+        for &(line, carrier, prefix, rate, date) in rows {
+            s.push(
+                line,
+                carrier,
+                prefix,
+                rate,
+                date.map(|d| parse_date(d).unwrap()),
+            )
+            .unwrap();
         }
+        s
     }
 
     #[test]
     fn cheapest_first_per_prefix() {
         let now = parse_date("2025-06-01").unwrap();
-        let rows = vec![
-            row(2, "alpha", "49", 0.010, None),
-            row(3, "beta", "49", 0.012, None),
-            row(4, "alpha", "4930", 0.020, None),
-            row(5, "beta", "4930", 0.008, None),
-            row(6, "gamma", "4930", 0.008, None),
+        let rows = sheet(&[
+            (2, "alpha", "49", 0.010, None),
+            (3, "beta", "49", 0.012, None),
+            (4, "alpha", "4930", 0.020, None),
+            (5, "gamma", "4930", 0.008, None),
+            (6, "beta", "4930", 0.008, None),
             // alpha's newest current rate for 49 wins over the older one...
-            row(7, "alpha", "49", 0.015, Some("2025-05-01")),
+            (7, "alpha", "49", 0.015, Some("2025-05-01")),
             // ...and a future one is skipped.
-            row(8, "beta", "49", 0.001, Some("2025-07-01")),
-        ];
+            (8, "beta", "49", 0.001, Some("2025-07-01")),
+            (9, "beta", "4930", 0.5, Some("2024-01-01")),
+        ]);
         let p = plan(&rows, now).unwrap();
         assert_eq!(p.future_rows, 1);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.targets_of("49").unwrap(), vec![("beta", 0), ("alpha", 1)]);
+        // An undated rate counts as the oldest: beta's rate dated 2024 (0.5) applies to
+        // 4930, not its undated 0.008.
         assert_eq!(
-            p.rules["49"],
-            vec![("beta".to_string(), 0), ("alpha".to_string(), 1)]
+            p.targets_of("4930").unwrap(),
+            vec![("gamma", 0), ("alpha", 1), ("beta", 2)]
         );
+        let dup = sheet(&[(2, "a", "1", 1.0, None), (3, "a", "1", 2.0, None)]);
+        let e = plan(&dup, now).unwrap_err();
+        assert!(e.contains("lines 2 and 3"), "{e}");
+        // An older duplicate under a newer rate is no error.
+        let older = sheet(&[
+            (2, "a", "1", 1.0, Some("2020-01-01")),
+            (3, "a", "1", 2.0, Some("2020-01-01")),
+            (4, "a", "1", 3.0, Some("2021-01-01")),
+        ]);
         assert_eq!(
-            p.rules["4930"],
-            vec![
-                ("beta".to_string(), 0),
-                ("gamma".to_string(), 0),
-                ("alpha".to_string(), 1)
-            ]
+            plan(&older, now).unwrap().targets_of("1").unwrap(),
+            vec![("a", 0)]
         );
-        let dup = vec![row(2, "a", "1", 1.0, None), row(3, "a", "1", 2.0, None)];
-        assert!(plan(&dup, now).is_err());
     }
 }
