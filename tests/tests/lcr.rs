@@ -406,9 +406,7 @@ fn reload_of_a_large_deck_under_500_calls_per_second() {
             .args(["-m", &calls.to_string(), "-l", "1000", "-r", "500"])
             .args(["-timeout", "120s", "-timeout_error", "-nostdin"])
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(lab.dir.join("caller-busy.log")).expect("caller log"),
-            )
+            .stderr(std::fs::File::create(lab.dir.join("caller-busy.log")).expect("caller log"))
             .spawn()
             .expect("sipp starts"),
     );
@@ -423,7 +421,10 @@ fn reload_of_a_large_deck_under_500_calls_per_second() {
     );
     let (a, b) = (alpha.invites("4930777"), beta.invites("4930777"));
     assert_eq!(a + b, calls as usize, "alpha {a} beta {b}");
-    assert!(a > 0 && b > 0, "the swap fell inside the run: alpha {a} beta {b}");
+    assert!(
+        a > 0 && b > 0,
+        "the swap fell inside the run: alpha {a} beta {b}"
+    );
     // Every call after the reload is on the new deck.
     assert_eq!(lab.call("4930778", 5), Some(0), "{}", lab.log());
     assert_eq!(
