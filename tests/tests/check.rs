@@ -80,11 +80,7 @@ type DeclaredRow = (
     &'static [&'static str],
 );
 const STOCK_DECLARED_ONLY: &[DeclaredRow] = &[
-    (
-        &["WITH_JSONRPC"],
-        &[],
-        &["$hu", "jsonrpc_dispatch()", "xhttp_reply()"],
-    ),
+    (&["WITH_JSONRPC"], &[], &["jsonrpc_dispatch()"]),
     (
         &["WITH_PRESENCE"],
         &[],

@@ -215,7 +215,7 @@ fn relay_reply(server: &Server, ctx: &mut MsgContext, onsend: Option<&ScriptScop
         None => server.relay_reply(ctx, None),
         Some((scope, route)) => {
             let gate = |c: &MsgContext, send: ferrosip_api::SendInfo| {
-                scope.run_onsend(route, crate::script::onsend_view(c), send)
+                scope.run_onsend(route, crate::outbound::onsend_view(c), send)
             };
             server.relay_reply(ctx, Some(&gate));
         }

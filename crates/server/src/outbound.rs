@@ -884,6 +884,20 @@ pub fn with_reply_headers<'a>(
     b
 }
 
+/// What `onsend_route` runs with for a message a route sends: a copy of its context (the
+/// request as the script left it, its flags, AVPs and variables). What the route changes
+/// there stays there: the bytes are already built.
+pub(crate) fn onsend_view(ctx: &MsgContext) -> MsgContext {
+    let mut view = MsgContext::new(ctx.msg.clone(), ferrosip_api::RouteKind::OnSend, ctx.net);
+    view.flags = ctx.flags;
+    view.bflags = ctx.bflags;
+    view.dst_uri = ctx.dst_uri.clone();
+    view.avps = ctx.avps.clone();
+    view.vars = ctx.vars.clone();
+    view.branch_idx = ctx.branch_idx;
+    view
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,20 +161,6 @@ impl TxnScope for ScriptScope {
     }
 }
 
-/// What `onsend_route` runs with for a message a route sends: a copy of its context (the
-/// request as the script left it, its flags, AVPs and variables). What the route changes
-/// there stays there: the bytes are already built.
-pub(crate) fn onsend_view(ctx: &MsgContext) -> MsgContext {
-    let mut view = MsgContext::new(ctx.msg.clone(), RouteKind::OnSend, ctx.net);
-    view.flags = ctx.flags;
-    view.bflags = ctx.bflags;
-    view.dst_uri = ctx.dst_uri.clone();
-    view.avps = ctx.avps.clone();
-    view.vars = ctx.vars.clone();
-    view.branch_idx = ctx.branch_idx;
-    view
-}
-
 /// The services a message's functions reach: the server's, with this program for the
 /// transactions they create and the event routes they run.
 impl Services for ScriptScope {
@@ -186,8 +172,9 @@ impl Services for ScriptScope {
         match self.onsend {
             None => self.server.forward(ctx, target, None),
             Some(route) => {
-                let gate =
-                    |c: &MsgContext, send: SendInfo| self.run_onsend(route, onsend_view(c), send);
+                let gate = |c: &MsgContext, send: SendInfo| {
+                    self.run_onsend(route, crate::outbound::onsend_view(c), send)
+                };
                 self.server.forward(ctx, target, Some(&gate))
             }
         }

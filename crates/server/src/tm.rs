@@ -1108,7 +1108,7 @@ impl TmLayer {
         target: Option<Target>,
     ) -> Result<(), FnError> {
         let gate = |c: &MsgContext, send: ferrosip_api::SendInfo| {
-            scope.onsend_allows(crate::script::onsend_view(c), send)
+            scope.onsend_allows(crate::outbound::onsend_view(c), send)
         };
         let onsend = scope
             .has_onsend()
