@@ -97,6 +97,37 @@ pub struct Cell {
     state: Mutex<CellState>,
 }
 
+/// A transaction's CANCEL legs. Most transactions are never canceled: the legs live
+/// behind one pointer made at the first CANCEL, 8 bytes in the cell instead of 24.
+#[derive(Default)]
+struct CancelLegs(Option<Box<Vec<CancelLeg>>>);
+
+impl std::ops::Deref for CancelLegs {
+    type Target = [CancelLeg];
+    fn deref(&self) -> &[CancelLeg] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl std::ops::DerefMut for CancelLegs {
+    fn deref_mut(&mut self) -> &mut [CancelLeg] {
+        match &mut self.0 {
+            Some(legs) => legs.as_mut_slice(),
+            None => &mut [],
+        }
+    }
+}
+
+impl CancelLegs {
+    fn push(&mut self, leg: CancelLeg) {
+        self.0.get_or_insert_with(Box::default).push(leg);
+    }
+
+    fn reserve_exact(&mut self, more: usize) {
+        self.0.get_or_insert_with(Box::default).reserve_exact(more);
+    }
+}
+
 /// Work of a cell that must run a route first; see the module documentation.
 enum Deferred {
     /// Send a branch after its `branch_route`.
@@ -176,7 +207,7 @@ struct CellState {
     /// The request's loop tag, put in every branch's Via (`None`: loop detection off).
     loop_tag: Option<crate::outbound::LoopTag>,
     branches: Vec<Branch>,
-    cancels: Vec<CancelLeg>,
+    cancels: CancelLegs,
     /// A relayed INVITE runs a few at a time (server, branch, lifetime): inline.
     timers: SmallVec<[(Leg, TimerId, TimerHandle); 4]>,
     /// The maximum-lifetime timer, cancelled when the cell ends normally.
@@ -2140,7 +2171,7 @@ impl TmLayer {
                 done_keys.push(&b.key);
             }
         }
-        for c in &st.cancels {
+        for c in st.cancels.iter() {
             if c.terminated {
                 done_keys.push(&c.key);
             }
@@ -2180,7 +2211,7 @@ impl TmLayer {
             for b in &st.branches {
                 table.remove(&b.key);
             }
-            for c in &st.cancels {
+            for c in st.cancels.iter() {
                 table.remove(&c.key);
             }
         }
@@ -2371,7 +2402,7 @@ impl CellState {
             maxfwd_done: false,
             loop_tag: None,
             branches: Vec::new(),
-            cancels: Vec::new(),
+            cancels: CancelLegs::default(),
             timers: SmallVec::new(),
             lifetime: None,
             final_status: None,
