@@ -1002,7 +1002,7 @@ impl SqlTx {
         values: &[DbValue],
     ) -> Result<u64, DbError> {
         if let TxConn::Postgres(tx) = &mut self.conn {
-            let r = pg_copy_rows(&mut **tx, table, cols, values).await;
+            let r = pg_copy_rows(tx, table, cols, values).await;
             return r.map_err(|e| self.error(table, e));
         }
         let per_stmt = rows_per_insert(cols.len());
