@@ -427,7 +427,7 @@ fn database_restarted_under_load(backend: Backend) {
     let uas_port_s = uas_port.to_string();
     // The UAS echoes Record-Route, so the caller's ACK and BYE come back through us.
     let uas_xml = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/call_uas.xml");
-    let mut peers = Sipp(vec![traced_sipp(&dir.path, "uas", &uas_xml, "")
+    let peers = Sipp(vec![traced_sipp(&dir.path, "uas", &uas_xml, "")
         .args(["-p", &uas_port_s])
         .spawn()
         .expect("sipp uas")]);
@@ -485,7 +485,8 @@ fn database_restarted_under_load(backend: Backend) {
     let call_rc = wait_exit(calling, Duration::from_secs(90));
     stop_probe.store(true, Ordering::Relaxed);
     let (delays, bad_options) = prober.join().expect("prober");
-    peers.0.clear();
+    // Dropping the guard ends the UAS (clearing its Vec would leave the process running).
+    drop(peers);
     let log = proxy.stop();
     let tails = log_tails(&dir.path);
     assert_eq!(
