@@ -88,8 +88,18 @@ unpack_suite_pkgs trixie target/packaged-6.0 kamailio kamailio-mysql-modules kam
 unpack_suite_pkgs sid target/packaged-6.1 kamailio kamailio-mysql-modules kamailio-postgres-modules
 
 export FERROSIP_REQUIRE_STOCK_CFG=1
-# The `ci` profile (Cargo.toml) builds without LTO or debug info: the whole build and run
-# take ~9 minutes on 2 cores instead of ~27 with `release`. The integration tests
-# (tests/tests/) run the ferrosip binary, which their testkit (tests/src/bin.rs) builds
-# with the same profile and target directory before the first use, so it is never stale.
+# The `ci` profile (Cargo.toml) builds without LTO or debug info. The integration tests
+# (tests/tests/) run the ferrosip binary, built here with the same profile and named in
+# FERROSIP_TEST_BINARY (without it, the testkit, tests/src/bin.rs, builds it itself).
+# cargo-nextest, when the machine has it, runs tests of every file at once in the groups
+# of .config/nextest.toml (most tests wait on the network); doc tests run after it, as
+# nextest does not run them. Without nextest, cargo test runs file after file.
+cargo build --profile ci -p ferrosip --bin ferrosip
+export FERROSIP_TEST_BINARY="$PWD/target/ci/ferrosip"
+if cargo nextest --version >/dev/null 2>&1; then
+    status=0
+    cargo nextest run --workspace --cargo-profile ci || status=$?
+    cargo test --workspace --profile ci --doc || status=$?
+    exit $status
+fi
 cargo test --workspace --profile ci --no-fail-fast -- --test-threads=2

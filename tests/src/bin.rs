@@ -9,10 +9,22 @@ use std::sync::OnceLock;
 
 static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
+/// A binary already built from the current sources, named by whoever built it:
+/// scripts/test.sh builds it once before running the tests with nextest, which starts a
+/// process per test, and a cargo call from each of them would queue on cargo's lock.
+const PREBUILT: &str = "FERROSIP_TEST_BINARY";
+
 /// The path of a `ferrosip` binary built from the current sources; panics with cargo's
 /// output when it does not build.
 pub fn ferrosip_bin() -> PathBuf {
-    match BINARY.get_or_init(build) {
+    match BINARY.get_or_init(|| match std::env::var_os(PREBUILT) {
+        Some(path) if Path::new(&path).is_file() => Ok(PathBuf::from(path)),
+        Some(path) => Err(format!(
+            "{PREBUILT}={} is not a file",
+            path.to_string_lossy()
+        )),
+        None => build(),
+    }) {
         Ok(path) => path.clone(),
         Err(why) => panic!("{why}"),
     }

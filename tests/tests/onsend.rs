@@ -221,15 +221,20 @@ onsend_route {{
         "the blocked branch was sent"
     );
     // The 180 it relays is dropped in onsend_route (onsend_route_reply): the caller
-    // sees tm's own 100 and the final.
-    for status in ["180 Ringing", "486 Busy Here"] {
+    // sees tm's own 100 and the final. The 486 is sent once the 180's drop is logged:
+    // two datagrams sent back to back may be taken by two workers, and a 180 handled
+    // after the 486 is discarded by tm (a provisional after the final) before any send.
+    let send_reply = |status: &str| {
         ok_peer
             .send_to(
                 uas_reply(&inv, status, None).as_bytes(),
                 ("127.0.0.1", port),
             )
             .expect("reply");
-    }
+    };
+    send_reply("180 Ringing");
+    proxy.wait_log("message dropped by onsend_route", 4);
+    send_reply("486 Busy Here");
     let statuses = finals(&uac);
     assert_eq!(
         statuses,

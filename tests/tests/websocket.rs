@@ -454,7 +454,7 @@ event_route[xhttp:request] {{
             && $rm =~ "GET") {{
 
         # Validate Host: the client must use an address of ours.
-        if ($hdr(Host) == $null || !is_myself("sip:$hdr(Host)")) {{
+        if ($hdr(Host) == $null || !is_myself("sip:" + $hdr(Host))) {{
             xlog("L_WARN", "Bad host $hdr(Host)\n");
             xhttp_reply("403", "Forbidden", "", "");
             exit;

@@ -760,12 +760,17 @@ impl<'a> Compiler<'a> {
                 let i = self.pv(text, span(sp))?;
                 RawArg::Pv(self.pvs[i as usize].clone())
             }
+            // Kamailio evaluates an expression argument before the call. Here it is stored
+            // in a `$var` of the call site's own (`.arg.<code offset>`, a name scripts do
+            // not write) and the function reads it as a PV argument, so its fixup treats
+            // it as any run-time value.
             ast::Arg::Expr(e) => {
-                self.err(
-                    span(e.span()),
-                    "a function argument must be a literal, an identifier or a pseudo-variable; assign the expression to a $var first",
-                );
-                return None;
+                let sp = span(e.span());
+                let hidden = format!("$var(.arg.{})", self.code.len());
+                let i = self.pv(&hidden, sp)?;
+                self.expr(e);
+                self.emit(Op::StorePv(i, SetOp::Assign), sp);
+                RawArg::Pv(self.pvs[i as usize].clone())
             }
         })
     }

@@ -188,6 +188,16 @@ fn arithmetic_and_concatenation() {
 }
 
 #[test]
+fn expressions_as_arguments_are_evaluated_at_each_call() {
+    assert_eq!(
+        marks(
+            r#"request_route { $var(i) = 0; while ($var(i) < 2) { mark("sip:" + $rU + "@" + $var(i)); $var(i) = $var(i) + 1; } if (ret(1 + 1)) mark("true"); mark($var(i) * 10); }"#
+        ),
+        ["sip:bob@0", "sip:bob@1", "true", "20"]
+    );
+}
+
+#[test]
 fn switch_on_ints_and_strings() {
     let cfg = r#"request_route {
         switch ($rm) {
