@@ -80,7 +80,6 @@ type DeclaredRow = (
     &'static [&'static str],
 );
 const STOCK_DECLARED_ONLY: &[DeclaredRow] = &[
-    (&["WITH_JSONRPC"], &[], &["jsonrpc_dispatch()"]),
     (
         &["WITH_PRESENCE"],
         &[],

@@ -504,3 +504,138 @@ fn the_operations_page_names_every_module_command() {
         "docs/operations.md does not name {missing:?}"
     );
 }
+
+/// One HTTP request on a new TCP connection; the whole answer (the server closes it).
+fn http(port: u16, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn post(port: u16, url: &str, body: &str) -> String {
+    http(
+        port,
+        &format!(
+            "POST {url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn json_rpc_over_http_with_jsonrpc_dispatch_and_from_the_script_with_jsonrpc_exec() {
+    let dir = test_dir("http");
+    let port = free_port();
+    // Kamailio's stock config serves JSON-RPC this way (WITH_JSONRPC): only HTTP among
+    // jsonrpcs' transports, xhttp on the SIP TCP socket, /RPC to jsonrpc_dispatch().
+    let cfg = format!(
+        r#"#!KAMAILIO
+children=2
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+tcp_accept_no_cl=yes
+loadmodule "sl.so"
+loadmodule "xlog.so"
+loadmodule "xhttp.so"
+loadmodule "jsonrpcs.so"
+loadmodule "dispatcher.so"
+modparam("jsonrpcs", "transport", 1)
+modparam("jsonrpcs", "pretty_format", 0)
+modparam("dispatcher", "list_file", "{dir}/dispatcher.list")
+request_route {{
+    if (is_method("OPTIONS")) {{
+        if (jsonrpc_exec("{{\"jsonrpc\": \"2.0\", \"method\": \"dispatcher.list\", \"id\": " + $cs + "}}")) {{
+            xlog("L_INFO", "exec: $jsonrpl(code) $jsonrpl(text) $jsonrpl(body)\n");
+            sl_send_reply("200", "Ran $jsonrpl(code)");
+            exit;
+        }}
+        xlog("L_INFO", "exec failed: $jsonrpl(code) $jsonrpl(text)\n");
+        sl_send_reply("500", "Failed $jsonrpl(code)");
+        exit;
+    }}
+    sl_send_reply("404", "Not Here");
+}}
+event_route[xhttp:request] {{
+    if ($hu =~ "^/RPC") {{
+        jsonrpc_dispatch();
+        exit;
+    }}
+    xhttp_reply("404", "Not Found", "text/plain", "no\n");
+}}
+"#,
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("dispatcher.list"), "7 sip:127.0.0.1:5999\n").expect("list");
+    std::fs::write(dir.join("proxy.cfg"), cfg).expect("cfg");
+    let proxy = Launch::new(dir.join("proxy.cfg"))
+        .log(dir.join("proxy.log"))
+        .listening_on(port)
+        .terminate_on_drop()
+        .start();
+
+    let ok = post(
+        port,
+        "/RPC",
+        r#"{"jsonrpc": "2.0", "method": "dispatcher.list", "id": 41}"#,
+    );
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    assert!(ok.contains("Content-Type: application/json\r\n"), "{ok}");
+    let body = &ok[ok.find("\r\n\r\n").expect("head end") + 4..];
+    let doc: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+    assert_eq!(doc["id"], 41, "{body}");
+    assert!(
+        body.contains("sip:127.0.0.1:5999") && body.contains("\"ID\":7"),
+        "{body}"
+    );
+
+    let unknown = post(
+        port,
+        "/RPC",
+        r#"{"jsonrpc": "2.0", "method": "no.such", "id": "x"}"#,
+    );
+    assert!(
+        unknown.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{unknown}"
+    );
+    assert!(unknown.contains("-32601"), "{unknown}");
+    let bad = post(port, "/RPC", "{not json");
+    assert!(bad.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{bad}");
+    assert!(bad.contains("-32700"), "{bad}");
+    let elsewhere = post(port, "/other", "{}");
+    assert!(
+        elsewhere.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{elsewhere}"
+    );
+
+    // jsonrpc_exec() from a SIP route, with an expression as its argument.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = sock.local_addr().expect("addr").port();
+    let options = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-rpc\r\n\
+         From: <sip:a@127.0.0.1>;tag=rpc\r\n\
+         To: <sip:127.0.0.1:{port}>\r\n\
+         Call-ID: rpc-exec\r\n\
+         CSeq: 12 OPTIONS\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    sock.send_to(options.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).expect("reply");
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(reply.starts_with("SIP/2.0 200 Ran 200\r\n"), "{reply}");
+    proxy.wait_log("exec: 200 OK {\"jsonrpc\":\"2.0\",\"result\":", 1);
+    assert!(
+        proxy.log_text().contains("\"id\":12}"),
+        "{}",
+        proxy.log_text()
+    );
+}

@@ -504,6 +504,8 @@ pub mod context;
 pub mod error;
 /// Strings with pseudo-variables inside, parsed once and evaluated per message.
 pub mod format;
+/// The control interface's JSON-RPC commands as script functions reach them.
+pub mod jsonrpc;
 /// The pseudo-variable framework.
 pub mod pv;
 /// The registry where modules declare what they offer.

@@ -132,6 +132,34 @@ pub struct HttpRequest {
 #[derive(Clone, Debug)]
 pub struct HttpReply(pub Bytes);
 
+impl HttpReply {
+    /// The whole HTTP/1.1 reply: status `code` (200 to 599), `reason`, a Content-Type
+    /// unless `ctype` is empty, and `body`. It says the connection closes after it. An
+    /// error for another status, or a reason or type that is not one clean line.
+    pub fn build(code: i64, reason: &[u8], ctype: &[u8], body: &[u8]) -> Result<HttpReply, String> {
+        use bytes::{BufMut, BytesMut};
+        let clean = |b: &[u8]| !b.iter().any(|c| matches!(c, b'\r' | b'\n' | 0));
+        if !(200..=599).contains(&code) {
+            return Err(format!("status {code} must be 200 to 599"));
+        }
+        if !clean(reason) || !clean(ctype) {
+            return Err("reason and content type must be one line".into());
+        }
+        let mut out = BytesMut::with_capacity(128 + body.len());
+        out.put_slice(format!("HTTP/1.1 {code} ").as_bytes());
+        out.put_slice(reason);
+        out.put_slice(b"\r\nServer: Ferrosip\r\nConnection: close\r\n");
+        if !ctype.is_empty() {
+            out.put_slice(b"Content-Type: ");
+            out.put_slice(ctype);
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        out.put_slice(body);
+        Ok(HttpReply(out.freeze()))
+    }
+}
+
 /// Set by `ws_handle_handshake()` once the request is a valid WebSocket upgrade offering
 /// the `sip` subprotocol: the transport answers 101 and carries SIP over WebSocket on
 /// the connection from then on.

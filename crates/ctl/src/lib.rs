@@ -481,7 +481,17 @@ pub fn attach(
         started: std::time::Instant::now(),
     });
     core::add_core(&mut methods, env);
-    start(&settings, Arc::new(methods), &engine.server.runtime).map(Some)
+    let methods = Arc::new(methods);
+    if jsonrpcs.is_some() {
+        let script_rpc = serve::ScriptRpc {
+            methods: methods.clone(),
+            pretty: settings.limits.pretty,
+            max_request: settings.limits.max_request,
+        };
+        // Set once: the server outlives reloads, and the table is the same for each.
+        let _ = engine.server.json_rpc.set(Arc::new(script_rpc));
+    }
+    start(&settings, methods, &engine.server.runtime).map(Some)
 }
 
 #[cfg(test)]

@@ -328,3 +328,64 @@ async fn write_fifo_reply(path: &Path, text: &[u8], shared: &Shared) {
         tracing::warn!(path = %path.display(), "JSON-RPC reply not written to its FIFO");
     }
 }
+
+/// The commands for script functions (`jsonrpc_dispatch()`, `jsonrpc_exec()`): the same
+/// table, framing and limits as the sockets.
+pub struct ScriptRpc {
+    pub methods: Arc<Methods>,
+    pub pretty: bool,
+    pub max_request: usize,
+}
+
+impl ferrosip_api::jsonrpc::JsonRpc for ScriptRpc {
+    fn execute(
+        &self,
+        request: bytes::Bytes,
+    ) -> ferrosip_api::registry::BoxFuture<'static, ferrosip_api::jsonrpc::JsonRpcReply> {
+        use ferrosip_api::jsonrpc::JsonRpcReply;
+        let methods = self.methods.clone();
+        let pretty = self.pretty;
+        let too_large = request.len() > self.max_request;
+        Box::pin(async move {
+            let refused = |code: i64, message: String| {
+                let e = RpcError::new(code, message.clone());
+                JsonRpcReply {
+                    code: 400,
+                    text: message,
+                    body: json::response(&serde_json::Value::Null, &Err(e), pretty),
+                }
+            };
+            if too_large {
+                return refused(json::INVALID_REQUEST, "Invalid Request: too large".into());
+            }
+            let doc = match json::frame(&request) {
+                Framed::Doc(doc, _) => doc,
+                Framed::Malformed(why) => {
+                    return refused(json::PARSE_ERROR, format!("Parse error: {why}"))
+                }
+                Framed::Incomplete => {
+                    return refused(json::PARSE_ERROR, "Parse error: incomplete".into())
+                }
+            };
+            match json::request(doc) {
+                Err(invalid) => JsonRpcReply {
+                    code: 400,
+                    text: invalid.error.message.clone(),
+                    body: json::response(&invalid.id, &Err(invalid.error), pretty),
+                },
+                Ok(req) => {
+                    let outcome = methods.call(&req.method, req.params).await;
+                    let (code, text) = match &outcome {
+                        Ok(_) => (200, "OK".to_string()),
+                        Err(e) => (500, e.message.clone()),
+                    };
+                    let body = req
+                        .id
+                        .map(|id| json::response(&id, &outcome, pretty))
+                        .unwrap_or_default();
+                    JsonRpcReply { code, text, body }
+                }
+            }
+        })
+    }
+}

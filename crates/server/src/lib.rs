@@ -421,6 +421,7 @@ pub fn assemble(
         tm,
         runtime,
         observer: layers.observer,
+        json_rpc: std::sync::OnceLock::new(),
     });
     Arc::new(Engine {
         script: arc_swap::ArcSwap::new(ScriptScope::new(loaded.program.clone(), 1, server.clone())),

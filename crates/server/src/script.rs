@@ -214,6 +214,10 @@ impl Services for ScriptScope {
         self.server.outbound.tls()
     }
 
+    fn json_rpc(&self) -> Option<Arc<dyn ferrosip_api::jsonrpc::JsonRpc>> {
+        self.server.json_rpc.get().cloned()
+    }
+
     fn cached_addresses(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
         self.server.outbound.cached_addresses(host)
     }

@@ -29,6 +29,9 @@ pub struct Server {
     pub runtime: tokio::runtime::Handle,
     /// Told of every route run (`ferrosip test`, a trace); `None` in a plain server.
     pub observer: Option<Arc<dyn crate::routes::RouteObserver>>,
+    /// The control interface's commands for `jsonrpc_dispatch()`/`jsonrpc_exec()`: set
+    /// by the control interface when it starts with `jsonrpcs` loaded.
+    pub json_rpc: std::sync::OnceLock<Arc<dyn ferrosip_api::jsonrpc::JsonRpc>>,
 }
 
 fn fnerr(e: impl std::fmt::Display) -> FnError {

@@ -6,7 +6,7 @@
 //! connection closes, unless `ws_handle_handshake()` (module `websocket`) turned it into
 //! a WebSocket.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use ferrosip_api::registry::FnRow;
 use ferrosip_api::websocket::{HttpReply, HttpRequest};
 use ferrosip_api::{
@@ -29,35 +29,11 @@ impl Pv for UrlPv {
     }
 }
 
-/// Whether `b` may stand in a status line or a header value (no line breaks, no NUL).
-fn clean(b: &[u8]) -> bool {
-    !b.iter().any(|c| matches!(c, b'\r' | b'\n' | 0))
-}
-
-/// The whole HTTP/1.1 reply. The connection closes after it: it says so.
+/// The whole HTTP/1.1 reply (the connection closes after it).
 fn build_reply(code: i64, reason: &[u8], ctype: &[u8], body: &[u8]) -> Result<Bytes, FnError> {
-    if !(100..=599).contains(&code) || (100..200).contains(&code) {
-        return Err(FnError::new(format!(
-            "xhttp_reply: status {code} must be 200 to 599"
-        )));
-    }
-    if !clean(reason) || !clean(ctype) {
-        return Err(FnError::new(
-            "xhttp_reply: reason and content type must be one line",
-        ));
-    }
-    let mut out = BytesMut::with_capacity(128 + body.len());
-    out.put_slice(format!("HTTP/1.1 {code} ").as_bytes());
-    out.put_slice(reason);
-    out.put_slice(b"\r\nServer: Ferrosip\r\nConnection: close\r\n");
-    if !ctype.is_empty() {
-        out.put_slice(b"Content-Type: ");
-        out.put_slice(ctype);
-        out.put_slice(b"\r\n");
-    }
-    out.put_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    out.put_slice(body);
-    Ok(out.freeze())
+    HttpReply::build(code, reason, ctype, body)
+        .map(|r| r.0)
+        .map_err(|e| FnError::new(format!("xhttp_reply: {e}")))
 }
 
 fn xhttp_reply(
