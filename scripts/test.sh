@@ -91,10 +91,12 @@ export FERROSIP_REQUIRE_STOCK_CFG=1
 # The `ci` profile (Cargo.toml) builds without LTO or debug info. The integration tests
 # (tests/tests/) run the ferrosip binary, built here with the same profile and named in
 # FERROSIP_TEST_BINARY (without it, the testkit, tests/src/bin.rs, builds it itself).
+# It is built with every target of the workspace, so with the same features as the
+# tests: building it alone would build sqlx and its dependencies a second time.
 # cargo-nextest, when the machine has it, runs tests of every file at once in the groups
 # of .config/nextest.toml (most tests wait on the network); doc tests run after it, as
 # nextest does not run them. Without nextest, cargo test runs file after file.
-cargo build --profile ci -p ferrosip --bin ferrosip
+cargo build --profile ci --workspace --all-targets
 export FERROSIP_TEST_BINARY="$PWD/target/ci/ferrosip"
 if cargo nextest --version >/dev/null 2>&1; then
     status=0

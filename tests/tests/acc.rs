@@ -810,3 +810,129 @@ fn kamailio_semantics_in_sqlite_with_time_mode_1() {
 fn kamailio_semantics_in_postgresql_with_time_mode_3() {
     kamailio_semantics(Backend::Postgres, 3);
 }
+
+/// Dialog CDRs (`cdr_enable`): answered calls get start, end and a duration; busy ones
+/// (`cdr_on_failed`) end at their start with no duration; `cdr_extra` reads the BYE
+/// (`$rU`) and the dialog's variables; the log has one `CDR:` line per call.
+fn dialog_cdrs(backend: Backend) {
+    if !have_sipp() {
+        return;
+    }
+    let mut dir = TestDir::new(&format!("cdr-{backend:?}"));
+    let db = TestDb::with_users(backend, &dir.path, "acc", &[]);
+    for col in ["bye_user", "who"] {
+        exec_sql(
+            &db.url,
+            &format!("ALTER TABLE acc_cdrs ADD COLUMN {col} VARCHAR(64) DEFAULT NULL"),
+        );
+    }
+    let peers = Peers::start(&dir.path);
+    let (u, b, _) = peers.ports;
+    let port = free_port();
+    let cfg = format!(
+        r#"#!KAMAILIO
+children=2
+listen=127.0.0.1:{port}
+auto_aliases=no
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "textops.so"
+loadmodule "dialog.so"
+loadmodule "acc.so"
+modparam("acc", "db_url", "{url}")
+modparam("acc", "spool_dir", "{spool}")
+modparam("acc", "cdr_enable", 1)
+modparam("acc", "cdrs_table", "acc_cdrs")
+modparam("acc", "cdr_extra", "bye_user=$rU;who=$dlg_var(who)")
+request_route {{
+    if (is_method("ACK|BYE") && loose_route()) {{
+        t_relay();
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        record_route();
+        dlg_manage();
+        $dlg_var(who) = "caller-of-" + $rU;
+    }}
+    if ($rU == "busy") {{
+        $du = "sip:127.0.0.1:{b}";
+    }} else {{
+        $du = "sip:127.0.0.1:{u}";
+    }}
+    t_relay();
+}}
+"#,
+        url = db.url,
+        spool = dir.path.join("spool").display()
+    );
+    std::fs::write(dir.path.join("proxy.cfg"), cfg).expect("cfg");
+    let proxy = Launch::new(dir.path.join("proxy.cfg"))
+        .log(dir.path.join("proxy.log"))
+        .listening_on(port)
+        .terminate_on_drop()
+        .start();
+    let before = super_now();
+    for (tag, xml, service, calls) in [
+        ("answered", "call_uac.xml", "alice", 6),
+        ("busy", "uac_rejected.xml", "busy", 4),
+    ] {
+        let uac = run_uac(&dir.path, tag, xml, service, port, calls, 10);
+        assert_eq!(
+            wait_exit(uac, Duration::from_secs(60)),
+            Some(0),
+            "{tag}: SIPp calls failed\n{}",
+            log_tails(&dir.path)
+        );
+    }
+    let n = wait_for(Duration::from_secs(20), 10, || {
+        select(&db.url, "acc_cdrs", &["id"]).len()
+    });
+    let log = proxy.stop();
+    assert_eq!(n, 10, "CDR rows\n{log}");
+    let after = super_now();
+    let rows = select(
+        &db.url,
+        "acc_cdrs",
+        &["start_time", "end_time", "duration", "bye_user", "who"],
+    );
+    let (answered, busy): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[4] == "caller-of-alice");
+    assert_eq!(answered.len(), 6, "{rows:?}");
+    assert!(busy.iter().all(|r| r[4] == "caller-of-busy"), "{rows:?}");
+    let secs = |s: &str| -> i64 {
+        s.parse()
+            .unwrap_or_else(|_| panic!("a time in seconds, not {s:?}: {rows:?}"))
+    };
+    for r in &answered {
+        let (start, end) = (secs(&r[0]), secs(&r[1]));
+        assert!(
+            before - 1 <= start && start <= end && end <= after + 1,
+            "{r:?}"
+        );
+        let duration: f64 = r[2].parse().unwrap_or_else(|_| panic!("duration: {r:?}"));
+        assert!((0.0..5.0).contains(&duration), "{r:?}");
+        // The BYE's Request-URI is the callee's Contact (SIPp's UAS has no user part).
+        assert_ne!(r[3], "alice", "read from the BYE, not the INVITE: {r:?}");
+    }
+    for r in &busy {
+        assert_eq!(r[0], r[1], "a failed call ends at its start: {r:?}");
+        assert_eq!(r[2], "", "no duration: {r:?}");
+        assert_eq!(r[3], "", "no request ended it: {r:?}");
+    }
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("CDR: start_time="))
+        .count();
+    assert_eq!(lines, 10, "{log}");
+    dir.passed = true;
+}
+
+#[test]
+fn dialog_cdrs_in_sqlite() {
+    dialog_cdrs(Backend::Sqlite);
+}
+
+#[test]
+fn dialog_cdrs_in_mariadb() {
+    dialog_cdrs(Backend::Mariadb);
+}

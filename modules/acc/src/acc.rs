@@ -70,6 +70,31 @@ impl Acc {
         }
     }
 
+    /// A dialog ended: its CDR, when `cdr_enable` asks for them and it gets one.
+    fn cdr(&self, end: &ferrosip_mod_dialog::DialogEnd<'_>) {
+        let Some(cfg) = &self.cfg.cdr else {
+            return;
+        };
+        let Some((line, record)) = crate::cdr::on_end(cfg, end) else {
+            return;
+        };
+        if let Some(line) = line {
+            match self.cfg.log_level {
+                tracing::Level::WARN => tracing::warn!(target: "acc", "CDR: {line}"),
+                tracing::Level::INFO => tracing::info!(target: "acc", "CDR: {line}"),
+                _ => tracing::debug!(target: "acc", "CDR: {line}"),
+            }
+        }
+        if let Some(record) = record {
+            match self.writer.get() {
+                Some(w) => w.push(record),
+                None => {
+                    tracing::warn!(target: "acc", "CDR not stored: the database writer is not running")
+                }
+            }
+        }
+    }
+
     fn store(&self, table: Arc<str>, req: &RequestPart, out: &Outcome<'_>) -> bool {
         match self.writer.get() {
             Some(w) => {
@@ -336,6 +361,7 @@ fn acc_db_request(shared: &Shared, ctx: &mut MsgContext, comment: Bytes, table: 
 
 pub fn declare(m: &mut ModuleBuilder<'_>) {
     let shared = Shared::default();
+    let dialog_events = m.uses::<ferrosip_mod_dialog::DialogEvents>();
     {
         let shared = shared.clone();
         let clock = m.clock();
@@ -344,6 +370,28 @@ pub fn declare(m: &mut ModuleBuilder<'_>) {
                 AccConfig::from_params(params, binder)?,
                 clock.clone(),
             ));
+            // CDRs: the dialog module tells of each dialog's end; the hook reads the
+            // current load's state, so a reload that turns CDRs off silences it.
+            match (acc.cfg.cdr.is_some(), dialog_events.get()) {
+                (true, None) => {
+                    return Err(
+                        "cdr_enable = 1 needs the dialog module: loadmodule \"dialog.so\"".into(),
+                    )
+                }
+                (true, Some(events)) => {
+                    let shared = shared.clone();
+                    events.set_on_end(
+                        "acc",
+                        Some(Arc::new(move |end: &ferrosip_mod_dialog::DialogEnd<'_>| {
+                            if let Ok(acc) = shared.get() {
+                                acc.cdr(end);
+                            }
+                        })),
+                    );
+                }
+                (false, Some(events)) => events.set_on_end("acc", None),
+                (false, None) => {}
+            }
             shared.set(acc.clone());
             let observer: Option<Arc<dyn TmObserver>> = acc
                 .cfg

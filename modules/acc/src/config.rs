@@ -92,6 +92,8 @@ pub struct AccConfig {
     /// Every column of a database record, core then `db_extra`, shared by the records.
     pub db_columns: Arc<[String]>,
     pub writer: WriterConfig,
+    /// Dialog-based CDRs, when `cdr_enable` is 1.
+    pub cdr: Option<CdrConfig>,
 }
 
 /// Bounds of the writer (Ferrosip's own parameters; see docs/accounting.md).
@@ -224,7 +226,118 @@ fn time_mode(p: &ModuleParams) -> Result<TimeMode, String> {
     })
 }
 
-const NEEDS_DIALOG: &str = "dialog-based CDRs are not built in Ferrosip (see docs/accounting.md)";
+/// Dialog-based CDRs (`cdr_enable=1`): written when a dialog ends, through the
+/// `dialog` module.
+pub struct CdrConfig {
+    /// `cdr_log_enable`: a log line per CDR.
+    pub log: bool,
+    /// `cdr_start_on_confirmed`: the start is the 2xx, not the INVITE.
+    pub start_on_confirmed: bool,
+    /// `cdr_extra`: values of the message that ended the dialog (the BYE); only
+    /// `$dlg_var(...)` ones when no message did (failed and expired dialogs).
+    pub extra: Vec<Extra>,
+    pub extra_nullable: bool,
+    /// `cdr_start_id`, `cdr_end_id`, `cdr_duration_id`: names in the log and columns.
+    pub start_id: String,
+    pub end_id: String,
+    pub duration_id: String,
+    /// `cdr_skip`: a dialog with this variable set gets no CDR.
+    pub skip: Option<bytes::Bytes>,
+    /// `cdrs_table`: the table (empty: no database CDRs).
+    pub table: Option<Arc<str>>,
+    /// The table's columns, in the order of the values.
+    pub columns: Arc<[String]>,
+    /// `cdr_on_failed`: CDRs of calls never answered.
+    pub on_failed: bool,
+    /// `cdr_expired_dlg_enable`: CDRs of dialogs ended by their timeout.
+    pub expired: bool,
+    /// `cdr_duration_mode`: digits of the seconds fraction in the log (0, 3 or 6).
+    pub fraction_digits: u8,
+}
+
+fn cdr_config(
+    p: &ModuleParams,
+    binder: &Binder<'_>,
+    db_url: bool,
+) -> Result<Option<CdrConfig>, String> {
+    if !bool_param(p, "cdr_enable")? {
+        for name in [
+            "cdr_start_on_confirmed",
+            "cdr_extra",
+            "cdr_start_id",
+            "cdr_end_id",
+            "cdr_duration_id",
+            "cdr_duration_mode",
+            "cdr_skip",
+            "cdrs_table",
+            "cdr_expired_dlg_enable",
+        ] {
+            if p.is_set(name) {
+                return Err(format!(
+                    "modparam(\"acc\", \"{name}\", ...): CDRs are off (cdr_enable is 0)"
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    refuse_set(
+        p,
+        "cdr_facility",
+        "CDRs go to Ferrosip's log (target \"acc\"); per-module syslog facilities are not built",
+    )?;
+    let max_extra = usize::try_from(p.int("cdr_extra_size"))
+        .map_err(|_| "cdr_extra_size must be >= 0".to_string())?;
+    let extra = parse_extras("cdr_extra", &p.string("cdr_extra"), binder, max_extra, true)?;
+    let id = |name: &str| -> Result<String, String> {
+        let v = p.string(name);
+        ferrosip_db::check_identifier(&v).map_err(|e| format!("{name}: {e}"))?;
+        Ok(v)
+    };
+    let (start_id, end_id, duration_id) = (
+        id("cdr_start_id")?,
+        id("cdr_end_id")?,
+        id("cdr_duration_id")?,
+    );
+    let table = Some(p.string("cdrs_table")).filter(|t| !t.is_empty());
+    if let Some(t) = &table {
+        ferrosip_db::check_identifier(t).map_err(|e| format!("cdrs_table: {e}"))?;
+        if !db_url {
+            return Err("cdrs_table is set but db_url is not".into());
+        }
+    }
+    let fraction_digits = match p.int("cdr_duration_mode") {
+        0 => 0,
+        1 => 3,
+        2 => 6,
+        n => {
+            return Err(format!(
+                "cdr_duration_mode = {n}: 0 (seconds), 1 (ms) or 2 (us)"
+            ))
+        }
+    };
+    let columns = [&start_id, &end_id, &duration_id]
+        .into_iter()
+        .cloned()
+        .chain(extra.iter().map(|e| e.name.clone()))
+        .collect();
+    Ok(Some(CdrConfig {
+        log: bool_param(p, "cdr_log_enable")?,
+        start_on_confirmed: bool_param(p, "cdr_start_on_confirmed")?,
+        extra,
+        extra_nullable: bool_param(p, "cdr_extra_nullable")?,
+        start_id,
+        end_id,
+        duration_id,
+        skip: Some(p.string("cdr_skip"))
+            .filter(|s| !s.is_empty())
+            .map(bytes::Bytes::from),
+        table: table.map(Arc::from),
+        columns,
+        on_failed: bool_param(p, "cdr_on_failed")?,
+        expired: bool_param(p, "cdr_expired_dlg_enable")?,
+        fraction_digits,
+    }))
+}
 
 impl AccConfig {
     pub fn from_params(p: &ModuleParams, binder: &Binder<'_>) -> Result<AccConfig, String> {
@@ -247,23 +360,6 @@ impl AccConfig {
             "log_facility",
             "records go to Ferrosip's log (target \"acc\"); per-module syslog facilities are not built",
         )?;
-        refuse_int(p, "cdr_enable", &[0], NEEDS_DIALOG)?;
-        for name in [
-            "cdr_log_enable",
-            "cdr_start_on_confirmed",
-            "cdr_facility",
-            "cdr_extra",
-            "cdr_extra_nullable",
-            "cdr_start_id",
-            "cdr_end_id",
-            "cdr_duration_id",
-            "cdr_skip",
-            "cdrs_table",
-            "cdr_on_failed",
-            "cdr_extra_size",
-        ] {
-            refuse_set(p, name, NEEDS_DIALOG)?;
-        }
         let max_extra = usize::try_from(p.int("acc_extra_size"))
             .map_err(|_| "acc_extra_size must be >= 0".to_string())?;
         let failed_filter = p
@@ -328,6 +424,7 @@ impl AccConfig {
         .chain(db_extra.iter().map(|e| e.name.clone()))
         .collect();
         let db_url = Some(p.string("db_url")).filter(|u| !u.is_empty());
+        let cdr = cdr_config(p, binder, db_url.is_some())?;
         let db_flag = flag(p, "db_flag")?;
         let db_missed_flag = flag(p, "db_missed_flag")?;
         if db_url.is_none() && (db_flag.0.is_some() || db_missed_flag.0.is_some()) {
@@ -376,6 +473,7 @@ impl AccConfig {
             version_check: p.int("db_version_check") != 0,
             db_columns,
             writer,
+            cdr,
         })
     }
 

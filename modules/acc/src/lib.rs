@@ -1,6 +1,7 @@
 //! `acc`: Transaction accounting to syslog and database (CDR-like records of requests and missed calls).
 
 mod acc;
+mod cdr;
 mod config;
 mod record;
 mod writer;
@@ -217,37 +218,37 @@ impl Module for AccModule {
             "cdr_enable",
             ParamType::Int,
             0_i64,
-            "When 1, dialog-based CDRs are generated (needs dialog).",
+            "When 1, each dialog the dialog module tracks gets a CDR when it ends (start, end, duration and cdr_extra), to the log (cdr_log_enable) and to cdrs_table; needs dialog loaded (docs/accounting.md).",
         );
         m.param(
             "cdr_log_enable",
             ParamType::Int,
             1_i64,
-            "When 1, CDRs are written to syslog.",
+            "When 1, each CDR is a log line (target acc, at log_level).",
         );
         m.param(
             "cdr_start_on_confirmed",
             ParamType::Int,
             0_i64,
-            "When 1, the CDR start time is the ACK of the 200 OK instead of the INVITE.",
+            "When 1, a CDR starts at the 2xx of the INVITE instead of the INVITE.",
         );
         m.param(
             "cdr_facility",
             ParamType::Str,
             "LOG_DAEMON",
-            "Syslog facility of CDRs.",
+            "Syslog facility of CDRs: not built, a value is refused at load (CDRs go to Ferrosip's log).",
         );
         m.param(
             "cdr_extra",
             ParamType::Str,
             Value::Null,
-            "Extra values in CDRs (\"name=$pv;...\").",
+            "Extra values of CDRs (\"name=$pv;...\"), read from the BYE that ended the call; for calls no request ended (failed, expired) only $dlg_var(...) values are read, others are empty.",
         );
         m.param(
             "cdr_extra_nullable",
             ParamType::Int,
             0_i64,
-            "When 1, empty CDR extra values are NULL.",
+            "When 1, empty CDR extra values are stored as NULL.",
         );
         m.param(
             "cdr_start_id",
@@ -268,6 +269,18 @@ impl Module for AccModule {
             "CDR field name of the duration.",
         );
         m.param(
+            "cdr_duration_mode",
+            ParamType::Int,
+            1_i64,
+            "Fraction of the seconds in CDR log lines: 0 none, 1 milliseconds, 2 microseconds.",
+        );
+        m.param(
+            "cdr_expired_dlg_enable",
+            ParamType::Int,
+            0_i64,
+            "When 1, dialogs ended by their timeout get a CDR too.",
+        );
+        m.param(
             "cdr_skip",
             ParamType::Str,
             Value::Null,
@@ -277,7 +290,7 @@ impl Module for AccModule {
             "cdrs_table",
             ParamType::Str,
             "",
-            "Table of CDRs (empty: no database CDRs).",
+            "Table of CDRs (empty: no database CDRs; needs db_url). Columns: cdr_start_id, cdr_end_id (DATETIME), cdr_duration_id (seconds, a double; NULL for unanswered calls), then cdr_extra's names.",
         );
         m.param(
             "clone_msg",
@@ -289,7 +302,7 @@ impl Module for AccModule {
             "cdr_on_failed",
             ParamType::Int,
             1_i64,
-            "When 1, CDRs are generated for failed calls too.",
+            "When 1, calls never answered get a CDR too (end = start, no duration).",
         );
         m.param(
             "acc_extra_size",

@@ -1,7 +1,10 @@
 //! `avpops` (Kamailio's module of the same name): operations on AVPs that carrier
 //! configs use to move values around: `is_avp_set`, `avp_delete`, `avp_copy`,
-//! `avp_check`, `avp_pushto`. The database functions (`avp_db_load`, `avp_db_store`,
-//! `avp_db_delete`, `avp_db_query`), `avp_op`, `avp_subst` and `avp_print` are declared.
+//! `avp_check`, `avp_pushto`, and the database functions (`avp_db_load`, `avp_db_store`,
+//! `avp_db_delete`, `avp_db_query`, module db.rs). `avp_op`, `avp_subst` and `avp_print`
+//! are declared.
+
+mod db;
 
 use bytes::Bytes;
 use ferrosip_api::args::{value_to_bytes, ArgKind, ArgType, CallEnv, FixupEnv, PvOut};
@@ -291,7 +294,7 @@ impl Module for AvpopsModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("Operations on AVPs: test, delete, copy, compare and push them into the request. The database functions (avp_db_*) and avp_op, avp_subst, avp_print are declared only.");
+        m.doc("Operations on AVPs: test, delete, copy, compare and push them into the request; load, store and delete a user's AVPs in Kamailio's usr_preferences table (avp_db_load/store/delete) and fill AVPs from an SQL query (avp_db_query). avp_op, avp_subst, avp_print are declared only.");
         m.param(
             "db_url",
             ParamType::Str,
@@ -351,7 +354,34 @@ impl Module for AvpopsModule {
             ParamType::Str,
             "A named layout of an AVP table.",
         );
+        let names = m.registry().avp_names();
+        let state = m.state(move |p| {
+            Ok(Arc::new(db::DbState {
+                cfg: db::DbConfig::from_params(p)?,
+                db: std::sync::OnceLock::new(),
+                names: names.clone(),
+            }))
+        });
+        {
+            let state = state.clone();
+            m.on_start(move |env| {
+                let url = env.params.string("db_url");
+                let st = state.get();
+                async move {
+                    if url.is_empty() {
+                        return Ok(());
+                    }
+                    let st = st.map_err(|e| e.message)?;
+                    let db = ferrosip_db::Db::connect(&url)
+                        .await
+                        .map_err(|e| format!("cannot connect to db_url: {e}"))?;
+                    let _ = st.db.set(db);
+                    Ok(())
+                }
+            });
+        }
         const ANY: RouteMask = RouteMask::ANY;
+        let s = &state;
         #[rustfmt::skip]
         m.functions([
             FnRow::sync("is_avp_set", &["name"], ANY,
@@ -369,16 +399,21 @@ impl Module for AvpopsModule {
             FnRow::sync("avp_pushto", &["destination", "name"], ANY,
                 "Assigns the newest value of the AVP to the pseudo-variable DESTINATION ($ru, $du, $var(x), ...); 1 done, -1 the AVP had no value.",
                 avp_pushto),
-            FnRow::declared::<(Bytes, Bytes)>("avp_db_load", &["source", "name"], ANY,
-                "Loads the AVPs of the user SOURCE names from the AVP table; 1 loaded, -1 none."),
-            FnRow::declared::<(Bytes, Bytes)>("avp_db_store", &["source", "name"], ANY,
-                "Stores AVPs into the AVP table for the user SOURCE names; 1 stored, -1 on failure."),
-            FnRow::declared::<(Bytes, Bytes)>("avp_db_delete", &["source", "name"], ANY,
-                "Deletes AVPs of the user SOURCE names from the AVP table; 1 done, -1 on failure."),
-            FnRow::declared::<(Bytes,)>("avp_db_query", &["query"], ANY,
-                "Runs an SQL query; 1 done, -1 on failure."),
-            FnRow::declared::<(Bytes, Bytes)>("avp_db_query", &["query", "dest"], ANY,
-                "Runs an SQL query and stores the columns of the result in the DEST AVPs; 1 rows, -1 none or on failure."),
+            FnRow::asynchronous("avp_db_load", &["source", "name"], ANY,
+                "Loads the AVPs of the user SOURCE names (\"$fu\", \"$ru/username\", \"$ru/domain\", \"$avp(uuid)\", a literal uuid; /uuid, /uri, /username, /domain say which columns match: by default the user and, with use_domain, the host of $ru/$fu/$tu/$ou, the uuid column for anything else) from avp_table: NAME is $avp(name) (that attribute), * (every one, named as stored), s or i (string- or number-named), each with /table to read another table. Values of type 2 are numbers. 1 loaded, -1 none.",
+                s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avps: db::DbAvps| db::load(st, ctx, source, avps))),
+            FnRow::asynchronous("avp_db_store", &["source", "name"], ANY,
+                "Stores every value of $avp(name) as a row of the user SOURCE names (as avp_db_load; type 2 for numbers); 1 stored, -1 the AVP has no value.",
+                s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avps: db::DbAvps| db::store(st, ctx, source, avps))),
+            FnRow::asynchronous("avp_db_delete", &["source", "name"], ANY,
+                "Deletes the rows of the user SOURCE names (as avp_db_load) for $avp(name), or for every attribute (*), the string-named (s) or number-named (i) ones; 1 done.",
+                s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avps: db::DbAvps| db::delete(st, ctx, source, avps))),
+            FnRow::asynchronous("avp_db_query", &["query"], ANY,
+                "Runs the SQL statement QUERY (pseudo-variables in it are replaced, unescaped, as Kamailio does) on db_url; 1 done.",
+                s.with(|st: &Arc<db::DbState>, _ctx: &mut MsgContext, query: Bytes| db::query(st, query, None))),
+            FnRow::asynchronous("avp_db_query", &["query", "dest"], ANY,
+                "Runs the SQL query QUERY and adds the columns of each row (at most 1024) to the DEST AVPs in order (\"$avp(a);$avp(b)\"; NULL columns are skipped); 1 rows came back, -1 none.",
+                s.with(|st: &Arc<db::DbState>, _ctx: &mut MsgContext, query: Bytes, dest: db::AvpList| db::query(st, query, Some(dest)))),
             FnRow::declared::<(Bytes, Bytes)>("avp_op", &["name", "op_value"], ANY,
                 "Arithmetic and bit operations on an AVP; 1 done, -1 on failure."),
             FnRow::declared::<(Bytes, Bytes)>("avp_subst", &["avps", "subst"], ANY,

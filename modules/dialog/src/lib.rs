@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub use store::Store;
 use table::{now_ms, NewDialog};
-pub use table::{Dialog, Dir, DlgState, Table};
+pub use table::{Dialog, Dir, DlgState, Live, Table};
 
 /// How often the timeout timer looks for dialogs that are due.
 const TIMER_TICK: Duration = Duration::from_millis(250);
@@ -186,37 +186,109 @@ impl Config {
     }
 }
 
+/// Why a dialog ended, as [`DialogEvents`] tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// A BYE reached its transaction.
+    Bye,
+    /// The INVITE got a final reply >= 300, or its transaction ended without one.
+    Failed,
+    /// The INVITE was never relayed (its message was done with first).
+    NotRelayed,
+    /// The dialog's timeout fired.
+    Timeout,
+    /// `dlg_bye()` from the script.
+    Script,
+    /// `dlg.end_dlg` or `dlg.terminate_dlg` from the control interface.
+    Rpc,
+}
+
+/// A dialog that has just ended, as other modules see it.
+pub struct DialogEnd<'a> {
+    pub dialog: &'a Dialog,
+    /// Its state when it ended (times, tags, variables).
+    pub live: &'a table::Live,
+    pub reason: EndReason,
+    /// Unix milliseconds of the end.
+    pub ended_ms: i64,
+    /// The request that ended it (the BYE), when a request did.
+    pub request: Option<&'a MsgContext>,
+}
+
+/// A module's hook on dialog ends.
+pub type EndHook = dyn Fn(&DialogEnd<'_>) + Send + Sync;
+
+/// Dialog ends for other modules (acc's CDRs), through `m.uses::<DialogEvents>()`. Each
+/// module keeps one hook, replaced when its script is reloaded. A hook runs on the
+/// thread that ended the dialog: it hands work on (acc queues a record) and returns.
+#[derive(Default)]
+pub struct DialogEvents {
+    on_end: std::sync::RwLock<Vec<(&'static str, Arc<EndHook>)>>,
+}
+
+impl DialogEvents {
+    /// Sets `module`'s hook (`None`: removes it).
+    pub fn set_on_end(&self, module: &'static str, hook: Option<Arc<EndHook>>) {
+        let mut hooks = self.on_end.write().unwrap_or_else(|e| e.into_inner());
+        hooks.retain(|(m, _)| *m != module);
+        if let Some(h) = hook {
+            hooks.push((module, h));
+        }
+    }
+
+    fn ended(&self, end: &DialogEnd<'_>) {
+        let hooks = self.on_end.read().unwrap_or_else(|e| e.into_inner());
+        for (_, hook) in hooks.iter() {
+            hook(end);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.on_end
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+}
+
 /// What the module keeps for the life of the server (across script reloads).
 #[derive(Default)]
 pub struct Shared {
     /// The dialogs.
     pub table: Table,
+    /// Who is told of dialog ends.
+    pub events: Arc<DialogEvents>,
     services: OnceLock<Arc<dyn Services>>,
     runtime: OnceLock<tokio::runtime::Handle>,
     store: OnceLock<Arc<Store>>,
     extra_hdrs: OnceLock<Bytes>,
 }
 
-/// Why a dialog ended (for the log).
-#[derive(Clone, Copy, Debug)]
-enum EndReason {
-    Bye,
-    Failed,
-    NotRelayed,
-    Timeout,
-    Script,
-    Rpc,
-}
-
 impl Shared {
     /// Ends `d` once: out of the table and its profiles, removed from the database.
     fn end(&self, d: &Dialog, why: EndReason) -> bool {
+        self.end_by(d, why, None)
+    }
+
+    /// As [`Shared::end`], by `request` (the BYE) when a request ended it; the modules
+    /// that watch dialog ends are told.
+    fn end_by(&self, d: &Dialog, why: EndReason, request: Option<&MsgContext>) -> bool {
         if !self.table.end(d) {
             return false;
         }
         tracing::debug!(callid = %String::from_utf8_lossy(&d.callid), reason = ?why, "dialog: ended");
         if let Some(s) = self.store.get() {
             s.push(store::Op::Remove(d.h_entry, d.h_id));
+        }
+        if !self.events.is_empty() {
+            let live = d.live().clone();
+            self.events.ended(&DialogEnd {
+                dialog: d,
+                live: &live,
+                reason: why,
+                ended_ms: now_ms(),
+                request,
+            });
         }
         true
     }
@@ -736,6 +808,7 @@ impl TxnWatch for Watch {
             live.callee_route_set = routes;
             let now = now_ms();
             live.start_ts = now / 1000;
+            live.start_ms = now;
             live.expires_ms = Some(now + i64::from(live.lifetime) * 1000);
         }
         self.confirmed = true;
@@ -814,7 +887,7 @@ impl TmObserver for Observer {
             }
         }
         if matches!(msg.method(), Some(Method::Bye)) {
-            self.shared.end(&d, EndReason::Bye);
+            self.shared.end_by(&d, EndReason::Bye, Some(ctx));
         }
         None
     }
@@ -899,6 +972,7 @@ impl Module for DialogModule {
         );
 
         let shared = Arc::new(Shared::default());
+        m.provide(shared.events.clone());
         let state = {
             let shared = shared.clone();
             m.state(move |p| {

@@ -103,6 +103,9 @@ pub struct Live {
     pub start_ts: i64,
     /// Unix seconds the dialog was created.
     pub created: i64,
+    /// Unix milliseconds of the 2xx (0 before) and of the creation: CDR times.
+    pub start_ms: i64,
+    pub created_ms: i64,
     /// The timeout in seconds, counted from the 2xx.
     pub lifetime: u32,
     /// When the timeout fires (unix ms), once confirmed.
@@ -238,7 +241,8 @@ impl Table {
         }
         let h_entry = bucket(&n.callid, self.hash_size.load(Ordering::Relaxed));
         let h_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let now = now_ms() / 1000;
+        let now_ms = now_ms();
+        let now = now_ms / 1000;
         let d = Arc::new(Dialog {
             h_entry,
             h_id,
@@ -260,6 +264,8 @@ impl Table {
                 callee_cseq: 0,
                 start_ts: 0,
                 created: now,
+                start_ms: 0,
+                created_ms: now_ms,
                 lifetime: n.lifetime,
                 expires_ms: None,
                 sflags: 0,
