@@ -539,6 +539,7 @@ listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
 tcp_accept_no_cl=yes
 loadmodule "sl.so"
+loadmodule "textops.so"
 loadmodule "xlog.so"
 loadmodule "xhttp.so"
 loadmodule "jsonrpcs.so"

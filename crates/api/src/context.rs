@@ -213,6 +213,11 @@ impl Avps {
         Some(self.entries.remove(pos).1)
     }
 
+    /// Every AVP value with its slot, newest first (avpops' `avp_print`).
+    pub fn entries(&self) -> impl Iterator<Item = (u32, &Value)> {
+        self.entries.iter().rev().map(|(s, v)| (*s, v))
+    }
+
     /// How many values `slot` holds.
     pub fn count(&self, slot: u32) -> usize {
         self.entries.iter().filter(|(s, _)| *s == slot).count()

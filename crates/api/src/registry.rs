@@ -856,6 +856,12 @@ impl AvpNames {
     pub fn slot(&self, name: &str) -> u32 {
         intern(&self.0, name)
     }
+
+    /// The name of a slot.
+    pub fn name(&self, slot: u32) -> Option<String> {
+        let set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.get_index(slot as usize).cloned()
+    }
 }
 
 fn intern(set: &Mutex<IndexSet<String>>, name: &str) -> u32 {

@@ -1,10 +1,11 @@
 //! `avpops` (Kamailio's module of the same name): operations on AVPs that carrier
 //! configs use to move values around: `is_avp_set`, `avp_delete`, `avp_copy`,
 //! `avp_check`, `avp_pushto`, and the database functions (`avp_db_load`, `avp_db_store`,
-//! `avp_db_delete`, `avp_db_query`, module db.rs). `avp_op`, `avp_subst` and `avp_print`
-//! are declared.
+//! `avp_db_delete`, `avp_db_query`, module db.rs), `avp_op`, `avp_subst`, `avp_subst_pv`
+//! and `avp_print` (module ops.rs).
 
 mod db;
+mod ops;
 
 use bytes::Bytes;
 use ferrosip_api::args::{value_to_bytes, ArgKind, ArgType, CallEnv, FixupEnv, PvOut};
@@ -294,7 +295,7 @@ impl Module for AvpopsModule {
     }
 
     fn declare(&self, m: &mut ModuleBuilder<'_>) {
-        m.doc("Operations on AVPs: test, delete, copy, compare and push them into the request; load, store and delete a user's AVPs in Kamailio's usr_preferences table (avp_db_load/store/delete) and fill AVPs from an SQL query (avp_db_query). avp_op, avp_subst, avp_print are declared only.");
+        m.doc("Operations on AVPs: test, delete, copy, compare and push them into the request; load, store and delete a user's AVPs in Kamailio's usr_preferences table (avp_db_load/store/delete) and fill AVPs from an SQL query (avp_db_query); arithmetic (avp_op), substitutions (avp_subst, avp_subst_pv) and avp_print.");
         m.param(
             "db_url",
             ParamType::Str,
@@ -355,6 +356,13 @@ impl Module for AvpopsModule {
             "A named layout of an AVP table.",
         );
         let names = m.registry().avp_names();
+        {
+            let names = names.clone();
+            m.function("avp_print")
+                .routes(RouteMask::ANY)
+                .doc("Logs every AVP of the message (name, int or str, value), newest first; always 1.")
+                .handler(move |ctx: &mut MsgContext| ops::avp_print(&names, ctx));
+        }
         let state = m.state(move |p| {
             Ok(Arc::new(db::DbState {
                 cfg: db::DbConfig::from_params(p)?,
@@ -414,14 +422,15 @@ impl Module for AvpopsModule {
             FnRow::asynchronous("avp_db_query", &["query", "dest"], ANY,
                 "Runs the SQL query QUERY and adds the columns of each row (at most 1024) to the DEST AVPs in order (\"$avp(a);$avp(b)\"; NULL columns are skipped); 1 rows came back, -1 none.",
                 s.with(|st: &Arc<db::DbState>, _ctx: &mut MsgContext, query: Bytes, dest: db::AvpList| db::query(st, query, Some(dest)))),
-            FnRow::declared::<(Bytes, Bytes)>("avp_op", &["name", "op_value"], ANY,
-                "Arithmetic and bit operations on an AVP; 1 done, -1 on failure."),
-            FnRow::declared::<(Bytes, Bytes)>("avp_subst", &["avps", "subst"], ANY,
-                "sed-like substitution on AVP values; 1 done, -1 on failure."),
-            FnRow::declared::<(Bytes, Bytes)>("avp_subst_pv", &["avps", "subst"], ANY,
-                "As avp_subst() with pseudo-variables in the replacement; 1 done, -1 on failure."),
-            FnRow::declared::<()>("avp_print", &[], ANY,
-                "Logs every AVP of the message; always 1."),
+            FnRow::sync("avp_op", &["name", "op_value"], ANY,
+                "Arithmetic on the newest integer value of NAME (\"$avp(a)\", \"$avp(a)/g\" for every value, \"$avp(a)/$avp(b)\" to put results in b): OP_VALUE is \"op/value[/flags]\" with op add, sub, mul, div, mod, and, or, xor, not (not: ~value), value an integer or a pseudo-variable, flags g (every value) and d (delete the values used; without a destination the result replaces them). Each result is a new value. 1 done, -1 no integer value; dividing by 0 is an error.",
+                ops::avp_op),
+            FnRow::sync("avp_subst", &["avps", "subst"], ANY,
+                "sed-like substitution \"/re/replacement/flags\" (flags i, g; \\1..\\9 the groups) on the newest value of AVPS (every value with /g): the result replaces the value, or is added to the destination AVP (\"$avp(a)/$avp(b)\"; /d deletes the source values too). 1 something was substituted, -1 otherwise.",
+                ops::avp_subst),
+            FnRow::sync("avp_subst_pv", &["avps", "subst"], ANY,
+                "As avp_subst() with the replacement's pseudo-variables read for each call.",
+                |ctx: &mut MsgContext, avps: ops::SrcDst, subst: ops::SubstPv| ops::avp_subst(ctx, avps, subst.0)),
         ]);
         m.example(
             "loadmodule \"sl.so\"\nloadmodule \"avpops.so\"\n\

@@ -85,3 +85,47 @@ fn bad_arguments_fail_the_load() {
         assert!(e.contains(want), "{route}: {e}");
     }
 }
+
+#[test]
+fn arithmetic_and_substitutions() {
+    let (reg, ctx) = run(
+        "$avp(n) = 7; $avp(n) = 10;\n\
+         avp_op(\"$avp(n)\", \"add/i:5\"); $var(add) = $avp(n); $var(kept) = $(avp(n)[1]);\n\
+         avp_op(\"$avp(n)/$avp(m)\", \"mul/3\"); $var(mul) = $avp(m);\n\
+         avp_op(\"$avp(n)\", \"sub/$avp(m)/d\"); $var(sub) = $avp(n); $var(count) = 0;\n\
+         $var(i) = 0; while ($(avp(n)[$var(i)]) != $null) { $var(i) = $var(i) + 1; } $var(count) = $var(i);\n\
+         $var(s) = \"x\"; if (!avp_op(\"$avp(none)\", \"add/1\")) { $var(s) = \"no value\"; }\n\
+         $avp(u) = \"sip:Alice@example.com\";\n\
+         avp_subst(\"$avp(u)\", \"/^sip:([a-z]+)@(.*)/sip:\\2:\\1/i\"); $var(sub1) = $avp(u);\n\
+         $avp(p) = \"a-b-c\"; avp_subst(\"$avp(p)/$avp(q)\", \"/-/+/g\"); $var(q) = $avp(q); $var(p) = $avp(p);\n\
+         $var(nomatch) = 0; if (!avp_subst(\"$avp(p)\", \"/z/y/\")) { $var(nomatch) = 1; }\n\
+         $avp(r) = \"user\"; avp_subst_pv(\"$avp(r)\", \"/user/$rU/\"); $var(pv) = $avp(r);\n\
+         avp_print();",
+    );
+    assert_eq!(var(&reg, &ctx, "add"), Value::Int(15));
+    assert_eq!(
+        var(&reg, &ctx, "kept"),
+        Value::Int(10),
+        "a new value on top"
+    );
+    assert_eq!(var(&reg, &ctx, "mul"), Value::Int(45));
+    assert_eq!(
+        var(&reg, &ctx, "sub"),
+        Value::Int(-30),
+        "15 - 45, the 15 deleted"
+    );
+    assert_eq!(var(&reg, &ctx, "count"), Value::Int(3), "-30, 10, 7");
+    assert_eq!(var(&reg, &ctx, "s"), Value::from_static("no value"));
+    assert_eq!(
+        var(&reg, &ctx, "sub1"),
+        Value::from_static("sip:example.com:Alice")
+    );
+    assert_eq!(var(&reg, &ctx, "q"), Value::from_static("a+b+c"));
+    assert_eq!(
+        var(&reg, &ctx, "p"),
+        Value::from_static("a-b-c"),
+        "source kept"
+    );
+    assert_eq!(var(&reg, &ctx, "nomatch"), Value::Int(1));
+    assert_eq!(var(&reg, &ctx, "pv"), Value::from_static("911"));
+}
