@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use ferrosip_api::{PvIndex, Value};
+use ferrosip_api::Value;
 use ferrosip_db::DbValue;
 use ferrosip_mod_dialog::{DialogEnd, EndReason};
 
@@ -68,7 +68,7 @@ fn cdr_of(cfg: &CdrConfig, end: &DialogEnd<'_>) -> Option<Cdr> {
                 .map_or(Value::Null, |(_, v)| Value::Str(v.clone())),
             None => end
                 .request
-                .and_then(|ctx| e.pv.get(ctx, PvIndex::First).ok())
+                .and_then(|ctx| e.pv.get(ctx).ok())
                 .unwrap_or(Value::Null),
         })
         .collect();
