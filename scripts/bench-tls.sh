@@ -82,7 +82,7 @@ done
 session_ticks() {
     local sid=$1 total=0 pid stat
     for stat in /proc/[0-9]*/stat; do
-        read -r -a f < "$stat" 2>/dev/null || continue
+        { read -r -a f < "$stat"; } 2>/dev/null || continue
         # Fields after the command name (which may hold spaces) are counted from the end
         # of the ")".
         local rest=${f[*]}
@@ -96,7 +96,7 @@ session_ticks() {
 session_pss_kb() {
     local sid=$1 total=0 stat pid
     for stat in /proc/[0-9]*/stat; do
-        read -r -a f < "$stat" 2>/dev/null || continue
+        { read -r -a f < "$stat"; } 2>/dev/null || continue
         local rest=${f[*]}
         rest=${rest##*) }
         read -r -a g <<< "$rest"

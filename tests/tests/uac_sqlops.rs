@@ -967,7 +967,8 @@ request_route {{
     uac_reg_status("trunk1");
     $var(rc) = $rc;
     uac_reg_lookup("trunk1", "$var(local)");
-    sl_send_reply("200", "status $var(rc) local $var(local)");
+    uac_reg_lookup_uri("sip:pbx@local.test", "$var(uuid)");
+    sl_send_reply("200", "status $var(rc) local $var(local) uuid $var(uuid)");
 }}
 "#,
         url = db.url
@@ -1029,7 +1030,7 @@ request_route {{
     let (len, _) = sock.recv_from(&mut buf).expect("reply");
     let reply = String::from_utf8_lossy(&buf[..len]);
     assert!(
-        reply.starts_with("SIP/2.0 200 status 1 local sip:pbx@local.test"),
+        reply.starts_with("SIP/2.0 200 status 1 local sip:pbx@local.test uuid trunk1"),
         "{reply}\n{}",
         log_tails(&dir)
     );

@@ -176,6 +176,43 @@ pub trait ArgType: Sized + 'static {
     fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError>;
 }
 
+/// An argument that is a small specification written in the script and parsed once, at
+/// load (avpops' `"$avp(name)/g"`, `"op/value/flags"`): a literal, or a bare
+/// pseudo-variable taken as its text. Implement it (with [`ArgType`] coming from it) for
+/// a type with its own parser, instead of writing the four conversions by hand.
+pub trait Spec: Clone + Send + Sync + 'static {
+    /// What the argument is, for the docs and error messages.
+    const KIND: &'static str;
+    /// Parses the argument's text; the error is shown at the argument's location.
+    fn parse(text: &str, binder: &Binder<'_>) -> Result<Self, String>;
+}
+
+impl<T: Spec> ArgType for T {
+    type Fixed = T;
+    const KIND: ArgKind = ArgKind::Custom(<T as Spec>::KIND);
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<T, String> {
+        match raw {
+            RawArg::Str(s) => T::parse(&s, &env.binder()),
+            RawArg::Pv(p) => T::parse(p.text(), &env.binder()),
+            other => Err(format!(
+                "expected {}, found {}",
+                <T as Spec>::KIND,
+                other.describe()
+            )),
+        }
+    }
+
+    fn eval(fixed: &T, _ctx: &MsgContext) -> Result<T, FnError> {
+        Ok(fixed.clone())
+    }
+
+    fn from_value(value: Value, env: &dyn CallEnv) -> Result<T, FnError> {
+        let text = value_to_text(value)?;
+        T::parse(&text, &env.binder()).map_err(FnError::new)
+    }
+}
+
 /// The integer a value stands for, as KEMI converts it: an int, or a string holding a
 /// decimal number.
 pub fn value_to_int(value: &Value) -> Result<i64, FnError> {
@@ -256,6 +293,50 @@ pub fn raw_to_format(raw: RawArg, env: &dyn FixupEnv) -> Result<Format, String> 
             let text = p.text().to_string();
             env.binder().parse_format(&text).map_err(|e| e.message)
         }
+    }
+}
+
+/// A text argument with a parser of its module's (rtpproxy's flags, rtpengine's ng
+/// flags): a literal is parsed once at load, where an error is a load error; a string
+/// with pseudo-variables is parsed at each call, as is a value from Lua or the control
+/// interface. Handlers take it as [`Parsed<T>`].
+pub trait ParsedText: Clone + Send + Sync + 'static {
+    /// What the argument is, for the docs and error messages.
+    const KIND: &'static str;
+    /// Parses the argument's text.
+    fn parse_text(text: &[u8]) -> Result<Self, String>;
+}
+
+/// A [`ParsedText`] argument as a handler receives it.
+#[derive(Clone, Debug)]
+pub struct Parsed<T>(pub T);
+
+impl<T: ParsedText> ArgType for Parsed<T> {
+    type Fixed = Fixable<T>;
+    const KIND: ArgKind = ArgKind::Custom(T::KIND);
+
+    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Fixable<T>, String> {
+        let f = raw_to_format(raw, env)?;
+        if f.is_literal() {
+            T::parse_text(f.text().as_bytes()).map(Fixable::Const)
+        } else {
+            Ok(Fixable::Dynamic(f))
+        }
+    }
+
+    fn eval(fixed: &Fixable<T>, ctx: &MsgContext) -> Result<Parsed<T>, FnError> {
+        match fixed {
+            Fixable::Const(t) => Ok(Parsed(t.clone())),
+            Fixable::Dynamic(f) => T::parse_text(&f.eval(ctx)?)
+                .map(Parsed)
+                .map_err(FnError::new),
+        }
+    }
+
+    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Parsed<T>, FnError> {
+        T::parse_text(&value_to_bytes(value)?)
+            .map(Parsed)
+            .map_err(FnError::new)
     }
 }
 

@@ -3,11 +3,11 @@
 //! awaited without holding a worker; the AVPs change when it has answered.
 
 use bytes::Bytes;
-use ferrosip_api::args::{value_to_bytes, ArgKind, ArgType, CallEnv, FixupEnv};
+use ferrosip_api::args::Spec;
 use ferrosip_api::pv::Binder;
 use ferrosip_api::registry::AvpNames;
 use ferrosip_api::registry::{apply_result, ApplyResult};
-use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, PvRef, RawArg, Value, Verdict};
+use ferrosip_api::{FnError, FnResult, ModuleParams, MsgContext, PvRef, Value, Verdict};
 use ferrosip_db::{Cond, Db, DbValue};
 use ferrosip_sip::Uri;
 use std::future::Future;
@@ -99,7 +99,9 @@ pub struct Source {
     by: Match,
 }
 
-impl Source {
+impl Spec for Source {
+    const KIND: &'static str = "source ($fu, $ru/username, $avp(x), uuid)";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<Source, String> {
         let (value, flag) = match text.rsplit_once('/') {
             Some((v, f)) if !f.contains(')') => (v.trim(), Some(f.trim())),
@@ -137,7 +139,9 @@ impl Source {
             })
         }
     }
+}
 
+impl Source {
     /// The WHERE terms naming the user, as (column, value).
     fn keys(&self, cfg: &DbConfig, ctx: &MsgContext) -> Result<Vec<(String, String)>, FnError> {
         let text = match &self.value {
@@ -174,28 +178,6 @@ impl Source {
     }
 }
 
-impl ArgType for Source {
-    type Fixed = Source;
-    const KIND: ArgKind = ArgKind::Custom("source ($fu, $ru/username, $avp(x), uuid)");
-
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        match raw {
-            RawArg::Str(s) => Source::parse(&s, &env.binder()),
-            RawArg::Pv(p) => Source::parse(p.text(), &env.binder()),
-            other => Err(format!("expected a source, found {}", other.describe())),
-        }
-    }
-
-    fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
-        Ok(fixed.clone())
-    }
-
-    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
-        let t = value_to_bytes(value)?;
-        Source::parse(&String::from_utf8_lossy(&t), &env.binder()).map_err(FnError::new)
-    }
-}
-
 /// Which attributes: one AVP, or every one (`*`/`a`), the string-named (`s`) or the
 /// number-named (`i`) ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,7 +195,9 @@ pub struct DbAvps {
     table: Option<String>,
 }
 
-impl DbAvps {
+impl Spec for DbAvps {
+    const KIND: &'static str = "$avp(name)[/table], *, s or i";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<DbAvps, String> {
         let t = text.trim();
         // The table follows the AVP's closing parenthesis (or the letter) after a slash.
@@ -271,25 +255,22 @@ impl DbAvps {
     }
 }
 
-impl ArgType for DbAvps {
-    type Fixed = DbAvps;
-    const KIND: ArgKind = ArgKind::Custom("$avp(name)[/table], *, s or i");
+/// `avp_db_store`'s second argument: one AVP, `$avp(name)[/table]` (storing every AVP of
+/// the message is not built).
+#[derive(Clone, Debug)]
+pub struct OneDbAvp(DbAvps);
 
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        match raw {
-            RawArg::Str(s) => DbAvps::parse(&s, &env.binder()),
-            RawArg::Pv(p) => DbAvps::parse(p.text(), &env.binder()),
-            other => Err(format!("expected AVPs, found {}", other.describe())),
+impl Spec for OneDbAvp {
+    const KIND: &'static str = "$avp(name)[/table]";
+
+    fn parse(text: &str, binder: &Binder<'_>) -> Result<OneDbAvp, String> {
+        let avps = DbAvps::parse(text, binder)?;
+        if !matches!(avps.which, Which::One { .. }) {
+            return Err(format!(
+                "\"{text}\": name one AVP ($avp(name)); storing every AVP is not built"
+            ));
         }
-    }
-
-    fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
-        Ok(fixed.clone())
-    }
-
-    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
-        let t = value_to_bytes(value)?;
-        DbAvps::parse(&String::from_utf8_lossy(&t), &env.binder()).map_err(FnError::new)
+        Ok(OneDbAvp(avps))
     }
 }
 
@@ -297,7 +278,9 @@ impl ArgType for DbAvps {
 #[derive(Clone, Debug)]
 pub struct AvpList(Vec<u32>);
 
-impl AvpList {
+impl Spec for AvpList {
+    const KIND: &'static str = "$avp(a);$avp(b)...";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<AvpList, String> {
         let mut out = Vec::new();
         for item in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
@@ -313,28 +296,6 @@ impl AvpList {
             return Err("no AVP named".into());
         }
         Ok(AvpList(out))
-    }
-}
-
-impl ArgType for AvpList {
-    type Fixed = AvpList;
-    const KIND: ArgKind = ArgKind::Custom("$avp(a);$avp(b)...");
-
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        match raw {
-            RawArg::Str(s) => AvpList::parse(&s, &env.binder()),
-            RawArg::Pv(p) => AvpList::parse(p.text(), &env.binder()),
-            other => Err(format!("expected AVPs, found {}", other.describe())),
-        }
-    }
-
-    fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
-        Ok(fixed.clone())
-    }
-
-    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
-        let t = value_to_bytes(value)?;
-        AvpList::parse(&String::from_utf8_lossy(&t), &env.binder()).map_err(FnError::new)
     }
 }
 
@@ -454,13 +415,11 @@ pub fn store(
     st: &Arc<DbState>,
     ctx: &mut MsgContext,
     source: Source,
-    avps: DbAvps,
+    OneDbAvp(avps): OneDbAvp,
 ) -> impl Future<Output = ApplyResult> + Send + 'static {
     let prepared = prepare(st, "avp_db_store", ctx, &source, &avps).and_then(|p| {
         let Which::One { name, slot } = &avps.which else {
-            return Err(FnError::new(
-                "avp_db_store: name one AVP ($avp(name)): storing every AVP is not built",
-            ));
+            return Err(FnError::new("avp_db_store: name one AVP ($avp(name))"));
         };
         // Oldest first, so that a later load gives them back in the same order.
         let values: Vec<Value> = ctx

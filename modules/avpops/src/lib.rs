@@ -8,7 +8,7 @@ mod db;
 mod ops;
 
 use bytes::Bytes;
-use ferrosip_api::args::{value_to_bytes, ArgKind, ArgType, CallEnv, FixupEnv, PvOut};
+use ferrosip_api::args::{PvOut, Spec};
 use ferrosip_api::pv::Binder;
 use ferrosip_api::registry::FnRow;
 use ferrosip_api::{
@@ -26,7 +26,9 @@ pub struct AvpName {
     pub delete: bool,
 }
 
-impl AvpName {
+impl Spec for AvpName {
+    const KIND: &'static str = "an AVP ($avp(name)[/flags])";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<AvpName, String> {
         let t = text.trim();
         let (name, flags) = match t.rfind(')') {
@@ -58,28 +60,6 @@ impl AvpName {
     }
 }
 
-impl ArgType for AvpName {
-    type Fixed = AvpName;
-    const KIND: ArgKind = ArgKind::Custom("AVP name");
-
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        match raw {
-            RawArg::Str(s) => AvpName::parse(&s, &env.binder()),
-            RawArg::Pv(p) => AvpName::parse(p.text(), &env.binder()),
-            other => Err(format!("expected an AVP, found {}", other.describe())),
-        }
-    }
-
-    fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
-        Ok(fixed.clone())
-    }
-
-    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
-        let t = value_to_bytes(value)?;
-        AvpName::parse(&String::from_utf8_lossy(&t), &env.binder()).map_err(FnError::new)
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CheckOp {
     Eq,
@@ -107,7 +87,9 @@ pub struct Check {
     icase: bool,
 }
 
-impl Check {
+impl Spec for Check {
+    const KIND: &'static str = "op/value[/flags]";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<Check, String> {
         let (op, rest) = text
             .split_once('/')
@@ -160,7 +142,9 @@ impl Check {
             icase,
         })
     }
+}
 
+impl Check {
     fn matches(&self, ctx: &MsgContext, v: &Value) -> Result<bool, FnError> {
         let other = match &self.operand {
             Operand::Regex(re) => {
@@ -193,30 +177,6 @@ impl Check {
             CheckOp::Ge => ord != Less,
             CheckOp::Re => false,
         })
-    }
-}
-
-impl ArgType for Check {
-    type Fixed = Check;
-    const KIND: ArgKind = ArgKind::Custom("op/value[/flags]");
-
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        match raw {
-            RawArg::Str(s) => Check::parse(&s, &env.binder()),
-            other => Err(format!(
-                "expected op/value[/flags], found {}",
-                other.describe()
-            )),
-        }
-    }
-
-    fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
-        Ok(fixed.clone())
-    }
-
-    fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
-        let t = value_to_bytes(value)?;
-        Check::parse(&String::from_utf8_lossy(&t), &env.binder()).map_err(FnError::new)
     }
 }
 
@@ -412,7 +372,7 @@ impl Module for AvpopsModule {
                 s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avps: db::DbAvps| db::load(st, ctx, source, avps))),
             FnRow::asynchronous("avp_db_store", &["source", "name"], ANY,
                 "Stores every value of $avp(name) as a row of the user SOURCE names (as avp_db_load; type 2 for numbers); 1 stored, -1 the AVP has no value.",
-                s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avps: db::DbAvps| db::store(st, ctx, source, avps))),
+                s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avp: db::OneDbAvp| db::store(st, ctx, source, avp))),
             FnRow::asynchronous("avp_db_delete", &["source", "name"], ANY,
                 "Deletes the rows of the user SOURCE names (as avp_db_load) for $avp(name), or for every attribute (*), the string-named (s) or number-named (i) ones; 1 done.",
                 s.with(|st: &Arc<db::DbState>, ctx: &mut MsgContext, source: db::Source, avps: db::DbAvps| db::delete(st, ctx, source, avps))),

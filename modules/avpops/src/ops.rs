@@ -1,11 +1,11 @@
 //! avpops' `avp_op` (arithmetic and bit operations), `avp_subst`/`avp_subst_pv`
 //! (sed-like substitutions) and `avp_print`, with Kamailio's argument syntax.
 
-use ferrosip_api::args::{value_to_bytes, ArgKind, ArgType, CallEnv, FixupEnv};
+use ferrosip_api::args::Spec;
 use ferrosip_api::format::Format;
 use ferrosip_api::pv::Binder;
 use ferrosip_api::registry::AvpNames;
-use ferrosip_api::{FnError, FnResult, MsgContext, PvRef, RawArg, Value, Verdict};
+use ferrosip_api::{FnError, FnResult, MsgContext, PvRef, Value, Verdict};
 use std::sync::Arc;
 
 use crate::AvpName;
@@ -20,7 +20,9 @@ pub struct SrcDst {
     dst: Option<u32>,
 }
 
-impl SrcDst {
+impl Spec for SrcDst {
+    const KIND: &'static str = "$avp(src)[/flags][/$avp(dst)]";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<SrcDst, String> {
         let t = text.trim();
         // A second AVP follows the first one's flags: "$avp(a)/g/$avp(b)".
@@ -41,7 +43,9 @@ impl SrcDst {
         };
         Ok(SrcDst { src, dst })
     }
+}
 
+impl SrcDst {
     /// The values to work on: the newest, or every one with `/g` (newest first).
     fn values(&self, ctx: &MsgContext) -> Vec<(usize, Value)> {
         let all = ctx.avps.all(self.src.slot).cloned().enumerate();
@@ -52,34 +56,6 @@ impl SrcDst {
         }
     }
 }
-
-macro_rules! arg_type {
-    ($t:ty, $kind:expr) => {
-        impl ArgType for $t {
-            type Fixed = $t;
-            const KIND: ArgKind = ArgKind::Custom($kind);
-
-            fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-                match raw {
-                    RawArg::Str(s) => <$t>::parse(&s, &env.binder()),
-                    RawArg::Pv(p) => <$t>::parse(p.text(), &env.binder()),
-                    other => Err(format!("expected {}, found {}", $kind, other.describe())),
-                }
-            }
-
-            fn eval(fixed: &Self::Fixed, _ctx: &MsgContext) -> Result<Self, FnError> {
-                Ok(fixed.clone())
-            }
-
-            fn from_value(value: Value, env: &dyn CallEnv) -> Result<Self, FnError> {
-                let t = value_to_bytes(value)?;
-                <$t>::parse(&String::from_utf8_lossy(&t), &env.binder()).map_err(FnError::new)
-            }
-        }
-    };
-}
-
-arg_type!(SrcDst, "$avp(src)[/flags][/$avp(dst)]");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ArithOp {
@@ -111,7 +87,9 @@ pub struct OpValue {
     delete: bool,
 }
 
-impl OpValue {
+impl Spec for OpValue {
+    const KIND: &'static str = "op/value[/flags]";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<OpValue, String> {
         let mut parts = text.trim().splitn(3, '/');
         let op = match parts.next().unwrap_or("").to_ascii_lowercase().as_str() {
@@ -162,7 +140,9 @@ impl OpValue {
             delete,
         })
     }
+}
 
+impl OpValue {
     fn apply(&self, a: i64, b: i64) -> Result<i64, FnError> {
         Ok(match self.op {
             ArithOp::Add => a.wrapping_add(b),
@@ -179,8 +159,6 @@ impl OpValue {
         })
     }
 }
-
-arg_type!(OpValue, "op/value[/flags]");
 
 /// `avp_op(avps, op_value)`: each integer value worked on gives a new value on the
 /// destination (the source when none is named); `d` deletes the values used. 1 done, -1
@@ -237,11 +215,15 @@ pub struct Subst {
     global: bool,
 }
 
-impl Subst {
+impl Spec for Subst {
+    const KIND: &'static str = "/re/replacement/flags";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<Subst, String> {
         Subst::parse_with(text, binder, false)
     }
+}
 
+impl Subst {
     fn parse_with(text: &str, binder: &Binder<'_>, pvs: bool) -> Result<Subst, String> {
         let mut chars = text.chars();
         let delim = chars
@@ -329,19 +311,17 @@ fn regex_replacement(sed: &[u8]) -> Vec<u8> {
     out
 }
 
-arg_type!(Subst, "/re/replacement/flags");
-
 /// `avp_subst_pv`'s substitution: its replacement may hold pseudo-variables.
 #[derive(Clone)]
 pub struct SubstPv(pub Subst);
 
-impl SubstPv {
+impl Spec for SubstPv {
+    const KIND: &'static str = "/re/replacement/flags";
+
     fn parse(text: &str, binder: &Binder<'_>) -> Result<SubstPv, String> {
         Subst::parse_with(text, binder, true).map(SubstPv)
     }
 }
-
-arg_type!(SubstPv, "/re/replacement/flags");
 
 /// `avp_subst(avps, subst)` / `avp_subst_pv`: each value worked on that matches is
 /// replaced by its substitution (on the destination when one is named; the source value

@@ -71,6 +71,16 @@ fn bad_arguments_fail_the_load() {
             "unknown avp_check operation",
         ),
         ("avp_check(\"$avp(x)\", \"re/(\");", "regular expression"),
+        ("avp_db_store(\"$fu\", \"*\");", "storing every AVP"),
+        ("avp_db_load(\"$fu/bad\", \"*\");", "unknown source flag"),
+        ("avp_db_load(\"$fu\", \"x5\");", "is not $avp(name)"),
+        ("avp_op(\"$avp(x)\", \"pow/2\");", "unknown operation"),
+        ("avp_op(\"$avp(x)\", \"add/two\");", "must be an integer"),
+        (
+            "avp_subst(\"$avp(x)\", \"/a/b/q\");",
+            "unknown substitution flag",
+        ),
+        ("avp_subst(\"$avp(x)\", \"/a(/b/\");", "regular expression"),
     ] {
         let cfg = format!("loadmodule \"avpops.so\"\nrequest_route {{\n{route}\n}}\n");
         let e = match ferrosip_script::load_str(

@@ -11,12 +11,12 @@ mod tests;
 
 use bencode::Bval;
 use bytes::Bytes;
-use ferrosip_api::args::PvOut;
+use ferrosip_api::args::{Parsed, ParsedText, PvOut};
 use ferrosip_api::registry::{BoxFuture, FnRow, ModuleParams, RpcValue, StateSlot};
 use ferrosip_api::sip::Method;
 use ferrosip_api::{
-    apply_result, ArgKind, ArgType, CallEnv, FixupEnv, FnError, Format, Module, ModuleBuilder,
-    MsgContext, ParamType, RawArg, RouteKind, RouteMask, Value, Verdict,
+    apply_result, FnError, Module, ModuleBuilder, MsgContext, ParamType, RouteKind, RouteMask,
+    Value, Verdict,
 };
 use ferrosip_mod_rtpproxy::control::{parse_sets, Endpoint, OfferLog, Relays, Timing};
 use std::sync::atomic::Ordering;
@@ -193,24 +193,11 @@ fn parse_ng_flags(s: &[u8]) -> Result<NgFlags, String> {
     Ok(f)
 }
 
-impl ArgType for NgFlags {
-    type Fixed = Format;
-    const KIND: ArgKind = ArgKind::Custom("rtpengine flags");
+impl ParsedText for NgFlags {
+    const KIND: &'static str = "rtpengine flags";
 
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        let f = ferrosip_api::args::raw_to_format(raw, env)?;
-        if f.is_literal() {
-            parse_ng_flags(f.text().as_bytes())?;
-        }
-        Ok(f)
-    }
-
-    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
-        parse_ng_flags(&fixed.eval(ctx)?).map_err(FnError::new)
-    }
-
-    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
-        parse_ng_flags(&ferrosip_api::args::value_to_bytes(value)?).map_err(FnError::new)
+    fn parse_text(text: &[u8]) -> Result<NgFlags, String> {
+        parse_ng_flags(text)
     }
 }
 
@@ -748,16 +735,20 @@ impl Module for RtpengineModule {
             })
         };
         let g = |op: Op| {
-            st.with(move |s: &Rtpengine, ctx: &mut MsgContext, flags: NgFlags| {
-                s.inner.clone().run(ctx, op, flags)
-            })
+            st.with(
+                move |s: &Rtpengine, ctx: &mut MsgContext, Parsed(flags): Parsed<NgFlags>| {
+                    s.inner.clone().run(ctx, op, flags)
+                },
+            )
         };
         let manage0 = st.with(|s: &Rtpengine, ctx: &mut MsgContext| {
             s.inner.clone().manage(ctx, NgFlags::default())
         });
-        let manage1 = st.with(|s: &Rtpengine, ctx: &mut MsgContext, flags: NgFlags| {
-            s.inner.clone().manage(ctx, flags)
-        });
+        let manage1 = st.with(
+            |s: &Rtpengine, ctx: &mut MsgContext, Parsed(flags): Parsed<NgFlags>| {
+                s.inner.clone().manage(ctx, flags)
+            },
+        );
         let set1 = st.with(|s: &Rtpengine, ctx: &mut MsgContext, id: i64| {
             let id = u32::try_from(id).map_err(|_| fail(format!("set {id} is out of range")))?;
             if s.inner.relays.set(id).is_none() {

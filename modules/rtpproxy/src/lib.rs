@@ -12,11 +12,12 @@ mod tests;
 
 use bytes::Bytes;
 use control::{parse_sets, Endpoint, OfferLog, Relays, Timing};
+use ferrosip_api::args::{Parsed, ParsedText};
 use ferrosip_api::registry::{BoxFuture, FnRow, RpcValue, StateSlot};
 use ferrosip_api::sip::Method;
 use ferrosip_api::{
-    apply_result, ArgKind, ArgType, CallEnv, FixupEnv, FnError, FnResult, Format, Module,
-    ModuleBuilder, MsgContext, ParamType, RawArg, RouteKind, RouteMask, Value, Verdict,
+    apply_result, FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, RouteKind,
+    RouteMask, Value, Verdict,
 };
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -88,24 +89,11 @@ fn parse_flags(s: &[u8]) -> Result<Flags, String> {
     Ok(f)
 }
 
-impl ArgType for Flags {
-    type Fixed = Format;
-    const KIND: ArgKind = ArgKind::Custom("rtpproxy flags");
+impl ParsedText for Flags {
+    const KIND: &'static str = "rtpproxy flags";
 
-    fn fixup(raw: RawArg, env: &dyn FixupEnv) -> Result<Self::Fixed, String> {
-        let f = ferrosip_api::args::raw_to_format(raw, env)?;
-        if f.is_literal() {
-            parse_flags(f.text().as_bytes())?;
-        }
-        Ok(f)
-    }
-
-    fn eval(fixed: &Self::Fixed, ctx: &MsgContext) -> Result<Self, FnError> {
-        parse_flags(&fixed.eval(ctx)?).map_err(FnError::new)
-    }
-
-    fn from_value(value: Value, _env: &dyn CallEnv) -> Result<Self, FnError> {
-        parse_flags(&ferrosip_api::args::value_to_bytes(value)?).map_err(FnError::new)
+    fn parse_text(text: &[u8]) -> Result<Flags, String> {
+        parse_flags(text)
     }
 }
 
@@ -617,32 +605,45 @@ impl Module for RtpproxyModule {
         const PROMPT_NAME_COUNT: &[&str] = &["prompt_name", "count"];
         let manage0 = st
             .with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().manage(ctx, Flags::default(), None));
-        let manage1 =
-            st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| s.arc().manage(ctx, f, None));
-        let manage2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| {
-            s.arc().manage(ctx, f, Some(ip))
-        });
+        let manage1 = st.with(
+            |s: &Rtpproxy, ctx: &mut MsgContext, Parsed(f): Parsed<Flags>| {
+                s.arc().manage(ctx, f, None)
+            },
+        );
+        let manage2 = st.with(
+            |s: &Rtpproxy, ctx: &mut MsgContext, Parsed(f): Parsed<Flags>, ip: Bytes| {
+                s.arc().manage(ctx, f, Some(ip))
+            },
+        );
         let offer0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| {
             s.arc().exchange(ctx, true, Flags::default(), None)
         });
-        let offer1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| {
-            s.arc().exchange(ctx, true, f, None)
-        });
-        let offer2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| {
-            s.arc().exchange(ctx, true, f, Some(ip))
-        });
+        let offer1 = st.with(
+            |s: &Rtpproxy, ctx: &mut MsgContext, Parsed(f): Parsed<Flags>| {
+                s.arc().exchange(ctx, true, f, None)
+            },
+        );
+        let offer2 = st.with(
+            |s: &Rtpproxy, ctx: &mut MsgContext, Parsed(f): Parsed<Flags>, ip: Bytes| {
+                s.arc().exchange(ctx, true, f, Some(ip))
+            },
+        );
         let answer0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| {
             s.arc().exchange(ctx, false, Flags::default(), None)
         });
-        let answer1 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags| {
-            s.arc().exchange(ctx, false, f, None)
-        });
-        let answer2 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, f: Flags, ip: Bytes| {
-            s.arc().exchange(ctx, false, f, Some(ip))
-        });
+        let answer1 = st.with(
+            |s: &Rtpproxy, ctx: &mut MsgContext, Parsed(f): Parsed<Flags>| {
+                s.arc().exchange(ctx, false, f, None)
+            },
+        );
+        let answer2 = st.with(
+            |s: &Rtpproxy, ctx: &mut MsgContext, Parsed(f): Parsed<Flags>, ip: Bytes| {
+                s.arc().exchange(ctx, false, f, Some(ip))
+            },
+        );
         let destroy0 = st.with(|s: &Rtpproxy, ctx: &mut MsgContext| s.arc().destroy(ctx));
         let destroy1 =
-            st.with(|s: &Rtpproxy, ctx: &mut MsgContext, _f: Flags| s.arc().destroy(ctx));
+            st.with(|s: &Rtpproxy, ctx: &mut MsgContext, _f: Parsed<Flags>| s.arc().destroy(ctx));
         let set_set = st.with(|s: &Rtpproxy, ctx: &mut MsgContext, id: i64| {
             let id = u32::try_from(id).map_err(|_| fail(format!("set {id} is out of range")))?;
             if s.inner.relays.set(id).is_none() {

@@ -269,6 +269,27 @@ fn reg_lookup(st: &State, ctx: &mut MsgContext, uuid: Bytes, dst: PvOut) -> FnRe
     Ok(Verdict::TRUE)
 }
 
+/// `uac_reg_lookup_uri(uri, dst)`: the l_uuid of the registration of the URI's user
+/// (matched on l_username; `reg_use_domain` is not built, so the host is not compared).
+fn reg_lookup_uri(st: &State, ctx: &mut MsgContext, uri: Bytes, dst: PvOut) -> FnResult {
+    let reg = st.reg("uac_reg_lookup_uri")?;
+    let Ok(parsed) = ferrosip_sip::Uri::parse(&uri) else {
+        return Ok(Verdict::FALSE);
+    };
+    let user = String::from_utf8_lossy(parsed.user().unwrap_or_default()).into_owned();
+    if user.is_empty() {
+        return Ok(Verdict::FALSE);
+    }
+    let found = reg.find("l_username", &user).map_err(FnError::new)?;
+    let Some(r) = found.first() else {
+        return Ok(Verdict::FALSE);
+    };
+    dst.0
+        .set(ctx, SetOp::Assign, Value::from_string(r.l_uuid.clone()))
+        .map_err(|e| FnError::new(format!("uac_reg_lookup_uri: {e}")))?;
+    Ok(Verdict::TRUE)
+}
+
 /// `uac_reg_request_to(user, mode)`: sends the request to the carrier of a remote
 /// registration, with the credentials in the auth AVPs for `uac_auth()`.
 fn reg_request_to(st: &State, ctx: &mut MsgContext, user: Bytes, mode: i64) -> FnResult {
@@ -1246,8 +1267,9 @@ impl Module for UacModule {
             FnRow::sync("uac_reg_lookup", &["uuid", "dst"], RouteMask::ANY,
                 "Stores in DST the local URI (sip:l_username@l_domain) of the remote registration whose l_uuid is UUID; 1 found, -1 not found (an error when reg_db_url is not set).",
                 s.with(|st: &State, ctx: &mut MsgContext, uuid: Bytes, dst: PvOut| reg_lookup(st, ctx, uuid, dst))),
-            FnRow::declared::<(Bytes, PvOut)>("uac_reg_lookup_uri", &["uri", "dst"], RouteMask::ANY,
-                "Stores in DST the uuid of the remote registration of URI; 1 found, -1 not found."),
+            FnRow::sync("uac_reg_lookup_uri", &["uri", "dst"], RouteMask::ANY,
+                "Stores in DST the l_uuid of the remote registration whose l_username is the user of URI; 1 found, -1 not found or URI has no user (an error when reg_db_url is not set).",
+                s.with(|st: &State, ctx: &mut MsgContext, uri: Bytes, dst: PvOut| reg_lookup_uri(st, ctx, uri, dst))),
             FnRow::sync("uac_reg_status", &["uuid"], RouteMask::ANY,
                 "The state of the remote registration UUID: 1 registered (and not expired), -2 a REGISTER in progress, -3 disabled, -99 not registered (failed or not yet), -1 no such registration.",
                 s.with(|st: &State, _ctx: &mut MsgContext, uuid: Bytes| -> FnResult {
@@ -1275,10 +1297,6 @@ impl Module for UacModule {
                         ferrosip_api::registry::apply_result(move |_| done.map(|found| if found { Verdict::TRUE } else { Verdict::FALSE }))
                     }
                 })),
-            FnRow::declared::<(Bytes, Bytes)>("uac_reg_send_register", &["attr", "val"], RouteMask::ANY,
-                "Sends a REGISTER for a remote registration now; 1 sent, -1 not found."),
-            FnRow::declared::<(Bytes, Bytes)>("uac_reg_send_unregister", &["attr", "val"], RouteMask::ANY,
-                "Sends an un-REGISTER for a remote registration now; 1 sent, -1 not found."),
         ]);
         m.example(
             "loadmodule \"sl.so\"\nloadmodule \"textops.so\"\nloadmodule \"uac.so\"\n\
