@@ -12,8 +12,8 @@ use ferrosip_api::args::{PvOut, Spec};
 use ferrosip_api::pv::Binder;
 use ferrosip_api::registry::FnRow;
 use ferrosip_api::{
-    FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, PvRef, RawArg, RouteMask,
-    SetOp, Value, Verdict,
+    FnError, FnResult, Module, ModuleBuilder, MsgContext, ParamType, PvRef, RouteMask, SetOp,
+    Value, Verdict,
 };
 use std::sync::Arc;
 
