@@ -15,6 +15,7 @@ fn config(port: u16, url: &str) -> String {
         r#"#!KAMAILIO
 children=2
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
 loadmodule "sl.so"
 loadmodule "textops.so"
 loadmodule "avpops.so"

@@ -218,6 +218,10 @@ pub enum DbError {
         message: String,
         /// The connection failed (server gone, restarting): the same call may succeed later.
         connection_lost: bool,
+        /// The database refused the statement for what it holds (SQLSTATE class 22 data
+        /// exception, 23 constraint violation, 42 unknown column or table; SQLite's
+        /// constraint and type mismatch errors): the same call gets the same answer.
+        statement_refused: bool,
     },
     #[error("{url}: table {table}: {message}")]
     Invalid {
@@ -228,6 +232,18 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// True when retrying cannot help: the database answered and refused the statement
+    /// for its content (see `DbError::Query::statement_refused`).
+    pub fn is_statement_refused(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query {
+                statement_refused: true,
+                ..
+            }
+        )
+    }
+
     /// True when the error came from a lost or refused connection rather than from the
     /// statement itself.
     pub fn is_connection_error(&self) -> bool {
@@ -561,6 +577,7 @@ impl Db {
                     limit.as_millis()
                 ),
                 connection_lost: true,
+                statement_refused: false,
             }),
         };
         self.after_sql(&result);

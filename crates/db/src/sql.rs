@@ -300,6 +300,7 @@ impl SqlDb {
             url: self.url.clone(),
             table: table.to_string(),
             connection_lost: is_connection_error(&e) || matches!(e, sqlx::Error::PoolTimedOut),
+            statement_refused: is_statement_refused(&e),
             message: e.to_string(),
         }
     }
@@ -661,6 +662,25 @@ impl SqlDb {
 
 /// Errors after which the same statement on a fresh connection may succeed: the socket
 /// broke, or the server said it is shutting down or dropped us.
+/// The database answered no to the statement because of what it holds: running it
+/// again gives the same answer (not a busy database, a deadlock or a shutdown).
+fn is_statement_refused(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    let code = d.code().unwrap_or_default();
+    if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes: the primary code is the low byte. 19 constraint,
+        // 20 type mismatch, 25 range, 1 generic SQL error (no such table or column).
+        return code
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, 1 | 19 | 20 | 25));
+    }
+    // SQLSTATE (PostgreSQL, MySQL/MariaDB): 22 data exception, 23 integrity constraint
+    // violation, 42 syntax error or unknown table/column.
+    code.starts_with("22") || code.starts_with("23") || code.starts_with("42")
+}
+
 fn is_connection_error(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -904,6 +924,7 @@ impl SqlTx {
             url: self.url.clone(),
             table: table.to_string(),
             connection_lost: is_connection_error(&e),
+            statement_refused: is_statement_refused(&e),
             message: e.to_string(),
         }
     }
@@ -1078,6 +1099,7 @@ impl SqlTx {
             url,
             table: String::new(),
             connection_lost: is_connection_error(&e),
+            statement_refused: is_statement_refused(&e),
             message: e.to_string(),
         })
     }
@@ -1256,6 +1278,7 @@ fn stalled_error(url: &str, table: &str, limit: Option<Duration>) -> DbError {
             limit.unwrap_or_default().as_millis()
         ),
         connection_lost: true,
+        statement_refused: false,
     }
 }
 

@@ -105,6 +105,7 @@ impl TextDb {
             table: table.to_string(),
             message: format!("{}: {e}", path.display()),
             connection_lost: false,
+            statement_refused: false,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::record::Record;
 struct Cdr {
     start_ms: i64,
     end_ms: i64,
-    /// Seconds; `None` for a call that was never answered.
+    /// Milliseconds; `None` for a call that was never answered.
     duration_ms: Option<i64>,
     extra: Vec<Value>,
 }
@@ -118,10 +118,11 @@ fn record(cfg: &CdrConfig, table: Arc<str>, cdr: &Cdr) -> Record {
     let mut vals = Vec::with_capacity(cfg.columns.len());
     vals.push(DbValue::Time(cdr.start_ms.div_euclid(1000)));
     vals.push(DbValue::Time(cdr.end_ms.div_euclid(1000)));
-    vals.push(match cdr.duration_ms {
-        Some(d) => DbValue::Double(d as f64 / 1000.0),
-        None => DbValue::Null,
-    });
+    // Kamailio's acc_cdrs has `duration ... DEFAULT 0 NOT NULL`: a call that was never
+    // answered stores 0 there (the log line leaves it empty).
+    vals.push(DbValue::Double(
+        cdr.duration_ms.map_or(0.0, |d| d as f64 / 1000.0),
+    ));
     vals.extend(cdr.extra.iter().map(|v| match v.to_bytes() {
         Some(b) if !b.is_empty() || !cfg.extra_nullable => {
             DbValue::Str(String::from_utf8_lossy(&b).into_owned())

@@ -290,7 +290,7 @@ impl Module for AccModule {
             "cdrs_table",
             ParamType::Str,
             "",
-            "Table of CDRs (empty: no database CDRs; needs db_url). Columns: cdr_start_id, cdr_end_id (DATETIME), cdr_duration_id (seconds, a double; NULL for unanswered calls), then cdr_extra's names.",
+            "Table of CDRs (empty: no database CDRs; needs db_url). Columns: cdr_start_id, cdr_end_id (DATETIME), cdr_duration_id (seconds, a double; 0 for unanswered calls), then cdr_extra's names.",
         );
         m.param(
             "clone_msg",

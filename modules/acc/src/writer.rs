@@ -39,6 +39,9 @@ pub struct Counters {
     pub dropped_spool_full: AtomicU64,
     /// The spool is not writable (disk full, permissions).
     pub dropped_spool_error: AtomicU64,
+    /// Records the database refuses for what they hold (a NOT NULL or length constraint,
+    /// a column the table lacks): kept in `rejected.spool` in the spool directory.
+    pub rejected: AtomicU64,
 }
 
 impl Counters {
@@ -55,6 +58,7 @@ impl Counters {
                 "dropped_spool_error",
                 self.dropped_spool_error.load(Relaxed),
             ),
+            ("rejected", self.rejected.load(Relaxed)),
         ]
     }
 }
@@ -255,7 +259,17 @@ impl Task {
                                 .inserted
                                 .fetch_add(batch.len() as u64, Relaxed);
                         }
-                        Err(e) => {
+                        Err(Failure::Refused(e)) => {
+                            // One record the table refuses must not hold back the others:
+                            // each goes alone, and the refused ones are set aside.
+                            tracing::warn!(target: "acc", error = %e, "acc: the database refused a batch: inserting its records one by one");
+                            if let Some(rest) = self.one_by_one(&batch, false).await {
+                                db_ok = false;
+                                next_retry = Instant::now() + RETRY;
+                                self.spool_batch(&rest);
+                            }
+                        }
+                        Err(Failure::Unreachable(e)) => {
                             tracing::warn!(target: "acc", error = %e, "acc: database insert failed: records go to the spool until it answers");
                             db_ok = false;
                             next_retry = Instant::now() + RETRY;
@@ -332,7 +346,14 @@ impl Task {
                         .already_stored
                         .fetch_add(already as u64, Relaxed);
                 }
-                Err(e) => {
+                Err(Failure::Refused(e)) => {
+                    tracing::warn!(target: "acc", error = %e, "acc: the database refused a spooled batch: replaying its records one by one");
+                    if self.one_by_one(&records, true).await.is_some() {
+                        return false;
+                    }
+                    self.spool.remove_oldest();
+                }
+                Err(Failure::Unreachable(e)) => {
                     tracing::debug!(target: "acc", error = %e, "acc: database still unreachable");
                     return false;
                 }
@@ -341,9 +362,56 @@ impl Task {
         self.spool.is_empty()
     }
 
+    /// Inserts `records` one per transaction after their batch was refused; the ones the
+    /// database refuses go to the rejected file. `Some(the rest)` when the database became
+    /// unreachable on the way.
+    async fn one_by_one(&mut self, records: &[Record], dedupe: bool) -> Option<Vec<Record>> {
+        for (i, r) in records.iter().enumerate() {
+            match self.insert(std::slice::from_ref(r), dedupe).await {
+                Ok(already) => {
+                    let counter = if dedupe {
+                        if already == 0 {
+                            &self.counters.replayed
+                        } else {
+                            &self.counters.already_stored
+                        }
+                    } else {
+                        &self.counters.inserted
+                    };
+                    counter.fetch_add(1, Relaxed);
+                }
+                Err(Failure::Refused(e)) => self.reject(r, &e),
+                Err(Failure::Unreachable(_)) => return Some(records[i..].to_vec()),
+            }
+        }
+        None
+    }
+
+    /// Keeps a record the database refuses in `rejected.spool` (the spool's format, for an
+    /// operator to fix and load), counted and logged.
+    fn reject(&mut self, r: &Record, why: &str) {
+        let mut line = String::new();
+        r.encode(&mut line);
+        let path = self.spool.dir.join("rejected.spool");
+        let kept = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|_| f.sync_data()));
+        let n = self.counters.rejected.fetch_add(1, Relaxed) + 1;
+        match kept {
+            Ok(()) => {
+                tracing::error!(target: "acc", error = %why, table = %r.table, rejected = n, file = %path.display(), "acc: the database refuses a record: kept in the rejected file")
+            }
+            Err(e) => {
+                tracing::error!(target: "acc", error = %why, table = %r.table, rejected = n, write_error = %e, "acc: the database refuses a record and the rejected file cannot be written: record lost")
+            }
+        }
+    }
+
     /// Inserts `records` in one transaction (db_text: one by one); with `dedupe`, those
     /// already in their table are skipped and counted in the result.
-    async fn insert(&self, records: &[Record], dedupe: bool) -> Result<usize, String> {
+    async fn insert(&self, records: &[Record], dedupe: bool) -> Result<usize, Failure> {
         let work = async {
             let mut todo: Vec<&Record> = Vec::with_capacity(records.len());
             for r in records {
@@ -369,13 +437,24 @@ impl Task {
             Ok::<_, DbError>(already)
         };
         match tokio::time::timeout(self.cfg.db_timeout, work).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
+            Ok(Ok(already)) => Ok(already),
+            Ok(Err(e)) if e.is_statement_refused() => Err(Failure::Refused(e.to_string())),
+            Ok(Err(e)) => Err(Failure::Unreachable(e.to_string())),
+            Err(_) => Err(Failure::Unreachable(format!(
                 "no answer within db_timeout ({} ms)",
                 self.cfg.db_timeout.as_millis()
-            )),
+            ))),
         }
     }
+}
+
+/// Why an insert did not go through.
+enum Failure {
+    /// The database did not answer, lost the connection, or failed in a way another try
+    /// may not (busy, deadlock, shutting down): try again later.
+    Unreachable(String),
+    /// The database answered no to the statement: trying again gives the same answer.
+    Refused(String),
 }
 
 /// Whether a row with the record's (non-NULL) values is in its table.
@@ -540,5 +619,71 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.records, 0);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod refused {
+    use super::*;
+    use ferrosip_db::DbValue;
+
+    fn cdr(callid: &str, duration: DbValue) -> Record {
+        Record {
+            table: "t".into(),
+            cols: vec!["callid".to_string(), "duration".into()].into(),
+            vals: vec![DbValue::Str(callid.into()), duration],
+        }
+    }
+
+    /// A record the table refuses (a NULL in a NOT NULL column) goes to the rejected file;
+    /// the records of its batch and those after it are inserted, none is spooled for ever.
+    #[test]
+    fn a_refused_record_is_set_aside_and_the_others_go_in() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("acc.db").display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let db = Db::connect(&url).await.expect("db");
+            db.raw_query(
+                "CREATE TABLE t (callid VARCHAR(64) NOT NULL, duration REAL NOT NULL)",
+                0,
+            )
+            .await
+            .expect("table");
+            let cfg = WriterConfig {
+                queue_size: 100,
+                batch_size: 10,
+                spool_dir: dir.path().join("spool"),
+                spool_max_records: 100,
+                db_timeout: Duration::from_secs(5),
+            };
+            let w = start(url.clone(), Vec::new(), cfg).await.expect("writer");
+            w.push(cdr("a", DbValue::Double(1.5)));
+            w.push(cdr("bad", DbValue::Null));
+            w.push(cdr("b", DbValue::Double(0.0)));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            w.push(cdr("c", DbValue::Double(2.0)));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while w.counters.inserted.load(Relaxed) < 3 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            w.stop(Duration::from_secs(5));
+            let rows = db.select("t", &["callid"], &[], None).await.expect("rows");
+            let mut ids: Vec<String> = rows
+                .iter()
+                .map(|r| r[0].as_str().unwrap_or("").to_string())
+                .collect();
+            ids.sort();
+            assert_eq!(ids, ["a", "b", "c"]);
+            assert_eq!(w.counters.rejected.load(Relaxed), 1);
+            assert_eq!(w.counters.spooled.load(Relaxed), 0);
+            let rejected = std::fs::read_to_string(dir.path().join("spool/rejected.spool"))
+                .expect("rejected file");
+            assert_eq!(rejected.lines().count(), 1);
+            assert!(rejected.contains("bad"), "{rejected}");
+        });
     }
 }
