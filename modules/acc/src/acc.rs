@@ -470,7 +470,7 @@ pub fn declare(m: &mut ModuleBuilder<'_>) {
     }
     m.rpc(
         "acc.stats",
-        "Counters of the database writer: queued, inserted, spooled, replayed, already_stored, dropped_*.",
+        "Counters of the database writer: queued, inserted, spooled, replayed, already_stored, dropped_*, rejected.",
         move |_| {
             let acc = shared.get().map_err(|e| e.message)?;
             let w = acc.writer.get().ok_or("no database writer (db_url unset)")?;
