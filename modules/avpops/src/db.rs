@@ -345,6 +345,34 @@ fn text_of(v: &DbValue) -> String {
     }
 }
 
+/// The WHERE terms of the rows a call means: the user's keys, the attribute of one AVP,
+/// and for `s`/`i` the `type` values with that kind of name (a value of either kind:
+/// 0 and 2, or 1 and 3), one set of terms per value.
+fn row_conds<'a>(
+    c: &'a DbConfig,
+    keys: &'a [(String, String)],
+    which: &'a Which,
+) -> Vec<Vec<Cond<'a>>> {
+    let user: Vec<Cond<'a>> = keys.iter().map(|(k, v)| Cond::eq(k, v.as_str())).collect();
+    let with = |extra: Cond<'a>| {
+        let mut v = user.clone();
+        v.push(extra);
+        v
+    };
+    match which {
+        Which::One { name, .. } => vec![with(Cond::eq(&c.attribute, name.as_str()))],
+        Which::All => vec![user.clone()],
+        Which::StrNamed => vec![
+            with(Cond::eq(&c.kind, 0_i64)),
+            with(Cond::eq(&c.kind, VAL_INT)),
+        ],
+        Which::IntNamed => vec![
+            with(Cond::eq(&c.kind, NAME_INT)),
+            with(Cond::eq(&c.kind, NAME_INT | VAL_INT)),
+        ],
+    }
+}
+
 /// `avp_db_load(source, name)`: 1 when AVPs were loaded, -1 none.
 pub fn load(
     st: &Arc<DbState>,
@@ -360,17 +388,16 @@ pub fn load(
             Err(e) => return apply_result(move |_| Err(e)),
         };
         let c = &st.cfg;
-        let mut conds: Vec<Cond<'_>> = keys.iter().map(|(k, v)| Cond::eq(k, v.as_str())).collect();
-        if let Which::One { name, .. } = &avps.which {
-            conds.push(Cond::eq(&c.attribute, name.as_str()));
+        let mut rows = Vec::new();
+        for conds in row_conds(c, &keys, &avps.which) {
+            match db
+                .select(&table, &[&c.value, &c.attribute, &c.kind], &conds, None)
+                .await
+            {
+                Ok(r) => rows.extend(r),
+                Err(e) => return failed("avp_db_load", FnError::new(e.to_string())),
+            }
         }
-        let rows = db
-            .select(&table, &[&c.value, &c.attribute, &c.kind], &conds, None)
-            .await;
-        let rows = match rows {
-            Ok(r) => r,
-            Err(e) => return failed("avp_db_load", FnError::new(e.to_string())),
-        };
         let names = st.names.clone();
         apply_result(move |ctx: &mut MsgContext| -> FnResult {
             let mut loaded = 0;
@@ -500,18 +527,12 @@ pub fn delete(
             Ok(p) => p,
             Err(e) => return apply_result(move |_| Err(e)),
         };
-        let c = &st.cfg;
-        let mut conds: Vec<Cond<'_>> = keys.iter().map(|(k, v)| Cond::eq(k, v.as_str())).collect();
-        match &avps.which {
-            Which::One { name, .. } => conds.push(Cond::eq(&c.attribute, name.as_str())),
-            Which::StrNamed => conds.push(Cond::eq(&c.kind, 0_i64)),
-            Which::IntNamed => conds.push(Cond::eq(&c.kind, NAME_INT)),
-            Which::All => {}
+        for conds in row_conds(&st.cfg, &keys, &avps.which) {
+            if let Err(e) = db.delete(&table, &conds).await {
+                return failed("avp_db_delete", FnError::new(e.to_string()));
+            }
         }
-        match db.delete(&table, &conds).await {
-            Ok(_) => apply_result(|_| Ok(Verdict::TRUE)),
-            Err(e) => failed("avp_db_delete", FnError::new(e.to_string())),
-        }
+        apply_result(|_| Ok(Verdict::TRUE))
     }
 }
 
