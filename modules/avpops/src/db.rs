@@ -303,6 +303,13 @@ fn failed(function: &'static str, e: FnError) -> ApplyResult {
     apply_result(move |_| Err(FnError::new(format!("{function}: {}", e.message))))
 }
 
+/// What a call works on: the database, the table and the user's keys (column, value).
+struct Target {
+    db: Db,
+    table: String,
+    keys: Vec<(String, String)>,
+}
+
 /// The database and the table and user keys of a call.
 fn prepare(
     st: &DbState,
@@ -310,7 +317,7 @@ fn prepare(
     ctx: &MsgContext,
     source: &Source,
     avps: &DbAvps,
-) -> Result<(Db, String, Vec<(String, String)>), FnError> {
+) -> Result<Target, FnError> {
     let db = st
         .db
         .get()
@@ -328,7 +335,7 @@ fn prepare(
     let keys = source
         .keys(&st.cfg, ctx)
         .map_err(|e| FnError::new(format!("{function}: {}", e.message)))?;
-    Ok((db, table, keys))
+    Ok(Target { db, table, keys })
 }
 
 fn int_of(v: &DbValue) -> Option<i64> {
@@ -383,7 +390,7 @@ pub fn load(
     let prepared = prepare(st, "avp_db_load", ctx, &source, &avps);
     let st = st.clone();
     async move {
-        let (db, table, keys) = match prepared {
+        let Target { db, table, keys } = match prepared {
             Ok(p) => p,
             Err(e) => return apply_result(move |_| Err(e)),
         };
@@ -461,7 +468,7 @@ pub fn store(
     });
     let st = st.clone();
     async move {
-        let ((db, table, keys), name, values) = match prepared {
+        let (Target { db, table, keys }, name, values) = match prepared {
             Ok(p) => p,
             Err(e) => return apply_result(move |_| Err(e)),
         };
@@ -523,7 +530,7 @@ pub fn delete(
     let prepared = prepare(st, "avp_db_delete", ctx, &source, &avps);
     let st = st.clone();
     async move {
-        let (db, table, keys) = match prepared {
+        let Target { db, table, keys } = match prepared {
             Ok(p) => p,
             Err(e) => return apply_result(move |_| Err(e)),
         };

@@ -423,6 +423,9 @@ enum Closed {
     Http,
 }
 
+/// Bytes the writer of a connection gathers from its queue into one write at most.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Reads framed messages from one connection (its two halves: a TCP socket's, or a TLS
 /// stream's over one) and writes what is queued for it, under the transport's limits.
 pub(super) async fn serve_connection<S, R, W>(
@@ -449,9 +452,25 @@ pub(super) async fn serve_connection<S, R, W>(
                 biased;
                 _ = &mut stopped => break,
                 data = rx.recv() => {
-                    let Some(data) = data else { break };
-                    let len = data.len();
-                    if wr.write_all(&data).await.is_err() || wr.flush().await.is_err() {
+                    let Some(first) = data else { break };
+                    // What piled up meanwhile goes in the same write: one syscall (and
+                    // for TLS one flush) for many messages lets a busy connection (a
+                    // trunk carrying thousands of messages a second) catch up at once
+                    // instead of falling behind its write queue.
+                    let mut len = first.len();
+                    let mut batch: Option<BytesMut> = None;
+                    while len < WRITE_BATCH {
+                        let Ok(more) = rx.try_recv() else { break };
+                        let b = batch.get_or_insert_with(|| {
+                            let mut b = BytesMut::with_capacity(WRITE_BATCH.max(len + more.len()));
+                            b.extend_from_slice(&first);
+                            b
+                        });
+                        b.extend_from_slice(&more);
+                        len += more.len();
+                    }
+                    let bytes: &[u8] = batch.as_deref().unwrap_or(&first);
+                    if wr.write_all(bytes).await.is_err() || wr.flush().await.is_err() {
                         break;
                     }
                     queued.fetch_sub(len, Ordering::AcqRel);
