@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use ferrosip_api::{FnError, Proto};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,12 +51,34 @@ impl Default for TcpLimits {
     }
 }
 
+/// A write the socket has not taken for this long means the peer is not reading (its
+/// receive window and our send buffer are full): only then does `tcp_conn_wq_max` count,
+/// as in Kamailio, where the limit is on what waits beyond the kernel's buffer. A busy
+/// connection whose writer is merely behind (a trunk at thousands of messages a second
+/// on a loaded machine) is not a slow reader.
+const WRITE_STALL: Duration = Duration::from_millis(200);
+/// Past this many times `tcp_conn_wq_max` a connection is closed whatever its writer is
+/// doing: the bound on what one connection may hold.
+const HARD_QUEUE_FACTOR: usize = 64;
+
+/// Milliseconds since the first call: a clock for the writers' stall stamps.
+fn mono_ms() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
+}
+
 /// The writing end of one connection, as senders see it.
 #[derive(Clone)]
 pub(super) struct ConnHandle {
     tx: mpsc::UnboundedSender<Bytes>,
     /// Bytes handed to the writer and not yet written to the socket.
     pub(super) queued: Arc<AtomicUsize>,
+    /// When the write in progress began ([`mono_ms`]); 0 while the writer waits for data.
+    pub(super) writing_since: Arc<AtomicU64>,
     /// Wakes the connection's reader to close it (write queue over its limit).
     pub(super) close: Arc<Notify>,
 }
@@ -67,17 +89,25 @@ impl ConnHandle {
         let handle = ConnHandle {
             tx,
             queued: Arc::default(),
+            writing_since: Arc::default(),
             close: Arc::default(),
         };
         (handle, rx)
     }
 
+    /// Whether the socket has refused bytes for [`WRITE_STALL`] (the peer does not read).
+    fn stalled(&self) -> bool {
+        let since = self.writing_since.load(Ordering::Acquire);
+        since != 0 && mono_ms().saturating_sub(since) >= WRITE_STALL.as_millis() as u64
+    }
+
     /// Queues `data`; false when the connection is gone or its queue would pass `max`
-    /// (the connection is then told to close).
+    /// while the peer does not read (or `max` many times over), and the connection is
+    /// then told to close.
     pub(super) fn push(&self, data: Bytes, max: usize) -> bool {
         let len = data.len();
         let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > max {
+        if queued > max && (queued > max.saturating_mul(HARD_QUEUE_FACTOR) || self.stalled()) {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             self.close.notify_one();
             return false;
@@ -443,6 +473,7 @@ pub(super) async fn serve_connection<S, R, W>(
 {
     let proto = shared.proto;
     let queued = conn.queued.clone();
+    let writing_since = conn.writing_since.clone();
     // Stopped (and the socket's writing half given back) when the connection turns to
     // HTTP; aborted otherwise.
     let (stop_writer, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -470,9 +501,11 @@ pub(super) async fn serve_connection<S, R, W>(
                         len += more.len();
                     }
                     let bytes: &[u8] = batch.as_deref().unwrap_or(&first);
+                    writing_since.store(mono_ms(), Ordering::Release);
                     if wr.write_all(bytes).await.is_err() || wr.flush().await.is_err() {
                         break;
                     }
+                    writing_since.store(0, Ordering::Release);
                     queued.fetch_sub(len, Ordering::AcqRel);
                 }
             }
@@ -746,8 +779,21 @@ mod tests {
     #[test]
     fn a_full_write_queue_refuses_and_asks_to_close() {
         let (conn, _rx) = ConnHandle::new();
+        // The writer is behind but the socket takes bytes: over the limit is tolerated,
+        // up to the hard bound.
         assert!(conn.push(Bytes::from_static(&[0; 600]), 1000));
+        assert!(conn.push(Bytes::from_static(&[0; 600]), 1000));
+        let big = Bytes::from(vec![0u8; 64 * 1000]);
+        assert!(!conn.push(big, 1000), "past 64 times the limit");
+        assert_eq!(conn.queued.load(Ordering::Acquire), 1200);
+        // A write the socket has not taken for the stall time: the limit holds.
+        conn.writing_since.store(
+            mono_ms()
+                .saturating_sub(WRITE_STALL.as_millis() as u64 + 1)
+                .max(1),
+            Ordering::Release,
+        );
         assert!(!conn.push(Bytes::from_static(&[0; 600]), 1000));
-        assert_eq!(conn.queued.load(Ordering::Acquire), 600);
+        assert_eq!(conn.queued.load(Ordering::Acquire), 1200);
     }
 }
