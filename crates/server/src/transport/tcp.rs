@@ -787,12 +787,9 @@ mod tests {
         assert!(!conn.push(big, 1000), "past 64 times the limit");
         assert_eq!(conn.queued.load(Ordering::Acquire), 1200);
         // A write the socket has not taken for the stall time: the limit holds.
-        conn.writing_since.store(
-            mono_ms()
-                .saturating_sub(WRITE_STALL.as_millis() as u64 + 1)
-                .max(1),
-            Ordering::Release,
-        );
+        let started = mono_ms();
+        std::thread::sleep(WRITE_STALL + Duration::from_millis(10));
+        conn.writing_since.store(started, Ordering::Release);
         assert!(!conn.push(Bytes::from_static(&[0; 600]), 1000));
         assert_eq!(conn.queued.load(Ordering::Acquire), 1200);
     }
