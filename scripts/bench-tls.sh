@@ -78,32 +78,28 @@ for s in uac uas; do
     sed 's|SIP/2.0/\[transport\]|SIP/2.0/TLS|' "$bench/scenarios/$s.xml" > "$work/$s.xml"
 done
 
-# The proxy's processes: every process of its session.
-session_ticks() {
-    local sid=$1 total=0 pid stat
+# The proxy's processes: every process of its session, as "pid utime stime" lines.
+session_procs() {
+    local sid=$1 stat rest pid
     for stat in /proc/[0-9]*/stat; do
         { read -r -a f < "$stat"; } 2>/dev/null || continue
-        # Fields after the command name (which may hold spaces) are counted from the end
-        # of the ")".
-        local rest=${f[*]}
+        # Fields after the command name (which may hold spaces) count from its ")".
+        rest=${f[*]}
         rest=${rest##*) }
         read -r -a g <<< "$rest"
         [[ ${g[3]} == "$sid" ]] || continue
-        total=$(( total + g[11] + g[12] ))
+        pid=${stat#/proc/}
+        echo "${pid%/stat} ${g[11]} ${g[12]}"
     done
-    echo "$total"
+}
+session_ticks() {
+    session_procs "$1" | awk '{ t += $2 + $3 } END { print t + 0 }'
 }
 session_pss_kb() {
-    local sid=$1 total=0 stat pid
-    for stat in /proc/[0-9]*/stat; do
-        { read -r -a f < "$stat"; } 2>/dev/null || continue
-        local rest=${f[*]}
-        rest=${rest##*) }
-        read -r -a g <<< "$rest"
-        [[ ${g[3]} == "$sid" ]] || continue
-        pid=${stat#/proc/}; pid=${pid%/stat}
+    local total=0 pid _
+    while read -r pid _; do
         total=$(( total + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0) ))
-    done
+    done < <(session_procs "$1")
     echo "$total"
 }
 hz=$(getconf CLK_TCK)
