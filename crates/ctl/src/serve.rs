@@ -177,15 +177,33 @@ pub async fn answer_json(
     methods: &Methods,
     pretty: bool,
 ) -> Option<(String, Option<String>)> {
+    let answer = run_json(doc, methods, pretty).await;
+    Some((answer.body?, answer.reply_name))
+}
+
+/// What running one JSON request gave, for every transport.
+struct Answer {
+    /// The response document; `None` for a notification.
+    body: Option<String>,
+    reply_name: Option<String>,
+    /// Why it did not run: not a JSON-RPC request (`true`), or the command failed.
+    failure: Option<(bool, String)>,
+}
+
+async fn run_json(doc: serde_json::Value, methods: &Methods, pretty: bool) -> Answer {
     match json::request(doc) {
-        Err(invalid) => Some((
-            json::response(&invalid.id, &Err(invalid.error), pretty),
-            invalid.reply_name,
-        )),
+        Err(invalid) => Answer {
+            failure: Some((true, invalid.error.message.clone())),
+            body: Some(json::response(&invalid.id, &Err(invalid.error), pretty)),
+            reply_name: invalid.reply_name,
+        },
         Ok(req) => {
             let outcome = methods.call(&req.method, req.params).await;
-            let id = req.id?;
-            Some((json::response(&id, &outcome, pretty), req.reply_name))
+            Answer {
+                failure: outcome.as_ref().err().map(|e| (false, e.message.clone())),
+                body: req.id.map(|id| json::response(&id, &outcome, pretty)),
+                reply_name: req.reply_name,
+            }
         }
     }
 }
@@ -367,24 +385,16 @@ impl ferrosip_api::jsonrpc::JsonRpc for ScriptRpc {
                     return refused(json::PARSE_ERROR, "Parse error: incomplete".into())
                 }
             };
-            match json::request(doc) {
-                Err(invalid) => JsonRpcReply {
-                    code: 400,
-                    text: invalid.error.message.clone(),
-                    body: json::response(&invalid.id, &Err(invalid.error), pretty),
-                },
-                Ok(req) => {
-                    let outcome = methods.call(&req.method, req.params).await;
-                    let (code, text) = match &outcome {
-                        Ok(_) => (200, "OK".to_string()),
-                        Err(e) => (500, e.message.clone()),
-                    };
-                    let body = req
-                        .id
-                        .map(|id| json::response(&id, &outcome, pretty))
-                        .unwrap_or_default();
-                    JsonRpcReply { code, text, body }
-                }
+            let answer = run_json(doc, &methods, pretty).await;
+            let (code, text) = match answer.failure {
+                None => (200, "OK".to_string()),
+                Some((true, why)) => (400, why),
+                Some((false, why)) => (500, why),
+            };
+            JsonRpcReply {
+                code,
+                text,
+                body: answer.body.unwrap_or_default(),
             }
         })
     }
