@@ -87,6 +87,32 @@ unpack_suite_pkgs() {
 unpack_suite_pkgs trixie target/packaged-6.0 kamailio kamailio-mysql-modules kamailio-postgres-modules
 unpack_suite_pkgs sid target/packaged-6.1 kamailio kamailio-mysql-modules kamailio-postgres-modules
 
+# Kamailio 5.8 and the development branch are in no Debian suite. Where a Kamailio git
+# repository is on the machine (KAMAILIO_GIT_DIR, by default where the tool library's
+# `fetch github:kamailio/kamailio` puts it), their stock config and SQL scripts are laid
+# out as the packages would install them (packaged-5.8, packaged-dev) and the config
+# tests run them too; without one, those tests say they are skipped.
+kamailio_git=${KAMAILIO_GIT_DIR:-/work/.mirror/kamailio+kamailio/repo}
+layout_from_git() {
+    local ref=$1 dir=$2 commit
+    commit=$(git --git-dir="$kamailio_git" rev-parse "$ref^{commit}") || return 0
+    [ "$(cat "$dir/.commit" 2>/dev/null)" = "$commit" ] && return 0
+    rm -rf "$dir"
+    mkdir -p "$dir/etc/kamailio" "$dir/usr/share/kamailio"
+    git --git-dir="$kamailio_git" show "$commit:etc/kamailio.cfg" >"$dir/etc/kamailio/kamailio.cfg"
+    local db
+    for db in mysql postgres; do
+        mkdir -p "$dir/usr/share/kamailio/$db"
+        git --git-dir="$kamailio_git" archive "$commit" "utils/kamctl/$db" |
+            tar -x --strip-components=3 -C "$dir/usr/share/kamailio/$db"
+    done
+    echo "$commit" >"$dir/.commit"
+}
+if [ -d "$kamailio_git" ]; then
+    layout_from_git 5.8 target/packaged-5.8
+    layout_from_git HEAD target/packaged-dev
+fi
+
 export FERROSIP_REQUIRE_STOCK_CFG=1
 # The `ci` profile (Cargo.toml) builds without LTO or debug info. The integration tests
 # (tests/tests/) run the ferrosip binary, built here with the same profile and named in

@@ -57,10 +57,15 @@ pub fn promtool() -> PathBuf {
 /// installs here), trixie's and sid's.
 pub const KAMAILIO_RELEASES: [&str; 3] = ["5.6", "6.0", "6.1"];
 
+/// Releases in no Debian suite: 5.8 and the development branch (`dev`), laid out from a
+/// Kamailio git repository by scripts/test.sh when the machine has one. Used when there,
+/// skipped (and said) when not, even under `FERROSIP_REQUIRE_STOCK_CFG`.
+pub const KAMAILIO_RELEASES_FROM_GIT: [&str; 2] = ["5.8", "dev"];
+
 /// One Kamailio release's packaged files.
 #[derive(Clone, Debug)]
 pub struct Kamailio {
-    /// `5.6`, `6.0`, `6.1`.
+    /// `5.6`, `6.0`, `6.1`, `5.8`, `dev`.
     pub version: &'static str,
     root: PathBuf,
 }
@@ -90,7 +95,8 @@ impl Kamailio {
     }
 }
 
-/// Where release `version` (one of [`KAMAILIO_RELEASES`]) is unpacked for this run; `None`
+/// Where release `version` (one of [`KAMAILIO_RELEASES`] or
+/// [`KAMAILIO_RELEASES_FROM_GIT`]) is unpacked for this run; `None`
 /// when it cannot be (no `FERROSIP_PACKAGED_ROOT`, and a release other than the
 /// installed one).
 pub fn kamailio(version: &'static str) -> Option<Kamailio> {
@@ -113,22 +119,39 @@ pub fn kamailio(version: &'static str) -> Option<Kamailio> {
 }
 
 /// The releases that are unpacked. Under `FERROSIP_REQUIRE_STOCK_CFG` (scripts/test.sh,
-/// which unpacks them all) a missing one fails the test; otherwise it is skipped, and said.
+/// which unpacks them all) a missing Debian one fails the test; otherwise it is skipped,
+/// and said, as is a missing release from git.
 pub fn kamailio_releases() -> Vec<Kamailio> {
-    let required = std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_some();
-    let mut found = Vec::new();
-    for version in KAMAILIO_RELEASES {
-        match kamailio(version).filter(Kamailio::is_unpacked) {
-            Some(k) => found.push(k),
-            None => {
-                assert!(
-                    !required,
-                    "scripts/test.sh unpacks Kamailio {version}'s packages, but they are not there ({:?})",
-                    kamailio(version).map(|k| k.root)
-                );
-                eprintln!("skipped: Kamailio {version}'s packages are not unpacked (scripts/test.sh does it)");
-            }
+    let mut found: Vec<Kamailio> = KAMAILIO_RELEASES
+        .into_iter()
+        .filter_map(kamailio_release)
+        .collect();
+    found.extend(
+        KAMAILIO_RELEASES_FROM_GIT
+            .into_iter()
+            .filter_map(kamailio_release),
+    );
+    found
+}
+
+/// Release `version`'s files, if unpacked. A Debian release scripts/test.sh unpacks must be
+/// there under `FERROSIP_REQUIRE_STOCK_CFG`; a release from git is skipped when missing.
+pub fn kamailio_release(version: &'static str) -> Option<Kamailio> {
+    let k = kamailio(version).filter(Kamailio::is_unpacked);
+    if k.is_none() {
+        let from_git = KAMAILIO_RELEASES_FROM_GIT.contains(&version);
+        assert!(
+            from_git || std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
+            "scripts/test.sh unpacks Kamailio {version}'s packages, but they are not there ({:?})",
+            kamailio(version).map(|k| k.root)
+        );
+        if from_git {
+            eprintln!("skipped: Kamailio {version} is laid out only from a Kamailio git repository (KAMAILIO_GIT_DIR in scripts/test.sh)");
+        } else {
+            eprintln!(
+                "skipped: Kamailio {version}'s packages are not unpacked (scripts/test.sh does it)"
+            );
         }
     }
-    found
+    k
 }

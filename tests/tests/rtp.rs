@@ -8,7 +8,9 @@
 //! rtpproxy module built.
 
 use ferrosip_tests::sipp::Sipp;
-use ferrosip_tests::{free_port, have_sipp, log_tails, packaged_path, traced_sipp, Launch};
+use ferrosip_tests::{
+    free_port, free_udp_port, have_sipp, log_tails, traced_sipp, Launch, Rtpengine,
+};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,110 +30,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// An rtpengine started by this test, ended by its PID when dropped.
-struct Rtpengine {
-    child: Child,
-    ng: u16,
-    log: PathBuf,
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Rtpengine {
-    /// Starts it with the rtpproxy control port `udp`, or returns `None` (skipped) when
-    /// the package is not unpacked and the suite does not require it.
-    fn start(dir: &Path, udp: u16, ports: (u16, u16)) -> Option<Rtpengine> {
-        let bin = packaged_path("/usr/bin/rtpengine");
-        if !bin.exists() {
-            assert!(
-                std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-                "scripts/test.sh unpacks rtpengine-daemon, but {} is missing",
-                bin.display()
-            );
-            eprintln!("skipped: {} not there", bin.display());
-            return None;
-        }
-        let ng = free_udp_port();
-        let log = dir.join("rtpengine.log");
-        let child = Command::new(&bin)
-            .args([
-                "--config-file=none",
-                "--foreground",
-                "--log-stderr",
-                "--table=-1",
-                "--delete-delay=0",
-                "--log-level=6",
-            ])
-            .arg(format!("--interface={RELAY_IP}"))
-            .arg(format!("--listen-udp=127.0.0.1:{udp}"))
-            .arg(format!("--listen-ng=127.0.0.1:{ng}"))
-            .arg(format!("--port-min={}", ports.0))
-            .arg(format!("--port-max={}", ports.1))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("rtpengine starts");
-        let r = Rtpengine { child, ng, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while r
-            .ng_command("d7:command4:pinge")
-            .is_none_or(|a| !a.contains("pong"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "rtpengine did not answer ping:\n{}",
-                std::fs::read_to_string(&r.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(r)
-    }
-
-    /// One ng command (bencoded dictionary); the answer's text.
-    fn ng_command(&self, dict: &str) -> Option<String> {
-        let s = UdpSocket::bind("127.0.0.1:0").ok()?;
-        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-        // rtpengine answers a cookie it has seen from its cache: each command needs its own.
-        static COOKIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let cookie = format!(
-            "t{}",
-            COOKIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        s.send_to(
-            format!("{cookie} {dict}").as_bytes(),
-            ("127.0.0.1", self.ng),
-        )
-        .ok()?;
-        let mut buf = [0u8; 65536];
-        let (n, _) = s.recv_from(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        text.strip_prefix(&format!("{cookie} ")).map(str::to_string)
-    }
-
-    /// The Call-IDs rtpengine holds (ng `list`: `d5:callsl<string>...e6:result2:oke`).
-    fn calls(&self) -> String {
-        self.ng_command("d7:command4:liste")
-            .expect("rtpengine answers list")
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
 /// The first message of `kind` ("INVITE " or "SIP/2.0 200") SIPp logged as received.
@@ -231,7 +129,7 @@ fn relayed_call(via: Via) {
     let base =
         30_000 + (std::process::id() % 400) as u16 * 40 + if via == Via::Ng { 20 } else { 0 };
     let ports = (base, base + 19);
-    let Some(relay) = Rtpengine::start(&dir, control, ports) else {
+    let Some(relay) = Rtpengine::start(&dir, RELAY_IP, control, free_udp_port(), ports) else {
         return;
     };
     let proxy_port = free_port();

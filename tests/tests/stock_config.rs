@@ -8,19 +8,23 @@
 //! script checks what `myself` matches when listening on every interface.
 //!
 //! Then the feature set of issue 21 on MariaDB, for the stock config of each Kamailio
-//! release (5.6, 6.0, 6.1) with that release's SQL scripts: `WITH_MYSQL WITH_AUTH
+//! release (5.6, 6.0, 6.1 from Debian; 5.8 and the development branch where a Kamailio
+//! git repository lays them out) with that release's SQL scripts: `WITH_MYSQL WITH_AUTH
 //! WITH_USRLOCDB WITH_ANTIFLOOD WITH_IPAUTH WITH_ALIASDB WITH_SPEEDDIAL WITH_MULTIDOMAIN
-//! WITH_ACCDB`. A phone registers and takes four calls: from a registered subscriber,
-//! to an `alias_db` alias, to a speed-dial number, and from a caller trusted by its
-//! source address (127.0.0.2 in `address`) without credentials; `acc` writes a record of
-//! each. (`WITH_NAT` needs rtpproxy, not part of this run yet.)
+//! WITH_ACCDB WITH_NAT`, with rtpengine as the media relay on the config's own control
+//! sockets (its rtpproxy port 7722; for 6.1 `WITH_RTPENGINE` too, its ng port 2223). A
+//! phone behind a NAT (private Via, Contact and SDP) registers and takes four calls: from
+//! a registered subscriber, to an `alias_db` alias, to a speed-dial number, and from a
+//! caller trusted by its source address (127.0.0.2 in `address`) without credentials;
+//! each INVITE reaches the phone at the address it registered from, with the relay in
+//! its SDP, and `acc` writes a record of each.
 //!
 //! Every test binds port 5060 on every interface: they take [`PORT_5060`] in turn.
 
 use ferrosip_tests::db::{Backend, TestDb};
 use ferrosip_tests::{
-    free_port, have_sipp, kamailio, kamailio_sql_dir, kamailio_stock_cfg, log_tails, traced_sipp,
-    wait_exit, Kamailio, Launch, Proxy,
+    free_port, have_sipp, kamailio_release, kamailio_sql_dir, kamailio_stock_cfg, log_tails,
+    traced_sipp, wait_exit, Kamailio, Launch, Proxy, Rtpengine,
 };
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -296,8 +300,8 @@ fn stock_config_plain_answers_keepalives_and_relays_between_phones() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The defines of the issue-21 run (everything but `WITH_NAT`, see the module doc).
-const FULL_FEATURES: [&str; 9] = [
+/// The defines of the issue-21 run.
+const FULL_FEATURES: [&str; 10] = [
     "WITH_MYSQL",
     "WITH_AUTH",
     "WITH_USRLOCDB",
@@ -307,20 +311,20 @@ const FULL_FEATURES: [&str; 9] = [
     "WITH_SPEEDDIAL",
     "WITH_MULTIDOMAIN",
     "WITH_ACCDB",
+    "WITH_NAT",
 ];
 
-/// Kamailio `version`'s packaged files, if unpacked; under `FERROSIP_REQUIRE_STOCK_CFG`
-/// they must be.
-fn release(version: &'static str) -> Option<Kamailio> {
-    let k = kamailio(version).filter(Kamailio::is_unpacked);
-    if k.is_none() {
-        assert!(
-            std::env::var_os("FERROSIP_REQUIRE_STOCK_CFG").is_none(),
-            "scripts/test.sh unpacks Kamailio {version}, but it is not there"
-        );
-        eprintln!("skipped: Kamailio {version}'s packages are not unpacked");
-    }
-    k
+/// Where the stock configs' `WITH_NAT` media relay relays: not a phone's address, so a
+/// rewritten SDP shows (the phones' scenarios look for it).
+const RELAY_IP: &str = "127.0.0.4";
+
+/// Which control protocol the stock config drives the media relay with.
+#[derive(Clone, Copy, PartialEq)]
+enum MediaRelay {
+    /// The rtpproxy module, to udp:127.0.0.1:7722.
+    Rtpproxy,
+    /// `WITH_RTPENGINE`: the rtpengine module, to udp:127.0.0.1:2223.
+    Rtpengine,
 }
 
 /// The `ALTER TABLE acc|missed_calls ...` statements the stock config asks for in its
@@ -338,12 +342,16 @@ fn acc_columns(cfg_text: &str) -> Vec<String> {
 }
 
 /// Every issue-21 feature on MariaDB, with release `k`'s config and SQL scripts.
-fn stock_config_with_every_database_feature(k: &Kamailio) {
+fn stock_config_with_every_database_feature(k: &Kamailio, media: MediaRelay) {
     if !have_sipp() {
         return;
     }
     let _port = lock_5060();
     let dir = test_dir(&format!("full-{}", k.version));
+    // rtpengine serves both control protocols, on the ports the stock config names.
+    let Some(relay) = Rtpengine::start(&dir, RELAY_IP, 7722, 2223, (35000, 35099)) else {
+        return;
+    };
     let backend = Backend::Mariadb;
     let db = TestDb::empty(backend, &dir);
     let name = db_name(&db.url).to_string();
@@ -385,6 +393,9 @@ fn stock_config_with_every_database_feature(k: &Kamailio) {
     run("INSERT INTO speed_dial (username, domain, sd_username, sd_domain, new_uri, fname, lname, description) VALUES ('bob', '127.0.0.1', '11', '127.0.0.1', 'sip:alice@127.0.0.1', 'Alice', 'A', 'alice')");
 
     let mut defines: Vec<String> = FULL_FEATURES.iter().map(|f| f.to_string()).collect();
+    if media == MediaRelay::Rtpengine {
+        defines.push("WITH_RTPENGINE".to_string());
+    }
     defines.push(format!("DBURL=\"{}\"", db.url));
     let defines: Vec<String> = defines
         .iter()
@@ -499,28 +510,59 @@ fn stock_config_with_every_database_feature(k: &Kamailio) {
     );
     let users = run("SELECT username FROM location ORDER BY username");
     assert_eq!(users.lines().collect::<Vec<_>>(), ["alice", "bob"], "{log}");
+    // fix_nated_register kept where alice's REGISTER came from beside her private Contact.
+    let alice = run("SELECT contact, received FROM location WHERE username = 'alice'");
+    assert!(
+        alice.starts_with("sip:alice@192.168.77.3:") && alice.contains("|sip:127.0.0.3:"),
+        "Kamailio {}: alice's binding {alice}\n{log}",
+        k.version
+    );
+    // The relay was asked for every call: an offer and an answer each.
+    let relay_log = relay.log_text();
+    let offers = relay_log.matches("Received command 'offer'").count()
+        + relay_log.matches("Received command 'U'").count();
+    assert!(
+        offers >= 4,
+        "Kamailio {}: relay log\n{relay_log}",
+        k.version
+    );
+    drop(relay);
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn kamailio_5_6_stock_config_with_every_database_feature_on_mariadb() {
-    if let Some(k) = release("5.6") {
-        stock_config_with_every_database_feature(&k);
+    if let Some(k) = kamailio_release("5.6") {
+        stock_config_with_every_database_feature(&k, MediaRelay::Rtpproxy);
+    }
+}
+
+#[test]
+fn kamailio_5_8_stock_config_with_every_database_feature_on_mariadb() {
+    if let Some(k) = kamailio_release("5.8") {
+        stock_config_with_every_database_feature(&k, MediaRelay::Rtpproxy);
     }
 }
 
 #[test]
 fn kamailio_6_0_stock_config_with_every_database_feature_on_mariadb() {
-    if let Some(k) = release("6.0") {
-        stock_config_with_every_database_feature(&k);
+    if let Some(k) = kamailio_release("6.0") {
+        stock_config_with_every_database_feature(&k, MediaRelay::Rtpproxy);
     }
 }
 
 #[test]
-fn kamailio_6_1_stock_config_with_every_database_feature_on_mariadb() {
-    if let Some(k) = release("6.1") {
-        stock_config_with_every_database_feature(&k);
+fn kamailio_6_1_stock_config_with_every_database_feature_and_rtpengine_on_mariadb() {
+    if let Some(k) = kamailio_release("6.1") {
+        stock_config_with_every_database_feature(&k, MediaRelay::Rtpengine);
+    }
+}
+
+#[test]
+fn kamailio_dev_stock_config_with_every_database_feature_on_mariadb() {
+    if let Some(k) = kamailio_release("dev") {
+        stock_config_with_every_database_feature(&k, MediaRelay::Rtpproxy);
     }
 }
 
