@@ -11,9 +11,8 @@ use ferrosip_tests::sipp::Sipp;
 use ferrosip_tests::{
     free_port, free_udp_port, have_sipp, log_tails, traced_sipp, Launch, Rtpengine,
 };
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The address rtpengine relays on: not SIPp's 127.0.0.1, so a rewritten c= shows.
