@@ -174,6 +174,10 @@ struct Branch {
     terminated: bool,
     /// The DNS targets left to try if this one fails (`use_dns_failover`).
     failover: Option<Box<Failover>>,
+    /// Its branch flags as it was sent: the onreply and failure routes see them, as in
+    /// Kamailio (usrloc's `nat_bflag` set by lookup() tells the reply route the callee
+    /// is behind a NAT).
+    bflags: u64,
 }
 
 /// What a branch needs to be sent again to the next target of its DNS answer
@@ -1049,15 +1053,17 @@ impl TmLayer {
                 hops,
             })
         });
-        self.send_branch_via(cell, st, spec.msg, routed, hop, failover)
+        self.send_branch_via(cell, st, spec.msg, spec.bflags, routed, hop, failover)
     }
 
     /// Sends `msg` as a new branch to `hop`.
+    #[allow(clippy::too_many_arguments)]
     fn send_branch_via(
         &self,
         cell: &Arc<Cell>,
         st: &mut CellState,
         msg: SipMessage,
+        bflags: u64,
         routed: Option<&ferrosip_api::Extensions>,
         hop: Hop,
         failover: Option<Box<Failover>>,
@@ -1124,6 +1130,7 @@ impl TmLayer {
             done: false,
             terminated: false,
             failover,
+            bflags,
         });
         lock(&self.client_txns).insert(key, (cell.clone(), Leg::Branch(idx)));
         self.env.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -1418,7 +1425,8 @@ impl TmLayer {
                 next = %dst,
                 "DNS failover: trying the next target"
             );
-            match self.send_branch_via(cell, st, msg, None, hop, rest) {
+            let bflags = st.branches[i].bflags;
+            match self.send_branch_via(cell, st, msg, bflags, None, hop, rest) {
                 Ok(true) => return true,
                 Ok(false) => return false,
                 // This address could not be used (no socket for it): the next one.
@@ -1655,6 +1663,7 @@ impl TmLayer {
         let mut fctx = MsgContext::new(st.request.clone(), RouteKind::Failure, st.net);
         fctx.dst_uri = st.ext_kept.get::<RelayedDstUri>().map(|d| d.0.clone());
         fctx.flags = st.flags;
+        fctx.bflags = best.branch.map_or(0, |b| st.branches[b].bflags);
         fctx.avps = st.avps.clone();
         fctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
         let winner = best.branch.and_then(|b| st.branches[b].reply.clone());
@@ -1828,6 +1837,7 @@ impl TmLayer {
                 let state = self.route_state(st, branch as i32, Some(&msg));
                 let mut rctx = MsgContext::new(msg, RouteKind::TmOnReply, st.net);
                 rctx.flags = st.flags;
+                rctx.bflags = st.branches.get(branch).map_or(0, |b| b.bflags);
                 rctx.avps = st.avps.clone();
                 rctx.branch_idx = branch as i32;
                 rctx.services = Some(cell.scope.clone() as Arc<dyn ferrosip_api::Services>);
@@ -1904,6 +1914,9 @@ impl TmLayer {
             JobEnd::Reply { branch, code } => {
                 let mut rctx = ctx;
                 st.flags = rctx.flags;
+                if let Some(b) = st.branches.get_mut(branch) {
+                    b.bflags = rctx.bflags;
+                }
                 st.avps = std::mem::take(&mut rctx.avps);
                 if let Some(m) = rctx.ext.remove::<TmMarks>() {
                     st.marks.on_failure = m.on_failure.or(st.marks.on_failure);
@@ -2563,6 +2576,7 @@ Content-Length: 0\n\n",
             done: true,
             terminated: false,
             failover: None,
+            bflags: 0,
         });
         st
     }

@@ -129,12 +129,12 @@ impl Module for RrModule {
             .handler(|ctx: &mut MsgContext, p: Bytes| ops::add_rr_param(ctx, &p));
         m.function("check_route_param")
             .args(&["re"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Matches the URI parameters of this proxy's Route entry (\";lr;ftag=...;nat=yes\", as loose_route() found it) against a regex; 1 on match, -1 otherwise.")
             .handler(|ctx: &mut MsgContext, re: Arc<Regex>| ops::check_route_param(ctx, &re));
         m.function("is_direction")
             .args(&["dir"])
-            .routes(RouteMask::REQUEST | RouteMask::EVENT)
+            .routes(RouteMask::BRANCH | RouteMask::FAILURE | RouteMask::REQUEST | RouteMask::EVENT)
             .doc("Checks the direction of an in-dialog request after loose_route(): \"downstream\" (caller to callee) or \"upstream\", from the ftag of this proxy's Route entry versus the From tag; 1 on match, -1 otherwise.")
             .handler(cfg.with(|cfg: &RrConfig, ctx: &mut MsgContext, dir: Bytes| ops::is_direction(ctx, cfg, &dir)));
         m.function("remove_record_route")

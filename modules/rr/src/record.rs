@@ -22,10 +22,15 @@ pub fn branch_hook(branch: &mut OutgoingBranch<'_>) -> Result<(), FnError> {
     Ok(())
 }
 
-/// What a transaction keeps of the request route for its later branches: the plan.
+/// What a transaction keeps of the request route for its later routes: the plan, and
+/// this proxy's Route entry as loose_route() found it, so that check_route_param() and
+/// is_direction() answer in branch and failure routes as in the request route.
 pub fn keep_plan(from: &Extensions, to: &mut Extensions) {
     if let Some(plan) = from.get::<RecordRoutePlan>() {
         to.insert(plan.clone());
+    }
+    if let Some(local) = from.get::<ferrosip_api::rr::LocalRoute>() {
+        to.insert(local.clone());
     }
 }
 
