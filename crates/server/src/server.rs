@@ -59,7 +59,7 @@ impl Server {
             return;
         }
         if let Some(tm) = &self.tm {
-            if tm.on_reply(&ctx.msg) {
+            if tm.on_reply(&ctx.msg, ctx.net) {
                 return;
             }
         }

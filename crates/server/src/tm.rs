@@ -138,6 +138,8 @@ enum Deferred {
     Reply {
         branch: usize,
         msg: SipMessage,
+        /// Where it came from.
+        net: NetInfo,
         code: u16,
         route: RouteId,
     },
@@ -201,6 +203,10 @@ struct CellState {
     /// The request as the script relayed it (what failure_route sees).
     request: SipMessage,
     net: NetInfo,
+    /// Where the reply being handled came from, while `on_reply` handles it: the
+    /// onreply route's `$si`/`$sp` and set_contact_alias() are the reply's, not the
+    /// request's.
+    reply_net: Option<NetInfo>,
     marks: TmMarks,
     flags: u64,
     avps: Avps,
@@ -791,7 +797,7 @@ impl TmLayer {
 
     /// A reply received from downstream: `true` when it belonged to a transaction (and
     /// was handled), `false` for the stateless path.
-    pub fn on_reply(self: &Arc<Self>, msg: &SipMessage) -> bool {
+    pub fn on_reply(self: &Arc<Self>, msg: &SipMessage, net: NetInfo) -> bool {
         let Ok(probe) = ClientKey::probe(msg) else {
             return false;
         };
@@ -805,7 +811,9 @@ impl TmLayer {
             Leg::Cancel(i) => st.cancels[i].client.on_reply(msg),
             Leg::Server => Actions::new(),
         };
+        st.reply_net = Some(net);
         self.run(&cell, &mut st, leg, actions, Some(msg));
+        st.reply_net = None;
         self.drive(&cell, st);
         true
     }
@@ -1499,9 +1507,11 @@ impl TmLayer {
         }
         if let Some(route) = st.marks.on_reply {
             // onreply_route runs before the reply goes anywhere: queued, in order.
+            let net = st.reply_net.unwrap_or(st.net);
             st.queue().jobs.push(Deferred::Reply {
                 branch: i,
                 msg: msg.clone(),
+                net,
                 code,
                 route,
             });
@@ -1831,11 +1841,12 @@ impl TmLayer {
             Deferred::Reply {
                 branch,
                 msg,
+                net,
                 code,
                 route,
             } => {
                 let state = self.route_state(st, branch as i32, Some(&msg));
-                let mut rctx = MsgContext::new(msg, RouteKind::TmOnReply, st.net);
+                let mut rctx = MsgContext::new(msg, RouteKind::TmOnReply, net);
                 rctx.flags = st.flags;
                 rctx.bflags = st.branches.get(branch).map_or(0, |b| b.bflags);
                 rctx.avps = st.avps.clone();
@@ -2409,6 +2420,7 @@ impl CellState {
             uas_terminated: false,
             request,
             net,
+            reply_net: None,
             marks: TmMarks::default(),
             flags,
             avps: Avps::default(),
