@@ -68,10 +68,22 @@ fn test_dir(name: &str) -> PathBuf {
 /// `ferrosip run -f cfg args...`, its log in `dir`, once it holds UDP and TCP 5060 on
 /// 127.0.0.1 (it binds every interface; loopback is one of them).
 fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
-    assert!(
-        UdpSocket::bind("127.0.0.1:5060").is_ok(),
-        "port 5060 on 127.0.0.1 is taken by another process: these tests need it free"
-    );
+    // A server another test of this group stopped may still be closing its sockets.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while UdpSocket::bind("127.0.0.1:5060").is_err() {
+        if std::time::Instant::now() > deadline {
+            let holders = Command::new("ss")
+                .args(["-uapn", "sport = :5060"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!(
+                "port 5060 on 127.0.0.1 is taken by another process: these tests need it free
+{holders}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Launch::new(cfg)
         .args(args)
         .log(dir.join("ferrosip.log"))

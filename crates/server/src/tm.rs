@@ -203,10 +203,6 @@ struct CellState {
     /// The request as the script relayed it (what failure_route sees).
     request: SipMessage,
     net: NetInfo,
-    /// Where the reply being handled came from, while `on_reply` handles it: the
-    /// onreply route's `$si`/`$sp` and set_contact_alias() are the reply's, not the
-    /// request's.
-    reply_net: Option<NetInfo>,
     marks: TmMarks,
     flags: u64,
     avps: Avps,
@@ -811,9 +807,7 @@ impl TmLayer {
             Leg::Cancel(i) => st.cancels[i].client.on_reply(msg),
             Leg::Server => Actions::new(),
         };
-        st.reply_net = Some(net);
-        self.run(&cell, &mut st, leg, actions, Some(msg));
-        st.reply_net = None;
+        self.run(&cell, &mut st, leg, actions, Some((msg, net)));
         self.drive(&cell, st);
         true
     }
@@ -1289,7 +1283,7 @@ impl TmLayer {
         st: &mut CellState,
         leg: Leg,
         actions: Actions,
-        msg: Option<&SipMessage>,
+        reply: Option<(&SipMessage, NetInfo)>,
     ) {
         // Most inputs produce a handful of actions and at most one event: no allocation.
         let mut events: SmallVec<[(Leg, TuEvent); 2]> = SmallVec::new();
@@ -1346,7 +1340,7 @@ impl TmLayer {
             }
         }
         for (leg, ev) in events {
-            self.on_event(cell, st, leg, ev, msg);
+            self.on_event(cell, st, leg, ev, reply);
         }
     }
 
@@ -1356,7 +1350,7 @@ impl TmLayer {
         st: &mut CellState,
         leg: Leg,
         ev: TuEvent,
-        msg: Option<&SipMessage>,
+        reply: Option<(&SipMessage, NetInfo)>,
     ) {
         let Leg::Branch(i) = leg else {
             // Server and CANCEL legs: nothing for the proxy core to do (ACKs are seen
@@ -1365,8 +1359,8 @@ impl TmLayer {
         };
         match ev {
             TuEvent::Response(code) | TuEvent::Later2xx(code) => {
-                if let Some(m) = msg {
-                    self.branch_response(cell, st, i, m, code);
+                if let Some((m, net)) = reply {
+                    self.branch_response(cell, st, i, m, net, code);
                 }
             }
             TuEvent::Timeout(kind) => {
@@ -1498,6 +1492,7 @@ impl TmLayer {
         st: &mut CellState,
         i: usize,
         msg: &SipMessage,
+        net: NetInfo,
         code: u16,
     ) {
         // RFC 3263 §4.3: a 503 from one target sends the request to the next one; the
@@ -1507,7 +1502,7 @@ impl TmLayer {
         }
         if let Some(route) = st.marks.on_reply {
             // onreply_route runs before the reply goes anywhere: queued, in order.
-            let net = st.reply_net.unwrap_or(st.net);
+            // The onreply route's $si/$sp, and set_contact_alias() there, are the reply's.
             st.queue().jobs.push(Deferred::Reply {
                 branch: i,
                 msg: msg.clone(),
@@ -2420,7 +2415,6 @@ impl CellState {
             uas_terminated: false,
             request,
             net,
-            reply_net: None,
             marks: TmMarks::default(),
             flags,
             avps: Avps::default(),
