@@ -3,6 +3,7 @@
 //! times change) and is swapped as a whole on reload, so a lookup sees one consistent load.
 
 use regex::bytes::Regex;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -613,6 +614,15 @@ impl Instance {
 
     /// The rules whose prefix is a prefix of `user`, longest prefix first.
     pub fn rules_for<'a>(&'a self, user: &'a [u8]) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rule_ranges(user)
+            .into_iter()
+            .flat_map(move |r| self.rules[r].iter())
+    }
+
+    /// The ranges of `rules` whose prefix is a prefix of `user`, longest prefix first.
+    /// Every length is looked up before any rule is read, so the table reads of the
+    /// different lengths are independent and overlap.
+    fn rule_ranges(&self, user: &[u8]) -> SmallVec<[std::ops::Range<usize>; 8]> {
         let mut numbers = [0u64; MAX_NUMERIC_LEN + 1];
         let mut digit_run = 0;
         while digit_run < MAX_NUMERIC_LEN
@@ -624,9 +634,9 @@ impl Instance {
         }
         self.lengths
             .iter()
-            .filter(move |t| t.len <= user.len())
-            .filter_map(move |t| t.find(user, &numbers, digit_run))
-            .flat_map(move |r| self.rules[r].iter())
+            .filter(|t| t.len <= user.len())
+            .filter_map(|t| t.find(user, &numbers, digit_run))
+            .collect()
     }
 
     /// Every rule with its prefix, in the rules' order (for dumps).
@@ -653,8 +663,21 @@ impl Instance {
         ordering: GwOrdering,
         mut random: impl FnMut() -> u64,
     ) -> Vec<Matched> {
-        let mut out = Vec::new();
-        for rule in self.rules_for(user) {
+        let ranges = self.rule_ranges(user);
+        // Each matching rule and its first target are read once before the rules are
+        // walked: in a large table each is a cache miss, and these reads do not depend
+        // on one another, so the misses overlap instead of following one another.
+        let mut touched = 0u32;
+        for r in &ranges {
+            for rule in &self.rules[r.clone()] {
+                if let Some(t) = self.targets.get(rule.targets.0 as usize) {
+                    touched ^= t.gw;
+                }
+            }
+        }
+        std::hint::black_box(touched);
+        let mut out = Vec::with_capacity(16);
+        for rule in ranges.into_iter().flat_map(|r| self.rules[r].iter()) {
             let filter = self.filter(rule);
             if let Some(re) = &filter.from_uri {
                 if !re.is_match(from_uri) {
