@@ -13,6 +13,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 mod sql;
+mod sqlite_scan;
 mod text;
 mod time;
 mod timeout;

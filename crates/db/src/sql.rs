@@ -356,22 +356,7 @@ impl SqlDb {
                         .sqlite_time_columns(p, table)
                         .await
                         .map_err(|e| self.error(table, e))?;
-                    let mut q = sqlx::query(&st.sql);
-                    for v in &st.binds {
-                        q = bind_sqlite(q, v);
-                    }
-                    let mut is_time: Option<Vec<bool>> = None;
-                    drain(
-                        q.fetch(p),
-                        limit,
-                        |r, out| {
-                            let flags =
-                                is_time.get_or_insert_with(|| sqlite_time_flags(r, &time_cols));
-                            sqlite_row_into(r, flags, out)
-                        },
-                        each,
-                    )
-                    .await
+                    sqlite_select_each(p, &st, &time_cols, each).await
                 }
                 Pool::Mysql(p) => {
                     let mut q = sqlx::query(&st.sql);
@@ -755,6 +740,30 @@ fn sqlite_row(row: &SqliteRow, time_cols: &HashSet<String>) -> Result<Row, sqlx:
 }
 
 /// Which columns of a result are DATETIME ones (the same for every row of a query).
+/// A SELECT on SQLite stepped on this thread (`sqlite_scan`): no row crosses sqlx's
+/// worker thread. On a multi-threaded runtime the scan tells tokio it blocks, so the
+/// worker's other tasks move to another thread meanwhile. SQLite's busy_timeout bounds
+/// any wait for a lock; there is no other wait for rows to bound.
+async fn sqlite_select_each(
+    pool: &SqlitePool,
+    st: &Stmt<'_>,
+    time_cols: &HashSet<String>,
+    each: &mut (dyn FnMut(&[DbValue]) -> ControlFlow<()> + Send),
+) -> Result<u64, Drained> {
+    let mut conn = pool.acquire().await.map_err(|e| Drained::Error(e, 0))?;
+    let mut handle = conn.lock_handle().await.map_err(|e| Drained::Error(e, 0))?;
+    let db = handle.as_raw_handle();
+    let mut run = || crate::sqlite_scan::scan(db, &st.sql, &st.binds, time_cols, &mut *each);
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let result = if multi_thread {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    };
+    result.map_err(|e| Drained::Error(sqlx::Error::Protocol(e.message), e.rows))
+}
+
 fn sqlite_time_flags(row: &SqliteRow, time_cols: &HashSet<String>) -> Vec<bool> {
     (0..row.len())
         .map(|i| time_cols.contains(&row.column(i).name().to_ascii_lowercase()))
