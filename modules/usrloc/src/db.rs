@@ -2,7 +2,7 @@
 
 use crate::contact::{Contact, ContactInfo, ALL_METHODS};
 use crate::store::Change;
-use ferrosip_db::{Cond, Db, DbValue, Row};
+use ferrosip_db::{Cond, Db, DbValue};
 
 /// Columns read and written, in this order.
 pub const COLUMNS: [&str; 22] = [
@@ -42,7 +42,7 @@ pub fn split_aor(aor: &[u8], use_domain: bool) -> (String, Option<String>) {
 }
 
 /// The address of record a row belongs to.
-pub fn aor_of_row(row: &Row, use_domain: bool) -> Option<Vec<u8>> {
+pub fn aor_of_row(row: &[DbValue], use_domain: bool) -> Option<Vec<u8>> {
     let user = row.get(1)?.as_str()?;
     let mut aor = user.as_bytes().to_vec();
     if use_domain {
@@ -108,21 +108,21 @@ pub fn row_of(aor: &[u8], c: &ContactInfo, use_domain: bool, server_id: i64) -> 
     ]
 }
 
-fn col_bytes(row: &Row, i: usize) -> Vec<u8> {
+fn col_bytes(row: &[DbValue], i: usize) -> Vec<u8> {
     row.get(i)
         .and_then(|v| v.as_str())
         .map(|s| s.as_bytes().to_vec())
         .unwrap_or_default()
 }
 
-fn col_int(row: &Row, i: usize) -> i64 {
+fn col_int(row: &[DbValue], i: usize) -> i64 {
     row.get(i)
         .and_then(|v| v.as_int().or_else(|| v.as_f64().map(|f| f as i64)))
         .unwrap_or(0)
 }
 
 /// A contact from a row read with [`COLUMNS`]; `None` for a row without a contact URI.
-pub fn contact_of_row(row: &Row) -> Option<Contact> {
+pub fn contact_of_row(row: &[DbValue]) -> Option<Contact> {
     let uri = col_bytes(row, 3);
     if uri.is_empty() {
         return None;
@@ -203,7 +203,7 @@ pub async fn fetch(
         .select(table, &COLUMNS, &aor_conds(aor, use_domain), None)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows.iter().filter_map(contact_of_row).collect())
+    Ok(rows.iter().filter_map(|r| contact_of_row(r)).collect())
 }
 
 /// Deletes the rows expired at `now` (a row with expires 0 is permanent).

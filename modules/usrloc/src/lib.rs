@@ -344,31 +344,39 @@ impl Usrloc {
         if !cfg.db_load || cfg.db_mode == DbMode::DbOnly {
             return Ok(());
         }
+        self.load_tables(&db).await.map(|_| ())
+    }
+
+    /// Loads every known table's unexpired contacts from `db` into memory, row by row as
+    /// the database hands them out (no copy of the whole table in between); returns how
+    /// many were loaded.
+    pub async fn load_tables(&self, db: &Db) -> Result<usize, String> {
+        let use_domain = self.config().use_domain;
         let now = self.unix_now();
+        let mut total = 0;
         for dom in self.domains() {
-            let rows = db
-                .select(dom.name(), &db::COLUMNS, &[], None)
-                .await
-                .map_err(|e| format!("cannot load table {}: {e}", dom.name()))?;
             let mut loaded = 0usize;
-            for row in &rows {
-                let (Some(aor), Some(c)) =
-                    (db::aor_of_row(row, cfg.use_domain), db::contact_of_row(row))
-                else {
-                    continue;
-                };
-                if c.is_valid(now) {
-                    dom.load(&aor, c);
-                    loaded += 1;
+            db.select_each(dom.name(), &db::COLUMNS, &[], None, |row| {
+                if let (Some(aor), Some(c)) =
+                    (db::aor_of_row(row, use_domain), db::contact_of_row(row))
+                {
+                    if c.is_valid(now) {
+                        dom.load(&aor, c);
+                        loaded += 1;
+                    }
                 }
-            }
+                std::ops::ControlFlow::Continue(())
+            })
+            .await
+            .map_err(|e| format!("cannot load table {}: {e}", dom.name()))?;
             tracing::info!(
                 table = dom.name(),
                 contacts = loaded,
                 "usrloc: table loaded"
             );
+            total += loaded;
         }
-        Ok(())
+        Ok(total)
     }
 
     /// One timer run: expire contacts, write pending changes.
