@@ -68,19 +68,27 @@ fn test_dir(name: &str) -> PathBuf {
 /// `ferrosip run -f cfg args...`, its log in `dir`, once it holds UDP and TCP 5060 on
 /// 127.0.0.1 (it binds every interface; loopback is one of them).
 fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
-    // A server another test of this group stopped may still be closing its sockets.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while UdpSocket::bind("127.0.0.1:5060").is_err() {
+    // The server binds 5060 on every interface address. A server another test of this
+    // group stopped may still be closing its sockets, and a SIPp of another test binary
+    // that was given no port takes 5060 on the machine's address while it is free: wait
+    // for both to let go.
+    let mut addresses = vec![IpAddr::from([127, 0, 0, 1])];
+    addresses.extend(outward_address());
+    let taken = || {
+        addresses.iter().copied().find(|ip| {
+            let at = SocketAddr::new(*ip, 5060);
+            UdpSocket::bind(at).is_err() || std::net::TcpListener::bind(at).is_err()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Some(ip) = taken() {
         if std::time::Instant::now() > deadline {
             let holders = Command::new("ss")
-                .args(["-uapn", "sport = :5060"])
+                .args(["-tuapn", "sport = :5060"])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
-            panic!(
-                "port 5060 on 127.0.0.1 is taken by another process: these tests need it free
-{holders}"
-            );
+            panic!("port 5060 on {ip} is taken by another process: these tests need it free\n{holders}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
