@@ -72,8 +72,12 @@ fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
     // group stopped may still be closing its sockets, and a SIPp of another test binary
     // that was given no port takes 5060 on the machine's address while it is free: wait
     // for both to let go.
-    let mut addresses = vec![IpAddr::from([127, 0, 0, 1])];
+    let mut addresses = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+    ];
     addresses.extend(outward_address());
+    addresses.extend(outward_address_v6());
     let taken = || {
         addresses.iter().copied().find(|ip| {
             let at = SocketAddr::new(*ip, 5060);
@@ -92,11 +96,29 @@ fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Launch::new(cfg)
-        .args(args)
-        .log(dir.join("ferrosip.log"))
-        .listening_on(5060)
-        .start()
+    // An address this check does not know of may still be taken for a moment: the
+    // server then exits at once with EADDRINUSE, and is started again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let launch = Launch::new(cfg)
+            .args(args)
+            .log(dir.join("ferrosip.log"))
+            .listening_on(5060);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| launch.start())) {
+            Ok(proxy) => return proxy,
+            Err(why) => {
+                let text = why
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                if attempts >= 5 || !text.contains("Address already in use") {
+                    std::panic::resume_unwind(why);
+                }
+                std::thread::sleep(Duration::from_secs(3));
+            }
+        }
+    }
 }
 
 fn scenario(path: &str) -> PathBuf {
@@ -679,6 +701,14 @@ fn forwarded_through(to: SocketAddr) -> (String, String) {
 }
 
 /// A non-loopback address of this machine, if it has one (the one it routes out from).
+/// The machine's IPv6 address towards the outside, when it has one.
+fn outward_address_v6() -> Option<IpAddr> {
+    let probe = UdpSocket::bind("[::]:0").ok()?;
+    probe.connect("[2001:db8::200]:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 fn outward_address() -> Option<IpAddr> {
     let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
     probe.connect("192.0.2.200:9").ok()?;
