@@ -263,8 +263,16 @@ fn ws_listeners_need_the_websocket_module() {
 }
 
 /// `tests/js`, with its npm packages installed from the committed package-lock.json
-/// (`npm ci`: the exact versions, nothing resolved anew).
+/// (`npm ci`: the exact versions, nothing resolved anew). `npm ci` first removes
+/// `node_modules`, so it must not run while another test's SIP.js client runs: once per
+/// process here (the two SIP.js tests under `cargo test`), and .config/nextest.toml runs
+/// the processes of this file one at a time.
 fn js_client_dir() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(npm_ci).clone()
+}
+
+fn npm_ci() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
     let npm = Command::new("npm")
         .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
