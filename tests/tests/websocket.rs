@@ -520,7 +520,8 @@ fn sipjs_flow(name: &str, style: Style) {
     // A UAS that keeps the Record-Route in its answers (SIPp's built-in one does not).
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/call_uas.xml");
     let scenario = scenario.to_string_lossy().into_owned();
-    let sipp = ferrosip_tests::sipp::spawn_sipp(&[
+    // Killed when dropped: a failing client must not leave the UAS running.
+    let mut sipp = ferrosip_tests::sipp::Sipp(ferrosip_tests::sipp::spawn_sipp(&[
         "-sf",
         &scenario,
         "-i",
@@ -530,7 +531,7 @@ fn sipjs_flow(name: &str, style: Style) {
         "-m",
         "2",
         "-nostdin",
-    ]);
+    ]));
     let target = format!("sip:bob@127.0.0.1:{uas}");
     for url in [
         format!("ws://127.0.0.1:{ws}"),
@@ -557,7 +558,7 @@ fn sipjs_flow(name: &str, style: Style) {
     assert!(log.contains("over ws connection"), "{log}");
     assert!(log.contains("over wss connection"), "{log}");
     assert_eq!(
-        ferrosip_tests::sipp::wait_exit(sipp, Duration::from_secs(10)),
+        sipp.wait(Duration::from_secs(10)),
         Some(0),
         "the SIPp UAS did not complete its 2 calls"
     );
