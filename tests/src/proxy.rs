@@ -74,6 +74,13 @@ impl Launch {
 
     /// Starts it; panics with its log when it ends or does not listen in time.
     pub fn start(self) -> Proxy {
+        self.try_start().unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Starts it; `Err` with its exit status and log when it ends before listening (a
+    /// caller may start it again, e.g. after an address was still taken); panics when it
+    /// runs but does not listen in time.
+    pub fn try_start(self) -> Result<Proxy, String> {
         let binary = self.binary.clone().unwrap_or_else(crate::ferrosip_bin);
         let mut cmd = Command::new(binary);
         // -E: the log goes to stderr (the test reads it) whatever the config says; without
@@ -108,7 +115,7 @@ impl Launch {
             // Up once its sockets are taken.
             while UdpSocket::bind(addr).is_ok() || TcpStream::connect(addr).is_err() {
                 if let Ok(Some(status)) = proxy.child.try_wait() {
-                    panic!("ferrosip exited ({status}):\n{}", proxy.log_text());
+                    return Err(format!("ferrosip exited ({status}):\n{}", proxy.log_text()));
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -118,7 +125,7 @@ impl Launch {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        proxy
+        Ok(proxy)
     }
 }
 

@@ -105,18 +105,12 @@ fn start_server(dir: &Path, cfg: &Path, args: &[String]) -> Proxy {
             .args(args)
             .log(dir.join("ferrosip.log"))
             .listening_on(5060);
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| launch.start())) {
+        match launch.try_start() {
             Ok(proxy) => return proxy,
-            Err(why) => {
-                let text = why
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                if attempts >= 5 || !text.contains("Address already in use") {
-                    std::panic::resume_unwind(why);
-                }
+            Err(why) if attempts < 5 && why.contains("Address already in use") => {
                 std::thread::sleep(Duration::from_secs(3));
             }
+            Err(why) => panic!("{why}"),
         }
     }
 }

@@ -739,7 +739,6 @@ fn sqlite_row(row: &SqliteRow, time_cols: &HashSet<String>) -> Result<Row, sqlx:
     Ok(out)
 }
 
-/// Which columns of a result are DATETIME ones (the same for every row of a query).
 /// A SELECT on SQLite stepped on this thread (`sqlite_scan`): no row crosses sqlx's
 /// worker thread. On a multi-threaded runtime the scan tells tokio it blocks, so the
 /// worker's other tasks move to another thread meanwhile. SQLite's busy_timeout bounds
@@ -764,6 +763,7 @@ async fn sqlite_select_each(
     result.map_err(|e| Drained::Error(sqlx::Error::Protocol(e.message), e.rows))
 }
 
+/// Which columns of a result are DATETIME ones (the same for every row of a query).
 fn sqlite_time_flags(row: &SqliteRow, time_cols: &HashSet<String>) -> Vec<bool> {
     (0..row.len())
         .map(|i| time_cols.contains(&row.column(i).name().to_ascii_lowercase()))

@@ -103,6 +103,18 @@ async fn suite(db: &Db) {
     assert_eq!(r[8], DbValue::Int(42));
     assert_eq!(r[11], s("SIPp/ünïcode"));
 
+    // The streamed read (SQLite's in-place scan, the drivers' row streams) gives the same
+    // values as `select`, with a time bound in the condition.
+    let later = [Cond::gt("expires", DbValue::Time(T0 + 600))];
+    let mut streamed = Vec::new();
+    db.select_each("location", LOC_COLS, &later, None, |row| {
+        streamed.push(row.to_vec());
+        std::ops::ControlFlow::Continue(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(streamed, rows, "select_each and select");
+
     // The injection attempt is data: stored verbatim, matched only by itself.
     let rows = db
         .select(
