@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Ferrosip against Kamailio in one command, as in docs/performance.md: builds the
+# deployable binary (dist profile) and runs the shared sip-load harness on its own configs
+# for MODE (stateless, stateful or stateful-lua), at 500 and 5,000 calls/s, 3 runs each,
+# taken in turns with Kamailio (`--compare`; for stateful-lua Kamailio runs app_lua on the
+# same files). Each rate's last line is the RATIO of the medians.
+# Usage: scripts/bench-proxy.sh MODE [RATE ...]
+set -euo pipefail
+mode=${1:?usage: $0 stateless|stateful|stateful-lua [RATE ...]}
+shift
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(500 5000)
+root=$(cd "$(dirname "$0")/.." && pwd)
+bench=${SIP_LOAD:-$root/../shared/bench}
+cargo build --profile dist --bin ferrosip --manifest-path "$root/Cargo.toml"
+bin=$(mktemp -d)/ferrosip
+# A copy: a rebuild during the run must not change the binary being measured.
+cp "${CARGO_TARGET_DIR:-$root/target}/dist/ferrosip" "$bin"
+case $mode in
+stateless) target="$bin run -f $bench/kamailio/stateless.cfg" ;;
+stateful) target="$bin run -f $bench/kamailio/stateful.cfg" ;;
+stateful-lua)
+    target="$bin run -f $bench/kamailio/stateful-lua.cfg -A BENCH_LUA='\"$bench/kamailio/stateful.lua\"'"
+    ;;
+*)
+    echo "unknown mode $mode (stateless, stateful or stateful-lua)" >&2
+    exit 2
+    ;;
+esac
+for rate in "${rates[@]}"; do
+    "$bench/sip-load" --mode "$mode" --rate "$rate" --calls $((rate * 8)) --repeat 3 --compare \
+        --target "$target"
+done
