@@ -24,7 +24,6 @@ mod db;
 mod lcr;
 mod logging;
 mod privileges;
-mod residency;
 
 pub use catalog::Catalog;
 use clap::{Parser, Subcommand};
@@ -584,11 +583,7 @@ fn run(server: &ServerOpts) -> ExitCode {
         Ok(Box::new(()) as Box<dyn std::any::Any>)
     });
     let lifecycle = ferrosip_server::Lifecycle {
-        started: Some(Box::new(|| {
-            let released = residency::release_startup_pages();
-            tracing::debug!(released_kb = released / 1024, "startup code unmapped");
-            privileges::sd_notify("READY=1")
-        })),
+        started: Some(Box::new(|| privileges::sd_notify("READY=1"))),
         stopping: Some(Box::new(|| privileges::sd_notify("STOPPING=1"))),
     };
     let attachments = vec![attach_ctl, attach_metrics, drop_privileges];

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod myself;
 pub mod outbound;
 pub mod reload;
+mod residency;
 pub mod routes;
 pub mod script;
 pub mod server;
@@ -166,6 +167,7 @@ pub fn run_with_lifecycle(
         .map_err(|e| format!("cannot start workers: {e}"))?;
     log_sockets(&server.config);
     tracing::info!(workers = server.config.children, "Ferrosip started");
+    residency::release_startup_pages();
     if let Some(started) = lifecycle.started.take() {
         started();
     }

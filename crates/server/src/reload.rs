@@ -124,6 +124,8 @@ impl Reloader {
     ) -> Result<ReloadReport, Vec<String>> {
         let reloader = self;
         let _one_at_a_time = reloader.busy.lock().unwrap_or_else(|e| e.into_inner());
+        // Compiling touched the loader's code again, whatever the outcome.
+        let _release = crate::residency::ReleaseOnDrop;
         let file = reloader.path.display().to_string();
         let options = LoadOptions {
             skip_module_init: true,

@@ -4,13 +4,29 @@
 //! starting leaves ~7 MiB of the binary resident in every server, of which the message
 //! path uses a fraction. Once started, the server unmaps those pages from itself; the
 //! ones it still uses come back on their first touch, from the page cache, and the others
-//! stay reclaimable by the kernel instead of counting as the server's memory.
+//! stay reclaimable by the kernel instead of counting as the server's memory. A reload
+//! runs the loader again, so it releases them again when done.
+
+/// Releases the startup pages when dropped (at the end of a reload, on every path).
+pub struct ReleaseOnDrop;
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        release_startup_pages();
+    }
+}
 
 /// Unmaps, from this process only, the pages of its own executable that hold only the
 /// file's contents: its code, and read-only data the loader did not write (relocated
 /// read-only data, RELRO, holds private copies and is kept). Returns the bytes released.
-#[cfg(target_os = "linux")]
 pub fn release_startup_pages() -> usize {
+    let released = release_executable_pages();
+    tracing::debug!(released_kb = released / 1024, "startup code unmapped");
+    released
+}
+
+#[cfg(target_os = "linux")]
+fn release_executable_pages() -> usize {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return 0;
     };
@@ -44,7 +60,7 @@ pub fn release_startup_pages() -> usize {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn release_startup_pages() -> usize {
+fn release_executable_pages() -> usize {
     0
 }
 
@@ -140,7 +156,10 @@ Anonymous:             4 kB
     fn released_code_runs_again() {
         // The test binary drops its own code and read-only data, then keeps running
         // (formatting and hashing touch both again).
-        release_startup_pages();
+        assert!(
+            release_startup_pages() > 0,
+            "no page of the test binary released"
+        );
         let text = format!("{:?}", std::collections::HashMap::from([(1, "one")]));
         assert_eq!(text, r#"{1: "one"}"#);
     }
