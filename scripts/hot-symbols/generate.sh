@@ -2,10 +2,10 @@
 # Regenerates crates/ferrosip/hot-symbols.txt, the functions a running server executes per
 # message, which the link of an optimized build places together (crates/ferrosip/build.rs):
 # with them spread over the ~20 MiB of code, the kernel's 64 KiB fault-around kept ~3.5 MiB
-# of code resident for ~200 KiB actually run. Runs the dist binary under callgrind with the
-# bench harness's stateless, stateful and stateful-lua configs, counts from after start-up
-# (callgrind_control -z), and sends 600 calls through each with SIPp. Ends only the
-# processes it started. Run it again after large changes to the message path.
+# of code resident for the ~155 KiB the stateless path runs. Runs the dist binary under
+# callgrind with the bench harness's stateless, stateful and stateful-lua configs, counts
+# from after start-up (callgrind_control -z), and sends 600 calls through each with SIPp.
+# Ends only the processes it started. Run it again after large changes to the message path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench=${SIP_LOAD:-$root/../shared/bench}

@@ -1,7 +1,7 @@
 //! Most of the executable's code and read-only data runs only while the server starts:
 //! the CLI, the preprocessor and grammar, module registration and the config's checks.
 //! The kernel maps code in 64 KiB runs around each page touched (fault-around), so
-//! starting leaves ~7 MiB of the binary resident in every server, of which the message
+//! starting leaves ~9 MiB of the binary resident in every server, of which the message
 //! path uses a fraction. Once started, the server unmaps those pages from itself; the
 //! ones it still uses come back on their first touch, from the page cache, and the others
 //! stay reclaimable by the kernel instead of counting as the server's memory. A reload
