@@ -16,6 +16,16 @@ cargo build --profile dist --bin ferrosip --manifest-path "$root/Cargo.toml"
 bin=$(mktemp -d)/ferrosip
 # A copy: a rebuild during the run must not change the binary being measured.
 cp "${CARGO_TARGET_DIR:-$root/target}/dist/ferrosip" "$bin"
+# The per-message code is laid out by crates/ferrosip/hot-symbols.txt; when most of its
+# names are gone from the binary (their hashes drift with dependencies and the compiler),
+# the layout no longer applies and the memory figures are not this code's best.
+order="$root/crates/ferrosip/hot-symbols.txt"
+listed=$(wc -l <"$order")
+defined=$(nm --defined-only "$bin" | awk '{ print $3 }' | sort -u | comm -12 - <(sort -u "$order") | wc -l)
+echo "hot-symbols.txt: $defined of $listed names defined in the binary" >&2
+if [ $((defined * 100)) -lt $((listed * 80)) ]; then
+    echo "warning: hot-symbols.txt is stale; run scripts/hot-symbols/generate.sh" >&2
+fi
 case $mode in
 stateless) target="$bin run -f $bench/kamailio/stateless.cfg" ;;
 stateful) target="$bin run -f $bench/kamailio/stateful.cfg" ;;
