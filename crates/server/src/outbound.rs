@@ -790,13 +790,14 @@ fn received_top_via(
     // On a stream the reply must find the connection again, whose port is the
     // peer's ephemeral one: note it as rport, as if the client had asked.
     let stream = net.proto != Proto::Udp;
-    let wants_rport = matches!(top.rport(), Some(None)) || force_rport || stream;
+    let rport = top.rport();
+    let wants_rport = matches!(rport, Some(None)) || force_rport || stream;
     let add_received = (sent_by_ip != Some(src_ip) || wants_rport) && top.received().is_none();
-    let add_rport = wants_rport && !matches!(top.rport(), Some(Some(_)));
+    let add_rport = wants_rport && !matches!(rport, Some(Some(_)));
     Ok((add_received || add_rport).then(|| {
         let mut v = Vec::with_capacity(top.as_bytes().len() + 48);
         v.extend_from_slice(top.as_bytes());
-        if matches!(top.rport(), Some(None)) {
+        if matches!(rport, Some(None)) {
             // Replace the bare ";rport" instead of adding a second one.
             if let Some(p) = find_bare_rport(&v) {
                 v.drain(p..p + 6);

@@ -11,8 +11,9 @@ use crate::chars::{is_token, offset_in};
 use crate::error::ParseError;
 use crate::header_name::HeaderName;
 use crate::list::CommaList;
-use crate::message::{check_hot, Hdr, SipMessage, Span, StartLine};
+use crate::message::{check_hot, Hdr, Hot, SipMessage, Span, StartLine};
 use crate::uri::Uri;
+use crate::via::via_list;
 
 fn edit_err(what: &'static str) -> ParseError {
     ParseError::Edit { what }
@@ -23,12 +24,17 @@ fn edit_err(what: &'static str) -> ParseError {
 /// value kept with them would read differently before and after sending (found by the
 /// `message` fuzz target).
 fn check_value(kind: HeaderName, value: &[u8]) -> Result<&[u8], ParseError> {
+    let value = check_framing(value)?;
+    check_hot(kind, value, 0)?;
+    Ok(value)
+}
+
+/// The part of [`check_value`] every header gets, before its own grammar.
+fn check_framing(value: &[u8]) -> Result<&[u8], ParseError> {
     if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
         return Err(edit_err("header value contains CR, LF or NUL"));
     }
-    let value = crate::chars::trim_lws(value);
-    check_hot(kind, value, 0)?;
-    Ok(value)
+    Ok(crate::chars::trim_lws(value))
 }
 
 /// Checks a name for the generic header edits. Content-Length is refused there: it
@@ -48,19 +54,9 @@ impl SipMessage {
         self.edited = true;
     }
 
-    /// Drops the parse-time cache when an edit may change a field it holds.
+    /// Drops the parse-time cache of the field header `kind` holds, if it is one.
     fn touch(&mut self, kind: HeaderName) {
-        if matches!(
-            kind,
-            HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq
-                | HeaderName::MaxForwards
-        ) {
-            self.hot.valid = false;
-        }
+        self.hot.fresh &= !Hot::bit_of(kind);
     }
 
     /// Makes room for `n` more bytes in the side buffer. Small edits (a new
@@ -209,11 +205,17 @@ impl SipMessage {
     pub fn remove_headers_where(&mut self, mut pred: impl FnMut(&[u8], &[u8]) -> bool) -> usize {
         let (buf, extra) = (&self.buf, &self.extra);
         let before = self.headers.len();
-        self.headers
-            .retain(|h| !pred(slice(buf, extra, h.name), slice(buf, extra, h.value)));
+        let mut stale = 0;
+        self.headers.retain(|h| {
+            let remove = pred(slice(buf, extra, h.name), slice(buf, extra, h.value));
+            if remove {
+                stale |= Hot::bit_of(h.kind);
+            }
+            !remove
+        });
         let removed = before - self.headers.len();
         if removed > 0 {
-            self.hot.valid = false;
+            self.hot.fresh &= !stale;
             self.mark();
         }
         removed
@@ -222,8 +224,14 @@ impl SipMessage {
     /// Adds a Via line on top of the existing ones (just before the first Via line, or
     /// after the start line when there is none). `value` is one Via value, checked.
     pub fn prepend_via(&mut self, value: impl AsRef<[u8]>) -> Result<(), ParseError> {
-        let value = value.as_ref();
-        let value = check_value(HeaderName::Via, value)?;
+        let value = check_framing(value.as_ref())?;
+        // The grammar check parses the new top Via anyway: keep it, as every layer reads
+        // the top Via of a request it sends (client transaction key, branch, sent-by).
+        let mut top = None;
+        for via in via_list(value) {
+            let via = via.map_err(|e| e.in_header(HeaderName::Via, 0))?;
+            top.get_or_insert_with(|| via.spans_in(value));
+        }
         let at = self
             .headers
             .iter()
@@ -231,7 +239,10 @@ impl SipMessage {
             .unwrap_or(0);
         let h = self.new_line(b"Via", value, HeaderName::Via);
         self.headers.insert(at, h);
-        self.touch(HeaderName::Via);
+        let top = top.map(|t| t.shifted(h.value.start as usize));
+        self.hot.branch = top.map(|t| t.branch);
+        self.hot.top_via = top;
+        self.hot.fresh |= Hot::VIA;
         self.mark();
         Ok(())
     }
@@ -354,7 +365,13 @@ impl SipMessage {
         let mut b = [0u8; 3];
         let s = fmt_u64(&mut b, u64::from(n));
         // A number always passes the Max-Forwards grammar.
-        let _ = self.set_kind(HeaderName::MaxForwards, "Max-Forwards", s);
+        if self
+            .set_kind(HeaderName::MaxForwards, "Max-Forwards", s)
+            .is_ok()
+        {
+            self.hot.max_forwards = Some(n);
+            self.hot.fresh |= Hot::MAX_FORWARDS;
+        }
     }
 
     /// Replaces the body and sets Content-Length to match (adding it when absent).

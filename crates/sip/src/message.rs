@@ -39,6 +39,12 @@ impl Span {
         }
     }
 
+    /// The span `by` bytes further on.
+    #[inline]
+    pub(crate) fn shifted(self, by: usize) -> Span {
+        Span::new(self.start as usize + by, self.end as usize + by)
+    }
+
     #[inline]
     pub(crate) fn len(self) -> usize {
         (self.end - self.start) as usize
@@ -106,11 +112,14 @@ pub(crate) const INLINE_EDIT_BYTES: usize = 32;
 pub(crate) type SideBuffer = smallvec::SmallVec<[u8; INLINE_EDIT_BYTES]>;
 
 /// Where the fields every proxy reads on every message are, found while `parse` checks
-/// their grammar anyway, so reading them costs a slice and no second parse. Edits that
-/// touch one of these headers clear `valid` and reads fall back to parsing on demand.
+/// their grammar anyway, so reading them costs a slice and no second parse. An edit of
+/// one of these headers clears that header's bit in `fresh` only, and reads of that field
+/// fall back to parsing on demand: a proxy edits Max-Forwards on nearly every request, and
+/// dropping the whole cache for it had the top Via parsed again twice per message.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Hot {
-    pub(crate) valid: bool,
+    /// Which fields still describe the message: the [`Hot`] bits (`Hot::VIA`, ...).
+    pub(crate) fresh: u8,
     /// Branch of the top Via: outer `None` when there is no Via.
     pub(crate) branch: Option<Option<Span>>,
     /// The top Via, parsed: every layer (transaction matching, reply routing, rport)
@@ -122,6 +131,38 @@ pub(crate) struct Hot {
     pub(crate) cseq: Option<(u32, Span)>,
     pub(crate) max_forwards: Option<u8>,
     pub(crate) ruri_host: Option<Span>,
+}
+
+impl Hot {
+    /// `branch` and `top_via`.
+    pub(crate) const VIA: u8 = 1;
+    pub(crate) const FROM: u8 = 1 << 1;
+    pub(crate) const TO: u8 = 1 << 2;
+    pub(crate) const CALL_ID: u8 = 1 << 3;
+    pub(crate) const CSEQ: u8 = 1 << 4;
+    pub(crate) const MAX_FORWARDS: u8 = 1 << 5;
+    pub(crate) const RURI_HOST: u8 = 1 << 6;
+    pub(crate) const HEADERS: u8 =
+        Hot::VIA | Hot::FROM | Hot::TO | Hot::CALL_ID | Hot::CSEQ | Hot::MAX_FORWARDS;
+    pub(crate) const ALL: u8 = Hot::HEADERS | Hot::RURI_HOST;
+
+    /// The bit of the cached field header `kind` holds, 0 for the others.
+    pub(crate) fn bit_of(kind: HeaderName) -> u8 {
+        match kind {
+            HeaderName::Via => Hot::VIA,
+            HeaderName::From => Hot::FROM,
+            HeaderName::To => Hot::TO,
+            HeaderName::CallId => Hot::CALL_ID,
+            HeaderName::CSeq => Hot::CSEQ,
+            HeaderName::MaxForwards => Hot::MAX_FORWARDS,
+            _ => 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_fresh(&self, bit: u8) -> bool {
+        self.fresh & bit != 0
+    }
 }
 
 /// `part` as [`Bytes`] sharing `owner`'s storage when it is a slice of `owner`, else a
@@ -515,7 +556,7 @@ impl SipMessage {
     fn parse_parts(buf: &[u8]) -> Result<(Index, Hot, Span), ParseError> {
         let idx = index(buf)?;
         let mut hot = Hot {
-            valid: true,
+            fresh: Hot::ALL,
             ruri_host: idx.ruri_host,
             ..Hot::default()
         };
@@ -762,7 +803,7 @@ impl SipMessage {
 
     /// The Call-ID.
     pub fn call_id(&self) -> Option<&[u8]> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::CALL_ID) {
             return self.hot.call_id.map(|s| self.get(s));
         }
         self.header_of(HeaderName::CallId)
@@ -784,7 +825,7 @@ impl SipMessage {
 
     /// The (first) CSeq.
     pub fn cseq(&self) -> Result<CSeq<'_>, ParseError> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::CSEQ) {
             return match self.hot.cseq {
                 Some((seq, m)) => Ok(CSeq::new(seq, self.get(m))),
                 None => Err(ParseError::MissingHeader {
@@ -810,7 +851,7 @@ impl SipMessage {
 
     /// The From tag.
     pub fn from_tag(&self) -> Option<&[u8]> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::FROM) {
             return self.hot.from_tag.flatten().map(|s| self.get(s));
         }
         self.from().ok().and_then(|f| f.tag())
@@ -818,7 +859,7 @@ impl SipMessage {
 
     /// The To tag.
     pub fn to_tag(&self) -> Option<&[u8]> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::TO) {
             return self.hot.to_tag.flatten().map(|s| self.get(s));
         }
         self.to().ok().and_then(|t| t.tag())
@@ -827,7 +868,7 @@ impl SipMessage {
     /// The branch of the topmost Via (transaction matching), without building the
     /// whole [`Via`] view.
     pub fn top_via_branch(&self) -> Option<&[u8]> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::VIA) {
             return self.hot.branch.flatten().map(|s| self.get(s));
         }
         self.top_via().ok().and_then(|v| v.branch())
@@ -835,7 +876,7 @@ impl SipMessage {
 
     /// The host of the Request-URI (`sip:`/`sips:` only; brackets kept on IPv6).
     pub fn request_uri_host(&self) -> Option<&[u8]> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::RURI_HOST) {
             return self.hot.ruri_host.map(|s| self.get(s));
         }
         self.request_uri_parsed().and_then(|u| u.host())
@@ -852,9 +893,9 @@ impl SipMessage {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::VIA) {
             if let Some(spans) = &self.hot.top_via {
-                return Ok(Via::from_spans(&self.buf, spans));
+                return Ok(Via::from_spans(|s| self.get(s), spans));
             }
         }
         self.vias().next().unwrap_or(Err(ParseError::MissingHeader {
@@ -864,7 +905,7 @@ impl SipMessage {
 
     /// Max-Forwards, `None` when absent.
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        if self.hot.valid {
+        if self.hot.is_fresh(Hot::MAX_FORWARDS) {
             return Ok(self.hot.max_forwards);
         }
         match self.entries_of(HeaderName::MaxForwards).next() {
@@ -1005,6 +1046,40 @@ v=0\r\nEXTRA";
         assert_eq!(top.host(), b"10.0.0.1");
         assert_eq!(top.transport(), b"TCP");
         assert_eq!(top.branch(), Some(&b"z9hG4bKnew"[..]));
+        // Read from the cache the edit filled, and the same as parsing the message again.
+        assert!(m.hot.is_fresh(Hot::VIA));
+        assert_eq!(top, m.vias().next().unwrap().unwrap());
+        assert_eq!(m.top_via_branch(), Some(&b"z9hG4bKnew"[..]));
+        let again = SipMessage::parse(m.to_bytes()).unwrap();
+        assert_eq!(again.top_via().unwrap(), top);
+    }
+
+    #[test]
+    fn an_edit_drops_only_its_own_header_from_the_cache() {
+        let mut m = msg(INVITE);
+        m.set_max_forwards(69);
+        assert!(m
+            .hot
+            .is_fresh(Hot::VIA | Hot::FROM | Hot::TO | Hot::CALL_ID));
+        assert_eq!(m.max_forwards().unwrap(), Some(69));
+        assert_eq!(m.top_via().unwrap(), m.vias().next().unwrap().unwrap());
+        m.set_header("To", "<sip:carol@example.com>;tag=t9")
+            .unwrap();
+        assert!(!m.hot.is_fresh(Hot::TO));
+        assert_eq!(m.to_tag(), Some(&b"t9"[..]));
+        m.set_header("CSeq", "7 INVITE").unwrap();
+        assert_eq!(m.cseq().unwrap().seq, 7);
+        m.set_header("Call-ID", "other@x").unwrap();
+        assert_eq!(m.call_id(), Some(&b"other@x"[..]));
+        assert_eq!(m.from_tag(), Some(&b"1928301774"[..]));
+        assert_eq!(m.top_via_branch(), Some(&b"z9hG4bK776asdhds"[..]));
+        m.remove_headers_where(|n, _| n.eq_ignore_ascii_case(b"X-Custom"));
+        assert!(m.hot.is_fresh(Hot::VIA | Hot::FROM));
+        m.remove_headers_where(|n, _| n.eq_ignore_ascii_case(b"From"));
+        assert_eq!(m.from_tag(), None);
+        assert!(m.hot.is_fresh(Hot::VIA));
+        m.set_request_uri("sip:dave@elsewhere.example.org").unwrap();
+        assert_eq!(m.request_uri_host(), Some(&b"elsewhere.example.org"[..]));
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl<'m> ReplyBuilder<'m> {
                 Some(generated.as_bytes())
             }
         };
-        let to_has_tag = req.to().is_ok_and(|t| t.tag().is_some());
+        let to_has_tag = req.to_tag().is_some();
         for h in &req.headers {
             match h.kind {
                 HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {

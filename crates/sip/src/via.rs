@@ -15,7 +15,24 @@ pub(crate) struct ViaSpans {
     host: Span,
     port: Option<u16>,
     params: Option<Span>,
-    branch: Option<Span>,
+    pub(crate) branch: Option<Span>,
+}
+
+impl ViaSpans {
+    /// The same parts `by` bytes further on: spans taken in a value, moved to where the
+    /// value was written in the message.
+    pub(crate) fn shifted(self, by: usize) -> ViaSpans {
+        ViaSpans {
+            raw: self.raw.shifted(by),
+            protocol: self.protocol.shifted(by),
+            version: self.version.shifted(by),
+            transport: self.transport.shifted(by),
+            host: self.host.shifted(by),
+            port: self.port,
+            params: self.params.map(|s| s.shifted(by)),
+            branch: self.branch.map(|s| s.shifted(by)),
+        }
+    }
 }
 
 /// One Via value: `SIP / 2.0 / UDP host[:port] *(;param)`. A Via header line may hold
@@ -174,12 +191,8 @@ impl<'a> Via<'a> {
         }
     }
 
-    /// The Via whose parts `spans` records, within the buffer they were taken from.
-    pub(crate) fn from_spans(buf: &'a [u8], spans: &ViaSpans) -> Via<'a> {
-        let get = |s: Span| {
-            buf.get(s.start as usize..s.end as usize)
-                .unwrap_or_default()
-        };
+    /// The Via whose parts `spans` records, each read with `get`.
+    pub(crate) fn from_spans(get: impl Fn(Span) -> &'a [u8], spans: &ViaSpans) -> Via<'a> {
         Via {
             raw: get(spans.raw),
             protocol: get(spans.protocol),
@@ -187,8 +200,8 @@ impl<'a> Via<'a> {
             transport: get(spans.transport),
             host: get(spans.host),
             port: spans.port,
-            params: spans.params.map(get),
-            branch: spans.branch.map(get),
+            params: spans.params.map(&get),
+            branch: spans.branch.map(&get),
         }
     }
 

@@ -344,11 +344,17 @@ pub fn loose_route(ctx: &mut MsgContext, cfg: &RrConfig, mode: i64) -> FnResult 
         .iter()
         .map(RouteUri::parse_element)
         .collect::<Result<SmallVec<[RouteUri; 4]>, _>>()?;
-    let to = ctx
-        .msg
-        .to()
-        .map_err(|e| err(format!("cannot read the To header: {e}")))?;
-    let preloaded = to.tag().is_none_or(|t| t.is_empty());
+    // The tag comes from the parse cache; only a request without one reads To in full,
+    // for the error when there is no To to read.
+    let preloaded = match ctx.msg.to_tag() {
+        Some(tag) => tag.is_empty(),
+        None => {
+            ctx.msg
+                .to()
+                .map_err(|e| err(format!("cannot read the To header: {e}")))?;
+            true
+        }
+    };
     let ruri = ctx
         .msg
         .request_uri_bytes()
