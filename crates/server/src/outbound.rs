@@ -10,7 +10,7 @@ use ferrosip_api::registry::{BoxFuture, BranchHook, BranchSockets, OutgoingBranc
 use ferrosip_api::rr::SocketDesc;
 use ferrosip_api::services::MaxForwardsDone;
 use ferrosip_api::{FnError, ForwardFlags, MsgContext, NetInfo, Proto, SendInfo, Target};
-use ferrosip_sip::{SipMessage, Uri};
+use ferrosip_sip::{HeaderName, SipMessage, Uri};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -251,6 +251,17 @@ impl Outbound {
     /// Whether one of the request's Vias is ours with the tag it would get again: it went
     /// round and came back unchanged.
     pub fn has_looped(&self, msg: &SipMessage, tag: LoopTag) -> bool {
+        // A branch of ours with this tag holds `-L` and the tag's 8 hex digits as
+        // written: when no Via line has them, no Via needs parsing (nearly every request).
+        let mut mark = [0u8; LOOP_MARK.len() + LOOP_HEX];
+        mark[..LOOP_MARK.len()].copy_from_slice(LOOP_MARK);
+        let _ = write!(&mut mark[LOOP_MARK.len()..], "{:08x}", tag.0.get());
+        if !msg
+            .headers_of(HeaderName::Via)
+            .any(|v| v.windows(mark.len()).any(|w| w == mark))
+        {
+            return false;
+        }
         msg.vias().any(|via| {
             via.ok()
                 .and_then(|v| v.branch().and_then(loop_tag_of_branch))

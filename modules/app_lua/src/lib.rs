@@ -106,6 +106,14 @@ pub(crate) struct Shared {
     pub trace: Arc<ferrosip_api::trace::CfgTrace>,
 }
 
+/// An idle Lua state: the coroutine routes run in, and the runner function it is reset
+/// to after each run (kept here, not looked up in the registry on every run).
+struct PooledState {
+    lua: Lua,
+    thread: Thread,
+    runner: Function,
+}
+
 /// A loaded Lua script: its routes and a pool of states running it.
 pub struct LuaEngine {
     shared: Arc<Shared>,
@@ -116,7 +124,7 @@ pub struct LuaEngine {
     /// `ksr_onsend_route`, run before each request leaves (Kamailio's KEMI onsend).
     onsend: Option<RouteId>,
     /// Idle states, each with its route coroutine (reset between runs, hook kept).
-    pool: Mutex<Vec<(Lua, Thread)>>,
+    pool: Mutex<Vec<PooledState>>,
     /// Event names (`dispatcher:dst-down`) seen by [`RouteEngine::named_route`], each with
     /// the function its module's `event_callback` parameter names.
     events: Mutex<Vec<(String, RouteId)>>,
@@ -164,11 +172,10 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         return Err(problems);
     }
     let first = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
-    let first_thread =
-        route_thread(&first, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let first = pooled(first, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
     let mut routes = Vec::new();
     let mut by_name = HashMap::new();
-    for pair in first.globals().pairs::<mlua::Value, mlua::Value>() {
+    for pair in first.lua.globals().pairs::<mlua::Value, mlua::Value>() {
         let Ok((mlua::Value::String(k), mlua::Value::Function(_))) = pair else {
             continue;
         };
@@ -196,7 +203,7 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         request: Some(request),
         reply,
         onsend,
-        pool: Mutex::new(vec![(first, first_thread)]),
+        pool: Mutex::new(vec![first]),
         events: Mutex::new(Vec::new()),
         permits: tokio::sync::Semaphore::new(max_states),
     }))
@@ -225,11 +232,15 @@ fn budget_hook(max: u64) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> 
 
 /// The coroutine a state runs its routes in: the runner, with the instruction budget hook
 /// (Lua hooks are per coroutine). Reset and reused run after run.
-fn route_thread(lua: &Lua, shared: &Shared) -> mlua::Result<Thread> {
+fn pooled(lua: Lua, shared: &Shared) -> mlua::Result<PooledState> {
     let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
-    let thread = lua.create_thread(runner)?;
+    let thread = lua.create_thread(runner.clone())?;
     thread.set_hook(budget_triggers(), budget_hook(shared.max_instructions));
-    Ok(thread)
+    Ok(PooledState {
+        lua,
+        thread,
+        runner,
+    })
 }
 
 /// A new Lua state with the `KSR` table, the script loaded and the instruction budget hook.
@@ -267,12 +278,12 @@ impl LuaEngine {
         Some(EVENT_BASE + (events.len() - 1) as RouteId)
     }
 
-    fn take_state(&self) -> Result<(Lua, Thread), RuntimeError> {
+    fn take_state(&self) -> Result<PooledState, RuntimeError> {
         if let Some(state) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(state);
         }
         new_state(&self.shared)
-            .and_then(|lua| route_thread(&lua, &self.shared).map(|t| (lua, t)))
+            .and_then(|lua| pooled(lua, &self.shared))
             .map_err(|e| RuntimeError {
                 location: self.shared.path.display().to_string(),
                 message: format!("a new Lua state did not load: {e}"),
@@ -281,21 +292,18 @@ impl LuaEngine {
 
     /// Puts a state back in the pool once its coroutine is ready for the next run; a
     /// state whose coroutine cannot be reset is dropped.
-    fn give_back(&self, lua: Lua, thread: Thread) {
+    fn give_back(&self, state: PooledState) {
         if !matches!(
-            thread.status(),
+            state.thread.status(),
             ThreadStatus::Finished | ThreadStatus::Error
         ) {
             return;
         }
-        let Ok(runner) = lua.named_registry_value::<Function>(ksr::RUNNER) else {
-            return;
-        };
-        if thread.reset(runner).is_ok() {
+        if state.thread.reset(state.runner.clone()).is_ok() {
             self.pool
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((lua, thread));
+                .push(state);
         }
     }
 }
@@ -354,19 +362,20 @@ impl RouteEngine for LuaEngine {
                 location: location(),
                 message: "the Lua engine is closed".into(),
             })?;
-            let (lua, thread) = self.take_state()?;
+            let state = self.take_state()?;
+            let (lua, thread) = (&state.lua, &state.thread);
             let target: mlua::Value = lua
                 .globals()
                 .raw_get(r.name.as_str())
                 .unwrap_or(mlua::Value::Nil);
-            ksr::begin_run(&lua, ctx, program);
+            ksr::begin_run(lua, ctx, program);
             // The coroutine yields on async KSR calls; this future then waits.
             let result = thread
                 .clone()
                 .into_async::<(bool, mlua::Value)>((target, event))
                 .await;
-            let exit = ksr::end_run(&lua);
-            self.give_back(lua, thread);
+            let exit = ksr::end_run(lua);
+            self.give_back(state);
             if let Some(outcome) = exit {
                 return Ok(outcome);
             }
