@@ -26,8 +26,15 @@ fn main() {
             .split('\x1f')
             .any(|flag| flag.contains("linker") || flag.contains("fuse-ld"));
     if optimized && default_lld {
-        let order = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        // The linker reads a copy in OUT_DIR: cargo keys a build script's output by the
+        // package's path within the workspace, so a target directory reused from another
+        // checkout (a CI cache, a moved tree) would otherwise hand the linker a path into
+        // that checkout, gone or different.
+        let list = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
             .join("hot-symbols.txt");
+        let order =
+            std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("hot-symbols.txt");
+        std::fs::copy(&list, &order).expect("copy hot-symbols.txt to OUT_DIR");
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
             order.display()
