@@ -107,6 +107,14 @@ fn stateless_branch(msg: &SipMessage) -> u64 {
 }
 
 /// The loop tag at the end of one of our branches.
+/// What our branch carries for `tag`: `-L` and the tag's 8 hex digits, at its end.
+fn loop_mark(tag: LoopTag) -> [u8; LOOP_MARK.len() + LOOP_HEX] {
+    let mut mark = [0u8; LOOP_MARK.len() + LOOP_HEX];
+    mark[..LOOP_MARK.len()].copy_from_slice(LOOP_MARK);
+    let _ = write!(&mut mark[LOOP_MARK.len()..], "{:08x}", tag.0.get());
+    mark
+}
+
 fn loop_tag_of_branch(branch: &[u8]) -> Option<u32> {
     let at = branch.len().checked_sub(LOOP_HEX + LOOP_MARK.len())?;
     let (mark, hex) = branch[at..].split_at(LOOP_MARK.len());
@@ -251,11 +259,9 @@ impl Outbound {
     /// Whether one of the request's Vias is ours with the tag it would get again: it went
     /// round and came back unchanged.
     pub fn has_looped(&self, msg: &SipMessage, tag: LoopTag) -> bool {
-        // A branch of ours with this tag holds `-L` and the tag's 8 hex digits as
-        // written: when no Via line has them, no Via needs parsing (nearly every request).
-        let mut mark = [0u8; LOOP_MARK.len() + LOOP_HEX];
-        mark[..LOOP_MARK.len()].copy_from_slice(LOOP_MARK);
-        let _ = write!(&mut mark[LOOP_MARK.len()..], "{:08x}", tag.0.get());
+        // A branch of ours with this tag holds its mark as written: when no Via line has
+        // it, no Via needs parsing (nearly every request).
+        let mark = loop_mark(tag);
         if !msg
             .headers_of(HeaderName::Via)
             .any(|v| v.windows(mark.len()).any(|w| w == mark))
@@ -738,9 +744,8 @@ impl Outbound {
         via.push(b' ');
         via.extend_from_slice(&hop.local.sent_by_host);
         let _ = write!(via, ":{};branch={branch}", hop.local.sent_by_port);
-        if let Some(LoopTag(tag)) = fwd.loop_tag {
-            via.extend_from_slice(LOOP_MARK);
-            let _ = write!(via, "{tag:08x}");
+        if let Some(tag) = fwd.loop_tag {
+            via.extend_from_slice(&loop_mark(tag));
         }
         if flags.local_rport {
             via.extend_from_slice(b";rport");
@@ -913,6 +918,14 @@ pub(crate) fn onsend_view(ctx: &MsgContext) -> MsgContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mark_a_branch_gets_is_read_back_as_its_tag() {
+        let tag = LoopTag(std::num::NonZeroU32::new(0x00ab_12cd).unwrap());
+        assert_eq!(&loop_mark(tag), b"-L00ab12cd");
+        let branch = [&b"z9hG4bK1f2e"[..], &loop_mark(tag)].concat();
+        assert_eq!(loop_tag_of_branch(&branch), Some(0x00ab_12cd));
+    }
 
     #[test]
     fn only_a_tag_of_ours_is_read_from_a_branch() {

@@ -239,9 +239,7 @@ impl SipMessage {
             .unwrap_or(0);
         let h = self.new_line(b"Via", value, HeaderName::Via);
         self.headers.insert(at, h);
-        let top = top.map(|t| t.shifted(h.value.start as usize));
-        self.hot.branch = top.map(|t| t.branch);
-        self.hot.top_via = top;
+        self.hot.top_via = top.map(|t| t.shifted(h.value.start as usize));
         self.hot.fresh |= Hot::VIA;
         self.mark();
         Ok(())

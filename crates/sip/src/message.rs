@@ -120,8 +120,6 @@ pub(crate) type SideBuffer = smallvec::SmallVec<[u8; INLINE_EDIT_BYTES]>;
 pub(crate) struct Hot {
     /// Which fields still describe the message: the [`Hot`] bits (`Hot::VIA`, ...).
     pub(crate) fresh: u8,
-    /// Branch of the top Via: outer `None` when there is no Via.
-    pub(crate) branch: Option<Option<Span>>,
     /// The top Via, parsed: every layer (transaction matching, reply routing, rport)
     /// reads it, several times per message.
     pub(crate) top_via: Option<crate::via::ViaSpans>,
@@ -134,7 +132,7 @@ pub(crate) struct Hot {
 }
 
 impl Hot {
-    /// `branch` and `top_via`.
+    /// `top_via`.
     pub(crate) const VIA: u8 = 1;
     pub(crate) const FROM: u8 = 1 << 1;
     pub(crate) const TO: u8 = 1 << 2;
@@ -569,8 +567,7 @@ impl SipMessage {
                 HeaderName::Via => {
                     for (n, via) in via_list(v).enumerate() {
                         let via = via.map_err(at)?;
-                        if n == 0 && hot.branch.is_none() {
-                            hot.branch = Some(via.branch().map(|x| span_of(b, x)));
+                        if n == 0 && hot.top_via.is_none() {
                             hot.top_via = Some(via.spans_in(b));
                         }
                     }
@@ -869,7 +866,7 @@ impl SipMessage {
     /// whole [`Via`] view.
     pub fn top_via_branch(&self) -> Option<&[u8]> {
         if self.hot.is_fresh(Hot::VIA) {
-            return self.hot.branch.flatten().map(|s| self.get(s));
+            return self.hot.top_via.and_then(|v| v.branch).map(|s| self.get(s));
         }
         self.top_via().ok().and_then(|v| v.branch())
     }

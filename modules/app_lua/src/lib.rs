@@ -230,8 +230,8 @@ fn budget_hook(max: u64) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> 
     }
 }
 
-/// The coroutine a state runs its routes in: the runner, with the instruction budget hook
-/// (Lua hooks are per coroutine). Reset and reused run after run.
+/// `lua` ready for the pool: the coroutine its routes run in (the runner, with the
+/// instruction budget hook: Lua hooks are per coroutine), reset and reused run after run.
 fn pooled(lua: Lua, shared: &Shared) -> mlua::Result<PooledState> {
     let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
     let thread = lua.create_thread(runner.clone())?;
