@@ -226,7 +226,39 @@ fn random_below(n: u32) -> u32 {
 pub fn ip_literal(host: &[u8]) -> Option<IpAddr> {
     let host = host.strip_prefix(b"[").unwrap_or(host);
     let host = host.strip_suffix(b"]").unwrap_or(host);
+    if let Some(v4) = plain_ipv4(host) {
+        return Some(IpAddr::V4(v4));
+    }
     std::str::from_utf8(host).ok()?.parse().ok()
+}
+
+/// Dotted-quad IPv4 in its usual form (no leading zeros), read without the UTF-8 check
+/// and the generic address parser: the hosts of nearly every Via and URI a proxy reads.
+/// `None` for anything else, which the caller hands to the standard parser.
+fn plain_ipv4(host: &[u8]) -> Option<std::net::Ipv4Addr> {
+    if !(7..=15).contains(&host.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let (mut index, mut value, mut digits) = (0usize, 0u16, 0u8);
+    for &c in host {
+        match c {
+            b'0'..=b'9' if digits < 3 && !(digits == 1 && value == 0) => {
+                value = value * 10 + u16::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && index < 3 => {
+                octets[index] = u8::try_from(value).ok()?;
+                (index, value, digits) = (index + 1, 0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || index != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 fn resolve_err(host: &str, e: impl std::fmt::Display) -> String {
@@ -548,6 +580,52 @@ mod tests {
             port: 5060,
             target: target.into(),
         }
+    }
+
+    #[test]
+    fn the_ipv4_fast_path_agrees_with_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4 ",
+            "a.b.c.d",
+            "1.2.3.4a",
+            "1000.1.1.1",
+            "::1",
+            "::ffff:1.2.3.4",
+            "example.com",
+            "",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "999.999.999.999",
+            "0.00.0.0",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every octet text from "" to "999" and the leading-zero forms, in each position.
+        for n in 0..1000 {
+            for text in [n.to_string(), format!("0{n}"), format!("00{n}")] {
+                cases.push(format!("{text}.1.2.3"));
+                cases.push(format!("1.2.3.{text}"));
+            }
+        }
+        for case in &cases {
+            let std = case.parse::<IpAddr>().ok();
+            assert_eq!(ip_literal(case.as_bytes()), std, "{case:?}");
+            if let Some(fast) = plain_ipv4(case.as_bytes()) {
+                assert_eq!(Some(IpAddr::V4(fast)), std, "{case:?}");
+            }
+        }
+        assert!(plain_ipv4(b"127.0.0.1").is_some());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // (a program version) -> server (stateless services) -> tm -> outbound -> transport.
 // `routes` runs a route for whichever layer needs one; `reload` builds a new script scope.
 pub mod config;
+mod digits;
 pub mod dns;
 pub mod engine;
 pub mod guard;
@@ -548,8 +549,8 @@ mod layering {
         ("stats", include_str!("stats.rs")),
         ("outbound", include_str!("outbound.rs")),
         ("config", include_str!("config.rs")),
-        ("dns", include_str!("dns.rs")),
         ("myself", include_str!("myself.rs")),
+        ("dns", include_str!("dns.rs")),
         ("transport", include_str!("transport/mod.rs")),
         ("guard", include_str!("guard.rs")),
     ];

@@ -127,9 +127,9 @@ impl Myself {
             return false;
         };
         let host = host.trim();
+        let ip = crate::dns::ip_literal(host.as_bytes()).map(canonical);
         let host = host.strip_prefix('[').unwrap_or(host);
         let host = host.strip_suffix(']').unwrap_or(host);
-        let ip = host.parse::<IpAddr>().ok().map(canonical);
         let host = host.strip_suffix('.').unwrap_or(host);
         self.entries.iter().any(|(h, p)| {
             h.is(host, ip)

@@ -3,6 +3,7 @@
 //! our Via, Content-Length), and the send through its transport. Stateless forwarding
 //! and the transaction layer both send through it; it knows neither.
 
+use crate::digits::{hex_fixed, push_decimal};
 use crate::dns::{Destination, Question, Resolver};
 use crate::transport::{Listen, Transports};
 use bytes::Bytes;
@@ -106,12 +107,11 @@ fn stateless_branch(msg: &SipMessage) -> u64 {
     h
 }
 
-/// The loop tag at the end of one of our branches.
 /// What our branch carries for `tag`: `-L` and the tag's 8 hex digits, at its end.
 fn loop_mark(tag: LoopTag) -> [u8; LOOP_MARK.len() + LOOP_HEX] {
     let mut mark = [0u8; LOOP_MARK.len() + LOOP_HEX];
     mark[..LOOP_MARK.len()].copy_from_slice(LOOP_MARK);
-    let _ = write!(&mut mark[LOOP_MARK.len()..], "{:08x}", tag.0.get());
+    mark[LOOP_MARK.len()..].copy_from_slice(&hex_fixed::<LOOP_HEX>(tag.0.get().into()));
     mark
 }
 
@@ -243,8 +243,12 @@ impl Outbound {
         msg.to_tag().unwrap_or_default().hash(&mut h);
         msg.call_id().unwrap_or_default().hash(&mut h);
         msg.cseq().map(|c| c.seq).unwrap_or_default().hash(&mut h);
-        for name in ["Route", "Proxy-Require", "Proxy-Authorization"] {
-            for value in msg.headers_named(name) {
+        for kind in [
+            HeaderName::Route,
+            HeaderName::ProxyRequire,
+            HeaderName::ProxyAuthorization,
+        ] {
+            for value in msg.headers_of(kind) {
                 value.hash(&mut h);
             }
         }
@@ -326,11 +330,8 @@ impl Outbound {
         let hop = self.next_hop(target, ctx.dst_uri.as_ref(), &ctx.msg)?;
         // "z9hG4bKsl" + 16 hex digits, written without a heap allocation.
         let mut branch = [0u8; 25];
-        let _ = write!(
-            &mut branch[..],
-            "z9hG4bKsl{:016x}",
-            stateless_branch(&ctx.msg)
-        );
+        branch[..9].copy_from_slice(b"z9hG4bKsl");
+        branch[9..].copy_from_slice(&hex_fixed::<16>(stateless_branch(&ctx.msg)));
         let branch = std::str::from_utf8(&branch).unwrap_or_default();
         let out = self.outgoing_request(ctx, &ctx.msg, &hop, branch)?;
         let data = out.to_bytes();
@@ -743,7 +744,10 @@ impl Outbound {
         via.extend(hop.proto.name().bytes().map(|c| c.to_ascii_uppercase()));
         via.push(b' ');
         via.extend_from_slice(&hop.local.sent_by_host);
-        let _ = write!(via, ":{};branch={branch}", hop.local.sent_by_port);
+        via.push(b':');
+        push_decimal(&mut via, hop.local.sent_by_port.into());
+        via.extend_from_slice(b";branch=");
+        via.extend_from_slice(branch.as_bytes());
         if let Some(tag) = fwd.loop_tag {
             via.extend_from_slice(&loop_mark(tag));
         }
@@ -823,7 +827,8 @@ fn received_top_via(
             let _ = write!(v, ";received={src_ip}");
         }
         if add_rport {
-            let _ = write!(v, ";rport={}", net.source.port());
+            v.extend_from_slice(b";rport=");
+            push_decimal(&mut v, net.source.port().into());
         }
         v
     }))

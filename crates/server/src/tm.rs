@@ -1071,8 +1071,9 @@ impl TmLayer {
         failover: Option<Box<Failover>>,
     ) -> Result<bool, FnError> {
         let idx = st.branches.len();
-        let mut branch_buf = [0u8; 64];
-        let branch_id = branch_id(&mut branch_buf, self.boot, cell.id, idx);
+        let branch_id = branch_id(self.boot, cell.id, idx);
+        // Only ASCII was written.
+        let branch_id = std::str::from_utf8(&branch_id).unwrap_or("z9hG4bKf");
         let net = st.net;
         let fwd = match routed {
             // A branch route cannot change what the loop tag was computed from.
@@ -2359,15 +2360,16 @@ fn share_max_breadth(st: &CellState, specs: &mut Vec<BranchSpec>) {
     }
 }
 
-/// Our branch id for branch `idx` of cell `cell_id`, written into `buf` (one per
-/// relayed request: no allocation for it).
-fn branch_id(buf: &mut [u8; 64], boot: u32, cell_id: u64, idx: usize) -> &str {
-    use std::io::Write;
-    let mut w = &mut buf[..];
-    let _ = write!(w, "z9hG4bKf{boot:x}{cell_id:x}.{idx}");
-    let len = 64 - w.len();
-    // Only ASCII was written.
-    std::str::from_utf8(&buf[..len]).unwrap_or("z9hG4bKf")
+/// Our branch id for branch `idx` of cell `cell_id` (one per relayed request: on the
+/// stack, at most 8 + 8 + 16 + 1 + 20 bytes).
+fn branch_id(boot: u32, cell_id: u64, idx: usize) -> smallvec::SmallVec<[u8; 64]> {
+    let mut id = smallvec::SmallVec::new();
+    id.extend_from_slice(b"z9hG4bKf");
+    crate::digits::push_hex(&mut id, boot.into());
+    crate::digits::push_hex(&mut id, cell_id);
+    id.push(b'.');
+    crate::digits::push_decimal(&mut id, idx as u64);
+    id
 }
 
 /// The R-URI branch (with `$du` or an explicit target) and one per `append_branch`.

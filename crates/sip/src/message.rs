@@ -494,7 +494,9 @@ impl SipMessage {
     ///
     /// Indexes the start line and every header line, then checks the grammar of the
     /// start line (including the Request-URI), Via, From, To, Call-ID, CSeq,
-    /// Max-Forwards and Content-Length. The body is `Content-Length` bytes (an error if
+    /// Max-Forwards and Content-Length. In a response, the URIs of From and To are
+    /// checked only for their scheme here ([`NameAddr::tag_of`]), and in full by
+    /// [`SipMessage::from`] and [`SipMessage::to`]. The body is `Content-Length` bytes (an error if
     /// fewer follow); without Content-Length it runs to the end of `buf`, as on UDP.
     /// Bytes after the body (a second message in a datagram) are ignored.
     pub fn parse(buf: Bytes) -> Result<SipMessage, ParseError> {
@@ -559,6 +561,7 @@ impl SipMessage {
             ..Hot::default()
         };
         let b: &[u8] = buf;
+        let is_response = matches!(idx.start, StartLine::Response { .. });
         for h in &idx.headers {
             let v = &b[h.value.start as usize..h.value.end as usize];
             let base = h.value.start as usize;
@@ -573,14 +576,20 @@ impl SipMessage {
                     }
                 }
                 HeaderName::From | HeaderName::To => {
-                    let na = NameAddr::parse(v).map_err(at)?;
+                    // A response's URIs are checked when something reads them: a proxy
+                    // relaying it needs only the tags.
+                    let tag = if is_response {
+                        NameAddr::tag_of(v).map_err(at)?
+                    } else {
+                        NameAddr::parse(v).map_err(at)?.tag()
+                    };
                     let slot = if h.kind == HeaderName::From {
                         &mut hot.from_tag
                     } else {
                         &mut hot.to_tag
                     };
                     if slot.is_none() {
-                        *slot = Some(na.tag().map(|t| span_of(b, t)));
+                        *slot = Some(tag.map(|t| span_of(b, t)));
                     }
                 }
                 HeaderName::CallId => {
@@ -851,7 +860,8 @@ impl SipMessage {
         if self.hot.is_fresh(Hot::FROM) {
             return self.hot.from_tag.flatten().map(|s| self.get(s));
         }
-        self.from().ok().and_then(|f| f.tag())
+        let v = self.header_of(HeaderName::From)?;
+        NameAddr::tag_of(v).ok().flatten()
     }
 
     /// The To tag.
@@ -859,7 +869,8 @@ impl SipMessage {
         if self.hot.is_fresh(Hot::TO) {
             return self.hot.to_tag.flatten().map(|s| self.get(s));
         }
-        self.to().ok().and_then(|t| t.tag())
+        let v = self.header_of(HeaderName::To)?;
+        NameAddr::tag_of(v).ok().flatten()
     }
 
     /// The branch of the topmost Via (transaction matching), without building the

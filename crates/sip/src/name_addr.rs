@@ -22,104 +22,23 @@ impl<'a> NameAddr<'a> {
     /// forbids: unbalanced quotes, non-token display names that are not quoted, blanks
     /// inside `<>`, and an addr-spec holding `?` (§20.10: such URIs need `<>`).
     pub fn parse(input: &'a [u8]) -> Result<NameAddr<'a>, ParseError> {
-        let mut end = input.len();
-        while end > 0 && is_lws(input[end - 1]) {
-            end -= 1;
-        }
-        let s = &input[..end];
-        let mut i = skip_lws(s, 0);
-        if i == s.len() {
-            return Err(syntax(i, "empty value"));
-        }
-        let mut display = None;
-        let angle;
-        if s[i] == b'"' {
-            let q = scan_quoted(s, i).map_err(|(o, w)| syntax(o, w))?;
-            display = Some(&s[i..q]);
-            i = skip_lws(s, q);
-            if s.get(i) != Some(&b'<') {
-                return Err(syntax(i, "expected '<' after display name"));
-            }
-            angle = true;
-        } else {
-            // Either `token *(LWS token) <` (a display name) or an addr-spec.
-            let mut k = i;
-            let mut last_tok_end = i;
-            loop {
-                let ts = k;
-                while k < s.len() && is(s[k], TOKEN) {
-                    k += 1;
-                }
-                if k > ts {
-                    last_tok_end = k;
-                }
-                let after = skip_lws(s, k);
-                match s.get(after) {
-                    Some(b'<') => {
-                        if last_tok_end > i {
-                            display = Some(&s[i..last_tok_end]);
-                        }
-                        i = after;
-                        angle = true;
-                        break;
-                    }
-                    Some(&c) if after > k && is(c, TOKEN) => k = after,
-                    _ => {
-                        if k < s.len() && memchr::memchr(b'<', &s[k..]).is_some() {
-                            return Err(syntax(k, "invalid character in display name"));
-                        }
-                        angle = false;
-                        break;
-                    }
-                }
-            }
-        }
-        let uri;
-        if angle {
-            let us = i + 1;
-            let close = memchr::memchr(b'>', &s[us..]).ok_or_else(|| syntax(i, "missing '>'"))?;
-            let u = &s[us..us + close];
-            if u.first().is_some_and(|&c| is_lws(c)) || u.last().is_some_and(|&c| is_lws(c)) {
-                return Err(syntax(us, "blank inside <>"));
-            }
-            uri = Uri::parse(u).map_err(|e| shift(e, us))?;
-            i = us + close + 1;
-        } else {
-            let us = i;
-            while i < s.len() && s[i] != b';' && !is_lws(s[i]) {
-                i += 1;
-            }
-            let u = &s[us..i];
-            uri = Uri::parse(u).map_err(|e| shift(e, us))?;
-            if let Some(q) = memchr::memchr(b'?', u) {
-                return Err(syntax(us + q, "URI with headers must be enclosed in <>"));
-            }
-        }
-        i = skip_lws(s, i);
-        let mut tag: Option<Option<&[u8]>> = None;
-        let params = match s.get(i) {
-            None => None,
-            Some(b';') => {
-                let mut find_tag = |name: &'a [u8], value: Option<&'a [u8]>| {
-                    if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
-                        tag = Some(value);
-                    }
-                    Ok(())
-                };
-                scan_header_params(s, i + 1, false, &mut find_tag)
-                    .map_err(|(o, w)| syntax(o, w))?;
-                Some(&s[i + 1..])
-            }
-            Some(_) => return Err(syntax(i, "unexpected character after URI")),
-        };
+        let v = scan(input, |u, at| Uri::parse(u).map_err(|e| shift(e, at)))?;
         Ok(NameAddr {
-            raw: s,
-            display,
-            uri,
-            angle,
-            params,
-            tag: tag.flatten(),
+            raw: v.raw,
+            display: v.display,
+            uri: v.uri,
+            angle: v.angle,
+            params: v.params,
+            tag: v.tag,
         })
+    }
+
+    /// The `tag` parameter of one value, checked as [`NameAddr::parse`] checks it except
+    /// for the URI, of which only the `scheme:` start is: what a proxy needs of the
+    /// From and To of a response it relays (the URIs are the UAs' business, and parsing
+    /// them was the larger part of reading a response).
+    pub fn tag_of(input: &'a [u8]) -> Result<Option<&'a [u8]>, ParseError> {
+        Ok(scan(input, check_scheme)?.tag)
     }
 
     /// The value as parsed (trailing blanks trimmed).
@@ -177,6 +96,130 @@ impl<'a> NameAddr<'a> {
     pub fn tag(&self) -> Option<&'a [u8]> {
         self.tag
     }
+}
+
+/// Checks only that `uri` starts with a scheme and its colon (RFC 3261 §25.1).
+fn check_scheme(uri: &[u8], at: usize) -> Result<(), ParseError> {
+    let scheme_char = |c: &u8| c.is_ascii_alphanumeric() || b"+-.".contains(c);
+    match memchr::memchr(b':', uri) {
+        Some(colon) if uri[0].is_ascii_alphabetic() && uri[..colon].iter().all(scheme_char) => {
+            Ok(())
+        }
+        _ => Err(syntax(at, "URI without a scheme")),
+    }
+}
+
+/// The parts of one value, with the URI as `check_uri` made it.
+struct Scanned<'a, U> {
+    raw: &'a [u8],
+    display: Option<&'a [u8]>,
+    uri: U,
+    angle: bool,
+    params: Option<&'a [u8]>,
+    tag: Option<&'a [u8]>,
+}
+
+fn scan<'a, U>(
+    input: &'a [u8],
+    mut check_uri: impl FnMut(&'a [u8], usize) -> Result<U, ParseError>,
+) -> Result<Scanned<'a, U>, ParseError> {
+    let mut end = input.len();
+    while end > 0 && is_lws(input[end - 1]) {
+        end -= 1;
+    }
+    let s = &input[..end];
+    let mut i = skip_lws(s, 0);
+    if i == s.len() {
+        return Err(syntax(i, "empty value"));
+    }
+    let mut display = None;
+    let angle;
+    if s[i] == b'"' {
+        let q = scan_quoted(s, i).map_err(|(o, w)| syntax(o, w))?;
+        display = Some(&s[i..q]);
+        i = skip_lws(s, q);
+        if s.get(i) != Some(&b'<') {
+            return Err(syntax(i, "expected '<' after display name"));
+        }
+        angle = true;
+    } else {
+        // Either `token *(LWS token) <` (a display name) or an addr-spec.
+        let mut k = i;
+        let mut last_tok_end = i;
+        loop {
+            let ts = k;
+            while k < s.len() && is(s[k], TOKEN) {
+                k += 1;
+            }
+            if k > ts {
+                last_tok_end = k;
+            }
+            let after = skip_lws(s, k);
+            match s.get(after) {
+                Some(b'<') => {
+                    if last_tok_end > i {
+                        display = Some(&s[i..last_tok_end]);
+                    }
+                    i = after;
+                    angle = true;
+                    break;
+                }
+                Some(&c) if after > k && is(c, TOKEN) => k = after,
+                _ => {
+                    if k < s.len() && memchr::memchr(b'<', &s[k..]).is_some() {
+                        return Err(syntax(k, "invalid character in display name"));
+                    }
+                    angle = false;
+                    break;
+                }
+            }
+        }
+    }
+    let uri;
+    if angle {
+        let us = i + 1;
+        let close = memchr::memchr(b'>', &s[us..]).ok_or_else(|| syntax(i, "missing '>'"))?;
+        let u = &s[us..us + close];
+        if u.first().is_some_and(|&c| is_lws(c)) || u.last().is_some_and(|&c| is_lws(c)) {
+            return Err(syntax(us, "blank inside <>"));
+        }
+        uri = check_uri(u, us)?;
+        i = us + close + 1;
+    } else {
+        let us = i;
+        while i < s.len() && s[i] != b';' && !is_lws(s[i]) {
+            i += 1;
+        }
+        let u = &s[us..i];
+        uri = check_uri(u, us)?;
+        if let Some(q) = memchr::memchr(b'?', u) {
+            return Err(syntax(us + q, "URI with headers must be enclosed in <>"));
+        }
+    }
+    i = skip_lws(s, i);
+    let mut tag: Option<Option<&[u8]>> = None;
+    let params = match s.get(i) {
+        None => None,
+        Some(b';') => {
+            let mut find_tag = |name: &'a [u8], value: Option<&'a [u8]>| {
+                if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+                    tag = Some(value);
+                }
+                Ok(())
+            };
+            scan_header_params(s, i + 1, false, &mut find_tag).map_err(|(o, w)| syntax(o, w))?;
+            Some(&s[i + 1..])
+        }
+        Some(_) => return Err(syntax(i, "unexpected character after URI")),
+    };
+    Ok(Scanned {
+        raw: s,
+        display,
+        uri,
+        angle,
+        params,
+        tag: tag.flatten(),
+    })
 }
 
 pub(crate) fn shift(e: ParseError, by: usize) -> ParseError {
@@ -245,6 +288,40 @@ mod tests {
             "*",
         ] {
             assert!(NameAddr::parse(bad.as_bytes()).is_err(), "{bad}");
+            assert!(NameAddr::tag_of(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tag_of_reads_the_tag_parse_reads_and_skips_only_the_uri_check() {
+        for v in [
+            "\"A \\\"B\\\"\" <sip:a@b.c>;tag=x1",
+            "caller<sip:caller@example.com>;tag=323",
+            "sip:u@example.com ;   tag    = 1918181833n",
+            "<sip:u@h;tag=in-the-uri>;expires=60",
+            "<sip:a@b>;tag;tag=x",
+            "<sip:a@b>;TAG=y;tag=x",
+            "<sip:a@b> ; x=\"tag=1\"",
+            "\"a;tag=no <x>\" <tel:+1-555>;tag=yes",
+        ] {
+            assert_eq!(NameAddr::tag_of(v.as_bytes()).unwrap(), na(v).tag(), "{v}");
+        }
+        // A URI fault alone: only parse() sees it.
+        for uri_fault in ["<sip:[::1>;tag=1", "<sip:a@b:99999>;tag=1"] {
+            assert!(
+                NameAddr::parse(uri_fault.as_bytes()).is_err(),
+                "{uri_fault}"
+            );
+            assert_eq!(
+                NameAddr::tag_of(uri_fault.as_bytes()).unwrap(),
+                Some(&b"1"[..])
+            );
+        }
+        for no_scheme in ["<user@host>;tag=1", "<:x>;tag=1", "<1sip:a@b>;tag=1"] {
+            assert!(
+                NameAddr::tag_of(no_scheme.as_bytes()).is_err(),
+                "{no_scheme}"
+            );
         }
     }
 }
