@@ -119,6 +119,8 @@ struct Scanned<'a, U> {
     tag: Option<&'a [u8]>,
 }
 
+/// The structure [`NameAddr::parse`] checks, with `check_uri` checking (and making) the URI
+/// from its text and offset.
 fn scan<'a, U>(
     input: &'a [u8],
     mut check_uri: impl FnMut(&'a [u8], usize) -> Result<U, ParseError>,
