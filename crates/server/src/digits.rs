@@ -2,8 +2,8 @@
 //! ports, loop marks). `core::fmt` costs several hundred instructions per `write!` through
 //! its formatter machinery; these run at every relayed request.
 
-/// `value` as exactly `N` lowercase hex digits, zero-padded (the high digits are dropped
-/// when it needs more).
+/// The low `N` hex digits of `value`, lowercase and zero-padded (callers pick `N` to fit
+/// the whole value: 8 for a `u32`, 16 for a `u64`).
 pub(crate) fn hex_fixed<const N: usize>(value: u64) -> [u8; N] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'0'; N];
@@ -59,7 +59,6 @@ mod tests {
             );
         }
         assert_eq!(&hex_fixed::<8>(0xab12cd), b"00ab12cd");
-        // More digits than N: the low N are kept, as the truncating callers expect.
-        assert_eq!(&hex_fixed::<4>(0x12345), b"2345");
+        assert_eq!(&hex_fixed::<8>(u32::MAX.into()), b"ffffffff");
     }
 }

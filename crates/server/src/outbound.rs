@@ -332,8 +332,7 @@ impl Outbound {
         let mut branch = [0u8; 25];
         branch[..9].copy_from_slice(b"z9hG4bKsl");
         branch[9..].copy_from_slice(&hex_fixed::<16>(stateless_branch(&ctx.msg)));
-        let branch = std::str::from_utf8(&branch).unwrap_or_default();
-        let out = self.outgoing_request(ctx, &ctx.msg, &hop, branch)?;
+        let out = self.outgoing_request(ctx, &ctx.msg, &hop, &branch)?;
         let data = out.to_bytes();
         if let Some(gate) = onsend {
             let send = SendInfo {
@@ -702,7 +701,7 @@ impl Outbound {
         ctx: &MsgContext,
         msg: &SipMessage,
         hop: &Hop,
-        branch: &str,
+        branch: &[u8],
     ) -> Result<SipMessage, FnError> {
         self.prepare_request(
             Forwarding {
@@ -724,7 +723,7 @@ impl Outbound {
         net: &NetInfo,
         mut out: SipMessage,
         hop: &Hop,
-        branch: &str,
+        branch: &[u8],
     ) -> Result<SipMessage, FnError> {
         let flags = fwd.flags;
         let received = received_top_via(&out, net, flags.force_rport)?;
@@ -747,7 +746,7 @@ impl Outbound {
         via.push(b':');
         push_decimal(&mut via, hop.local.sent_by_port.into());
         via.extend_from_slice(b";branch=");
-        via.extend_from_slice(branch.as_bytes());
+        via.extend_from_slice(branch);
         if let Some(tag) = fwd.loop_tag {
             via.extend_from_slice(&loop_mark(tag));
         }

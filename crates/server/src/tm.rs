@@ -1072,8 +1072,6 @@ impl TmLayer {
     ) -> Result<bool, FnError> {
         let idx = st.branches.len();
         let branch_id = branch_id(self.boot, cell.id, idx);
-        // Only ASCII was written.
-        let branch_id = std::str::from_utf8(&branch_id).unwrap_or("z9hG4bKf");
         let net = st.net;
         let fwd = match routed {
             // A branch route cannot change what the loop tag was computed from.
@@ -1095,7 +1093,7 @@ impl TmLayer {
         let out = self
             .env
             .outbound
-            .prepare_request(fwd, &net, msg, &hop, branch_id)?;
+            .prepare_request(fwd, &net, msg, &hop, &branch_id)?;
         if let Some(view) = view {
             let send = ferrosip_api::SendInfo {
                 proto: hop.proto,

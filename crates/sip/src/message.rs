@@ -496,8 +496,9 @@ impl SipMessage {
     /// start line (including the Request-URI), Via, From, To, Call-ID, CSeq,
     /// Max-Forwards and Content-Length. In a response, the URIs of From and To are
     /// checked only for their scheme here ([`NameAddr::tag_of`]), and in full by
-    /// [`SipMessage::from`] and [`SipMessage::to`]. The body is `Content-Length` bytes (an error if
-    /// fewer follow); without Content-Length it runs to the end of `buf`, as on UDP.
+    /// [`SipMessage::from`] and [`SipMessage::to`]. The body is `Content-Length` bytes
+    /// (an error if fewer follow); without Content-Length it runs to the end of `buf`, as
+    /// on UDP.
     /// Bytes after the body (a second message in a datagram) are ignored.
     pub fn parse(buf: Bytes) -> Result<SipMessage, ParseError> {
         SipMessage::parse_or_return(buf).map_err(|(e, _)| e)
