@@ -4,10 +4,22 @@
 # for MODE (stateless, stateful or stateful-lua), at 500 and 5,000 calls/s, 3 runs each,
 # taken in turns with Kamailio (`--compare`; for stateful-lua Kamailio runs app_lua on the
 # same files). Each rate's last line is the RATIO of the medians.
-# Usage: scripts/bench-proxy.sh MODE [RATE ...]
+#
+# With --floor, each rate is then run once more with the least possible proxy for the
+# mode's traffic in place of Ferrosip: the harness's floor relay for stateless traffic
+# (shared/bench/floor/relay.rs), scripts/bench/floor_stateful.rs for the stateful and
+# stateful-lua traffic (it also answers 100 Trying). Its RATIO shows how much of
+# Kamailio's CPU no proxy can save on this machine in this session (stateful-lua: the
+# same relay against Kamailio's app_lua, the traffic being the same).
+# Usage: scripts/bench-proxy.sh MODE [--floor] [RATE ...]
 set -euo pipefail
-mode=${1:?usage: $0 stateless|stateful|stateful-lua [RATE ...]}
+mode=${1:?usage: $0 stateless|stateful|stateful-lua [--floor] [RATE ...]}
 shift
+floor=0
+if [ "${1:-}" = --floor ]; then
+    floor=1
+    shift
+fi
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(500 5000)
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,4 +52,16 @@ esac
 for rate in "${rates[@]}"; do
     "$bench/sip-load" --mode "$mode" --rate "$rate" --calls $((rate * 8)) --repeat 3 --compare \
         --target "$target"
+done
+[ "$floor" = 1 ] || exit 0
+case $mode in
+stateless) relay_source=$bench/floor/relay.rs floor_mode=stateless ;;
+*) relay_source=$root/scripts/bench/floor_stateful.rs floor_mode=$mode ;;
+esac
+relay=$(dirname "$bin")/floor-relay
+rustc -O -o "$relay" "$relay_source"
+for rate in "${rates[@]}"; do
+    echo "floor ($relay_source), $floor_mode traffic, $rate calls/s:" >&2
+    "$bench/sip-load" --mode "$floor_mode" --rate "$rate" --calls $((rate * 8)) --repeat 3 --compare \
+        --target "$relay"
 done
