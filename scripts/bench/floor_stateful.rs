@@ -7,6 +7,7 @@
 //
 // Build: rustc -O -o floor_stateful scripts/bench/floor_stateful.rs
 // Run:   shared/bench/sip-load --mode stateful --compare --target ./floor_stateful
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 
 const OUR_ADDR: &str = "127.0.0.1:5060";
@@ -26,13 +27,14 @@ fn named(line: &[u8], name: &[u8]) -> bool {
 }
 
 /// Our Via goes after the request line; an initial INVITE also gets our Record-Route.
-fn forward_request(msg: &[u8], branch: u64, out: &mut Vec<u8>) -> Option<()> {
+fn forward_request(msg: &[u8], initial_invite: bool, branch: u64, out: &mut Vec<u8>) -> Option<()> {
     let first = msg.windows(2).position(|w| w == b"\r\n")? + 2;
     out.extend_from_slice(&msg[..first]);
     out.extend_from_slice(b"Via: SIP/2.0/UDP ");
     out.extend_from_slice(OUR_ADDR.as_bytes());
-    out.extend_from_slice(format!(";branch=z9hG4bKfloor{branch:x}\r\n").as_bytes());
-    if msg.starts_with(b"INVITE ") {
+    // Into the output buffer: no allocation per message.
+    write!(out, ";branch=z9hG4bKfloor{branch:x}\r\n").ok()?;
+    if initial_invite {
         out.extend_from_slice(b"Record-Route: <sip:");
         out.extend_from_slice(OUR_ADDR.as_bytes());
         out.extend_from_slice(b";lr>\r\n");
@@ -138,7 +140,7 @@ fn main() {
             out.clear();
         }
         branch += 1;
-        if forward_request(msg, branch, &mut out).is_some() {
+        if forward_request(msg, initial_invite, branch, &mut out).is_some() {
             let _ = sock.send_to(&out, next_hop);
         }
     }
