@@ -203,6 +203,12 @@ function ksr_request_route()
     elseif kind == "loop" then
         local i = 0
         while true do i = i + 1 end
+    elseif kind == "argument" then
+        KSR.sl.sl_send_reply({}, "a table")
+    elseif kind == "caught" then
+        local ok, err = pcall(KSR.sl.sl_send_reply, 200)
+        KSR.sl.sl_send_reply(200, "caught " .. tostring(not ok) .. ": " .. err)
+        return
     end
     KSR.sl.sl_send_reply(200, "OK")
 end
@@ -218,6 +224,20 @@ end
     );
     peer.send("loop-1", "X-Fail: loop\r\n");
     proxy.wait_log("max_instructions", 1);
+    // A KSR function given a wrong argument raises a Lua error at the caller's line.
+    peer.send("arg-1", "X-Fail: argument\r\n");
+    proxy.wait_log(
+        "routes.lua:11: KSR.sl.sl_send_reply: argument 1 is a table (strings and numbers only)",
+        1,
+    );
+    // The script's own pcall catches it, and the route goes on.
+    peer.send("caught-1", "X-Fail: caught\r\n");
+    let reply = peer.recv();
+    assert_eq!(
+        status_line(&reply),
+        "SIP/2.0 200 caught true: KSR.sl.sl_send_reply takes 2 argument(s), 1 given",
+        "{reply}"
+    );
     peer.send("ok-1", "");
     let reply = peer.recv();
     assert_eq!(header(&reply, "Call-ID"), Some("ok-1"), "{reply}");

@@ -6,6 +6,7 @@
 //! [`StateData`]: the run sets it before calling into Lua and clears it after
 //! ([`begin_run`], [`end_run`]).
 
+use crate::raw;
 use crate::Shared;
 use bytes::Bytes;
 use ferrosip_api::registry::{CallOutcome, ValueCallable};
@@ -13,7 +14,8 @@ use ferrosip_api::{FnResult, FunctionDef, MsgContext, PvRef, RouteKind, SetOp, V
 use ferrosip_script::program::MyselfSubject;
 use ferrosip_script::vm::{is_myself_subject, Outcome};
 use ferrosip_script::{Program, ScriptCallEnv};
-use mlua::{Lua, MultiValue, Table, Value as LuaValue};
+use mlua::{ffi, Lua, MultiValue, Table, Value as LuaValue};
+use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,8 +49,36 @@ pub(crate) struct StateData {
 // that poll; the state moves between threads with its run, never used by two at once.
 unsafe impl Send for StateData {}
 
-pub(crate) fn begin_run(lua: &Lua, ctx: &mut MsgContext, program: &Program) {
-    if let Some(data) = lua.app_data_ref::<StateData>() {
+/// The state's [`StateData`] as its KSR functions and pool entry reach it: a pointer, not
+/// an app-data lookup (which cost ~140 instructions per KSR call).
+#[derive(Clone, Copy)]
+pub(crate) struct StateHandle(*const StateData);
+
+/// Owns a state's [`StateData`]; kept in the state's app data, so it lives as long as the
+/// state and every function holding a [`StateHandle`] to it.
+struct OwnedStateData(#[allow(dead_code)] Box<StateData>);
+
+// SAFETY: a handle is held only by its state's functions and its pool entry, which move
+// between threads with the state and are never used by two threads at once (see
+// `StateData`).
+unsafe impl Send for StateHandle {}
+
+impl StateHandle {
+    /// Gives `lua` its data; call once per state.
+    pub(crate) fn install(lua: &Lua) -> StateHandle {
+        let data = Box::new(StateData::default());
+        let handle = StateHandle(&*data);
+        lua.set_app_data(OwnedStateData(data));
+        handle
+    }
+
+    pub(crate) fn data(&self) -> &StateData {
+        // SAFETY: the pointee is owned by the state's app data, alive while the state is.
+        unsafe { &*self.0 }
+    }
+
+    pub(crate) fn begin_run(&self, ctx: &mut MsgContext, program: &Program) {
+        let data = self.data();
         data.run.set(Some(RunPtrs {
             ctx: ctx as *mut MsgContext,
             program: program as *const Program,
@@ -56,41 +86,56 @@ pub(crate) fn begin_run(lua: &Lua, ctx: &mut MsgContext, program: &Program) {
         data.exit.set(None);
         data.instructions.set(0);
     }
-}
 
-/// Ends the run; gives how `KSR.x.exit()/drop()` ended it, if they did.
-pub(crate) fn end_run(lua: &Lua) -> Option<Outcome> {
-    let data = lua.app_data_ref::<StateData>()?;
-    data.run.set(None);
-    data.exit.take()
-}
+    /// Ends the run; gives how `KSR.x.exit()/drop()` ended it, if they did.
+    pub(crate) fn end_run(&self) -> Option<Outcome> {
+        let data = self.data();
+        data.run.set(None);
+        data.exit.take()
+    }
 
-/// Calls `f` with the message of the run using the state.
-fn with_ctx<R>(
-    lua: &Lua,
-    f: impl FnOnce(&mut MsgContext, &Program, &StateData) -> R,
-) -> mlua::Result<R> {
-    let data = lua
-        .app_data_ref::<StateData>()
-        .ok_or_else(|| mlua::Error::runtime("KSR: no state data"))?;
-    let run = data.run.get().ok_or_else(|| {
-        mlua::Error::runtime("KSR functions can only be called while a route runs")
-    })?;
-    // SAFETY: see `StateData`: the pointers come from the `&mut MsgContext` and `&Program`
-    // the polling run holds for its whole life; no other reference to them is used while
-    // Lua runs inside that poll.
-    let (ctx, program) = unsafe { (&mut *run.ctx, &*run.program) };
-    Ok(f(ctx, program, &data))
+    /// Calls `f` with the message of the run using the state.
+    fn try_ctx<R>(
+        &self,
+        f: impl FnOnce(&mut MsgContext, &Program, &StateData) -> R,
+    ) -> Result<R, &'static str> {
+        let data = self.data();
+        let run = data
+            .run
+            .get()
+            .ok_or("KSR functions can only be called while a route runs")?;
+        // SAFETY: see `StateData`: the pointers come from the `&mut MsgContext` and
+        // `&Program` the polling run holds for its whole life; no other reference to them
+        // is used while Lua runs inside that poll.
+        let (ctx, program) = unsafe { (&mut *run.ctx, &*run.program) };
+        Ok(f(ctx, program, data))
+    }
+
+    fn with_ctx<R>(
+        &self,
+        f: impl FnOnce(&mut MsgContext, &Program, &StateData) -> R,
+    ) -> mlua::Result<R> {
+        self.try_ctx(f).map_err(mlua::Error::runtime)
+    }
 }
 
 /// In `ksr_onsend_route`, whether `what` (a KSR function that edits the message) must be
 /// refused: there the bytes are already built, so the edit could not take effect. The
 /// call then fails (-1, logged), as a registry function outside its route kinds does.
-fn refused_in_onsend(lua: &Lua, what: &str) -> mlua::Result<bool> {
-    if !with_ctx(lua, |ctx, _, _| ctx.route == RouteKind::OnSend)? {
+fn refused_in_onsend(lua: &Lua, st: StateHandle, what: &str) -> mlua::Result<bool> {
+    refused_in_onsend_at(st, what, || caller(lua)).map_err(mlua::Error::runtime)
+}
+
+/// [`refused_in_onsend`] for a raw function (`at` gives the caller's location).
+fn refused_in_onsend_at(
+    st: StateHandle,
+    what: &str,
+    at: impl FnOnce() -> String,
+) -> Result<bool, &'static str> {
+    if !st.try_ctx(|ctx, _, _| ctx.route == RouteKind::OnSend)? {
         return Ok(false);
     }
-    tracing::error!(location = %caller(lua), "{what} is not allowed in onsend_route");
+    tracing::error!(location = %at(), "{what} is not allowed in onsend_route");
     Ok(true)
 }
 
@@ -134,41 +179,55 @@ fn caller(lua: &Lua) -> String {
 }
 
 /// A function's result as KEMI returns it: the code (negative is false); an error is
-/// logged with the Lua location and returns its code.
-fn rc_of(lua: &Lua, name: &str, result: FnResult) -> i64 {
+/// logged with the Lua location (`at`, asked for only then) and returns its code.
+fn rc_of(at: impl FnOnce() -> String, name: &str, result: FnResult) -> i64 {
     match result {
         Ok(v) => v.rc() as i64,
         Err(e) => {
-            tracing::error!(location = %caller(lua), "{name}: {}", e.message);
+            tracing::error!(location = %at(), "{name}: {}", e.message);
             e.code as i64
         }
     }
 }
 
-/// Reports a KSR call to the statement trace with the Lua file:line and function calling
-/// it, its arguments and its return code.
-fn trace_call(lua: &Lua, shared: &Shared, what: &str, args: &[Value], rc: i64) {
-    let (file, line, function) = lua
-        .inspect_stack(1)
+/// The Lua function calling a KSR function through mlua (`caller` for raw functions).
+fn mlua_caller(lua: &Lua) -> raw::Caller {
+    lua.inspect_stack(1)
         .map(|d| {
             let src = d.source();
-            (
-                src.short_src.as_deref().unwrap_or("?").to_string(),
-                d.curr_line().max(0) as u32,
-                d.names().name.as_deref().unwrap_or("lua").to_string(),
-            )
+            raw::Caller {
+                file: src.short_src.as_deref().unwrap_or("?").to_string(),
+                line: d.curr_line(),
+                function: d.names().name.as_deref().unwrap_or("lua").to_string(),
+            }
         })
-        .unwrap_or_else(|| ("?".into(), 0, "lua".into()));
+        .unwrap_or_else(|| raw::Caller {
+            file: "?".into(),
+            line: 0,
+            function: "lua".into(),
+        })
+}
+
+/// Reports a KSR call to the statement trace with the Lua file:line and function calling
+/// it, its arguments and its return code.
+fn trace_call(
+    st: StateHandle,
+    shared: &Shared,
+    caller: raw::Caller,
+    what: &str,
+    args: &[Value],
+    rc: i64,
+) {
     let args: Vec<String> = args
         .iter()
         .map(|v| ferrosip_api::trace::TraceValue(v).to_string())
         .collect();
     let text = format!("{what}({})", args.join(", "));
-    let _ = with_ctx(lua, |ctx, _, _| {
+    let _ = st.try_ctx(|ctx, _, _| {
         shared.trace.emit(&ferrosip_api::trace::TraceEvent {
-            file: &file,
-            line,
-            route: &function,
+            file: &caller.file,
+            line: caller.line.max(0) as u32,
+            route: &caller.function,
             kind: ferrosip_api::trace::TraceKind::Ksr,
             text: &text,
             result: Some(Value::Int(rc)),
@@ -183,13 +242,13 @@ fn pick<'d>(
     defs: &'d [Arc<FunctionDef>],
     n: usize,
     what: &str,
-) -> mlua::Result<&'d Arc<FunctionDef>> {
+) -> Result<&'d Arc<FunctionDef>, String> {
     defs.iter().find(|d| d.arity() == n).ok_or_else(|| {
         let arities: Vec<String> = defs.iter().map(|d| d.arity().to_string()).collect();
-        mlua::Error::runtime(format!(
+        format!(
             "{what} takes {} argument(s), {n} given",
             arities.join(" or ")
-        ))
+        )
     })
 }
 
@@ -204,6 +263,7 @@ fn args_of(args: &MultiValue, what: &str) -> mlua::Result<Vec<Value>> {
 fn module_function(
     lua: &Lua,
     shared: &Arc<Shared>,
+    st: StateHandle,
     what: String,
     defs: Vec<Arc<FunctionDef>>,
 ) -> mlua::Result<mlua::Function> {
@@ -213,24 +273,37 @@ fn module_function(
         .iter()
         .any(|d| matches!(d.by_value, ValueCallable::Async(_)));
     if !any_async {
-        return lua.create_function(move |lua, args: MultiValue| {
-            let values = args_of(&args, &what)?;
-            let def = pick(&defs, values.len(), &what)?;
-            let result = with_ctx(lua, |ctx, program, _| {
-                let env = ScriptCallEnv::new(&shared.registry, program, &shared.modules);
-                match def.call_values(ctx, &values, &env) {
-                    CallOutcome::Done(r) => r,
-                    CallOutcome::Pending(_) => Err(ferrosip_api::FnError::new(
-                        "an async call from a sync binding",
-                    )),
+        return raw::function(
+            lua,
+            Box::new(move |l| {
+                // SAFETY: `l` is the state running this raw function.
+                let n = unsafe { ffi::lua_gettop(l) }.max(0);
+                let mut values: SmallVec<[Value; 4]> = SmallVec::with_capacity(n as usize);
+                for i in 1..=n {
+                    // SAFETY: as above; `i` is one of its arguments.
+                    values.push(unsafe { raw::arg(l, i) }.map_err(|e| format!("{what}: {e}"))?);
                 }
-            })?;
-            let rc = rc_of(lua, &what, result);
-            if shared.trace.is_on() {
-                trace_call(lua, &shared, &what, &values, rc);
-            }
-            Ok(rc)
-        });
+                let def = pick(&defs, values.len(), &what)?;
+                let result = st.try_ctx(|ctx, program, _| {
+                    let env = ScriptCallEnv::new(&shared.registry, program, &shared.modules);
+                    match def.call_values(ctx, &values, &env) {
+                        CallOutcome::Done(r) => r,
+                        CallOutcome::Pending(_) => Err(ferrosip_api::FnError::new(
+                            "an async call from a sync binding",
+                        )),
+                    }
+                })?;
+                // SAFETY (both): `l` is the state running this raw function.
+                let rc = rc_of(|| unsafe { raw::Caller::of(l) }.location(), &what, result);
+                if shared.trace.is_on() {
+                    let caller = unsafe { raw::Caller::of(l) };
+                    trace_call(st, &shared, caller, &what, &values, rc);
+                }
+                // SAFETY: a C function has LUA_MINSTACK free slots for its results.
+                unsafe { ffi::lua_pushinteger(l, rc) };
+                Ok(1)
+            }),
+        );
     }
     lua.create_async_function(move |lua, args: MultiValue| {
         let defs = defs.clone();
@@ -238,8 +311,10 @@ fn module_function(
         let what = what.clone();
         async move {
             let values = args_of(&args, &what)?;
-            let def = pick(&defs, values.len(), &what)?.clone();
-            let outcome = with_ctx(&lua, |ctx, program, _| {
+            let def = pick(&defs, values.len(), &what)
+                .map_err(mlua::Error::runtime)?
+                .clone();
+            let outcome = st.with_ctx(|ctx, program, _| {
                 let env = ScriptCallEnv::new(&shared.registry, program, &shared.modules);
                 def.call_values(ctx, &values, &env)
             })?;
@@ -249,12 +324,12 @@ fn module_function(
                 // runtime when the work is done.
                 CallOutcome::Pending(work) => {
                     let apply = work.await;
-                    with_ctx(&lua, |ctx, _, _| apply(ctx))?
+                    st.with_ctx(|ctx, _, _| apply(ctx))?
                 }
             };
-            let rc = rc_of(&lua, &what, result);
+            let rc = rc_of(|| caller(&lua), &what, result);
             if shared.trace.is_on() {
-                trace_call(&lua, &shared, &what, &values, rc);
+                trace_call(st, &shared, mlua_caller(&lua), &what, &values, rc);
             }
             Ok(rc)
         }
@@ -283,8 +358,8 @@ fn with_pv<R>(
     Ok(r)
 }
 
-fn pv_get(lua: &Lua, shared: &Shared, name: &str) -> mlua::Result<Value> {
-    with_ctx(lua, |ctx, _, data| {
+fn pv_get(st: StateHandle, shared: &Shared, name: &str) -> mlua::Result<Value> {
+    st.with_ctx(|ctx, _, data| {
         with_pv(data, shared, name, |pv| {
             pv.get(ctx)
                 .map_err(|e| mlua::Error::runtime(format!("KSR.pv.get({name}): {e}")))
@@ -292,8 +367,8 @@ fn pv_get(lua: &Lua, shared: &Shared, name: &str) -> mlua::Result<Value> {
     })?
 }
 
-fn pv_set(lua: &Lua, shared: &Shared, name: &str, v: Value) -> mlua::Result<()> {
-    with_ctx(lua, |ctx, _, data| {
+fn pv_set(st: StateHandle, shared: &Shared, name: &str, v: Value) -> mlua::Result<()> {
+    st.with_ctx(|ctx, _, data| {
         with_pv(data, shared, name, |pv| {
             pv.set(ctx, SetOp::Assign, v)
                 .map_err(|e| mlua::Error::runtime(format!("KSR.pv.set({name}): {e}")))
@@ -412,7 +487,7 @@ fn exit_sentinel(lua: &Lua) -> mlua::Result<Table> {
 }
 
 /// Fills the state's `KSR` table.
-pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
+pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>, st: StateHandle) -> mlua::Result<()> {
     let ksr = lua.create_table()?;
     // Every registered function, by module; the core's at the top (`KSR.setflag`).
     let mut by_module: HashMap<(String, &'static str), Vec<Arc<FunctionDef>>> = HashMap::new();
@@ -430,7 +505,7 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
         } else {
             format!("KSR.{module}.{name}")
         };
-        let f = module_function(lua, shared, what, defs)?;
+        let f = module_function(lua, shared, st, what, defs)?;
         all.set(name, f.clone())?;
         if top {
             ksr.set(name, f)?;
@@ -461,14 +536,23 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
 
     // Method tests.
     for m in METHODS {
-        let f = lua.create_function(move |lua, ()| with_ctx(lua, |ctx, _, _| method_is(ctx, m)))?;
+        // Raw: routes test the method on every message.
+        let f = raw::function(
+            lua,
+            Box::new(move |l| {
+                let is = st.try_ctx(|ctx, _, _| method_is(ctx, m))?;
+                // SAFETY: `l` is the state running this raw function.
+                unsafe { ffi::lua_pushboolean(l, std::ffi::c_int::from(is)) };
+                Ok(1)
+            }),
+        )?;
         ksr.set(format!("is_{m}"), f)?;
     }
     ksr.set(
         "is_method_in",
-        lua.create_function(|lua, letters: mlua::String| {
+        lua.create_function(move |_, letters: mlua::String| {
             let letters = letters.as_bytes().to_vec();
-            with_ctx(lua, |ctx, _, _| {
+            st.with_ctx(|ctx, _, _| {
                 letters.iter().any(|l| {
                     METHOD_LETTERS
                         .iter()
@@ -485,46 +569,55 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
         ("is_myself_srcip", MyselfSubject::SrcIp),
         ("is_myself_dstip", MyselfSubject::DstIp),
     ] {
-        let f = lua.create_function(move |lua, ()| {
-            with_ctx(lua, |ctx, program, _| {
-                is_myself_subject(program, ctx, subject, b"")
-            })
+        let f = lua.create_function(move |_, ()| {
+            st.with_ctx(|ctx, program, _| is_myself_subject(program, ctx, subject, b""))
         })?;
         ksr.set(name, f)?;
     }
     ksr.set(
         "is_myself",
-        lua.create_function(|lua, v: mlua::String| {
+        lua.create_function(move |_, v: mlua::String| {
             let v = v.as_bytes().to_vec();
-            with_ctx(lua, |ctx, program, _| {
-                is_myself_subject(program, ctx, MyselfSubject::Value, &v)
-            })
+            st.with_ctx(|ctx, program, _| is_myself_subject(program, ctx, MyselfSubject::Value, &v))
         })?,
     )?;
     ksr.set(
         "is_method",
-        lua.create_function(|lua, m: String| with_ctx(lua, |ctx, _, _| method_is(ctx, &m)))?,
+        lua.create_function(move |_, m: String| st.with_ctx(|ctx, _, _| method_is(ctx, &m)))?,
     )?;
     ksr.set(
         "setdsturi",
-        lua.create_function(|lua, uri: mlua::String| {
-            let uri = Bytes::copy_from_slice(&uri.as_bytes());
-            if refused_in_onsend(lua, "KSR.setdsturi")? {
-                return Ok(-1);
-            }
-            with_ctx(lua, |ctx, _, _| {
-                ctx.dst_uri = Some(uri);
-                1
-            })
-        })?,
+        // Raw: every relaying route calls it.
+        raw::function(
+            lua,
+            Box::new(move |l| {
+                // SAFETY (all three): `l` is the state running this raw function.
+                let uri = match unsafe { raw::arg(l, 1) } {
+                    Ok(Value::Str(uri)) => uri,
+                    Ok(Value::Int(n)) => Bytes::from(n.to_string()),
+                    Ok(Value::Null) => return Err("KSR.setdsturi: a URI string is needed".into()),
+                    Err(e) => return Err(format!("KSR.setdsturi: {e}")),
+                };
+                let rc = if refused_in_onsend_at(st, "KSR.setdsturi", || {
+                    unsafe { raw::Caller::of(l) }.location()
+                })? {
+                    -1
+                } else {
+                    st.try_ctx(|ctx, _, _| ctx.dst_uri = Some(uri))?;
+                    1
+                };
+                unsafe { ffi::lua_pushinteger(l, rc) };
+                Ok(1)
+            }),
+        )?,
     )?;
     ksr.set(
         "resetdsturi",
-        lua.create_function(|lua, ()| {
-            if refused_in_onsend(lua, "KSR.resetdsturi")? {
+        lua.create_function(move |lua, ()| {
+            if refused_in_onsend(lua, st, "KSR.resetdsturi")? {
                 return Ok(-1);
             }
-            with_ctx(lua, |ctx, _, _| {
+            st.with_ctx(|ctx, _, _| {
                 ctx.dst_uri = None;
                 1
             })
@@ -532,7 +625,7 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     )?;
     ksr.set(
         "isdsturiset",
-        lua.create_function(|lua, ()| with_ctx(lua, |ctx, _, _| ctx.dst_uri.is_some()))?,
+        lua.create_function(move |_, ()| st.with_ctx(|ctx, _, _| ctx.dst_uri.is_some()))?,
     )?;
     // Logging: KSR.info("text"), KSR.log("err", "text").
     ksr.set("err", log_fn(lua, tracing::Level::ERROR)?)?;
@@ -543,7 +636,7 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     ksr.set("dbg", log_fn(lua, tracing::Level::DEBUG)?)?;
     ksr.set(
         "log",
-        lua.create_function(|lua, (level, msg): (String, mlua::String)| {
+        lua.create_function(move |lua, (level, msg): (String, mlua::String)| {
             let text = msg.to_string_lossy();
             let at = caller(lua);
             match level.as_str() {
@@ -561,12 +654,12 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     let s = shared.clone();
     pv.set(
         "get",
-        lua.create_function(move |lua, name: String| to_lua(lua, pv_get(lua, &s, &name)?))?,
+        lua.create_function(move |lua, name: String| to_lua(lua, pv_get(st, &s, &name)?))?,
     )?;
     let s = shared.clone();
     pv.set(
         "gete",
-        lua.create_function(move |lua, name: String| match pv_get(lua, &s, &name)? {
+        lua.create_function(move |lua, name: String| match pv_get(st, &s, &name)? {
             Value::Null => Ok(LuaValue::String(lua.create_string("")?)),
             v => to_lua(lua, v),
         })?,
@@ -574,7 +667,7 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     let s = shared.clone();
     pv.set(
         "getw",
-        lua.create_function(move |lua, name: String| match pv_get(lua, &s, &name)? {
+        lua.create_function(move |lua, name: String| match pv_get(st, &s, &name)? {
             Value::Null => Ok(LuaValue::String(lua.create_string("<null>")?)),
             v => to_lua(lua, v),
         })?,
@@ -582,9 +675,9 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     let s = shared.clone();
     pv.set(
         "sets",
-        lua.create_function(move |lua, (name, v): (String, mlua::String)| {
+        lua.create_function(move |_, (name, v): (String, mlua::String)| {
             pv_set(
-                lua,
+                st,
                 &s,
                 &name,
                 Value::Str(Bytes::copy_from_slice(&v.as_bytes())),
@@ -594,20 +687,20 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     let s = shared.clone();
     pv.set(
         "seti",
-        lua.create_function(move |lua, (name, v): (String, i64)| {
-            pv_set(lua, &s, &name, Value::Int(v))
+        lua.create_function(move |_, (name, v): (String, i64)| {
+            pv_set(st, &s, &name, Value::Int(v))
         })?,
     )?;
     let s = shared.clone();
     pv.set(
         "unset",
-        lua.create_function(move |lua, name: String| pv_set(lua, &s, &name, Value::Null))?,
+        lua.create_function(move |_, name: String| pv_set(st, &s, &name, Value::Null))?,
     )?;
     let s = shared.clone();
     pv.set(
         "is_null",
-        lua.create_function(move |lua, name: String| {
-            Ok(matches!(pv_get(lua, &s, &name)?, Value::Null))
+        lua.create_function(move |_, name: String| {
+            Ok(matches!(pv_get(st, &s, &name)?, Value::Null))
         })?,
     )?;
     ksr.set("pv", pv)?;
@@ -618,7 +711,7 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
         let s = shared.clone();
         kx.set(
             *getter,
-            lua.create_function(move |lua, ()| match pv_get(lua, &s, name)? {
+            lua.create_function(move |lua, ()| match pv_get(st, &s, name)? {
                 Value::Null => Ok(LuaValue::String(lua.create_string("")?)),
                 v => to_lua(lua, v),
             })?,
@@ -630,12 +723,12 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     let hdr = lua.create_table()?;
     hdr.set(
         "append",
-        lua.create_function(|lua, text: String| {
+        lua.create_function(move |lua, text: String| {
             let (name, value) = split_header(&text)?;
-            if refused_in_onsend(lua, "KSR.hdr.append")? {
+            if refused_in_onsend(lua, st, "KSR.hdr.append")? {
                 return Ok(-1);
             }
-            with_ctx(lua, |ctx, _, _| {
+            st.with_ctx(|ctx, _, _| {
                 if ctx.msg.add_header(&name, value).is_ok() {
                     1
                 } else {
@@ -646,12 +739,12 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     )?;
     hdr.set(
         "insert",
-        lua.create_function(|lua, text: String| {
+        lua.create_function(move |lua, text: String| {
             let (name, value) = split_header(&text)?;
-            if refused_in_onsend(lua, "KSR.hdr.insert")? {
+            if refused_in_onsend(lua, st, "KSR.hdr.insert")? {
                 return Ok(-1);
             }
-            with_ctx(lua, |ctx, _, _| {
+            st.with_ctx(|ctx, _, _| {
                 if ctx.msg.insert_header_first(&name, value).is_ok() {
                     1
                 } else {
@@ -662,11 +755,11 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     )?;
     hdr.set(
         "remove",
-        lua.create_function(|lua, name: String| {
-            if refused_in_onsend(lua, "KSR.hdr.remove")? {
+        lua.create_function(move |lua, name: String| {
+            if refused_in_onsend(lua, st, "KSR.hdr.remove")? {
                 return Ok(-1);
             }
-            with_ctx(lua, |ctx, _, _| {
+            st.with_ctx(|ctx, _, _| {
                 if ctx.msg.remove_headers(&name) > 0 {
                     1
                 } else {
@@ -677,8 +770,8 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     )?;
     hdr.set(
         "is_present",
-        lua.create_function(|lua, name: String| {
-            with_ctx(lua, |ctx, _, _| {
+        lua.create_function(move |_, name: String| {
+            st.with_ctx(|ctx, _, _| {
                 if ctx.msg.header(&name).is_some() {
                     1
                 } else {
@@ -689,8 +782,8 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     )?;
     hdr.set(
         "get",
-        lua.create_function(|lua, name: String| {
-            let v = with_ctx(lua, |ctx, _, _| ctx.msg.header_bytes(&name))?;
+        lua.create_function(move |lua, name: String| {
+            let v = st.with_ctx(|ctx, _, _| ctx.msg.header_bytes(&name))?;
             match v {
                 Some(b) => Ok(LuaValue::String(lua.create_string(&b[..])?)),
                 None => Ok(LuaValue::Nil),
@@ -705,11 +798,10 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     // script's own pcall, which cannot tell it from others: it is rethrown by the runner's
     // handler only) without a Rust error and its traceback, which cost more than the
     // route itself.
-    let set_exit = lua.create_function(|lua, drop: bool| {
-        if let Some(d) = lua.app_data_ref::<StateData>() {
-            d.exit
-                .set(Some(if drop { Outcome::Drop } else { Outcome::Exit }));
-        }
+    let set_exit = lua.create_function(move |_, drop: bool| {
+        st.data()
+            .exit
+            .set(Some(if drop { Outcome::Drop } else { Outcome::Exit }));
         Ok(())
     })?;
     let (exit, drop): (mlua::Function, mlua::Function) = lua
@@ -744,7 +836,7 @@ pub(crate) fn install(lua: &Lua, shared: &Arc<Shared>) -> mlua::Result<()> {
     // The message handler of the run's xpcall: the error with the Lua stack (file:line of
     // each frame) at the point it was raised. Built here rather than with the `debug`
     // library, which the state does not load (scripts must not reach it).
-    let traceback = lua.create_function(|lua, msg: LuaValue| {
+    let traceback = lua.create_function(move |lua, msg: LuaValue| {
         let mut text = match &msg {
             LuaValue::String(s) => s.to_string_lossy().to_string(),
             LuaValue::Error(e) => e.to_string(),

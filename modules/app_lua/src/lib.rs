@@ -12,6 +12,7 @@
 
 mod ksr;
 mod lint;
+mod raw;
 
 use ferrosip_api::registry::BoxFuture;
 use ferrosip_api::{
@@ -110,6 +111,7 @@ pub(crate) struct Shared {
 /// to after each run (kept here, not looked up in the registry on every run).
 struct PooledState {
     lua: Lua,
+    data: ksr::StateHandle,
     thread: Thread,
     runner: Function,
 }
@@ -171,8 +173,8 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
     if !problems.is_empty() {
         return Err(problems);
     }
-    let first = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
-    let first = pooled(first, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let (first, data) = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let first = pooled(first, data, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
     let mut routes = Vec::new();
     let mut by_name = HashMap::new();
     for pair in first.lua.globals().pairs::<mlua::Value, mlua::Value>() {
@@ -214,11 +216,12 @@ fn budget_triggers() -> HookTriggers {
 }
 
 /// Counts the instructions of the run using the state; past `max` the run fails.
-fn budget_hook(max: u64) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> + Send + 'static {
-    move |lua, _debug| {
-        let Some(data) = lua.app_data_ref::<ksr::StateData>() else {
-            return Ok(VmState::Continue);
-        };
+fn budget_hook(
+    st: ksr::StateHandle,
+    max: u64,
+) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> + Send + 'static {
+    move |_, _debug| {
+        let data = st.data();
         let used = data.instructions.get() + HOOK_EVERY as u64;
         data.instructions.set(used);
         if used > max {
@@ -232,27 +235,35 @@ fn budget_hook(max: u64) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> 
 
 /// `lua` ready for the pool: the coroutine its routes run in (the runner, with the
 /// instruction budget hook: Lua hooks are per coroutine), reset and reused run after run.
-fn pooled(lua: Lua, shared: &Shared) -> mlua::Result<PooledState> {
+fn pooled(lua: Lua, data: ksr::StateHandle, shared: &Shared) -> mlua::Result<PooledState> {
     let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
     let thread = lua.create_thread(runner.clone())?;
-    thread.set_hook(budget_triggers(), budget_hook(shared.max_instructions));
+    thread.set_hook(
+        budget_triggers(),
+        budget_hook(data, shared.max_instructions),
+    );
     Ok(PooledState {
         lua,
+        data,
         thread,
         runner,
     })
 }
 
 /// A new Lua state with the `KSR` table, the script loaded and the instruction budget hook.
-fn new_state(shared: &Arc<Shared>) -> mlua::Result<Lua> {
+fn new_state(shared: &Arc<Shared>) -> mlua::Result<(Lua, ksr::StateHandle)> {
     let lua = Lua::new();
-    lua.set_app_data(ksr::StateData::default());
-    ksr::install(&lua, shared)?;
+    let data = ksr::StateHandle::install(&lua);
+    lua.set_app_data(raw::Bodies::default());
+    ksr::install(&lua, shared, data)?;
     // The script's top level runs under the same budget as a route.
-    lua.set_hook(budget_triggers(), budget_hook(shared.max_instructions));
+    lua.set_hook(
+        budget_triggers(),
+        budget_hook(data, shared.max_instructions),
+    );
     let name = format!("@{}", shared.path.display());
     lua.load(&shared.source[..]).set_name(name).exec()?;
-    Ok(lua)
+    Ok((lua, data))
 }
 
 impl LuaEngine {
@@ -283,7 +294,7 @@ impl LuaEngine {
             return Ok(state);
         }
         new_state(&self.shared)
-            .and_then(|lua| pooled(lua, &self.shared))
+            .and_then(|(lua, data)| pooled(lua, data, &self.shared))
             .map_err(|e| RuntimeError {
                 location: self.shared.path.display().to_string(),
                 message: format!("a new Lua state did not load: {e}"),
@@ -368,13 +379,13 @@ impl RouteEngine for LuaEngine {
                 .globals()
                 .raw_get(r.name.as_str())
                 .unwrap_or(mlua::Value::Nil);
-            ksr::begin_run(lua, ctx, program);
+            state.data.begin_run(ctx, program);
             // The coroutine yields on async KSR calls; this future then waits.
             let result = thread
                 .clone()
                 .into_async::<(bool, mlua::Value)>((target, event))
                 .await;
-            let exit = ksr::end_run(lua);
+            let exit = state.data.end_run();
             self.give_back(state);
             if let Some(outcome) = exit {
                 return Ok(outcome);
