@@ -41,6 +41,8 @@ pub(crate) struct StateData {
     exit: Cell<Option<Outcome>>,
     /// Instructions counted by the budget hook in the current run.
     pub instructions: Cell<u64>,
+    /// The budget (`max_instructions`).
+    pub max_instructions: Cell<u64>,
     pvs: RefCell<HashMap<String, PvRef>>,
 }
 

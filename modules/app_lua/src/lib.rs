@@ -10,6 +10,7 @@
 //! [`LuaEngine::run`]). A KSR call to an async function (database, DNS, sleep) yields the
 //! run's coroutine: the worker goes on with other messages, the run ends on the runtime.
 
+mod budget;
 mod ksr;
 mod lint;
 mod raw;
@@ -29,8 +30,7 @@ use std::sync::{Arc, Mutex};
 
 pub struct AppLuaModule;
 
-/// Instructions between two checks of the run's budget.
-const HOOK_EVERY: u32 = 10_000;
+use budget::HOOK_EVERY;
 
 impl Module for AppLuaModule {
     fn name(&self) -> &'static str {
@@ -112,9 +112,15 @@ pub(crate) struct Shared {
 struct PooledState {
     lua: Lua,
     data: ksr::StateHandle,
+    /// `thread`'s `lua_State`, for the instruction budget's hook.
+    coroutine: *mut mlua::ffi::lua_State,
     thread: Thread,
     runner: Function,
 }
+
+// SAFETY: `coroutine` points into `lua`'s own heap and is only used by the run that holds
+// this entry; it moves between threads with `lua`, which mlua's `send` feature allows.
+unsafe impl Send for PooledState {}
 
 /// A loaded Lua script: its routes and a pool of states running it.
 pub struct LuaEngine {
@@ -174,7 +180,7 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         return Err(problems);
     }
     let (first, data) = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
-    let first = pooled(first, data, &shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
+    let first = pooled(first, data).map_err(|e| vec![format!("error: app_lua: {e}")])?;
     let mut routes = Vec::new();
     let mut by_name = HashMap::new();
     for pair in first.lua.globals().pairs::<mlua::Value, mlua::Value>() {
@@ -233,18 +239,18 @@ fn budget_hook(
     }
 }
 
-/// `lua` ready for the pool: the coroutine its routes run in (the runner, with the
-/// instruction budget hook: Lua hooks are per coroutine), reset and reused run after run.
-fn pooled(lua: Lua, data: ksr::StateHandle, shared: &Shared) -> mlua::Result<PooledState> {
+/// `lua` ready for the pool: the coroutine its routes run in (the runner), reset and
+/// reused run after run. The instruction budget's hook is set on it only when a run goes
+/// on too long (`budget`).
+fn pooled(lua: Lua, data: ksr::StateHandle) -> mlua::Result<PooledState> {
     let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
     let thread = lua.create_thread(runner.clone())?;
-    thread.set_hook(
-        budget_triggers(),
-        budget_hook(data, shared.max_instructions),
-    );
+    // For a coroutine, Lua's `lua_topointer` is its `lua_State`.
+    let coroutine = thread.to_pointer() as *mut mlua::ffi::lua_State;
     Ok(PooledState {
         lua,
         data,
+        coroutine,
         thread,
         runner,
     })
@@ -256,13 +262,17 @@ fn new_state(shared: &Arc<Shared>) -> mlua::Result<(Lua, ksr::StateHandle)> {
     let data = ksr::StateHandle::install(&lua);
     lua.set_app_data(raw::Bodies::default());
     ksr::install(&lua, shared, data)?;
-    // The script's top level runs under the same budget as a route.
+    data.data().max_instructions.set(shared.max_instructions);
+    // The script's top level runs under the same budget as a route, counted from its
+    // start (it runs once per state).
     lua.set_hook(
         budget_triggers(),
         budget_hook(data, shared.max_instructions),
     );
     let name = format!("@{}", shared.path.display());
-    lua.load(&shared.source[..]).set_name(name).exec()?;
+    let loaded = lua.load(&shared.source[..]).set_name(name).exec();
+    lua.remove_hook();
+    loaded?;
     Ok((lua, data))
 }
 
@@ -294,7 +304,7 @@ impl LuaEngine {
             return Ok(state);
         }
         new_state(&self.shared)
-            .and_then(|(lua, data)| pooled(lua, data, &self.shared))
+            .and_then(|(lua, data)| pooled(lua, data))
             .map_err(|e| RuntimeError {
                 location: self.shared.path.display().to_string(),
                 message: format!("a new Lua state did not load: {e}"),
@@ -380,11 +390,17 @@ impl RouteEngine for LuaEngine {
                 .raw_get(r.name.as_str())
                 .unwrap_or(mlua::Value::Nil);
             state.data.begin_run(ctx, program);
+            // SAFETY: the pool gave this run the state; nothing else runs its coroutine.
+            unsafe { budget::clear(state.coroutine) };
             // The coroutine yields on async KSR calls; this future then waits.
-            let result = thread
-                .clone()
-                .into_async::<(bool, mlua::Value)>((target, event))
-                .await;
+            let result = budget::Watched {
+                inner: thread
+                    .clone()
+                    .into_async::<(bool, mlua::Value)>((target, event)),
+                coroutine: state.coroutine,
+                data: state.data.data(),
+            }
+            .await;
             let exit = state.data.end_run();
             self.give_back(state);
             if let Some(outcome) = exit {
