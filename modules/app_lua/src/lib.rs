@@ -55,7 +55,7 @@ impl Module for AppLuaModule {
             "max_instructions",
             ParamType::Int,
             100_000_000_i64,
-            "Ferrosip's: Lua instructions one route run may execute (waiting does not count) before it is aborted with an error; cuts a runaway loop.",
+            "Ferrosip's: Lua instructions one route run may execute, counted once it has run Lua for 50 ms without a pause (waiting does not count), before it is aborted with an error; cuts a runaway loop.",
         );
         m.param(
             "max_states",
@@ -110,12 +110,19 @@ pub(crate) struct Shared {
 /// An idle Lua state: the coroutine routes run in, and the runner function it is reset
 /// to after each run (kept here, not looked up in the registry on every run).
 struct PooledState {
+    /// Owns the state: the handles below hold it weakly (mlua), and it closes with this.
+    #[allow(dead_code, reason = "held for ownership only")]
     lua: Lua,
     data: ksr::StateHandle,
     /// `thread`'s `lua_State`, for the instruction budget's hook.
     coroutine: *mut mlua::ffi::lua_State,
     thread: Thread,
     runner: Function,
+    /// The globals table and each route's name as a Lua string, by route id: a route
+    /// function is still looked up by name on every run (a script may replace it), without
+    /// interning its name again (~1,500 instructions per call).
+    globals: mlua::Table,
+    route_names: Vec<mlua::String>,
 }
 
 // SAFETY: `coroutine` points into `lua`'s own heap and is only used by the run that holds
@@ -180,10 +187,9 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         return Err(problems);
     }
     let (first, data) = new_state(&shared).map_err(|e| vec![format!("error: app_lua: {e}")])?;
-    let first = pooled(first, data).map_err(|e| vec![format!("error: app_lua: {e}")])?;
     let mut routes = Vec::new();
     let mut by_name = HashMap::new();
-    for pair in first.lua.globals().pairs::<mlua::Value, mlua::Value>() {
+    for pair in first.globals().pairs::<mlua::Value, mlua::Value>() {
         let Ok((mlua::Value::String(k), mlua::Value::Function(_))) = pair else {
             continue;
         };
@@ -196,6 +202,7 @@ fn build_engine(input: &EngineInput<'_>) -> Result<Arc<dyn RouteEngine>, Vec<Str
         by_name.insert(name.clone(), routes.len() as RouteId);
         routes.push(LuaRoute { name });
     }
+    let first = pooled(first, data, &routes).map_err(|e| vec![format!("error: app_lua: {e}")])?;
     let file = shared.path.display().to_string();
     let Some(request) = by_name.get("ksr_request_route").copied() else {
         return Err(vec![format!(
@@ -242,12 +249,18 @@ fn budget_hook(
 /// `lua` ready for the pool: the coroutine its routes run in (the runner), reset and
 /// reused run after run. The instruction budget's hook is set on it only when a run goes
 /// on too long (`budget`).
-fn pooled(lua: Lua, data: ksr::StateHandle) -> mlua::Result<PooledState> {
+fn pooled(lua: Lua, data: ksr::StateHandle, routes: &[LuaRoute]) -> mlua::Result<PooledState> {
     let runner: Function = lua.named_registry_value(ksr::RUNNER)?;
     let thread = lua.create_thread(runner.clone())?;
     // For a coroutine, Lua's `lua_topointer` is its `lua_State`.
     let coroutine = thread.to_pointer() as *mut mlua::ffi::lua_State;
+    let route_names = routes
+        .iter()
+        .map(|r| lua.create_string(&r.name))
+        .collect::<mlua::Result<Vec<_>>>()?;
     Ok(PooledState {
+        globals: lua.globals(),
+        route_names,
         lua,
         data,
         coroutine,
@@ -304,7 +317,7 @@ impl LuaEngine {
             return Ok(state);
         }
         new_state(&self.shared)
-            .and_then(|(lua, data)| pooled(lua, data))
+            .and_then(|(lua, data)| pooled(lua, data, &self.routes))
             .map_err(|e| RuntimeError {
                 location: self.shared.path.display().to_string(),
                 message: format!("a new Lua state did not load: {e}"),
@@ -384,11 +397,11 @@ impl RouteEngine for LuaEngine {
                 message: "the Lua engine is closed".into(),
             })?;
             let state = self.take_state()?;
-            let (lua, thread) = (&state.lua, &state.thread);
-            let target: mlua::Value = lua
-                .globals()
-                .raw_get(r.name.as_str())
-                .unwrap_or(mlua::Value::Nil);
+            let thread = &state.thread;
+            let target: mlua::Value = match state.route_names.get(route as usize) {
+                Some(name) => state.globals.raw_get(name).unwrap_or(mlua::Value::Nil),
+                None => mlua::Value::Nil,
+            };
             state.data.begin_run(ctx, program);
             // SAFETY: the pool gave this run the state; nothing else runs its coroutine.
             unsafe { budget::clear(state.coroutine) };
