@@ -245,6 +245,37 @@ end
     assert!(log.contains("stack traceback:"), "{log}");
 }
 
+/// The budget counts only a run that keeps running Lua (50 ms in one go): a short busy
+/// route far over `max_instructions` is not cut, a runaway loop still is, and the next
+/// run of the same state starts uncounted again.
+#[test]
+fn only_a_route_that_keeps_running_is_counted() {
+    let port = free_port();
+    let lua = r#"
+function ksr_request_route()
+    local n = 0
+    if KSR.hdr.get("X-Work") == "forever" then
+        while true do n = n + 1 end
+    end
+    for i = 1, 20000 do n = n + i end
+    KSR.sl.sl_send_reply(200, "done " .. n)
+end
+"#;
+    // The smallest budget there is: one hook period.
+    let cfg = config(port, "modparam(\"app_lua\", \"max_instructions\", 10000)");
+    let (proxy, _dir) = start("budget", port, &cfg, lua);
+    let peer = Peer::new(port);
+    peer.send("short-1", "");
+    let reply = peer.recv();
+    assert_eq!(status_line(&reply), "SIP/2.0 200 done 200010000", "{reply}");
+    peer.send("forever-1", "X-Work: forever\r\n");
+    proxy.wait_log("more than 10000 Lua instructions", 1);
+    peer.send("short-2", "");
+    let reply = peer.recv();
+    assert_eq!(header(&reply, "Call-ID"), Some("short-2"), "{reply}");
+    assert_eq!(status_line(&reply), "SIP/2.0 200 done 200010000", "{reply}");
+}
+
 #[test]
 fn sighup_reloads_the_lua_file_and_keeps_it_when_broken() {
     let port = free_port();
