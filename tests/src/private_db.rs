@@ -89,6 +89,13 @@ impl PrivateServer {
                 .arg("-D")
                 .arg(&data)
                 .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                // A commit does not wait for its WAL to reach the disk (the WAL writer
+                // flushes it within 200 ms, and a shutdown flushes all): these servers
+                // test the proxy around a restart, not the disk. On a machine busy with
+                // the rest of the suite one commit's fsync took longer than the tests'
+                // 1 s database timeout (12-08: seven REGISTERs 2.5 s after PostgreSQL's
+                // return timed out on their location write, and db_faults failed).
+                .args(["-c", "synchronous_commit=off"])
                 .arg("-k")
                 .arg(data.parent().unwrap_or(&data))
                 .stdout(out.try_clone().expect("log"))
@@ -148,6 +155,9 @@ impl PrivateServer {
                     "--user=root",
                     "--bind-address=127.0.0.1",
                     "--skip-grant-tables",
+                    // As synchronous_commit=off for PostgreSQL above: a commit writes its
+                    // log to the OS, which flushes it every second.
+                    "--innodb-flush-log-at-trx-commit=2",
                 ])
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
