@@ -92,9 +92,9 @@ impl PrivateServer {
                 // A commit does not wait for its WAL to reach the disk (the WAL writer
                 // flushes it within 200 ms, and a shutdown flushes all): these servers
                 // test the proxy around a restart, not the disk. On a machine busy with
-                // the rest of the suite one commit's fsync took longer than the tests'
-                // 1 s database timeout (12-08: seven REGISTERs 2.5 s after PostgreSQL's
-                // return timed out on their location write, and db_faults failed).
+                // the rest of the suite, seven REGISTERs 2.5 s after PostgreSQL's return
+                // once timed out (1 s) on their location write, most likely behind one
+                // commit's fsync, and db_faults failed (12-08).
                 .args(["-c", "synchronous_commit=off"])
                 .arg("-k")
                 .arg(data.parent().unwrap_or(&data))
