@@ -166,23 +166,9 @@ unsafe extern "C-unwind" fn count_hook(l: *mut ffi::lua_State, _: *mut ffi::lua_
     }
     // SAFETY: set with the coroutine for the resume this hook runs in; the state's data
     // lives as long as the state.
-    let data = unsafe { &*current.data };
-    let used = data.instructions.get() + u64::from(HOOK_EVERY);
-    data.instructions.set(used);
-    let max = data.max_instructions.get();
-    if used <= max {
-        return;
-    }
-    let message = format!(
-        "the route ran more than {max} Lua instructions (app_lua max_instructions): aborted"
-    );
-    // SAFETY: a hook may raise an error; `message` is dropped before `lua_error` unwinds.
-    unsafe {
-        ffi::luaL_where(l, 0);
-        ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
-        drop(message);
-        ffi::lua_concat(l, 2);
-        ffi::lua_error(l)
+    if let Err(message) = unsafe { &*current.data }.charge_hook_period() {
+        // SAFETY: a hook may raise an error; level 0 is the Lua function running.
+        unsafe { crate::raw::raise(l, 0, message) }
     }
 }
 

@@ -40,10 +40,26 @@ pub(crate) struct StateData {
     /// Set by `KSR.x.exit()`/`KSR.x.drop()`: how the run ends, whatever Lua does next.
     exit: Cell<Option<Outcome>>,
     /// Instructions counted by the budget hook in the current run.
-    pub instructions: Cell<u64>,
+    instructions: Cell<u64>,
     /// The budget (`max_instructions`).
     pub max_instructions: Cell<u64>,
     pvs: RefCell<HashMap<String, PvRef>>,
+}
+
+impl StateData {
+    /// Counts one period of the budget hook ([`crate::budget::HOOK_EVERY`] instructions)
+    /// against the run; the error to raise once the run is over `max_instructions`.
+    pub(crate) fn charge_hook_period(&self) -> Result<(), String> {
+        let used = self.instructions.get() + u64::from(crate::budget::HOOK_EVERY);
+        self.instructions.set(used);
+        let max = self.max_instructions.get();
+        if used > max {
+            return Err(format!(
+                "the route ran more than {max} Lua instructions (app_lua max_instructions): aborted"
+            ));
+        }
+        Ok(())
+    }
 }
 
 // SAFETY: the raw pointers in `run` are only set while one route run polls the state (a

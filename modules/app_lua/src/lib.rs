@@ -228,20 +228,14 @@ fn budget_triggers() -> HookTriggers {
     HookTriggers::new().every_nth_instruction(HOOK_EVERY)
 }
 
-/// Counts the instructions of the run using the state; past `max` the run fails.
+/// Counts the instructions of the script's top level (`new_state`) against the budget.
 fn budget_hook(
     st: ksr::StateHandle,
-    max: u64,
 ) -> impl Fn(&Lua, mlua::Debug) -> mlua::Result<VmState> + Send + 'static {
     move |_, _debug| {
-        let data = st.data();
-        let used = data.instructions.get() + HOOK_EVERY as u64;
-        data.instructions.set(used);
-        if used > max {
-            return Err(mlua::Error::runtime(format!(
-                "the route ran more than {max} Lua instructions (app_lua max_instructions): aborted"
-            )));
-        }
+        st.data()
+            .charge_hook_period()
+            .map_err(mlua::Error::runtime)?;
         Ok(VmState::Continue)
     }
 }
@@ -278,10 +272,7 @@ fn new_state(shared: &Arc<Shared>) -> mlua::Result<(Lua, ksr::StateHandle)> {
     data.data().max_instructions.set(shared.max_instructions);
     // The script's top level runs under the same budget as a route, counted from its
     // start (it runs once per state).
-    lua.set_hook(
-        budget_triggers(),
-        budget_hook(data, shared.max_instructions),
-    );
+    lua.set_hook(budget_triggers(), budget_hook(data));
     let name = format!("@{}", shared.path.display());
     let loaded = lua.load(&shared.source[..]).set_name(name).exec();
     lua.remove_hook();

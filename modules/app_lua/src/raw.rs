@@ -50,12 +50,23 @@ unsafe extern "C-unwind" fn trampoline(l: *mut ffi::lua_State) -> c_int {
     let message = match std::panic::catch_unwind(AssertUnwindSafe(|| body(l))) {
         Ok(Ok(results)) => return results,
         Ok(Err(message)) => message,
-        Err(_) => "KSR: the function failed unexpectedly (a bug, logged above)".to_string(),
+        Err(_) => "KSR: the function panicked (a bug; the panic is on stderr)".to_string(),
     };
-    // SAFETY: plain stack operations of a C function on its own state; `message` is
-    // dropped before `lua_error` unwinds this frame.
+    // SAFETY: `l` runs this C function; level 1 is its caller.
+    unsafe { raise(l, 1, message) }
+}
+
+/// Raises `message` as a Lua error with the `file:line:` of the function at stack `level`
+/// in front (as `luaL_error`). `message` is dropped before `lua_error` unwinds, which
+/// skips every Rust frame up to the protected call catching it: the caller must hold no
+/// value with a destructor.
+///
+/// # Safety
+/// `l` is the running state, in a C function or hook Lua called.
+pub(crate) unsafe fn raise(l: *mut ffi::lua_State, level: c_int, message: String) -> ! {
+    // SAFETY: plain stack operations on the running state, as the caller promises.
     unsafe {
-        ffi::luaL_where(l, 1);
+        ffi::luaL_where(l, level);
         ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
         drop(message);
         ffi::lua_concat(l, 2);
